@@ -1,0 +1,3 @@
+"""labctl: a lab controller for teaching the kinds of virtualization."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,42 @@
+"""The ``labctl`` command line: command groups are registered here; errors are rendered here once."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.markup import escape
+
+from labctl import console
+from labctl.cli.app import app
+from labctl.errors import ExitCode, LabctlError
+
+# Each command group lives in its own module; importing it adds its commands to ``app``.
+from labctl.cli import images  # noqa: E402,F401  isort: skip
+
+__all__ = ["app", "main", "render_error"]
+
+
+def render_error(exc: LabctlError) -> None:
+    """Print a user error as ``Error:`` and ``Hint:`` lines on stderr."""
+    console.err.print(f"[bold red]Error:[/bold red] {escape(exc.message)}", soft_wrap=True)
+    if exc.hint:
+        console.err.print(f"[yellow]Hint:[/yellow] {escape(exc.hint)}", soft_wrap=True)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, render labctl errors without a traceback."""
+    try:
+        app(standalone_mode=False)
+    except LabctlError as exc:
+        render_error(exc)
+        sys.exit(exc.code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        console.err.print("Interrupted.")
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -1,0 +1,113 @@
+"""``labctl images``: build and list the cached guest images."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from labctl import console
+from labctl.cli.app import app
+from labctl.images.cache import BuildOutcome
+from labctl.images.registry import store
+
+images_app = typer.Typer(help="Build and list the guest images (built locally from Debian packages).")
+app.add_typer(images_app, name="images")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**2:.0f} MiB"
+
+
+@images_app.command("build")
+def build(
+    names: list[str] = typer.Argument(None, help="Images to build (default: all)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if the recipe did not change."),
+    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+) -> None:
+    """Build every image the default lab needs; only what changed is rebuilt."""
+    s = store()
+    wanted = names or list(s.recipes)
+    outcomes: list[BuildOutcome] = []
+    started = time.monotonic()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.fields[image]}[/bold]"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console.err,
+        transient=False,
+        disable=json_out,
+    ) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_stage(image: str, stage: str) -> None:
+            if image not in tasks:
+                tasks[image] = progress.add_task(stage, image=image, total=None)
+            progress.update(tasks[image], description=stage)
+
+        def on_done(outcome: BuildOutcome) -> None:
+            outcomes.append(outcome)
+            text = f"{outcome.verb} ({_size(outcome.manifest.total_size)})"
+            if outcome.name in tasks:
+                progress.update(tasks[outcome.name], description=text, total=1, completed=1)
+            else:
+                progress.add_task(text, image=outcome.name, total=1, completed=1)
+
+        s.build(wanted, force=force, on_stage=on_stage, on_done=on_done)
+    if json_out:
+        console.print_json(
+            {
+                "seconds": round(time.monotonic() - started, 1),
+                "images": [
+                    {"name": o.name, "built": o.built, "seconds": o.seconds, "manifest": o.manifest}
+                    for o in outcomes
+                ],
+            }
+        )
+    else:
+        total = time.monotonic() - started
+        console.err.print(f"{len(outcomes)} images ready in {total:.1f} s")
+
+
+@images_app.command("list")
+def list_images(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Show each image: built or missing, recipe hash, size, build time."""
+    s = store()
+    hashes = s.hashes(s.recipes)
+    rows = []
+    for name, recipe_hash in hashes.items():
+        manifest = s.manifest(name)
+        if manifest is None:
+            status = "missing"
+        elif manifest.recipe_hash != recipe_hash:
+            status = "outdated"
+        elif not s.recipes[name].present(manifest):
+            status = "missing from engine"
+        else:
+            status = "ready"
+        rows.append(
+            {
+                "name": name,
+                "status": status,
+                "recipe_hash": recipe_hash,
+                "description": s.recipes[name].description,
+                "manifest": manifest,
+            }
+        )
+    if json_out:
+        console.print_json(rows)
+        return
+    table = Table("image", "status", "size", "built", "description")
+    for r in rows:
+        m = r["manifest"]
+        table.add_row(
+            r["name"],
+            r["status"],
+            _size(m.total_size) if m else "-",
+            f"{m.built_at} ({m.build_seconds:.0f} s)" if m else "-",
+            r["description"],
+        )
+    console.out.print(table)

@@ -1,0 +1,66 @@
+"""One exception root for everything labctl reports to a user.
+
+Raised deep, rendered once at the CLI edge as ``Error: ...`` / ``Hint: ...``
+with the exit code the error carries (see README "Exit codes").
+"""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    """Documented process exit codes."""
+
+    OK = 0
+    FAILED = 1  # a check or a step failed
+    NOTHING_RAN = 2  # nothing could run (bad input, engine missing)
+    USAGE = 2
+    HOST = 3  # the host is not fit: not root, unsupported OS, no disk, daemon down
+    ENGINE = 4  # an engine refused an operation
+    TIMEOUT = 5  # something never became ready
+    INTERRUPTED = 130
+
+
+class LabctlError(Exception):
+    """An error already explained for the user: a message, a hint and an exit code."""
+
+    code: int = ExitCode.FAILED
+
+    def __init__(self, message: str, hint: str | None = None, code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SpecError(LabctlError):
+    """The lab or exercise YAML is invalid; the message names file, line and field."""
+
+    code = ExitCode.USAGE
+
+
+class HostError(LabctlError):
+    """The host cannot do what was asked (not root, no package, daemon down, no space)."""
+
+    code = ExitCode.HOST
+
+
+class EngineError(LabctlError):
+    """An engine (libvirt, LXD, Docker) refused; the message keeps the daemon's own text."""
+
+    code = ExitCode.ENGINE
+
+
+class BuildError(LabctlError):
+    """An image build failed; nothing half-built is left in the cache."""
+
+    code = ExitCode.FAILED
+
+
+class ReadyTimeout(LabctlError):
+    """A guest did not become usable in time."""
+
+    code = ExitCode.TIMEOUT

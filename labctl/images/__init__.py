@@ -1,0 +1,1 @@
+"""Guest images built locally from Debian packages and cached by recipe hash."""

@@ -1,0 +1,216 @@
+"""The image cache: build into a temporary directory, rename into place, manifest last.
+
+A directory ``<cache>/images/<name>/`` with a ``manifest.json`` is a whole image; anything
+else (``.<name>.tmp-<pid>`` left by an interrupted build) is removed on the next run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from labctl.errors import BuildError, HostError
+from labctl.images.recipe import MANIFEST, Artifact, BuildContext, Manifest, Recipe, Report
+from labctl.paths import cache_dir
+
+MIN_FREE_BYTES = 4 * 1024**3
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """What happened to one image in a ``build`` call."""
+
+    name: str
+    manifest: Manifest
+    built: bool  # False: the cache was already up to date
+    seconds: float
+
+    @property
+    def verb(self) -> str:
+        """``built`` or ``cached``, for tables."""
+        return "built" if self.built else "cached"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ImageStore:
+    """Builds recipes in dependency order and keeps what they produce."""
+
+    def __init__(self, recipes: Iterable[Recipe], root: Path | None = None) -> None:
+        self.recipes = {r.name: r for r in recipes}
+        self.root = (root or cache_dir()) / "images"
+
+    def path(self, name: str) -> Path:
+        """Cache directory of image ``name``."""
+        return self.root / name
+
+    def manifest(self, name: str) -> Manifest | None:
+        """The manifest of a finished image, or None."""
+        path = self.path(name) / MANIFEST
+        if not path.is_file():
+            return None
+        try:
+            return Manifest.from_file(path)
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def order(self, names: Iterable[str]) -> list[str]:
+        """``names`` and everything they need, dependencies first."""
+        seen: list[str] = []
+
+        def visit(name: str, chain: tuple[str, ...]) -> None:
+            if name in chain:
+                raise BuildError(f"image recipes depend on each other: {' -> '.join(chain)}")
+            if name not in self.recipes:
+                known = ", ".join(sorted(self.recipes))
+                raise BuildError(f"unknown image {name!r}", f"known images: {known}")
+            for dep in self.recipes[name].needs:
+                visit(dep, (*chain, name))
+            if name not in seen:
+                seen.append(name)
+
+        for n in names:
+            visit(n, ())
+        return seen
+
+    def hashes(self, names: Iterable[str]) -> dict[str, str]:
+        """Recipe hash of each image in dependency order."""
+        result: dict[str, str] = {}
+        for name in self.order(names):
+            recipe = self.recipes[name]
+            result[name] = recipe.recipe_hash({d: result[d] for d in recipe.needs})
+        return result
+
+    def is_current(self, name: str, recipe_hash: str) -> bool:
+        """True if the cached image matches the recipe and is still usable."""
+        manifest = self.manifest(name)
+        return (
+            manifest is not None
+            and manifest.recipe_hash == recipe_hash
+            and self.recipes[name].present(manifest)
+        )
+
+    def clean_stale(self) -> None:
+        """Remove temporary directories left by builds that were interrupted."""
+        if not self.root.is_dir():
+            return
+        for entry in self.root.iterdir():
+            if entry.name.startswith(".") and ("tmp-" in entry.name or "old-" in entry.name):
+                pid = entry.name.rsplit("-", 1)[-1]
+                if not pid.isdigit() or not _pid_alive(int(pid)):
+                    shutil.rmtree(entry, ignore_errors=True)
+
+    def build(
+        self,
+        names: Iterable[str],
+        *,
+        force: bool = False,
+        on_stage: Callable[[str, str], None] | None = None,
+        on_done: Callable[[BuildOutcome], None] | None = None,
+    ) -> list[BuildOutcome]:
+        """Bring each named image (and its dependencies) up to date; rebuild only on change."""
+        names = list(names)
+        hashes = self.hashes(names)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.clean_stale()
+        outcomes: list[BuildOutcome] = []
+        rebuilt: set[str] = set()
+        for name, recipe_hash in hashes.items():
+            recipe = self.recipes[name]
+            stale_dep = any(d in rebuilt for d in recipe.needs)
+            wanted = force and name in names
+            if not wanted and not stale_dep and self.is_current(name, recipe_hash):
+                manifest = self.manifest(name)
+                assert manifest is not None
+                outcome = BuildOutcome(name, manifest, built=False, seconds=0.0)
+            else:
+                report: Report = (lambda s, n=name: on_stage(n, s)) if on_stage else (
+                    lambda s: None
+                )
+                outcome = self._build_one(recipe, recipe_hash, report)
+                rebuilt.add(name)
+            outcomes.append(outcome)
+            if on_done:
+                on_done(outcome)
+        return outcomes
+
+    def _check_space(self) -> None:
+        free = shutil.disk_usage(self.root).free
+        if free < MIN_FREE_BYTES:
+            raise HostError(
+                f"only {free / 1024**3:.1f} GiB free under {self.root}; image builds need "
+                f"{MIN_FREE_BYTES / 1024**3:.0f} GiB",
+                "free some disk space or point LABCTL_CACHE at a larger disk",
+            )
+
+    def _build_one(self, recipe: Recipe, recipe_hash: str, report: Report) -> BuildOutcome:
+        self._check_space()
+        final = self.path(recipe.name)
+        tmp = self.root / f".{recipe.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        deps = {d: self.path(d) for d in recipe.needs}
+        started = time.monotonic()
+        old = self.manifest(recipe.name)
+        try:
+            engine_ref, facts = recipe.build(BuildContext(tmp, deps, report, recipe_hash))
+            report("checksums")
+            artifacts = tuple(
+                Artifact(p.name, p.stat().st_size, _sha256(p))
+                for p in sorted(tmp.iterdir())
+                if p.is_file()
+            )
+            manifest = Manifest(
+                image=recipe.name,
+                recipe_hash=recipe_hash,
+                built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                build_seconds=round(time.monotonic() - started, 1),
+                artifacts=artifacts,
+                engine_ref=engine_ref,
+                facts=dict(facts),
+            )
+            (tmp / MANIFEST).write_text(manifest.to_json())
+            self._swap_in(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.engine_ref and old.engine_ref != manifest.engine_ref:
+            recipe.forget(old)
+        return BuildOutcome(recipe.name, manifest, built=True, seconds=manifest.build_seconds)
+
+    def _swap_in(self, tmp: Path, final: Path) -> None:
+        old = self.root / f".{final.name}.old-{os.getpid()}"
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def forget(self, name: str) -> None:
+        """Remove an image from the cache and from its engine."""
+        manifest = self.manifest(name)
+        if manifest is not None:
+            self.recipes[name].forget(manifest)
+        shutil.rmtree(self.path(name), ignore_errors=True)
+

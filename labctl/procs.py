@@ -1,0 +1,44 @@
+"""Running host commands with errors that say what failed and what it printed."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from labctl.errors import LabctlError
+
+
+def run(
+    argv: Sequence[str | Path],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float | None = None,
+    error: type[LabctlError] = LabctlError,
+    hint: str | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``argv``; on failure raise ``error`` with the command and its last output lines."""
+    args = [str(a) for a in argv]
+    try:
+        proc = subprocess.run(
+            args, cwd=cwd, env=env, input=input, timeout=timeout, capture_output=True, check=False
+        )
+    except FileNotFoundError as exc:
+        raise error(f"{args[0]} is not installed", hint or "run: labctl host setup") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise error(f"{shlex.join(args)} did not finish in {timeout:.0f} s", hint) from exc
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-8:]
+        detail = "\n  ".join(tail)
+        raise error(
+            f"{shlex.join(args)} failed with exit code {proc.returncode}:\n  {detail}", hint
+        )
+    return proc
+
+
+def output(argv: Sequence[str | Path], **kwargs: object) -> str:
+    """Run ``argv`` and return its stdout as text (see :func:`run`)."""
+    return run(argv, **kwargs).stdout.decode()  # type: ignore[arg-type]

@@ -1,0 +1,96 @@
+"""SSH into guests with the lab key: run a command, wait until a login really works.
+
+A TCP connect proves nothing on this network (any 10.x address answers on port 22), so
+readiness means: the SSH handshake completes, the key is accepted and a command runs.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from labctl.command import CommandResult
+from labctl.errors import ReadyTimeout
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Where and as whom to log in."""
+
+    host: str
+    port: int
+    user: str
+    key: Path
+
+    @property
+    def argv(self) -> list[str]:
+        """An ``ssh`` command line a student can paste."""
+        return [
+            "ssh",
+            "-i",
+            str(self.key),
+            "-p",
+            str(self.port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            f"{self.user}@{self.host}",
+        ]
+
+
+def _connect(target: SshTarget, timeout: float) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    # Guests are ours and recreated often; their host keys are not worth pinning.
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    client.connect(
+        target.host,
+        port=target.port,
+        username=target.user,
+        key_filename=str(target.key),
+        timeout=timeout,
+        banner_timeout=timeout,
+        auth_timeout=timeout,
+        allow_agent=False,
+        look_for_keys=False,
+    )
+    return client
+
+
+def run(target: SshTarget, command: str, timeout: float = 60.0) -> CommandResult:
+    """Run ``command`` on the target over SSH and return its result."""
+    client = _connect(target, timeout=min(timeout, 15.0))
+    try:
+        _stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
+        out = stdout.read().decode(errors="replace")
+        err = stderr.read().decode(errors="replace")
+        rc = stdout.channel.recv_exit_status()
+    finally:
+        client.close()
+    return CommandResult(command, rc, out, err)
+
+
+def wait_for_login(
+    target: SshTarget, deadline: float, command: str = "true", poll: float = 1.0
+) -> CommandResult:
+    """Retry a key login that runs ``command`` until it succeeds or ``deadline`` (monotonic)."""
+    last = "no answer"
+    while True:
+        try:
+            result = run(target, command, timeout=10.0)
+            if result.succeeded:
+                return result
+            last = result.detail
+        except (OSError, EOFError, paramiko.SSHException, socket.timeout) as exc:
+            last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if time.monotonic() >= deadline:
+            raise ReadyTimeout(
+                f"no SSH login to {target.user}@{target.host}:{target.port}: {last}"
+            )
+        time.sleep(poll)
