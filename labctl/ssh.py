@@ -13,6 +13,7 @@ from pathlib import Path
 
 import paramiko
 
+from labctl import cancel
 from labctl.command import CommandResult
 from labctl.errors import ReadyTimeout
 
@@ -82,6 +83,7 @@ def wait_for_login(
     """Retry a key login that runs ``command`` until it succeeds or ``deadline`` (monotonic)."""
     last = "no answer"
     while True:
+        cancel.check()
         try:
             result = run(target, command, timeout=10.0)
             if result.succeeded:

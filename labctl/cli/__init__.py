@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+from typer.exceptions import TyperException
 from rich.markup import escape
 
 from labctl import console
@@ -13,7 +13,7 @@ from labctl.cli.app import app
 from labctl.errors import ExitCode, LabctlError
 
 # Each command group lives in its own module; importing it adds its commands to ``app``.
-from labctl.cli import images  # noqa: E402,F401  isort: skip
+from labctl.cli import images, lab  # noqa: E402,F401  isort: skip
 
 __all__ = ["app", "main", "render_error"]
 
@@ -32,11 +32,15 @@ def main() -> None:
     except LabctlError as exc:
         render_error(exc)
         sys.exit(exc.code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         console.err.print("Interrupted.")
         sys.exit(ExitCode.INTERRUPTED)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.ClickException as exc:
-        exc.show()
+    except TyperException as exc:  # usage errors: typer explains them itself
+        show = getattr(exc, "show", None)
+        if show:
+            show()
+        else:
+            console.err.print(f"Error: {escape(exc.format_message())}")
         sys.exit(exc.exit_code)

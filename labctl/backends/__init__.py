@@ -1,0 +1,28 @@
+"""Engines that run guests: one small contract (base.py), one module per engine.
+
+Backends are imported lazily by name so a missing library only disables its own engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from labctl.backends.base import Backend
+
+_BACKENDS = {
+    "libvirt": "labctl.backends.libvirt:LibvirtBackend",
+    "lxd": "labctl.backends.lxd:LxdBackend",
+    "docker": "labctl.backends.docker:DockerBackend",
+}
+
+
+def get(engine: str) -> Backend:
+    """A backend instance for ``engine`` (``libvirt``, ``lxd`` or ``docker``)."""
+    module, _, cls = _BACKENDS[engine].partition(":")
+    backend: Backend = getattr(importlib.import_module(module), cls)()
+    return backend
+
+
+def engines() -> list[str]:
+    """Every engine name labctl knows."""
+    return list(_BACKENDS)

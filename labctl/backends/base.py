@@ -1,0 +1,99 @@
+"""The backend contract: what labctl asks of every engine."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from labctl.command import CommandResult
+from labctl.images.recipe import Manifest
+from labctl.keys import KeyPair
+from labctl.lab.state import GuestRecord, LabState
+from labctl.spec.model import DockerGuest, Lab, LibvirtGuest, LxdGuest
+
+EngineState = Literal["running", "stopped", "absent"]
+
+
+@dataclass(frozen=True)
+class GuestPlan:
+    """Everything a backend needs to create one guest of one lab instance."""
+
+    name: str
+    resource: str
+    spec: LibvirtGuest | LxdGuest | DockerGuest
+    lab: str
+    instance: str
+    manifest: Manifest
+    image_dir: Path
+    run_dir: Path
+    key: KeyPair
+    accel: str | None = None  # resolved accelerator for VMs: kvm or tcg
+    address: str | None = None  # planned address on the lab's VM network
+    gateway: str | None = None
+    prefix: int | None = None
+    network: str | None = None  # engine network the guest joins
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Labels put on every engine object, so leftovers can be traced to their lab."""
+        return {"labctl.lab": self.lab, "labctl.instance": self.instance, "labctl.guest": self.name}
+
+
+@dataclass(frozen=True)
+class Ready:
+    """How to reach a guest once it answered."""
+
+    address: str
+    port: int
+    connect: str
+
+
+class Backend(ABC):
+    """One engine. Every method is idempotent; errors are labctl EngineErrors with hints."""
+
+    engine: ClassVar[str]
+
+    @abstractmethod
+    def preflight(self) -> None:
+        """Fail fast, saying what to install or start, if the engine cannot be used."""
+
+    def prepare(self, state: LabState, lab: Lab) -> LabState:
+        """Create the lab's shared engine objects (networks); return the updated state."""
+        return state
+
+    @abstractmethod
+    def create(self, plan: GuestPlan) -> GuestRecord:
+        """Create the guest (stopped) unless it exists; return its record."""
+
+    @abstractmethod
+    def start(self, plan: GuestPlan) -> None:
+        """Start the guest unless it runs."""
+
+    @abstractmethod
+    def wait_ready(self, plan: GuestPlan, deadline: float) -> Ready:
+        """Wait (until ``deadline``, monotonic) until the guest is really usable."""
+
+    @abstractmethod
+    def state(self, resource: str) -> EngineState:
+        """What the engine says about the guest named ``resource``."""
+
+    @abstractmethod
+    def destroy(self, resource: str) -> None:
+        """Remove the guest and its volumes; nothing happens if it does not exist."""
+
+    def cleanup(self, state: LabState) -> None:
+        """Remove the lab's shared engine objects created by :meth:`prepare`."""
+
+    @abstractmethod
+    def exec(self, record: GuestRecord, key: KeyPair, command: str) -> CommandResult:
+        """Run a shell command in the guest."""
+
+    @abstractmethod
+    def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
+        """A command line that opens an interactive shell in the guest."""
+
+    @abstractmethod
+    def list_guests(self, lab: str, instance: str) -> list[str]:
+        """Names of the guests the engine holds for this lab instance (found by label)."""

@@ -1,0 +1,281 @@
+"""Virtual machines through libvirt-python: QEMU under KVM or TCG, direct kernel boot."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import libvirt
+
+from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
+from labctl.backends.domain_xml import (
+    DomainParams,
+    devices_summary,
+    domain_xml,
+    network_xml,
+    read_labels,
+)
+from labctl.command import CommandResult
+from labctl.errors import EngineError, ReadyTimeout
+from labctl.keys import KeyPair
+from labctl.lab import naming, subnets
+from labctl.lab.state import GuestRecord, LabState
+from labctl.procs import run as run_cmd
+from labctl.spec.model import Lab, LibvirtGuest
+from labctl.ssh import SshTarget, wait_for_login
+from labctl.ssh import run as ssh_run
+
+URI = "qemu:///system"
+HINT = "start libvirtd: labctl host setup (labctl doctor shows what is missing)"
+
+# libvirt prints every error on stderr by default; we report them ourselves.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def _err(action: str, exc: libvirt.libvirtError, hint: str = HINT) -> EngineError:
+    return EngineError(f"libvirt could not {action}: {exc.get_error_message()}", hint)
+
+
+@contextmanager
+def connection() -> Iterator[libvirt.virConnect]:
+    """An open connection to the system libvirtd, closed afterwards."""
+    try:
+        conn = libvirt.open(URI)
+    except libvirt.libvirtError as exc:
+        raise _err(f"connect to {URI}", exc) from exc
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise _err(f"look up domain {name}", exc) from exc
+
+
+def _network(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork | None:
+    try:
+        return conn.networkLookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+            return None
+        raise _err(f"look up network {name}", exc) from exc
+
+
+def _network_subnets(conn: libvirt.virConnect) -> list[ipaddress.IPv4Network]:
+    """Subnets of every libvirt network, active or not."""
+    used = []
+    for net in conn.listAllNetworks():
+        for ip in ET.fromstring(net.XMLDesc()).findall("ip"):
+            if ip.get("address") and ip.get("netmask"):
+                used.append(
+                    ipaddress.ip_network(f"{ip.get('address')}/{ip.get('netmask')}", strict=False)
+                )
+    return used
+
+
+class LibvirtBackend(Backend):
+    """VMs as libvirt domains; disks are qcow2 overlays on the cached image."""
+
+    engine = "libvirt"
+
+    def preflight(self) -> None:
+        with connection() as conn:
+            caps = conn.getCapabilities()
+        for binary in ("qemu-system-x86_64", "qemu-system-aarch64"):
+            if binary not in caps:
+                raise EngineError(
+                    f"libvirt does not offer {binary}",
+                    "install qemu-system-x86 and qemu-system-arm (labctl host setup)",
+                )
+
+    # -- the lab network -------------------------------------------------------------
+
+    def prepare(self, state: LabState, lab: Lab) -> LabState:
+        name = naming.network(state.lab, state.instance)
+        bridge = naming.bridge(state.lab, state.instance)
+        with connection() as conn:
+            net = _network(conn, name)
+            subnet = state.subnet
+            if subnet is None:
+                subnet = subnets.pick(
+                    lab.network.pool, [*subnets.host_subnets(), *_network_subnets(conn)]
+                )
+                # Record before creating, so a crash in between still lets `down` clean up.
+                state = replace(state, subnet=subnet, network=name, bridge=bridge)
+            try:
+                if net is None:
+                    net = conn.networkDefineXML(network_xml(name, bridge, subnet))
+                if not net.isActive():
+                    net.create()
+            except libvirt.libvirtError as exc:
+                raise _err(f"create network {name} ({subnet})", exc) from exc
+        return state
+
+    def cleanup(self, state: LabState) -> None:
+        name = naming.network(state.lab, state.instance)
+        with connection() as conn:
+            net = _network(conn, name)
+            if net is None:
+                return
+            try:
+                if net.isActive():
+                    net.destroy()
+                net.undefine()
+            except libvirt.libvirtError as exc:
+                raise _err(f"remove network {name}", exc) from exc
+
+    # -- guests ----------------------------------------------------------------------
+
+    def _params(self, plan: GuestPlan) -> DomainParams:
+        guest = plan.spec
+        assert isinstance(guest, LibvirtGuest)
+        assert plan.address and plan.gateway and plan.network and plan.accel
+        return DomainParams(
+            name=plan.resource,
+            guest=guest,
+            accel=plan.accel,
+            kernel=plan.image_dir / "vmlinuz",
+            initrd=plan.image_dir / "initrd.img",
+            disk=plan.run_dir / f"{plan.name}.qcow2",
+            console_log=plan.run_dir / f"{plan.name}.console.log",
+            network=plan.network,
+            mac=naming.mac(plan.lab, plan.instance, plan.name),
+            hostname=plan.name,
+            address=f"{plan.address}/{plan.prefix}",
+            gateway=plan.gateway,
+            authorized_key=plan.key.public_line,
+            labels=plan.labels,
+        )
+
+    def create(self, plan: GuestPlan) -> GuestRecord:
+        params = self._params(plan)
+        guest = params.guest
+        if not params.disk.exists():
+            plan.run_dir.mkdir(parents=True, exist_ok=True)
+            run_cmd(
+                [
+                    "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+                    "-b", plan.image_dir / "disk.qcow2", params.disk,
+                ],
+                error=EngineError,
+            )  # fmt: skip
+        with connection() as conn:
+            if _lookup(conn, plan.resource) is None:
+                try:
+                    conn.defineXML(domain_xml(params))
+                except libvirt.libvirtError as exc:
+                    raise _err(f"define {plan.resource}", exc) from exc
+        return GuestRecord(
+            name=plan.name,
+            engine=self.engine,
+            resource=plan.resource,
+            stage="created",
+            accel=plan.accel,
+            devices=devices_summary(guest),
+            address=plan.address,
+            port=22,
+            console_log=str(params.console_log),
+        )
+
+    def start(self, plan: GuestPlan) -> None:
+        with connection() as conn:
+            dom = _lookup(conn, plan.resource)
+            if dom is None:
+                raise EngineError(f"domain {plan.resource} does not exist", "run labctl up again")
+            if dom.isActive():
+                return
+            try:
+                dom.create()
+            except libvirt.libvirtError as exc:
+                raise _err(f"start {plan.resource}", exc) from exc
+
+    def wait_ready(self, plan: GuestPlan, deadline: float) -> Ready:
+        assert plan.address
+        target = SshTarget(plan.address, 22, "root", plan.key.private)
+        console = plan.run_dir / f"{plan.name}.console.log"
+        try:
+            wait_for_login(target, deadline, command="uname -m")
+        except ReadyTimeout as exc:
+            tail = _tail(console, 15)
+            raise ReadyTimeout(
+                f"{plan.name} did not become ready: {exc.message}\n"
+                f"serial console log {console}, last lines:\n{tail}",
+                "look at the console log; raise ready_timeout in the lab file on a slow host",
+            ) from exc
+        return Ready(plan.address, 22, " ".join(target.argv))
+
+    def state(self, resource: str) -> EngineState:
+        with connection() as conn:
+            dom = _lookup(conn, resource)
+            if dom is None:
+                return "absent"
+            return "running" if dom.isActive() else "stopped"
+
+    def accelerator(self, resource: str) -> str | None:
+        """The accelerator QEMU really uses for a running domain (asks QEMU itself)."""
+        import libvirt_qemu
+
+        with connection() as conn:
+            dom = _lookup(conn, resource)
+            if dom is None or not dom.isActive():
+                return None
+            try:
+                reply = libvirt_qemu.qemuMonitorCommand(dom, '{"execute":"query-kvm"}', 0)
+            except libvirt.libvirtError:
+                return None
+        enabled = json.loads(reply).get("return", {}).get("enabled")
+        return "kvm" if enabled else "tcg"
+
+    def destroy(self, resource: str) -> None:
+        with connection() as conn:
+            dom = _lookup(conn, resource)
+            if dom is None:
+                return
+            try:
+                if dom.isActive():
+                    dom.destroy()
+            except libvirt.libvirtError as exc:
+                # The guest may have powered itself off between the check and destroy().
+                if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
+                    raise _err(f"stop {resource}", exc) from exc
+            try:
+                dom.undefine()
+            except libvirt.libvirtError as exc:
+                raise _err(f"remove {resource}", exc) from exc
+
+    def exec(self, record: GuestRecord, key: KeyPair, command: str) -> CommandResult:
+        assert record.address
+        return ssh_run(SshTarget(record.address, record.port or 22, "root", key.private), command)
+
+    def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
+        assert record.address
+        return SshTarget(record.address, record.port or 22, "root", key.private).argv
+
+    def list_guests(self, lab: str, instance: str) -> list[str]:
+        names = []
+        with connection() as conn:
+            for dom in conn.listAllDomains():
+                labels = read_labels(dom.XMLDesc())
+                if labels.get("labctl.lab") == lab and labels.get("labctl.instance") == instance:
+                    names.append(dom.name())
+        return sorted(names)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "  (no console output)"
+    return "\n".join("  " + line for line in text.splitlines()[-lines:]) or "  (empty)"
+

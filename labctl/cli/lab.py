@@ -1,0 +1,222 @@
+"""``labctl up/status/ssh/exec/down`` and ``labctl lab validate/schema``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from labctl import console
+from labctl.cli.app import app
+from labctl.errors import SpecError
+from labctl.lab import lifecycle
+from labctl.lab import status as lab_status
+from labctl.lab.naming import DEFAULT_INSTANCE, check_instance
+from labctl.paths import LABS_DIR
+from labctl.spec.model import Lab, json_schema, load_lab
+
+DEFAULT_LAB = "virtualization"
+
+lab_app = typer.Typer(help="Check and describe lab files.")
+app.add_typer(lab_app, name="lab")
+
+InstanceOpt = typer.Option(
+    DEFAULT_INSTANCE, "--instance", "-i", help="Lab instance (e.g. a student id); default: main."
+)
+LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name.")
+
+
+def resolve_lab(ref: str) -> tuple[Lab, Path]:
+    """A lab by path (file or directory) or by name under ``labs/``."""
+    path = Path(ref)
+    if not path.exists():
+        path = LABS_DIR / ref
+    if not path.exists():
+        known = ", ".join(sorted(p.name for p in LABS_DIR.iterdir() if (p / "lab.yaml").is_file()))
+        raise SpecError(f"no lab {ref!r}", f"give a lab file or one of: {known}")
+    if path.is_dir():
+        path = path / "lab.yaml"
+    return load_lab(path), path
+
+
+class _UpView:
+    """Visible stages and one live line per guest."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, guest: str, step: str, detail: str) -> None:
+        if not guest:
+            self.progress.console.print(f"[bold]▸ {step}[/bold] {detail}")
+            return
+        text = f"{step} {detail}".strip()
+        if guest not in self.tasks:
+            self.tasks[guest] = self.progress.add_task(text, guest=guest, total=None)
+        done = step in ("done", "failed") or detail == "already running"
+        self.progress.update(
+            self.tasks[guest], description=text, **({"total": 1, "completed": 1} if done else {})
+        )
+
+
+@app.command()
+def up(
+    lab_ref: str = typer.Argument(DEFAULT_LAB, metavar="[LAB]", help="Lab name or file."),
+    instance: str = InstanceOpt,
+    require_kvm: bool = typer.Option(
+        False, "--require-kvm", help="Refuse instead of running the KVM guests under TCG."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Create and start every guest of the lab, wait until each is usable, say how to reach it."""
+    from labctl.host.accel import detect
+    from labctl.images.registry import store
+
+    lab, path = resolve_lab(lab_ref)
+    check_instance(instance)
+    probe = detect()
+    if not probe.usable and not json_out:
+        console.err.print(f"[yellow]Note:[/yellow] KVM cannot run guests here ({probe.reason}).")
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.fields[guest]:<14}[/bold]"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console.err,
+        disable=json_out,
+    ) as progress:
+        result = lifecycle.up(
+            lab, path, instance, store(), probe, require_kvm=require_kvm, report=_UpView(progress)
+        )
+    rows = lab_status.status(result.state)
+    if json_out:
+        console.print_json({"seconds": round(result.seconds, 1), "already_up": result.already_up,
+                            "guests": rows})
+        return
+    if result.already_up:
+        console.err.print("Lab already up: nothing to do.")
+    _print_status(rows)
+    console.err.print(f"Lab {lab.name} ({instance}) up in {result.seconds:.1f} s.")
+
+
+def _print_status(rows: list[lab_status.GuestStatus]) -> None:
+    table = Table("guest", "engine", "state", "accel", "devices", "address", "connect")
+    for r in rows:
+        accel = r.accel or "-"
+        if r.accel_note:
+            accel = f"[yellow]{accel}[/yellow] (KVM unusable)"
+        state = r.state if not r.error else f"{r.state} [red](error)[/red]"
+        table.add_row(
+            r.guest, r.engine, state, accel, r.devices or "-", r.address or "-", r.connect or "-"
+        )
+    console.out.print(table)
+    for r in rows:
+        if r.accel_note:
+            console.out.print(f"[yellow]{r.guest}[/yellow]: {r.accel_note}")
+        if r.error:
+            console.out.print(f"[red]{r.guest}[/red]: {r.error}")
+
+
+@app.command()
+def status(
+    lab: str = LabOpt,
+    instance: str = InstanceOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """One row per guest: engine, state, accelerator in use, devices, address, how to connect."""
+    _inst, state = lab_status.load(lab, check_instance(instance))
+    rows = lab_status.status(state)
+    if json_out:
+        console.print_json({"lab": state.lab, "instance": state.instance, "guests": rows})
+    else:
+        _print_status(rows)
+
+
+@app.command()
+def ssh(guest: str, lab: str = LabOpt, instance: str = InstanceOpt) -> None:
+    """Open a shell in GUEST (SSH for VMs and the system container, docker exec for the app)."""
+    from labctl import backends
+
+    inst, state = lab_status.load(lab, check_instance(instance))
+    rec = lab_status.record(state, guest)
+    from labctl.keys import KeyPair
+
+    argv = backends.get(rec.engine).shell_argv(rec, KeyPair(inst.key))
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
+@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(
+    guest: str,
+    command: list[str] = typer.Argument(..., help="Command to run (after --)."),
+    lab: str = LabOpt,
+    instance: str = InstanceOpt,
+) -> None:
+    """Run a command in GUEST; its output and exit code are passed through."""
+    import shlex
+
+    from labctl import backends
+    from labctl.keys import KeyPair
+
+    inst, state = lab_status.load(lab, check_instance(instance))
+    rec = lab_status.record(state, guest)
+    line = command[0] if len(command) == 1 else shlex.join(command)
+    result = backends.get(rec.engine).exec(rec, KeyPair(inst.key), line)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    raise typer.Exit(result.rc)
+
+
+@app.command()
+def down(
+    lab: str = LabOpt,
+    instance: str = InstanceOpt,
+    keep_images: bool = typer.Option(
+        True,
+        "--keep-images/--remove-images",
+        help="Keep the cached images (default) or remove the ones this lab uses.",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
+) -> None:
+    """Remove every guest, disk and network the lab instance created, and nothing else."""
+    import time
+
+    t0 = time.monotonic()
+
+    def report(guest: str, step: str, detail: str) -> None:
+        if not json_out:
+            console.err.print(f"▸ {step} {guest} {detail}".rstrip())
+
+    removed = lifecycle.down(lab, check_instance(instance), report=report)
+    if not keep_images:
+        from labctl.images.registry import store
+
+        spec, _ = resolve_lab(lab)
+        s = store()
+        for image in sorted({g.image for g in spec.guests.values()}):
+            s.forget(image)
+            report(image, "forget image", "")
+    seconds = time.monotonic() - t0
+    if json_out:
+        console.print_json({"removed": removed, "seconds": round(seconds, 1)})
+    else:
+        console.err.print(f"Lab {lab} ({instance}) down in {seconds:.1f} s: {len(removed)} guests removed.")
+
+
+@lab_app.command("validate")
+def validate(lab_ref: str = typer.Argument(DEFAULT_LAB, metavar="[LAB]")) -> None:
+    """Check a lab file; errors name the file, the line and the field."""
+    lab, path = resolve_lab(lab_ref)
+    console.out.print(f"{path}: valid lab {lab.name!r} with {len(lab.guests)} guests")
+
+
+@lab_app.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of lab files (for editors)."""
+    console.print_json(json_schema())
+

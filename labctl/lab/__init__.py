@@ -1,0 +1,1 @@
+"""Running labs: naming, state, the up/down lifecycle."""

@@ -1,0 +1,235 @@
+"""``up`` and ``down`` as data: global stages, then per-guest steps run in parallel.
+
+Every step's result is written to the state file at once, so an interrupted ``up`` resumes
+where it stopped and ``down`` always knows what to remove.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from labctl import backends, cancel
+from labctl.backends.base import Backend, GuestPlan
+from labctl.errors import ExitCode, LabctlError
+from labctl.images.cache import ImageStore
+from labctl.keys import ensure_keypair
+from labctl.lab import plan
+from labctl.lab.accel import KvmProbe
+from labctl.lab.state import GuestRecord, InstanceDir, LabState
+from labctl.spec.model import Lab
+
+UP_STAGES = ("validate", "preflight", "network", "guests")
+GUEST_STEPS = ("create", "start", "ready")
+
+#: (guest, step, detail) -> None; guest "" means a lab-wide stage
+Reporter = Callable[[str, str, str], None]
+
+
+def _quiet(_guest: str, _step: str, _detail: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class UpResult:
+    """What ``up`` did."""
+
+    state: LabState
+    seconds: float
+    already_up: bool
+    failed: dict[str, str]
+
+
+class _StateBox:
+    """The lab state shared by worker threads; every change is saved at once."""
+
+    def __init__(self, inst: InstanceDir, state: LabState) -> None:
+        self.inst = inst
+        self.state = state
+        self._lock = threading.Lock()
+
+    def put(self, record: GuestRecord) -> None:
+        with self._lock:
+            self.state = self.state.with_guest(record)
+            self.inst.save(self.state)
+
+
+def _backends_for(lab: Lab) -> dict[str, Backend]:
+    return {e: backends.get(e) for e in sorted({g.engine for g in lab.guests.values()})}
+
+
+def up(
+    lab: Lab,
+    spec_path: Path,
+    instance: str,
+    store: ImageStore,
+    probe: KvmProbe,
+    *,
+    require_kvm: bool = False,
+    report: Reporter = _quiet,
+) -> UpResult:
+    """Bring every guest of ``lab`` to usable; idempotent and resumable."""
+    started = time.monotonic()
+    report("", "validate", f"lab {lab.name}, instance {instance}")
+    plan.check_images(lab, store)
+    accel = plan.accelerators(lab, probe, require_kvm)
+    inst = InstanceDir(lab.name, instance)
+    with inst.locked():
+        previous = inst.load()
+        if previous is None:
+            plan.check_memory(lab, plan.available_memory_mib())
+        state = previous or LabState(lab.name, instance, str(spec_path.resolve()))
+        engines = _backends_for(lab)
+        report("", "preflight", ", ".join(engines))
+        for backend in engines.values():
+            backend.preflight()
+        key = ensure_keypair(inst.key, f"labctl-{lab.name}-{instance}")
+        report("", "network", "")
+        box = _StateBox(inst, state)
+        for backend in engines.values():
+            box.state = backend.prepare(box.state, lab)
+            inst.save(box.state)
+        plans = plan.plans(lab, box.state, store, inst, key, accel)
+        report("", "guests", f"{len(plans)} guests")
+        already = _all_running(box.state, plans, engines)
+        failed = _bring_up(plans, engines, box, accel, lab.ready_timeout, report)
+    result = UpResult(box.state, time.monotonic() - started, already and not failed, failed)
+    if failed:
+        lines = "\n".join(f"- {g}: {msg}" for g, msg in failed.items())
+        raise LabctlError(
+            f"{len(failed)} of {len(plans)} guests did not come up:\n{lines}",
+            "the other guests were left running; fix the cause and run `labctl up` again",
+            ExitCode.TIMEOUT if all("ready" in m for m in failed.values()) else ExitCode.ENGINE,
+        )
+    return result
+
+
+def _all_running(state: LabState, plans: dict[str, GuestPlan], engines: dict[str, Backend]) -> bool:
+    return all(
+        (rec := state.guests.get(name)) is not None
+        and rec.stage == "ready"
+        and engines[p.spec.engine].state(p.resource) == "running"
+        for name, p in plans.items()
+    )
+
+
+def _bring_up(
+    plans: dict[str, GuestPlan],
+    engines: dict[str, Backend],
+    box: _StateBox,
+    accel: dict[str, plan.AccelChoice],
+    timeout: int,
+    report: Reporter,
+) -> dict[str, str]:
+    # TCG guests are CPU-bound: boot at most one per core at a time; containers are cheap.
+    vm_slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+    failed: dict[str, str] = {}
+
+    def one(name: str, p: GuestPlan) -> None:
+        backend = engines[p.spec.engine]
+        heavy = p.spec.engine == "libvirt"
+        try:
+            if heavy:
+                vm_slots.acquire()
+            try:
+                _guest_up(name, p, backend, box, accel, timeout, report)
+            finally:
+                if heavy:
+                    vm_slots.release()
+        except LabctlError as exc:
+            failed[name] = exc.message
+            rec = box.state.guests.get(name)
+            if rec is not None:
+                box.put(replace(rec, error=exc.message))
+            report(name, "failed", exc.message.splitlines()[0])
+
+    pool = ThreadPoolExecutor(max_workers=len(plans), thread_name_prefix="up")
+    try:
+        futures = [pool.submit(one, n, p) for n, p in plans.items()]
+        for f in futures:
+            f.result()
+    except KeyboardInterrupt:
+        cancel.CANCEL.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return failed
+
+
+def _guest_up(
+    name: str,
+    p: GuestPlan,
+    backend: Backend,
+    box: _StateBox,
+    accel: dict[str, plan.AccelChoice],
+    timeout: int,
+    report: Reporter,
+) -> None:
+    t0 = time.monotonic()
+    rec = box.state.guests.get(name)
+    engine_state = backend.state(p.resource)
+    if rec is not None and rec.stage == "ready" and engine_state == "running":
+        report(name, "ready", "already running")
+        return
+    report(name, "create", "")
+    rec = backend.create(p)
+    choice = accel.get(name)
+    if choice is not None:
+        rec = replace(rec, accel=choice.accel, accel_note=choice.note)
+    box.put(rec)
+    report(name, "start", "")
+    backend.start(p)
+    box.put(replace(rec, stage="started", error=None))
+    report(name, "ready", "waiting")
+    ready = backend.wait_ready(p, time.monotonic() + timeout)
+    box.put(
+        replace(
+            rec,
+            stage="ready",
+            address=ready.address,
+            port=ready.port,
+            connect=ready.connect,
+            ready_seconds=round(time.monotonic() - t0, 1),
+            error=None,
+        )
+    )
+    report(name, "done", f"{time.monotonic() - t0:.1f} s")
+
+
+def down(lab_name: str, instance: str, report: Reporter = _quiet) -> list[str]:
+    """Remove every guest and network of the instance; return the names removed."""
+    inst = InstanceDir(lab_name, instance)
+    removed: list[str] = []
+    with inst.locked():
+        state = inst.load() or LabState(lab_name, instance, "")
+        engine_names = sorted({r.engine for r in state.guests.values()} or backends.engines())
+        engines = {e: backends.get(e) for e in engine_names}
+        # Whatever the engines hold under our prefix goes too: a crash may have left it
+        # before the state file was written.
+        targets: list[tuple[Backend, str]] = []
+        for backend in engines.values():
+            for name in backend.list_guests(lab_name, instance):
+                targets.append((backend, name))
+        for rec in state.guests.values():
+            if (engines[rec.engine], rec.resource) not in targets:
+                targets.append((engines[rec.engine], rec.resource))
+
+        def destroy(item: tuple[Backend, str]) -> None:
+            backend, name = item
+            report(name, "destroy", backend.engine)
+            backend.destroy(name)
+            removed.append(name)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+            list(pool.map(destroy, targets))
+        for backend in engines.values():
+            report("", "cleanup", backend.engine)
+            backend.cleanup(state)
+        shutil.rmtree(inst.run, ignore_errors=True)
+    return removed

@@ -1,0 +1,51 @@
+"""Names of everything a lab creates: ``labctl-<lab>-<instance>-<guest>``.
+
+Two instances of a lab (two students on one host) never share a name, and ``down`` finds
+exactly what ``up`` made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from labctl.errors import SpecError
+
+PREFIX = "labctl"
+INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
+DEFAULT_INSTANCE = "main"
+
+
+def check_instance(instance: str) -> str:
+    """Validate an instance name (a student id, a seat number...)."""
+    if not INSTANCE_RE.match(instance):
+        raise SpecError(
+            f"instance name {instance!r} is not valid",
+            "use 1-16 lowercase letters, digits and dashes, e.g. --instance alumno07",
+        )
+    return instance
+
+
+def resource(lab: str, instance: str, guest: str) -> str:
+    """Engine-side name of one guest."""
+    return f"{PREFIX}-{lab}-{instance}-{guest}"
+
+
+def network(lab: str, instance: str) -> str:
+    """Engine-side name of a lab instance's network."""
+    return f"{PREFIX}-{lab}-{instance}"
+
+
+def _short(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:8]
+
+
+def bridge(lab: str, instance: str) -> str:
+    """Linux bridge name for the instance's VM network (at most 15 characters)."""
+    return f"lcbr{_short(lab, instance)}"
+
+
+def mac(lab: str, instance: str, guest: str) -> str:
+    """A stable locally administered MAC address in QEMU's 52:54:00 range."""
+    h = _short(lab, instance, guest)
+    return f"52:54:00:{h[0:2]}:{h[2:4]}:{h[4:6]}"

@@ -1,0 +1,129 @@
+"""From a validated lab to per-guest plans: images, accelerators, addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from labctl.backends.base import GuestPlan
+from labctl.errors import HostError, LabctlError
+from labctl.images.cache import ImageStore
+from labctl.keys import KeyPair
+from labctl.lab import naming
+from labctl.lab.accel import AccelChoice, KvmProbe, choose
+from labctl.lab.state import InstanceDir, LabState
+from labctl.spec.model import Lab, LibvirtGuest
+
+FIRST_HOST = 10  # guests get .10, .11, ... on the lab's /24; .1 is the host
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """An image the lab needs and whether the cache has it."""
+
+    name: str
+    ready: bool
+    outdated: bool
+
+
+def check_images(lab: Lab, store: ImageStore) -> list[ImageCheck]:
+    """Raise if an image the lab needs is not built; report outdated ones."""
+    wanted = sorted({g.image for g in lab.guests.values()})
+    unknown = [w for w in wanted if w not in store.recipes]
+    if unknown:
+        raise LabctlError(
+            f"lab {lab.name} names unknown image(s): {', '.join(unknown)}",
+            f"known images: {', '.join(sorted(store.recipes))}",
+        )
+    hashes = store.hashes(wanted)
+    checks = []
+    missing = []
+    for name in wanted:
+        manifest = store.manifest(name)
+        ready = manifest is not None and store.recipes[name].present(manifest)
+        if not ready:
+            missing.append(name)
+        outdated = manifest is not None and manifest.recipe_hash != hashes[name]
+        checks.append(ImageCheck(name, ready, outdated))
+    if missing:
+        raise HostError(
+            f"image(s) not built: {', '.join(missing)}",
+            "run: labctl images build",
+        )
+    return checks
+
+
+def memory_needed(lab: Lab) -> int:
+    """MiB the lab's guests may use together."""
+    return sum(g.memory for g in lab.guests.values())
+
+
+def check_memory(lab: Lab, available_mib: int) -> None:
+    """Refuse before creating anything when the guests cannot fit in memory."""
+    needed = memory_needed(lab) + 512  # headroom for QEMU itself and the engines
+    if needed > available_mib:
+        raise HostError(
+            f"the lab needs about {needed} MiB of memory and {available_mib} MiB are available",
+            "stop other labs or guests, or lower the guests' memory in the lab file",
+        )
+
+
+def available_memory_mib() -> int:
+    """MemAvailable from /proc/meminfo, in MiB."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def accelerators(lab: Lab, probe: KvmProbe, require_kvm: bool) -> dict[str, AccelChoice]:
+    """The accelerator of every VM guest."""
+    return {
+        name: choose(g, probe, require_kvm, name)
+        for name, g in lab.guests.items()
+        if isinstance(g, LibvirtGuest)
+    }
+
+
+def plans(
+    lab: Lab,
+    state: LabState,
+    store: ImageStore,
+    inst: InstanceDir,
+    key: KeyPair,
+    accel: dict[str, AccelChoice],
+) -> dict[str, GuestPlan]:
+    """One plan per guest; VM addresses come from the lab network recorded in ``state``."""
+    result: dict[str, GuestPlan] = {}
+    vm_index = 0
+    net = ipaddress.ip_network(state.subnet) if state.subnet else None
+    for name, guest in lab.guests.items():
+        manifest = store.manifest(guest.image)
+        assert manifest is not None  # check_images ran first
+        extra: dict[str, object] = {}
+        if isinstance(guest, LibvirtGuest):
+            assert net is not None, "the libvirt network is prepared before plans are made"
+            extra = {
+                "accel": accel[name].accel,
+                "address": str(net.network_address + FIRST_HOST + vm_index),
+                "gateway": str(net.network_address + 1),
+                "prefix": net.prefixlen,
+                "network": state.network,
+            }
+            vm_index += 1
+        elif guest.engine == "docker":
+            extra = {"network": state.docker_network}
+        result[name] = GuestPlan(
+            name=name,
+            resource=naming.resource(lab.name, state.instance, name),
+            spec=guest,
+            lab=lab.name,
+            instance=state.instance,
+            manifest=manifest,
+            image_dir=store.path(guest.image),
+            run_dir=inst.run,
+            key=key,
+            **extra,  # type: ignore[arg-type]
+        )
+    return result

@@ -1,0 +1,75 @@
+"""What a running lab looks like now: the state file checked against the engines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from labctl import backends
+from labctl.errors import LabctlError
+from labctl.lab.state import GuestRecord, InstanceDir, LabState
+
+
+@dataclass(frozen=True)
+class GuestStatus:
+    """One row of ``labctl status``."""
+
+    guest: str
+    engine: str
+    state: str  # running / stopped / absent, as the engine says now
+    accel: str | None  # accelerator QEMU reports for a running VM (kvm/tcg)
+    accel_note: str | None
+    devices: str | None
+    address: str | None
+    connect: str | None
+    ready_seconds: float | None
+    error: str | None
+
+
+def load(lab: str, instance: str) -> tuple[InstanceDir, LabState]:
+    """The instance's state, or an error saying the lab is not up."""
+    inst = InstanceDir(lab, instance)
+    state = inst.load()
+    if state is None:
+        raise LabctlError(
+            f"lab {lab} (instance {instance}) is not up",
+            f"run: labctl up{'' if instance == 'main' else ' --instance ' + instance}",
+        )
+    return inst, state
+
+
+def record(state: LabState, guest: str) -> GuestRecord:
+    """The record of ``guest``, or an error listing the lab's guests."""
+    try:
+        return state.guests[guest]
+    except KeyError:
+        known = ", ".join(state.guests) or "none"
+        raise LabctlError(f"no guest {guest!r} in lab {state.lab}", f"guests: {known}") from None
+
+
+def status(state: LabState) -> list[GuestStatus]:
+    """Ask each engine about each guest of the lab."""
+    rows = []
+    for rec in state.guests.values():
+        backend = backends.get(rec.engine)
+        live = backend.state(rec.resource)
+        accel = rec.accel
+        if rec.engine == "libvirt" and live == "running":
+            from labctl.backends.libvirt import LibvirtBackend
+
+            assert isinstance(backend, LibvirtBackend)
+            accel = backend.accelerator(rec.resource) or accel
+        rows.append(
+            GuestStatus(
+                guest=rec.name,
+                engine=rec.engine,
+                state=live,
+                accel=accel,
+                accel_note=rec.accel_note,
+                devices=rec.devices,
+                address=rec.address,
+                connect=rec.connect,
+                ready_seconds=rec.ready_seconds,
+                error=rec.error,
+            )
+        )
+    return rows

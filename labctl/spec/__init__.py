@@ -1,0 +1,1 @@
+"""The lab spec: a declarative YAML file validated when it is loaded."""

@@ -1,0 +1,143 @@
+"""The lab model: what a lab YAML may say, each field described, unknown keys rejected."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from labctl.spec import yamlpos
+from labctl.spec.validate import validate
+
+NAME_RE = r"^[a-z][a-z0-9-]{0,23}$"
+
+Accel = Literal["kvm", "tcg", "auto"]
+Technique = Literal[
+    "emulation", "full-virtualization", "paravirtualization", "system-container", "app-container"
+]
+
+
+class Strict(BaseModel):
+    """Base for spec models: unknown keys are an error, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GuestBase(Strict):
+    """Fields every guest has."""
+
+    technique: Technique = Field(description="The kind of virtualization this guest shows.")
+    description: str = Field("", description="One line shown by `labctl status`.")
+    image: str = Field(description="Image name from `labctl images list`.")
+
+
+class LibvirtGuest(GuestBase):
+    """A virtual machine run by libvirt/QEMU, booted from its image's kernel and initramfs."""
+
+    engine: Literal["libvirt"]
+    arch: Literal["x86_64", "aarch64"] = Field("x86_64", description="Guest CPU architecture.")
+    accel: Accel = Field(
+        "auto",
+        description="kvm: hardware-assisted (falls back to TCG loudly unless --require-kvm); "
+        "tcg: QEMU's translator (emulation); auto: kvm when the host can run it.",
+    )
+    cpus: int = Field(1, ge=1, le=8, description="Virtual CPUs.")
+    memory: int = Field(384, ge=128, le=8192, description="Memory in MiB.")
+    disk_bus: Literal["virtio", "ide", "sata"] = Field(
+        "virtio", description="Disk controller: virtio (paravirtual) or ide/sata (emulated)."
+    )
+    nic_model: Literal["virtio", "e1000"] = Field(
+        "virtio", description="Network card: virtio (paravirtual) or e1000 (emulated)."
+    )
+
+    @model_validator(mode="after")
+    def _foreign_arch_needs_tcg(self) -> LibvirtGuest:
+        if self.arch == "aarch64" and self.accel == "kvm":
+            raise ValueError("accel: kvm cannot run an aarch64 guest on an x86_64 host; use tcg")
+        return self
+
+    @property
+    def paravirtual(self) -> bool:
+        """True if any device is virtio."""
+        return self.disk_bus == "virtio" or self.nic_model == "virtio"
+
+
+class LxdGuest(GuestBase):
+    """A system container (its own init) run by LXD or Incus, reached over SSH."""
+
+    engine: Literal["lxd"]
+    memory: int = Field(256, ge=64, le=8192, description="Memory limit in MiB.")
+
+
+class DockerGuest(GuestBase):
+    """An application container run by Docker, with one published port."""
+
+    engine: Literal["docker"]
+    port: int = Field(8080, ge=1, le=65535, description="Port the app listens on in the container.")
+    host_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port published on 127.0.0.1; empty: a free port chosen at `up`.",
+    )
+    memory: int = Field(128, ge=16, le=8192, description="Memory limit in MiB.")
+    http_path: str = Field("/", description="Path that must answer HTTP 200 when the app is ready.")
+
+
+Guest = Annotated[LibvirtGuest | LxdGuest | DockerGuest, Field(discriminator="engine")]
+
+
+class Network(Strict):
+    """Addresses the lab's own networks are taken from."""
+
+    pool: str = Field(
+        "10.210.0.0/16",
+        description="Each lab instance gets a free /24 from this range for its VM network.",
+    )
+
+    @field_validator("pool")
+    @classmethod
+    def _is_network(cls, value: str) -> str:
+        net = ipaddress.ip_network(value, strict=True)
+        if net.version != 4 or net.prefixlen > 24:
+            raise ValueError("pool must be an IPv4 network of /24 or larger")
+        return value
+
+
+class Lab(Strict):
+    """A lab: named guests, one per technique it shows."""
+
+    name: str = Field(pattern=NAME_RE, description="Lab name, used in every resource name.")
+    title: str = Field("", description="Human title.")
+    description: str = Field("", description="What the lab teaches.")
+    network: Network = Field(default_factory=Network, description="Address plan.")
+    ready_timeout: int = Field(
+        300, ge=10, le=3600, description="Seconds each guest may take to become usable."
+    )
+    guests: dict[str, Guest] = Field(description="Guests by name.", min_length=1)
+
+    @field_validator("guests")
+    @classmethod
+    def _guest_names(cls, guests: dict[str, Guest]) -> dict[str, Guest]:
+        for name in guests:
+            if not re.match(NAME_RE, name):
+                raise ValueError(f"guest name {name!r} must match {NAME_RE}")
+        return guests
+
+
+def load_lab(path: Path) -> Lab:
+    """Load and validate a lab file (a directory means its ``lab.yaml``)."""
+    if path.is_dir():
+        path = path / "lab.yaml"
+    return validate(Lab, yamlpos.load(path))
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema of lab files, for editors."""
+    schema = Lab.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "labctl lab"
+    return schema

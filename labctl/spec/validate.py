@@ -1,0 +1,58 @@
+"""Validate located YAML against a pydantic model; errors name the file, line and field."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from labctl.errors import SpecError
+from labctl.spec.yamlpos import Located
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _data_loc(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Keep the parts of a pydantic location that exist in the document.
+
+    Tagged unions add the tag (``libvirt``) to locations; it is not a key of the YAML.
+    """
+    kept: list[str | int] = []
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+            kept.append(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+            kept.append(part)
+        elif isinstance(data, (dict, list)) and part == loc[-1]:
+            kept.append(part)  # a missing or unknown key: name it, point at its parent
+    return tuple(kept)
+
+
+def _field(loc: tuple[str | int, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def validate(
+    model: type[M],
+    doc: Located,
+    hint: str = "see labs/README.md; `labctl lab schema` prints the JSON Schema",
+) -> M:
+    """Build ``model`` from ``doc``; raise one SpecError listing every problem with its line."""
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = _data_loc(doc.data, tuple(error["loc"]))
+            line = doc.line_of(loc)
+            where = f"{doc.path}:{line}" if line else str(doc.path)
+            msg = error["msg"]
+            if error["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append(f"{where}: {_field(loc)}: {msg}")
+        first, *rest = problems
+        if rest:
+            first = f"{len(problems)} problems in {doc.path}:\n  " + "\n  ".join(problems)
+        raise SpecError(first, hint) from exc
