@@ -46,6 +46,8 @@ def validate(
         problems = []
         for error in exc.errors():
             loc = _data_loc(doc.data, tuple(error["loc"]))
+            if error["type"] == "union_tag_invalid":  # point at the tag, not its mapping
+                loc = (*loc, str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
             line = doc.line_of(loc)
             where = f"{doc.path}:{line}" if line else str(doc.path)
             msg = error["msg"]

@@ -1,0 +1,73 @@
+"""The real lab, brought up once per test session and always brought down.
+
+Images come from the shared cache (built here if missing or outdated); lab state goes to a
+temporary directory and the instance name is unique, so a user's own lab is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from labctl.host.accel import detect
+from labctl.images.registry import store
+from labctl.lab import lifecycle
+from labctl.lab.state import InstanceDir, LabState
+from labctl.paths import LABS_DIR
+from labctl.spec.model import Lab, load_lab
+from tests.integration.engines import Inventory, inventory
+
+LAB_DIR = LABS_DIR / "virtualization"
+
+
+@pytest.fixture(scope="session")
+def built_images() -> list[str]:
+    """Every image of the default lab, built (or found cached) once per session."""
+    outcomes = store().build(list(store().recipes))
+    return [o.name for o in outcomes]
+
+
+@dataclass(frozen=True)
+class RunningLab:
+    lab: Lab
+    instance: str
+    state: LabState
+    inst: InstanceDir
+    up_seconds: float
+    before: Inventory
+
+
+@pytest.fixture(scope="session")
+def state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("labctl-state")
+    old = os.environ.get("LABCTL_STATE")
+    os.environ["LABCTL_STATE"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("LABCTL_STATE", None)
+    else:
+        os.environ["LABCTL_STATE"] = old
+
+
+@pytest.fixture(scope="session")
+def running_lab(built_images: list[str], state_root: Path) -> Iterator[RunningLab]:
+    """The default lab, up once for the whole session; `down` and a leak check at the end."""
+    lab = load_lab(LAB_DIR)
+    instance = "t" + secrets.token_hex(3)
+    before = inventory()
+    t0 = time.monotonic()
+    try:
+        result = lifecycle.up(lab, LAB_DIR / "lab.yaml", instance, store(), detect())
+        yield RunningLab(
+            lab, instance, result.state, InstanceDir(lab.name, instance), time.monotonic() - t0, before
+        )
+    finally:
+        lifecycle.down(lab.name, instance)
+    after = inventory()
+    assert after == before, f"left behind after down: {after} vs {before}"

@@ -1,0 +1,140 @@
+"""The default lab on the real engines: each guest checked from the inside."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+import requests
+from typer.testing import CliRunner
+
+from labctl.cli import app
+from labctl.host.accel import detect
+from labctl.images.registry import store
+from labctl.keys import KeyPair
+from labctl.lab import lifecycle
+from labctl.lab.status import status
+from labctl.ssh import SshTarget
+from labctl.ssh import run as ssh_run
+from tests.integration.conftest import LAB_DIR, RunningLab
+from tests.integration.engines import inventory
+
+runner = CliRunner()
+
+
+def sh(lab: RunningLab, guest: str, command: str) -> str:
+    """Run a command in a guest through labctl's own exec path; it must succeed."""
+    result = runner.invoke(
+        app, ["exec", guest, "--instance", lab.instance, "--", command], catch_exceptions=False
+    )
+    assert result.exit_code == 0, f"{guest}: {command}: {result.output}"
+    return result.stdout
+
+
+def test_every_guest_is_running(running_lab: RunningLab) -> None:
+    rows = {r.guest: r for r in status(running_lab.state)}
+    assert set(rows) == set(running_lab.lab.guests)
+    assert {r.state for r in rows.values()} == {"running"}
+    print(f"\nlab up in {running_lab.up_seconds:.1f} s; per guest:",
+          {g: r.ready_seconds for g, r in rows.items()})
+
+
+def test_arm_guest_is_an_emulated_aarch64(running_lab: RunningLab) -> None:
+    assert sh(running_lab, "arm-emulated", "uname -m").strip() == "aarch64"
+    row = next(r for r in status(running_lab.state) if r.guest == "arm-emulated")
+    assert row.accel == "tcg"  # asked of QEMU itself (query-kvm)
+
+
+def test_kvm_full_has_only_emulated_devices(running_lab: RunningLab) -> None:
+    assert sh(running_lab, "kvm-full", "uname -m").strip() == "x86_64"
+    assert sh(running_lab, "kvm-full", "ls /sys/bus/virtio/devices | wc -l").strip() == "0"
+    modules = sh(running_lab, "kvm-full", "cut -d' ' -f1 /proc/modules").split()
+    assert "e1000" in modules and "ata_piix" in modules
+    assert not [m for m in modules if m.startswith("virtio")]
+    assert sh(running_lab, "kvm-full", "basename $(readlink /sys/class/net/eth0/device/driver)").strip() == "e1000"
+
+
+def test_kvm_virtio_has_virtio_disk_and_nic(running_lab: RunningLab) -> None:
+    drivers = sh(running_lab, "kvm-virtio", "ls /sys/bus/virtio/drivers").split()
+    assert {"virtio_blk", "virtio_net"} <= set(drivers)
+    assert sh(running_lab, "kvm-virtio", "ls /sys/block").split()[0] == "vda"
+    assert "e1000" not in sh(running_lab, "kvm-virtio", "cut -d' ' -f1 /proc/modules").split()
+
+
+def test_kvm_guests_say_which_accelerator_they_really_use(running_lab: RunningLab) -> None:
+    probe = detect()
+    rows = {r.guest: r for r in status(running_lab.state)}
+    for name in ("kvm-full", "kvm-virtio"):
+        if probe.usable:
+            assert rows[name].accel == "kvm" and rows[name].accel_note is None
+        else:  # this machine class: kvm_pvm; the guests run under TCG and say so
+            assert rows[name].accel == "tcg"
+            assert rows[name].accel_note and "TCG" in rows[name].accel_note
+
+
+def test_system_container_is_reached_over_ssh_and_shares_the_host_kernel(
+    running_lab: RunningLab,
+) -> None:
+    rec = running_lab.state.guests["lxc-system"]
+    assert rec.address
+    target = SshTarget(rec.address, 22, "root", KeyPair(running_lab.inst.key).private)
+    result = ssh_run(target, "uname -r; cat /proc/1/comm")
+    assert result.succeeded, result.detail
+    kernel, init = result.stdout.split()
+    assert kernel == subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
+    assert init == "systemd"
+
+
+def test_app_container_answers_http(running_lab: RunningLab) -> None:
+    rec = running_lab.state.guests["docker-app"]
+    assert rec.connect and rec.connect.startswith("http://127.0.0.1:")
+    answer = requests.get(rec.connect, timeout=5)
+    assert answer.status_code == 200 and answer.text.strip()
+
+
+def test_status_json_lists_every_guest_with_accelerator(running_lab: RunningLab) -> None:
+    result = runner.invoke(app, ["status", "--json", "--instance", running_lab.instance])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    guests = {g["guest"]: g for g in data["guests"]}
+    assert set(guests) == set(running_lab.lab.guests)
+    assert guests["arm-emulated"]["accel"] == "tcg"
+    assert guests["kvm-full"]["devices"].startswith("disk ide")
+
+
+def test_exec_passes_the_exit_code_through(running_lab: RunningLab) -> None:
+    for guest in ("kvm-virtio", "lxc-system", "docker-app"):
+        result = runner.invoke(app, ["exec", guest, "--instance", running_lab.instance, "--", "exit 3"])
+        assert result.exit_code == 3, (guest, result.output)
+
+
+def test_second_up_does_nothing(running_lab: RunningLab) -> None:
+    t0 = time.monotonic()
+    again = lifecycle.up(running_lab.lab, LAB_DIR / "lab.yaml", running_lab.instance, store(), detect())
+    assert again.already_up and not again.failed
+    print(f"\nsecond up: {time.monotonic() - t0:.1f} s")
+
+
+def test_cli_end_to_end_as_a_subprocess(running_lab: RunningLab) -> None:
+    out = subprocess.run(
+        ["labctl", "status", "--json", "--instance", running_lab.instance],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)["guests"]) == 5
+    bad = subprocess.run(["labctl", "exec", "nope", "--instance", running_lab.instance, "--", "true"],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 1 and "Error: no guest 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.teardown_last
+def test_down_removes_everything_up_created(running_lab: RunningLab) -> None:
+    t0 = time.monotonic()
+    removed = lifecycle.down(running_lab.lab.name, running_lab.instance)
+    seconds = time.monotonic() - t0
+    assert sorted(removed) == sorted(r.resource for r in running_lab.state.guests.values())
+    assert inventory() == running_lab.before
+    assert not running_lab.inst.run.exists()
+    print(f"\ndown: {seconds:.1f} s")

@@ -1,0 +1,103 @@
+"""Domain XML for both device models, the emulated ARM guest and the lab network."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from labctl.backends.domain_xml import (
+    DomainParams,
+    domain_xml,
+    kernel_cmdline,
+    network_xml,
+    read_labels,
+)
+from labctl.paths import LABS_DIR
+from labctl.spec.model import LibvirtGuest, load_lab
+
+LAB = load_lab(LABS_DIR / "virtualization")
+
+
+def params(guest_name: str, accel: str = "tcg") -> DomainParams:
+    guest = LAB.guests[guest_name]
+    assert isinstance(guest, LibvirtGuest)
+    return DomainParams(
+        name=f"labctl-virtualization-main-{guest_name}",
+        guest=guest,
+        accel=accel,
+        kernel=Path("/c/vmlinuz"),
+        initrd=Path("/c/initrd.img"),
+        disk=Path("/s/disk.qcow2"),
+        console_log=Path("/s/console.log"),
+        network="labctl-virtualization-main",
+        mac="52:54:00:aa:bb:cc",
+        hostname=guest_name,
+        address="10.210.0.10/24",
+        gateway="10.210.0.1",
+        authorized_key="ssh-ed25519 AAAAkey labctl",
+        labels={"labctl.lab": "virtualization", "labctl.instance": "main"},
+    )
+
+
+def parse(p: DomainParams) -> ET.Element:
+    return ET.fromstring(domain_xml(p))
+
+
+def test_full_virtualization_guest_has_no_virtio_anywhere() -> None:
+    xml = domain_xml(params("kvm-full"))
+    assert "virtio" not in xml
+    dom = ET.fromstring(xml)
+    assert dom.find("devices/disk/target").attrib == {"dev": "hda", "bus": "ide"}  # type: ignore[union-attr]
+    assert dom.find("devices/interface/model").get("type") == "e1000"  # type: ignore[union-attr]
+    assert dom.find("devices/memballoon").get("model") == "none"  # type: ignore[union-attr]
+
+
+def test_virtio_guest_differs_only_in_disk_and_nic() -> None:
+    virtio = parse(params("kvm-virtio"))
+    assert virtio.find("devices/disk/target").attrib == {"dev": "vda", "bus": "virtio"}  # type: ignore[union-attr]
+    assert virtio.find("devices/interface/model").get("type") == "virtio"  # type: ignore[union-attr]
+    # Same names and identity for both, then swap the two device models back: nothing else differs.
+    same = replace(params("kvm-virtio"), name="x", hostname="x")
+    swapped = (
+        domain_xml(same)
+        .replace('dev="vda" bus="virtio"', 'dev="hda" bus="ide"')
+        .replace('<model type="virtio" />', '<model type="e1000" />')
+    )
+    assert swapped == domain_xml(replace(params("kvm-full"), name="x", hostname="x"))
+
+
+def test_accelerator_sets_the_domain_type() -> None:
+    assert parse(params("kvm-full", "kvm")).get("type") == "kvm"
+    assert parse(params("kvm-full", "tcg")).get("type") == "qemu"
+
+
+def test_arm_guest_is_an_emulated_virt_machine() -> None:
+    dom = parse(params("arm-emulated"))
+    assert dom.get("type") == "qemu"
+    assert dom.find("os/type").attrib == {"arch": "aarch64", "machine": "virt"}  # type: ignore[union-attr]
+    assert dom.find("cpu/model").text == "cortex-a57"  # type: ignore[union-attr]
+    assert dom.find("devices/emulator").text == "/usr/bin/qemu-system-aarch64"  # type: ignore[union-attr]
+    assert "console=ttyAMA0" in kernel_cmdline(params("arm-emulated"))
+
+
+def test_cmdline_carries_address_and_key() -> None:
+    line = kernel_cmdline(params("kvm-virtio"))
+    assert "root=LABEL=labctl-root" in line and "console=ttyS0" in line
+    assert "labctl.ip=10.210.0.10/24" in line and "labctl.gw=10.210.0.1" in line
+    key = next(p for p in line.split() if p.startswith("labctl.key=")).split("=", 1)[1]
+    assert base64.b64decode(key).decode() == "ssh-ed25519 AAAAkey labctl"
+
+
+def test_labels_round_trip_through_metadata() -> None:
+    labels = read_labels(domain_xml(params("kvm-full")))
+    assert labels["labctl.lab"] == "virtualization" and labels["accel"] == "tcg"
+    assert read_labels("<domain><name>x</name></domain>") == {}
+
+
+def test_network_has_explicit_subnet_and_bridge() -> None:
+    net = ET.fromstring(network_xml("labctl-l-main", "lcbr12345678", "10.210.4.0/24"))
+    assert net.find("bridge").get("name") == "lcbr12345678"  # type: ignore[union-attr]
+    assert net.find("ip").attrib == {"address": "10.210.4.1", "netmask": "255.255.255.0"}  # type: ignore[union-attr]
+    assert net.find("forward").get("mode") == "nat"  # type: ignore[union-attr]

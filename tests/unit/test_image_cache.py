@@ -1,0 +1,102 @@
+"""The image cache: rebuild only on change, nothing half-built left, dependencies first."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from labctl.errors import BuildError
+from labctl.images.cache import ImageStore
+from labctl.images.recipe import BuildContext, Recipe
+
+
+class FileRecipe(Recipe):
+    """Writes one file; counts its builds; can be told to fail half-way."""
+
+    description = "test image"
+
+    def __init__(self, name: str, needs: tuple[str, ...] = (), content: str = "v1") -> None:
+        self.name = name
+        self.needs = needs
+        self.content = content
+        self.builds = 0
+        self.fail = False
+
+    def inputs(self) -> Mapping[str, object]:
+        return {"content": self.content}
+
+    def build(self, ctx: BuildContext) -> tuple[str | None, Mapping[str, str]]:
+        self.builds += 1
+        ctx.report("writing")
+        (ctx.out / "data.bin").write_text(self.content)
+        for dep, path in ctx.deps.items():
+            assert (path / "manifest.json").is_file(), f"{dep} must be finished first"
+        if self.fail:
+            raise BuildError("boom")
+        return None, {"content": self.content}
+
+
+def test_build_once_then_cached(tmp_path: Path) -> None:
+    r = FileRecipe("a")
+    store = ImageStore([r], root=tmp_path)
+    first = store.build(["a"])
+    second = store.build(["a"])
+    assert [o.built for o in first] == [True]
+    assert [o.built for o in second] == [False]
+    assert r.builds == 1
+    manifest = store.manifest("a")
+    assert manifest is not None and manifest.artifacts[0].name == "data.bin"
+    assert manifest.artifacts[0].size == 2 and len(manifest.artifacts[0].sha256) == 64
+
+
+def test_recipe_change_and_force_rebuild(tmp_path: Path) -> None:
+    r = FileRecipe("a")
+    store = ImageStore([r], root=tmp_path)
+    store.build(["a"])
+    r.content = "v2"
+    assert store.build(["a"])[0].built
+    assert (store.path("a") / "data.bin").read_text() == "v2"
+    assert store.build(["a"], force=True)[0].built
+    assert r.builds == 3
+
+
+def test_dependency_rebuild_rebuilds_dependents(tmp_path: Path) -> None:
+    base, app = FileRecipe("base"), FileRecipe("app", needs=("base",))
+    store = ImageStore([app, base], root=tmp_path)
+    assert [o.name for o in store.build(["app"])] == ["base", "app"]
+    base.content = "v2"
+    assert [o.built for o in store.build(["app"])] == [True, True]
+
+
+def test_failed_build_keeps_the_old_image_and_leaves_no_temp(tmp_path: Path) -> None:
+    r = FileRecipe("a")
+    store = ImageStore([r], root=tmp_path)
+    store.build(["a"])
+    r.content, r.fail = "v2", True
+    with pytest.raises(BuildError):
+        store.build(["a"])
+    assert (store.path("a") / "data.bin").read_text() == "v1"
+    assert sorted(p.name for p in store.root.iterdir()) == ["a"]
+
+
+def test_interrupted_build_leftovers_are_cleaned(tmp_path: Path) -> None:
+    r = FileRecipe("a")
+    store = ImageStore([r], root=tmp_path)
+    dead = store.root / ".a.tmp-999999999"  # a pid that cannot exist
+    dead.mkdir(parents=True)
+    (dead / "data.bin").write_text("half")
+    mine = store.root / f".a.tmp-{os.getpid()}x"  # not a pid: removed as well
+    mine.mkdir()
+    store.build(["a"])
+    assert sorted(p.name for p in store.root.iterdir()) == ["a"]
+
+
+def test_unknown_image_and_cycles_are_errors(tmp_path: Path) -> None:
+    store = ImageStore([FileRecipe("a", needs=("b",)), FileRecipe("b", needs=("a",))], root=tmp_path)
+    with pytest.raises(BuildError, match="unknown image 'zzz'"):
+        store.build(["zzz"])
+    with pytest.raises(BuildError, match="depend on each other"):
+        store.build(["a"])

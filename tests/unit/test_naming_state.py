@@ -1,0 +1,76 @@
+"""Resource names, the state file and its lock."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from labctl.errors import LabctlError, SpecError
+from labctl.lab import naming
+from labctl.lab.state import GuestRecord, InstanceDir, LabState
+
+
+def test_resource_names_carry_lab_instance_and_guest() -> None:
+    assert naming.resource("virtualization", "alumno07", "kvm-full") == (
+        "labctl-virtualization-alumno07-kvm-full"
+    )
+
+
+def test_two_instances_never_share_a_bridge_or_mac() -> None:
+    assert naming.bridge("lab", "a") != naming.bridge("lab", "b")
+    assert len(naming.bridge("a-very-long-lab-name", "a-long-instance")) <= 15
+    assert naming.mac("lab", "a", "vm") != naming.mac("lab", "b", "vm")
+    assert naming.mac("lab", "a", "vm").startswith("52:54:00:")
+
+
+@pytest.mark.parametrize("bad", ["", "UPPER", "with space", "x" * 17, "-lead"])
+def test_bad_instance_names_are_refused(bad: str) -> None:
+    with pytest.raises(SpecError):
+        naming.check_instance(bad)
+
+
+def test_state_round_trips_and_is_written_atomically(tmp_path: Path) -> None:
+    inst = InstanceDir("lab", "main", root=tmp_path)
+    assert inst.load() is None
+    state = LabState("lab", "main", "/x/lab.yaml", subnet="10.210.3.0/24").with_guest(
+        GuestRecord("vm", "libvirt", "labctl-lab-main-vm", stage="ready", accel="tcg")
+    )
+    inst.save(state)
+    assert inst.load() == state
+    assert [p.name for p in inst.run.iterdir()] == ["state.json"]
+
+
+def test_damaged_state_file_says_what_to_do(tmp_path: Path) -> None:
+    inst = InstanceDir("lab", "main", root=tmp_path)
+    inst.run.mkdir(parents=True)
+    inst.state_file.write_text("{not json")
+    with pytest.raises(LabctlError, match="damaged") as err:
+        inst.load()
+    assert err.value.hint and "labctl down" in err.value.hint
+
+
+def test_second_process_on_the_same_lab_is_refused(tmp_path: Path) -> None:
+    inst = InstanceDir("lab", "main", root=tmp_path)
+    other = InstanceDir("lab", "main", root=tmp_path)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with inst.locked():
+            holding.set()
+            release.wait(5)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    holding.wait(5)
+    try:
+        with pytest.raises(LabctlError, match="another labctl"):
+            with other.locked(wait=0.2):
+                pass
+    finally:
+        release.set()
+        t.join()
+    with other.locked(wait=1):  # free again once the first one is done
+        pass

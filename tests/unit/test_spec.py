@@ -1,0 +1,113 @@
+"""The lab spec: the default lab loads; bad files fail with file, line and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labctl.errors import SpecError
+from labctl.paths import LABS_DIR
+from labctl.spec.model import LibvirtGuest, json_schema, load_lab
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD_GUEST = """\
+name: demo
+guests:
+  vm:
+    engine: libvirt
+    technique: full-virtualization
+    image: vm-amd64
+"""
+
+
+def test_default_lab_declares_the_five_techniques() -> None:
+    lab = load_lab(LABS_DIR / "virtualization")
+    assert set(lab.guests) == {"arm-emulated", "kvm-full", "kvm-virtio", "lxc-system", "docker-app"}
+    assert {g.technique for g in lab.guests.values()} == {
+        "emulation", "full-virtualization", "paravirtualization", "system-container", "app-container",
+    }  # fmt: skip
+
+
+def test_kvm_guests_differ_only_in_devices() -> None:
+    lab = load_lab(LABS_DIR / "virtualization")
+    full, virtio = lab.guests["kvm-full"], lab.guests["kvm-virtio"]
+    assert isinstance(full, LibvirtGuest) and isinstance(virtio, LibvirtGuest)
+    assert (full.disk_bus, full.nic_model) == ("ide", "e1000")
+    assert (virtio.disk_bus, virtio.nic_model) == ("virtio", "virtio")
+    same = {"engine", "image", "arch", "accel", "cpus", "memory"}
+    assert {k: getattr(full, k) for k in same} == {k: getattr(virtio, k) for k in same}
+
+
+def test_unknown_key_names_file_line_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_GUEST + "    colour: red\n")
+    with pytest.raises(SpecError) as err:
+        load_lab(path)
+    assert f"{path}:7: guests.vm.colour: unknown key" in err.value.message
+
+
+def test_every_problem_is_listed_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_GUEST + "    memory: 1\n    disk_bus: floppy\n")
+    with pytest.raises(SpecError) as err:
+        load_lab(path)
+    assert "2 problems" in err.value.message
+    assert f"{path}:7: guests.vm.memory" in err.value.message
+    assert f"{path}:8: guests.vm.disk_bus" in err.value.message
+
+
+def test_missing_field_points_at_its_parent(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: demo\nguests:\n  c:\n    engine: docker\n    technique: app-container\n")
+    with pytest.raises(SpecError) as err:
+        load_lab(path)
+    assert f"{path}:3: guests.c.image: Field required" in err.value.message
+
+
+def test_unknown_engine_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_GUEST.replace("libvirt", "vmware"))
+    with pytest.raises(SpecError) as err:
+        load_lab(path)
+    assert f"{path}:4: guests.vm" in err.value.message
+
+
+def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: demo\nguests: [\n")
+    with pytest.raises(SpecError) as err:
+        load_lab(path)
+    assert f"{path}:3: invalid YAML" in err.value.message
+
+
+def test_kvm_cannot_run_a_foreign_architecture(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_GUEST + "    arch: aarch64\n    accel: kvm\n")
+    with pytest.raises(SpecError) as err:
+        load_lab(path)
+    assert "cannot run an aarch64 guest" in err.value.message
+
+
+def test_bad_guest_name_and_network_pool(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_GUEST.replace("  vm:", "  Bad_Name:") + "network:\n  pool: 10.0.0.0/30\n")
+    with pytest.raises(SpecError) as err:
+        load_lab(path)
+    assert "Bad_Name" in err.value.message
+    assert "network.pool" in err.value.message
+
+
+def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot read"):
+        load_lab(tmp_path / "nope.yaml")
+
+
+def test_json_schema_describes_every_guest_field() -> None:
+    schema = json_schema()
+    text = json.dumps(schema)
+    for field in ("disk_bus", "nic_model", "accel", "host_port", "ready_timeout"):
+        assert field in text
+    libvirt = schema["$defs"]["LibvirtGuest"]  # type: ignore[index]
+    assert libvirt["additionalProperties"] is False
+    assert all("description" in p for k, p in libvirt["properties"].items() if k != "engine")
