@@ -73,8 +73,12 @@ def up(
     *,
     require_kvm: bool = False,
     report: Reporter = _quiet,
+    sequential: bool = False,
 ) -> UpResult:
-    """Bring every guest of ``lab`` to usable; idempotent and resumable."""
+    """Bring every guest of ``lab`` to usable; idempotent and resumable.
+
+    ``sequential`` boots one guest after another (the naive baseline of ``bench/``).
+    """
     started = time.monotonic()
     report("", "validate", f"lab {lab.name}, instance {instance}")
     plan.check_images(lab, store)
@@ -98,7 +102,7 @@ def up(
         plans = plan.plans(lab, box.state, store, inst, key, accel)
         report("", "guests", f"{len(plans)} guests")
         already = _all_running(box.state, plans, engines)
-        failed = _bring_up(plans, engines, box, accel, lab.ready_timeout, report)
+        failed = _bring_up(plans, engines, box, accel, lab.ready_timeout, report, sequential)
     result = UpResult(box.state, time.monotonic() - started, already and not failed, failed)
     if failed:
         lines = "\n".join(f"- {g}: {msg}" for g, msg in failed.items())
@@ -126,6 +130,7 @@ def _bring_up(
     accel: dict[str, plan.AccelChoice],
     timeout: int,
     report: Reporter,
+    sequential: bool,
 ) -> dict[str, str]:
     # TCG guests are CPU-bound: boot at most one per core at a time; containers are cheap.
     vm_slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
@@ -149,7 +154,7 @@ def _bring_up(
                 box.put(replace(rec, error=exc.message))
             report(name, "failed", exc.message.splitlines()[0])
 
-    pool = ThreadPoolExecutor(max_workers=len(plans), thread_name_prefix="up")
+    pool = ThreadPoolExecutor(max_workers=1 if sequential else len(plans), thread_name_prefix="up")
     try:
         futures = [pool.submit(one, n, p) for n, p in plans.items()]
         for f in futures:
