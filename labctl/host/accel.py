@@ -51,7 +51,9 @@ def decide(
         module = "kvm"
 
     def tcg(why: str, detail: str = "") -> AccelProbe:
-        return AccelProbe(False, module, f"{why}, {TCG_SUFFIX}" + (f" ({detail})" if detail else ""))
+        return AccelProbe(
+            False, module, f"{why}, {TCG_SUFFIX}" + (f" ({detail})" if detail else "")
+        )
 
     if arch == "aarch64":
         # arm64 KVM has no cpuinfo flag; the built-in "kvm" module plus /dev/kvm is the sign
@@ -74,13 +76,11 @@ def decide(
             "PVM runs only guest kernels built for it; the CPU has no vmx/svm",
         )
     if flags:
-        flag = sorted(flags)[0]
+        flag = min(flags)
         wanted = "kvm_intel" if flag == "vmx" else "kvm_amd"
         return tcg(f"the CPU has {flag} but {wanted} is not loaded")
     if dev_kvm_exists:
-        return tcg(
-            f"present but unusable: {module or '/dev/kvm'}", "the CPU has no vmx/svm flag"
-        )
+        return tcg(f"present but unusable: {module or '/dev/kvm'}", "the CPU has no vmx/svm flag")
     return tcg("no /dev/kvm and the CPU has no vmx/svm flag")
 
 

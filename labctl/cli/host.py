@@ -1,0 +1,98 @@
+"""``labctl host setup`` and ``labctl host teardown``: prepare or release this machine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import typer
+from rich.markup import escape
+from rich.status import Status
+
+from labctl import console
+from labctl.cli.app import app
+from labctl.host import setup as host_setup
+from labctl.host.ansible import PlaybookResult, TaskEvent
+
+host_app = typer.Typer(help="Prepare this machine for the lab (packages, engines) or release it.")
+app.add_typer(host_app, name="host")
+
+YesOpt = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+
+_LABEL = {
+    "ok": "[green]ok     [/green]",
+    "changed": "[yellow]changed[/yellow]",
+    "skipped": "[dim]skipped[/dim]",
+    "ignored": "[magenta]ignored[/magenta]",
+    "failed": "[bold red]failed [/bold red]",
+}
+
+
+class _TaskView:
+    """Shows the running task on a spinner and one line per finished task."""
+
+    def __init__(self, status: Status) -> None:
+        self.status = status
+
+    def __call__(self, event: TaskEvent) -> None:
+        name = escape(event.task)
+        if event.status == "start":
+            self.status.update(f"[bold]{name}[/bold]")
+            return
+        if event.status == "skipped" and not console.VERBOSE:
+            return
+        line = f"{_LABEL.get(event.status, event.status)}  {name}"
+        if event.status in ("failed", "ignored") and event.message:
+            line += f": {escape(event.message)}"
+        console.err.print(line, soft_wrap=True)
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if not yes and not typer.confirm(question, default=False, err=True):
+        console.err.print("Nothing done.")
+        raise typer.Exit(1)
+
+
+def _run(action: Callable[..., PlaybookResult], title: str) -> PlaybookResult:
+    with console.err.status(title, spinner="dots") as status:
+        return action(on_task=_TaskView(status))
+
+
+@host_app.command("setup")
+def setup(yes: bool = YesOpt) -> None:
+    """Install QEMU, libvirt, Docker and LXD, configure them and start them (idempotent)."""
+    distro = host_setup.preflight()
+    _confirm(
+        f"Install packages and start containerd, dockerd, virtlogd, libvirtd and LXD on this "
+        f"{distro.pretty} host?",
+        yes,
+    )
+    result = _run(host_setup.setup, "Setting up the host")
+    if result.nothing_changed:
+        console.out.print(f"host already set up: nothing changed ({result.seconds:.1f} s)")
+    else:
+        console.out.print(
+            f"host set up in {result.seconds:.1f} s: {result.changed} change"
+            f"{'s' if result.changed != 1 else ''} ({', '.join(result.changed_tasks)})",
+            soft_wrap=True,
+        )
+    console.err.print("Check the result with: labctl doctor")
+
+
+@host_app.command("teardown")
+def teardown(yes: bool = YesOpt) -> None:
+    """Stop the engines host setup started (by PID) and remove the bridges and rules they leave."""
+    host_setup.preflight()
+    _confirm(
+        "Stop the engines labctl started (running guests and containers stop with them) and "
+        "remove docker0, lxdbr0, virbr0 and the engines' firewall rules?",
+        yes,
+    )
+    result = _run(host_setup.teardown, "Tearing down the host")
+    if result.nothing_changed:
+        console.out.print(f"host already torn down: nothing changed ({result.seconds:.1f} s)")
+    else:
+        console.out.print(
+            f"host torn down in {result.seconds:.1f} s: {result.changed} change"
+            f"{'s' if result.changed != 1 else ''} ({', '.join(result.changed_tasks)})",
+            soft_wrap=True,
+        )

@@ -1,0 +1,197 @@
+"""Running one of labctl's playbooks on this host through ansible-runner.
+
+Progress comes from the runner's events (one :class:`TaskEvent` per task start and result);
+the outcome is a frozen :class:`PlaybookResult` built from the final stats. A failed run
+raises :class:`~labctl.errors.HostError` naming the task that failed and its message.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labctl import cancel
+from labctl.errors import HostError
+
+#: Inventory for "this machine", using the interpreter labctl runs in (it has ansible).
+LOCAL_INVENTORY = "localhost ansible_connection=local ansible_python_interpreter={python}"
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A task started (``start``) or finished (ok, changed, skipped, failed, ignored)."""
+
+    task: str
+    status: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class FailedTask:
+    """A task that failed the run, with Ansible's message."""
+
+    task: str
+    msg: str
+
+
+@dataclass(frozen=True)
+class PlaybookResult:
+    """Outcome of one playbook run, from the runner's final stats."""
+
+    playbook: str
+    ok: bool
+    status: str  # ansible-runner's: successful, failed, canceled, timeout
+    rc: int
+    changed: int
+    ok_tasks: int
+    skipped: int
+    failed_tasks: tuple[FailedTask, ...]
+    changed_tasks: tuple[str, ...]
+    seconds: float
+    log: str | None = None  # where the full Ansible output was written
+
+    @property
+    def nothing_changed(self) -> bool:
+        """True for an idempotent re-run: success and ``changed=0``."""
+        return self.ok and self.changed == 0
+
+
+TaskCallback = Callable[[TaskEvent], None]
+
+
+def _message(res: Mapping[str, Any]) -> str:
+    """Ansible's own words for a failure: msg, then the command's stderr/stdout tail."""
+    items = [r for r in res.get("results", []) if isinstance(r, dict) and r.get("failed")]
+    if items:
+        return "; ".join(_message(r) for r in items)
+    parts = [str(res.get("msg", "")).strip()]
+    output = str(res.get("stderr") or res.get("stdout") or "").strip()
+    if output and output not in parts[0]:
+        parts.append(" | ".join(output.splitlines()[-5:]))
+    return ": ".join(p for p in parts if p) or "failed (no message)"
+
+
+class _Collector:
+    """Turns runner events into TaskEvents and remembers what changed and what failed."""
+
+    def __init__(self, on_task: TaskCallback | None) -> None:
+        self.on_task = on_task
+        self.failed: list[FailedTask] = []
+        self.changed: list[str] = []
+
+    def _emit(self, task: str, status: str, message: str = "") -> None:
+        if self.on_task is not None:
+            self.on_task(TaskEvent(task, status, message))
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        task = str(data.get("task", "")).strip() or "(unnamed task)"
+        res = data.get("res", {}) or {}
+        if kind == "playbook_on_task_start":
+            self._emit(task, "start")
+        elif kind == "runner_on_ok":
+            if res.get("changed"):
+                self.changed.append(task)
+            self._emit(task, "changed" if res.get("changed") else "ok")
+        elif kind == "runner_on_skipped":
+            self._emit(task, "skipped")
+        elif kind in ("runner_on_failed", "runner_on_unreachable"):
+            msg = _message(res)
+            if data.get("ignore_errors"):
+                self._emit(task, "ignored", msg)
+            else:
+                self.failed.append(FailedTask(task, msg))
+                self._emit(task, "failed", msg)
+        return True
+
+
+def _count(stats: Mapping[str, Any] | None, key: str) -> int:
+    return sum((stats or {}).get(key, {}).values())
+
+
+def run_playbook(
+    path: Path,
+    extravars: Mapping[str, Any] | None = None,
+    *,
+    on_task: TaskCallback | None = None,
+    log_path: Path | None = None,
+    raise_on_failure: bool = True,
+) -> PlaybookResult:
+    """Run ``path`` against this machine; raise HostError naming the failing task."""
+    import ansible_runner
+
+    path = path.resolve()
+    if not path.is_file():
+        raise HostError(f"playbook {path} not found", "reinstall labctl from its repository")
+    bin_dir = str(Path(sys.executable).parent)
+    envvars = {
+        # ansible-runner looks ansible-playbook up on PATH: the venv's bin comes first
+        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")]),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+    }
+    collector = _Collector(on_task)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="labctl-ansible-") as private:
+        runner = ansible_runner.run(
+            private_data_dir=private,
+            playbook=str(path),
+            inventory=LOCAL_INVENTORY.format(python=sys.executable),
+            extravars=dict(extravars or {}),
+            envvars=envvars,
+            quiet=True,
+            event_handler=collector,
+            cancel_callback=cancel.CANCEL.is_set,
+        )
+        stdout = runner.stdout  # a new open file on every access
+        with stdout:
+            output = stdout.read()
+        # the runner reads stats from its artifacts: before the directory goes away
+        stats = runner.stats
+    seconds = time.monotonic() - started
+    if log_path is not None:
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.write_text(output)
+        except OSError:
+            log_path = None
+    ok = runner.status == "successful" and runner.rc == 0 and not collector.failed
+    result = PlaybookResult(
+        playbook=path.name,
+        ok=ok,
+        status=str(runner.status),
+        rc=int(runner.rc or 0),
+        changed=_count(stats, "changed"),
+        ok_tasks=_count(stats, "ok"),
+        skipped=_count(stats, "skipped"),
+        failed_tasks=tuple(collector.failed),
+        changed_tasks=tuple(collector.changed),
+        seconds=round(seconds, 1),
+        log=str(log_path) if log_path else None,
+    )
+    if not ok and raise_on_failure:
+        raise _failure(result, output)
+    return result
+
+
+def _failure(result: PlaybookResult, output: str) -> HostError:
+    """One error for a failed run: the last failing task and its message, or the output tail."""
+    hint = f"full Ansible output: {result.log}" if result.log else None
+    if result.status == "canceled":
+        return HostError(f"{result.playbook} was interrupted", hint)
+    if result.failed_tasks:
+        last = result.failed_tasks[-1]
+        return HostError(f"{result.playbook} failed at task {last.task!r}: {last.msg}", hint)
+    tail = " | ".join(line for line in output.strip().splitlines()[-5:] if line.strip())
+    return HostError(
+        f"{result.playbook} failed ({result.status}, exit code {result.rc}): {tail}", hint
+    )

@@ -1,0 +1,323 @@
+"""The doctor's rules: host facts in, one check per concern out (ok, warn, fail, unknown).
+
+The rules are pure functions of :class:`HostFacts`, so tests feed them any host. A ``fail``
+means the default lab cannot run; everything else (KVM unusable, images not built yet) is a
+``warn`` with a hint, because the lab still runs, only slower or after another step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from labctl.errors import ExitCode
+from labctl.host import accel, engines, probe
+from labctl.host.accel import AccelProbe
+
+GIB = 1024**3
+#: What the default lab needs: three TCG guests, one container, one Docker app.
+LAB_MEMORY_BYTES = 4 * GIB
+LAB_DISK_BYTES = 6 * GIB
+#: A getCapabilities() slower than this means libvirt re-probes QEMU on every call.
+SLOW_CAPS_SECONDS = 2.0
+QEMU_ARCHES = ("x86_64", "aarch64")
+SETUP_HINT = "run: labctl host setup"
+
+
+class Status(str, Enum):
+    """Outcome of one check."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    UNKNOWN = "unknown"  # the check could not run (e.g. a part of labctl is missing)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the doctor's table."""
+
+    name: str
+    status: Status
+    detail: str
+    hint: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """False only for a failure: warnings and unknowns do not stop the lab."""
+        return self.status is not Status.FAIL
+
+    def as_dict(self) -> dict[str, str | None]:
+        """JSON-friendly form."""
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "detail": self.detail,
+            "hint": self.hint,
+        }
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Everything the probes found, gathered once."""
+
+    distro: probe.Distro
+    cpu: probe.CpuInfo
+    accel: AccelProbe
+    qemu: tuple[probe.QemuInfo, ...]
+    libvirt: engines.LibvirtInfo
+    docker: engines.DockerInfo
+    lxd: engines.LxdInfo
+    ansible: probe.AnsibleInfo
+    disk: probe.DiskInfo
+    memory: probe.MemoryInfo
+    images: probe.ImagesInfo
+    root: bool = True  # engines refuse non-root users outside their groups
+
+
+def gather() -> HostFacts:
+    """Run every probe on this host."""
+    return HostFacts(
+        distro=probe.os_release(),
+        cpu=probe.cpu(),
+        accel=accel.detect(),
+        qemu=tuple(probe.qemu(a) for a in QEMU_ARCHES),
+        libvirt=engines.libvirt_probe(),
+        docker=engines.docker_probe(),
+        lxd=engines.lxd_probe(),
+        ansible=probe.ansible_probe(),
+        disk=probe.disk(),
+        memory=probe.memory(),
+        images=probe.images_probe(),
+        root=probe.is_root(),
+    )
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def _down_hint(error: str | None, group: str, default: str, root: bool) -> str:
+    """A daemon that refuses us for permissions needs root, not a setup run."""
+    if not root or (error and "ermission denied" in error):
+        return f"run labctl as root (or as a member of the {group} group)"
+    return default
+
+
+# --- rules --------------------------------------------------------------------------------
+
+
+def check_distro(d: probe.Distro) -> Check:
+    """Supported distributions get ``host setup``; others may still work if prepared by hand."""
+    if d.supported:
+        return Check("distribution", Status.OK, d.pretty)
+    return Check(
+        "distribution",
+        Status.WARN,
+        f"{d.pretty} is not one labctl host setup supports",
+        "use Debian 12 or Ubuntu 22.04/24.04, or install the engines by hand",
+    )
+
+
+def check_cpu(c: probe.CpuInfo) -> Check:
+    """The CPU itself is a fact, not a problem: the KVM row says what it means."""
+    flags = ", ".join(c.virt_flags) or "none"
+    nested = "; this host is itself a virtual machine" if c.hypervisor else ""
+    return Check(
+        "cpu", Status.OK, f"{c.arch}, {c.count} CPUs, virtualization flags: {flags}{nested}"
+    )
+
+
+def check_kvm(a: AccelProbe) -> Check:
+    """Usable KVM is ok; unusable KVM is a warning because TCG runs the lab, only slower."""
+    if a.usable:
+        return Check("kvm", Status.OK, f"usable: {a.reason}")
+    return Check(
+        "kvm",
+        Status.WARN,
+        a.reason,
+        "nothing to do for the lab (TCG works, only slower); for real KVM use a host whose "
+        "CPU exposes VT-x/AMD-V (kvm_intel/kvm_amd)",
+    )
+
+
+def check_qemu(q: probe.QemuInfo) -> Check:
+    """Both system emulators are needed: the lab boots an x86_64 and an arm64 guest."""
+    name = f"qemu {q.arch}"
+    if q.found:
+        return Check(name, Status.OK, f"QEMU {q.version} ({q.binary})")
+    package = "qemu-system-arm" if q.arch == "aarch64" else "qemu-system-x86"
+    return Check(
+        name, Status.FAIL, q.error or "not found", f"{SETUP_HINT} (or apt-get install {package})"
+    )
+
+
+def check_libvirt(lv: engines.LibvirtInfo, root: bool = True) -> Check:
+    """libvirtd must answer on qemu:///system."""
+    if lv.reachable:
+        return Check(
+            "libvirt", Status.OK, f"libvirt {lv.version} on {lv.uri}, QEMU {lv.hypervisor_version}"
+        )
+    return Check(
+        "libvirt",
+        Status.FAIL,
+        f"{lv.uri} does not answer: {lv.error}",
+        _down_hint(lv.error, "libvirt", f"{SETUP_HINT} (starts virtlogd and libvirtd)", root),
+    )
+
+
+def check_libvirt_speed(lv: engines.LibvirtInfo) -> Check:
+    """Detect the slow-capability trap: QEMU's user cannot open /dev/kvm, libvirt re-probes."""
+    name = "libvirt capabilities"
+    if not lv.reachable:
+        return Check(name, Status.UNKNOWN, "libvirt does not answer")
+    slow = lv.caps_seconds is not None and lv.caps_seconds > SLOW_CAPS_SECONDS
+    hint = (
+        f'{SETUP_HINT} (sets user/group "root" in /etc/libvirt/qemu.conf and opens '
+        "/dev/kvm to the kvm group), then restart libvirtd"
+    )
+    if lv.kvm_accessible is False:
+        took = f"; getCapabilities() took {lv.caps_seconds:.1f} s" if lv.caps_seconds else ""
+        return Check(
+            name,
+            Status.WARN,
+            f"/dev/kvm is not usable by QEMU's user {lv.qemu_user!r}: libvirt will "
+            f"re-probe QEMU on almost every call (seconds per call){took}",
+            hint,
+        )
+    if slow:
+        return Check(
+            name,
+            Status.WARN,
+            f"getCapabilities() took {lv.caps_seconds:.1f} s (fast is < 0.1 s): libvirt "
+            "keeps re-probing QEMU",
+            hint,
+        )
+    took = f"{lv.caps_seconds:.3f} s" if lv.caps_seconds is not None else "not timed"
+    return Check(name, Status.OK, f"getCapabilities() {took}, QEMU runs as {lv.qemu_user!r}")
+
+
+def check_docker(dk: engines.DockerInfo, root: bool = True) -> Check:
+    """A Docker-compatible API (dockerd or Podman) must answer."""
+    if dk.reachable:
+        return Check("docker", Status.OK, f"{dk.engine} {dk.version} (API {dk.api_version})")
+    return Check(
+        "docker",
+        Status.FAIL,
+        f"Docker API does not answer: {dk.error}",
+        _down_hint(dk.error, "docker", f"{SETUP_HINT} (starts containerd and dockerd)", root),
+    )
+
+
+def check_lxd(lx: engines.LxdInfo, root: bool = True) -> Check:
+    """LXD or Incus must answer and have a storage pool and a network in its default profile."""
+    if not lx.reachable:
+        where = f" on {lx.socket}" if lx.socket else ""
+        return Check(
+            "lxd",
+            Status.FAIL,
+            f"LXD/Incus does not answer{where}: {lx.error}",
+            _down_hint(lx.error, "lxd", f"{SETUP_HINT} (starts lxd and initialises it)", root),
+        )
+    what = f"{lx.server} {lx.version} on {lx.socket}"
+    if not lx.initialised:
+        return Check(
+            "lxd",
+            Status.FAIL,
+            f"{what}, but not initialised (default profile lacks a root disk or a NIC)",
+            f"{SETUP_HINT} (runs lxd init --preseed with a dir pool and lxdbr0)",
+        )
+    return Check("lxd", Status.OK, f"{what}, initialised")
+
+
+def check_ansible(an: probe.AnsibleInfo) -> Check:
+    """ansible-core and ansible-runner drive host setup and guest configuration."""
+    if an.available:
+        return Check(
+            "ansible",
+            Status.OK,
+            f"ansible-core {an.core_version}, ansible-runner {an.runner_version}",
+        )
+    return Check(
+        "ansible",
+        Status.FAIL,
+        an.error or "not available",
+        "reinstall labctl: pip install -e . (brings ansible-core and ansible-runner)",
+    )
+
+
+def check_disk(dk: probe.DiskInfo, need: int = LAB_DISK_BYTES) -> Check:
+    """Images and guest disks need room under the cache directory."""
+    detail = f"{_gib(dk.free_bytes)} free for {dk.path} (the lab needs {_gib(need)})"
+    if dk.free_bytes >= need:
+        return Check("disk", Status.OK, detail)
+    return Check(
+        "disk", Status.FAIL, detail, "free some space or point LABCTL_CACHE at a larger filesystem"
+    )
+
+
+def check_memory(m: probe.MemoryInfo, need: int = LAB_MEMORY_BYTES) -> Check:
+    """Three guests and a container need memory that is available now, not just installed."""
+    detail = (
+        f"{_gib(m.available_bytes)} available of {_gib(m.total_bytes)} (the lab needs {_gib(need)})"
+    )
+    if m.available_bytes >= need:
+        return Check("memory", Status.OK, detail)
+    return Check("memory", Status.FAIL, detail, "stop other guests or programs, or add memory")
+
+
+def check_images(im: probe.ImagesInfo) -> Check:
+    """Images not built yet are a warning: ``labctl images build`` makes them."""
+    if not im.known:
+        return Check(
+            "images",
+            Status.UNKNOWN,
+            f"cannot list images: {im.error}",
+            "the image registry is not importable; check labctl.images",
+        )
+    ready = im.named("ready")
+    if len(ready) == len(im.images):
+        return Check("images", Status.OK, f"{len(ready)} built: {', '.join(ready) or 'none'}")
+    parts = [f"{len(ready)} of {len(im.images)} built"]
+    for status in ("missing", "outdated", "missing from engine", "unknown"):
+        names = im.named(status)
+        if names:
+            parts.append(f"{status}: {', '.join(names)}")
+    return Check("images", Status.WARN, "; ".join(parts), "run: labctl images build")
+
+
+#: The rules in table order, each reading its part of the facts.
+RULES: Sequence[Callable[[HostFacts], Check | list[Check]]] = (
+    lambda f: check_distro(f.distro),
+    lambda f: check_cpu(f.cpu),
+    lambda f: check_kvm(f.accel),
+    lambda f: [check_qemu(q) for q in f.qemu],
+    lambda f: check_libvirt(f.libvirt, f.root),
+    lambda f: check_libvirt_speed(f.libvirt),
+    lambda f: check_docker(f.docker, f.root),
+    lambda f: check_lxd(f.lxd, f.root),
+    lambda f: check_ansible(f.ansible),
+    lambda f: check_disk(f.disk),
+    lambda f: check_memory(f.memory),
+    lambda f: check_images(f.images),
+)
+
+
+def evaluate(facts: HostFacts) -> list[Check]:
+    """Apply every rule to ``facts``."""
+    checks: list[Check] = []
+    for rule in RULES:
+        result = rule(facts)
+        checks.extend(result if isinstance(result, list) else [result])
+    return checks
+
+
+def lab_can_run(checks: Sequence[Check]) -> bool:
+    """True when no check failed."""
+    return all(c.passed for c in checks)
+
+
+def exit_code(checks: Sequence[Check]) -> int:
+    """0 when the default lab can run, ``ExitCode.HOST`` when a check failed."""
+    return ExitCode.OK if lab_can_run(checks) else ExitCode.HOST

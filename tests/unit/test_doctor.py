@@ -1,0 +1,214 @@
+"""The doctor's rules on fake hosts, its exit code, and the command in-process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from labctl.cli import app
+from labctl.errors import ExitCode, HostError
+from labctl.host import doctor, engines, probe, setup
+from labctl.host.accel import decide
+from labctl.host.doctor import Check, HostFacts, Status
+
+GIB = 1024**3
+
+
+def healthy() -> HostFacts:
+    """A host on which everything answers and KVM is real."""
+    return HostFacts(
+        distro=probe.Distro("debian", "12", "Debian GNU/Linux 12 (bookworm)"),
+        cpu=probe.CpuInfo("x86_64", 4, ("vmx",), False),
+        accel=decide("x86_64", {"kvm", "kvm_intel"}, {"vmx"}, True, True),
+        qemu=(
+            probe.QemuInfo("x86_64", "/usr/bin/qemu-system-x86_64", "7.2.22"),
+            probe.QemuInfo("aarch64", "/usr/bin/qemu-system-aarch64", "7.2.22"),
+        ),
+        libvirt=engines.LibvirtInfo("qemu:///system", True, "9.0.0", "7.2.22", 0.03, "root", True),
+        docker=engines.DockerInfo(True, "Docker Engine", "20.10.24", "1.41"),
+        lxd=engines.LxdInfo("/var/lib/lxd/unix.socket", True, "lxd", "5.0.2", True),
+        ansible=probe.AnsibleInfo(True, "2.18.0", "2.4.3", "/venv/bin/ansible-playbook"),
+        disk=probe.DiskInfo("/var/cache/labctl", 80 * GIB),
+        memory=probe.MemoryInfo(24 * GIB, 23 * GIB),
+        images=probe.ImagesInfo(True, (probe.ImageState("vm-amd64", "ready"),)),
+    )
+
+
+def by_name(facts: HostFacts) -> dict[str, Check]:
+    return {c.name: c for c in doctor.evaluate(facts)}
+
+
+def test_healthy_host_is_all_ok() -> None:
+    checks = doctor.evaluate(healthy())
+    assert {c.status for c in checks} == {Status.OK}
+    assert doctor.exit_code(checks) == ExitCode.OK
+    assert by_name(healthy())["kvm"].detail.startswith("usable")
+
+
+def test_pvm_host_warns_tcg_and_still_runs() -> None:
+    facts = replace(
+        healthy(),
+        cpu=probe.CpuInfo("x86_64", 2, (), True),
+        accel=decide("x86_64", {"kvm", "kvm_pvm"}, set(), True, True),
+    )
+    checks = doctor.evaluate(facts)
+    kvm = {c.name: c for c in checks}["kvm"]
+    assert kvm.status is Status.WARN
+    assert "present but unusable: kvm_pvm, guests will run under TCG" in kvm.detail
+    assert kvm.hint
+    assert doctor.lab_can_run(checks)
+    assert doctor.exit_code(checks) == ExitCode.OK
+
+
+def test_libvirt_down_fails_with_a_hint() -> None:
+    facts = replace(
+        healthy(),
+        libvirt=engines.LibvirtInfo("qemu:///system", False, error="Failed to connect socket"),
+    )
+    checks = by_name(facts)
+    assert checks["libvirt"].status is Status.FAIL
+    assert "Failed to connect socket" in checks["libvirt"].detail
+    assert "labctl host setup" in (checks["libvirt"].hint or "")
+    assert checks["libvirt capabilities"].status is Status.UNKNOWN
+    assert doctor.exit_code(list(checks.values())) == ExitCode.HOST
+
+
+BROKEN: list[tuple[Callable[[HostFacts], HostFacts], str]] = [
+    (lambda f: replace(f, docker=engines.DockerInfo(False, error="connection refused")), "docker"),
+    (lambda f: replace(f, lxd=engines.LxdInfo(None, False, error="no socket found")), "lxd"),
+    (lambda f: replace(f, lxd=replace(f.lxd, initialised=False)), "lxd"),
+    (lambda f: replace(f, ansible=probe.AnsibleInfo(False, error="ansible missing")), "ansible"),
+    (lambda f: replace(f, disk=probe.DiskInfo("/var/cache/labctl", 2 * GIB)), "disk"),
+    (lambda f: replace(f, memory=probe.MemoryInfo(8 * GIB, 3 * GIB)), "memory"),
+]
+
+
+@pytest.mark.parametrize(("breaks", "row"), BROKEN)
+def test_each_missing_piece_fails_with_a_hint(
+    breaks: Callable[[HostFacts], HostFacts], row: str
+) -> None:
+    checks = by_name(breaks(healthy()))
+    assert checks[row].status is Status.FAIL
+    assert checks[row].hint
+    assert not doctor.lab_can_run(list(checks.values()))
+
+
+def test_missing_qemu_arch_fails() -> None:
+    facts = replace(
+        healthy(),
+        qemu=(healthy().qemu[0], probe.QemuInfo("aarch64", None, None, "not found")),
+    )
+    row = by_name(facts)["qemu aarch64"]
+    assert row.status is Status.FAIL and "qemu-system-arm" in (row.hint or "")
+
+
+def test_slow_capability_trap_is_a_warning() -> None:
+    trap = engines.LibvirtInfo(
+        "qemu:///system", True, "9.0.0", "7.2.22", 8.2, "libvirt-qemu", False
+    )
+    row = by_name(replace(healthy(), libvirt=trap))["libvirt capabilities"]
+    assert row.status is Status.WARN
+    assert "libvirt-qemu" in row.detail and "8.2 s" in row.detail
+    assert "qemu.conf" in (row.hint or "")
+    slow_only = replace(trap, qemu_user="root", kvm_accessible=True)
+    assert (
+        by_name(replace(healthy(), libvirt=slow_only))["libvirt capabilities"].status is Status.WARN
+    )
+
+
+def test_images_missing_warn_and_unknown_when_registry_breaks() -> None:
+    images = probe.ImagesInfo(
+        True, (probe.ImageState("vm-amd64", "ready"), probe.ImageState("vm-arm64", "missing"))
+    )
+    row = by_name(replace(healthy(), images=images))["images"]
+    assert row.status is Status.WARN and "vm-arm64" in row.detail
+    assert row.hint == "run: labctl images build"
+    broken = probe.ImagesInfo(False, error="ImportError: no module named vm")
+    unknown = by_name(replace(healthy(), images=broken))["images"]
+    assert unknown.status is Status.UNKNOWN and "ImportError" in unknown.detail
+    assert doctor.lab_can_run([unknown])
+
+
+def test_unsupported_distribution_is_a_warning() -> None:
+    row = by_name(replace(healthy(), distro=probe.Distro("fedora", "40", "Fedora 40")))
+    assert row["distribution"].status is Status.WARN
+
+
+def test_os_release_and_qemu_conf_parsing(tmp_path: Path) -> None:
+    osr = tmp_path / "os-release"
+    osr.write_text('PRETTY_NAME="Ubuntu 24.04 LTS"\nID=ubuntu\nVERSION_ID="24.04"\n')
+    assert probe.os_release(osr) == probe.Distro("ubuntu", "24.04", "Ubuntu 24.04 LTS")
+    conf = tmp_path / "qemu.conf"
+    conf.write_text('#user = "libvirt-qemu"\nuser = "root"\ngroup = "root"\n')
+    assert engines.qemu_conf_user(conf) == ("root", "root")
+    conf.write_text('#user = "root"\n')
+    assert engines.qemu_conf_user(conf) == ("libvirt-qemu", None)
+
+
+def test_setup_preflight_refuses_clearly() -> None:
+    debian = probe.Distro("debian", "12", "Debian GNU/Linux 12 (bookworm)")
+    assert setup.preflight(debian, root=True) == debian
+    with pytest.raises(HostError, match="needs root"):
+        setup.preflight(debian, root=False)
+    with pytest.raises(HostError, match="not supported") as exc:
+        setup.preflight(probe.Distro("debian", "11", "Debian GNU/Linux 11"), root=True)
+    assert exc.value.code == ExitCode.HOST
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_doctor_command_json_and_exit_code(monkeypatch: pytest.MonkeyPatch, broken: bool) -> None:
+    facts = healthy()
+    if broken:
+        facts = replace(facts, docker=engines.DockerInfo(False, error="connection refused"))
+    monkeypatch.setattr(doctor, "gather", lambda: facts)
+    result = CliRunner().invoke(app, ["doctor", "--json"])
+    rows = json.loads(result.stdout)
+    assert {r["name"] for r in rows} >= {"kvm", "libvirt", "docker", "lxd", "images"}
+    assert all(set(r) == {"name", "status", "detail", "hint"} for r in rows)
+    assert result.exit_code == (ExitCode.HOST if broken else ExitCode.OK)
+    table = CliRunner().invoke(app, ["doctor"])
+    assert "what to do" in table.stdout and table.exit_code == result.exit_code
+
+
+def test_can_rw_follows_owner_group_other(tmp_path: Path) -> None:
+    dev = tmp_path / "kvm"
+    dev.write_text("")
+    dev.chmod(0o660)
+    gid = dev.stat().st_gid
+    assert engines.can_rw(dev, 0, set())
+    assert engines.can_rw(dev, 54321, {gid})
+    assert not engines.can_rw(dev, 54321, {gid + 1})
+    dev.chmod(0o600)
+    assert not engines.can_rw(dev, 54321, {gid})
+
+
+def test_host_setup_refuses_non_root_before_asking(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(probe, "is_root", lambda: False)
+    result = CliRunner().invoke(app, ["host", "setup"])
+    assert isinstance(result.exception, HostError)
+    assert "needs root" in result.exception.message
+
+
+def test_host_setup_asks_and_does_nothing_on_no(monkeypatch: pytest.MonkeyPatch) -> None:
+    called: list[str] = []
+    monkeypatch.setattr(probe, "is_root", lambda: True)
+    monkeypatch.setattr(
+        probe, "os_release", lambda: probe.Distro("debian", "12", "Debian GNU/Linux 12")
+    )
+    monkeypatch.setattr(setup, "setup", lambda **kw: called.append("setup"))
+    result = CliRunner().invoke(app, ["host", "setup"], input="n\n")
+    assert result.exit_code == 1 and "Nothing done" in result.output
+    assert called == []
+
+
+def test_permission_denied_asks_for_root_not_setup() -> None:
+    denied = engines.DockerInfo(
+        False, error="('Connection aborted.', PermissionError(13, 'Permission denied'))"
+    )
+    row = by_name(replace(healthy(), docker=denied))["docker"]
+    assert row.status is Status.FAIL and "root" in (row.hint or "")
