@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labctl.images.cache import ImageStore  # noqa: E402
-from labctl.images.registry import all_recipes  # noqa: E402
+from labctl.images.cache import ImageStore
+from labctl.images.registry import all_recipes
 
 
 def main() -> None:
@@ -40,8 +40,10 @@ def main() -> None:
             total += o.manifest.total_size
             print(f"{o.name:16}{o.seconds:>10.1f}{o.manifest.total_size / 2**20:>10.1f}")
         print(f"{'total':16}{cold_s:>10.1f}{total / 2**20:>10.1f}")
-        print(f"cold build {cold_s:.1f} s (target <= 900 s); warm run {warm_s:.2f} s (target <= 5 s);"
-              f" rebuilt on warm run: {[o.name for o in warm if o.built] or 'none'}")
+        print(
+            f"cold build {cold_s:.1f} s (target <= 900 s); warm run {warm_s:.2f} s (target <= 5 s);"
+            f" rebuilt on warm run: {[o.name for o in warm if o.built] or 'none'}"
+        )
         print(f"size {total / 2**30:.2f} GiB (target <= 1 GiB)")
     finally:
         # Engine images (docker, LXD) are named by recipe hash and shared with the real cache:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labctl.host.accel import detect  # noqa: E402
-from labctl.images.registry import store  # noqa: E402
-from labctl.lab import lifecycle  # noqa: E402
-from labctl.paths import LABS_DIR  # noqa: E402
-from labctl.spec.model import load_lab  # noqa: E402
+from labctl.host.accel import detect
+from labctl.images.registry import store
+from labctl.lab import lifecycle
+from labctl.paths import LABS_DIR
+from labctl.spec.model import load_lab
 
 
 def run(sequential: bool, instance: str) -> dict[str, float]:
@@ -55,8 +55,10 @@ def main() -> None:
         seq = f"{naive[key]:.1f}" if key in naive else "-"
         print(f"{key:24}{parallel[key]:>11.1f}s{seq:>11}s")
     print(f"speed-up of up over the naive baseline: {naive['up'] / parallel['up']:.2f}x")
-    print(f"targets: up <= 90 s -> {parallel['up']:.1f} s; down <= 15 s -> {parallel['down']:.1f} s;"
-          f" second up <= 5 s -> {parallel['second up']:.1f} s")
+    print(
+        f"targets: up <= 90 s -> {parallel['up']:.1f} s; down <= 15 s -> {parallel['down']:.1f} s;"
+        f" second up <= 5 s -> {parallel['second up']:.1f} s"
+    )
 
 
 if __name__ == "__main__":

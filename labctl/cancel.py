@@ -12,4 +12,6 @@ CANCEL = threading.Event()
 def check() -> None:
     """Raise if the user interrupted; call this inside wait loops."""
     if CANCEL.is_set():
-        raise LabctlError("interrupted", "run the same command again to resume", ExitCode.INTERRUPTED)
+        raise LabctlError(
+            "interrupted", "run the same command again to resume", ExitCode.INTERRUPTED
+        )

@@ -6,7 +6,6 @@ readiness means: the SSH handshake completes, the key is accepted and a command 
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,10 +88,8 @@ def wait_for_login(
             if result.succeeded:
                 return result
             last = result.detail
-        except (OSError, EOFError, paramiko.SSHException, socket.timeout) as exc:
+        except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
             last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if time.monotonic() >= deadline:
-            raise ReadyTimeout(
-                f"no SSH login to {target.user}@{target.host}:{target.port}: {last}"
-            )
+            raise ReadyTimeout(f"no SSH login to {target.user}@{target.host}:{target.port}: {last}")
         time.sleep(poll)

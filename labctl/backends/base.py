@@ -83,7 +83,7 @@ class Backend(ABC):
     def destroy(self, resource: str) -> None:
         """Remove the guest and its volumes; nothing happens if it does not exist."""
 
-    def cleanup(self, state: LabState) -> None:
+    def cleanup(self, state: LabState) -> None:  # noqa: B027 - optional hook
         """Remove the lab's shared engine objects created by :meth:`prepare`."""
 
     @abstractmethod

@@ -200,7 +200,10 @@ class DockerBackend(Backend):
         except DockerException as exc:
             raise _err(f"exec in {record.resource}", exc) from exc
         return CommandResult(
-            command, rc, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+            command,
+            rc,
+            (out or b"").decode(errors="replace"),
+            (err or b"").decode(errors="replace"),
         )
 
     def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:

@@ -72,9 +72,9 @@ def _network(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork | None:
         raise _err(f"look up network {name}", exc) from exc
 
 
-def _network_subnets(conn: libvirt.virConnect) -> list[ipaddress.IPv4Network]:
+def _network_subnets(conn: libvirt.virConnect) -> list[subnets.Net]:
     """Subnets of every libvirt network, active or not."""
-    used = []
+    used: list[subnets.Net] = []
     for net in conn.listAllNetworks():
         for ip in ET.fromstring(net.XMLDesc()).findall("ip"):
             if ip.get("address") and ip.get("netmask"):
@@ -278,4 +278,3 @@ def _tail(path: Path, lines: int) -> str:
     except OSError:
         return "  (no console output)"
     return "\n".join("  " + line for line in text.splitlines()[-lines:]) or "  (empty)"
-

@@ -5,15 +5,15 @@ from __future__ import annotations
 import sys
 
 import typer
-from typer.exceptions import TyperException
 from rich.markup import escape
+from typer.exceptions import TyperException
 
 from labctl import console
 from labctl.cli.app import app
 from labctl.errors import ExitCode, LabctlError
 
 # Each command group lives in its own module; importing it adds its commands to ``app``.
-from labctl.cli import doctor, host, images, lab  # noqa: E402,F401  isort: skip
+from labctl.cli import doctor, host, images, lab  # noqa: F401  isort: skip
 
 __all__ = ["app", "main", "render_error"]
 

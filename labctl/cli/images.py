@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from labctl import console
 from labctl.cli.app import app
 from labctl.images.cache import BuildOutcome
+from labctl.images.recipe import Manifest
 from labctl.images.registry import store
 
-images_app = typer.Typer(help="Build and list the guest images (built locally from Debian packages).")
+images_app = typer.Typer(
+    help="Build and list the guest images (built locally from Debian packages)."
+)
 app.add_typer(images_app, name="images")
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One image in ``labctl images list``."""
+
+    name: str
+    status: str  # ready, missing, outdated, missing from engine
+    recipe_hash: str
+    description: str
+    manifest: Manifest | None
 
 
 def _size(n: int) -> str:
@@ -41,7 +56,7 @@ def build(
         transient=False,
         disable=json_out,
     ) as progress:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def on_stage(image: str, stage: str) -> None:
             if image not in tasks:
@@ -77,7 +92,7 @@ def list_images(json_out: bool = typer.Option(False, "--json", help="Print as JS
     """Show each image: built or missing, recipe hash, size, build time."""
     s = store()
     hashes = s.hashes(s.recipes)
-    rows = []
+    rows: list[ImageRow] = []
     for name, recipe_hash in hashes.items():
         manifest = s.manifest(name)
         if manifest is None:
@@ -88,26 +103,18 @@ def list_images(json_out: bool = typer.Option(False, "--json", help="Print as JS
             status = "missing from engine"
         else:
             status = "ready"
-        rows.append(
-            {
-                "name": name,
-                "status": status,
-                "recipe_hash": recipe_hash,
-                "description": s.recipes[name].description,
-                "manifest": manifest,
-            }
-        )
+        rows.append(ImageRow(name, status, recipe_hash, s.recipes[name].description, manifest))
     if json_out:
         console.print_json(rows)
         return
     table = Table("image", "status", "size", "built", "description")
     for r in rows:
-        m = r["manifest"]
+        m = r.manifest
         table.add_row(
-            r["name"],
-            r["status"],
+            r.name,
+            r.status,
             _size(m.total_size) if m else "-",
             f"{m.built_at} ({m.build_seconds:.0f} s)" if m else "-",
-            r["description"],
+            r.description,
         )
     console.out.print(table)

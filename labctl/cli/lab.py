@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from labctl import console
@@ -48,7 +48,7 @@ class _UpView:
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def __call__(self, guest: str, step: str, detail: str) -> None:
         if not guest:
@@ -57,10 +57,9 @@ class _UpView:
         text = f"{step} {detail}".strip()
         if guest not in self.tasks:
             self.tasks[guest] = self.progress.add_task(text, guest=guest, total=None)
-        done = step in ("done", "failed") or detail == "already running"
-        self.progress.update(
-            self.tasks[guest], description=text, **({"total": 1, "completed": 1} if done else {})
-        )
+        self.progress.update(self.tasks[guest], description=text)
+        if step in ("done", "failed") or detail == "already running":
+            self.progress.update(self.tasks[guest], total=1, completed=1)
 
 
 @app.command()
@@ -94,8 +93,9 @@ def up(
         )
     rows = lab_status.status(result.state)
     if json_out:
-        console.print_json({"seconds": round(result.seconds, 1), "already_up": result.already_up,
-                            "guests": rows})
+        console.print_json(
+            {"seconds": round(result.seconds, 1), "already_up": result.already_up, "guests": rows}
+        )
         return
     if result.already_up:
         console.err.print("Lab already up: nothing to do.")
@@ -205,7 +205,9 @@ def down(
     if json_out:
         console.print_json({"removed": removed, "seconds": round(seconds, 1)})
     else:
-        console.err.print(f"Lab {lab} ({instance}) down in {seconds:.1f} s: {len(removed)} guests removed.")
+        console.err.print(
+            f"Lab {lab} ({instance}) down in {seconds:.1f} s: {len(removed)} guests removed."
+        )
 
 
 @lab_app.command("validate")
@@ -219,4 +221,3 @@ def validate(lab_ref: str = typer.Argument(DEFAULT_LAB, metavar="[LAB]")) -> Non
 def schema() -> None:
     """Print the JSON Schema of lab files (for editors)."""
     console.print_json(json_schema())
-

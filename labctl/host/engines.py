@@ -165,7 +165,7 @@ def docker_probe() -> DockerInfo:
     try:
         client.ping()
         info = client.version()
-    except Exception as exc:  # noqa: BLE001  docker-py raises requests' errors too
+    except Exception as exc:
         return DockerInfo(False, error=error_line(exc))
     finally:
         client.close()
@@ -210,7 +210,7 @@ def lxd_probe() -> LxdInfo:
         client = pylxd.Client(endpoint=str(path), timeout=_TIMEOUT)
         env = client.host_info.get("environment", {})
         devices = client.profiles.get("default").devices
-    except Exception as exc:  # noqa: BLE001  pylxd raises its own, requests' and OS errors
+    except Exception as exc:
         return LxdInfo(str(path), False, error=error_line(exc))
     types = {d.get("type") for d in devices.values()}
     has_root = any(d.get("type") == "disk" and d.get("path") == "/" for d in devices.values())

@@ -183,7 +183,7 @@ def ansible_probe() -> AnsibleInfo:
         return AnsibleInfo(False, error=f"ansible-core missing: {exc}")
     try:
         runner = version("ansible-runner")
-    except Exception as exc:  # noqa: BLE001  PackageNotFoundError and broken metadata alike
+    except Exception as exc:
         return AnsibleInfo(False, core, error=f"ansible-runner missing: {error_line(exc)}")
     local = ansible_bin_dir() / "ansible-playbook"
     binary = str(local) if local.exists() else shutil.which("ansible-playbook")
@@ -267,7 +267,7 @@ def images_probe() -> ImagesInfo:
 
         s = store()
         hashes = s.hashes(s.recipes)
-    except Exception as exc:  # noqa: BLE001  the image registry may be half-written or broken
+    except Exception as exc:
         return ImagesInfo(False, error=f"{type(exc).__name__}: {error_line(exc)}")
     states = []
     for name, recipe_hash in hashes.items():
@@ -279,7 +279,7 @@ def images_probe() -> ImagesInfo:
         else:
             try:
                 status = "ready" if s.recipes[name].present(manifest) else "missing from engine"
-            except Exception:  # noqa: BLE001  an engine that is down cannot confirm the image
+            except Exception:
                 status = "unknown"
         states.append(ImageState(name, status))
     return ImagesInfo(True, tuple(states))

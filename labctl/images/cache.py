@@ -56,6 +56,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stage_reporter(name: str, on_stage: Callable[[str, str], None] | None) -> Report:
+    def report(stage: str) -> None:
+        if on_stage is not None:
+            on_stage(name, stage)
+
+    return report
+
+
 class ImageStore:
     """Builds recipes in dependency order and keeps what they produce."""
 
@@ -147,10 +155,7 @@ class ImageStore:
                 assert manifest is not None
                 outcome = BuildOutcome(name, manifest, built=False, seconds=0.0)
             else:
-                report: Report = (lambda s, n=name: on_stage(n, s)) if on_stage else (
-                    lambda s: None
-                )
-                outcome = self._build_one(recipe, recipe_hash, report)
+                outcome = self._build_one(recipe, recipe_hash, _stage_reporter(name, on_stage))
                 rebuilt.add(name)
             outcomes.append(outcome)
             if on_done:
@@ -213,4 +218,3 @@ class ImageStore:
         if manifest is not None:
             self.recipes[name].forget(manifest)
         shutil.rmtree(self.path(name), ignore_errors=True)
-

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from labctl.errors import EngineError
 from labctl.procs import run
 
-Net = ipaddress.IPv4Network
+Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def host_subnets() -> list[Net]:

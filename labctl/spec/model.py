@@ -113,7 +113,9 @@ class Lab(Strict):
     name: str = Field(pattern=NAME_RE, description="Lab name, used in every resource name.")
     title: str = Field("", description="Human title.")
     description: str = Field("", description="What the lab teaches.")
-    network: Network = Field(default_factory=Network, description="Address plan.")
+    network: Network = Field(
+        default_factory=lambda: Network.model_validate({}), description="Address plan."
+    )
     ready_timeout: int = Field(
         300, ge=10, le=3600, description="Seconds each guest may take to become usable."
     )

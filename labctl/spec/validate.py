@@ -19,10 +19,10 @@ def _data_loc(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     """
     kept: list[str | int] = []
     for part in loc:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-            kept.append(part)
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+        present = (isinstance(data, dict) and part in data) or (
+            isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        )
+        if present:
             data = data[part]
             kept.append(part)
         elif isinstance(data, (dict, list)) and part == loc[-1]:

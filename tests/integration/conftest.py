@@ -65,7 +65,12 @@ def running_lab(built_images: list[str], state_root: Path) -> Iterator[RunningLa
     try:
         result = lifecycle.up(lab, LAB_DIR / "lab.yaml", instance, store(), detect())
         yield RunningLab(
-            lab, instance, result.state, InstanceDir(lab.name, instance), time.monotonic() - t0, before
+            lab,
+            instance,
+            result.state,
+            InstanceDir(lab.name, instance),
+            time.monotonic() - t0,
+            before,
         )
     finally:
         lifecycle.down(lab.name, instance)

@@ -32,7 +32,9 @@ def inventory() -> Inventory:
         conn.close()
     docker = docker_connect()
     links = json.loads(
-        subprocess.run(["ip", "-j", "link", "show", "type", "bridge"], capture_output=True, check=True).stdout
+        subprocess.run(
+            ["ip", "-j", "link", "show", "type", "bridge"], capture_output=True, check=True
+        ).stdout
     )
     return Inventory(
         domains=domains,

@@ -37,8 +37,10 @@ def test_every_guest_is_running(running_lab: RunningLab) -> None:
     rows = {r.guest: r for r in status(running_lab.state)}
     assert set(rows) == set(running_lab.lab.guests)
     assert {r.state for r in rows.values()} == {"running"}
-    print(f"\nlab up in {running_lab.up_seconds:.1f} s; per guest:",
-          {g: r.ready_seconds for g, r in rows.items()})
+    print(
+        f"\nlab up in {running_lab.up_seconds:.1f} s; per guest:",
+        {g: r.ready_seconds for g, r in rows.items()},
+    )
 
 
 def test_arm_guest_is_an_emulated_aarch64(running_lab: RunningLab) -> None:
@@ -53,7 +55,12 @@ def test_kvm_full_has_only_emulated_devices(running_lab: RunningLab) -> None:
     modules = sh(running_lab, "kvm-full", "cut -d' ' -f1 /proc/modules").split()
     assert "e1000" in modules and "ata_piix" in modules
     assert not [m for m in modules if m.startswith("virtio")]
-    assert sh(running_lab, "kvm-full", "basename $(readlink /sys/class/net/eth0/device/driver)").strip() == "e1000"
+    assert (
+        sh(
+            running_lab, "kvm-full", "basename $(readlink /sys/class/net/eth0/device/driver)"
+        ).strip()
+        == "e1000"
+    )
 
 
 def test_kvm_virtio_has_virtio_disk_and_nic(running_lab: RunningLab) -> None:
@@ -106,13 +113,17 @@ def test_status_json_lists_every_guest_with_accelerator(running_lab: RunningLab)
 
 def test_exec_passes_the_exit_code_through(running_lab: RunningLab) -> None:
     for guest in ("kvm-virtio", "lxc-system", "docker-app"):
-        result = runner.invoke(app, ["exec", guest, "--instance", running_lab.instance, "--", "exit 3"])
+        result = runner.invoke(
+            app, ["exec", guest, "--instance", running_lab.instance, "--", "exit 3"]
+        )
         assert result.exit_code == 3, (guest, result.output)
 
 
 def test_second_up_does_nothing(running_lab: RunningLab) -> None:
     t0 = time.monotonic()
-    again = lifecycle.up(running_lab.lab, LAB_DIR / "lab.yaml", running_lab.instance, store(), detect())
+    again = lifecycle.up(
+        running_lab.lab, LAB_DIR / "lab.yaml", running_lab.instance, store(), detect()
+    )
     assert again.already_up and not again.failed
     print(f"\nsecond up: {time.monotonic() - t0:.1f} s")
 
@@ -124,9 +135,17 @@ def test_cli_end_to_end_as_a_subprocess(running_lab: RunningLab) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert len(json.loads(out.stdout)["guests"]) == 5
-    bad = subprocess.run(["labctl", "exec", "nope", "--instance", running_lab.instance, "--", "true"],
-                         capture_output=True, text=True, check=False)
-    assert bad.returncode == 1 and "Error: no guest 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+    bad = subprocess.run(
+        ["labctl", "exec", "nope", "--instance", running_lab.instance, "--", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (
+        bad.returncode == 1
+        and "Error: no guest 'nope'" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
 
 
 @pytest.mark.teardown_last

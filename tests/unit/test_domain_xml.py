@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import replace
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 from labctl.backends.domain_xml import (

@@ -95,7 +95,9 @@ def test_interrupted_build_leftovers_are_cleaned(tmp_path: Path) -> None:
 
 
 def test_unknown_image_and_cycles_are_errors(tmp_path: Path) -> None:
-    store = ImageStore([FileRecipe("a", needs=("b",)), FileRecipe("b", needs=("a",))], root=tmp_path)
+    store = ImageStore(
+        [FileRecipe("a", needs=("b",)), FileRecipe("b", needs=("a",))], root=tmp_path
+    )
     with pytest.raises(BuildError, match="unknown image 'zzz'"):
         store.build(["zzz"])
     with pytest.raises(BuildError, match="depend on each other"):

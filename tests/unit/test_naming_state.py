@@ -66,9 +66,8 @@ def test_second_process_on_the_same_lab_is_refused(tmp_path: Path) -> None:
     t.start()
     holding.wait(5)
     try:
-        with pytest.raises(LabctlError, match="another labctl"):
-            with other.locked(wait=0.2):
-                pass
+        with pytest.raises(LabctlError, match="another labctl"), other.locked(wait=0.2):
+            pass
     finally:
         release.set()
         t.join()

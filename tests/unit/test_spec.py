@@ -30,7 +30,8 @@ guests:
 
 def test_default_lab_declares_the_five_techniques() -> None:
     lab = load_lab(LABS_DIR / "virtualization")
-    assert set(lab.guests) == {"arm-emulated", "kvm-full", "kvm-virtio", "lxc-system", "docker-app"}
+    names = {"arm-emulated", "kvm-full", "kvm-virtio", "lxc-system", "docker-app"}
+    assert set(lab.guests) == names
     assert {g.technique for g in lab.guests.values()} == {
         "emulation", "full-virtualization", "paravirtualization", "system-container", "app-container",
     }  # fmt: skip
@@ -63,7 +64,9 @@ def test_every_problem_is_listed_with_its_line(tmp_path: Path) -> None:
 
 
 def test_missing_field_points_at_its_parent(tmp_path: Path) -> None:
-    path = write(tmp_path, "name: demo\nguests:\n  c:\n    engine: docker\n    technique: app-container\n")
+    path = write(
+        tmp_path, "name: demo\nguests:\n  c:\n    engine: docker\n    technique: app-container\n"
+    )
     with pytest.raises(SpecError) as err:
         load_lab(path)
     assert f"{path}:3: guests.c.image: Field required" in err.value.message
@@ -91,7 +94,9 @@ def test_kvm_cannot_run_a_foreign_architecture(tmp_path: Path) -> None:
 
 
 def test_bad_guest_name_and_network_pool(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD_GUEST.replace("  vm:", "  Bad_Name:") + "network:\n  pool: 10.0.0.0/30\n")
+    path = write(
+        tmp_path, GOOD_GUEST.replace("  vm:", "  Bad_Name:") + "network:\n  pool: 10.0.0.0/30\n"
+    )
     with pytest.raises(SpecError) as err:
         load_lab(path)
     assert "Bad_Name" in err.value.message
