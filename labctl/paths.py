@@ -17,5 +17,5 @@ def cache_dir() -> Path:
 
 
 def state_dir() -> Path:
-    """Lab state (state files, keys, disks, logs); ``LABCTL_STATE`` overrides ``/var/lib/labctl``."""
+    """Lab state (state, keys, disks, logs); ``LABCTL_STATE`` overrides ``/var/lib/labctl``."""
     return Path(os.environ.get("LABCTL_STATE", "/var/lib/labctl"))

@@ -1,4 +1,4 @@
-"""The ``labctl`` command line: command groups are registered here; errors are rendered here once."""
+"""The ``labctl`` command line: command groups are registered here; errors rendered once."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ from labctl import __version__, console
 
 app = typer.Typer(
     name="labctl",
-    help="Bring up a virtualization lab (emulation, KVM, VirtIO, LXC, Docker) and guide students through it.",
+    help="Bring up a virtualization lab (emulation, KVM, VirtIO, LXC, Docker) "
+    "and guide students through it.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,

@@ -33,8 +33,12 @@ def test_default_lab_declares_the_five_techniques() -> None:
     names = {"arm-emulated", "kvm-full", "kvm-virtio", "lxc-system", "docker-app"}
     assert set(lab.guests) == names
     assert {g.technique for g in lab.guests.values()} == {
-        "emulation", "full-virtualization", "paravirtualization", "system-container", "app-container",
-    }  # fmt: skip
+        "emulation",
+        "full-virtualization",
+        "paravirtualization",
+        "system-container",
+        "app-container",
+    }
 
 
 def test_kvm_guests_differ_only_in_devices() -> None:
