@@ -1,0 +1,121 @@
+"""Finding the LXD (or Incus) daemon and talking to it through pylxd.
+
+LXD lives in different places depending on how it was installed (Debian package, snap) and
+Incus speaks the same API from its own socket; labctl uses whichever answers first.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import pylxd
+import requests
+from pylxd.exceptions import ClientConnectionFailed, LXDAPIException, NotFound
+
+from labctl.errors import EngineError
+
+#: Where the daemons put their socket, in the order labctl tries them.
+DEFAULT_SOCKETS = (
+    Path("/var/lib/lxd/unix.socket"),  # Debian's lxd package
+    Path("/var/snap/lxd/common/lxd/unix.socket"),  # snap
+    Path("/var/lib/incus/unix.socket"),  # Incus
+)
+
+START_HINT = (
+    "start the daemon (lxd --group root, or incusd) or run: labctl host setup; "
+    "LABCTL_LXD_SOCKET names another socket"
+)
+
+
+def socket_candidates(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Sockets to try, first wins: ``LABCTL_LXD_SOCKET``, ``LXD_DIR``, ``INCUS_DIR``, defaults."""
+    env = os.environ if env is None else env
+    found: list[Path] = []
+    if env.get("LABCTL_LXD_SOCKET"):
+        found.append(Path(env["LABCTL_LXD_SOCKET"]))
+    for var in ("LXD_DIR", "INCUS_DIR"):
+        if env.get(var):
+            found.append(Path(env[var]) / "unix.socket")
+    for path in DEFAULT_SOCKETS:
+        if path not in found:
+            found.append(path)
+    return found
+
+
+def _refuses(path: Path, timeout: float = 2.0) -> str | None:
+    """Why nobody accepts connections on ``path``, or None if someone does.
+
+    A quick look before pylxd, which waits 60 s on a stale socket and leaks it on failure.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            return exc.strerror or type(exc).__name__
+    return None
+
+
+def connect(candidates: list[Path] | None = None) -> pylxd.Client:
+    """A client of the first LXD/Incus daemon that answers; EngineError if none does."""
+    candidates = socket_candidates() if candidates is None else candidates
+    tried: list[str] = []
+    for path in candidates:
+        if not path.exists():
+            continue
+        refused = _refuses(path)
+        if refused:
+            tried.append(f"{path}: {refused}")
+            continue
+        try:
+            return pylxd.Client(endpoint=str(path))
+        except ClientConnectionFailed as exc:
+            tried.append(f"{path}: {exc or 'no answer'}")
+    if not tried:
+        where = ", ".join(str(p) for p in candidates)
+        raise EngineError(f"no LXD or Incus socket found (looked at {where})", START_HINT)
+    raise EngineError("no LXD or Incus daemon answers: " + "; ".join(tried), START_HINT)
+
+
+def server_name(client: pylxd.Client) -> str:
+    """``lxd`` or ``incus`` with its version, e.g. ``lxd 5.0.2``."""
+    env = client.host_info.get("environment", {})
+    return f"{env.get('server', 'lxd')} {env.get('server_version', '?')}"
+
+
+@contextmanager
+def engine_errors(action: str) -> Iterator[None]:
+    """Turn pylxd's exceptions into EngineError that keeps the daemon's own message."""
+    try:
+        yield
+    except NotFound:
+        raise
+    except LXDAPIException as exc:
+        raise EngineError(f"LXD refused to {action}: {exc}") from exc
+    except (ClientConnectionFailed, requests.exceptions.ConnectionError) as exc:
+        raise EngineError(
+            f"lost the LXD daemon while trying to {action}: {exc}", START_HINT
+        ) from exc
+
+
+def point_alias(client: pylxd.Client, alias: str, fingerprint: str, description: str) -> None:
+    """Make ``alias`` name image ``fingerprint``, creating it or moving it from another image."""
+    body = {"target": fingerprint, "description": description}
+    with engine_errors(f"point alias {alias} at image {fingerprint[:12]}"):
+        try:
+            client.api.images.aliases[alias].put(json=body)
+        except NotFound:
+            client.api.images.aliases.post(json={"name": alias, **body})
+
+
+def delete_image(client: pylxd.Client, fingerprint: str) -> None:
+    """Delete an image; one that is already gone is fine."""
+    try:
+        with engine_errors(f"delete image {fingerprint[:12]}"):
+            client.images.get(fingerprint).delete(wait=True)
+    except NotFound:
+        pass
