@@ -81,6 +81,7 @@ def wait_for_login(
 ) -> CommandResult:
     """Retry a key login that runs ``command`` until it succeeds or ``deadline`` (monotonic)."""
     last = "no answer"
+    refused = 0
     while True:
         cancel.check()
         try:
@@ -88,6 +89,14 @@ def wait_for_login(
             if result.succeeded:
                 return result
             last = result.detail
+        except paramiko.AuthenticationException as exc:
+            # sshd answers but refuses the lab key: waiting longer will not change that.
+            refused += 1
+            if refused >= 3:
+                raise ReadyTimeout(
+                    f"{target.user}@{target.host}:{target.port} refuses the lab key ({exc})",
+                    "the guest carries another key: run `labctl down` and `labctl up` again",
+                ) from exc
         except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
             last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if time.monotonic() >= deadline:

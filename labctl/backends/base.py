@@ -80,8 +80,8 @@ class Backend(ABC):
         """What the engine says about the guest named ``resource``."""
 
     @abstractmethod
-    def destroy(self, resource: str) -> None:
-        """Remove the guest and its volumes; nothing happens if it does not exist."""
+    def destroy(self, resource: str) -> bool:
+        """Remove the guest and its volumes; False if there was nothing to remove."""
 
     def cleanup(self, state: LabState) -> None:  # noqa: B027 - optional hook
         """Remove the lab's shared engine objects created by :meth:`prepare`."""

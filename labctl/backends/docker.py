@@ -9,25 +9,18 @@ from dataclasses import replace
 
 import docker
 import requests
-from docker.errors import APIError, DockerException, NotFound
+from docker.errors import DockerException, NotFound
 from docker.types import IPAMConfig, IPAMPool
 
 from labctl import cancel
 from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
 from labctl.command import CommandResult
-from labctl.docker_client import connect
+from labctl.docker_client import connect, engine_errors
 from labctl.errors import EngineError, ReadyTimeout
 from labctl.keys import KeyPair
 from labctl.lab import naming, subnets
 from labctl.lab.state import GuestRecord, LabState
 from labctl.spec.model import DockerGuest, Lab
-
-HINT = "is dockerd running? labctl host setup starts it; labctl doctor shows its state"
-
-
-def _err(action: str, exc: DockerException) -> EngineError:
-    text = getattr(exc, "explanation", None) or str(exc)
-    return EngineError(f"docker could not {action}: {text}", HINT)
 
 
 def _port_free(port: int) -> bool:
@@ -50,49 +43,49 @@ class DockerBackend(Backend):
 
     @property
     def client(self) -> docker.DockerClient:
-        """The docker client, connected on first use."""
+        """The docker client, connected (and pinged) on first use."""
         if self._client is None:
             self._client = connect()
         return self._client
 
     def preflight(self) -> None:
-        self.client.ping()
+        self.client  # noqa: B018 - connecting pings the daemon
+
+    def _network(self, name: str) -> docker.models.networks.Network | None:
+        # names= matches substrings: keep the exact name only.
+        found = [n for n in self.client.networks.list(names=[name]) if n.name == name]
+        return found[0] if found else None
 
     def prepare(self, state: LabState, lab: Lab) -> LabState:
         name = naming.network(state.lab, state.instance)
-        try:
-            existing = [n for n in self.client.networks.list(names=[name]) if n.name == name]
-            if existing:
-                return replace(state, docker_network=name)
-            used = subnets.host_subnets()
-            for net in self.client.networks.list():
-                for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
-                    if cfg.get("Subnet", "").count(".") == 3:
-                        used.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
-            if state.subnet:
-                used.append(ipaddress.ip_network(state.subnet))
-            subnet = subnets.pick(lab.network.pool, used)
-            state = replace(state, docker_network=name)
-            self.client.networks.create(
-                name,
-                driver="bridge",
-                ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]),
-                labels={"labctl.lab": state.lab, "labctl.instance": state.instance},
-            )
-        except DockerException as exc:
-            raise _err(f"create network {name}", exc) from exc
-        return state
+        with engine_errors(f"create network {name}"):
+            if self._network(name) is None:
+                used = subnets.host_subnets()
+                for net in self.client.networks.list():
+                    for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+                        if "." in cfg.get("Subnet", ""):
+                            used.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
+                if state.subnet:
+                    used.append(ipaddress.ip_network(state.subnet))
+                self.client.networks.create(
+                    name,
+                    driver="bridge",
+                    ipam=IPAMConfig(
+                        pool_configs=[IPAMPool(subnet=subnets.pick(lab.network.pool, used))]
+                    ),
+                    labels={"labctl.lab": state.lab, "labctl.instance": state.instance},
+                )
+        return replace(state, docker_network=name)
 
     def cleanup(self, state: LabState) -> None:
         name = naming.network(state.lab, state.instance)
         try:
-            for net in self.client.networks.list(names=[name]):
-                if net.name == name:  # names= matches substrings
+            with engine_errors(f"remove network {name}"):
+                net = self._network(name)
+                if net is not None:
                     net.remove()
         except NotFound:
             pass
-        except DockerException as exc:
-            raise _err(f"remove network {name}", exc) from exc
 
     def create(self, plan: GuestPlan) -> GuestRecord:
         guest = plan.spec
@@ -102,7 +95,7 @@ class DockerBackend(Backend):
             engine=self.engine,
             resource=plan.resource,
             stage="created",
-            devices="host kernel, namespaces + cgroups",
+            devices="shared host kernel",
         )
         if self.state(plan.resource) != "absent":
             return record
@@ -111,7 +104,7 @@ class DockerBackend(Backend):
                 f"port 127.0.0.1:{guest.host_port} for {plan.name} is already in use",
                 "free the port, or set host_port to another port (or leave it empty) in the lab",
             )
-        try:
+        with engine_errors(f"create {plan.resource}"):
             self.client.containers.create(
                 plan.manifest.engine_ref,
                 name=plan.resource,
@@ -120,20 +113,15 @@ class DockerBackend(Backend):
                 ports={f"{guest.port}/tcp": ("127.0.0.1", guest.host_port)},
                 network=plan.network,
                 mem_limit=f"{guest.memory}m",
-                init=True,
                 detach=True,
             )
-        except DockerException as exc:
-            raise _err(f"create {plan.resource}", exc) from exc
         return record
 
     def start(self, plan: GuestPlan) -> None:
-        try:
+        with engine_errors(f"start {plan.resource}"):
             container = self.client.containers.get(plan.resource)
             if container.status != "running":
                 container.start()
-        except DockerException as exc:
-            raise _err(f"start {plan.resource}", exc) from exc
 
     def _published_port(self, resource: str, port: int) -> int | None:
         container = self.client.containers.get(resource)
@@ -161,13 +149,13 @@ class DockerBackend(Backend):
             except (requests.RequestException, DockerException) as exc:
                 last = str(exc)
             if time.monotonic() >= deadline:
-                logs = self._logs(plan.resource)
                 raise ReadyTimeout(
-                    f"{plan.name} did not answer HTTP: {last}\ncontainer log, last lines:\n{logs}",
+                    f"{plan.name} did not answer HTTP: {last}\n"
+                    f"container log, last lines:\n{self._logs(plan.resource)}",
                     f"see: docker logs {plan.resource}",
                 )
             cancel.check()
-            time.sleep(0.3)
+            time.sleep(0.2)
 
     def _logs(self, resource: str) -> str:
         try:
@@ -178,27 +166,24 @@ class DockerBackend(Backend):
 
     def state(self, resource: str) -> EngineState:
         try:
-            container = self.client.containers.get(resource)
+            with engine_errors(f"inspect {resource}"):
+                container = self.client.containers.get(resource)
         except NotFound:
             return "absent"
-        except DockerException as exc:
-            raise _err(f"inspect {resource}", exc) from exc
         return "running" if container.status == "running" else "stopped"
 
-    def destroy(self, resource: str) -> None:
+    def destroy(self, resource: str) -> bool:
         try:
-            self.client.containers.get(resource).remove(force=True)
+            with engine_errors(f"remove {resource}"):
+                self.client.containers.get(resource).remove(force=True)
         except NotFound:
-            return
-        except APIError as exc:
-            raise _err(f"remove {resource}", exc) from exc
+            return False
+        return True
 
     def exec(self, record: GuestRecord, key: KeyPair, command: str) -> CommandResult:
-        try:
+        with engine_errors(f"run a command in {record.resource}"):
             container = self.client.containers.get(record.resource)
             rc, (out, err) = container.exec_run(["sh", "-c", command], demux=True)
-        except DockerException as exc:
-            raise _err(f"exec in {record.resource}", exc) from exc
         return CommandResult(
             command,
             rc,
@@ -211,8 +196,6 @@ class DockerBackend(Backend):
 
     def list_guests(self, lab: str, instance: str) -> list[str]:
         labels = [f"labctl.lab={lab}", f"labctl.instance={instance}"]
-        try:
+        with engine_errors("list containers"):
             found = self.client.containers.list(all=True, filters={"label": labels})
-        except DockerException as exc:
-            raise _err("list containers", exc) from exc
         return sorted(c.name for c in found)

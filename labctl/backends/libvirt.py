@@ -171,7 +171,9 @@ class LibvirtBackend(Backend):
                 error=EngineError,
             )  # fmt: skip
         with connection() as conn:
-            if _lookup(conn, plan.resource) is None:
+            dom = _lookup(conn, plan.resource)
+            # A stopped domain is (re)defined, so it boots with this plan's key and address.
+            if dom is None or not dom.isActive():
                 try:
                     conn.defineXML(domain_xml(params))
                 except libvirt.libvirtError as exc:
@@ -237,11 +239,11 @@ class LibvirtBackend(Backend):
         enabled = json.loads(reply).get("return", {}).get("enabled")
         return "kvm" if enabled else "tcg"
 
-    def destroy(self, resource: str) -> None:
+    def destroy(self, resource: str) -> bool:
         with connection() as conn:
             dom = _lookup(conn, resource)
             if dom is None:
-                return
+                return False
             try:
                 if dom.isActive():
                     dom.destroy()
@@ -253,6 +255,7 @@ class LibvirtBackend(Backend):
                 dom.undefine()
             except libvirt.libvirtError as exc:
                 raise _err(f"remove {resource}", exc) from exc
+        return True
 
     def exec(self, record: GuestRecord, key: KeyPair, command: str) -> CommandResult:
         assert record.address

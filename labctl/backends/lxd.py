@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from pylxd.exceptions import LXDAPIException, NotFound
+import pylxd
+from pylxd.exceptions import NotFound
 
 from labctl import cancel
 from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
@@ -12,15 +13,9 @@ from labctl.command import CommandResult
 from labctl.errors import EngineError, ReadyTimeout
 from labctl.keys import KeyPair
 from labctl.lab.state import GuestRecord
-from labctl.lxd_client import connect
+from labctl.lxd_client import connect, engine_errors
 from labctl.spec.model import LxdGuest
 from labctl.ssh import SshTarget, wait_for_login
-
-HINT = "is LXD (or Incus) running and initialised? labctl host setup does both"
-
-
-def _err(action: str, exc: Exception) -> EngineError:
-    return EngineError(f"LXD could not {action}: {exc}", HINT)
 
 
 class LxdBackend(Backend):
@@ -29,95 +24,91 @@ class LxdBackend(Backend):
     engine = "lxd"
 
     def __init__(self) -> None:
-        self._client = None
+        self._client: pylxd.Client | None = None
 
     @property
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self) -> pylxd.Client:
         """The pylxd client, connected on first use."""
         if self._client is None:
             self._client = connect()
         return self._client
 
     def preflight(self) -> None:
-        try:
+        with engine_errors("answer"):
             self.client.host_info  # noqa: B018 - a request that fails if LXD is not usable
-        except LXDAPIException as exc:
-            raise _err("answer", exc) from exc
 
-    def _get(self, resource: str):  # type: ignore[no-untyped-def]
+    def _get(self, resource: str) -> pylxd.models.Instance | None:
         try:
-            return self.client.instances.get(resource)
+            with engine_errors(f"look up {resource}"):
+                return self.client.instances.get(resource)
         except NotFound:
             return None
-        except LXDAPIException as exc:
-            raise _err(f"look up {resource}", exc) from exc
+
+    def _must_get(self, resource: str) -> pylxd.models.Instance:
+        instance = self._get(resource)
+        if instance is None:
+            raise EngineError(f"container {resource} does not exist", "run: labctl up")
+        return instance
 
     def create(self, plan: GuestPlan) -> GuestRecord:
         guest = plan.spec
         assert isinstance(guest, LxdGuest)
-        if self._get(plan.resource) is None:
+        instance = self._get(plan.resource)
+        if instance is None:
             config = {
                 "limits.memory": f"{guest.memory}MB",
                 **{f"user.{k}": v for k, v in plan.labels.items()},
             }
-            try:
+            source = {"type": "image", "fingerprint": plan.manifest.engine_ref}
+            with engine_errors(f"create {plan.resource}"):
                 instance = self.client.instances.create(
                     {
                         "name": plan.resource,
-                        "source": {"type": "image", "fingerprint": plan.manifest.engine_ref},
+                        "source": source,
                         "profiles": ["default"],
                         "config": config,
                     },
                     wait=True,
                 )
-                instance.files.put(
-                    "/root/.ssh/authorized_keys", plan.key.public_line + "\n", mode=0o600
-                )
-            except LXDAPIException as exc:
-                raise _err(f"create {plan.resource}", exc) from exc
+        # Always (re)install the lab key: an adopted container may carry an older one.
+        with engine_errors(f"install the lab key in {plan.resource}"):
+            instance.files.put(
+                "/root/.ssh/authorized_keys", plan.key.public_line + "\n", mode=0o600
+            )
         return GuestRecord(
             name=plan.name,
             engine=self.engine,
             resource=plan.resource,
             stage="created",
-            devices="host kernel, namespaces + cgroups, own init",
+            devices="shared host kernel, own init",
             port=22,
         )
 
     def start(self, plan: GuestPlan) -> None:
-        instance = self._get(plan.resource)
-        if instance is None:
-            raise EngineError(f"container {plan.resource} does not exist", "run labctl up again")
+        instance = self._must_get(plan.resource)
         if instance.status != "Running":
-            try:
+            with engine_errors(f"start {plan.resource}"):
                 instance.start(wait=True)
-            except LXDAPIException as exc:
-                raise _err(f"start {plan.resource}", exc) from exc
 
     def _address(self, resource: str) -> str | None:
-        instance = self._get(resource)
-        if instance is None:
-            return None
-        eth0 = (instance.state().network or {}).get("eth0", {})
-        for addr in eth0.get("addresses", []):
+        with engine_errors(f"read the address of {resource}"):
+            network = self._must_get(resource).state().network or {}
+        for addr in network.get("eth0", {}).get("addresses", []):
             if addr.get("family") == "inet" and addr.get("scope") == "global":
                 return str(addr["address"])
         return None
 
     def wait_ready(self, plan: GuestPlan, deadline: float) -> Ready:
-        address = None
-        while address is None:
-            address = self._address(plan.resource)
-            if address is None:
-                if time.monotonic() >= deadline:
-                    raise ReadyTimeout(
-                        f"{plan.name} got no IPv4 address on eth0",
-                        f"look inside: lxc exec {plan.resource} -- journalctl -b",
-                    )
-                cancel.check()
-                time.sleep(0.5)
+        while (address := self._address(plan.resource)) is None:
+            if time.monotonic() >= deadline:
+                raise ReadyTimeout(
+                    f"{plan.name} got no IPv4 address on eth0",
+                    f"look inside: lxc exec {plan.resource} -- journalctl -b",
+                )
+            cancel.check()
+            time.sleep(0.3)
         target = SshTarget(address, 22, "root", plan.key.private)
-        wait_for_login(target, deadline, command="true")
+        wait_for_login(target, deadline, command="true", poll=0.3)
         return Ready(address, 22, " ".join(target.argv))
 
     def state(self, resource: str) -> EngineState:
@@ -126,25 +117,20 @@ class LxdBackend(Backend):
             return "absent"
         return "running" if instance.status == "Running" else "stopped"
 
-    def destroy(self, resource: str) -> None:
+    def destroy(self, resource: str) -> bool:
         instance = self._get(resource)
         if instance is None:
-            return
-        try:
+            return False
+        with engine_errors(f"remove {resource}"):
             if instance.status == "Running":
                 instance.stop(force=True, wait=True)
             instance.delete(wait=True)
-        except LXDAPIException as exc:
-            raise _err(f"remove {resource}", exc) from exc
+        return True
 
     def exec(self, record: GuestRecord, key: KeyPair, command: str) -> CommandResult:
-        instance = self._get(record.resource)
-        if instance is None:
-            raise EngineError(f"container {record.resource} does not exist", "run labctl up")
-        try:
+        instance = self._must_get(record.resource)
+        with engine_errors(f"run a command in {record.resource}"):
             result = instance.execute(["sh", "-c", command])
-        except LXDAPIException as exc:
-            raise _err(f"exec in {record.resource}", exc) from exc
         return CommandResult(command, result.exit_code, result.stdout, result.stderr)
 
     def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
@@ -152,10 +138,8 @@ class LxdBackend(Backend):
         return SshTarget(record.address, 22, "root", key.private).argv
 
     def list_guests(self, lab: str, instance: str) -> list[str]:
-        try:
+        with engine_errors("list instances"):
             found = self.client.instances.all()
-        except LXDAPIException as exc:
-            raise _err("list instances", exc) from exc
         return sorted(
             i.name
             for i in found

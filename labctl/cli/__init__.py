@@ -28,7 +28,8 @@ def render_error(exc: LabctlError) -> None:
 def main() -> None:
     """Console-script entry point: run the app, render labctl errors without a traceback."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, typer returns a command's exit code instead of exiting.
+        code = app(standalone_mode=False)
     except LabctlError as exc:
         render_error(exc)
         sys.exit(exc.code)
@@ -44,3 +45,4 @@ def main() -> None:
         else:
             console.err.print(f"Error: {escape(exc.format_message())}")
         sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

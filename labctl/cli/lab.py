@@ -99,24 +99,37 @@ def up(
         return
     if result.already_up:
         console.err.print("Lab already up: nothing to do.")
-    _print_status(rows)
+    _print_status(rows, instance)
     console.err.print(f"Lab {lab.name} ({instance}) up in {result.seconds:.1f} s.")
 
 
-def _print_status(rows: list[lab_status.GuestStatus]) -> None:
+def _connect_hint(r: lab_status.GuestStatus, instance: str) -> str:
+    if r.connect and r.connect.startswith("http"):
+        return r.connect
+    flag = "" if instance == DEFAULT_INSTANCE else f" -i {instance}"
+    return f"labctl ssh {r.guest}{flag}"
+
+
+def _print_status(rows: list[lab_status.GuestStatus], instance: str) -> None:
     table = Table("guest", "engine", "state", "accel", "devices", "address", "connect")
     for r in rows:
         accel = r.accel or "-"
         if r.accel_note:
-            accel = f"[yellow]{accel}[/yellow] (KVM unusable)"
+            accel = f"[yellow]{accel}[/yellow]*"
         state = r.state if not r.error else f"{r.state} [red](error)[/red]"
         table.add_row(
-            r.guest, r.engine, state, accel, r.devices or "-", r.address or "-", r.connect or "-"
+            r.guest,
+            r.engine,
+            state,
+            accel,
+            r.devices or "-",
+            r.address or "-",
+            _connect_hint(r, instance),
         )
     console.out.print(table)
     for r in rows:
         if r.accel_note:
-            console.out.print(f"[yellow]{r.guest}[/yellow]: {r.accel_note}")
+            console.out.print(f"[yellow]*{r.guest}[/yellow]: {r.accel_note}")
         if r.error:
             console.out.print(f"[red]{r.guest}[/red]: {r.error}")
 
@@ -133,7 +146,7 @@ def status(
     if json_out:
         console.print_json({"lab": state.lab, "instance": state.instance, "guests": rows})
     else:
-        _print_status(rows)
+        _print_status(rows, instance)
 
 
 @app.command()

@@ -227,9 +227,9 @@ def down(lab_name: str, instance: str, report: Reporter = _quiet) -> list[str]:
 
         def destroy(item: tuple[Backend, str]) -> None:
             backend, name = item
-            report(name, "destroy", backend.engine)
-            backend.destroy(name)
-            removed.append(name)
+            if backend.destroy(name):
+                report(name, "removed", backend.engine)
+                removed.append(name)
 
         with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
             list(pool.map(destroy, targets))
