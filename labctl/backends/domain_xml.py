@@ -7,20 +7,20 @@ disk bus and NIC model differ, and a guest without virtio gets no virtio device 
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from labctl.images import vm as vm_image
 from labctl.spec.model import LibvirtGuest
 
 NS = "https://labctl.invalid/xmlns/guest/1"
 
 ARCH = {
-    # arch: (emulator, machine, console device in the guest)
-    "x86_64": ("/usr/bin/qemu-system-x86_64", "pc", "ttyS0"),
-    "aarch64": ("/usr/bin/qemu-system-aarch64", "virt", "ttyAMA0"),
+    # arch: (emulator, machine)
+    "x86_64": ("/usr/bin/qemu-system-x86_64", "pc"),
+    "aarch64": ("/usr/bin/qemu-system-aarch64", "virt"),
 }
 
 DISK_TARGET = {"virtio": "vda", "ide": "hda", "sata": "sda"}
@@ -47,21 +47,13 @@ class DomainParams:
 
 
 def kernel_cmdline(p: DomainParams) -> str:
-    """The guest kernel command line (contract with images/vm/rc)."""
-    _, _, console = ARCH[p.guest.arch]
-    key = base64.b64encode(p.authorized_key.strip().encode()).decode()
-    return " ".join(
-        [
-            "root=LABEL=labctl-root",
-            "rw",
-            f"console={console}",
-            "net.ifnames=0",
-            "quiet",
-            f"labctl.hostname={p.hostname}",
-            f"labctl.ip={p.address}",
-            f"labctl.gw={p.gateway}",
-            f"labctl.key={key}",
-        ]
+    """The guest kernel command line (the contract is the image's: labctl.images.vm)."""
+    return vm_image.kernel_cmdline(
+        "arm64" if p.guest.arch == "aarch64" else "amd64",
+        hostname=p.hostname,
+        authorized_key=p.authorized_key,
+        address=p.address,
+        gateway=p.gateway,
     )
 
 
@@ -75,7 +67,7 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 def domain_xml(p: DomainParams) -> str:
     """Domain XML for a direct-kernel-boot guest."""
     g = p.guest
-    emulator, machine, _ = ARCH[g.arch]
+    emulator, machine = ARCH[g.arch]
     dom = ET.Element("domain", type="kvm" if p.accel == "kvm" else "qemu")
     _sub(dom, "name", p.name)
     meta = _sub(dom, "metadata")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import libvirt
 
+from labctl import cancel
 from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
 from labctl.backends.domain_xml import (
     DomainParams,
@@ -22,6 +24,7 @@ from labctl.backends.domain_xml import (
 )
 from labctl.command import CommandResult
 from labctl.errors import EngineError, ReadyTimeout
+from labctl.images.vm import READY_MARKER
 from labctl.keys import KeyPair
 from labctl.lab import naming, subnets
 from labctl.lab.state import GuestRecord, LabState
@@ -207,12 +210,13 @@ class LibvirtBackend(Backend):
         target = SshTarget(plan.address, 22, "root", plan.key.private)
         console = plan.run_dir / f"{plan.name}.console.log"
         try:
-            wait_for_login(target, deadline, command="uname -m")
+            # The image prints a marker once sshd listens; only then is a login worth trying.
+            _wait_for_marker(console, READY_MARKER, deadline)
+            wait_for_login(target, deadline, command="uname -m", poll=0.5)
         except ReadyTimeout as exc:
-            tail = _tail(console, 15)
             raise ReadyTimeout(
                 f"{plan.name} did not become ready: {exc.message}\n"
-                f"serial console log {console}, last lines:\n{tail}",
+                f"serial console log {console}, last lines:\n{_tail(console, 15)}",
                 "look at the console log; raise ready_timeout in the lab file on a slow host",
             ) from exc
         return Ready(plan.address, 22, " ".join(target.argv))
@@ -273,6 +277,20 @@ class LibvirtBackend(Backend):
                 if labels.get("labctl.lab") == lab and labels.get("labctl.instance") == instance:
                     names.append(dom.name())
         return sorted(names)
+
+
+def _wait_for_marker(path: Path, marker: str, deadline: float) -> None:
+    needle = marker.encode()
+    while True:
+        try:
+            if needle in path.read_bytes():
+                return
+        except FileNotFoundError:
+            pass
+        if time.monotonic() >= deadline:
+            raise ReadyTimeout(f"the guest never printed {marker} on its console")
+        cancel.check()
+        time.sleep(0.3)
 
 
 def _tail(path: Path, lines: int) -> str:

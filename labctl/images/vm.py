@@ -1,0 +1,302 @@
+"""VM images ``vm-amd64`` and ``vm-arm64``: a Debian root disk, its kernel and a tiny initramfs.
+
+The root filesystem is unpacked from Debian packages with ``mmdebstrap --variant=extract``: no
+maintainer script runs, so the arm64 image needs no emulation to build. The configuration those
+scripts would have written comes from ``images/vm/rootfs/``. PID 1 is busybox init; the whole
+boot is ``/etc/labctl/rc`` (no systemd: boots in seconds under TCG).
+
+Artifacts: ``disk.qcow2`` (ext4 labelled ``labctl-root``; use it as a qcow2 backing file),
+``vmlinuz`` and ``initrd.img``, booted directly (``-kernel``/``-initrd``/``-append``).
+
+Kernel command line contract (:func:`kernel_cmdline` builds it)::
+
+    root=LABEL=labctl-root rw console=ttyS0|ttyAMA0 net.ifnames=0 quiet
+    labctl.hostname=NAME           hostname (default labctl-vm)
+    labctl.ip=A.B.C.D/NN           static address of eth0; without it eth0 uses DHCP
+    labctl.gw=A.B.C.D              default gateway (with labctl.ip)
+    labctl.dns=A.B.C.D             optional nameserver
+    labctl.key=BASE64              base64 of root's authorized_keys line (the only way in)
+    labctl.shell                   optional: a shell on the console if the root is not found
+
+The guest prints ``LABCTL-READY`` on the console once sshd listens.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from labctl.errors import BuildError
+from labctl.images.debian import SUITE, mmdebstrap, read_list
+from labctl.images.initramfs import Cpio, ModuleTree, module_name, prune_modules
+from labctl.images.recipe import BuildContext, Recipe
+from labctl.paths import IMAGES_DIR
+from labctl.procs import run
+
+RECIPE_DIR = IMAGES_DIR / "vm"
+ROOT_LABEL = "labctl-root"
+DISK_SIZE = 2 * 1024**3
+READY_MARKER = "LABCTL-READY"
+MERGED_USR_HOOK = "/usr/share/mmdebstrap/hooks/merged-usr/setup00.sh"
+
+#: Files of the root filesystem that are not world-readable (mode, group id).
+_PRIVATE_FILES = {"etc/shadow": (0o640, 42), "etc/gshadow": (0o640, 42)}
+#: Trees dropped from the root filesystem: device trees (QEMU's virt machine makes its own).
+_DROP = ("usr/lib/linux-image-*", "var/cache/apt/archives/*.deb", "var/lib/apt/lists/*")
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A Debian architecture and how QEMU and the kernel name things on it."""
+
+    debian: str  # amd64
+    qemu: str  # x86_64: qemu-system-<qemu>, libvirt's arch
+    console: str  # serial console device in the guest
+
+
+ARCHES = {
+    "amd64": Arch("amd64", "x86_64", "ttyS0"),
+    "arm64": Arch("arm64", "aarch64", "ttyAMA0"),
+}
+
+
+def kernel_cmdline(
+    arch: str,
+    *,
+    hostname: str,
+    authorized_key: str,
+    address: str | None = None,
+    gateway: str | None = None,
+    dns: str | None = None,
+) -> str:
+    """The kernel command line a ``vm-<arch>`` image expects (see the module docstring)."""
+    key = base64.b64encode(authorized_key.strip().encode()).decode()
+    args = [
+        f"root=LABEL={ROOT_LABEL}",
+        "rw",
+        f"console={ARCHES[arch].console}",
+        "net.ifnames=0",
+        "quiet",
+        f"labctl.hostname={hostname}",
+    ]
+    if address:
+        args.append(f"labctl.ip={address}")
+    if gateway:
+        args.append(f"labctl.gw={gateway}")
+    if dns:
+        args.append(f"labctl.dns={dns}")
+    args.append(f"labctl.key={key}")
+    return " ".join(args)
+
+
+def _packages(arch: str) -> list[str]:
+    return [p.replace("{arch}", arch) for p in read_list(RECIPE_DIR / "packages.txt")]
+
+
+def _modules() -> tuple[list[str], list[str]]:
+    """Module names to keep, and those among them to load on every boot."""
+    keep, boot = [], []
+    for entry in read_list(RECIPE_DIR / "modules.txt"):
+        name, *flags = entry.split()
+        keep.append(name)
+        if "boot" in flags:
+            boot.append(name)
+    return keep, boot
+
+
+class VmImage(Recipe):
+    """A bootable Debian guest for one architecture."""
+
+    recipe_dir = "vm"
+    code_deps = ("labctl.images.debian", "labctl.images.initramfs")
+
+    def __init__(self, arch: str) -> None:
+        if arch not in ARCHES:
+            known = ", ".join(ARCHES)
+            raise BuildError(f"no VM image for architecture {arch!r}", f"known: {known}")
+        self.arch = ARCHES[arch]
+        self.name = f"vm-{arch}"
+        self.description = (
+            f"{self.arch.qemu} Debian {SUITE} VM: busybox init, OpenSSH, direct kernel boot"
+        )
+
+    def inputs(self) -> Mapping[str, object]:
+        """The architecture, the package list and the module list."""
+        keep, boot = _modules()
+        return {
+            "arch": self.arch.debian,
+            "suite": SUITE,
+            "packages": sorted(_packages(self.arch.debian)),
+            "modules": keep,
+            "boot_modules": boot,
+            "disk_size": DISK_SIZE,
+        }
+
+    def build(self, ctx: BuildContext) -> tuple[str | None, Mapping[str, str]]:
+        """Root filesystem, kernel, initramfs and disk into ``ctx.out``."""
+        work = ctx.out / ".work"
+        rootfs = work / "rootfs"
+        try:
+            work.mkdir()
+            ctx.report("mmdebstrap")
+            debs = self._unpack(rootfs)
+            ctx.report("configure")
+            _configure(rootfs)
+            ctx.report("modules")
+            version = _kernel_version(rootfs)
+            keep, boot = _modules()
+            tree = prune_modules(rootfs, version, keep)
+            kept = {module_name(p) for p in tree.deps}
+            missing = [m for m in keep if m.replace("-", "_") not in kept | tree.builtin]
+            ctx.report("kernel")
+            shutil.copyfile(rootfs / "boot" / f"vmlinuz-{version}", ctx.out / "vmlinuz")
+            for entry in (rootfs / "boot").iterdir():
+                entry.unlink()
+            ctx.report("initramfs")
+            boot_loaded = [m for m in boot if m.replace("-", "_") in kept]
+            initrd = _initramfs(rootfs, tree, version, boot_loaded)
+            (ctx.out / "initrd.img").write_bytes(initrd)
+            (rootfs / "etc" / "labctl" / "packages").write_text(
+                "".join(f"{name} {version_}\n" for name, version_ in debs)
+            )
+            ctx.report("disk")
+            _make_disk(rootfs, work / "disk.raw", ctx.out / "disk.qcow2")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return None, {
+            "arch": self.arch.debian,
+            "qemu_arch": self.arch.qemu,
+            "console": self.arch.console,
+            "kernel": version,
+            "suite": SUITE,
+            "packages": str(len(debs)),
+            "modules": str(len(tree.deps)),
+            "modules_absent": " ".join(missing),
+            "root_label": ROOT_LABEL,
+            "disk_size": str(DISK_SIZE),
+        }
+
+    def _unpack(self, rootfs: Path) -> list[tuple[str, str]]:
+        """Unpack the packages; return (name, version) of every package that went in."""
+        mmdebstrap(
+            rootfs,
+            arch=self.arch.debian,
+            packages=_packages(self.arch.debian),
+            variant="extract",
+            # keep the downloaded .debs until we have listed them (removed in _configure)
+            extra_args=[f"--setup-hook={MERGED_USR_HOOK}", "--skip=cleanup/apt/cache"],
+        )
+        debs = []
+        for deb in sorted((rootfs / "var/cache/apt/archives").glob("*.deb")):
+            name, version, _arch = deb.stem.split("_")
+            debs.append((name, unquote(version)))
+        if not debs:
+            raise BuildError("mmdebstrap left no package list in var/cache/apt/archives")
+        return debs
+
+
+def _kernel_version(rootfs: Path) -> str:
+    kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
+    if len(kernels) != 1:
+        raise BuildError(
+            f"expected one kernel in the image's /boot, found {len(kernels)}",
+            "images/vm/packages.txt must name exactly one linux-image package",
+        )
+    return kernels[0].name.removeprefix("vmlinuz-")
+
+
+def _configure(rootfs: Path) -> None:
+    """Do what the maintainer scripts would have done, the labctl way."""
+    for pattern in _DROP:
+        for path in rootfs.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    overlay = RECIPE_DIR / "rootfs"
+    for src in sorted(overlay.rglob("*")):
+        rel = src.relative_to(overlay)
+        dest = rootfs / rel
+        if src.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        if dest.is_symlink() or dest.exists():
+            dest.unlink()
+        shutil.copyfile(src, dest)
+        mode, gid = _PRIVATE_FILES.get(rel.as_posix(), (0o644, 0))
+        if os.access(src, os.X_OK) or rel.parts[:2] in (("etc", "labctl"), ("etc", "acpi")):
+            mode = 0o755
+        os.chown(dest, 0, gid)
+        dest.chmod(mode)
+    for entry in read_list(RECIPE_DIR / "links.txt"):
+        name, target = entry.split()
+        path = rootfs / name
+        resolved = (path.parent / target).resolve()
+        if target.startswith("/") or not (
+            resolved.exists() or resolved.is_relative_to(rootfs.resolve() / "proc")
+        ):
+            raise BuildError(
+                f"images/vm/links.txt: /{name} -> {target} would point nowhere in the image",
+                "use a relative target that one of images/vm/packages.txt provides",
+            )
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        path.symlink_to(target)
+    for name in ("usr/bin/busybox", "usr/bin/dash", "usr/sbin/sshd", "usr/bin/bash"):
+        if not (rootfs / name).is_file():
+            raise BuildError(f"the VM image has no /{name}", "check images/vm/packages.txt")
+    (rootfs / "etc/machine-id").write_text("")  # empty: each clone gets its own
+    (rootfs / "etc/resolv.conf").write_text("")  # mmdebstrap copied the build host's
+    (rootfs / "root").mkdir(mode=0o700, exist_ok=True)
+    for stale in (rootfs / "etc/ssh").glob("ssh_host_*"):
+        stale.unlink()
+    run(["ssh-keygen", "-A", "-f", rootfs], error=BuildError, hint="install openssh-client")
+
+
+def _initramfs(rootfs: Path, tree: ModuleTree, version: str, boot: Sequence[str]) -> bytes:
+    """gzip'ed newc cpio: busybox of the image's architecture, its modules, and /init."""
+    raw = io.BytesIO()
+    cpio = Cpio(raw)
+    for d in ("dev", "proc", "sys", "run", "tmp", "newroot", "etc", "sbin"):
+        cpio.dir(d)
+    cpio.chardev("dev/console", 5, 1)
+    cpio.file("init", (RECIPE_DIR / "initramfs-init").read_bytes(), 0o755)
+    cpio.file("bin/busybox", (rootfs / "usr/bin/busybox").read_bytes(), 0o755)
+    cpio.symlink("bin/sh", "busybox")
+    cpio.symlink("sbin/modprobe", "../bin/busybox")  # the kernel's request_module helper
+    cpio.file("etc/modules-boot", "".join(f"{m}\n" for m in boot).encode())
+    moddir = f"lib/modules/{version}"
+    for index in ("modules.dep", "modules.alias", "modules.builtin"):
+        source = tree.root / index
+        if source.is_file():
+            cpio.file(f"{moddir}/{index}", source.read_bytes())
+    for path in tree.deps:
+        cpio.file(f"{moddir}/{path}", (tree.root / path).read_bytes())
+    cpio.close()
+    return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
+
+
+def _make_disk(rootfs: Path, raw: Path, qcow2: Path) -> None:
+    """ext4 filled from ``rootfs`` (no mounts needed), converted to compressed qcow2."""
+    with raw.open("wb") as fh:
+        fh.truncate(DISK_SIZE)
+    run(
+        ["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-d", rootfs, "-E", "root_owner=0:0", raw],
+        error=BuildError,
+        hint="install e2fsprogs >= 1.43 (mkfs.ext4 -d)",
+    )
+    # -c: the cached base only ever serves reads (guests write to their own overlays)
+    run(["qemu-img", "convert", "-c", "-O", "qcow2", raw, qcow2], error=BuildError)
+    raw.unlink()
+
+
+def recipes() -> list[Recipe]:
+    """Both VM images."""
+    return [VmImage("amd64"), VmImage("arm64")]

@@ -1,0 +1,110 @@
+"""The VM recipe's own logic: cpio writer, module closure, kernel command line, recipe lists."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from labctl.images.debian import read_list
+from labctl.images.initramfs import Cpio, ModuleTree, module_name
+from labctl.images.vm import ARCHES, RECIPE_DIR, kernel_cmdline, recipes
+
+
+def _read_newc(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
+    """name -> (mode, data, rdev) for every entry of a newc archive, checking its framing."""
+    entries: dict[str, tuple[int, bytes, tuple[int, int]]] = {}
+    pos = 0
+    while True:
+        assert data[pos : pos + 6] == b"070701"
+        f = [int(data[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
+        name_start = pos + 110
+        name = data[name_start : name_start + f[11] - 1].decode()
+        body = name_start + f[11] + (-(110 + f[11]) % 4)
+        pos = body + f[6] + (-f[6] % 4)
+        if name == "TRAILER!!!":
+            assert pos == len(data)
+            return entries
+        entries[name] = (f[1], data[body : body + f[6]], (f[9], f[10]))
+
+
+def test_cpio_writes_parents_first_and_every_kind_of_entry() -> None:
+    raw = io.BytesIO()
+    cpio = Cpio(raw)
+    cpio.file("lib/modules/6.1/kernel/x.ko", b"abc", 0o644)
+    cpio.symlink("bin/sh", "busybox")
+    cpio.chardev("dev/console", 5, 1)
+    cpio.file("init", b"#!/bin/sh\n", 0o755)
+    cpio.close()
+    entries = _read_newc(raw.getvalue())
+    names = list(entries)
+    assert (
+        names.index("lib") < names.index("lib/modules") < names.index("lib/modules/6.1/kernel/x.ko")
+    )
+    assert entries["lib/modules/6.1/kernel/x.ko"][:2] == (0o100644, b"abc")
+    assert entries["bin/sh"][:2] == (0o120777, b"busybox")
+    assert entries["dev/console"][0] == 0o020600 and entries["dev/console"][2] == (5, 1)
+    assert entries["init"][0] == 0o100755
+    assert entries["lib"][0] == 0o040755
+
+
+def test_module_closure_puts_dependencies_first(tmp_path: Path) -> None:
+    (tmp_path / "modules.dep").write_text(
+        "kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko kernel/lib/crc16.ko\n"
+        "kernel/fs/jbd2/jbd2.ko:\n"
+        "kernel/lib/crc16.ko:\n"
+        "kernel/drivers/net/virtio_net.ko: kernel/net/core/failover.ko\n"
+        "kernel/net/core/failover.ko:\n"
+        "kernel/arch/x86/crypto/crc32c-intel.ko:\n"
+    )
+    (tmp_path / "modules.builtin").write_text("kernel/drivers/tty/serial/8250.ko\n")
+    tree = ModuleTree.read(tmp_path)
+    order = tree.closure(["virtio-net", "ext4", "no_such_module", "crc32c_intel", "jbd2"])
+    assert [module_name(p) for p in order] == [
+        "failover",
+        "virtio_net",
+        "jbd2",
+        "crc16",
+        "ext4",
+        "crc32c_intel",
+    ]
+    assert "8250" in tree.builtin
+
+
+def test_kernel_cmdline_carries_the_contract() -> None:
+    line = "ssh-ed25519 AAAAC3Nza test@host"
+    args = kernel_cmdline(
+        "arm64",
+        hostname="g1",
+        authorized_key=line + "\n",
+        address="10.0.0.5/24",
+        gateway="10.0.0.1",
+    ).split()
+    assert args[:5] == ["root=LABEL=labctl-root", "rw", "console=ttyAMA0", "net.ifnames=0", "quiet"]
+    values = dict(a.split("=", 1) for a in args if a.startswith("labctl."))
+    assert values["labctl.hostname"] == "g1"
+    assert values["labctl.ip"] == "10.0.0.5/24" and values["labctl.gw"] == "10.0.0.1"
+    assert base64.b64decode(values["labctl.key"]).decode() == line
+    dhcp = kernel_cmdline("amd64", hostname="g2", authorized_key=line)
+    assert "console=ttyS0" in dhcp and "labctl.ip=" not in dhcp
+
+
+def test_recipes_differ_by_architecture_and_name_their_kernel() -> None:
+    amd64, arm64 = recipes()
+    assert (amd64.name, arm64.name) == ("vm-amd64", "vm-arm64")
+    assert "linux-image-amd64" in amd64.inputs()["packages"]  # type: ignore[operator]
+    assert "linux-image-arm64" in arm64.inputs()["packages"]  # type: ignore[operator]
+    assert amd64.recipe_hash({}) != arm64.recipe_hash({})
+    assert set(ARCHES) == {"amd64", "arm64"}
+
+
+def test_recipe_lists_are_well_formed() -> None:
+    for entry in read_list(RECIPE_DIR / "links.txt"):
+        path, target = entry.split()
+        assert not path.startswith("/") and not target.startswith("/"), entry
+    for entry in read_list(RECIPE_DIR / "modules.txt"):
+        name, *flags = entry.split()
+        assert set(flags) <= {"boot"}, entry
+    packages = read_list(RECIPE_DIR / "packages.txt")
+    assert "linux-image-{arch}" in packages
+    assert {"busybox-static", "openssh-server", "dash"} <= set(packages)
