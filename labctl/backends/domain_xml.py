@@ -81,8 +81,9 @@ def domain_xml(p: DomainParams) -> str:
     _sub(os_el, "initrd", str(p.initrd))
     _sub(os_el, "cmdline", kernel_cmdline(p))
     features = _sub(dom, "features")
-    _sub(features, "acpi")  # without it an x86 guest's poweroff only halts
-    if g.arch == "aarch64":
+    if g.arch == "x86_64":
+        _sub(features, "acpi")  # without it an x86 guest's poweroff only halts
+    else:  # aarch64: ACPI would need UEFI firmware; the virt machine describes itself by DT
         _sub(features, "gic", version="3" if p.accel == "kvm" else "2")
         cpu = _sub(dom, "cpu", mode="custom", match="exact")
         _sub(cpu, "model", "cortex-a57", fallback="forbid")
@@ -131,10 +132,16 @@ def read_labels(xml: str) -> dict[str, str]:
     return dict(el.attrib) if el is not None else {}
 
 
+DISK_NAMES = {"virtio": "virtio-blk", "ide": "IDE", "sata": "SATA"}
+NIC_NAMES = {"virtio": "virtio-net", "e1000": "e1000"}
+
+
 def devices_summary(guest: LibvirtGuest) -> str:
     """Human summary of the device models, for status tables."""
-    kinds = {"virtio": "paravirtual", "ide": "emulated", "sata": "emulated", "e1000": "emulated"}
-    return (
-        f"disk {guest.disk_bus} ({kinds[guest.disk_bus]}), "
-        f"nic {guest.nic_model} ({kinds[guest.nic_model]})"
-    )
+    text = f"{DISK_NAMES[guest.disk_bus]} + {NIC_NAMES[guest.nic_model]}"
+    virtio = [guest.disk_bus == "virtio", guest.nic_model == "virtio"]
+    if all(virtio):
+        return f"{text} (paravirtual)"
+    if not any(virtio):
+        return f"{text} (emulated)"
+    return text

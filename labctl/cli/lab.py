@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from labctl import console
 from labctl.cli.app import app
@@ -82,8 +82,10 @@ def up(
         console.err.print(f"[yellow]Note:[/yellow] KVM cannot run guests here ({probe.reason}).")
     with Progress(
         SpinnerColumn(),
-        TextColumn("[bold]{task.fields[guest]:<14}[/bold]"),
-        TextColumn("{task.description}"),
+        TextColumn(
+            "[bold]{task.fields[guest]}[/bold]", table_column=Column(min_width=14, no_wrap=True)
+        ),
+        TextColumn("{task.description}", table_column=Column(overflow="ellipsis", no_wrap=True)),
         TimeElapsedColumn(),
         console=console.err,
         disable=json_out,

@@ -16,6 +16,9 @@ class KvmProbe(Protocol):
     def usable(self) -> bool: ...
 
     @property
+    def module(self) -> str | None: ...
+
+    @property
     def reason(self) -> str: ...
 
 
@@ -39,6 +42,7 @@ def choose(guest: LibvirtGuest, probe: KvmProbe, require_kvm: bool, name: str) -
             "run without --require-kvm to use TCG (slower, and labelled as such everywhere), "
             "or use a host with VT-x/AMD-V",
         )
+    why = f"{probe.module} loaded but unusable" if probe.module else "no usable KVM"
     if guest.accel == "auto":
-        return AccelChoice("tcg", f"auto: KVM unusable ({probe.reason}), TCG used")
-    return AccelChoice("tcg", f"KVM requested but unusable ({probe.reason}): running under TCG")
+        return AccelChoice("tcg", f"auto: {why} on this host, running under TCG")
+    return AccelChoice("tcg", f"KVM requested, {why} on this host: running under TCG")

@@ -100,6 +100,9 @@ def up(
             box.state = backend.prepare(box.state, lab)
             inst.save(box.state)
         plans = plan.plans(lab, box.state, store, inst, key, accel)
+        for name, p in plans.items():  # records in the lab's order, before anything exists
+            if name not in box.state.guests:
+                box.put(GuestRecord(name, p.spec.engine, p.resource))
         report("", "guests", f"{len(plans)} guests")
         already = _all_running(box.state, plans, engines)
         failed = _bring_up(plans, engines, box, accel, lab.ready_timeout, report, sequential)

@@ -108,7 +108,7 @@ def test_status_json_lists_every_guest_with_accelerator(running_lab: RunningLab)
     guests = {g["guest"]: g for g in data["guests"]}
     assert set(guests) == set(running_lab.lab.guests)
     assert guests["arm-emulated"]["accel"] == "tcg"
-    assert guests["kvm-full"]["devices"].startswith("disk ide")
+    assert guests["kvm-full"]["devices"] == "IDE + e1000 (emulated)"
 
 
 def test_exec_passes_the_exit_code_through(running_lab: RunningLab) -> None:

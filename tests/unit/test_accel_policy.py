@@ -14,6 +14,7 @@ from labctl.spec.model import LibvirtGuest
 @dataclass(frozen=True)
 class Probe:
     usable: bool
+    module: str | None = "kvm_pvm"
     reason: str = "kvm_pvm cannot boot stock kernels"
 
 
