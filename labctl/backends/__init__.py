@@ -5,6 +5,7 @@ Backends are imported lazily by name so a missing library only disables its own 
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from labctl.backends.base import Backend
@@ -16,8 +17,12 @@ _BACKENDS = {
 }
 
 
+@functools.cache
 def get(engine: str) -> Backend:
-    """A backend instance for ``engine`` (``libvirt``, ``lxd`` or ``docker``)."""
+    """The backend of ``engine`` (``libvirt``, ``lxd`` or ``docker``), one per process.
+
+    Backends keep their engine client open; sharing one avoids a connection per call.
+    """
     module, _, cls = _BACKENDS[engine].partition(":")
     backend: Backend = getattr(importlib.import_module(module), cls)()
     return backend

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -22,6 +24,8 @@ from tests.integration.conftest import LAB_DIR, RunningLab
 from tests.integration.engines import inventory
 
 runner = CliRunner()
+#: the console script of the environment running the tests
+LABCTL = str(Path(sys.executable).parent / "labctl")
 
 
 def sh(lab: RunningLab, guest: str, command: str) -> str:
@@ -130,13 +134,13 @@ def test_second_up_does_nothing(running_lab: RunningLab) -> None:
 
 def test_cli_end_to_end_as_a_subprocess(running_lab: RunningLab) -> None:
     out = subprocess.run(
-        ["labctl", "status", "--json", "--instance", running_lab.instance],
+        [LABCTL, "status", "--json", "--instance", running_lab.instance],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert len(json.loads(out.stdout)["guests"]) == 5
     bad = subprocess.run(
-        ["labctl", "exec", "nope", "--instance", running_lab.instance, "--", "true"],
+        [LABCTL, "exec", "nope", "--instance", running_lab.instance, "--", "true"],
         capture_output=True,
         text=True,
         check=False,
