@@ -73,3 +73,24 @@ def test_second_process_on_the_same_lab_is_refused(tmp_path: Path) -> None:
         t.join()
     with other.locked(wait=1):  # free again once the first one is done
         pass
+
+
+def test_subnet_choice_skips_every_used_range() -> None:
+    import ipaddress
+
+    from labctl.errors import EngineError
+    from labctl.lab.subnets import pick
+
+    used = [ipaddress.ip_network("10.210.0.0/23"), ipaddress.ip_network("10.210.3.0/24")]
+    assert pick("10.210.0.0/16", used) == "10.210.2.0/24"
+    with pytest.raises(EngineError, match="no free /24"):
+        pick("10.210.0.0/24", [ipaddress.ip_network("10.0.0.0/8")])
+
+
+def test_lab_key_is_private_and_reused(tmp_path: Path) -> None:
+    from labctl.keys import ensure_keypair
+
+    pair = ensure_keypair(tmp_path / "id_ed25519", "labctl-test")
+    assert (pair.private.stat().st_mode & 0o777) == 0o600
+    assert pair.public_line.startswith("ssh-ed25519 ") and pair.public_line.endswith("labctl-test")
+    assert ensure_keypair(tmp_path / "id_ed25519", "other").public_line == pair.public_line

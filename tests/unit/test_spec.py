@@ -120,3 +120,8 @@ def test_json_schema_describes_every_guest_field() -> None:
     libvirt = schema["$defs"]["LibvirtGuest"]  # type: ignore[index]
     assert libvirt["additionalProperties"] is False
     assert all("description" in p for k, p in libvirt["properties"].items() if k != "engine")
+
+
+def test_published_schema_is_up_to_date() -> None:
+    published = json.loads((LABS_DIR / "lab.schema.json").read_text())
+    assert published == json_schema(), "regenerate: labctl lab schema > labs/lab.schema.json"

@@ -1,0 +1,78 @@
+"""Refusals before anything is created: missing images, not enough memory, addresses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from labctl.errors import HostError, LabctlError
+from labctl.images.cache import ImageStore
+from labctl.images.recipe import BuildContext, Recipe
+from labctl.keys import ensure_keypair
+from labctl.lab import plan
+from labctl.lab.accel import AccelChoice
+from labctl.lab.state import InstanceDir, LabState
+from labctl.paths import LABS_DIR
+from labctl.spec.model import load_lab
+
+LAB = load_lab(LABS_DIR / "virtualization")
+
+
+class Empty(Recipe):
+    description = "test"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def build(self, ctx: BuildContext) -> tuple[str | None, Mapping[str, str]]:
+        (ctx.out / "x").write_text(self.name)
+        return None, {}
+
+
+def store(tmp_path: Path, built: list[str]) -> ImageStore:
+    names = sorted({g.image for g in LAB.guests.values()})
+    s = ImageStore([Empty(n) for n in names], root=tmp_path)
+    s.build(built)
+    return s
+
+
+def test_missing_images_are_named_with_what_to_run(tmp_path: Path) -> None:
+    s = store(tmp_path, ["vm-amd64"])
+    with pytest.raises(HostError) as err:
+        plan.check_images(LAB, s)
+    assert "docker-app" in err.value.message and "vm-arm64" in err.value.message
+    assert "vm-amd64" not in err.value.message
+    assert err.value.hint == "run: labctl images build"
+
+
+def test_unknown_image_in_lab_is_refused(tmp_path: Path) -> None:
+    s = ImageStore([Empty("other")], root=tmp_path)
+    with pytest.raises(LabctlError, match="unknown image"):
+        plan.check_images(LAB, s)
+
+
+def test_memory_shortage_is_refused_before_anything_exists() -> None:
+    needed = plan.memory_needed(LAB)
+    assert needed == sum(g.memory for g in LAB.guests.values())
+    plan.check_memory(LAB, needed + 4096)
+    with pytest.raises(HostError, match=f"about {needed + 512} MiB"):
+        plan.check_memory(LAB, needed)
+
+
+def test_vm_guests_get_consecutive_addresses_on_the_lab_network(tmp_path: Path) -> None:
+    s = store(tmp_path / "cache", sorted({g.image for g in LAB.guests.values()}))
+    inst = InstanceDir(LAB.name, "main", root=tmp_path / "state")
+    state = LabState(LAB.name, "main", "lab.yaml", subnet="10.210.7.0/24", network="n")
+    accel = {n: AccelChoice("tcg") for n in ("arm-emulated", "kvm-full", "kvm-virtio")}
+    key = ensure_keypair(tmp_path / "k", "test")
+    plans = plan.plans(LAB, state, s, inst, key, accel)
+    assert [plans[n].address for n in ("arm-emulated", "kvm-full", "kvm-virtio")] == [
+        "10.210.7.10",
+        "10.210.7.11",
+        "10.210.7.12",
+    ]
+    assert plans["kvm-full"].gateway == "10.210.7.1" and plans["kvm-full"].prefix == 24
+    assert plans["lxc-system"].address is None
+    assert plans["docker-app"].resource == "labctl-virtualization-main-docker-app"
