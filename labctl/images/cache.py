@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -44,6 +45,37 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _mounts_under(path: Path) -> list[Path]:
+    """Mount points inside ``path`` (deepest first), from the kernel's mount table."""
+    root = path.resolve()
+    found = []
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        mountpoint = Path(line.split()[1].replace("\\040", " "))
+        if mountpoint == root or root in mountpoint.parents:
+            found.append(mountpoint)
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a build directory, unmounting first whatever a killed build left mounted in it.
+
+    A chroot build killed hard can leave /proc or /dev mounted inside its tree; deleting
+    through such a mount would delete the host's own files.
+    """
+    for mountpoint in _mounts_under(path):
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)
+    if _mounts_under(path):
+        raise BuildError(
+            f"{path} still has file systems mounted inside; not deleting it",
+            f"unmount them (see: grep {path} /proc/self/mounts), then run the build again",
+        )
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _sha256(path: Path) -> str:
@@ -129,7 +161,7 @@ class ImageStore:
             if entry.name.startswith(".") and ("tmp-" in entry.name or "old-" in entry.name):
                 pid = entry.name.rsplit("-", 1)[-1]
                 if not pid.isdigit() or not _pid_alive(int(pid)):
-                    shutil.rmtree(entry, ignore_errors=True)
+                    remove_tree(entry)
 
     def build(
         self,
@@ -175,7 +207,7 @@ class ImageStore:
         self._check_space()
         final = self.path(recipe.name)
         tmp = self.root / f".{recipe.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         tmp.mkdir(parents=True)
         deps = {d: self.path(d) for d in recipe.needs}
         started = time.monotonic()
@@ -200,7 +232,7 @@ class ImageStore:
             (tmp / MANIFEST).write_text(manifest.to_json())
             self._swap_in(tmp, final)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
         if old is not None and old.engine_ref and old.engine_ref != manifest.engine_ref:
             recipe.forget(old)
         return BuildOutcome(recipe.name, manifest, built=True, seconds=manifest.build_seconds)

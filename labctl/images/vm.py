@@ -34,6 +34,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from labctl.errors import BuildError
+from labctl.images.cache import remove_tree
 from labctl.images.debian import SUITE, mmdebstrap, read_list
 from labctl.images.initramfs import Cpio, ModuleTree, module_name, prune_modules
 from labctl.images.recipe import BuildContext, Recipe
@@ -169,7 +170,7 @@ class VmImage(Recipe):
             ctx.report("disk")
             _make_disk(rootfs, work / "disk.raw", ctx.out / "disk.qcow2")
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree(work)
         return None, {
             "arch": self.arch.debian,
             "qemu_arch": self.arch.qemu,

@@ -86,8 +86,9 @@ def up(
     inst = InstanceDir(lab.name, instance)
     with inst.locked():
         previous = inst.load()
-        if previous is None:
+        if previous is None:  # a lab already (partly) up holds its own memory and ports
             plan.check_memory(lab, plan.available_memory_mib())
+            plan.check_ports(lab)
         state = previous or LabState(lab.name, instance, str(spec_path.resolve()))
         engines = _backends_for(lab)
         report("", "preflight", ", ".join(engines))
@@ -241,3 +242,59 @@ def down(lab_name: str, instance: str, report: Reporter = _quiet) -> list[str]:
             backend.cleanup(state)
         shutil.rmtree(inst.run, ignore_errors=True)
     return removed
+
+
+def recreate_guest(
+    lab: Lab,
+    spec_path: Path,
+    instance: str,
+    guest: str,
+    store: ImageStore,
+    probe: KvmProbe,
+    report: Reporter = _quiet,
+) -> GuestRecord:
+    """Destroy one guest of a running instance and bring it up again, fresh from its image.
+
+    The other guests are not touched. Used by ``labctl exercise reset`` to put a guest back
+    into an exercise's starting state.
+    """
+    if guest not in lab.guests:
+        known = ", ".join(lab.guests)
+        raise LabctlError(f"no guest {guest!r} in lab {lab.name}", f"guests: {known}")
+    plan.check_images(lab, store)
+    accel = plan.accelerators(lab, probe, require_kvm=False)
+    inst = InstanceDir(lab.name, instance)
+    with inst.locked():
+        state = inst.load()
+        if state is None:
+            raise LabctlError(
+                f"lab {lab.name} (instance {instance}) is not up",
+                f"run: labctl up{'' if instance == 'main' else ' --instance ' + instance}",
+            )
+        backend = backends.get(lab.guests[guest].engine)
+        backend.preflight()
+        key = ensure_keypair(inst.key, f"labctl-{lab.name}-{instance}")
+        plans = plan.plans(lab, state, store, inst, key, accel)
+        report(guest, "destroy", "")
+        backend.destroy(plans[guest].resource)
+        # A guest's own files in run/ (overlay disk, console log) are named "<guest>.*";
+        # they go too, or the new guest would boot from the old disk.
+        for leftover in inst.run.glob(f"{guest}.*"):
+            leftover.unlink()
+        box = _StateBox(inst, state)
+        failed = _bring_up(
+            {guest: plans[guest]},
+            {backend.engine: backend},
+            box,
+            accel,
+            lab.ready_timeout,
+            report,
+            sequential=True,
+        )
+    if failed:
+        raise LabctlError(
+            f"{guest} did not come up again: {failed[guest]}",
+            "run `labctl up` to retry",
+            ExitCode.TIMEOUT if "ready" in failed[guest] else ExitCode.ENGINE,
+        )
+    return box.state.guests[guest]

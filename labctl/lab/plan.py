@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from labctl.keys import KeyPair
 from labctl.lab import naming
 from labctl.lab.accel import AccelChoice, KvmProbe, choose
 from labctl.lab.state import InstanceDir, LabState
-from labctl.spec.model import Lab, LibvirtGuest
+from labctl.spec.model import DockerGuest, Lab, LibvirtGuest
 
 FIRST_HOST = 10  # guests get .10, .11, ... on the lab's /24; .1 is the host
 
@@ -67,6 +68,21 @@ def check_memory(lab: Lab, available_mib: int) -> None:
             f"the lab needs about {needed} MiB of memory and {available_mib} MiB are available",
             "stop other labs or guests, or lower the guests' memory in the lab file",
         )
+
+
+def check_ports(lab: Lab) -> None:
+    """Refuse before creating anything when a fixed host port is already taken."""
+    for name, guest in lab.guests.items():
+        if isinstance(guest, DockerGuest) and guest.host_port is not None:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", guest.host_port))
+                except OSError as exc:
+                    raise HostError(
+                        f"port 127.0.0.1:{guest.host_port} for {name} is already in use",
+                        "free the port, or change host_port (or leave it empty) in the lab file",
+                    ) from exc
 
 
 def available_memory_mib() -> int:

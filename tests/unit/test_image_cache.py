@@ -102,3 +102,20 @@ def test_unknown_image_and_cycles_are_errors(tmp_path: Path) -> None:
         store.build(["zzz"])
     with pytest.raises(BuildError, match="depend on each other"):
         store.build(["a"])
+
+
+def test_leftover_mounts_are_unmounted_not_deleted_through(tmp_path: Path) -> None:
+    import subprocess
+
+    from labctl.images.cache import remove_tree
+
+    # Needs root, like the whole suite (README: the tests run as root).
+    outside = tmp_path / "host-files"
+    outside.mkdir()
+    (outside / "precious").write_text("keep me")
+    tree = tmp_path / ".a.tmp-1" / "rootfs" / "dev"
+    tree.mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(outside), str(tree)], check=True)
+    remove_tree(tmp_path / ".a.tmp-1")
+    assert not (tmp_path / ".a.tmp-1").exists()
+    assert (outside / "precious").read_text() == "keep me"

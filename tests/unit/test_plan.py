@@ -76,3 +76,20 @@ def test_vm_guests_get_consecutive_addresses_on_the_lab_network(tmp_path: Path) 
     assert plans["kvm-full"].gateway == "10.210.7.1" and plans["kvm-full"].prefix == 24
     assert plans["lxc-system"].address is None
     assert plans["docker-app"].resource == "labctl-virtualization-main-docker-app"
+
+
+def test_a_taken_host_port_is_refused(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        path = tmp_path / "lab.yaml"
+        path.write_text(
+            "name: p\nguests:\n  app:\n    engine: docker\n    technique: app-container\n"
+            f"    image: docker-app\n    host_port: {port}\n"
+        )
+        with pytest.raises(HostError, match=f"127.0.0.1:{port} for app is already in use"):
+            plan.check_ports(load_lab(path))
+    plan.check_ports(load_lab(path))  # free again

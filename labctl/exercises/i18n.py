@@ -1,0 +1,35 @@
+"""The two languages of exercises: Spanish and English, chosen by flag or locale."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+Lang = Literal["es", "en"]
+LANGS: tuple[Lang, ...] = ("es", "en")
+
+
+def detect(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Lang:
+    """``--lang`` if given, else the locale (LC_ALL, LC_MESSAGES, LANG, as POSIX orders them).
+
+    A Spanish locale (``es``, ``es_ES.UTF-8``...) gives Spanish; anything else English.
+    """
+    if explicit:
+        lang = explicit.strip().lower()[:2]
+        if lang not in LANGS:
+            from labctl.errors import SpecError
+
+            raise SpecError(f"unknown language {explicit!r}", "use --lang es or --lang en")
+        return "es" if lang == "es" else "en"
+    env = os.environ if environ is None else environ
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = env.get(var, "")
+        if value:
+            return "es" if value.lower().startswith("es") else "en"
+    return "en"
+
+
+def tr(lang: Lang, es: str, en: str) -> str:
+    """The Spanish or the English text."""
+    return es if lang == "es" else en

@@ -1,0 +1,291 @@
+"""Run an exercise against the real lab: find its guests, prepare them, check, record.
+
+The ``run`` of a guest is the lab's own exec path (SSH for VMs and the system container,
+``docker exec`` for the app container); the ``run`` of the host is a local ``sh -c``. Exercise
+commands come from the lab's exercise files and their placeholders expand to ``[a-z0-9.-]``
+values only (see :mod:`labctl.exercises.params`), so nothing a student types reaches a shell.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from labctl import backends
+from labctl.backends.base import Backend
+from labctl.command import CommandResult
+from labctl.errors import EngineError, ExitCode, LabctlError, SpecError
+from labctl.exercises import params, template
+from labctl.exercises.checks import CheckResult, Run, evaluate
+from labctl.exercises.i18n import Lang, tr
+from labctl.exercises.model import HOST, Exercise, Step, load_exercises
+from labctl.exercises.progress import ExerciseProgress, now
+from labctl.keys import KeyPair
+from labctl.lab.state import InstanceDir, LabState
+from labctl.paths import LABS_DIR
+from labctl.spec.model import load_lab
+
+HOST_TIMEOUT = 300.0
+SETUP_MARK = "/var/tmp/.labctl-exercise-{id}.setup"
+
+
+class GuestUnavailable(LabctlError):
+    """A check names a guest that is not in the lab, or not running."""
+
+    code = ExitCode.NOTHING_RAN
+
+
+# ---- the lab and its exercises -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A lab instance as the exercises see it: its exercise files and, when up, its state."""
+
+    lab: str
+    instance: str
+    exercises_dir: Path
+    inst: InstanceDir
+    state: LabState | None
+
+    def exercises(self) -> list[Exercise]:
+        """Every exercise of the lab, in order."""
+        found = load_exercises(self.exercises_dir)
+        if not found:
+            raise SpecError(
+                f"lab {self.lab} has no exercises in {self.exercises_dir}",
+                "exercises live in <lab dir>/exercises/*.yaml",
+            )
+        return found
+
+    def exercise(self, exercise_id: str) -> Exercise:
+        """One exercise by id."""
+        exercises = self.exercises()
+        for exercise in exercises:
+            if exercise.id == exercise_id:
+                return exercise
+        known = ", ".join(e.id for e in exercises)
+        raise SpecError(f"no exercise {exercise_id!r} in lab {self.lab}", f"exercises: {known}")
+
+    def require_up(self) -> LabState:
+        """The lab state; exit code 2 (nothing could run) when the lab is not up."""
+        if self.state is None:
+            flag = "" if self.instance == "main" else f" --instance {self.instance}"
+            raise LabctlError(
+                f"lab {self.lab} (instance {self.instance}) is not up: nothing to check",
+                f"run: labctl up{flag}",
+                ExitCode.NOTHING_RAN,
+            )
+        return self.state
+
+
+def open_workspace(lab_ref: str, instance: str) -> Workspace:
+    """A lab by file or directory, or by name (then the running instance's own lab file)."""
+    path = Path(lab_ref)
+    if path.exists():
+        spec = path / "lab.yaml" if path.is_dir() else path
+        name = load_lab(spec).name
+        inst = InstanceDir(name, instance)
+        return Workspace(name, instance, spec.parent / "exercises", inst, inst.load())
+    inst = InstanceDir(lab_ref, instance)
+    state = inst.load()
+    if state is not None and state.spec_path:
+        directory = Path(state.spec_path).parent
+    else:
+        directory = LABS_DIR / lab_ref
+    if not directory.is_dir():
+        known = ", ".join(sorted(p.name for p in LABS_DIR.iterdir() if (p / "lab.yaml").is_file()))
+        raise SpecError(f"no lab {lab_ref!r}", f"give a lab directory or one of: {known}")
+    return Workspace(lab_ref, instance, directory / "exercises", inst, state)
+
+
+def values(ws: Workspace, exercise: Exercise, student: str) -> dict[str, str]:
+    """Placeholder values for one student: ids, parameters, and the guests as they are now."""
+    result = {"student": student, "instance": ws.instance, "lab": ws.lab}
+    derived = params.derive(exercise.params, ws.lab, exercise.id, student)
+    result.update({f"param.{k}": v for k, v in derived.items()})
+    if ws.state is not None:
+        for guest, rec in ws.state.guests.items():
+            for field in template.GUEST_FIELDS:
+                value = getattr(rec, field)
+                if value is not None:
+                    result[f"guest.{guest}.{field}"] = str(value)
+    return result
+
+
+# ---- where commands run --------------------------------------------------------------------
+
+
+def host_run(command: str, timeout: float = HOST_TIMEOUT) -> CommandResult:
+    """Run an exercise command on the host (``sh -c``: exercise commands are shell lines)."""
+    try:
+        proc = subprocess.run(
+            ["sh", "-c", command], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return CommandResult(command, 124, "", f"timed out after {timeout:.0f} s")
+    return CommandResult(command, proc.returncode, proc.stdout, proc.stderr)
+
+
+class Targets:
+    """``run`` for each guest of a running instance (checked once to be running) and the host."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.state = ws.require_up()
+        self.key = KeyPair(ws.inst.key)
+        self._backends: dict[str, Backend] = {}
+        self._runs: dict[str, Run] = {}
+
+    def __call__(self, name: str) -> Run:
+        if name == HOST:
+            return host_run
+        if name not in self._runs:
+            self._runs[name] = self._guest(name)
+        return self._runs[name]
+
+    def _guest(self, name: str) -> Run:
+        rec = self.state.guests.get(name)
+        if rec is None:
+            raise GuestUnavailable(
+                f"guest {name} is not in lab {self.state.lab} (instance {self.state.instance})",
+                "this exercise needs the full lab: labctl up",
+            )
+        backend = self._backends.setdefault(rec.engine, backends.get(rec.engine))
+        live = backend.state(rec.resource)
+        if live != "running":
+            raise GuestUnavailable(f"guest {name} is {live}", "run `labctl up` to start it again")
+
+        def run(command: str) -> CommandResult:
+            try:
+                return backend.exec(rec, self.key, command)
+            except paramiko.SSHException as exc:  # the SSH transport's own errors
+                raise EngineError(f"SSH to {name} failed: {exc}", "is the guest up?") from exc
+
+        return run
+
+
+# ---- setup, checks, results ----------------------------------------------------------------
+
+
+def ensure_setup(
+    exercise: Exercise, run_for: Callable[[str], Run], vals: Mapping[str, str]
+) -> bool:
+    """Prepare the guests once per guest lifetime (a mark file in the guest); True if it ran."""
+    ran = False
+    mark = SETUP_MARK.format(id=exercise.id)
+    for target in dict.fromkeys(cmd.target for cmd in exercise.setup):
+        run = run_for(target)
+        if run(f"test -e {mark}").succeeded:
+            continue
+        for cmd in exercise.setup:
+            if cmd.target != target:
+                continue
+            result = run(template.render(cmd.run, vals))
+            if not result.succeeded:
+                raise LabctlError(
+                    f"preparing {target} for exercise {exercise.id} failed: {result.detail}",
+                    f"run `labctl exercise reset {exercise.id}` to start from a fresh guest",
+                )
+        run(f"touch {mark}")
+        ran = True
+    return ran
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The checks of one step."""
+
+    step: str
+    number: int
+    title: str
+    results: tuple[CheckResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Every check passed."""
+        return all(r.passed for r in self.results)
+
+
+@dataclass(frozen=True)
+class ExerciseResult:
+    """The checks of an exercise, step by step."""
+
+    exercise: str
+    steps: tuple[StepResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Every step passed."""
+        return all(s.passed for s in self.steps)
+
+    @property
+    def exit_code(self) -> int:
+        """0: all passed; 1: some failed; 2: nothing could run."""
+        results = [r for s in self.steps for r in s.results]
+        if results and all(r.status == "error" for r in results):
+            return ExitCode.NOTHING_RAN
+        return ExitCode.OK if self.passed else ExitCode.FAILED
+
+
+def run_checks(
+    exercise: Exercise,
+    run_for: Callable[[str], Run],
+    vals: Mapping[str, str],
+    lang: Lang,
+    answers: Mapping[str, str | None],
+    steps: list[Step] | None = None,
+) -> ExerciseResult:
+    """Every check of ``steps`` (default: all), each rendered for the student, in order."""
+    chosen = steps if steps is not None else exercise.steps
+    out = []
+    for step in chosen:
+        results = []
+        for check in step.checks:
+            try:
+                rendered = template.render_model(check, vals)
+            except LabctlError as exc:
+                what = template.render(check.what.get(lang), vals, strict=False)
+                results.append(CheckResult(what, "error", exc.message, exc.hint))
+                continue
+            results.append(evaluate(rendered, run_for, lang, answers.get(step.id)))
+        number = exercise.steps.index(step) + 1
+        title = template.render(step.title.get(lang), vals, strict=False)
+        out.append(StepResult(step.id, number, title, tuple(results)))
+    return ExerciseResult(exercise.id, tuple(out))
+
+
+def record(exercise: Exercise, progress: ExerciseProgress, result: ExerciseResult) -> None:
+    """Save what a check run proved: steps passed (first time), completion, counters."""
+    stamp = now()
+    progress.start()
+    progress.checks += 1
+    progress.last_check_at = stamp
+    for step in result.steps:
+        if step.passed and not progress.step(step.step).passed_at:
+            progress.step(step.step).passed_at = stamp
+    if progress.completed_at is None and all(progress.step(s.id).passed_at for s in exercise.steps):
+        progress.completed_at = stamp
+
+
+def reset_progress(progress: ExerciseProgress) -> None:
+    """Start an exercise again: steps and answers cleared, hints taken and resets kept."""
+    progress.completed_at = None
+    progress.started_at = now()
+    progress.resets += 1
+    for step in progress.steps.values():
+        step.passed_at = None
+        step.answer = None
+        step.answered_at = None
+
+
+def hint_line(lang: Lang, exercise: str, step: str) -> str:
+    """How to record an answer, for messages."""
+    return tr(
+        lang,
+        f"responde con: labctl exercise answer {exercise} {step} VALOR",
+        f"answer with: labctl exercise answer {exercise} {step} VALUE",
+    )
