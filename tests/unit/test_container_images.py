@@ -7,7 +7,6 @@ import http.server
 import io
 import json
 import re
-import shutil
 import socketserver
 import subprocess
 import tarfile
@@ -241,7 +240,6 @@ def _fake_root(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell")
 def test_system_container_hook(tmp_path: Path) -> None:
     root = _fake_root(tmp_path)
     script = IMAGES_DIR / "container" / "rootfs" / "customize.sh"
