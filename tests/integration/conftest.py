@@ -40,7 +40,7 @@ class RunningLab:
     state: LabState
     inst: InstanceDir
     up_seconds: float
-    before: Inventory
+    held: Inventory  # what the engines hold for this instance once it is up
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +60,7 @@ def running_lab(built_images: list[str], state_root: Path) -> Iterator[RunningLa
     """The default lab, up once for the whole session; `down` and a leak check at the end."""
     lab = load_lab(LAB_DIR)
     instance = "t" + secrets.token_hex(3)
-    before = inventory()
+    assert inventory(lab.name, instance).empty
     t0 = time.monotonic()
     try:
         result = lifecycle.up(lab, LAB_DIR / "lab.yaml", instance, store(), detect())
@@ -70,9 +70,9 @@ def running_lab(built_images: list[str], state_root: Path) -> Iterator[RunningLa
             result.state,
             InstanceDir(lab.name, instance),
             time.monotonic() - t0,
-            before,
+            inventory(lab.name, instance),
         )
     finally:
         lifecycle.down(lab.name, instance)
-    after = inventory()
-    assert after == before, f"left behind after down: {after} vs {before}"
+    left = inventory(lab.name, instance)
+    assert left.empty, f"left behind after down: {left}"

@@ -1,4 +1,8 @@
-"""What the engines hold right now, to prove that `down` leaves nothing behind."""
+"""What the engines hold for one lab instance, to prove that `down` leaves nothing behind.
+
+Only the instance's own objects are listed (by name, and the bridges of its networks), so
+other labs on the same host, coming and going meanwhile, do not disturb the check.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from dataclasses import dataclass
 import libvirt
 
 from labctl.docker_client import connect as docker_connect
+from labctl.lab import naming
 from labctl.lxd_client import connect as lxd_connect
 
 
@@ -21,26 +26,41 @@ class Inventory:
     lxd_instances: frozenset[str]
     bridges: frozenset[str]
 
+    @property
+    def empty(self) -> bool:
+        return not any(vars(self).values())
 
-def inventory() -> Inventory:
-    """Names of every guest, container, network and bridge the engines hold."""
+
+def _bridges() -> set[str]:
+    out = subprocess.run(
+        ["ip", "-j", "link", "show", "type", "bridge"], capture_output=True, check=True
+    ).stdout
+    return {link["ifname"] for link in json.loads(out)}
+
+
+def inventory(lab: str, instance: str) -> Inventory:
+    """Every guest, container, network and bridge the engines hold for this lab instance."""
+    prefix = naming.network(lab, instance)  # also the start of every guest's name
+
+    def ours(names: set[str]) -> frozenset[str]:
+        return frozenset(n for n in names if n == prefix or n.startswith(prefix + "-"))
+
     conn = libvirt.open("qemu:///system")
     try:
-        domains = frozenset(d.name() for d in conn.listAllDomains())
-        nets = frozenset(n.name() for n in conn.listAllNetworks())
+        domains = {d.name() for d in conn.listAllDomains()}
+        nets = {n.name() for n in conn.listAllNetworks()}
     finally:
         conn.close()
     docker = docker_connect()
-    links = json.loads(
-        subprocess.run(
-            ["ip", "-j", "link", "show", "type", "bridge"], capture_output=True, check=True
-        ).stdout
-    )
+    docker_nets = {n.name: n.id for n in docker.networks.list()}
+    our_bridges = {naming.bridge(lab, instance)}
+    if prefix in docker_nets:  # docker names a network's bridge after its id
+        our_bridges.add(f"br-{docker_nets[prefix][:12]}")
     return Inventory(
-        domains=domains,
-        libvirt_networks=nets,
-        containers=frozenset(c.name for c in docker.containers.list(all=True)),
-        docker_networks=frozenset(n.name for n in docker.networks.list()),
-        lxd_instances=frozenset(i.name for i in lxd_connect().instances.all()),
-        bridges=frozenset(link["ifname"] for link in links),
+        domains=ours(domains),
+        libvirt_networks=ours(nets),
+        containers=ours({c.name for c in docker.containers.list(all=True)}),
+        docker_networks=ours(set(docker_nets)),
+        lxd_instances=ours({i.name for i in lxd_connect().instances.all()}),
+        bridges=frozenset(_bridges() & our_bridges),
     )

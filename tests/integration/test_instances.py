@@ -19,6 +19,7 @@ from labctl.keys import KeyPair
 from labctl.lab import lifecycle
 from labctl.lab.state import InstanceDir, LabState
 from labctl.spec.model import Lab, load_lab
+from tests.integration.engines import inventory
 
 MINI = """\
 name: mini
@@ -90,6 +91,8 @@ def test_down_of_one_instance_leaves_the_other_working(
     lab, a, b = two_students
     removed = lifecycle.down(lab.name, "alumno01")
     assert sorted(removed) == sorted(r.resource for r in a.guests.values())
+    assert inventory(lab.name, "alumno01").empty
+    assert len(inventory(lab.name, "alumno02").bridges) == 2
     for guest in ("vm", "box", "app"):
         rec = b.guests[guest]
         assert backends.get(rec.engine).state(rec.resource) == "running"
