@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from filelock import FileLock
+
 from labctl.errors import BuildError, HostError
 from labctl.images.recipe import MANIFEST, Artifact, BuildContext, Manifest, Recipe, Report
 from labctl.paths import cache_dir
@@ -175,6 +177,18 @@ class ImageStore:
         names = list(names)
         hashes = self.hashes(names)
         self.root.mkdir(parents=True, exist_ok=True)
+        # One build at a time per cache: a second `images build` waits, then finds it done.
+        with FileLock(str(self.root.parent / "images.lock")):
+            return self._build_locked(names, hashes, force, on_stage, on_done)
+
+    def _build_locked(
+        self,
+        names: list[str],
+        hashes: dict[str, str],
+        force: bool,
+        on_stage: Callable[[str, str], None] | None,
+        on_done: Callable[[BuildOutcome], None] | None,
+    ) -> list[BuildOutcome]:
         self.clean_stale()
         outcomes: list[BuildOutcome] = []
         rebuilt: set[str] = set()
