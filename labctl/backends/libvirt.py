@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import shutil
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -148,8 +150,8 @@ class LibvirtBackend(Backend):
             name=plan.resource,
             guest=guest,
             accel=plan.accel,
-            kernel=plan.image_dir / "vmlinuz",
-            initrd=plan.image_dir / "initrd.img",
+            kernel=_pinned(plan, "vmlinuz"),
+            initrd=_pinned(plan, "initrd.img"),
             disk=plan.run_dir / f"{plan.name}.qcow2",
             console_log=plan.run_dir / f"{plan.name}.console.log",
             network=plan.network,
@@ -164,12 +166,14 @@ class LibvirtBackend(Backend):
     def create(self, plan: GuestPlan) -> GuestRecord:
         params = self._params(plan)
         guest = params.guest
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        for artifact in ("vmlinuz", "initrd.img", "disk.qcow2"):
+            _pin(plan, artifact)
         if not params.disk.exists():
-            plan.run_dir.mkdir(parents=True, exist_ok=True)
             run_cmd(
                 [
                     "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                    "-b", plan.image_dir / "disk.qcow2", params.disk,
+                    "-b", _pinned(plan, "disk.qcow2"), params.disk,
                 ],
                 error=EngineError,
             )  # fmt: skip
@@ -277,6 +281,32 @@ class LibvirtBackend(Backend):
                 if labels.get("labctl.lab") == lab and labels.get("labctl.instance") == instance:
                     names.append(dom.name())
         return sorted(names)
+
+
+def _pinned(plan: GuestPlan, artifact: str) -> Path:
+    """Where the guest's copy of an image file lives: ``run/<image>-<hash>/<artifact>``."""
+    return plan.run_dir / f"{plan.spec.image}-{plan.manifest.recipe_hash}" / artifact
+
+
+def _pin(plan: GuestPlan, artifact: str) -> None:
+    """Hard-link an image file into the lab's run directory.
+
+    A rebuild of the image replaces the cache's files; the guest keeps booting from (and its
+    overlay keeps reading) the version it was created with. A hard link costs nothing; across
+    file systems the file is copied.
+    """
+    target = _pinned(plan, artifact)
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = plan.image_dir / artifact
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    tmp.rename(target)
 
 
 def _wait_for_marker(path: Path, marker: str, deadline: float) -> None:
