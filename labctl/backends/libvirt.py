@@ -252,6 +252,7 @@ class LibvirtBackend(Backend):
             dom = _lookup(conn, resource)
             if dom is None:
                 return False
+            overlays = _overlays(dom.XMLDesc())
             try:
                 if dom.isActive():
                     dom.destroy()
@@ -263,6 +264,8 @@ class LibvirtBackend(Backend):
                 dom.undefine()
             except libvirt.libvirtError as exc:
                 raise _err(f"remove {resource}", exc) from exc
+        for disk in overlays:  # the guest's own writes go with it; the image stays cached
+            disk.unlink(missing_ok=True)
         return True
 
     def exec(self, record: GuestRecord, key: KeyPair, command: str) -> CommandResult:
@@ -281,6 +284,12 @@ class LibvirtBackend(Backend):
                 if labels.get("labctl.lab") == lab and labels.get("labctl.instance") == instance:
                     names.append(dom.name())
         return sorted(names)
+
+
+def _overlays(xml: str) -> list[Path]:
+    """The domain's disks that labctl created: overlays directly in a lab's run directory."""
+    disks = (Path(el.get("file", "")) for el in ET.fromstring(xml).findall("devices/disk/source"))
+    return [d for d in disks if d.parent.name == "run" and d.suffix == ".qcow2"]
 
 
 def _pinned(plan: GuestPlan, artifact: str) -> Path:

@@ -12,6 +12,7 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
+from labctl import backends
 from labctl.cli import app
 from labctl.host.accel import detect
 from labctl.images.registry import store
@@ -150,6 +151,18 @@ def test_cli_end_to_end_as_a_subprocess(running_lab: RunningLab) -> None:
         and "Error: no guest 'nope'" in bad.stderr
         and "Traceback" not in bad.stderr
     )
+
+
+def test_up_brings_back_a_guest_that_vanished(running_lab: RunningLab) -> None:
+    # As after a crash: the state file says ready, but the engine no longer has the guest.
+    rec = running_lab.state.guests["kvm-virtio"]
+    assert backends.get("libvirt").destroy(rec.resource)
+    again = lifecycle.up(
+        running_lab.lab, LAB_DIR / "lab.yaml", running_lab.instance, store(), detect()
+    )
+    assert not again.already_up
+    assert again.state.guests["kvm-virtio"].stage == "ready"
+    assert sh(running_lab, "kvm-virtio", "uname -m").strip() == "x86_64"
 
 
 @pytest.mark.teardown_last
