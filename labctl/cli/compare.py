@@ -1,0 +1,58 @@
+"""``labctl compare``: measure the lab's techniques side by side, with the host as reference."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from labctl import console
+from labctl.cli.app import app
+from labctl.cli.lab import InstanceOpt, LabOpt
+from labctl.lab.naming import check_instance
+
+
+@app.command()
+def compare(
+    quick: bool = typer.Option(
+        False, "--quick", help="Smaller workloads, 3 runs each after a warm-up (about 2 min)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    html: Path | None = typer.Option(
+        None, "--html", help="Also write a self-contained HTML report with charts to PATH."
+    ),
+    restart_guests: bool = typer.Option(
+        False,
+        "--restart-guests",
+        help="Also cold-boot each VM to time a fresh start (powers the VMs off and on; "
+        "what runs inside them is lost).",
+    ),
+    lab: str = LabOpt,
+    instance: str = InstanceOpt,
+) -> None:
+    """Measure start time, CPU, disk, network, memory and disk use of every guest and the host,
+    and check the lesson's claims against the numbers."""
+    from labctl.compare import report_html, report_term, runner
+    from labctl.compare.workloads import FULL, QUICK
+
+    def progress(stage: str, detail: str) -> None:
+        if not json_out:
+            console.err.print(f"[bold]▸ {stage}[/bold] {detail}".rstrip())
+
+    report, path = runner.run(
+        lab,
+        check_instance(instance),
+        QUICK if quick else FULL,
+        restart_guests=restart_guests,
+        report=progress,
+    )
+    if html is not None:
+        html.write_text(report_html.render(report))
+    if json_out:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        console.out.print(report_term.render(report))
+        console.err.print(f"Saved: {path}" + (f"; HTML report: {html}" if html else ""))
+    if report.failed:
+        raise typer.Exit(1)

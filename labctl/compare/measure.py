@@ -1,0 +1,252 @@
+"""Running the workloads: in a guest through the lab's exec path, or on the host itself.
+
+Every function here returns a :class:`Figure` or raises a :class:`LabctlError` that the
+caller records as a gap; nothing is retried silently except iperf3's connection race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import paramiko
+
+from labctl import backends
+from labctl.command import CommandResult
+from labctl.compare import workloads
+from labctl.compare.model import Figure, Samples, Subject
+from labctl.compare.workloads import ParseError, Profile
+from labctl.errors import HostError, LabctlError
+from labctl.keys import KeyPair
+from labctl.lab.state import GuestRecord, LabState
+
+
+class Target(Protocol):
+    """Somewhere a workload script runs."""
+
+    @property
+    def name(self) -> str: ...
+
+    def run(self, script: str) -> CommandResult: ...
+
+
+@dataclass(frozen=True)
+class GuestTarget:
+    """A guest, reached the way ``labctl exec`` reaches it."""
+
+    record: GuestRecord
+    key: KeyPair
+
+    @property
+    def name(self) -> str:
+        """The guest's name in the lab."""
+        return self.record.name
+
+    def run(self, script: str) -> CommandResult:
+        """Run ``script`` with the guest's shell; transport errors become LabctlError."""
+        try:
+            return backends.get(self.record.engine).exec(self.record, self.key, script)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise LabctlError(f"{self.name}: the command could not run: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class HostTarget:
+    """The bare host, as the reference."""
+
+    name: str = "host"
+    timeout: float = 900.0
+
+    def run(self, script: str) -> CommandResult:
+        """Run ``script`` with ``sh -c`` on the host."""
+        try:
+            proc = subprocess.run(
+                ["sh", "-c", script], capture_output=True, text=True, timeout=self.timeout
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LabctlError(f"host: the workload did not finish in {self.timeout:.0f} s") from exc
+        return CommandResult(script, proc.returncode, proc.stdout, proc.stderr)
+
+
+def _run_tagged(
+    target: Target, script: str, tags: tuple[str, ...]
+) -> tuple[dict[str, list[str]], float]:
+    """Run a workload script; its ``@tag`` values per tag and the host's wall time for it."""
+    t0 = time.monotonic()
+    result = target.run(script)
+    wall = time.monotonic() - t0
+    values = {tag: workloads.tagged(result.stdout, tag) for tag in tags}
+    if not result.succeeded:
+        raise LabctlError(f"{target.name}: the workload failed ({result.detail})")
+    return values, wall
+
+
+def _split(values: list[float], warmup: int, reps: int, what: str) -> Samples:
+    if len(values) != warmup + reps:
+        raise ParseError(f"{what}: expected {warmup + reps} runs, got {len(values)}")
+    if any(v <= 0 for v in values):
+        raise ParseError(f"{what}: a run reported a non-positive value: {values}")
+    return Samples(tuple(values[warmup:]), tuple(values[:warmup]))
+
+
+def cpu(target: Target, subject: Subject, profile: Profile) -> Figure:
+    """The fixed CPU workload, timed inside the target."""
+    values, wall = _run_tagged(target, workloads.cpu_script(profile), ("cpu",))
+    secs = workloads.parse_ns(values["cpu"])
+    samples = _split(secs, profile.cpu_warmup, profile.cpu_reps, f"{target.name} cpu")
+    note = None
+    # The guest times itself; its clock must not claim more time than the host saw pass.
+    if sum(secs) > wall * 1.05 + 0.2:
+        note = f"the guest's clock counted {sum(secs):.1f} s while the host saw {wall:.1f} s"
+    return Figure(
+        "cpu",
+        subject.name,
+        samples,
+        subject.accel,
+        subject.devices,
+        f"{workloads.cpu_method(profile)}, timed inside the guest (date +%s%N)",
+        note,
+    )
+
+
+def disk(target: Target, subject: Subject, profile: Profile, directory: str) -> list[Figure]:
+    """Sequential write and read with O_DIRECT in ``directory`` of the target."""
+    values, _wall = _run_tagged(
+        target, workloads.disk_script(profile, directory), ("write", "read")
+    )
+    figures = []
+    for tag in ("write", "read"):
+        rates = [workloads.dd_rate(line) for line in values[tag]]
+        samples = _split(rates, profile.disk_warmup, profile.disk_reps, f"{target.name} {tag}")
+        figures.append(
+            Figure(
+                f"disk_{tag}",
+                subject.name,
+                samples,
+                subject.accel,
+                subject.devices,
+                f"{workloads.disk_method(profile)}, FILE on the subject's own disk",
+            )
+        )
+    return figures
+
+
+def host_disk_directory(base: Path) -> Path:
+    """A fresh directory for the host's disk test, on the disk that holds the lab's state."""
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="compare-disk-", dir=base))
+
+
+# -- network -----------------------------------------------------------------------------
+
+
+def lab_address_problem(
+    address: str, subnet: str | None, bridge: str | None, route_dev: str | None, up: bool
+) -> str | None:
+    """Why traffic to ``address`` might leave the lab's own network, or None if it cannot."""
+    if not subnet or not bridge:
+        return "the lab has no network of its own recorded in its state"
+    try:
+        inside = ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    except ValueError:
+        return f"{address!r} is not an IPv4 address"
+    if not inside:
+        return f"{address} is not in the lab's subnet {subnet}"
+    if not up:
+        return f"the lab's bridge {bridge} is not up"
+    if route_dev != bridge:
+        return (
+            f"the host routes {address} via {route_dev or 'nothing'}, not the lab's bridge {bridge}"
+        )
+    return None
+
+
+def check_lab_address(state: LabState, address: str) -> None:
+    """Refuse unless ``address`` is a guest on the lab's own, live bridge."""
+    route_dev = None
+    up = False
+    try:
+        route = json.loads(_ip("route", "get", address))
+        route_dev = route[0].get("dev") if route else None
+        if state.bridge:
+            link = json.loads(_ip("link", "show", "dev", state.bridge))
+            up = bool(link) and "UP" in link[0].get("flags", [])
+    except (LabctlError, ValueError, IndexError):
+        pass
+    problem = lab_address_problem(address, state.subnet, state.bridge, route_dev, up)
+    if problem:
+        raise LabctlError(f"no traffic sent to {address}: {problem}")
+
+
+def _ip(*args: str) -> str:
+    proc = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, timeout=10)
+    if proc.returncode != 0:
+        raise LabctlError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+#: iperf3 errors that mean "the server was not ready for the next test yet"
+TRANSIENT_IPERF = ("unable to connect", "busy", "control message", "Connection reset")
+
+
+def _iperf_once(address: str, seconds: int, reverse: bool) -> float:
+    argv = workloads.iperf_client_argv(address, seconds, reverse)
+    last: ParseError | None = None
+    for _attempt in range(6):
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+        except subprocess.TimeoutExpired as exc:
+            raise LabctlError(f"iperf3 to {address} did not finish in {seconds + 30} s") from exc
+        try:
+            return workloads.parse_iperf3(proc.stdout)
+        except ParseError as exc:
+            # The server takes a moment to listen again after each test, longer under TCG.
+            if not any(t in exc.message for t in TRANSIENT_IPERF):
+                raise
+            last = exc
+            time.sleep(1.0)
+    assert last is not None
+    raise last
+
+
+def network(
+    target: GuestTarget, subject: Subject, state: LabState, profile: Profile
+) -> list[Figure]:
+    """iperf3 throughput host → guest and guest → host, server in the guest."""
+    if shutil.which("iperf3") is None:
+        raise HostError("iperf3 is not installed on the host", "apt-get install -y iperf3")
+    address = target.record.address or ""
+    check_lab_address(state, address)
+    started = target.run(workloads.iperf_server_start())
+    if not started.succeeded:
+        raise LabctlError(f"{target.name}: iperf3 server did not start ({started.detail})")
+    figures = []
+    try:
+        for reverse, metric in ((False, "net_to_guest"), (True, "net_from_guest")):
+            runs = [
+                _iperf_once(address, profile.net_seconds, reverse)
+                for _ in range(profile.net_warmup + profile.net_reps)
+            ]
+            figures.append(
+                Figure(
+                    metric,
+                    subject.name,
+                    _split(runs, profile.net_warmup, profile.net_reps, f"{target.name} {metric}"),
+                    subject.accel,
+                    subject.devices,
+                    workloads.net_method(profile.net_seconds, reverse),
+                )
+            )
+    finally:
+        # A failure to stop the server must not hide why the measurement failed.
+        with contextlib.suppress(LabctlError):
+            target.run(workloads.iperf_server_stop())
+    return figures
