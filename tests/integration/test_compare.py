@@ -27,7 +27,6 @@ from labctl.compare.model import HOST, NATIVE, NOT_MEASURABLE, Report
 from labctl.host.accel import detect
 from tests.integration.conftest import RunningLab
 
-
 #: metric -> guests (plus the host) that must have a figure in a quick run
 EXPECTED = {
     "cpu": {HOST, "arm-emulated", "kvm-full", "kvm-virtio", "lxc-system", "docker-app"},
