@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import typer
 from rich.markup import escape
@@ -17,6 +18,12 @@ host_app = typer.Typer(help="Prepare this machine for the lab (packages, engines
 app.add_typer(host_app, name="host")
 
 YesOpt = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+TestToolsOpt = typer.Option(
+    False,
+    "--test-tools",
+    help="Also install what the test suite needs besides the engines (vagrant, "
+    "vagrant-libvirt): for test and CI hosts, used by ./bootstrap test.",
+)
 
 _LABEL = {
     "ok": "[green]ok     [/green]",
@@ -58,7 +65,7 @@ def _run(action: Callable[..., PlaybookResult], title: str) -> PlaybookResult:
 
 
 @host_app.command("setup")
-def setup(yes: bool = YesOpt) -> None:
+def setup(yes: bool = YesOpt, test_tools: bool = TestToolsOpt) -> None:
     """Install QEMU, libvirt, Docker and LXD, configure them and start them (idempotent)."""
     distro = host_setup.preflight()
     _confirm(
@@ -66,7 +73,8 @@ def setup(yes: bool = YesOpt) -> None:
         f"{distro.pretty} host?",
         yes,
     )
-    result = _run(host_setup.setup, "Setting up the host")
+    extravars = {"labctl_test_tools": True} if test_tools else None
+    result = _run(partial(host_setup.setup, extravars), "Setting up the host")
     if result.nothing_changed:
         console.out.print(f"host already set up: nothing changed ({result.seconds:.1f} s)")
     else:

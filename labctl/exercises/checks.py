@@ -2,77 +2,41 @@
 
 A check gets ``run_for(target)``, which returns the ``run`` of a guest or of the host, and
 gives back a :class:`CheckResult` whose ``detail`` reads like a teacher's note. A check that
-could not run at all (guest down, engine error) is ``error``, never a stack trace.
+could not run at all (guest down, engine error) is ``error``, never a stack trace. Answer
+checks live in :mod:`labctl.exercises.answers`.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 import requests
 
-from labctl.command import CommandResult
 from labctl.errors import LabctlError
+from labctl.exercises.answers import check_answer
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import (
-    HOST,
     AnswerCheck,
     Check,
     CommandCheck,
     FileCheck,
     HttpCheck,
-    Measure,
     PortCheck,
     ServiceCheck,
 )
+from labctl.exercises.outcome import (
+    CheckError,
+    CheckResult,
+    Run,
+    RunFor,
+    Status,
+    Verdict,
+    last_line,
+    where,
+)
 
-Run = Callable[[str], CommandResult]
-RunFor = Callable[[str], Run]
-Status = Literal["passed", "failed", "error"]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one check: passed, failed (with why) or error (could not run)."""
-
-    what: str
-    status: Status
-    detail: str
-    note: str | None = None
-
-    @property
-    def passed(self) -> bool:
-        """True when the check passed."""
-        return self.status == "passed"
-
-
-class CheckError(LabctlError):
-    """A check could not run (the guest lacks a tool, a measurement made no sense)."""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What a check kind decided: passed or not, and why."""
-
-    passed: bool
-    detail: str
-
-
-def where(target: str, lang: Lang) -> str:
-    """``en kvm-full`` / ``on the host``."""
-    if target == HOST:
-        return tr(lang, "en el anfitrión", "on the host")
-    return tr(lang, f"en {target}", f"in {target}")
-
-
-def _last_line(result: CommandResult) -> str:
-    lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
-    return lines[-1][:160] if lines else ""
+__all__ = ["CheckError", "CheckResult", "Run", "RunFor", "Status", "evaluate"]
 
 
 def _shell_path(path: str) -> str:
@@ -95,7 +59,7 @@ def check_command(c: CommandCheck, run_for: RunFor, lang: Lang) -> Verdict:
     r = run_for(c.target)(c.run)
     cmd, at = _short(c.run), where(c.target, lang)
     if c.rc is not None and r.rc != c.rc:
-        last = _last_line(r)
+        last = last_line(r)
         said = tr(lang, f": «{last}»", f": “{last}”") if last else ""
         return Verdict(
             False,
@@ -168,8 +132,8 @@ def check_file(c: FileCheck, run_for: RunFor, lang: Lang) -> Verdict:
             problems.append(
                 tr(
                     lang,
-                    f"no se puede leer {c.path}: {_last_line(content)}",
-                    f"{c.path} cannot be read: {_last_line(content)}",
+                    f"no se puede leer {c.path}: {last_line(content)}",
+                    f"{c.path} cannot be read: {last_line(content)}",
                 )
             )
         elif not re.search(c.contains, content.stdout, re.MULTILINE):
@@ -188,47 +152,49 @@ def check_file(c: FileCheck, run_for: RunFor, lang: Lang) -> Verdict:
 # ---- service -------------------------------------------------------------------------------
 
 
-def _systemctl(run: Run, verb: str, name: str, target: str) -> str:
-    r = run(f"systemctl {verb} -- {shlex.quote(name)}")
-    if r.rc == 127 or "not found" in r.stderr and "systemctl" in r.stderr:
-        raise CheckError(f"{target} has no systemctl: service checks need a systemd guest")
-    return r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "unknown"
+def unit_properties(run: Run, name: str, target: str) -> dict[str, str]:
+    """LoadState, ActiveState and UnitFileState of a unit, in one ``systemctl show``."""
+    props = "-p LoadState -p ActiveState -p UnitFileState"
+    r = run(f"systemctl show {props} -- {shlex.quote(name)}")
+    if r.rc == 127 or not r.succeeded and "systemctl" in r.stderr:
+        raise CheckError(f"{target} has no usable systemctl: {last_line(r)}")
+    return dict(line.partition("=")[::2] for line in r.stdout.splitlines() if "=" in line)
 
 
 def check_service(c: ServiceCheck, run_for: RunFor, lang: Lang) -> Verdict:
     """A systemd unit: active and/or enabled."""
-    run = run_for(c.target)
+    props = unit_properties(run_for(c.target), c.name, c.target)
+    at = where(c.target, lang)
+    if props.get("LoadState") == "not-found":
+        return Verdict(
+            False,
+            tr(lang, f"no hay ninguna unidad {c.name} {at}", f"there is no unit {c.name} {at}"),
+        )
     problems = []
-    if c.running is not None:
-        active = _systemctl(run, "is-active", c.name, c.target)
-        if (active == "active") != c.running:
-            want = tr(lang, "en marcha", "running") if c.running else tr(lang, "parado", "stopped")
-            problems.append(
-                tr(
-                    lang,
-                    f"el servicio {c.name} {where(c.target, lang)} está «{active}» "
-                    f"y debería estar {want}",
-                    f"service {c.name} {where(c.target, lang)} is “{active}”, expected {want}",
-                )
-            )
-    if c.enabled is not None:
-        enabled = _systemctl(run, "is-enabled", c.name, c.target)
-        if (enabled == "enabled") != c.enabled:
-            want = (
-                tr(lang, "habilitado (arranca solo)", "enabled (starts at boot)")
-                if c.enabled
-                else tr(lang, "deshabilitado", "disabled")
-            )
-            problems.append(
-                tr(
-                    lang,
-                    f"el servicio {c.name} está «{enabled}» y debería estar {want}",
-                    f"service {c.name} is “{enabled}”, expected {want}",
-                )
-            )
+    active = props.get("ActiveState", "?")
+    if c.running is not None and (active == "active") != c.running:
+        want = tr(lang, "en marcha", "running") if c.running else tr(lang, "parado", "stopped")
+        problems.append(
+            tr(lang, f"está «{active}» y debería estar {want}", f"is “{active}”, expected {want}")
+        )
+    enabled = props.get("UnitFileState") or "?"
+    if c.enabled is not None and (enabled == "enabled") != c.enabled:
+        want = (
+            tr(lang, "habilitado (que arranque solo)", "enabled (to start at boot)")
+            if c.enabled
+            else tr(lang, "deshabilitado", "disabled")
+        )
+        problems.append(
+            tr(lang, f"está «{enabled}» y debería estar {want}", f"is “{enabled}”, expected {want}")
+        )
     if problems:
-        return Verdict(False, "; ".join(problems))
-    return Verdict(True, tr(lang, "correcto", "correct"))
+        joined = tr(lang, " y ", " and ").join(problems)
+        return Verdict(
+            False, tr(lang, f"el servicio {c.name} {joined}", f"service {c.name} {joined}")
+        )
+    return Verdict(
+        True, tr(lang, f"{c.name}: {active}, {enabled}", f"{c.name}: {active}, {enabled}")
+    )
 
 
 # ---- port ----------------------------------------------------------------------------------
@@ -328,133 +294,6 @@ def check_http(c: HttpCheck, run_for: RunFor, lang: Lang) -> Verdict:
             ),
         )
     return Verdict(True, tr(lang, f"{c.url} responde bien", f"{c.url} answers as expected"))
-
-
-# ---- answer --------------------------------------------------------------------------------
-
-
-def normalise(text: str) -> str:
-    """Lower case, no accents, no surrounding quotes, single spaces: how answers compare."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return " ".join(text.strip().strip("\"'«»“”`").lower().split())
-
-
-NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
-
-
-def parse_number(text: str) -> float | None:
-    """The first number in ``text`` (a decimal comma is fine), or None."""
-    match = NUMBER.search(text)
-    return float(match.group().replace(",", ".")) if match else None
-
-
-def _measure(m: Measure, run_for: RunFor, lang: Lang) -> tuple[str | None, str]:
-    """(value, "") or (None, why the lab could not measure it)."""
-    r = run_for(m.target)(m.run)
-    lines = [line.strip() for line in r.stdout.splitlines() if line.strip()]
-    if not r.succeeded or not lines:
-        why = _last_line(r) or f"exit {r.rc}"
-        return None, tr(
-            lang,
-            f"el laboratorio no pudo medir la respuesta {where(m.target, lang)}: {why}",
-            f"the lab could not measure the answer {where(m.target, lang)}: {why}",
-        )
-    return lines[-1], ""
-
-
-def _truth_number(c: AnswerCheck, value: str, run_for: RunFor, lang: Lang) -> float:
-    truth = parse_number(value)
-    if truth is None:
-        raise CheckError(f"the lab measured {value!r}, which is not a number")
-    if c.truth.divided_by is not None:
-        other, why = _measure(c.truth.divided_by, run_for, lang)
-        if other is None:
-            raise CheckError(why)
-        divisor = parse_number(other)
-        if not divisor:
-            raise CheckError(f"the lab measured {other!r} to divide by")
-        truth /= divisor
-    return truth
-
-
-def _close(c: AnswerCheck, answer: float, truth: float) -> bool:
-    if c.factor is not None and truth > 0 and answer > 0:
-        return truth / c.factor <= answer <= truth * c.factor
-    allowed = max((c.tolerance or 0) * abs(truth), c.margin or 0)
-    return abs(answer - truth) <= allowed + 1e-9
-
-
-def _accepted_range(c: AnswerCheck, lang: Lang) -> str:
-    if c.factor is not None:
-        return tr(
-            lang,
-            f"se acepta hasta {c.factor:g} veces por encima o por debajo",
-            f"up to {c.factor:g} times above or below is accepted",
-        )
-    parts = []
-    if c.tolerance:
-        parts.append(f"±{c.tolerance * 100:g} %")
-    if c.margin:
-        parts.append(f"±{c.margin:g}")
-    if not parts:
-        return tr(lang, "tiene que ser exacta", "it must be exact")
-    return tr(lang, "se acepta ", "accepted: ") + tr(lang, " o ", " or ").join(parts)
-
-
-def check_answer(c: AnswerCheck, run_for: RunFor, lang: Lang, answer: str | None) -> Verdict:
-    """The student's answer against what the lab measures now, in the guest itself."""
-    if answer is None:
-        return Verdict(
-            False,
-            tr(
-                lang,
-                "todavía no has respondido (labctl exercise answer EJERCICIO PASO VALOR)",
-                "no answer recorded yet (labctl exercise answer EXERCISE STEP VALUE)",
-            ),
-        )
-    value, why = _measure(c.truth, run_for, lang)
-    if value is None:
-        return Verdict(False, why)
-    if c.match == "number":
-        given = parse_number(answer)
-        if given is None:
-            return Verdict(
-                False, tr(lang, f"«{answer}» no es un número", f"“{answer}” is not a number")
-            )
-        truth = _truth_number(c, value, run_for, lang)
-        if _close(c, given, truth):
-            return Verdict(
-                True,
-                tr(
-                    lang,
-                    f"correcto: el laboratorio mide {truth:.3g} y tú dijiste {given:g}",
-                    f"correct: the lab measures {truth:.3g} and you said {given:g}",
-                ),
-            )
-        return Verdict(
-            False,
-            tr(
-                lang,
-                f"tu respuesta {given:g} está lejos de lo que mide el laboratorio "
-                f"({_accepted_range(c, lang)}); vuelve a medir",
-                f"your answer {given:g} is far from what the lab measures "
-                f"({_accepted_range(c, lang)}); measure again",
-            ),
-        )
-    synonyms = {normalise(k): v for k, v in c.synonyms.items()}
-    accepted = {normalise(value), *(normalise(s) for s in synonyms.get(normalise(value), []))}
-    if normalise(answer) in accepted:
-        return Verdict(True, tr(lang, f"correcto: {value}", f"correct: {value}"))
-    return Verdict(
-        False,
-        tr(
-            lang,
-            f"tu respuesta «{answer}» no coincide con lo que el laboratorio mide "
-            f"{where(c.truth.target, lang)}",
-            f"your answer “{answer}” is not what the lab measures {where(c.truth.target, lang)}",
-        ),
-    )
 
 
 # ---- dispatch ------------------------------------------------------------------------------

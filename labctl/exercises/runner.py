@@ -2,8 +2,9 @@
 
 The ``run`` of a guest is the lab's own exec path (SSH for VMs and the system container,
 ``docker exec`` for the app container); the ``run`` of the host is a local ``sh -c``. Exercise
-commands come from the lab's exercise files and their placeholders expand to ``[a-z0-9.-]``
-values only (see :mod:`labctl.exercises.params`), so nothing a student types reaches a shell.
+commands come from the lab's exercise files; their placeholders expand to values labctl made
+(parameters of ``[a-z0-9-]``, checked student ids, guest names, addresses and ports), and a
+student's answers are compared in Python, so nothing a student types reaches a shell.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from labctl.errors import EngineError, ExitCode, LabctlError, SpecError
 from labctl.exercises import params, template
 from labctl.exercises.checks import CheckResult, Run, evaluate
 from labctl.exercises.i18n import Lang, tr
-from labctl.exercises.model import HOST, Exercise, Step, load_exercises
+from labctl.exercises.model import HOST, AnswerCheck, Exercise, Step, load_exercises
 from labctl.exercises.progress import ExerciseProgress, now
 from labctl.keys import KeyPair
 from labctl.lab.state import InstanceDir, LabState
@@ -251,7 +252,11 @@ def run_checks(
                 what = template.render(check.what.get(lang), vals, strict=False)
                 results.append(CheckResult(what, "error", exc.message, exc.hint))
                 continue
-            results.append(evaluate(rendered, run_for, lang, answers.get(step.id)))
+            given = answers.get(step.id)
+            if isinstance(rendered, AnswerCheck) and given is None:
+                results.append(_unanswered(rendered, exercise.id, step.id, lang))
+                continue
+            results.append(evaluate(rendered, run_for, lang, given))
         number = exercise.steps.index(step) + 1
         title = template.render(step.title.get(lang), vals, strict=False)
         out.append(StepResult(step.id, number, title, tuple(results)))
@@ -282,10 +287,14 @@ def reset_progress(progress: ExerciseProgress) -> None:
         step.answered_at = None
 
 
-def hint_line(lang: Lang, exercise: str, step: str) -> str:
-    """How to record an answer, for messages."""
-    return tr(
-        lang,
-        f"responde con: labctl exercise answer {exercise} {step} VALOR",
-        f"answer with: labctl exercise answer {exercise} {step} VALUE",
+def _unanswered(check: AnswerCheck, exercise: str, step: str, lang: Lang) -> CheckResult:
+    """No answer yet: nothing to measure; say how to answer."""
+    return CheckResult(
+        check.what.get(lang),
+        "failed",
+        tr(
+            lang,
+            f"todavía no has respondido: labctl exercise answer {exercise} {step} VALOR",
+            f"no answer yet: labctl exercise answer {exercise} {step} VALUE",
+        ),
     )

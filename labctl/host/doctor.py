@@ -129,7 +129,14 @@ def check_cpu(c: probe.CpuInfo) -> Check:
     )
 
 
-def check_kvm(a: AccelProbe) -> Check:
+#: Where this host is itself a VM, the hypervisor setting that passes VT-x/AMD-V through.
+NESTED_HINT = (
+    "; this host is a VM: turn on nested virtualization in its hypervisor (Vagrant: libvirt "
+    '`nested = true` + `cpu_mode = "host-passthrough"`, VirtualBox `--nested-hw-virt on`)'
+)
+
+
+def check_kvm(a: AccelProbe, in_vm: bool = False) -> Check:
     """Usable KVM is ok; unusable KVM is a warning because TCG runs the lab, only slower."""
     if a.usable:
         return Check("kvm", Status.OK, f"usable: {a.reason}")
@@ -138,7 +145,7 @@ def check_kvm(a: AccelProbe) -> Check:
         Status.WARN,
         a.reason,
         "nothing to do for the lab (TCG works, only slower); for real KVM use a host whose "
-        "CPU exposes VT-x/AMD-V (kvm_intel/kvm_amd)",
+        "CPU exposes VT-x/AMD-V (kvm_intel/kvm_amd)" + (NESTED_HINT if in_vm else ""),
     )
 
 
@@ -291,7 +298,7 @@ def check_images(im: probe.ImagesInfo) -> Check:
 RULES: Sequence[Callable[[HostFacts], Check | list[Check]]] = (
     lambda f: check_distro(f.distro),
     lambda f: check_cpu(f.cpu),
-    lambda f: check_kvm(f.accel),
+    lambda f: check_kvm(f.accel, f.cpu.hypervisor),
     lambda f: [check_qemu(q) for q in f.qemu],
     lambda f: check_libvirt(f.libvirt, f.root),
     lambda f: check_libvirt_speed(f.libvirt),

@@ -276,11 +276,7 @@ def recreate_guest(
         key = ensure_keypair(inst.key, f"labctl-{lab.name}-{instance}")
         plans = plan.plans(lab, state, store, inst, key, accel)
         report(guest, "destroy", "")
-        backend.destroy(plans[guest].resource)
-        # A guest's own files in run/ (overlay disk, console log) are named "<guest>.*";
-        # they go too, or the new guest would boot from the old disk.
-        for leftover in inst.run.glob(f"{guest}.*"):
-            leftover.unlink()
+        backend.destroy(plans[guest].resource)  # with its overlay disk: a fresh start
         box = _StateBox(inst, state)
         failed = _bring_up(
             {guest: plans[guest]},

@@ -75,9 +75,6 @@ class Student:
         )  # fmt: skip
         assert result.exit_code == 0, result.output
 
-    def address(self, guest: str) -> str:
-        return self.values[f"guest.{guest}.address"]
-
     def resource(self, guest: str) -> str:
         return self.values[f"guest.{guest}.resource"]
 
@@ -86,6 +83,147 @@ def _timed(action: Callable[[], object]) -> float:
     t0 = time.monotonic()
     action()
     return time.monotonic() - t0
+
+
+# ---- emulation -----------------------------------------------------------------------------
+
+LOOP = "sh -c 'i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done'"
+TIMED = shlex.quote(f"time {LOOP}")
+
+
+def _real_seconds(time_output: str) -> float:
+    """Seconds of bash's `time` (``real 0m3.872s``)."""
+    found = re.search(r"real\s+(\d+)m([\d.]+)s", time_output)
+    assert found, time_output
+    return int(found.group(1)) * 60 + float(found.group(2))
+
+
+def _qemu_pid(s: Student, guest: str) -> int:
+    return int(s.host(f"cat /run/libvirt/qemu/{s.resource(guest)}.pid").strip())
+
+
+def _qemu_accel(s: Student, guest: str) -> str:
+    args = s.host(f"ps -ww -o args= -p {_qemu_pid(s, guest)}")
+    found = re.search(r"-accel (\w+)|accel=(\w+)", args)
+    assert found, args
+    return found.group(1) or found.group(2)
+
+
+def emu_arquitecturas(s: Student) -> None:
+    s.answer("invitado", s.guest("arm-emulated", "uname -m").strip())
+    s.answer("anfitrion", s.host("arch").strip())
+    args = s.host(f"ps -ww -o args= -p {_qemu_pid(s, 'arm-emulated')}")
+    cpu = re.search(r"-cpu ([\w-]+)", args)
+    assert cpu, args
+    s.answer("modelo", cpu.group(1))
+
+
+def emu_binario(s: Student) -> None:
+    import base64
+
+    folder = s.home / f"labctl-{s.student}"
+    folder.mkdir(parents=True, exist_ok=True)
+    encoded = s.guest("arm-emulated", "base64 /bin/busybox")
+    (folder / "busybox-arm64").write_bytes(base64.b64decode(encoded))
+    ran = subprocess.run(
+        ["sh", "-c", f"chmod +x {folder}/busybox-arm64 && {folder}/busybox-arm64 uname -m"],
+        capture_output=True,
+        check=False,
+    )
+    s.answer("ejecuta", "si" if ran.returncode == 0 else "no")
+
+
+def emu_rendimiento(s: Student) -> None:
+    guest = min(_real_seconds(s.guest("arm-emulated", f"bash -c {TIMED} 2>&1")) for _ in range(2))
+    host = min(_real_seconds(s.host(f"bash -c {TIMED} 2>&1")) for _ in range(3))
+    s.answer("invitado", f"{guest:.2f}")
+    s.answer("factor", f"{guest / host:.1f}")
+
+
+def emu_proceso(s: Student) -> None:
+    pid = _qemu_pid(s, "arm-emulated")
+    s.answer("pid", pid)
+    s.answer("acelerador", _qemu_accel(s, "arm-emulated"))
+    s.answer("memoria", int(s.host(f"ps -o rss= -p {pid}").strip()) // 1024)
+
+
+# ---- full virtualization -------------------------------------------------------------------
+
+
+def full_dispositivos(s: Student) -> None:
+    driver = re.search(r"^driver: (\S+)", s.guest("kvm-full", "ethtool -i eth0"), re.M)
+    assert driver
+    s.answer("red", driver.group(1))
+    lspci = s.guest("kvm-full", "lspci -k -s 00:01.1")
+    disk = re.search(r"Kernel driver in use: (\S+)", lspci)
+    assert disk, lspci
+    s.answer("disco", disk.group(1))
+    s.guest("kvm-full", f"lspci -k > /root/dispositivos-{s.student}.txt")
+
+
+def full_soporte(s: Student) -> None:
+    flags = subprocess.run(["grep", "-c", "-wE", "vmx|svm", "/proc/cpuinfo"], capture_output=True)
+    has_flags = flags.returncode == 0
+    s.answer("flags", "si" if has_flags else "no")
+    modules = set(s.host("ls /sys/module").split())
+    module = next((m for m in ("kvm_intel", "kvm_amd", "kvm_pvm") if m in modules), "ninguno")
+    s.answer("modulo", module)
+    s.answer("acelerador", _qemu_accel(s, "kvm-full"))
+    vendor = module in ("kvm_intel", "kvm_amd")
+    s.answer("explica", "b" if not has_flags else ("a" if vendor else "c"))
+
+
+def full_invitado(s: Student) -> None:
+    lscpu = s.guest("kvm-full", "lscpu")
+    model = re.search(r"^Model name:\s+(.+)$", lscpu, re.M)
+    assert model, lscpu
+    s.answer("cpu", model.group(1).strip())
+    s.answer("fabricante", s.guest("kvm-full", "dmidecode -s system-manufacturer").strip())
+    s.answer("virt-what", s.guest("kvm-full", "virt-what").splitlines()[0])
+
+
+# ---- paravirtualization --------------------------------------------------------------------
+
+
+def pv_dispositivos(s: Student) -> None:
+    s.answer("bus", len(s.guest("kvm-virtio", "ls /sys/bus/virtio/devices").split()))
+    driver = re.search(r"^driver: (\S+)", s.guest("kvm-virtio", "ethtool -i eth0"), re.M)
+    assert driver
+    s.answer("drivers", driver.group(1))
+    s.guest("kvm-virtio", f"lsmod | grep virtio > /root/virtio-{s.student}.txt")
+    s.answer("pila", s.guest("kvm-virtio", "lsblk -dn -o NAME | head -1").strip())
+
+
+UNITS = {"kB/s": 1e3, "MB/s": 1e6, "GB/s": 1e9}
+
+
+def _dd_speed(s: Student, guest: str) -> float:
+    out = s.guest(
+        guest,
+        "dd if=/dev/zero of=/root/prueba.img bs=4k count=2000 oflag=direct"
+        f" 2> /root/dd-{s.student}.txt; rm /root/prueba.img; cat /root/dd-{s.student}.txt",
+    )
+    found = re.search(r"([\d.,]+) ([kMG]B/s)$", out.strip())
+    assert found, out
+    return float(found.group(1).replace(",", ".")) * UNITS[found.group(2)]
+
+
+def pv_disco(s: Student) -> None:
+    full = max(_dd_speed(s, "kvm-full") for _ in range(3))
+    virtio = max(_dd_speed(s, "kvm-virtio") for _ in range(3))
+    s.answer("cociente", f"{virtio / full:.2f}")
+
+
+def pv_interfaz(s: Student) -> None:
+    lspci = s.guest("kvm-virtio", "lspci -nn")
+    nic = re.search(r"Ethernet controller.*\[([0-9a-f]{4}):[0-9a-f]{4}\]", lspci)
+    assert nic, lspci
+    s.answer("fabricante", nic.group(1))
+    bits = s.guest("kvm-virtio", "cat /sys/class/net/eth0/device/features").strip()
+    s.answer("funciones", bits.count("1"))
+    irq = re.search(r"(virtio\d+-input\.0)", s.guest("kvm-virtio", "cat /proc/interrupts"))
+    assert irq
+    s.answer("colas", irq.group(1))
 
 
 # ---- system container ----------------------------------------------------------------------
@@ -214,7 +352,93 @@ def app_arranque(s: Student) -> None:
     s.answer("comparacion", f"{vm / seconds:.1f}")
 
 
+def _opposite_yes_no(correct: bool) -> str:
+    return "no" if correct else "si"
+
+
+def _binary_runs_here(_s: Student) -> str:
+    # Only with qemu-user registered in binfmt_misc does an aarch64 binary run on this host.
+    registered = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists()
+    return _opposite_yes_no(registered)
+
+
+def _host_has_vmx(_s: Student) -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    return _opposite_yes_no(bool(re.search(r"\b(vmx|svm)\b", cpuinfo)))
+
+
+def _other_accel(s: Student) -> str:
+    return "kvm" if _qemu_accel(s, "kvm-full") == "tcg" else "tcg"
+
+
+def _host_cpu_model(_s: Student) -> str:
+    found = re.search(r"^model name\s*: (.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+    return found.group(1) if found else "Intel(R) Xeon(R) CPU"
+
+
+def _apt_opposite(s: Student) -> str:
+    apt = runner.Targets(s.ws)("lxc-system")("timeout 60 apt-get update")
+    return _opposite_yes_no(apt.succeeded and "Err:" not in apt.stdout)
+
+
+#: A wrong answer to every answer step: mostly the misconception the step is about (the PID
+#: a container process has inside, "no slowdown", the host's CPU model...).
+WRONG: dict[tuple[str, str], str | Callable[[Student], str]] = {
+    ("emu-arquitecturas", "invitado"): "x86_64",
+    ("emu-arquitecturas", "anfitrion"): "aarch64",
+    ("emu-arquitecturas", "modelo"): "cortex-a72",
+    ("emu-binario", "ejecuta"): _binary_runs_here,
+    ("emu-rendimiento", "invitado"): "60",
+    ("emu-rendimiento", "factor"): "1",
+    ("emu-proceso", "pid"): "1",
+    ("emu-proceso", "acelerador"): "kvm",
+    ("emu-proceso", "memoria"): "40000",
+    ("full-dispositivos", "red"): "virtio_net",
+    ("full-dispositivos", "disco"): "virtio",
+    ("full-soporte", "flags"): _host_has_vmx,
+    ("full-soporte", "modulo"): "kvm_amd",
+    ("full-soporte", "acelerador"): _other_accel,
+    ("full-soporte", "explica"): "c",
+    ("full-invitado", "cpu"): _host_cpu_model,
+    ("full-invitado", "fabricante"): "Intel",
+    ("full-invitado", "virt-what"): "vmware",
+    ("pv-dispositivos", "bus"): "0",
+    ("pv-dispositivos", "drivers"): "e1000",
+    ("pv-dispositivos", "pila"): "sda",
+    ("pv-disco", "cociente"): "10",
+    ("pv-interfaz", "fabricante"): "8086",
+    ("pv-interfaz", "funciones"): "64",
+    ("pv-interfaz", "colas"): "eth0",
+    ("lxc-servicio", "mirror"): _apt_opposite,
+    ("lxc-nucleo", "nucleo"): "6.1.0-25-amd64",
+    ("lxc-nucleo", "init"): "sshd",
+    ("lxc-nucleo", "desde-fuera"): "1",
+    ("lxc-averia", "diagnostico"): "127",
+    ("app-contenido", "pid1"): "systemd",
+    ("app-contenido", "pid-anfitrion"): "1",
+    ("app-imagen", "capas"): "14",
+    ("app-arranque", "contenedor"): "30",
+    ("app-arranque", "comparacion"): "1",
+}
+
+
+def wrong_answer(s: Student, step: str) -> str:
+    """The wrong answer to ``step`` of the student's exercise."""
+    value = WRONG[(s.exercise.id, step)]
+    return value if isinstance(value, str) else value(s)
+
+
 SOLUTIONS: dict[str, Callable[[Student], None]] = {
+    "emu-arquitecturas": emu_arquitecturas,
+    "emu-binario": emu_binario,
+    "emu-rendimiento": emu_rendimiento,
+    "emu-proceso": emu_proceso,
+    "full-dispositivos": full_dispositivos,
+    "full-soporte": full_soporte,
+    "full-invitado": full_invitado,
+    "pv-dispositivos": pv_dispositivos,
+    "pv-disco": pv_disco,
+    "pv-interfaz": pv_interfaz,
     "lxc-usuario": lxc_usuario,
     "lxc-servicio": lxc_servicio,
     "lxc-nucleo": lxc_nucleo,

@@ -14,6 +14,7 @@ from labctl.cli import app
 from labctl.errors import ExitCode, HostError
 from labctl.host import doctor, engines, probe, setup
 from labctl.host.accel import decide
+from labctl.host.ansible import PlaybookResult
 from labctl.host.doctor import Check, HostFacts, Status
 
 GIB = 1024**3
@@ -60,9 +61,22 @@ def test_pvm_host_warns_tcg_and_still_runs() -> None:
     kvm = {c.name: c for c in checks}["kvm"]
     assert kvm.status is Status.WARN
     assert "present but unusable: kvm_pvm, guests will run under TCG" in kvm.detail
-    assert kvm.hint
     assert doctor.lab_can_run(checks)
     assert doctor.exit_code(checks) == ExitCode.OK
+    # this host is a VM: the hint names the hypervisor settings that would give it KVM
+    assert "nested = true" in (kvm.hint or "") and "host-passthrough" in (kvm.hint or "")
+    assert "--nested-hw-virt on" in (kvm.hint or "")
+
+
+def test_bare_metal_without_vtx_gets_no_nested_hint() -> None:
+    facts = replace(
+        healthy(),
+        cpu=probe.CpuInfo("x86_64", 4, (), False),
+        accel=decide("x86_64", set(), set(), False, False),
+    )
+    kvm = by_name(facts)["kvm"]
+    assert kvm.status is Status.WARN and "TCG" in kvm.detail
+    assert "VT-x/AMD-V" in (kvm.hint or "") and "nested" not in (kvm.hint or "")
 
 
 def test_libvirt_down_fails_with_a_hint() -> None:
@@ -204,6 +218,28 @@ def test_host_setup_asks_and_does_nothing_on_no(monkeypatch: pytest.MonkeyPatch)
     result = CliRunner().invoke(app, ["host", "setup"], input="n\n")
     assert result.exit_code == 1 and "Nothing done" in result.output
     assert called == []
+
+
+@pytest.mark.parametrize(
+    ("args", "extravars"), [([], None), (["--test-tools"], {"labctl_test_tools": True})]
+)
+def test_host_setup_test_tools_reach_the_playbook(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], extravars: dict[str, bool] | None
+) -> None:
+    seen: list[object] = []
+    monkeypatch.setattr(probe, "is_root", lambda: True)
+    monkeypatch.setattr(
+        probe, "os_release", lambda: probe.Distro("debian", "12", "Debian GNU/Linux 12")
+    )
+
+    def fake_setup(extra: object = None, on_task: object = None) -> PlaybookResult:
+        seen.append(extra)
+        return PlaybookResult("host-setup.yml", True, "successful", 0, 0, 9, 1, (), (), 0.5)
+
+    monkeypatch.setattr(setup, "setup", fake_setup)
+    result = CliRunner().invoke(app, ["host", "setup", "--yes", *args])
+    assert result.exit_code == 0, result.output
+    assert seen == [extravars]
 
 
 def test_permission_denied_asks_for_root_not_setup() -> None:

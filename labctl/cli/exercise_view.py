@@ -1,0 +1,182 @@
+"""How ``labctl exercise`` shows things: tables, instructions and check results, es/en."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.markup import escape
+from rich.table import Table
+
+from labctl.exercises.i18n import Lang, tr
+from labctl.exercises.model import Exercise
+from labctl.exercises.progress import Score
+from labctl.exercises.runner import ExerciseResult
+
+MARK = {"passed": "[green]✓[/green]", "failed": "[red]✗[/red]", "error": "[yellow]![/yellow]"}
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def state_word(s: Score, lang: Lang) -> str:
+    """not started / in progress / completed, coloured, in ``lang``."""
+    words = {
+        "completed": tr(lang, "[green]completado[/green]", "[green]completed[/green]"),
+        "in progress": tr(lang, "[yellow]en curso[/yellow]", "[yellow]in progress[/yellow]"),
+        "not started": tr(lang, "sin empezar", "not started"),
+    }
+    return words[s.state]
+
+
+def score_json(s: Score) -> dict[str, object]:
+    """A score as JSON."""
+    return {
+        "exercise": s.exercise,
+        "steps_passed": s.passed,
+        "steps": s.total,
+        "hints": s.hints,
+        "seconds": round(s.seconds),
+        "state": s.state,
+    }
+
+
+def exercises_table(
+    rows: list[tuple[Exercise, Score]], lab: str, student: str, lang: Lang
+) -> Table:
+    """``labctl exercise list``."""
+    table = Table(
+        "id",
+        tr(lang, "técnica", "technique"),
+        tr(lang, "título", "title"),
+        tr(lang, "pasos", "steps"),
+        tr(lang, "estado", "state"),
+        title=tr(lang, f"Ejercicios de {lab} ({student})", f"Exercises of {lab} ({student})"),
+    )
+    for e, s in rows:
+        table.add_row(
+            e.id, e.technique, e.title.get(lang), f"{s.passed}/{s.total}", state_word(s, lang)
+        )
+    return table
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One step as ``show`` prints it, placeholders already filled in."""
+
+    exercise: Exercise
+    index: int
+    title: str
+    introduction: str | None  # shown at the start of an exercise only
+    instructions: str
+    passed: bool
+    answer: str | None
+
+
+def print_step(out: Console, v: StepView, lang: Lang) -> None:
+    """``labctl exercise show``: title, introduction, the step, and what to do next."""
+    ex, s = v.exercise, v.exercise.steps[v.index]
+    out.print(Markdown(f"# {ex.title.get(lang)}"))
+    if v.introduction:
+        out.print(Markdown(v.introduction))
+    done = "✓ " if v.passed else ""
+    n = len(ex.steps)
+    head = tr(lang, f"Paso {v.index + 1} de {n}", f"Step {v.index + 1} of {n}")
+    out.print(Markdown(f"## {done}{head}: {v.title}"))
+    out.print(Markdown(v.instructions))
+    out.print()
+    if s.answer_check is not None:
+        line = tr(
+            lang,
+            f"Responde con: labctl exercise answer {ex.id} {s.id} VALOR",
+            f"Answer with: labctl exercise answer {ex.id} {s.id} VALUE",
+        )
+        if v.answer is not None:
+            line += tr(lang, f"  (tu respuesta: «{v.answer}»)", f"  (your answer: “{v.answer}”)")
+        out.print(escape(line))
+    out.print(
+        escape(
+            tr(
+                lang,
+                f"Comprueba tu trabajo: labctl exercise check {ex.id}   ·   "
+                f"pista: labctl exercise hint {ex.id}",
+                f"Check your work: labctl exercise check {ex.id}   ·   "
+                f"hint: labctl exercise hint {ex.id}",
+            )
+        )
+    )
+
+
+def print_check(
+    out: Console, ex: Exercise, result: ExerciseResult, sc: Score, student: str, lang: Lang
+) -> None:
+    """``labctl exercise check``: one line per check, the teacher's note under a failure."""
+    out.print(f"[bold]{escape(ex.title.get(lang))}[/bold] ({escape(student)})")
+    for step in result.steps:
+        mark = MARK["passed"] if step.passed else MARK["failed"]
+        word = tr(lang, "Paso", "Step")
+        out.print(f"{mark} [bold]{word} {step.number}: {escape(step.title)}[/bold]")
+        for r in step.results:
+            out.print(f"    {MARK[r.status]} {escape(r.what)}: {escape(r.detail)}", soft_wrap=True)
+            if r.note:
+                out.print(f"      [italic]{escape(r.note)}[/italic]", soft_wrap=True)
+    results = [r for s in result.steps for r in s.results]
+    good = sum(r.passed for r in results)
+    out.print(
+        tr(
+            lang,
+            f"{good} de {len(results)} comprobaciones correctas; pasos: {sc.passed}/{sc.total}.",
+            f"{good} of {len(results)} checks passed; steps: {sc.passed}/{sc.total}.",
+        )
+    )
+    if sc.completed and result.passed:
+        out.print(
+            tr(lang, "[green]¡Ejercicio completado![/green]", "[green]Exercise completed![/green]")
+        )
+    elif result.exit_code == 2:
+        out.print(
+            tr(
+                lang,
+                "[yellow]No se pudo comprobar nada: ¿está el laboratorio en marcha?[/yellow]",
+                "[yellow]Nothing could be checked: is the lab up?[/yellow]",
+            )
+        )
+
+
+def progress_table(scores: list[Score], student: str, lang: Lang) -> Table:
+    """``labctl exercise progress``: one row per exercise."""
+    table = Table(
+        "id",
+        tr(lang, "pasos", "steps"),
+        tr(lang, "pistas", "hints"),
+        tr(lang, "tiempo", "time"),
+        tr(lang, "estado", "state"),
+        title=tr(lang, f"Progreso de {student}", f"Progress of {student}"),
+    )
+    for s in scores:
+        time = duration(s.seconds) if s.started else "-"
+        table.add_row(s.exercise, f"{s.passed}/{s.total}", str(s.hints), time, state_word(s, lang))
+    return table
+
+
+def progress_line(scores: list[Score], lang: Lang) -> str:
+    """The score, in one sentence."""
+    passed = sum(s.passed for s in scores)
+    total = sum(s.total for s in scores)
+    percent = round(100 * passed / total) if total else 0
+    done = sum(s.completed for s in scores)
+    time = duration(sum(s.seconds for s in scores))
+    return tr(
+        lang,
+        f"Puntuación: {percent} % ({passed}/{total} pasos); {done} de {len(scores)} ejercicios "
+        f"completados; tiempo: {time}.",
+        f"Score: {percent}% ({passed}/{total} steps); {done} of {len(scores)} exercises "
+        f"completed; time: {time}.",
+    )

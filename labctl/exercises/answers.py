@@ -1,0 +1,144 @@
+"""Answer checks: the student's recorded value against what the lab measures itself.
+
+The truth is measured at check time, in the guest (or on the host), so an answer copied from
+another student's lab is wrong whenever the value differs between labs (PIDs, timings...).
+A failure never reveals the measured value; a pass shows it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from labctl.exercises.i18n import Lang, tr
+from labctl.exercises.model import AnswerCheck, Measure
+from labctl.exercises.outcome import CheckError, RunFor, Verdict, last_line, where
+
+
+def normalise(text: str) -> str:
+    """Lower case, no accents, no surrounding quotes, single spaces: how answers compare."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return " ".join(text.strip().strip("\"'«»“”`").lower().split())
+
+
+NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
+
+
+def parse_number(text: str) -> float | None:
+    """The first number in ``text`` (a decimal comma is fine), or None."""
+    match = NUMBER.search(text)
+    return float(match.group().replace(",", ".")) if match else None
+
+
+def _measure(m: Measure, run_for: RunFor, lang: Lang) -> tuple[str | None, str]:
+    """(value, "") or (None, why the lab could not measure it)."""
+    r = run_for(m.target)(m.run)
+    lines = [line.strip() for line in r.stdout.splitlines() if line.strip()]
+    if not r.succeeded or not lines:
+        why = last_line(r) or f"exit {r.rc}"
+        return None, tr(
+            lang,
+            f"el laboratorio no pudo medir la respuesta {where(m.target, lang)}: {why}",
+            f"the lab could not measure the answer {where(m.target, lang)}: {why}",
+        )
+    return lines[-1], ""
+
+
+def _truth_number(c: AnswerCheck, value: str, run_for: RunFor, lang: Lang) -> float:
+    truth = parse_number(value)
+    if truth is None:
+        raise CheckError(f"the lab measured {value!r}, which is not a number")
+    if c.truth.divided_by is not None:
+        other, why = _measure(c.truth.divided_by, run_for, lang)
+        if other is None:
+            raise CheckError(why)
+        divisor = parse_number(other)
+        if not divisor:
+            raise CheckError(f"the lab measured {other!r} to divide by")
+        truth /= divisor
+    return truth
+
+
+def fmt(x: float) -> str:
+    """A number for people: no exponent, at most two decimals, no trailing zeros."""
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _close(c: AnswerCheck, answer: float, truth: float) -> bool:
+    if c.factor is not None and truth > 0 and answer > 0:
+        return truth / c.factor <= answer <= truth * c.factor
+    allowed = max((c.tolerance or 0) * abs(truth), c.margin or 0)
+    return abs(answer - truth) <= allowed + 1e-9
+
+
+def _accepted_range(c: AnswerCheck, lang: Lang) -> str:
+    if c.factor is not None:
+        return tr(
+            lang,
+            f"se acepta hasta {c.factor:g} veces por encima o por debajo",
+            f"up to {c.factor:g} times above or below is accepted",
+        )
+    parts = []
+    if c.tolerance:
+        parts.append(f"±{c.tolerance * 100:g} %")
+    if c.margin:
+        parts.append(f"±{c.margin:g}")
+    if not parts:
+        return tr(lang, "tiene que ser exacta", "it must be exact")
+    return tr(lang, "se acepta ", "accepted: ") + tr(lang, " o ", " or ").join(parts)
+
+
+def check_answer(c: AnswerCheck, run_for: RunFor, lang: Lang, answer: str | None) -> Verdict:
+    """The student's answer against what the lab measures now, in the guest itself."""
+    if answer is None:
+        return Verdict(
+            False,
+            tr(
+                lang,
+                "todavía no has respondido (labctl exercise answer EJERCICIO PASO VALOR)",
+                "no answer recorded yet (labctl exercise answer EXERCISE STEP VALUE)",
+            ),
+        )
+    value, why = _measure(c.truth, run_for, lang)
+    if value is None:
+        return Verdict(False, why)
+    if c.match == "number":
+        given = parse_number(answer)
+        if given is None:
+            return Verdict(
+                False, tr(lang, f"«{answer}» no es un número", f"“{answer}” is not a number")
+            )
+        truth = _truth_number(c, value, run_for, lang)
+        if _close(c, given, truth):
+            return Verdict(
+                True,
+                tr(
+                    lang,
+                    f"correcto: el laboratorio mide {fmt(truth)} y tú dijiste {fmt(given)}",
+                    f"correct: the lab measures {fmt(truth)} and you said {fmt(given)}",
+                ),
+            )
+        return Verdict(
+            False,
+            tr(
+                lang,
+                f"tu respuesta {fmt(given)} está lejos de lo que mide el laboratorio "
+                f"({_accepted_range(c, lang)}); vuelve a medir",
+                f"your answer {fmt(given)} is far from what the lab measures "
+                f"({_accepted_range(c, lang)}); measure again",
+            ),
+        )
+    synonyms = {normalise(k): v for k, v in c.synonyms.items()}
+    accepted = {normalise(value), *(normalise(s) for s in synonyms.get(normalise(value), []))}
+    if normalise(answer) in accepted:
+        return Verdict(True, tr(lang, f"correcto: {value}", f"correct: {value}"))
+    return Verdict(
+        False,
+        tr(
+            lang,
+            f"tu respuesta «{answer}» no coincide con lo que el laboratorio mide "
+            f"{where(c.truth.target, lang)}",
+            f"your answer “{answer}” is not what the lab measures {where(c.truth.target, lang)}",
+        ),
+    )

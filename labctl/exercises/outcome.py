@@ -1,0 +1,56 @@
+"""What a check says: its result (passed, failed, error) and why, in the student's language."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from labctl.command import CommandResult
+from labctl.errors import LabctlError
+from labctl.exercises.i18n import Lang, tr
+from labctl.exercises.model import HOST
+
+Run = Callable[[str], CommandResult]
+RunFor = Callable[[str], Run]
+Status = Literal["passed", "failed", "error"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check: passed, failed (with why) or error (could not run)."""
+
+    what: str
+    status: Status
+    detail: str
+    note: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True when the check passed."""
+        return self.status == "passed"
+
+
+class CheckError(LabctlError):
+    """A check could not run (the guest lacks a tool, a measurement made no sense)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a check kind decided: passed or not, and why."""
+
+    passed: bool
+    detail: str
+
+
+def where(target: str, lang: Lang) -> str:
+    """``en kvm-full`` / ``on the host``."""
+    if target == HOST:
+        return tr(lang, "en el anfitrión", "on the host")
+    return tr(lang, f"en {target}", f"in {target}")
+
+
+def last_line(result: CommandResult) -> str:
+    """The last line a command printed (stderr first), cut to a readable length."""
+    lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    return lines[-1][:160] if lines else ""

@@ -1,0 +1,188 @@
+"""Every exercise on the real lab, in both directions.
+
+For each exercise, with a fresh student id (so per-student parameters are new): on the guest
+as it is, every check FAILS (none errors); after the scripted solution
+(``exercise_solutions.py``) every check PASSES through ``labctl exercise check``; then a wrong
+answer to every answer step FAILS against what the lab measures. ``reset`` is proven on the
+two guests that are cheap to recreate, after every other test (it changes their addresses).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from labctl.cli import app
+from labctl.exercises import runner
+from labctl.exercises.model import load_exercises
+from labctl.exercises.progress import ProgressStore
+from tests.integration.conftest import LAB_DIR, RunningLab
+from tests.integration.exercise_solutions import CLEANUP, SOLUTIONS, WRONG, Student, wrong_answer
+
+# pylxd's exec websockets (ws4py) may end their manager thread on a closed epoll object at
+# garbage collection; it is the library's teardown, after every result was received.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception in thread WebSocketManager:pytest.PytestUnhandledThreadExceptionWarning"
+)
+
+cli = CliRunner()
+LABCTL = str(Path(sys.executable).parent / "labctl")
+EXERCISES = [e.id for e in load_exercises(LAB_DIR / "exercises")]
+
+
+def _args(s: Student, *extra: str) -> list[str]:
+    return ["-l", str(LAB_DIR), "-i", s.ws.instance, "-s", s.student, *extra]
+
+
+def _check_json(s: Student, *extra: str) -> tuple[int, dict]:
+    args = _args(s, "--json", "--lang", "es", *extra)
+    result = cli.invoke(app, ["exercise", "check", s.exercise.id, *args])
+    assert result.exit_code in (0, 1, 2) and result.stdout, (result.output, result.exception)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def _results(report: dict) -> list[dict]:
+    return [r for step in report["steps"] for r in step["results"]]
+
+
+def _table(results: list[dict]) -> str:
+    return "\n".join(f"  {r['status']:6} {r['what']}: {r['detail']}" for r in results)
+
+
+MakeStudent = Callable[[str], Student]
+
+
+@pytest.fixture
+def student(
+    running_lab: RunningLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MakeStudent]:
+    """A new student (unique id, own $HOME) for one exercise; what it leaves is cleaned up."""
+    monkeypatch.setenv("HOME", str(tmp_path))  # host checks and solutions share ~
+    made: list[Student] = []
+
+    def make(exercise_id: str) -> Student:
+        ws = runner.open_workspace(str(LAB_DIR), running_lab.instance)
+        s = Student(ws, ws.exercise(exercise_id), "t" + secrets.token_hex(3), tmp_path)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        if s.exercise.id in CLEANUP:
+            CLEANUP[s.exercise.id](s)
+
+
+def test_every_exercise_has_a_solution_and_a_wrong_answer_per_answer_step() -> None:
+    exercises = load_exercises(LAB_DIR / "exercises")
+    assert set(SOLUTIONS) == {e.id for e in exercises}
+    asks = {(e.id, s.id) for e in exercises for s in e.steps if s.answer_check is not None}
+    assert set(WRONG) == asks
+
+
+@pytest.mark.parametrize("exercise_id", EXERCISES)
+def test_untouched_fails_solution_passes_wrong_answers_fail(
+    running_lab: RunningLab, student: MakeStudent, exercise_id: str
+) -> None:
+    s = student(exercise_id)
+    ex = s.exercise
+
+    # 1. The guest as it is (after the exercise's own setup): every check fails, none errors.
+    code, report = _check_json(s)
+    before = _results(report)
+    assert code == 1, _table(before)
+    assert [r["status"] for r in before] == ["failed"] * len(before), _table(before)
+
+    # 2. The scripted solution: every check passes, the exercise is completed.
+    SOLUTIONS[exercise_id](s)
+    code, report = _check_json(s)
+    after = _results(report)
+    assert code == 0, _table(after)
+    assert report["progress"]["state"] == "completed"
+
+    # 3. A wrong answer to every answer step fails against what the lab measures now.
+    answer_steps = [st for st in ex.steps if st.answer_check is not None]
+    for st in answer_steps:
+        s.answer(st.id, wrong_answer(s, st.id))
+    for st in answer_steps:
+        code, report = _check_json(s, "--step", st.id)
+        results = _results(report)
+        wrong = results[st.checks.index(st.answer_check)]
+        assert code == 1 and wrong["status"] == "failed", _table(results)
+    print(
+        f"\n{exercise_id}: {len(before)} checks failed untouched, {len(after)} passed solved, "
+        f"{len(answer_steps)} wrong answers failed"
+    )
+
+
+def test_progress_is_kept_beside_the_lab_with_score_and_time(
+    running_lab: RunningLab, student: MakeStudent
+) -> None:
+    s = student("lxc-nucleo")
+    shown = cli.invoke(app, ["exercise", "show", s.exercise.id, *_args(s, "--json")])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["step"]["number"] == 1
+    hint = cli.invoke(app, ["exercise", "hint", s.exercise.id, *_args(s, "--lang", "en")])
+    assert hint.exit_code == 0 and "no hints" in hint.stdout
+    SOLUTIONS["lxc-nucleo"](s)
+    _check_json(s)
+    progress = cli.invoke(app, ["exercise", "progress", *_args(s, "--json")])
+    data = json.loads(progress.stdout)
+    mine = next(e for e in data["exercises"] if e["exercise"] == "lxc-nucleo")
+    assert mine["state"] == "completed" and mine["steps_passed"] == 3
+    assert data["steps_passed"] == 3 and 0 < data["score"] < 100
+    path = ProgressStore(s.ws.lab, s.ws.instance, s.student).path
+    assert path.parent == s.ws.inst.path / "progress" and path.is_file()
+    assert s.ws.inst.run not in path.parents  # `down` removes run/, never the progress
+
+
+def test_check_as_a_subprocess_exits_1_with_teacher_notes(
+    running_lab: RunningLab, student: MakeStudent
+) -> None:
+    s = student("lxc-usuario")
+    out = subprocess.run(
+        [LABCTL, "exercise", "check", "lxc-usuario", *_args(s, "--lang", "es")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert f"{s.p('user')} todavía no existe en lxc-system: créalo con useradd." in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_check_on_an_instance_that_is_not_up_exits_2(running_lab: RunningLab) -> None:
+    out = subprocess.run(
+        [LABCTL, "exercise", "check", "lxc-nucleo", "-l", str(LAB_DIR), "-i", "nadie"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2 and "is not up" in out.stderr, out.stderr
+
+
+@pytest.mark.teardown_last
+@pytest.mark.parametrize(
+    ("exercise_id", "undone"),
+    [
+        ("lxc-averia", "/usr/local/bin/reloj is executable"),
+        ("app-contenido", "The site shows your keyword"),
+    ],
+)
+def test_reset_recreates_the_guest_and_starts_over(
+    running_lab: RunningLab, student: MakeStudent, exercise_id: str, undone: str
+) -> None:
+    s = student(exercise_id)
+    SOLUTIONS[exercise_id](s)
+    code, _ = _check_json(s)
+    assert code == 0
+    result = cli.invoke(app, ["exercise", "reset", exercise_id, *_args(s, "--yes")])
+    assert result.exit_code == 0, result.output
+    code, report = _check_json(s, "--lang", "en")
+    results = {r["what"]: r for r in _results(report)}
+    assert code == 1 and results[undone]["status"] == "failed", _table(_results(report))
+    progress = ProgressStore(s.ws.lab, s.ws.instance, s.student).load().of(exercise_id)
+    assert progress.resets == 1 and progress.completed_at is None
+    assert all(st.answer is None for st in progress.steps.values())

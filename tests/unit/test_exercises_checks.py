@@ -1,0 +1,330 @@
+"""Each check kind against a fake ``run``: passes, fails with a teacher's note, or errors."""
+
+from __future__ import annotations
+
+import http.server
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from labctl.command import CommandResult
+from labctl.errors import EngineError
+from labctl.exercises import checks
+from labctl.exercises.checks import CheckResult, evaluate
+from labctl.exercises.i18n import Lang
+from labctl.exercises.model import (
+    AnswerCheck,
+    CommandCheck,
+    FileCheck,
+    HttpCheck,
+    PortCheck,
+    ServiceCheck,
+)
+
+WHAT = {"what": {"es": "lo comprobado", "en": "what is checked"}}
+
+
+class FakeGuest:
+    """Answers commands by the first rule whose regular expression matches; records them."""
+
+    def __init__(self, rules: dict[str, tuple[int, str] | tuple[int, str, str]]) -> None:
+        self.rules = rules
+        self.commands: list[str] = []
+
+    def __call__(self, command: str) -> CommandResult:
+        self.commands.append(command)
+        for pattern, answer in self.rules.items():
+            if re.search(pattern, command):
+                rc, out, *err = answer
+                return CommandResult(command, rc, out, err[0] if err else "")
+        return CommandResult(command, 127, "", f"sh: {command}: not found")
+
+
+def on(guest: Callable[[str], CommandResult]) -> Callable[[str], Any]:
+    return lambda _target: guest
+
+
+def run(
+    check: Any, guest: Callable[[str], CommandResult], lang: Lang = "es", **kw: Any
+) -> CheckResult:
+    return evaluate(check, on(guest), lang, **kw)
+
+
+# ---- command -------------------------------------------------------------------------------
+
+
+def command(**kw: Any) -> CommandCheck:
+    return CommandCheck.model_validate({"kind": "command", "target": "g", **WHAT, **kw})
+
+
+def test_command_passes_on_the_expected_exit_code_and_output() -> None:
+    result = run(
+        command(run="uname -m", stdout="^aarch64$"), FakeGuest({"uname": (0, "aarch64\n")})
+    )
+    assert result.passed and result.detail == "correcto"
+
+
+def test_command_failing_says_what_it_got_and_expected() -> None:
+    check = command(run="id -u ana", note={"es": "Crea a ana.", "en": "Create ana."})
+    result = run(check, FakeGuest({"id": (1, "", "id: 'ana': no such user\n")}))
+    assert result.status == "failed"
+    assert result.detail == (
+        "`id -u ana` en g terminó con código 1 (se esperaba 0): «id: 'ana': no such user»"
+    )
+    assert result.note == "Crea a ana."
+
+
+def test_command_output_mismatch_in_english() -> None:
+    result = run(
+        command(run="getent passwd ana | cut -d: -f7", stdout="^/bin/bash$"),
+        FakeGuest({"getent": (0, "/bin/sh\n")}),
+        "en",
+    )
+    assert result.detail.endswith("printed “/bin/sh” (expected something like /^/bin/bash$/)")
+
+
+# ---- file ----------------------------------------------------------------------------------
+
+
+def file(**kw: Any) -> FileCheck:
+    return FileCheck.model_validate({"kind": "file", "target": "g", "path": "/etc/x", **WHAT, **kw})
+
+
+def test_file_missing_fails_and_absent_passes_when_wanted() -> None:
+    guest = FakeGuest({"stat": (1, "", "No such file")})
+    assert run(file(), guest).detail == "/etc/x no existe en g"
+    assert run(file(exists=False), guest).passed
+
+
+def test_file_mode_owner_and_content_are_all_reported() -> None:
+    guest = FakeGuest({"stat": (0, "644 root\n"), "cat": (0, "hello\n")})
+    result = run(file(mode="600", owner="ana", contains="^ssh-ed25519 "), guest)
+    assert result.status == "failed"
+    assert "tiene permisos 644 y deberían ser 600" in result.detail
+    assert "pertenece a root y debería pertenecer a ana" in result.detail
+    assert "no contiene /^ssh-ed25519 /" in result.detail
+
+
+def test_file_passes_when_everything_matches() -> None:
+    guest = FakeGuest({"stat": (0, "600 ana\n"), "cat": (0, "ssh-ed25519 AAAA x\n")})
+    assert run(file(mode="0600", owner="ana", contains="^ssh-ed25519 "), guest).passed
+
+
+def test_a_home_path_stays_relative_to_home_and_others_are_quoted() -> None:
+    guest = FakeGuest({"stat": (0, "600 ana\n")})
+    run(file(path="~/.ssh/my key"), guest)
+    run(file(path="/tmp/a b"), guest)
+    assert guest.commands == [
+        "stat -c '%a %U' -- \"$HOME\"/'.ssh/my key'",
+        "stat -c '%a %U' -- '/tmp/a b'",
+    ]
+
+
+# ---- service -------------------------------------------------------------------------------
+
+
+def service(**kw: Any) -> ServiceCheck:
+    return ServiceCheck.model_validate(
+        {"kind": "service", "target": "g", "name": "web", **WHAT, **kw}
+    )
+
+
+def units(load: str, active: str, enabled: str) -> FakeGuest:
+    out = f"LoadState={load}\nActiveState={active}\nUnitFileState={enabled}\n"
+    return FakeGuest({"systemctl show": (0, out)})
+
+
+def test_service_not_found() -> None:
+    assert run(service(), units("not-found", "inactive", "")).detail == (
+        "no hay ninguna unidad web en g"
+    )
+
+
+def test_service_failed_and_disabled_is_reported_once() -> None:
+    result = run(service(enabled=True), units("loaded", "failed", "disabled"), "en")
+    assert result.detail == (
+        "service web is “failed”, expected running and is “disabled”, "
+        "expected enabled (to start at boot)"
+    )
+
+
+def test_service_running_and_enabled_passes() -> None:
+    assert run(service(enabled=True), units("loaded", "active", "enabled")).passed
+
+
+def test_service_without_systemd_is_an_error_not_a_failure() -> None:
+    result = run(service(), FakeGuest({}))
+    assert result.status == "error" and "no usable systemctl" in result.detail
+
+
+# ---- port ----------------------------------------------------------------------------------
+
+PROC_NET_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
+   1: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
+   2: 0500000A:0016 0100000A:D2A4 01 00000000:00000000 02:00091A1A 00000000     0
+"""
+
+
+def test_listening_ports_are_read_from_proc_net_tcp() -> None:
+    assert checks.listening_ports(PROC_NET_TCP) == {8080: ["0.0.0.0"], 22: ["127.0.0.1"]}
+
+
+@pytest.mark.parametrize(
+    ("port", "listening", "passed"),
+    [(8080, True, True), (9000, True, False), (9000, False, True), (22, False, False)],
+)
+def test_port_check(port: int, listening: bool, passed: bool) -> None:
+    check = PortCheck.model_validate(
+        {"kind": "port", "target": "g", "port": str(port), "listening": listening, **WHAT}
+    )
+    assert run(check, FakeGuest({"/proc/net/tcp": (0, PROC_NET_TCP)})).passed is passed
+
+
+# ---- http ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def web() -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<h1>hola 1a2b3c4d</h1>" if self.path == "/" else b"nope"
+            self.send_response(200 if self.path == "/" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def http_check(url: str, **kw: Any) -> HttpCheck:
+    return HttpCheck.model_validate({"kind": "http", "url": url, **WHAT, **kw})
+
+
+def test_http_status_and_body(web: str) -> None:
+    assert run(http_check(f"{web}/", body="1a2b3c4d"), FakeGuest({})).passed
+    assert "no contiene /zzz/" in run(http_check(f"{web}/", body="zzz"), FakeGuest({})).detail
+    assert "responde 404 (se esperaba 200)" in run(http_check(f"{web}/x"), FakeGuest({})).detail
+
+
+def test_http_nobody_listening_is_a_failure_not_an_error() -> None:
+    with socket.socket() as s:  # a port that was free a moment ago, and nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run(http_check(f"http://127.0.0.1:{port}/"), FakeGuest({}))
+    assert result.status == "failed" and "nadie responde" in result.detail
+
+
+# ---- answer --------------------------------------------------------------------------------
+
+
+def answer(**kw: Any) -> AnswerCheck:
+    return AnswerCheck.model_validate(
+        {"kind": "answer", "truth": {"target": "g", "run": "uname -m"}, **WHAT, **kw}
+    )
+
+
+def test_no_answer_fails_without_measuring() -> None:
+    guest = FakeGuest({})
+    assert "todavía no has respondido" in run(answer(), guest).detail
+    assert guest.commands == []
+
+
+def test_text_answers_compare_without_case_accents_or_quotes() -> None:
+    guest = FakeGuest({"uname": (0, "aarch64\n")})
+    assert run(answer(), guest, answer=" «AArch64» ").passed
+    yes = answer(synonyms={"si": ["yes"]})
+    assert run(yes, FakeGuest({"uname": (0, "si\n")}), answer="Sí").passed
+    assert run(yes, FakeGuest({"uname": (0, "si\n")}), answer="YES").passed
+
+
+def test_synonyms_accept_other_names_of_the_measured_value() -> None:
+    check = answer(synonyms={"ata_piix": ["ide", "piix"], "virtio-pci": ["virtio"]})
+    assert run(check, FakeGuest({"uname": (0, "ata_piix\n")}), answer="IDE").passed
+    assert not run(check, FakeGuest({"uname": (0, "ata_piix\n")}), answer="virtio").passed
+
+
+def test_a_wrong_answer_fails_without_revealing_the_truth() -> None:
+    result = run(answer(), FakeGuest({"uname": (0, "aarch64\n")}), answer="x86_64")
+    assert result.status == "failed" and "aarch64" not in result.detail
+    assert "no coincide con lo que el laboratorio mide en g" in result.detail
+
+
+def test_number_answers_with_tolerance_margin_and_factor() -> None:
+    ten = FakeGuest({"uname": (0, "10\n")})
+    assert run(answer(match="number"), ten, answer="10").passed
+    assert not run(answer(match="number"), ten, answer="11").passed
+    assert run(answer(match="number", tolerance=0.2), ten, answer="12").passed
+    assert not run(answer(match="number", tolerance=0.2), ten, answer="12,5").passed
+    assert run(answer(match="number", margin=3), ten, answer="7").passed
+    assert run(answer(match="number", factor=2), ten, answer="5 veces").passed
+    assert not run(answer(match="number", factor=2), ten, answer="4.9").passed
+    far = run(answer(match="number", factor=2), ten, answer="21")
+    assert "se acepta hasta 2 veces por encima o por debajo" in far.detail
+    assert "10" not in far.detail.replace("21", "")
+
+
+def test_a_ratio_divides_two_measurements() -> None:
+    check = answer(
+        match="number",
+        tolerance=0.1,
+        truth={"target": "g", "run": "slow", "divided_by": {"target": "g", "run": "fast"}},
+    )
+    guest = FakeGuest({"slow": (0, "4000\n"), "fast": (0, "100\n")})
+    assert run(check, guest, answer="40").passed
+    assert not run(check, guest, answer="4").passed
+
+
+def test_not_a_number_is_said_so() -> None:
+    result = run(answer(match="number"), FakeGuest({"uname": (0, "3\n")}), answer="tres")
+    assert result.detail == "«tres» no es un número"
+
+
+def test_a_truth_the_lab_cannot_measure_fails_with_its_reason() -> None:
+    guest = FakeGuest({"uname": (1, "", "Error: No such image: labctl/webapp:v2-ana\n")})
+    result = run(answer(), guest, answer="1")
+    assert result.status == "failed"
+    assert "el laboratorio no pudo medir la respuesta en g: Error: No such image" in result.detail
+
+
+def test_a_ratio_over_zero_is_an_error_of_the_exercise() -> None:
+    check = answer(
+        match="number", truth={"target": "g", "run": "a", "divided_by": {"target": "g", "run": "b"}}
+    )
+    result = run(check, FakeGuest({"^a$": (0, "3\n"), "^b$": (0, "0\n")}), answer="1")
+    assert result.status == "error"
+
+
+# ---- errors --------------------------------------------------------------------------------
+
+
+def test_a_guest_that_cannot_be_reached_is_an_error_with_its_hint() -> None:
+    def down(_target: str) -> Callable[[str], CommandResult]:
+        raise EngineError("guest kvm-full is stopped", "run `labctl up`")
+
+    result = evaluate(command(run="true"), down, "en")
+    assert (result.status, result.detail, result.note) == (
+        "error",
+        "guest kvm-full is stopped",
+        "run `labctl up`",
+    )
+
+
+def test_a_transport_error_is_an_error_not_a_traceback() -> None:
+    def broken(command: str) -> CommandResult:
+        raise ConnectionResetError("reset by peer")
+
+    result = run(command(run="true"), broken)
+    assert result.status == "error" and "ConnectionResetError" in result.detail

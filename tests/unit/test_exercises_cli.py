@@ -1,0 +1,205 @@
+"""``labctl exercise`` in-process, on a small lab written into tmp_path (no engine needed).
+
+The exercise's checks run on the host only, so ``check`` can pass and fail for real here;
+checks in guests are proven on the real lab by tests/integration/test_exercises.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from labctl.cli import app
+from labctl.errors import LabctlError
+from labctl.exercises import params
+from labctl.exercises.model import ParamSpec
+from labctl.lab.state import GuestRecord, InstanceDir, LabState
+
+runner = CliRunner()
+
+LAB = """\
+name: mini
+guests:
+  box:
+    engine: lxd
+    technique: system-container
+    image: lxd-system
+"""
+
+EXERCISE = """\
+id: notas
+technique: system-container
+title: {es: Notas, en: Notes}
+instructions:
+  es: Escribe tu nota en el anfitrión, {student}.
+  en: Write your note on the host, {student}.
+guests: [box]
+params:
+  token: {kind: token, length: 6}
+steps:
+  - id: nota
+    title: {es: La nota, en: The note}
+    instructions:
+      es: "Crea `~/nota.txt` con `{param.token}` (la caja es {guest.box.address})."
+      en: "Create `~/nota.txt` with `{param.token}` (the box is {guest.box.address})."
+    hints:
+      - {es: "Usa echo.", en: "Use echo."}
+      - {es: "echo {param.token} > ~/nota.txt", en: "echo {param.token} > ~/nota.txt"}
+    checks:
+      - kind: file
+        what: {es: "La nota", en: "The note"}
+        target: host
+        path: ~/nota.txt
+        contains: "{param.token}"
+        note: {es: "Falta tu nota.", en: "Your note is missing."}
+  - id: cpus
+    title: {es: CPUs, en: CPUs}
+    instructions: {es: "¿Cuántas CPU tiene el anfitrión?", en: "How many CPUs has the host?"}
+    checks:
+      - kind: answer
+        what: {es: "CPUs del anfitrión", en: "CPUs of the host"}
+        truth: {target: host, run: getconf _NPROCESSORS_ONLN}
+        match: number
+"""
+
+
+@dataclass
+class Project:
+    lab: Path
+    home: Path
+    state: Path
+
+    def token(self, student: str) -> str:
+        return params.value(ParamSpec(kind="token", length=6), "mini", "notas", "token", student)
+
+    def up(self) -> None:
+        """A state file as `labctl up` leaves it (nothing here touches the engine)."""
+        record = GuestRecord("box", "lxd", "labctl-mini-main-box", "ready", address="10.9.9.9")
+        state = LabState("mini", "main", str(self.lab / "lab.yaml"), guests={"box": record})
+        InstanceDir("mini", "main", self.state).save(state)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    lab = tmp_path / "labs" / "mini"
+    (lab / "exercises").mkdir(parents=True)
+    (lab / "lab.yaml").write_text(LAB)
+    (lab / "exercises" / "10-notas.yaml").write_text(EXERCISE)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("LABCTL_STATE", str(tmp_path / "state"))
+    monkeypatch.delenv("LABCTL_STUDENT", raising=False)
+    monkeypatch.setenv("LANG", "es_ES.UTF-8")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)
+    return Project(lab, home, tmp_path / "state")
+
+
+def labctl(project: Project, *args: str) -> tuple[int, str]:
+    """Run ``labctl exercise ...``; a LabctlError gives its own exit code and message."""
+    result = runner.invoke(app, ["exercise", *args[:1], *args[1:], "-l", str(project.lab)])
+    if isinstance(result.exception, LabctlError):
+        return result.exception.code, result.exception.message
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.stdout
+
+
+def test_list_shows_exercises_and_progress(project: Project) -> None:
+    code, out = labctl(project, "list")
+    assert code == 0 and "notas" in out and "sin empezar" in out
+    code, out = labctl(project, "list", "--json", "--lang", "en")
+    assert json.loads(out) == [
+        {
+            "exercise": "notas",
+            "steps_passed": 0,
+            "steps": 2,
+            "hints": 0,
+            "seconds": 0,
+            "state": "not started",
+            "technique": "system-container",
+            "title": "Notes",
+        }
+    ]
+
+
+def test_show_renders_the_current_step_for_the_student(project: Project) -> None:
+    code, out = labctl(project, "show", "notas", "-s", "ana")
+    assert code == 0
+    assert "Escribe tu nota en el anfitrión, ana." in out
+    assert project.token("ana") in out
+    assert "{guest.box.address}" in out  # the lab is not up: the placeholder stays visible
+    code, out = labctl(project, "show", "notas", "-s", "bea", "--json", "--lang", "en")
+    data = json.loads(out)
+    assert data["step"]["number"] == 1 and project.token("bea") in data["step"]["instructions"]
+    assert project.token("ana") != project.token("bea")
+
+
+def test_show_with_the_lab_up_fills_in_the_guests(project: Project) -> None:
+    project.up()
+    code, out = labctl(project, "show", "notas", "-i", "main", "-s", "ana")
+    assert code == 0 and "10.9.9.9" in out
+
+
+def test_hints_come_one_at_a_time_and_are_counted(project: Project) -> None:
+    assert "Usa echo." in labctl(project, "hint", "notas", "-s", "ana")[1]
+    second = labctl(project, "hint", "notas", "-s", "ana")[1]
+    assert project.token("ana") in second and "no quedan más pistas" in second
+    progress = json.loads(labctl(project, "progress", "--json", "-s", "ana")[1])
+    assert progress["exercises"][0]["hints"] == 2
+
+
+def test_check_without_the_lab_up_exits_2(project: Project) -> None:
+    code, message = labctl(project, "check", "notas", "-s", "ana")
+    assert code == 2 and "is not up" in message
+
+
+def test_check_fails_then_passes_and_saves_progress(project: Project) -> None:
+    project.up()
+    code, out = labctl(project, "check", "notas", "-s", "ana")
+    assert code == 1
+    assert "~/nota.txt no existe en el anfitrión" in out and "Falta tu nota." in out
+    assert "todavía no has respondido: labctl exercise answer notas cpus VALOR" in out
+    (project.home / "nota.txt").write_text(f"mi nota {project.token('ana')}\n")
+    assert labctl(project, "answer", "notas", "2", str(os.cpu_count()), "-s", "ana")[0] == 0
+    code, out = labctl(project, "check", "notas", "-s", "ana", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["passed"] and data["progress"]["state"] == "completed"
+    progress = json.loads(labctl(project, "progress", "--json", "-s", "ana")[1])
+    assert (progress["score"], progress["completed"]) == (100, 1)
+
+
+def test_another_students_note_does_not_pass(project: Project) -> None:
+    project.up()
+    (project.home / "nota.txt").write_text(f"{project.token('ana')}\n")
+    code, out = labctl(project, "check", "notas", "-s", "bea", "--step", "nota")
+    assert code == 1 and f"no contiene /{project.token('bea')}/" in out
+
+
+def test_answer_errors_are_user_errors(project: Project) -> None:
+    code, message = labctl(project, "answer", "notas", "nota", "42", "-s", "ana")
+    assert code == 2 and message == "step nota of notas does not ask for an answer"
+    code, message = labctl(project, "answer", "notas", "9", "42", "-s", "ana")
+    assert code == 2 and "has no step '9'" in message
+    code, message = labctl(project, "show", "nada", "-s", "ana")
+    assert code == 2 and message == "no exercise 'nada' in lab mini"
+
+
+def test_the_student_defaults_to_labctl_student_then_the_instance(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    labctl(project, "answer", "notas", "cpus", "1", "-i", "alumno07")
+    assert (project.state / "mini-alumno07" / "progress" / "alumno07.json").is_file()
+    monkeypatch.setenv("LABCTL_STUDENT", "carla")
+    labctl(project, "answer", "notas", "cpus", "1", "-i", "alumno07")
+    assert (project.state / "mini-alumno07" / "progress" / "carla.json").is_file()
+
+
+def test_schema_is_json() -> None:
+    result = runner.invoke(app, ["exercise", "schema"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["title"] == "labctl exercise"
