@@ -94,16 +94,10 @@ def list_images(json_out: bool = typer.Option(False, "--json", help="Print as JS
     hashes = s.hashes(s.recipes)
     rows: list[ImageRow] = []
     for name, recipe_hash in hashes.items():
-        manifest = s.manifest(name)
-        if manifest is None:
-            status = "missing"
-        elif manifest.recipe_hash != recipe_hash:
-            status = "outdated"
-        elif not s.recipes[name].present(manifest):
-            status = "missing from engine"
-        else:
-            status = "ready"
-        rows.append(ImageRow(name, status, recipe_hash, s.recipes[name].description, manifest))
+        status = s.status(name, recipe_hash)
+        rows.append(
+            ImageRow(name, status, recipe_hash, s.recipes[name].description, s.manifest(name))
+        )
     if json_out:
         console.print_json(rows)
         return

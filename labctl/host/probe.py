@@ -271,16 +271,10 @@ def images_probe() -> ImagesInfo:
         return ImagesInfo(False, error=f"{type(exc).__name__}: {error_line(exc)}")
     states = []
     for name, recipe_hash in hashes.items():
-        manifest = s.manifest(name)
-        if manifest is None:
-            status = "missing"
-        elif manifest.recipe_hash != recipe_hash:
-            status = "outdated"
-        else:
-            try:
-                status = "ready" if s.recipes[name].present(manifest) else "missing from engine"
-            except Exception:
-                status = "unknown"
+        try:
+            status = s.status(name, recipe_hash)
+        except Exception:  # an engine that cannot be asked: the doctor reports it elsewhere
+            status = "unknown"
         states.append(ImageState(name, status))
     return ImagesInfo(True, tuple(states))
 

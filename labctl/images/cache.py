@@ -155,6 +155,15 @@ class ImageStore:
             and self.recipes[name].present(manifest)
         )
 
+    def status(self, name: str, recipe_hash: str) -> str:
+        """``ready``, ``missing``, ``outdated`` or ``missing from engine``."""
+        manifest = self.manifest(name)
+        if manifest is None:
+            return "missing"
+        if manifest.recipe_hash != recipe_hash:
+            return "outdated"
+        return "ready" if self.recipes[name].present(manifest) else "missing from engine"
+
     def clean_stale(self) -> None:
         """Remove temporary directories left by builds that were interrupted."""
         if not self.root.is_dir():
