@@ -86,7 +86,7 @@ trap finish EXIT
 echo "▸ vagrant up --provider=libvirt $* (box $LABCTL_BOX; log: $log)"
 set +e
 vagrant up --provider=libvirt "$@" 2>&1 | stamp | tee "$log" \
-  | grep --line-buffered -E '^ *[0-9]+s (==>|TASK \[|PLAY RECAP|fatal:|▸|Error|Hint|host set up|[a-z-]+ +(built|ready|up))'
+  | grep --line-buffered -E '^ *[0-9]+s +(labhost: +)?(==>|TASK \[|PLAY RECAP|fatal:|▸|Error|Hint|host set up|[a-z-]+ +(built|done|failed|ready))'
 up_rc="${PIPESTATUS[0]}"
 set -e
 [ "$up_rc" = 0 ] || status=1

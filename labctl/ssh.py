@@ -16,6 +16,9 @@ from labctl import cancel
 from labctl.command import CommandResult
 from labctl.errors import ReadyTimeout
 
+# While a guest boots, failed handshakes are expected; paramiko would log each with a traceback.
+logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
+
 
 @dataclass(frozen=True)
 class SshTarget:
