@@ -6,6 +6,7 @@ readiness means: the SSH handshake completes, the key is accepted and a command 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
