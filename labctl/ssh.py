@@ -15,10 +15,18 @@ import paramiko
 
 from labctl import cancel
 from labctl.command import CommandResult
-from labctl.errors import ReadyTimeout
+from labctl.errors import EngineError, ReadyTimeout
 
 # While a guest boots, failed handshakes are expected; paramiko would log each with a traceback.
 logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
+
+
+class SshError(EngineError):
+    """No SSH session: the guest does not answer, drops the connection or times out."""
+
+
+class KeyRefused(SshError):
+    """sshd answers but does not accept the lab key."""
 
 
 @dataclass(frozen=True)
@@ -67,14 +75,33 @@ def _connect(target: SshTarget, timeout: float) -> paramiko.SSHClient:
     return client
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def run(target: SshTarget, command: str, timeout: float = 60.0) -> CommandResult:
-    """Run ``command`` on the target over SSH and return its result."""
-    client = _connect(target, timeout=min(timeout, 15.0))
+    """Run ``command`` on the target over SSH and return its result.
+
+    Raises :class:`SshError` (:class:`KeyRefused` for a refused key) when there is no session
+    or it breaks; the command's own failure is a result with its exit code, not an error.
+    """
+    where = f"{target.user}@{target.host}:{target.port}"
+    try:
+        client = _connect(target, timeout=min(timeout, 15.0))
+    except paramiko.AuthenticationException as exc:
+        raise KeyRefused(
+            f"{where} refuses the lab key ({exc})",
+            "the guest carries another key: run `labctl down` and `labctl up` again",
+        ) from exc
+    except (OSError, EOFError, paramiko.SSHException) as exc:  # socket errors are OSErrors
+        raise SshError(f"no SSH session with {where}: {_describe(exc)}") from exc
     try:
         _stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
         out = stdout.read().decode(errors="replace")
         err = stderr.read().decode(errors="replace")
         rc = stdout.channel.recv_exit_status()
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        raise SshError(f"SSH session with {where} broke: {_describe(exc)}") from exc
     finally:
         client.close()
     return CommandResult(command, rc, out, err)
@@ -93,16 +120,13 @@ def wait_for_login(
             if result.succeeded:
                 return result
             last = result.detail
-        except paramiko.AuthenticationException as exc:
+        except KeyRefused as exc:
             # sshd answers but refuses the lab key: waiting longer will not change that.
             refused += 1
             if refused >= 3:
-                raise ReadyTimeout(
-                    f"{target.user}@{target.host}:{target.port} refuses the lab key ({exc})",
-                    "the guest carries another key: run `labctl down` and `labctl up` again",
-                ) from exc
-        except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
-            last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                raise ReadyTimeout(exc.message, exc.hint) from exc
+        except SshError as exc:
+            last = _describe(exc.__cause__) if exc.__cause__ else exc.message
         if time.monotonic() >= deadline:
             raise ReadyTimeout(f"no SSH login to {target.user}@{target.host}:{target.port}: {last}")
         time.sleep(poll)

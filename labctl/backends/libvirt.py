@@ -32,7 +32,7 @@ from labctl.lab import naming, subnets
 from labctl.lab.state import GuestRecord, LabState
 from labctl.procs import run as run_cmd
 from labctl.spec.model import Lab, LibvirtGuest
-from labctl.ssh import SshTarget, wait_for_login
+from labctl.ssh import KeyRefused, SshError, SshTarget, wait_for_login
 from labctl.ssh import run as ssh_run
 
 URI = "qemu:///system"
@@ -270,7 +270,23 @@ class LibvirtBackend(Backend):
 
     def exec(self, record: GuestRecord, key: KeyPair, command: str) -> CommandResult:
         assert record.address
-        return ssh_run(SshTarget(record.address, record.port or 22, "root", key.private), command)
+        target = SshTarget(record.address, record.port or 22, "root", key.private)
+        try:
+            return ssh_run(target, command)
+        except KeyRefused:
+            raise
+        except SshError as exc:
+            # A running VM that stops answering: its console usually says why (a panic, an
+            # oops, a stuck NIC), so the error carries the console's last lines.
+            tail = ""
+            if record.console_log:
+                console = Path(record.console_log)
+                tail = f"\nserial console log {console}, last lines:\n{_tail(console, 10)}"
+            raise SshError(
+                f"{record.name}: {exc.message}{tail}",
+                "if it stays unreachable, recreate it: labctl exercise reset, or labctl down "
+                "and labctl up",
+            ) from exc
 
     def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
         assert record.address

@@ -16,6 +16,7 @@ from labctl.errors import SpecError
 from labctl.lab import lifecycle
 from labctl.lab import status as lab_status
 from labctl.lab.naming import DEFAULT_INSTANCE, check_instance
+from labctl.lab.plan import READY_TIMEOUT_ENV, READY_TIMEOUT_RANGE
 from labctl.paths import LABS_DIR
 from labctl.spec.model import Lab, json_schema, load_lab
 
@@ -69,6 +70,15 @@ def up(
     require_kvm: bool = typer.Option(
         False, "--require-kvm", help="Refuse instead of running the KVM guests under TCG."
     ),
+    ready_timeout: int | None = typer.Option(
+        None,
+        "--ready-timeout",
+        min=READY_TIMEOUT_RANGE[0],
+        max=READY_TIMEOUT_RANGE[1],
+        metavar="SECONDS",
+        help=f"Seconds each guest may take to become usable (default: ${READY_TIMEOUT_ENV}, "
+        "else the lab file's ready_timeout).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Create and start every guest of the lab, wait until each is usable, say how to reach it."""
@@ -91,7 +101,14 @@ def up(
         disable=json_out,
     ) as progress:
         result = lifecycle.up(
-            lab, path, instance, store(), probe, require_kvm=require_kvm, report=_UpView(progress)
+            lab,
+            path,
+            instance,
+            store(),
+            probe,
+            require_kvm=require_kvm,
+            ready_timeout=ready_timeout,
+            report=_UpView(progress),
         )
     rows = lab_status.status(result.state)
     if json_out:

@@ -27,6 +27,7 @@ from labctl.compare.workloads import Profile
 from labctl.errors import LabctlError
 from labctl.host.accel import detect
 from labctl.keys import KeyPair
+from labctl.lab import plan
 from labctl.lab import status as lab_status
 from labctl.lab.state import GuestRecord, InstanceDir, LabState
 from labctl.spec.model import DockerGuest, Lab, LibvirtGuest, load_lab
@@ -280,7 +281,7 @@ def _boot(
             )
             r.attempt("boot", name, fresh)
         elif rec.engine == "libvirt" and restart_guests:
-            r.attempt("boot", name, partial(boot.vm_restart, rec, s, key, lab.ready_timeout))
+            r.attempt("boot", name, partial(boot.vm_restart, rec, s, key, plan.ready_timeout(lab)))
     if not restart_guests:
         for name, rec in records.items():
             if rec.engine == "libvirt":

@@ -316,9 +316,9 @@ def evaluate(check: Check, run_for: RunFor, lang: Lang, answer: str | None = Non
             verdict = check_port(check, run_for, lang)
         else:
             verdict = check_http(check, run_for, lang)
-    except LabctlError as exc:
+    except LabctlError as exc:  # the SSH transport's errors too (labctl.ssh.SshError)
         return CheckResult(what, "error", exc.message, exc.hint)
-    except (OSError, EOFError) as exc:  # SSH transport errors are OSErrors
+    except OSError as exc:  # a host-side socket or file the check itself opened
         return CheckResult(what, "error", f"{type(exc).__name__}: {exc}")
     status: Status = "passed" if verdict.passed else "failed"
     return CheckResult(what, status, verdict.detail, None if verdict.passed else note)

@@ -14,12 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import paramiko
-
 from labctl import backends
 from labctl.backends.base import Backend
 from labctl.command import CommandResult
-from labctl.errors import EngineError, ExitCode, LabctlError, SpecError
+from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises import params, template
 from labctl.exercises.checks import CheckResult, Run, evaluate
 from labctl.exercises.i18n import Lang, tr
@@ -161,10 +159,7 @@ class Targets:
             raise GuestUnavailable(f"guest {name} is {live}", "run `labctl up` to start it again")
 
         def run(command: str) -> CommandResult:
-            try:
-                return backend.exec(rec, self.key, command)
-            except paramiko.SSHException as exc:  # the SSH transport's own errors
-                raise EngineError(f"SSH to {name} failed: {exc}", "is the guest up?") from exc
+            return backend.exec(rec, self.key, command)
 
         return run
 

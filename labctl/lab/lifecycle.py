@@ -72,15 +72,18 @@ def up(
     probe: KvmProbe,
     *,
     require_kvm: bool = False,
+    ready_timeout: int | None = None,
     report: Reporter = _quiet,
     sequential: bool = False,
 ) -> UpResult:
     """Bring every guest of ``lab`` to usable; idempotent and resumable.
 
-    ``sequential`` boots one guest after another (the naive baseline of ``bench/``).
+    ``ready_timeout`` overrides the lab's (see :func:`plan.ready_timeout`); ``sequential``
+    boots one guest after another (the naive baseline of ``bench/``).
     """
     started = time.monotonic()
     report("", "validate", f"lab {lab.name}, instance {instance}")
+    timeout = plan.ready_timeout(lab, ready_timeout)
     plan.check_images(lab, store)
     accel = plan.accelerators(lab, probe, require_kvm)
     inst = InstanceDir(lab.name, instance)
@@ -106,7 +109,7 @@ def up(
                 box.put(GuestRecord(name, p.spec.engine, p.resource))
         report("", "guests", f"{len(plans)} guests")
         already = _all_running(box.state, plans, engines)
-        failed = _bring_up(plans, engines, box, accel, lab.ready_timeout, report, sequential)
+        failed = _bring_up(plans, engines, box, accel, timeout, report, sequential)
     result = UpResult(box.state, time.monotonic() - started, already and not failed, failed)
     if failed:
         lines = "\n".join(f"- {g}: {msg}" for g, msg in failed.items())
@@ -283,7 +286,7 @@ def recreate_guest(
             {backend.engine: backend},
             box,
             accel,
-            lab.ready_timeout,
+            plan.ready_timeout(lab),
             report,
             sequential=True,
         )

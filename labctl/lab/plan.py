@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from labctl.backends.base import GuestPlan
-from labctl.errors import HostError, LabctlError
+from labctl.errors import HostError, LabctlError, SpecError
 from labctl.images.cache import ImageStore
 from labctl.keys import KeyPair
 from labctl.lab import naming
@@ -17,6 +18,29 @@ from labctl.lab.state import InstanceDir, LabState
 from labctl.spec.model import DockerGuest, Lab, LibvirtGuest
 
 FIRST_HOST = 10  # guests get .10, .11, ... on the lab's /24; .1 is the host
+READY_TIMEOUT_ENV = "LABCTL_READY_TIMEOUT"
+READY_TIMEOUT_RANGE = (10, 7200)
+
+
+def ready_timeout(lab: Lab, override: int | None = None) -> int:
+    """Seconds each guest may take to become usable.
+
+    ``--ready-timeout`` (``override``), else ``$LABCTL_READY_TIMEOUT``, else the lab file's
+    ``ready_timeout``. The environment is for hosts slower than the lab's author planned for,
+    e.g. a Vagrant VM under TCG whose arm64 guest is translated twice.
+    """
+    if override is not None:
+        return override
+    raw = os.environ.get(READY_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return lab.ready_timeout
+    low, high = READY_TIMEOUT_RANGE
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise SpecError(
+            f"{READY_TIMEOUT_ENV}={raw!r} is not a number of seconds from {low} to {high}",
+            f"unset it to use the lab file's ready_timeout ({lab.ready_timeout} s)",
+        )
+    return int(raw)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +76,17 @@ def running_lab(built_images: list[str], state_root: Path) -> Iterator[RunningLa
         lifecycle.down(lab.name, instance)
     left = inventory(lab.name, instance)
     assert left.empty, f"left behind after down: {left}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test on the running lab shows the end of every VM's serial console."""
+    report = yield
+    lab = getattr(item, "funcargs", {}).get("running_lab")
+    if report.failed and isinstance(lab, RunningLab) and lab.inst.run.is_dir():
+        for log in sorted(lab.inst.run.glob("*.console.log")):
+            lines = log.read_text(errors="replace").splitlines()[-12:]
+            report.sections.append((f"serial console {log.name} (last lines)", "\n".join(lines)))
+    return report

@@ -50,7 +50,13 @@ def validate(
         "VAGRANT_CHECKPOINT_DISABLE": "1",
         **env,
     }
-    for name in ("LABCTL_BOX", "LABCTL_VM_MEMORY", "LABCTL_VM_CPUS", "LABCTL_VAGRANT_DRIVER"):
+    for name in (
+        "LABCTL_BOX",
+        "LABCTL_VM_MEMORY",
+        "LABCTL_VM_CPUS",
+        "LABCTL_VAGRANT_DRIVER",
+        "LABCTL_READY_TIMEOUT",
+    ):
         if name not in env:
             full_env.pop(name, None)
     return subprocess.run(
@@ -78,7 +84,12 @@ def test_vagrantfile_validates_with_host_detection_and_overrides(
     # no driver given: the Vagrantfile decides from this host's CPU and modules
     assert validate(vagrant, tmp_path).returncode == 0
     custom = validate(
-        vagrant, tmp_path, LABCTL_BOX="labctl/debian12", LABCTL_VM_MEMORY="8192", LABCTL_VM_CPUS="4"
+        vagrant,
+        tmp_path,
+        LABCTL_BOX="labctl/debian12",
+        LABCTL_VM_MEMORY="8192",
+        LABCTL_VM_CPUS="4",
+        LABCTL_READY_TIMEOUT="2400",
     )
     assert custom.returncode == 0, custom.stdout + custom.stderr
 
@@ -94,6 +105,7 @@ def test_provider_independent_part_validates(vagrant: str, tmp_path: Path) -> No
     [
         ({"LABCTL_VAGRANT_DRIVER": "xen"}, "LABCTL_VAGRANT_DRIVER must be kvm or qemu"),
         ({"LABCTL_VM_MEMORY": "lots"}, "invalid value for Integer"),
+        ({"LABCTL_READY_TIMEOUT": "soon"}, "LABCTL_READY_TIMEOUT must be a number of seconds"),
     ],
 )
 def test_bad_settings_are_refused(
@@ -110,3 +122,5 @@ def test_vagrant_provisions_with_the_host_setup_playbook() -> None:
     playbook = SETUP_PLAYBOOK.relative_to(ROOT).as_posix()
     assert f'ansible.playbook = "{playbook}"' in text
     assert 'inline: "cd /vagrant && ./bootstrap up"' in text
+    # ...and `labctl up` inside gets the (longer) ready timeout through its environment
+    assert '{ "LABCTL_READY_TIMEOUT" => READY_TIMEOUT }' in text

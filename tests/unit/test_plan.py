@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from labctl.errors import HostError, LabctlError
+from labctl.errors import HostError, LabctlError, SpecError
 from labctl.images.cache import ImageStore
 from labctl.images.recipe import BuildContext, Recipe
 from labctl.keys import ensure_keypair
@@ -93,3 +94,22 @@ def test_a_taken_host_port_is_refused(tmp_path: Path) -> None:
         with pytest.raises(HostError, match=f"127.0.0.1:{port} for app is already in use"):
             plan.check_ports(load_lab(path))
     plan.check_ports(load_lab(path))  # free again
+
+
+def test_ready_timeout_comes_from_flag_then_environment_then_lab_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(plan.READY_TIMEOUT_ENV, raising=False)
+    assert plan.ready_timeout(LAB) == LAB.ready_timeout == 300
+    monkeypatch.setenv(plan.READY_TIMEOUT_ENV, "1800")
+    assert plan.ready_timeout(LAB) == 1800
+    assert plan.ready_timeout(LAB, 60) == 60
+
+
+@pytest.mark.parametrize("raw", ["ten", "5", "99999", "-30", "1.5"])
+def test_a_bad_ready_timeout_in_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv(plan.READY_TIMEOUT_ENV, raw)
+    with pytest.raises(SpecError, match=f"LABCTL_READY_TIMEOUT='{re.escape(raw)}' is not"):
+        plan.ready_timeout(LAB)

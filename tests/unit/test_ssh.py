@@ -1,0 +1,99 @@
+"""SSH failures become labctl errors that say which guest and why, never a paramiko traceback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labctl.backends.libvirt import LibvirtBackend
+from labctl.errors import LabctlError, ReadyTimeout
+from labctl.keys import ensure_keypair
+from labctl.lab.state import GuestRecord
+from labctl.ssh import SshError, SshTarget, run, wait_for_login
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def mute_server() -> Iterator[int]:
+    """Accepts TCP connections and never says a word (a guest whose sshd hangs)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield int(server.getsockname()[1])
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def test_refused_connection_is_an_ssh_error(tmp_path: Path) -> None:
+    key = ensure_keypair(tmp_path / "id", "t")
+    port = _closed_port()
+    with pytest.raises(SshError) as info:
+        run(SshTarget("127.0.0.1", port, "root", key.private), "true", timeout=2)
+    assert isinstance(info.value, LabctlError)
+    assert f"root@127.0.0.1:{port}" in info.value.message
+    assert "NoValidConnectionsError" in info.value.message
+
+
+def test_silent_server_is_an_ssh_error_after_the_timeout(tmp_path: Path, mute_server: int) -> None:
+    key = ensure_keypair(tmp_path / "id", "t")
+    t0 = time.monotonic()
+    with pytest.raises(SshError, match="no SSH session"):
+        run(SshTarget("127.0.0.1", mute_server, "root", key.private), "true", timeout=1)
+    assert time.monotonic() - t0 < 10
+
+
+def test_wait_for_login_gives_up_at_the_deadline_with_the_last_reason(tmp_path: Path) -> None:
+    key = ensure_keypair(tmp_path / "id", "t")
+    target = SshTarget("127.0.0.1", _closed_port(), "root", key.private)
+    with pytest.raises(ReadyTimeout) as info:
+        wait_for_login(target, time.monotonic() + 0.5, poll=0.1)
+    assert info.value.message.startswith("no SSH login to root@127.0.0.1:")
+    assert info.value.message.endswith(
+        "NoValidConnectionsError: [Errno None] Unable to connect "
+        f"to port {target.port} on 127.0.0.1"
+    )
+
+
+def test_vm_exec_that_cannot_connect_names_the_guest_and_shows_its_console(
+    tmp_path: Path,
+) -> None:
+    key = ensure_keypair(tmp_path / "id", "t")
+    console = tmp_path / "kvm-virtio.console.log"
+    console.write_text("LABCTL-READY\nvirtio_net virtio0 eth0: TX timeout on queue: 0\n")
+    record = GuestRecord(
+        "kvm-virtio",
+        "libvirt",
+        "labctl-virtualization-main-kvm-virtio",
+        stage="ready",
+        address="127.0.0.1",
+        port=_closed_port(),
+        console_log=str(console),
+    )
+    with pytest.raises(SshError) as info:
+        LibvirtBackend().exec(record, key, "true")
+    message = info.value.message
+    assert message.startswith("kvm-virtio: no SSH session with root@127.0.0.1:")
+    assert str(console) in message and "TX timeout on queue: 0" in message
+    assert info.value.hint and "labctl exercise reset" in info.value.hint
