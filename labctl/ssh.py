@@ -100,6 +100,8 @@ def run(target: SshTarget, command: str, timeout: float = 60.0) -> CommandResult
         out = stdout.read().decode(errors="replace")
         err = stderr.read().decode(errors="replace")
         rc = stdout.channel.recv_exit_status()
+    except TimeoutError as exc:
+        raise SshError(f"on {where}, {command!r} did not finish in {timeout:.0f} s") from exc
     except (OSError, EOFError, paramiko.SSHException) as exc:
         raise SshError(f"SSH session with {where} broke: {_describe(exc)}") from exc
     finally:

@@ -97,3 +97,28 @@ def test_vm_exec_that_cannot_connect_names_the_guest_and_shows_its_console(
     assert message.startswith("kvm-virtio: no SSH session with root@127.0.0.1:")
     assert str(console) in message and "TX timeout on queue: 0" in message
     assert info.value.hint and "labctl exercise reset" in info.value.hint
+
+
+def test_a_command_that_outlives_its_timeout_is_an_ssh_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Stalled:
+        """An SSH channel whose command never finishes (paramiko raises socket.timeout)."""
+
+        def read(self) -> bytes:
+            raise TimeoutError
+
+    class Client:
+        closed = False
+
+        def exec_command(self, command: str, timeout: float) -> tuple[None, Stalled, Stalled]:
+            return None, Stalled(), Stalled()
+
+        def close(self) -> None:
+            Client.closed = True
+
+    monkeypatch.setattr("labctl.ssh._connect", lambda target, timeout: Client())
+    key = ensure_keypair(tmp_path / "id", "t")
+    with pytest.raises(SshError, match=r"'sleep 99' did not finish in 3 s"):
+        run(SshTarget("10.0.0.9", 22, "root", key.private), "sleep 99", timeout=3)
+    assert Client.closed
