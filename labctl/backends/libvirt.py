@@ -284,8 +284,8 @@ class LibvirtBackend(Backend):
                 tail = f"\nserial console log {console}, last lines:\n{_tail(console, 10)}"
             raise SshError(
                 f"{record.name}: {exc.message}{tail}",
-                "if it stays unreachable, recreate it: labctl exercise reset, or labctl down "
-                "and labctl up",
+                "if it stays unreachable, start it afresh from its image: `labctl exercise reset "
+                "EXERCISE` recreates one exercise's guests, `labctl down` + `labctl up` all",
             ) from exc
 
     def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
