@@ -8,7 +8,8 @@
 #
 # Arguments go to `vagrant up`. The box is LABCTL_BOX (default here labctl/debian12, built
 # by images/vagrant/build-box.sh when Vagrant does not have it). LABCTL_VM_MEMORY,
-# LABCTL_VM_CPUS and LABCTL_VAGRANT_DRIVER pass through to the Vagrantfile.
+# LABCTL_VM_CPUS, LABCTL_VAGRANT_DRIVER and LABCTL_READY_TIMEOUT pass through to the Vagrantfile;
+# LABCTL_VAGRANT_CA_CERTS defaults to $PIP_CERT when that is set.
 # The log, with a timestamp on every line, goes to bench/results/vagrant-up-<time>.log.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,6 +22,10 @@ vagrant plugin list 2>/dev/null | grep -q vagrant-libvirt \
   || die "the vagrant-libvirt plugin is missing" "apt-get install vagrant-libvirt"
 
 export LABCTL_BOX="${LABCTL_BOX:-labctl/debian12}"
+# pip inside the VM must trust what pip here trusts (e.g. the CA of a TLS-inspecting proxy).
+if [ -z "${LABCTL_VAGRANT_CA_CERTS:-}" ] && [ -n "${PIP_CERT:-}" ]; then
+  export LABCTL_VAGRANT_CA_CERTS="$PIP_CERT"
+fi
 export VAGRANT_DEFAULT_PROVIDER=libvirt
 # Vagrant's machine state outside the checkout, so the run leaves the work tree as it was.
 VAGRANT_DOTFILE_PATH="$(mktemp -d /var/tmp/labctl-vagrant.XXXXXX)"
