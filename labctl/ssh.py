@@ -79,15 +79,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def run(target: SshTarget, command: str, timeout: float = 60.0) -> CommandResult:
+def run(target: SshTarget, command: str, timeout: float | None = 60.0) -> CommandResult:
     """Run ``command`` on the target over SSH and return its result.
 
-    Raises :class:`SshError` (:class:`KeyRefused` for a refused key) when there is no session
-    or it breaks; the command's own failure is a result with its exit code, not an error.
+    ``timeout`` bounds the connection and each wait for output (``None``: the command may run
+    silently as long as it likes). Raises :class:`SshError` (:class:`KeyRefused` for a
+    refused key) when there is no session or it breaks; the command's own failure is a result
+    with its exit code, not an error.
     """
     where = f"{target.user}@{target.host}:{target.port}"
     try:
-        client = _connect(target, timeout=min(timeout, 15.0))
+        client = _connect(target, timeout=min(timeout or 15.0, 15.0))
     except paramiko.AuthenticationException as exc:
         raise KeyRefused(
             f"{where} refuses the lab key ({exc})",
@@ -101,7 +103,7 @@ def run(target: SshTarget, command: str, timeout: float = 60.0) -> CommandResult
         err = stderr.read().decode(errors="replace")
         rc = stdout.channel.recv_exit_status()
     except TimeoutError as exc:
-        raise SshError(f"on {where}, {command!r} did not finish in {timeout:.0f} s") from exc
+        raise SshError(f"on {where}, {command!r} said nothing for {timeout:.0f} s") from exc
     except (OSError, EOFError, paramiko.SSHException) as exc:
         raise SshError(f"SSH session with {where} broke: {_describe(exc)}") from exc
     finally:

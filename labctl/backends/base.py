@@ -87,8 +87,16 @@ class Backend(ABC):
         """Remove the lab's shared engine objects created by :meth:`prepare`."""
 
     @abstractmethod
-    def exec(self, record: GuestRecord, key: KeyPair, command: str) -> CommandResult:
-        """Run a shell command in the guest."""
+    def exec(
+        self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0
+    ) -> CommandResult:
+        """Run a shell command in the guest.
+
+        ``silence``: seconds the command may go without output before the call gives up, so
+        that a hung VM cannot hang labctl's own checks (``None``: wait for the end, as
+        ``labctl exec`` does). It bounds SSH sessions; LXD's and Docker's exec have no such
+        bound and run the command to its end.
+        """
 
     @abstractmethod
     def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:

@@ -180,7 +180,9 @@ class DockerBackend(Backend):
             return False
         return True
 
-    def exec(self, record: GuestRecord, key: KeyPair, command: str) -> CommandResult:
+    def exec(
+        self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0
+    ) -> CommandResult:
         with engine_errors(f"run a command in {record.resource}"):
             container = self.client.containers.get(record.resource)
             rc, (out, err) = container.exec_run(["sh", "-c", command], demux=True)

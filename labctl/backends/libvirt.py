@@ -268,11 +268,13 @@ class LibvirtBackend(Backend):
             disk.unlink(missing_ok=True)
         return True
 
-    def exec(self, record: GuestRecord, key: KeyPair, command: str) -> CommandResult:
+    def exec(
+        self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0
+    ) -> CommandResult:
         assert record.address
         target = SshTarget(record.address, record.port or 22, "root", key.private)
         try:
-            return ssh_run(target, command)
+            return ssh_run(target, command, timeout=silence)
         except KeyRefused:
             raise
         except SshError as exc:

@@ -127,7 +127,9 @@ class LxdBackend(Backend):
             instance.delete(wait=True)
         return True
 
-    def exec(self, record: GuestRecord, key: KeyPair, command: str) -> CommandResult:
+    def exec(
+        self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0
+    ) -> CommandResult:
         instance = self._must_get(record.resource)
         with engine_errors(f"run a command in {record.resource}"):
             result = instance.execute(["sh", "-c", command])

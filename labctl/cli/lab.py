@@ -198,7 +198,7 @@ def exec_(
     inst, state = lab_status.load(lab, check_instance(instance))
     rec = lab_status.record(state, guest)
     line = command[0] if len(command) == 1 else shlex.join(command)
-    result = backends.get(rec.engine).exec(rec, KeyPair(inst.key), line)
+    result = backends.get(rec.engine).exec(rec, KeyPair(inst.key), line, silence=None)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     raise typer.Exit(result.rc)

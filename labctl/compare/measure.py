@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import paramiko
-
 from labctl import backends
 from labctl.command import CommandResult
 from labctl.compare import workloads
@@ -51,11 +49,8 @@ class GuestTarget:
         return self.record.name
 
     def run(self, script: str) -> CommandResult:
-        """Run ``script`` with the guest's shell; transport errors become LabctlError."""
-        try:
-            return backends.get(self.record.engine).exec(self.record, self.key, script)
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise LabctlError(f"{self.name}: the command could not run: {exc}") from exc
+        """Run ``script`` with the guest's shell (transport errors are already LabctlErrors)."""
+        return backends.get(self.record.engine).exec(self.record, self.key, script)
 
 
 @dataclass(frozen=True)
