@@ -79,17 +79,22 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def run(target: SshTarget, command: str, timeout: float | None = 60.0) -> CommandResult:
+def run(
+    target: SshTarget,
+    command: str,
+    timeout: float | None = 60.0,
+    connect_timeout: float = 15.0,
+) -> CommandResult:
     """Run ``command`` on the target over SSH and return its result.
 
-    ``timeout`` bounds the connection and each wait for output (``None``: the command may run
-    silently as long as it likes). Raises :class:`SshError` (:class:`KeyRefused` for a
-    refused key) when there is no session or it breaks; the command's own failure is a result
-    with its exit code, not an error.
+    ``connect_timeout`` bounds the TCP connection, the handshake and the login; ``timeout``
+    each wait for the command's output (``None``: it may run silently as long as it likes).
+    Raises :class:`SshError` (:class:`KeyRefused` for a refused key) when there is no session
+    or it breaks; the command's own failure is a result with its exit code, not an error.
     """
     where = f"{target.user}@{target.host}:{target.port}"
     try:
-        client = _connect(target, timeout=min(timeout or 15.0, 15.0))
+        client = _connect(target, timeout=connect_timeout)
     except paramiko.AuthenticationException as exc:
         raise KeyRefused(
             f"{where} refuses the lab key ({exc})",
@@ -111,16 +116,29 @@ def run(target: SshTarget, command: str, timeout: float | None = 60.0) -> Comman
     return CommandResult(command, rc, out, err)
 
 
+#: first and largest time one login attempt may take (handshake, login and the command)
+ATTEMPT_TIMEOUT = (10.0, 120.0)
+
+
 def wait_for_login(
     target: SshTarget, deadline: float, command: str = "true", poll: float = 1.0
 ) -> CommandResult:
-    """Retry a key login that runs ``command`` until it succeeds or ``deadline`` (monotonic)."""
+    """Retry a key login that runs ``command`` until it succeeds or ``deadline`` (monotonic).
+
+    An attempt that uses up its whole time means a slow guest, not a dead one (an arm64 guest
+    translated twice needs tens of seconds for the key exchange): the next attempt gets twice
+    as long. Abandoning slow handshakes every few seconds would only pile up half-done
+    sessions in the guest's sshd, each eating the CPU the next one needs.
+    """
     last = "no answer"
     refused = 0
+    allowed, largest = ATTEMPT_TIMEOUT
     while True:
         cancel.check()
+        started = time.monotonic()
+        budget = min(allowed, max(1.0, deadline - started))
         try:
-            result = run(target, command, timeout=10.0)
+            result = run(target, command, timeout=budget, connect_timeout=budget)
             if result.succeeded:
                 return result
             last = result.detail
@@ -131,6 +149,8 @@ def wait_for_login(
                 raise ReadyTimeout(exc.message, exc.hint) from exc
         except SshError as exc:
             last = _describe(exc.__cause__) if exc.__cause__ else exc.message
+            if time.monotonic() - started >= 0.9 * budget:
+                allowed = min(2 * allowed, largest)
         if time.monotonic() >= deadline:
             raise ReadyTimeout(f"no SSH login to {target.user}@{target.host}:{target.port}: {last}")
         time.sleep(poll)

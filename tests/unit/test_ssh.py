@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from labctl.backends.libvirt import LibvirtBackend
+from labctl.command import CommandResult
 from labctl.errors import LabctlError, ReadyTimeout
 from labctl.keys import ensure_keypair
 from labctl.lab.state import GuestRecord
@@ -60,7 +61,7 @@ def test_silent_server_is_an_ssh_error_after_the_timeout(tmp_path: Path, mute_se
     key = ensure_keypair(tmp_path / "id", "t")
     t0 = time.monotonic()
     with pytest.raises(SshError, match="no SSH session"):
-        run(SshTarget("127.0.0.1", mute_server, "root", key.private), "true", timeout=1)
+        run(SshTarget("127.0.0.1", mute_server, "root", key.private), "true", connect_timeout=1)
     assert time.monotonic() - t0 < 10
 
 
@@ -122,3 +123,29 @@ def test_a_command_that_outlives_its_timeout_is_an_ssh_error(
     with pytest.raises(SshError, match=r"'sleep 99' said nothing for 3 s"):
         run(SshTarget("10.0.0.9", 22, "root", key.private), "sleep 99", timeout=3)
     assert Client.closed
+
+
+def test_a_slow_handshake_gets_twice_as_long_next_time_a_refusal_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    budgets: list[float] = []
+    outcomes = iter(["slow", "slow", "refused", "slow", "slow", "slow", "ok"])
+
+    def fake_run(
+        target: SshTarget, command: str, timeout: float | None, connect_timeout: float
+    ) -> CommandResult:
+        budgets.append(connect_timeout)
+        outcome = next(outcomes)
+        if outcome == "slow":  # the whole budget goes by without a banner
+            time.sleep(connect_timeout)
+            raise SshError("no SSH session") from TimeoutError("timed out")
+        if outcome == "refused":
+            raise SshError("no SSH session") from ConnectionRefusedError(111, "refused")
+        return CommandResult(command, 0, "aarch64\n", "")
+
+    monkeypatch.setattr("labctl.ssh.run", fake_run)
+    monkeypatch.setattr("labctl.ssh.ATTEMPT_TIMEOUT", (0.05, 0.3))
+    target = SshTarget("10.0.0.9", 22, "root", Path("/nonexistent"))
+    result = wait_for_login(target, time.monotonic() + 30, command="uname -m", poll=0.01)
+    assert result.stdout == "aarch64\n"
+    assert budgets == [0.05, 0.1, 0.2, 0.2, 0.3, 0.3, 0.3]
