@@ -13,13 +13,12 @@ from rich.markup import escape
 from labctl import console
 from labctl.cli import exercise_view as view
 from labctl.cli.app import app
-from labctl.cli.lab import DEFAULT_LAB
 from labctl.errors import LabctlError, SpecError
 from labctl.exercises import runner, template
 from labctl.exercises.i18n import Lang, detect, tr
 from labctl.exercises.model import Exercise, json_schema
 from labctl.exercises.progress import ProgressStore, check_student, current_step, now, score
-from labctl.lab.naming import DEFAULT_INSTANCE, check_instance
+from labctl.lab.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance
 
 exercise_app = typer.Typer(
     help="Guided exercises: instructions, checks against the real guests, hints, progress.",

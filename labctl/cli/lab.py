@@ -15,12 +15,10 @@ from labctl.cli.app import app
 from labctl.errors import SpecError
 from labctl.lab import lifecycle
 from labctl.lab import status as lab_status
-from labctl.lab.naming import DEFAULT_INSTANCE, check_instance
+from labctl.lab.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance
 from labctl.lab.plan import READY_TIMEOUT_ENV, READY_TIMEOUT_RANGE
 from labctl.paths import LABS_DIR
 from labctl.spec.model import Lab, json_schema, load_lab
-
-DEFAULT_LAB = "virtualization"
 
 lab_app = typer.Typer(help="Check and describe lab files.")
 app.add_typer(lab_app, name="lab")

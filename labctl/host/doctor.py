@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from labctl.errors import ExitCode
+from labctl.errors import ExitCode, LabctlError
 from labctl.host import accel, engines, probe
 from labctl.host.accel import AccelProbe
+from labctl.lab.naming import DEFAULT_INSTANCE, DEFAULT_LAB
+from labctl.lab.state import InstanceDir
 
 GIB = 1024**3
 #: What the default lab needs: three TCG guests, one container, one Docker app.
@@ -74,6 +76,7 @@ class HostFacts:
     memory: probe.MemoryInfo
     images: probe.ImagesInfo
     root: bool = True  # engines refuse non-root users outside their groups
+    lab_up: bool = False  # the default lab's main instance is up: its guests hold their memory
 
 
 def gather() -> HostFacts:
@@ -91,7 +94,17 @@ def gather() -> HostFacts:
         memory=probe.memory(),
         images=probe.images_probe(),
         root=probe.is_root(),
+        lab_up=default_lab_up(),
     )
+
+
+def default_lab_up() -> bool:
+    """Whether a guest of the default lab's main instance is up (its state file says so)."""
+    try:
+        state = InstanceDir(DEFAULT_LAB, DEFAULT_INSTANCE).load()
+    except LabctlError:  # a damaged state file: `labctl status` explains it
+        return False
+    return state is not None and any(g.stage == "ready" for g in state.guests.values())
 
 
 def _gib(n: int) -> str:
@@ -264,11 +277,16 @@ def check_disk(dk: probe.DiskInfo, need: int = LAB_DISK_BYTES) -> Check:
     )
 
 
-def check_memory(m: probe.MemoryInfo, need: int = LAB_MEMORY_BYTES) -> Check:
-    """Three guests and a container need memory that is available now, not just installed."""
-    detail = (
-        f"{_gib(m.available_bytes)} available of {_gib(m.total_bytes)} (the lab needs {_gib(need)})"
-    )
+def check_memory(m: probe.MemoryInfo, need: int = LAB_MEMORY_BYTES, lab_up: bool = False) -> Check:
+    """Three guests and a container need memory that is available now, not just installed.
+
+    Once the default lab is up its guests already hold their share, so what is left over is
+    no longer compared with the whole lab's need.
+    """
+    available = f"{_gib(m.available_bytes)} available of {_gib(m.total_bytes)}"
+    if lab_up:
+        return Check("memory", Status.OK, f"{available}; the default lab is up and holds its own")
+    detail = f"{available} (the lab needs {_gib(need)})"
     if m.available_bytes >= need:
         return Check("memory", Status.OK, detail)
     return Check("memory", Status.FAIL, detail, "stop other guests or programs, or add memory")
@@ -306,7 +324,7 @@ RULES: Sequence[Callable[[HostFacts], Check | list[Check]]] = (
     lambda f: check_lxd(f.lxd, f.root),
     lambda f: check_ansible(f.ansible),
     lambda f: check_disk(f.disk),
-    lambda f: check_memory(f.memory),
+    lambda f: check_memory(f.memory, lab_up=f.lab_up),
     lambda f: check_images(f.images),
 )
 

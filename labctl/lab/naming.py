@@ -14,6 +14,7 @@ from labctl.errors import SpecError
 PREFIX = "labctl"
 INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
 DEFAULT_INSTANCE = "main"
+DEFAULT_LAB = "virtualization"  # the lab under labs/ that commands use when none is named
 
 
 def check_instance(instance: str) -> str:
