@@ -6,8 +6,10 @@ Incus speaks the same API from its own socket; labctl uses whichever answers fir
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,8 @@ import requests
 from pylxd.exceptions import ClientConnectionFailed, LXDAPIException, NotFound
 
 from labctl.errors import EngineError
+
+log = logging.getLogger(__name__)
 
 #: Where the daemons put their socket, in the order labctl tries them.
 DEFAULT_SOCKETS = (
@@ -29,6 +33,28 @@ START_HINT = (
     "start the daemon (lxd --group root, or incusd) or run: labctl host setup; "
     "LABCTL_LXD_SOCKET names another socket"
 )
+
+
+def _quiet_ws4py_shutdown_race(args: threading.ExceptHookArgs) -> None:
+    """Drop one known, harmless exception of pylxd's exec; pass every other one on.
+
+    ``Instance.execute`` stops ws4py's WebSocketManager (closing its epoll object) while the
+    manager's thread may still be unregistering a finished websocket; that thread then dies
+    with ``ValueError: I/O operation on closed epoll object`` and Python prints its traceback
+    after the command's output, although the command and its result are complete.
+    """
+    if (
+        isinstance(args.exc_value, ValueError)
+        and "closed epoll object" in str(args.exc_value)
+        and type(args.thread).__module__.startswith("ws4py")
+    ):
+        log.debug("ignored ws4py shutdown race in %s: %s", args.thread, args.exc_value)
+        return
+    _previous_excepthook(args)
+
+
+_previous_excepthook = threading.excepthook
+threading.excepthook = _quiet_ws4py_shutdown_race
 
 
 def socket_candidates(env: Mapping[str, str] | None = None) -> list[Path]:
