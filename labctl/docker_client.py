@@ -9,7 +9,7 @@ import docker
 import docker.errors
 import requests
 
-from labctl.errors import EngineError
+from labctl.errors import EngineError, NotFoundError
 
 START_HINT = "start dockerd: labctl host setup (DOCKER_HOST names another daemon)"
 
@@ -46,7 +46,7 @@ def image_id(client: docker.DockerClient, ref: str) -> str | None:
     try:
         with engine_errors(f"look up image {ref}"):
             return str(client.images.get(ref).id)
-    except docker.errors.NotFound:
+    except NotFoundError:
         return None
 
 
@@ -54,12 +54,14 @@ def image_id(client: docker.DockerClient, ref: str) -> str | None:
 def engine_errors(action: str) -> Iterator[None]:
     """Turn docker-py's exceptions into EngineError that keeps the daemon's own message.
 
-    ``NotFound`` passes through unchanged: callers usually treat "gone" as a normal answer.
+    "No such object" becomes :class:`NotFoundError`, which callers that treat "gone" as a
+    normal answer catch; nothing of docker-py's reaches the user as a traceback.
     """
     try:
         yield
-    except docker.errors.NotFound:
-        raise
+    except docker.errors.NotFound as exc:
+        text = exc.explanation or str(exc)
+        raise NotFoundError(f"Docker could not {action}: {text}") from exc
     except docker.errors.APIError as exc:
         text = exc.explanation or str(exc)
         raise EngineError(f"Docker refused to {action}: {text}") from exc
@@ -80,7 +82,7 @@ def remove_image(client: docker.DockerClient, image_id: str, repo: str) -> None:
     try:
         with engine_errors(f"look up image {image_id[:19]}"):
             image = client.images.get(image_id)
-    except docker.errors.NotFound:
+    except NotFoundError:
         return
     ours = [t for t in image.tags if bare_name(t).startswith(repo + ":")]
     refs = ours if ours or image.tags else [image.id]  # an unnamed intermediate image
@@ -88,7 +90,7 @@ def remove_image(client: docker.DockerClient, image_id: str, repo: str) -> None:
         try:
             with engine_errors(f"remove image {ref}"):
                 client.api.remove_image(ref)
-        except docker.errors.NotFound:
+        except NotFoundError:
             pass
         except EngineError as exc:
             cause = exc.__cause__

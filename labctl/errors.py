@@ -54,6 +54,10 @@ class EngineError(LabctlError):
     code = ExitCode.ENGINE
 
 
+class NotFoundError(EngineError):
+    """The engine has no such object (removed behind labctl's back, or never made)."""
+
+
 class BuildError(LabctlError):
     """An image build failed; nothing half-built is left in the cache."""
 

@@ -18,7 +18,7 @@ import pylxd
 import requests
 from pylxd.exceptions import ClientConnectionFailed, LXDAPIException, NotFound
 
-from labctl.errors import EngineError
+from labctl.errors import EngineError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +115,15 @@ def server_name(client: pylxd.Client) -> str:
 
 @contextmanager
 def engine_errors(action: str) -> Iterator[None]:
-    """Turn pylxd's exceptions into EngineError that keeps the daemon's own message."""
+    """Turn pylxd's exceptions into EngineError that keeps the daemon's own message.
+
+    "Not found" becomes :class:`NotFoundError`, which callers that treat "gone" as a normal
+    answer catch.
+    """
     try:
         yield
-    except NotFound:
-        raise
+    except NotFound as exc:
+        raise NotFoundError(f"LXD could not {action}: {exc}") from exc
     except LXDAPIException as exc:
         raise EngineError(f"LXD refused to {action}: {exc}") from exc
     except (ClientConnectionFailed, requests.exceptions.ConnectionError) as exc:
@@ -143,5 +147,5 @@ def delete_image(client: pylxd.Client, fingerprint: str) -> None:
     try:
         with engine_errors(f"delete image {fingerprint[:12]}"):
             client.images.get(fingerprint).delete(wait=True)
-    except NotFound:
+    except NotFoundError:
         pass

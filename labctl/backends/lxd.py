@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 
 import pylxd
-from pylxd.exceptions import NotFound
 
 from labctl import cancel
 from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
 from labctl.command import CommandResult
-from labctl.errors import EngineError, ReadyTimeout
+from labctl.errors import EngineError, NotFoundError, ReadyTimeout
 from labctl.keys import KeyPair
 from labctl.lab.state import GuestRecord
 from labctl.lxd_client import connect, engine_errors
@@ -41,7 +40,7 @@ class LxdBackend(Backend):
         try:
             with engine_errors(f"look up {resource}"):
                 return self.client.instances.get(resource)
-        except NotFound:
+        except NotFoundError:
             return None
 
     def _must_get(self, resource: str) -> pylxd.models.Instance:
