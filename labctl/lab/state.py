@@ -1,10 +1,16 @@
-"""The state file of a lab instance: what exists, written atomically, guarded by a lock."""
+"""The state file of a lab instance: what exists, written atomically, guarded by a lock.
+
+Everything under an instance's directory (state, disks, key, progress) is readable by root
+only. Whoever holds the lock writes its pid and command beside it, so a second labctl can
+say whom it is waiting for.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -12,7 +18,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from labctl.errors import LabctlError
-from labctl.paths import state_dir
+from labctl.paths import state_dir, within
+from labctl.private import private_dir, write_private
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,11 @@ class GuestRecord:
     console_log: str | None = None
     ready_seconds: float | None = None
     error: str | None = None
+    # Identities chosen once, recorded before the engine object exists, reused ever after:
+    # a domain redefined with another UUID is refused, a new MAC or port surprises the user.
+    uuid: str | None = None  # libvirt domain UUID
+    mac: str | None = None  # the VM's NIC
+    host_port: int | None = None  # port published on 127.0.0.1 (app containers)
 
 
 @dataclass(frozen=True)
@@ -41,10 +53,11 @@ class LabState:
     lab: str
     instance: str
     spec_path: str
-    subnet: str | None = None
+    subnet: str | None = None  # the libvirt network's
     network: str | None = None
     bridge: str | None = None
     docker_network: str | None = None
+    docker_subnet: str | None = None
     guests: dict[str, GuestRecord] = field(default_factory=dict)
 
     def with_guest(self, record: GuestRecord) -> LabState:
@@ -69,7 +82,7 @@ class InstanceDir:
     def __init__(self, lab: str, instance: str, root: Path | None = None) -> None:
         self.lab = lab
         self.instance = instance
-        self.path = (root or state_dir()) / f"{lab}-{instance}"
+        self.path = within(root or state_dir(), f"{lab}-{instance}")
 
     @property
     def run(self) -> Path:
@@ -98,26 +111,61 @@ class InstanceDir:
                 "run `labctl down` to remove what the lab created, then `labctl up`",
             ) from exc
 
+    @property
+    def holder_file(self) -> Path:
+        """Who holds the lock: ``{"pid": N, "command": "labctl up"}``."""
+        return self.path / "lock.holder"
+
+    def make_dirs(self) -> None:
+        """The instance and run directories, readable by root only."""
+        private_dir(self.path)
+        private_dir(self.run)
+
     def save(self, state: LabState) -> None:
-        """Write the state atomically (temp file + rename)."""
-        self.run.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_name(f".state.{os.getpid()}.tmp")
-        tmp.write_text(state.to_json())
-        os.replace(tmp, self.state_file)
+        """Write the state atomically (temp file + rename), readable by root only."""
+        self.make_dirs()
+        write_private(self.state_file, state.to_json())
+
+    def holder(self) -> str:
+        """Who holds the lock, as ``labctl (pid N: labctl up)``; from its holder file."""
+        try:
+            data = json.loads(self.holder_file.read_text())
+            return f"labctl (pid {int(data['pid'])}: {data['command']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another labctl"
 
     @contextmanager
-    def locked(self, wait: float = 30.0) -> Iterator[None]:
-        """Hold the instance lock; a second labctl waits ``wait`` seconds, then refuses."""
-        self.path.mkdir(parents=True, exist_ok=True)
+    def locked(
+        self,
+        wait: float = 30.0,
+        command: str | None = None,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> Iterator[None]:
+        """Hold the instance lock; a second labctl waits ``wait`` seconds, then refuses.
+
+        ``command`` is what this process is doing (``labctl up``), written beside the lock;
+        when the lock is taken, ``on_wait`` hears once whom we wait for: ``labctl (pid N:
+        labctl up) working on lab X instance Y``.
+        """
+        private_dir(self.path)
         lock = FileLock(str(self.path / "lock"))
         try:
-            lock.acquire(timeout=wait)
-        except Timeout as exc:
-            raise LabctlError(
-                f"another labctl is working on lab {self.lab} (instance {self.instance})",
-                "wait for it to finish, or use another --instance",
-            ) from exc
+            lock.acquire(timeout=0)
+        except Timeout:
+            if on_wait is not None:
+                on_wait(f"{self.holder()} working on lab {self.lab} instance {self.instance}")
+            try:
+                lock.acquire(timeout=wait)
+            except Timeout as exc:
+                raise LabctlError(
+                    f"{self.holder()} is still working on lab {self.lab} "
+                    f"(instance {self.instance}) after {wait:g} s",
+                    "wait for it to finish, or use another --instance",
+                ) from exc
         try:
+            me = {"pid": os.getpid(), "command": command or " ".join(sys.argv[:2])}
+            write_private(self.holder_file, json.dumps(me))
             yield
         finally:
+            self.holder_file.unlink(missing_ok=True)
             lock.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -58,21 +59,28 @@ def test_second_process_on_the_same_lab_is_refused(tmp_path: Path) -> None:
     release = threading.Event()
 
     def hold() -> None:
-        with inst.locked():
+        with inst.locked(command="labctl up"):
             holding.set()
             release.wait(5)
 
     t = threading.Thread(target=hold)
     t.start()
     holding.wait(5)
+    heard: list[str] = []
     try:
-        with pytest.raises(LabctlError, match="another labctl"), other.locked(wait=0.2):
+        with (
+            pytest.raises(LabctlError, match=rf"labctl \(pid {os.getpid()}: labctl up\) is still"),
+            other.locked(wait=0.2, on_wait=heard.append),
+        ):
             pass
     finally:
         release.set()
         t.join()
-    with other.locked(wait=1):  # free again once the first one is done
+    assert heard == [f"labctl (pid {os.getpid()}: labctl up) working on lab lab instance main"]
+    assert not inst.holder_file.exists()  # the holder's note goes with its lock
+    with other.locked(wait=1, on_wait=heard.append):  # free again: no waiting, no word
         pass
+    assert len(heard) == 1
 
 
 def test_subnet_choice_skips_every_used_range() -> None:

@@ -1,0 +1,43 @@
+"""Files only root may read: lab state, overlay disks, keys and students' progress.
+
+Directories are made 0700 and files 0600 whatever the umask, and directories made by older
+labctl versions with 0755 are tightened the next time labctl writes into them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) and make it readable by its owner only."""
+    path.mkdir(parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != DIR_MODE:
+        path.chmod(DIR_MODE)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically (temporary file, then rename) as a 0600 file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)  # O_CREAT's mode is ignored when the file already existed
+        with os.fdopen(fd, "w") as f:
+            fd = -1
+            f.write(text)
+    finally:
+        if fd != -1:
+            os.close(fd)
+    os.replace(tmp, path)
+
+
+def make_private(path: Path) -> None:
+    """Tighten an existing file (a disk another program created) to 0600."""
+    if path.stat().st_mode & 0o777 != FILE_MODE:
+        path.chmod(FILE_MODE)
