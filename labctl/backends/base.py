@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 from labctl.command import CommandResult
 from labctl.images.recipe import Manifest
 from labctl.keys import KeyPair
+from labctl.lab.reservations import Reservations
 from labctl.lab.state import GuestRecord, LabState
 from labctl.spec.model import DockerGuest, Lab, LibvirtGuest, LxdGuest
 
@@ -34,6 +35,9 @@ class GuestPlan:
     gateway: str | None = None
     prefix: int | None = None
     network: str | None = None  # engine network the guest joins
+    uuid: str | None = None  # identities recorded in the state (GuestRecord) before creation
+    mac: str | None = None
+    host_port: int | None = None
 
     @property
     def labels(self) -> dict[str, str]:
@@ -59,9 +63,23 @@ class Backend(ABC):
     def preflight(self) -> None:
         """Fail fast, saying what to install or start, if the engine cannot be used."""
 
-    def prepare(self, state: LabState, lab: Lab) -> LabState:
-        """Create the lab's shared engine objects (networks); return the updated state."""
+    def reserve_network(self, state: LabState, lab: Lab, book: Reservations) -> LabState:
+        """Choose the lab network's subnet, creating nothing; the caller saves it at once.
+
+        An existing network's real subnet wins, then the recorded one, then a new reservation.
+        """
         return state
+
+    def prepare(self, state: LabState, lab: Lab) -> LabState:
+        """Create the lab's shared engine objects (networks) as reserved; return the state."""
+        return state
+
+    def identify(self, plan: GuestPlan, record: GuestRecord, book: Reservations) -> GuestRecord:
+        """Choose the guest's lasting identities before it exists; the caller saves them.
+
+        Those of an existing engine object win, then the recorded ones, then new ones.
+        """
+        return record
 
     @abstractmethod
     def create(self, plan: GuestPlan) -> GuestRecord:

@@ -3,34 +3,45 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 import time
 from dataclasses import replace
+from typing import Any
 
 import docker
 import requests
-from docker.errors import DockerException, NotFound
+from docker.errors import DockerException
 from docker.types import IPAMConfig, IPAMPool
 
 from labctl import cancel
 from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
 from labctl.command import CommandResult
 from labctl.docker_client import connect, engine_errors
-from labctl.errors import EngineError, ReadyTimeout
+from labctl.errors import EngineError, NotFoundError, ReadyTimeout
 from labctl.keys import KeyPair
 from labctl.lab import naming, subnets
+from labctl.lab.reservations import Reservations
+from labctl.lab.reservations import port_free as _port_free
 from labctl.lab.state import GuestRecord, LabState
 from labctl.spec.model import DockerGuest, Lab
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+def _ipam_subnet(attrs: dict[str, Any]) -> str | None:
+    """The IPv4 subnet of a network from its IPAM configuration."""
+    for cfg in (attrs.get("IPAM") or {}).get("Config") or []:
+        if "." in cfg.get("Subnet", ""):
+            return str(ipaddress.ip_network(cfg["Subnet"], strict=False))
+    return None
+
+
+def _bound_port(attrs: dict[str, Any], port: int) -> int | None:
+    """The host port a container publishes ``port`` on: configured, else as running."""
+    key = f"{port}/tcp"
+    configured = ((attrs.get("HostConfig") or {}).get("PortBindings") or {}).get(key) or []
+    live = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(key) or []
+    for binding in [*configured, *live]:
+        if binding.get("HostIp") in ("127.0.0.1", "0.0.0.0", "") and binding.get("HostPort"):
+            return int(binding["HostPort"])
+    return None
 
 
 class DockerBackend(Backend):
@@ -56,23 +67,40 @@ class DockerBackend(Backend):
         found = [n for n in self.client.networks.list(names=[name]) if n.name == name]
         return found[0] if found else None
 
+    def reserve_network(self, state: LabState, lab: Lab, book: Reservations) -> LabState:
+        name = naming.network(state.lab, state.instance)
+        with engine_errors(f"look up network {name}"):
+            net = self._network(name)
+            real = _ipam_subnet(net.attrs) if net is not None else None
+        if real is not None:  # what the network really has wins over any record
+            book.claim_subnet(state.lab, state.instance, self.engine, real)
+            subnet = real
+        else:
+            subnet = book.subnet(
+                state.lab,
+                state.instance,
+                self.engine,
+                lab.network.pool,
+                self._used_subnets,
+                preferred=state.docker_subnet,
+            )
+        return replace(state, docker_network=name, docker_subnet=subnet)
+
+    def _used_subnets(self) -> list[subnets.Net]:
+        used = subnets.host_subnets()
+        with engine_errors("list networks"):
+            found = [_ipam_subnet(n.attrs) for n in self.client.networks.list()]
+        return [*used, *(ipaddress.ip_network(s) for s in found if s)]
+
     def prepare(self, state: LabState, lab: Lab) -> LabState:
         name = naming.network(state.lab, state.instance)
-        with engine_errors(f"create network {name}"):
+        assert state.docker_subnet, "reserve_network ran and its state was saved"
+        with engine_errors(f"create network {name} ({state.docker_subnet})"):
             if self._network(name) is None:
-                used = subnets.host_subnets()
-                for net in self.client.networks.list():
-                    for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
-                        if "." in cfg.get("Subnet", ""):
-                            used.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
-                if state.subnet:
-                    used.append(ipaddress.ip_network(state.subnet))
                 self.client.networks.create(
                     name,
                     driver="bridge",
-                    ipam=IPAMConfig(
-                        pool_configs=[IPAMPool(subnet=subnets.pick(lab.network.pool, used))]
-                    ),
+                    ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=state.docker_subnet)]),
                     labels={"labctl.lab": state.lab, "labctl.instance": state.instance},
                 )
         return replace(state, docker_network=name)
@@ -84,8 +112,26 @@ class DockerBackend(Backend):
                 net = self._network(name)
                 if net is not None:
                     net.remove()
-        except NotFound:
+        except NotFoundError:
             pass
+
+    def identify(self, plan: GuestPlan, record: GuestRecord, book: Reservations) -> GuestRecord:
+        guest = plan.spec
+        assert isinstance(guest, DockerGuest)
+        if guest.host_port is not None:  # the lab file fixes it (check_ports looked)
+            return replace(record, host_port=guest.host_port)
+        use = f"port of {plan.name}"
+        try:
+            with engine_errors(f"inspect {plan.resource}"):
+                attrs = self.client.containers.get(plan.resource).attrs
+        except NotFoundError:
+            attrs = None
+        bound = _bound_port(attrs, guest.port) if attrs is not None else None
+        if bound is not None:  # the container exists: its port is the port
+            book.claim_port(plan.lab, plan.instance, use, bound)
+            return replace(record, host_port=bound)
+        port = book.port(plan.lab, plan.instance, use, preferred=record.host_port)
+        return replace(record, host_port=port)
 
     def create(self, plan: GuestPlan) -> GuestRecord:
         guest = plan.spec
@@ -99,9 +145,10 @@ class DockerBackend(Backend):
         )
         if self.state(plan.resource) != "absent":
             return record
-        if guest.host_port is not None and not _port_free(guest.host_port):
+        host_port = plan.host_port if plan.host_port is not None else guest.host_port
+        if host_port is not None and not _port_free(host_port):
             raise EngineError(
-                f"port 127.0.0.1:{guest.host_port} for {plan.name} is already in use",
+                f"port 127.0.0.1:{host_port} for {plan.name} is already in use",
                 "free the port, or set host_port to another port (or leave it empty) in the lab",
             )
         with engine_errors(f"create {plan.resource}"):
@@ -110,7 +157,7 @@ class DockerBackend(Backend):
                 name=plan.resource,
                 hostname=plan.name,
                 labels=plan.labels,
-                ports={f"{guest.port}/tcp": ("127.0.0.1", guest.host_port)},
+                ports={f"{guest.port}/tcp": ("127.0.0.1", host_port)},
                 network=plan.network,
                 mem_limit=f"{guest.memory}m",
                 detach=True,
@@ -127,7 +174,7 @@ class DockerBackend(Backend):
         container = self.client.containers.get(resource)
         bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []
         for b in bindings:
-            if b.get("HostIp") in ("127.0.0.1", "0.0.0.0", ""):
+            if b.get("HostIp") in ("127.0.0.1", "0.0.0.0", "") and b.get("HostPort"):
                 return int(b["HostPort"])
         return None
 
@@ -168,7 +215,7 @@ class DockerBackend(Backend):
         try:
             with engine_errors(f"inspect {resource}"):
                 container = self.client.containers.get(resource)
-        except NotFound:
+        except NotFoundError:
             return "absent"
         return "running" if container.status == "running" else "stopped"
 
@@ -176,16 +223,22 @@ class DockerBackend(Backend):
         try:
             with engine_errors(f"remove {resource}"):
                 self.client.containers.get(resource).remove(force=True)
-        except NotFound:
+        except NotFoundError:
             return False
         return True
 
     def exec(
         self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0
     ) -> CommandResult:
-        with engine_errors(f"run a command in {record.resource}"):
-            container = self.client.containers.get(record.resource)
-            rc, (out, err) = container.exec_run(["sh", "-c", command], demux=True)
+        try:
+            with engine_errors(f"run a command in {record.resource}"):
+                container = self.client.containers.get(record.resource)
+                rc, (out, err) = container.exec_run(["sh", "-c", command], demux=True)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"{record.name} is gone: {exc.message}",
+                "labctl up creates it again (from its image, on the same port)",
+            ) from exc
         return CommandResult(
             command,
             rc,

@@ -44,6 +44,7 @@ class DomainParams:
     gateway: str
     authorized_key: str
     labels: dict[str, str]
+    uuid: str | None = None  # recorded in the state: a redefinition must keep it
 
 
 def kernel_cmdline(p: DomainParams) -> str:
@@ -70,6 +71,8 @@ def domain_xml(p: DomainParams) -> str:
     emulator, machine = ARCH[g.arch]
     dom = ET.Element("domain", type="kvm" if p.accel == "kvm" else "qemu")
     _sub(dom, "name", p.name)
+    if p.uuid:
+        _sub(dom, "uuid", p.uuid)
     meta = _sub(dom, "metadata")
     ET.register_namespace("labctl", NS)
     _sub(meta, f"{{{NS}}}guest", **p.labels, accel=p.accel)
@@ -123,6 +126,21 @@ def network_xml(name: str, bridge: str, subnet: str) -> str:
     _sub(root, "forward", mode="nat")
     _sub(root, "ip", address=str(gateway), netmask=str(net.netmask))
     return ET.tostring(root, encoding="unicode")
+
+
+def network_subnet(xml: str) -> str | None:
+    """The IPv4 subnet a libvirt network's XML gives its bridge (None without one)."""
+    for ip in ET.fromstring(xml).findall("ip"):
+        address, netmask, prefix = ip.get("address"), ip.get("netmask"), ip.get("prefix")
+        if address and "." in address and (netmask or prefix):
+            return str(ipaddress.ip_network(f"{address}/{netmask or prefix}", strict=False))
+    return None
+
+
+def domain_mac(xml: str) -> str | None:
+    """The MAC address of a domain's first NIC."""
+    el = ET.fromstring(xml).find("devices/interface/mac")
+    return el.get("address") if el is not None else None
 
 
 def read_labels(xml: str) -> dict[str, str]:

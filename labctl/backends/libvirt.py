@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,9 @@ from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
 from labctl.backends.domain_xml import (
     DomainParams,
     devices_summary,
+    domain_mac,
     domain_xml,
+    network_subnet,
     network_xml,
     read_labels,
 )
@@ -29,7 +32,9 @@ from labctl.errors import EngineError, ReadyTimeout
 from labctl.images.vm import READY_MARKER
 from labctl.keys import KeyPair
 from labctl.lab import naming, subnets
+from labctl.lab.reservations import Reservations
 from labctl.lab.state import GuestRecord, LabState
+from labctl.private import make_private
 from labctl.procs import run as run_cmd
 from labctl.spec.model import Lab, LibvirtGuest
 from labctl.ssh import KeyRefused, SshError, SshTarget, wait_for_login
@@ -79,14 +84,8 @@ def _network(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork | None:
 
 def _network_subnets(conn: libvirt.virConnect) -> list[subnets.Net]:
     """Subnets of every libvirt network, active or not."""
-    used: list[subnets.Net] = []
-    for net in conn.listAllNetworks():
-        for ip in ET.fromstring(net.XMLDesc()).findall("ip"):
-            if ip.get("address") and ip.get("netmask"):
-                used.append(
-                    ipaddress.ip_network(f"{ip.get('address')}/{ip.get('netmask')}", strict=False)
-                )
-    return used
+    found = (network_subnet(net.XMLDesc()) for net in conn.listAllNetworks())
+    return [ipaddress.ip_network(s) for s in found if s]
 
 
 class LibvirtBackend(Backend):
@@ -106,25 +105,38 @@ class LibvirtBackend(Backend):
 
     # -- the lab network -------------------------------------------------------------
 
-    def prepare(self, state: LabState, lab: Lab) -> LabState:
+    def reserve_network(self, state: LabState, lab: Lab, book: Reservations) -> LabState:
         name = naming.network(state.lab, state.instance)
-        bridge = naming.bridge(state.lab, state.instance)
         with connection() as conn:
             net = _network(conn, name)
-            subnet = state.subnet
-            if subnet is None:
-                subnet = subnets.pick(
-                    lab.network.pool, [*subnets.host_subnets(), *_network_subnets(conn)]
+            real = network_subnet(_xml(net, name)) if net is not None else None
+            if real is not None:  # what the bridge really has wins over any record
+                book.claim_subnet(state.lab, state.instance, self.engine, real)
+                subnet = real
+            else:
+                subnet = book.subnet(
+                    state.lab,
+                    state.instance,
+                    self.engine,
+                    lab.network.pool,
+                    lambda: [*subnets.host_subnets(), *_network_subnets(conn)],
+                    preferred=state.subnet,
                 )
-                # Record before creating, so a crash in between still lets `down` clean up.
-                state = replace(state, subnet=subnet, network=name, bridge=bridge)
+        bridge = naming.bridge(state.lab, state.instance)
+        return replace(state, subnet=subnet, network=name, bridge=bridge)
+
+    def prepare(self, state: LabState, lab: Lab) -> LabState:
+        name = naming.network(state.lab, state.instance)
+        assert state.subnet and state.bridge, "reserve_network ran and its state was saved"
+        with connection() as conn:
+            net = _network(conn, name)
             try:
                 if net is None:
-                    net = conn.networkDefineXML(network_xml(name, bridge, subnet))
+                    net = conn.networkDefineXML(network_xml(name, state.bridge, state.subnet))
                 if not net.isActive():
                     net.create()
             except libvirt.libvirtError as exc:
-                raise _err(f"create network {name} ({subnet})", exc) from exc
+                raise _err(f"create network {name} ({state.subnet})", exc) from exc
         return state
 
     def cleanup(self, state: LabState) -> None:
@@ -142,6 +154,19 @@ class LibvirtBackend(Backend):
 
     # -- guests ----------------------------------------------------------------------
 
+    def identify(self, plan: GuestPlan, record: GuestRecord, book: Reservations) -> GuestRecord:
+        uuid, mac = record.uuid, record.mac
+        with connection() as conn:
+            dom = _lookup(conn, plan.resource)
+            if dom is not None:  # libvirt refuses to redefine a domain under another UUID
+                uuid = dom.UUIDString()
+                mac = domain_mac(_xml(dom, plan.resource)) or mac
+        return replace(
+            record,
+            uuid=uuid or str(uuidlib.uuid4()),
+            mac=mac or naming.mac(plan.lab, plan.instance, plan.name),
+        )
+
     def _params(self, plan: GuestPlan) -> DomainParams:
         guest = plan.spec
         assert isinstance(guest, LibvirtGuest)
@@ -155,12 +180,13 @@ class LibvirtBackend(Backend):
             disk=plan.run_dir / f"{plan.name}.qcow2",
             console_log=plan.run_dir / f"{plan.name}.console.log",
             network=plan.network,
-            mac=naming.mac(plan.lab, plan.instance, plan.name),
+            mac=plan.mac or naming.mac(plan.lab, plan.instance, plan.name),
             hostname=plan.name,
             address=f"{plan.address}/{plan.prefix}",
             gateway=plan.gateway,
             authorized_key=plan.key.public_line,
             labels=plan.labels,
+            uuid=plan.uuid,
         )
 
     def create(self, plan: GuestPlan) -> GuestRecord:
@@ -177,9 +203,11 @@ class LibvirtBackend(Backend):
                 ],
                 error=EngineError,
             )  # fmt: skip
+        make_private(params.disk)  # the student's writes: root only
         with connection() as conn:
             dom = _lookup(conn, plan.resource)
-            # A stopped domain is (re)defined, so it boots with this plan's key and address.
+            # A stopped domain is (re)defined, so it boots with this plan's key and address;
+            # the recorded UUID makes that a redefinition instead of a refused second domain.
             if dom is None or not dom.isActive():
                 try:
                     conn.defineXML(domain_xml(params))
@@ -302,6 +330,13 @@ class LibvirtBackend(Backend):
                 if labels.get("labctl.lab") == lab and labels.get("labctl.instance") == instance:
                     names.append(dom.name())
         return sorted(names)
+
+
+def _xml(obj: libvirt.virDomain | libvirt.virNetwork, name: str) -> str:
+    try:
+        return str(obj.XMLDesc())
+    except libvirt.libvirtError as exc:
+        raise _err(f"read the XML of {name}", exc) from exc
 
 
 def _overlays(xml: str) -> list[Path]:

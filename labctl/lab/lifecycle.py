@@ -1,7 +1,10 @@
 """``up`` and ``down`` as data: global stages, then per-guest steps run in parallel.
 
 Every step's result is written to the state file at once, so an interrupted ``up`` resumes
-where it stopped and ``down`` always knows what to remove.
+where it stopped and ``down`` always knows what to remove. What must never change once
+chosen (the networks' subnets, a VM's UUID and MAC, a published port) is reserved and
+written before the engine object exists; a lost state file is rebuilt from what the engines
+hold for the instance.
 """
 
 from __future__ import annotations
@@ -10,22 +13,23 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from labctl import backends, cancel
 from labctl.backends.base import Backend, GuestPlan
-from labctl.errors import ExitCode, LabctlError
+from labctl.errors import ExitCode, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
 from labctl.keys import ensure_keypair
-from labctl.lab import plan
+from labctl.lab import naming, plan
 from labctl.lab.accel import KvmProbe
+from labctl.lab.reservations import Reservations
 from labctl.lab.state import GuestRecord, InstanceDir, LabState
 from labctl.spec.model import Lab
 
-UP_STAGES = ("validate", "preflight", "network", "guests")
+UP_STAGES = ("validate", "preflight", "network", "guests")  # "waiting" first if locked
 GUEST_STEPS = ("create", "start", "ready")
 
 #: (guest, step, detail) -> None; guest "" means a lab-wide stage
@@ -59,6 +63,27 @@ class _StateBox:
             self.state = self.state.with_guest(record)
             self.inst.save(self.state)
 
+    def set(self, state: LabState) -> None:
+        with self._lock:
+            self.state = state
+            self.inst.save(self.state)
+
+
+def _waiting(report: Reporter) -> Callable[[str], None]:
+    """Say whom we wait for when another labctl holds the instance's lock."""
+    return lambda holder: report("", "waiting", f"for {holder}")
+
+
+def exit_code(errors: Iterable[LabctlError]) -> int:
+    """TIMEOUT when every failure is a guest that never became ready, else the errors' code.
+
+    Failures of different kinds (an engine refusal and a timeout, say) give ENGINE.
+    """
+    codes = {e.code for e in errors if not isinstance(e, ReadyTimeout)}
+    if not codes:
+        return ExitCode.TIMEOUT
+    return codes.pop() if len(codes) == 1 else ExitCode.ENGINE
+
 
 def _backends_for(lab: Lab) -> dict[str, Backend]:
     return {e: backends.get(e) for e in sorted({g.engine for g in lab.guests.values()})}
@@ -87,38 +112,82 @@ def up(
     plan.check_images(lab, store)
     accel = plan.accelerators(lab, probe, require_kvm)
     inst = InstanceDir(lab.name, instance)
-    with inst.locked():
+    with inst.locked(command="labctl up", on_wait=_waiting(report)):
         previous = inst.load()
-        if previous is None:  # a lab already (partly) up holds its own memory and ports
-            plan.check_memory(lab, plan.available_memory_mib())
-            plan.check_ports(lab)
-        state = previous or LabState(lab.name, instance, str(spec_path.resolve()))
         engines = _backends_for(lab)
         report("", "preflight", ", ".join(engines))
         for backend in engines.values():
             backend.preflight()
+        fresh = None  # guests to check memory and ports for: a lab already up holds its own
+        if previous is None:
+            held = _held(lab, instance, engines)
+            if held:
+                report("", "adopt", f"no state file: rebuilding it from {', '.join(held)}")
+            fresh = [n for n in lab.guests if n not in held]
+            plan.check_memory(lab, plan.available_memory_mib(), only=fresh)
+            plan.check_ports(lab, only=fresh)
+        state = previous or LabState(lab.name, instance, str(spec_path.resolve()))
         key = ensure_keypair(inst.key, f"labctl-{lab.name}-{instance}")
         report("", "network", "")
         box = _StateBox(inst, state)
+        book = Reservations()
+        for backend in engines.values():  # reserved and saved before any network exists
+            box.set(backend.reserve_network(box.state, lab, book))
         for backend in engines.values():
-            box.state = backend.prepare(box.state, lab)
-            inst.save(box.state)
-        plans = plan.plans(lab, box.state, store, inst, key, accel)
-        for name, p in plans.items():  # records in the lab's order, before anything exists
-            if name not in box.state.guests:
-                box.put(GuestRecord(name, p.spec.engine, p.resource))
+            box.set(backend.prepare(box.state, lab))
+        plans = _identify(
+            list(lab.guests),
+            box,
+            engines,
+            book,
+            lambda st: plan.plans(lab, st, store, inst, key, accel),
+            report,
+        )
         report("", "guests", f"{len(plans)} guests")
         already = _all_running(box.state, plans, engines)
         failed = _bring_up(plans, engines, box, accel, timeout, report, sequential)
-    result = UpResult(box.state, time.monotonic() - started, already and not failed, failed)
+    messages = {g: e.message for g, e in failed.items()}
+    result = UpResult(box.state, time.monotonic() - started, already and not failed, messages)
     if failed:
-        lines = "\n".join(f"- {g}: {msg}" for g, msg in failed.items())
+        lines = "\n".join(f"- {g}: {msg}" for g, msg in messages.items())
         raise LabctlError(
             f"{len(failed)} of {len(plans)} guests did not come up:\n{lines}",
             "the other guests were left running; fix the cause and run `labctl up` again",
-            ExitCode.TIMEOUT if all("ready" in m for m in failed.values()) else ExitCode.ENGINE,
+            exit_code(failed.values()),
         )
     return result
+
+
+def _held(lab: Lab, instance: str, engines: dict[str, Backend]) -> list[str]:
+    """The lab's guests the engines hold for the instance (found by their labels)."""
+    found = {r for backend in engines.values() for r in backend.list_guests(lab.name, instance)}
+    return [n for n in lab.guests if naming.resource(lab.name, instance, n) in found]
+
+
+def _identify(
+    names: list[str],
+    box: _StateBox,
+    engines: dict[str, Backend],
+    book: Reservations,
+    make_plans: Callable[[LabState], dict[str, GuestPlan]],
+    report: Reporter,
+) -> dict[str, GuestPlan]:
+    """Record the guests ``names`` with their lasting identities, then plan with them."""
+    first = make_plans(box.state)
+    for name in names:  # records in the lab's order, before anything exists
+        p = first[name]
+        old = box.state.guests.get(name) or GuestRecord(name, p.spec.engine, p.resource)
+        rec = engines[p.spec.engine].identify(p, old, book)
+        if old.host_port is not None and rec.host_port != old.host_port:
+            report(
+                "",
+                "warning",
+                f"{name}: 127.0.0.1:{old.host_port} is taken by another program; "
+                f"{name} is now published on 127.0.0.1:{rec.host_port}",
+            )
+        box.put(rec)
+    planned = make_plans(box.state)
+    return {n: planned[n] for n in names}
 
 
 def _all_running(state: LabState, plans: dict[str, GuestPlan], engines: dict[str, Backend]) -> bool:
@@ -138,10 +207,10 @@ def _bring_up(
     timeout: int,
     report: Reporter,
     sequential: bool,
-) -> dict[str, str]:
+) -> dict[str, LabctlError]:
     # TCG guests are CPU-bound: boot at most one per core at a time; containers are cheap.
     vm_slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
-    failed: dict[str, str] = {}
+    failed: dict[str, LabctlError] = {}
 
     def one(name: str, p: GuestPlan) -> None:
         backend = engines[p.spec.engine]
@@ -155,7 +224,7 @@ def _bring_up(
                 if heavy:
                     vm_slots.release()
         except LabctlError as exc:
-            failed[name] = exc.message
+            failed[name] = exc
             rec = box.state.guests.get(name)
             if rec is not None:
                 box.put(replace(rec, error=exc.message))
@@ -190,7 +259,7 @@ def _guest_up(
         report(name, "ready", "already running")
         return
     report(name, "create", "")
-    rec = backend.create(p)
+    rec = replace(backend.create(p), uuid=p.uuid, mac=p.mac, host_port=p.host_port)
     choice = accel.get(name)
     if choice is not None:
         rec = replace(rec, accel=choice.accel, accel_note=choice.note)
@@ -218,7 +287,7 @@ def down(lab_name: str, instance: str, report: Reporter = _quiet) -> list[str]:
     """Remove every guest and network of the instance; return the names removed."""
     inst = InstanceDir(lab_name, instance)
     removed: list[str] = []
-    with inst.locked():
+    with inst.locked(command="labctl down", on_wait=_waiting(report)):
         state = inst.load() or LabState(lab_name, instance, "")
         engine_names = sorted({r.engine for r in state.guests.values()} or backends.engines())
         engines = {e: backends.get(e) for e in engine_names}
@@ -244,6 +313,7 @@ def down(lab_name: str, instance: str, report: Reporter = _quiet) -> list[str]:
             report("", "cleanup", backend.engine)
             backend.cleanup(state)
         shutil.rmtree(inst.run, ignore_errors=True)
+        Reservations().release(lab_name, instance)
     return removed
 
 
@@ -267,7 +337,7 @@ def recreate_guest(
     plan.check_images(lab, store)
     accel = plan.accelerators(lab, probe, require_kvm=False)
     inst = InstanceDir(lab.name, instance)
-    with inst.locked():
+    with inst.locked(command=f"labctl: recreating {guest}", on_wait=_waiting(report)):
         state = inst.load()
         if state is None:
             raise LabctlError(
@@ -277,13 +347,21 @@ def recreate_guest(
         backend = backends.get(lab.guests[guest].engine)
         backend.preflight()
         key = ensure_keypair(inst.key, f"labctl-{lab.name}-{instance}")
-        plans = plan.plans(lab, state, store, inst, key, accel)
         report(guest, "destroy", "")
-        backend.destroy(plans[guest].resource)  # with its overlay disk: a fresh start
+        backend.destroy(naming.resource(lab.name, instance, guest))  # with its disk: fresh
         box = _StateBox(inst, state)
+        engines = {backend.engine: backend}
+        plans = _identify(
+            [guest],
+            box,
+            engines,
+            Reservations(),
+            lambda st: plan.plans(lab, st, store, inst, key, accel),
+            report,
+        )
         failed = _bring_up(
-            {guest: plans[guest]},
-            {backend.engine: backend},
+            plans,
+            engines,
             box,
             accel,
             plan.ready_timeout(lab),
@@ -292,8 +370,8 @@ def recreate_guest(
         )
     if failed:
         raise LabctlError(
-            f"{guest} did not come up again: {failed[guest]}",
+            f"{guest} did not come up again: {failed[guest].message}",
             "run `labctl up` to retry",
-            ExitCode.TIMEOUT if "ready" in failed[guest] else ExitCode.ENGINE,
+            exit_code(failed.values()),
         )
     return box.state.guests[guest]

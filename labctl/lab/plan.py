@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,14 +80,14 @@ def check_images(lab: Lab, store: ImageStore) -> list[ImageCheck]:
     return checks
 
 
-def memory_needed(lab: Lab) -> int:
-    """MiB the lab's guests may use together."""
-    return sum(g.memory for g in lab.guests.values())
+def memory_needed(lab: Lab, only: Collection[str] | None = None) -> int:
+    """MiB the lab's guests (those named in ``only``, by default all) may use together."""
+    return sum(g.memory for n, g in lab.guests.items() if only is None or n in only)
 
 
-def check_memory(lab: Lab, available_mib: int) -> None:
-    """Refuse before creating anything when the guests cannot fit in memory."""
-    needed = memory_needed(lab) + 512  # headroom for QEMU itself and the engines
+def check_memory(lab: Lab, available_mib: int, only: Collection[str] | None = None) -> None:
+    """Refuse before creating anything when the guests (``only`` these) cannot fit in memory."""
+    needed = memory_needed(lab, only) + 512  # headroom for QEMU itself and the engines
     if needed > available_mib:
         raise HostError(
             f"the lab needs about {needed} MiB of memory and {available_mib} MiB are available",
@@ -94,9 +95,11 @@ def check_memory(lab: Lab, available_mib: int) -> None:
         )
 
 
-def check_ports(lab: Lab) -> None:
-    """Refuse before creating anything when a fixed host port is already taken."""
+def check_ports(lab: Lab, only: Collection[str] | None = None) -> None:
+    """Refuse before creating anything when a fixed host port (of ``only``) is already taken."""
     for name, guest in lab.guests.items():
+        if only is not None and name not in only:
+            continue
         if isinstance(guest, DockerGuest) and guest.host_port is not None:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -134,7 +137,10 @@ def plans(
     key: KeyPair,
     accel: dict[str, AccelChoice],
 ) -> dict[str, GuestPlan]:
-    """One plan per guest; VM addresses come from the lab network recorded in ``state``."""
+    """One plan per guest; VM addresses come from the lab network recorded in ``state``.
+
+    Identities recorded for a guest (UUID, MAC, host port) go into its plan.
+    """
     result: dict[str, GuestPlan] = {}
     vm_index = 0
     net = ipaddress.ip_network(state.subnet) if state.subnet else None
@@ -154,6 +160,9 @@ def plans(
             vm_index += 1
         elif guest.engine == "docker":
             extra = {"network": state.docker_network}
+        rec = state.guests.get(name)
+        if rec is not None:
+            extra.update(uuid=rec.uuid, mac=rec.mac, host_port=rec.host_port)
         result[name] = GuestPlan(
             name=name,
             resource=naming.resource(lab.name, state.instance, name),

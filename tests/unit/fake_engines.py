@@ -1,0 +1,196 @@
+"""Fakes at the library boundary: a libvirt connection and a docker-py client.
+
+They answer as the real libraries do where labctl's recovery depends on it: libvirt refuses
+to define a second domain of the same name under another UUID, docker-py raises ``NotFound``
+for a removed container and Docker refuses a network whose pool overlaps another.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import docker.errors
+import libvirt
+
+
+def libvirt_error(code: int, message: str) -> libvirt.libvirtError:
+    """A libvirtError as libvirt-python raises it (code and message from the daemon)."""
+    exc = libvirt.libvirtError(message)
+    exc.err = (code, 0, message, 2, None, None, None, -1, -1)
+    return exc
+
+
+class FakeDomain:
+    def __init__(self, xml: str) -> None:
+        root = ET.fromstring(xml)
+        self._name = root.findtext("name") or ""
+        self.uuid = root.findtext("uuid") or str(uuid.uuid4())
+        self.xml = xml
+        self.active = False
+
+    def name(self) -> str:
+        return self._name
+
+    def UUIDString(self) -> str:
+        return self.uuid
+
+    def XMLDesc(self, flags: int = 0) -> str:
+        root = ET.fromstring(self.xml)
+        if root.find("uuid") is None:  # libvirt always shows the UUID it keeps
+            el = ET.Element("uuid")
+            el.text = self.uuid
+            root.insert(1, el)
+        return ET.tostring(root, encoding="unicode")
+
+    def isActive(self) -> bool:
+        return self.active
+
+    def create(self) -> None:
+        self.active = True
+
+    def destroy(self) -> None:
+        self.active = False
+
+
+class FakeNetwork:
+    def __init__(self, xml: str) -> None:
+        self._name = ET.fromstring(xml).findtext("name") or ""
+        self.xml = xml
+        self.active = False
+
+    def name(self) -> str:
+        return self._name
+
+    def XMLDesc(self, flags: int = 0) -> str:
+        return self.xml
+
+    def isActive(self) -> bool:
+        return self.active
+
+    def create(self) -> None:
+        self.active = True
+
+
+class FakeConn:
+    """A libvirt connection holding domains and networks in memory."""
+
+    def __init__(self) -> None:
+        self.domains: dict[str, FakeDomain] = {}
+        self.networks: dict[str, FakeNetwork] = {}
+        self.calls: list[str] = []
+
+    def lookupByName(self, name: str) -> FakeDomain:
+        if name not in self.domains:
+            raise libvirt_error(libvirt.VIR_ERR_NO_DOMAIN, f"Domain not found: '{name}'")
+        return self.domains[name]
+
+    def defineXML(self, xml: str) -> FakeDomain:
+        self.calls.append("defineXML")
+        new = FakeDomain(xml)
+        old = self.domains.get(new.name())
+        if old is not None:
+            if old.uuid != new.uuid:  # what libvirt 9.0 answers
+                raise libvirt_error(
+                    libvirt.VIR_ERR_OPERATION_FAILED,
+                    f"operation failed: domain '{new.name()}' already exists with uuid {old.uuid}",
+                )
+            old.xml = xml
+            return old
+        self.domains[new.name()] = new
+        return new
+
+    def listAllDomains(self) -> list[FakeDomain]:
+        return list(self.domains.values())
+
+    def networkLookupByName(self, name: str) -> FakeNetwork:
+        if name not in self.networks:
+            raise libvirt_error(libvirt.VIR_ERR_NO_NETWORK, f"Network not found: '{name}'")
+        return self.networks[name]
+
+    def networkDefineXML(self, xml: str) -> FakeNetwork:
+        self.calls.append("networkDefineXML")
+        net = FakeNetwork(xml)
+        self.networks[net.name()] = net
+        return net
+
+    def listAllNetworks(self) -> list[FakeNetwork]:
+        return list(self.networks.values())
+
+
+def not_found(what: str) -> docker.errors.NotFound:
+    return docker.errors.NotFound(f'404 Client Error: Not Found ("{what}")', explanation=what)
+
+
+class FakeContainer:
+    def __init__(self, name: str, ports: dict[str, tuple[str, int | None]]) -> None:
+        self.name = name
+        self.status = "created"
+        bindings = {
+            k: [{"HostIp": ip, "HostPort": "" if p is None else str(p)}]
+            for k, (ip, p) in ports.items()
+        }
+        self.attrs: dict[str, Any] = {
+            "HostConfig": {"PortBindings": bindings},
+            "NetworkSettings": {"Ports": {}},
+        }
+        self.removed = False
+
+    def start(self) -> None:
+        self.status = "running"
+
+    def exec_run(self, cmd: list[str], demux: bool = False) -> tuple[int, tuple[bytes, bytes]]:
+        return 0, (b"ok\n", b"")
+
+
+class FakeContainers:
+    def __init__(self) -> None:
+        self.by_name: dict[str, FakeContainer] = {}
+
+    def get(self, name: str) -> FakeContainer:
+        if name not in self.by_name:
+            raise not_found(f"No such container: {name}")
+        return self.by_name[name]
+
+    def create(self, image: str, name: str, ports: dict[str, Any], **_: Any) -> FakeContainer:
+        c = FakeContainer(name, ports)
+        self.by_name[name] = c
+        return c
+
+    def remove(self, name: str) -> None:
+        """Behind labctl's back, as `docker rm -f` would."""
+        del self.by_name[name]
+
+
+class FakeDockerNetwork:
+    def __init__(self, name: str, subnet: str) -> None:
+        self.name = name
+        self.attrs = {"IPAM": {"Config": [{"Subnet": subnet, "Gateway": ""}]}}
+
+
+class FakeNetworks:
+    def __init__(self) -> None:
+        self.by_name: dict[str, FakeDockerNetwork] = {}
+
+    def list(self, names: list[str] | None = None) -> list[FakeDockerNetwork]:
+        return [n for n in self.by_name.values() if not names or any(x in n.name for x in names)]
+
+    def create(self, name: str, ipam: Any, **_: Any) -> FakeDockerNetwork:
+        subnet = ipam["Config"][0]["Subnet"]
+        for other in self.by_name.values():
+            theirs = other.attrs["IPAM"]["Config"][0]["Subnet"]
+            if ipaddress.ip_network(subnet).overlaps(ipaddress.ip_network(theirs)):
+                raise docker.errors.APIError(
+                    "409", explanation="Pool overlaps with other one on this address space"
+                )
+        net = FakeDockerNetwork(name, subnet)
+        self.by_name[name] = net
+        return net
+
+
+class FakeDockerClient:
+    def __init__(self) -> None:
+        self.containers = FakeContainers()
+        self.networks = FakeNetworks()

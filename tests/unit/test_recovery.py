@@ -1,0 +1,456 @@
+"""Recovery: guests stopped behind labctl's back, lost state, concurrent instances, exit codes.
+
+The engines are faked at the library boundary (tests/unit/fake_engines.py); the lifecycle
+runs on fake backends that keep guests in memory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from labctl import backends
+from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
+from labctl.backends.docker import DockerBackend
+from labctl.backends.domain_xml import network_xml
+from labctl.backends.libvirt import LibvirtBackend
+from labctl.command import CommandResult
+from labctl.docker_client import engine_errors
+from labctl.errors import EngineError, ExitCode, LabctlError, NotFoundError, ReadyTimeout
+from labctl.exercises.progress import ProgressStore
+from labctl.images.cache import ImageStore
+from labctl.images.recipe import BuildContext, Recipe
+from labctl.keys import KeyPair, ensure_keypair
+from labctl.lab import lifecycle, naming, plan
+from labctl.lab.accel import AccelChoice
+from labctl.lab.reservations import Reservations
+from labctl.lab.state import GuestRecord, InstanceDir, LabState
+from labctl.spec.model import Lab, load_lab
+from labctl.ssh import SshError
+from tests.unit.fake_engines import FakeConn, FakeDockerClient, not_found
+
+LAB = """\
+name: rec
+guests:
+  vm:
+    engine: libvirt
+    technique: paravirtualization
+    image: vm-amd64
+    accel: auto
+  app:
+    engine: docker
+    technique: app-container
+    image: docker-app
+"""
+
+
+class Empty(Recipe):
+    description = "test"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def build(self, ctx: BuildContext) -> tuple[str | None, Mapping[str, str]]:
+        for artifact in ("vmlinuz", "initrd.img", "disk.qcow2"):
+            (ctx.out / artifact).write_text(self.name)
+        return None, {}
+
+
+@dataclass(frozen=True)
+class NoKvm:
+    usable: bool = False
+    module: str | None = None
+    reason: str = "test host"
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    state = tmp_path / "state"
+    monkeypatch.setenv("LABCTL_STATE", str(state))
+    return state
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> tuple[Lab, Path]:
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB)
+    return load_lab(path), path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ImageStore:
+    s = ImageStore([Empty("vm-amd64"), Empty("docker-app")], root=tmp_path / "cache")
+    s.build(["vm-amd64", "docker-app"])
+    return s
+
+
+def plans_for(lab: Lab, state: LabState, store: ImageStore, key: KeyPair) -> dict[str, GuestPlan]:
+    inst = InstanceDir(lab.name, state.instance)
+    return plan.plans(lab, state, store, inst, key, {"vm": AccelChoice("tcg")})
+
+
+# -- 1. a VM stopped from inside or outside starts again -----------------------------------
+
+
+@pytest.fixture
+def conn(monkeypatch: pytest.MonkeyPatch) -> FakeConn:
+    from contextlib import contextmanager
+
+    fake = FakeConn()
+
+    @contextmanager
+    def connection():  # type: ignore[no-untyped-def]
+        yield fake
+
+    monkeypatch.setattr("labctl.backends.libvirt.connection", connection)
+
+    def qemu_img(argv: list[object], **_: object) -> None:
+        Path(str(argv[-1])).write_bytes(b"QFI\xfb")  # the overlay qemu-img would create
+
+    monkeypatch.setattr("labctl.backends.libvirt.run_cmd", qemu_img)
+    return fake
+
+
+def test_a_stopped_vm_is_redefined_under_the_uuid_recorded_before_it_existed(
+    root: Path, lab: tuple[Lab, Path], store: ImageStore, conn: FakeConn, tmp_path: Path
+) -> None:
+    spec, _ = lab
+    backend = LibvirtBackend()
+    key = ensure_keypair(tmp_path / "key", "t")
+    state = LabState("rec", "t1", "lab.yaml", subnet="10.210.5.0/24", network="n")
+    p = plans_for(spec, state, store, key)["vm"]
+    rec = backend.identify(p, GuestRecord("vm", "libvirt", p.resource), Reservations())
+    assert rec.uuid and rec.mac == naming.mac("rec", "t1", "vm")
+    assert conn.domains == {}  # chosen before the domain exists
+    p = plans_for(spec, state.with_guest(rec), store, key)["vm"]
+    backend.create(p)
+    backend.start(p)
+    conn.domains[p.resource].active = False  # the student ran poweroff
+    backend.create(p)  # redefined: same name, same UUID
+    backend.start(p)
+    assert conn.calls == ["defineXML", "defineXML"]
+    assert conn.domains[p.resource].uuid == rec.uuid and conn.domains[p.resource].active
+    # Without the recorded UUID libvirt makes up a new one and refuses, as it did before.
+    conn.domains[p.resource].active = False
+    with pytest.raises(EngineError, match="already exists with uuid"):
+        backend.create(replace(p, uuid=None))
+    disk = p.run_dir / "vm.qcow2"
+    assert disk.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_vm_without_recorded_identities_keeps_those_of_its_domain(
+    root: Path, lab: tuple[Lab, Path], store: ImageStore, conn: FakeConn, tmp_path: Path
+) -> None:
+    spec, _ = lab
+    backend = LibvirtBackend()
+    key = ensure_keypair(tmp_path / "key", "t")
+    state = LabState("rec", "t1", "lab.yaml", subnet="10.210.5.0/24", network="n")
+    p = plans_for(spec, state, store, key)["vm"]
+    backend.create(p)  # made by an older labctl (no <uuid>) or before the state was lost
+    dom = conn.domains[p.resource]
+    rec = backend.identify(p, GuestRecord("vm", "libvirt", p.resource), Reservations())
+    assert rec.uuid == dom.uuid
+    backend.create(plans_for(spec, state.with_guest(rec), store, key)["vm"])
+    assert conn.domains[p.resource] is dom
+
+
+# -- 3. the subnet is reserved and saved before the network; the real one wins -------------
+
+
+def test_the_libvirt_subnet_is_chosen_without_creating_anything(
+    root: Path, lab: tuple[Lab, Path], conn: FakeConn
+) -> None:
+    spec, _ = lab
+    backend = LibvirtBackend()
+    state = backend.reserve_network(LabState("rec", "t1", "x"), spec, Reservations())
+    assert state.subnet and state.network == naming.network("rec", "t1")
+    assert conn.calls == []
+    assert Reservations().entries()["subnets"] == {
+        state.subnet: {"lab": "rec", "instance": "t1", "use": "libvirt"}
+    }
+    backend.prepare(state, spec)
+    assert conn.calls == ["networkDefineXML"]
+    gateway = ipaddress.ip_network(state.subnet).network_address + 1
+    assert f'address="{gateway}"' in conn.networks[state.network].xml
+
+
+def test_an_existing_networks_real_subnet_wins_over_the_record(
+    root: Path, lab: tuple[Lab, Path], conn: FakeConn
+) -> None:
+    spec, _ = lab
+    name = naming.network("rec", "t1")
+    conn.networkDefineXML(network_xml(name, "lcbrx", "10.210.9.0/24"))
+    recorded = LabState("rec", "t1", "x", subnet="10.210.3.0/24", docker_subnet="10.210.4.0/24")
+    state = LibvirtBackend().reserve_network(recorded, spec, Reservations())
+    assert state.subnet == "10.210.9.0/24"
+    docker = DockerBackend()
+    fake = FakeDockerClient()
+    fake.networks.create(name, ipam={"Config": [{"Subnet": "10.210.11.0/24"}]})
+    docker._client = fake  # type: ignore[assignment]
+    state = docker.reserve_network(state, spec, Reservations())
+    assert state.docker_subnet == "10.210.11.0/24"
+    assert sorted(Reservations().entries()["subnets"]) == ["10.210.11.0/24", "10.210.9.0/24"]
+
+
+# -- 4. two instances at the same moment get different subnets and ports -------------------
+
+
+def test_instances_choosing_at_the_same_moment_never_get_the_same_subnet(root: Path) -> None:
+    chosen: dict[str, str] = {}
+    start = threading.Barrier(8)
+
+    def slow_used() -> list[ipaddress.IPv4Network]:
+        time.sleep(0.02)  # the engines take a while to list their networks
+        return [ipaddress.ip_network("10.210.0.0/24")]
+
+    def choose(i: int) -> None:
+        start.wait()
+        book = Reservations()
+        chosen[f"s{i}"] = book.subnet("rec", f"s{i}", "docker", "10.210.0.0/16", slow_used)
+
+    threads = [threading.Thread(target=choose, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(chosen.values())) == 8 and "10.210.0.0/24" not in chosen.values()
+    # The same use of the same instance asks again: it gets what it has.
+    assert Reservations().subnet("rec", "s3", "docker", "10.210.0.0/16", list) == chosen["s3"]
+    assert Reservations().release("rec", "s3") == 1
+    assert chosen["s3"] not in Reservations().entries()["subnets"]
+
+
+def test_docker_networks_of_concurrent_instances_do_not_overlap(
+    root: Path, lab: tuple[Lab, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, _ = lab
+    monkeypatch.setattr("labctl.lab.subnets.host_subnets", list)
+    fake = FakeDockerClient()
+    errors: list[Exception] = []
+
+    def up_network(instance: str) -> None:
+        backend = DockerBackend()
+        backend._client = fake  # type: ignore[assignment]
+        try:
+            state = backend.reserve_network(LabState("rec", instance, "x"), spec, Reservations())
+            backend.prepare(state, spec)
+        except Exception as exc:  # "Pool overlaps with other one" before the reservations
+            errors.append(exc)
+
+    threads = [threading.Thread(target=up_network, args=(f"i{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(fake.networks.by_name) == 4
+
+
+def test_auto_host_ports_are_reserved_and_kept(root: Path) -> None:
+    book = Reservations()
+    a = book.port("rec", "a", "port of app")
+    b = book.port("rec", "b", "port of app")
+    assert a != b
+    assert book.port("rec", "a", "port of app", preferred=a) == a
+    with socket.socket() as s:  # another program took it meanwhile
+        s.bind(("127.0.0.1", a))
+        s.listen()
+        assert book.port("rec", "a", "port of app", preferred=a) not in (a, b)
+
+
+# -- 5. docker: a removed container is a labctl error; its port stays -----------------------
+
+
+def test_every_docker_error_becomes_a_labctl_error_with_dockers_words() -> None:
+    with pytest.raises(NotFoundError) as err, engine_errors("inspect x"):
+        raise not_found("No such container: x")
+    assert isinstance(err.value, EngineError) and err.value.code == ExitCode.ENGINE
+    assert err.value.message == "Docker could not inspect x: No such container: x"
+
+
+def test_exec_on_a_container_removed_behind_labctls_back_says_so(root: Path) -> None:
+    backend = DockerBackend()
+    fake = FakeDockerClient()
+    backend._client = fake  # type: ignore[assignment]
+    fake.containers.create("img", name="labctl-rec-t1-app", ports={})
+    rec = GuestRecord("app", "docker", "labctl-rec-t1-app", stage="ready")
+    assert backend.exec(rec, KeyPair(root / "k"), "true").stdout == "ok\n"
+    fake.containers.remove("labctl-rec-t1-app")
+    with pytest.raises(EngineError) as err:
+        backend.exec(rec, KeyPair(root / "k"), "true")
+    assert "No such container: labctl-rec-t1-app" in err.value.message
+    assert err.value.hint and "labctl up" in err.value.hint
+    assert backend.state("labctl-rec-t1-app") == "absent"
+    assert backend.destroy("labctl-rec-t1-app") is False
+
+
+def test_a_recreated_container_is_published_on_its_recorded_port(
+    root: Path, lab: tuple[Lab, Path], store: ImageStore, tmp_path: Path
+) -> None:
+    spec, _ = lab
+    backend = DockerBackend()
+    fake = FakeDockerClient()
+    backend._client = fake  # type: ignore[assignment]
+    key = ensure_keypair(tmp_path / "key", "t")
+    state = LabState("rec", "t1", "x", subnet="10.210.5.0/24", network="n", docker_network="d")
+    p = plans_for(spec, state, store, key)["app"]
+    rec = backend.identify(p, GuestRecord("app", "docker", p.resource), Reservations())
+    assert rec.host_port
+    p = plans_for(spec, state.with_guest(rec), store, key)["app"]
+    backend.create(p)
+    bound = fake.containers.get(p.resource).attrs["HostConfig"]["PortBindings"]["8080/tcp"]
+    assert bound == [{"HostIp": "127.0.0.1", "HostPort": str(rec.host_port)}]
+    assert backend.identify(p, rec, Reservations()).host_port == rec.host_port  # it exists
+    fake.containers.remove(p.resource)
+    again = backend.identify(p, rec, Reservations())
+    assert again.host_port == rec.host_port  # recreated on the same port
+
+
+# -- the lifecycle, on fake backends -------------------------------------------------------
+
+
+class FakeBackend(Backend):
+    """Guests in memory; a guest named in ``fail`` fails its readiness with that error."""
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine  # type: ignore[misc]
+        self.guests: dict[str, EngineState] = {}
+        self.fail: dict[str, LabctlError] = {}
+        self.saw: list[str | None] = []
+
+    def preflight(self) -> None:
+        pass
+
+    def reserve_network(self, state: LabState, lab: Lab, book: Reservations) -> LabState:
+        if self.engine != "libvirt":
+            return state
+        subnet = book.subnet(state.lab, state.instance, "libvirt", lab.network.pool, list)
+        return replace(state, subnet=subnet, network="n")
+
+    def prepare(self, state: LabState, lab: Lab) -> LabState:
+        saved = InstanceDir(state.lab, state.instance).load()
+        self.saw.append(saved.subnet if saved else None)  # what a crash here would leave
+        return state
+
+    def identify(self, plan: GuestPlan, record: GuestRecord, book: Reservations) -> GuestRecord:
+        return replace(record, uuid=record.uuid or os.urandom(4).hex())
+
+    def create(self, plan: GuestPlan) -> GuestRecord:
+        self.guests.setdefault(plan.resource, "stopped")
+        return GuestRecord(plan.name, self.engine, plan.resource, stage="created")
+
+    def start(self, plan: GuestPlan) -> None:
+        self.guests[plan.resource] = "running"
+
+    def wait_ready(self, plan: GuestPlan, deadline: float) -> Ready:
+        if plan.name in self.fail:
+            raise self.fail[plan.name]
+        return Ready("127.0.0.1", 22, "ssh")
+
+    def state(self, resource: str) -> EngineState:
+        return self.guests.get(resource, "absent")
+
+    def destroy(self, resource: str) -> bool:
+        return self.guests.pop(resource, None) is not None
+
+    def exec(
+        self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0
+    ) -> CommandResult:
+        return CommandResult(command, 0, "", "")
+
+    def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
+        return ["true"]
+
+    def list_guests(self, lab: str, instance: str) -> list[str]:
+        return sorted(r for r in self.guests if r.startswith(f"labctl-{lab}-{instance}-"))
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeBackend]:
+    engines = {e: FakeBackend(e) for e in ("libvirt", "docker")}
+    monkeypatch.setattr(backends, "get", engines.__getitem__)
+    monkeypatch.setattr(backends, "engines", lambda: list(engines))
+    return engines
+
+
+def up(lab: tuple[Lab, Path], store: ImageStore, instance: str = "t1", **kw: object) -> LabState:
+    return lifecycle.up(lab[0], lab[1], instance, store, NoKvm(), **kw).state  # type: ignore[arg-type]
+
+
+def test_exit_codes_follow_the_errors_types_not_their_words(
+    root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    assert lifecycle.exit_code([ReadyTimeout("vm did not become ready")]) == ExitCode.TIMEOUT
+    assert lifecycle.exit_code([EngineError("domain already exists")]) == ExitCode.ENGINE
+    assert lifecycle.exit_code([ReadyTimeout("x"), SshError("y")]) == ExitCode.ENGINE
+    fakes["libvirt"].fail["vm"] = EngineError("libvirt: domain 'vm' already exists with uuid u")
+    with pytest.raises(LabctlError, match="already exists") as err:
+        up(lab, store)
+    assert err.value.code == ExitCode.ENGINE  # "already" contains "ready": it used to say 5
+    fakes["libvirt"].fail["vm"] = ReadyTimeout("vm did not become ready")
+    with pytest.raises(LabctlError) as err:
+        up(lab, store)
+    assert err.value.code == ExitCode.TIMEOUT
+
+
+def test_the_subnet_is_saved_before_the_network_is_created_and_kept_by_a_rerun(
+    root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    first = up(lab, store)
+    assert fakes["libvirt"].saw == [first.subnet] and first.subnet
+    inst = InstanceDir("rec", "t1")
+    inst.state_file.unlink()  # lost (or never written: killed right after the network)
+    said: list[tuple[str, str, str]] = []
+    again = up(lab, store, report=lambda *a: said.append(a))
+    assert again.subnet == first.subnet
+    assert ("", "adopt", "no state file: rebuilding it from vm, app") in said
+    assert set(again.guests) == {"vm", "app"} and all(
+        r.stage == "ready" for r in again.guests.values()
+    )
+    lifecycle.down("rec", "t1")
+    assert Reservations().entries()["subnets"] == {}
+
+
+def test_a_second_up_says_whom_it_waits_for(
+    root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    inst = InstanceDir("rec", "t1")
+    holding = threading.Event()
+
+    def first() -> None:
+        with inst.locked(command="labctl up"):
+            holding.set()
+            time.sleep(0.5)
+
+    t = threading.Thread(target=first)
+    t.start()
+    holding.wait(5)
+    said: list[tuple[str, str, str]] = []
+    up(lab, store, report=lambda *a: said.append(a))
+    t.join()
+    assert said[1] == (
+        "",
+        "waiting",
+        f"for labctl (pid {os.getpid()}: labctl up) working on lab rec instance t1",
+    )
+
+
+def test_state_keys_and_progress_are_readable_by_root_only(
+    root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    up(lab, store)
+    inst = InstanceDir("rec", "t1")
+    progress = ProgressStore("rec", "t1", "ana")
+    with progress.update() as p:
+        p.of("ex").start()
+    for d in (root, inst.path, inst.run, progress.dir):
+        assert d.stat().st_mode & 0o777 == 0o700, d
+    for f in (inst.state_file, inst.key, progress.path, root / "reservations.json"):
+        assert f.stat().st_mode & 0o777 == 0o600, f
