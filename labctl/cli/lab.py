@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Column, Table
+from rich.table import Column
 
 from labctl import console
+from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.errors import SpecError
 from labctl.lab import lifecycle
@@ -127,28 +129,36 @@ def _connect_hint(r: lab_status.GuestStatus, instance: str) -> str:
     return f"labctl ssh {r.guest}{flag}"
 
 
-def _print_status(rows: list[lab_status.GuestStatus], instance: str) -> None:
-    table = Table("guest", "engine", "state", "accel", "devices", "address", "connect")
+def _print_status(rows: list[lab_status.GuestStatus], instance: str, wide: bool = False) -> None:
+    """The guests as a table; narrow: how to connect below it, whole, one guest a line."""
+    headers = ["guest", "engine", "state", "accel", "address"]
+    table = tables.table(*headers, *(["devices", "connect"] if wide else []))
     for r in rows:
-        accel = r.accel or "-"
+        accel = escape(r.accel or "-")
         if r.accel_note:
             accel = f"[yellow]{accel}[/yellow]*"
-        state = r.state if not r.error else f"{r.state} [red](error)[/red]"
-        table.add_row(
-            r.guest,
-            r.engine,
-            state,
-            accel,
-            r.devices or "-",
-            r.address or "-",
-            _connect_hint(r, instance),
-        )
-    console.out.print(table)
-    for r in rows:
-        if r.accel_note:
-            console.out.print(f"[yellow]*{r.guest}[/yellow]: {r.accel_note}")
-        if r.error:
-            console.out.print(f"[red]{r.guest}[/red]: {r.error}")
+        state = escape(r.state) if not r.error else f"{escape(r.state)} [red](error)[/red]"
+        cells = [escape(r.guest), r.engine, state, accel, escape(r.address or "-")]
+        if wide:
+            cells += [escape(r.devices or "-"), escape(_connect_hint(r, instance))]
+        table.add_row(*cells)
+    if wide:
+        tables.print_unwrapped(console.out, table)
+    else:
+        console.out.print(table)
+        if rows:
+            console.out.print("\nConnect:")
+        width = max((len(r.guest) for r in rows), default=0)
+        for r in rows:
+            # soft_wrap: rich never breaks the command; a terminal too narrow wraps it itself.
+            line = f"  {r.guest.ljust(width)}   {_connect_hint(r, instance)}"
+            console.out.print(escape(line), soft_wrap=True)
+    notes = [
+        f"[yellow]*{escape(r.guest)}[/yellow]: {escape(r.accel_note)}" for r in rows if r.accel_note
+    ]
+    notes += [f"[red]{escape(r.guest)}[/red]: {escape(r.error)}" for r in rows if r.error]
+    if notes:
+        console.out.print("\n" + "\n".join(notes))
 
 
 @app.command()
@@ -156,14 +166,18 @@ def status(
     lab: str = LabOpt,
     instance: str = InstanceOpt,
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+    wide: bool = tables.WideOpt,
 ) -> None:
-    """One row per guest: engine, state, accelerator in use, devices, address, how to connect."""
+    """One row per guest: engine, state, accelerator in use, address, how to connect.
+
+    --wide adds the device models and puts the way to connect in the table.
+    """
     _inst, state = lab_status.load(lab, check_instance(instance))
     rows = lab_status.status(state)
     if json_out:
         console.print_json({"lab": state.lab, "instance": state.instance, "guests": rows})
     else:
-        _print_status(rows, instance)
+        _print_status(rows, instance, wide)
 
 
 @app.command()

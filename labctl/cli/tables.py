@@ -1,0 +1,68 @@
+"""Tables that read in an 80-column terminal: the essentials by default, the rest with --wide.
+
+Names, addresses and commands are never cut with "…". The narrow views leave the long columns
+out of the table and print them below it, one per line, where the terminal has room for them
+whole; a column that must still shrink wraps (or folds a word too long for it). A wide view
+either wraps its prose within the terminal or, for a table of names and commands, prints each
+row on one line as kubectl does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+
+WideOpt = typer.Option(
+    False, "--wide", "-w", help="Show every column (as kubectl's -o wide); default: what fits 80."
+)
+
+
+_UNBOUNDED = 10_000
+
+
+def table(*headers: str, title: str | None = None) -> Table:
+    """A borderless table, kubectl-like, whose every column wraps rather than truncates.
+
+    Borders cost three columns per column; without them five short columns and an address fit
+    80 columns with room to spare.
+    """
+    t = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for header in headers:
+        t.add_column(header, overflow="fold")
+    return t
+
+
+def print_unwrapped(con: Console, t: Table) -> None:
+    """Print ``t`` one line per row at its natural width, however narrow the terminal.
+
+    kubectl's ``-o wide`` does the same: a line longer than the terminal is the terminal's to
+    wrap (or ``less -S``'s to scroll), and every cell stays one piece that can be copied.
+    """
+    for column in t.columns:
+        column.no_wrap = True
+    natural = Measurement.get(con, con.options.update_width(_UNBOUNDED), t).maximum
+    if natural <= con.width:
+        con.print(t)
+        return
+    Console(
+        file=con.file,
+        width=natural,
+        color_system=con.color_system,  # type: ignore[arg-type]
+        force_terminal=con.is_terminal,
+        highlight=False,
+    ).print(t)
+
+
+def pairs(rows: Iterable[tuple[str, str]]) -> Table:
+    """Two columns without a header, indented: ``name  text`` lines printed below a table."""
+    grid = Table.grid(padding=(0, 3, 0, 0), pad_edge=False)
+    grid.add_column(overflow="fold")
+    grid.add_column(overflow="fold")
+    for left, right in rows:
+        grid.add_row(f"  {left}", right)
+    return grid

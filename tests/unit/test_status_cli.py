@@ -1,0 +1,97 @@
+"""``labctl status`` in-process at 80 columns on fake guests: nothing cut, --wide adds columns."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from labctl import console
+from labctl.cli import app
+from labctl.lab import status as lab_status
+from labctl.lab.status import GuestStatus
+
+TCG_NOTE = "KVM cannot run guests here (present but unusable: kvm_pvm); this guest runs under TCG"
+PARAVIRTUAL = "virtio-blk + virtio-net (paravirtual)"
+
+
+def guest(name: str, engine: str, address: str, **kw: str | None) -> GuestStatus:
+    """A running guest as ``lab_status.status`` reports it."""
+    fields: dict[str, object] = {
+        "state": "running",
+        "accel": "tcg" if engine == "libvirt" else None,
+        "accel_note": None,
+        "devices": PARAVIRTUAL if engine == "libvirt" else "shared host kernel",
+        "connect": f"ssh -i /var/lib/labctl/key root@{address}",
+        "ready_seconds": 12.0,
+        "error": None,
+    }
+    fields.update(kw)
+    return GuestStatus(guest=name, engine=engine, address=address, **fields)  # type: ignore[arg-type]
+
+
+ROWS = [
+    guest("arm-emulated", "libvirt", "192.168.123.10"),
+    guest("kvm-full", "libvirt", "192.168.123.11", accel_note=TCG_NOTE, devices="IDE + e1000"),
+    guest("kvm-virtio", "libvirt", "192.168.123.12", state="stopped", error="domain crashed"),
+    guest("lxc-system", "lxd", "10.236.114.205"),
+    guest("docker-app", "docker", "127.0.0.1", connect="http://127.0.0.1:18080/"),
+    # The widest row a lab file allows: a 24-character name (NAME_RE), an error, a long IPv4.
+    guest("debian-bookworm-web-0001", "lxd", "192.168.123.254", state="running", error="no ssh"),
+]
+
+
+@pytest.fixture
+def status_of(monkeypatch: pytest.MonkeyPatch) -> list[GuestStatus]:
+    """``labctl status`` sees ROWS, printed on an 80-column console."""
+    state = SimpleNamespace(lab="virtualization", instance="student42")
+    monkeypatch.setattr(lab_status, "load", lambda lab, instance: (None, state))
+    monkeypatch.setattr(lab_status, "status", lambda state: ROWS)
+    monkeypatch.setattr(console, "out", Console(width=80, highlight=False))
+    return ROWS
+
+
+def run(*args: str) -> list[str]:
+    result = CliRunner().invoke(app, ["status", *args], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    return result.stdout.splitlines()
+
+
+def test_status_fits_80_columns_with_every_name_and_address_whole(
+    status_of: list[GuestStatus],
+) -> None:
+    lines = run("-i", "student42")
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in "\n".join(lines)
+    for r in status_of:
+        row = next(line for line in lines if line.startswith(r.guest))
+        assert r.address in row and r.engine in row
+        # How to reach it, below the table: one whole command (or URL) a line.
+        hint = r.connect if r.connect.startswith("http") else f"labctl ssh {r.guest} -i student42"
+        assert any(line.split() == [r.guest, *hint.split()] for line in lines), hint
+    assert not any(PARAVIRTUAL in line for line in lines)  # devices are --wide's
+    assert "*kvm-full: KVM cannot run guests here" in "\n".join(lines)
+    assert any("kvm-virtio: domain crashed" in line for line in lines)
+
+
+def test_status_wide_adds_devices_and_connect_one_line_per_guest(
+    status_of: list[GuestStatus],
+) -> None:
+    lines = run("--wide")
+    header = lines[0].split()
+    assert header == ["guest", "engine", "state", "accel", "address", "devices", "connect"]
+    for r in status_of:
+        row = next(line for line in lines if line.startswith(r.guest))
+        hint = r.connect if r.connect.startswith("http") else f"labctl ssh {r.guest}"
+        assert r.address in row and (r.devices or "") in row and hint in row
+    assert "Connect:" not in lines
+
+
+def test_status_json_is_unchanged_by_width(status_of: list[GuestStatus]) -> None:
+    import json
+
+    result = CliRunner().invoke(app, ["status", "--json"], env={"COLUMNS": "80"})
+    assert [g["guest"] for g in json.loads(result.stdout)["guests"]] == [r.guest for r in ROWS]
+    assert set(json.loads(result.stdout)["guests"][0]) == set(GuestStatus.__dataclass_fields__)
