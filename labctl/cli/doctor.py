@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from labctl import console
+from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.host import doctor
 
@@ -18,36 +19,42 @@ _STYLE = {
 }
 
 
-def _table(checks: list[doctor.Check]) -> Table:
-    table = Table(title="labctl doctor")
-    table.add_column("check", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("detail", overflow="fold", ratio=3)
-    table.add_column("what to do", overflow="fold", ratio=2)
+def _table(checks: list[doctor.Check], wide: bool = False) -> Table:
+    """Check, verdict and detail; --wide adds what to do as a fourth column."""
+    table = tables.table("check", "status", "detail", *(["what to do"] if wide else []))
+    table.title = "labctl doctor"
     for c in checks:
         style = _STYLE[c.status]
-        table.add_row(
-            c.name,
-            f"[{style}]{c.status.value}[/{style}]",
-            escape(c.detail),
-            escape(c.hint) if c.hint and c.status is not doctor.Status.OK else "",
-        )
+        cells = [c.name, f"[{style}]{c.status.value}[/{style}]", escape(c.detail)]
+        if wide:
+            cells.append(escape(_hint(c)))
+        table.add_row(*cells)
     return table
+
+
+def _hint(c: doctor.Check) -> str:
+    return c.hint if c.hint and c.status is not doctor.Status.OK else ""
 
 
 @app.command("doctor")
 def doctor_command(
     json_out: bool = typer.Option(False, "--json", help="Print the checks as a JSON list."),
+    wide: bool = tables.WideOpt,
 ) -> None:
     """Check the host: CPU and KVM, QEMU, libvirt, Docker, LXD, Ansible, disk, memory, images.
 
-    Exits 0 when the default lab can run (warnings allowed), 3 when a check failed.
+    Exits 0 when the default lab can run (warnings allowed), 3 when a check failed. What to
+    do about each problem is listed below the table (--wide: in a column of its own).
     """
     checks = doctor.evaluate(doctor.gather())
     if json_out:
         console.print_json([c.as_dict() for c in checks])
     else:
-        console.out.print(_table(checks))
+        console.out.print(_table(checks, wide))
+        todo = [(c.name, escape(_hint(c))) for c in checks if _hint(c)]
+        if todo and not wide:
+            console.out.print("\nWhat to do:")
+            console.out.print(tables.pairs(todo))
         warns = sum(c.status is doctor.Status.WARN for c in checks)
         failed = [c.name for c in checks if not c.passed]
         if failed:

@@ -187,7 +187,64 @@ def test_doctor_command_json_and_exit_code(monkeypatch: pytest.MonkeyPatch, brok
     assert all(set(r) == {"name", "status", "detail", "hint"} for r in rows)
     assert result.exit_code == (ExitCode.HOST if broken else ExitCode.OK)
     table = CliRunner().invoke(app, ["doctor"])
-    assert "what to do" in table.stdout and table.exit_code == result.exit_code
+    assert ("What to do:" in table.stdout) == broken and table.exit_code == result.exit_code
+
+
+def a_troubled_host() -> HostFacts:
+    """The long details a student meets: KVM unusable inside a VM, daemons down, no images."""
+    return replace(
+        healthy(),
+        cpu=probe.CpuInfo("x86_64", 2, (), True),
+        accel=decide("x86_64", {"kvm", "kvm_pvm"}, set(), True, True),
+        qemu=(
+            probe.QemuInfo("x86_64", "/usr/bin/qemu-system-x86_64", "7.2.22"),
+            probe.QemuInfo("aarch64", None, None, "qemu-system-aarch64 not found on PATH"),
+        ),
+        docker=engines.DockerInfo(
+            False,
+            error="Error while fetching server API version: ('Connection aborted.', "
+            "FileNotFoundError(2, 'No such file or directory'))",
+        ),
+        images=probe.ImagesInfo(
+            True,
+            tuple(
+                probe.ImageState(n, "missing")
+                for n in ("vm-amd64", "vm-arm64", "system-rootfs", "lxd-system", "docker-app")
+            ),
+        ),
+    )
+
+
+def test_doctor_reads_in_80_columns_and_wide_adds_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rich.console import Console
+
+    from labctl import console
+
+    monkeypatch.setattr(doctor, "gather", a_troubled_host)
+    monkeypatch.setattr(console, "out", Console(width=80, highlight=False))
+    checks = doctor.evaluate(a_troubled_host())
+    result = CliRunner().invoke(app, ["doctor"], env={"COLUMNS": "80"})
+    lines = result.stdout.splitlines()
+    assert result.exit_code == ExitCode.HOST
+    assert max(len(line) for line in lines) <= 80 and "…" not in result.stdout
+    assert lines[1].split() == ["check", "status", "detail"]
+    words = set(result.stdout.split())
+    for c in checks:
+        # One line starts with the check's whole name and verdict; no word of detail is lost.
+        assert any(line.startswith(f"{c.name} ") and c.status.value in line for line in lines)
+        assert set(c.detail.split()) <= words, c.name
+    todo = lines[lines.index("What to do:") + 1 :]
+    hinted = [c for c in checks if c.hint and c.status is not Status.OK]
+    assert [line.split()[0] for line in todo if not line.startswith("   ")] == [
+        c.name.split()[0] for c in hinted
+    ]
+    assert all(set(c.hint.split()) <= set(" ".join(todo).split()) for c in hinted if c.hint)
+
+    wide = CliRunner().invoke(app, ["doctor", "--wide"], env={"COLUMNS": "80"})
+    assert wide.stdout.splitlines()[1].split() == ["check", "status", "detail", "what", "to", "do"]
+    assert "What to do:" not in wide.stdout
 
 
 def test_can_rw_follows_owner_group_other(tmp_path: Path) -> None:
