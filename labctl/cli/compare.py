@@ -20,7 +20,11 @@ def compare(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     html: Path | None = typer.Option(
-        None, "--html", help="Also write a self-contained HTML report with charts to PATH."
+        None,
+        "--html",
+        metavar="PATH",
+        help="Write the self-contained HTML report with charts to PATH "
+        "(default: beside the saved results, same name, .html).",
     ),
     restart_guests: bool = typer.Option(
         False,
@@ -47,12 +51,14 @@ def compare(
         restart_guests=restart_guests,
         report=progress,
     )
-    if html is not None:
-        html.write_text(report_html.render(report))
+    html = html or path.with_suffix(".html")
+    html.write_text(report_html.render(report))
     if json_out:
         sys.stdout.write(report.to_json() + "\n")
     else:
         console.out.print(report_term.render(report))
-        console.err.print(f"Saved: {path}" + (f"; HTML report: {html}" if html else ""))
+        # One path a line, never broken by rich: a student copies it into a browser.
+        console.err.print(f"Saved: {path}", soft_wrap=True)
+        console.err.print(f"HTML report: {html}", soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)

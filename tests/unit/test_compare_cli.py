@@ -58,3 +58,26 @@ def test_replaced_base_images_of_a_running_qemu_are_found(tmp_path: Path) -> Non
     assert replaced_images(123, proc=tmp_path) == [
         "/var/cache/labctl/images/.vm-amd64.old-9/disk.qcow2"
     ]
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_compare_writes_its_html_beside_the_results_unless_told_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: bool
+) -> None:
+    from labctl.compare import runner as compare_runner
+
+    saved = tmp_path / "compare" / "20260101T000000+0000.json"
+    saved.parent.mkdir()
+    done = report([fig("cpu", "host", [1.0, 1.0, 1.0])])
+    monkeypatch.setattr(compare_runner, "run", lambda *a, **kw: (done, saved))
+    chosen = tmp_path / "elsewhere" / "mine.html"
+    chosen.parent.mkdir()
+    args = ["compare", "--quick", *(["--html", str(chosen)] if given else [])]
+    result = runner.invoke(app, args, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    html = chosen if given else saved.with_suffix(".html")
+    assert html.read_text().startswith("<!DOCTYPE html>")
+    assert not (saved.with_suffix(".html").exists() and given)
+    # Each path whole on its own line, however long, so it can be pasted into a browser.
+    assert f"HTML report: {html}" in result.stderr.splitlines()
+    assert f"Saved: {saved}" in result.stderr.splitlines()
