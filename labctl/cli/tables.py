@@ -18,7 +18,10 @@ from rich.measure import Measurement
 from rich.table import Table
 
 WideOpt = typer.Option(
-    False, "--wide", "-w", help="Show every column (as kubectl's -o wide); default: what fits 80."
+    False,
+    "--wide",
+    "-w",
+    help="Show every column (as kubectl's -o wide); default: what fits 80 columns.",
 )
 
 
