@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from labctl.errors import SpecError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGES_DIR = REPO_ROOT / "images"
 PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
@@ -19,3 +21,17 @@ def cache_dir() -> Path:
 def state_dir() -> Path:
     """Lab state (state, keys, disks, logs); ``LABCTL_STATE`` overrides ``/var/lib/labctl``."""
     return Path(os.environ.get("LABCTL_STATE", "/var/lib/labctl"))
+
+
+def within(base: Path, name: str) -> Path:
+    """``base / name``, refused unless ``name`` is one plain path component inside ``base``.
+
+    Every path built from user input (lab, instance, student) goes through here, so a value
+    like ``../../etc`` can never make labctl read, write or remove outside its directories.
+    """
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise SpecError(
+            f"{name!r} cannot name a file or directory inside {base}",
+            "use only lowercase letters, digits and dashes in lab, instance and student names",
+        )
+    return base / name
