@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from labctl.errors import LabctlError, SpecError
 from labctl.exercises.model import Exercise
 from labctl.lab.state import InstanceDir
+from labctl.paths import within
 
 STUDENT_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 
@@ -150,7 +151,7 @@ class ProgressStore:
         self.instance = instance
         self.student = check_student(student)
         self.dir = InstanceDir(lab, instance, root).path / "progress"
-        self.path = self.dir / f"{student}.json"
+        self.path = within(self.dir, f"{student}.json")
 
     def load(self) -> Progress:
         """The saved progress, or an empty one."""
