@@ -1,9 +1,24 @@
-"""Every image recipe labctl knows, by name."""
+"""Every image recipe labctl knows, by name, and which of them a guest can run."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
 from labctl.images.cache import ImageStore
 from labctl.images.recipe import Recipe
+
+Kind = Literal["vm", "lxd", "docker"]
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    """An image a guest can run: its kind, and for a VM its CPU architecture."""
+
+    name: str
+    kind: Kind
+    arch: str | None = None  # libvirt's name (x86_64, aarch64); VMs only
 
 
 def all_recipes() -> list[Recipe]:
@@ -11,6 +26,28 @@ def all_recipes() -> list[Recipe]:
     from labctl.images import containers, vm
 
     return [*vm.recipes(), *containers.recipes()]
+
+
+@cache
+def guest_images() -> dict[str, GuestImage]:
+    """The images a lab file may name, from the recipes alone (no cache, no engine).
+
+    ``system-rootfs`` and ``docker-base`` are only steps of other builds: no guest runs them.
+    """
+    from labctl.images import containers, vm
+
+    kinds: dict[type[Recipe], Kind] = {
+        vm.VmImage: "vm",
+        containers.LxdSystem: "lxd",
+        containers.DockerApp: "docker",
+    }
+    images = {}
+    for recipe in all_recipes():
+        kind = kinds.get(type(recipe))
+        if kind is not None:
+            arch = recipe.arch.qemu if isinstance(recipe, vm.VmImage) else None
+            images[recipe.name] = GuestImage(recipe.name, kind, arch)
+    return images
 
 
 def store() -> ImageStore:

@@ -12,7 +12,12 @@ import re
 from labctl.errors import SpecError
 
 PREFIX = "labctl"
+NAME_RE = r"^[a-z][a-z0-9-]{0,23}$"  # lab and guest names
 INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
+MAX_INSTANCE = 16
+#: LXD instance names must be hostnames (one DNS label); libvirt and Docker take longer
+#: names, but one limit for every engine lets a guest change engine without a new name.
+MAX_RESOURCE = 63
 DEFAULT_INSTANCE = "main"
 DEFAULT_LAB = "virtualization"  # the lab under labs/ that commands use when none is named
 
@@ -25,6 +30,22 @@ def check_instance(instance: str) -> str:
             "use 1-16 lowercase letters, digits and dashes, e.g. --instance alumno07",
         )
     return instance
+
+
+def check_lab_name(name: str) -> str:
+    """Validate a lab name given on the command line (it names a state directory)."""
+    if not re.match(NAME_RE, name):
+        raise SpecError(
+            f"lab name {name!r} is not valid",
+            "give the lab's name (1-24 lowercase letters, digits and dashes, starting with a "
+            "letter), e.g. --lab virtualization",
+        )
+    return name
+
+
+def longest_resource(lab: str, guest: str) -> str:
+    """The longest engine-side name ``guest`` can get: with the longest instance name."""
+    return resource(lab, "x" * MAX_INSTANCE, guest)
 
 
 def resource(lab: str, instance: str, guest: str) -> str:

@@ -5,14 +5,24 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from labctl.lab import naming
+from labctl.lab.naming import NAME_RE
 from labctl.spec import yamlpos
 from labctl.spec.validate import validate
 
-NAME_RE = r"^[a-z][a-z0-9-]{0,23}$"
+#: An absolute URL path: no scheme, no authority (``//host``, ``@host``), nothing to unquote.
+HTTP_PATH_RE = re.compile(r"/(?!/)[!-~]{0,255}")
 
 Accel = Literal["kvm", "tcg", "auto"]
 Technique = Literal[
@@ -29,13 +39,34 @@ class Strict(BaseModel):
 class GuestBase(Strict):
     """Fields every guest has."""
 
+    #: the kind of image (see labctl.images.registry) a guest of this engine runs
+    image_kind: ClassVar[str] = ""
+
     technique: Technique = Field(description="The kind of virtualization this guest shows.")
     description: str = Field("", description="One line shown by `labctl status`.")
     image: str = Field(description="Image name from `labctl images list`.")
 
+    @field_validator("image")
+    @classmethod
+    def _known_image(cls, image: str) -> str:
+        from labctl.images.registry import guest_images
+
+        known = guest_images()
+        fits = sorted(n for n, i in known.items() if i.kind == cls.image_kind)
+        if image not in known:
+            raise ValueError(f"no image {image!r}; images for this engine: {', '.join(fits)}")
+        if known[image].kind != cls.image_kind:
+            raise ValueError(
+                f"{image!r} is a {known[image].kind} image, not a {cls.image_kind} image; "
+                f"images for this engine: {', '.join(fits)}"
+            )
+        return image
+
 
 class LibvirtGuest(GuestBase):
     """A virtual machine run by libvirt/QEMU, booted from its image's kernel and initramfs."""
+
+    image_kind: ClassVar[str] = "vm"
 
     engine: Literal["libvirt"]
     arch: Literal["x86_64", "aarch64"] = Field("x86_64", description="Guest CPU architecture.")
@@ -59,6 +90,15 @@ class LibvirtGuest(GuestBase):
             raise ValueError("accel: kvm cannot run an aarch64 guest on an x86_64 host; use tcg")
         return self
 
+    @model_validator(mode="after")
+    def _image_fits_arch(self) -> LibvirtGuest:
+        from labctl.images.registry import guest_images
+
+        image_arch = guest_images()[self.image].arch
+        if image_arch != self.arch:
+            raise ValueError(f"image {self.image} is for {image_arch} guests, arch is {self.arch}")
+        return self
+
     @property
     def paravirtual(self) -> bool:
         """True if any device is virtio."""
@@ -68,12 +108,16 @@ class LibvirtGuest(GuestBase):
 class LxdGuest(GuestBase):
     """A system container (its own init) run by LXD or Incus, reached over SSH."""
 
+    image_kind: ClassVar[str] = "lxd"
+
     engine: Literal["lxd"]
     memory: int = Field(256, ge=64, le=8192, description="Memory limit in MiB.")
 
 
 class DockerGuest(GuestBase):
     """An application container run by Docker, with one published port."""
+
+    image_kind: ClassVar[str] = "docker"
 
     engine: Literal["docker"]
     port: int = Field(8080, ge=1, le=65535, description="Port the app listens on in the container.")
@@ -84,7 +128,23 @@ class DockerGuest(GuestBase):
         description="Port published on 127.0.0.1; empty: a free port chosen at `up`.",
     )
     memory: int = Field(128, ge=16, le=8192, description="Memory limit in MiB.")
-    http_path: str = Field("/", description="Path that must answer HTTP 200 when the app is ready.")
+    http_path: str = Field(
+        "/",
+        description="Absolute path (e.g. /health) that must answer HTTP 200 on the published "
+        "port when the app is ready.",
+    )
+
+    @field_validator("http_path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        # Pasted after http://127.0.0.1:PORT by a probe run as root: "@host/" or "//host"
+        # would send it elsewhere.
+        if not HTTP_PATH_RE.fullmatch(value) or "@" in value or "\\" in value:
+            raise ValueError(
+                "http_path must be an absolute path such as /health: starting with one /, "
+                "printable ASCII without spaces, @ or backslashes"
+            )
+        return value
 
 
 Guest = Annotated[LibvirtGuest | LxdGuest | DockerGuest, Field(discriminator="engine")]
@@ -123,11 +183,32 @@ class Lab(Strict):
 
     @field_validator("guests")
     @classmethod
-    def _guest_names(cls, guests: dict[str, Guest]) -> dict[str, Guest]:
+    def _guest_names(cls, guests: dict[str, Guest], info: ValidationInfo) -> dict[str, Guest]:
         for name in guests:
             if not re.match(NAME_RE, name):
                 raise ValueError(f"guest name {name!r} must match {NAME_RE}")
+        lab = info.data.get("name")  # absent when the name itself is invalid
+        for name in guests:
+            longest = naming.longest_resource(lab, name) if lab else ""
+            if len(longest) > naming.MAX_RESOURCE:
+                raise ValueError(
+                    f"guest {name!r}: with a {naming.MAX_INSTANCE}-character instance its "
+                    f"engine name is {len(longest)} characters ({longest}), engines take "
+                    f"{naming.MAX_RESOURCE}; shorten the lab or the guest name"
+                )
         return guests
+
+    @model_validator(mode="after")
+    def _host_ports_differ(self) -> Lab:
+        taken: dict[int, str] = {}
+        for name, guest in self.guests.items():
+            if isinstance(guest, DockerGuest) and guest.host_port is not None:
+                other = taken.setdefault(guest.host_port, name)
+                if other != name:
+                    raise ValueError(
+                        f"guests {other} and {name} both ask for host_port {guest.host_port}"
+                    )
+        return self
 
 
 def load_lab(path: Path) -> Lab:

@@ -19,7 +19,8 @@ class Probe:
 
 
 def guest(**kw: object) -> LibvirtGuest:
-    return LibvirtGuest(engine="libvirt", technique="full-virtualization", image="vm", **kw)  # type: ignore[arg-type]
+    image = "vm-arm64" if kw.get("arch") == "aarch64" else "vm-amd64"
+    return LibvirtGuest(engine="libvirt", technique="full-virtualization", image=image, **kw)  # type: ignore[arg-type]
 
 
 def test_kvm_when_usable() -> None:
