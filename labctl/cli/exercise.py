@@ -18,7 +18,7 @@ from labctl.exercises import runner, template
 from labctl.exercises.i18n import Lang, detect, tr
 from labctl.exercises.model import Exercise, json_schema
 from labctl.exercises.progress import ProgressStore, check_student, current_step, now, score
-from labctl.lab.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance
+from labctl.lab.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance, check_lab_name
 
 exercise_app = typer.Typer(
     help="Guided exercises: instructions, checks against the real guests, hints, progress.",
@@ -54,6 +54,8 @@ class _Ctx:
 
 
 def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx:
+    if not Path(lab).exists():  # not a lab file or directory: then a lab's name
+        check_lab_name(lab)
     check_instance(instance)
     who = check_student(student or os.environ.get("LABCTL_STUDENT") or instance)
     ws = runner.open_workspace(lab, instance)

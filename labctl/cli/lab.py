@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -17,7 +18,13 @@ from labctl.cli.app import app
 from labctl.errors import SpecError
 from labctl.lab import lifecycle
 from labctl.lab import status as lab_status
-from labctl.lab.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance
+from labctl.lab.naming import (
+    DEFAULT_INSTANCE,
+    DEFAULT_LAB,
+    NAME_RE,
+    check_instance,
+    check_lab_name,
+)
 from labctl.lab.plan import READY_TIMEOUT_ENV, READY_TIMEOUT_RANGE
 from labctl.paths import LABS_DIR
 from labctl.spec.model import Lab, json_schema, load_lab
@@ -34,7 +41,7 @@ LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name.")
 def resolve_lab(ref: str) -> tuple[Lab, Path]:
     """A lab by path (file or directory) or by name under ``labs/``."""
     path = Path(ref)
-    if not path.exists():
+    if not path.exists() and re.match(NAME_RE, ref):  # only a name is looked up in labs/
         path = LABS_DIR / ref
     if not path.exists():
         known = ", ".join(sorted(p.name for p in LABS_DIR.iterdir() if (p / "lab.yaml").is_file()))
@@ -172,7 +179,7 @@ def status(
 
     --wide adds the device models and puts the way to connect in the table.
     """
-    _inst, state = lab_status.load(lab, check_instance(instance))
+    _inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
     rows = lab_status.status(state)
     if json_out:
         console.print_json({"lab": state.lab, "instance": state.instance, "guests": rows})
@@ -185,7 +192,7 @@ def ssh(guest: str, lab: str = LabOpt, instance: str = InstanceOpt) -> None:
     """Open a shell in GUEST (SSH for VMs and the system container, docker exec for the app)."""
     from labctl import backends
 
-    inst, state = lab_status.load(lab, check_instance(instance))
+    inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
     rec = lab_status.record(state, guest)
     from labctl.keys import KeyPair
 
@@ -207,7 +214,7 @@ def exec_(
     from labctl import backends
     from labctl.keys import KeyPair
 
-    inst, state = lab_status.load(lab, check_instance(instance))
+    inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
     rec = lab_status.record(state, guest)
     line = command[0] if len(command) == 1 else shlex.join(command)
     result = backends.get(rec.engine).exec(rec, KeyPair(inst.key), line, silence=None)
@@ -236,7 +243,7 @@ def down(
         if not json_out:
             console.err.print(f"▸ {step} {guest} {detail}".rstrip())
 
-    removed = lifecycle.down(lab, check_instance(instance), report=report)
+    removed = lifecycle.down(check_lab_name(lab), check_instance(instance), report=report)
     if not keep_images:
         from labctl.images.registry import store
 
