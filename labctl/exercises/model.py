@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from labctl.errors import SpecError
 from labctl.exercises import template
+from labctl.exercises.facts import FactName
 from labctl.exercises.i18n import Lang
 from labctl.spec import yamlpos
 from labctl.spec.model import Technique
@@ -142,10 +143,21 @@ class HttpCheck(CheckBase):
 
 
 class Measure(Strict):
-    """A command whose output (its last line) is a value the lab measures itself."""
+    """A value the lab measures itself: a command's last line, or a named fact."""
 
     target: str = Field(description="Guest name, or `host`.")
-    run: str = Field(min_length=1, description="Shell command printing the value.")
+    run: str | None = Field(None, min_length=1, description="Shell command printing the value.")
+    fact: FactName | None = Field(
+        None,
+        description="A fact labctl decides itself instead of a command (apt-mirror: si if "
+        "apt-get update really reached the mirror, else no).",
+    )
+
+    @model_validator(mode="after")
+    def _run_or_fact(self) -> Measure:
+        if (self.run is None) == (self.fact is None):
+            raise ValueError("give exactly one of run and fact")
+        return self
 
 
 class Truth(Measure):

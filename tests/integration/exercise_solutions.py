@@ -10,6 +10,7 @@ checks' truth commands. ``CLEANUP`` removes what a solution left outside the lab
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from labctl.cli import app
-from labctl.exercises import runner
+from labctl.exercises import facts, runner
 from labctl.exercises.model import Exercise
 
 cli = CliRunner()
@@ -250,10 +251,19 @@ def lxc_usuario_cleanup(s: Student) -> None:
         path.unlink(missing_ok=True)
 
 
+def apt_reaches_mirror(s: Student) -> bool:
+    """What the hint teaches: run apt-get update and read its output, not its exit code.
+
+    The decision is the lab's own (:func:`labctl.exercises.facts.apt_reached_mirror`), so
+    the scripted student and the lab cannot disagree about this machine's network.
+    """
+    apt = runner.Targets(s.ws)("lxc-system")("LC_ALL=C timeout 60 apt-get update")
+    return apt.rc == 0 and facts.apt_reached_mirror(apt.stdout + "\n" + apt.stderr)
+
+
 def lxc_servicio(s: Student) -> None:
     port, token = s.p("port"), s.p("token")
-    apt = runner.Targets(s.ws)("lxc-system")("timeout 60 apt-get update")
-    s.answer("mirror", "si" if apt.succeeded and "Err:" not in apt.stdout else "no")
+    s.answer("mirror", "si" if apt_reaches_mirror(s) else "no")
     unit = (
         "[Unit]\nDescription=Mi web\n\n[Service]\n"
         f"ExecStart=/usr/bin/python3 -m http.server {port} --directory /srv/miweb\n\n"
@@ -376,16 +386,33 @@ def _host_cpu_model(_s: Student) -> str:
     return found.group(1) if found else "Intel(R) Xeon(R) CPU"
 
 
+def _not_on_this_host(candidates: tuple[str, ...], real: str | set[str]) -> str:
+    """The first candidate that is wrong on this host (test data must not depend on it)."""
+    taken = {real} if isinstance(real, str) else real
+    return next(c for c in candidates if c not in taken)
+
+
+def _other_host_arch(_s: Student) -> str:
+    return _not_on_this_host(("aarch64", "x86_64"), os.uname().machine)
+
+
+def _kvm_module_not_loaded(_s: Student) -> str:
+    return _not_on_this_host(("kvm_amd", "kvm_intel"), set(os.listdir("/sys/module")))
+
+
+def _other_kernel(_s: Student) -> str:
+    return _not_on_this_host(("6.1.0-25-amd64", "5.10.0-30-amd64"), os.uname().release)
+
+
 def _apt_opposite(s: Student) -> str:
-    apt = runner.Targets(s.ws)("lxc-system")("timeout 60 apt-get update")
-    return _opposite_yes_no(apt.succeeded and "Err:" not in apt.stdout)
+    return _opposite_yes_no(apt_reaches_mirror(s))
 
 
 #: A wrong answer to every answer step: mostly the misconception the step is about (the PID
 #: a container process has inside, "no slowdown", the host's CPU model...).
 WRONG: dict[tuple[str, str], str | Callable[[Student], str]] = {
     ("emu-arquitecturas", "invitado"): "x86_64",
-    ("emu-arquitecturas", "anfitrion"): "aarch64",
+    ("emu-arquitecturas", "anfitrion"): _other_host_arch,
     ("emu-arquitecturas", "modelo"): "cortex-a72",
     ("emu-binario", "ejecuta"): _binary_runs_here,
     ("emu-rendimiento", "invitado"): "60",
@@ -396,7 +423,7 @@ WRONG: dict[tuple[str, str], str | Callable[[Student], str]] = {
     ("full-dispositivos", "red"): "virtio_net",
     ("full-dispositivos", "disco"): "virtio",
     ("full-soporte", "flags"): _host_has_vmx,
-    ("full-soporte", "modulo"): "kvm_amd",
+    ("full-soporte", "modulo"): _kvm_module_not_loaded,
     ("full-soporte", "acelerador"): _other_accel,
     ("full-soporte", "explica"): "c",
     ("full-invitado", "cpu"): _host_cpu_model,
@@ -410,7 +437,7 @@ WRONG: dict[tuple[str, str], str | Callable[[Student], str]] = {
     ("pv-interfaz", "funciones"): "64",
     ("pv-interfaz", "colas"): "eth0",
     ("lxc-servicio", "mirror"): _apt_opposite,
-    ("lxc-nucleo", "nucleo"): "6.1.0-25-amd64",
+    ("lxc-nucleo", "nucleo"): _other_kernel,
     ("lxc-nucleo", "init"): "sshd",
     ("lxc-nucleo", "desde-fuera"): "1",
     ("lxc-averia", "diagnostico"): "127",

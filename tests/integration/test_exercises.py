@@ -11,20 +11,31 @@ from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from labctl.cli import app
 from labctl.exercises import runner
 from labctl.exercises.model import load_exercises
 from labctl.exercises.progress import ProgressStore
+from labctl.images.debian import DEFAULT_MIRROR
 from tests.integration.conftest import LAB_DIR, RunningLab
-from tests.integration.exercise_solutions import CLEANUP, SOLUTIONS, WRONG, Student, wrong_answer
+from tests.integration.exercise_solutions import (
+    CLEANUP,
+    SOLUTIONS,
+    WRONG,
+    Student,
+    apt_reaches_mirror,
+    wrong_answer,
+)
 
 # pylxd's exec websockets (ws4py) may end their manager thread on a closed epoll object at
 # garbage collection; it is the library's teardown, after every result was received.
@@ -119,6 +130,63 @@ def test_untouched_fails_solution_passes_wrong_answers_fail(
         f"\n{exercise_id}: {len(before)} checks failed untouched, {len(after)} passed solved, "
         f"{len(answer_steps)} wrong answers failed"
     )
+
+
+APT_CACHE_PORT = 3142  # playbooks/vars/host.yml: labctl_apt_cache_port
+PROXY_CONF = "/etc/apt/apt.conf.d/00labctl-test-proxy"
+
+
+def _host_cache_reaches_mirror() -> bool:
+    """Whether the host's apt cache can fetch the mirror's Release file (loopback only)."""
+    url = f"{DEFAULT_MIRROR}/dists/bookworm/InRelease"
+    proxies = {"http": f"http://127.0.0.1:{APT_CACHE_PORT}"}
+    try:
+        return requests.get(url, proxies=proxies, timeout=60).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@contextmanager
+def _network(run: Callable[[str], object], gateway: str, how: str) -> Iterator[str | None]:
+    """lxc-system with its route to the world cut, or with apt sent through the host's cache.
+
+    Yields the answer the mirror step must have, when this test can know it. The container
+    gets its route and its apt configuration back afterwards.
+    """
+    try:
+        if how == "cut":
+            run(f"rm -f {PROXY_CONF} && ip route del default")
+            yield "no"
+        else:
+            proxy = f'Acquire::http::Proxy "http://{gateway}:{APT_CACHE_PORT}";'
+            run(f"echo {shlex.quote(proxy)} > {PROXY_CONF}")
+            yield "si" if _host_cache_reaches_mirror() else None
+    finally:
+        run(f"rm -f {PROXY_CONF}; ip route replace default via {gateway} dev eth0")
+
+
+@pytest.mark.parametrize("how", ["cut", "apt-cache"])
+def test_mirror_step_agrees_with_the_lab_whatever_the_network(
+    running_lab: RunningLab, student: MakeStudent, how: str
+) -> None:
+    """The lab and a careful student decide "does apt reach the mirror?" the same way.
+
+    Both networks are produced for real: the container's default route removed (nothing is
+    reachable), and apt pointed at the apt cache that host setup runs on LXD's bridge.
+    """
+    s = student("lxc-servicio")
+    run = runner.Targets(s.ws)("lxc-system")
+    route = run("ip -4 route show default").stdout.split()
+    assert route[:2] == ["default", "via"], route
+    with _network(run, route[2], how) as expected:
+        reaches = "si" if apt_reaches_mirror(s) else "no"
+        s.answer("mirror", reaches)
+        code, report = _check_json(s, "--step", "mirror")
+    result = _results(report)[0]
+    assert result["status"] == "passed", _table(_results(report))
+    if expected is not None:
+        assert reaches == expected
+    print(f"\nmirror step, network {how}: apt reaches the mirror: {reaches}")
 
 
 def test_progress_is_kept_beside_the_lab_with_score_and_time(

@@ -85,7 +85,7 @@ def test_every_shipped_answer_check_measures_its_truth_in_the_lab() -> None:
         for step in exercise.steps:
             check = step.answer_check
             if check is not None:
-                assert check.truth.run.strip()
+                assert check.truth.fact or (check.truth.run or "").strip()
                 assert check.truth.target in {*exercise.guests, HOST}
 
 
