@@ -31,7 +31,7 @@ from labctl.command import CommandResult
 from labctl.errors import EngineError, ReadyTimeout
 from labctl.images.vm import READY_MARKER
 from labctl.keys import KeyPair
-from labctl.lab import naming, subnets
+from labctl.lab import naming, netguard, subnets
 from labctl.lab.reservations import Reservations
 from labctl.lab.state import GuestRecord, LabState
 from labctl.private import make_private
@@ -244,6 +244,7 @@ class LibvirtBackend(Backend):
         try:
             # The image prints a marker once sshd listens; only then is a login worth trying.
             _wait_for_marker(console, READY_MARKER, deadline)
+            self._guard(plan.resource, plan.address, plan.name)
             wait_for_login(target, deadline, command="uname -m", poll=0.5)
         except ReadyTimeout as exc:
             raise ReadyTimeout(
@@ -252,6 +253,24 @@ class LibvirtBackend(Backend):
                 "look at the console log; raise ready_timeout in the lab file on a slow host",
             ) from exc
         return Ready(plan.address, 22, " ".join(target.argv))
+
+    def _guard(self, resource: str, address: str, guest: str) -> None:
+        """Refuse to contact ``address`` unless it lies behind the domain's own bridge, up."""
+        with connection() as conn:
+            dom = _lookup(conn, resource)
+            bridges = set()
+            if dom is not None:
+                for source in ET.fromstring(_xml(dom, resource)).findall(
+                    "devices/interface/source"
+                ):
+                    net = (
+                        _network(conn, source.get("network", "")) if source.get("network") else None
+                    )
+                    if net is not None:
+                        bridges.add(net.bridgeName())
+                    elif source.get("bridge"):
+                        bridges.add(str(source.get("bridge")))
+        netguard.require_lab_bridge(address, bridges, guest)
 
     def state(self, resource: str) -> EngineState:
         with connection() as conn:
@@ -300,6 +319,7 @@ class LibvirtBackend(Backend):
         self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0
     ) -> CommandResult:
         assert record.address
+        self._guard(record.resource, record.address, record.name)
         target = SshTarget(record.address, record.port or 22, "root", key.private)
         try:
             return ssh_run(target, command, timeout=silence)
@@ -320,6 +340,7 @@ class LibvirtBackend(Backend):
 
     def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
         assert record.address
+        self._guard(record.resource, record.address, record.name)
         return SshTarget(record.address, record.port or 22, "root", key.private).argv
 
     def list_guests(self, lab: str, instance: str) -> list[str]:

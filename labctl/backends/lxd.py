@@ -11,6 +11,7 @@ from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
 from labctl.command import CommandResult
 from labctl.errors import EngineError, NotFoundError, ReadyTimeout
 from labctl.keys import KeyPair
+from labctl.lab import netguard
 from labctl.lab.state import GuestRecord
 from labctl.lxd_client import connect, engine_errors
 from labctl.spec.model import LxdGuest
@@ -106,9 +107,21 @@ class LxdBackend(Backend):
                 )
             cancel.check()
             time.sleep(0.3)
+        self._guard(plan.resource, address, plan.name)
         target = SshTarget(address, 22, "root", plan.key.private)
         wait_for_login(target, deadline, command="true", poll=0.3)
         return Ready(address, 22, " ".join(target.argv))
+
+    def _guard(self, resource: str, address: str, guest: str) -> None:
+        """Refuse to contact ``address`` unless it lies behind the container's own bridge."""
+        with engine_errors(f"read the network devices of {resource}"):
+            devices = self._must_get(resource).expanded_devices or {}
+        bridges = {
+            str(d.get("network") or d.get("parent"))
+            for d in devices.values()
+            if d.get("type") == "nic" and (d.get("network") or d.get("parent"))
+        }
+        netguard.require_lab_bridge(address, bridges, guest)
 
     def state(self, resource: str) -> EngineState:
         instance = self._get(resource)
@@ -136,6 +149,7 @@ class LxdBackend(Backend):
 
     def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
         assert record.address
+        self._guard(record.resource, record.address, record.name)
         return SshTarget(record.address, 22, "root", key.private).argv
 
     def list_guests(self, lab: str, instance: str) -> list[str]:

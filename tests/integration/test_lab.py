@@ -178,3 +178,26 @@ def test_down_removes_everything_up_created(running_lab: RunningLab) -> None:
     assert inventory(running_lab.lab.name, running_lab.instance).empty
     assert not running_lab.inst.run.exists()
     print(f"\ndown: {seconds:.1f} s")
+
+
+@pytest.mark.parametrize("guest", ["kvm-virtio", "lxc-system"])
+def test_labctl_contacts_a_guest_only_behind_its_own_bridge(
+    running_lab: RunningLab, guest: str
+) -> None:
+    """A guest whose recorded address is not behind its own bridge is refused, nothing sent.
+
+    198.51.100.7 (TEST-NET-2) routes by this host's default route; the guard asks the
+    kernel (`ip route get`, which sends nothing) and refuses before any connection.
+    """
+    from dataclasses import replace
+
+    from labctl.lab.netguard import NotOurNetwork
+
+    rec = running_lab.state.guests[guest]
+    backend = backends.get(rec.engine)
+    key = KeyPair(running_lab.inst.key)
+    assert backend.shell_argv(rec, key)  # its own address, behind its own bridge: fine
+    with pytest.raises(NotOurNetwork) as info:
+        backend.shell_argv(replace(rec, address="198.51.100.7"), key)
+    assert "will not contact 198.51.100.7" in info.value.message
+    assert info.value.code == 4
