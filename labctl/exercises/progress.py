@@ -1,12 +1,12 @@
 """What each student has done, per lab instance: kept beside the lab, not in ``run/``.
 
 ``<state>/<lab>-<instance>/progress/<student>.json``: ``labctl down`` removes ``run/`` only,
-so progress survives down and up. Every change is made under a lock and written atomically.
+so progress survives down and up. Every change is made under a lock and written atomically,
+readable by root only (students' answers are not for other users of the host).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +21,7 @@ from labctl.errors import LabctlError, SpecError
 from labctl.exercises.model import Exercise
 from labctl.lab.state import InstanceDir
 from labctl.paths import within
+from labctl.private import private_dir, write_private
 
 STUDENT_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 
@@ -150,7 +151,8 @@ class ProgressStore:
         self.lab = lab
         self.instance = instance
         self.student = check_student(student)
-        self.dir = InstanceDir(lab, instance, root).path / "progress"
+        self.instance_dir = InstanceDir(lab, instance, root).path
+        self.dir = self.instance_dir / "progress"
         self.path = within(self.dir, f"{student}.json")
 
     def load(self) -> Progress:
@@ -165,17 +167,19 @@ class ProgressStore:
                 "fix or remove it (progress starts again from zero)",
             ) from exc
 
+    def _make_dirs(self) -> None:
+        private_dir(self.instance_dir)
+        private_dir(self.dir)
+
     def save(self, progress: Progress) -> None:
-        """Write atomically (temporary file, then rename)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.student}.{os.getpid()}.tmp")
-        tmp.write_text(progress.model_dump_json(indent=2) + "\n")
-        os.replace(tmp, self.path)
+        """Write atomically (temporary file, then rename), readable by root only."""
+        self._make_dirs()
+        write_private(self.path, progress.model_dump_json(indent=2) + "\n")
 
     @contextmanager
     def update(self) -> Iterator[Progress]:
         """Load, let the caller change it, save: all under the student's lock."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self._make_dirs()
         lock = FileLock(str(self.dir / f".{self.student}.lock"))
         try:
             lock.acquire(timeout=30)
