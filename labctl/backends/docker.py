@@ -130,7 +130,9 @@ class DockerBackend(Backend):
         if bound is not None:  # the container exists: its port is the port
             book.claim_port(plan.lab, plan.instance, use, bound)
             return replace(record, host_port=bound)
-        port = book.port(plan.lab, plan.instance, use, preferred=record.host_port)
+        # A record from before host_port existed still knows the port it answered on.
+        preferred = record.host_port or record.port
+        port = book.port(plan.lab, plan.instance, use, preferred=preferred)
         return replace(record, host_port=port)
 
     def create(self, plan: GuestPlan) -> GuestRecord:

@@ -118,12 +118,11 @@ def up(
         report("", "preflight", ", ".join(engines))
         for backend in engines.values():
             backend.preflight()
-        fresh = None  # guests to check memory and ports for: a lab already up holds its own
-        if previous is None:
+        if previous is None:  # new, or its state file was lost: the engines know what exists
             held = _held(lab, instance, engines)
             if held:
                 report("", "adopt", f"no state file: rebuilding it from {', '.join(held)}")
-            fresh = [n for n in lab.guests if n not in held]
+            fresh = [n for n in lab.guests if n not in held]  # held ones have memory and ports
             plan.check_memory(lab, plan.available_memory_mib(), only=fresh)
             plan.check_ports(lab, only=fresh)
         state = previous or LabState(lab.name, instance, str(spec_path.resolve()))
