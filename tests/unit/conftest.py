@@ -1,0 +1,15 @@
+"""Unit tests never touch the host's firewall: isolation's nft is a fake here."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.fake_nft import FakeNft
+
+
+@pytest.fixture(autouse=True)
+def fake_nft(monkeypatch: pytest.MonkeyPatch) -> FakeNft:
+    """The nft every unit test's lifecycle talks to."""
+    fake = FakeNft()
+    monkeypatch.setattr("labctl.lab.isolation._nft", fake)
+    return fake
