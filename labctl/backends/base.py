@@ -104,6 +104,10 @@ class Backend(ABC):
     def cleanup(self, state: LabState) -> None:  # noqa: B027 - optional hook
         """Remove the lab's shared engine objects created by :meth:`prepare`."""
 
+    def bridges(self, state: LabState) -> list[str]:
+        """Linux bridges of the instance's networks that exist now (see lab/isolation.py)."""
+        return []
+
     @abstractmethod
     def exec(
         self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0

@@ -115,6 +115,15 @@ class DockerBackend(Backend):
         except NotFoundError:
             pass
 
+    def bridges(self, state: LabState) -> list[str]:
+        name = naming.network(state.lab, state.instance)
+        with engine_errors(f"look up network {name}"):
+            net = self._network(name)
+        if net is None:
+            return []
+        options = net.attrs.get("Options") or {}
+        return [options.get("com.docker.network.bridge.name") or f"br-{net.id[:12]}"]
+
     def identify(self, plan: GuestPlan, record: GuestRecord, book: Reservations) -> GuestRecord:
         guest = plan.spec
         assert isinstance(guest, DockerGuest)

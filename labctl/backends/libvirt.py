@@ -152,6 +152,14 @@ class LibvirtBackend(Backend):
             except libvirt.libvirtError as exc:
                 raise _err(f"remove network {name}", exc) from exc
 
+    def bridges(self, state: LabState) -> list[str]:
+        with connection() as conn:
+            net = _network(conn, naming.network(state.lab, state.instance))
+            try:
+                return [net.bridgeName()] if net is not None and net.isActive() else []
+            except libvirt.libvirtError as exc:
+                raise _err("read the bridge of the lab network", exc) from exc
+
     # -- guests ----------------------------------------------------------------------
 
     def identify(self, plan: GuestPlan, record: GuestRecord, book: Reservations) -> GuestRecord:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
+from dataclasses import replace
 
 import pylxd
 
@@ -11,15 +13,24 @@ from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
 from labctl.command import CommandResult
 from labctl.errors import EngineError, NotFoundError, ReadyTimeout
 from labctl.keys import KeyPair
-from labctl.lab import netguard
-from labctl.lab.state import GuestRecord
+from labctl.lab import naming, netguard, subnets
+from labctl.lab.reservations import Reservations
+from labctl.lab.state import GuestRecord, LabState
 from labctl.lxd_client import connect, engine_errors
-from labctl.spec.model import LxdGuest
+from labctl.spec.model import Lab, LxdGuest
 from labctl.ssh import SshTarget, wait_for_login
 
 
+def _network_subnet(config: dict[str, str]) -> str | None:
+    """The IPv4 subnet of an LXD network from its ``ipv4.address`` (``10.210.5.1/24``)."""
+    address = config.get("ipv4.address", "")
+    if "/" not in address:  # "none", "auto" or unset
+        return None
+    return str(ipaddress.ip_network(address, strict=False))
+
+
 class LxdBackend(Backend):
-    """Containers from the lab's LXD image, on the host's LXD bridge."""
+    """Containers from the lab's LXD image, on an LXD network of their own instance."""
 
     engine = "lxd"
 
@@ -37,6 +48,72 @@ class LxdBackend(Backend):
         with engine_errors("answer"):
             self.client.host_info  # noqa: B018 - a request that fails if LXD is not usable
 
+    # -- the instance's network --------------------------------------------------------
+
+    def _network(self, name: str) -> pylxd.models.Network | None:
+        try:
+            with engine_errors(f"look up network {name}"):
+                return self.client.networks.get(name)
+        except NotFoundError:
+            return None
+
+    def _used_subnets(self) -> list[subnets.Net]:
+        with engine_errors("list networks"):
+            found = [_network_subnet(n.config or {}) for n in self.client.networks.all()]
+        return [*subnets.host_subnets(), *(ipaddress.ip_network(s) for s in found if s)]
+
+    def reserve_network(self, state: LabState, lab: Lab, book: Reservations) -> LabState:
+        name = naming.lxd_bridge(state.lab, state.instance)
+        net = self._network(name)
+        real = _network_subnet(net.config or {}) if net is not None else None
+        if real is not None:  # what the network really has wins over any record
+            book.claim_subnet(state.lab, state.instance, self.engine, real)
+            subnet = real
+        else:
+            subnet = book.subnet(
+                state.lab,
+                state.instance,
+                self.engine,
+                lab.network.pool,
+                self._used_subnets,
+                preferred=state.lxd_subnet,
+            )
+        return replace(state, lxd_network=name, lxd_subnet=subnet)
+
+    def prepare(self, state: LabState, lab: Lab) -> LabState:
+        name = naming.lxd_bridge(state.lab, state.instance)
+        assert state.lxd_subnet, "reserve_network ran and its state was saved"
+        if self._network(name) is None:
+            subnet = ipaddress.ip_network(state.lxd_subnet)
+            config = {
+                "ipv4.address": f"{subnet.network_address + 1}/{subnet.prefixlen}",
+                "ipv4.nat": "true",
+                "ipv6.address": "none",
+                "user.labctl.lab": state.lab,
+                "user.labctl.instance": state.instance,
+            }
+            with engine_errors(f"create network {name} ({state.lxd_subnet})"):
+                self.client.networks.create(
+                    name,
+                    description=f"labctl {state.lab}/{state.instance}",
+                    type="bridge",
+                    config=config,
+                )
+        return replace(state, lxd_network=name)
+
+    def cleanup(self, state: LabState) -> None:
+        name = naming.lxd_bridge(state.lab, state.instance)
+        net = self._network(name)
+        if net is not None:
+            with engine_errors(f"remove network {name}"):
+                net.delete()
+
+    def bridges(self, state: LabState) -> list[str]:
+        name = naming.lxd_bridge(state.lab, state.instance)
+        return [name] if self._network(name) is not None else []
+
+    # -- guests ----------------------------------------------------------------------
+
     def _get(self, resource: str) -> pylxd.models.Instance | None:
         try:
             with engine_errors(f"look up {resource}"):
@@ -53,6 +130,7 @@ class LxdBackend(Backend):
     def create(self, plan: GuestPlan) -> GuestRecord:
         guest = plan.spec
         assert isinstance(guest, LxdGuest)
+        assert plan.network, "the instance's LXD network is prepared before plans are made"
         instance = self._get(plan.resource)
         if instance is None:
             config = {
@@ -67,6 +145,10 @@ class LxdBackend(Backend):
                         "source": source,
                         "profiles": ["default"],
                         "config": config,
+                        # the default profile's eth0 is on the host's shared bridge: not ours
+                        "devices": {
+                            "eth0": {"type": "nic", "name": "eth0", "network": plan.network}
+                        },
                     },
                     wait=True,
                 )

@@ -23,7 +23,7 @@ from labctl.backends.base import Backend, GuestPlan
 from labctl.errors import ExitCode, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
 from labctl.keys import ensure_keypair
-from labctl.lab import naming, plan
+from labctl.lab import isolation, naming, plan
 from labctl.lab.accel import KvmProbe
 from labctl.lab.reservations import Reservations
 from labctl.lab.state import GuestRecord, InstanceDir, LabState
@@ -134,6 +134,8 @@ def up(
             box.set(backend.reserve_network(box.state, lab, book))
         for backend in engines.values():
             box.set(backend.prepare(box.state, lab))
+        bridges = [b for backend in engines.values() for b in backend.bridges(box.state)]
+        isolation.apply(lab.name, instance, bridges)  # before any guest exists
         plans = _identify(
             list(lab.guests),
             box,
@@ -308,6 +310,7 @@ def down(lab_name: str, instance: str, report: Reporter = _quiet) -> list[str]:
 
         with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
             list(pool.map(destroy, targets))
+        isolation.forget(lab_name, instance)  # its guests are gone: nothing left to keep apart
         for backend in engines.values():
             report("", "cleanup", backend.engine)
             backend.cleanup(state)

@@ -67,6 +67,11 @@ def bridge(lab: str, instance: str) -> str:
     return f"lcbr{_short(lab, instance)}"
 
 
+def lxd_bridge(lab: str, instance: str) -> str:
+    """LXD network (and Linux bridge) name for the instance's system containers."""
+    return f"lclx{_short(lab, instance)}"
+
+
 def mac(lab: str, instance: str, guest: str) -> str:
     """A stable locally administered MAC address in QEMU's 52:54:00 range."""
     h = _short(lab, instance, guest)

@@ -160,6 +160,8 @@ def plans(
             vm_index += 1
         elif guest.engine == "docker":
             extra = {"network": state.docker_network}
+        elif guest.engine == "lxd":
+            extra = {"network": state.lxd_network}
         rec = state.guests.get(name)
         if rec is not None:
             extra.update(uuid=rec.uuid, mac=rec.mac, host_port=rec.host_port)

@@ -58,6 +58,8 @@ class LabState:
     bridge: str | None = None
     docker_network: str | None = None
     docker_subnet: str | None = None
+    lxd_network: str | None = None  # the LXD network (and bridge) of the containers
+    lxd_subnet: str | None = None
     guests: dict[str, GuestRecord] = field(default_factory=dict)
 
     def with_guest(self, record: GuestRecord) -> LabState:

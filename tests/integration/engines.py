@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import libvirt
 
 from labctl.docker_client import connect as docker_connect
-from labctl.lab import naming
+from labctl.lab import isolation, naming
 from labctl.lxd_client import connect as lxd_connect
 
 
@@ -24,7 +24,9 @@ class Inventory:
     containers: frozenset[str]
     docker_networks: frozenset[str]
     lxd_instances: frozenset[str]
+    lxd_networks: frozenset[str]
     bridges: frozenset[str]
+    nft_elements: frozenset[str]  # the instance's elements in the `inet labctl` table
 
     @property
     def empty(self) -> bool:
@@ -52,8 +54,11 @@ def inventory(lab: str, instance: str) -> Inventory:
     finally:
         conn.close()
     docker = docker_connect()
+    nft = isolation.owned(lab, instance)
     docker_nets = {n.name: n.id for n in docker.networks.list()}
-    our_bridges = {naming.bridge(lab, instance)}
+    lxd = lxd_connect()
+    lxd_net = naming.lxd_bridge(lab, instance)
+    our_bridges = {naming.bridge(lab, instance), lxd_net}
     if prefix in docker_nets:  # docker names a network's bridge after its id
         our_bridges.add(f"br-{docker_nets[prefix][:12]}")
     return Inventory(
@@ -61,6 +66,8 @@ def inventory(lab: str, instance: str) -> Inventory:
         libvirt_networks=ours(nets),
         containers=ours({c.name for c in docker.containers.list(all=True)}),
         docker_networks=ours(set(docker_nets)),
-        lxd_instances=ours({i.name for i in lxd_connect().instances.all()}),
+        lxd_instances=ours({i.name for i in lxd.instances.all()}),
+        lxd_networks=frozenset({n.name for n in lxd.networks.all()} & {lxd_net}),
         bridges=frozenset(_bridges() & our_bridges),
+        nft_elements=frozenset([*nft.bridges, *(f"{a} . {b}" for a, b in nft.pairs)]),
     )

@@ -133,6 +133,9 @@ def test_untouched_fails_solution_passes_wrong_answers_fail(
 
 
 APT_CACHE_PORT = 3142  # playbooks/vars/host.yml: labctl_apt_cache_port
+# The cache listens on LXD's bridge address (labctl_lxd_ipv4), not on the instance's own
+# LXD network that the container sits on: the container reaches it through its gateway.
+APT_CACHE_ADDRESS = "10.203.0.1"
 PROXY_CONF = "/etc/apt/apt.conf.d/00labctl-test-proxy"
 
 
@@ -158,7 +161,7 @@ def _network(run: Callable[[str], object], gateway: str, how: str) -> Iterator[s
             run(f"rm -f {PROXY_CONF} && ip route del default")
             yield "no"
         else:
-            proxy = f'Acquire::http::Proxy "http://{gateway}:{APT_CACHE_PORT}";'
+            proxy = f'Acquire::http::Proxy "http://{APT_CACHE_ADDRESS}:{APT_CACHE_PORT}";'
             run(f"echo {shlex.quote(proxy)} > {PROXY_CONF}")
             yield "si" if _host_cache_reaches_mirror() else None
     finally:

@@ -1,0 +1,227 @@
+"""Two instances up at once: each one's guests reach each other, never the other's.
+
+Real packets between real guests: from one instance's system container, a ping and a TCP
+connect to the other instance's system container (SSH) and app container (its port, on its
+Docker bridge address) fail, while its own app container answers HTTP; both directions.
+The app container checks the same towards the system containers. Only the lab's own guests
+are ever contacted, each after the kernel said the packet leaves by one of their bridges.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+import shlex
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from labctl import backends
+from labctl.command import CommandResult
+from labctl.docker_client import connect as docker_connect
+from labctl.host.accel import detect
+from labctl.images.registry import store
+from labctl.keys import KeyPair
+from labctl.lab import isolation, lifecycle, naming, netguard
+from labctl.lab.state import InstanceDir, LabState
+from labctl.spec.model import Lab, load_lab
+from tests.integration.engines import inventory
+
+# lxc-system and docker-app as in labs/virtualization/lab.yaml; no VM, to stay cheap.
+LAB = """\
+name: iso
+guests:
+  lxc-system:
+    engine: lxd
+    technique: system-container
+    description: a system container with its own init, shared host kernel, reached over SSH
+    image: lxd-system
+  docker-app:
+    engine: docker
+    technique: app-container
+    description: a web app in an application container, port published on 127.0.0.1
+    image: docker-app
+    port: 8080
+"""
+
+APP_PORT = 8080
+
+# Connect and say so (exit 0), or print why not (exit 1); 3 s at most.
+CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()\n"
+    "except OSError as exc:\n"
+    "    sys.exit(f'no connection: {exc}')\n"
+    "print('connected')\n"
+)
+HTTP = "import sys, urllib.request\nprint(urllib.request.urlopen(sys.argv[1], timeout=5).status)\n"
+
+
+@dataclass(frozen=True)
+class Side:
+    """One instance as the other sees it: its state and its guests' bridge addresses."""
+
+    state: LabState
+    lxc: str  # lxc-system's address on the instance's LXD network
+    app: str  # docker-app's address on the instance's Docker network
+    bridges: frozenset[str]
+
+
+def _app_address(state: LabState) -> str:
+    attrs = docker_connect().containers.get(state.guests["docker-app"].resource).attrs
+    return str(attrs["NetworkSettings"]["Networks"][state.docker_network]["IPAddress"])
+
+
+def _side(state: LabState) -> Side:
+    bridges = {naming.lxd_bridge(state.lab, state.instance)}
+    bridges |= {b for b in backends.get("docker").bridges(state)}
+    lxc, app = state.guests["lxc-system"].address, _app_address(state)
+    assert lxc and ipaddress.ip_address(lxc) in ipaddress.ip_network(state.lxd_subnet or "")
+    assert ipaddress.ip_address(app) in ipaddress.ip_network(state.docker_subnet or "")
+    return Side(state, lxc, app, frozenset(bridges))
+
+
+@pytest.fixture(scope="module")
+def pair(
+    tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
+) -> Iterator[tuple[Lab, Side, Side]]:
+    path = tmp_path_factory.mktemp("iso") / "lab.yaml"
+    path.write_text(LAB)
+    lab = load_lab(path)
+    names = ["t" + secrets.token_hex(3), "t" + secrets.token_hex(3)]
+    for name in names:
+        assert inventory(lab.name, name).empty
+    try:
+        a, b = (lifecycle.up(lab, path, n, store(), detect()).state for n in names)
+        yield lab, _side(a), _side(b)
+    finally:
+        for name in names:
+            lifecycle.down(lab.name, name)
+    for name in names:
+        left = inventory(lab.name, name)
+        assert left.empty, f"left behind after down: {left}"
+
+
+def _exec(lab: Lab, side: Side, guest: str, command: str) -> CommandResult:
+    rec = side.state.guests[guest]
+    key = KeyPair(InstanceDir(lab.name, side.state.instance).key)
+    return backends.get(rec.engine).exec(rec, key, command)
+
+
+def _ours(address: str, *sides: Side) -> None:
+    """Send nothing unless the host routes ``address`` by one of the lab's own bridges."""
+    device = netguard.egress(address)
+    assert any(device in s.bridges for s in sides), f"{address} leaves by {device}"
+
+
+def _rule_counter() -> int:
+    """Packets the `inet labctl` forward rule rejected so far (all instances together)."""
+    out = subprocess.run(
+        ["nft", "-j", "list", "chain", "inet", "labctl", "forward"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    for obj in json.loads(out)["nftables"]:
+        for expr in obj.get("rule", {}).get("expr", []):
+            if "counter" in expr:
+                return int(expr["counter"]["packets"])
+    raise AssertionError("no counter in the labctl forward rule")
+
+
+def test_each_instance_has_its_own_lxd_network_and_elements(
+    pair: tuple[Lab, Side, Side],
+) -> None:
+    lab, a, b = pair
+    for side in (a, b):
+        st = side.state
+        assert st.lxd_network == naming.lxd_bridge(lab.name, st.instance)
+        assert len(st.lxd_network) <= 15
+        own = isolation.owned(lab.name, st.instance)
+        assert set(own.bridges) == side.bridges and len(own.pairs) == 4
+    assert a.state.lxd_subnet != b.state.lxd_subnet
+    assert not a.bridges & b.bridges
+
+
+@pytest.mark.parametrize("direction", ["a->b", "b->a"])
+def test_system_container_reaches_its_own_app_not_the_other_instance(
+    pair: tuple[Lab, Side, Side], direction: str
+) -> None:
+    lab, a, b = pair
+    me, other = (a, b) if direction == "a->b" else (b, a)
+    for address in (me.app, other.lxc, other.app):
+        _ours(address, a, b)
+    before = _rule_counter()
+
+    own = _exec(
+        lab, me, "lxc-system", f"python3 -c {shlex.quote(HTTP)} http://{me.app}:{APP_PORT}/"
+    )
+    assert own.succeeded and own.stdout.strip() == "200", own.detail
+    print(f"\n{direction}: own app http://{me.app}:{APP_PORT}/ -> HTTP {own.stdout.strip()}")
+
+    for address, port in ((other.lxc, 22), (other.app, APP_PORT)):
+        ping = _exec(lab, me, "lxc-system", f"ping -c1 -W2 {address}")
+        assert not ping.succeeded, ping.detail
+        tcp = _exec(lab, me, "lxc-system", f"python3 -c {shlex.quote(CONNECT)} {address} {port}")
+        assert not tcp.succeeded, tcp.detail
+        print(
+            f"{direction}: ping {address} -> rc {ping.rc}; "
+            f"tcp {address}:{port} -> {tcp.stderr.strip() or tcp.stdout.strip()}"
+        )
+    # Docker accepts any routed packet to a published port: only labctl's rule stops these.
+    assert _rule_counter() >= before + 4
+
+
+@pytest.mark.parametrize("direction", ["a->b", "b->a"])
+def test_app_container_reaches_its_own_system_container_not_the_other(
+    pair: tuple[Lab, Side, Side], direction: str
+) -> None:
+    lab, a, b = pair
+    me, other = (a, b) if direction == "a->b" else (b, a)
+    for address in (me.lxc, other.lxc):
+        _ours(address, a, b)
+
+    def banner(address: str) -> CommandResult:
+        # busybox nc: the SSH banner proves a real sshd answered, not just any TCP port 22.
+        return _exec(lab, me, "docker-app", f"echo | busybox nc -w 3 {address} 22")
+
+    own = banner(me.lxc)
+    assert own.succeeded and own.stdout.startswith("SSH-2.0-"), own.detail
+    theirs = banner(other.lxc)
+    assert "SSH-" not in theirs.stdout, theirs.detail
+    print(
+        f"\n{direction}: app -> own lxc {me.lxc}:22 -> {own.stdout.strip()}; "
+        f"-> other lxc {other.lxc}:22 -> rc {theirs.rc} {theirs.stderr.strip()}"
+    )
+
+
+def test_the_host_reaches_every_guest(pair: tuple[Lab, Side, Side]) -> None:
+    lab, a, b = pair
+    for side in (a, b):
+        _ours(side.lxc, a, b)
+        _ours(side.app, a, b)
+        with socket.create_connection((side.lxc, 22), 3) as conn:
+            assert conn.recv(64).startswith(b"SSH-2.0-")
+        port = side.state.guests["docker-app"].host_port
+        for url in (f"http://127.0.0.1:{port}/", f"http://{side.app}:{APP_PORT}/"):
+            assert requests.get(url, timeout=5).status_code == 200, url
+
+
+APT_CACHE = ("10.203.0.1", 3142)  # playbooks/vars/host.yml: labctl_lxd_ipv4, the cache's port
+
+
+def test_system_containers_still_reach_the_hosts_apt_cache(pair: tuple[Lab, Side, Side]) -> None:
+    """The cache listens on LXD's bridge address; the host delivers it to every instance."""
+    lab, a, b = pair
+    address, port = APT_CACHE
+    links = json.loads(netguard._ip(["addr", "show", "dev", "lxdbr0"]))
+    assert any(i["local"] == address for link in links for i in link["addr_info"]), links
+    for side in (a, b):
+        tcp = _exec(lab, side, "lxc-system", f"python3 -c {shlex.quote(CONNECT)} {address} {port}")
+        assert tcp.succeeded, tcp.detail
