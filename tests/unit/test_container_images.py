@@ -26,6 +26,8 @@ from labctl import docker_client, lxd_client
 from labctl.errors import BuildError, EngineError
 from labctl.images import containers
 from labctl.images.cache import ImageStore
+from labctl.images.containers import docker as docker_images
+from labctl.images.containers import lxd as lxd_images
 from labctl.images.recipe import MANIFEST, BuildContext, Manifest
 from labctl.paths import IMAGES_DIR
 
@@ -173,7 +175,7 @@ def test_docker_engine_errors_keep_the_daemons_message() -> None:
 
 def test_import_result_reads_the_image_id() -> None:
     digest = "ab" * 32
-    assert containers._import_result(f'{{"status":"sha256:{digest}"}}\r\n') == f"sha256:{digest}"
+    assert docker_images._import_result(f'{{"status":"sha256:{digest}"}}\r\n') == f"sha256:{digest}"
 
 
 @pytest.mark.parametrize(
@@ -185,7 +187,7 @@ def test_import_result_reads_the_image_id() -> None:
 )
 def test_import_result_errors(answer: str, expected: str) -> None:
     with pytest.raises(EngineError, match=expected):
-        containers._import_result(answer)
+        docker_images._import_result(answer)
 
 
 # --- LXD metadata --------------------------------------------------------------------------
@@ -195,8 +197,8 @@ def test_lxd_metadata_is_complete_and_reproducible(tmp_path: Path) -> None:
     recipe_dir = IMAGES_DIR / "container" / "lxd"
     props = {"labctl.recipe": "0123456789abcdef"}
     first, second = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
-    meta = containers.write_lxd_metadata(first, recipe_dir, created=1700000000, properties=props)
-    containers.write_lxd_metadata(second, recipe_dir, created=1700000000, properties=props)
+    meta = lxd_images.write_lxd_metadata(first, recipe_dir, created=1700000000, properties=props)
+    lxd_images.write_lxd_metadata(second, recipe_dir, created=1700000000, properties=props)
     assert first.read_bytes() == second.read_bytes()  # same fingerprint on rebuild
     with tarfile.open(first) as tar:
         names = tar.getnames()
@@ -213,7 +215,7 @@ def test_lxd_fingerprint_is_sha256_of_metadata_then_rootfs(tmp_path: Path) -> No
     (tmp_path / "m").write_bytes(b"meta")
     (tmp_path / "r").write_bytes(b"rootfs")
     expected = hashlib.sha256(b"metarootfs").hexdigest()
-    assert containers.lxd_fingerprint(tmp_path / "m", tmp_path / "r") == expected
+    assert lxd_images.lxd_fingerprint(tmp_path / "m", tmp_path / "r") == expected
 
 
 # --- guest configuration hooks ---------------------------------------------------------------
