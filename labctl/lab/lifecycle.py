@@ -1,4 +1,6 @@
-"""``up`` and ``down`` as data: global stages, then per-guest steps run in parallel.
+"""``up``, ``down`` and a guest's re-creation as data: stage lists run by :mod:`labctl.stages`.
+
+``up``'s last stage brings every guest up in parallel (create, start, ready).
 
 Every step's result is written to the state file at once, so an interrupted ``up`` resumes
 where it stopped and ``down`` always knows what to remove. What must never change once
@@ -15,29 +17,24 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from labctl import backends, cancel
 from labctl.backends.base import Backend, GuestPlan
 from labctl.errors import ExitCode, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
-from labctl.keys import ensure_keypair
+from labctl.keys import KeyPair, ensure_keypair
 from labctl.lab import isolation, naming, plan
 from labctl.lab.accel import KvmProbe
 from labctl.lab.reservations import Reservations
 from labctl.lab.state import GuestRecord, InstanceDir, LabState
 from labctl.spec.model import Lab
+from labctl.stages import Reporter, Stage, execute
+from labctl.stages import quiet as _quiet
 
-UP_STAGES = ("validate", "preflight", "network", "guests")  # "waiting" first if locked
-GUEST_STEPS = ("create", "start", "ready")
-
-#: (guest, step, detail) -> None; guest "" means a lab-wide stage
-Reporter = Callable[[str, str, str], None]
-
-
-def _quiet(_guest: str, _step: str, _detail: str) -> None:
-    pass
+__all__ = ["DOWN_STAGES", "RECREATE_STAGES", "UP_STAGES", "Reporter", "UpResult", "down", "up"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +86,129 @@ def _backends_for(lab: Lab) -> dict[str, Backend]:
     return {e: backends.get(e) for e in sorted({g.engine for g in lab.guests.values()})}
 
 
+@dataclass
+class _Up:
+    """What ``up``'s stages share; filled in stage by stage."""
+
+    lab: Lab
+    spec_path: Path
+    instance: str
+    store: ImageStore
+    probe: KvmProbe
+    report: Reporter
+    require_kvm: bool = False
+    ready_timeout: int | None = None
+    sequential: bool = False
+    only: list[str] | None = None  # recreate_guest: just these guests, after destroying them
+    timeout: int = 0
+    accel: dict[str, plan.AccelChoice] = field(default_factory=dict)
+    engines: dict[str, Backend] = field(default_factory=dict)
+    box: _StateBox | None = None
+    key: KeyPair | None = None
+    plans: dict[str, GuestPlan] = field(default_factory=dict)
+    already: bool = False
+    failed: dict[str, LabctlError] = field(default_factory=dict)
+
+    @property
+    def inst(self) -> InstanceDir:
+        return InstanceDir(self.lab.name, self.instance)
+
+    @property
+    def names(self) -> list[str]:
+        return self.only if self.only is not None else list(self.lab.guests)
+
+    @property
+    def state(self) -> _StateBox:
+        assert self.box is not None, "the preflight stage opened the state"
+        return self.box
+
+
+def _validate(c: _Up) -> None:
+    c.timeout = plan.ready_timeout(c.lab, c.ready_timeout)
+    plan.check_images(c.lab, c.store)
+    c.accel = plan.accelerators(c.lab, c.probe, c.require_kvm)
+
+
+def _lock(command: str) -> Callable[[_Up], AbstractContextManager[object]]:
+    return lambda c: c.inst.locked(command=command, on_wait=_waiting(c.report))
+
+
+def _preflight(c: _Up) -> None:
+    names = {c.lab.guests[n].engine for n in c.names}
+    c.engines = {e: backends.get(e) for e in sorted(names)}
+    for backend in c.engines.values():
+        backend.preflight()
+    previous = c.inst.load()
+    if previous is None and c.only is not None:
+        raise LabctlError(
+            f"lab {c.lab.name} (instance {c.instance}) is not up",
+            f"run: labctl up{'' if c.instance == 'main' else ' --instance ' + c.instance}",
+        )
+    if previous is None:  # new, or its state file was lost: the engines know what exists
+        held = _held(c.lab, c.instance, c.engines)
+        if held:
+            c.report("", "adopt", f"no state file: rebuilding it from {', '.join(held)}")
+        fresh = [n for n in c.lab.guests if n not in held]  # held ones have memory and ports
+        plan.check_memory(c.lab, plan.available_memory_mib(), only=fresh)
+        plan.check_ports(c.lab, only=fresh)
+    state = previous or LabState(c.lab.name, c.instance, str(c.spec_path.resolve()))
+    c.key = ensure_keypair(c.inst.key, f"labctl-{c.lab.name}-{c.instance}")
+    c.box = _StateBox(c.inst, state)
+
+
+def _network(c: _Up) -> None:
+    book = Reservations()
+    box = c.state
+    for backend in c.engines.values():  # reserved and saved before any network exists
+        box.set(backend.reserve_network(box.state, c.lab, book))
+    for backend in c.engines.values():
+        box.set(backend.prepare(box.state, c.lab))
+    bridges = [b for backend in c.engines.values() for b in backend.bridges(box.state)]
+    isolation.apply(c.lab.name, c.instance, bridges)  # before any guest exists
+
+
+def _destroy_chosen(c: _Up) -> None:
+    for name in c.names:  # with its disk: a fresh start from the image
+        c.report(name, "destroy", "")
+        engine = c.engines[c.lab.guests[name].engine]
+        engine.destroy(naming.resource(c.lab.name, c.instance, name))
+
+
+def _identify_guests(c: _Up) -> None:
+    assert c.key is not None
+    key = c.key
+    c.plans = _identify(
+        c.names,
+        c.state,
+        c.engines,
+        Reservations(),
+        lambda st: plan.plans(c.lab, st, c.store, c.inst, key, c.accel),
+        c.report,
+    )
+
+
+def _guests(c: _Up) -> None:
+    c.already = _all_running(c.state.state, c.plans, c.engines)
+    c.failed = _bring_up(
+        c.plans, c.engines, c.state, c.accel, c.timeout, c.report, c.sequential or bool(c.only)
+    )
+
+
+def _engines_named(c: _Up) -> str:
+    return ", ".join(sorted({c.lab.guests[n].engine for n in c.names}))
+
+
+#: ``labctl up``: converge the instance to "every guest usable", from whatever it finds.
+UP_STAGES: tuple[Stage[_Up], ...] = (
+    Stage("validate", _validate, describe=lambda c: f"lab {c.lab.name}, instance {c.instance}"),
+    Stage("lock", hold=_lock("labctl up"), silent=True),
+    Stage("preflight", _preflight, describe=_engines_named),
+    Stage("network", _network),
+    Stage("identify", _identify_guests, silent=True),
+    Stage("guests", _guests, describe=lambda c: f"{len(c.names)} guests"),
+)
+
+
 def up(
     lab: Lab,
     spec_path: Path,
@@ -107,54 +227,18 @@ def up(
     boots one guest after another (the naive baseline of ``bench/``).
     """
     started = time.monotonic()
-    report("", "validate", f"lab {lab.name}, instance {instance}")
-    timeout = plan.ready_timeout(lab, ready_timeout)
-    plan.check_images(lab, store)
-    accel = plan.accelerators(lab, probe, require_kvm)
-    inst = InstanceDir(lab.name, instance)
-    with inst.locked(command="labctl up", on_wait=_waiting(report)):
-        previous = inst.load()
-        engines = _backends_for(lab)
-        report("", "preflight", ", ".join(engines))
-        for backend in engines.values():
-            backend.preflight()
-        if previous is None:  # new, or its state file was lost: the engines know what exists
-            held = _held(lab, instance, engines)
-            if held:
-                report("", "adopt", f"no state file: rebuilding it from {', '.join(held)}")
-            fresh = [n for n in lab.guests if n not in held]  # held ones have memory and ports
-            plan.check_memory(lab, plan.available_memory_mib(), only=fresh)
-            plan.check_ports(lab, only=fresh)
-        state = previous or LabState(lab.name, instance, str(spec_path.resolve()))
-        key = ensure_keypair(inst.key, f"labctl-{lab.name}-{instance}")
-        report("", "network", "")
-        box = _StateBox(inst, state)
-        book = Reservations()
-        for backend in engines.values():  # reserved and saved before any network exists
-            box.set(backend.reserve_network(box.state, lab, book))
-        for backend in engines.values():
-            box.set(backend.prepare(box.state, lab))
-        bridges = [b for backend in engines.values() for b in backend.bridges(box.state)]
-        isolation.apply(lab.name, instance, bridges)  # before any guest exists
-        plans = _identify(
-            list(lab.guests),
-            box,
-            engines,
-            book,
-            lambda st: plan.plans(lab, st, store, inst, key, accel),
-            report,
-        )
-        report("", "guests", f"{len(plans)} guests")
-        already = _all_running(box.state, plans, engines)
-        failed = _bring_up(plans, engines, box, accel, timeout, report, sequential)
-    messages = {g: e.message for g, e in failed.items()}
-    result = UpResult(box.state, time.monotonic() - started, already and not failed, messages)
-    if failed:
+    c = _Up(lab, spec_path, instance, store, probe, report, require_kvm, ready_timeout, sequential)
+    execute(UP_STAGES, c, report)
+    messages = {g: e.message for g, e in c.failed.items()}
+    result = UpResult(
+        c.state.state, time.monotonic() - started, c.already and not c.failed, messages
+    )
+    if c.failed:
         lines = "\n".join(f"- {g}: {msg}" for g, msg in messages.items())
         raise LabctlError(
-            f"{len(failed)} of {len(plans)} guests did not come up:\n{lines}",
+            f"{len(c.failed)} of {len(c.plans)} guests did not come up:\n{lines}",
             "the other guests were left running; fix the cause and run `labctl up` again",
-            exit_code(failed.values()),
+            exit_code(c.failed.values()),
         )
     return result
 
@@ -284,39 +368,91 @@ def _guest_up(
     report(name, "done", f"{time.monotonic() - t0:.1f} s")
 
 
+@dataclass
+class _Down:
+    """What ``down``'s stages share."""
+
+    lab: str
+    instance: str
+    report: Reporter
+    state: LabState | None = None
+    engines: dict[str, Backend] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def inst(self) -> InstanceDir:
+        return InstanceDir(self.lab, self.instance)
+
+
+def _down_lock(c: _Down) -> AbstractContextManager[object]:
+    return c.inst.locked(command="labctl down", on_wait=_waiting(c.report))
+
+
+def _read_state(c: _Down) -> None:
+    c.state = c.inst.load() or LabState(c.lab, c.instance, "")
+    names = sorted({r.engine for r in c.state.guests.values()} or backends.engines())
+    c.engines = {e: backends.get(e) for e in names}
+
+
+def _destroy_guests(c: _Down) -> None:
+    assert c.state is not None
+    # Whatever the engines hold under our prefix goes too: a crash may have left it before
+    # the state file was written.
+    targets: list[tuple[Backend, str]] = []
+    for backend in c.engines.values():
+        for name in backend.list_guests(c.lab, c.instance):
+            targets.append((backend, name))
+    for rec in c.state.guests.values():
+        if (c.engines[rec.engine], rec.resource) not in targets:
+            targets.append((c.engines[rec.engine], rec.resource))
+
+    def destroy(item: tuple[Backend, str]) -> None:
+        backend, name = item
+        if backend.destroy(name):
+            c.report(name, "removed", backend.engine)
+            c.removed.append(name)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+        list(pool.map(destroy, targets))
+
+
+def _remove_networks(c: _Down) -> None:
+    assert c.state is not None
+    isolation.forget(c.lab, c.instance)  # its guests are gone: nothing left to keep apart
+    for backend in c.engines.values():
+        c.report("", "cleanup", backend.engine)
+        backend.cleanup(c.state)
+
+
+def _forget_instance(c: _Down) -> None:
+    shutil.rmtree(c.inst.run, ignore_errors=True)
+    Reservations().release(c.lab, c.instance)
+
+
+#: ``labctl down``: every guest, network, rule and reservation of the instance, nothing else.
+DOWN_STAGES: tuple[Stage[_Down], ...] = (
+    Stage("lock", hold=_down_lock, silent=True),
+    Stage("read state", _read_state, silent=True),
+    Stage("guests", _destroy_guests, silent=True),
+    Stage("networks", _remove_networks, silent=True),
+    Stage("forget", _forget_instance, silent=True),
+)
+
+
 def down(lab_name: str, instance: str, report: Reporter = _quiet) -> list[str]:
     """Remove every guest and network of the instance; return the names removed."""
-    inst = InstanceDir(lab_name, instance)
-    removed: list[str] = []
-    with inst.locked(command="labctl down", on_wait=_waiting(report)):
-        state = inst.load() or LabState(lab_name, instance, "")
-        engine_names = sorted({r.engine for r in state.guests.values()} or backends.engines())
-        engines = {e: backends.get(e) for e in engine_names}
-        # Whatever the engines hold under our prefix goes too: a crash may have left it
-        # before the state file was written.
-        targets: list[tuple[Backend, str]] = []
-        for backend in engines.values():
-            for name in backend.list_guests(lab_name, instance):
-                targets.append((backend, name))
-        for rec in state.guests.values():
-            if (engines[rec.engine], rec.resource) not in targets:
-                targets.append((engines[rec.engine], rec.resource))
+    return execute(DOWN_STAGES, _Down(lab_name, instance, report), report).removed
 
-        def destroy(item: tuple[Backend, str]) -> None:
-            backend, name = item
-            if backend.destroy(name):
-                report(name, "removed", backend.engine)
-                removed.append(name)
 
-        with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
-            list(pool.map(destroy, targets))
-        isolation.forget(lab_name, instance)  # its guests are gone: nothing left to keep apart
-        for backend in engines.values():
-            report("", "cleanup", backend.engine)
-            backend.cleanup(state)
-        shutil.rmtree(inst.run, ignore_errors=True)
-        Reservations().release(lab_name, instance)
-    return removed
+#: ``labctl exercise reset``: one guest destroyed with its disk and brought up again.
+RECREATE_STAGES: tuple[Stage[_Up], ...] = (
+    Stage("validate", _validate, silent=True),
+    Stage("lock", hold=lambda c: _lock(f"labctl: recreating {', '.join(c.names)}")(c), silent=True),
+    Stage("preflight", _preflight, silent=True),
+    Stage("destroy", _destroy_chosen, silent=True),
+    Stage("identify", _identify_guests, silent=True),
+    Stage("guests", _guests, silent=True),
+)
 
 
 def recreate_guest(
@@ -336,44 +472,12 @@ def recreate_guest(
     if guest not in lab.guests:
         known = ", ".join(lab.guests)
         raise LabctlError(f"no guest {guest!r} in lab {lab.name}", f"guests: {known}")
-    plan.check_images(lab, store)
-    accel = plan.accelerators(lab, probe, require_kvm=False)
-    inst = InstanceDir(lab.name, instance)
-    with inst.locked(command=f"labctl: recreating {guest}", on_wait=_waiting(report)):
-        state = inst.load()
-        if state is None:
-            raise LabctlError(
-                f"lab {lab.name} (instance {instance}) is not up",
-                f"run: labctl up{'' if instance == 'main' else ' --instance ' + instance}",
-            )
-        backend = backends.get(lab.guests[guest].engine)
-        backend.preflight()
-        key = ensure_keypair(inst.key, f"labctl-{lab.name}-{instance}")
-        report(guest, "destroy", "")
-        backend.destroy(naming.resource(lab.name, instance, guest))  # with its disk: fresh
-        box = _StateBox(inst, state)
-        engines = {backend.engine: backend}
-        plans = _identify(
-            [guest],
-            box,
-            engines,
-            Reservations(),
-            lambda st: plan.plans(lab, st, store, inst, key, accel),
-            report,
-        )
-        failed = _bring_up(
-            plans,
-            engines,
-            box,
-            accel,
-            plan.ready_timeout(lab),
-            report,
-            sequential=True,
-        )
-    if failed:
+    c = _Up(lab, spec_path, instance, store, probe, report, only=[guest])
+    execute(RECREATE_STAGES, c, report)
+    if c.failed:
         raise LabctlError(
-            f"{guest} did not come up again: {failed[guest].message}",
+            f"{guest} did not come up again: {c.failed[guest].message}",
             "run `labctl up` to retry",
-            exit_code(failed.values()),
+            exit_code(c.failed.values()),
         )
-    return box.state.guests[guest]
+    return c.state.state.guests[guest]
