@@ -1,14 +1,22 @@
-"""Files only root may read: lab state, overlay disks, keys and students' progress.
+"""Files labctl keeps: readable by root only, written atomically, guarded by file locks.
 
-Directories are made 0700 and files 0600 whatever the umask, and directories made by older
-labctl versions with 0755 are tightened the next time labctl writes into them.
+Lab state, overlay disks, keys, students' progress, reservations and comparison results all
+go through here. Directories are made 0700 and files 0600 whatever the umask, and
+directories made by older labctl versions with 0755 are tightened the next time labctl
+writes into them.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from labctl.errors import LabctlError
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -41,3 +49,31 @@ def make_private(path: Path) -> None:
     """Tighten an existing file (a disk another program created) to 0600."""
     if path.stat().st_mode & 0o777 != FILE_MODE:
         path.chmod(FILE_MODE)
+
+
+@contextmanager
+def locked(
+    path: Path,
+    wait: float,
+    refuse: Callable[[], LabctlError],
+    on_busy: Callable[[], None] | None = None,
+) -> Iterator[None]:
+    """Hold the file lock ``path``; wait up to ``wait`` seconds, then raise ``refuse()``.
+
+    ``on_busy`` is called once, before waiting, when another process holds the lock (to say
+    whom we wait for).
+    """
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_busy is not None:
+            on_busy()
+        try:
+            lock.acquire(timeout=wait)
+        except Timeout as exc:
+            raise refuse() from exc
+    try:
+        yield
+    finally:
+        lock.release()

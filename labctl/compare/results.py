@@ -7,12 +7,12 @@ the last one, so exercises can compare a student's numbers and ``labctl down`` (
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from labctl.compare.model import Report
 from labctl.errors import LabctlError
 from labctl.lab.state import InstanceDir
+from labctl.private import private_dir, write_private
 
 LATEST = "latest.json"
 
@@ -22,21 +22,14 @@ def directory(inst: InstanceDir) -> Path:
     return inst.path / "compare"
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save(report: Report, inst: InstanceDir) -> Path:
     """Write the report as ``<timestamp>.json`` and ``latest.json``; return the first."""
-    out = directory(inst)
-    out.mkdir(parents=True, exist_ok=True)
+    out = private_dir(directory(inst))
     stamp = report.started.replace("-", "").replace(":", "").split(".")[0]
     text = report.to_json()
     path = out / f"{stamp}.json"
-    _write(path, text)
-    _write(out / LATEST, text)
+    write_private(path, text)
+    write_private(out / LATEST, text)
     return path
 
 

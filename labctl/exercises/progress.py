@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labctl.errors import LabctlError, SpecError
 from labctl.exercises.model import Exercise
 from labctl.lab.state import InstanceDir
 from labctl.paths import within
-from labctl.private import private_dir, write_private
+from labctl.private import locked, private_dir, write_private
 
 STUDENT_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 
@@ -180,16 +179,13 @@ class ProgressStore:
     def update(self) -> Iterator[Progress]:
         """Load, let the caller change it, save: all under the student's lock."""
         self._make_dirs()
-        lock = FileLock(str(self.dir / f".{self.student}.lock"))
-        try:
-            lock.acquire(timeout=30)
-        except Timeout as exc:
-            raise LabctlError(
+
+        def refuse() -> LabctlError:
+            return LabctlError(
                 f"another labctl is saving the progress of {self.student}", "try again"
-            ) from exc
-        try:
+            )
+
+        with locked(self.dir / f".{self.student}.lock", 30, refuse):
             progress = self.load()
             yield progress
             self.save(progress)
-        finally:
-            lock.release()

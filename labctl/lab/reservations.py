@@ -17,12 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from labctl.errors import LabctlError
 from labctl.lab import subnets
 from labctl.paths import state_dir
-from labctl.private import private_dir, write_private
+from labctl.private import locked, private_dir, write_private
 
 #: Entries are ``{"lab": ..., "instance": ..., "use": ...}`` keyed by subnet or port.
 Book = dict[str, dict[str, dict[str, str]]]
@@ -46,15 +44,14 @@ class Reservations:
     @contextmanager
     def _book(self) -> Iterator[Book]:
         private_dir(self.root)
-        lock = FileLock(str(self.root / "reservations.lock"))
-        try:
-            lock.acquire(timeout=self.wait)
-        except Timeout as exc:
-            raise LabctlError(
+
+        def refuse() -> LabctlError:
+            return LabctlError(
                 f"another labctl has held {self.path} for {self.wait:.0f} s",
                 "a labctl process may hang: look for it with `ps` and stop it",
-            ) from exc
-        try:
+            )
+
+        with locked(self.root / "reservations.lock", self.wait, refuse):
             try:
                 book: Book = json.loads(self.path.read_text())
             except FileNotFoundError:
@@ -68,8 +65,6 @@ class Reservations:
             book.setdefault("ports", {})
             yield book
             write_private(self.path, json.dumps(book, indent=2, sort_keys=True))
-        finally:
-            lock.release()
 
     def entries(self) -> Book:
         """Everything reserved now (a copy)."""

@@ -15,11 +15,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from labctl.errors import LabctlError
 from labctl.paths import state_dir, within
-from labctl.private import private_dir, write_private
+from labctl.private import locked, private_dir, write_private
 
 
 @dataclass(frozen=True)
@@ -150,24 +148,22 @@ class InstanceDir:
         labctl up) working on lab X instance Y``.
         """
         private_dir(self.path)
-        lock = FileLock(str(self.path / "lock"))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
+
+        def busy() -> None:
             if on_wait is not None:
                 on_wait(f"{self.holder()} working on lab {self.lab} instance {self.instance}")
-            try:
-                lock.acquire(timeout=wait)
-            except Timeout as exc:
-                raise LabctlError(
-                    f"{self.holder()} is still working on lab {self.lab} "
-                    f"(instance {self.instance}) after {wait:g} s",
-                    "wait for it to finish, or use another --instance",
-                ) from exc
-        try:
+
+        def refuse() -> LabctlError:
+            return LabctlError(
+                f"{self.holder()} is still working on lab {self.lab} "
+                f"(instance {self.instance}) after {wait:g} s",
+                "wait for it to finish, or use another --instance",
+            )
+
+        with locked(self.path / "lock", wait, refuse, busy):
             me = {"pid": os.getpid(), "command": command or " ".join(sys.argv[:2])}
             write_private(self.holder_file, json.dumps(me))
-            yield
-        finally:
-            self.holder_file.unlink(missing_ok=True)
-            lock.release()
+            try:
+                yield
+            finally:
+                self.holder_file.unlink(missing_ok=True)
