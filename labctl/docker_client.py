@@ -27,12 +27,6 @@ def connect(timeout: int = 600) -> docker.DockerClient:
     return client
 
 
-def is_podman(client: docker.DockerClient) -> bool:
-    """True when the daemon is Podman's compatible API rather than Docker."""
-    components = client.version().get("Components") or []
-    return any(c.get("Name") == "Podman Engine" for c in components)
-
-
 def bare_name(ref: str) -> str:
     """An image name without the registry prefix engines add (``localhost/``, ``docker.io/``)."""
     for prefix in _NAME_PREFIXES:

@@ -125,7 +125,8 @@ class _Up:
 
 def _validate(c: _Up) -> None:
     c.timeout = plan.ready_timeout(c.lab, c.ready_timeout)
-    plan.check_images(c.lab, c.store)
+    for image in plan.check_images(c.lab, c.store):
+        c.report("", "warning", f"image {image} is older than its recipe: labctl images build")
     c.accel = plan.accelerators(c.lab, c.probe, c.require_kvm)
 
 

@@ -6,7 +6,6 @@ import ipaddress
 import os
 import socket
 from collections.abc import Collection
-from dataclasses import dataclass
 from pathlib import Path
 
 from labctl.backends.base import GuestPlan
@@ -44,17 +43,12 @@ def ready_timeout(lab: Lab, override: int | None = None) -> int:
     return int(raw)
 
 
-@dataclass(frozen=True)
-class ImageCheck:
-    """An image the lab needs and whether the cache has it."""
+def check_images(lab: Lab, store: ImageStore) -> list[str]:
+    """Raise if an image the lab needs is not built; return those whose recipe changed since.
 
-    name: str
-    ready: bool
-    outdated: bool
-
-
-def check_images(lab: Lab, store: ImageStore) -> list[ImageCheck]:
-    """Raise if an image the lab needs is not built; report outdated ones."""
+    An outdated image still runs (it is what was built); ``up`` says that a rebuild would
+    change it.
+    """
     wanted = sorted({g.image for g in lab.guests.values()})
     unknown = [w for w in wanted if w not in store.recipes]
     if unknown:
@@ -63,21 +57,20 @@ def check_images(lab: Lab, store: ImageStore) -> list[ImageCheck]:
             f"known images: {', '.join(sorted(store.recipes))}",
         )
     hashes = store.hashes(wanted)
-    checks = []
+    outdated = []
     missing = []
     for name in wanted:
         manifest = store.manifest(name)
-        ready = manifest is not None and store.recipes[name].present(manifest)
-        if not ready:
+        if manifest is None or not store.recipes[name].present(manifest):
             missing.append(name)
-        outdated = manifest is not None and manifest.recipe_hash != hashes[name]
-        checks.append(ImageCheck(name, ready, outdated))
+        elif manifest.recipe_hash != hashes[name]:
+            outdated.append(name)
     if missing:
         raise HostError(
             f"image(s) not built: {', '.join(missing)}",
             "run: labctl images build",
         )
-    return checks
+    return outdated
 
 
 def memory_needed(lab: Lab, only: Collection[str] | None = None) -> int:

@@ -48,6 +48,19 @@ def test_missing_images_are_named_with_what_to_run(tmp_path: Path) -> None:
     assert err.value.hint == "run: labctl images build"
 
 
+class Changed(Empty):
+    def inputs(self) -> Mapping[str, object]:
+        return {"changed": True}
+
+
+def test_images_built_from_an_older_recipe_are_named_but_still_run(tmp_path: Path) -> None:
+    names = sorted({g.image for g in LAB.guests.values()})
+    store(tmp_path, names)  # every image built from the recipes as they were
+    changed = ImageStore([Changed(n) if n == "docker-app" else Empty(n) for n in names], tmp_path)
+    assert plan.check_images(LAB, changed) == ["docker-app"]
+    assert plan.check_images(LAB, store(tmp_path, [])) == []
+
+
 def test_unknown_image_in_lab_is_refused(tmp_path: Path) -> None:
     s = ImageStore([Empty("other")], root=tmp_path)
     with pytest.raises(LabctlError, match="unknown image"):
