@@ -1,0 +1,216 @@
+"""Recovery on the real engines: concurrent instances, a VM powered off by its student, a lost
+state file, an app container removed behind labctl's back, and who may read the lab's files.
+
+One small lab (a busybox VM and the app container) is brought up twice at the same moment;
+the tests then break those two instances in the ways students and crashes do, and ``up``
+must repair them without a new subnet, address, UUID or port.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+import pytest
+import requests
+
+from labctl import backends
+from labctl.docker_client import connect as docker_connect
+from labctl.errors import EngineError, NotFoundError
+from labctl.exercises.progress import ProgressStore
+from labctl.host.accel import detect
+from labctl.images.registry import store
+from labctl.keys import KeyPair
+from labctl.lab import lifecycle
+from labctl.lab.reservations import Reservations
+from labctl.lab.state import InstanceDir, LabState
+from labctl.spec.model import Lab, load_lab
+from tests.integration.engines import inventory
+
+REC = """\
+name: rec
+guests:
+  vm:
+    engine: libvirt
+    technique: paravirtualization
+    image: vm-amd64
+    accel: auto
+  app:
+    engine: docker
+    technique: app-container
+    image: docker-app
+"""
+
+
+@dataclass
+class Pair:
+    lab: Lab
+    path: Path
+    a: LabState
+    b: LabState
+    up_seconds: float
+
+
+def _up(lab: Lab, path: Path, instance: str) -> LabState:
+    return lifecycle.up(lab, path, instance, store(), detect()).state
+
+
+@pytest.fixture(scope="module")
+def pair(
+    tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
+) -> Iterator[Pair]:
+    """Two instances of the small lab, their ``up`` started at the same moment."""
+    path = tmp_path_factory.mktemp("rec") / "lab.yaml"
+    path.write_text(REC)
+    lab = load_lab(path)
+    names = ["t" + secrets.token_hex(3), "t" + secrets.token_hex(3)]
+    try:
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            a, b = pool.map(lambda name: _up(lab, path, name), names)
+        yield Pair(lab, path, a, b, time.monotonic() - t0)
+    finally:
+        for name in names:
+            lifecycle.down(lab.name, name)
+    for name in names:
+        left = inventory(lab.name, name)
+        assert left.empty, f"left behind after down: {left}"
+    held = Reservations().entries()
+    assert not [t for table in held.values() for t in table.values() if t["instance"] in names]
+
+
+def run(lab: Lab, state: LabState, guest: str, command: str) -> str:
+    rec = InstanceDir(lab.name, state.instance).load()
+    assert rec is not None
+    record = rec.guests[guest]
+    key = KeyPair(InstanceDir(lab.name, state.instance).key)
+    result = backends.connect(record, key).run(command)
+    assert result.succeeded, result.detail
+    return result.stdout.strip()
+
+
+def _libvirt_subnet(network: str) -> str:
+    conn = libvirt.open("qemu:///system")
+    try:
+        ip = ET.fromstring(conn.networkLookupByName(network).XMLDesc()).find("ip")
+    finally:
+        conn.close()
+    assert ip is not None
+    return str(ipaddress.ip_network(f"{ip.get('address')}/{ip.get('netmask')}", strict=False))
+
+
+def _domain_uuid(resource: str) -> str:
+    conn = libvirt.open("qemu:///system")
+    try:
+        return str(conn.lookupByName(resource).UUIDString())
+    finally:
+        conn.close()
+
+
+def _docker_subnet(network: str) -> str:
+    cfg = docker_connect().networks.get(network).attrs["IPAM"]["Config"]
+    return str(cfg[0]["Subnet"])
+
+
+def test_two_instances_started_at_once_come_up_on_their_own_subnets(pair: Pair) -> None:
+    a, b = pair.a, pair.b
+    subnets = [a.subnet, a.docker_subnet, b.subnet, b.docker_subnet]
+    assert None not in subnets and len(set(subnets)) == 4, subnets
+    for s in (a, b):  # what the state says is what the engines have
+        assert s.network and s.docker_network
+        assert _libvirt_subnet(s.network) == s.subnet
+        assert _docker_subnet(s.docker_network) == s.docker_subnet
+    assert a.guests["app"].port != b.guests["app"].port
+    assert run(pair.lab, a, "vm", "hostname") == run(pair.lab, b, "vm", "hostname") == "vm"
+    print(f"two instances up at once in {pair.up_seconds:.1f} s: {subnets}")
+
+
+def test_the_labs_files_are_readable_by_root_only(pair: Pair) -> None:
+    inst = InstanceDir(pair.lab.name, pair.a.instance)
+    progress = ProgressStore(pair.lab.name, pair.a.instance, "ana")
+    with progress.update() as p:
+        p.of("x").start()
+    for d in (inst.path, inst.run, progress.dir):
+        assert d.stat().st_mode & 0o777 == 0o700, d
+    disk = inst.run / "vm.qcow2"
+    for f in (inst.state_file, inst.key, disk, progress.path):
+        assert f.stat().st_mode & 0o777 == 0o600, f
+    assert (Path(os.environ["LABCTL_STATE"]) / "reservations.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_vm_its_student_powered_off_starts_again_with_up(pair: Pair) -> None:
+    lab, a = pair.lab, pair.a
+    vm = backends.get("libvirt")
+    resource = a.guests["vm"].resource
+    uuid = _domain_uuid(resource)
+    assert a.guests["vm"].uuid == uuid  # recorded before the domain existed
+    try:
+        run(lab, a, "vm", "poweroff")
+    except (AssertionError, EngineError):
+        pass  # the session may end with the guest
+    deadline = time.monotonic() + 120
+    while vm.state(resource) != "stopped":
+        assert time.monotonic() < deadline, "the VM never powered off"
+        time.sleep(1)
+    t0 = time.monotonic()
+    again = _up(lab, pair.path, a.instance)
+    print(f"powered-off VM up again in {time.monotonic() - t0:.1f} s")
+    assert vm.state(resource) == "running" and _domain_uuid(resource) == uuid
+    assert again.guests["vm"].address == a.guests["vm"].address
+    assert again.subnet == a.subnet
+    assert run(lab, again, "vm", "uname -m") == "x86_64"
+
+
+def test_a_lost_state_file_is_rebuilt_and_the_lab_is_complete(pair: Pair) -> None:
+    lab, b = pair.lab, pair.b
+    inst = InstanceDir(lab.name, b.instance)
+    held = inventory(lab.name, b.instance)
+    inst.state_file.unlink()
+    t0 = time.monotonic()
+    said: list[str] = []
+    again = lifecycle.up(
+        lab, pair.path, b.instance, store(), detect(), report=lambda *a: said.append(" ".join(a))
+    ).state
+    print(f"state rebuilt in {time.monotonic() - t0:.1f} s")
+    assert any("no state file: rebuilding it from vm, app" in line for line in said), said
+    assert (again.subnet, again.docker_subnet) == (b.subnet, b.docker_subnet)
+    assert inventory(lab.name, b.instance) == held  # nothing new, nothing lost
+    for name in ("vm", "app"):
+        old, new = b.guests[name], again.guests[name]
+        assert new.stage == "ready" and (new.address, new.port) == (old.address, old.port)
+        assert (new.uuid, new.mac, new.host_port) == (old.uuid, old.mac, old.host_port)
+    assert run(lab, again, "vm", "hostname") == "vm"
+
+
+def test_an_app_container_removed_behind_labctls_back(pair: Pair) -> None:
+    lab, a = pair.lab, pair.a
+    rec = a.guests["app"]
+    docker_connect().containers.get(rec.resource).remove(force=True)
+    key = KeyPair(InstanceDir(lab.name, a.instance).key)
+    with pytest.raises(NotFoundError, match=f"No such container: {rec.resource}"):
+        backends.connect(rec, key).run("true")
+    cli = subprocess.run(
+        [sys.executable, "-m", "labctl", "exec", "app", "--lab", lab.name, "-i", a.instance,
+         "--", "true"],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=60,
+    )  # fmt: skip
+    assert cli.returncode == 4, cli.stderr
+    assert "Error:" in cli.stderr and "No such container" in cli.stderr
+    assert "Traceback" not in cli.stderr
+    again = _up(lab, pair.path, a.instance)
+    assert again.guests["app"].port == rec.port  # the same published port as before
+    answer = requests.get(f"http://127.0.0.1:{rec.port}/", timeout=5)
+    assert answer.status_code == 200
