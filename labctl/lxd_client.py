@@ -88,6 +88,17 @@ def _refuses(path: Path, timeout: float = 2.0) -> str | None:
 
 def connect(candidates: list[Path] | None = None) -> pylxd.Client:
     """A client of the first LXD/Incus daemon that answers; EngineError if none does."""
+    return connect_socket(candidates)[1]
+
+
+def connect_socket(
+    candidates: list[Path] | None = None, timeout: float | None = None
+) -> tuple[Path, pylxd.Client]:
+    """The socket of the first LXD/Incus daemon that answers, and a client of it.
+
+    ``candidates`` default to :func:`socket_candidates`; ``timeout`` bounds each request of
+    the client (None: pylxd's own). EngineError, naming every socket tried, if none answers.
+    """
     candidates = socket_candidates() if candidates is None else candidates
     tried: list[str] = []
     for path in candidates:
@@ -98,7 +109,7 @@ def connect(candidates: list[Path] | None = None) -> pylxd.Client:
             tried.append(f"{path}: {refused}")
             continue
         try:
-            return pylxd.Client(endpoint=str(path))
+            return path, pylxd.Client(endpoint=str(path), timeout=timeout)
         except ClientConnectionFailed as exc:
             tried.append(f"{path}: {exc or 'no answer'}")
     if not tried:

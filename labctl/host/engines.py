@@ -1,27 +1,22 @@
 """Probes of the engine daemons: libvirt, Docker (or Podman) and LXD (or Incus).
 
 Like every probe (see ``labctl.host.probe``) they never raise: a daemon that does not
-answer comes back as ``reachable=False`` with the library's own error text.
+answer comes back as ``reachable=False`` with the library's own error text. Docker and LXD
+are found and connected to by the client modules the backends and image builders use
+(``labctl.docker_client``, ``labctl.lxd_client``), so doctor looks where labctl will.
 """
 
 from __future__ import annotations
 
 import grp
-import os
 import pwd
 import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from labctl.errors import EngineError
 from labctl.host.probe import DEV_KVM, error_line
-
-#: Where LXD or Incus listen, in the order they are tried.
-LXD_SOCKETS = (
-    Path("/var/lib/lxd/unix.socket"),
-    Path("/var/snap/lxd/common/lxd/unix.socket"),
-    Path("/var/lib/incus/unix.socket"),
-)
 
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 #: Debian and Ubuntu run libvirt's QEMU as this user unless qemu.conf says otherwise.
@@ -154,16 +149,14 @@ class DockerInfo:
 def docker_probe() -> DockerInfo:
     """Ping the Docker API from the environment (``DOCKER_HOST`` or the default socket)."""
     try:
-        import docker
-        import docker.errors
+        from labctl import docker_client
     except ImportError as exc:
         return DockerInfo(False, error=f"docker-py missing: {exc}")
     try:
-        client = docker.from_env(timeout=int(_TIMEOUT))
-    except docker.errors.DockerException as exc:
-        return DockerInfo(False, error=error_line(exc))
+        client = docker_client.connect(timeout=int(_TIMEOUT))
+    except EngineError as exc:  # the library's own words, not labctl's sentence around them
+        return DockerInfo(False, error=error_line(exc.__cause__ or exc))
     try:
-        client.ping()
         info = client.version()
     except Exception as exc:
         return DockerInfo(False, error=error_line(exc))
@@ -189,25 +182,17 @@ class LxdInfo:
     error: str | None = None
 
 
-def find_lxd_socket() -> Path | None:
-    """The first LXD/Incus socket that exists (``LXD_DIR`` first when set)."""
-    candidates = list(LXD_SOCKETS)
-    if os.environ.get("LXD_DIR"):
-        candidates.insert(0, Path(os.environ["LXD_DIR"]) / "unix.socket")
-    return next((p for p in candidates if p.is_socket()), None)
-
-
-def lxd_probe() -> LxdInfo:
-    """Connect with pylxd to the detected socket and read the default profile."""
-    path = find_lxd_socket()
-    if path is None:
-        return LxdInfo(None, False, error="no LXD or Incus socket found")
+def lxd_probe(candidates: list[Path] | None = None) -> LxdInfo:
+    """Connect as labctl does (``lxd_client``'s sockets, in its order); read the default profile."""
     try:
-        import pylxd
+        from labctl import lxd_client
     except ImportError as exc:
-        return LxdInfo(str(path), False, error=f"pylxd missing: {exc}")
+        return LxdInfo(None, False, error=f"pylxd missing: {exc}")
     try:
-        client = pylxd.Client(endpoint=str(path), timeout=_TIMEOUT)
+        path, client = lxd_client.connect_socket(candidates, timeout=_TIMEOUT)
+    except EngineError as exc:
+        return LxdInfo(None, False, error=error_line(exc))
+    try:
         env = client.host_info.get("environment", {})
         devices = client.profiles.get("default").devices
     except Exception as exc:
