@@ -6,6 +6,11 @@ expressions (``\\d{3}``) pass through untouched:
 - ``{student}``, ``{instance}``, ``{lab}``
 - ``{param.NAME}``: a per-student parameter of the exercise
 - ``{guest.NAME.FIELD}``: what the lab knows about a guest (FIELD in :data:`GUEST_FIELDS`)
+
+``{guest.NAME.accel}`` is the accelerator a VM really runs under (``kvm`` or ``tcg``, as
+``labctl status`` shows it). Text that depends on it names it through this placeholder and
+says what each accelerator means, instead of assuming one: the same exercise runs on hosts
+with usable KVM and on hosts without it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from labctl.errors import LabctlError
 PLACEHOLDER = re.compile(
     r"\{(student|instance|lab|param\.[a-z][a-z0-9_]*|guest\.[a-z][a-z0-9-]*\.[a-z_]+)\}"
 )
-GUEST_FIELDS = ("address", "port", "resource", "ready_seconds")
+GUEST_FIELDS = ("address", "port", "resource", "ready_seconds", "accel")
 
 M = TypeVar("M", bound=BaseModel)
 
