@@ -1,0 +1,216 @@
+"""One door to every guest and to the host: a :class:`Connection` runs shell commands there.
+
+On the pytest-testinfra model, every connection implements one ``run(command) ->
+CommandResult``; what the checks need beyond it (reading a file, fetching a URL from where
+the student would) is built on that ``run``, so a new transport only has to run commands.
+The host's connection is :class:`LocalConnection`; a backend hands out the connection of one
+of its guests (``Backend.connect``): SSH for VMs, the engine's own exec for containers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import shlex
+import signal
+import subprocess
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final, Literal
+
+import requests
+
+from labctl.command import CommandResult
+from labctl.errors import LabctlError
+
+
+class _Default(Enum):
+    TIMEOUT = "the connection's own timeout"
+
+
+#: ``run(command)`` without a timeout: the connection's own (:attr:`Connection.timeout`).
+DEFAULT: Final = _Default.TIMEOUT
+Timeout = float | None | _Default
+
+#: exit code of a command that ran out of time (as coreutils' ``timeout``)
+TIMED_OUT = 124
+#: exit code of ``read_file``'s script when the file does not exist
+_ABSENT = 100
+
+
+class ReadError(LabctlError):
+    """A file exists but cannot be read; ``reason`` is what the shell said."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+FetchFailure = Literal["unreachable", "timeout", "other"]
+
+
+class FetchError(LabctlError):
+    """Nothing answered at a URL: ``kind`` says whether it was refused, slow or else."""
+
+    def __init__(self, message: str, kind: FetchFailure, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """What an HTTP GET got: the status and the body as text."""
+
+    status: int
+    body: str
+
+
+def shell_path(path: str) -> str:
+    """Quote a path for the shell; ``~/x`` stays relative to $HOME."""
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+class Connection(ABC):
+    """Somewhere commands run: the host or one guest of a lab."""
+
+    #: the guest's name in the lab, or ``host``
+    name: str
+    #: what ``run`` allows a command when not told: seconds (None: no bound)
+    timeout: float | None = 60.0
+
+    @abstractmethod
+    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
+        """Run a shell command line; its failure is a result with its exit code.
+
+        ``timeout`` (default :attr:`timeout`, ``None``: none) bounds the wait as the
+        transport can: each connection says how. A connection that breaks raises a
+        :class:`LabctlError` (``SshError``, ``EngineError``...), never anything else.
+        """
+
+    @abstractmethod
+    def shell_argv(self) -> list[str]:
+        """A command line that opens an interactive shell there."""
+
+    def _timeout(self, timeout: Timeout) -> float | None:
+        """``timeout`` with :data:`DEFAULT` replaced by the connection's own."""
+        return self.timeout if isinstance(timeout, _Default) else timeout
+
+    def read_file(self, path: str) -> bytes | None:
+        """The content of ``path`` (``~/x``: under $HOME), or None if there is no such file.
+
+        Raises :class:`ReadError` when the file exists but cannot be read.
+        """
+        quoted = shell_path(path)
+        # base64 carries any byte through a text transport; every guest image has it.
+        script = f"[ -e {quoted} ] || [ -L {quoted} ] || exit {_ABSENT}; base64 < {quoted}"
+        result = self.run(script)
+        if result.rc == _ABSENT:
+            return None
+        if not result.succeeded:
+            why = _said(result)
+            raise ReadError(f"{path} cannot be read on {self.name}: {why}", why)
+        try:
+            return base64.b64decode(result.stdout)
+        except binascii.Error as exc:
+            why = f"base64 that does not decode ({exc})"
+            raise ReadError(f"{path} cannot be read on {self.name}: {why}", why) from exc
+
+    def fetch(self, url: str, timeout: float = 10.0) -> HttpAnswer:
+        """GET ``url`` from here (``curl`` run in the guest); :class:`FetchError` if none answers.
+
+        Proxies are ignored: only the server at the URL may answer for it.
+        """
+        if not url.startswith(("http://", "https://")):
+            raise FetchError(f"{url!r} is not an http(s) URL", "other")
+        script = (
+            f"curl -sS --noproxy '*' --max-time {timeout:g} -w '\\n%{{http_code}}' "
+            f"{shlex.quote(url)}"
+        )
+        result = self.run(script, timeout=timeout + 10)
+        if result.rc == 127:
+            raise FetchError(
+                f"{self.name} has no curl to fetch {url}: {_said(result)}",
+                "other",
+                "install curl in the guest's image",
+            )
+        if result.rc in (6, 7):  # could not resolve the host, could not connect
+            raise FetchError(f"nothing answers at {url} from {self.name}", "unreachable")
+        if result.rc == 28:
+            raise FetchError(f"{url} did not answer {self.name} in {timeout:g} s", "timeout")
+        body, _, status = result.stdout.rpartition("\n")
+        if not result.succeeded or not status.isdigit():
+            raise FetchError(f"curl {url} on {self.name}: {_said(result)}", "other")
+        return HttpAnswer(int(status), body)
+
+
+def _said(result: CommandResult) -> str:
+    """The last line a command printed (stderr first), or its exit code."""
+    lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    return lines[-1][:160] if lines else f"exit {result.rc}"
+
+
+class LocalConnection(Connection):
+    """The host itself: ``sh -c`` with labctl's environment, the way testinfra's local backend.
+
+    ``timeout`` bounds the whole command; one that runs out of it is killed with everything
+    it started and gives exit code 124 (as coreutils' ``timeout``), never an exception.
+    """
+
+    def __init__(self, name: str = "host", timeout: float | None = 300.0) -> None:
+        self.name = name
+        self.timeout = timeout
+
+    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
+        """Run ``command`` with ``sh -c`` on the host, stdin closed."""
+        bound = self._timeout(timeout)
+        try:
+            proc = subprocess.Popen(
+                ["sh", "-c", command],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own process group: a timeout kills all of it
+            )
+        except OSError as exc:  # no sh at all
+            return CommandResult(command, 127, "", f"sh: {exc}")
+        try:
+            out, err = proc.communicate(timeout=bound)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                out, err = proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired as exc:  # a child left its session, pipes open
+                out, err = exc.stdout or b"", exc.stderr or b""
+            said = err.decode(errors="replace")
+            note = f"timed out after {bound:g} s"
+            return CommandResult(
+                command, TIMED_OUT, out.decode(errors="replace"), f"{said}{note}\n"
+            )
+        return CommandResult(
+            command, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+        )
+
+    def shell_argv(self) -> list[str]:
+        """The user's shell."""
+        return [os.environ.get("SHELL") or "sh"]
+
+    def fetch(self, url: str, timeout: float = 10.0) -> HttpAnswer:
+        """GET ``url`` from the host with requests, ignoring any proxy of the environment."""
+        session = requests.Session()
+        session.trust_env = False  # a proxy from the environment must not answer for a guest
+        try:
+            answer = session.get(url, timeout=timeout)
+        except requests.ConnectionError as exc:
+            kind: FetchFailure = "timeout" if isinstance(exc, requests.Timeout) else "unreachable"
+            raise FetchError(f"nothing answers at {url}: {exc}", kind) from exc
+        except requests.Timeout as exc:
+            raise FetchError(f"{url} did not answer in {timeout:g} s", "timeout") from exc
+        except requests.RequestException as exc:
+            raise FetchError(f"{url}: {type(exc).__name__}: {exc}", "other") from exc
+        finally:
+            session.close()
+        return HttpAnswer(answer.status_code, answer.text)

@@ -1,0 +1,185 @@
+"""The host's connection for real on ``sh``, and what every connection builds on ``run``.
+
+``read_file`` and a guest's ``fetch`` (curl run where the connection runs commands) are
+exercised through :class:`LocalConnection`, whose ``run`` is a real ``sh -c`` on this host.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labctl.command import CommandResult
+from labctl.connection import (
+    DEFAULT,
+    Connection,
+    FetchError,
+    HttpAnswer,
+    LocalConnection,
+    ReadError,
+    Timeout,
+)
+
+# ---- run -----------------------------------------------------------------------------------
+
+
+def test_run_gives_exit_code_and_both_outputs() -> None:
+    result = LocalConnection().run("echo out; echo err >&2; exit 3")
+    assert (result.rc, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    assert result.command == "echo out; echo err >&2; exit 3" and not result.succeeded
+
+
+def test_stdin_is_closed_so_a_reader_does_not_wait() -> None:
+    t0 = time.monotonic()
+    assert LocalConnection().run("cat").succeeded
+    assert time.monotonic() - t0 < 5
+
+
+def test_bytes_that_are_no_utf8_are_replaced_not_a_traceback() -> None:
+    assert LocalConnection().run("printf 'a\\377b'").stdout == "a\ufffdb"
+
+
+def test_a_command_that_runs_out_of_time_is_exit_124_and_everything_it_started_dies(
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "child.pid"
+    t0 = time.monotonic()
+    result = LocalConnection(timeout=0.5).run(f"sleep 60 & echo $! > {pidfile}; echo begun; wait")
+    assert time.monotonic() - t0 < 10
+    assert result.rc == 124 and result.stdout == "begun\n"
+    assert result.stderr.endswith("timed out after 0.5 s\n")
+    child = int(pidfile.read_text())
+    for _ in range(50):  # the kernel reaps the killed orphan a moment later
+        if not Path(f"/proc/{child}").exists() or "Z" in _state(child):
+            break
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def test_a_timeout_given_to_run_wins_over_the_connections_own() -> None:
+    slow = LocalConnection(timeout=0.2)
+    assert slow.run("sleep 1").rc == 124
+    assert slow.run("sleep 1", timeout=None).rc == 0
+    assert LocalConnection().run("sleep 1", timeout=0.2).rc == 124
+
+
+def test_the_hosts_shell_is_the_users() -> None:
+    assert LocalConnection().shell_argv() == [os.environ.get("SHELL") or "sh"]
+
+
+# ---- read_file -----------------------------------------------------------------------------
+
+
+def test_read_file_carries_any_byte(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 40 + b"\n\x00end"
+    (tmp_path / "bin file").write_bytes(data)
+    assert LocalConnection().read_file(str(tmp_path / "bin file")) == data
+    (tmp_path / "empty").write_bytes(b"")
+    assert LocalConnection().read_file(str(tmp_path / "empty")) == b""
+
+
+def test_read_file_of_nothing_is_none_and_of_a_directory_an_error(tmp_path: Path) -> None:
+    assert LocalConnection().read_file(str(tmp_path / "nope")) is None
+    with pytest.raises(ReadError) as err:
+        LocalConnection().read_file(str(tmp_path))
+    assert "Is a directory" in err.value.reason
+    assert err.value.message.startswith(f"{tmp_path} cannot be read on host: ")
+
+
+def test_read_file_home_paths_are_under_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "it's.txt").write_text("hola\n")
+    assert LocalConnection().read_file("~/it's.txt") == b"hola\n"
+
+
+# ---- fetch ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def web() -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path == "/"
+            self.send_response(200 if found else 404)
+            self.end_headers()
+            self.wfile.write("<h1>hola ñ</h1>\nline 2".encode() if found else b"nope")
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:  # free a moment ago, and nobody listens on it
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class InGuest(LocalConnection):
+    """The host's ``run`` with a guest's ``fetch``: curl run through ``run``."""
+
+    fetch = Connection.fetch
+
+
+class NoCurl(InGuest):
+    """A guest whose shell finds no curl."""
+
+    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
+        return super().run(f"PATH=/nonexistent; {command}", timeout)
+
+
+@pytest.mark.parametrize("conn", [LocalConnection(), InGuest("g")], ids=["host", "guest"])
+def test_fetch_gives_status_and_body(web: str, conn: Connection) -> None:
+    assert conn.fetch(f"{web}/") == HttpAnswer(200, "<h1>hola ñ</h1>\nline 2")
+    assert conn.fetch(f"{web}/x") == HttpAnswer(404, "nope")
+
+
+@pytest.mark.parametrize("conn", [LocalConnection(), InGuest("g")], ids=["host", "guest"])
+def test_fetch_where_nothing_listens_is_unreachable(conn: Connection) -> None:
+    with pytest.raises(FetchError) as err:
+        conn.fetch(f"http://127.0.0.1:{_closed_port()}/", timeout=5)
+    assert err.value.kind == "unreachable"
+
+
+@pytest.mark.parametrize("conn", [LocalConnection(), InGuest("g")], ids=["host", "guest"])
+def test_fetch_ignores_a_proxy_of_the_environment(
+    web: str, conn: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = f"http://127.0.0.1:{_closed_port()}"
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, proxy)
+    assert conn.fetch(f"{web}/").status == 200
+
+
+def test_fetch_in_a_guest_without_curl_says_so() -> None:
+    with pytest.raises(FetchError) as err:
+        NoCurl("app").fetch("http://127.0.0.1:1/")
+    assert err.value.message.startswith("app has no curl to fetch http://127.0.0.1:1/")
+    assert err.value.hint == "install curl in the guest's image"
+
+
+def test_fetch_of_something_else_than_http_is_refused_before_running_anything() -> None:
+    with pytest.raises(FetchError, match="not an http"):
+        NoCurl("g").fetch("-o/etc/passwd file:///etc/shadow")
