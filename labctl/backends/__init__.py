@@ -9,6 +9,9 @@ import functools
 import importlib
 
 from labctl.backends.base import Backend
+from labctl.connection import Connection
+from labctl.keys import KeyPair
+from labctl.lab.state import GuestRecord
 
 _BACKENDS = {
     "libvirt": "labctl.backends.libvirt:LibvirtBackend",
@@ -26,6 +29,11 @@ def get(engine: str) -> Backend:
     module, _, cls = _BACKENDS[engine].partition(":")
     backend: Backend = getattr(importlib.import_module(module), cls)()
     return backend
+
+
+def connect(record: GuestRecord, key: KeyPair) -> Connection:
+    """The connection to the guest of ``record``, through its engine's backend."""
+    return get(record.engine).connect(record, key)
 
 
 def engines() -> list[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from labctl.command import CommandResult
+from labctl.connection import Connection
 from labctl.images.recipe import Manifest
 from labctl.keys import KeyPair
 from labctl.lab.reservations import Reservations
@@ -109,20 +109,13 @@ class Backend(ABC):
         return []
 
     @abstractmethod
-    def exec(
-        self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0
-    ) -> CommandResult:
-        """Run a shell command in the guest.
+    def connect(self, record: GuestRecord, key: KeyPair) -> Connection:
+        """The connection to the guest of ``record`` (see labctl/connection.py).
 
-        ``silence``: seconds the command may go without output before the call gives up, so
-        that a hung VM cannot hang labctl's own checks (``None``: wait for the end, as
-        ``labctl exec`` does). It bounds SSH sessions; LXD's and Docker's exec have no such
-        bound and run the command to its end.
+        Its ``run`` is the lab's one way to run a command in the guest: the checks, the
+        answers' truths, ``labctl exec``/``ssh`` and compare's workloads all go through it.
+        Nothing is contacted until it is used.
         """
-
-    @abstractmethod
-    def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
-        """A command line that opens an interactive shell in the guest."""
 
     @abstractmethod
     def list_guests(self, lab: str, instance: str) -> list[str]:

@@ -15,6 +15,7 @@ from docker.types import IPAMConfig, IPAMPool
 from labctl import cancel
 from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
 from labctl.command import CommandResult
+from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.docker_client import connect, engine_errors
 from labctl.errors import EngineError, NotFoundError, ReadyTimeout
 from labctl.keys import KeyPair
@@ -238,16 +239,37 @@ class DockerBackend(Backend):
             return False
         return True
 
-    def exec(
-        self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0
-    ) -> CommandResult:
+    def connect(self, record: GuestRecord, key: KeyPair) -> Connection:
+        return AppConnection(self, record)
+
+    def list_guests(self, lab: str, instance: str) -> list[str]:
+        labels = [f"labctl.lab={lab}", f"labctl.instance={instance}"]
+        with engine_errors("list containers"):
+            found = self.client.containers.list(all=True, filters={"label": labels})
+        return sorted(c.name for c in found)
+
+
+class AppConnection(Connection):
+    """An application container through ``docker exec`` (it has no SSH and no users).
+
+    Docker's exec has no bound on a silent command: ``timeout`` is not applied.
+    """
+
+    def __init__(self, backend: DockerBackend, record: GuestRecord) -> None:
+        self.name = record.name
+        self._backend = backend
+        self._record = record
+
+    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
+        """Run ``command`` with ``sh -c`` in the container, to its end."""
+        rec = self._record
         try:
-            with engine_errors(f"run a command in {record.resource}"):
-                container = self.client.containers.get(record.resource)
+            with engine_errors(f"run a command in {rec.resource}"):
+                container = self._backend.client.containers.get(rec.resource)
                 rc, (out, err) = container.exec_run(["sh", "-c", command], demux=True)
         except NotFoundError as exc:
             raise NotFoundError(
-                f"{record.name} is gone: {exc.message}",
+                f"{rec.name} is gone: {exc.message}",
                 "labctl up creates it again (from its image, on the same port)",
             ) from exc
         return CommandResult(
@@ -257,11 +279,6 @@ class DockerBackend(Backend):
             (err or b"").decode(errors="replace"),
         )
 
-    def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
-        return ["docker", "exec", "-it", record.resource, "sh"]
-
-    def list_guests(self, lab: str, instance: str) -> list[str]:
-        labels = [f"labctl.lab={lab}", f"labctl.instance={instance}"]
-        with engine_errors("list containers"):
-            found = self.client.containers.list(all=True, filters={"label": labels})
-        return sorted(c.name for c in found)
+    def shell_argv(self) -> list[str]:
+        """``docker exec`` with a terminal."""
+        return ["docker", "exec", "-it", self._record.resource, "sh"]

@@ -28,6 +28,7 @@ from labctl.backends.domain_xml import (
     read_labels,
 )
 from labctl.command import CommandResult
+from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.errors import EngineError, ReadyTimeout
 from labctl.images.vm import READY_MARKER
 from labctl.keys import KeyPair
@@ -323,33 +324,8 @@ class LibvirtBackend(Backend):
             disk.unlink(missing_ok=True)
         return True
 
-    def exec(
-        self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0
-    ) -> CommandResult:
-        assert record.address
-        self._guard(record.resource, record.address, record.name)
-        target = SshTarget(record.address, record.port or 22, "root", key.private)
-        try:
-            return ssh_run(target, command, timeout=silence)
-        except KeyRefused:
-            raise
-        except SshError as exc:
-            # A running VM that stops answering: its console usually says why (a panic, an
-            # oops, a stuck NIC), so the error carries the console's last lines.
-            tail = ""
-            if record.console_log:
-                console = Path(record.console_log)
-                tail = f"\nserial console log {console}, last lines:\n{_tail(console, 10)}"
-            raise SshError(
-                f"{record.name}: {exc.message}{tail}",
-                "if it stays unreachable, start it afresh from its image: `labctl exercise reset "
-                "EXERCISE` recreates one exercise's guests, `labctl down` + `labctl up` all",
-            ) from exc
-
-    def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
-        assert record.address
-        self._guard(record.resource, record.address, record.name)
-        return SshTarget(record.address, record.port or 22, "root", key.private).argv
+    def connect(self, record: GuestRecord, key: KeyPair) -> Connection:
+        return VmConnection(self, record, key)
 
     def list_guests(self, lab: str, instance: str) -> list[str]:
         names = []
@@ -359,6 +335,47 @@ class LibvirtBackend(Backend):
                 if labels.get("labctl.lab") == lab and labels.get("labctl.instance") == instance:
                     names.append(dom.name())
         return sorted(names)
+
+
+class VmConnection(Connection):
+    """A VM over SSH with the lab key, only while its address lies behind its own bridge.
+
+    ``timeout`` bounds each wait for output, so a hung VM cannot hang a check; ``None`` lets
+    a command run silently as long as it likes (``labctl exec``).
+    """
+
+    def __init__(self, backend: LibvirtBackend, record: GuestRecord, key: KeyPair) -> None:
+        assert record.address
+        self.name = record.name
+        self._backend = backend
+        self._record = record
+        self._target = SshTarget(record.address, record.port or 22, "root", key.private)
+
+    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
+        """Run ``command`` over SSH; a session that fails shows the console's last lines."""
+        rec = self._record
+        self._backend._guard(rec.resource, self._target.host, rec.name)
+        try:
+            return ssh_run(self._target, command, timeout=self._timeout(timeout))
+        except KeyRefused:
+            raise
+        except SshError as exc:
+            # A running VM that stops answering: its console usually says why (a panic, an
+            # oops, a stuck NIC), so the error carries the console's last lines.
+            tail = ""
+            if rec.console_log:
+                console = Path(rec.console_log)
+                tail = f"\nserial console log {console}, last lines:\n{_tail(console, 10)}"
+            raise SshError(
+                f"{rec.name}: {exc.message}{tail}",
+                "if it stays unreachable, start it afresh from its image: `labctl exercise reset "
+                "EXERCISE` recreates one exercise's guests, `labctl down` + `labctl up` all",
+            ) from exc
+
+    def shell_argv(self) -> list[str]:
+        """``ssh`` into the VM as root with the lab key."""
+        self._backend._guard(self._record.resource, self._target.host, self._record.name)
+        return self._target.argv
 
 
 def _xml(obj: libvirt.virDomain | libvirt.virNetwork, name: str) -> str:

@@ -11,6 +11,7 @@ import pylxd
 from labctl import cancel
 from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
 from labctl.command import CommandResult
+from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.errors import EngineError, NotFoundError, ReadyTimeout
 from labctl.keys import KeyPair
 from labctl.lab import naming, netguard, subnets
@@ -221,18 +222,8 @@ class LxdBackend(Backend):
             instance.delete(wait=True)
         return True
 
-    def exec(
-        self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0
-    ) -> CommandResult:
-        instance = self._must_get(record.resource)
-        with engine_errors(f"run a command in {record.resource}"):
-            result = instance.execute(["sh", "-c", command])
-        return CommandResult(command, result.exit_code, result.stdout, result.stderr)
-
-    def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
-        assert record.address
-        self._guard(record.resource, record.address, record.name)
-        return SshTarget(record.address, 22, "root", key.private).argv
+    def connect(self, record: GuestRecord, key: KeyPair) -> Connection:
+        return ContainerConnection(self, record, key)
 
     def list_guests(self, lab: str, instance: str) -> list[str]:
         with engine_errors("list instances"):
@@ -243,3 +234,32 @@ class LxdBackend(Backend):
             if i.config.get("user.labctl.lab") == lab
             and i.config.get("user.labctl.instance") == instance
         )
+
+
+class ContainerConnection(Connection):
+    """A system container: commands through LXD's exec, the student's shell over SSH.
+
+    LXD's exec reaches the container through the daemon, not the network, and has no bound
+    on a silent command: ``timeout`` is not applied.
+    """
+
+    def __init__(self, backend: LxdBackend, record: GuestRecord, key: KeyPair) -> None:
+        self.name = record.name
+        self._backend = backend
+        self._record = record
+        self._key = key
+
+    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
+        """Run ``command`` with ``sh -c`` in the container, to its end."""
+        resource = self._record.resource
+        instance = self._backend._must_get(resource)
+        with engine_errors(f"run a command in {resource}"):
+            result = instance.execute(["sh", "-c", command])
+        return CommandResult(command, result.exit_code, result.stdout, result.stderr)
+
+    def shell_argv(self) -> list[str]:
+        """``ssh`` into the container, only while its address lies behind its own bridge."""
+        rec = self._record
+        assert rec.address
+        self._backend._guard(rec.resource, rec.address, rec.name)
+        return SshTarget(rec.address, 22, "root", self._key.private).argv

@@ -100,7 +100,7 @@ def _prepare(c: _Ctx, ex: Exercise) -> None:
         )
         return
     try:
-        runner.ensure_setup(ex, runner.Targets(c.ws), c.values(ex))
+        runner.ensure_setup(ex, runner.Connections(c.ws), c.values(ex))
     except LabctlError as exc:
         console.err.print(f"[yellow]Note:[/yellow] {escape(exc.message)}")
 
@@ -170,12 +170,12 @@ def check(
     """Run the checks on the real guests; exit 0: all passed, 1: some failed, 2: none ran."""
     c = _ctx(lab, instance, student, lang)
     ex = c.ws.exercise(exercise_id)
-    targets = runner.Targets(c.ws)  # exit 2 when the lab is not up
+    connect = runner.Connections(c.ws)  # exit 2 when the lab is not up
     vals = c.values(ex)
-    runner.ensure_setup(ex, targets, vals)
+    runner.ensure_setup(ex, connect, vals)
     answers = {sid: sp.answer for sid, sp in c.store.load().of(ex.id).steps.items()}
     steps = [ex.step(step)] if step is not None else None
-    result = runner.run_checks(ex, targets, vals, c.lang, answers, steps)
+    result = runner.run_checks(ex, connect, vals, c.lang, answers, steps)
     with c.store.update() as progress:
         if result.exit_code != 2:  # nothing ran: nothing to record
             runner.record(ex, progress.of(ex.id), result)
@@ -301,7 +301,7 @@ def reset(
     for guest in ex.guests:
         lifecycle.recreate_guest(spec, spec_path, instance, guest, store(), probe, report)
     fresh = _ctx(lab, instance, c.student, L)  # new addresses and ports
-    runner.ensure_setup(ex, runner.Targets(fresh.ws), fresh.values(ex))
+    runner.ensure_setup(ex, runner.Connections(fresh.ws), fresh.values(ex))
     with c.store.update() as progress:
         runner.reset_progress(progress.of(ex.id))
     console.out.print(

@@ -259,7 +259,7 @@ def vm_restart(record: GuestRecord, subject: Subject, key: KeyPair, timeout: flo
     backend = backends.get("libvirt")
     try:
         # The guest's own poweroff works on both architectures (the aarch64 one has no ACPI).
-        backend.exec(record, key, "nohup sh -c 'sleep 1; poweroff' >/dev/null 2>&1 &")
+        backend.connect(record, key).run("nohup sh -c 'sleep 1; poweroff' >/dev/null 2>&1 &")
     except OSError as exc:
         raise LabctlError(f"{record.name}: could not ask it to power off: {exc}") from exc
     with connection() as conn:

@@ -1,4 +1,4 @@
-"""Running the workloads: in a guest through the lab's exec path, or on the host itself.
+"""Running the workloads: in a guest through its connection (as ``labctl exec``), or on the host.
 
 Every function here returns a :class:`Figure` or raises a :class:`LabctlError` that the
 caller records as a gap; nothing is retried silently except iperf3's connection race.
@@ -7,72 +7,36 @@ caller records as a gap; nothing is retried silently except iperf3's connection 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import json
 import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
 
 from labctl import backends
-from labctl.command import CommandResult
 from labctl.compare import workloads
-from labctl.compare.model import Figure, Samples, Subject
+from labctl.compare.model import HOST, Figure, Samples, Subject
 from labctl.compare.workloads import ParseError, Profile
+from labctl.connection import Connection, LocalConnection
 from labctl.errors import HostError, LabctlError
 from labctl.keys import KeyPair
+from labctl.lab import netguard
 from labctl.lab.state import GuestRecord, LabState
 
-
-class Target(Protocol):
-    """Somewhere a workload script runs."""
-
-    @property
-    def name(self) -> str: ...
-
-    def run(self, script: str) -> CommandResult: ...
+#: the host's workloads finish well within this; one that does not is killed (exit 124)
+HOST_TIMEOUT = 900.0
 
 
-@dataclass(frozen=True)
-class GuestTarget:
-    """A guest, reached the way ``labctl exec`` reaches it."""
-
-    record: GuestRecord
-    key: KeyPair
-
-    @property
-    def name(self) -> str:
-        """The guest's name in the lab."""
-        return self.record.name
-
-    def run(self, script: str) -> CommandResult:
-        """Run ``script`` with the guest's shell (transport errors are already LabctlErrors)."""
-        return backends.get(self.record.engine).exec(self.record, self.key, script)
-
-
-@dataclass(frozen=True)
-class HostTarget:
-    """The bare host, as the reference."""
-
-    name: str = "host"
-    timeout: float = 900.0
-
-    def run(self, script: str) -> CommandResult:
-        """Run ``script`` with ``sh -c`` on the host."""
-        try:
-            proc = subprocess.run(
-                ["sh", "-c", script], capture_output=True, text=True, timeout=self.timeout
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise LabctlError(f"host: the workload did not finish in {self.timeout:.0f} s") from exc
-        return CommandResult(script, proc.returncode, proc.stdout, proc.stderr)
+def connections(records: Mapping[str, GuestRecord], key: KeyPair) -> dict[str, Connection]:
+    """The host (the reference) and each guest, reached the way ``labctl exec`` reaches it."""
+    found: dict[str, Connection] = {HOST: LocalConnection(HOST, timeout=HOST_TIMEOUT)}
+    found.update({name: backends.connect(rec, key) for name, rec in records.items()})
+    return found
 
 
 def _run_tagged(
-    target: Target, script: str, tags: tuple[str, ...]
+    target: Connection, script: str, tags: tuple[str, ...]
 ) -> tuple[dict[str, list[str]], float]:
     """Run a workload script; its ``@tag`` values per tag and the host's wall time for it."""
     t0 = time.monotonic()
@@ -92,7 +56,7 @@ def _split(values: list[float], warmup: int, reps: int, what: str) -> Samples:
     return Samples(tuple(values[warmup:]), tuple(values[:warmup]))
 
 
-def cpu(target: Target, subject: Subject, profile: Profile) -> Figure:
+def cpu(target: Connection, subject: Subject, profile: Profile) -> Figure:
     """The fixed CPU workload, timed inside the target."""
     values, wall = _run_tagged(target, workloads.cpu_script(profile), ("cpu",))
     secs = workloads.parse_ns(values["cpu"])
@@ -112,7 +76,7 @@ def cpu(target: Target, subject: Subject, profile: Profile) -> Figure:
     )
 
 
-def disk(target: Target, subject: Subject, profile: Profile, directory: str) -> list[Figure]:
+def disk(target: Connection, subject: Subject, profile: Profile, directory: str) -> list[Figure]:
     """Sequential write and read with O_DIRECT in ``directory`` of the target."""
     values, _wall = _run_tagged(
         target, workloads.disk_script(profile, directory), ("write", "read")
@@ -143,51 +107,6 @@ def host_disk_directory(base: Path) -> Path:
 # -- network -----------------------------------------------------------------------------
 
 
-def lab_address_problem(
-    address: str, subnet: str | None, bridge: str | None, route_dev: str | None, up: bool
-) -> str | None:
-    """Why traffic to ``address`` might leave the lab's own network, or None if it cannot."""
-    if not subnet or not bridge:
-        return "the lab has no network of its own recorded in its state"
-    try:
-        inside = ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
-    except ValueError:
-        return f"{address!r} is not an IPv4 address"
-    if not inside:
-        return f"{address} is not in the lab's subnet {subnet}"
-    if not up:
-        return f"the lab's bridge {bridge} is not up"
-    if route_dev != bridge:
-        return (
-            f"the host routes {address} via {route_dev or 'nothing'}, not the lab's bridge {bridge}"
-        )
-    return None
-
-
-def check_lab_address(state: LabState, address: str) -> None:
-    """Refuse unless ``address`` is a guest on the lab's own, live bridge."""
-    route_dev = None
-    up = False
-    try:
-        route = json.loads(_ip("route", "get", address))
-        route_dev = route[0].get("dev") if route else None
-        if state.bridge:
-            link = json.loads(_ip("link", "show", "dev", state.bridge))
-            up = bool(link) and "UP" in link[0].get("flags", [])
-    except (LabctlError, ValueError, IndexError):
-        pass
-    problem = lab_address_problem(address, state.subnet, state.bridge, route_dev, up)
-    if problem:
-        raise LabctlError(f"no traffic sent to {address}: {problem}")
-
-
-def _ip(*args: str) -> str:
-    proc = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, timeout=10)
-    if proc.returncode != 0:
-        raise LabctlError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
-    return proc.stdout
-
-
 #: iperf3 errors that mean "the server was not ready for the next test yet"
 TRANSIENT_IPERF = ("unable to connect", "busy", "control message", "Connection reset")
 
@@ -213,13 +132,19 @@ def _iperf_once(address: str, seconds: int, reverse: bool) -> float:
 
 
 def network(
-    target: GuestTarget, subject: Subject, state: LabState, profile: Profile
+    target: Connection, record: GuestRecord, subject: Subject, state: LabState, profile: Profile
 ) -> list[Figure]:
-    """iperf3 throughput host → guest and guest → host, server in the guest."""
+    """iperf3 throughput host → guest and guest → host, server in the guest.
+
+    The host's iperf3 sends only while the guest's address lies behind the lab's own bridge.
+    """
     if shutil.which("iperf3") is None:
         raise HostError("iperf3 is not installed on the host", "apt-get install -y iperf3")
-    address = target.record.address or ""
-    check_lab_address(state, address)
+    if not record.address:
+        raise LabctlError(f"{record.name} has no address recorded in the lab's state")
+    address = record.address
+    bridges = backends.get(record.engine).bridges(state)
+    netguard.require_lab_bridge(address, bridges, record.name)
     started = target.run(workloads.iperf_server_start())
     if not started.succeeded:
         raise LabctlError(f"{target.name}: iperf3 server did not start ({started.detail})")

@@ -24,6 +24,7 @@ from filelock import FileLock, Timeout
 from labctl.compare import boot, claims, measure, probes, results
 from labctl.compare.model import HOST, NATIVE, Figure, Gap, HostInfo, Report, Subject
 from labctl.compare.workloads import Profile
+from labctl.connection import Connection
 from labctl.errors import LabctlError
 from labctl.host.accel import detect
 from labctl.keys import KeyPair
@@ -172,8 +173,7 @@ def run(
 
         _boot(r, state, lab, records, guests, key, profile, restart_guests)
 
-        targets: dict[str, measure.Target] = {HOST: measure.HostTarget()}
-        targets.update({n: measure.GuestTarget(rec, key) for n, rec in records.items()})
+        targets = measure.connections(records, key)
         for name, target in targets.items():
             r.attempt("cpu", name, partial(measure.cpu, target, subj[name], profile))
 
@@ -195,8 +195,8 @@ def run(
 
         for name, s in guests.items():
             if s.is_vm and s.technique in NET_TECHNIQUES:
-                target = measure.GuestTarget(records[name], key)
-                r.attempt("network", name, partial(measure.network, target, s, state, profile))
+                net = partial(measure.network, targets[name], records[name], s, state, profile)
+                r.attempt("network", name, net)
 
         report("claims", "")
         result = Report(
@@ -242,7 +242,7 @@ def _note_overlay_growth(
 
 
 def _guest_disk(
-    target: measure.Target, subject: Subject, record: GuestRecord, profile: Profile
+    target: Connection, subject: Subject, record: GuestRecord, profile: Profile
 ) -> list[Figure]:
     figures = measure.disk(target, subject, profile, GUEST_DISK_DIR)
     if record.engine != "libvirt":

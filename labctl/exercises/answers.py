@@ -13,7 +13,7 @@ import unicodedata
 from labctl.exercises import facts
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import AnswerCheck, Measure
-from labctl.exercises.outcome import CheckError, RunFor, Verdict, last_line, where
+from labctl.exercises.outcome import CheckError, Connect, Verdict, last_line, where
 
 
 def normalise(text: str) -> str:
@@ -32,12 +32,12 @@ def parse_number(text: str) -> float | None:
     return float(match.group().replace(",", ".")) if match else None
 
 
-def _measure(m: Measure, run_for: RunFor, lang: Lang) -> tuple[str | None, str]:
+def _measure(m: Measure, connect: Connect, lang: Lang) -> tuple[str | None, str]:
     """(value, "") or (None, why the lab could not measure it)."""
     if m.fact is not None:
-        return facts.measure(m.fact, run_for(m.target)), ""
+        return facts.measure(m.fact, connect(m.target)), ""
     assert m.run is not None  # the model requires run or fact
-    r = run_for(m.target)(m.run)
+    r = connect(m.target).run(m.run)
     lines = [line.strip() for line in r.stdout.splitlines() if line.strip()]
     if not r.succeeded or not lines:
         why = last_line(r) or f"exit {r.rc}"
@@ -49,12 +49,12 @@ def _measure(m: Measure, run_for: RunFor, lang: Lang) -> tuple[str | None, str]:
     return lines[-1], ""
 
 
-def _truth_number(c: AnswerCheck, value: str, run_for: RunFor, lang: Lang) -> float:
+def _truth_number(c: AnswerCheck, value: str, connect: Connect, lang: Lang) -> float:
     truth = parse_number(value)
     if truth is None:
         raise CheckError(f"the lab measured {value!r}, which is not a number")
     if c.truth.divided_by is not None:
-        other, why = _measure(c.truth.divided_by, run_for, lang)
+        other, why = _measure(c.truth.divided_by, connect, lang)
         if other is None:
             raise CheckError(why)
         divisor = parse_number(other)
@@ -93,7 +93,7 @@ def _accepted_range(c: AnswerCheck, lang: Lang) -> str:
     return tr(lang, "se acepta ", "accepted: ") + tr(lang, " o ", " or ").join(parts)
 
 
-def check_answer(c: AnswerCheck, run_for: RunFor, lang: Lang, answer: str | None) -> Verdict:
+def check_answer(c: AnswerCheck, connect: Connect, lang: Lang, answer: str | None) -> Verdict:
     """The student's answer against what the lab measures now, in the guest itself."""
     if answer is None:
         return Verdict(
@@ -104,7 +104,7 @@ def check_answer(c: AnswerCheck, run_for: RunFor, lang: Lang, answer: str | None
                 "no answer recorded yet (labctl exercise answer EXERCISE STEP VALUE)",
             ),
         )
-    value, why = _measure(c.truth, run_for, lang)
+    value, why = _measure(c.truth, connect, lang)
     if value is None:
         return Verdict(False, why)
     if c.match == "number":
@@ -113,7 +113,7 @@ def check_answer(c: AnswerCheck, run_for: RunFor, lang: Lang, answer: str | None
             return Verdict(
                 False, tr(lang, f"«{answer}» no es un número", f"“{answer}” is not a number")
             )
-        truth = _truth_number(c, value, run_for, lang)
+        truth = _truth_number(c, value, connect, lang)
         if _close(c, given, truth):
             return Verdict(
                 True,

@@ -1,9 +1,10 @@
 """Check kinds, on the pytest-testinfra model: every check is built on one ``run(command)``.
 
-A check gets ``run_for(target)``, which returns the ``run`` of a guest or of the host, and
-gives back a :class:`CheckResult` whose ``detail`` reads like a teacher's note. A check that
-could not run at all (guest down, engine error) is ``error``, never a stack trace. Answer
-checks live in :mod:`labctl.exercises.answers`.
+A check gets ``connect(target)``, which returns the :class:`~labctl.connection.Connection` of a
+guest or of the host (its ``run``, and ``read_file`` and ``fetch`` built on it), and gives
+back a :class:`CheckResult` whose ``detail`` reads like a teacher's note. A check that could
+not run at all (guest down, engine error) is ``error``, never a stack trace. Answer checks
+live in :mod:`labctl.exercises.answers`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 
-import requests
-
+from labctl.connection import Connection, FetchError, ReadError, shell_path
 from labctl.errors import LabctlError
 from labctl.exercises.answers import check_answer
 from labctl.exercises.i18n import Lang, tr
@@ -28,22 +28,14 @@ from labctl.exercises.model import (
 from labctl.exercises.outcome import (
     CheckError,
     CheckResult,
-    Run,
-    RunFor,
+    Connect,
     Status,
     Verdict,
     last_line,
     where,
 )
 
-__all__ = ["CheckError", "CheckResult", "Run", "RunFor", "Status", "evaluate"]
-
-
-def _shell_path(path: str) -> str:
-    """Quote a path for the shell; ``~/x`` stays relative to $HOME."""
-    if path.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(path[2:])
-    return shlex.quote(path)
+__all__ = ["CheckError", "CheckResult", "Connect", "Status", "evaluate"]
 
 
 # ---- command -------------------------------------------------------------------------------
@@ -54,9 +46,9 @@ def _short(command: str, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def check_command(c: CommandCheck, run_for: RunFor, lang: Lang) -> Verdict:
+def check_command(c: CommandCheck, connect: Connect, lang: Lang) -> Verdict:
     """Exit code and/or output of a command."""
-    r = run_for(c.target)(c.run)
+    r = connect(c.target).run(c.run)
     cmd, at = _short(c.run), where(c.target, lang)
     if c.rc is not None and r.rc != c.rc:
         last = last_line(r)
@@ -94,12 +86,11 @@ def check_command(c: CommandCheck, run_for: RunFor, lang: Lang) -> Verdict:
 # ---- file ----------------------------------------------------------------------------------
 
 
-def check_file(c: FileCheck, run_for: RunFor, lang: Lang) -> Verdict:
+def check_file(c: FileCheck, connect: Connect, lang: Lang) -> Verdict:
     """Existence, mode, owner and content of a file."""
-    run = run_for(c.target)
-    path = _shell_path(c.path)
+    conn = connect(c.target)
     at = where(c.target, lang)
-    st = run(f"stat -c '%a %U' -- {path}")
+    st = conn.run(f"stat -c '%a %U' -- {shell_path(c.path)}")
     if not st.succeeded:
         if not c.exists:
             return Verdict(True, tr(lang, f"{c.path} no existe {at}", f"{c.path} is absent {at}"))
@@ -127,16 +118,20 @@ def check_file(c: FileCheck, run_for: RunFor, lang: Lang) -> Verdict:
             )
         )
     if c.contains is not None:
-        content = run(f"cat -- {path}")
-        if not content.succeeded:
+        try:
+            content = conn.read_file(c.path)
+            why = "" if content is not None else tr(lang, "ya no existe", "it is gone")
+        except ReadError as exc:
+            content, why = None, exc.reason
+        if content is None:
             problems.append(
                 tr(
                     lang,
-                    f"no se puede leer {c.path}: {last_line(content)}",
-                    f"{c.path} cannot be read: {last_line(content)}",
+                    f"no se puede leer {c.path}: {why}",
+                    f"{c.path} cannot be read: {why}",
                 )
             )
-        elif not re.search(c.contains, content.stdout, re.MULTILINE):
+        elif not re.search(c.contains, content.decode(errors="replace"), re.MULTILINE):
             problems.append(
                 tr(
                     lang,
@@ -152,18 +147,18 @@ def check_file(c: FileCheck, run_for: RunFor, lang: Lang) -> Verdict:
 # ---- service -------------------------------------------------------------------------------
 
 
-def unit_properties(run: Run, name: str, target: str) -> dict[str, str]:
+def unit_properties(conn: Connection, name: str, target: str) -> dict[str, str]:
     """LoadState, ActiveState and UnitFileState of a unit, in one ``systemctl show``."""
     props = "-p LoadState -p ActiveState -p UnitFileState"
-    r = run(f"systemctl show {props} -- {shlex.quote(name)}")
+    r = conn.run(f"systemctl show {props} -- {shlex.quote(name)}")
     if r.rc == 127 or not r.succeeded and "systemctl" in r.stderr:
         raise CheckError(f"{target} has no usable systemctl: {last_line(r)}")
     return dict(line.partition("=")[::2] for line in r.stdout.splitlines() if "=" in line)
 
 
-def check_service(c: ServiceCheck, run_for: RunFor, lang: Lang) -> Verdict:
+def check_service(c: ServiceCheck, connect: Connect, lang: Lang) -> Verdict:
     """A systemd unit: active and/or enabled."""
-    props = unit_properties(run_for(c.target), c.name, c.target)
+    props = unit_properties(connect(c.target), c.name, c.target)
     at = where(c.target, lang)
     if props.get("LoadState") == "not-found":
         return Verdict(
@@ -224,13 +219,13 @@ def _addr(hex_addr: str) -> str:
     return "::" if set(hex_addr) == {"0"} else "IPv6"
 
 
-def check_port(c: PortCheck, run_for: RunFor, lang: Lang) -> Verdict:
+def check_port(c: PortCheck, connect: Connect, lang: Lang) -> Verdict:
     """Whether a TCP port listens (read from /proc/net, so no tool is needed in the guest)."""
     try:
         port = int(c.port)
     except ValueError:
         raise CheckError(f"port {c.port!r} is not a number") from None
-    r = run_for(c.target)("cat /proc/net/tcp /proc/net/tcp6 2>/dev/null")
+    r = connect(c.target).run("cat /proc/net/tcp /proc/net/tcp6 2>/dev/null")
     found = listening_ports(r.stdout)
     at = where(c.target, lang)
     if port in found:
@@ -252,18 +247,17 @@ def check_port(c: PortCheck, run_for: RunFor, lang: Lang) -> Verdict:
 # ---- http ----------------------------------------------------------------------------------
 
 
-def check_http(c: HttpCheck, run_for: RunFor, lang: Lang) -> Verdict:
-    """An HTTP GET from the host: status and body."""
-    session = requests.Session()
-    session.trust_env = False  # a proxy from the environment must not answer for a guest
+def check_http(c: HttpCheck, connect: Connect, lang: Lang) -> Verdict:
+    """An HTTP GET from where the student would send it (the host): status and body."""
     try:
-        answer = session.get(c.url, timeout=10)
-    except requests.RequestException as exc:
-        reason = type(exc).__name__
-        if isinstance(exc, requests.ConnectionError):
+        answer = connect(c.target).fetch(c.url, timeout=10)
+    except FetchError as exc:
+        if exc.kind == "unreachable":
             reason = tr(lang, "conexión rechazada o sin ruta", "connection refused or no route")
-        elif isinstance(exc, requests.Timeout):
+        elif exc.kind == "timeout":
             reason = tr(lang, "no contesta a tiempo", "no answer in time")
+        else:
+            reason = exc.message
         return Verdict(
             False,
             tr(
@@ -272,19 +266,17 @@ def check_http(c: HttpCheck, run_for: RunFor, lang: Lang) -> Verdict:
                 f"nothing answers at {c.url} ({reason})",
             ),
         )
-    finally:
-        session.close()
-    if answer.status_code != c.status:
+    if answer.status != c.status:
         return Verdict(
             False,
             tr(
                 lang,
-                f"{c.url} responde {answer.status_code} (se esperaba {c.status})",
-                f"{c.url} answers {answer.status_code} (expected {c.status})",
+                f"{c.url} responde {answer.status} (se esperaba {c.status})",
+                f"{c.url} answers {answer.status} (expected {c.status})",
             ),
         )
-    if c.body is not None and not re.search(c.body, answer.text, re.MULTILINE):
-        start = " ".join(answer.text.split())[:80]
+    if c.body is not None and not re.search(c.body, answer.body, re.MULTILINE):
+        start = " ".join(answer.body.split())[:80]
         return Verdict(
             False,
             tr(
@@ -299,23 +291,23 @@ def check_http(c: HttpCheck, run_for: RunFor, lang: Lang) -> Verdict:
 # ---- dispatch ------------------------------------------------------------------------------
 
 
-def evaluate(check: Check, run_for: RunFor, lang: Lang, answer: str | None = None) -> CheckResult:
+def evaluate(check: Check, connect: Connect, lang: Lang, answer: str | None = None) -> CheckResult:
     """Run one (already rendered) check; any failure to run becomes an ``error`` result."""
     what = check.what.get(lang)
     note = check.note.get(lang) if check.note else None
     try:
         if isinstance(check, AnswerCheck):
-            verdict = check_answer(check, run_for, lang, answer)
+            verdict = check_answer(check, connect, lang, answer)
         elif isinstance(check, CommandCheck):
-            verdict = check_command(check, run_for, lang)
+            verdict = check_command(check, connect, lang)
         elif isinstance(check, FileCheck):
-            verdict = check_file(check, run_for, lang)
+            verdict = check_file(check, connect, lang)
         elif isinstance(check, ServiceCheck):
-            verdict = check_service(check, run_for, lang)
+            verdict = check_service(check, connect, lang)
         elif isinstance(check, PortCheck):
-            verdict = check_port(check, run_for, lang)
+            verdict = check_port(check, connect, lang)
         else:
-            verdict = check_http(check, run_for, lang)
+            verdict = check_http(check, connect, lang)
     except LabctlError as exc:  # the SSH transport's errors too (labctl.ssh.SshError)
         return CheckResult(what, "error", exc.message, exc.hint)
     except OSError as exc:  # a host-side socket or file the check itself opened

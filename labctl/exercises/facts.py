@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from labctl.command import CommandResult
+from labctl.connection import Connection
 
 FactName = Literal["apt-mirror"]
 
@@ -60,7 +61,7 @@ FACTS: dict[FactName, Fact] = {
 }
 
 
-def measure(name: FactName, run: Callable[[str], CommandResult]) -> str:
-    """The value of fact ``name`` where ``run`` runs commands (a guest, or the host)."""
+def measure(name: FactName, conn: Connection) -> str:
+    """The value of fact ``name`` on ``conn`` (a guest, or the host)."""
     fact = FACTS[name]
-    return fact.decide(run(fact.command))
+    return fact.decide(conn.run(fact.command))

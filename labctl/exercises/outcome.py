@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from labctl.command import CommandResult
+from labctl.connection import Connection
 from labctl.errors import LabctlError
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import HOST
 
-Run = Callable[[str], CommandResult]
-RunFor = Callable[[str], Run]
+#: the connection to a check's target: a guest's name, or ``host``
+Connect = Callable[[str], Connection]
 Status = Literal["passed", "failed", "error"]
 
 

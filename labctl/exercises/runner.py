@@ -1,7 +1,7 @@
 """Run an exercise against the real lab: find its guests, prepare them, check, record.
 
-The ``run`` of a guest is the lab's own exec path (SSH for VMs and the system container,
-``docker exec`` for the app container); the ``run`` of the host is a local ``sh -c``. Exercise
+Checks reach a guest through its backend's connection, the one ``labctl exec`` uses (SSH for
+VMs, the engine's exec for containers), and the host through a local ``sh -c``. Exercise
 commands come from the lab's exercise files; their placeholders expand to values labctl made
 (parameters of ``[a-z0-9-]``, checked student ids, guest names, addresses and ports), and a
 student's answers are compared in Python, so nothing a student types reaches a shell.
@@ -9,17 +9,15 @@ student's answers are compared in Python, so nothing a student types reaches a s
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from labctl import backends
-from labctl.backends.base import Backend
-from labctl.command import CommandResult
+from labctl.connection import Connection, LocalConnection
 from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises import params, template
-from labctl.exercises.checks import CheckResult, Run, evaluate
+from labctl.exercises.checks import CheckResult, Connect, evaluate
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import HOST, AnswerCheck, Exercise, Step, load_exercises
 from labctl.exercises.progress import ExerciseProgress, now
@@ -119,74 +117,58 @@ def values(ws: Workspace, exercise: Exercise, student: str) -> dict[str, str]:
 # ---- where commands run --------------------------------------------------------------------
 
 
-def host_run(command: str, timeout: float = HOST_TIMEOUT) -> CommandResult:
-    """Run an exercise command on the host (``sh -c``: exercise commands are shell lines)."""
-    try:
-        proc = subprocess.run(
-            ["sh", "-c", command], capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return CommandResult(command, 124, "", f"timed out after {timeout:.0f} s")
-    return CommandResult(command, proc.returncode, proc.stdout, proc.stderr)
+class Connections:
+    """The connection of each guest of a running instance (checked once to run) and the host.
 
-
-class Targets:
-    """``run`` for each guest of a running instance (checked once to be running) and the host."""
+    Call it with a guest's name, or ``host``: the :data:`~labctl.exercises.checks.Connect`
+    that checks and setup take.
+    """
 
     def __init__(self, ws: Workspace) -> None:
         self.state = ws.require_up()
         self.key = KeyPair(ws.inst.key)
-        self._backends: dict[str, Backend] = {}
-        self._runs: dict[str, Run] = {}
+        self._open: dict[str, Connection] = {HOST: LocalConnection(HOST, timeout=HOST_TIMEOUT)}
 
-    def __call__(self, name: str) -> Run:
-        if name == HOST:
-            return host_run
-        if name not in self._runs:
-            self._runs[name] = self._guest(name)
-        return self._runs[name]
+    def __call__(self, name: str) -> Connection:
+        if name not in self._open:
+            self._open[name] = self._guest(name)
+        return self._open[name]
 
-    def _guest(self, name: str) -> Run:
+    def _guest(self, name: str) -> Connection:
         rec = self.state.guests.get(name)
         if rec is None:
             raise GuestUnavailable(
                 f"guest {name} is not in lab {self.state.lab} (instance {self.state.instance})",
                 "this exercise needs the full lab: labctl up",
             )
-        backend = self._backends.setdefault(rec.engine, backends.get(rec.engine))
+        backend = backends.get(rec.engine)
         live = backend.state(rec.resource)
         if live != "running":
             raise GuestUnavailable(f"guest {name} is {live}", "run `labctl up` to start it again")
-
-        def run(command: str) -> CommandResult:
-            return backend.exec(rec, self.key, command)
-
-        return run
+        return backend.connect(rec, self.key)
 
 
 # ---- setup, checks, results ----------------------------------------------------------------
 
 
-def ensure_setup(
-    exercise: Exercise, run_for: Callable[[str], Run], vals: Mapping[str, str]
-) -> bool:
+def ensure_setup(exercise: Exercise, connect: Connect, vals: Mapping[str, str]) -> bool:
     """Prepare the guests once per guest lifetime (a mark file in the guest); True if it ran."""
     ran = False
     mark = SETUP_MARK.format(id=exercise.id)
     for target in dict.fromkeys(cmd.target for cmd in exercise.setup):
-        run = run_for(target)
-        if run(f"test -e {mark}").succeeded:
+        conn = connect(target)
+        if conn.run(f"test -e {mark}").succeeded:
             continue
         for cmd in exercise.setup:
             if cmd.target != target:
                 continue
-            result = run(template.render(cmd.run, vals))
+            result = conn.run(template.render(cmd.run, vals))
             if not result.succeeded:
                 raise LabctlError(
                     f"preparing {target} for exercise {exercise.id} failed: {result.detail}",
                     f"run `labctl exercise reset {exercise.id}` to start from a fresh guest",
                 )
-        run(f"touch {mark}")
+        conn.run(f"touch {mark}")
         ran = True
     return ran
 
@@ -229,7 +211,7 @@ class ExerciseResult:
 
 def run_checks(
     exercise: Exercise,
-    run_for: Callable[[str], Run],
+    connect: Connect,
     vals: Mapping[str, str],
     lang: Lang,
     answers: Mapping[str, str | None],
@@ -251,7 +233,7 @@ def run_checks(
             if isinstance(rendered, AnswerCheck) and given is None:
                 results.append(_unanswered(rendered, exercise.id, step.id, lang))
                 continue
-            results.append(evaluate(rendered, run_for, lang, given))
+            results.append(evaluate(rendered, connect, lang, given))
         number = exercise.steps.index(step) + 1
         title = template.render(step.title.get(lang), vals, strict=False)
         out.append(StepResult(step.id, number, title, tuple(results)))

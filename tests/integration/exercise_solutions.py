@@ -1,10 +1,10 @@
 """Scripted solutions of every exercise: what a student would do, step by step.
 
 Kept with the tests, never shipped to students. Each solution works the way the exercise
-asks: it runs commands in the guests (through the lab's own exec path) and on the host, and
-records answers it *measured itself* with ``labctl exercise answer``; it never reads the
-checks' truth commands. ``CLEANUP`` removes what a solution left outside the lab's guests
-(host files, Docker images and containers) so the session's leak check stays exact.
+asks: it runs commands in the guests (through their connections, as the checks do) and on
+the host, and records answers it *measured itself* with ``labctl exercise answer``; it never
+reads the checks' truth commands. ``CLEANUP`` removes what a solution left outside the lab's
+guests (host files, Docker images and containers) so the session's leak check stays exact.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Student:
 
     def guest(self, guest: str, command: str) -> str:
         """Run in a guest (as the exercise's checks do); it must succeed."""
-        result = runner.Targets(self.ws)(guest)(command)
+        result = runner.Connections(self.ws)(guest).run(command)
         assert result.succeeded, f"{guest}: {command}: {result.detail}"
         return result.stdout
 
@@ -257,7 +257,7 @@ def apt_reaches_mirror(s: Student) -> bool:
     The decision is the lab's own (:func:`labctl.exercises.facts.apt_reached_mirror`), so
     the scripted student and the lab cannot disagree about this machine's network.
     """
-    apt = runner.Targets(s.ws)("lxc-system")("LC_ALL=C timeout 60 apt-get update")
+    apt = runner.Connections(s.ws)("lxc-system").run("LC_ALL=C timeout 60 apt-get update")
     return apt.rc == 0 and facts.apt_reached_mirror(apt.stdout + "\n" + apt.stderr)
 
 
@@ -275,8 +275,9 @@ def lxc_servicio(s: Student) -> None:
         f" && printf %s {shlex.quote(unit)} > /etc/systemd/system/miweb.service"
         " && systemctl daemon-reload && systemctl enable --now miweb",
     )
+    lxc = runner.Connections(s.ws)("lxc-system")
     for _ in range(50):  # python needs a moment to bind the port
-        if runner.Targets(s.ws)("lxc-system")(f"ss -ltnH 'sport = :{port}' | grep -q .").succeeded:
+        if lxc.run(f"ss -ltnH 'sport = :{port}' | grep -q .").succeeded:
             break
         time.sleep(0.2)
 

@@ -178,7 +178,7 @@ def test_mirror_step_agrees_with_the_lab_whatever_the_network(
     reachable), and apt pointed at the apt cache that host setup runs on LXD's bridge.
     """
     s = student("lxc-servicio")
-    run = runner.Targets(s.ws)("lxc-system")
+    run = runner.Connections(s.ws)("lxc-system").run
     route = run("ip -4 route show default").stdout.split()
     assert route[:2] == ["default", "via"], route
     with _network(run, route[2], how) as expected:

@@ -64,7 +64,7 @@ def two_students(mini: Path) -> Iterator[tuple[Lab, LabState, LabState]]:
 def run(lab: Lab, state: LabState, guest: str, command: str) -> str:
     rec = state.guests[guest]
     key = KeyPair(InstanceDir(lab.name, state.instance).key)
-    result = backends.get(rec.engine).exec(rec, key, command)
+    result = backends.connect(rec, key).run(command)
     assert result.succeeded, result.detail
     return result.stdout.strip()
 

@@ -196,8 +196,8 @@ def test_labctl_contacts_a_guest_only_behind_its_own_bridge(
     rec = running_lab.state.guests[guest]
     backend = backends.get(rec.engine)
     key = KeyPair(running_lab.inst.key)
-    assert backend.shell_argv(rec, key)  # its own address, behind its own bridge: fine
+    assert backend.connect(rec, key).shell_argv()  # its own address, behind its own bridge: fine
     with pytest.raises(NotOurNetwork) as info:
-        backend.shell_argv(replace(rec, address="198.51.100.7"), key)
+        backend.connect(replace(rec, address="198.51.100.7"), key).shell_argv()
     assert "will not contact 198.51.100.7" in info.value.message
     assert info.value.code == 4

@@ -7,10 +7,15 @@ import subprocess
 
 import pytest
 
-from labctl.compare import workloads
-from labctl.compare.measure import lab_address_problem
+from labctl import backends
+from labctl.compare import measure, workloads
+from labctl.compare.model import Subject
 from labctl.compare.probes import parse_vmrss
 from labctl.compare.workloads import ParseError, Profile
+from labctl.errors import LabctlError
+from labctl.lab import netguard
+from labctl.lab.state import GuestRecord, LabState
+from tests.unit.fake_connection import FakeConnection
 
 GNU = "268435456 bytes (268 MB, 256 MiB) copied, 0.479988 s, 559 MB/s"
 BUSYBOX = "67108864 bytes (64.0MB) copied, 0.500000 seconds, 128.0MB/s"
@@ -116,23 +121,35 @@ def test_profiles_keep_at_least_three_counted_runs_after_a_warmup() -> None:
         assert min(p.cpu_warmup, p.disk_warmup, p.net_warmup, p.boot_warmup) >= 1
 
 
-@pytest.mark.parametrize(
-    ("address", "subnet", "bridge", "dev", "up", "problem"),
-    [
-        ("10.210.2.11", "10.210.2.0/24", "lcbr1", "lcbr1", True, None),
-        ("10.210.3.11", "10.210.2.0/24", "lcbr1", "lcbr1", True, "not in the lab's subnet"),
-        ("10.210.2.11", "10.210.2.0/24", "lcbr1", "eth0", True, "via eth0"),
-        ("10.210.2.11", "10.210.2.0/24", "lcbr1", "lcbr1", False, "not up"),
-        ("10.210.2.11", None, None, "lcbr1", True, "no network of its own"),
-        ("8.8.8.8", "10.210.2.0/24", "lcbr1", "eth0", True, "not in the lab's subnet"),
-        ("nonsense", "10.210.2.0/24", "lcbr1", None, True, "not an IPv4"),
-    ],
-)
-def test_traffic_only_to_the_labs_own_bridge(
-    address: str, subnet: str | None, bridge: str | None, dev: str, up: bool, problem: str | None
+class Bridges:
+    """A backend that names the instance's bridge."""
+
+    def bridges(self, state: LabState) -> list[str]:
+        return ["lcbr1"]
+
+
+@pytest.mark.parametrize(("dev", "up", "sent"), [("lcbr1", True, True), ("eth0", True, False)])
+def test_iperf3_only_to_a_guest_behind_the_labs_bridge(
+    monkeypatch: pytest.MonkeyPatch, dev: str, up: bool, sent: bool
 ) -> None:
-    found = lab_address_problem(address, subnet, bridge, dev, up)
-    if problem is None:
-        assert found is None
+    def ip(argv: list[str], **_kw: object) -> subprocess.CompletedProcess[bytes]:
+        if argv[2:4] == ["route", "get"]:
+            out = [{"dst": argv[4], "dev": dev}]
+        else:
+            out = [{"ifname": argv[5], "flags": ["UP"] if up else []}]
+        return subprocess.CompletedProcess(argv, 0, json.dumps(out).encode(), b"")
+
+    monkeypatch.setattr(netguard, "run", ip)
+    monkeypatch.setattr(backends, "get", lambda _engine: Bridges())
+    monkeypatch.setattr(measure.shutil, "which", lambda _name: "/usr/bin/iperf3")
+    guest = FakeConnection({"iperf3": (1, "", "iperf3: not found")}, name="kvm-full")
+    rec = GuestRecord("kvm-full", "libvirt", "r", stage="ready", address="10.210.2.11")
+    subject = Subject("kvm-full", "full-virtualization", "libvirt", "x86_64", "tcg", "-")
+    state = LabState("lab", "main", "x", subnet="10.210.2.0/24", bridge="lcbr1")
+    # Past the guard, the fake guest's iperf3 server fails to start: nothing else is sent.
+    with pytest.raises(LabctlError) as err:
+        measure.network(guest, rec, subject, state, workloads.QUICK)
+    if sent:
+        assert "iperf3 server did not start" in err.value.message
     else:
-        assert found is not None and problem in found
+        assert isinstance(err.value, netguard.NotOurNetwork) and guest.commands == []

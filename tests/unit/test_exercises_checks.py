@@ -1,9 +1,8 @@
-"""Each check kind against a fake ``run``: passes, fails with a teacher's note, or errors."""
+"""Each check kind against a fake connection: passes, fails with a teacher's note, or errors."""
 
 from __future__ import annotations
 
 import http.server
-import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -12,11 +11,13 @@ from typing import Any
 import pytest
 
 from labctl.command import CommandResult
+from labctl.connection import Connection, HttpAnswer, LocalConnection, ReadError
 from labctl.errors import EngineError
 from labctl.exercises import checks
 from labctl.exercises.checks import CheckResult, evaluate
 from labctl.exercises.i18n import Lang
 from labctl.exercises.model import (
+    HOST,
     AnswerCheck,
     CommandCheck,
     FileCheck,
@@ -24,33 +25,18 @@ from labctl.exercises.model import (
     PortCheck,
     ServiceCheck,
 )
+from tests.unit.fake_connection import FakeConnection
 
 WHAT = {"what": {"es": "lo comprobado", "en": "what is checked"}}
 
 
-class FakeGuest:
-    """Answers commands by the first rule whose regular expression matches; records them."""
-
-    def __init__(self, rules: dict[str, tuple[int, str] | tuple[int, str, str]]) -> None:
-        self.rules = rules
-        self.commands: list[str] = []
-
-    def __call__(self, command: str) -> CommandResult:
-        self.commands.append(command)
-        for pattern, answer in self.rules.items():
-            if re.search(pattern, command):
-                rc, out, *err = answer
-                return CommandResult(command, rc, out, err[0] if err else "")
-        return CommandResult(command, 127, "", f"sh: {command}: not found")
+def on(guest: Connection, host: Connection | None = None) -> Callable[[str], Connection]:
+    """Every target is ``guest``, but the host (the real one unless given)."""
+    here = host or LocalConnection()
+    return lambda target: here if target == HOST else guest
 
 
-def on(guest: Callable[[str], CommandResult]) -> Callable[[str], Any]:
-    return lambda _target: guest
-
-
-def run(
-    check: Any, guest: Callable[[str], CommandResult], lang: Lang = "es", **kw: Any
-) -> CheckResult:
+def run(check: Any, guest: Connection, lang: Lang = "es", **kw: Any) -> CheckResult:
     return evaluate(check, on(guest), lang, **kw)
 
 
@@ -63,14 +49,14 @@ def command(**kw: Any) -> CommandCheck:
 
 def test_command_passes_on_the_expected_exit_code_and_output() -> None:
     result = run(
-        command(run="uname -m", stdout="^aarch64$"), FakeGuest({"uname": (0, "aarch64\n")})
+        command(run="uname -m", stdout="^aarch64$"), FakeConnection({"uname": (0, "aarch64\n")})
     )
     assert result.passed and result.detail == "correcto"
 
 
 def test_command_failing_says_what_it_got_and_expected() -> None:
     check = command(run="id -u ana", note={"es": "Crea a ana.", "en": "Create ana."})
-    result = run(check, FakeGuest({"id": (1, "", "id: 'ana': no such user\n")}))
+    result = run(check, FakeConnection({"id": (1, "", "id: 'ana': no such user\n")}))
     assert result.status == "failed"
     assert result.detail == (
         "`id -u ana` en g terminó con código 1 (se esperaba 0): «id: 'ana': no such user»"
@@ -81,7 +67,7 @@ def test_command_failing_says_what_it_got_and_expected() -> None:
 def test_command_output_mismatch_in_english() -> None:
     result = run(
         command(run="getent passwd ana | cut -d: -f7", stdout="^/bin/bash$"),
-        FakeGuest({"getent": (0, "/bin/sh\n")}),
+        FakeConnection({"getent": (0, "/bin/sh\n")}),
         "en",
     )
     assert result.detail.endswith("printed “/bin/sh” (expected something like /^/bin/bash$/)")
@@ -95,13 +81,13 @@ def file(**kw: Any) -> FileCheck:
 
 
 def test_file_missing_fails_and_absent_passes_when_wanted() -> None:
-    guest = FakeGuest({"stat": (1, "", "No such file")})
+    guest = FakeConnection({"stat": (1, "", "No such file")})
     assert run(file(), guest).detail == "/etc/x no existe en g"
     assert run(file(exists=False), guest).passed
 
 
 def test_file_mode_owner_and_content_are_all_reported() -> None:
-    guest = FakeGuest({"stat": (0, "644 root\n"), "cat": (0, "hello\n")})
+    guest = FakeConnection({"stat": (0, "644 root\n")}, files={"/etc/x": b"hello\n"})
     result = run(file(mode="600", owner="ana", contains="^ssh-ed25519 "), guest)
     assert result.status == "failed"
     assert "tiene permisos 644 y deberían ser 600" in result.detail
@@ -110,12 +96,23 @@ def test_file_mode_owner_and_content_are_all_reported() -> None:
 
 
 def test_file_passes_when_everything_matches() -> None:
-    guest = FakeGuest({"stat": (0, "600 ana\n"), "cat": (0, "ssh-ed25519 AAAA x\n")})
+    guest = FakeConnection({"stat": (0, "600 ana\n")}, files={"/etc/x": b"ssh-ed25519 AAAA x\n"})
     assert run(file(mode="0600", owner="ana", contains="^ssh-ed25519 "), guest).passed
+    assert guest.commands[-1] == "read /etc/x"  # the content through the connection
+
+
+def test_a_file_that_cannot_be_read_says_what_the_guest_said() -> None:
+    class Locked(FakeConnection):
+        def read_file(self, path: str) -> bytes | None:
+            raise ReadError(f"{path} cannot be read on g: Permission denied", "Permission denied")
+
+    result = run(file(contains="x"), Locked({"stat": (0, "600 ana\n")}), "en")
+    assert result.status == "failed"
+    assert result.detail == "/etc/x cannot be read: Permission denied"
 
 
 def test_a_home_path_stays_relative_to_home_and_others_are_quoted() -> None:
-    guest = FakeGuest({"stat": (0, "600 ana\n")})
+    guest = FakeConnection({"stat": (0, "600 ana\n")})
     run(file(path="~/.ssh/my key"), guest)
     run(file(path="/tmp/a b"), guest)
     assert guest.commands == [
@@ -133,9 +130,9 @@ def service(**kw: Any) -> ServiceCheck:
     )
 
 
-def units(load: str, active: str, enabled: str) -> FakeGuest:
+def units(load: str, active: str, enabled: str) -> FakeConnection:
     out = f"LoadState={load}\nActiveState={active}\nUnitFileState={enabled}\n"
-    return FakeGuest({"systemctl show": (0, out)})
+    return FakeConnection({"systemctl show": (0, out)})
 
 
 def test_service_not_found() -> None:
@@ -157,7 +154,7 @@ def test_service_running_and_enabled_passes() -> None:
 
 
 def test_service_without_systemd_is_an_error_not_a_failure() -> None:
-    result = run(service(), FakeGuest({}))
+    result = run(service(), FakeConnection({}))
     assert result.status == "error" and "no usable systemctl" in result.detail
 
 
@@ -183,7 +180,7 @@ def test_port_check(port: int, listening: bool, passed: bool) -> None:
     check = PortCheck.model_validate(
         {"kind": "port", "target": "g", "port": str(port), "listening": listening, **WHAT}
     )
-    assert run(check, FakeGuest({"/proc/net/tcp": (0, PROC_NET_TCP)})).passed is passed
+    assert run(check, FakeConnection({"/proc/net/tcp": (0, PROC_NET_TCP)})).passed is passed
 
 
 # ---- http ----------------------------------------------------------------------------------
@@ -214,16 +211,25 @@ def http_check(url: str, **kw: Any) -> HttpCheck:
 
 
 def test_http_status_and_body(web: str) -> None:
-    assert run(http_check(f"{web}/", body="1a2b3c4d"), FakeGuest({})).passed
-    assert "no contiene /zzz/" in run(http_check(f"{web}/", body="zzz"), FakeGuest({})).detail
-    assert "responde 404 (se esperaba 200)" in run(http_check(f"{web}/x"), FakeGuest({})).detail
+    assert run(http_check(f"{web}/", body="1a2b3c4d"), FakeConnection({})).passed
+    assert "no contiene /zzz/" in run(http_check(f"{web}/", body="zzz"), FakeConnection({})).detail
+    assert (
+        "responde 404 (se esperaba 200)" in run(http_check(f"{web}/x"), FakeConnection({})).detail
+    )
+
+
+def test_http_is_fetched_through_the_hosts_connection() -> None:
+    host = FakeConnection(name="host", pages={"http://x/": HttpAnswer(200, "<h1>hola ab12</h1>")})
+    check = http_check("http://x/", body="ab12")
+    assert evaluate(check, on(FakeConnection({}), host), "en").passed
+    assert host.commands == ["fetch http://x/"]
 
 
 def test_http_nobody_listening_is_a_failure_not_an_error() -> None:
     with socket.socket() as s:  # a port that was free a moment ago, and nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = run(http_check(f"http://127.0.0.1:{port}/"), FakeGuest({}))
+    result = run(http_check(f"http://127.0.0.1:{port}/"), FakeConnection({}))
     assert result.status == "failed" and "nadie responde" in result.detail
 
 
@@ -237,33 +243,33 @@ def answer(**kw: Any) -> AnswerCheck:
 
 
 def test_no_answer_fails_without_measuring() -> None:
-    guest = FakeGuest({})
+    guest = FakeConnection({})
     assert "todavía no has respondido" in run(answer(), guest).detail
     assert guest.commands == []
 
 
 def test_text_answers_compare_without_case_accents_or_quotes() -> None:
-    guest = FakeGuest({"uname": (0, "aarch64\n")})
+    guest = FakeConnection({"uname": (0, "aarch64\n")})
     assert run(answer(), guest, answer=" «AArch64» ").passed
     yes = answer(synonyms={"si": ["yes"]})
-    assert run(yes, FakeGuest({"uname": (0, "si\n")}), answer="Sí").passed
-    assert run(yes, FakeGuest({"uname": (0, "si\n")}), answer="YES").passed
+    assert run(yes, FakeConnection({"uname": (0, "si\n")}), answer="Sí").passed
+    assert run(yes, FakeConnection({"uname": (0, "si\n")}), answer="YES").passed
 
 
 def test_synonyms_accept_other_names_of_the_measured_value() -> None:
     check = answer(synonyms={"ata_piix": ["ide", "piix"], "virtio-pci": ["virtio"]})
-    assert run(check, FakeGuest({"uname": (0, "ata_piix\n")}), answer="IDE").passed
-    assert not run(check, FakeGuest({"uname": (0, "ata_piix\n")}), answer="virtio").passed
+    assert run(check, FakeConnection({"uname": (0, "ata_piix\n")}), answer="IDE").passed
+    assert not run(check, FakeConnection({"uname": (0, "ata_piix\n")}), answer="virtio").passed
 
 
 def test_a_wrong_answer_fails_without_revealing_the_truth() -> None:
-    result = run(answer(), FakeGuest({"uname": (0, "aarch64\n")}), answer="x86_64")
+    result = run(answer(), FakeConnection({"uname": (0, "aarch64\n")}), answer="x86_64")
     assert result.status == "failed" and "aarch64" not in result.detail
     assert "no coincide con lo que el laboratorio mide en g" in result.detail
 
 
 def test_number_answers_with_tolerance_margin_and_factor() -> None:
-    ten = FakeGuest({"uname": (0, "10\n")})
+    ten = FakeConnection({"uname": (0, "10\n")})
     assert run(answer(match="number"), ten, answer="10").passed
     assert not run(answer(match="number"), ten, answer="11").passed
     assert run(answer(match="number", tolerance=0.2), ten, answer="12").passed
@@ -282,18 +288,18 @@ def test_a_ratio_divides_two_measurements() -> None:
         tolerance=0.1,
         truth={"target": "g", "run": "slow", "divided_by": {"target": "g", "run": "fast"}},
     )
-    guest = FakeGuest({"slow": (0, "4000\n"), "fast": (0, "100\n")})
+    guest = FakeConnection({"slow": (0, "4000\n"), "fast": (0, "100\n")})
     assert run(check, guest, answer="40").passed
     assert not run(check, guest, answer="4").passed
 
 
 def test_not_a_number_is_said_so() -> None:
-    result = run(answer(match="number"), FakeGuest({"uname": (0, "3\n")}), answer="tres")
+    result = run(answer(match="number"), FakeConnection({"uname": (0, "3\n")}), answer="tres")
     assert result.detail == "«tres» no es un número"
 
 
 def test_a_truth_the_lab_cannot_measure_fails_with_its_reason() -> None:
-    guest = FakeGuest({"uname": (1, "", "Error: No such image: labctl/webapp:v2-ana\n")})
+    guest = FakeConnection({"uname": (1, "", "Error: No such image: labctl/webapp:v2-ana\n")})
     result = run(answer(), guest, answer="1")
     assert result.status == "failed"
     assert "el laboratorio no pudo medir la respuesta en g: Error: No such image" in result.detail
@@ -303,7 +309,7 @@ def test_a_ratio_over_zero_is_an_error_of_the_exercise() -> None:
     check = answer(
         match="number", truth={"target": "g", "run": "a", "divided_by": {"target": "g", "run": "b"}}
     )
-    result = run(check, FakeGuest({"^a$": (0, "3\n"), "^b$": (0, "0\n")}), answer="1")
+    result = run(check, FakeConnection({"^a$": (0, "3\n"), "^b$": (0, "0\n")}), answer="1")
     assert result.status == "error"
 
 
@@ -311,7 +317,7 @@ def test_a_ratio_over_zero_is_an_error_of_the_exercise() -> None:
 
 
 def test_a_guest_that_cannot_be_reached_is_an_error_with_its_hint() -> None:
-    def down(_target: str) -> Callable[[str], CommandResult]:
+    def down(_target: str) -> Connection:
         raise EngineError("guest kvm-full is stopped", "run `labctl up`")
 
     result = evaluate(command(run="true"), down, "en")
@@ -326,5 +332,5 @@ def test_a_transport_error_is_an_error_not_a_traceback() -> None:
     def broken(command: str) -> CommandResult:
         raise ConnectionResetError("reset by peer")
 
-    result = run(command(run="true"), broken)
+    result = run(command(run="true"), FakeConnection(respond=broken))
     assert result.status == "error" and "ConnectionResetError" in result.detail

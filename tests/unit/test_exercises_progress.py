@@ -15,6 +15,7 @@ from labctl.exercises.checks import CheckResult
 from labctl.exercises.i18n import detect
 from labctl.exercises.model import Exercise
 from labctl.exercises.progress import ProgressStore, current_step, score
+from tests.unit.fake_connection import FakeConnection
 
 EXERCISE = Exercise.model_validate(
     {
@@ -136,17 +137,18 @@ def test_exit_codes_of_a_check_run() -> None:
     assert errors.exit_code == 2
 
 
-class Guest:
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-        self.files: set[str] = set()
+class Guest(FakeConnection):
+    """A guest whose ``touch`` creates a file that ``test -e`` then finds."""
 
-    def __call__(self, command: str) -> CommandResult:
-        self.commands.append(command)
+    def __init__(self) -> None:
+        super().__init__(respond=self._answer)
+        self.marks: set[str] = set()
+
+    def _answer(self, command: str) -> CommandResult:
         if command.startswith("test -e "):
-            return CommandResult(command, 0 if command[8:] in self.files else 1, "", "")
+            return CommandResult(command, 0 if command[8:] in self.marks else 1, "", "")
         if command.startswith("touch "):
-            self.files.add(command[6:])
+            self.marks.add(command[6:])
         return CommandResult(command, 0, "ok\n", "")
 
 

@@ -6,7 +6,6 @@ code is 0 in three of the four cases where nothing was fetched.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from labctl.command import CommandResult
 from labctl.exercises import facts
 from labctl.exercises.answers import check_answer
 from labctl.exercises.model import AnswerCheck
+from tests.unit.fake_connection import FakeConnection
 
 DATA = Path(__file__).parent / "data" / "apt-update"
 
@@ -28,6 +28,11 @@ CAPTURES = {
 }
 
 
+def answering(rc: int, output: str) -> FakeConnection:
+    """A guest whose every command exits ``rc`` after printing ``output``."""
+    return FakeConnection(respond=lambda command: CommandResult(command, rc, output, ""))
+
+
 def test_every_capture_is_listed() -> None:
     assert {p.name for p in DATA.glob("*.txt")} == set(CAPTURES)
 
@@ -37,19 +42,18 @@ def test_decision_reads_what_apt_printed(name: str, expected: tuple[int, bool]) 
     rc, reached = expected
     output = (DATA / name).read_text()
     assert facts.apt_reached_mirror(output) is reached
-    result = CommandResult(facts.APT_UPDATE, rc, output, "")
-    assert facts.measure("apt-mirror", lambda _cmd: result) == ("si" if reached else "no")
+    assert facts.measure("apt-mirror", answering(rc, output)) == ("si" if reached else "no")
 
 
 def test_exit_code_zero_alone_is_not_reaching() -> None:
     # The bug this replaces: `apt-get update && echo si` said "si" with no mirror at all.
     output = (DATA / "unreachable-timeout.txt").read_text()
-    assert facts.measure("apt-mirror", lambda _c: CommandResult("", 0, output, "")) == "no"
+    assert facts.measure("apt-mirror", answering(0, output)) == "no"
 
 
 def test_an_interrupted_update_is_not_reaching() -> None:
     output = (DATA / "through-apt-cache.txt").read_text()
-    assert facts.measure("apt-mirror", lambda _c: CommandResult("", 124, output, "")) == "no"
+    assert facts.measure("apt-mirror", answering(124, output)) == "no"
 
 
 def test_one_failing_source_among_good_ones_is_not_reaching() -> None:
@@ -63,14 +67,9 @@ def test_silence_is_not_reaching() -> None:
 
 
 def test_the_fact_runs_apt_in_the_c_locale() -> None:
-    seen: list[str] = []
-
-    def run(command: str) -> CommandResult:
-        seen.append(command)
-        return CommandResult(command, 0, (DATA / "through-apt-cache.txt").read_text(), "")
-
-    facts.measure("apt-mirror", run)
-    assert seen == [facts.APT_UPDATE] and seen[0].startswith("LC_ALL=C ")
+    guest = answering(0, (DATA / "through-apt-cache.txt").read_text())
+    facts.measure("apt-mirror", guest)
+    assert guest.commands == [facts.APT_UPDATE] and guest.commands[0].startswith("LC_ALL=C ")
 
 
 @pytest.mark.parametrize(
@@ -93,11 +92,11 @@ def test_answer_check_with_a_fact_truth(capture: str, answer: str, passes: bool)
     )
     output = (DATA / capture).read_text()
 
-    def run_for(target: str) -> Callable[[str], CommandResult]:
+    def connect(target: str) -> FakeConnection:
         assert target == "lxc-system"
-        return lambda _cmd: CommandResult(_cmd, 0, output, "")
+        return answering(0, output)
 
-    assert check_answer(check, run_for, "en", answer).passed is passes
+    assert check_answer(check, connect, "en", answer).passed is passes
 
 
 @pytest.mark.parametrize(

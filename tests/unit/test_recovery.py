@@ -22,7 +22,7 @@ from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
 from labctl.backends.docker import DockerBackend
 from labctl.backends.domain_xml import network_xml
 from labctl.backends.libvirt import LibvirtBackend
-from labctl.command import CommandResult
+from labctl.connection import Connection
 from labctl.docker_client import engine_errors
 from labctl.errors import EngineError, ExitCode, LabctlError, NotFoundError, ReadyTimeout
 from labctl.exercises.progress import ProgressStore
@@ -35,6 +35,7 @@ from labctl.lab.reservations import Reservations
 from labctl.lab.state import GuestRecord, InstanceDir, LabState
 from labctl.spec.model import Lab, load_lab
 from labctl.ssh import SshError
+from tests.unit.fake_connection import FakeConnection
 from tests.unit.fake_engines import FakeConn, FakeDockerClient, not_found
 
 LAB = """\
@@ -281,10 +282,11 @@ def test_exec_on_a_container_removed_behind_labctls_back_says_so(root: Path) -> 
     backend._client = fake  # type: ignore[assignment]
     fake.containers.create("img", name="labctl-rec-t1-app", ports={})
     rec = GuestRecord("app", "docker", "labctl-rec-t1-app", stage="ready")
-    assert backend.exec(rec, KeyPair(root / "k"), "true").stdout == "ok\n"
+    conn = backend.connect(rec, KeyPair(root / "k"))
+    assert conn.run("true").stdout == "ok\n"
     fake.containers.remove("labctl-rec-t1-app")
     with pytest.raises(EngineError) as err:
-        backend.exec(rec, KeyPair(root / "k"), "true")
+        conn.run("true")
     assert "No such container: labctl-rec-t1-app" in err.value.message
     assert err.value.hint and "labctl up" in err.value.hint
     assert backend.state("labctl-rec-t1-app") == "absent"
@@ -360,13 +362,8 @@ class FakeBackend(Backend):
     def destroy(self, resource: str) -> bool:
         return self.guests.pop(resource, None) is not None
 
-    def exec(
-        self, record: GuestRecord, key: KeyPair, command: str, silence: float | None = 60.0
-    ) -> CommandResult:
-        return CommandResult(command, 0, "", "")
-
-    def shell_argv(self, record: GuestRecord, key: KeyPair) -> list[str]:
-        return ["true"]
+    def connect(self, record: GuestRecord, key: KeyPair) -> Connection:
+        return FakeConnection(name=record.name)
 
     def list_guests(self, lab: str, instance: str) -> list[str]:
         return sorted(r for r in self.guests if r.startswith(f"labctl-{lab}-{instance}-"))

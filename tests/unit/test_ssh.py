@@ -93,7 +93,7 @@ def test_vm_exec_that_cannot_connect_names_the_guest_and_shows_its_console(
         console_log=str(console),
     )
     with pytest.raises(SshError) as info:
-        LibvirtBackend().exec(record, key, "true")
+        LibvirtBackend().connect(record, key).run("true")
     message = info.value.message
     assert message.startswith("kvm-virtio: no SSH session with root@127.0.0.1:")
     assert str(console) in message and "TX timeout on queue: 0" in message
