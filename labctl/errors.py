@@ -58,6 +58,10 @@ class NotFoundError(EngineError):
     """The engine has no such object (removed behind labctl's back, or never made)."""
 
 
+class NotSupported(EngineError):
+    """The engine cannot do what was asked, by design; callers record a gap, not a failure."""
+
+
 class BuildError(LabctlError):
     """An image build failed; nothing half-built is left in the cache."""
 

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from labctl.connection import Connection
+from labctl.errors import NotSupported
 from labctl.images.recipe import Manifest
 from labctl.keys import KeyPair
+from labctl.lab import naming
 from labctl.lab.reservations import Reservations
 from labctl.lab.state import GuestRecord, LabState
 from labctl.spec.model import DockerGuest, Lab, LibvirtGuest, LxdGuest
@@ -54,10 +56,63 @@ class Ready:
     connect: str
 
 
+@dataclass(frozen=True)
+class Copy:
+    """A guest of a running lab instance, to be started afresh as a throwaway copy."""
+
+    lab: str
+    instance: str
+    record: GuestRecord
+    spec: LibvirtGuest | LxdGuest | DockerGuest
+    key: KeyPair
+    timeout: float = 60.0  # seconds from one start to usable
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The copy's labels: its lab instance (``down`` finds a leftover), a guest of its own."""
+        guest = f"{self.record.name}-compare"
+        return {"labctl.lab": self.lab, "labctl.instance": self.instance, "labctl.guest": guest}
+
+    def new_name(self) -> str:
+        """A name no other object has: the guest's resource name and a random suffix."""
+        return naming.throwaway(self.lab, self.instance, self.record.name)
+
+
+@dataclass(frozen=True)
+class StartTimes:
+    """Seconds from start to usable, one per start, in the order they ran."""
+
+    seconds: tuple[float, ...]
+    method: str  # what was started, and what usable means
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class HostUse:
+    """Bytes of memory or disk a guest costs the host, and how they were read."""
+
+    bytes: int
+    method: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Devices:
+    """The device models a guest really runs with, as the engine reports them."""
+
+    summary: str  # "virtio-blk + virtio-net (paravirtual)", "shared host kernel"
+    disk_cache: str | None = None  # QEMU's cache mode of the root disk (VMs)
+
+
 class Backend(ABC):
-    """One engine. Every method is idempotent; errors are labctl EngineErrors with hints."""
+    """One engine. Every method is idempotent; errors are labctl EngineErrors with hints.
+
+    Nothing outside ``labctl/backends`` talks to an engine: what the lab, the exercises and
+    ``compare`` need of one is a method here, answered with plain values.
+    """
 
     engine: ClassVar[str]
+    ready_means: ClassVar[str]  # what wait_ready waits for, in words
 
     @abstractmethod
     def preflight(self) -> None:
@@ -120,3 +175,42 @@ class Backend(ABC):
     @abstractmethod
     def list_guests(self, lab: str, instance: str) -> list[str]:
         """Names of the guests the engine holds for this lab instance (found by label)."""
+
+    # -- what compare measures -------------------------------------------------------
+
+    def accelerator(self, resource: str) -> str | None:
+        """The accelerator a running guest really uses (``kvm``, ``tcg``), asked of the engine.
+
+        None when no accelerator is involved: a container's code runs on the host's CPU.
+        """
+        return None
+
+    @abstractmethod
+    def devices(self, resource: str) -> Devices:
+        """The device models the guest really runs with, read from the engine now."""
+
+    @abstractmethod
+    def memory(self, resource: str) -> HostUse:
+        """Host memory the running guest uses now, read on the host side."""
+
+    @abstractmethod
+    def footprint(self, resource: str) -> HostUse:
+        """Host disk the guest occupies beyond what it shares with other guests."""
+
+    @abstractmethod
+    def fresh_start(self, copy: Copy, starts: int) -> StartTimes:
+        """Start a throwaway copy of the guest ``starts`` times, each timed to usable.
+
+        The copy comes from the guest's image, is named and labelled for the lab instance, is
+        stopped between starts (its creation is not timed) and is removed in every case.
+        :class:`NotSupported` where the engine cannot copy the guest cheaply.
+        """
+
+    def restart(self, record: GuestRecord, key: KeyPair, timeout: float) -> StartTimes:
+        """Power the lab's own guest off and start it again, timed to usable (one start).
+
+        What runs inside is lost. Engines whose guests are copied instead do not offer it.
+        """
+        raise NotSupported(
+            f"{self.engine} guests are not restarted in place; a throwaway copy is timed instead"
+        )

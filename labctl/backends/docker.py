@@ -13,7 +13,17 @@ from docker.errors import DockerException
 from docker.types import IPAMConfig, IPAMPool
 
 from labctl import cancel
-from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
+from labctl.backends.base import (
+    Backend,
+    Copy,
+    Devices,
+    EngineState,
+    GuestPlan,
+    HostUse,
+    Ready,
+    StartTimes,
+)
+from labctl.backends.host_side import MIB
 from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.docker_client import connect, engine_errors
@@ -49,6 +59,7 @@ class DockerBackend(Backend):
     """Containers on a per-lab bridge network, ports published on 127.0.0.1 only."""
 
     engine = "docker"
+    ready_means = "the app answers HTTP 200 on its published port"
 
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
@@ -248,6 +259,80 @@ class DockerBackend(Backend):
             found = self.client.containers.list(all=True, filters={"label": labels})
         return sorted(c.name for c in found)
 
+    # -- what compare measures ---------------------------------------------------------
+
+    def devices(self, resource: str) -> Devices:
+        with engine_errors(f"inspect {resource}"):
+            self.client.containers.get(resource)
+        return Devices("shared host kernel")
+
+    def memory(self, resource: str) -> HostUse:
+        with engine_errors(f"read the memory use of {resource}"):
+            stats = self.client.containers.get(resource).stats(stream=False, one_shot=True)
+        usage = (stats.get("memory_stats") or {}).get("usage")
+        if not usage:
+            raise EngineError(f"Docker reports no memory usage for {resource}")
+        return HostUse(
+            int(usage),
+            "cgroup memory usage of the container (docker stats memory_stats.usage, "
+            "page cache included)",
+        )
+
+    def footprint(self, resource: str) -> HostUse:
+        with engine_errors(f"read the size of {resource}"):
+            found = self.client.api.containers(all=True, filters={"name": resource}, size=True)
+        rows = [c for c in found if f"/{resource}" in c.get("Names", [])]
+        if not rows:
+            raise NotFoundError(f"Docker does not list {resource}")
+        size_rw = int(rows[0].get("SizeRw") or 0)  # omitted by the daemon when 0
+        with_image = int(rows[0].get("SizeRootFs") or 0)
+        return HostUse(
+            size_rw,
+            "the container's writable layer (docker ps --size, SizeRw)",
+            f"with the (shared) image layers: {with_image / MIB:.0f} MiB",
+        )
+
+    def fresh_start(self, copy: Copy, starts: int) -> StartTimes:
+        guest = copy.spec
+        assert isinstance(guest, DockerGuest)
+        name = copy.new_name()
+        try:
+            with engine_errors(f"create {name}"):
+                source = self.client.containers.get(copy.record.resource)
+                host_config = source.attrs.get("HostConfig") or {}
+                clone = self.client.containers.create(
+                    source.image.id,
+                    name=name,
+                    labels=copy.labels,
+                    ports={f"{guest.port}/tcp": ("127.0.0.1", None)},
+                    network=host_config.get("NetworkMode"),
+                    mem_limit=host_config.get("Memory") or None,
+                    detach=True,
+                )
+            seconds = tuple(self._timed_start(clone, guest, copy.timeout) for _ in range(starts))
+        finally:
+            self.destroy(name)
+        return StartTimes(
+            seconds,
+            "start of a throwaway container from the same image (creation not timed) until "
+            f"{self.ready_means}; stopped between runs",
+        )
+
+    def _timed_start(
+        self, clone: docker.models.containers.Container, guest: DockerGuest, timeout: float
+    ) -> float:
+        with engine_errors(f"start {clone.name}"):
+            t0 = time.monotonic()
+            clone.start()
+            while not _answers(clone, guest):
+                if time.monotonic() - t0 >= timeout:
+                    raise ReadyTimeout(f"{clone.name} did not answer HTTP in {timeout:.0f} s")
+                cancel.check()
+                time.sleep(0.1)
+            seconds = time.monotonic() - t0
+            clone.stop(timeout=5)
+        return seconds
+
 
 class AppConnection(Connection):
     """An application container through ``docker exec`` (it has no SSH and no users).
@@ -282,3 +367,16 @@ class AppConnection(Connection):
     def shell_argv(self) -> list[str]:
         """``docker exec`` with a terminal."""
         return ["docker", "exec", "-it", self._record.resource, "sh"]
+
+
+def _answers(container: docker.models.containers.Container, guest: DockerGuest) -> bool:
+    """True once the container's app answers HTTP 200 on its published port."""
+    container.reload()
+    port = _bound_port(container.attrs, guest.port)
+    if port is None:
+        return False
+    try:
+        answer = requests.get(f"http://127.0.0.1:{port}{guest.http_path}", timeout=2)
+    except requests.RequestException:
+        return False
+    return answer.status_code == 200

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from labctl.backends.base import Devices
 from labctl.images import vm as vm_image
 from labctl.spec.model import LibvirtGuest
 
@@ -156,8 +157,24 @@ NIC_NAMES = {"virtio": "virtio-net", "e1000": "e1000"}
 
 def devices_summary(guest: LibvirtGuest) -> str:
     """Human summary of the device models, for status tables."""
-    text = f"{DISK_NAMES[guest.disk_bus]} + {NIC_NAMES[guest.nic_model]}"
-    virtio = [guest.disk_bus == "virtio", guest.nic_model == "virtio"]
+    return _summary(guest.disk_bus, guest.nic_model)
+
+
+def live_devices(xml: str) -> Devices:
+    """Disk bus, NIC model and disk cache of a domain, from the XML libvirt keeps."""
+    dev = ET.fromstring(xml).find("devices")
+    disk = dev.find("disk") if dev is not None else None
+    nic = dev.find("interface/model") if dev is not None else None
+    target = disk.find("target") if disk is not None else None
+    driver = disk.find("driver") if disk is not None else None
+    bus = target.get("bus", "none") if target is not None else "none"
+    model = nic.get("type", "none") if nic is not None else "none"
+    return Devices(_summary(bus, model), driver.get("cache") if driver is not None else None)
+
+
+def _summary(disk_bus: str, nic_model: str) -> str:
+    text = f"{DISK_NAMES.get(disk_bus, disk_bus)} + {NIC_NAMES.get(nic_model, nic_model)}"
+    virtio = [disk_bus == "virtio", nic_model == "virtio"]
     if all(virtio):
         return f"{text} (paravirtual)"
     if not any(virtio):

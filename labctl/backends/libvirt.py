@@ -17,19 +17,30 @@ from pathlib import Path
 import libvirt
 
 from labctl import cancel
-from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
+from labctl.backends import host_side
+from labctl.backends.base import (
+    Backend,
+    Copy,
+    Devices,
+    EngineState,
+    GuestPlan,
+    HostUse,
+    Ready,
+    StartTimes,
+)
 from labctl.backends.domain_xml import (
     DomainParams,
     devices_summary,
     domain_mac,
     domain_xml,
+    live_devices,
     network_subnet,
     network_xml,
     read_labels,
 )
 from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
-from labctl.errors import EngineError, ReadyTimeout
+from labctl.errors import EngineError, NotFoundError, NotSupported, ReadyTimeout
 from labctl.images.vm import READY_MARKER
 from labctl.keys import KeyPair
 from labctl.lab import naming, netguard, subnets
@@ -93,6 +104,7 @@ class LibvirtBackend(Backend):
     """VMs as libvirt domains; disks are qcow2 overlays on the cached image."""
 
     engine = "libvirt"
+    ready_means = "SSH login with the lab key runs a command"
 
     def preflight(self) -> None:
         with connection() as conn:
@@ -302,6 +314,90 @@ class LibvirtBackend(Backend):
                 return None
         enabled = json.loads(reply).get("return", {}).get("enabled")
         return "kvm" if enabled else "tcg"
+
+    # -- what compare measures ---------------------------------------------------------
+
+    def _live_xml(self, resource: str) -> str:
+        with connection() as conn:
+            dom = _lookup(conn, resource)
+            if dom is None:
+                raise NotFoundError(f"domain {resource} does not exist", "run: labctl up")
+            return _xml(dom, resource)
+
+    def devices(self, resource: str) -> Devices:
+        return live_devices(self._live_xml(resource))
+
+    def memory(self, resource: str) -> HostUse:
+        return HostUse(
+            host_side.vm_rss_bytes(resource),
+            "VmRSS of the QEMU process (/proc/PID/status, PID from libvirt's pid file)",
+            "the guest's RAM as QEMU has touched it, plus QEMU itself (TCG code cache)",
+        )
+
+    def footprint(self, resource: str) -> HostUse:
+        overlays = _overlays(self._live_xml(resource))
+        if not overlays or not overlays[0].exists():
+            raise EngineError(f"{resource} has no overlay disk in its lab's run directory")
+        disk = overlays[0]
+        note = None
+        backing = host_side.qcow2_backing(disk)
+        if backing and backing.exists():
+            shared = host_side.allocated_bytes(backing) / host_side.MIB
+            note = (
+                f"the shared base image {backing.name} ({shared:.0f} MiB) is not counted; blocks "
+                "the guest has written once stay allocated even after it deletes the file"
+            )
+        method = f"allocated size of the qcow2 overlay {disk}"
+        return HostUse(host_side.allocated_bytes(disk), method, note)
+
+    def fresh_start(self, copy: Copy, starts: int) -> StartTimes:
+        raise NotSupported(
+            f"{copy.record.name}: a VM is not copied for a fresh start (a copy needs an address "
+            "of its own on the lab network, and a boot under TCG takes minutes)",
+            "labctl compare --restart-guests cold-boots the lab's own VMs instead "
+            "(what runs inside them is lost)",
+        )
+
+    def restart(self, record: GuestRecord, key: KeyPair, timeout: float) -> StartTimes:
+        assert record.address
+        replaced = host_side.replaced_images(host_side.qemu_pid(record.resource))
+        if replaced:
+            raise EngineError(
+                f"{record.name} was not restarted: its image changed on disk since it started "
+                f"({', '.join(replaced)}); a cold boot would put its overlay on the new base and "
+                "corrupt its file system",
+                "take the lab down and up again to use the rebuilt images",
+            )
+        try:
+            # The guest's own poweroff works on both architectures (the aarch64 one has no ACPI).
+            poweroff = "nohup sh -c 'sleep 1; poweroff' >/dev/null 2>&1 &"
+            self.connect(record, key).run(poweroff)
+        except OSError as exc:
+            raise EngineError(f"{record.name}: could not ask it to power off: {exc}") from exc
+        again = "run `labctl up` for this instance to start it again"
+        with connection() as conn:
+            dom = _lookup(conn, record.resource)
+            if dom is None:
+                raise NotFoundError(f"domain {record.resource} does not exist", again)
+            try:
+                deadline = time.monotonic() + 90
+                while dom.isActive():
+                    if time.monotonic() >= deadline:
+                        raise ReadyTimeout(f"{record.name} did not power off in 90 s", again)
+                    cancel.check()
+                    time.sleep(0.1)
+                t0 = time.monotonic()
+                dom.create()
+            except libvirt.libvirtError as exc:
+                raise _err(f"restart {record.resource}", exc, again) from exc
+        target = SshTarget(record.address, record.port or 22, "root", key.private)
+        wait_for_login(target, t0 + timeout, command="true", poll=0.3)
+        return StartTimes(
+            (time.monotonic() - t0,),
+            "cold boot of the lab's VM (powered off from inside, started by libvirt) until "
+            + self.ready_means,
+            "one sample: a VM boot is too long to repeat",
+        )
 
     def destroy(self, resource: str) -> bool:
         with connection() as conn:

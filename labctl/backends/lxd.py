@@ -5,14 +5,25 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pylxd
 
 from labctl import cancel
-from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
+from labctl.backends.base import (
+    Backend,
+    Copy,
+    Devices,
+    EngineState,
+    GuestPlan,
+    HostUse,
+    Ready,
+    StartTimes,
+)
+from labctl.backends.host_side import du_bytes
 from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
-from labctl.errors import EngineError, NotFoundError, ReadyTimeout
+from labctl.errors import EngineError, NotFoundError, NotSupported, ReadyTimeout
 from labctl.keys import KeyPair
 from labctl.lab import naming, netguard, subnets
 from labctl.lab.reservations import Reservations
@@ -34,6 +45,7 @@ class LxdBackend(Backend):
     """Containers from the lab's LXD image, on an LXD network of their own instance."""
 
     engine = "lxd"
+    ready_means = "SSH login with the lab key runs a command"
 
     def __init__(self) -> None:
         self._client: pylxd.Client | None = None
@@ -234,6 +246,79 @@ class LxdBackend(Backend):
             if i.config.get("user.labctl.lab") == lab
             and i.config.get("user.labctl.instance") == instance
         )
+
+    # -- what compare measures ---------------------------------------------------------
+
+    def devices(self, resource: str) -> Devices:
+        self._must_get(resource)
+        return Devices("shared host kernel, own init")
+
+    def memory(self, resource: str) -> HostUse:
+        with engine_errors(f"read the memory use of {resource}"):
+            usage = (self._must_get(resource).state().memory or {}).get("usage")
+        if not usage:
+            raise EngineError(f"LXD reports no memory usage for {resource}")
+        return HostUse(
+            int(usage),
+            "cgroup memory usage of the container (LXD state().memory.usage, page cache included)",
+        )
+
+    def footprint(self, resource: str) -> HostUse:
+        with engine_errors(f"find the storage of {resource}"):
+            instance = self._must_get(resource)
+            pool_name = (instance.expanded_devices.get("root") or {}).get("pool", "default")
+            pool = self.client.storage_pools.get(pool_name)
+        source = (pool.config or {}).get("source")
+        if pool.driver != "dir" or not source:
+            raise NotSupported(
+                f"storage pool {pool_name} ({pool.driver}): only dir pools are measured"
+            )
+        path = Path(source) / "containers" / resource
+        note = "a dir pool keeps a full copy of the image's rootfs for each container"
+        return HostUse(du_bytes(path), f"du -sx {path} (LXD dir pool)", note)
+
+    def fresh_start(self, copy: Copy, starts: int) -> StartTimes:
+        source = self._must_get(copy.record.resource)
+        fingerprint = source.config.get("volatile.base_image")
+        if not fingerprint:
+            raise EngineError(f"{copy.record.resource} does not say which image it came from")
+        config = {f"user.{k}": v for k, v in copy.labels.items()}
+        if source.config.get("limits.memory"):
+            config["limits.memory"] = source.config["limits.memory"]
+        name = copy.new_name()
+        try:
+            with engine_errors(f"create {name}"):
+                clone = self.client.instances.create(
+                    {
+                        "name": name,
+                        "source": {"type": "image", "fingerprint": fingerprint},
+                        "profiles": source.profiles,
+                        "config": config,
+                        "devices": source.devices,  # its NIC on the instance's own network
+                    },
+                    wait=True,
+                )
+            seconds = tuple(self._timed_start(clone, copy.timeout) for _ in range(starts))
+        finally:
+            self.destroy(name)
+        return StartTimes(
+            seconds,
+            "start of a throwaway container from the same image (creation not timed) until a "
+            "command runs through the engine (exec); stopped between runs",
+        )
+
+    def _timed_start(self, clone: pylxd.models.Instance, timeout: float) -> float:
+        with engine_errors(f"start {clone.name}"):
+            t0 = time.monotonic()
+            clone.start(wait=True)
+            while clone.execute(["true"]).exit_code != 0:
+                if time.monotonic() - t0 >= timeout:
+                    raise ReadyTimeout(f"exec in {clone.name} did not work in {timeout:.0f} s")
+                cancel.check()
+                time.sleep(0.1)
+            seconds = time.monotonic() - t0
+            clone.stop(force=True, wait=True)
+        return seconds
 
 
 class ContainerConnection(Connection):

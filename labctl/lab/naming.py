@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 
 from labctl.errors import SpecError
 
@@ -51,6 +52,15 @@ def longest_resource(lab: str, guest: str) -> str:
 def resource(lab: str, instance: str, guest: str) -> str:
     """Engine-side name of one guest."""
     return f"{PREFIX}-{lab}-{instance}-{guest}"
+
+
+def throwaway(lab: str, instance: str, guest: str) -> str:
+    """A new name for a short-lived copy of ``guest``: its resource name plus a random suffix.
+
+    Cut to fit :data:`MAX_RESOURCE`; the copy's labels say whose it is.
+    """
+    suffix = f"-cmp{secrets.token_hex(2)}"
+    return resource(lab, instance, guest)[: MAX_RESOURCE - len(suffix)].rstrip("-") + suffix
 
 
 def network(lab: str, instance: str) -> str:

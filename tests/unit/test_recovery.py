@@ -18,13 +18,29 @@ from pathlib import Path
 import pytest
 
 from labctl import backends
-from labctl.backends.base import Backend, EngineState, GuestPlan, Ready
+from labctl.backends.base import (
+    Backend,
+    Copy,
+    Devices,
+    EngineState,
+    GuestPlan,
+    HostUse,
+    Ready,
+    StartTimes,
+)
 from labctl.backends.docker import DockerBackend
 from labctl.backends.domain_xml import network_xml
 from labctl.backends.libvirt import LibvirtBackend
 from labctl.connection import Connection
 from labctl.docker_client import engine_errors
-from labctl.errors import EngineError, ExitCode, LabctlError, NotFoundError, ReadyTimeout
+from labctl.errors import (
+    EngineError,
+    ExitCode,
+    LabctlError,
+    NotFoundError,
+    NotSupported,
+    ReadyTimeout,
+)
 from labctl.exercises.progress import ProgressStore
 from labctl.images.cache import ImageStore
 from labctl.images.recipe import BuildContext, Recipe
@@ -367,6 +383,19 @@ class FakeBackend(Backend):
 
     def list_guests(self, lab: str, instance: str) -> list[str]:
         return sorted(r for r in self.guests if r.startswith(f"labctl-{lab}-{instance}-"))
+
+    # compare's measurements: not what these tests are about
+    def devices(self, resource: str) -> Devices:
+        return Devices("fake")
+
+    def memory(self, resource: str) -> HostUse:
+        raise NotSupported("the fake engine measures nothing")
+
+    def footprint(self, resource: str) -> HostUse:
+        raise NotSupported("the fake engine measures nothing")
+
+    def fresh_start(self, copy: Copy, starts: int) -> StartTimes:
+        raise NotSupported("the fake engine measures nothing")
 
 
 @pytest.fixture
