@@ -11,7 +11,6 @@ import os
 import platform
 import shutil
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -21,17 +20,19 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from labctl import backends
+from labctl.backends.base import Copy
 from labctl.compare import boot, claims, measure, probes, results
 from labctl.compare.model import HOST, NATIVE, Figure, Gap, HostInfo, Report, Subject
 from labctl.compare.workloads import Profile
 from labctl.connection import Connection
-from labctl.errors import LabctlError
+from labctl.errors import LabctlError, NotSupported
 from labctl.host.accel import detect
 from labctl.keys import KeyPair
 from labctl.lab import plan
 from labctl.lab import status as lab_status
 from labctl.lab.state import GuestRecord, InstanceDir, LabState
-from labctl.spec.model import DockerGuest, Lab, LibvirtGuest, load_lab
+from labctl.spec.model import Lab, LibvirtGuest, load_lab
 
 STAGES = ("host", "footprint", "memory", "boot", "cpu", "disk", "network", "claims")
 DISK_TECHNIQUES = ("full-virtualization", "paravirtualization", "system-container")
@@ -60,21 +61,6 @@ def host_info() -> HostInfo:
     return HostInfo(model, os.cpu_count() or 1, platform.release(), probe.usable, probe.reason)
 
 
-def _disk_cache(resource: str) -> str | None:
-    """The cache mode of a domain's disk (``unsafe`` sends guest I/O to the host page cache)."""
-    import libvirt
-
-    from labctl.backends.libvirt import connection
-
-    try:
-        with connection() as conn:
-            xml = conn.lookupByName(resource).XMLDesc()
-    except (LabctlError, libvirt.libvirtError):
-        return None
-    driver = ET.fromstring(xml).find("devices/disk/driver")
-    return driver.get("cache") if driver is not None else None
-
-
 def subjects(state: LabState, lab: Lab) -> tuple[dict[str, Subject], dict[str, str]]:
     """The running guests as subjects (live accelerator from QEMU), and why others are not."""
     found: dict[str, Subject] = {}
@@ -88,13 +74,17 @@ def subjects(state: LabState, lab: Lab) -> tuple[dict[str, Subject], dict[str, s
             absent[row.guest] = f"{row.guest} is not in the lab file {state.spec_path} any more"
             continue
         vm = isinstance(spec, LibvirtGuest)
+        try:  # the device models really in use; the record says what up asked for
+            devices = backends.get(row.engine).devices(state.guests[row.guest].resource).summary
+        except LabctlError:
+            devices = f"{row.devices or '-'} (as recorded)"
         found[row.guest] = Subject(
             name=row.guest,
             technique=spec.technique,
             engine=row.engine,
             arch=spec.arch if isinstance(spec, LibvirtGuest) else platform.machine(),
             accel=(row.accel or "unknown") if vm else NATIVE,
-            devices=row.devices or "-",
+            devices=devices,
             accel_note=row.accel_note,
         )
     return found, absent
@@ -130,13 +120,26 @@ class _Run:
         self.gaps: list[Gap] = []
         self.report = report
 
-    def attempt(self, metric: str, subject: str, fn: Callable[[], Figure | list[Figure]]) -> None:
-        self.report(metric, subject)
+    def attempt(
+        self,
+        metric: str,
+        subject: str,
+        fn: Callable[[], Figure | list[Figure]],
+        stage: str | None = None,
+    ) -> None:
+        """Run one measurement; a LabctlError becomes a gap (not applicable: NotSupported)."""
+        stage = stage or metric
+        self.report(stage, subject)
         try:
             out = fn()
+        except NotSupported as exc:
+            why = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+            self.gaps.append(Gap(metric, subject, why, failed=False))
+            self.report(stage, f"{subject}: not measured: {exc.message.splitlines()[0]}")
+            return
         except LabctlError as exc:
             self.gaps.append(Gap(metric, subject, exc.message))
-            self.report(metric, f"{subject}: failed: {exc.message.splitlines()[0]}")
+            self.report(stage, f"{subject}: failed: {exc.message.splitlines()[0]}")
             return
         self.figures.extend(out if isinstance(out, list) else [out])
 
@@ -165,11 +168,11 @@ def run(
         r.gaps.extend(Gap("all", name, why) for name, why in absent.items())
 
         for name, rec in records.items():
-            r.attempt("footprint", name, partial(probes.footprint, rec, subj[name], inst.run))
+            r.attempt("footprint", name, partial(probes.footprint, rec, subj[name]))
         report("memory", f"{profile.memory_samples} samples")
-        mem, errors = probes.memory(records, guests, profile.memory_samples)
+        mem, gaps = probes.memory(records, guests, profile.memory_samples)
         r.figures.extend(mem)
-        r.gaps.extend(Gap("memory", name, why) for name, why in errors.items())
+        r.gaps.extend(gaps)
 
         _boot(r, state, lab, records, guests, key, profile, restart_guests)
 
@@ -191,7 +194,7 @@ def run(
                 r.attempt(
                     "disk", name, partial(_guest_disk, targets[name], s, records[name], profile)
                 )
-        r.figures = _note_overlay_growth(r.figures, records, subj, inst.run)
+        r.figures = _note_footprint_growth(r.figures, records, subj)
 
         for name, s in guests.items():
             if s.is_vm and s.technique in NET_TECHNIQUES:
@@ -218,24 +221,24 @@ def run(
     return result, path
 
 
-def _note_overlay_growth(
+def _note_footprint_growth(
     figures: list[Figure],
     records: dict[str, GuestRecord],
     subjects: dict[str, Subject],
-    run_dir: Path,
 ) -> list[Figure]:
-    """Say how much the disk test grew each VM's overlay (qcow2 never gives blocks back)."""
+    """Say how much the disk test grew a guest's footprint (a qcow2 never gives blocks back)."""
+    tested = {f.subject for f in figures if f.metric == "disk_write"}
     out = []
     for f in figures:
         rec = records.get(f.subject)
-        if f.metric == "footprint" and rec is not None and rec.engine == "libvirt":
+        if f.metric == "footprint" and rec is not None and f.subject in tested:
             try:
-                after = probes.footprint(rec, subjects[f.subject], run_dir).samples.median
+                after = probes.footprint(rec, subjects[f.subject]).samples.median
             except LabctlError:
                 after = f.samples.median
             grown = after - f.samples.median
             if grown >= 1:
-                extra = f"this run's disk test then added {grown:.0f} MiB to the overlay"
+                extra = f"this run's disk test then added {grown:.0f} MiB to it"
                 f = replace(f, note=f"{f.note}; {extra}" if f.note else extra)
         out.append(f)
     return out
@@ -245,9 +248,10 @@ def _guest_disk(
     target: Connection, subject: Subject, record: GuestRecord, profile: Profile
 ) -> list[Figure]:
     figures = measure.disk(target, subject, profile, GUEST_DISK_DIR)
-    if record.engine != "libvirt":
-        return figures
-    cache = _disk_cache(record.resource)
+    try:
+        cache = backends.get(record.engine).devices(record.resource).disk_cache
+    except LabctlError:
+        cache = None
     if cache in ("unsafe", "writeback"):
         note = (
             f"QEMU disk cache={cache}: the guest's direct I/O ends in the host's page cache, "
@@ -268,29 +272,10 @@ def _boot(
     restart_guests: bool,
 ) -> None:
     for name, rec in records.items():
-        r.attempt("boot", name, partial(boot.from_lab_up, rec, guests[name]))
+        r.attempt("boot_lab_up", name, partial(boot.from_lab_up, rec, guests[name]), "boot")
     runs, warmup = profile.boot_reps, profile.boot_warmup
+    timeout = plan.ready_timeout(lab)
     for name, rec in records.items():
-        s = guests[name]
-        spec = lab.guests[name]
-        if rec.engine == "lxd":
-            r.attempt("boot", name, partial(boot.lxd_fresh, state, rec, s, runs, warmup))
-        elif isinstance(spec, DockerGuest):
-            fresh = partial(
-                boot.docker_fresh, state, rec, s, spec.port, spec.http_path, runs, warmup
-            )
-            r.attempt("boot", name, fresh)
-        elif rec.engine == "libvirt" and restart_guests:
-            r.attempt("boot", name, partial(boot.vm_restart, rec, s, key, plan.ready_timeout(lab)))
-    if not restart_guests:
-        for name, rec in records.items():
-            if rec.engine == "libvirt":
-                r.gaps.append(
-                    Gap(
-                        "boot_fresh",
-                        name,
-                        "not restarted: a fresh VM boot powers the guest off and on "
-                        "(labctl compare --restart-guests)",
-                        failed=False,
-                    )
-                )
+        copy = Copy(state.lab, state.instance, rec, lab.guests[name], key, timeout)
+        fresh = partial(boot.fresh, copy, guests[name], runs, warmup, restart_guests)
+        r.attempt("boot_fresh", name, fresh, "boot")

@@ -53,10 +53,7 @@ def status(state: LabState) -> list[GuestStatus]:
         backend = backends.get(rec.engine)
         live = backend.state(rec.resource)
         accel = rec.accel
-        if rec.engine == "libvirt" and live == "running":
-            from labctl.backends.libvirt import LibvirtBackend
-
-            assert isinstance(backend, LibvirtBackend)
+        if live == "running":  # what the engine says wins over what up chose
             accel = backend.accelerator(rec.resource) or accel
         rows.append(
             GuestStatus(

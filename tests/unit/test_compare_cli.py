@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from labctl.backends.host_side import replaced_images
 from labctl.cli import app
 from labctl.compare import results
-from labctl.compare.boot import replaced_images
 from labctl.errors import LabctlError
 from labctl.lab.state import InstanceDir
 from tests.unit.compare_data import fig, report

@@ -8,9 +8,9 @@ import subprocess
 import pytest
 
 from labctl import backends
+from labctl.backends.host_side import parse_vmrss
 from labctl.compare import measure, workloads
 from labctl.compare.model import Subject
-from labctl.compare.probes import parse_vmrss
 from labctl.compare.workloads import ParseError, Profile
 from labctl.errors import LabctlError
 from labctl.lab import netguard

@@ -1,0 +1,108 @@
+"""Backends are the only door to an engine: the layers above them import no engine library.
+
+Every module of ``labctl/cli``, ``labctl/compare``, ``labctl/exercises`` and ``labctl/lab`` is
+parsed (imports anywhere in the file, a function's lazy import too) and checked against the
+engine libraries, the concrete backends and the engines' client modules; and none of them
+downcasts a backend with ``isinstance``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import labctl
+
+ROOT = Path(labctl.__file__).parent
+LAYERS = ("cli", "compare", "exercises", "lab")
+#: libraries that talk to an engine
+ENGINE_LIBRARIES = {"libvirt", "libvirt_qemu", "docker", "pylxd", "paramiko"}
+#: labctl modules that hold an engine's client or a concrete backend
+ENGINE_MODULES = {
+    "labctl.backends.libvirt",
+    "labctl.backends.lxd",
+    "labctl.backends.docker",
+    "labctl.backends.domain_xml",
+    "labctl.backends.host_side",
+    "labctl.lxd_client",
+    "labctl.docker_client",
+}
+BACKEND_CLASSES = {"LibvirtBackend", "LxdBackend", "DockerBackend"}
+
+
+def modules() -> list[Path]:
+    return sorted(p for layer in LAYERS for p in (ROOT / layer).rglob("*.py"))
+
+
+def imported(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, dotted name) of every import; ``from a import b`` gives ``a`` and ``a.b``."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            found.extend((node.lineno, f"{node.module}.{alias.name}") for alias in node.names)
+    return found
+
+
+def forbidden(name: str) -> bool:
+    if name.split(".")[0] in ENGINE_LIBRARIES:
+        return True
+    return any(name == m or name.startswith(m + ".") for m in ENGINE_MODULES)
+
+
+def downcasts(tree: ast.AST) -> list[int]:
+    """Lines of ``isinstance(x, <concrete backend>)``."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance":
+            classes = node.args[1] if len(node.args) == 2 else None
+            names = classes.elts if isinstance(classes, ast.Tuple) else [classes]
+            for n in names:
+                name = n.id if isinstance(n, ast.Name) else getattr(n, "attr", None)
+                if name in BACKEND_CLASSES:
+                    lines.append(node.lineno)
+    return lines
+
+
+def test_the_layers_exist() -> None:
+    assert len(modules()) > 20
+    for layer in LAYERS:
+        assert (ROOT / layer / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_engine_library_or_concrete_backend_above_the_backends(path: Path) -> None:
+    tree = ast.parse(path.read_text(), str(path))
+    where = path.relative_to(ROOT)
+    bad = [f"{where}:{line}: {name}" for line, name in imported(tree) if forbidden(name)]
+    assert bad == [], "ask the backend contract (labctl/backends/base.py) instead"
+    assert downcasts(tree) == [], "no isinstance downcast of a backend: use the contract"
+
+
+def test_the_checker_sees_what_it_must_refuse() -> None:
+    source = """
+import libvirt
+from docker.errors import APIError
+def f(backend):
+    from labctl.backends.lxd import LxdBackend
+    import labctl.lxd_client
+    assert isinstance(backend, LxdBackend)
+    return isinstance(backend, (int, backends.docker.DockerBackend))
+"""
+    tree = ast.parse(source)
+    names = [name for _, name in imported(tree) if forbidden(name)]
+    assert names == [
+        "libvirt",
+        "docker.errors",
+        "docker.errors.APIError",
+        "labctl.backends.lxd",
+        "labctl.backends.lxd.LxdBackend",
+        "labctl.lxd_client",
+    ]
+    assert downcasts(tree) == [7, 8]
+    assert not forbidden("labctl.backends.base") and not forbidden("labctl.backends")
+    assert not forbidden("dockerfile") and not forbidden("labctl.docker")
