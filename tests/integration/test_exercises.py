@@ -213,6 +213,18 @@ def test_progress_is_kept_beside_the_lab_with_score_and_time(
     assert s.ws.inst.run not in path.parents  # `down` removes run/, never the progress
 
 
+def test_the_sudo_group_alone_does_not_make_a_key_only_user_an_administrator(
+    running_lab: RunningLab, student: MakeStudent
+) -> None:
+    """A user with no password cannot answer sudo's question: the sudo check must fail."""
+    s = student("lxc-usuario")
+    user = s.p("user")
+    s.guest("lxc-system", f"useradd -m -s /bin/bash {user} && usermod -aG sudo {user}")
+    _, report = _check_json(s, "--step", "entra")
+    results = {r["what"]: r for r in _results(report)}
+    assert results[f"{user} puede usar sudo"]["status"] == "failed", _table(_results(report))
+
+
 def test_check_as_a_subprocess_exits_1_with_teacher_notes(
     running_lab: RunningLab, student: MakeStudent
 ) -> None:
