@@ -171,10 +171,10 @@ def test_down_removes_everything_up_created(running_lab: RunningLab) -> None:
     removed = lifecycle.down(running_lab.lab.name, running_lab.instance)
     seconds = time.monotonic() - t0
     assert sorted(removed) == sorted(r.resource for r in running_lab.state.guests.values())
-    held = running_lab.held  # 5 guests, 2 networks and their 2 bridges while up
+    held = running_lab.held  # 5 guests, 3 networks (one per engine) and their 3 bridges
     assert len(held.domains) == 3 and len(held.containers) == len(held.lxd_instances) == 1
-    assert len(held.libvirt_networks) == len(held.docker_networks) == 1
-    assert len(held.bridges) == 2
+    assert len(held.libvirt_networks) == len(held.docker_networks) == len(held.lxd_networks) == 1
+    assert len(held.bridges) == 3 and held.nft_elements  # isolation elements while up
     assert inventory(running_lab.lab.name, running_lab.instance).empty
     assert not running_lab.inst.run.exists()
     print(f"\ndown: {seconds:.1f} s")
