@@ -10,8 +10,8 @@ import importlib
 
 from labctl.backends.base import Backend
 from labctl.connection import Connection
+from labctl.instance.state import GuestRecord
 from labctl.keys import KeyPair
-from labctl.lab.state import GuestRecord
 
 _BACKENDS = {
     "libvirt": "labctl.backends.libvirt:LibvirtBackend",

@@ -10,11 +10,11 @@ from typing import ClassVar, Literal
 from labctl.connection import Connection
 from labctl.errors import NotSupported
 from labctl.images.recipe import Manifest
+from labctl.instance import naming
+from labctl.instance.reservations import Reservations
+from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
-from labctl.lab import naming
-from labctl.lab.reservations import Reservations
-from labctl.lab.state import GuestRecord, LabState
-from labctl.spec.model import DockerGuest, Lab, LibvirtGuest, LxdGuest
+from labctl.spec.model import DockerGuest, LibvirtGuest, LxdGuest
 
 EngineState = Literal["running", "stopped", "absent"]
 
@@ -118,14 +118,14 @@ class Backend(ABC):
     def preflight(self) -> None:
         """Fail fast, saying what to install or start, if the engine cannot be used."""
 
-    def reserve_network(self, state: LabState, lab: Lab, book: Reservations) -> LabState:
+    def reserve_network(self, state: LabState, pool: str, book: Reservations) -> LabState:
         """Choose the lab network's subnet, creating nothing; the caller saves it at once.
 
         An existing network's real subnet wins, then the recorded one, then a new reservation.
         """
         return state
 
-    def prepare(self, state: LabState, lab: Lab) -> LabState:
+    def prepare(self, state: LabState) -> LabState:
         """Create the lab's shared engine objects (networks) as reserved; return the state."""
         return state
 

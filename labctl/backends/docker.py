@@ -28,12 +28,12 @@ from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.docker_client import connect, engine_errors
 from labctl.errors import EngineError, NotFoundError, ReadyTimeout
+from labctl.instance import naming, subnets
+from labctl.instance.reservations import Reservations
+from labctl.instance.reservations import port_free as _port_free
+from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
-from labctl.lab import naming, subnets
-from labctl.lab.reservations import Reservations
-from labctl.lab.reservations import port_free as _port_free
-from labctl.lab.state import GuestRecord, LabState
-from labctl.spec.model import DockerGuest, Lab
+from labctl.spec.model import DockerGuest
 
 
 def _ipam_subnet(attrs: dict[str, Any]) -> str | None:
@@ -79,7 +79,7 @@ class DockerBackend(Backend):
         found = [n for n in self.client.networks.list(names=[name]) if n.name == name]
         return found[0] if found else None
 
-    def reserve_network(self, state: LabState, lab: Lab, book: Reservations) -> LabState:
+    def reserve_network(self, state: LabState, pool: str, book: Reservations) -> LabState:
         name = naming.network(state.lab, state.instance)
         with engine_errors(f"look up network {name}"):
             net = self._network(name)
@@ -92,7 +92,7 @@ class DockerBackend(Backend):
                 state.lab,
                 state.instance,
                 self.engine,
-                lab.network.pool,
+                pool,
                 self._used_subnets,
                 preferred=state.docker_subnet,
             )
@@ -104,7 +104,7 @@ class DockerBackend(Backend):
             found = [_ipam_subnet(n.attrs) for n in self.client.networks.list()]
         return [*used, *(ipaddress.ip_network(s) for s in found if s)]
 
-    def prepare(self, state: LabState, lab: Lab) -> LabState:
+    def prepare(self, state: LabState) -> LabState:
         name = naming.network(state.lab, state.instance)
         assert state.docker_subnet, "reserve_network ran and its state was saved"
         with engine_errors(f"create network {name} ({state.docker_subnet})"):

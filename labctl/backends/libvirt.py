@@ -42,13 +42,13 @@ from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.errors import EngineError, NotFoundError, NotSupported, ReadyTimeout
 from labctl.images.vm import READY_MARKER
+from labctl.instance import naming, netguard, subnets
+from labctl.instance.reservations import Reservations
+from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
-from labctl.lab import naming, netguard, subnets
-from labctl.lab.reservations import Reservations
-from labctl.lab.state import GuestRecord, LabState
 from labctl.private import make_private
 from labctl.procs import run as run_cmd
-from labctl.spec.model import Lab, LibvirtGuest
+from labctl.spec.model import LibvirtGuest
 from labctl.ssh import KeyRefused, SshError, SshTarget, wait_for_login
 from labctl.ssh import run as ssh_run
 
@@ -118,7 +118,7 @@ class LibvirtBackend(Backend):
 
     # -- the lab network -------------------------------------------------------------
 
-    def reserve_network(self, state: LabState, lab: Lab, book: Reservations) -> LabState:
+    def reserve_network(self, state: LabState, pool: str, book: Reservations) -> LabState:
         name = naming.network(state.lab, state.instance)
         with connection() as conn:
             net = _network(conn, name)
@@ -131,14 +131,14 @@ class LibvirtBackend(Backend):
                     state.lab,
                     state.instance,
                     self.engine,
-                    lab.network.pool,
+                    pool,
                     lambda: [*subnets.host_subnets(), *_network_subnets(conn)],
                     preferred=state.subnet,
                 )
         bridge = naming.bridge(state.lab, state.instance)
         return replace(state, subnet=subnet, network=name, bridge=bridge)
 
-    def prepare(self, state: LabState, lab: Lab) -> LabState:
+    def prepare(self, state: LabState) -> LabState:
         name = naming.network(state.lab, state.instance)
         assert state.subnet and state.bridge, "reserve_network ran and its state was saved"
         with connection() as conn:

@@ -24,12 +24,12 @@ from labctl.backends.host_side import du_bytes
 from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.errors import EngineError, NotFoundError, NotSupported, ReadyTimeout
+from labctl.instance import naming, netguard, subnets
+from labctl.instance.reservations import Reservations
+from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
-from labctl.lab import naming, netguard, subnets
-from labctl.lab.reservations import Reservations
-from labctl.lab.state import GuestRecord, LabState
 from labctl.lxd_client import connect, engine_errors
-from labctl.spec.model import Lab, LxdGuest
+from labctl.spec.model import LxdGuest
 from labctl.ssh import SshTarget, wait_for_login
 
 
@@ -75,7 +75,7 @@ class LxdBackend(Backend):
             found = [_network_subnet(n.config or {}) for n in self.client.networks.all()]
         return [*subnets.host_subnets(), *(ipaddress.ip_network(s) for s in found if s)]
 
-    def reserve_network(self, state: LabState, lab: Lab, book: Reservations) -> LabState:
+    def reserve_network(self, state: LabState, pool: str, book: Reservations) -> LabState:
         name = naming.lxd_bridge(state.lab, state.instance)
         net = self._network(name)
         real = _network_subnet(net.config or {}) if net is not None else None
@@ -87,13 +87,13 @@ class LxdBackend(Backend):
                 state.lab,
                 state.instance,
                 self.engine,
-                lab.network.pool,
+                pool,
                 self._used_subnets,
                 preferred=state.lxd_subnet,
             )
         return replace(state, lxd_network=name, lxd_subnet=subnet)
 
-    def prepare(self, state: LabState, lab: Lab) -> LabState:
+    def prepare(self, state: LabState) -> LabState:
         name = naming.lxd_bridge(state.lab, state.instance)
         assert state.lxd_subnet, "reserve_network ran and its state was saved"
         if self._network(name) is None:

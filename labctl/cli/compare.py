@@ -10,7 +10,7 @@ import typer
 from labctl import console
 from labctl.cli.app import app
 from labctl.cli.lab import InstanceOpt, LabOpt
-from labctl.lab.naming import check_instance
+from labctl.instance.naming import check_instance
 
 
 @app.command()

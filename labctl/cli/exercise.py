@@ -18,7 +18,7 @@ from labctl.exercises import runner, template
 from labctl.exercises.i18n import Lang, detect, tr
 from labctl.exercises.model import Exercise, json_schema
 from labctl.exercises.progress import ProgressStore, check_student, current_step, now, score
-from labctl.lab.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance, check_lab_name
+from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance, check_lab_name
 
 exercise_app = typer.Typer(
     help="Guided exercises: instructions, checks against the real guests, hints, progress.",

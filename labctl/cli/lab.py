@@ -16,15 +16,15 @@ from labctl import console
 from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.errors import SpecError
-from labctl.lab import lifecycle
-from labctl.lab import status as lab_status
-from labctl.lab.naming import (
+from labctl.instance.naming import (
     DEFAULT_INSTANCE,
     DEFAULT_LAB,
     NAME_RE,
     check_instance,
     check_lab_name,
 )
+from labctl.lab import lifecycle
+from labctl.lab import status as lab_status
 from labctl.lab.plan import READY_TIMEOUT_ENV, READY_TIMEOUT_RANGE
 from labctl.paths import LABS_DIR
 from labctl.spec.model import Lab, json_schema, load_lab

@@ -13,7 +13,7 @@ from labctl import backends
 from labctl.backends.base import Copy
 from labctl.compare.model import Figure, Samples, Subject
 from labctl.errors import LabctlError, NotSupported
-from labctl.lab.state import GuestRecord
+from labctl.instance.state import GuestRecord
 
 LAB_UP_METHOD = (
     "ready_seconds recorded by labctl up: from create to usable, guests started in parallel "

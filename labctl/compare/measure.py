@@ -20,9 +20,9 @@ from labctl.compare.model import HOST, Figure, Samples, Subject
 from labctl.compare.workloads import ParseError, Profile
 from labctl.connection import Connection, LocalConnection
 from labctl.errors import HostError, LabctlError
+from labctl.instance import netguard
+from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
-from labctl.lab import netguard
-from labctl.lab.state import GuestRecord, LabState
 
 #: the host's workloads finish well within this; one that does not is killed (exit 124)
 HOST_TIMEOUT = 900.0

@@ -12,7 +12,7 @@ from labctl import backends
 from labctl.backends.base import HostUse
 from labctl.compare.model import Figure, Gap, Samples, Subject
 from labctl.errors import LabctlError, NotSupported
-from labctl.lab.state import GuestRecord
+from labctl.instance.state import GuestRecord
 
 MIB = 1024 * 1024
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from labctl.compare.model import Report
 from labctl.errors import LabctlError
-from labctl.lab.state import InstanceDir
+from labctl.instance.state import InstanceDir
 from labctl.private import private_dir, write_private
 
 LATEST = "latest.json"

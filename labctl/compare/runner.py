@@ -28,10 +28,10 @@ from labctl.compare.workloads import Profile
 from labctl.connection import Connection
 from labctl.errors import LabctlError, NotSupported
 from labctl.host.accel import detect
+from labctl.instance.state import GuestRecord, InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab import plan
 from labctl.lab import status as lab_status
-from labctl.lab.state import GuestRecord, InstanceDir, LabState
 from labctl.spec.model import Lab, LibvirtGuest, load_lab
 
 STAGES = ("host", "footprint", "memory", "boot", "cpu", "disk", "network", "claims")

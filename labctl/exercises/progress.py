@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labctl.errors import LabctlError, SpecError
 from labctl.exercises.model import Exercise
-from labctl.lab.state import InstanceDir
+from labctl.instance.state import InstanceDir
 from labctl.paths import within
 from labctl.private import locked, private_dir, write_private
 

@@ -21,8 +21,8 @@ from labctl.exercises.checks import CheckResult, Connect, evaluate
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import HOST, AnswerCheck, Exercise, Step, load_exercises
 from labctl.exercises.progress import ExerciseProgress, now
+from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
-from labctl.lab.state import InstanceDir, LabState
 from labctl.paths import LABS_DIR
 from labctl.spec.model import load_lab
 

@@ -14,8 +14,8 @@ from enum import Enum
 from labctl.errors import ExitCode, LabctlError
 from labctl.host import accel, engines, probe
 from labctl.host.accel import AccelProbe
-from labctl.lab.naming import DEFAULT_INSTANCE, DEFAULT_LAB
-from labctl.lab.state import InstanceDir
+from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB
+from labctl.instance.state import InstanceDir
 
 GIB = 1024**3
 #: What the default lab needs: three TCG guests, one container, one Docker app.

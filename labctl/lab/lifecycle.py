@@ -25,11 +25,12 @@ from labctl import backends, cancel
 from labctl.backends.base import Backend, GuestPlan
 from labctl.errors import ExitCode, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
+from labctl.instance import isolation, naming
+from labctl.instance.reservations import Reservations
+from labctl.instance.state import GuestRecord, InstanceDir, LabState
 from labctl.keys import KeyPair, ensure_keypair
-from labctl.lab import isolation, naming, plan
+from labctl.lab import plan
 from labctl.lab.accel import KvmProbe
-from labctl.lab.reservations import Reservations
-from labctl.lab.state import GuestRecord, InstanceDir, LabState
 from labctl.spec.model import Lab
 from labctl.stages import Reporter, Stage, execute
 from labctl.stages import quiet as _quiet
@@ -161,9 +162,9 @@ def _network(c: _Up) -> None:
     book = Reservations()
     box = c.state
     for backend in c.engines.values():  # reserved and saved before any network exists
-        box.set(backend.reserve_network(box.state, c.lab, book))
+        box.set(backend.reserve_network(box.state, c.lab.network.pool, book))
     for backend in c.engines.values():
-        box.set(backend.prepare(box.state, c.lab))
+        box.set(backend.prepare(box.state))
     bridges = [b for backend in c.engines.values() for b in backend.bridges(box.state)]
     isolation.apply(c.lab.name, c.instance, bridges)  # before any guest exists
 

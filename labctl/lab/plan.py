@@ -11,10 +11,10 @@ from pathlib import Path
 from labctl.backends.base import GuestPlan
 from labctl.errors import HostError, LabctlError, SpecError
 from labctl.images.cache import ImageStore
+from labctl.instance import naming
+from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
-from labctl.lab import naming
 from labctl.lab.accel import AccelChoice, KvmProbe, choose
-from labctl.lab.state import InstanceDir, LabState
 from labctl.spec.model import DockerGuest, Lab, LibvirtGuest
 
 FIRST_HOST = 10  # guests get .10, .11, ... on the lab's /24; .1 is the host

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from labctl import backends
 from labctl.errors import LabctlError
-from labctl.lab.state import GuestRecord, InstanceDir, LabState
+from labctl.instance.state import GuestRecord, InstanceDir, LabState
 
 
 @dataclass(frozen=True)

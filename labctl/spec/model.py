@@ -16,8 +16,8 @@ from pydantic import (
     model_validator,
 )
 
-from labctl.lab import naming
-from labctl.lab.naming import NAME_RE
+from labctl.instance import naming
+from labctl.instance.naming import NAME_RE
 from labctl.spec import yamlpos
 from labctl.spec.validate import validate
 

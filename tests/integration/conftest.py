@@ -17,8 +17,8 @@ import pytest
 
 from labctl.host.accel import detect
 from labctl.images.registry import store
+from labctl.instance.state import InstanceDir, LabState
 from labctl.lab import lifecycle
-from labctl.lab.state import InstanceDir, LabState
 from labctl.paths import LABS_DIR
 from labctl.spec.model import Lab, load_lab
 from tests.integration.engines import Inventory, inventory

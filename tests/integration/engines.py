@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import libvirt
 
 from labctl.docker_client import connect as docker_connect
-from labctl.lab import isolation, naming
+from labctl.instance import isolation, naming
 from labctl.lxd_client import connect as lxd_connect
 
 

@@ -15,9 +15,9 @@ from labctl import backends
 from labctl.errors import HostError
 from labctl.host.accel import detect
 from labctl.images.registry import store
+from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab import lifecycle
-from labctl.lab.state import InstanceDir, LabState
 from labctl.spec.model import Lab, load_lab
 from tests.integration.engines import inventory
 

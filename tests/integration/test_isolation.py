@@ -27,9 +27,10 @@ from labctl.command import CommandResult
 from labctl.docker_client import connect as docker_connect
 from labctl.host.accel import detect
 from labctl.images.registry import store
+from labctl.instance import isolation, naming, netguard
+from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
-from labctl.lab import isolation, lifecycle, naming, netguard
-from labctl.lab.state import InstanceDir, LabState
+from labctl.lab import lifecycle
 from labctl.spec.model import Lab, load_lab
 from tests.integration.engines import inventory
 

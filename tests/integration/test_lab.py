@@ -191,7 +191,7 @@ def test_labctl_contacts_a_guest_only_behind_its_own_bridge(
     """
     from dataclasses import replace
 
-    from labctl.lab.netguard import NotOurNetwork
+    from labctl.instance.netguard import NotOurNetwork
 
     rec = running_lab.state.guests[guest]
     backend = backends.get(rec.engine)

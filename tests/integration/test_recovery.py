@@ -30,10 +30,10 @@ from labctl.errors import EngineError, NotFoundError
 from labctl.exercises.progress import ProgressStore
 from labctl.host.accel import detect
 from labctl.images.registry import store
+from labctl.instance.reservations import Reservations
+from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab import lifecycle
-from labctl.lab.reservations import Reservations
-from labctl.lab.state import InstanceDir, LabState
 from labctl.spec.model import Lab, load_lab
 from tests.integration.engines import inventory
 

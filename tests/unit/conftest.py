@@ -11,5 +11,5 @@ from tests.unit.fake_nft import FakeNft
 def fake_nft(monkeypatch: pytest.MonkeyPatch) -> FakeNft:
     """The nft every unit test's lifecycle talks to."""
     fake = FakeNft()
-    monkeypatch.setattr("labctl.lab.isolation._nft", fake)
+    monkeypatch.setattr("labctl.instance.isolation._nft", fake)
     return fake

@@ -23,9 +23,9 @@ from labctl.backends.libvirt import LibvirtBackend
 from labctl.backends.lxd import LxdBackend
 from labctl.command import CommandResult
 from labctl.errors import EngineError, LabctlError, NotSupported, ReadyTimeout
+from labctl.instance import naming
+from labctl.instance.state import GuestRecord
 from labctl.keys import KeyPair
-from labctl.lab import naming
-from labctl.lab.state import GuestRecord
 from labctl.spec.model import DockerGuest, LibvirtGuest, LxdGuest
 from tests.unit.fake_engines import FakeConn, FakeContainer, FakeDockerClient
 

@@ -17,9 +17,9 @@ from labctl.compare.model import NATIVE, Gap, Subject
 from labctl.compare.workloads import QUICK
 from labctl.connection import Connection
 from labctl.errors import EngineError, LabctlError, NotSupported
+from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
 from labctl.lab import status as lab_status
-from labctl.lab.state import GuestRecord, LabState
 from labctl.paths import LABS_DIR
 from labctl.spec.model import load_lab
 

@@ -12,7 +12,7 @@ from labctl.backends.host_side import replaced_images
 from labctl.cli import app
 from labctl.compare import results
 from labctl.errors import LabctlError
-from labctl.lab.state import InstanceDir
+from labctl.instance.state import InstanceDir
 from tests.unit.compare_data import fig, report
 
 runner = CliRunner()

@@ -13,8 +13,8 @@ from labctl.compare import measure, workloads
 from labctl.compare.model import Subject
 from labctl.compare.workloads import ParseError, Profile
 from labctl.errors import LabctlError
-from labctl.lab import netguard
-from labctl.lab.state import GuestRecord, LabState
+from labctl.instance import netguard
+from labctl.instance.state import GuestRecord, LabState
 from tests.unit.fake_connection import FakeConnection
 
 GNU = "268435456 bytes (268 MB, 256 MiB) copied, 0.479988 s, 559 MB/s"

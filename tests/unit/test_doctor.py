@@ -16,7 +16,7 @@ from labctl.host import doctor, engines, probe, setup
 from labctl.host.accel import decide
 from labctl.host.ansible import PlaybookResult
 from labctl.host.doctor import Check, HostFacts, Status
-from labctl.lab.state import GuestRecord, InstanceDir, LabState
+from labctl.instance.state import GuestRecord, InstanceDir, LabState
 
 GIB = 1024**3
 

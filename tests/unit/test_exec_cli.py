@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from labctl import backends
 from labctl.cli import app
 from labctl.command import CommandResult
+from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
 from labctl.lab import status as lab_status
-from labctl.lab.state import GuestRecord, LabState
 from tests.unit.fake_connection import FakeConnection
 
 

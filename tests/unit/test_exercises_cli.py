@@ -18,7 +18,7 @@ from labctl.cli import app
 from labctl.errors import LabctlError
 from labctl.exercises import params
 from labctl.exercises.model import ParamSpec
-from labctl.lab.state import GuestRecord, InstanceDir, LabState
+from labctl.instance.state import GuestRecord, InstanceDir, LabState
 
 runner = CliRunner()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from labctl.errors import HostError
-from labctl.lab import isolation
+from labctl.instance import isolation
 from tests.unit.fake_nft import FakeNft
 
 A = ["lcbr1111aaaa", "br-0123456789ab", "lclx1111aaaa"]

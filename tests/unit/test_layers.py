@@ -106,3 +106,36 @@ def f(backend):
     assert downcasts(tree) == [7, 8]
     assert not forbidden("labctl.backends.base") and not forbidden("labctl.backends")
     assert not forbidden("dockerfile") and not forbidden("labctl.docker")
+
+
+#: each lower room and the rooms above it that it must never import (layers point down)
+UPPER = ("labctl.lab", "labctl.exercises", "labctl.compare", "labctl.cli")
+BELOW = {
+    "instance": ("labctl.backends", *UPPER),
+    "backends": UPPER,
+    "images": ("labctl.backends", *UPPER),
+    "spec": ("labctl.backends", *UPPER),
+}
+
+
+def lower_modules() -> list[Path]:
+    return sorted(p for room in BELOW for p in (ROOT / room).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", lower_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_lower_rooms_never_import_the_rooms_above_them(path: Path) -> None:
+    room = path.relative_to(ROOT).parts[0]
+    above = BELOW[room]
+    tree = ast.parse(path.read_text(), str(path))
+    bad = [
+        f"{path.relative_to(ROOT)}:{line}: {name}"
+        for line, name in imported(tree)
+        if any(name == a or name.startswith(a + ".") for a in above)
+    ]
+    assert bad == [], f"labctl/{room} sits below {', '.join(above)}"
+
+
+def test_instance_records_know_no_engine() -> None:
+    for path in sorted((ROOT / "instance").glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        assert [n for _, n in imported(tree) if forbidden(n)] == [], path

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from labctl.errors import LabctlError, SpecError
-from labctl.lab import naming
-from labctl.lab.state import GuestRecord, InstanceDir, LabState
+from labctl.instance import naming
+from labctl.instance.state import GuestRecord, InstanceDir, LabState
 
 
 def test_resource_names_carry_lab_instance_and_guest() -> None:
@@ -87,7 +87,7 @@ def test_subnet_choice_skips_every_used_range() -> None:
     import ipaddress
 
     from labctl.errors import EngineError
-    from labctl.lab.subnets import pick
+    from labctl.instance.subnets import pick
 
     used = [ipaddress.ip_network("10.210.0.0/23"), ipaddress.ip_network("10.210.3.0/24")]
     assert pick("10.210.0.0/16", used) == "10.210.2.0/24"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from labctl.errors import LabctlError
-from labctl.lab import netguard
+from labctl.instance import netguard
 
 
 class FakeIp:

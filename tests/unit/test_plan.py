@@ -11,10 +11,10 @@ import pytest
 from labctl.errors import HostError, LabctlError, SpecError
 from labctl.images.cache import ImageStore
 from labctl.images.recipe import BuildContext, Recipe
+from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import ensure_keypair
 from labctl.lab import plan
 from labctl.lab.accel import AccelChoice
-from labctl.lab.state import InstanceDir, LabState
 from labctl.paths import LABS_DIR
 from labctl.spec.model import load_lab
 

@@ -44,11 +44,12 @@ from labctl.errors import (
 from labctl.exercises.progress import ProgressStore
 from labctl.images.cache import ImageStore
 from labctl.images.recipe import BuildContext, Recipe
+from labctl.instance import naming
+from labctl.instance.reservations import Reservations
+from labctl.instance.state import GuestRecord, InstanceDir, LabState
 from labctl.keys import KeyPair, ensure_keypair
-from labctl.lab import lifecycle, naming, plan
+from labctl.lab import lifecycle, plan
 from labctl.lab.accel import AccelChoice
-from labctl.lab.reservations import Reservations
-from labctl.lab.state import GuestRecord, InstanceDir, LabState
 from labctl.spec.model import Lab, load_lab
 from labctl.ssh import SshError
 from tests.unit.fake_connection import FakeConnection
@@ -187,13 +188,13 @@ def test_the_libvirt_subnet_is_chosen_without_creating_anything(
 ) -> None:
     spec, _ = lab
     backend = LibvirtBackend()
-    state = backend.reserve_network(LabState("rec", "t1", "x"), spec, Reservations())
+    state = backend.reserve_network(LabState("rec", "t1", "x"), spec.network.pool, Reservations())
     assert state.subnet and state.network == naming.network("rec", "t1")
     assert conn.calls == []
     assert Reservations().entries()["subnets"] == {
         state.subnet: {"lab": "rec", "instance": "t1", "use": "libvirt"}
     }
-    backend.prepare(state, spec)
+    backend.prepare(state)
     assert conn.calls == ["networkDefineXML"]
     gateway = ipaddress.ip_network(state.subnet).network_address + 1
     assert f'address="{gateway}"' in conn.networks[state.network].xml
@@ -206,13 +207,13 @@ def test_an_existing_networks_real_subnet_wins_over_the_record(
     name = naming.network("rec", "t1")
     conn.networkDefineXML(network_xml(name, "lcbrx", "10.210.9.0/24"))
     recorded = LabState("rec", "t1", "x", subnet="10.210.3.0/24", docker_subnet="10.210.4.0/24")
-    state = LibvirtBackend().reserve_network(recorded, spec, Reservations())
+    state = LibvirtBackend().reserve_network(recorded, spec.network.pool, Reservations())
     assert state.subnet == "10.210.9.0/24"
     docker = DockerBackend()
     fake = FakeDockerClient()
     fake.networks.create(name, ipam={"Config": [{"Subnet": "10.210.11.0/24"}]})
     docker._client = fake  # type: ignore[assignment]
-    state = docker.reserve_network(state, spec, Reservations())
+    state = docker.reserve_network(state, spec.network.pool, Reservations())
     assert state.docker_subnet == "10.210.11.0/24"
     assert sorted(Reservations().entries()["subnets"]) == ["10.210.11.0/24", "10.210.9.0/24"]
 
@@ -249,7 +250,7 @@ def test_docker_networks_of_concurrent_instances_do_not_overlap(
     root: Path, lab: tuple[Lab, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec, _ = lab
-    monkeypatch.setattr("labctl.lab.subnets.host_subnets", list)
+    monkeypatch.setattr("labctl.instance.subnets.host_subnets", list)
     fake = FakeDockerClient()
     errors: list[Exception] = []
 
@@ -257,8 +258,10 @@ def test_docker_networks_of_concurrent_instances_do_not_overlap(
         backend = DockerBackend()
         backend._client = fake  # type: ignore[assignment]
         try:
-            state = backend.reserve_network(LabState("rec", instance, "x"), spec, Reservations())
-            backend.prepare(state, spec)
+            state = backend.reserve_network(
+                LabState("rec", instance, "x"), spec.network.pool, Reservations()
+            )
+            backend.prepare(state)
         except Exception as exc:  # "Pool overlaps with other one" before the reservations
             errors.append(exc)
 
@@ -346,13 +349,13 @@ class FakeBackend(Backend):
     def preflight(self) -> None:
         pass
 
-    def reserve_network(self, state: LabState, lab: Lab, book: Reservations) -> LabState:
+    def reserve_network(self, state: LabState, pool: str, book: Reservations) -> LabState:
         if self.engine != "libvirt":
             return state
-        subnet = book.subnet(state.lab, state.instance, "libvirt", lab.network.pool, list)
+        subnet = book.subnet(state.lab, state.instance, "libvirt", pool, list)
         return replace(state, subnet=subnet, network="n")
 
-    def prepare(self, state: LabState, lab: Lab) -> LabState:
+    def prepare(self, state: LabState) -> LabState:
         saved = InstanceDir(state.lab, state.instance).load()
         self.saw.append(saved.subnet if saved else None)  # what a crash here would leave
         return state

@@ -16,8 +16,8 @@ from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises.model import load_exercise
 from labctl.exercises.progress import ProgressStore
 from labctl.images.registry import guest_images
-from labctl.lab import naming
-from labctl.lab.state import InstanceDir
+from labctl.instance import naming
+from labctl.instance.state import InstanceDir
 from labctl.paths import LABS_DIR, within
 from labctl.spec import yamlpos
 from labctl.spec.model import DockerGuest, load_lab

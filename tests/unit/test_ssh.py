@@ -13,8 +13,8 @@ import pytest
 from labctl.backends.libvirt import LibvirtBackend
 from labctl.command import CommandResult
 from labctl.errors import LabctlError, ReadyTimeout
+from labctl.instance.state import GuestRecord
 from labctl.keys import ensure_keypair
-from labctl.lab.state import GuestRecord
 from labctl.ssh import SshError, SshTarget, run, wait_for_login
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import LabctlError
-from labctl.lab import subnets
+from labctl.instance import subnets
 from labctl.paths import state_dir
 from labctl.private import locked, private_dir, write_private
 
