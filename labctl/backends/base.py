@@ -160,7 +160,7 @@ class Backend(ABC):
         """Remove the lab's shared engine objects created by :meth:`prepare`."""
 
     def bridges(self, state: LabState) -> list[str]:
-        """Linux bridges of the instance's networks that exist now (see lab/isolation.py)."""
+        """Linux bridges of the instance's networks that exist now (see instance/isolation.py)."""
         return []
 
     @abstractmethod

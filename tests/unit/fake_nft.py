@@ -1,4 +1,4 @@
-"""A fake ``nft`` for labctl/lab/isolation.py: it keeps the table's sets in memory.
+"""A fake ``nft`` for labctl/instance/isolation.py: it keeps the table's sets in memory.
 
 It understands the scripts isolation writes (``add``/``delete element``) and answers
 ``nft -j list table inet labctl`` in nft 1.0.6's JSON shape, elements with comments.
