@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, get_type_hints
 
 import typer
 from rich.markdown import Markdown
@@ -62,16 +66,56 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
     return _Ctx(ws, who, detect(lang), ProgressStore(ws.lab, instance, who))
 
 
-@exercise_app.command("list")
+#: the options every exercise command takes, in this order after its own
+_KW = inspect.Parameter.KEYWORD_ONLY
+_SHARED = [
+    inspect.Parameter("lab", _KW, default=LabOpt, annotation=str),
+    inspect.Parameter("instance", _KW, default=InstanceOpt, annotation=str),
+    inspect.Parameter("student", _KW, default=StudentOpt, annotation=str | None),
+    inspect.Parameter("lang", _KW, default=LangOpt, annotation=str | None),
+]
+
+Command = Callable[..., None]
+
+
+def _command(name: str | None = None) -> Callable[[Command], Command]:
+    """Register an exercise command; it receives the :class:`_Ctx` the shared options make.
+
+    The decorated function's first parameter is that context; its other parameters are its
+    own arguments and options, and ``--lab``, ``--instance``, ``--student`` and ``--lang``
+    are added once, here.
+    """
+
+    def decorate(fn: Command) -> Command:
+        hints = get_type_hints(fn)
+        own = list(inspect.signature(fn).parameters.values())[1:]
+        params = [p.replace(annotation=hints[p.name]) for p in own] + _SHARED
+
+        @functools.wraps(fn)
+        def command(
+            *args: Any,
+            lab: str,
+            instance: str,
+            student: str | None,
+            lang: str | None,
+            **kwargs: Any,
+        ) -> None:
+            fn(_ctx(lab, instance, student, lang), *args, **kwargs)
+
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        exercise_app.command(name)(command)
+        return fn
+
+    return decorate
+
+
+@_command("list")
 def list_(
-    lab: str = LabOpt,
-    instance: str = InstanceOpt,
-    student: str | None = StudentOpt,
-    lang: str | None = LangOpt,
+    c: _Ctx,
     json_out: bool = JsonOpt,
 ) -> None:
     """Every exercise of the lab, with the student's progress."""
-    c = _ctx(lab, instance, student, lang)
     progress = c.store.load()
     rows = [(e, score(e, progress.of(e.id))) for e in c.ws.exercises()]
     if json_out:
@@ -105,18 +149,14 @@ def _prepare(c: _Ctx, ex: Exercise) -> None:
         console.err.print(f"[yellow]Note:[/yellow] {escape(exc.message)}")
 
 
-@exercise_app.command()
+@_command()
 def show(
+    c: _Ctx,
     exercise_id: str = IdArg,
     step: str | None = typer.Option(None, "--step", help="Step id or number; default: current."),
-    lab: str = LabOpt,
-    instance: str = InstanceOpt,
-    student: str | None = StudentOpt,
-    lang: str | None = LangOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """The instructions of the current step (starts the exercise's clock)."""
-    c = _ctx(lab, instance, student, lang)
     ex = c.ws.exercise(exercise_id)
     with c.store.update() as progress:
         p = progress.of(ex.id)
@@ -157,18 +197,14 @@ def show(
     )
 
 
-@exercise_app.command()
+@_command()
 def check(
+    c: _Ctx,
     exercise_id: str = IdArg,
     step: str | None = typer.Option(None, "--step", help="Only this step (id or number)."),
-    lab: str = LabOpt,
-    instance: str = InstanceOpt,
-    student: str | None = StudentOpt,
-    lang: str | None = LangOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Run the checks on the real guests; exit 0: all passed, 1: some failed, 2: none ran."""
-    c = _ctx(lab, instance, student, lang)
     ex = c.ws.exercise(exercise_id)
     connect = runner.Connections(c.ws)  # exit 2 when the lab is not up
     vals = c.values(ex)
@@ -196,16 +232,12 @@ def check(
     raise typer.Exit(result.exit_code)
 
 
-@exercise_app.command()
+@_command()
 def hint(
+    c: _Ctx,
     exercise_id: str = IdArg,
-    lab: str = LabOpt,
-    instance: str = InstanceOpt,
-    student: str | None = StudentOpt,
-    lang: str | None = LangOpt,
 ) -> None:
     """The next hint for the current step (hints taken are recorded)."""
-    c = _ctx(lab, instance, student, lang)
     ex = c.ws.exercise(exercise_id)
     L = c.lang
     with c.store.update() as progress:
@@ -227,18 +259,14 @@ def hint(
         console.out.print(tr(L, "(no quedan más pistas)", "(no more hints)"))
 
 
-@exercise_app.command()
+@_command()
 def answer(
+    c: _Ctx,
     exercise_id: str = IdArg,
     step: str = typer.Argument(..., metavar="STEP", help="Step id or number."),
     value: str = typer.Argument(..., metavar="VALUE"),
-    lab: str = LabOpt,
-    instance: str = InstanceOpt,
-    student: str | None = StudentOpt,
-    lang: str | None = LangOpt,
 ) -> None:
     """Record the answer to a step; `check` compares it with what the lab measures."""
-    c = _ctx(lab, instance, student, lang)
     ex = c.ws.exercise(exercise_id)
     s = ex.step(step)
     if s.answer_check is None:
@@ -263,24 +291,15 @@ def answer(
     console.out.print(escape(saved))
 
 
-@exercise_app.command()
+@_command()
 def reset(
+    c: _Ctx,
     exercise_id: str = IdArg,
-    lab: str = LabOpt,
-    instance: str = InstanceOpt,
-    student: str | None = StudentOpt,
-    lang: str | None = LangOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Recreate the exercise's guests from their images and start the exercise again."""
-    from labctl.host.accel import detect as detect_kvm
-    from labctl.images.registry import store
-    from labctl.lab import lifecycle
-    from labctl.spec.model import load_lab
-
-    c = _ctx(lab, instance, student, lang)
     ex = c.ws.exercise(exercise_id)
-    state = c.ws.require_up()
+    c.ws.require_up()
     L, guests = c.lang, ", ".join(ex.guests)
     if not yes:
         typer.confirm(
@@ -291,17 +310,11 @@ def reset(
             ),
             abort=True,
         )
-    spec_path = Path(state.spec_path)
-    spec = load_lab(spec_path)
 
     def report(guest: str, step: str, detail: str) -> None:
         console.err.print(f"▸ {guest} {step} {detail}".rstrip())
 
-    probe = detect_kvm()
-    for guest in ex.guests:
-        lifecycle.recreate_guest(spec, spec_path, instance, guest, store(), probe, report)
-    fresh = _ctx(lab, instance, c.student, L)  # new addresses and ports
-    runner.ensure_setup(ex, runner.Connections(fresh.ws), fresh.values(ex))
+    runner.recreate_guests(c.ws, ex, c.student, report)
     with c.store.update() as progress:
         runner.reset_progress(progress.of(ex.id))
     console.out.print(
@@ -313,16 +326,12 @@ def reset(
     )
 
 
-@exercise_app.command("progress")
+@_command("progress")
 def progress_(
-    lab: str = LabOpt,
-    instance: str = InstanceOpt,
-    student: str | None = StudentOpt,
-    lang: str | None = LangOpt,
+    c: _Ctx,
     json_out: bool = JsonOpt,
 ) -> None:
     """Every exercise: steps passed, hints taken, time spent; and the overall score."""
-    c = _ctx(lab, instance, student, lang)
     progress = c.store.load()
     scores = [score(e, progress.of(e.id)) for e in c.ws.exercises()]
     if not json_out:
@@ -335,7 +344,7 @@ def progress_(
         {
             "student": c.student,
             "lab": c.ws.lab,
-            "instance": instance,
+            "instance": c.ws.instance,
             "score": round(100 * passed / total) if total else 0,
             "steps_passed": passed,
             "steps": total,

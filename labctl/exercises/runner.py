@@ -25,6 +25,7 @@ from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.paths import LABS_DIR
 from labctl.spec.model import load_lab
+from labctl.stages import Reporter
 
 HOST_TIMEOUT = 300.0
 SETUP_MARK = "/var/tmp/.labctl-exercise-{id}.setup"
@@ -275,3 +276,23 @@ def _unanswered(check: AnswerCheck, exercise: str, step: str, lang: Lang) -> Che
             f"no answer yet: labctl exercise answer {exercise} {step} VALUE",
         ),
     )
+
+
+def recreate_guests(ws: Workspace, exercise: Exercise, student: str, report: Reporter) -> None:
+    """Put the exercise's guests back as their images made them, then prepare them again.
+
+    Each guest is destroyed with its disk and brought up afresh (``labctl exercise reset``);
+    the other guests of the lab are not touched.
+    """
+    from labctl.host.accel import detect
+    from labctl.images.registry import store
+    from labctl.lab import lifecycle
+
+    state = ws.require_up()
+    spec_path = Path(state.spec_path)
+    spec = load_lab(spec_path)
+    probe = detect()
+    for guest in exercise.guests:
+        lifecycle.recreate_guest(spec, spec_path, ws.instance, guest, store(), probe, report)
+    fresh = open_workspace(str(spec_path), ws.instance)  # new addresses and ports
+    ensure_setup(exercise, Connections(fresh), values(fresh, exercise, student))
