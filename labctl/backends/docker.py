@@ -84,18 +84,15 @@ class DockerBackend(Backend):
         with engine_errors(f"look up network {name}"):
             net = self._network(name)
             real = _ipam_subnet(net.attrs) if net is not None else None
-        if real is not None:  # what the network really has wins over any record
-            book.claim_subnet(state.lab, state.instance, self.engine, real)
-            subnet = real
-        else:
-            subnet = book.subnet(
-                state.lab,
-                state.instance,
-                self.engine,
-                pool,
-                self._used_subnets,
-                preferred=state.docker_subnet,
-            )
+        subnet = book.subnet(
+            state.lab,
+            state.instance,
+            self.engine,
+            pool,
+            self._used_subnets,
+            preferred=state.docker_subnet,
+            existing=real,
+        )
         return replace(state, docker_network=name, docker_subnet=subnet)
 
     def _used_subnets(self) -> list[subnets.Net]:

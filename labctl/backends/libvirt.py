@@ -123,18 +123,15 @@ class LibvirtBackend(Backend):
         with connection() as conn:
             net = _network(conn, name)
             real = network_subnet(_xml(net, name)) if net is not None else None
-            if real is not None:  # what the bridge really has wins over any record
-                book.claim_subnet(state.lab, state.instance, self.engine, real)
-                subnet = real
-            else:
-                subnet = book.subnet(
-                    state.lab,
-                    state.instance,
-                    self.engine,
-                    pool,
-                    lambda: [*subnets.host_subnets(), *_network_subnets(conn)],
-                    preferred=state.subnet,
-                )
+            subnet = book.subnet(
+                state.lab,
+                state.instance,
+                self.engine,
+                pool,
+                lambda: [*subnets.host_subnets(), *_network_subnets(conn)],
+                preferred=state.subnet,
+                existing=real,  # what the bridge really has wins over any record
+            )
         bridge = naming.bridge(state.lab, state.instance)
         return replace(state, subnet=subnet, network=name, bridge=bridge)
 

@@ -79,18 +79,15 @@ class LxdBackend(Backend):
         name = naming.lxd_bridge(state.lab, state.instance)
         net = self._network(name)
         real = _network_subnet(net.config or {}) if net is not None else None
-        if real is not None:  # what the network really has wins over any record
-            book.claim_subnet(state.lab, state.instance, self.engine, real)
-            subnet = real
-        else:
-            subnet = book.subnet(
-                state.lab,
-                state.instance,
-                self.engine,
-                pool,
-                self._used_subnets,
-                preferred=state.lxd_subnet,
-            )
+        subnet = book.subnet(
+            state.lab,
+            state.instance,
+            self.engine,
+            pool,
+            self._used_subnets,
+            preferred=state.lxd_subnet,
+            existing=real,
+        )
         return replace(state, lxd_network=name, lxd_subnet=subnet)
 
     def prepare(self, state: LabState) -> LabState:

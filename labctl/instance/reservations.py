@@ -80,15 +80,21 @@ class Reservations:
         pool: str,
         used: Callable[[], Iterable[subnets.Net]],
         preferred: str | None = None,
+        existing: str | None = None,
     ) -> str:
         """A /24 of ``pool`` for ``use`` of this instance, reserved before anything exists.
 
-        The instance's own reservation, else ``preferred`` (the state's), is kept while
+        ``existing`` is the subnet the instance's network really has, when the network
+        exists: it wins over any record and is claimed as it is. Otherwise the instance's
+        own reservation, else ``preferred`` (the state's), is kept while
         nothing else took it; otherwise the first /24 that overlaps neither ``used()`` (the
         host's and the engines' networks, asked while the lock is held) nor another
         reservation.
         """
         tag = _tag(lab, instance, use)
+        if existing is not None:
+            self.claim_subnet(lab, instance, use, existing)
+            return existing
         with self._book() as book:
             table = book["subnets"]
             taken = list(used())
