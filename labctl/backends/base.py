@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Generic, Literal, TypeVar
 
 from labctl.connection import Connection
 from labctl.errors import NotSupported
@@ -17,6 +17,7 @@ from labctl.keys import KeyPair
 from labctl.spec.model import DockerGuest, LibvirtGuest, LxdGuest
 
 EngineState = Literal["running", "stopped", "absent"]
+ClientT = TypeVar("ClientT")
 
 
 @dataclass(frozen=True)
@@ -214,3 +215,21 @@ class Backend(ABC):
         raise NotSupported(
             f"{self.engine} guests are not restarted in place; a throwaway copy is timed instead"
         )
+
+
+class ClientBackend(Backend, Generic[ClientT]):
+    """A backend that talks to its engine through one client, connected on first use."""
+
+    def __init__(self) -> None:
+        self._client: ClientT | None = None  # tests put a fake engine here
+
+    @property
+    def client(self) -> ClientT:
+        """The engine's client, connected on first use."""
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    @abstractmethod
+    def _connect(self) -> ClientT:
+        """A new client of the engine; fails, with a hint, if the daemon does not answer."""

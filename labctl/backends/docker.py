@@ -13,16 +13,7 @@ from docker.errors import DockerException
 from docker.types import IPAMConfig, IPAMPool
 
 from labctl import cancel
-from labctl.backends.base import (
-    Backend,
-    Copy,
-    Devices,
-    EngineState,
-    GuestPlan,
-    HostUse,
-    Ready,
-    StartTimes,
-)
+from labctl.backends import base
 from labctl.backends.host_side import MIB
 from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
@@ -55,21 +46,14 @@ def _bound_port(attrs: dict[str, Any], port: int) -> int | None:
     return None
 
 
-class DockerBackend(Backend):
+class DockerBackend(base.ClientBackend[docker.DockerClient]):
     """Containers on a per-lab bridge network, ports published on 127.0.0.1 only."""
 
     engine = "docker"
     ready_means = "the app answers HTTP 200 on its published port"
 
-    def __init__(self) -> None:
-        self._client: docker.DockerClient | None = None
-
-    @property
-    def client(self) -> docker.DockerClient:
-        """The docker client, connected (and pinged) on first use."""
-        if self._client is None:
-            self._client = connect()
-        return self._client
+    def _connect(self) -> docker.DockerClient:
+        return connect()  # pings the daemon
 
     def preflight(self) -> None:
         self.client  # noqa: B018 - connecting pings the daemon
@@ -133,7 +117,9 @@ class DockerBackend(Backend):
         options = net.attrs.get("Options") or {}
         return [options.get("com.docker.network.bridge.name") or f"br-{net.id[:12]}"]
 
-    def identify(self, plan: GuestPlan, record: GuestRecord, book: Reservations) -> GuestRecord:
+    def identify(
+        self, plan: base.GuestPlan, record: GuestRecord, book: Reservations
+    ) -> GuestRecord:
         guest = plan.spec
         assert isinstance(guest, DockerGuest)
         if guest.host_port is not None:  # the lab file fixes it (check_ports looked)
@@ -153,7 +139,7 @@ class DockerBackend(Backend):
         port = book.port(plan.lab, plan.instance, use, preferred=preferred)
         return replace(record, host_port=port)
 
-    def create(self, plan: GuestPlan) -> GuestRecord:
+    def create(self, plan: base.GuestPlan) -> GuestRecord:
         guest = plan.spec
         assert isinstance(guest, DockerGuest)
         record = GuestRecord(
@@ -184,7 +170,7 @@ class DockerBackend(Backend):
             )
         return record
 
-    def start(self, plan: GuestPlan) -> None:
+    def start(self, plan: base.GuestPlan) -> None:
         with engine_errors(f"start {plan.resource}"):
             container = self.client.containers.get(plan.resource)
             if container.status != "running":
@@ -198,7 +184,7 @@ class DockerBackend(Backend):
                 return int(b["HostPort"])
         return None
 
-    def wait_ready(self, plan: GuestPlan, deadline: float) -> Ready:
+    def wait_ready(self, plan: base.GuestPlan, deadline: float) -> base.Ready:
         guest = plan.spec
         assert isinstance(guest, DockerGuest)
         last = "not started"
@@ -209,7 +195,7 @@ class DockerBackend(Backend):
                     url = f"http://127.0.0.1:{host_port}{guest.http_path}"
                     answer = requests.get(url, timeout=3)
                     if answer.status_code == 200:
-                        return Ready("127.0.0.1", host_port, url)
+                        return base.Ready("127.0.0.1", host_port, url)
                     last = f"HTTP {answer.status_code} from {url}"
                 else:
                     last = "port not published yet"
@@ -231,7 +217,7 @@ class DockerBackend(Backend):
             return "  (no logs)"
         return "\n".join("  " + line for line in text.splitlines()) or "  (empty)"
 
-    def state(self, resource: str) -> EngineState:
+    def state(self, resource: str) -> base.EngineState:
         try:
             with engine_errors(f"inspect {resource}"):
                 container = self.client.containers.get(resource)
@@ -258,24 +244,24 @@ class DockerBackend(Backend):
 
     # -- what compare measures ---------------------------------------------------------
 
-    def devices(self, resource: str) -> Devices:
+    def devices(self, resource: str) -> base.Devices:
         with engine_errors(f"inspect {resource}"):
             self.client.containers.get(resource)
-        return Devices("shared host kernel")
+        return base.Devices("shared host kernel")
 
-    def memory(self, resource: str) -> HostUse:
+    def memory(self, resource: str) -> base.HostUse:
         with engine_errors(f"read the memory use of {resource}"):
             stats = self.client.containers.get(resource).stats(stream=False, one_shot=True)
         usage = (stats.get("memory_stats") or {}).get("usage")
         if not usage:
             raise EngineError(f"Docker reports no memory usage for {resource}")
-        return HostUse(
+        return base.HostUse(
             int(usage),
             "cgroup memory usage of the container (docker stats memory_stats.usage, "
             "page cache included)",
         )
 
-    def footprint(self, resource: str) -> HostUse:
+    def footprint(self, resource: str) -> base.HostUse:
         with engine_errors(f"read the size of {resource}"):
             found = self.client.api.containers(all=True, filters={"name": resource}, size=True)
         rows = [c for c in found if f"/{resource}" in c.get("Names", [])]
@@ -283,13 +269,13 @@ class DockerBackend(Backend):
             raise NotFoundError(f"Docker does not list {resource}")
         size_rw = int(rows[0].get("SizeRw") or 0)  # omitted by the daemon when 0
         with_image = int(rows[0].get("SizeRootFs") or 0)
-        return HostUse(
+        return base.HostUse(
             size_rw,
             "the container's writable layer (docker ps --size, SizeRw)",
             f"with the (shared) image layers: {with_image / MIB:.0f} MiB",
         )
 
-    def fresh_start(self, copy: Copy, starts: int) -> StartTimes:
+    def fresh_start(self, copy: base.Copy, starts: int) -> base.StartTimes:
         guest = copy.spec
         assert isinstance(guest, DockerGuest)
         name = copy.new_name()
@@ -309,7 +295,7 @@ class DockerBackend(Backend):
             seconds = tuple(self._timed_start(clone, guest, copy.timeout) for _ in range(starts))
         finally:
             self.destroy(name)
-        return StartTimes(
+        return base.StartTimes(
             seconds,
             "start of a throwaway container from the same image (creation not timed) until "
             f"{self.ready_means}; stopped between runs",

@@ -17,17 +17,7 @@ from pathlib import Path
 import libvirt
 
 from labctl import cancel
-from labctl.backends import host_side
-from labctl.backends.base import (
-    Backend,
-    Copy,
-    Devices,
-    EngineState,
-    GuestPlan,
-    HostUse,
-    Ready,
-    StartTimes,
-)
+from labctl.backends import base, host_side
 from labctl.backends.domain_xml import (
     DomainParams,
     devices_summary,
@@ -100,7 +90,7 @@ def _network_subnets(conn: libvirt.virConnect) -> list[subnets.Net]:
     return [ipaddress.ip_network(s) for s in found if s]
 
 
-class LibvirtBackend(Backend):
+class LibvirtBackend(base.Backend):
     """VMs as libvirt domains; disks are qcow2 overlays on the cached image."""
 
     engine = "libvirt"
@@ -172,7 +162,9 @@ class LibvirtBackend(Backend):
 
     # -- guests ----------------------------------------------------------------------
 
-    def identify(self, plan: GuestPlan, record: GuestRecord, book: Reservations) -> GuestRecord:
+    def identify(
+        self, plan: base.GuestPlan, record: GuestRecord, book: Reservations
+    ) -> GuestRecord:
         uuid, mac = record.uuid, record.mac
         with connection() as conn:
             dom = _lookup(conn, plan.resource)
@@ -185,7 +177,7 @@ class LibvirtBackend(Backend):
             mac=mac or naming.mac(plan.lab, plan.instance, plan.name),
         )
 
-    def _params(self, plan: GuestPlan) -> DomainParams:
+    def _params(self, plan: base.GuestPlan) -> DomainParams:
         guest = plan.spec
         assert isinstance(guest, LibvirtGuest)
         assert plan.address and plan.gateway and plan.network and plan.accel
@@ -207,7 +199,7 @@ class LibvirtBackend(Backend):
             uuid=plan.uuid,
         )
 
-    def create(self, plan: GuestPlan) -> GuestRecord:
+    def create(self, plan: base.GuestPlan) -> GuestRecord:
         params = self._params(plan)
         guest = params.guest
         plan.run_dir.mkdir(parents=True, exist_ok=True)
@@ -243,7 +235,7 @@ class LibvirtBackend(Backend):
             console_log=str(params.console_log),
         )
 
-    def start(self, plan: GuestPlan) -> None:
+    def start(self, plan: base.GuestPlan) -> None:
         with connection() as conn:
             dom = _lookup(conn, plan.resource)
             if dom is None:
@@ -255,7 +247,7 @@ class LibvirtBackend(Backend):
             except libvirt.libvirtError as exc:
                 raise _err(f"start {plan.resource}", exc) from exc
 
-    def wait_ready(self, plan: GuestPlan, deadline: float) -> Ready:
+    def wait_ready(self, plan: base.GuestPlan, deadline: float) -> base.Ready:
         assert plan.address
         target = SshTarget(plan.address, 22, "root", plan.key.private)
         console = plan.run_dir / f"{plan.name}.console.log"
@@ -270,7 +262,7 @@ class LibvirtBackend(Backend):
                 f"serial console log {console}, last lines:\n{_tail(console, 15)}",
                 "look at the console log; raise ready_timeout in the lab file on a slow host",
             ) from exc
-        return Ready(plan.address, 22, " ".join(target.argv))
+        return base.Ready(plan.address, 22, " ".join(target.argv))
 
     def _guard(self, resource: str, address: str, guest: str) -> None:
         """Refuse to contact ``address`` unless it lies behind the domain's own bridge, up."""
@@ -290,7 +282,7 @@ class LibvirtBackend(Backend):
                         bridges.add(str(source.get("bridge")))
         netguard.require_lab_bridge(address, bridges, guest)
 
-    def state(self, resource: str) -> EngineState:
+    def state(self, resource: str) -> base.EngineState:
         with connection() as conn:
             dom = _lookup(conn, resource)
             if dom is None:
@@ -321,17 +313,17 @@ class LibvirtBackend(Backend):
                 raise NotFoundError(f"domain {resource} does not exist", "run: labctl up")
             return _xml(dom, resource)
 
-    def devices(self, resource: str) -> Devices:
+    def devices(self, resource: str) -> base.Devices:
         return live_devices(self._live_xml(resource))
 
-    def memory(self, resource: str) -> HostUse:
-        return HostUse(
+    def memory(self, resource: str) -> base.HostUse:
+        return base.HostUse(
             host_side.vm_rss_bytes(resource),
             "VmRSS of the QEMU process (/proc/PID/status, PID from libvirt's pid file)",
             "the guest's RAM as QEMU has touched it, plus QEMU itself (TCG code cache)",
         )
 
-    def footprint(self, resource: str) -> HostUse:
+    def footprint(self, resource: str) -> base.HostUse:
         overlays = _overlays(self._live_xml(resource))
         if not overlays or not overlays[0].exists():
             raise EngineError(f"{resource} has no overlay disk in its lab's run directory")
@@ -345,9 +337,9 @@ class LibvirtBackend(Backend):
                 "the guest has written once stay allocated even after it deletes the file"
             )
         method = f"allocated size of the qcow2 overlay {disk}"
-        return HostUse(host_side.allocated_bytes(disk), method, note)
+        return base.HostUse(host_side.allocated_bytes(disk), method, note)
 
-    def fresh_start(self, copy: Copy, starts: int) -> StartTimes:
+    def fresh_start(self, copy: base.Copy, starts: int) -> base.StartTimes:
         raise NotSupported(
             f"{copy.record.name}: a VM is not copied for a fresh start (a copy needs an address "
             "of its own on the lab network, and a boot under TCG takes minutes)",
@@ -355,7 +347,7 @@ class LibvirtBackend(Backend):
             "(what runs inside them is lost)",
         )
 
-    def restart(self, record: GuestRecord, key: KeyPair, timeout: float) -> StartTimes:
+    def restart(self, record: GuestRecord, key: KeyPair, timeout: float) -> base.StartTimes:
         assert record.address
         replaced = host_side.replaced_images(host_side.qemu_pid(record.resource))
         if replaced:
@@ -389,7 +381,7 @@ class LibvirtBackend(Backend):
                 raise _err(f"restart {record.resource}", exc, again) from exc
         target = SshTarget(record.address, record.port or 22, "root", key.private)
         wait_for_login(target, t0 + timeout, command="true", poll=0.3)
-        return StartTimes(
+        return base.StartTimes(
             (time.monotonic() - t0,),
             "cold boot of the lab's VM (powered off from inside, started by libvirt) until "
             + self.ready_means,
@@ -484,12 +476,12 @@ def _overlays(xml: str) -> list[Path]:
     return [d for d in disks if d.parent.name == "run" and d.suffix == ".qcow2"]
 
 
-def _pinned(plan: GuestPlan, artifact: str) -> Path:
+def _pinned(plan: base.GuestPlan, artifact: str) -> Path:
     """Where the guest's copy of an image file lives: ``run/<image>-<hash>/<artifact>``."""
     return plan.run_dir / f"{plan.spec.image}-{plan.manifest.recipe_hash}" / artifact
 
 
-def _pin(plan: GuestPlan, artifact: str) -> None:
+def _pin(plan: base.GuestPlan, artifact: str) -> None:
     """Hard-link an image file into the lab's run directory.
 
     A rebuild of the image replaces the cache's files; the guest keeps booting from (and its

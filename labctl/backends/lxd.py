@@ -10,16 +10,7 @@ from pathlib import Path
 import pylxd
 
 from labctl import cancel
-from labctl.backends.base import (
-    Backend,
-    Copy,
-    Devices,
-    EngineState,
-    GuestPlan,
-    HostUse,
-    Ready,
-    StartTimes,
-)
+from labctl.backends import base
 from labctl.backends.host_side import du_bytes
 from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
@@ -41,21 +32,14 @@ def _network_subnet(config: dict[str, str]) -> str | None:
     return str(ipaddress.ip_network(address, strict=False))
 
 
-class LxdBackend(Backend):
+class LxdBackend(base.ClientBackend[pylxd.Client]):
     """Containers from the lab's LXD image, on an LXD network of their own instance."""
 
     engine = "lxd"
     ready_means = "SSH login with the lab key runs a command"
 
-    def __init__(self) -> None:
-        self._client: pylxd.Client | None = None
-
-    @property
-    def client(self) -> pylxd.Client:
-        """The pylxd client, connected on first use."""
-        if self._client is None:
-            self._client = connect()
-        return self._client
+    def _connect(self) -> pylxd.Client:
+        return connect()
 
     def preflight(self) -> None:
         with engine_errors("answer"):
@@ -137,7 +121,7 @@ class LxdBackend(Backend):
             raise EngineError(f"container {resource} does not exist", "run: labctl up")
         return instance
 
-    def create(self, plan: GuestPlan) -> GuestRecord:
+    def create(self, plan: base.GuestPlan) -> GuestRecord:
         guest = plan.spec
         assert isinstance(guest, LxdGuest)
         assert plan.network, "the instance's LXD network is prepared before plans are made"
@@ -176,7 +160,7 @@ class LxdBackend(Backend):
             port=22,
         )
 
-    def start(self, plan: GuestPlan) -> None:
+    def start(self, plan: base.GuestPlan) -> None:
         instance = self._must_get(plan.resource)
         if instance.status != "Running":
             with engine_errors(f"start {plan.resource}"):
@@ -190,7 +174,7 @@ class LxdBackend(Backend):
                 return str(addr["address"])
         return None
 
-    def wait_ready(self, plan: GuestPlan, deadline: float) -> Ready:
+    def wait_ready(self, plan: base.GuestPlan, deadline: float) -> base.Ready:
         while (address := self._address(plan.resource)) is None:
             if time.monotonic() >= deadline:
                 raise ReadyTimeout(
@@ -202,7 +186,7 @@ class LxdBackend(Backend):
         self._guard(plan.resource, address, plan.name)
         target = SshTarget(address, 22, "root", plan.key.private)
         wait_for_login(target, deadline, command="true", poll=0.3)
-        return Ready(address, 22, " ".join(target.argv))
+        return base.Ready(address, 22, " ".join(target.argv))
 
     def _guard(self, resource: str, address: str, guest: str) -> None:
         """Refuse to contact ``address`` unless it lies behind the container's own bridge."""
@@ -215,7 +199,7 @@ class LxdBackend(Backend):
         }
         netguard.require_lab_bridge(address, bridges, guest)
 
-    def state(self, resource: str) -> EngineState:
+    def state(self, resource: str) -> base.EngineState:
         instance = self._get(resource)
         if instance is None:
             return "absent"
@@ -246,21 +230,21 @@ class LxdBackend(Backend):
 
     # -- what compare measures ---------------------------------------------------------
 
-    def devices(self, resource: str) -> Devices:
+    def devices(self, resource: str) -> base.Devices:
         self._must_get(resource)
-        return Devices("shared host kernel, own init")
+        return base.Devices("shared host kernel, own init")
 
-    def memory(self, resource: str) -> HostUse:
+    def memory(self, resource: str) -> base.HostUse:
         with engine_errors(f"read the memory use of {resource}"):
             usage = (self._must_get(resource).state().memory or {}).get("usage")
         if not usage:
             raise EngineError(f"LXD reports no memory usage for {resource}")
-        return HostUse(
+        return base.HostUse(
             int(usage),
             "cgroup memory usage of the container (LXD state().memory.usage, page cache included)",
         )
 
-    def footprint(self, resource: str) -> HostUse:
+    def footprint(self, resource: str) -> base.HostUse:
         with engine_errors(f"find the storage of {resource}"):
             instance = self._must_get(resource)
             pool_name = (instance.expanded_devices.get("root") or {}).get("pool", "default")
@@ -272,9 +256,9 @@ class LxdBackend(Backend):
             )
         path = Path(source) / "containers" / resource
         note = "a dir pool keeps a full copy of the image's rootfs for each container"
-        return HostUse(du_bytes(path), f"du -sx {path} (LXD dir pool)", note)
+        return base.HostUse(du_bytes(path), f"du -sx {path} (LXD dir pool)", note)
 
-    def fresh_start(self, copy: Copy, starts: int) -> StartTimes:
+    def fresh_start(self, copy: base.Copy, starts: int) -> base.StartTimes:
         source = self._must_get(copy.record.resource)
         fingerprint = source.config.get("volatile.base_image")
         if not fingerprint:
@@ -298,7 +282,7 @@ class LxdBackend(Backend):
             seconds = tuple(self._timed_start(clone, copy.timeout) for _ in range(starts))
         finally:
             self.destroy(name)
-        return StartTimes(
+        return base.StartTimes(
             seconds,
             "start of a throwaway container from the same image (creation not timed) until a "
             "command runs through the engine (exec); stopped between runs",

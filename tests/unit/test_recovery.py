@@ -18,16 +18,7 @@ from pathlib import Path
 import pytest
 
 from labctl import backends
-from labctl.backends.base import (
-    Backend,
-    Copy,
-    Devices,
-    EngineState,
-    GuestPlan,
-    HostUse,
-    Ready,
-    StartTimes,
-)
+from labctl.backends import base
 from labctl.backends.docker import DockerBackend
 from labctl.backends.domain_xml import network_xml
 from labctl.backends.libvirt import LibvirtBackend
@@ -110,7 +101,9 @@ def store(tmp_path: Path) -> ImageStore:
     return s
 
 
-def plans_for(lab: Lab, state: LabState, store: ImageStore, key: KeyPair) -> dict[str, GuestPlan]:
+def plans_for(
+    lab: Lab, state: LabState, store: ImageStore, key: KeyPair
+) -> dict[str, base.GuestPlan]:
     inst = InstanceDir(lab.name, state.instance)
     return plan.plans(lab, state, store, inst, key, {"vm": AccelChoice("tcg")})
 
@@ -337,12 +330,12 @@ def test_a_recreated_container_is_published_on_its_recorded_port(
 # -- the lifecycle, on fake backends -------------------------------------------------------
 
 
-class FakeBackend(Backend):
+class FakeBackend(base.Backend):
     """Guests in memory; a guest named in ``fail`` fails its readiness with that error."""
 
     def __init__(self, engine: str) -> None:
         self.engine = engine  # type: ignore[misc]
-        self.guests: dict[str, EngineState] = {}
+        self.guests: dict[str, base.EngineState] = {}
         self.fail: dict[str, LabctlError] = {}
         self.saw: list[str | None] = []
 
@@ -360,22 +353,24 @@ class FakeBackend(Backend):
         self.saw.append(saved.subnet if saved else None)  # what a crash here would leave
         return state
 
-    def identify(self, plan: GuestPlan, record: GuestRecord, book: Reservations) -> GuestRecord:
+    def identify(
+        self, plan: base.GuestPlan, record: GuestRecord, book: Reservations
+    ) -> GuestRecord:
         return replace(record, uuid=record.uuid or os.urandom(4).hex())
 
-    def create(self, plan: GuestPlan) -> GuestRecord:
+    def create(self, plan: base.GuestPlan) -> GuestRecord:
         self.guests.setdefault(plan.resource, "stopped")
         return GuestRecord(plan.name, self.engine, plan.resource, stage="created")
 
-    def start(self, plan: GuestPlan) -> None:
+    def start(self, plan: base.GuestPlan) -> None:
         self.guests[plan.resource] = "running"
 
-    def wait_ready(self, plan: GuestPlan, deadline: float) -> Ready:
+    def wait_ready(self, plan: base.GuestPlan, deadline: float) -> base.Ready:
         if plan.name in self.fail:
             raise self.fail[plan.name]
-        return Ready("127.0.0.1", 22, "ssh")
+        return base.Ready("127.0.0.1", 22, "ssh")
 
-    def state(self, resource: str) -> EngineState:
+    def state(self, resource: str) -> base.EngineState:
         return self.guests.get(resource, "absent")
 
     def destroy(self, resource: str) -> bool:
@@ -388,16 +383,16 @@ class FakeBackend(Backend):
         return sorted(r for r in self.guests if r.startswith(f"labctl-{lab}-{instance}-"))
 
     # compare's measurements: not what these tests are about
-    def devices(self, resource: str) -> Devices:
-        return Devices("fake")
+    def devices(self, resource: str) -> base.Devices:
+        return base.Devices("fake")
 
-    def memory(self, resource: str) -> HostUse:
+    def memory(self, resource: str) -> base.HostUse:
         raise NotSupported("the fake engine measures nothing")
 
-    def footprint(self, resource: str) -> HostUse:
+    def footprint(self, resource: str) -> base.HostUse:
         raise NotSupported("the fake engine measures nothing")
 
-    def fresh_start(self, copy: Copy, starts: int) -> StartTimes:
+    def fresh_start(self, copy: base.Copy, starts: int) -> base.StartTimes:
         raise NotSupported("the fake engine measures nothing")
 
 
