@@ -20,24 +20,9 @@ from labctl.keys import KeyPair
 from labctl.lab import lifecycle
 from labctl.spec.model import Lab, load_lab
 from tests.integration.engines import inventory
+from tests.labs import APP, BOX, VM, lab_yaml
 
-MINI = """\
-name: mini
-guests:
-  vm:
-    engine: libvirt
-    technique: paravirtualization
-    image: vm-amd64
-    accel: auto
-  box:
-    engine: lxd
-    technique: system-container
-    image: lxd-system
-  app:
-    engine: docker
-    technique: app-container
-    image: docker-app
-"""
+MINI = lab_yaml("mini", VM, BOX, APP)
 
 
 @pytest.fixture(scope="module")

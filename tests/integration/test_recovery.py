@@ -36,20 +36,9 @@ from labctl.keys import KeyPair
 from labctl.lab import lifecycle
 from labctl.spec.model import Lab, load_lab
 from tests.integration.engines import inventory
+from tests.labs import APP, VM, lab_yaml
 
-REC = """\
-name: rec
-guests:
-  vm:
-    engine: libvirt
-    technique: paravirtualization
-    image: vm-amd64
-    accel: auto
-  app:
-    engine: docker
-    technique: app-container
-    image: docker-app
-"""
+REC = lab_yaml("rec", VM, APP)
 
 
 @dataclass

@@ -43,22 +43,11 @@ from labctl.lab import lifecycle, plan
 from labctl.lab.accel import AccelChoice
 from labctl.spec.model import Lab, load_lab
 from labctl.ssh import SshError
+from tests.labs import APP, VM, lab_yaml
 from tests.unit.fake_connection import FakeConnection
 from tests.unit.fake_engines import FakeConn, FakeDockerClient, not_found
 
-LAB = """\
-name: rec
-guests:
-  vm:
-    engine: libvirt
-    technique: paravirtualization
-    image: vm-amd64
-    accel: auto
-  app:
-    engine: docker
-    technique: app-container
-    image: docker-app
-"""
+LAB = lab_yaml("rec", VM, APP)
 
 
 class Empty(Recipe):

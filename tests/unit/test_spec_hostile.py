@@ -21,26 +21,17 @@ from labctl.instance.state import InstanceDir
 from labctl.paths import LABS_DIR, within
 from labctl.spec import yamlpos
 from labctl.spec.model import DockerGuest, load_lab
+from tests.labs import APP, BOX, lab_yaml
 
 runner = CliRunner()
 
-LAB = """\
-name: demo
-title: Demo
-guests:
+FULL_VM = """\
   vm:
     engine: libvirt
     technique: full-virtualization
     image: vm-amd64
-  box:
-    engine: lxd
-    technique: system-container
-    image: lxd-system
-  app:
-    engine: docker
-    technique: app-container
-    image: docker-app
 """
+LAB = lab_yaml("demo", FULL_VM, BOX, APP, title="Demo")
 
 
 def write(tmp_path: Path, text: str | bytes, name: str = "lab.yaml") -> Path:
