@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import secrets
 import shlex
 import socket
 import subprocess
@@ -31,8 +30,9 @@ from labctl.instance import isolation, naming, netguard
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab import lifecycle
-from labctl.spec.model import Lab, load_lab
+from labctl.spec.model import Lab
 from tests.integration.engines import inventory
+from tests.integration.labs import instance_names, taken_down, write_lab
 
 # lxc-system and docker-app as in labs/virtualization/lab.yaml; no VM, to stay cheap.
 LAB = """\
@@ -93,21 +93,13 @@ def _side(state: LabState) -> Side:
 def pair(
     tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
 ) -> Iterator[tuple[Lab, Side, Side]]:
-    path = tmp_path_factory.mktemp("iso") / "lab.yaml"
-    path.write_text(LAB)
-    lab = load_lab(path)
-    names = ["t" + secrets.token_hex(3), "t" + secrets.token_hex(3)]
+    path, lab = write_lab(tmp_path_factory, "iso", LAB)
+    names = instance_names()
     for name in names:
         assert inventory(lab.name, name).empty
-    try:
+    with taken_down(lab, names):
         a, b = (lifecycle.up(lab, path, n, store(), detect()).state for n in names)
         yield lab, _side(a), _side(b)
-    finally:
-        for name in names:
-            lifecycle.down(lab.name, name)
-    for name in names:
-        left = inventory(lab.name, name)
-        assert left.empty, f"left behind after down: {left}"
 
 
 def _exec(lab: Lab, side: Side, guest: str, command: str) -> CommandResult:
@@ -252,20 +244,12 @@ class VmSide:
 def vm_pair(
     tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
 ) -> Iterator[tuple[Lab, VmSide, VmSide]]:
-    path = tmp_path_factory.mktemp("isovm") / "lab.yaml"
-    path.write_text(LAB_VM)
-    lab = load_lab(path)
-    names = ["t" + secrets.token_hex(3), "t" + secrets.token_hex(3)]
-    try:
+    path, lab = write_lab(tmp_path_factory, "isovm", LAB_VM)
+    names = instance_names()
+    with taken_down(lab, names):
         states = [lifecycle.up(lab, path, n, store(), detect()).state for n in names]
         a, b = (_vm_side(s) for s in states)
         yield lab, a, b
-    finally:
-        for name in names:
-            lifecycle.down(lab.name, name)
-    for name in names:
-        left = inventory(lab.name, name)
-        assert left.empty, f"left behind after down: {left}"
 
 
 def _vm_side(state: LabState) -> VmSide:

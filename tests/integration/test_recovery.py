@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -34,8 +33,9 @@ from labctl.instance.reservations import Reservations
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab import lifecycle
-from labctl.spec.model import Lab, load_lab
+from labctl.spec.model import Lab
 from tests.integration.engines import inventory
+from tests.integration.labs import instance_names, taken_down, write_lab
 from tests.labs import APP, VM, lab_yaml
 
 REC = lab_yaml("rec", VM, APP)
@@ -59,21 +59,13 @@ def pair(
     tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
 ) -> Iterator[Pair]:
     """Two instances of the small lab, their ``up`` started at the same moment."""
-    path = tmp_path_factory.mktemp("rec") / "lab.yaml"
-    path.write_text(REC)
-    lab = load_lab(path)
-    names = ["t" + secrets.token_hex(3), "t" + secrets.token_hex(3)]
-    try:
+    path, lab = write_lab(tmp_path_factory, "rec", REC)
+    names = instance_names()
+    with taken_down(lab, names):
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=2) as pool:
             a, b = pool.map(lambda name: _up(lab, path, name), names)
         yield Pair(lab, path, a, b, time.monotonic() - t0)
-    finally:
-        for name in names:
-            lifecycle.down(lab.name, name)
-    for name in names:
-        left = inventory(lab.name, name)
-        assert left.empty, f"left behind after down: {left}"
     held = Reservations().entries()
     assert not [t for table in held.values() for t in table.values() if t["instance"] in names]
 
