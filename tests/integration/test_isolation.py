@@ -33,6 +33,7 @@ from labctl.lab import lifecycle
 from labctl.spec.model import Lab
 from tests.integration.engines import inventory
 from tests.integration.labs import instance_names, taken_down, write_lab
+from tests.labs import VM
 
 # lxc-system and docker-app as in labs/virtualization/lab.yaml; no VM, to stay cheap.
 LAB = """\
@@ -222,16 +223,7 @@ def test_system_containers_still_reach_the_hosts_apt_cache(pair: tuple[Lab, Side
 
 # -- the same with a VM in each instance (the busybox VM image, cheap under TCG) -------------
 
-LAB_VM = (
-    LAB.replace("name: iso", "name: isovm")
-    + """\
-  vm:
-    engine: libvirt
-    technique: paravirtualization
-    image: vm-amd64
-    accel: auto
-"""
-)
+LAB_VM = LAB.replace("name: iso", "name: isovm") + VM
 
 
 @dataclass(frozen=True)
