@@ -131,7 +131,7 @@ class _Loader(yaml.SafeLoader):
             return super().construct_object(node, deep)
         except yaml.YAMLError:
             raise
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
             kind = str(node.tag).rpartition(":")[2]
             raise ConstructorError(
                 None, None, f"{node.value!r} is not a valid {kind}", node.start_mark
