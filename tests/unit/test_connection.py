@@ -6,10 +6,8 @@ exercised through :class:`LocalConnection`, whose ``run`` is a real ``sh -c`` on
 
 from __future__ import annotations
 
-import http.server
 import os
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from labctl.connection import (
     ReadError,
     Timeout,
 )
+from tests.unit.servers import web_page
 
 # ---- run -----------------------------------------------------------------------------------
 
@@ -113,22 +112,8 @@ def test_read_file_home_paths_are_under_home(
 
 @pytest.fixture
 def web() -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            found = self.path == "/"
-            self.send_response(200 if found else 404)
-            self.end_headers()
-            self.wfile.write("<h1>hola ñ</h1>\nline 2".encode() if found else b"nope")
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with web_page("<h1>hola ñ</h1>\nline 2".encode()) as url:
+        yield url
 
 
 def _closed_port() -> int:

@@ -10,7 +10,6 @@ import re
 import socketserver
 import subprocess
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,6 +29,7 @@ from labctl.images.containers import docker as docker_images
 from labctl.images.containers import lxd as lxd_images
 from labctl.images.recipe import MANIFEST, BuildContext, Manifest
 from labctl.paths import IMAGES_DIR
+from tests.unit.servers import serving
 
 # --- LXD socket detection ----------------------------------------------------------------
 
@@ -95,14 +95,8 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
 def fake_lxd(tmp_path: Path) -> Iterator[Path]:
     """A socket that answers like an LXD daemon."""
     path = tmp_path / "answers.socket"
-    server = _UnixHTTPServer(str(path), _LxdHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_UnixHTTPServer(str(path), _LxdHandler)):
         yield path
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_connect_no_socket_names_the_places_it_looked(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ for LXD, a socket nobody listens on for a stopped daemon.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from labctl import lxd_client
 from labctl.host import engines
+from tests.unit.servers import serving
 from tests.unit.test_container_images import _LxdHandler, _UnixHTTPServer
 
 
@@ -23,14 +23,8 @@ def answering(tmp_path: Path) -> Iterator[Path]:
     """A directory whose unix.socket answers like an LXD (Incus) daemon."""
     path = tmp_path / "incus" / "unix.socket"
     path.parent.mkdir()
-    server = _UnixHTTPServer(str(path), _LxdHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_UnixHTTPServer(str(path), _LxdHandler)):
         yield path
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

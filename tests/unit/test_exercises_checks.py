@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,6 +24,7 @@ from labctl.exercises.model import (
     ServiceCheck,
 )
 from tests.unit.fake_connection import FakeConnection
+from tests.unit.servers import web_page
 
 WHAT = {"what": {"es": "lo comprobado", "en": "what is checked"}}
 
@@ -188,22 +187,8 @@ def test_port_check(port: int, listening: bool, passed: bool) -> None:
 
 @pytest.fixture
 def web() -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"<h1>hola 1a2b3c4d</h1>" if self.path == "/" else b"nope"
-            self.send_response(200 if self.path == "/" else 404)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with web_page(b"<h1>hola 1a2b3c4d</h1>") as url:
+        yield url
 
 
 def http_check(url: str, **kw: Any) -> HttpCheck:
