@@ -119,18 +119,37 @@ def conn(monkeypatch: pytest.MonkeyPatch) -> FakeConn:
     return fake
 
 
-def test_a_stopped_vm_is_redefined_under_the_uuid_recorded_before_it_existed(
-    root: Path, lab: tuple[Lab, Path], store: ImageStore, conn: FakeConn, tmp_path: Path
-) -> None:
+@dataclass(frozen=True)
+class VmCase:
+    """The lab's VM in instance t1, on a recorded subnet, planned before it has identities."""
+
+    spec: Lab
+    state: LabState
+    key: KeyPair
+    store: ImageStore
+    plan: base.GuestPlan
+
+    def replanned(self, rec: GuestRecord) -> base.GuestPlan:
+        """The VM's plan once the identities of ``rec`` are recorded in the state."""
+        return plans_for(self.spec, self.state.with_guest(rec), self.store, self.key)["vm"]
+
+
+@pytest.fixture
+def vm(root: Path, lab: tuple[Lab, Path], store: ImageStore, tmp_path: Path) -> VmCase:
     spec, _ = lab
-    backend = LibvirtBackend()
     key = ensure_keypair(tmp_path / "key", "t")
     state = LabState("rec", "t1", "lab.yaml", subnet="10.210.5.0/24", network="n")
-    p = plans_for(spec, state, store, key)["vm"]
+    return VmCase(spec, state, key, store, plans_for(spec, state, store, key)["vm"])
+
+
+def test_a_stopped_vm_is_redefined_under_the_uuid_recorded_before_it_existed(
+    vm: VmCase, conn: FakeConn
+) -> None:
+    backend, p = LibvirtBackend(), vm.plan
     rec = backend.identify(p, GuestRecord("vm", "libvirt", p.resource), Reservations())
     assert rec.uuid and rec.mac == naming.mac("rec", "t1", "vm")
     assert conn.domains == {}  # chosen before the domain exists
-    p = plans_for(spec, state.with_guest(rec), store, key)["vm"]
+    p = vm.replanned(rec)
     backend.create(p)
     backend.start(p)
     conn.domains[p.resource].active = False  # the student ran poweroff
@@ -147,18 +166,14 @@ def test_a_stopped_vm_is_redefined_under_the_uuid_recorded_before_it_existed(
 
 
 def test_a_vm_without_recorded_identities_keeps_those_of_its_domain(
-    root: Path, lab: tuple[Lab, Path], store: ImageStore, conn: FakeConn, tmp_path: Path
+    vm: VmCase, conn: FakeConn
 ) -> None:
-    spec, _ = lab
-    backend = LibvirtBackend()
-    key = ensure_keypair(tmp_path / "key", "t")
-    state = LabState("rec", "t1", "lab.yaml", subnet="10.210.5.0/24", network="n")
-    p = plans_for(spec, state, store, key)["vm"]
+    backend, p = LibvirtBackend(), vm.plan
     backend.create(p)  # made by an older labctl (no <uuid>) or before the state was lost
     dom = conn.domains[p.resource]
     rec = backend.identify(p, GuestRecord("vm", "libvirt", p.resource), Reservations())
     assert rec.uuid == dom.uuid
-    backend.create(plans_for(spec, state.with_guest(rec), store, key)["vm"])
+    backend.create(vm.replanned(rec))
     assert conn.domains[p.resource] is dom
 
 
