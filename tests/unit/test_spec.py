@@ -18,6 +18,14 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def refusal(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """Write ``text`` as the lab file; its path and the message ``load_lab`` refuses it with."""
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as err:
+        load_lab(path)
+    return path, err.value.message
+
+
 GOOD_GUEST = """\
 name: demo
 guests:
@@ -52,59 +60,45 @@ def test_kvm_guests_differ_only_in_devices() -> None:
 
 
 def test_unknown_key_names_file_line_and_field(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD_GUEST + "    colour: red\n")
-    with pytest.raises(SpecError) as err:
-        load_lab(path)
-    assert f"{path}:7: guests.vm.colour: unknown key" in err.value.message
+    path, message = refusal(tmp_path, GOOD_GUEST + "    colour: red\n")
+    assert f"{path}:7: guests.vm.colour: unknown key" in message
 
 
 def test_every_problem_is_listed_with_its_line(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD_GUEST + "    memory: 1\n    disk_bus: floppy\n")
-    with pytest.raises(SpecError) as err:
-        load_lab(path)
-    assert "2 problems" in err.value.message
-    assert f"{path}:7: guests.vm.memory" in err.value.message
-    assert f"{path}:8: guests.vm.disk_bus" in err.value.message
+    path, message = refusal(tmp_path, GOOD_GUEST + "    memory: 1\n    disk_bus: floppy\n")
+    assert "2 problems" in message
+    assert f"{path}:7: guests.vm.memory" in message
+    assert f"{path}:8: guests.vm.disk_bus" in message
 
 
 def test_missing_field_points_at_its_parent(tmp_path: Path) -> None:
-    path = write(
+    path, message = refusal(
         tmp_path, "name: demo\nguests:\n  c:\n    engine: docker\n    technique: app-container\n"
     )
-    with pytest.raises(SpecError) as err:
-        load_lab(path)
-    assert f"{path}:3: guests.c.image: Field required" in err.value.message
+    assert f"{path}:3: guests.c.image: Field required" in message
 
 
 def test_unknown_engine_is_rejected(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD_GUEST.replace("libvirt", "vmware"))
-    with pytest.raises(SpecError) as err:
-        load_lab(path)
-    assert f"{path}:4: guests.vm" in err.value.message
+    path, message = refusal(tmp_path, GOOD_GUEST.replace("libvirt", "vmware"))
+    assert f"{path}:4: guests.vm" in message
 
 
 def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "name: demo\nguests: [\n")
-    with pytest.raises(SpecError) as err:
-        load_lab(path)
-    assert f"{path}:3: invalid YAML" in err.value.message
+    path, message = refusal(tmp_path, "name: demo\nguests: [\n")
+    assert f"{path}:3: invalid YAML" in message
 
 
 def test_kvm_cannot_run_a_foreign_architecture(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD_GUEST + "    arch: aarch64\n    accel: kvm\n")
-    with pytest.raises(SpecError) as err:
-        load_lab(path)
-    assert "cannot run an aarch64 guest" in err.value.message
+    path, message = refusal(tmp_path, GOOD_GUEST + "    arch: aarch64\n    accel: kvm\n")
+    assert "cannot run an aarch64 guest" in message
 
 
 def test_bad_guest_name_and_network_pool(tmp_path: Path) -> None:
-    path = write(
+    path, message = refusal(
         tmp_path, GOOD_GUEST.replace("  vm:", "  Bad_Name:") + "network:\n  pool: 10.0.0.0/30\n"
     )
-    with pytest.raises(SpecError) as err:
-        load_lab(path)
-    assert "Bad_Name" in err.value.message
-    assert "network.pool" in err.value.message
+    assert "Bad_Name" in message
+    assert "network.pool" in message
 
 
 def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
