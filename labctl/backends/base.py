@@ -220,8 +220,9 @@ class Backend(ABC):
 class ClientBackend(Backend, Generic[ClientT]):
     """A backend that talks to its engine through one client, connected on first use."""
 
-    def __init__(self) -> None:
-        self._client: ClientT | None = None  # tests put a fake engine here
+    def __init__(self, client: ClientT | None = None) -> None:
+        """``client``: one already made (tests pass a fake at the library boundary)."""
+        self._client = client
 
     @property
     def client(self) -> ClientT:

@@ -130,9 +130,8 @@ class FakeLxd:
 
 @pytest.fixture
 def lxd() -> tuple[LxdBackend, FakeLxd, FakeInstance]:
-    backend = LxdBackend()
     fake = FakeLxd()
-    backend._client = fake  # type: ignore[assignment]
+    backend = LxdBackend(fake)  # type: ignore[arg-type]
     source = fake.instances.create(
         {
             "name": naming.resource("lab1", "t1", "sys"),
@@ -289,9 +288,8 @@ VM = LibvirtGuest(engine="libvirt", technique="paravirtualization", image="vm-am
 
 @pytest.fixture
 def dock() -> tuple[DockerBackend, MeasuredDocker, MeasuredContainer]:
-    backend = DockerBackend()
     fake = MeasuredDocker()
-    backend._client = fake  # type: ignore[assignment]
+    backend = DockerBackend(fake)  # type: ignore[arg-type]
     source = fake.containers.create(
         "app:1", name=naming.resource("lab1", "t1", "app"), ports={"80/tcp": ("127.0.0.1", 18080)}
     )

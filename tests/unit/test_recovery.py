@@ -206,10 +206,9 @@ def test_an_existing_networks_real_subnet_wins_over_the_record(
     recorded = LabState("rec", "t1", "x", subnet="10.210.3.0/24", docker_subnet="10.210.4.0/24")
     state = LibvirtBackend().reserve_network(recorded, spec.network.pool, Reservations())
     assert state.subnet == "10.210.9.0/24"
-    docker = DockerBackend()
     fake = FakeDockerClient()
     fake.networks.create(name, ipam={"Config": [{"Subnet": "10.210.11.0/24"}]})
-    docker._client = fake  # type: ignore[assignment]
+    docker = DockerBackend(fake)  # type: ignore[arg-type]
     state = docker.reserve_network(state, spec.network.pool, Reservations())
     assert state.docker_subnet == "10.210.11.0/24"
     assert sorted(Reservations().entries()["subnets"]) == ["10.210.11.0/24", "10.210.9.0/24"]
@@ -252,8 +251,7 @@ def test_docker_networks_of_concurrent_instances_do_not_overlap(
     errors: list[Exception] = []
 
     def up_network(instance: str) -> None:
-        backend = DockerBackend()
-        backend._client = fake  # type: ignore[assignment]
+        backend = DockerBackend(fake)  # type: ignore[arg-type]
         try:
             state = backend.reserve_network(
                 LabState("rec", instance, "x"), spec.network.pool, Reservations()
@@ -293,9 +291,8 @@ def test_every_docker_error_becomes_a_labctl_error_with_dockers_words() -> None:
 
 
 def test_exec_on_a_container_removed_behind_labctls_back_says_so(root: Path) -> None:
-    backend = DockerBackend()
     fake = FakeDockerClient()
-    backend._client = fake  # type: ignore[assignment]
+    backend = DockerBackend(fake)  # type: ignore[arg-type]
     fake.containers.create("img", name="labctl-rec-t1-app", ports={})
     rec = GuestRecord("app", "docker", "labctl-rec-t1-app", stage="ready")
     conn = backend.connect(rec, KeyPair(root / "k"))
@@ -313,9 +310,8 @@ def test_a_recreated_container_is_published_on_its_recorded_port(
     root: Path, lab: tuple[Lab, Path], store: ImageStore, tmp_path: Path
 ) -> None:
     spec, _ = lab
-    backend = DockerBackend()
     fake = FakeDockerClient()
-    backend._client = fake  # type: ignore[assignment]
+    backend = DockerBackend(fake)  # type: ignore[arg-type]
     key = ensure_keypair(tmp_path / "key", "t")
     state = LabState("rec", "t1", "x", subnet="10.210.5.0/24", network="n", docker_network="d")
     p = plans_for(spec, state, store, key)["app"]
