@@ -480,23 +480,33 @@ class PowerOff:
         return CommandResult(command, 0, "", "")
 
 
+RESTARTED = GuestRecord("vm", "libvirt", "labctl-lab1-t1-vm", address="192.168.50.10")
+
+
+def running_vm(
+    conn: FakeConn, run: Path, monkeypatch: pytest.MonkeyPatch, replaced: list[str]
+) -> Any:
+    """A running domain whose QEMU (pid 77) has the ``replaced`` image files open, deleted."""
+    dom = conn.defineXML(vm_xml(run, "virtio", "virtio"))
+    dom.active = True
+    monkeypatch.setattr(host_side, "qemu_pid", lambda resource: 77)
+    monkeypatch.setattr(host_side, "replaced_images", lambda pid: replaced)
+    return dom
+
+
 def test_libvirt_restart_powers_off_and_times_the_cold_boot(
     virt: tuple[LibvirtBackend, FakeConn, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend, conn, run = virt
-    dom = conn.defineXML(vm_xml(run, "virtio", "virtio"))
-    dom.active = True
+    dom = running_vm(conn, run, monkeypatch, replaced=[])
     guest = PowerOff(dom)
     logins: list[str] = []
-    monkeypatch.setattr(host_side, "qemu_pid", lambda resource: 77)
-    monkeypatch.setattr(host_side, "replaced_images", lambda pid: [])
     monkeypatch.setattr(backend, "connect", lambda record, key: guest)
     monkeypatch.setattr(
         "labctl.backends.libvirt.wait_for_login",
         lambda target, deadline, command, poll: logins.append(target.host),
     )
-    record = GuestRecord("vm", "libvirt", "labctl-lab1-t1-vm", address="192.168.50.10")
-    times = backend.restart(record, KEY, 30)
+    times = backend.restart(RESTARTED, KEY, 30)
     assert len(times.seconds) == 1 and "cold boot" in times.method
     assert "poweroff" in guest.ran[0]
     assert dom.active and logins == ["192.168.50.10"]
@@ -506,13 +516,9 @@ def test_libvirt_restart_refuses_when_the_base_image_changed(
     virt: tuple[LibvirtBackend, FakeConn, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend, conn, run = virt
-    dom = conn.defineXML(vm_xml(run, "virtio", "virtio"))
-    dom.active = True
-    monkeypatch.setattr(host_side, "qemu_pid", lambda resource: 77)
-    monkeypatch.setattr(host_side, "replaced_images", lambda pid: ["/cache/old/disk.qcow2"])
-    record = GuestRecord("vm", "libvirt", "labctl-lab1-t1-vm", address="192.168.50.10")
+    dom = running_vm(conn, run, monkeypatch, replaced=["/cache/old/disk.qcow2"])
     with pytest.raises(EngineError, match="image changed on disk"):
-        backend.restart(record, KEY, 30)
+        backend.restart(RESTARTED, KEY, 30)
     assert dom.active  # never powered off
 
 
