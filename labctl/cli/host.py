@@ -64,6 +64,18 @@ def _run(action: Callable[..., PlaybookResult], title: str) -> PlaybookResult:
         return action(on_task=_TaskView(status))
 
 
+def _report(result: PlaybookResult, done: str) -> None:
+    """One line: what the playbook changed on the host (``done``: "set up", "torn down")."""
+    if result.nothing_changed:
+        console.out.print(f"host already {done}: nothing changed ({result.seconds:.1f} s)")
+    else:
+        console.out.print(
+            f"host {done} in {result.seconds:.1f} s: {result.changed} change"
+            f"{'s' if result.changed != 1 else ''} ({', '.join(result.changed_tasks)})",
+            soft_wrap=True,
+        )
+
+
 @host_app.command("setup")
 def setup(yes: bool = YesOpt, test_tools: bool = TestToolsOpt) -> None:
     """Install QEMU, libvirt, Docker and LXD, configure them and start them (idempotent)."""
@@ -75,14 +87,7 @@ def setup(yes: bool = YesOpt, test_tools: bool = TestToolsOpt) -> None:
     )
     extravars = {"labctl_test_tools": True} if test_tools else None
     result = _run(partial(host_setup.setup, extravars), "Setting up the host")
-    if result.nothing_changed:
-        console.out.print(f"host already set up: nothing changed ({result.seconds:.1f} s)")
-    else:
-        console.out.print(
-            f"host set up in {result.seconds:.1f} s: {result.changed} change"
-            f"{'s' if result.changed != 1 else ''} ({', '.join(result.changed_tasks)})",
-            soft_wrap=True,
-        )
+    _report(result, "set up")
     console.err.print("Check the result with: labctl doctor")
 
 
@@ -96,11 +101,4 @@ def teardown(yes: bool = YesOpt) -> None:
         yes,
     )
     result = _run(host_setup.teardown, "Tearing down the host")
-    if result.nothing_changed:
-        console.out.print(f"host already torn down: nothing changed ({result.seconds:.1f} s)")
-    else:
-        console.out.print(
-            f"host torn down in {result.seconds:.1f} s: {result.changed} change"
-            f"{'s' if result.changed != 1 else ''} ({', '.join(result.changed_tasks)})",
-            soft_wrap=True,
-        )
+    _report(result, "torn down")
