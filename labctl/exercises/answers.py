@@ -13,7 +13,7 @@ import unicodedata
 from labctl.exercises import facts
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import AnswerCheck, Measure
-from labctl.exercises.outcome import CheckError, Connect, Verdict, last_line, where
+from labctl.exercises.outcome import CheckError, Connect, Verdict, failed, last_line, where
 
 
 def normalise(text: str) -> str:
@@ -96,13 +96,10 @@ def _accepted_range(c: AnswerCheck, lang: Lang) -> str:
 def check_answer(c: AnswerCheck, connect: Connect, lang: Lang, answer: str | None) -> Verdict:
     """The student's answer against what the lab measures now, in the guest itself."""
     if answer is None:
-        return Verdict(
-            False,
-            tr(
-                lang,
-                "todavía no has respondido (labctl exercise answer EJERCICIO PASO VALOR)",
-                "no answer recorded yet (labctl exercise answer EXERCISE STEP VALUE)",
-            ),
+        return failed(
+            lang,
+            "todavía no has respondido (labctl exercise answer EJERCICIO PASO VALOR)",
+            "no answer recorded yet (labctl exercise answer EXERCISE STEP VALUE)",
         )
     value, why = _measure(c.truth, connect, lang)
     if value is None:
@@ -110,9 +107,7 @@ def check_answer(c: AnswerCheck, connect: Connect, lang: Lang, answer: str | Non
     if c.match == "number":
         given = parse_number(answer)
         if given is None:
-            return Verdict(
-                False, tr(lang, f"«{answer}» no es un número", f"“{answer}” is not a number")
-            )
+            return failed(lang, f"«{answer}» no es un número", f"“{answer}” is not a number")
         truth = _truth_number(c, value, connect, lang)
         if _close(c, given, truth):
             return Verdict(
@@ -123,26 +118,20 @@ def check_answer(c: AnswerCheck, connect: Connect, lang: Lang, answer: str | Non
                     f"correct: the lab measures {fmt(truth)} and you said {fmt(given)}",
                 ),
             )
-        return Verdict(
-            False,
-            tr(
-                lang,
-                f"tu respuesta {fmt(given)} está lejos de lo que mide el laboratorio "
-                f"({_accepted_range(c, lang)}); vuelve a medir",
-                f"your answer {fmt(given)} is far from what the lab measures "
-                f"({_accepted_range(c, lang)}); measure again",
-            ),
+        return failed(
+            lang,
+            f"tu respuesta {fmt(given)} está lejos de lo que mide el laboratorio "
+            f"({_accepted_range(c, lang)}); vuelve a medir",
+            f"your answer {fmt(given)} is far from what the lab measures "
+            f"({_accepted_range(c, lang)}); measure again",
         )
     synonyms = {normalise(k): v for k, v in c.synonyms.items()}
     accepted = {normalise(value), *(normalise(s) for s in synonyms.get(normalise(value), []))}
     if normalise(answer) in accepted:
         return Verdict(True, tr(lang, f"correcto: {value}", f"correct: {value}"))
-    return Verdict(
-        False,
-        tr(
-            lang,
-            f"tu respuesta «{answer}» no coincide con lo que el laboratorio mide "
-            f"{where(c.truth.target, lang)}",
-            f"your answer “{answer}” is not what the lab measures {where(c.truth.target, lang)}",
-        ),
+    return failed(
+        lang,
+        f"tu respuesta «{answer}» no coincide con lo que el laboratorio mide "
+        f"{where(c.truth.target, lang)}",
+        f"your answer “{answer}” is not what the lab measures {where(c.truth.target, lang)}",
     )

@@ -31,6 +31,7 @@ from labctl.exercises.outcome import (
     Connect,
     Status,
     Verdict,
+    failed,
     last_line,
     where,
 )
@@ -53,32 +54,23 @@ def check_command(c: CommandCheck, connect: Connect, lang: Lang) -> Verdict:
     if c.rc is not None and r.rc != c.rc:
         last = last_line(r)
         said = tr(lang, f": «{last}»", f": “{last}”") if last else ""
-        return Verdict(
-            False,
-            tr(
-                lang,
-                f"`{cmd}` {at} terminó con código {r.rc} (se esperaba {c.rc}){said}",
-                f"`{cmd}` {at} exited with {r.rc} (expected {c.rc}){said}",
-            ),
+        return failed(
+            lang,
+            f"`{cmd}` {at} terminó con código {r.rc} (se esperaba {c.rc}){said}",
+            f"`{cmd}` {at} exited with {r.rc} (expected {c.rc}){said}",
         )
     if c.stdout is not None and not re.search(c.stdout, r.stdout, re.MULTILINE):
         out = " ".join(r.stdout.split())[:80]
         if not out:
-            return Verdict(
-                False,
-                tr(
-                    lang,
-                    f"`{cmd}` {at} no escribió nada (se esperaba algo como /{c.stdout}/)",
-                    f"`{cmd}` {at} printed nothing (expected something like /{c.stdout}/)",
-                ),
-            )
-        return Verdict(
-            False,
-            tr(
+            return failed(
                 lang,
-                f"`{cmd}` {at} escribió «{out}» (se esperaba algo como /{c.stdout}/)",
-                f"`{cmd}` {at} printed “{out}” (expected something like /{c.stdout}/)",
-            ),
+                f"`{cmd}` {at} no escribió nada (se esperaba algo como /{c.stdout}/)",
+                f"`{cmd}` {at} printed nothing (expected something like /{c.stdout}/)",
+            )
+        return failed(
+            lang,
+            f"`{cmd}` {at} escribió «{out}» (se esperaba algo como /{c.stdout}/)",
+            f"`{cmd}` {at} printed “{out}” (expected something like /{c.stdout}/)",
         )
     return Verdict(True, tr(lang, "correcto", "correct"))
 
@@ -94,11 +86,9 @@ def check_file(c: FileCheck, connect: Connect, lang: Lang) -> Verdict:
     if not st.succeeded:
         if not c.exists:
             return Verdict(True, tr(lang, f"{c.path} no existe {at}", f"{c.path} is absent {at}"))
-        return Verdict(False, tr(lang, f"{c.path} no existe {at}", f"{c.path} does not exist {at}"))
+        return failed(lang, f"{c.path} no existe {at}", f"{c.path} does not exist {at}")
     if not c.exists:
-        return Verdict(
-            False, tr(lang, f"{c.path} todavía existe {at}", f"{c.path} still exists {at}")
-        )
+        return failed(lang, f"{c.path} todavía existe {at}", f"{c.path} still exists {at}")
     mode, _, owner = st.stdout.strip().partition(" ")
     problems = []
     if c.mode is not None and int(mode or "0", 8) != int(c.mode, 8):
@@ -161,9 +151,8 @@ def check_service(c: ServiceCheck, connect: Connect, lang: Lang) -> Verdict:
     props = unit_properties(connect(c.target), c.name, c.target)
     at = where(c.target, lang)
     if props.get("LoadState") == "not-found":
-        return Verdict(
-            False,
-            tr(lang, f"no hay ninguna unidad {c.name} {at}", f"there is no unit {c.name} {at}"),
+        return failed(
+            lang, f"no hay ninguna unidad {c.name} {at}", f"there is no unit {c.name} {at}"
         )
     problems = []
     active = props.get("ActiveState", "?")
@@ -184,9 +173,7 @@ def check_service(c: ServiceCheck, connect: Connect, lang: Lang) -> Verdict:
         )
     if problems:
         joined = tr(lang, " y ", " and ").join(problems)
-        return Verdict(
-            False, tr(lang, f"el servicio {c.name} {joined}", f"service {c.name} {joined}")
-        )
+        return failed(lang, f"el servicio {c.name} {joined}", f"service {c.name} {joined}")
     return Verdict(
         True, tr(lang, f"{c.name}: {active}, {enabled}", f"{c.name}: {active}, {enabled}")
     )
@@ -232,14 +219,12 @@ def check_port(c: PortCheck, connect: Connect, lang: Lang) -> Verdict:
         addrs = ", ".join(sorted(set(found[port])))
         if c.listening:
             return Verdict(True, tr(lang, f"{port} escucha ({addrs})", f"{port} listens ({addrs})"))
-        return Verdict(
-            False,
-            tr(lang, f"algo escucha en {port} {at} ({addrs})", f"{port} listens {at} ({addrs})"),
+        return failed(
+            lang, f"algo escucha en {port} {at} ({addrs})", f"{port} listens {at} ({addrs})"
         )
     if c.listening:
-        return Verdict(
-            False,
-            tr(lang, f"nada escucha en el puerto {port} {at}", f"nothing listens on {port} {at}"),
+        return failed(
+            lang, f"nada escucha en el puerto {port} {at}", f"nothing listens on {port} {at}"
         )
     return Verdict(True, tr(lang, f"nada escucha en {port}", f"nothing listens on {port}"))
 
@@ -258,32 +243,21 @@ def check_http(c: HttpCheck, connect: Connect, lang: Lang) -> Verdict:
             reason = tr(lang, "no contesta a tiempo", "no answer in time")
         else:
             reason = exc.message
-        return Verdict(
-            False,
-            tr(
-                lang,
-                f"nadie responde en {c.url} ({reason})",
-                f"nothing answers at {c.url} ({reason})",
-            ),
+        return failed(
+            lang, f"nadie responde en {c.url} ({reason})", f"nothing answers at {c.url} ({reason})"
         )
     if answer.status != c.status:
-        return Verdict(
-            False,
-            tr(
-                lang,
-                f"{c.url} responde {answer.status} (se esperaba {c.status})",
-                f"{c.url} answers {answer.status} (expected {c.status})",
-            ),
+        return failed(
+            lang,
+            f"{c.url} responde {answer.status} (se esperaba {c.status})",
+            f"{c.url} answers {answer.status} (expected {c.status})",
         )
     if c.body is not None and not re.search(c.body, answer.body, re.MULTILINE):
         start = " ".join(answer.body.split())[:80]
-        return Verdict(
-            False,
-            tr(
-                lang,
-                f"la página de {c.url} no contiene /{c.body}/ (empieza por «{start}»)",
-                f"the page at {c.url} does not match /{c.body}/ (it starts with “{start}”)",
-            ),
+        return failed(
+            lang,
+            f"la página de {c.url} no contiene /{c.body}/ (empieza por «{start}»)",
+            f"the page at {c.url} does not match /{c.body}/ (it starts with “{start}”)",
         )
     return Verdict(True, tr(lang, f"{c.url} responde bien", f"{c.url} answers as expected"))
 

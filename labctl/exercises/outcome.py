@@ -44,6 +44,11 @@ class Verdict:
     detail: str
 
 
+def failed(lang: Lang, es: str, en: str) -> Verdict:
+    """A failed verdict, its reason said in the student's language."""
+    return Verdict(False, tr(lang, es, en))
+
+
 def where(target: str, lang: Lang) -> str:
     """``en kvm-full`` / ``on the host``."""
     if target == HOST:
