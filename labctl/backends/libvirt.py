@@ -9,10 +9,11 @@ import shutil
 import time
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import libvirt
 
@@ -66,22 +67,25 @@ def connection() -> Iterator[libvirt.virConnect]:
         conn.close()
 
 
-def _lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+_Found = TypeVar("_Found")
+
+
+def _find(look_up: Callable[[str], _Found], name: str, absent: int, what: str) -> _Found | None:
+    """``look_up(name)``, or None where libvirt answers with the error code ``absent``."""
     try:
-        return conn.lookupByName(name)
+        return look_up(name)
     except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+        if exc.get_error_code() == absent:
             return None
-        raise _err(f"look up domain {name}", exc) from exc
+        raise _err(f"look up {what} {name}", exc) from exc
+
+
+def _lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    return _find(conn.lookupByName, name, libvirt.VIR_ERR_NO_DOMAIN, "domain")
 
 
 def _network(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork | None:
-    try:
-        return conn.networkLookupByName(name)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
-            return None
-        raise _err(f"look up network {name}", exc) from exc
+    return _find(conn.networkLookupByName, name, libvirt.VIR_ERR_NO_NETWORK, "network")
 
 
 def _network_subnets(conn: libvirt.virConnect) -> list[subnets.Net]:
