@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import pylxd
 
@@ -32,6 +34,18 @@ def _network_subnet(config: dict[str, str]) -> str | None:
     return str(ipaddress.ip_network(address, strict=False))
 
 
+_Found = TypeVar("_Found")
+
+
+def _found(get: Callable[[], _Found], action: str) -> _Found | None:
+    """What ``get()`` finds (asked inside engine_errors), or None where LXD has no such object."""
+    try:
+        with engine_errors(action):
+            return get()
+    except NotFoundError:
+        return None
+
+
 class LxdBackend(base.ClientBackend[pylxd.Client]):
     """Containers from the lab's LXD image, on an LXD network of their own instance."""
 
@@ -48,11 +62,7 @@ class LxdBackend(base.ClientBackend[pylxd.Client]):
     # -- the instance's network --------------------------------------------------------
 
     def _network(self, name: str) -> pylxd.models.Network | None:
-        try:
-            with engine_errors(f"look up network {name}"):
-                return self.client.networks.get(name)
-        except NotFoundError:
-            return None
+        return _found(lambda: self.client.networks.get(name), f"look up network {name}")
 
     def _used_subnets(self) -> list[subnets.Net]:
         with engine_errors("list networks"):
@@ -109,11 +119,7 @@ class LxdBackend(base.ClientBackend[pylxd.Client]):
     # -- guests ----------------------------------------------------------------------
 
     def _get(self, resource: str) -> pylxd.models.Instance | None:
-        try:
-            with engine_errors(f"look up {resource}"):
-                return self.client.instances.get(resource)
-        except NotFoundError:
-            return None
+        return _found(lambda: self.client.instances.get(resource), f"look up {resource}")
 
     def _must_get(self, resource: str) -> pylxd.models.Instance:
         instance = self._get(resource)
