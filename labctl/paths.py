@@ -23,6 +23,21 @@ def state_dir() -> Path:
     return Path(os.environ.get("LABCTL_STATE", "/var/lib/labctl"))
 
 
+#: written by ``labctl host setup``: the URL of the host's apt cache for the guests
+GUEST_APT_PROXY_FILE = Path("/etc/labctl/guest-apt-proxy")
+
+
+def guest_apt_proxy() -> str | None:
+    """The apt proxy guests use (``LABCTL_GUEST_APT_PROXY``, else host setup's), or None."""
+    value = os.environ.get("LABCTL_GUEST_APT_PROXY")
+    if value is None:
+        try:
+            value = GUEST_APT_PROXY_FILE.read_text()
+        except OSError:
+            return None
+    return value.strip() or None
+
+
 def within(base: Path, name: str) -> Path:
     """``base / name``, refused unless ``name`` is one plain path component inside ``base``.
 

@@ -22,6 +22,7 @@ from labctl.instance.reservations import Reservations
 from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
 from labctl.lxd_client import connect, engine_errors
+from labctl.paths import guest_apt_proxy
 from labctl.spec.model import LxdGuest
 from labctl.ssh import SshTarget, wait_for_login
 
@@ -44,6 +45,10 @@ def _found(get: Callable[[], _Found], action: str) -> _Found | None:
             return get()
     except NotFoundError:
         return None
+
+
+#: apt's configuration in a system container for the host's apt cache
+APT_PROXY_CONF = "/etc/apt/apt.conf.d/01labctl-proxy"
 
 
 class LxdBackend(base.ClientBackend[pylxd.Client]):
@@ -157,6 +162,10 @@ class LxdBackend(base.ClientBackend[pylxd.Client]):
             instance.files.put(
                 "/root/.ssh/authorized_keys", plan.key.public_line + "\n", mode=0o600
             )
+        proxy = guest_apt_proxy()
+        if proxy is not None:  # apt fetches through the host's cache (labctl host setup)
+            with engine_errors(f"point apt in {plan.resource} at the host's apt cache"):
+                instance.files.put(APT_PROXY_CONF, f'Acquire::http::Proxy "{proxy}";\n')
         return GuestRecord(
             name=plan.name,
             engine=self.engine,

@@ -7,6 +7,7 @@ means the default lab cannot run; everything else (KVM unusable, images not buil
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -75,6 +76,8 @@ class HostFacts:
     disk: probe.DiskInfo
     memory: probe.MemoryInfo
     images: probe.ImagesInfo
+    apt_cache: probe.AptCacheInfo = probe.AptCacheInfo(None)
+    nft: bool = True  # the nft command, which keeps lab instances apart
     root: bool = True  # engines refuse non-root users outside their groups
     lab_up: bool = False  # the default lab's main instance is up: its guests hold their memory
 
@@ -93,6 +96,8 @@ def gather() -> HostFacts:
         disk=probe.disk(),
         memory=probe.memory(),
         images=probe.images_probe(),
+        apt_cache=probe.apt_cache_probe(),
+        nft=shutil.which("nft") is not None,
         root=probe.is_root(),
         lab_up=default_lab_up(),
     )
@@ -312,6 +317,41 @@ def check_images(im: probe.ImagesInfo) -> Check:
     return Check("images", Status.WARN, "; ".join(parts), "run: labctl images build")
 
 
+def check_apt_cache(ac: probe.AptCacheInfo) -> Check:
+    """Whether the system containers can install packages (through the host's apt cache)."""
+    name = "guest packages"
+    if ac.proxy is None:
+        return Check(
+            name,
+            Status.WARN,
+            "no apt cache for the guests: they install packages only if they reach the "
+            "mirror themselves",
+            SETUP_HINT,
+        )
+    if not ac.reaches_mirror:
+        why = ac.error or "no answer"
+        return Check(
+            name,
+            Status.WARN,
+            f"the guests' apt cache {ac.proxy} cannot fetch from the mirror ({why}): "
+            "guests cannot install packages",
+            "start it with `labctl host setup`; check the host's own apt sources",
+        )
+    return Check(name, Status.OK, f"guests install packages through the apt cache {ac.proxy}")
+
+
+def check_nft(present: bool) -> Check:
+    """Lab instances are kept apart by an nftables table: without nft, up cannot do it."""
+    if present:
+        return Check("isolation", Status.OK, "nft present: lab instances are kept apart")
+    return Check(
+        "isolation",
+        Status.FAIL,
+        "nft is missing: labctl cannot keep lab instances apart",
+        "apt-get install nftables (labctl host setup)",
+    )
+
+
 #: The rules in table order, each reading its part of the facts.
 RULES: Sequence[Callable[[HostFacts], Check | list[Check]]] = (
     lambda f: check_distro(f.distro),
@@ -326,6 +366,8 @@ RULES: Sequence[Callable[[HostFacts], Check | list[Check]]] = (
     lambda f: check_disk(f.disk),
     lambda f: check_memory(f.memory, lab_up=f.lab_up),
     lambda f: check_images(f.images),
+    lambda f: check_apt_cache(f.apt_cache),
+    lambda f: check_nft(f.nft),
 )
 
 

@@ -282,3 +282,36 @@ def images_probe() -> ImagesInfo:
 def is_root() -> bool:
     """True when running as root."""
     return os.geteuid() == 0
+
+
+@dataclass(frozen=True)
+class AptCacheInfo:
+    """The guests' apt cache: where host setup put it, and whether it reaches the mirror."""
+
+    proxy: str | None  # the URL guests use, from host setup (None: no cache configured)
+    answers: bool = False
+    reaches_mirror: bool = False
+    error: str | None = None
+
+
+def apt_cache_probe() -> AptCacheInfo:
+    """Fetch the mirror's Release file through the guests' cache, on loopback."""
+    from urllib.parse import urlsplit
+
+    import requests
+
+    from labctl.images.debian import SUITE, mirror
+    from labctl.paths import guest_apt_proxy
+
+    proxy = guest_apt_proxy()
+    if proxy is None:
+        return AptCacheInfo(None)
+    port = urlsplit(proxy).port or 3142
+    url = f"{mirror().rstrip('/')}/dists/{SUITE}/InRelease"
+    try:
+        answer = requests.get(url, proxies={"http": f"http://127.0.0.1:{port}"}, timeout=30)
+    except requests.RequestException as exc:
+        return AptCacheInfo(proxy, error=error_line(exc))
+    if answer.status_code != 200:
+        return AptCacheInfo(proxy, True, error=f"HTTP {answer.status_code} for {url}")
+    return AptCacheInfo(proxy, True, True)

@@ -38,6 +38,7 @@ def healthy() -> HostFacts:
         disk=probe.DiskInfo("/var/cache/labctl", 80 * GIB),
         memory=probe.MemoryInfo(24 * GIB, 23 * GIB),
         images=probe.ImagesInfo(True, (probe.ImageState("vm-amd64", "ready"),)),
+        apt_cache=probe.AptCacheInfo("http://10.203.0.1:3142", True, True),
     )
 
 
@@ -331,3 +332,34 @@ def test_default_lab_up_reads_the_main_instance_state(
     assert doctor.default_lab_up()
     inst.state_file.write_text("{damaged")
     assert not doctor.default_lab_up()
+
+
+@pytest.mark.parametrize(
+    ("cache", "status", "words"),
+    [
+        (probe.AptCacheInfo("http://10.203.0.1:3142", True, True), Status.OK, "through the apt"),
+        (probe.AptCacheInfo(None), Status.WARN, "no apt cache"),
+        (
+            probe.AptCacheInfo("http://10.203.0.1:3142", error="Connection refused"),
+            Status.WARN,
+            "mirror (Connection refused)",
+        ),
+        (
+            probe.AptCacheInfo("http://10.203.0.1:3142", True, error="HTTP 503 for x"),
+            Status.WARN,
+            "HTTP 503",
+        ),
+    ],
+)
+def test_doctor_says_whether_guests_can_install_packages(
+    cache: probe.AptCacheInfo, status: Status, words: str
+) -> None:
+    check = by_name(replace(healthy(), apt_cache=cache))["guest packages"]
+    assert check.status is status and words in check.detail
+    assert check.passed  # the lab runs without packages for its guests
+
+
+def test_without_nft_instances_cannot_be_kept_apart() -> None:
+    assert by_name(healthy())["isolation"].status is Status.OK
+    check = by_name(replace(healthy(), nft=False))["isolation"]
+    assert check.status is Status.FAIL and check.hint and "nftables" in check.hint
