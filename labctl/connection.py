@@ -16,9 +16,11 @@ import shlex
 import signal
 import subprocess
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final, Literal
+from urllib.parse import urlsplit
 
 import requests
 
@@ -160,9 +162,15 @@ class LocalConnection(Connection):
     it started and gives exit code 124 (as coreutils' ``timeout``), never an exception.
     """
 
-    def __init__(self, name: str = "host", timeout: float | None = 300.0) -> None:
+    def __init__(
+        self,
+        name: str = "host",
+        timeout: float | None = 300.0,
+        allow: Callable[[str], None] | None = None,
+    ) -> None:
         self.name = name
         self.timeout = timeout
+        self.allow = allow  # raises unless ``fetch`` may send packets to this host name
 
     def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
         """Run ``command`` with ``sh -c`` on the host, stdin closed."""
@@ -199,7 +207,14 @@ class LocalConnection(Connection):
         return [os.environ.get("SHELL") or "sh"]
 
     def fetch(self, url: str, timeout: float = 10.0) -> HttpAnswer:
-        """GET ``url`` from the host with requests, ignoring any proxy of the environment."""
+        """GET ``url`` from the host with requests, ignoring any proxy of the environment.
+
+        With ``allow``, the URL's host is asked first: a lab's checks fetch only from its own
+        guests (or loopback), never from an address that would leave by the default route.
+        """
+        host = urlsplit(url).hostname
+        if self.allow is not None and host:
+            self.allow(host)
         session = requests.Session()
         session.trust_env = False  # a proxy from the environment must not answer for a guest
         try:

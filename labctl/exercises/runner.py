@@ -9,6 +9,7 @@ student's answers are compared in Python, so nothing a student types reaches a s
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from labctl.exercises.checks import CheckResult, Connect, evaluate
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import HOST, AnswerCheck, Exercise, Step, load_exercises
 from labctl.exercises.progress import ExerciseProgress, now
+from labctl.instance import netguard
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.paths import LABS_DIR
@@ -128,12 +130,28 @@ class Connections:
     def __init__(self, ws: Workspace) -> None:
         self.state = ws.require_up()
         self.key = KeyPair(ws.inst.key)
-        self._open: dict[str, Connection] = {HOST: LocalConnection(HOST, timeout=HOST_TIMEOUT)}
+        host = LocalConnection(HOST, timeout=HOST_TIMEOUT, allow=self._lab_address)
+        self._open: dict[str, Connection] = {HOST: host}
 
     def __call__(self, name: str) -> Connection:
         if name not in self._open:
             self._open[name] = self._guest(name)
         return self._open[name]
+
+    def _lab_address(self, host: str) -> None:
+        """A check on the host fetches only from loopback or a guest behind the lab's bridges."""
+        if host == "localhost":
+            return
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise netguard.NotOurNetwork(
+                f"labctl will not fetch from {host}: checks reach the lab's guests by address",
+                "use {guest.NAME.address} in the exercise's URL",
+            ) from None
+        engines = {rec.engine for rec in self.state.guests.values()}
+        bridges = [b for e in sorted(engines) for b in backends.get(e).bridges(self.state)]
+        netguard.require_lab_bridge(host, bridges, f"{HOST} → {host}")
 
     def _guest(self, name: str) -> Connection:
         rec = self.state.guests.get(name)

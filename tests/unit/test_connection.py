@@ -24,6 +24,7 @@ from labctl.connection import (
     ReadError,
     Timeout,
 )
+from labctl.errors import LabctlError
 from tests.unit.servers import web_page
 
 # ---- run -----------------------------------------------------------------------------------
@@ -168,3 +169,18 @@ def test_fetch_in_a_guest_without_curl_says_so() -> None:
 def test_fetch_of_something_else_than_http_is_refused_before_running_anything() -> None:
     with pytest.raises(FetchError, match="not an http"):
         NoCurl("g").fetch("-o/etc/passwd file:///etc/shadow")
+
+
+def test_the_hosts_fetch_asks_first_whether_it_may_contact_the_url_host(web: str) -> None:
+    asked: list[str] = []
+
+    def allow(host: str) -> None:
+        asked.append(host)
+        if host != "127.0.0.1":
+            raise LabctlError(f"labctl will not contact {host}")
+
+    conn = LocalConnection(allow=allow)
+    assert conn.fetch(f"{web}/").status == 200
+    with pytest.raises(LabctlError, match="will not contact 198.51.100.7"):
+        conn.fetch("http://198.51.100.7:8080/")  # refused before any packet
+    assert asked == ["127.0.0.1", "198.51.100.7"]
