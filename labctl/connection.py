@@ -218,7 +218,8 @@ class LocalConnection(Connection):
         session = requests.Session()
         session.trust_env = False  # a proxy from the environment must not answer for a guest
         try:
-            answer = session.get(url, timeout=timeout)
+            # A redirect would send the request on to a host nobody checked.
+            answer = session.get(url, timeout=timeout, allow_redirects=False)
         except requests.ConnectionError as exc:
             kind: FetchFailure = "timeout" if isinstance(exc, requests.Timeout) else "unreachable"
             raise FetchError(f"nothing answers at {url}: {exc}", kind) from exc

@@ -193,7 +193,7 @@ class DockerBackend(base.ClientBackend[docker.DockerClient]):
                 host_port = self._published_port(plan.resource, guest.port)
                 if host_port:
                     url = f"http://127.0.0.1:{host_port}{guest.http_path}"
-                    answer = requests.get(url, timeout=3)
+                    answer = requests.get(url, timeout=3, allow_redirects=False)
                     if answer.status_code == 200:
                         return base.Ready("127.0.0.1", host_port, url)
                     last = f"HTTP {answer.status_code} from {url}"
@@ -359,7 +359,8 @@ def _answers(container: docker.models.containers.Container, guest: DockerGuest) 
     if port is None:
         return False
     try:
-        answer = requests.get(f"http://127.0.0.1:{port}{guest.http_path}", timeout=2)
+        url = f"http://127.0.0.1:{port}{guest.http_path}"
+        answer = requests.get(url, timeout=2, allow_redirects=False)
     except requests.RequestException:
         return False
     return answer.status_code == 200

@@ -88,9 +88,26 @@ def _network(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork | None:
     return _find(conn.networkLookupByName, name, libvirt.VIR_ERR_NO_NETWORK, "network")
 
 
+def _gone(exc: libvirt.libvirtError) -> bool:
+    """The object went away between listing and reading it (another labctl's ``down``)."""
+    return exc.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_NETWORK)
+
+
+def _descriptions(objects: list[libvirt.virDomain] | list[libvirt.virNetwork]) -> list[str]:
+    """The XML of each listed object that still exists."""
+    found = []
+    for obj in objects:
+        try:
+            found.append(str(obj.XMLDesc()))
+        except libvirt.libvirtError as exc:
+            if not _gone(exc):
+                raise _err(f"read {obj.name()}", exc) from exc
+    return found
+
+
 def _network_subnets(conn: libvirt.virConnect) -> list[subnets.Net]:
     """Subnets of every libvirt network, active or not."""
-    found = (network_subnet(net.XMLDesc()) for net in conn.listAllNetworks())
+    found = (network_subnet(xml) for xml in _descriptions(conn.listAllNetworks()))
     return [ipaddress.ip_network(s) for s in found if s]
 
 
@@ -419,10 +436,10 @@ class LibvirtBackend(base.Backend):
     def list_guests(self, lab: str, instance: str) -> list[str]:
         names = []
         with connection() as conn:
-            for dom in conn.listAllDomains():
-                labels = read_labels(dom.XMLDesc())
+            for xml in _descriptions(conn.listAllDomains()):
+                labels = read_labels(xml)
                 if labels.get("labctl.lab") == lab and labels.get("labctl.instance") == instance:
-                    names.append(dom.name())
+                    names.append(ET.fromstring(xml).findtext("name", ""))
         return sorted(names)
 
 

@@ -157,6 +157,15 @@ class LxdBackend(base.ClientBackend[pylxd.Client]):
                     },
                     wait=True,
                 )
+        else:
+            nic = (instance.expanded_devices or {}).get("eth0") or {}
+            if nic.get("network") != plan.network:  # made before instances had networks
+                raise EngineError(
+                    f"{plan.resource} is on network {nic.get('network') or 'none'}, not on its "
+                    f"instance's own {plan.network}, where labctl keeps it apart from others",
+                    "start it afresh: `labctl exercise reset` of one of its exercises, or "
+                    "`labctl down` then `labctl up`",
+                )
         # Always (re)install the lab key: an adopted container may carry an older one.
         with engine_errors(f"install the lab key in {plan.resource}"):
             instance.files.put(
@@ -341,6 +350,10 @@ class ContainerConnection(Connection):
     def shell_argv(self) -> list[str]:
         """``ssh`` into the container, only while its address lies behind its own bridge."""
         rec = self._record
-        assert rec.address
+        if not rec.address:
+            raise EngineError(
+                f"{rec.name} has no address yet: it never became ready",
+                "run `labctl up`; inside it without SSH: lxc exec " + rec.resource + " -- bash",
+            )
         self._backend._guard(rec.resource, rec.address, rec.name)
         return SshTarget(rec.address, 22, "root", self._key.private).argv

@@ -116,7 +116,8 @@ def owned(lab: str, instance: str, nft: NftRunner | None = None) -> Elements:
     try:
         listing = json.loads((nft or _nft)(["-j", "list", "table", FAMILY, TABLE], None) or "{}")
     except HostError as exc:
-        if "No such file or directory" in exc.message:  # no table: nothing is ours
+        # no table (or no nft at all, so no table either): nothing is ours
+        if "No such file or directory" in exc.message or "is not installed" in exc.message:
             return Elements((), ())
         raise
     note = owner(lab, instance)

@@ -59,7 +59,8 @@ class Reservations:
             except ValueError as exc:
                 raise LabctlError(
                     f"reservation file {self.path} is damaged: {exc}",
-                    "remove it; labctl rebuilds it from the state of the labs that run",
+                    "remove it, then run `labctl up` for every lab instance that runs: each "
+                    "reserves its own subnets and ports again",
                 ) from exc
             book.setdefault("subnets", {})
             book.setdefault("ports", {})

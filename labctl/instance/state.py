@@ -102,7 +102,7 @@ class InstanceDir:
     def load(self) -> LabState | None:
         """The saved state, or None when the lab is not up."""
         try:
-            return LabState.from_json(self.state_file.read_text())
+            state = LabState.from_json(self.state_file.read_text())
         except FileNotFoundError:
             return None
         except (ValueError, TypeError) as exc:
@@ -110,6 +110,15 @@ class InstanceDir:
                 f"state file {self.state_file} is damaged: {exc}",
                 "run `labctl down` to remove what the lab created, then `labctl up`",
             ) from exc
+        if (state.lab, state.instance) != (self.lab, self.instance):
+            # lab "net" instance "adv-1" and lab "net-adv" instance "1" share a directory
+            raise LabctlError(
+                f"{self.state_file} belongs to lab {state.lab} instance {state.instance}, "
+                f"not to lab {self.lab} instance {self.instance}",
+                f"use --lab {state.lab} --instance {state.instance}; labctl touches nothing "
+                "of another instance",
+            )
+        return state
 
     @property
     def holder_file(self) -> Path:

@@ -392,7 +392,15 @@ def _down_lock(c: _Down) -> AbstractContextManager[object]:
 
 def _read_state(c: _Down) -> None:
     c.state = c.inst.load() or LabState(c.lab, c.instance, "")
-    names = sorted({r.engine for r in c.state.guests.values()} or backends.engines())
+    used = {r.engine for r in c.state.guests.values()}
+    # a network is saved before any guest record: its engine must clean up too
+    nets = {
+        "libvirt": c.state.network,
+        "lxd": c.state.lxd_network,
+        "docker": c.state.docker_network,
+    }
+    used |= {engine for engine, net in nets.items() if net}
+    names = sorted(used or backends.engines())
     c.engines = {e: backends.get(e) for e in names}
 
 

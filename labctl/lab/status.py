@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labctl import backends
-from labctl.errors import LabctlError
+from labctl.errors import ExitCode, LabctlError
 from labctl.instance.state import GuestRecord, InstanceDir, LabState
 
 
@@ -33,6 +33,7 @@ def load(lab: str, instance: str) -> tuple[InstanceDir, LabState]:
         raise LabctlError(
             f"lab {lab} (instance {instance}) is not up",
             f"run: labctl up{'' if instance == 'main' else ' --instance ' + instance}",
+            ExitCode.NOTHING_RAN,
         )
     return inst, state
 
@@ -43,7 +44,9 @@ def record(state: LabState, guest: str) -> GuestRecord:
         return state.guests[guest]
     except KeyError:
         known = ", ".join(state.guests) or "none"
-        raise LabctlError(f"no guest {guest!r} in lab {state.lab}", f"guests: {known}") from None
+        raise LabctlError(
+            f"no guest {guest!r} in lab {state.lab}", f"guests: {known}", ExitCode.USAGE
+        ) from None
 
 
 def status(state: LabState) -> list[GuestStatus]:

@@ -310,7 +310,7 @@ def test_docker_fresh_start_times_a_labelled_copy_until_http_200(
 ) -> None:
     backend, fake, source = dock
     asked: list[str] = []
-    monkeypatch.setattr(requests, "get", lambda url, timeout: asked.append(url) or _Answer(200))
+    monkeypatch.setattr(requests, "get", lambda url, **_: asked.append(url) or _Answer(200))
     times = backend.fresh_start(copy_of("docker", "app", APP), 3)
     assert len(times.seconds) == 3 and "HTTP 200" in times.method
     [clone] = fake.created
@@ -333,7 +333,7 @@ def test_docker_fresh_start_removes_the_copy_when_it_never_answers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     backend, fake, source = dock
-    monkeypatch.setattr(requests, "get", lambda url, timeout: _Answer(503))
+    monkeypatch.setattr(requests, "get", lambda url, **_: _Answer(503))
     copy = copy_of("docker", "app", APP)
     with pytest.raises(ReadyTimeout, match="did not answer HTTP"):
         backend.fresh_start(Copy(copy.lab, copy.instance, copy.record, APP, KEY, 0.3), 3)

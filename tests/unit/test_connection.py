@@ -6,6 +6,7 @@ exercised through :class:`LocalConnection`, whose ``run`` is a real ``sh -c`` on
 
 from __future__ import annotations
 
+import http.server
 import os
 import socket
 import time
@@ -25,7 +26,7 @@ from labctl.connection import (
     Timeout,
 )
 from labctl.errors import LabctlError
-from tests.unit.servers import web_page
+from tests.unit.servers import serving, web_page
 
 # ---- run -----------------------------------------------------------------------------------
 
@@ -184,3 +185,19 @@ def test_the_hosts_fetch_asks_first_whether_it_may_contact_the_url_host(web: str
     with pytest.raises(LabctlError, match="will not contact 198.51.100.7"):
         conn.fetch("http://198.51.100.7:8080/")  # refused before any packet
     assert asked == ["127.0.0.1", "198.51.100.7"]
+
+
+def test_the_hosts_fetch_never_follows_a_redirect() -> None:
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", "http://198.51.100.7/")  # nobody checked that host
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    with serving(server):
+        answer = LocalConnection().fetch(f"http://127.0.0.1:{server.server_port}/", timeout=5)
+    assert answer.status == 302

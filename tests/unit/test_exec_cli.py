@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from labctl import backends
 from labctl.cli import app
 from labctl.command import CommandResult
+from labctl.errors import ExitCode, LabctlError
 from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
 from labctl.lab import status as lab_status
@@ -71,4 +72,6 @@ def test_ssh_replaces_labctl_with_the_connections_shell(
 def test_a_guest_not_in_the_lab_is_said_so(backend: OneGuest) -> None:
     result = CliRunner().invoke(app, ["exec", "nope", "--", "true"])
     assert "no guest 'nope' in lab v" in str(result.exception)
+    assert isinstance(result.exception, LabctlError)
+    assert result.exception.code == ExitCode.USAGE  # never mistaken for the command's exit 1
     assert backend.asked == []

@@ -102,3 +102,14 @@ def test_lab_key_is_private_and_reused(tmp_path: Path) -> None:
     assert (pair.private.stat().st_mode & 0o777) == 0o600
     assert pair.public_line.startswith("ssh-ed25519 ") and pair.public_line.endswith("labctl-test")
     assert ensure_keypair(tmp_path / "id_ed25519", "other").public_line == pair.public_line
+
+
+def test_a_state_file_of_another_instance_is_never_taken_for_this_one(tmp_path: Path) -> None:
+    # lab "net" instance "adv-1" and lab "net-adv" instance "1" share a directory name
+    theirs = InstanceDir("net", "adv-1", tmp_path)
+    theirs.save(LabState("net", "adv-1", "x"))
+    mine = InstanceDir("net-adv", "1", tmp_path)
+    assert mine.path == theirs.path
+    with pytest.raises(LabctlError, match="belongs to lab net instance adv-1"):
+        mine.load()
+    assert theirs.load() == LabState("net", "adv-1", "x")

@@ -266,6 +266,11 @@ def test_docker_networks_of_concurrent_instances_do_not_overlap(
     for t in threads:
         t.join()
     assert errors == [] and len(fake.networks.by_name) == 4
+    nets = [
+        ipaddress.ip_network(n.attrs["IPAM"]["Config"][0]["Subnet"])
+        for n in fake.networks.by_name.values()
+    ]
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
 
 
 def test_auto_host_ports_are_reserved_and_kept(root: Path) -> None:
