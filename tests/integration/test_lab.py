@@ -147,7 +147,7 @@ def test_cli_end_to_end_as_a_subprocess(running_lab: RunningLab) -> None:
         check=False,
     )
     assert (
-        bad.returncode == 1
+        bad.returncode == 2  # bad input, as the README says: never the command's own exit 1
         and "Error: no guest 'nope'" in bad.stderr
         and "Traceback" not in bad.stderr
     )
