@@ -105,6 +105,16 @@ def _descriptions(objects: list[libvirt.virDomain] | list[libvirt.virNetwork]) -
     return found
 
 
+def _paused(dom: libvirt.virDomain) -> bool:
+    """The domain exists and runs, but its CPUs are stopped."""
+    try:
+        return bool(dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED)
+    except libvirt.libvirtError as exc:
+        if _gone(exc):
+            return False
+        raise _err(f"read the state of {dom.name()}", exc) from exc
+
+
 def _network_subnets(conn: libvirt.virConnect) -> list[subnets.Net]:
     """Subnets of every libvirt network, active or not."""
     found = (network_subnet(xml) for xml in _descriptions(conn.listAllNetworks()))
@@ -261,10 +271,11 @@ class LibvirtBackend(base.Backend):
             dom = _lookup(conn, plan.resource)
             if dom is None:
                 raise EngineError(f"domain {plan.resource} does not exist", "run labctl up again")
-            if dom.isActive():
-                return
             try:
-                dom.create()
+                if not dom.isActive():
+                    dom.create()
+                elif _paused(dom):  # paused by hand (virsh suspend) or by libvirt: go on
+                    dom.resume()
             except libvirt.libvirtError as exc:
                 raise _err(f"start {plan.resource}", exc) from exc
 
@@ -308,7 +319,9 @@ class LibvirtBackend(base.Backend):
             dom = _lookup(conn, resource)
             if dom is None:
                 return "absent"
-            return "running" if dom.isActive() else "stopped"
+            if not dom.isActive() or _paused(dom):  # a paused VM answers nothing
+                return "stopped"
+            return "running"
 
     def accelerator(self, resource: str) -> str | None:
         """The accelerator QEMU really uses for a running domain (asks QEMU itself)."""

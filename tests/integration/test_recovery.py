@@ -152,6 +152,17 @@ def test_a_vm_its_student_powered_off_starts_again_with_up(pair: Pair) -> None:
     assert run(lab, again, "vm", "uname -m") == "x86_64"
 
 
+def test_a_paused_vm_is_resumed_by_up(pair: Pair) -> None:
+    lab, a = pair.lab, pair.a
+    resource = a.guests["vm"].resource
+    subprocess.run(["virsh", "-c", "qemu:///system", "suspend", resource], check=True)
+    vm = backends.get("libvirt")
+    assert vm.state(resource) == "stopped"  # alive but answering nothing: not "running"
+    again = _up(lab, pair.path, a.instance)
+    assert vm.state(resource) == "running"
+    assert run(lab, again, "vm", "uname -m") == "x86_64"
+
+
 def test_a_lost_state_file_is_rebuilt_and_the_lab_is_complete(pair: Pair) -> None:
     lab, b = pair.lab, pair.b
     inst = InstanceDir(lab.name, b.instance)

@@ -45,8 +45,16 @@ class FakeDomain:
             root.insert(1, el)
         return ET.tostring(root, encoding="unicode")
 
+    paused = False
+
     def isActive(self) -> bool:
         return self.active
+
+    def state(self) -> list[int]:
+        return [libvirt.VIR_DOMAIN_PAUSED if self.paused else libvirt.VIR_DOMAIN_RUNNING, 0]
+
+    def resume(self) -> None:
+        self.paused = False
 
     def create(self) -> None:
         self.active = True

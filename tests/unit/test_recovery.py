@@ -165,6 +165,17 @@ def test_a_stopped_vm_is_redefined_under_the_uuid_recorded_before_it_existed(
     assert disk.stat().st_mode & 0o777 == 0o600
 
 
+def test_a_paused_vm_is_not_running_for_up_and_start_resumes_it(vm: VmCase, conn: FakeConn) -> None:
+    backend, p = LibvirtBackend(), vm.plan
+    backend.create(p)
+    backend.start(p)
+    assert backend.state(p.resource) == "running"
+    conn.domains[p.resource].paused = True  # virsh suspend: alive, answering nothing
+    assert backend.state(p.resource) == "stopped"  # so up does not call the lab "already up"
+    backend.start(p)
+    assert not conn.domains[p.resource].paused and backend.state(p.resource) == "running"
+
+
 def test_a_vm_without_recorded_identities_keeps_those_of_its_domain(
     vm: VmCase, conn: FakeConn
 ) -> None:
