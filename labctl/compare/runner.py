@@ -12,8 +12,8 @@ import platform
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, replace
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -33,8 +33,8 @@ from labctl.keys import KeyPair
 from labctl.lab import plan
 from labctl.lab import status as lab_status
 from labctl.spec.model import Lab, LibvirtGuest, load_lab
+from labctl.stages import Stage, execute
 
-STAGES = ("host", "footprint", "memory", "boot", "cpu", "disk", "network", "claims")
 DISK_TECHNIQUES = ("full-virtualization", "paravirtualization", "system-container")
 NET_TECHNIQUES = ("full-virtualization", "paravirtualization")
 GUEST_DISK_DIR = "/root"  # on the guest's own root disk, never a tmpfs
@@ -144,6 +144,138 @@ class _Run:
         self.figures.extend(out if isinstance(out, list) else [out])
 
 
+@dataclass
+class _Compare:
+    """What the comparison's stages share; filled in stage by stage."""
+
+    lab_name: str
+    instance: str
+    profile: Profile
+    restart_guests: bool
+    report: Reporter
+    inst: InstanceDir | None = None
+    state: LabState | None = None
+    lab: Lab | None = None
+    key: KeyPair | None = None
+    run: _Run | None = None
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    t0: float = field(default_factory=time.monotonic)
+    host: HostInfo | None = None
+    guests: dict[str, Subject] = field(default_factory=dict)
+    subjects: dict[str, Subject] = field(default_factory=dict)
+    records: dict[str, GuestRecord] = field(default_factory=dict)
+    targets: dict[str, Connection] = field(default_factory=dict)
+    result: Report | None = None
+    path: Path | None = None
+
+    @property
+    def r(self) -> _Run:
+        assert self.run is not None, "the host stage opened the run"
+        return self.run
+
+
+def _open(c: _Compare) -> None:
+    c.inst, c.state = lab_status.load(c.lab_name, c.instance)
+    c.key = KeyPair(c.inst.key)
+
+
+def _lock(c: _Compare) -> AbstractContextManager[object]:
+    assert c.inst is not None
+    return _exclusive(c.inst)
+
+
+def _host(c: _Compare) -> None:
+    assert c.state is not None and c.key is not None
+    c.started, c.t0 = datetime.now(timezone.utc), time.monotonic()
+    c.lab = load_lab(Path(c.state.spec_path))
+    c.host = host_info()
+    c.guests, absent = subjects(c.state, c.lab)
+    c.subjects = {HOST: host_subject(), **c.guests}
+    c.records = {name: c.state.guests[name] for name in c.guests}
+    c.run = _Run(c.report)
+    c.r.gaps.extend(Gap("all", name, why) for name, why in absent.items())
+    c.targets = measure.connections(c.records, c.key)
+
+
+def _footprint(c: _Compare) -> None:
+    for name, rec in c.records.items():
+        c.r.attempt("footprint", name, partial(probes.footprint, rec, c.subjects[name]))
+
+
+def _memory(c: _Compare) -> None:
+    mem, gaps = probes.memory(c.records, c.guests, c.profile.memory_samples)
+    c.r.figures.extend(mem)
+    c.r.gaps.extend(gaps)
+
+
+def _boots(c: _Compare) -> None:
+    assert c.state is not None and c.lab is not None and c.key is not None
+    _boot(c.r, c.state, c.lab, c.records, c.guests, c.key, c.profile, c.restart_guests)
+
+
+def _cpu(c: _Compare) -> None:
+    for name, target in c.targets.items():
+        c.r.attempt("cpu", name, partial(measure.cpu, target, c.subjects[name], c.profile))
+
+
+def _disk(c: _Compare) -> None:
+    assert c.inst is not None
+    host_dir = measure.host_disk_directory(c.inst.path)
+    try:
+        host = partial(measure.disk, c.targets[HOST], c.subjects[HOST], c.profile, str(host_dir))
+        c.r.attempt("disk", HOST, host)
+    finally:
+        shutil.rmtree(host_dir, ignore_errors=True)
+    for name, s in c.guests.items():
+        if s.technique in DISK_TECHNIQUES:
+            guest = partial(_guest_disk, c.targets[name], s, c.records[name], c.profile)
+            c.r.attempt("disk", name, guest)
+    c.r.figures = _note_footprint_growth(c.r.figures, c.records, c.subjects)
+
+
+def _network(c: _Compare) -> None:
+    assert c.state is not None
+    for name, s in c.guests.items():
+        if s.is_vm and s.technique in NET_TECHNIQUES:
+            net = partial(measure.network, c.targets[name], c.records[name], s, c.state, c.profile)
+            c.r.attempt("network", name, net)
+
+
+def _claims(c: _Compare) -> None:
+    assert c.state is not None and c.host is not None and c.inst is not None
+    result = Report(
+        lab=c.state.lab,
+        instance=c.state.instance,
+        mode=c.profile.name,
+        started=c.started.isoformat(timespec="seconds"),
+        seconds=0.0,
+        host=c.host,
+        profile=asdict(c.profile),
+        subjects=tuple(c.subjects.values()),
+        figures=tuple(c.r.figures),
+        gaps=tuple(c.r.gaps),
+        extra={"restart_guests": c.restart_guests},
+    )
+    result = replace(result, claims=claims.evaluate(result))
+    c.result = replace(result, seconds=round(time.monotonic() - c.t0, 1))
+    c.path = results.save(c.result, c.inst)
+
+
+#: One comparison: guests measured one after another, a failed measurement a recorded gap.
+STAGES: tuple[Stage[_Compare], ...] = (
+    Stage("open", _open, silent=True),
+    Stage("lock", hold=_lock, silent=True),
+    Stage("host", _host),
+    Stage("footprint", _footprint, silent=True),
+    Stage("memory", _memory, describe=lambda c: f"{c.profile.memory_samples} samples"),
+    Stage("boot", _boots, silent=True),
+    Stage("cpu", _cpu, silent=True),
+    Stage("disk", _disk, silent=True),
+    Stage("network", _network, silent=True),
+    Stage("claims", _claims),
+)
+
+
 def run(
     lab_name: str,
     instance: str,
@@ -153,72 +285,10 @@ def run(
     report: Reporter = _quiet,
 ) -> tuple[Report, Path]:
     """Measure every running guest of the instance and the host; save and return the report."""
-    inst, state = lab_status.load(lab_name, instance)
-    key = KeyPair(inst.key)
-    with _exclusive(inst):
-        started = datetime.now(timezone.utc)
-        t0 = time.monotonic()
-        report("host", "")
-        lab = load_lab(Path(state.spec_path))
-        host = host_info()
-        guests, absent = subjects(state, lab)
-        subj = {HOST: host_subject(), **guests}
-        records = {name: state.guests[name] for name in guests}
-        r = _Run(report)
-        r.gaps.extend(Gap("all", name, why) for name, why in absent.items())
-
-        for name, rec in records.items():
-            r.attempt("footprint", name, partial(probes.footprint, rec, subj[name]))
-        report("memory", f"{profile.memory_samples} samples")
-        mem, gaps = probes.memory(records, guests, profile.memory_samples)
-        r.figures.extend(mem)
-        r.gaps.extend(gaps)
-
-        _boot(r, state, lab, records, guests, key, profile, restart_guests)
-
-        targets = measure.connections(records, key)
-        for name, target in targets.items():
-            r.attempt("cpu", name, partial(measure.cpu, target, subj[name], profile))
-
-        host_dir = measure.host_disk_directory(inst.path)
-        try:
-            r.attempt(
-                "disk",
-                HOST,
-                partial(measure.disk, targets[HOST], subj[HOST], profile, str(host_dir)),
-            )
-        finally:
-            shutil.rmtree(host_dir, ignore_errors=True)
-        for name, s in guests.items():
-            if s.technique in DISK_TECHNIQUES:
-                r.attempt(
-                    "disk", name, partial(_guest_disk, targets[name], s, records[name], profile)
-                )
-        r.figures = _note_footprint_growth(r.figures, records, subj)
-
-        for name, s in guests.items():
-            if s.is_vm and s.technique in NET_TECHNIQUES:
-                net = partial(measure.network, targets[name], records[name], s, state, profile)
-                r.attempt("network", name, net)
-
-        report("claims", "")
-        result = Report(
-            lab=state.lab,
-            instance=state.instance,
-            mode=profile.name,
-            started=started.isoformat(timespec="seconds"),
-            seconds=0.0,
-            host=host,
-            profile=asdict(profile),
-            subjects=tuple(subj.values()),
-            figures=tuple(r.figures),
-            gaps=tuple(r.gaps),
-            extra={"restart_guests": restart_guests},
-        )
-        result = replace(result, claims=claims.evaluate(result))
-        result = replace(result, seconds=round(time.monotonic() - t0, 1))
-        path = results.save(result, inst)
-    return result, path
+    c = _Compare(lab_name, instance, profile, restart_guests, report)
+    execute(STAGES, c, lambda _guest, stage, detail: report(stage, detail))
+    assert c.result is not None and c.path is not None
+    return c.result, c.path
 
 
 def _note_footprint_growth(

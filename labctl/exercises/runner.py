@@ -23,7 +23,7 @@ from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import HOST, AnswerCheck, Exercise, Step, load_exercises
 from labctl.exercises.progress import ExerciseProgress, now
 from labctl.instance import netguard
-from labctl.instance.state import InstanceDir, LabState
+from labctl.instance.state import InstanceDir, LabState, NotUp
 from labctl.keys import KeyPair
 from labctl.paths import LABS_DIR
 from labctl.spec.model import load_lab
@@ -74,12 +74,7 @@ class Workspace:
     def require_up(self) -> LabState:
         """The lab state; exit code 2 (nothing could run) when the lab is not up."""
         if self.state is None:
-            flag = "" if self.instance == "main" else f" --instance {self.instance}"
-            raise LabctlError(
-                f"lab {self.lab} (instance {self.instance}) is not up: nothing to check",
-                f"run: labctl up{flag}",
-                ExitCode.NOTHING_RAN,
-            )
+            raise NotUp(self.lab, self.instance, ": nothing to check")
         return self.state
 
 

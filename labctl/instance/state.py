@@ -15,9 +15,21 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from labctl.errors import LabctlError
+from labctl.errors import ExitCode, LabctlError
 from labctl.paths import state_dir, within
 from labctl.private import locked, private_dir, write_private
+
+
+class NotUp(LabctlError):
+    """The lab instance has no state file: nothing of it runs. Exit 2: nothing could run."""
+
+    code = ExitCode.NOTHING_RAN
+
+    def __init__(self, lab: str, instance: str, consequence: str = "") -> None:
+        flag = "" if instance == "main" else f" --instance {instance}"
+        super().__init__(
+            f"lab {lab} (instance {instance}) is not up{consequence}", f"run: labctl up{flag}"
+        )
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from labctl.errors import ExitCode, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
 from labctl.instance import isolation, naming
 from labctl.instance.reservations import Reservations
-from labctl.instance.state import GuestRecord, InstanceDir, LabState
+from labctl.instance.state import GuestRecord, InstanceDir, LabState, NotUp
 from labctl.keys import KeyPair, ensure_keypair
 from labctl.lab import plan
 from labctl.lab.accel import KvmProbe
@@ -142,10 +142,7 @@ def _preflight(c: _Up) -> None:
         backend.preflight()
     previous = c.inst.load()
     if previous is None and c.only is not None:
-        raise LabctlError(
-            f"lab {c.lab.name} (instance {c.instance}) is not up",
-            f"run: labctl up{'' if c.instance == 'main' else ' --instance ' + c.instance}",
-        )
+        raise NotUp(c.lab.name, c.instance)
     if previous is None:  # new, or its state file was lost: the engines know what exists
         held = _held(c.lab, c.instance, c.engines)
         if held:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from labctl import backends
 from labctl.errors import ExitCode, LabctlError
-from labctl.instance.state import GuestRecord, InstanceDir, LabState
+from labctl.instance.state import GuestRecord, InstanceDir, LabState, NotUp
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,7 @@ def load(lab: str, instance: str) -> tuple[InstanceDir, LabState]:
     inst = InstanceDir(lab, instance)
     state = inst.load()
     if state is None:
-        raise LabctlError(
-            f"lab {lab} (instance {instance}) is not up",
-            f"run: labctl up{'' if instance == 'main' else ' --instance ' + instance}",
-            ExitCode.NOTHING_RAN,
-        )
+        raise NotUp(lab, instance)
     return inst, state
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from labctl.errors import LabctlError, SpecError
 from labctl.instance import naming
-from labctl.instance.state import GuestRecord, InstanceDir, LabState
+from labctl.instance.state import GuestRecord, InstanceDir, LabState, NotUp
 
 
 def test_resource_names_carry_lab_instance_and_guest() -> None:
@@ -113,3 +113,10 @@ def test_a_state_file_of_another_instance_is_never_taken_for_this_one(tmp_path: 
     with pytest.raises(LabctlError, match="belongs to lab net instance adv-1"):
         mine.load()
     assert theirs.load() == LabState("net", "adv-1", "x")
+
+
+def test_not_up_is_one_error_with_exit_2_and_the_command_to_run() -> None:
+    err = NotUp("virtualization", "alumno07", ": nothing to check")
+    assert err.code == 2 and err.message.endswith("is not up: nothing to check")
+    assert err.hint == "run: labctl up --instance alumno07"
+    assert NotUp("virtualization", "main").hint == "run: labctl up"

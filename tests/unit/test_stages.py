@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from labctl import cancel
+from labctl.compare import runner as compare_runner
 from labctl.errors import EngineError, ExitCode, LabctlError
 from labctl.lab import lifecycle
 from labctl.stages import Stage, execute
@@ -89,7 +90,15 @@ def test_lab_lifecycles_are_stage_lists() -> None:
     assert up == ["validate", "lock", "preflight", "network", "identify", "guests"]
     assert [s.name for s in lifecycle.DOWN_STAGES][0] == "lock"
     assert "destroy" in [s.name for s in lifecycle.RECREATE_STAGES]
+    compare = [s.name for s in compare_runner.STAGES]
+    assert compare[:3] == ["open", "lock", "host"] and compare[-1] == "claims"
     # a lock is held (released in finally), never taken by a stage that might not undo it
-    for stages in (lifecycle.UP_STAGES, lifecycle.DOWN_STAGES, lifecycle.RECREATE_STAGES):
+    stage_lists = (
+        lifecycle.UP_STAGES,
+        lifecycle.DOWN_STAGES,
+        lifecycle.RECREATE_STAGES,
+        compare_runner.STAGES,
+    )
+    for stages in stage_lists:
         lock = next(s for s in stages if s.name == "lock")
         assert lock.hold is not None and lock.run is None
