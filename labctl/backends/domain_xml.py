@@ -46,6 +46,7 @@ class DomainParams:
     authorized_key: str
     labels: dict[str, str]
     uuid: str | None = None  # recorded in the state: a redefinition must keep it
+    apt_proxy: str | None = None  # the host's apt cache for the guest, if host setup made one
 
 
 def kernel_cmdline(p: DomainParams) -> str:
@@ -56,6 +57,8 @@ def kernel_cmdline(p: DomainParams) -> str:
         authorized_key=p.authorized_key,
         address=p.address,
         gateway=p.gateway,
+        dns=p.gateway,  # the lab network's dnsmasq answers DNS on the gateway address
+        apt_proxy=p.apt_proxy,
     )
 
 
@@ -106,8 +109,9 @@ def domain_xml(p: DomainParams) -> str:
     _sub(nic, "mac", address=p.mac)
     _sub(nic, "model", type=g.nic_model)
     _sub(nic, "rom", enabled="no")  # no PXE option ROM: seconds saved at every boot
-    serial = _sub(dev, "serial", type="file")
-    _sub(serial, "source", path=str(p.console_log), append="off")
+    # A pty, so `virsh console` reaches the login prompt, logged to a file for labctl.
+    serial = _sub(dev, "serial", type="pty")
+    _sub(serial, "log", file=str(p.console_log), append="off")
     _sub(serial, "target", port="0")
     _sub(dev, "controller", type="usb", model="none")
     _sub(dev, "memballoon", model="none")

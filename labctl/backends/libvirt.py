@@ -37,6 +37,7 @@ from labctl.instance import naming, netguard, subnets
 from labctl.instance.reservations import Reservations
 from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
+from labctl.paths import guest_apt_proxy
 from labctl.private import make_private
 from labctl.procs import run as run_cmd
 from labctl.spec.model import LibvirtGuest
@@ -228,6 +229,7 @@ class LibvirtBackend(base.Backend):
             authorized_key=plan.key.public_line,
             labels=plan.labels,
             uuid=plan.uuid,
+            apt_proxy=guest_apt_proxy(),
         )
 
     def create(self, plan: base.GuestPlan) -> GuestRecord:

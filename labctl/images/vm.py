@@ -15,6 +15,7 @@ Kernel command line contract (:func:`kernel_cmdline` builds it)::
     labctl.ip=A.B.C.D/NN           static address of eth0; without it eth0 uses DHCP
     labctl.gw=A.B.C.D              default gateway (with labctl.ip)
     labctl.dns=A.B.C.D             optional nameserver
+    labctl.apt_proxy=URL           optional: apt's HTTP proxy (the host's apt cache)
     labctl.key=BASE64              base64 of root's authorized_keys line (the only way in)
     labctl.shell                   optional: a shell on the console if the root is not found
 
@@ -76,6 +77,7 @@ def kernel_cmdline(
     address: str | None = None,
     gateway: str | None = None,
     dns: str | None = None,
+    apt_proxy: str | None = None,
 ) -> str:
     """The kernel command line a ``vm-<arch>`` image expects (see the module docstring)."""
     key = base64.b64encode(authorized_key.strip().encode()).decode()
@@ -93,6 +95,8 @@ def kernel_cmdline(
         args.append(f"labctl.gw={gateway}")
     if dns:
         args.append(f"labctl.dns={dns}")
+    if apt_proxy:
+        args.append(f"labctl.apt_proxy={apt_proxy}")
     args.append(f"labctl.key={key}")
     return " ".join(args)
 

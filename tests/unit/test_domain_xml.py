@@ -90,6 +90,19 @@ def test_cmdline_carries_address_and_key() -> None:
     assert base64.b64decode(key).decode() == "ssh-ed25519 AAAAkey labctl"
 
 
+def test_cmdline_names_dns_and_apt_proxy_only_when_there_is_one() -> None:
+    line = kernel_cmdline(params("kvm-virtio"))
+    assert "labctl.dns=10.210.0.1" in line and "labctl.apt_proxy" not in line
+    proxied = kernel_cmdline(replace(params("kvm-virtio"), apt_proxy="http://10.203.0.1:3142"))
+    assert "labctl.apt_proxy=http://10.203.0.1:3142" in proxied.split()
+
+
+def test_serial_console_is_a_pty_logged_to_the_console_file() -> None:
+    serial = parse(params("kvm-full")).find("devices/serial")
+    assert serial is not None and serial.get("type") == "pty"  # so `virsh console` works
+    assert serial.find("log").attrib == {"file": "/s/console.log", "append": "off"}  # type: ignore[union-attr]
+
+
 def test_labels_round_trip_through_metadata() -> None:
     labels = read_labels(domain_xml(params("kvm-full")))
     assert labels["labctl.lab"] == "virtualization" and labels["accel"] == "tcg"
