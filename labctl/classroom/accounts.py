@@ -1,0 +1,509 @@
+"""One Linux account per student on the lab server, made by labctl and removed only by it.
+
+The interface ``class up`` and ``class down`` call (as root)::
+
+    account = ensure_account("ana07", "Ana García", "ssh-ed25519 AAAA... ana@laptop", "redes",
+                             lab="virtualization", instance="ana07")
+    account.user, account.sheet   # 'ana07', <state>/classes/redes/access/ana07.txt
+    remove_account("ana07", "redes")            # True: removed; False: labctl had none to remove
+
+``ensure_account`` is idempotent (a rerun after an interruption finishes the job) and:
+
+- refuses a student id that names an account labctl did not create for this class (``root``,
+  an employee, a student of another class): such an account is never taken over or reused;
+- creates the account with ``useradd`` (home 0700, password locked: only SSH keys log in), its
+  GECOS "other" field saying ``labctl class <class>`` (a hint for people; the record below is
+  what labctl trusts, since only root writes it);
+- records it first in the host-wide, root-only registry ``<state>/accounts/<user>.json``
+  (student, class, lab, instance, uid, key): this record is what makes it labctl's
+  (``owned(user, class)`` asks it);
+- authorises the roster's SSH key, or generates a key pair whose private half goes into the
+  instructor's access sheet ``<state>/classes/<class>/access/<student>.txt`` (0600, in 0700
+  directories), with an ``ssh_config`` snippet for the student's laptop;
+- binds the account to one lab instance: the privileged entry point (``access.py``) runs
+  commands for that instance only.
+
+``remove_account`` removes exactly what ``ensure_account`` made: the account (``userdel -r``)
+only while its uid is still the recorded one, then the sheet, the generated key and the record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import socket
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+from labctl import procs
+from labctl.errors import HostError, LabctlError, SpecError
+from labctl.instance.naming import DEFAULT_LAB, check_instance, check_lab_name
+from labctl.keys import ensure_keypair
+from labctl.paths import state_dir, within
+from labctl.private import locked, private_dir, write_private
+
+#: what ``useradd`` accepts without ``--badname``, kept to 32 characters (``ls -l`` columns)
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+CLASS_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+MARK = "labctl class"
+SHELL = "/bin/bash"
+
+# ---- the boundary: the user database and the commands that change it ----------------------
+
+
+@dataclass(frozen=True)
+class PasswdEntry:
+    """The fields of a passwd entry labctl looks at."""
+
+    name: str
+    uid: int
+    gid: int
+    gecos: str
+    home: Path
+
+
+class System:
+    """The host's user database and its commands (``useradd``, ``userdel``, ``pkill``).
+
+    Unit tests hand a fake with the same two methods.
+    """
+
+    def lookup(self, user: str) -> PasswdEntry | None:
+        """The account ``user``, or None when there is none."""
+        try:
+            p = pwd.getpwnam(user)
+        except KeyError:
+            return None
+        return PasswdEntry(p.pw_name, p.pw_uid, p.pw_gid, p.pw_gecos, Path(p.pw_dir))
+
+    def run(self, argv: Sequence[str]) -> None:
+        """Run a host command; a failure is a :class:`HostError` with its output."""
+        procs.run(argv, error=HostError, timeout=120)
+
+    def kill(self, uid: int) -> None:
+        """End every process of ``uid`` (``userdel`` refuses to remove a user still running)."""
+        # pkill exits 1 when nothing matched: that is the goal, not a failure.
+        proc = subprocess.run(["pkill", "--signal", "KILL", "--uid", str(uid)], check=False)
+        if proc.returncode not in (0, 1):
+            raise HostError(f"pkill --uid {uid} failed with exit code {proc.returncode}")
+
+
+# ---- the registry --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Account:
+    """A student's account on this server, as labctl recorded it.
+
+    ``uid`` is None only between the record and ``useradd`` (an interrupted ``class up``);
+    ``key`` says where the authorised key came from: ``roster`` or ``generated`` (then the
+    private half is in ``sheet``).
+    """
+
+    user: str
+    student: str
+    full_name: str
+    class_name: str
+    lab: str
+    instance: str
+    uid: int | None
+    key: str
+    public_key: str
+    created_at: str
+
+    @property
+    def sheet(self) -> Path:
+        """The instructor's access sheet for this student (0600)."""
+        return access_dir(self.class_name) / f"{self.student}.txt"
+
+    @property
+    def private_key(self) -> Path:
+        """Where a generated private key is kept (root only) until the class is removed."""
+        return access_dir(self.class_name) / f"{self.student}_ed25519"
+
+    def to_json(self) -> str:
+        """The registry file's content."""
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+
+
+def registry_dir() -> Path:
+    """``<state>/accounts``: one record per account labctl created, host-wide."""
+    return state_dir() / "accounts"
+
+
+def class_dir(class_name: str) -> Path:
+    """``<state>/classes/<class>``: what labctl keeps about one class (root only)."""
+    return within(state_dir() / "classes", check_class_name(class_name))
+
+
+def access_dir(class_name: str) -> Path:
+    """The class's access sheets and generated keys: for the instructor's eyes only."""
+    return class_dir(class_name) / "access"
+
+
+def record(user: str) -> Account | None:
+    """labctl's record of the account ``user``, or None when labctl never created it."""
+    path = within(registry_dir(), f"{user}.json")
+    try:
+        data = json.loads(path.read_text())
+        return Account(**data)
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError) as exc:
+        raise LabctlError(
+            f"account record {path} is damaged: {exc}",
+            "fix or remove it by hand; labctl will not guess whose account this is",
+        ) from exc
+
+
+def records() -> list[Account]:
+    """Every account labctl created on this host, by user name."""
+    directory = registry_dir()
+    if not directory.is_dir():
+        return []
+    found = (record(p.stem) for p in sorted(directory.glob("*.json")))
+    return [a for a in found if a is not None]
+
+
+def _save(account: Account) -> None:
+    write_private(within(private_dir(registry_dir()), f"{account.user}.json"), account.to_json())
+
+
+@contextmanager
+def _registry_lock() -> Iterator[None]:
+    """One account change at a time (``class up`` creates accounts in parallel)."""
+
+    def refuse() -> LabctlError:
+        return LabctlError("another labctl is changing student accounts", "wait and run again")
+
+    with locked(private_dir(registry_dir()) / "lock", 120.0, refuse):
+        yield
+
+
+# ---- checks --------------------------------------------------------------------------------
+
+
+def check_class_name(name: str) -> str:
+    """Validate a class name (it names a directory and appears in accounts' GECOS)."""
+    if not CLASS_RE.match(name):
+        raise SpecError(
+            f"class name {name!r} is not valid",
+            "use 1-24 lowercase letters, digits and dashes, starting with a letter",
+        )
+    return name
+
+
+def check_user(student: str) -> str:
+    """A student id usable as a Linux user name, or a :class:`SpecError` saying why not."""
+    if not USER_RE.match(student):
+        raise SpecError(
+            f"student id {student!r} cannot be a Linux user name",
+            "use 1-32 lowercase letters, digits, dashes or underscores, starting with a letter",
+        )
+    return student
+
+
+def check_public_key(line: str) -> str:
+    """One OpenSSH public key line (type, base64, optional comment), or a :class:`SpecError`."""
+    line = line.strip()
+    if not line or "\n" in line or "\r" in line:
+        raise SpecError("the SSH public key must be one line", "paste the content of id_*.pub")
+    try:
+        load_ssh_public_key(line.encode())
+    except (ValueError, TypeError) as exc:  # cryptography's words for a bad key
+        raise SpecError(
+            f"not an SSH public key: {line[:40]}...",
+            f"give the content of an id_ed25519.pub or id_rsa.pub ({exc})",
+        ) from exc
+    return line
+
+
+def _gecos(full_name: str, class_name: str) -> str:
+    # ':' ends a passwd field and ',' a GECOS subfield: neither may come from a roster.
+    name = re.sub(r"[:,\s]+", " ", full_name).strip()
+    return f"{name},,,,{MARK} {class_name}"
+
+
+def marked(entry: PasswdEntry, class_name: str) -> bool:
+    """True when the account's GECOS says labctl created it for ``class_name``."""
+    return entry.gecos.split(",")[4:5] == [f"{MARK} {class_name}"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---- create and remove ---------------------------------------------------------------------
+
+
+def ensure_account(
+    student_id: str,
+    full_name: str,
+    ssh_public_key: str | None,
+    class_name: str,
+    *,
+    lab: str = DEFAULT_LAB,
+    instance: str | None = None,
+    server: str | None = None,
+    system: System | None = None,
+) -> Account:
+    """Create (or find, on a rerun) the student's account; see the module's docstring.
+
+    ``instance`` defaults to ``<class>-<student>`` (as ``roster.instance_of``); ``server``
+    (what students' laptops call this host in the ssh_config snippet) to this host's fully
+    qualified name. Raises
+    :class:`SpecError` for a bad id, key or name and :class:`HostError` when the account
+    exists but is not labctl's for this class, or a command fails.
+    """
+    user = check_user(student_id)
+    check_class_name(class_name)
+    check_lab_name(lab)
+    instance = check_instance(instance or f"{class_name}-{student_id}")
+    key = check_public_key(ssh_public_key) if ssh_public_key else None
+    sys_ = system or System()
+    with _registry_lock():
+        account = _claim(user, full_name, key, class_name, lab, instance, sys_)
+        entry = sys_.lookup(user)
+        if entry is None:
+            sys_.run(_useradd(user, full_name, class_name))
+            entry = sys_.lookup(user)
+            if entry is None:
+                raise HostError(f"useradd {user} succeeded but there is no account {user}")
+            account = _replace(account, uid=entry.uid)
+            _save(account)
+        _authorize(entry, account.public_key)
+        _write_sheet(account, server or socket.getfqdn())
+        return account
+
+
+def _claim(
+    user: str,
+    full_name: str,
+    key: str | None,
+    class_name: str,
+    lab: str,
+    instance: str,
+    sys_: System,
+) -> Account:
+    """The account's record, written before ``useradd``; refuses accounts that are not ours."""
+    mine = record(user)
+    entry = sys_.lookup(user)
+    if mine is not None and mine.class_name != class_name:
+        raise HostError(
+            f"account {user} belongs to class {mine.class_name}, not to {class_name}",
+            f"one account per student id on a host: remove class {mine.class_name} first, "
+            "or give this student another id",
+        )
+    if entry is not None and (mine is None or not _ours(mine, entry, class_name)):
+        raise HostError(
+            f"student id {user} is already an account on this host that labctl did not "
+            f"create for class {class_name} (uid {entry.uid}, {entry.gecos or 'no GECOS'})",
+            "labctl never takes over an existing account: give this student another id "
+            "in the roster",
+        )
+    if key is None:
+        pair = ensure_keypair(
+            private_dir(access_dir(class_name)) / f"{user}_ed25519",
+            f"{user}@labctl-{class_name}",
+        )
+        public, source = pair.public_line, "generated"
+    else:
+        public, source = key, "roster"
+    account = Account(
+        user=user,
+        student=user,
+        full_name=full_name,
+        class_name=class_name,
+        lab=lab,
+        instance=instance,
+        uid=entry.uid if entry is not None else None,
+        key=source,
+        public_key=public,
+        created_at=mine.created_at if mine is not None else _now(),
+    )
+    if account != mine:
+        _save(account)
+    return account
+
+
+def _replace(account: Account, **changes: object) -> Account:
+    return Account(**{**asdict(account), **changes})
+
+
+def _useradd(user: str, full_name: str, class_name: str) -> list[str]:
+    # --password '!': locked (never a password login); the home is made by useradd from
+    # /etc/skel and tightened to 0700 by _authorize.
+    return [
+        "useradd",
+        "--create-home",
+        "--shell",
+        SHELL,
+        "--password",
+        "!",
+        "--comment",
+        _gecos(full_name, class_name),
+        user,
+    ]
+
+
+def _authorize(entry: PasswdEntry, public_key: str) -> None:
+    """Put ``public_key`` in ``~/.ssh/authorized_keys``, owned by the student.
+
+    A rerun writes into a home the student controls: every step opens the next directory
+    relative to the last with O_NOFOLLOW, so a planted symlink makes it fail instead of
+    making root write somewhere else.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        _install_key(os.open(entry.home, flags), entry, public_key)
+    except OSError as exc:
+        raise HostError(
+            f"cannot install the SSH key in {entry.home}/.ssh: {exc}",
+            "check that the home and its .ssh are plain directories (not symlinks)",
+        ) from exc
+
+
+def _install_key(home: int, entry: PasswdEntry, public_key: str) -> None:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        os.fchmod(home, 0o700)
+        try:
+            os.mkdir(".ssh", 0o700, dir_fd=home)
+        except FileExistsError:
+            pass
+        ssh = os.open(".ssh", flags, dir_fd=home)
+        try:
+            os.fchown(ssh, entry.uid, entry.gid)
+            os.fchmod(ssh, 0o700)
+            try:
+                fd = os.open("authorized_keys", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=ssh)
+                with os.fdopen(fd) as f:
+                    lines = f.read().splitlines()
+            except FileNotFoundError:
+                lines = []
+            if public_key in (line.strip() for line in lines):
+                return
+            tmp = f".authorized_keys.labctl.{os.getpid()}"
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=ssh
+            )
+            with os.fdopen(fd, "w") as f:
+                f.write("".join(f"{line}\n" for line in [*lines, public_key]))
+                os.fchown(f.fileno(), entry.uid, entry.gid)
+            os.replace(tmp, "authorized_keys", src_dir_fd=ssh, dst_dir_fd=ssh)
+        finally:
+            os.close(ssh)
+    finally:
+        os.close(home)
+
+
+def ssh_config(account: Account, server: str) -> str:
+    """The ``ssh_config`` snippet a student adds to ``~/.ssh/config`` on their laptop.
+
+    ``labctl-<class>`` logs in to this server, where ``labctl ssh GUEST`` opens a shell in a
+    guest of the student's own lab.
+    """
+    host = f"labctl-{account.class_name}"
+    lines = [
+        f"# labctl class {account.class_name}: {account.full_name} ({account.user})",
+        f"Host {host}",
+        f"    HostName {server}",
+        f"    User {account.user}",
+    ]
+    if account.key == "generated":  # a roster key is the student's own: ssh finds it
+        lines += [f"    IdentityFile ~/.ssh/{host}", "    IdentitiesOnly yes"]
+    lines.append(f"# A shell in one of your guests: ssh -t {host} labctl ssh GUEST")
+    return "\n".join(lines) + "\n"
+
+
+def _write_sheet(account: Account, server: str) -> None:
+    """The instructor's access sheet for one student (0600)."""
+    host = f"labctl-{account.class_name}"
+    lines = [
+        f"labctl class {account.class_name}: access for {account.full_name}",
+        "",
+        f"Server:   {server}",
+        f"User:     {account.user}",
+        f"Lab:      {account.lab} (instance {account.instance})",
+        "Password: none (SSH keys only)",
+        "",
+    ]
+    if account.key == "generated":
+        private = access_dir(account.class_name) / f"{account.user}_ed25519"
+        lines += [
+            f"Save the private key below as ~/.ssh/{host} (chmod 600):",
+            "",
+            private.read_text().rstrip(),
+            "",
+        ]
+    else:
+        lines += ["Key: the public key from the roster (use its private half).", ""]
+    lines += [
+        "Add to ~/.ssh/config:",
+        "",
+        ssh_config(account, server),
+        f"Then: ssh {host}   and there: labctl exercise list",
+    ]
+    directory = private_dir(access_dir(account.class_name))
+    write_private(directory / f"{account.student}.txt", "\n".join(lines) + "\n")
+
+
+def remove_account(
+    student_id: str,
+    class_name: str,
+    *,
+    kill_processes: bool = False,
+    system: System | None = None,
+) -> bool:
+    """Remove the student's account, sheet, generated key and record, if labctl made them.
+
+    Returns False when labctl has no record of such an account for this class (nothing is
+    touched). An account whose uid is no longer the recorded one (deleted and made again by
+    someone else) is left alone; only the record goes. ``kill_processes`` ends the student's
+    processes first (``userdel`` refuses while they run).
+    """
+    user = check_user(student_id)
+    check_class_name(class_name)
+    sys_ = system or System()
+    with _registry_lock():
+        mine = record(user)
+        if mine is None or mine.class_name != class_name:
+            return False
+        entry = sys_.lookup(user)
+        if entry is not None and _ours(mine, entry, class_name):
+            if kill_processes:
+                sys_.kill(entry.uid)
+            sys_.run(["userdel", "--remove", user])
+        for path in (
+            access_dir(class_name) / f"{user}.txt",
+            access_dir(class_name) / f"{user}_ed25519",
+            access_dir(class_name) / f"{user}_ed25519.pub",
+        ):
+            path.unlink(missing_ok=True)
+        within(registry_dir(), f"{user}.json").unlink()
+        return True
+
+
+def owned(user: str, class_name: str, system: System | None = None) -> bool:
+    """True when the account ``user`` exists and labctl created it for ``class_name``.
+
+    What ``roster.check_accounts`` asks before ``class up`` creates anything.
+    """
+    mine = record(user)
+    entry = (system or System()).lookup(user)
+    return mine is not None and entry is not None and _ours(mine, entry, class_name)
+
+
+def _ours(mine: Account, entry: PasswdEntry, class_name: str) -> bool:
+    """The account is the one recorded: same class and uid (or marked, if useradd was cut)."""
+    if mine.class_name != class_name:
+        return False
+    return entry.uid == mine.uid or (mine.uid is None and marked(entry, class_name))

@@ -1,0 +1,239 @@
+"""Student accounts: useradd/userdel at a fake boundary, the registry and sheets for real."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from labctl.classroom import accounts
+from labctl.classroom.accounts import PasswdEntry
+from labctl.errors import HostError, SpecError
+from labctl.keys import ensure_keypair
+
+
+class FakeSystem:
+    """A passwd database in memory; homes are real directories under ``homes``."""
+
+    def __init__(self, homes: Path) -> None:
+        self.homes = homes
+        self.users: dict[str, PasswdEntry] = {}
+        self.calls: list[list[str]] = []
+        self.killed: list[int] = []
+        self.next_uid = 2001
+
+    def add(self, name: str, gecos: str = "") -> PasswdEntry:
+        """An account made by someone else than labctl."""
+        home = self.homes / name
+        home.mkdir(parents=True, exist_ok=True)
+        entry = PasswdEntry(name, self.next_uid, os.getgid(), gecos, home)
+        self.next_uid += 1
+        self.users[name] = entry
+        return entry
+
+    def lookup(self, user: str) -> PasswdEntry | None:
+        return self.users.get(user)
+
+    def run(self, argv: Sequence[str]) -> None:
+        self.calls.append(list(argv))
+        if argv[0] == "useradd":
+            self.add(argv[-1], argv[argv.index("--comment") + 1])
+        elif argv[0] == "userdel":
+            del self.users[argv[-1]]
+
+    def kill(self, uid: int) -> None:
+        self.killed.append(uid)
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "state"
+    monkeypatch.setenv("LABCTL_STATE", str(root))
+    return root
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakeSystem:
+    return FakeSystem(tmp_path / "home")
+
+
+def roster_key(tmp_path: Path) -> str:
+    return ensure_keypair(tmp_path / "laptop" / "id_ed25519", "ana@laptop").public_line
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def ensure(fake: FakeSystem, key: str | None = None, student: str = "ana", cls: str = "so24a"):
+    return accounts.ensure_account(
+        student, "Ana García: 1º, B", key, cls, server="lab.example.org", system=fake
+    )
+
+
+def test_a_new_student_gets_a_locked_account_a_generated_key_and_a_private_sheet(
+    state: Path, fake: FakeSystem
+) -> None:
+    account = ensure(fake)
+    [useradd] = fake.calls
+    assert useradd[0] == "useradd" and useradd[-1] == "ana"
+    assert useradd[useradd.index("--password") + 1] == "!"  # locked: keys only
+    gecos = useradd[useradd.index("--comment") + 1]
+    assert gecos == "Ana García 1º B,,,,labctl class so24a"  # no ':' or ',' from the roster
+    assert (account.uid, account.instance, account.key) == (2001, "so24a-ana", "generated")
+    assert accounts.record("ana") == account
+    assert mode(accounts.registry_dir()) == 0o700
+    assert mode(accounts.registry_dir() / "ana.json") == 0o600
+    # the generated key's public half is authorised, its private half is in the sheet
+    keys = (fake.homes / "ana" / ".ssh" / "authorized_keys").read_text().splitlines()
+    assert keys == [account.public_key]
+    assert mode(fake.homes / "ana") == 0o700
+    assert mode(fake.homes / "ana" / ".ssh") == 0o700
+    sheet = account.sheet.read_text()
+    assert account.sheet == state / "classes" / "so24a" / "access" / "ana.txt"
+    assert mode(account.sheet) == 0o600 and mode(account.sheet.parent) == 0o700
+    assert account.private_key.read_text().strip() in sheet
+    assert "HostName lab.example.org" in sheet and "User ana" in sheet
+    assert "IdentityFile ~/.ssh/labctl-so24a" in sheet
+
+
+def test_a_roster_key_is_authorised_and_no_key_is_generated(
+    tmp_path: Path, state: Path, fake: FakeSystem
+) -> None:
+    key = roster_key(tmp_path)
+    account = ensure(fake, key)
+    assert account.key == "roster" and account.public_key == key
+    assert (fake.homes / "ana" / ".ssh" / "authorized_keys").read_text() == key + "\n"
+    assert not account.private_key.exists()
+    assert "PRIVATE KEY" not in account.sheet.read_text()
+    assert "IdentityFile" not in account.sheet.read_text()
+
+
+def test_a_rerun_creates_nothing_twice(state: Path, fake: FakeSystem) -> None:
+    first = ensure(fake)
+    second = ensure(fake)
+    assert first == second
+    assert [c[0] for c in fake.calls] == ["useradd"]
+    keys = (fake.homes / "ana" / ".ssh" / "authorized_keys").read_text().splitlines()
+    assert keys == [first.public_key]
+
+
+@pytest.mark.parametrize("gecos", ["", "Ana García,,,,labctl class so24a"])
+def test_an_account_labctl_did_not_create_is_refused_and_left_alone(
+    state: Path, fake: FakeSystem, gecos: str
+) -> None:
+    """Even one whose GECOS copies labctl's mark: only the root-only record counts."""
+    existing = fake.add("ana", gecos)
+    with pytest.raises(HostError, match="already an account on this host") as err:
+        ensure(fake)
+    assert "another id" in (err.value.hint or "")
+    assert fake.calls == []
+    assert fake.users["ana"] == existing
+    assert accounts.record("ana") is None
+    assert not (existing.home / ".ssh").exists()
+
+
+def test_an_account_of_another_class_is_refused(state: Path, fake: FakeSystem) -> None:
+    ensure(fake, cls="so24a")
+    with pytest.raises(HostError, match="belongs to class so24a, not to re24"):
+        ensure(fake, cls="re24")
+    assert [c[0] for c in fake.calls] == ["useradd"]
+    assert not accounts.owned("ana", "re24", fake)
+    assert accounts.owned("ana", "so24a", fake)
+
+
+def test_a_run_cut_between_record_and_useradd_is_finished(state: Path, fake: FakeSystem) -> None:
+    broken = FakeSystem(fake.homes)
+
+    def fail(argv: Sequence[str]) -> None:
+        raise HostError("interrupted")
+
+    broken.run = fail  # type: ignore[method-assign]
+    with pytest.raises(HostError):
+        ensure(broken)
+    pending = accounts.record("ana")
+    assert pending is not None and pending.uid is None
+    account = ensure(fake)
+    assert account.uid == 2001 and account.public_key == pending.public_key
+
+
+def test_a_run_cut_after_useradd_adopts_the_marked_account(state: Path, fake: FakeSystem) -> None:
+    class CutAfterUseradd(FakeSystem):
+        def run(self, argv: Sequence[str]) -> None:
+            fake.run(argv)  # the account exists, but labctl never saw its uid
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ensure(CutAfterUseradd(fake.homes))  # type: ignore[arg-type]
+    assert accounts.record("ana").uid is None  # type: ignore[union-attr]
+    assert ensure(fake).uid == fake.users["ana"].uid
+    assert len(fake.calls) == 1
+
+
+def test_remove_deletes_the_account_its_sheet_key_and_record(
+    state: Path, fake: FakeSystem
+) -> None:
+    account = ensure(fake)
+    assert accounts.remove_account("ana", "so24a", kill_processes=True, system=fake)
+    assert fake.calls[-1] == ["userdel", "--remove", "ana"]
+    assert fake.killed == [account.uid]
+    assert "ana" not in fake.users
+    assert accounts.record("ana") is None
+    assert not account.sheet.exists() and not account.private_key.exists()
+    assert accounts.records() == []
+
+
+def test_remove_touches_nothing_labctl_did_not_create(state: Path, fake: FakeSystem) -> None:
+    fake.add("bob", "Bob,,,,labctl class so24a")
+    assert not accounts.remove_account("bob", "so24a", kill_processes=True, system=fake)
+    ensure(fake, student="ana", cls="so24a")
+    assert not accounts.remove_account("ana", "re24", system=fake)  # another class's name
+    assert fake.calls == [fake.calls[0]] and fake.killed == []
+    assert set(fake.users) == {"ana", "bob"}
+
+
+def test_remove_leaves_an_account_recreated_by_someone_else(state: Path, fake: FakeSystem) -> None:
+    ensure(fake)
+    del fake.users["ana"]
+    fake.add("ana")  # same name, new uid: not the account labctl made
+    assert accounts.remove_account("ana", "so24a", system=fake)
+    assert [c[0] for c in fake.calls] == ["useradd"]
+    assert "ana" in fake.users
+    assert accounts.record("ana") is None
+
+
+def test_a_symlink_planted_in_the_home_is_not_followed(
+    tmp_path: Path, state: Path, fake: FakeSystem
+) -> None:
+    ensure(fake)
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    ssh = fake.homes / "ana" / ".ssh"
+    (ssh / "authorized_keys").unlink()
+    ssh.rmdir()
+    ssh.symlink_to(elsewhere)
+    with pytest.raises(HostError, match="not symlinks|cannot install the SSH key"):
+        ensure(fake)
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("student", "key", "cls", "match"),
+    [
+        ("Ana", None, "so24a", "cannot be a Linux user name"),
+        ("7ana", None, "so24a", "cannot be a Linux user name"),
+        ("../x", None, "so24a", "cannot be a Linux user name"),
+        ("ana", "ssh-ed25519 AAAAnot-a-key", "so24a", "not an SSH public key"),
+        ("ana", "ssh-ed25519 AAAA\nssh-rsa BBBB", "so24a", "one line"),
+        ("ana", None, "../so", "class name"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_made(
+    state: Path, fake: FakeSystem, student: str, key: str | None, cls: str, match: str
+) -> None:
+    with pytest.raises(SpecError, match=match):
+        accounts.ensure_account(student, "X", key, cls, system=fake)
+    assert fake.calls == [] and not state.exists()
