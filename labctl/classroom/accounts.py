@@ -16,7 +16,7 @@ The interface ``class up`` and ``class down`` call (as root)::
   what labctl trusts, since only root writes it);
 - records it first in the host-wide, root-only registry ``<state>/accounts/<user>.json``
   (student, class, lab, instance, uid, key): this record is what makes it labctl's
-  (``owned(user, class)`` asks it);
+  (``created_for(user, class)`` asks it);
 - authorises the roster's SSH key, or generates a key pair whose private half goes into the
   instructor's access sheet ``<state>/classes/<class>/access/<student>.txt`` (0600, in 0700
   directories), with an ``ssh_config`` snippet for the student's laptop;
@@ -492,7 +492,7 @@ def remove_account(
         return True
 
 
-def owned(user: str, class_name: str, system: System | None = None) -> bool:
+def created_for(user: str, class_name: str, system: System | None = None) -> bool:
     """True when the account ``user`` exists and labctl created it for ``class_name``.
 
     What ``roster.check_accounts`` asks before ``class up`` creates anything.

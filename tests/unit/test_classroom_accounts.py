@@ -141,8 +141,8 @@ def test_an_account_of_another_class_is_refused(state: Path, fake: FakeSystem) -
     with pytest.raises(HostError, match="belongs to class so24a, not to re24"):
         ensure(fake, cls="re24")
     assert [c[0] for c in fake.calls] == ["useradd"]
-    assert not accounts.owned("ana", "re24", fake)
-    assert accounts.owned("ana", "so24a", fake)
+    assert not accounts.created_for("ana", "re24", fake)
+    assert accounts.created_for("ana", "so24a", fake)
 
 
 def test_a_run_cut_between_record_and_useradd_is_finished(state: Path, fake: FakeSystem) -> None:
@@ -173,9 +173,7 @@ def test_a_run_cut_after_useradd_adopts_the_marked_account(state: Path, fake: Fa
     assert len(fake.calls) == 1
 
 
-def test_remove_deletes_the_account_its_sheet_key_and_record(
-    state: Path, fake: FakeSystem
-) -> None:
+def test_remove_deletes_the_account_its_sheet_key_and_record(state: Path, fake: FakeSystem) -> None:
     account = ensure(fake)
     assert accounts.remove_account("ana", "so24a", kill_processes=True, system=fake)
     assert fake.calls[-1] == ["userdel", "--remove", "ana"]
