@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Generic, Literal, TypeVar
 
+from labctl.backends.params import P
 from labctl.connection import Connection
 from labctl.errors import NotSupported
 from labctl.images.recipe import Manifest
@@ -14,21 +15,21 @@ from labctl.instance import naming
 from labctl.instance.reservations import Reservations
 from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
-from labctl.spec.model import DockerGuest, LibvirtGuest, LxdGuest
 
 EngineState = Literal["running", "stopped", "absent"]
 ClientT = TypeVar("ClientT")
 
 
 @dataclass(frozen=True)
-class GuestPlan:
-    """Everything a backend needs to create one guest of one lab instance."""
+class GuestPlan(Generic[P]):
+    """Everything a backend needs to create one guest of one lab instance, resolved."""
 
     name: str
     resource: str
-    spec: LibvirtGuest | LxdGuest | DockerGuest
+    params: P  # what the lab file says of the guest, in its engine's terms
     lab: str
     instance: str
+    image: str
     manifest: Manifest
     image_dir: Path
     run_dir: Path
@@ -41,6 +42,11 @@ class GuestPlan:
     uuid: str | None = None  # identities recorded in the state (GuestRecord) before creation
     mac: str | None = None
     host_port: int | None = None
+
+    @property
+    def engine(self) -> str:
+        """The engine that runs the guest."""
+        return self.params.engine
 
     @property
     def labels(self) -> dict[str, str]:
@@ -58,13 +64,13 @@ class Ready:
 
 
 @dataclass(frozen=True)
-class Copy:
+class Copy(Generic[P]):
     """A guest of a running lab instance, to be started afresh as a throwaway copy."""
 
     lab: str
     instance: str
     record: GuestRecord
-    spec: LibvirtGuest | LxdGuest | DockerGuest
+    params: P  # the guest's, as its lab file says
     key: KeyPair
     timeout: float = 60.0  # seconds from one start to usable
 
@@ -105,7 +111,7 @@ class Devices:
     disk_cache: str | None = None  # QEMU's cache mode of the root disk (VMs)
 
 
-class Backend(ABC):
+class Backend(ABC, Generic[P]):
     """One engine. Every method is idempotent; errors are labctl EngineErrors with hints.
 
     Nothing outside ``labctl/backends`` talks to an engine: what the lab, the exercises and
@@ -130,7 +136,7 @@ class Backend(ABC):
         """Create the lab's shared engine objects (networks) as reserved; return the state."""
         return state
 
-    def identify(self, plan: GuestPlan, record: GuestRecord, book: Reservations) -> GuestRecord:
+    def identify(self, plan: GuestPlan[P], record: GuestRecord, book: Reservations) -> GuestRecord:
         """Choose the guest's lasting identities before it exists; the caller saves them.
 
         Those of an existing engine object win, then the recorded ones, then new ones.
@@ -138,15 +144,15 @@ class Backend(ABC):
         return record
 
     @abstractmethod
-    def create(self, plan: GuestPlan) -> GuestRecord:
+    def create(self, plan: GuestPlan[P]) -> GuestRecord:
         """Create the guest (stopped) unless it exists; return its record."""
 
     @abstractmethod
-    def start(self, plan: GuestPlan) -> None:
+    def start(self, plan: GuestPlan[P]) -> None:
         """Start the guest unless it runs."""
 
     @abstractmethod
-    def wait_ready(self, plan: GuestPlan, deadline: float) -> Ready:
+    def wait_ready(self, plan: GuestPlan[P], deadline: float) -> Ready:
         """Wait (until ``deadline``, monotonic) until the guest is really usable."""
 
     @abstractmethod
@@ -157,7 +163,7 @@ class Backend(ABC):
     def destroy(self, resource: str) -> bool:
         """Remove the guest and its volumes; False if there was nothing to remove."""
 
-    def cleanup(self, state: LabState) -> None:  # noqa: B027 - optional hook
+    def cleanup(self, state: LabState) -> None:
         """Remove the lab's shared engine objects created by :meth:`prepare`."""
 
     def bridges(self, state: LabState) -> list[str]:
@@ -199,7 +205,7 @@ class Backend(ABC):
         """Host disk the guest occupies beyond what it shares with other guests."""
 
     @abstractmethod
-    def fresh_start(self, copy: Copy, starts: int) -> StartTimes:
+    def fresh_start(self, copy: Copy[P], starts: int) -> StartTimes:
         """Start a throwaway copy of the guest ``starts`` times, each timed to usable.
 
         The copy comes from the guest's image, is named and labelled for the lab instance, is
@@ -217,7 +223,7 @@ class Backend(ABC):
         )
 
 
-class ClientBackend(Backend, Generic[ClientT]):
+class ClientBackend(Backend[P], Generic[P, ClientT]):
     """A backend that talks to its engine through one client, connected on first use."""
 
     def __init__(self, client: ClientT | None = None) -> None:

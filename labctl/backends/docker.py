@@ -15,6 +15,7 @@ from docker.types import IPAMConfig, IPAMPool
 from labctl import cancel
 from labctl.backends import base
 from labctl.backends.host_side import MIB
+from labctl.backends.params import DockerParams
 from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.docker_client import connect, engine_errors
@@ -24,7 +25,6 @@ from labctl.instance.reservations import Reservations
 from labctl.instance.reservations import port_free as _port_free
 from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
-from labctl.spec.model import DockerGuest
 
 
 def _ipam_subnet(attrs: dict[str, Any]) -> str | None:
@@ -46,7 +46,7 @@ def _bound_port(attrs: dict[str, Any], port: int) -> int | None:
     return None
 
 
-class DockerBackend(base.ClientBackend[docker.DockerClient]):
+class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
     """Containers on a per-lab bridge network, ports published on 127.0.0.1 only."""
 
     engine = "docker"
@@ -118,10 +118,9 @@ class DockerBackend(base.ClientBackend[docker.DockerClient]):
         return [options.get("com.docker.network.bridge.name") or f"br-{net.id[:12]}"]
 
     def identify(
-        self, plan: base.GuestPlan, record: GuestRecord, book: Reservations
+        self, plan: base.GuestPlan[DockerParams], record: GuestRecord, book: Reservations
     ) -> GuestRecord:
-        guest = plan.spec
-        assert isinstance(guest, DockerGuest)
+        guest = plan.params
         if guest.host_port is not None:  # the lab file fixes it (check_ports looked)
             return replace(record, host_port=guest.host_port)
         use = f"port of {plan.name}"
@@ -139,9 +138,8 @@ class DockerBackend(base.ClientBackend[docker.DockerClient]):
         port = book.port(plan.lab, plan.instance, use, preferred=preferred)
         return replace(record, host_port=port)
 
-    def create(self, plan: base.GuestPlan) -> GuestRecord:
-        guest = plan.spec
-        assert isinstance(guest, DockerGuest)
+    def create(self, plan: base.GuestPlan[DockerParams]) -> GuestRecord:
+        guest = plan.params
         record = GuestRecord(
             name=plan.name,
             engine=self.engine,
@@ -170,7 +168,7 @@ class DockerBackend(base.ClientBackend[docker.DockerClient]):
             )
         return record
 
-    def start(self, plan: base.GuestPlan) -> None:
+    def start(self, plan: base.GuestPlan[DockerParams]) -> None:
         with engine_errors(f"start {plan.resource}"):
             container = self.client.containers.get(plan.resource)
             if container.status != "running":
@@ -184,9 +182,8 @@ class DockerBackend(base.ClientBackend[docker.DockerClient]):
                 return int(b["HostPort"])
         return None
 
-    def wait_ready(self, plan: base.GuestPlan, deadline: float) -> base.Ready:
-        guest = plan.spec
-        assert isinstance(guest, DockerGuest)
+    def wait_ready(self, plan: base.GuestPlan[DockerParams], deadline: float) -> base.Ready:
+        guest = plan.params
         last = "not started"
         while True:
             try:
@@ -275,9 +272,8 @@ class DockerBackend(base.ClientBackend[docker.DockerClient]):
             f"with the (shared) image layers: {with_image / MIB:.0f} MiB",
         )
 
-    def fresh_start(self, copy: base.Copy, starts: int) -> base.StartTimes:
-        guest = copy.spec
-        assert isinstance(guest, DockerGuest)
+    def fresh_start(self, copy: base.Copy[DockerParams], starts: int) -> base.StartTimes:
+        guest = copy.params
         name = copy.new_name()
         try:
             with engine_errors(f"create {name}"):
@@ -302,7 +298,7 @@ class DockerBackend(base.ClientBackend[docker.DockerClient]):
         )
 
     def _timed_start(
-        self, clone: docker.models.containers.Container, guest: DockerGuest, timeout: float
+        self, clone: docker.models.containers.Container, guest: DockerParams, timeout: float
     ) -> float:
         with engine_errors(f"start {clone.name}"):
             t0 = time.monotonic()
@@ -352,7 +348,7 @@ class AppConnection(Connection):
         return ["docker", "exec", "-it", self._record.resource, "sh"]
 
 
-def _answers(container: docker.models.containers.Container, guest: DockerGuest) -> bool:
+def _answers(container: docker.models.containers.Container, guest: DockerParams) -> bool:
     """True once the container's app answers HTTP 200 on its published port."""
     container.reload()
     port = _bound_port(container.attrs, guest.port)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labctl.backends.base import Devices
+from labctl.backends.params import LibvirtParams
 from labctl.images import vm as vm_image
-from labctl.spec.model import LibvirtGuest
 
 NS = "https://labctl.invalid/xmlns/guest/1"
 
@@ -32,7 +32,7 @@ class DomainParams:
     """What goes into one domain's XML."""
 
     name: str
-    guest: LibvirtGuest
+    guest: LibvirtParams
     accel: str  # kvm or tcg
     kernel: Path
     initrd: Path
@@ -159,7 +159,7 @@ DISK_NAMES = {"virtio": "virtio-blk", "ide": "IDE", "sata": "SATA"}
 NIC_NAMES = {"virtio": "virtio-net", "e1000": "e1000"}
 
 
-def devices_summary(guest: LibvirtGuest) -> str:
+def devices_summary(guest: LibvirtParams) -> str:
     """Human summary of the device models, for status tables."""
     return _summary(guest.disk_bus, guest.nic_model)
 

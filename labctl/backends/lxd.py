@@ -14,6 +14,7 @@ import pylxd
 from labctl import cancel
 from labctl.backends import base
 from labctl.backends.host_side import du_bytes
+from labctl.backends.params import LxdParams
 from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.errors import EngineError, NotFoundError, NotSupported, ReadyTimeout
@@ -23,7 +24,6 @@ from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
 from labctl.lxd_client import connect, engine_errors
 from labctl.paths import guest_apt_proxy
-from labctl.spec.model import LxdGuest
 from labctl.ssh import SshTarget, wait_for_login
 
 
@@ -51,7 +51,7 @@ def _found(get: Callable[[], _Found], action: str) -> _Found | None:
 APT_PROXY_CONF = "/etc/apt/apt.conf.d/01labctl-proxy"
 
 
-class LxdBackend(base.ClientBackend[pylxd.Client]):
+class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
     """Containers from the lab's LXD image, on an LXD network of their own instance."""
 
     engine = "lxd"
@@ -132,9 +132,8 @@ class LxdBackend(base.ClientBackend[pylxd.Client]):
             raise EngineError(f"container {resource} does not exist", "run: labctl up")
         return instance
 
-    def create(self, plan: base.GuestPlan) -> GuestRecord:
-        guest = plan.spec
-        assert isinstance(guest, LxdGuest)
+    def create(self, plan: base.GuestPlan[LxdParams]) -> GuestRecord:
+        guest = plan.params
         assert plan.network, "the instance's LXD network is prepared before plans are made"
         instance = self._get(plan.resource)
         if instance is None:
@@ -184,7 +183,7 @@ class LxdBackend(base.ClientBackend[pylxd.Client]):
             port=22,
         )
 
-    def start(self, plan: base.GuestPlan) -> None:
+    def start(self, plan: base.GuestPlan[LxdParams]) -> None:
         instance = self._must_get(plan.resource)
         if instance.status != "Running":
             with engine_errors(f"start {plan.resource}"):
@@ -198,7 +197,7 @@ class LxdBackend(base.ClientBackend[pylxd.Client]):
                 return str(addr["address"])
         return None
 
-    def wait_ready(self, plan: base.GuestPlan, deadline: float) -> base.Ready:
+    def wait_ready(self, plan: base.GuestPlan[LxdParams], deadline: float) -> base.Ready:
         while (address := self._address(plan.resource)) is None:
             if time.monotonic() >= deadline:
                 raise ReadyTimeout(
@@ -282,7 +281,7 @@ class LxdBackend(base.ClientBackend[pylxd.Client]):
         note = "a dir pool keeps a full copy of the image's rootfs for each container"
         return base.HostUse(du_bytes(path), f"du -sx {path} (LXD dir pool)", note)
 
-    def fresh_start(self, copy: base.Copy, starts: int) -> base.StartTimes:
+    def fresh_start(self, copy: base.Copy[LxdParams], starts: int) -> base.StartTimes:
         source = self._must_get(copy.record.resource)
         fingerprint = source.config.get("volatile.base_image")
         if not fingerprint:

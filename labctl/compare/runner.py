@@ -32,7 +32,7 @@ from labctl.instance.state import GuestRecord, InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab import plan
 from labctl.lab import status as lab_status
-from labctl.spec.model import Lab, LibvirtGuest, load_lab
+from labctl.spec.model import Lab, load_lab
 from labctl.stages import Stage, execute
 
 DISK_TECHNIQUES = ("full-virtualization", "paravirtualization", "system-container")
@@ -73,7 +73,7 @@ def subjects(state: LabState, lab: Lab) -> tuple[dict[str, Subject], dict[str, s
         if spec is None:
             absent[row.guest] = f"{row.guest} is not in the lab file {state.spec_path} any more"
             continue
-        vm = isinstance(spec, LibvirtGuest)
+        vm = spec.engine == "libvirt"
         try:  # the device models really in use; the record says what up asked for
             devices = backends.get(row.engine).devices(state.guests[row.guest].resource).summary
         except LabctlError:
@@ -82,7 +82,7 @@ def subjects(state: LabState, lab: Lab) -> tuple[dict[str, Subject], dict[str, s
             name=row.guest,
             technique=spec.technique,
             engine=row.engine,
-            arch=spec.arch if isinstance(spec, LibvirtGuest) else platform.machine(),
+            arch=spec.arch if spec.engine == "libvirt" else platform.machine(),
             accel=(row.accel or "unknown") if vm else NATIVE,
             devices=devices,
             accel_note=row.accel_note,
@@ -346,6 +346,6 @@ def _boot(
     runs, warmup = profile.boot_reps, profile.boot_warmup
     timeout = plan.ready_timeout(lab)
     for name, rec in records.items():
-        copy = Copy(state.lab, state.instance, rec, lab.guests[name], key, timeout)
+        copy = Copy(state.lab, state.instance, rec, plan.params(lab.guests[name]), key, timeout)
         fresh = partial(boot.fresh, copy, guests[name], runs, warmup, restart_guests)
         r.attempt("boot_fresh", name, fresh, "boot")

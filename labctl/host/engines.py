@@ -1,9 +1,10 @@
 """Probes of the engine daemons: libvirt, Docker (or Podman) and LXD (or Incus).
 
 Like every probe (see ``labctl.host.probe``) they never raise: a daemon that does not
-answer comes back as ``reachable=False`` with the library's own error text. Docker and LXD
-are found and connected to by the client modules the backends and image builders use
-(``labctl.docker_client``, ``labctl.lxd_client``), so doctor looks where labctl will.
+answer comes back as ``reachable=False`` with the library's own error text. Every daemon is
+found and connected to by the client module the backend and the image builders use
+(``labctl.libvirt_client``, ``labctl.docker_client``, ``labctl.lxd_client``), so doctor looks
+where labctl will.
 """
 
 from __future__ import annotations
@@ -26,10 +27,6 @@ _TIMEOUT = 10.0
 
 
 # --- libvirt ------------------------------------------------------------------------------
-
-
-def _version(n: int) -> str:
-    return f"{n // 1_000_000}.{n // 1000 % 1000}.{n % 1000}"
 
 
 def qemu_conf_user(path: Path = QEMU_CONF) -> tuple[str, str | None]:
@@ -92,44 +89,40 @@ class LibvirtInfo:
     error: str | None = None
 
 
-def libvirt_probe(uri: str = "qemu:///system") -> LibvirtInfo:
-    """Open ``uri`` and time getCapabilities() (slow when libvirt keeps re-probing QEMU)."""
+def libvirt_probe(uri: str | None = None) -> LibvirtInfo:
+    """Open ``uri`` (default: labctl's) and time getCapabilities() (slow when libvirt re-probes)."""
     user, group = qemu_conf_user()
     accessible: bool | None = None
     if DEV_KVM.exists():
         ids = _ids(user, group)
         accessible = ids is not None and can_rw(DEV_KVM, *ids)
-    base = LibvirtInfo(uri, reachable=False, qemu_user=user, kvm_accessible=accessible)
+    base = LibvirtInfo(uri or "", reachable=False, qemu_user=user, kvm_accessible=accessible)
     try:
-        import libvirt
+        from labctl import libvirt_client
     except ImportError as exc:
         return replace(base, error=f"libvirt-python missing: {exc}")
-    # libvirt prints every error on stderr unless a handler swallows it; we report it ourselves.
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    base = replace(base, uri=uri or libvirt_client.URI)
     try:
-        conn = libvirt.open(uri)
-    except libvirt.libvirtError as exc:
-        return replace(base, error=error_line(exc))
-    try:
-        started = time.monotonic()
-        conn.getCapabilities()
-        seconds = time.monotonic() - started
-        if seconds > 2.0:
-            # the first call after a daemon start may probe QEMU once; the trap is every call
+        with libvirt_client.connection(base.uri) as conn:
             started = time.monotonic()
             conn.getCapabilities()
             seconds = time.monotonic() - started
-        return replace(
-            base,
-            reachable=True,
-            version=_version(conn.getLibVersion()),
-            hypervisor_version=_version(conn.getVersion()),
-            caps_seconds=round(seconds, 3),
-        )
-    except libvirt.libvirtError as exc:
+            if seconds > 2.0:
+                # the first call after a daemon start may probe QEMU once; the trap is every call
+                started = time.monotonic()
+                conn.getCapabilities()
+                seconds = time.monotonic() - started
+            return replace(
+                base,
+                reachable=True,
+                version=libvirt_client.version(conn.getLibVersion()),
+                hypervisor_version=libvirt_client.version(conn.getVersion()),
+                caps_seconds=round(seconds, 3),
+            )
+    except EngineError as exc:  # the library's own words, not labctl's sentence around them
+        return replace(base, error=error_line(exc.__cause__ or exc))
+    except Exception as exc:
         return replace(base, error=error_line(exc))
-    finally:
-        conn.close()
 
 
 # --- Docker -------------------------------------------------------------------------------

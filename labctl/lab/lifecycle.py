@@ -260,8 +260,8 @@ def _identify(
     first = make_plans(box.state)
     for name in names:  # records in the lab's order, before anything exists
         p = first[name]
-        old = box.state.guests.get(name) or GuestRecord(name, p.spec.engine, p.resource)
-        rec = engines[p.spec.engine].identify(p, old, book)
+        old = box.state.guests.get(name) or GuestRecord(name, p.engine, p.resource)
+        rec = engines[p.engine].identify(p, old, book)
         if old.host_port is not None and rec.host_port != old.host_port:
             report(
                 "",
@@ -278,7 +278,7 @@ def _all_running(state: LabState, plans: dict[str, GuestPlan], engines: dict[str
     return all(
         (rec := state.guests.get(name)) is not None
         and rec.stage == "ready"
-        and engines[p.spec.engine].state(p.resource) == "running"
+        and engines[p.engine].state(p.resource) == "running"
         for name, p in plans.items()
     )
 
@@ -297,8 +297,8 @@ def _bring_up(
     failed: dict[str, LabctlError] = {}
 
     def one(name: str, p: GuestPlan) -> None:
-        backend = engines[p.spec.engine]
-        heavy = p.spec.engine == "libvirt"
+        backend = engines[p.engine]
+        heavy = p.engine == "libvirt"
         try:
             if heavy:
                 vm_slots.acquire()

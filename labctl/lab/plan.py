@@ -9,13 +9,14 @@ from collections.abc import Collection
 from pathlib import Path
 
 from labctl.backends.base import GuestPlan
+from labctl.backends.params import DockerParams, LibvirtParams, LxdParams, Params
 from labctl.errors import HostError, LabctlError, SpecError
 from labctl.images.cache import ImageStore
 from labctl.instance import naming
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab.accel import AccelChoice, KvmProbe, choose
-from labctl.spec.model import DockerGuest, Lab, LibvirtGuest
+from labctl.spec.model import DockerGuest, Guest, Lab, LibvirtGuest
 
 FIRST_HOST = 10  # guests get .10, .11, ... on the lab's /24; .1 is the host
 READY_TIMEOUT_ENV = "LABCTL_READY_TIMEOUT"
@@ -122,6 +123,15 @@ def accelerators(lab: Lab, probe: KvmProbe, require_kvm: bool) -> dict[str, Acce
     }
 
 
+def params(guest: Guest) -> Params:
+    """What the lab file says of ``guest``, in its engine's terms (all a backend sees of it)."""
+    if guest.engine == "libvirt":
+        return LibvirtParams(guest.arch, guest.cpus, guest.memory, guest.disk_bus, guest.nic_model)
+    if guest.engine == "lxd":
+        return LxdParams(guest.memory)
+    return DockerParams(guest.port, guest.host_port, guest.memory, guest.http_path)
+
+
 def plans(
     lab: Lab,
     state: LabState,
@@ -129,12 +139,12 @@ def plans(
     inst: InstanceDir,
     key: KeyPair,
     accel: dict[str, AccelChoice],
-) -> dict[str, GuestPlan]:
+) -> dict[str, GuestPlan[Params]]:
     """One plan per guest; VM addresses come from the lab network recorded in ``state``.
 
     Identities recorded for a guest (UUID, MAC, host port) go into its plan.
     """
-    result: dict[str, GuestPlan] = {}
+    result: dict[str, GuestPlan[Params]] = {}
     vm_index = 0
     net = ipaddress.ip_network(state.subnet) if state.subnet else None
     for name, guest in lab.guests.items():
@@ -161,9 +171,10 @@ def plans(
         result[name] = GuestPlan(
             name=name,
             resource=naming.resource(lab.name, state.instance, name),
-            spec=guest,
+            params=params(guest),
             lab=lab.name,
             instance=state.instance,
+            image=guest.image,
             manifest=manifest,
             image_dir=store.path(guest.image),
             run_dir=inst.run,

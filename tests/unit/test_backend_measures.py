@@ -21,20 +21,20 @@ from labctl.backends.docker import DockerBackend
 from labctl.backends.domain_xml import DomainParams, domain_xml
 from labctl.backends.libvirt import LibvirtBackend
 from labctl.backends.lxd import LxdBackend
+from labctl.backends.params import DockerParams, LibvirtParams, LxdParams, Params
 from labctl.command import CommandResult
 from labctl.errors import EngineError, LabctlError, NotSupported, ReadyTimeout
 from labctl.instance import naming
 from labctl.instance.state import GuestRecord
 from labctl.keys import KeyPair
-from labctl.spec.model import DockerGuest, LibvirtGuest, LxdGuest
 from tests.unit.fake_engines import FakeConn, FakeContainer, FakeDockerClient
 
 KEY = KeyPair(Path("/nonexistent/key"))
 
 
-def copy_of(engine: str, guest: str, spec: LibvirtGuest | LxdGuest | DockerGuest) -> Copy:
+def copy_of(engine: str, guest: str, params: Params) -> Copy[Params]:
     resource = naming.resource("lab1", "t1", guest)
-    return Copy("lab1", "t1", GuestRecord(guest, engine, resource), spec, KEY, timeout=5.0)
+    return Copy("lab1", "t1", GuestRecord(guest, engine, resource), params, KEY, timeout=5.0)
 
 
 # -- LXD ------------------------------------------------------------------------------------
@@ -281,9 +281,9 @@ class MeasuredDocker(FakeDockerClient):
         self.api = Api()
 
 
-APP = DockerGuest(engine="docker", technique="app-container", image="docker-app", port=80)
-SYS = LxdGuest(engine="lxd", technique="system-container", image="lxd-system")
-VM = LibvirtGuest(engine="libvirt", technique="paravirtualization", image="vm-amd64")
+APP = DockerParams(port=80, host_port=None, memory=128, http_path="/")
+SYS = LxdParams(memory=256)
+VM = LibvirtParams("x86_64", cpus=1, memory=384, disk_bus="virtio", nic_model="virtio")
 
 
 @pytest.fixture
@@ -358,13 +358,7 @@ def test_docker_memory_footprint_devices(
 
 
 def vm_xml(run: Path, disk_bus: str, nic: str, accel: str = "tcg") -> str:
-    guest = LibvirtGuest(
-        engine="libvirt",
-        technique="paravirtualization",
-        image="vm-amd64",
-        disk_bus=disk_bus,
-        nic_model=nic,
-    )
+    guest = LibvirtParams("x86_64", cpus=1, memory=384, disk_bus=disk_bus, nic_model=nic)
     return domain_xml(
         DomainParams(
             name="labctl-lab1-t1-vm",
@@ -393,7 +387,7 @@ def virt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LibvirtBacken
     def connection():  # type: ignore[no-untyped-def]
         yield fake
 
-    monkeypatch.setattr("labctl.backends.libvirt.connection", connection)
+    monkeypatch.setattr("labctl.libvirt_client.connection", connection)
     run = tmp_path / "run"
     run.mkdir()
     return LibvirtBackend(), fake, run
@@ -503,7 +497,7 @@ def test_libvirt_restart_powers_off_and_times_the_cold_boot(
     logins: list[str] = []
     monkeypatch.setattr(backend, "connect", lambda record, key: guest)
     monkeypatch.setattr(
-        "labctl.backends.libvirt.wait_for_login",
+        "labctl.backends.libvirt_measure.wait_for_login",
         lambda target, deadline, command, poll: logins.append(target.host),
     )
     times = backend.restart(RESTARTED, KEY, 30)

@@ -12,6 +12,7 @@ import pytest
 
 from labctl import backends
 from labctl.backends.base import Backend, Copy, Devices, HostUse, StartTimes
+from labctl.backends.params import LxdParams
 from labctl.compare import boot, probes, runner
 from labctl.compare.model import NATIVE, Gap, Subject
 from labctl.compare.workloads import QUICK
@@ -187,11 +188,7 @@ def test_boot_stage_records_not_supported_as_a_gap_that_is_no_failure(
     assert gap == Gap("boot_fresh", "kvm-virtio", "no copies here (use --restart-guests)", False)
     [(copy, starts)] = fakes["lxd"].copies
     assert starts == QUICK.boot_reps + QUICK.boot_warmup
-    assert (copy.lab, copy.instance, copy.spec) == (
-        "virtualization",
-        "t1",
-        lab.guests["lxc-system"],
-    )
+    assert (copy.lab, copy.instance, copy.params) == ("virtualization", "t1", LxdParams(256))
     assert copy.labels["labctl.guest"] == "lxc-system-compare"
 
 

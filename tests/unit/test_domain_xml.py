@@ -14,15 +14,17 @@ from labctl.backends.domain_xml import (
     network_xml,
     read_labels,
 )
+from labctl.backends.params import LibvirtParams
+from labctl.lab import plan
 from labctl.paths import LABS_DIR
-from labctl.spec.model import LibvirtGuest, load_lab
+from labctl.spec.model import load_lab
 
 LAB = load_lab(LABS_DIR / "virtualization")
 
 
 def params(guest_name: str, accel: str = "tcg") -> DomainParams:
-    guest = LAB.guests[guest_name]
-    assert isinstance(guest, LibvirtGuest)
+    guest = plan.params(LAB.guests[guest_name])
+    assert isinstance(guest, LibvirtParams)
     return DomainParams(
         name=f"labctl-virtualization-main-{guest_name}",
         guest=guest,

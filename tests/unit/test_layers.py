@@ -22,14 +22,19 @@ ENGINE_LIBRARIES = {"libvirt", "libvirt_qemu", "docker", "pylxd", "paramiko"}
 #: labctl modules that hold an engine's client or a concrete backend
 ENGINE_MODULES = {
     "labctl.backends.libvirt",
+    "labctl.backends.libvirt_measure",
+    "labctl.backends.vm_files",
     "labctl.backends.lxd",
     "labctl.backends.docker",
     "labctl.backends.domain_xml",
     "labctl.backends.host_side",
+    "labctl.libvirt_client",
     "labctl.lxd_client",
     "labctl.docker_client",
 }
 BACKEND_CLASSES = {"LibvirtBackend", "LxdBackend", "DockerBackend"}
+#: the lab file's models: a backend receives an engine's own parameters instead
+SPEC_MODELS = {"Lab", "GuestBase", "LibvirtGuest", "LxdGuest", "DockerGuest"}
 
 
 def modules() -> list[Path]:
@@ -54,8 +59,8 @@ def forbidden(name: str) -> bool:
     return any(name == m or name.startswith(m + ".") for m in ENGINE_MODULES)
 
 
-def downcasts(tree: ast.AST) -> list[int]:
-    """Lines of ``isinstance(x, <concrete backend>)``."""
+def downcasts(tree: ast.AST, wanted: set[str] = BACKEND_CLASSES) -> list[int]:
+    """Lines of ``isinstance(x, C)`` where ``C`` is one of ``wanted`` (concrete backends)."""
     lines = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance":
@@ -63,7 +68,7 @@ def downcasts(tree: ast.AST) -> list[int]:
             names = classes.elts if isinstance(classes, ast.Tuple) else [classes]
             for n in names:
                 name = n.id if isinstance(n, ast.Name) else getattr(n, "attr", None)
-                if name in BACKEND_CLASSES:
+                if name in wanted:
                     lines.append(node.lineno)
     return lines
 
@@ -108,12 +113,13 @@ def f(backend):
     assert not forbidden("dockerfile") and not forbidden("labctl.docker")
 
 
-#: each lower room and the rooms above it that it must never import (layers point down)
+#: each lower room and the rooms above it that it must never import (layers point down);
+#: a backend receives a resolved plan (labctl/backends/params.py), never the lab file's model
 UPPER = ("labctl.lab", "labctl.exercises", "labctl.compare", "labctl.cli")
 BELOW = {
-    "instance": ("labctl.backends", *UPPER),
-    "backends": UPPER,
-    "images": ("labctl.backends", *UPPER),
+    "instance": ("labctl.backends", "labctl.spec", *UPPER),
+    "backends": ("labctl.spec", *UPPER),
+    "images": ("labctl.backends", "labctl.spec", *UPPER),
     "spec": ("labctl.backends", *UPPER),
 }
 
@@ -133,6 +139,31 @@ def test_lower_rooms_never_import_the_rooms_above_them(path: Path) -> None:
         if any(name == a or name.startswith(a + ".") for a in above)
     ]
     assert bad == [], f"labctl/{room} sits below {', '.join(above)}"
+
+
+def test_the_room_checker_sees_a_spec_import_in_a_backend() -> None:
+    source = "def f():\n    from labctl.spec.model import LxdGuest\n    import labctl.spec\n"
+    names = [n for _, n in imported(ast.parse(source))]
+    above = BELOW["backends"]
+    assert [n for n in names if any(n == a or n.startswith(a + ".") for a in above)] == [
+        "labctl.spec.model",
+        "labctl.spec.model.LxdGuest",
+        "labctl.spec",
+    ]
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "backends").glob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_backends_never_downcast_a_spec_model(path: Path) -> None:
+    tree = ast.parse(path.read_text(), str(path))
+    assert downcasts(tree, SPEC_MODELS) == [], "a backend reads its GuestPlan's params"
+
+
+def test_the_downcast_checker_sees_a_spec_model() -> None:
+    source = "def f(plan):\n    assert isinstance(plan.spec, LxdGuest)\n    g = model.DockerGuest\n"
+    source += "    return isinstance(g, (int, model.DockerGuest))\n"
+    assert downcasts(ast.parse(source), SPEC_MODELS) == [2, 4]
 
 
 def test_instance_records_know_no_engine() -> None:

@@ -110,7 +110,7 @@ def conn(monkeypatch: pytest.MonkeyPatch) -> FakeConn:
     def connection():  # type: ignore[no-untyped-def]
         yield fake
 
-    monkeypatch.setattr("labctl.backends.libvirt.connection", connection)
+    monkeypatch.setattr("labctl.libvirt_client.connection", connection)
 
     def qemu_img(argv: list[object], **_: object) -> None:
         Path(str(argv[-1])).write_bytes(b"QFI\xfb")  # the overlay qemu-img would create

@@ -1,0 +1,91 @@
+"""Talking to the system libvirtd through libvirt-python: one URI, one way to connect.
+
+The libvirt backend and doctor both connect here, so doctor looks at the daemon labctl uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import libvirt
+
+from labctl.errors import EngineError
+
+URI = "qemu:///system"
+START_HINT = "start libvirtd: labctl host setup (labctl doctor shows what is missing)"
+
+# libvirt prints every error on stderr by default; labctl reports them itself.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def error(action: str, exc: libvirt.libvirtError, hint: str = START_HINT) -> EngineError:
+    """An EngineError that keeps libvirt's own message."""
+    return EngineError(f"libvirt could not {action}: {exc.get_error_message()}", hint)
+
+
+@contextmanager
+def connection(uri: str = URI) -> Iterator[libvirt.virConnect]:
+    """An open connection to libvirtd (the system one by default), closed afterwards."""
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise error(f"connect to {uri}", exc) from exc
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def version(n: int) -> str:
+    """A version number as libvirt encodes it (major * 1,000,000 + minor * 1000 + micro)."""
+    return f"{n // 1_000_000}.{n // 1000 % 1000}.{n % 1000}"
+
+
+_Found = TypeVar("_Found")
+
+
+def _find(look_up: Callable[[str], _Found], name: str, absent: int, what: str) -> _Found | None:
+    """``look_up(name)``, or None where libvirt answers with the error code ``absent``."""
+    try:
+        return look_up(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == absent:
+            return None
+        raise error(f"look up {what} {name}", exc) from exc
+
+
+def domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    """The domain called ``name``, or None."""
+    return _find(conn.lookupByName, name, libvirt.VIR_ERR_NO_DOMAIN, "domain")
+
+
+def network(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork | None:
+    """The network called ``name``, or None."""
+    return _find(conn.networkLookupByName, name, libvirt.VIR_ERR_NO_NETWORK, "network")
+
+
+def gone(exc: libvirt.libvirtError) -> bool:
+    """The object went away between listing and reading it (another labctl's ``down``)."""
+    return exc.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_NETWORK)
+
+
+def xml(obj: libvirt.virDomain | libvirt.virNetwork, name: str) -> str:
+    """The XML libvirt keeps of a domain or network."""
+    try:
+        return str(obj.XMLDesc())
+    except libvirt.libvirtError as exc:
+        raise error(f"read the XML of {name}", exc) from exc
+
+
+def descriptions(objects: list[libvirt.virDomain] | list[libvirt.virNetwork]) -> list[str]:
+    """The XML of each listed object that still exists."""
+    found = []
+    for obj in objects:
+        try:
+            found.append(str(obj.XMLDesc()))
+        except libvirt.libvirtError as exc:
+            if not gone(exc):
+                raise error(f"read {obj.name()}", exc) from exc
+    return found
