@@ -7,6 +7,7 @@ raises :class:`~labctl.errors.HostError` naming the task that failed and its mes
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from typing import Any
 
 from labctl import cancel
 from labctl.errors import HostError
+from labctl.procs import output
 
 #: Inventory for "this machine", using the interpreter labctl runs in (it has ansible).
 LOCAL_INVENTORY = "localhost ansible_connection=local ansible_python_interpreter={python}"
@@ -195,3 +197,23 @@ def _failure(result: PlaybookResult, output: str) -> HostError:
     return HostError(
         f"{result.playbook} failed ({result.status}, exit code {result.rc}): {tail}", hint
     )
+
+
+def has_plugin(kind: str, name: str) -> bool:
+    """Whether this environment's Ansible finds plugin ``name`` of ``kind`` (e.g. a connection).
+
+    Asked of ``ansible-doc``, which searches the collections exactly as a playbook run would
+    (``ANSIBLE_COLLECTIONS_PATH``, ``~/.ansible/collections``, the Python path); it prints
+    ``{}`` for a plugin it cannot find.
+    """
+    binary = Path(sys.executable).parent / "ansible-doc"
+    text = output(
+        [binary, "--json", "-t", kind, name],
+        timeout=120,
+        error=HostError,
+        hint="reinstall labctl: pip install -e . (brings ansible-core)",
+    )
+    try:
+        return name in json.loads(text)
+    except ValueError as exc:
+        raise HostError(f"ansible-doc answered something that is not JSON: {text[:200]!r}") from exc
