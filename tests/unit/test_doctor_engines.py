@@ -1,4 +1,4 @@
-"""doctor finds the engines where labctl itself will: through lxd_client and docker_client.
+"""doctor finds the engines where labctl itself will: through the engines' client modules.
 
 The LXD probe honours ``LABCTL_LXD_SOCKET``, ``LXD_DIR`` and ``INCUS_DIR`` in
 ``lxd_client``'s order; an answering fake daemon on a Unix socket in ``tmp_path`` stands in
@@ -8,12 +8,15 @@ for LXD, a socket nobody listens on for a stopped daemon.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import libvirt
 import pytest
 
-from labctl import lxd_client
+from labctl import libvirt_client, lxd_client
 from labctl.host import engines
+from tests.unit.fake_engines import libvirt_error
 from tests.unit.servers import serving
 from tests.unit.test_container_images import _LxdHandler, _UnixHTTPServer
 
@@ -66,3 +69,43 @@ def test_the_docker_probe_reports_the_librarys_own_words(
     info = engines.docker_probe()
     assert not info.reachable and info.error
     assert not info.error.startswith("the Docker daemon does not answer")
+
+
+class _CapsConn:
+    """A libvirt connection that answers what the doctor asks."""
+
+    def getCapabilities(self) -> str:
+        return "<capabilities/>"
+
+    def getLibVersion(self) -> int:
+        return 9_000_000
+
+    def getVersion(self) -> int:
+        return 7_002_022
+
+
+def test_the_libvirt_probe_connects_as_the_backend_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    @contextmanager
+    def connection(uri: str = libvirt_client.URI) -> Iterator[_CapsConn]:
+        asked.append(uri)
+        yield _CapsConn()
+
+    monkeypatch.setattr(libvirt_client, "connection", connection)
+    info = engines.libvirt_probe()
+    assert asked == [libvirt_client.URI] and info.uri == libvirt_client.URI
+    assert info.reachable and (info.version, info.hypervisor_version) == ("9.0.0", "7.2.22")
+
+
+def test_the_libvirt_probe_reports_the_librarys_own_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    words = "Failed to connect socket to '/run/libvirt/libvirt-sock': No such file or directory"
+
+    def refuse(uri: str) -> None:
+        raise libvirt_error(libvirt.VIR_ERR_SYSTEM_ERROR, words)
+
+    monkeypatch.setattr(libvirt, "open", refuse)
+    info = engines.libvirt_probe()
+    assert not info.reachable and info.error == words
