@@ -1,9 +1,9 @@
 """Backends are the only door to an engine: the layers above them import no engine library.
 
-Every module of ``labctl/cli``, ``labctl/compare``, ``labctl/exercises`` and ``labctl/lab`` is
-parsed (imports anywhere in the file, a function's lazy import too) and checked against the
-engine libraries, the concrete backends and the engines' client modules; and none of them
-downcasts a backend with ``isinstance``.
+Every module of ``labctl/cli``, ``labctl/classroom``, ``labctl/compare``, ``labctl/exercises``
+and ``labctl/lab`` is parsed (imports anywhere in the file, a function's lazy import too) and
+checked against the engine libraries, the concrete backends and the engines' client modules;
+and none of them downcasts a backend with ``isinstance``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import labctl
 
 ROOT = Path(labctl.__file__).parent
-LAYERS = ("cli", "compare", "exercises", "lab")
+LAYERS = ("cli", "classroom", "compare", "exercises", "lab")
 #: libraries that talk to an engine
 ENGINE_LIBRARIES = {"libvirt", "libvirt_qemu", "docker", "pylxd", "paramiko"}
 #: labctl modules that hold an engine's client or a concrete backend
@@ -115,7 +115,7 @@ def f(backend):
 
 #: each lower room and the rooms above it that it must never import (layers point down);
 #: a backend receives a resolved plan (labctl/backends/params.py), never the lab file's model
-UPPER = ("labctl.lab", "labctl.exercises", "labctl.compare", "labctl.cli")
+UPPER = ("labctl.lab", "labctl.exercises", "labctl.compare", "labctl.classroom", "labctl.cli")
 BELOW = {
     "instance": ("labctl.backends", "labctl.spec", *UPPER),
     "backends": ("labctl.spec", *UPPER),

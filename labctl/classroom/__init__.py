@@ -1,0 +1,1 @@
+"""Class mode: a roster in, one isolated lab instance per student, planned, probed, torn down."""

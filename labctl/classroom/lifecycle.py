@@ -1,0 +1,449 @@
+"""``class up`` and ``class down`` as stage lists on the same executor as a lab's ``up``.
+
+``class up`` validates the roster against the host, takes the class's lock, refuses an
+overcommit, writes the class state (every student pending) before anything exists, creates
+the students' accounts, then runs each student's own ``lab.lifecycle.up`` with at most
+``max_parallel`` at a time. A student's failure is recorded with its reason and the others
+go on; a rerun finishes what is missing. ``class down`` removes exactly the class's
+instances (through ``lab.lifecycle.down``), accounts and keys, then the class state.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
+from typing import Literal, Protocol
+
+from labctl import cancel
+from labctl.classroom import capacity
+from labctl.classroom.roster import Roster, Student, check_accounts, instance_of
+from labctl.classroom.state import FAILED, PENDING, UP, Box, ClassDir, ClassState, Seat, seat_of
+from labctl.errors import LabctlError
+from labctl.exercises.progress import now
+from labctl.images.cache import ImageStore
+from labctl.instance.state import InstanceDir
+from labctl.lab import lifecycle
+from labctl.lab import plan as lab_plan
+from labctl.lab.accel import KvmProbe
+from labctl.spec.model import Lab
+from labctl.stages import Reporter, Stage, execute, quiet
+
+#: The module of issue 13's point 4 (student accounts); used once this build has it.
+ACCOUNTS_MODULE = "labctl.classroom.accounts"
+
+
+class Accounts(Protocol):
+    """Student Linux accounts: what ``class up`` and ``class down`` ask of them."""
+
+    def ensure(self, student: Student, class_name: str, lab: str, instance: str) -> None:
+        """Create (or find, on a rerun) the student's account, bound to their instance."""
+
+    def remove(self, student: str, class_name: str) -> None:
+        """Remove the student's account if labctl made it for the class; else touch nothing."""
+
+    def owned(self, user: str, class_name: str) -> bool:
+        """True when ``user`` is an account labctl created for the class."""
+
+
+@dataclass(frozen=True)
+class _ModuleAccounts:
+    """:class:`Accounts` through ``labctl.classroom.accounts``."""
+
+    module: ModuleType
+
+    def ensure(self, student: Student, class_name: str, lab: str, instance: str) -> None:
+        self.module.ensure_account(
+            student.id, student.name, student.ssh_key, class_name, lab=lab, instance=instance
+        )
+
+    def remove(self, student: str, class_name: str) -> None:
+        # a student still logged in keeps userdel from working: their processes end first
+        self.module.remove_account(student, class_name, kill_processes=True)
+
+    def owned(self, user: str, class_name: str) -> bool:
+        return bool(self.module.owned(user, class_name))
+
+
+def host_accounts() -> Accounts | None:
+    """The host's student accounts, or None while this build has no accounts module."""
+    try:
+        return _ModuleAccounts(importlib.import_module(ACCOUNTS_MODULE))
+    except ModuleNotFoundError as exc:
+        if exc.name != ACCOUNTS_MODULE:
+            raise
+        return None
+
+
+@dataclass(frozen=True)
+class SeatResult:
+    """What ``class up`` did for one student."""
+
+    student: str
+    instance: str
+    ok: bool
+    error: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ClassUpResult:
+    """What ``class up`` did: one result per student, in roster order."""
+
+    name: str
+    lab: str
+    results: tuple[SeatResult, ...]
+    plan: capacity.Plan
+
+    @property
+    def failed(self) -> list[SeatResult]:
+        """The students whose labs did not come up."""
+        return [r for r in self.results if not r.ok]
+
+
+UpOne = Callable[[Lab, Path, str, Reporter], object]
+
+
+def _lab_up(
+    store: ImageStore, probe: KvmProbe, ready_timeout: int | None
+) -> Callable[[Lab, Path, str, Reporter], object]:
+    def up(lab: Lab, path: Path, instance: str, report: Reporter) -> object:
+        return lifecycle.up(
+            lab, path, instance, store, probe, ready_timeout=ready_timeout, report=report
+        )
+
+    return up
+
+
+@dataclass
+class _ClassUp:
+    """What ``class up``'s stages share."""
+
+    roster: Roster
+    name: str
+    lab: Lab
+    spec_path: Path
+    store: ImageStore
+    up_one: UpOne
+    max_parallel: int
+    report: Reporter
+    max_students: int | None = None
+    host: capacity.HostCapacity | None = None  # measured at the capacity stage unless given
+    account_exists: Callable[[str], bool] | None = None
+    accounts: Accounts | None = None
+    folder: ClassDir | None = None
+    box: Box | None = None
+    plan: capacity.Plan | None = None
+    results: dict[str, SeatResult] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> ClassDir:
+        assert self.folder is not None
+        return self.folder
+
+    @property
+    def state(self) -> Box:
+        assert self.box is not None, "the record stage wrote the class state"
+        return self.box
+
+
+def _validate(c: _ClassUp) -> None:
+    c.folder = ClassDir(c.name)
+    for s in c.roster.students:
+        instance_of(c.name, s.id)  # within the instance-name limit by construction
+    previous = c.folder.load()
+    if previous is not None and previous.lab != c.lab.name:
+        raise LabctlError(
+            f"class {c.name} runs lab {previous.lab}, not {c.lab.name}",
+            f"take it down first (labctl class down --class {c.name}) or use another --class",
+        )
+    if c.max_students is not None and len(c.roster.students) > c.max_students:
+        raise LabctlError(
+            f"the roster has {len(c.roster.students)} students, --max-students is {c.max_students}",
+            "bring up part of the class with a shorter roster, or raise --max-students",
+        )
+    ours = c.accounts.owned if c.accounts else (lambda _user, _cls: False)
+    if c.account_exists is None:
+        check_accounts(c.roster, c.name, ours=ours)
+    else:
+        check_accounts(c.roster, c.name, c.account_exists, ours)
+    for image in lab_plan.check_images(c.lab, c.store):
+        c.report("", "warning", f"image {image} is older than its recipe: labctl images build")
+
+
+def _lock(c: _ClassUp) -> AbstractContextManager[object]:
+    return c.dir.locked("labctl class up")
+
+
+def _fresh(c: _ClassUp) -> list[str]:
+    """Students whose lab does not exist yet (an existing one already holds its memory)."""
+    return [
+        s.id
+        for s in c.roster.students
+        if InstanceDir(c.lab.name, instance_of(c.name, s.id)).load() is None
+    ]
+
+
+def _capacity(c: _ClassUp) -> None:
+    c.plan = capacity.plan(c.lab, len(_fresh(c)), c.host)
+    capacity.refuse_overcommit(c.plan)
+
+
+def _describe_capacity(c: _ClassUp) -> str:
+    cost = capacity.student_cost(c.lab)
+    return f"{cost.memory_mib} MiB and {cost.disk_mib} MiB of disk per student"
+
+
+def _record(c: _ClassUp) -> None:
+    state = c.dir.load() or ClassState(
+        c.name, c.lab.name, str(c.spec_path.resolve()), str(Path(c.roster.path).resolve())
+    )
+    state = replace(state, roster=str(Path(c.roster.path).resolve()))
+    for s in c.roster.students:
+        old = state.seats.get(s.id)
+        fresh = seat_of(s, instance_of(c.name, s.id))
+        # a rerun keeps the outcome until the student's up says otherwise
+        state = state.with_seat(fresh if old is None else replace(fresh, outcome=old.outcome))
+    c.box = Box(c.dir, state)
+    c.dir.save(state)
+
+
+def _accounts(c: _ClassUp) -> None:
+    if c.accounts is None:
+        c.report("", "warning", "this build has no student accounts: students need root")
+        return
+    for s in c.roster.students:
+        c.accounts.ensure(s, c.name, c.lab.name, instance_of(c.name, s.id))
+
+
+def _student_reporter(report: Reporter, student: str) -> Reporter:
+    def said(guest: str, step: str, detail: str) -> None:
+        report(student, f"{guest} {step}".strip(), detail)
+
+    return said
+
+
+def _labs(c: _ClassUp) -> None:
+    def one(student: str) -> None:
+        seat = c.state.state.seats[student]
+        say = _student_reporter(c.report, student)
+        t0 = time.monotonic()
+        try:
+            cancel.check()
+            c.up_one(c.lab, c.spec_path, seat.instance, say)
+        except Exception as exc:  # one student's failure never stops the others
+            if isinstance(exc, LabctlError):
+                why = exc.message
+                if exc.code == 130:
+                    raise
+            else:
+                why = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            seconds = round(time.monotonic() - t0, 1)
+            c.state.put(replace(seat, outcome=FAILED, error=why, seconds=seconds, updated_at=now()))
+            c.results[student] = SeatResult(student, seat.instance, False, why, seconds)
+            c.report(student, "failed", why.splitlines()[0])
+            return
+        seconds = round(time.monotonic() - t0, 1)
+        c.state.put(replace(seat, outcome=UP, error=None, seconds=seconds, updated_at=now()))
+        c.results[student] = SeatResult(student, seat.instance, True, None, seconds)
+        c.report(student, "done", f"{seconds:.1f} s")
+
+    pool = ThreadPoolExecutor(max_workers=max(1, c.max_parallel), thread_name_prefix="class")
+    try:
+        futures = [pool.submit(one, s.id) for s in c.roster.students]
+        for f in futures:
+            f.result()
+    except KeyboardInterrupt:
+        cancel.CANCEL.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: ``labctl class up``: one lab instance per student, converging from whatever exists.
+CLASS_UP_STAGES: tuple[Stage[_ClassUp], ...] = (
+    Stage("validate", _validate, describe=lambda c: f"{len(c.roster.students)} students"),
+    Stage("lock", hold=_lock, silent=True),
+    Stage("capacity", _capacity, describe=_describe_capacity),
+    Stage("record", _record, silent=True),
+    Stage("accounts", _accounts, describe=lambda c: "one Linux account per student"),
+    Stage("labs", _labs, describe=lambda c: f"at most {c.max_parallel} at a time"),
+)
+
+
+def up(
+    roster: Roster,
+    name: str,
+    lab: Lab,
+    spec_path: Path,
+    store: ImageStore,
+    probe: KvmProbe,
+    *,
+    max_parallel: int = 2,
+    max_students: int | None = None,
+    ready_timeout: int | None = None,
+    report: Reporter = quiet,
+    up_one: UpOne | None = None,
+    host: capacity.HostCapacity | None = None,
+    account_exists: Callable[[str], bool] | None = None,
+    accounts: Accounts | None | Literal["host"] = "host",
+) -> ClassUpResult:
+    """Bring up one lab instance per student of ``roster``; resumable, failures per student.
+
+    ``up_one`` (a student's ``lab.lifecycle.up``), ``host``, ``account_exists`` and
+    ``accounts`` are for tests and benches; by default the real lifecycle, host, passwd
+    database and accounts (:func:`host_accounts`) are used.
+    """
+    c = _ClassUp(
+        roster,
+        name,
+        lab,
+        spec_path,
+        store,
+        up_one or _lab_up(store, probe, ready_timeout),
+        max_parallel,
+        report,
+        max_students,
+        host,
+        account_exists,
+        host_accounts() if accounts == "host" else accounts,
+    )
+    execute(CLASS_UP_STAGES, c, report)
+    assert c.plan is not None
+    results = tuple(c.results[s.id] for s in roster.students if s.id in c.results)
+    return ClassUpResult(name, lab.name, results, c.plan)
+
+
+# -- down -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeatDown:
+    """What ``class down`` removed for one student."""
+
+    student: str
+    instance: str
+    removed: tuple[str, ...]
+    progress_kept: bool
+
+
+@dataclass
+class _ClassDown:
+    folder: ClassDir
+    only: str | None
+    report: Reporter
+    down_one: Callable[[str, str], list[str]]
+    accounts: Accounts | None
+    box: Box | None = None
+    seats: list[Seat] = field(default_factory=list)
+    done: list[SeatDown] = field(default_factory=list)
+
+    @property
+    def state(self) -> Box:
+        assert self.box is not None
+        return self.box
+
+
+def _read(c: _ClassDown) -> None:
+    state = c.folder.require()
+    c.box = Box(c.folder, state)
+    if c.only is not None and c.only not in state.seats:
+        raise LabctlError(
+            f"no student {c.only!r} in class {state.name}",
+            f"students: {', '.join(state.seats)}",
+        )
+    c.seats = [s for s in state.seats.values() if c.only in (None, s.student)]
+
+
+def _remove_key(inst: InstanceDir) -> bool:
+    """The instance's key pair goes; its progress (the student's work) stays for grading."""
+    for path in (inst.key, inst.key.with_name(inst.key.name + ".pub")):
+        path.unlink(missing_ok=True)
+    progress = inst.path / "progress"
+    if progress.is_dir() and any(progress.glob("*.json")):
+        return True
+    if inst.path.is_dir():
+        for leftover in ("lock", "lock.holder"):
+            (inst.path / leftover).unlink(missing_ok=True)
+        if progress.is_dir():
+            for f in progress.iterdir():
+                f.unlink()
+            progress.rmdir()
+        try:
+            inst.path.rmdir()
+        except OSError:
+            return True  # something else is in it: not ours to remove
+    return False
+
+
+def _down_labs(c: _ClassDown) -> None:
+    lab = c.state.state.lab
+
+    def one(seat: Seat) -> None:
+        removed = c.down_one(lab, seat.instance)
+        c.report(seat.student, "removed", ", ".join(removed) or "nothing was running")
+        kept = _remove_key(InstanceDir(lab, seat.instance))
+        c.done.append(SeatDown(seat.student, seat.instance, tuple(removed), kept))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(4, len(c.seats)))) as pool:
+        list(pool.map(one, c.seats))
+
+
+def _down_accounts(c: _ClassDown) -> None:
+    if c.accounts is None:
+        return
+    for seat in c.seats:
+        c.accounts.remove(seat.student, c.folder.name)
+
+
+def _forget(c: _ClassDown) -> None:
+    for seat in c.seats:
+        c.state.drop(seat.student)
+    if not c.state.state.seats:
+        c.folder.remove()
+
+
+#: ``labctl class down``: the class's instances, accounts and keys, then its state.
+CLASS_DOWN_STAGES: tuple[Stage[_ClassDown], ...] = (
+    Stage("lock", hold=lambda c: c.folder.locked("labctl class down"), silent=True),
+    Stage("read", _read, silent=True),
+    Stage("labs", _down_labs, describe=lambda c: f"{len(c.seats)} students"),
+    Stage("accounts", _down_accounts, silent=True),
+    Stage("forget", _forget, silent=True),
+)
+
+
+def down(
+    folder: ClassDir,
+    student: str | None = None,
+    report: Reporter = quiet,
+    down_one: Callable[[str, str], list[str]] | None = None,
+    accounts: Accounts | None | Literal["host"] = "host",
+) -> list[SeatDown]:
+    """Remove the class's labs (or one student's), accounts and keys; the state last."""
+    c = _ClassDown(
+        folder,
+        student,
+        report,
+        down_one or (lambda lab, i: lifecycle.down(lab, i)),
+        host_accounts() if accounts == "host" else accounts,
+    )
+    return sorted(execute(CLASS_DOWN_STAGES, c, report).done, key=lambda d: d.student)
+
+
+__all__ = [
+    "CLASS_DOWN_STAGES",
+    "CLASS_UP_STAGES",
+    "PENDING",
+    "ClassUpResult",
+    "SeatDown",
+    "SeatResult",
+    "down",
+    "up",
+]

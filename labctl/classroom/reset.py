@@ -1,0 +1,62 @@
+"""``class reset STUDENT``: one student's exercise, guest or whole lab put back as new.
+
+Reuses what a student's own commands do: ``exercise reset``'s guest re-creation and
+progress reset (``exercises.runner``), ``lab.lifecycle.recreate_guest`` for one guest, and
+``down`` then ``up`` for the whole lab. The other students are never touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from labctl.classroom.state import ClassDir
+from labctl.errors import LabctlError
+from labctl.exercises import runner
+from labctl.exercises.progress import ProgressStore
+from labctl.lab import lifecycle
+from labctl.spec.model import load_lab
+from labctl.stages import Reporter, quiet
+
+
+def reset(
+    folder: ClassDir,
+    student: str,
+    exercise: str | None = None,
+    guest: str | None = None,
+    report: Reporter = quiet,
+) -> str:
+    """Reset one student's exercise (its guests and progress), one guest, or the whole lab.
+
+    Returns a one-line summary of what was done.
+    """
+    if exercise is not None and guest is not None:
+        raise LabctlError("give --exercise or --guest, not both", code=2)
+    with folder.locked("labctl class reset"):
+        state = folder.require()
+        seat = state.seats.get(student)
+        if seat is None:
+            raise LabctlError(
+                f"no student {student!r} in class {state.name}",
+                f"students: {', '.join(state.seats)}",
+                2,
+            )
+        spec_path = Path(state.spec_path)
+        if exercise is not None:
+            ws = runner.open_workspace(str(spec_path), seat.instance)
+            ex = ws.exercise(exercise)
+            runner.recreate_guests(ws, ex, student, report)
+            with ProgressStore(state.lab, seat.instance, student).update() as progress:
+                runner.reset_progress(progress.of(ex.id))
+            return f"{student}: exercise {ex.id} starts over ({', '.join(ex.guests)} fresh)"
+        from labctl.host.accel import detect
+        from labctl.images.registry import store
+
+        lab = load_lab(spec_path)
+        if guest is not None:
+            lifecycle.recreate_guest(
+                lab, spec_path, seat.instance, guest, store(), detect(), report
+            )
+            return f"{student}: {guest} fresh from its image"
+        lifecycle.down(lab.name, seat.instance, report)
+        lifecycle.up(lab, spec_path, seat.instance, store(), detect(), report=report)
+        return f"{student}: every guest fresh from its image (progress kept)"

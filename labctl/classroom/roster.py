@@ -1,0 +1,299 @@
+"""A class roster: a CSV of students, validated line by line before anything is created.
+
+``id,name[,email][,ssh_key]`` with a header line; UTF-8 (a BOM is fine), LF or CRLF line
+ends, names with accents. A student's id names their Linux account and, with the class
+name, their lab instance (``<class>-<id>``), so it must suit both: lowercase, starting with a
+letter, short enough that ``labctl-<lab>-<class>-<id>-<guest>`` fits every engine. Every
+problem is reported at once, each at ``FILE:LINE`` with what to do.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import pwd
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from labctl.errors import SpecError
+from labctl.instance import naming
+
+#: A class name: part of every student's instance name (``<class>-<id>``).
+CLASS_RE = re.compile(r"^[a-z][a-z0-9]{0,4}$")
+MAX_CLASS = 5
+#: ``<class>-<id>`` is an instance name: at most naming.MAX_INSTANCE (16) characters.
+MAX_ID = naming.MAX_INSTANCE - MAX_CLASS - 1
+#: A Linux user name and an instance-name part: no dots or underscores (engines refuse them).
+ID_RE = re.compile(rf"^[a-z](?:[a-z0-9-]{{0,{MAX_ID - 2}}}[a-z0-9])?$")
+#: More students than one server holds; a larger roster is a mistake (or several servers).
+MAX_STUDENTS = 500
+MAX_NAME = 100
+COLUMNS = ("id", "name", "email", "ssh_key")
+REQUIRED = ("id", "name")
+#: Public key types OpenSSH accepts in authorized_keys (FIDO keys included).
+KEY_TYPES = frozenset(
+    {
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    }
+)
+EMAIL_RE = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+#: Shown with every problem: how a roster must look.
+HINT = (
+    "a roster is a UTF-8 CSV with the header id,name[,email][,ssh_key]; ids are 1-10 "
+    "lowercase letters, digits and dashes starting with a letter (e.g. ana, b-ruiz07)"
+)
+
+
+@dataclass(frozen=True)
+class Student:
+    """One roster row."""
+
+    id: str
+    name: str
+    line: int  # where it is in the roster file, for later messages
+    email: str | None = None
+    ssh_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Roster:
+    """A validated roster: students in file order, ids unique."""
+
+    path: str
+    students: tuple[Student, ...]
+
+    @property
+    def ids(self) -> list[str]:
+        """The students' ids, in file order."""
+        return [s.id for s in self.students]
+
+    def student(self, student_id: str) -> Student:
+        """One student by id, or an error listing the roster's ids."""
+        for s in self.students:
+            if s.id == student_id:
+                return s
+        raise SpecError(
+            f"no student {student_id!r} in the class roster {self.path}",
+            f"students: {', '.join(self.ids[:20])}{' ...' if len(self.ids) > 20 else ''}",
+        )
+
+
+def check_class(name: str) -> str:
+    """Validate a class name (it starts every student's instance name)."""
+    if not CLASS_RE.match(name):
+        raise SpecError(
+            f"class name {name!r} is not valid",
+            f"use 1-{MAX_CLASS} lowercase letters and digits starting with a letter, "
+            "e.g. --class so24a",
+        )
+    return name
+
+
+def instance_of(class_name: str, student_id: str) -> str:
+    """The lab instance of one student of a class: ``<class>-<id>`` (at most 16 characters)."""
+    return naming.check_instance(f"{class_name}-{student_id}")
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a student id, or None."""
+    if not value:
+        return "the id is empty; give every student an id"
+    if len(value) > MAX_ID:
+        return (
+            f"id {value!r} has {len(value)} characters, at most {MAX_ID} fit "
+            f"(it is part of the engine names labctl-<lab>-<class>-{value}-<guest>); shorten it"
+        )
+    if not ID_RE.match(value):
+        return (
+            f"id {value!r} is not a valid Linux user name and engine name: use lowercase "
+            "letters, digits and dashes, starting with a letter and not ending with a dash"
+        )
+    return None
+
+
+def key_problem(value: str) -> str | None:
+    """Why ``value`` is not one OpenSSH public key line, or None."""
+    parts = value.split()
+    if len(parts) < 2:
+        return "ssh_key is not a public key line (TYPE BASE64 [COMMENT]); paste the .pub file"
+    kind, blob = parts[0], parts[1]
+    if kind not in KEY_TYPES:
+        if "PRIVATE KEY" in value:
+            return "ssh_key holds a PRIVATE key; paste the .pub file instead and keep the key"
+        return f"ssh_key type {kind!r} is not one OpenSSH accepts ({', '.join(sorted(KEY_TYPES))})"
+    try:
+        raw = base64.b64decode(blob, validate=True)
+        (size,) = struct.unpack(">I", raw[:4])
+        inner = raw[4 : 4 + size].decode("ascii")
+    except (binascii.Error, struct.error, UnicodeDecodeError, ValueError):
+        return "ssh_key's key data is not valid base64 of a key; paste the whole .pub line"
+    if inner != kind:
+        return f"ssh_key says {kind} but its data is a {inner or 'damaged'} key; paste it again"
+    return None
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")  # a BOM (spreadsheets write one) is dropped
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            f"{path}:{line}: the roster is not UTF-8 (byte {data[exc.start]:#04x})",
+            "save it as CSV UTF-8 (your spreadsheet's 'CSV UTF-8' format); " + HINT,
+        ) from None
+
+
+def _header(path: Path, row: list[str], line: int) -> list[str]:
+    names = [c.strip().lower() for c in row]
+    unknown = [c for c in names if c not in COLUMNS]
+    missing = [c for c in REQUIRED if c not in names]
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    problems = []
+    if unknown:
+        problems.append(f"unknown column(s) {', '.join(map(repr, unknown))}")
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if dupes:
+        problems.append(f"column(s) named twice: {', '.join(dupes)}")
+    if problems:
+        raise SpecError(
+            f"{path}:{line}: the header {','.join(row)!r} is not valid: {'; '.join(problems)}",
+            HINT,
+        )
+    return names
+
+
+def _row(
+    cells: dict[str, str], line: int, seen: dict[str, int]
+) -> tuple[Student | None, list[str]]:
+    problems: list[str] = []
+    sid = cells.get("id", "")
+    bad = id_problem(sid)
+    if bad:
+        problems.append(bad)
+    elif sid in seen:
+        problems.append(f"id {sid!r} is already the student of line {seen[sid]}; ids are unique")
+    else:
+        seen[sid] = line  # even when the row has other problems: a later duplicate is one too
+    name = cells.get("name", "")
+    if not name:
+        problems.append("the name is empty; give the student's name")
+    elif len(name) > MAX_NAME or any(not c.isprintable() for c in name):
+        problems.append(f"the name must be printable text of at most {MAX_NAME} characters")
+    email = cells.get("email") or None
+    if email is not None and not EMAIL_RE.match(email):
+        problems.append(f"email {email!r} is not an address like ana@example.org")
+    key = cells.get("ssh_key") or None
+    if key is not None:
+        bad_key = key_problem(key)
+        if bad_key:
+            problems.append(bad_key)
+    if problems:
+        return None, problems
+    return Student(sid, name, line, email, key), []
+
+
+def parse(path: Path, data: bytes, max_students: int = MAX_STUDENTS) -> Roster:
+    """Validate roster bytes; one SpecError listing every problem at ``FILE:LINE``."""
+    reader = csv.reader(io.StringIO(_decode(path, data), newline=""), strict=True)
+    header: list[str] | None = None
+    students: list[Student] = []
+    seen: dict[str, int] = {}
+    problems: list[str] = []
+    rows = 0
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not any(c.strip() for c in row):
+                continue  # blank lines (a trailing one, say) are not students
+            if header is None:
+                header = _header(path, row, line)
+                continue
+            rows += 1
+            if rows > max_students:
+                raise SpecError(
+                    f"{path}:{line}: more than {max_students} students; one server holds fewer",
+                    "split the class into several rosters (and classes), or check that the "
+                    "file is the roster",
+                )
+            if len(row) > len(header):
+                problems.append(
+                    f"{path}:{line}: {len(row)} cells for {len(header)} columns "
+                    f"({','.join(header)}); quote a name that holds a comma"
+                )
+                continue
+            cells = {
+                h: c.strip() for h, c in zip(header, row, strict=False)
+            }  # short rows: empty cells
+            student, bad = _row(cells, line, seen)
+            problems.extend(f"{path}:{line}: {p}" for p in bad)
+            if student is not None:
+                students.append(student)
+    except csv.Error as exc:
+        problems.append(f"{path}:{reader.line_num}: not valid CSV: {exc}")
+    if header is None:
+        raise SpecError(f"{path}:1: the roster is empty", HINT)
+    if not students and not problems:
+        raise SpecError(f"{path}: the roster has a header and no students", HINT)
+    if problems:
+        shown = problems[:25]
+        more = f"\n  ... and {len(problems) - 25} more" if len(problems) > 25 else ""
+        head = f"{len(problems)} problem(s) in the roster {path}, nothing was created:\n  "
+        raise SpecError(head + "\n  ".join(shown) + more, HINT)
+    return Roster(str(path), tuple(students))
+
+
+def load(path: Path, max_students: int = MAX_STUDENTS) -> Roster:
+    """Read and validate a roster file."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"cannot read the roster {path}: {exc.strerror}", HINT) from None
+    return parse(path, data, max_students)
+
+
+def account_exists(name: str) -> bool:
+    """True when the host has a user account ``name`` (from the passwd database)."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def check_accounts(
+    roster: Roster,
+    class_name: str,
+    exists: Callable[[str], bool] = account_exists,
+    ours: Callable[[str, str], bool] = lambda _user, _cls: False,
+) -> None:
+    """Refuse ids that are existing accounts, unless labctl made them for this class.
+
+    ``ours(user, class)`` says whether labctl created the account for the class (the
+    accounts module marks them); any other account (``root``, ``www-data``, a colleague's)
+    is never reused as a student's.
+    """
+    clashes = [s for s in roster.students if exists(s.id) and not ours(s.id, class_name)]
+    if clashes:
+        lines = "\n  ".join(
+            f"{roster.path}:{s.line}: id {s.id!r} is an existing account on this host, "
+            f"not one labctl made for class {class_name}"
+            for s in clashes
+        )
+        raise SpecError(
+            f"{len(clashes)} student id(s) clash with accounts of this host, nothing was "
+            f"created:\n  {lines}",
+            "give those students other ids (e.g. add a digit); labctl never takes over an "
+            "account it did not create",
+        )

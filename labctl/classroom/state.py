@@ -1,0 +1,181 @@
+"""A class's state file: its lab, its roster and each student's seat, written atomically.
+
+``<state>/classes/<class>/class.json``, readable by root only, changed under
+``<state>/classes/<class>/class.lock`` (the folder also holds the students' access sheets,
+``classroom.accounts``). It is written before any student's lab is created and
+after every student's outcome, so a rerun of ``class up`` knows whom to finish and ``class
+down`` whom to remove, and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from labctl.classroom.roster import Student, check_class
+from labctl.errors import ExitCode, LabctlError
+from labctl.paths import state_dir, within
+from labctl.private import locked, private_dir, write_private
+
+PENDING, UP, FAILED = "pending", "up", "failed"
+
+
+@dataclass(frozen=True)
+class Seat:
+    """One student of the class: who, which instance, and what the last ``class up`` did."""
+
+    student: str
+    name: str
+    instance: str
+    email: str | None = None
+    ssh_key: str | None = None
+    outcome: str = PENDING  # pending -> up | failed
+    error: str | None = None
+    seconds: float | None = None
+    updated_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ClassState:
+    """A class: its name, its lab, the roster it came from, its seats by student id."""
+
+    name: str
+    lab: str
+    spec_path: str
+    roster: str
+    seats: dict[str, Seat] = field(default_factory=dict)
+
+    def with_seat(self, seat: Seat) -> ClassState:
+        """A copy with ``seat`` replacing the seat of the same student."""
+        return replace(self, seats={**self.seats, seat.student: seat})
+
+    def without(self, student: str) -> ClassState:
+        """A copy without the student's seat."""
+        return replace(self, seats={k: v for k, v in self.seats.items() if k != student})
+
+    def to_json(self) -> str:
+        """Serialise for the state file."""
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> ClassState:
+        """Read a state file's content."""
+        data = json.loads(text)
+        data["seats"] = {k: Seat(**v) for k, v in data.get("seats", {}).items()}
+        return cls(**data)
+
+
+def seat_of(student: Student, instance: str) -> Seat:
+    """A new, pending seat for a roster row."""
+    return Seat(student.id, student.name, instance, student.email, student.ssh_key)
+
+
+class NoClass(LabctlError):
+    """No class of that name is up. Exit 2: nothing could run."""
+
+    code = ExitCode.NOTHING_RAN
+
+
+class ClassDir:
+    """Where the state of one class is kept."""
+
+    def __init__(self, name: str, root: Path | None = None) -> None:
+        self.name = check_class(name)
+        self.root = within((root or state_dir()) / "classes", name)
+        self.path = self.root / "class.json"
+
+    def load(self) -> ClassState | None:
+        """The class's state, or None when there is no such class."""
+        try:
+            return ClassState.from_json(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as exc:
+            raise LabctlError(
+                f"class state file {self.path} is damaged: {exc}",
+                "its students' labs are still labelled: `labctl down --lab LAB --instance "
+                f"{self.name}-ID` removes each; then remove the file",
+            ) from exc
+
+    def require(self) -> ClassState:
+        """The class's state, or an error saying there is no such class."""
+        state = self.load()
+        if state is None:
+            raise NoClass(f"there is no class {self.name!r} on this host", "labctl class up")
+        return state
+
+    def save(self, state: ClassState) -> None:
+        """Write atomically, readable by root only."""
+        private_dir(self.root)
+        write_private(self.path, state.to_json())
+
+    def remove(self) -> None:
+        """Forget the class (its labs and accounts are gone); the folder too once empty."""
+        self.path.unlink(missing_ok=True)
+        (self.root / "class.lock").unlink(missing_ok=True)
+        for folder in (self.root / "access", self.root):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # not empty (files labctl did not make) or already gone
+
+    @contextmanager
+    def locked(self, command: str, wait: float = 30.0) -> Iterator[None]:
+        """Hold the class's lock: one ``class up``/``down``/``reset`` at a time per class."""
+        private_dir(self.root)
+
+        def refuse() -> LabctlError:
+            return LabctlError(
+                f"another labctl has been working on class {self.name} for {wait:g} s",
+                f"wait for it to finish, then run {command} again",
+            )
+
+        with locked(self.root / "class.lock", wait, refuse):
+            yield
+
+
+def classes(root: Path | None = None) -> list[str]:
+    """The names of every class on this host."""
+    folder = (root or state_dir()) / "classes"
+    return sorted(p.parent.name for p in folder.glob("*/class.json")) if folder.is_dir() else []
+
+
+def pick(name: str | None, root: Path | None = None) -> ClassDir:
+    """The class named, or the only class on this host."""
+    if name is not None:
+        return ClassDir(name, root)
+    found = classes(root)
+    if len(found) == 1:
+        return ClassDir(found[0], root)
+    if not found:
+        raise NoClass("there is no class on this host", "labctl class up ROSTER [LAB]")
+    raise LabctlError(
+        f"{len(found)} classes on this host: {', '.join(found)}",
+        "say which with --class NAME",
+        ExitCode.USAGE,
+    )
+
+
+class Box:
+    """The class state shared by worker threads; every change is saved at once."""
+
+    def __init__(self, folder: ClassDir, state: ClassState) -> None:
+        self.folder = folder
+        self.state = state
+        self._lock = threading.Lock()
+
+    def put(self, seat: Seat) -> None:
+        """Replace one seat and save."""
+        with self._lock:
+            self.state = self.state.with_seat(seat)
+            self.folder.save(self.state)
+
+    def drop(self, student: str) -> None:
+        """Remove one seat and save."""
+        with self._lock:
+            self.state = self.state.without(student)
+            self.folder.save(self.state)

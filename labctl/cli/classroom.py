@@ -1,0 +1,263 @@
+"""``labctl class plan/up/status/verify/reset/down``: a roster in, one isolated lab per student."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from labctl import console
+from labctl.classroom import capacity, roster
+from labctl.classroom import lifecycle as class_lifecycle
+from labctl.classroom import state as class_state
+from labctl.cli import tables
+from labctl.cli.app import app
+from labctl.cli.lab import resolve_lab
+from labctl.errors import ExitCode
+from labctl.instance.naming import DEFAULT_LAB
+
+class_app = typer.Typer(help="Class mode: one isolated lab instance per student of a roster.")
+app.add_typer(class_app, name="class")
+
+RosterArg = typer.Argument(..., help="CSV with the header id,name[,email][,ssh_key].")
+LabArg = typer.Argument(DEFAULT_LAB, metavar="[LAB]", help="Lab name or file.")
+ClassOpt = typer.Option(
+    None, "--class", "-c", help="Class name (1-5 letters/digits); default: the only class."
+)
+JsonOpt = typer.Option(False, "--json", help="Print as JSON.")
+
+
+def _plan_lines(p: capacity.Plan) -> list[tuple[str, str]]:
+    c, h = p.cost, p.host
+    return [
+        ("lab", f"{p.lab}: {c.guests} guests, {c.vcpus} virtual CPUs in VMs"),
+        ("per student", f"{c.memory_mib} MiB memory, {c.disk_mib} MiB disk (upper bounds)"),
+        (
+            "host",
+            f"{h.memory_available_mib} MiB available, {h.disk_free_mib} MiB disk free, "
+            f"{h.cores} cores",
+        ),
+        (
+            "kept for host",
+            f"{capacity.RESERVE_MEMORY_MIB} MiB memory, {capacity.RESERVE_DISK_MIB} MiB disk",
+        ),
+        ("KSM", h.ksm.summary),
+        ("fit", f"{p.fit} students (memory {p.fit_memory}, disk {p.fit_disk})"),
+        (
+            "roster",
+            f"{p.students} students: {'fits' if p.fits else 'does NOT fit'}; "
+            f"{p.cpu_share:.2f} cores each, {p.vcpus_per_core:.1f} vCPUs per core",
+        ),
+    ]
+
+
+@class_app.command("plan")
+def plan_(roster_file: Path = RosterArg, lab_ref: str = LabArg, json_out: bool = JsonOpt) -> None:
+    """What one student's lab costs on this host and how many students fit."""
+    r = roster.load(roster_file)
+    lab, _ = resolve_lab(lab_ref)
+    p = capacity.plan(lab, len(r.students))
+    if json_out:
+        console.print_json(
+            {
+                "lab": p.lab,
+                "students": p.students,
+                "cost": p.cost,
+                "host": p.host,
+                "fit": p.fit,
+                "fit_memory": p.fit_memory,
+                "fit_disk": p.fit_disk,
+                "fits": p.fits,
+                "cpu_share": round(p.cpu_share, 3),
+                "vcpus_per_core": round(p.vcpus_per_core, 2),
+                "advice": p.advice(),
+            }
+        )
+    else:
+        console.out.print(tables.pairs((k, escape(v)) for k, v in _plan_lines(p)))
+        for note in p.advice():
+            console.out.print(f"[yellow]Advice:[/yellow] {escape(note)}")
+    if not p.fits:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+class _Lines:
+    """``class up``'s progress: a line per lab-wide stage and per student's milestones."""
+
+    def __call__(self, who: str, step: str, detail: str) -> None:
+        if not who:
+            console.err.print(f"[bold]▸ {escape(step)}[/bold] {escape(detail)}")
+        elif step in ("done", "failed", "validate", "guests") or step.endswith(" done"):
+            colour = {"done": "green", "failed": "red"}.get(step, "")
+            tag = f"[{colour}]{step}[/{colour}]" if colour else escape(step)
+            console.err.print(f"  {escape(who)}: {tag} {escape(detail)}".rstrip())
+
+
+@class_app.command("up")
+def up(
+    roster_file: Path = RosterArg,
+    lab_ref: str = LabArg,
+    class_name: str = typer.Option("class", "--class", "-c", help="Class name (1-5 chars)."),
+    max_parallel: int = typer.Option(
+        max(1, os.cpu_count() or 1),
+        "--max-parallel",
+        min=1,
+        max=64,
+        help="Students' labs brought up at once (default: one per core).",
+    ),
+    max_students: int | None = typer.Option(
+        None, "--max-students", min=1, help="Refuse a roster longer than this."
+    ),
+    json_out: bool = JsonOpt,
+) -> None:
+    """One lab instance per student; a rerun finishes what is missing."""
+    from labctl.host.accel import detect
+    from labctl.images.registry import store
+
+    roster.check_class(class_name)
+    r = roster.load(roster_file)
+    lab, path = resolve_lab(lab_ref)
+    result = class_lifecycle.up(
+        r,
+        class_name,
+        lab,
+        path,
+        store(),
+        detect(),
+        max_parallel=max_parallel,
+        max_students=max_students,
+        report=_Lines() if not json_out else lambda *a: None,
+    )
+    if json_out:
+        console.print_json({"class": result.name, "lab": result.lab, "students": result.results})
+    else:
+        t = tables.table("student", "instance", "result", "seconds")
+        for s in result.results:
+            state = "[green]up[/green]" if s.ok else "[red]failed[/red]"
+            t.add_row(escape(s.student), escape(s.instance), state, f"{s.seconds:.1f}")
+        console.out.print(t)
+        for s in result.failed:
+            console.out.print(f"[red]{escape(s.student)}[/red]: {escape(s.error or '')}")
+        console.err.print(
+            f"Class {result.name}: {len(result.results) - len(result.failed)} of "
+            f"{len(result.results)} labs up."
+        )
+    if result.failed:
+        console.err.print("Hint: fix the cause and run the same `labctl class up` again.")
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _when(stamp: str | None) -> str:
+    return stamp.replace("T", " ")[:16] if stamp else "-"
+
+
+@class_app.command("status")
+def status(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
+    """One row per student: guests ready, exercises done, last activity."""
+    from labctl.classroom.status import status as class_status
+
+    folder = class_state.pick(class_name)
+    st = folder.require()
+    rows = class_status(st)
+    if json_out:
+        console.print_json({"class": st.name, "lab": st.lab, "students": rows})
+        return
+    t = tables.table("student", "name", "guests", "exercises", "last activity", "state")
+    for r in rows:
+        ready = f"{r.guests_ready}/{r.guests}"
+        if r.guests_ready < r.guests:
+            ready = f"[yellow]{ready}[/yellow]"
+        t.add_row(
+            escape(r.student),
+            escape(r.name),
+            ready,
+            f"{r.exercises_done}/{r.exercises}",
+            _when(r.last_activity),
+            escape(r.outcome),
+        )
+    console.out.print(t)
+    errors = [(r.student, r.error) for r in rows if r.error]
+    if errors:
+        console.out.print(tables.pairs((escape(s), escape(e or "")) for s, e in errors))
+
+
+@class_app.command("verify")
+def verify(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
+    """Prove isolation on the live class: no student reaches another's guests or the host."""
+    from labctl.classroom import verify as probe
+
+    st = class_state.pick(class_name).require()
+    report = probe.verify(st)
+    if json_out:
+        console.print_json(
+            {
+                "class": st.name,
+                "isolated": report.isolated,
+                "leaks": report.leaks,
+                "broken": report.broken,
+                "errors": report.errors,
+                "probes": report.probes,
+            }
+        )
+    else:
+        bad = report.leaks + report.broken
+        if bad:
+            t = tables.table("from", "to", "probe", "problem")
+            for p in bad:
+                t.add_row(
+                    escape(f"{p.student}/{p.source}"),
+                    escape(p.target),
+                    escape(p.what),
+                    "[red]LEAK[/red]" if p.leak else "[yellow]own guest unreachable[/yellow]",
+                )
+            console.out.print(t)
+        for e in report.errors:
+            console.out.print(f"[red]not probed[/red]: {escape(e)}")
+        verdict = "isolated" if report.isolated else "[red]NOT isolated[/red]"
+        console.out.print(f"Class {st.name}: {verdict} ({', '.join(probe.summary(report))}).")
+    if not report.isolated:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@class_app.command("reset")
+def reset(
+    student: str = typer.Argument(..., help="Student id."),
+    exercise: str | None = typer.Option(None, "--exercise", "-e", help="Reset this exercise."),
+    guest: str | None = typer.Option(None, "--guest", "-g", help="Re-create this guest."),
+    class_name: str | None = ClassOpt,
+) -> None:
+    """Put one student's exercise, guest or whole lab back as new; others untouched."""
+    from labctl.classroom.reset import reset as do_reset
+
+    def report(who: str, step: str, detail: str) -> None:
+        console.err.print(f"▸ {who} {step} {detail}".replace("  ", " ").strip())
+
+    said = do_reset(class_state.pick(class_name), student, exercise, guest, report)
+    console.out.print(escape(said))
+
+
+@class_app.command("down")
+def down(
+    class_name: str | None = ClassOpt,
+    student: str | None = typer.Option(None, "--student", "-s", help="Only this student."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Remove the class's labs, accounts and keys (or one student's), and nothing else."""
+
+    def report(who: str, step: str, detail: str) -> None:
+        if not json_out:
+            console.err.print(f"▸ {who} {step} {detail}".replace("  ", " ").strip())
+
+    done = class_lifecycle.down(class_state.pick(class_name), student, report)
+    if json_out:
+        console.print_json({"students": done})
+        return
+    kept = [d for d in done if d.progress_kept]
+    console.err.print(f"{len(done)} students' labs removed.")
+    if kept:
+        console.err.print(
+            f"Progress of {len(kept)} students kept for grading (under each instance's "
+            "progress/ folder)."
+        )

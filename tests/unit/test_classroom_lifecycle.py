@@ -1,0 +1,289 @@
+"""Class up/down/status on fake engines: the real lab lifecycle per student, fakes below it.
+
+The backends are test_recovery's in-memory FakeBackend; accounts are a fake recording what
+``class up``/``down`` asked; the host's capacity is given, never measured.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from labctl import backends
+from labctl.classroom import capacity, roster
+from labctl.classroom import lifecycle as class_lifecycle
+from labctl.classroom.roster import Student
+from labctl.classroom.state import FAILED, UP, ClassDir, classes, pick
+from labctl.classroom.status import status
+from labctl.errors import EngineError, HostError, LabctlError, SpecError
+from labctl.exercises.progress import ProgressStore
+from labctl.images.cache import ImageStore
+from labctl.instance.reservations import Reservations
+from labctl.instance.state import InstanceDir
+from labctl.lab import lifecycle
+from labctl.spec.model import Lab, load_lab
+from labctl.stages import Reporter
+from tests.labs import APP, VM, lab_yaml
+from tests.unit.test_recovery import Empty, FakeBackend, NoKvm
+
+LAB = lab_yaml("cls", VM, APP)
+ROOMY = capacity.HostCapacity(64_000, 500_000, 2, capacity.Ksm(True, False, 0))
+
+
+@dataclass
+class FakeAccounts:
+    """Accounts in memory: who was made, who removed, which are labctl's."""
+
+    made: list[tuple[str, str, str]] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)
+    ours: set[tuple[str, str]] = field(default_factory=set)
+
+    def ensure(self, student: Student, class_name: str, lab: str, instance: str) -> None:
+        self.made.append((student.id, class_name, instance))
+        self.ours.add((student.id, class_name))
+
+    def remove(self, student: str, class_name: str) -> None:
+        self.removed.append((student, class_name))
+        self.ours.discard((student, class_name))
+
+    def owned(self, user: str, class_name: str) -> bool:
+        return (user, class_name) in self.ours
+
+
+@dataclass
+class World:
+    root: Path
+    lab: Lab
+    path: Path
+    store: ImageStore
+    engines: dict[str, FakeBackend]
+    accounts: FakeAccounts
+    roster_file: Path
+
+    def roster(self, text: str) -> roster.Roster:
+        self.roster_file.write_text(text)
+        return roster.load(self.roster_file)
+
+    def up(self, r: roster.Roster, name: str = "so", **kw: object) -> class_lifecycle.ClassUpResult:
+        kw.setdefault("host", ROOMY)
+        kw.setdefault("account_exists", lambda user: self.accounts.owned(user, name))
+        kw.setdefault("accounts", self.accounts)
+        return class_lifecycle.up(
+            r,
+            name,
+            self.lab,
+            self.path,
+            self.store,
+            NoKvm(),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def running(self) -> set[str]:
+        return {r for e in self.engines.values() for r in e.guests}
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    root = tmp_path / "state"
+    monkeypatch.setenv("LABCTL_STATE", str(root))
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB)
+    store = ImageStore([Empty("vm-amd64"), Empty("docker-app")], root=tmp_path / "cache")
+    store.build(["vm-amd64", "docker-app"])
+    engines = {e: FakeBackend(e) for e in ("libvirt", "docker")}
+    monkeypatch.setattr(backends, "get", engines.__getitem__)
+    monkeypatch.setattr(backends, "engines", lambda: list(engines))
+    return World(root, load_lab(path), path, store, engines, FakeAccounts(), tmp_path / "r.csv")
+
+
+THREE = "id,name\nana,Ana García\nbo,Bo\ncy,Cy\n"
+
+
+def failing_for(student_instance: str, why: str) -> class_lifecycle.UpOne:
+    """The real lab up for every student but one, whose engine refuses."""
+
+    def up_one(lab: Lab, path: Path, instance: str, report: Reporter) -> object:
+        if instance == student_instance:
+            raise EngineError(why)
+        return lifecycle.up(lab, path, instance, _store(path), NoKvm(), report=report)  # type: ignore[arg-type]
+
+    return up_one
+
+
+def _store(path: Path) -> ImageStore:
+    return ImageStore([Empty("vm-amd64"), Empty("docker-app")], root=path.parent / "cache")
+
+
+def test_each_student_gets_an_instance_named_by_class_and_id_and_an_account(world: World) -> None:
+    result = world.up(world.roster(THREE))
+    assert [(r.student, r.instance, r.ok) for r in result.results] == [
+        ("ana", "so-ana", True),
+        ("bo", "so-bo", True),
+        ("cy", "so-cy", True),
+    ]
+    assert world.running() == {
+        f"labctl-cls-so-{s}-{g}" for s in ("ana", "bo", "cy") for g in ("vm", "app")
+    }
+    assert world.accounts.made == [
+        ("ana", "so", "so-ana"),
+        ("bo", "so", "so-bo"),
+        ("cy", "so", "so-cy"),
+    ]
+    st = ClassDir("so").require()
+    assert (st.lab, st.roster) == ("cls", str(world.roster_file.resolve()))
+    assert {s: seat.outcome for s, seat in st.seats.items()} == {"ana": UP, "bo": UP, "cy": UP}
+    assert st.seats["ana"].name == "Ana García"
+    assert InstanceDir("cls", "so-bo").load() is not None  # `labctl status -i so-bo` works
+
+
+def test_one_students_failure_is_recorded_and_the_others_come_up(world: World) -> None:
+    result = world.up(world.roster(THREE), up_one=failing_for("so-bo", "libvirt: no space"))
+    assert [(r.student, r.ok) for r in result.results] == [
+        ("ana", True),
+        ("bo", False),
+        ("cy", True),
+    ]
+    assert result.failed[0].error == "libvirt: no space"
+    seat = ClassDir("so").require().seats["bo"]
+    assert (seat.outcome, seat.error) == (FAILED, "libvirt: no space")
+    # a rerun finishes the class: bo comes up, ana and cy are found up
+    again = world.up(world.roster(THREE))
+    assert not again.failed
+    assert ClassDir("so").require().seats["bo"].outcome == UP
+    assert again.plan.students == 1  # only bo's lab was new: only it needed capacity
+
+
+def test_a_failure_that_is_not_a_labctl_error_is_recorded_too(world: World) -> None:
+    def up_one(lab: Lab, path: Path, instance: str, report: Reporter) -> object:
+        raise OSError(28, "No space left on device")
+
+    result = world.up(world.roster("id,name\nana,Ana\n"), up_one=up_one)
+    assert "No space left on device" in (result.failed[0].error or "")
+
+
+def test_parallelism_is_bounded(world: World) -> None:
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def up_one(lab: Lab, path: Path, instance: str, report: Reporter) -> object:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return None
+
+    text = "id,name\n" + "".join(f"s{i},S {i}\n" for i in range(7))
+    result = world.up(world.roster(text), up_one=up_one, max_parallel=3)
+    assert len(result.results) == 7 and not result.failed
+    assert peak[0] == 3
+
+
+def test_an_overcommit_is_refused_before_anything_is_created(world: World) -> None:
+    tight = capacity.HostCapacity(1024 + 2 * 600, 500_000, 2, capacity.Ksm(False, False, 0))
+    with pytest.raises(HostError, match="3 students do not fit") as err:
+        world.up(world.roster(THREE), host=tight)
+    assert "--max-students 2" in (err.value.hint or "")
+    assert world.running() == set() and world.accounts.made == []
+    assert classes() == [] and Reservations().entries()["subnets"] == {}
+
+
+def test_max_students_refuses_a_longer_roster(world: World) -> None:
+    with pytest.raises(LabctlError, match="3 students, --max-students is 2"):
+        world.up(world.roster(THREE), max_students=2)
+    assert classes() == []
+
+
+def test_an_id_that_is_a_host_account_is_refused_before_anything(world: World) -> None:
+    with pytest.raises(SpecError, match="r.csv:3: id 'bo' is an existing account"):
+        world.up(world.roster(THREE), account_exists={"bo"}.__contains__)
+    assert world.running() == set() and classes() == []
+
+
+def test_a_class_keeps_its_lab(world: World, tmp_path: Path) -> None:
+    world.up(world.roster("id,name\nana,Ana\n"))
+    other = tmp_path / "other.yaml"
+    other.write_text(lab_yaml("cls2", APP))
+    with pytest.raises(LabctlError, match="class so runs lab cls, not cls2"):
+        class_lifecycle.up(
+            world.roster("id,name\nana,Ana\n"),
+            "so",
+            load_lab(other),
+            other,
+            world.store,
+            NoKvm(),
+            host=ROOMY,
+            accounts=world.accounts,  # type: ignore[arg-type]
+            account_exists=lambda u: True,
+        )
+
+
+def test_down_removes_exactly_the_class_and_nothing_else(world: World) -> None:
+    # someone's own lab of the same lab file, and a second class, share the host
+    lifecycle.up(world.lab, world.path, "main", world.store, NoKvm())  # type: ignore[arg-type]
+    world.up(world.roster("id,name\nana,Ana\n"), name="b")
+    world.up(world.roster(THREE))
+    with ProgressStore("cls", "so-ana", "ana").update() as p:
+        p.of("ex1").start()
+    done = class_lifecycle.down(ClassDir("so"), student="bo", accounts=world.accounts)
+    assert [(d.student, d.instance) for d in done] == [("bo", "so-bo")]
+    assert "labctl-cls-so-bo-vm" not in world.running()
+    assert set(ClassDir("so").require().seats) == {"ana", "cy"}
+    assert not InstanceDir("cls", "so-bo").path.exists()  # its key went too
+    done = class_lifecycle.down(ClassDir("so"), accounts=world.accounts)
+    assert [(d.student, d.progress_kept) for d in done] == [("ana", True), ("cy", False)]
+    assert world.running() == {
+        "labctl-cls-main-vm",
+        "labctl-cls-main-app",
+        "labctl-cls-b-ana-vm",
+        "labctl-cls-b-ana-app",
+    }
+    assert world.accounts.removed == [("bo", "so"), ("ana", "so"), ("cy", "so")]
+    assert classes() == ["b"] and not (world.root / "classes" / "so").exists()
+    ana = InstanceDir("cls", "so-ana")
+    assert not ana.key.exists() and ProgressStore("cls", "so-ana", "ana").path.exists()
+    held = {t["instance"] for t in Reservations().entries()["subnets"].values()}
+    assert held == {"main", "b-ana"}
+
+
+def test_down_of_an_unknown_class_or_student_changes_nothing(world: World) -> None:
+    with pytest.raises(LabctlError, match="no class 'zz'") as err:
+        class_lifecycle.down(ClassDir("zz"), accounts=world.accounts)
+    assert err.value.code == 2
+    world.up(world.roster("id,name\nana,Ana\n"))
+    with pytest.raises(LabctlError, match="no student 'bo' in class so"):
+        class_lifecycle.down(ClassDir("so"), student="bo", accounts=world.accounts)
+    assert len(world.running()) == 2
+
+
+def test_pick_finds_the_only_class_or_asks(world: World) -> None:
+    with pytest.raises(LabctlError, match="no class on this host"):
+        pick(None)
+    world.up(world.roster("id,name\nana,Ana\n"), name="a")
+    assert pick(None).name == "a"
+    world.up(world.roster("id,name\nbo,Bo\n"), name="b")
+    with pytest.raises(LabctlError, match="2 classes on this host: a, b"):
+        pick(None)
+
+
+def test_status_has_a_row_per_student_with_guests_and_progress(world: World) -> None:
+    world.up(world.roster(THREE), up_one=failing_for("so-cy", "docker: pull refused"))
+    with ProgressStore("cls", "so-ana", "ana").update() as p:
+        p.of("ex1").start()
+        p.of("ex1").completed_at = "2026-12-03T08:10:00+00:00"
+        p.of("ex2").last_check_at = "2026-12-03T08:30:00+00:00"
+    world.engines["docker"].guests["labctl-cls-so-bo-app"] = "stopped"
+    rows = {r.student: r for r in status(ClassDir("so").require())}
+    assert (rows["ana"].guests_ready, rows["ana"].guests) == (2, 2)
+    assert rows["ana"].exercises_done == 1
+    assert rows["ana"].last_activity == "2026-12-03T08:30:00+00:00"
+    assert rows["bo"].guests_ready == 1 and rows["bo"].last_activity is None
+    assert (rows["cy"].outcome, rows["cy"].guests_ready, rows["cy"].error) == (
+        "failed",
+        0,
+        "docker: pull refused",
+    )

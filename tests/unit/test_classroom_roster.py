@@ -1,0 +1,188 @@
+"""Rosters: every bad input refused at FILE:LINE with what to do; good ones in every encoding."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from labctl.classroom import roster
+from labctl.errors import SpecError
+from labctl.instance import naming
+from labctl.keys import ensure_keypair
+
+
+def write(tmp_path: Path, data: str | bytes, name: str = "class.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def refused(tmp_path: Path, data: str | bytes) -> str:
+    with pytest.raises(SpecError) as err:
+        roster.load(write(tmp_path, data))
+    assert err.value.hint  # every refusal says what to do
+    return err.value.message
+
+
+@pytest.fixture(scope="module")
+def public_key(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return ensure_keypair(tmp_path_factory.mktemp("k") / "id", "ana@laptop").public_line
+
+
+def test_utf8_with_bom_crlf_accents_and_optional_columns(tmp_path: Path, public_key: str) -> None:
+    text = (
+        "id,name,email,ssh_key\r\n"
+        "ana,Ana García Núñez,ana@example.org,\r\n"
+        f'b-ruiz07,"Ruiz, Bea",,{public_key}\r\n'
+        "\r\n"
+    )
+    r = roster.load(write(tmp_path, b"\xef\xbb\xbf" + text.encode()))
+    assert r.ids == ["ana", "b-ruiz07"]
+    ana, bea = r.students
+    assert (ana.name, ana.email, ana.ssh_key, ana.line) == (
+        "Ana García Núñez",
+        "ana@example.org",
+        None,
+        2,
+    )
+    assert (bea.name, bea.email, bea.ssh_key, bea.line) == ("Ruiz, Bea", None, public_key, 3)
+
+
+def test_columns_in_any_order_and_only_id_and_name(tmp_path: Path) -> None:
+    r = roster.load(write(tmp_path, "name,id\nZoë,zoe\n"))
+    assert [(s.id, s.name) for s in r.students] == [("zoe", "Zoë")]
+
+
+def test_an_empty_file_and_a_header_alone_are_refused(tmp_path: Path) -> None:
+    assert refused(tmp_path, "").endswith("class.csv:1: the roster is empty")
+    assert refused(tmp_path, b"\xef\xbb\xbf\r\n\r\n").endswith(":1: the roster is empty")
+    assert "has a header and no students" in refused(tmp_path, "id,name\r\n")
+
+
+@pytest.mark.parametrize(
+    ("header", "says"),
+    [
+        ("id,nombre", "unknown column(s) 'nombre'; missing column(s) name"),
+        ("name,email", "missing column(s) id"),
+        ("id,name,id", "column(s) named twice: id"),
+    ],
+)
+def test_a_bad_header_names_the_line(tmp_path: Path, header: str, says: str) -> None:
+    message = refused(tmp_path, f"\n{header}\nana,Ana\n")
+    assert message.startswith(f"{tmp_path / 'class.csv'}:2: the header")
+    assert says in message
+
+
+def test_duplicate_ids_name_both_lines(tmp_path: Path) -> None:
+    message = refused(tmp_path, "id,name\nana,Ana\nbo,\nbo,Bo\nana,Ana B\n")
+    assert "class.csv:5: id 'ana' is already the student of line 2" in message
+    # a row refused for another reason still holds its id
+    assert "class.csv:4: id 'bo' is already the student of line 3" in message
+    assert "class.csv:3: the name is empty" in message
+    assert message.startswith("3 problem(s) in the roster")
+    assert "nothing was created" in message
+
+
+@pytest.mark.parametrize(
+    ("student_id", "says"),
+    [
+        ("Ana", "not a valid Linux user name and engine name"),
+        ("1ana", "not a valid Linux user name"),
+        ("ana.garcia", "not a valid Linux user name"),
+        ("ana_g", "not a valid Linux user name"),
+        ("ana-", "not ending with a dash"),
+        ("añа", "not a valid Linux user name"),
+        ("abcdefghijk", "has 11 characters, at most 10 fit"),
+        ("", "the id is empty"),
+    ],
+)
+def test_ids_that_are_not_user_names_or_engine_names(
+    tmp_path: Path, student_id: str, says: str
+) -> None:
+    message = refused(tmp_path, f"id,name\nok,Fine\n{student_id},Someone\n")
+    assert "class.csv:3: " in message and says in message
+
+
+def test_the_longest_id_fits_every_engine_name_with_the_longest_class() -> None:
+    longest = "a" * roster.MAX_ID
+    instance = roster.instance_of("b" * roster.MAX_CLASS, longest)
+    assert len(instance) == naming.MAX_INSTANCE
+    assert roster.id_problem(longest) is None
+    # the lab file's own check already guarantees guest names fit with a 16-char instance
+    assert naming.INSTANCE_RE.match(instance)
+    assert len(naming.bridge("virtualization", instance)) <= 15
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("ssh-ed25519", "not a public key line"),
+        ("ssh-dss AAAAB3NzaC1kc3MAAACBAP", "type 'ssh-dss' is not one OpenSSH accepts"),
+        ("ssh-ed25519 not*base64", "not valid base64"),
+        ("-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC", "holds a PRIVATE key"),
+    ],
+)
+def test_a_bad_ssh_key_names_the_line(tmp_path: Path, key: str, says: str) -> None:
+    message = refused(tmp_path, f"id,name,ssh_key\nana,Ana,{key}\n")
+    assert "class.csv:2: " in message and says in message
+
+
+def test_a_key_whose_data_is_another_type_is_refused(tmp_path: Path, public_key: str) -> None:
+    kind, blob, *_ = public_key.split()
+    message = refused(tmp_path, f"id,name,ssh_key\nana,Ana,ssh-rsa {blob}\n")
+    assert "class.csv:2: ssh_key says ssh-rsa but its data is a ssh-ed25519 key" in message
+
+
+def test_not_utf8_names_the_line_of_the_bad_byte(tmp_path: Path) -> None:
+    data = b"id,name\nana,Ana\n" + "bo,Bo Muñoz\n".encode("latin-1")
+    message = refused(tmp_path, data)
+    assert message.startswith(f"{tmp_path / 'class.csv'}:3: the roster is not UTF-8")
+
+
+def test_too_many_cells_bad_email_and_control_characters(tmp_path: Path) -> None:
+    message = refused(
+        tmp_path, "id,name,email\nana,Ana,Garcia,ana@x.org\nbo,Bo,bo-at-x\ncy,C\x07y,\n"
+    )
+    assert "class.csv:2: 4 cells for 3 columns" in message
+    assert "class.csv:3: email 'bo-at-x' is not an address" in message
+    assert "class.csv:4: the name must be printable" in message
+
+
+def test_500_students_are_read_at_once_and_501_refused_at_the_line(tmp_path: Path) -> None:
+    rows = "".join(f"s{i:03d},Estudiante {i}\n" for i in range(500))
+    t0 = time.monotonic()
+    r = roster.load(write(tmp_path, "id,name\n" + rows))
+    assert len(r.students) == 500 and time.monotonic() - t0 < 1.0
+    message = refused(tmp_path, "id,name\n" + rows + "s500,Uno más\n")
+    assert message.startswith(f"{tmp_path / 'class.csv'}:502: more than 500 students")
+
+
+def test_a_missing_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot read the roster .*nope.csv"):
+        roster.load(tmp_path / "nope.csv")
+
+
+def test_ids_of_existing_accounts_are_refused_unless_labctl_made_them(tmp_path: Path) -> None:
+    r = roster.load(write(tmp_path, "id,name\nana,Ana\nroot,Root\nbo,Bo\n"))
+    host = {"root", "bo"}
+    with pytest.raises(SpecError) as err:
+        roster.check_accounts(r, "so24a", host.__contains__, lambda u, c: False)
+    assert "class.csv:3: id 'root' is an existing account" in err.value.message
+    assert "class.csv:4: id 'bo'" in err.value.message
+    assert "2 student id(s) clash" in err.value.message
+    # bo's account was made by labctl for this class: a rerun may use it, root never
+    ours = {("bo", "so24a")}
+    with pytest.raises(SpecError) as err:
+        roster.check_accounts(r, "so24a", host.__contains__, lambda u, c: (u, c) in ours)
+    assert "'root'" in err.value.message and "'bo'" not in err.value.message
+    roster.check_accounts(r, "so24a", {"bo"}.__contains__, lambda u, c: (u, c) in ours)
+    with pytest.raises(SpecError, match="'bo'"):  # made by labctl, but for another class
+        roster.check_accounts(r, "other", {"bo"}.__contains__, lambda u, c: (u, c) in ours)
+
+
+@pytest.mark.parametrize("name", ["", "So24a", "so-24", "sixchr", "1a"])
+def test_bad_class_names(name: str) -> None:
+    with pytest.raises(SpecError, match="class name"):
+        roster.check_class(name)
