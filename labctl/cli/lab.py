@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -15,19 +14,16 @@ from rich.table import Column
 from labctl import console
 from labctl.cli import tables
 from labctl.cli.app import app
-from labctl.errors import SpecError
 from labctl.instance.naming import (
     DEFAULT_INSTANCE,
     DEFAULT_LAB,
-    NAME_RE,
     check_instance,
     check_lab_name,
 )
 from labctl.lab import lifecycle
 from labctl.lab import status as lab_status
 from labctl.lab.plan import READY_TIMEOUT_ENV, READY_TIMEOUT_RANGE
-from labctl.paths import LABS_DIR
-from labctl.spec.model import Lab, json_schema, load_lab
+from labctl.spec.model import Lab, find_lab, json_schema, load_lab
 
 lab_app = typer.Typer(help="Check and describe lab files.")
 app.add_typer(lab_app, name="lab")
@@ -39,15 +35,8 @@ LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name.")
 
 
 def resolve_lab(ref: str) -> tuple[Lab, Path]:
-    """A lab by path (file or directory) or by name under ``labs/``."""
-    path = Path(ref)
-    if not path.exists() and re.match(NAME_RE, ref):  # only a name is looked up in labs/
-        path = LABS_DIR / ref
-    if not path.exists():
-        known = ", ".join(sorted(p.name for p in LABS_DIR.iterdir() if (p / "lab.yaml").is_file()))
-        raise SpecError(f"no lab {ref!r}", f"give a lab file or one of: {known}")
-    if path.is_dir():
-        path = path / "lab.yaml"
+    """A lab by path (file or directory) or by name under ``labs/``, loaded."""
+    path = find_lab(ref)
     return load_lab(path), path
 
 

@@ -25,8 +25,7 @@ from labctl.exercises.progress import ExerciseProgress, now
 from labctl.instance import netguard
 from labctl.instance.state import InstanceDir, LabState, NotUp
 from labctl.keys import KeyPair
-from labctl.paths import LABS_DIR
-from labctl.spec.model import load_lab
+from labctl.spec.model import find_lab, load_lab
 from labctl.stages import Reporter
 
 HOST_TIMEOUT = 300.0
@@ -80,22 +79,14 @@ class Workspace:
 
 def open_workspace(lab_ref: str, instance: str) -> Workspace:
     """A lab by file or directory, or by name (then the running instance's own lab file)."""
-    path = Path(lab_ref)
-    if path.exists():
-        spec = path / "lab.yaml" if path.is_dir() else path
-        name = load_lab(spec).name
-        inst = InstanceDir(name, instance)
-        return Workspace(name, instance, spec.parent / "exercises", inst, inst.load())
+    if Path(lab_ref).exists():
+        spec = find_lab(lab_ref)
+        inst = InstanceDir(load_lab(spec).name, instance)
+        return Workspace(inst.lab, instance, spec.parent / "exercises", inst, inst.load())
     inst = InstanceDir(lab_ref, instance)
     state = inst.load()
-    if state is not None and state.spec_path:
-        directory = Path(state.spec_path).parent
-    else:
-        directory = LABS_DIR / lab_ref
-    if not directory.is_dir():
-        known = ", ".join(sorted(p.name for p in LABS_DIR.iterdir() if (p / "lab.yaml").is_file()))
-        raise SpecError(f"no lab {lab_ref!r}", f"give a lab directory or one of: {known}")
-    return Workspace(lab_ref, instance, directory / "exercises", inst, state)
+    spec = find_lab(lab_ref, recorded=state.spec_path if state is not None else None)
+    return Workspace(lab_ref, instance, spec.parent / "exercises", inst, state)
 
 
 def values(ws: Workspace, exercise: Exercise, student: str) -> dict[str, str]:

@@ -16,8 +16,10 @@ from pydantic import (
     model_validator,
 )
 
+from labctl.errors import SpecError
 from labctl.instance import naming
 from labctl.instance.naming import NAME_RE
+from labctl.paths import LABS_DIR
 from labctl.spec import yamlpos
 from labctl.spec.validate import validate
 
@@ -209,6 +211,23 @@ class Lab(Strict):
                         f"guests {other} and {name} both ask for host_port {guest.host_port}"
                     )
         return self
+
+
+def find_lab(ref: str, recorded: str | None = None) -> Path:
+    """The lab file ``ref`` names: a file, a directory (its ``lab.yaml``) or a lab's name.
+
+    A name means ``recorded`` when given (the file a running instance was brought up from),
+    else ``labs/<name>/lab.yaml``. SpecError, naming the known labs, when there is no such lab.
+    """
+    path = Path(ref)
+    if path.exists():
+        return path / "lab.yaml" if path.is_dir() else path
+    if re.match(NAME_RE, ref):  # only a name is looked up
+        found = Path(recorded) if recorded else LABS_DIR / ref / "lab.yaml"
+        if found.parent.is_dir():
+            return found
+    known = ", ".join(sorted(p.name for p in LABS_DIR.iterdir() if (p / "lab.yaml").is_file()))
+    raise SpecError(f"no lab {ref!r}", f"give a lab file or directory, or one of: {known}")
 
 
 def load_lab(path: Path) -> Lab:

@@ -9,7 +9,7 @@ import pytest
 
 from labctl.errors import SpecError
 from labctl.paths import LABS_DIR
-from labctl.spec.model import LibvirtGuest, json_schema, load_lab
+from labctl.spec.model import LibvirtGuest, find_lab, json_schema, load_lab
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -119,3 +119,31 @@ def test_json_schema_describes_every_guest_field() -> None:
 def test_published_schema_is_up_to_date() -> None:
     published = json.loads((LABS_DIR / "lab.schema.json").read_text())
     assert published == json_schema(), "regenerate: labctl lab schema > labs/lab.schema.json"
+
+
+def test_find_lab_by_file_directory_name_or_recorded_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab_file = tmp_path / "mine" / "lab.yaml"
+    lab_file.parent.mkdir()
+    lab_file.write_text("name: mine\n")
+    assert find_lab(str(lab_file)) == lab_file
+    assert find_lab(str(lab_file.parent)) == lab_file
+    assert find_lab("virtualization") == LABS_DIR / "virtualization" / "lab.yaml"
+    # a name means the file its running instance was brought up from, when there is one
+    assert find_lab("virtualization", recorded=str(lab_file)) == lab_file
+    monkeypatch.chdir(tmp_path)
+    assert find_lab("mine") == Path("mine") / "lab.yaml"  # a directory here wins over labs/
+
+
+@pytest.mark.parametrize("ref", ["no-such-lab", "not/a/name", "Virtualization"])
+def test_find_lab_names_the_known_labs_when_there_is_none(ref: str) -> None:
+    with pytest.raises(SpecError) as err:
+        find_lab(ref)
+    assert err.value.message == f"no lab {ref!r}"
+    assert err.value.hint and "virtualization" in err.value.hint
+
+
+def test_find_lab_refuses_a_recorded_file_whose_directory_is_gone(tmp_path: Path) -> None:
+    with pytest.raises(SpecError):
+        find_lab("virtualization", recorded=str(tmp_path / "gone" / "lab.yaml"))
