@@ -23,9 +23,9 @@ class GuestImage:
 
 def all_recipes() -> list[Recipe]:
     """The recipes of the default lab's images."""
-    from labctl.images import containers, vm
+    from labctl.images import containers, vm, vm_debian
 
-    return [*vm.recipes(), *containers.recipes()]
+    return [*vm_debian.recipes(), *vm.recipes(), *containers.recipes()]
 
 
 @cache
@@ -34,9 +34,10 @@ def guest_images() -> dict[str, GuestImage]:
 
     ``system-rootfs`` and ``docker-base`` are only steps of other builds: no guest runs them.
     """
-    from labctl.images import containers, vm
+    from labctl.images import containers, vm, vm_debian
 
     kinds: dict[type[Recipe], Kind] = {
+        vm_debian.DebianVmImage: "vm",
         vm.VmImage: "vm",
         containers.LxdSystem: "lxd",
         containers.DockerApp: "docker",
@@ -45,7 +46,8 @@ def guest_images() -> dict[str, GuestImage]:
     for recipe in all_recipes():
         kind = kinds.get(type(recipe))
         if kind is not None:
-            arch = recipe.arch.qemu if isinstance(recipe, vm.VmImage) else None
+            vms = (vm.VmImage, vm_debian.DebianVmImage)
+            arch = recipe.arch.qemu if isinstance(recipe, vms) else None
             images[recipe.name] = GuestImage(recipe.name, kind, arch)
     return images
 

@@ -1,4 +1,9 @@
-"""VM images ``vm-amd64`` and ``vm-arm64``: a Debian root disk, its kernel and a tiny initramfs.
+"""Tiny VM images ``vm-amd64-tiny`` and ``vm-arm64-tiny``, and what every VM image shares.
+
+Shared with the Debian images (:mod:`labctl.images.vm_debian`): the architectures, the kernel
+command line contract, the busybox initramfs that finds the root disk, and the disk format.
+
+The tiny images: a Debian root disk, its kernel and a tiny initramfs.
 
 The root filesystem is unpacked from Debian packages with ``mmdebstrap --variant=extract``: no
 maintainer script runs, so the arm64 image needs no emulation to build. The configuration those
@@ -105,7 +110,7 @@ def _packages(arch: str) -> list[str]:
     return [p.replace("{arch}", arch) for p in read_list(RECIPE_DIR / "packages.txt")]
 
 
-def _modules() -> tuple[list[str], list[str]]:
+def boot_modules() -> tuple[list[str], list[str]]:
     """Module names to keep, and those among them to load on every boot."""
     keep, boot = [], []
     for entry in read_list(RECIPE_DIR / "modules.txt"):
@@ -117,7 +122,7 @@ def _modules() -> tuple[list[str], list[str]]:
 
 
 class VmImage(Recipe):
-    """A bootable Debian guest for one architecture."""
+    """A tiny bootable Debian guest for one architecture: busybox init, no systemd."""
 
     recipe_dir = "vm"
     code_deps = ("labctl.images.debian", "labctl.images.initramfs")
@@ -127,14 +132,14 @@ class VmImage(Recipe):
             known = ", ".join(ARCHES)
             raise BuildError(f"no VM image for architecture {arch!r}", f"known: {known}")
         self.arch = ARCHES[arch]
-        self.name = f"vm-{arch}"
+        self.name = f"vm-{arch}-tiny"
         self.description = (
             f"{self.arch.qemu} Debian {SUITE} VM: busybox init, OpenSSH, direct kernel boot"
         )
 
     def inputs(self) -> Mapping[str, object]:
         """The architecture, the package list and the module list."""
-        keep, boot = _modules()
+        keep, boot = boot_modules()
         return {
             "arch": self.arch.debian,
             "suite": SUITE,
@@ -155,8 +160,8 @@ class VmImage(Recipe):
             ctx.report("configure")
             _configure(rootfs)
             ctx.report("modules")
-            version = _kernel_version(rootfs)
-            keep, boot = _modules()
+            version = kernel_version(rootfs)
+            keep, boot = boot_modules()
             tree = prune_modules(rootfs, version, keep)
             kept = {module_name(p) for p in tree.deps}
             missing = [m for m in keep if m.replace("-", "_") not in kept | tree.builtin]
@@ -166,13 +171,13 @@ class VmImage(Recipe):
                 entry.unlink()
             ctx.report("initramfs")
             boot_loaded = [m for m in boot if m.replace("-", "_") in kept]
-            initrd = _initramfs(rootfs, tree, version, boot_loaded)
+            initrd = initramfs(rootfs / "usr/bin/busybox", tree, version, boot_loaded)
             (ctx.out / "initrd.img").write_bytes(initrd)
             (rootfs / "etc" / "labctl" / "packages").write_text(
                 "".join(f"{name} {version_}\n" for name, version_ in debs)
             )
             ctx.report("disk")
-            _make_disk(rootfs, work / "disk.raw", ctx.out / "disk.qcow2")
+            make_disk(rootfs, work / "disk.raw", ctx.out / "disk.qcow2")
         finally:
             remove_tree(work)
         return None, {
@@ -190,24 +195,33 @@ class VmImage(Recipe):
 
     def _unpack(self, rootfs: Path) -> list[tuple[str, str]]:
         """Unpack the packages; return (name, version) of every package that went in."""
-        mmdebstrap(
-            rootfs,
-            arch=self.arch.debian,
-            packages=_packages(self.arch.debian),
-            variant="extract",
-            # keep the downloaded .debs until we have listed them (removed in _configure)
-            extra_args=[f"--setup-hook={MERGED_USR_HOOK}", "--skip=cleanup/apt/cache"],
-        )
-        debs = []
-        for deb in sorted((rootfs / "var/cache/apt/archives").glob("*.deb")):
-            name, version, _arch = deb.stem.split("_")
-            debs.append((name, unquote(version)))
-        if not debs:
-            raise BuildError("mmdebstrap left no package list in var/cache/apt/archives")
-        return debs
+        return unpack(rootfs, self.arch.debian, _packages(self.arch.debian))
 
 
-def _kernel_version(rootfs: Path) -> str:
+def unpack(target: Path, arch: str, packages: Sequence[str]) -> list[tuple[str, str]]:
+    """Unpack ``packages`` and their dependencies into ``target`` without running anything.
+
+    No maintainer script runs (``mmdebstrap --variant=extract``), so no emulation is needed
+    for a foreign architecture. Returns (name, version) of every package that went in; their
+    ``.deb`` files stay in ``var/cache/apt/archives`` until the caller drops them.
+    """
+    mmdebstrap(
+        target,
+        arch=arch,
+        packages=packages,
+        variant="extract",
+        extra_args=[f"--setup-hook={MERGED_USR_HOOK}", "--skip=cleanup/apt/cache"],
+    )
+    debs = []
+    for deb in sorted((target / "var/cache/apt/archives").glob("*.deb")):
+        name, version, _arch = deb.stem.split("_")
+        debs.append((name, unquote(version)))
+    if not debs:
+        raise BuildError("mmdebstrap left no package list in var/cache/apt/archives")
+    return debs
+
+
+def kernel_version(rootfs: Path) -> str:
     kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
     if len(kernels) != 1:
         raise BuildError(
@@ -265,15 +279,15 @@ def _configure(rootfs: Path) -> None:
     run(["ssh-keygen", "-A", "-f", rootfs], error=BuildError, hint="install openssh-client")
 
 
-def _initramfs(rootfs: Path, tree: ModuleTree, version: str, boot: Sequence[str]) -> bytes:
-    """gzip'ed newc cpio: busybox of the image's architecture, its modules, and /init."""
+def initramfs(busybox: Path, tree: ModuleTree, version: str, boot: Sequence[str]) -> bytes:
+    """gzip'ed newc cpio: ``busybox`` (static, of the image's architecture), modules, /init."""
     raw = io.BytesIO()
     cpio = Cpio(raw)
     for d in ("dev", "proc", "sys", "run", "tmp", "newroot", "etc", "sbin"):
         cpio.dir(d)
     cpio.chardev("dev/console", 5, 1)
     cpio.file("init", (RECIPE_DIR / "initramfs-init").read_bytes(), 0o755)
-    cpio.file("bin/busybox", (rootfs / "usr/bin/busybox").read_bytes(), 0o755)
+    cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
     cpio.symlink("bin/sh", "busybox")
     cpio.symlink("sbin/modprobe", "../bin/busybox")  # the kernel's request_module helper
     cpio.file("etc/modules-boot", "".join(f"{m}\n" for m in boot).encode())
@@ -288,7 +302,7 @@ def _initramfs(rootfs: Path, tree: ModuleTree, version: str, boot: Sequence[str]
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 
-def _make_disk(rootfs: Path, raw: Path, qcow2: Path) -> None:
+def make_disk(rootfs: Path, raw: Path, qcow2: Path) -> None:
     """ext4 filled from ``rootfs`` (no mounts needed), converted to compressed qcow2."""
     with raw.open("wb") as fh:
         fh.truncate(DISK_SIZE)
@@ -303,5 +317,5 @@ def _make_disk(rootfs: Path, raw: Path, qcow2: Path) -> None:
 
 
 def recipes() -> list[Recipe]:
-    """Both VM images."""
+    """Both tiny VM images."""
     return [VmImage("amd64"), VmImage("arm64")]

@@ -175,6 +175,8 @@ def test_known_images_and_kinds_come_from_the_recipes() -> None:
     assert {n: i.kind for n, i in images.items()} == {
         "vm-amd64": "vm",
         "vm-arm64": "vm",
+        "vm-amd64-tiny": "vm",
+        "vm-arm64-tiny": "vm",
         "lxd-system": "lxd",
         "docker-app": "docker",
     }

@@ -1,4 +1,4 @@
-"""The VM recipe's own logic: cpio writer, module closure, kernel command line, recipe lists."""
+"""The VM recipes' own logic: cpio writer, module closure, kernel command line, recipe lists."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import base64
 import io
 from pathlib import Path
 
+from labctl.images import vm_debian
 from labctl.images.debian import read_list
 from labctl.images.initramfs import Cpio, ModuleTree, module_name
 from labctl.images.vm import ARCHES, RECIPE_DIR, kernel_cmdline, recipes
@@ -91,7 +92,7 @@ def test_kernel_cmdline_carries_the_contract() -> None:
 
 def test_recipes_differ_by_architecture_and_name_their_kernel() -> None:
     amd64, arm64 = recipes()
-    assert (amd64.name, arm64.name) == ("vm-amd64", "vm-arm64")
+    assert (amd64.name, arm64.name) == ("vm-amd64-tiny", "vm-arm64-tiny")
     assert "linux-image-amd64" in amd64.inputs()["packages"]  # type: ignore[operator]
     assert "linux-image-arm64" in arm64.inputs()["packages"]  # type: ignore[operator]
     assert amd64.recipe_hash({}) != arm64.recipe_hash({})
@@ -108,3 +109,51 @@ def test_recipe_lists_are_well_formed() -> None:
     packages = read_list(RECIPE_DIR / "packages.txt")
     assert "linux-image-{arch}" in packages
     assert {"busybox-static", "openssh-server", "dash"} <= set(packages)
+
+
+def test_debian_recipes_take_the_default_names_and_share_the_boot_files() -> None:
+    amd64, arm64 = vm_debian.recipes()
+    assert (amd64.name, arm64.name) == ("vm-amd64", "vm-arm64")
+    assert amd64.recipe_hash({}) != arm64.recipe_hash({})
+    inputs = amd64.inputs()
+    # the shared initramfs files are part of the recipe: editing them rebuilds these images
+    assert inputs["boot_files"] == vm_debian._boot_files_digest()
+    assert inputs["initramfs_modules"] == recipes()[0].inputs()["modules"]
+    tiny_hashes = {r.recipe_hash({}) for r in recipes()}
+    assert not tiny_hashes & {amd64.recipe_hash({}), arm64.recipe_hash({})}
+
+
+def test_debian_recipe_lists_are_well_formed() -> None:
+    packages = vm_debian._packages()
+    # a complete system: init, package manager, admin tools, Ansible's interpreter
+    assert {"systemd-sysv", "udev", "openssh-server", "sudo", "adduser", "python3"} <= set(packages)
+    # the kernel is unpacked beside the rootfs, never installed (its postinst builds an initramfs)
+    assert not [p for p in packages if p.startswith("linux-image")]
+    for folder in vm_debian._dropped_modules():
+        assert not folder.startswith("/") and ".." not in folder.split("/"), folder
+    assert {"kernel", "virtio", "net/ipv4"}.isdisjoint(vm_debian._dropped_modules())
+
+
+def test_debian_guest_setup_reads_every_key_of_the_command_line() -> None:
+    """labctl-setup in the image handles each labctl.* key that kernel_cmdline can write."""
+    script = (vm_debian.RECIPE_DIR / "rootfs/usr/local/sbin/labctl-setup").read_text()
+    line = kernel_cmdline(
+        "amd64",
+        hostname="g",
+        authorized_key="ssh-ed25519 AAAA k",
+        address="10.0.0.5/24",
+        gateway="10.0.0.1",
+        dns="10.0.0.1",
+        apt_proxy="http://10.0.0.1:3142",
+    )
+    keys = {a.split("=", 1)[0] for a in line.split() if a.startswith("labctl.")}
+    assert keys == {
+        "labctl.hostname",
+        "labctl.ip",
+        "labctl.gw",
+        "labctl.dns",
+        "labctl.key",
+        "labctl.apt_proxy",
+    }
+    for key in keys:
+        assert f"{key}=*)" in script, key

@@ -1,0 +1,61 @@
+#!/bin/sh
+# Guest configuration of the Debian VM images, run by mmdebstrap as a customize hook once
+# every package is installed and configured. $1 is the root filesystem. The per-instance part
+# (hostname, address, key, apt proxy) is done at boot by /usr/local/sbin/labctl-setup from the
+# kernel command line; the image itself is the same for every guest.
+set -eu
+root="$1"
+here="$(dirname "$0")"
+
+# Our files: the boot-time setup, its units, sshd's drop-in.
+cp -R "$here/rootfs/." "$root/"
+chmod 0755 "$root/usr/local/sbin/labctl-setup"
+ln -sf /etc/systemd/system/labctl-setup.service \
+    "$root/etc/systemd/system/sysinit.target.wants/labctl-setup.service"
+mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
+ln -sf /etc/systemd/system/labctl-ready.service \
+    "$root/etc/systemd/system/multi-user.target.wants/labctl-ready.service"
+ln -sf /lib/systemd/system/systemd-networkd.service \
+    "$root/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+mkdir -p "$root/etc/systemd/system/sockets.target.wants"
+ln -sf /lib/systemd/system/systemd-networkd.socket \
+    "$root/etc/systemd/system/sockets.target.wants/systemd-networkd.socket"
+
+# Units a lab VM does not need, masked so the boot does not wait for them: clock sync (the
+# host keeps the clock), the apt timers (they would take the dpkg lock while a student or a
+# check uses apt), disk checks and trims, waiting for "network online", the text console on
+# the (absent) screen. The serial console keeps its login prompt.
+for unit in systemd-timesyncd.service systemd-networkd-wait-online.service \
+    apt-daily.service apt-daily.timer apt-daily-upgrade.service apt-daily-upgrade.timer \
+    e2scrub_all.timer e2scrub_reap.service fstrim.timer \
+    getty@tty1.service; do
+    ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
+
+# The root filesystem by label, never checked at boot (fsck pass 0).
+cat > "$root/etc/fstab" <<'FSTAB'
+# labctl VM: one ext4 root filesystem, a qcow2 overlay per guest
+LABEL=labctl-root  /  ext4  defaults,noatime  0  0
+FSTAB
+
+# No passwords: root logs in with the lab key only ("*" matches no password). The serial
+# console still shows a login prompt: a key is needed to get in through SSH, a password set
+# from inside (passwd) to log in on the console.
+sed -i 's/^root:[^:]*:/root:*:/' "$root/etc/shadow"
+mkdir -p "$root/root/.ssh"
+chmod 0700 "$root/root/.ssh"
+
+# Per-instance identity: systemd makes a machine-id on first boot; labctl-setup writes the
+# hostname and resolv.conf. mmdebstrap copied the build host's in; they must not leak.
+: > "$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+ln -sf /etc/machine-id "$root/var/lib/dbus/machine-id"
+echo labctl-vm > "$root/etc/hostname"
+: > "$root/etc/resolv.conf"
+
+cat > "$root/etc/motd" <<'MOTD'
+
+  labctl virtual machine: its own kernel, its own devices, its own init (systemd).
+  Compare `uname -r`, `lspci` and `systemd-analyze` here and in the system container.
+
+MOTD
