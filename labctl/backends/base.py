@@ -125,16 +125,16 @@ class Backend(ABC, Generic[P]):
     def preflight(self) -> None:
         """Fail fast, saying what to install or start, if the engine cannot be used."""
 
+    @abstractmethod
     def reserve_network(self, state: LabState, pool: str, book: Reservations) -> LabState:
         """Choose the lab network's subnet, creating nothing; the caller saves it at once.
 
         An existing network's real subnet wins, then the recorded one, then a new reservation.
         """
-        return state
 
+    @abstractmethod
     def prepare(self, state: LabState) -> LabState:
         """Create the lab's shared engine objects (networks) as reserved; return the state."""
-        return state
 
     def identify(self, plan: GuestPlan[P], record: GuestRecord, book: Reservations) -> GuestRecord:
         """Choose the guest's lasting identities before it exists; the caller saves them.
@@ -163,12 +163,13 @@ class Backend(ABC, Generic[P]):
     def destroy(self, resource: str) -> bool:
         """Remove the guest and its volumes; False if there was nothing to remove."""
 
+    @abstractmethod
     def cleanup(self, state: LabState) -> None:
         """Remove the lab's shared engine objects created by :meth:`prepare`."""
 
+    @abstractmethod
     def bridges(self, state: LabState) -> list[str]:
         """Linux bridges of the instance's networks that exist now (see instance/isolation.py)."""
-        return []
 
     @abstractmethod
     def connect(self, record: GuestRecord, key: KeyPair) -> Connection:

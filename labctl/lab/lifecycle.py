@@ -83,10 +83,6 @@ def exit_code(errors: Iterable[LabctlError]) -> int:
     return codes.pop() if len(codes) == 1 else ExitCode.ENGINE
 
 
-def _backends_for(lab: Lab) -> dict[str, Backend]:
-    return {e: backends.get(e) for e in sorted({g.engine for g in lab.guests.values()})}
-
-
 @dataclass
 class _Up:
     """What ``up``'s stages share; filled in stage by stage."""

@@ -101,11 +101,6 @@ class LibvirtGuest(GuestBase):
             raise ValueError(f"image {self.image} is for {image_arch} guests, arch is {self.arch}")
         return self
 
-    @property
-    def paravirtual(self) -> bool:
-        """True if any device is virtio."""
-        return self.disk_bus == "virtio" or self.nic_model == "virtio"
-
 
 class LxdGuest(GuestBase):
     """A system container (its own init) run by LXD or Incus, reached over SSH."""

@@ -18,6 +18,7 @@ from labctl.compare.model import NATIVE, Gap, Subject
 from labctl.compare.workloads import QUICK
 from labctl.connection import Connection
 from labctl.errors import EngineError, LabctlError, NotSupported
+from labctl.instance.reservations import Reservations
 from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
 from labctl.lab import status as lab_status
@@ -88,6 +89,18 @@ class FakeBackend(Backend):
         raise AssertionError
 
     def list_guests(self, lab: str, instance: str) -> list[str]:
+        raise AssertionError
+
+    def reserve_network(self, state: LabState, pool: str, book: Reservations) -> LabState:
+        raise AssertionError
+
+    def prepare(self, state: LabState) -> LabState:
+        raise AssertionError
+
+    def cleanup(self, state: LabState) -> None:
+        raise AssertionError
+
+    def bridges(self, state: LabState) -> list[str]:
         raise AssertionError
 
 

@@ -374,6 +374,12 @@ class FakeBackend(base.Backend):
     ) -> GuestRecord:
         return replace(record, uuid=record.uuid or os.urandom(4).hex())
 
+    def cleanup(self, state: LabState) -> None:
+        pass  # its networks are only names in the state
+
+    def bridges(self, state: LabState) -> list[str]:
+        return []  # no bridges: isolation has nothing to keep apart
+
     def create(self, plan: base.GuestPlan) -> GuestRecord:
         self.guests.setdefault(plan.resource, "stopped")
         return GuestRecord(plan.name, self.engine, plan.resource, stage="created")
