@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from labctl.backends.params import DockerParams, LibvirtParams, LxdParams
 from labctl.errors import HostError, LabctlError, SpecError
 from labctl.images.cache import ImageStore
 from labctl.images.recipe import BuildContext, Recipe
@@ -90,6 +91,8 @@ def test_vm_guests_get_consecutive_addresses_on_the_lab_network(tmp_path: Path) 
     assert plans["kvm-full"].gateway == "10.210.7.1" and plans["kvm-full"].prefix == 24
     assert plans["lxc-system"].address is None
     assert plans["docker-app"].resource == "labctl-virtualization-main-docker-app"
+    assert plans["kvm-full"].params == plan.params(LAB.guests["kvm-full"])
+    assert (plans["kvm-full"].image, plans["lxc-system"].engine) == ("vm-amd64", "lxd")
 
 
 def test_a_taken_host_port_is_refused(tmp_path: Path) -> None:
@@ -126,3 +129,17 @@ def test_a_bad_ready_timeout_in_the_environment_is_refused(
     monkeypatch.setenv(plan.READY_TIMEOUT_ENV, raw)
     with pytest.raises(SpecError, match=f"LABCTL_READY_TIMEOUT='{re.escape(raw)}' is not"):
         plan.ready_timeout(LAB)
+
+
+def test_each_guest_is_handed_to_its_backend_in_its_engines_terms() -> None:
+    assert plan.params(LAB.guests["kvm-full"]) == LibvirtParams(
+        arch="x86_64", cpus=1, memory=384, disk_bus="ide", nic_model="e1000"
+    )
+    assert plan.params(LAB.guests["arm-emulated"]) == LibvirtParams(
+        arch="aarch64", cpus=1, memory=384, disk_bus="virtio", nic_model="virtio"
+    )
+    assert plan.params(LAB.guests["lxc-system"]) == LxdParams(memory=256)
+    assert plan.params(LAB.guests["docker-app"]) == DockerParams(
+        port=8080, host_port=None, memory=128, http_path="/"
+    )
+    assert {plan.params(g).engine for g in LAB.guests.values()} == {"libvirt", "lxd", "docker"}
