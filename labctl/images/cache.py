@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,16 @@ from labctl.images.recipe import MANIFEST, Artifact, BuildContext, Manifest, Rec
 from labctl.paths import cache_dir
 
 MIN_FREE_BYTES = 4 * 1024**3
+#: Builds run side by side, at most this many (``LABCTL_BUILD_JOBS`` overrides): most of a
+#: build is one process at a time (dpkg, qemu-user, gzip), so two use two cores.
+BUILD_JOBS = 2
+
+
+def build_jobs() -> int:
+    """How many images build at once: ``LABCTL_BUILD_JOBS``, else 2, never above the cores."""
+    raw = os.environ.get("LABCTL_BUILD_JOBS", "").strip()
+    wanted = int(raw) if raw.isdigit() and int(raw) > 0 else BUILD_JOBS
+    return max(1, min(wanted, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -198,24 +209,56 @@ class ImageStore:
         on_stage: Callable[[str, str], None] | None,
         on_done: Callable[[BuildOutcome], None] | None,
     ) -> list[BuildOutcome]:
+        """Build what is not current, up to :func:`build_jobs` at once, each after its needs.
+
+        If a build fails, the others already running finish (their images are whole), no new
+        one starts, and the first error is raised; every image built before stays in use.
+        """
         self.clean_stale()
-        outcomes: list[BuildOutcome] = []
+        done: dict[str, BuildOutcome] = {}
         rebuilt: set[str] = set()
-        for name, recipe_hash in hashes.items():
-            recipe = self.recipes[name]
-            stale_dep = any(d in rebuilt for d in recipe.needs)
-            wanted = force and name in names
-            if not wanted and not stale_dep and self.is_current(name, recipe_hash):
-                manifest = self.manifest(name)
-                assert manifest is not None
-                outcome = BuildOutcome(name, manifest, built=False, seconds=0.0)
-            else:
-                outcome = self._build_one(recipe, recipe_hash, _stage_reporter(name, on_stage))
-                rebuilt.add(name)
-            outcomes.append(outcome)
+        pending = list(hashes)  # dependency order
+        running: dict[Future[BuildOutcome], str] = {}
+        failure: BaseException | None = None
+
+        def finish(outcome: BuildOutcome) -> None:
+            done[outcome.name] = outcome
             if on_done:
                 on_done(outcome)
-        return outcomes
+
+        with ThreadPoolExecutor(max_workers=build_jobs(), thread_name_prefix="build") as pool:
+            while (pending and failure is None) or running:
+                for name in list(pending):
+                    if failure is not None or len(running) >= build_jobs():
+                        break
+                    recipe = self.recipes[name]
+                    if any(d not in done for d in recipe.needs):
+                        continue  # waits for an image it needs
+                    pending.remove(name)
+                    stale_dep = any(d in rebuilt for d in recipe.needs)
+                    wanted = force and name in names
+                    if not wanted and not stale_dep and self.is_current(name, hashes[name]):
+                        manifest = self.manifest(name)
+                        assert manifest is not None
+                        finish(BuildOutcome(name, manifest, built=False, seconds=0.0))
+                        continue
+                    report = _stage_reporter(name, on_stage)
+                    running[pool.submit(self._build_one, recipe, hashes[name], report)] = name
+                if not running:
+                    continue
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name = running.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BaseException as exc:  # re-raised below, once the others are done
+                        failure = failure or exc
+                        continue
+                    rebuilt.add(name)
+                    finish(outcome)
+        if failure is not None:
+            raise failure
+        return [done[name] for name in hashes]
 
     def _check_space(self) -> None:
         free = shutil.disk_usage(self.root).free

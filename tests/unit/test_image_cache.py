@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -119,3 +121,58 @@ def test_leftover_mounts_are_unmounted_not_deleted_through(tmp_path: Path) -> No
     remove_tree(tmp_path / ".a.tmp-1")
     assert not (tmp_path / ".a.tmp-1").exists()
     assert (outside / "precious").read_text() == "keep me"
+
+
+class SlowRecipe(FileRecipe):
+    """Records when it ran, and how many builds ran at the same time."""
+
+    active = 0
+    peak = 0
+    log: list[tuple[str, str]] = []
+
+    def build(self, ctx: BuildContext) -> tuple[str | None, Mapping[str, str]]:
+        with _LOCK:
+            SlowRecipe.active += 1
+            SlowRecipe.peak = max(SlowRecipe.peak, SlowRecipe.active)
+            SlowRecipe.log.append(("start", self.name))
+        try:
+            time.sleep(0.2)
+            assert threading.current_thread().name.startswith("build")
+            return super().build(ctx)
+        finally:
+            with _LOCK:
+                SlowRecipe.active -= 1
+                SlowRecipe.log.append(("end", self.name))
+
+
+_LOCK = threading.Lock()
+
+
+def test_independent_images_build_side_by_side_dependencies_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABCTL_BUILD_JOBS", "2")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    SlowRecipe.peak, SlowRecipe.log = 0, []
+    recipes = [SlowRecipe("base"), SlowRecipe("app", needs=("base",)), SlowRecipe("other")]
+    store = ImageStore(recipes, root=tmp_path)
+    outcomes = store.build(["app", "other"])
+    assert [o.name for o in outcomes] == ["base", "app", "other"]  # dependency order kept
+    assert all(o.built for o in outcomes)
+    assert SlowRecipe.peak == 2  # base and other at once, never more
+    log = SlowRecipe.log
+    assert log.index(("end", "base")) < log.index(("start", "app"))
+
+
+def test_a_failed_build_starts_nothing_new_and_keeps_what_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABCTL_BUILD_JOBS", "1")
+    base, app, other = FileRecipe("base"), FileRecipe("app", needs=("base",)), FileRecipe("z")
+    base.fail = True
+    store = ImageStore([base, app, other], root=tmp_path)
+    with pytest.raises(BuildError, match="boom"):
+        store.build(["app", "z"])
+    assert app.builds == 0 and other.builds == 0  # nothing started after the failure
+    assert store.manifest("base") is None
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
