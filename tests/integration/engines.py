@@ -10,8 +10,7 @@ import json
 import subprocess
 from dataclasses import dataclass
 
-import libvirt
-
+from labctl import libvirt_client
 from labctl.docker_client import connect as docker_connect
 from labctl.instance import isolation, naming
 from labctl.lxd_client import connect as lxd_connect
@@ -47,12 +46,9 @@ def inventory(lab: str, instance: str) -> Inventory:
     def ours(names: set[str]) -> frozenset[str]:
         return frozenset(n for n in names if n == prefix or n.startswith(prefix + "-"))
 
-    conn = libvirt.open("qemu:///system")
-    try:
+    with libvirt_client.connection() as conn:
         domains = {d.name() for d in conn.listAllDomains()}
         nets = {n.name() for n in conn.listAllNetworks()}
-    finally:
-        conn.close()
     docker = docker_connect()
     nft = isolation.owned(lab, instance)
     docker_nets = {n.name: n.id for n in docker.networks.list()}

@@ -19,11 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import libvirt
 import pytest
 import requests
 
-from labctl import backends
+from labctl import backends, libvirt_client
 from labctl.docker_client import connect as docker_connect
 from labctl.errors import EngineError, NotFoundError
 from labctl.exercises.progress import ProgressStore
@@ -81,21 +80,15 @@ def run(lab: Lab, state: LabState, guest: str, command: str) -> str:
 
 
 def _libvirt_subnet(network: str) -> str:
-    conn = libvirt.open("qemu:///system")
-    try:
+    with libvirt_client.connection() as conn:
         ip = ET.fromstring(conn.networkLookupByName(network).XMLDesc()).find("ip")
-    finally:
-        conn.close()
     assert ip is not None
     return str(ipaddress.ip_network(f"{ip.get('address')}/{ip.get('netmask')}", strict=False))
 
 
 def _domain_uuid(resource: str) -> str:
-    conn = libvirt.open("qemu:///system")
-    try:
+    with libvirt_client.connection() as conn:
         return str(conn.lookupByName(resource).UUIDString())
-    finally:
-        conn.close()
 
 
 def _docker_subnet(network: str) -> str:
@@ -155,7 +148,7 @@ def test_a_vm_its_student_powered_off_starts_again_with_up(pair: Pair) -> None:
 def test_a_paused_vm_is_resumed_by_up(pair: Pair) -> None:
     lab, a = pair.lab, pair.a
     resource = a.guests["vm"].resource
-    subprocess.run(["virsh", "-c", "qemu:///system", "suspend", resource], check=True)
+    subprocess.run(["virsh", "-c", libvirt_client.URI, "suspend", resource], check=True)
     vm = backends.get("libvirt")
     assert vm.state(resource) == "stopped"  # alive but answering nothing: not "running"
     again = _up(lab, pair.path, a.instance)
