@@ -28,9 +28,13 @@ VM_ENGINES = ("libvirt",)
 CONTAINER_ENGINES = ("lxd", "docker")
 #: the connection plugin that reaches a Docker container through Docker's exec API
 DOCKER_CONNECTION = "community.docker.docker_api"
-#: as ``labctl ssh``: guests are recreated often, their host keys are not worth pinning; only
-#: the lab key is offered (an agent full of keys would make sshd refuse before it)
-SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes"
+#: as ``labctl ssh``: guests are recreated often, their host keys are not worth pinning (nor
+#: worth a "Permanently added" line in every module's output); only the lab key is offered
+#: (an agent full of keys would make sshd refuse before it)
+SSH_ARGS = (
+    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes "
+    "-o LogLevel=ERROR"
+)
 #: the group of every SSH guest; it carries the connection variables
 SSH_GROUP = "ssh"
 
