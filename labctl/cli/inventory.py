@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import textwrap
 from enum import Enum
 from pathlib import Path
 
@@ -35,8 +36,12 @@ def _header(inv: Inventory) -> list[str]:
         f"Written by `labctl inventory{flag}`; write it again after `labctl up` re-creates a",
         "guest (its address may change). Try: ansible -i THIS_FILE all -m ping",
     ]
-    lines += [f"Note: {note}" for note in inv.notes]
-    return [f"# {line}" for line in lines]
+    comments = [f"# {line}" for line in lines]
+    for note in inv.notes:
+        comments += textwrap.wrap(
+            note, 92, initial_indent="# Note: ", subsequent_indent="#   ", break_long_words=False
+        )
+    return comments
 
 
 def _ini_value(value: str | int) -> str:
@@ -80,7 +85,7 @@ def render_yaml(inv: Inventory) -> str:
             "children": children,
         }
     }
-    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1000)
     return "\n".join(_header(inv)) + "\n" + body
 
 
