@@ -21,7 +21,8 @@ The interface ``class up`` and ``class down`` call (as root)::
   instructor's access sheet ``<state>/classes/<class>/access/<student>.txt`` (0600, in 0700
   directories), with an ``ssh_config`` snippet for the student's laptop;
 - binds the account to one lab instance: the privileged entry point (``access.py``) runs
-  commands for that instance only.
+  commands for that instance only; the sudo rule that opens it lists exactly the accounts of
+  the registry (``sudo.sync``, after every change).
 
 ``remove_account`` removes exactly what ``ensure_account`` made: the account (``userdel -r``)
 only while its uid is still the recorded one, then the sheet, the generated key and the record.
@@ -44,6 +45,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
 from labctl import procs
+from labctl.classroom import sudo
 from labctl.errors import HostError, LabctlError, SpecError
 from labctl.instance.naming import DEFAULT_LAB, check_instance, check_lab_name
 from labctl.keys import ensure_keypair
@@ -87,6 +89,10 @@ class System:
     def run(self, argv: Sequence[str]) -> None:
         """Run a host command; a failure is a :class:`HostError` with its output."""
         procs.run(argv, error=HostError, timeout=120)
+
+    def sync_access(self, users: list[str]) -> None:
+        """Let exactly ``users`` through the students' sudo rule (:func:`sudo.sync`)."""
+        sudo.sync(users)
 
     def kill(self, uid: int) -> None:
         """End every process of ``uid`` (``userdel`` refuses to remove a user still running)."""
@@ -281,6 +287,7 @@ def ensure_account(
             _save(account)
         _authorize(entry, account.public_key)
         _write_sheet(account, server or socket.getfqdn())
+        sys_.sync_access(_students())
         return account
 
 
@@ -489,7 +496,13 @@ def remove_account(
         ):
             path.unlink(missing_ok=True)
         within(registry_dir(), f"{user}.json").unlink()
+        sys_.sync_access(_students())
         return True
+
+
+def _students() -> list[str]:
+    """The accounts labctl finished making: those the sudo rule lets in."""
+    return [a.user for a in records() if a.uid is not None]
 
 
 def created_for(user: str, class_name: str, system: System | None = None) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,42 +9,9 @@ from pathlib import Path
 import pytest
 
 from labctl.classroom import accounts
-from labctl.classroom.accounts import PasswdEntry
 from labctl.errors import HostError, SpecError
 from labctl.keys import ensure_keypair
-
-
-class FakeSystem:
-    """A passwd database in memory; homes are real directories under ``homes``."""
-
-    def __init__(self, homes: Path) -> None:
-        self.homes = homes
-        self.users: dict[str, PasswdEntry] = {}
-        self.calls: list[list[str]] = []
-        self.killed: list[int] = []
-        self.next_uid = 2001
-
-    def add(self, name: str, gecos: str = "") -> PasswdEntry:
-        """An account made by someone else than labctl."""
-        home = self.homes / name
-        home.mkdir(parents=True, exist_ok=True)
-        entry = PasswdEntry(name, self.next_uid, os.getgid(), gecos, home)
-        self.next_uid += 1
-        self.users[name] = entry
-        return entry
-
-    def lookup(self, user: str) -> PasswdEntry | None:
-        return self.users.get(user)
-
-    def run(self, argv: Sequence[str]) -> None:
-        self.calls.append(list(argv))
-        if argv[0] == "useradd":
-            self.add(argv[-1], argv[argv.index("--comment") + 1])
-        elif argv[0] == "userdel":
-            del self.users[argv[-1]]
-
-    def kill(self, uid: int) -> None:
-        self.killed.append(uid)
+from tests.unit.fake_accounts import FakeSystem
 
 
 @pytest.fixture
@@ -98,6 +64,7 @@ def test_a_new_student_gets_a_locked_account_a_generated_key_and_a_private_sheet
     assert account.private_key.read_text().strip() in sheet
     assert "HostName lab.example.org" in sheet and "User ana" in sheet
     assert "IdentityFile ~/.ssh/labctl-so24a" in sheet
+    assert fake.allowed == [["ana"]]  # the sudo rule lets the new student in
 
 
 def test_a_roster_key_is_authorised_and_no_key_is_generated(
@@ -156,6 +123,7 @@ def test_a_run_cut_between_record_and_useradd_is_finished(state: Path, fake: Fak
         ensure(broken)
     pending = accounts.record("ana")
     assert pending is not None and pending.uid is None
+    assert broken.allowed == []  # a half-made account is not let through sudo
     account = ensure(fake)
     assert account.uid == 2001 and account.public_key == pending.public_key
 
@@ -182,6 +150,7 @@ def test_remove_deletes_the_account_its_sheet_key_and_record(state: Path, fake: 
     assert accounts.record("ana") is None
     assert not account.sheet.exists() and not account.private_key.exists()
     assert accounts.records() == []
+    assert fake.allowed[-1] == []  # ... and the rule no longer names them
 
 
 def test_remove_touches_nothing_labctl_did_not_create(state: Path, fake: FakeSystem) -> None:

@@ -1,0 +1,55 @@
+"""``python -m labctl.cli.student ARGS``: what the class's sudo rule lets a student run as root.
+
+Only the entry point script of ``classroom/sudo.py`` runs this, through sudo; the design is in
+``classroom/access.py``. The student comes from the account, the lab from labctl's record of
+it; then labctl's usual command runs, or, for ``ssh``, a hardened ssh with the lab's key.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from labctl.classroom import access
+from labctl.classroom.accounts import Account
+from labctl.cli import main as labctl_main
+from labctl.cli import render_error
+from labctl.errors import HostError, LabctlError
+
+
+def _ssh(account: Account, guest: str) -> None:
+    """Replace this process with a shell in the student's own guest (ssh run as root)."""
+    from labctl import backends
+    from labctl.keys import KeyPair
+    from labctl.lab import status as lab_status
+
+    inst, state = lab_status.load(account.lab, account.instance)
+    rec = lab_status.record(state, guest)
+    argv = access.harden_ssh(backends.connect(rec, KeyPair(inst.key)).shell_argv())
+    sys.stdout.flush()
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        raise HostError(f"cannot run {argv[0]}: {exc.strerror}") from exc
+
+
+def main() -> None:
+    """Identify the student, confine the command to their lab, run it."""
+    try:
+        account = access.identify(os.environ, os.geteuid())
+        confined = access.confine(sys.argv[1:], account)
+        if confined.command == "ssh" and "--help" not in confined.given:
+            if len(confined.given) != 1 or confined.given[0].startswith("-"):
+                raise access.Refused(
+                    "labctl ssh takes one guest name", "e.g. labctl ssh GUEST; see labctl status"
+                )
+            _ssh(account, confined.given[0])
+    except LabctlError as exc:
+        render_error(exc)
+        sys.exit(exc.code)
+    sys.argv = ["labctl", *confined.argv]
+    labctl_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""A student's identity comes from their account; their commands work on their own lab only."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+from labctl import backends
+from labctl.classroom import access, accounts, sudo
+from labctl.classroom.accounts import Account
+from labctl.cli import app, student
+from labctl.command import CommandResult
+from labctl.errors import HostError
+from labctl.instance.state import GuestRecord, LabState
+from labctl.lab import status as lab_status
+from tests.unit.fake_accounts import FakeSystem
+from tests.unit.fake_connection import FakeConnection
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSystem:
+    monkeypatch.setenv("LABCTL_STATE", str(tmp_path / "state"))
+    return FakeSystem(tmp_path / "home")
+
+
+@pytest.fixture
+def ana(fake: FakeSystem) -> Account:
+    return accounts.ensure_account("ana", "Ana", None, "so24a", lab="net", system=fake)
+
+
+def sudo_env(user: str, uid: int) -> dict[str, str]:
+    return {"SUDO_USER": user, "SUDO_UID": str(uid)}
+
+
+# ---- identify ------------------------------------------------------------------------------
+
+
+def test_the_student_is_the_account_sudo_names(fake: FakeSystem, ana: Account) -> None:
+    found = access.identify(sudo_env("ana", fake.users["ana"].uid), 0, fake)  # type: ignore[arg-type]
+    assert (found.student, found.lab, found.instance) == ("ana", "net", "so24a-ana")
+
+
+def test_only_root_runs_the_entry_point(fake: FakeSystem, ana: Account) -> None:
+    with pytest.raises(HostError, match="only works as root"):
+        access.identify(sudo_env("ana", 2001), 1000, fake)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("environ", "match"),
+    [
+        ({}, "for students' accounts, through sudo"),
+        ({"SUDO_USER": "ana"}, "for students' accounts, through sudo"),
+        (sudo_env("ana", 2999), "not a student account"),  # another uid than ana's
+        (sudo_env("bob", 2002), "not a student account"),  # an account labctl did not make
+        (sudo_env("../ana", 2001), "not a student account"),
+    ],
+)
+def test_anyone_else_is_refused(
+    fake: FakeSystem, ana: Account, environ: dict[str, str], match: str
+) -> None:
+    fake.add("bob")
+    with pytest.raises(access.Refused, match=match):
+        access.identify(environ, 0, fake)  # type: ignore[arg-type]
+
+
+def test_an_account_made_again_by_someone_else_is_not_the_student(
+    fake: FakeSystem, ana: Account
+) -> None:
+    del fake.users["ana"]
+    entry = fake.add("ana")  # same name, another uid
+    with pytest.raises(access.Refused, match="not a student account"):
+        access.identify(sudo_env("ana", entry.uid), 0, fake)  # type: ignore[arg-type]
+
+
+# ---- confine -------------------------------------------------------------------------------
+
+OWN = ["--lab", "net", "--instance", "so24a-ana"]
+
+
+@pytest.mark.parametrize(
+    ("args", "argv"),
+    [
+        (["exercise", "list"], ["exercise", "list", *OWN, "--student", "ana"]),
+        (
+            ["-v", "exercise", "check", "e1", "--json"],
+            ["-v", "exercise", "check", "e1", "--json", *OWN, "--student", "ana"],
+        ),
+        (
+            ["exercise", "answer", "e1", "2", "x", "--instance", "so24a-ana", "-s", "ana"],
+            ["exercise", "answer", "e1", "2", "x", *OWN, "--student", "ana"],
+        ),
+        (["status", "--lab=net"], ["status", *OWN]),
+        (["ssh", "box"], ["ssh", "box", *OWN]),
+        # after --, -i and --instance belong to the student's command
+        (
+            ["exec", "box", "--", "grep", "-i", "x", "--instance", "bob"],
+            ["exec", "box", *OWN, "--", "grep", "-i", "x", "--instance", "bob"],
+        ),
+    ],
+)
+def test_a_student_s_command_runs_on_their_own_lab(
+    ana: Account, args: list[str], argv: list[str]
+) -> None:
+    assert access.confine(args, ana).argv == argv
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["exercise", "list", "--instance", "so24a-bob"], "--instance so24a-bob"),
+        (["exercise", "list", "--instance=so24a-bob"], "--instance so24a-bob"),
+        (["exercise", "list", "-i", "so24a-bob"], "--instance so24a-bob"),
+        (["exercise", "list", "-iso24a-bob"], "--instance so24a-bob"),
+        (["exercise", "progress", "--student", "bob"], "--student bob"),
+        (["exercise", "progress", "-s", "bob"], "--student bob"),
+        (["status", "--lab", "other"], "--lab other"),
+        (["exec", "box", "-l", "other", "--", "true"], "--lab other"),
+        (["ssh", "box", "--instance", "main"], "--instance main"),
+    ],
+)
+def test_someone_else_s_lab_instance_or_student_is_refused(
+    ana: Account, args: list[str], named: str
+) -> None:
+    with pytest.raises(access.Refused) as err:
+        access.confine(args, ana)
+    assert err.value.message == f"you (ana) can only work on your own lab: {named} is not yours"
+    assert "labctl knows you are ana" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["exercise", "list", "-xi", "so24a-bob"],  # click reads -i inside a cluster
+        ["exec", "box", "ls", "-l"],  # without --, click reads -l as --lab
+        ["exercise", "list", "--instance"],
+    ],
+)
+def test_an_option_that_could_name_another_lab_is_refused(ana: Account, args: list[str]) -> None:
+    with pytest.raises(access.Refused, match="needs a value, and only yours is allowed"):
+        access.confine(args, ana)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["up"],
+        ["down", "--instance", "so24a-ana"],
+        ["class", "down"],
+        ["host", "setup"],
+        ["images", "build"],
+        ["compare"],
+        ["exercise", "reset", "e1", "--yes"],
+        ["exercise"],
+        ["-v"],
+    ],
+)
+def test_only_the_student_commands_are_there(ana: Account, args: list[str]) -> None:
+    with pytest.raises(access.Refused, match="not for students") as err:
+        access.confine(args, ana)
+    assert "labctl exercise list" in (err.value.hint or "")
+
+
+@pytest.fixture
+def lab_of(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, str]]:
+    """The real typer commands, a fake guest: which (lab, instance) each command loaded."""
+    loaded: list[tuple[str, str]] = []
+    rec = GuestRecord("box", "lxd", "labctl-net-so24a-ana-box", stage="ready")
+    guest = FakeConnection(respond=lambda c: CommandResult(c, 0, "ok\n", ""), name="box")
+
+    def load(lab: str, instance: str) -> tuple[SimpleNamespace, LabState]:
+        loaded.append((lab, instance))
+        state = LabState(lab, instance, "x", guests={"box": rec})
+        return SimpleNamespace(key=tmp_path / "key"), state
+
+    monkeypatch.setattr(lab_status, "load", load)
+    monkeypatch.setattr(backends, "get", lambda engine: SimpleNamespace(connect=lambda r, k: guest))
+    return loaded
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["exec", "box", "--", "true"],
+        ["exec", "box", "true"],  # no --: the forced options still win
+        ["exec", "box", "-i", "so24a-ana", "--", "grep", "-i", "--instance=x"],
+    ],
+)
+def test_labctl_itself_reads_the_confined_line_as_the_student_s_own_lab(
+    ana: Account, lab_of: list[tuple[str, str]], args: list[str]
+) -> None:
+    result = CliRunner().invoke(app, access.confine(args, ana).argv)
+    assert result.exit_code == 0, result.output
+    assert lab_of == [("net", "so24a-ana")]
+
+
+# ---- ssh for a student ---------------------------------------------------------------------
+
+
+def test_ssh_for_a_student_cannot_open_forwardings_or_escapes() -> None:
+    argv = ["ssh", "-i", "/k", "-p", "22", "root@10.1.2.3"]
+    hardened = access.harden_ssh(argv)
+    assert hardened[0] == "ssh" and hardened[-5:] == argv[1:]
+    assert access.harden_ssh(["docker", "exec", "-it", "c", "sh"]) == [
+        "docker",
+        "exec",
+        "-it",
+        "c",
+        "sh",
+    ]
+    if shutil.which("ssh") is None:
+        pytest.skip("no ssh client to ask how it reads these options")
+    # ssh -G prints the configuration it would use, without connecting
+    shown = subprocess.run([*hardened[:-1], "-G", "root@10.1.2.3"], capture_output=True, text=True)
+    config = dict(line.split(" ", 1) for line in shown.stdout.splitlines())
+    assert shown.returncode == 0, shown.stderr
+    assert config["escapechar"] == "none"
+    assert config["clearallforwardings"] == "yes"
+    assert config["forwardagent"] == "no" and config["permitlocalcommand"] == "no"
+
+
+def test_the_entry_point_runs_a_hardened_ssh_into_the_student_s_own_guest(
+    fake: FakeSystem,
+    ana: Account,
+    lab_of: list[tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran: list[list[str]] = []
+    shell = ["ssh", "-i", "/k", "root@10.0.0.5"]
+    guest = SimpleNamespace(shell_argv=lambda: shell)
+    monkeypatch.setattr(backends, "get", lambda engine: SimpleNamespace(connect=lambda r, k: guest))
+
+    def execvp(path: str, argv: list[str]) -> None:
+        ran.append(argv)
+        raise SystemExit(0)  # the real one never returns: ssh took the process over
+
+    monkeypatch.setattr(student.os, "execvp", execvp)
+    monkeypatch.setattr(student.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(accounts.System, "lookup", lambda self, user: fake.lookup(user))
+    monkeypatch.setenv("SUDO_USER", "ana")
+    monkeypatch.setenv("SUDO_UID", str(fake.users["ana"].uid))
+    monkeypatch.setattr(sys, "argv", ["labctl-student", "ssh", "box"])
+    with pytest.raises(SystemExit):
+        student.main()
+    assert lab_of == [("net", "so24a-ana")]
+    assert ran == [access.harden_ssh(shell)]
+
+
+def test_the_entry_point_refuses_another_s_instance_with_exit_2(
+    fake: FakeSystem,
+    ana: Account,
+    lab_of: list[tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(student.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(accounts.System, "lookup", lambda self, user: fake.lookup(user))
+    monkeypatch.setenv("SUDO_USER", "ana")
+    monkeypatch.setenv("SUDO_UID", str(fake.users["ana"].uid))
+    monkeypatch.setattr(
+        sys, "argv", ["labctl-student", "exec", "box", "-i", "so24a-bob", "--", "id"]
+    )
+    with pytest.raises(SystemExit) as exit_:
+        student.main()
+    assert exit_.value.code == 2
+    assert "--instance so24a-bob is not yours" in capsys.readouterr().err
+    assert lab_of == []
+
+
+# ---- from the student's labctl to sudo -----------------------------------------------------
+
+
+def test_root_and_other_commands_are_not_sent_to_sudo(fake: FakeSystem) -> None:
+    assert access.reexec_argv(["exercise", "list"], 0) is None
+    assert access.reexec_argv(["up"], 1000) is None
+    assert access.reexec_argv(["exercise", "list"], 1000) is None  # no class here: no entry
+
+
+def test_a_student_s_command_goes_through_sudo_and_the_entry_point(
+    fake: FakeSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = tmp_path / "labctl-student"
+    entry.write_text("#!/bin/sh\n")
+    inst = sudo.Installation(tmp_path, entry, tmp_path / "rule", "X")
+    monkeypatch.setattr(sudo.Installation, "of", classmethod(lambda cls, state=None: inst))
+    asked: list[list[str]] = []
+    answer = 0
+
+    def run(argv: list[str], **kw: object) -> SimpleNamespace:
+        asked.append(argv)
+        return SimpleNamespace(returncode=answer)
+
+    monkeypatch.setattr(access.subprocess, "run", run)
+    argv = access.reexec_argv(["-v", "exec", "box", "--", "id"], 1000)
+    assert argv == ["/usr/bin/sudo", "-n", str(entry), "-v", "exec", "box", "--", "id"]
+    assert asked == [["/usr/bin/sudo", "-n", "-l", str(entry)]]
+    answer = 1  # sudo -l: this user may not
+    with pytest.raises(HostError, match="not a student of a labctl class"):
+        access.reexec_argv(["exercise", "list"], 1000)
