@@ -16,7 +16,7 @@ The interface ``class up`` and ``class down`` call (as root)::
   what labctl trusts, since only root writes it);
 - records it first in the host-wide, root-only registry ``<state>/accounts/<user>.json``
   (student, class, lab, instance, uid, key): this record is what makes it labctl's
-  (``created_for(user, class)`` asks it);
+  (``owned(user, class)`` asks it);
 - authorises the roster's SSH key, or generates a key pair whose private half goes into the
   instructor's access sheet ``<state>/classes/<class>/access/<student>.txt`` (0600, in 0700
   directories), with an ``ssh_config`` snippet for the student's laptop;
@@ -505,7 +505,7 @@ def _students() -> list[str]:
     return [a.user for a in records() if a.uid is not None]
 
 
-def created_for(user: str, class_name: str, system: System | None = None) -> bool:
+def owned(user: str, class_name: str, system: System | None = None) -> bool:
     """True when the account ``user`` exists and labctl created it for ``class_name``.
 
     What ``roster.check_accounts`` asks before ``class up`` creates anything.

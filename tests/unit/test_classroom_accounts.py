@@ -108,8 +108,8 @@ def test_an_account_of_another_class_is_refused(state: Path, fake: FakeSystem) -
     with pytest.raises(HostError, match="belongs to class so24a, not to re24"):
         ensure(fake, cls="re24")
     assert [c[0] for c in fake.calls] == ["useradd"]
-    assert not accounts.created_for("ana", "re24", fake)
-    assert accounts.created_for("ana", "so24a", fake)
+    assert not accounts.owned("ana", "re24", fake)
+    assert accounts.owned("ana", "so24a", fake)
 
 
 def test_a_run_cut_between_record_and_useradd_is_finished(state: Path, fake: FakeSystem) -> None:
