@@ -4,7 +4,8 @@
 labctl's own interpreter with a clean environment; ``/etc/sudoers.d/labctl-students`` (0440)
 lets the accounts labctl made for its classes run that, as root, without a password, and
 nothing else. Both are written from the account registry whenever an account is added or
-removed (:func:`sync`), and removed with the last account.
+removed (:func:`sync`), and removed with the last account. ``/usr/local/bin/labctl`` is linked
+to labctl's console script when nothing is there yet, so students can type ``labctl``.
 
 A state directory other than the default (the test suite's) gets its own pair, suffixed by a
 hash of the directory, so a test never rewrites a real class's rule.
@@ -30,6 +31,8 @@ from labctl.paths import state_dir
 
 DEFAULT_STATE = Path("/var/lib/labctl")
 ENTRY_DIR = Path("/usr/local/sbin")
+#: where students find ``labctl`` on their PATH (sshd's and login's default PATH have it)
+COMMAND = Path("/usr/local/bin/labctl")
 SUDOERS_DIR = Path("/etc/sudoers.d")
 SUDOERS = Path("/etc/sudoers")
 SUDO = "/usr/bin/sudo"
@@ -45,6 +48,7 @@ class Installation:
     entry: Path
     sudoers: Path
     alias: str  # the sudoers User_Alias naming the students
+    command: Path | None = None  # the students' ``labctl`` (default installation only)
 
     @classmethod
     def of(cls, state: Path | None = None) -> Installation:
@@ -60,6 +64,7 @@ class Installation:
             # sudo skips files in sudoers.d whose name holds a dot or ends with ~
             SUDOERS_DIR / f"labctl-students{suffix}",
             f"LABCTL_STUDENTS{suffix.replace('-', '_').upper()}",
+            None if suffix else COMMAND,
         )
 
 
@@ -188,17 +193,39 @@ def _includes(directory: Path) -> bool:
     return any(line.split()[:2] in wanted for line in text.splitlines())
 
 
+def _labctl(python: str) -> Path:
+    """The ``labctl`` console script beside the interpreter labctl runs on."""
+    return Path(python).parent / "labctl"
+
+
+def _ours(command: Path, python: str) -> bool:
+    """True when ``command`` is the symlink :func:`_link_command` made."""
+    return command.is_symlink() and Path(os.readlink(command)) == _labctl(python)
+
+
+def _link_command(command: Path | None, python: str) -> None:
+    """Put ``labctl`` on students' PATH, unless something else already is there."""
+    if command is None or command.exists() or command.is_symlink():
+        return  # an instructor's own labctl (or ours from before) stays as it is
+    target = _labctl(python)
+    if target.is_file():
+        command.parent.mkdir(parents=True, exist_ok=True)
+        command.symlink_to(target)
+
+
 def sync(users: Sequence[str], inst: Installation | None = None) -> None:
     """Make the entry point and sudo rule say exactly ``users``; remove both for none.
 
     Called by :mod:`labctl.classroom.accounts` with every account it made, after each change.
     """
     inst = inst or Installation.of()
+    python = sys.executable
     if not users:
         inst.sudoers.unlink(missing_ok=True)  # the rule first: never a rule without its entry
         inst.entry.unlink(missing_ok=True)
+        if inst.command is not None and _ours(inst.command, python):
+            inst.command.unlink()
         return
-    python = sys.executable
     entry, rule = render_entry(inst, python), render_rule(inst, sorted(users))
     if _same(inst.entry, entry, 0o755) and _same(inst.sudoers, rule, 0o440):
         return  # one call per account of a class: most find nothing to change
@@ -211,6 +238,7 @@ def sync(users: Sequence[str], inst: Installation | None = None) -> None:
             f"add the line '@includedir {rules}' to {SUDOERS} (with visudo)",
         )
     _write(inst.entry, entry, 0o755)
+    _link_command(inst.command, python)
     rules.mkdir(mode=0o750, exist_ok=True)
     tmp = inst.sudoers.with_name(f".{inst.sudoers.name}.check")
     try:

@@ -132,3 +132,25 @@ def test_a_sudo_that_does_not_read_the_directory_is_refused(
     with pytest.raises(HostError, match="does not read"):
         sudo.sync(["ana"], inst)
     assert not inst.entry.exists() and not inst.sudoers.exists()
+
+
+@needs_root
+@needs_visudo
+def test_students_get_a_labctl_command_unless_one_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "sudoers.d"
+    main = tmp_path / "sudoers"
+    main.write_text(f"@includedir {rules}\n")
+    monkeypatch.setattr(sudo, "SUDOERS", main)
+    monkeypatch.setattr(sudo, "check_trusted", lambda paths: None)
+    command = tmp_path / "bin" / "labctl"
+    inst = sudo.Installation(tmp_path, tmp_path / "entry", rules / "labctl-x", "LX", command)
+    sudo.sync(["ana"], inst)
+    assert command.is_symlink() and command.resolve().name == "labctl"
+    sudo.sync([], inst)
+    assert not command.exists() and not command.is_symlink()
+    command.write_text("#!/bin/sh\n# the instructor's own\n")
+    sudo.sync(["ana"], inst)
+    sudo.sync([], inst)
+    assert command.read_text().endswith("the instructor's own\n")
