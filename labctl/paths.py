@@ -38,6 +38,35 @@ def guest_apt_proxy() -> str | None:
     return value.strip() or None
 
 
+#: written for hosts that should run the small VM images (a Vagrant VM under TCG, a laptop)
+VM_PROFILE_FILE = Path("/etc/labctl/vm-profile")
+VM_PROFILES = ("debian", "tiny")
+
+
+def vm_profile() -> str:
+    """Which VM images labs get on this host: ``debian`` (complete systems) or ``tiny``.
+
+    ``LABCTL_VM_PROFILE``, else ``/etc/labctl/vm-profile``, else ``debian``. With ``tiny``
+    a guest whose image is ``vm-amd64`` runs ``vm-amd64-tiny`` (busybox init, boots in
+    seconds). A host-wide setting, so every command on the host sees the same images.
+    """
+    value = os.environ.get("LABCTL_VM_PROFILE")
+    source = "LABCTL_VM_PROFILE"
+    if value is None:
+        source = str(VM_PROFILE_FILE)
+        try:
+            value = VM_PROFILE_FILE.read_text()
+        except OSError:
+            return VM_PROFILES[0]
+    value = value.strip() or VM_PROFILES[0]
+    if value not in VM_PROFILES:
+        raise SpecError(
+            f"{source} says {value!r}: not a VM profile",
+            f"use one of: {', '.join(VM_PROFILES)}",
+        )
+    return value
+
+
 def within(base: Path, name: str) -> Path:
     """``base / name``, refused unless ``name`` is one plain path component inside ``base``.
 

@@ -36,15 +36,31 @@ def _size(n: int) -> str:
     return f"{n / 1024**2:.0f} MiB"
 
 
+def _lab_images() -> list[str]:
+    """The images the labs under ``labs/`` run on this host (its VM profile decides)."""
+    from labctl.lab.plan import image_of
+    from labctl.paths import LABS_DIR
+    from labctl.spec.model import load_lab
+
+    return sorted(
+        {image_of(g) for f in LABS_DIR.glob("*/lab.yaml") for g in load_lab(f).guests.values()}
+    )
+
+
 @images_app.command("build")
 def build(
-    names: list[str] = typer.Argument(None, help="Images to build (default: all)."),
+    names: list[str] = typer.Argument(
+        None, help="Images to build (default: those the labs run on this host)."
+    ),
+    all_images: bool = typer.Option(
+        False, "--all", help="Build every image, the other VM profile's too."
+    ),
     force: bool = typer.Option(False, "--force", help="Rebuild even if the recipe did not change."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
-    """Build every image the default lab needs; only what changed is rebuilt."""
+    """Build the images the labs need (and what they are built from); only what changed."""
     s = store()
-    wanted = names or list(s.recipes)
+    wanted = names or (list(s.recipes) if all_images else _lab_images())
     outcomes: list[BuildOutcome] = []
     started = time.monotonic()
     with Progress(

@@ -22,7 +22,7 @@ from labctl.instance.naming import (
 )
 from labctl.lab import lifecycle
 from labctl.lab import status as lab_status
-from labctl.lab.plan import READY_TIMEOUT_ENV, READY_TIMEOUT_RANGE
+from labctl.lab.plan import READY_TIMEOUT_ENV, READY_TIMEOUT_RANGE, image_of
 from labctl.spec.model import Lab, find_lab, json_schema, load_lab
 
 lab_app = typer.Typer(help="Check and describe lab files.")
@@ -238,7 +238,7 @@ def down(
 
         spec, _ = resolve_lab(lab)
         s = store()
-        for image in sorted({g.image for g in spec.guests.values()}):
+        for image in sorted({image_of(g) for g in spec.guests.values()}):
             s.forget(image)
             report(image, "forget image", "")
     seconds = time.monotonic() - t0

@@ -55,3 +55,14 @@ def guest_images() -> dict[str, GuestImage]:
 def store() -> ImageStore:
     """The image store over the configured cache directory."""
     return ImageStore(all_recipes())
+
+
+def profile_image(name: str, profile: str) -> str:
+    """The image a guest naming ``name`` runs under VM ``profile`` (``labctl.paths.vm_profile``).
+
+    ``tiny`` swaps a VM image for its ``-tiny`` variant where there is one; anything else
+    (containers, an image without a tiny variant, the ``debian`` profile) is unchanged.
+    """
+    if profile == "tiny" and f"{name}-tiny" in guest_images():
+        return f"{name}-tiny"
+    return name

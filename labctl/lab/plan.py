@@ -12,10 +12,12 @@ from labctl.backends.base import GuestPlan
 from labctl.backends.params import DockerParams, LibvirtParams, LxdParams, Params
 from labctl.errors import HostError, LabctlError, SpecError
 from labctl.images.cache import ImageStore
+from labctl.images.registry import profile_image
 from labctl.instance import naming
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab.accel import AccelChoice, KvmProbe, choose
+from labctl.paths import vm_profile
 from labctl.spec.model import DockerGuest, Guest, Lab, LibvirtGuest
 
 FIRST_HOST = 10  # guests get .10, .11, ... on the lab's /24; .1 is the host
@@ -44,13 +46,18 @@ def ready_timeout(lab: Lab, override: int | None = None) -> int:
     return int(raw)
 
 
+def image_of(guest: Guest) -> str:
+    """The image ``guest`` runs on this host: its own, or its tiny variant (VM profile)."""
+    return profile_image(guest.image, vm_profile())
+
+
 def check_images(lab: Lab, store: ImageStore) -> list[str]:
     """Raise if an image the lab needs is not built; return those whose recipe changed since.
 
     An outdated image still runs (it is what was built); ``up`` says that a rebuild would
     change it.
     """
-    wanted = sorted({g.image for g in lab.guests.values()})
+    wanted = sorted({image_of(g) for g in lab.guests.values()})
     unknown = [w for w in wanted if w not in store.recipes]
     if unknown:
         raise LabctlError(
@@ -148,7 +155,8 @@ def plans(
     vm_index = 0
     net = ipaddress.ip_network(state.subnet) if state.subnet else None
     for name, guest in lab.guests.items():
-        manifest = store.manifest(guest.image)
+        image = image_of(guest)
+        manifest = store.manifest(image)
         assert manifest is not None  # check_images ran first
         extra: dict[str, object] = {}
         if isinstance(guest, LibvirtGuest):
@@ -174,9 +182,9 @@ def plans(
             params=params(guest),
             lab=lab.name,
             instance=state.instance,
-            image=guest.image,
+            image=image,
             manifest=manifest,
-            image_dir=store.path(guest.image),
+            image_dir=store.path(image),
             run_dir=inst.run,
             key=key,
             **extra,  # type: ignore[arg-type]

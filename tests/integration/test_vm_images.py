@@ -1,9 +1,11 @@
 """The VM images on their own: built through the image cache, booted under plain QEMU TCG.
 
-Each boot proves the image's contract: the kernel command line sets hostname, address and the
-SSH key; the initramfs finds the root disk on virtio-blk and on IDE; the guest loads drivers
-for the hardware it has and no others; root logs in with the key; the power button powers it
-off. Boot-to-SSH times are recorded as test properties (``--junitxml``) and printed (``-s``).
+The Debian images (``vm-amd64``, ``vm-arm64``: systemd, apt, sudo) and the tiny ones
+(``vm-*-tiny``: busybox init) keep one contract. Each boot proves it: the kernel command
+line sets hostname, address and the SSH key; the initramfs finds the root disk on virtio-blk
+and on IDE; the guest loads drivers for the hardware it has and no others; root logs in with
+the key; the power button powers it off. Boot-to-SSH times are recorded as test properties
+(``--junitxml``) and printed (``-s``).
 """
 
 from __future__ import annotations
@@ -15,23 +17,26 @@ from pathlib import Path
 
 import pytest
 
+from labctl.images import vm_debian
 from labctl.images.cache import ImageStore
 from labctl.images.vm import READY_MARKER, recipes
 from labctl.keys import KeyPair, ensure_keypair
 from labctl.ssh import run, wait_for_login
 from tests.integration.qemu_helpers import Guest, booted
 
-IMAGES = ["vm-amd64", "vm-arm64"]
+DEBIAN = ["vm-amd64", "vm-arm64"]
+TINY = ["vm-amd64-tiny", "vm-arm64-tiny"]
 ARTIFACTS = {"disk.qcow2", "vmlinuz", "initrd.img", "manifest.json"}
+DEBIAN_ARTIFACTS = ARTIFACTS | {"packages.tsv"}
 BOOT_TIMEOUT = 180.0  # TCG on a busy 2-core host; a normal boot takes a fraction of this
-SIZE_BUDGET = 400 * 1024**2  # both images together
+SIZE_BUDGET = {"debian": 400 * 1024**2, "tiny": 200 * 1024**2}  # each pair together
 
 
 @pytest.fixture(scope="module")
 def vm_images() -> dict[str, Path]:
     """Both VM images, built (or found current) in the cache at LABCTL_CACHE."""
-    store = ImageStore(recipes())
-    outcomes = store.build(IMAGES)
+    store = ImageStore([*vm_debian.recipes(), *recipes()])
+    outcomes = store.build([*DEBIAN, *TINY])
     for o in outcomes:
         m = o.manifest
         print(
@@ -48,11 +53,15 @@ def key(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
 
 
 def test_images_hold_exactly_their_artifacts_within_budget(vm_images: dict[str, Path]) -> None:
-    total = 0
-    for name, path in vm_images.items():
-        assert {p.name for p in path.iterdir()} == ARTIFACTS, name
-        total += sum(p.stat().st_size for p in path.iterdir())
-    assert total <= SIZE_BUDGET, f"VM images use {total / 1024**2:.0f} MiB"
+    for kind, names in (("debian", DEBIAN), ("tiny", TINY)):
+        total = 0
+        for name in names:
+            path = vm_images[name]
+            wanted = DEBIAN_ARTIFACTS if kind == "debian" else ARTIFACTS
+            assert {p.name for p in path.iterdir()} == wanted, name
+            total += sum(p.stat().st_size for p in path.iterdir())
+        budget = SIZE_BUDGET[kind]
+        assert total <= budget, f"{kind} VM images use {total / 1024**2:.0f} MiB"
 
 
 def _login(guest: Guest) -> tuple[float, float]:
@@ -86,12 +95,33 @@ def _power_off(guest: Guest) -> float:
     return time.monotonic() - t0
 
 
+def _is_a_complete_debian(guest: Guest) -> None:
+    """systemd runs the machine; apt, sudo and the journal work; the console offers a login."""
+    state = run(guest.target, "systemctl is-system-running --wait; systemctl --failed --plain")
+    print(f"systemctl is-system-running: {state.stdout.strip()}")
+    assert state.stdout.splitlines()[0] == "running", state.stdout
+    assert run(guest.target, 'test "$(readlink /proc/1/exe)" = /usr/lib/systemd/systemd').succeeded
+    tools = run(
+        guest.target,
+        "apt-get --version | head -1 && sudo -n true && journalctl -b -q -n 1 --no-pager "
+        "&& adduser --version && python3 -c 'print(1)' && dpkg --audit && echo ok",
+    )
+    assert tools.succeeded and tools.stdout.endswith("ok\n"), tools.detail
+    # serial getty: `virsh console` (or this console log) gets a login prompt
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and " login:" not in guest.console_text():
+        time.sleep(0.5)
+    assert " login:" in guest.console_text()
+
+
 CASES = [
     # image, `uname -m`, disk bus, NIC model, address by DHCP instead of the command line
     pytest.param("vm-amd64", "x86_64", "ide", "e1000", False, id="amd64-ide-e1000"),
     pytest.param("vm-amd64", "x86_64", "virtio", "virtio", False, id="amd64-virtio"),
     pytest.param("vm-arm64", "aarch64", "virtio", "virtio", False, id="arm64-virtio"),
     pytest.param("vm-amd64", "x86_64", "sata", "e1000", True, id="amd64-sata-dhcp"),
+    pytest.param("vm-amd64-tiny", "x86_64", "virtio", "virtio", False, id="tiny-amd64-virtio"),
+    pytest.param("vm-arm64-tiny", "aarch64", "ide", "e1000", False, id="tiny-arm64-ide-e1000"),
 ]
 DISK_DRIVERS = {"ide": {"ata_piix", "sd_mod"}, "sata": {"ahci", "sd_mod"}}
 
@@ -108,7 +138,7 @@ def test_vm_boots_and_accepts_ssh_login(
     nic: str,
     dhcp: bool,
 ) -> None:
-    arch = image.removeprefix("vm-")
+    arch = image.removeprefix("vm-").removesuffix("-tiny")
     hostname = f"t-{arch}-{disk_bus}"
     with booted(
         vm_images[image],
@@ -156,6 +186,8 @@ def test_vm_boots_and_accepts_ssh_login(
         )
         assert tools.succeeded, tools.detail
         assert f"driver: {'virtio_net' if nic == 'virtio' else 'e1000'}" in tools.stdout
+        if image in DEBIAN:
+            _is_a_complete_debian(guest)
 
         off = _power_off(guest)
         print(f"{image} {disk_bus}/{nic}: powered off {off:.1f} s after the power button")

@@ -13,3 +13,9 @@ def fake_nft(monkeypatch: pytest.MonkeyPatch) -> FakeNft:
     fake = FakeNft()
     monkeypatch.setattr("labctl.instance.isolation._nft", fake)
     return fake
+
+
+@pytest.fixture(autouse=True)
+def default_vm_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests see the default VM images whatever this host's /etc/labctl/vm-profile says."""
+    monkeypatch.setenv("LABCTL_VM_PROFILE", "debian")

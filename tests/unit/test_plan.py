@@ -143,3 +143,40 @@ def test_each_guest_is_handed_to_its_backend_in_its_engines_terms() -> None:
         port=8080, host_port=None, memory=128, http_path="/"
     )
     assert {plan.params(g).engine for g in LAB.guests.values()} == {"libvirt", "lxd", "docker"}
+
+
+def test_the_tiny_vm_profile_swaps_vm_images_for_their_tiny_variants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABCTL_VM_PROFILE", "tiny")
+    images = {name: plan.image_of(g) for name, g in LAB.guests.items()}
+    assert images == {
+        "arm-emulated": "vm-arm64-tiny",
+        "kvm-full": "vm-amd64-tiny",
+        "kvm-virtio": "vm-amd64-tiny",
+        "lxc-system": "lxd-system",  # no tiny variant: unchanged
+        "docker-app": "docker-app",
+    }
+    tiny = ImageStore([Empty(n) for n in sorted(set(images.values()))], root=tmp_path)
+    tiny.build(["vm-amd64-tiny"])
+    with pytest.raises(HostError) as err:
+        plan.check_images(LAB, tiny)  # the tiny images are the ones that must be built
+    assert "vm-arm64-tiny" in err.value.message and "vm-amd64," not in err.value.message
+
+
+def test_a_vm_profile_is_read_from_the_host_file_and_a_bad_one_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labctl import paths
+
+    monkeypatch.delenv("LABCTL_VM_PROFILE")
+    profile_file = tmp_path / "vm-profile"
+    monkeypatch.setattr(paths, "VM_PROFILE_FILE", profile_file)
+    assert paths.vm_profile() == "debian"  # no file: the complete Debian VMs
+    profile_file.write_text("tiny\n")
+    assert paths.vm_profile() == "tiny"
+    profile_file.write_text("huge\n")
+    with pytest.raises(SpecError, match=r"vm-profile says 'huge': not a VM profile"):
+        paths.vm_profile()
+    monkeypatch.setenv("LABCTL_VM_PROFILE", "debian")
+    assert paths.vm_profile() == "debian"  # the environment wins over the file
