@@ -25,10 +25,12 @@ ln -sf /lib/systemd/system/systemd-networkd.socket \
 # host keeps the clock), the apt timers (they would take the dpkg lock while a student or a
 # check uses apt), disk checks and trims, waiting for "network online", the text console on
 # the (absent) screen. The serial console keeps its login prompt.
+# binfmt_misc (foreign programs through an emulator) is the lab host's business, not a guest's.
 for unit in systemd-timesyncd.service systemd-networkd-wait-online.service \
     apt-daily.service apt-daily.timer apt-daily-upgrade.service apt-daily-upgrade.timer \
     e2scrub_all.timer e2scrub_reap.service fstrim.timer \
-    getty@tty1.service; do
+    getty@tty1.service \
+    systemd-binfmt.service proc-sys-fs-binfmt_misc.automount proc-sys-fs-binfmt_misc.mount; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 
@@ -52,6 +54,11 @@ rm -f "$root/var/lib/dbus/machine-id"
 ln -sf /etc/machine-id "$root/var/lib/dbus/machine-id"
 echo labctl-vm > "$root/etc/hostname"
 : > "$root/etc/resolv.conf"
+
+# Every guest boots a fresh overlay of this disk: without these stamps systemd would think
+# /usr had just been updated and run ldconfig, the journal catalog and more at every first
+# boot (ConditionNeedsUpdate).
+touch "$root/etc/.updated" "$root/var/.updated"
 
 cat > "$root/etc/motd" <<'MOTD'
 

@@ -109,7 +109,9 @@ class Recipe(ABC):
             h.update(f"{dep}={dep_hashes[dep]}".encode())
         if self.recipe_dir:
             root = IMAGES_DIR / self.recipe_dir
-            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            # a README explains the recipe; editing it must not rebuild the image
+            files = (p for p in root.rglob("*") if p.is_file() and p.name != "README.md")
+            for path in sorted(files):
                 h.update(str(path.relative_to(root)).encode())
                 h.update(path.read_bytes())
         return h.hexdigest()[:16]
