@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from labctl import console
+from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.images.cache import BuildOutcome
 from labctl.images.recipe import Manifest
@@ -104,8 +104,11 @@ def build(
 
 
 @images_app.command("list")
-def list_images(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """Show each image: built or missing, recipe hash, size, build time."""
+def list_images(
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+    wide: bool = tables.WideOpt,
+) -> None:
+    """Show each image: built or missing, size, when it was built and how long it took."""
     s = store()
     hashes = s.hashes(s.recipes)
     rows: list[ImageRow] = []
@@ -117,14 +120,15 @@ def list_images(json_out: bool = typer.Option(False, "--json", help="Print as JS
     if json_out:
         console.print_json(rows)
         return
-    table = Table("image", "status", "size", "built", "description")
+    table = tables.table("image", "status", "size", "built", "took", *(["description"] * wide))
     for r in rows:
         m = r.manifest
         table.add_row(
             r.name,
             r.status,
             _size(m.total_size) if m else "-",
-            f"{m.built_at} ({m.build_seconds:.0f} s)" if m else "-",
-            r.description,
+            m.built_at.replace("T", " ")[:16] if m else "-",
+            f"{m.build_seconds:.0f} s" if m else "-",
+            *([r.description] * wide),
         )
     console.out.print(table)
