@@ -87,6 +87,7 @@ class Confined:
     """A student's command line, made to work on their own lab only."""
 
     command: str  # exercise, ssh, exec or status
+    words: list[str]  # the command and, for exercise, its subcommand
     given: list[str]  # the student's own arguments after the command (and subcommand)
     argv: list[str]  # for labctl's own command line (``labctl`` left out)
 
@@ -145,7 +146,7 @@ def confine(args: Sequence[str], account: Account) -> Confined:
     forced = ["--lab", account.lab, "--instance", account.instance]
     if command == "exercise":
         forced += ["--student", account.student]
-    return Confined(command, [*kept, *tail], [*head, *words, *kept, *forced, *tail])
+    return Confined(command, words, [*kept, *tail], [*head, *words, *kept, *forced, *tail])
 
 
 def _not_yours(account: Account, field: str, value: str | None, command: str) -> Refused:

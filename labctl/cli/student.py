@@ -15,13 +15,19 @@ from labctl.classroom.accounts import Account
 from labctl.cli import main as labctl_main
 from labctl.cli import render_error
 from labctl.errors import HostError, LabctlError
+from labctl.instance.state import NotUp
+from labctl.lab import status as lab_status
+
+#: commands that need the student's lab up (ssh finds out itself): a student hears how
+#: labs come up in a class, not `labctl up`, which is the instructor's
+NEEDS_LAB = {("exec",), ("status",), ("exercise", "check")}
+NOT_UP_HINT = "your instructor brings the class's labs up (labctl class up): ask them"
 
 
 def _ssh(account: Account, guest: str) -> None:
     """Replace this process with a shell in the student's own guest (ssh run as root)."""
     from labctl import backends
     from labctl.keys import KeyPair
-    from labctl.lab import status as lab_status
 
     inst, state = lab_status.load(account.lab, account.instance)
     rec = lab_status.record(state, guest)
@@ -38,6 +44,8 @@ def main() -> None:
     try:
         account = access.identify(os.environ, os.geteuid())
         confined = access.confine(sys.argv[1:], account)
+        if tuple(confined.words) in NEEDS_LAB and "--help" not in confined.given:
+            lab_status.load(account.lab, account.instance)
         if confined.command == "ssh" and "--help" not in confined.given:
             if len(confined.given) != 1 or confined.given[0].startswith("-"):
                 raise access.Refused(
@@ -45,6 +53,8 @@ def main() -> None:
                 )
             _ssh(account, confined.given[0])
     except LabctlError as exc:
+        if isinstance(exc, NotUp):
+            exc.hint = NOT_UP_HINT
         render_error(exc)
         sys.exit(exc.code)
     sys.argv = ["labctl", *confined.argv]

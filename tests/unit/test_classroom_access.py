@@ -303,3 +303,24 @@ def test_a_student_s_command_goes_through_sudo_and_the_entry_point(
     answer = 1  # sudo -l: this user may not
     with pytest.raises(HostError, match="not a student of a labctl class"):
         access.reexec_argv(["exercise", "list"], 1000)
+
+
+@pytest.mark.parametrize("args", [["exec", "box", "--", "id"], ["ssh", "box"], ["status"]])
+def test_a_student_whose_lab_is_down_hears_who_brings_it_up(
+    fake: FakeSystem,
+    ana: Account,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+) -> None:
+    monkeypatch.setattr(student.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(accounts.System, "lookup", lambda self, user: fake.lookup(user))
+    monkeypatch.setenv("SUDO_USER", "ana")
+    monkeypatch.setenv("SUDO_UID", str(fake.users["ana"].uid))
+    monkeypatch.setattr(sys, "argv", ["labctl-student", *args])
+    with pytest.raises(SystemExit) as exit_:
+        student.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "lab net (instance so24a-ana) is not up" in err
+    assert "labctl class up" in err and "labctl up" not in err.replace("labctl class up", "")
