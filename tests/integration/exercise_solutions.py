@@ -308,6 +308,98 @@ def lxc_averia(s: Student) -> None:
     s.guest("lxc-system", "for i in $(seq 30); do [ -s /run/reloj ] && break; sleep 0.2; done")
 
 
+# ---- a virtual machine beside a system container ------------------------------------------
+
+BOTH = ("kvm-virtio", "lxc-system")
+
+
+def _wait_listening(s: Student, guest: str, port: str) -> None:
+    conn = runner.Connections(s.ws)(guest)
+    for _ in range(100):  # python needs a moment to bind the port (longer in a VM under TCG)
+        if conn.run(f"ss -ltnH 'sport = :{port}' | grep -q .").succeeded:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{guest}: nothing listens on {port}")
+
+
+def _host_processes(pattern: str) -> int:
+    """What `ps -eo args | grep PATTERN` shows on the host, without grep itself."""
+    args = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True, check=True)
+    return sum(1 for line in args.stdout.splitlines() if re.search(pattern, line))
+
+
+def lxc_gemelos(s: Student) -> None:
+    port, token = s.p("port"), s.p("token")
+    unit = (
+        "[Unit]\nDescription=Gemelo\n\n[Service]\n"
+        f"ExecStart=/usr/bin/python3 -m http.server {port} --directory /srv/gemelo\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+    for guest in BOTH:  # the very same commands in the VM and in the container
+        s.guest(
+            guest,
+            f'mkdir -p /srv/gemelo && echo "<h1>{token} $(hostname)</h1>"'
+            " > /srv/gemelo/index.html"
+            f" && printf %s {shlex.quote(unit)} > /etc/systemd/system/gemelo.service"
+            " && systemctl daemon-reload && systemctl enable --now gemelo",
+        )
+    for guest in BOTH:
+        _wait_listening(s, guest, port)
+    s.answer("nucleo", s.guest("kvm-virtio", "uname -r").strip())
+    link = s.guest("lxc-system", "ip -d link show eth0")
+    kind = re.search(r"^\s+(veth|macvlan|ipvlan)\b", link, re.M)
+    assert kind, link
+    s.answer("red", kind.group(1))
+    s.answer("anfitrion", _host_processes(rf"-m http\.server {port} "))
+
+
+def lxc_modulos(s: Student) -> None:
+    iface = s.p("iface")
+    s.guest("kvm-virtio", f"modprobe dummy && ip link add {iface} type dummy")
+    s.answer("fichero", s.guest("kvm-virtio", "modinfo -n dummy").strip())
+    s.guest("lxc-system", f"modprobe dummy 2> /root/modprobe-{s.student}.txt; true")
+    release, *modules = s.guest("lxc-system", "uname -r; ls /lib/modules 2>/dev/null; true").split()
+    s.answer("directorio", "si" if release in modules else "no")
+    s.answer("capacidad", "si" if _container_has_sys_module(s) else "no")
+
+
+def _container_has_sys_module(s: Student) -> bool:
+    caps = s.guest("lxc-system", "capsh --print")
+    bounding = re.search(r"^Bounding set =(.*)$", caps, re.M)
+    assert bounding, caps
+    return "cap_sys_module" in bounding.group(1).split(",")
+
+
+def _seconds(value: str) -> float:
+    """A systemd time span (``1min 2.345s``, ``850ms``, ``3.1s``) in seconds."""
+    units = {"min": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6}
+    parts = re.findall(r"([\d.]+)(min|ms|us|µs|s)", value)
+    assert parts, value
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def _phases(analyze: str) -> dict[str, float]:
+    """``Startup finished in 2.1s (kernel) + 9.8s (userspace) = ...`` as {phase: seconds}."""
+    spans = re.findall(r"((?:[\d.]+(?:min|ms|us|µs|s)\s*)+)\((\w+)\)", analyze)
+    return {phase: _seconds(span) for span, phase in spans}
+
+
+def lxc_diario(s: Student) -> None:
+    kernel_log = s.guest("kvm-virtio", "journalctl -b -k --no-pager")
+    bios = re.search(r"DMI: .* BIOS (\S+)", kernel_log)
+    assert bios, kernel_log[:2000]
+    s.answer("firmware", bios.group(1))
+    freed = re.search(r"Freeing initrd memory: (\d+)K", kernel_log)
+    assert freed, kernel_log[:2000]
+    s.answer("initramfs", freed.group(1))
+    vm = _phases(s.guest("kvm-virtio", "systemd-analyze"))
+    s.answer("fases", f"{vm['kernel']:.3f}")
+    container = _phases(s.guest("lxc-system", "systemd-analyze"))
+    missing = sorted(set(vm) - set(container))
+    s.answer("contenedor", missing[0] if missing else "ninguna")
+    s.answer("mensajes", s.guest("lxc-system", "journalctl -b -k -q --no-pager | wc -l").strip())
+
+
 # ---- application container -----------------------------------------------------------------
 
 
@@ -429,6 +521,59 @@ def _other_kernel(_s: Student) -> str:
     return _not_on_this_host(("6.1.0-25-amd64", "5.10.0-30-amd64"), os.uname().release)
 
 
+def _kernel_not_the_vms(s: Student) -> str:
+    # The host's own release is the misconception; on a host running the VM's very kernel
+    # package it would be right, so another release stands in.
+    vm = s.guest("kvm-virtio", "uname -r").strip()
+    return _not_on_this_host((os.uname().release, "5.10.0-30-amd64", "6.1.0-25-amd64"), vm)
+
+
+def _one_more_host_process(s: Student) -> str:
+    return str(_host_processes(rf"-m http\.server {s.p('port')} ") + 1)
+
+
+def _module_of_another_kernel(s: Student) -> str:
+    vm = s.guest("kvm-virtio", "modinfo -n dummy").strip()
+    candidates = tuple(
+        f"/lib/modules/{release}/kernel/drivers/net/dummy.ko"
+        for release in (os.uname().release, "5.10.0-30-amd64", "6.1.0-25-amd64")
+    )
+    return _not_on_this_host(candidates, vm)
+
+
+def _modules_dir_opposite(s: Student) -> str:
+    release, *modules = s.guest("lxc-system", "uname -r; ls /lib/modules 2>/dev/null; true").split()
+    return _opposite_yes_no(release in modules)
+
+
+def _sys_module_opposite(s: Student) -> str:
+    return _opposite_yes_no(_container_has_sys_module(s))
+
+
+def _bios_not_the_vms(s: Student) -> str:
+    vm = s.guest("kvm-virtio", "dmidecode -s bios-version").strip()
+    host = Path("/sys/class/dmi/id/bios_version")
+    mine = host.read_text().strip() if host.is_file() else ""
+    return _not_on_this_host(tuple(c for c in (mine, "1.0", "2.0") if c), vm)
+
+
+def _kernel_phase_tripled(s: Student) -> str:
+    kernel = _phases(s.guest("kvm-virtio", "systemd-analyze"))["kernel"]
+    return f"{3 * kernel + 1:.2f}"
+
+
+def _container_phase_wrong(s: Student) -> str:
+    # "none" is the misconception; were the container to show a kernel phase, "kernel" is wrong.
+    container = _phases(s.guest("lxc-system", "systemd-analyze"))
+    return "kernel" if "kernel" in container else "ninguna"
+
+
+def _kernel_messages_of_the_vm(s: Student) -> str:
+    count = "journalctl -b -k -q --no-pager | wc -l"
+    vm, container = (int(s.guest(g, count).strip()) for g in BOTH)
+    return str(vm if vm != container else container + 1)
+
+
 def _apt_opposite(s: Student) -> str:
     return _opposite_yes_no(apt_reaches_mirror(s))
 
@@ -466,6 +611,17 @@ WRONG: dict[tuple[str, str], str | Callable[[Student], str]] = {
     ("lxc-nucleo", "init"): "sshd",
     ("lxc-nucleo", "desde-fuera"): "1",
     ("lxc-averia", "diagnostico"): "127",
+    ("lxc-gemelos", "nucleo"): _kernel_not_the_vms,
+    ("lxc-gemelos", "red"): "virtio_net",
+    ("lxc-gemelos", "anfitrion"): _one_more_host_process,
+    ("lxc-modulos", "fichero"): _module_of_another_kernel,
+    ("lxc-modulos", "directorio"): _modules_dir_opposite,
+    ("lxc-modulos", "capacidad"): _sys_module_opposite,
+    ("lxc-diario", "firmware"): _bios_not_the_vms,
+    ("lxc-diario", "initramfs"): "0",
+    ("lxc-diario", "fases"): _kernel_phase_tripled,
+    ("lxc-diario", "contenedor"): _container_phase_wrong,
+    ("lxc-diario", "mensajes"): _kernel_messages_of_the_vm,
     ("app-contenido", "pid1"): "systemd",
     ("app-contenido", "pid-anfitrion"): "1",
     ("app-imagen", "capas"): "14",
@@ -495,6 +651,9 @@ SOLUTIONS: dict[str, Callable[[Student], None]] = {
     "lxc-servicio": lxc_servicio,
     "lxc-nucleo": lxc_nucleo,
     "lxc-averia": lxc_averia,
+    "lxc-gemelos": lxc_gemelos,
+    "lxc-modulos": lxc_modulos,
+    "lxc-diario": lxc_diario,
     "app-contenido": app_contenido,
     "app-imagen": app_imagen,
     "app-arranque": app_arranque,
