@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -46,18 +47,19 @@ def mmdebstrap(
     variant: str = "minbase",
     extra_args: Sequence[str] = (),
     timeout: float = 1800,
+    lists: Sequence[Path] = (),
 ) -> None:
     """Create a Debian ``SUITE`` tree (or tarball, by ``target``'s suffix) for ``arch``.
 
     ``variant="extract"`` unpacks the packages and their dependencies without running any
-    maintainer script: no emulation is needed for a foreign architecture.
+    maintainer script: no emulation is needed for a foreign architecture. A package apt does
+    not know is named with the line of ``lists`` (the recipe's package lists) that asks for it.
     """
     args: list[str] = [
         "mmdebstrap",
         f"--variant={variant}",
         f"--architectures={arch}",
-        "--mode=root",
-        "--quiet",
+        "--mode=root",  # not --quiet: apt's own error names the package it cannot find
         "--aptopt=Acquire::Retries 3",
     ]
     for pattern in SLIM_EXCLUDES:
@@ -68,9 +70,48 @@ def mmdebstrap(
     if pkgs:
         args.append("--include=" + ",".join(pkgs))
     args += [*extra_args, SUITE, str(target), mirror()]
-    run(
-        args,
-        timeout=timeout,
-        error=BuildError,
-        hint="check that the Debian mirror is reachable (LABCTL_MIRROR sets another one)",
-    )
+    try:
+        run(
+            args,
+            timeout=timeout,
+            error=BuildError,
+            hint="check that the Debian mirror is reachable (LABCTL_MIRROR sets another one)",
+        )
+    except BuildError as exc:
+        unknown = unknown_packages(exc.message)
+        if not unknown:
+            raise
+        where = [where_listed(name, arch, lists) for name in unknown]
+        raise BuildError(
+            "; ".join(
+                f"{w}: no package {n!r} in Debian {SUITE} for {arch}"
+                for n, w in zip(unknown, where, strict=True)
+            ),
+            "fix the name (apt-cache search shows what exists); nothing was built and the "
+            "image built before, if any, stays in use",
+        ) from exc
+
+
+#: apt's words for a package it cannot install at all
+_UNKNOWN = (
+    re.compile(r"Unable to locate package (\S+)"),
+    re.compile(r"Package '([^']+)' has no installation candidate"),
+)
+
+
+def unknown_packages(output: str) -> list[str]:
+    """Packages apt said it cannot find, in the order it said so."""
+    found: list[str] = []
+    for pattern in _UNKNOWN:
+        found += [m for m in pattern.findall(output) if m not in found]
+    return found
+
+
+def where_listed(name: str, arch: str, lists: Sequence[Path]) -> str:
+    """``FILE:LINE`` of the package list line naming ``name`` (``{arch}`` expanded), or the name."""
+    for path in lists:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            entry = line.split("#", 1)[0].strip().replace("{arch}", arch)
+            if entry == name:
+                return f"{path}:{number}"
+    return name

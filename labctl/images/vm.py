@@ -195,10 +195,13 @@ class VmImage(Recipe):
 
     def _unpack(self, rootfs: Path) -> list[tuple[str, str]]:
         """Unpack the packages; return (name, version) of every package that went in."""
-        return unpack(rootfs, self.arch.debian, _packages(self.arch.debian))
+        packages = _packages(self.arch.debian)
+        return unpack(rootfs, self.arch.debian, packages, [RECIPE_DIR / "packages.txt"])
 
 
-def unpack(target: Path, arch: str, packages: Sequence[str]) -> list[tuple[str, str]]:
+def unpack(
+    target: Path, arch: str, packages: Sequence[str], lists: Sequence[Path] = ()
+) -> list[tuple[str, str]]:
     """Unpack ``packages`` and their dependencies into ``target`` without running anything.
 
     No maintainer script runs (``mmdebstrap --variant=extract``), so no emulation is needed
@@ -211,6 +214,7 @@ def unpack(target: Path, arch: str, packages: Sequence[str]) -> list[tuple[str, 
         packages=packages,
         variant="extract",
         extra_args=[f"--setup-hook={MERGED_USR_HOOK}", "--skip=cleanup/apt/cache"],
+        lists=lists,
     )
     debs = []
     for deb in sorted((target / "var/cache/apt/archives").glob("*.deb")):

@@ -142,6 +142,7 @@ class DebianVmImage(Recipe):
             rootfs,
             arch=self.arch.debian,
             packages=_packages(),
+            lists=[RECIPE_DIR / "packages.txt"],
             extra_args=[*extra, *(f"--customize-hook={hook}" for hook in hooks)],
         )
         if not (rootfs / "usr/lib/systemd/systemd").is_file():

@@ -157,3 +157,19 @@ def test_debian_guest_setup_reads_every_key_of_the_command_line() -> None:
     }
     for key in keys:
         assert f"{key}=*)" in script, key
+
+
+def test_a_package_apt_cannot_find_is_named_with_its_list_line(tmp_path: Path) -> None:
+    from labctl.images.debian import unknown_packages, where_listed
+
+    output = (
+        "I: running apt-get update...\nE: Unable to locate package nginx-lite\n"
+        "E: Package 'linux-image-arm64' has no installation candidate\nE: apt download failed"
+    )
+    assert unknown_packages(output) == ["nginx-lite", "linux-image-arm64"]
+    listing = tmp_path / "packages.txt"
+    listing.write_text("# tools\nbash\nnginx-lite   # a web server\nlinux-image-{arch}\n")
+    assert where_listed("nginx-lite", "amd64", [listing]) == f"{listing}:3"
+    assert where_listed("linux-image-arm64", "arm64", [listing]) == f"{listing}:4"
+    assert where_listed("other", "arm64", [listing]) == "other"
+    assert unknown_packages("E: mmdebstrap failed to run") == []

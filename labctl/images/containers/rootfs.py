@@ -51,7 +51,13 @@ def build_rootfs(
         extra = [f"--hook-dir={MERGED_USR_HOOKS}"] if MERGED_USR_HOOKS.is_dir() else []
         extra += [*mmdebstrap_args, *(f"--customize-hook={hook}" for hook in hooks)]
         ctx.report(f"mmdebstrap ({len(packages)} packages)")
-        mmdebstrap(tar, arch=ARCH, packages=packages, extra_args=extra)
+        mmdebstrap(
+            tar,
+            arch=ARCH,
+            packages=packages,
+            extra_args=extra,
+            lists=[recipe_dir / "packages.txt"],
+        )
         ctx.report("compress")
         with (
             tar.open("rb") as src,
