@@ -42,13 +42,14 @@ KNOWN_BLOCKED = {
 }
 
 # Connect and exit 0, or exit 1; at most 3 s. Whatever the guest has: python3, OpenBSD's nc
-# (the busybox VMs) or busybox's (the app container).
+# (the busybox VMs) or busybox's (the app container: its -w bounds the connect only, so
+# ``-e true`` ends it once connected, whatever the server does then).
 _PY = "import socket,sys\nsocket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()"
 PRELUDE = f"""PY={shlex.quote(_PY)}
 tcp() {{
   if command -v python3 >/dev/null 2>&1; then python3 -c "$PY" "$1" "$2" >/dev/null 2>&1
   elif command -v nc.openbsd >/dev/null 2>&1; then nc.openbsd -z -w 3 "$1" "$2" >/dev/null 2>&1
-  else echo | busybox nc -w 3 "$1" "$2" >/dev/null 2>&1; fi
+  else busybox nc -w 3 "$1" "$2" -e true >/dev/null 2>&1; fi
   echo "tcp $1 $2 $?"
 }}
 png() {{

@@ -1,0 +1,207 @@
+"""class verify's logic on fake guests, and its probe script run for real on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from labctl.classroom import verify
+from labctl.classroom.state import ClassState, Seat
+from labctl.command import CommandResult
+from labctl.connection import Connection
+from labctl.instance.state import GuestRecord, InstanceDir, LabState
+from labctl.keys import KeyPair
+from tests.labs import APP, BOX, VM, lab_yaml
+from tests.unit.fake_connection import FakeConnection
+
+# Two students; each: a VM, a system container and an app container on three /24s.
+NETS = {
+    "ana": ("10.210.1", "10.211.1", "10.212.1"),
+    "bo": ("10.210.2", "10.211.2", "10.212.2"),
+}
+Reach = Callable[[str, str, str, int | None], bool]  # (student, guest, address, port)
+
+
+def lab_state(student: str, spec: Path) -> LabState:
+    vm, lxd, docker = NETS[student]
+    instance = f"so-{student}"
+    return LabState(
+        "cls",
+        instance,
+        str(spec),
+        subnet=f"{vm}.0/24",
+        network=f"labctl-cls-{instance}",
+        lxd_subnet=f"{lxd}.0/24",
+        docker_subnet=f"{docker}.0/24",
+        docker_network=f"labctl-cls-{instance}",
+        guests={
+            "vm": GuestRecord(
+                "vm", "libvirt", f"labctl-cls-{instance}-vm", "ready", address=f"{vm}.10", port=22
+            ),
+            "box": GuestRecord(
+                "box", "lxd", f"labctl-cls-{instance}-box", "ready", address=f"{lxd}.20", port=22
+            ),
+            "app": GuestRecord(
+                "app",
+                "docker",
+                f"labctl-cls-{instance}-app",
+                "ready",
+                address="127.0.0.1",
+                port=40001,
+            ),
+        },
+    )
+
+
+@pytest.fixture
+def cls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ClassState:
+    monkeypatch.setenv("LABCTL_STATE", str(tmp_path / "state"))
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(lab_yaml("cls", VM, BOX, APP))
+    seats = {}
+    for student in NETS:
+        InstanceDir("cls", f"so-{student}").save(lab_state(student, spec))
+        seats[student] = Seat(student, student.title(), f"so-{student}", outcome="up")
+    return ClassState("so", "cls", str(spec), "r.csv", seats)
+
+
+def student_of(address: str) -> str:
+    return next(s for s, nets in NETS.items() if any(address.startswith(n + ".") for n in nets))
+
+
+def network(reach: Reach) -> Callable[[GuestRecord, KeyPair], Connection]:
+    """Guests whose probes answer by ``reach``; the app container says its own address."""
+
+    def connect(rec: GuestRecord, key: KeyPair) -> Connection:
+        student = rec.resource.split("-")[3]
+
+        def respond(command: str) -> CommandResult:
+            if command.startswith("hostname -i"):
+                return CommandResult(command, 0, f"{NETS[student][2]}.2\n", "")
+            out = []
+            for kind, address, port in re.findall(r"^(tcp|png) (\S+) ?(\d+)?$", command, re.M):
+                p = int(port) if port else None
+                ok = reach(student, rec.name, address, p)
+                name = "ping" if kind == "png" else "tcp"
+                out.append(f"{name} {address} {port or 0} {0 if ok else 1}")
+            return CommandResult(command, 0, "\n".join(out) + "\n", "")
+
+        return FakeConnection(name=rec.name, respond=respond)
+
+    return connect
+
+
+def isolated(student: str, guest: str, address: str, port: int | None) -> bool:
+    """Labctl's rule: own guests only (the host's gateway never), libvirt's NAT as it is."""
+    if address.endswith(".1"):
+        return False
+    if student_of(address) != student:
+        return False
+    return not (guest == "box" and address.startswith("10.210."))  # lxd -> own VM: NAT
+
+
+def test_an_isolated_class_passes_with_the_known_nat_block(cls: ClassState) -> None:
+    report = verify.verify(cls, network(isolated))
+    assert report.isolated, (report.leaks, report.broken, report.errors)
+    # per source guest: 2 own targets, 3 guests x (ping + tcp) of the other, 6 host ports
+    assert len(report.probes) == 2 * 3 * (2 + 6 + 6)
+    known = [p for p in report.probes if p.known]
+    assert {(p.student, p.source, p.target) for p in known} == {
+        ("ana", "box", "ana/vm"),
+        ("bo", "box", "bo/vm"),
+    }
+    app = [p for p in report.probes if p.target == "bo/app" and p.kind == "tcp"]
+    assert {p.address for p in app} == {"10.212.2.2"} and {p.port for p in app} == {8080}
+    host = {(p.address, p.port) for p in report.probes if p.target == "host" and p.source == "vm"}
+    assert ("10.210.1.1", 22) in host and ("10.210.1.1", 16509) in host
+    assert "0 leaks" in list(verify.summary(report))
+
+
+def test_a_leak_between_students_and_to_the_host_is_reported(cls: ClassState) -> None:
+    def leaky(student: str, guest: str, address: str, port: int | None) -> bool:
+        if student == "ana" and guest == "app" and address == "10.211.2.20":
+            return True  # ana's app reaches bo's system container
+        if address == "10.211.2.1" and port == 22:
+            return True  # bo's system container reaches the host's SSH
+        return isolated(student, guest, address, port)
+
+    report = verify.verify(cls, network(leaky))
+    assert not report.isolated
+    leaks = {(p.student, p.source, p.target, p.what) for p in report.leaks}
+    assert leaks == {
+        ("ana", "app", "bo/box", "ping 10.211.2.20"),
+        ("ana", "app", "bo/box", "tcp 10.211.2.20:22"),
+        ("bo", "box", "host", "tcp 10.211.2.1:22"),
+    }
+
+
+def test_an_own_guest_out_of_reach_is_broken_and_a_silent_guest_an_error(
+    cls: ClassState,
+) -> None:
+    def broken(student: str, guest: str, address: str, port: int | None) -> bool:
+        if student == "bo" and guest == "vm" and address == "10.212.2.2":
+            return False  # bo's VM cannot reach bo's app
+        return isolated(student, guest, address, port)
+
+    report = verify.verify(cls, network(broken))
+    assert [(p.student, p.source, p.target) for p in report.broken] == [("bo", "vm", "bo/app")]
+    assert not report.leaks and not report.isolated
+
+    def mute(rec: GuestRecord, key: KeyPair) -> Connection:
+        if rec.name == "box":
+            return FakeConnection(name="box", rules={".": (0, "")})
+        return network(isolated)(rec, key)
+
+    report = verify.verify(cls, mute)
+    assert len(report.errors) == 2 and "probes gave no answer" in report.errors[0]
+    assert not report.isolated
+
+
+# -- the probe script itself, in a real shell, against loopback ------------------------------
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_probe(lines: str, path: str | None = None) -> dict[tuple[str, str, int | None], bool]:
+    env = {**os.environ, **({"PATH": path} if path else {})}
+    out = subprocess.run(
+        ["/bin/sh", "-c", verify.PRELUDE + lines], capture_output=True, text=True, env=env
+    )
+    return verify._results(out.stdout)
+
+
+def test_the_tcp_probe_tells_open_from_closed(listening: int) -> None:
+    closed = closed_port()
+    found = run_probe(f"tcp 127.0.0.1 {listening}\ntcp 127.0.0.1 {closed}\n")
+    assert found == {("tcp", "127.0.0.1", listening): True, ("tcp", "127.0.0.1", closed): False}
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox on the host")
+def test_the_busybox_fallback_tells_open_from_closed(listening: int, tmp_path: Path) -> None:
+    """Without python3 or OpenBSD's nc (the app container), busybox's nc decides."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("busybox", "sh"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or "")
+    closed = closed_port()
+    found = run_probe(f"tcp 127.0.0.1 {listening}\ntcp 127.0.0.1 {closed}\n", str(bin_dir))
+    assert found == {("tcp", "127.0.0.1", listening): True, ("tcp", "127.0.0.1", closed): False}
