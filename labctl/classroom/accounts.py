@@ -31,7 +31,6 @@ only while its uid is still the recorded one, then the sheet, the generated key 
 from __future__ import annotations
 
 import json
-import os
 import pwd
 import re
 import socket
@@ -45,7 +44,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
 from labctl import procs
-from labctl.classroom import sudo
+from labctl.classroom import sheet, sudo
+from labctl.classroom.homes import authorize
 from labctl.errors import HostError, LabctlError, SpecError
 from labctl.instance.naming import DEFAULT_LAB, check_instance, check_lab_name
 from labctl.keys import ensure_keypair
@@ -285,7 +285,7 @@ def ensure_account(
                 raise HostError(f"useradd {user} succeeded but there is no account {user}")
             account = _replace(account, uid=entry.uid)
             _save(account)
-        _authorize(entry, account.public_key)
+        authorize(entry, account.public_key)
         _write_sheet(account, server or socket.getfqdn())
         sys_.sync_access(_students())
         return account
@@ -361,106 +361,11 @@ def _useradd(user: str, full_name: str, class_name: str) -> list[str]:
     ]
 
 
-def _authorize(entry: PasswdEntry, public_key: str) -> None:
-    """Put ``public_key`` in ``~/.ssh/authorized_keys``, owned by the student.
-
-    A rerun writes into a home the student controls: every step opens the next directory
-    relative to the last with O_NOFOLLOW, so a planted symlink makes it fail instead of
-    making root write somewhere else.
-    """
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-    try:
-        _install_key(os.open(entry.home, flags), entry, public_key)
-    except OSError as exc:
-        raise HostError(
-            f"cannot install the SSH key in {entry.home}/.ssh: {exc}",
-            "check that the home and its .ssh are plain directories (not symlinks)",
-        ) from exc
-
-
-def _install_key(home: int, entry: PasswdEntry, public_key: str) -> None:
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-    try:
-        os.fchmod(home, 0o700)
-        try:
-            os.mkdir(".ssh", 0o700, dir_fd=home)
-        except FileExistsError:
-            pass
-        ssh = os.open(".ssh", flags, dir_fd=home)
-        try:
-            os.fchown(ssh, entry.uid, entry.gid)
-            os.fchmod(ssh, 0o700)
-            try:
-                fd = os.open("authorized_keys", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=ssh)
-                with os.fdopen(fd) as f:
-                    lines = f.read().splitlines()
-            except FileNotFoundError:
-                lines = []
-            if public_key in (line.strip() for line in lines):
-                return
-            tmp = f".authorized_keys.labctl.{os.getpid()}"
-            fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=ssh
-            )
-            with os.fdopen(fd, "w") as f:
-                f.write("".join(f"{line}\n" for line in [*lines, public_key]))
-                os.fchown(f.fileno(), entry.uid, entry.gid)
-            os.replace(tmp, "authorized_keys", src_dir_fd=ssh, dst_dir_fd=ssh)
-        finally:
-            os.close(ssh)
-    finally:
-        os.close(home)
-
-
-def ssh_config(account: Account, server: str) -> str:
-    """The ``ssh_config`` snippet a student adds to ``~/.ssh/config`` on their laptop.
-
-    ``labctl-<class>`` logs in to this server, where ``labctl ssh GUEST`` opens a shell in a
-    guest of the student's own lab.
-    """
-    host = f"labctl-{account.class_name}"
-    lines = [
-        f"# labctl class {account.class_name}: {account.full_name} ({account.user})",
-        f"Host {host}",
-        f"    HostName {server}",
-        f"    User {account.user}",
-    ]
-    if account.key == "generated":  # a roster key is the student's own: ssh finds it
-        lines += [f"    IdentityFile ~/.ssh/{host}", "    IdentitiesOnly yes"]
-    lines.append(f"# A shell in one of your guests: ssh -t {host} labctl ssh GUEST")
-    return "\n".join(lines) + "\n"
-
-
 def _write_sheet(account: Account, server: str) -> None:
     """The instructor's access sheet for one student (0600)."""
-    host = f"labctl-{account.class_name}"
-    lines = [
-        f"labctl class {account.class_name}: access for {account.full_name}",
-        "",
-        f"Server:   {server}",
-        f"User:     {account.user}",
-        f"Lab:      {account.lab} (instance {account.instance})",
-        "Password: none (SSH keys only)",
-        "",
-    ]
-    if account.key == "generated":
-        private = access_dir(account.class_name) / f"{account.user}_ed25519"
-        lines += [
-            f"Save the private key below as ~/.ssh/{host} (chmod 600):",
-            "",
-            private.read_text().rstrip(),
-            "",
-        ]
-    else:
-        lines += ["Key: the public key from the roster (use its private half).", ""]
-    lines += [
-        "Add to ~/.ssh/config:",
-        "",
-        ssh_config(account, server),
-        f"Then: ssh {host}   and there: labctl exercise list",
-    ]
+    private = account.private_key.read_text() if account.key == "generated" else None
     directory = private_dir(access_dir(account.class_name))
-    write_private(directory / f"{account.student}.txt", "\n".join(lines) + "\n")
+    write_private(directory / f"{account.student}.txt", sheet.render(account, server, private))
 
 
 def remove_account(
