@@ -6,8 +6,8 @@ read back by ``ansible-inventory``, and a playbook runs ``ping``, ``apt``, ``ser
 
 ``LABCTL_ANSIBLE_LIMIT`` (an Ansible host pattern, default ``ssh``: every SSH guest) narrows
 the playbook run, as ``ansible-playbook --limit`` does: ``LABCTL_ANSIBLE_LIMIT=lxc-system``
-runs it on the system container alone while the VM images are busybox appliances without
-python3. The inventory itself is always checked whole.
+runs it on the system container alone (say, on a lab of the busybox ``-tiny`` VM images, which
+have no python3 and answer only ``-m raw``). The inventory itself is always checked whole.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,7 @@ def test_ansible_modules_work_on_every_ssh_guest(
     play.write_text(yaml.safe_dump(playbook(user), sort_keys=False))
     private = workdir / "runner"
     private.mkdir(exist_ok=True)
+    started = time.monotonic()
     run = ansible_runner.run(
         private_data_dir=str(private),
         playbook=str(play),
@@ -245,10 +247,11 @@ def test_ansible_modules_work_on_every_ssh_guest(
         quiet=True,
         timeout=1200,
     )
+    seconds = time.monotonic() - started
     seen = outcomes(list(run.events))
     table = "\n".join(f"  {h:13} {t:16} {o}" for (h, t), o in sorted(seen.items()))
     print(f"\nmirror reached: {mirror}\npython3-apt before: {had_apt}")
-    print(f"ansible {run.status} rc={run.rc}:\n{table}")
+    print(f"ansible {run.status} rc={run.rc} in {seconds:.1f} s:\n{table}")
     problems = []
     for host in sorted(hosts):
         wanted = dict(EXPECTED)
