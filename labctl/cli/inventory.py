@@ -15,6 +15,7 @@ from rich.markup import escape
 from labctl import console
 from labctl.cli.app import app
 from labctl.cli.lab import InstanceOpt, LabOpt
+from labctl.errors import ExitCode, LabctlError
 from labctl.instance.naming import check_instance, check_lab_name
 from labctl.lab import inventory as lab_inventory
 from labctl.lab import status as lab_status
@@ -129,5 +130,12 @@ def inventory(
     if output is None:
         sys.stdout.write(text)
         return
-    output.write_text(text)
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        raise LabctlError(
+            f"cannot write the inventory to {output}: {exc.strerror or exc}",
+            "give --output a file in a directory that exists and you may write to",
+            ExitCode.USAGE,
+        ) from exc
     console.err.print(f"Wrote {len(inv.hosts)} hosts to {output}.")

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from labctl import backends
 from labctl.cli import app
 from labctl.cli.inventory import render_ini, render_yaml
-from labctl.errors import ExitCode
+from labctl.errors import ExitCode, LabctlError
 from labctl.host.ansible import has_plugin
 from labctl.instance import netguard
 from labctl.instance.state import GuestRecord, LabState, NotUp
@@ -323,6 +323,15 @@ def test_inventory_command_prints_ini_and_leaves_out_what_it_must_not_hand_out(
     assert hosts == ["kvm-virtio", "lxc-system"]
     assert "arm-emulated is stopped" in result.stderr
     assert "kvm-full: labctl will not contact 10.9.0.5" in result.stderr
+
+
+def test_an_output_file_that_cannot_be_written_is_a_usage_error(
+    lab_up: dict[str, str], tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, ["inventory", "-o", str(tmp_path / "no-such-dir" / "x.ini")])
+    assert isinstance(result.exception, LabctlError)
+    assert result.exception.code == ExitCode.USAGE
+    assert "cannot write the inventory to" in result.exception.message
 
 
 def test_inventory_of_a_lab_that_is_not_up_exits_2(
