@@ -124,9 +124,9 @@ def confine(args: Sequence[str], account: Account) -> Confined:
     command, rest = rest[0], rest[1:]
     words = [command]
     if command == "exercise":
-        if not rest or rest[0] not in EXERCISE and rest[0] != "--help":
-            sub = f"exercise {rest[0]}" if rest else "exercise without a subcommand"
-            raise Refused(f"labctl {sub} is not for students", USAGE)
+        rest = rest or ["--help"]  # what typer shows for the group alone
+        if rest[0] not in EXERCISE and rest[0] != "--help":
+            raise Refused(f"labctl exercise {rest[0]} is not for students", USAGE)
         words.append(rest.pop(0))
     cut = rest.index("--") if "--" in rest else len(rest)
     options, tail = rest[:cut], rest[cut:]

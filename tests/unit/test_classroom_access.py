@@ -97,6 +97,7 @@ OWN = ["--lab", "net", "--instance", "so24a-ana"]
         ),
         (["status", "--lab=net"], ["status", *OWN]),
         (["ssh", "box"], ["ssh", "box", *OWN]),
+        (["exercise"], ["exercise", "--help", *OWN, "--student", "ana"]),
         # after --, -i and --instance belong to the student's command
         (
             ["exec", "box", "--", "grep", "-i", "x", "--instance", "bob"],
@@ -157,7 +158,7 @@ def test_an_option_that_could_name_another_lab_is_refused(ana: Account, args: li
         ["images", "build"],
         ["compare"],
         ["exercise", "reset", "e1", "--yes"],
-        ["exercise"],
+        ["exercise", "schema"],
         ["-v"],
     ],
 )
