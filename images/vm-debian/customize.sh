@@ -15,11 +15,6 @@ ln -sf /etc/systemd/system/labctl-setup.service \
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
 ln -sf /etc/systemd/system/labctl-ready.service \
     "$root/etc/systemd/system/multi-user.target.wants/labctl-ready.service"
-ln -sf /lib/systemd/system/systemd-networkd.service \
-    "$root/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
-mkdir -p "$root/etc/systemd/system/sockets.target.wants"
-ln -sf /lib/systemd/system/systemd-networkd.socket \
-    "$root/etc/systemd/system/sockets.target.wants/systemd-networkd.socket"
 
 # Units a lab VM does not need, masked so the boot does not wait for them: clock sync (the
 # host keeps the clock), the apt timers (they would take the dpkg lock while a student or a
@@ -30,9 +25,36 @@ for unit in systemd-timesyncd.service systemd-networkd-wait-online.service \
     apt-daily.service apt-daily.timer apt-daily-upgrade.service apt-daily-upgrade.timer \
     e2scrub_all.timer e2scrub_reap.service fstrim.timer \
     getty@tty1.service \
-    systemd-binfmt.service proc-sys-fs-binfmt_misc.automount proc-sys-fs-binfmt_misc.mount; do
+    systemd-binfmt.service proc-sys-fs-binfmt_misc.automount proc-sys-fs-binfmt_misc.mount \
+    modprobe@drm.service modprobe@efi_pstore.service modprobe@dm_mod.service \
+    sys-kernel-debug.mount sys-kernel-tracing.mount dev-hugepages.mount; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
+
+# Drivers udev would load for hardware a lab VM has but does not use: nested KVM (the CPU may
+# offer it), the PC speaker, PS/2 mouse, floppy, SMBus. `modprobe NAME` still loads any of them.
+cat > "$root/etc/modprobe.d/labctl-vm.conf" <<'MODPROBE'
+# labctl: not loaded at boot (udev), still there for `modprobe`
+blacklist kvm
+blacklist kvm_amd
+blacklist kvm_intel
+blacklist ccp
+blacklist pcspkr
+blacklist psmouse
+blacklist floppy
+blacklist serio_raw
+blacklist i2c_piix4
+MODPROBE
+
+# sshd's own config check (ssh.service's ExecStartPre) runs again at every boot: the image's
+# config was checked when it was built (below).
+mkdir -p "$root/run/sshd"
+chroot "$root" /usr/sbin/sshd -t
+mkdir -p "$root/etc/systemd/system/ssh.service.d"
+cat > "$root/etc/systemd/system/ssh.service.d/labctl.conf" <<'SSHD'
+[Service]
+ExecStartPre=
+SSHD
 
 # The root filesystem by label, never checked at boot (fsck pass 0).
 cat > "$root/etc/fstab" <<'FSTAB'
