@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from labctl import backends
 from labctl.classroom import capacity, roster
 from labctl.classroom import lifecycle as class_lifecycle
+from labctl.classroom.reset import reset
 from labctl.classroom.roster import Student
 from labctl.classroom.state import FAILED, UP, ClassDir, classes, pick
 from labctl.classroom.status import status
+from labctl.cli import app
 from labctl.errors import EngineError, HostError, LabctlError, SpecError
 from labctl.exercises.progress import ProgressStore
 from labctl.images.cache import ImageStore
@@ -273,7 +276,7 @@ def test_pick_finds_the_only_class_or_asks(world: World) -> None:
 def test_status_has_a_row_per_student_with_guests_and_progress(world: World) -> None:
     world.up(world.roster(THREE), up_one=failing_for("so-cy", "docker: pull refused"))
     with ProgressStore("cls", "so-ana", "ana").update() as p:
-        p.of("ex1").start()
+        p.of("ex1").started_at = "2026-12-03T08:00:00+00:00"
         p.of("ex1").completed_at = "2026-12-03T08:10:00+00:00"
         p.of("ex2").last_check_at = "2026-12-03T08:30:00+00:00"
     world.engines["docker"].guests["labctl-cls-so-bo-app"] = "stopped"
@@ -287,3 +290,62 @@ def test_status_has_a_row_per_student_with_guests_and_progress(world: World) -> 
         0,
         "docker: pull refused",
     )
+
+
+# -- reset and the CLI ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_host(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images and KVM as the fakes know them, for the commands that look them up."""
+    monkeypatch.setattr("labctl.images.registry.store", lambda: world.store)
+    monkeypatch.setattr("labctl.host.accel.detect", NoKvm)
+
+
+def test_reset_recreates_one_guest_or_the_whole_lab_of_one_student_only(
+    world: World, no_host: None
+) -> None:
+    world.up(world.roster(THREE))
+    made: list[str] = []
+    for e in world.engines.values():
+        real = e.create
+
+        def create(plan, real=real):  # type: ignore[no-untyped-def]
+            made.append(plan.resource)
+            return real(plan)
+
+        e.create = create  # type: ignore[method-assign]
+    said = reset(ClassDir("so"), "bo", guest="app")
+    assert said == "bo: app fresh from its image" and made == ["labctl-cls-so-bo-app"]
+    made.clear()
+    assert "progress kept" in reset(ClassDir("so"), "cy")
+    assert sorted(made) == ["labctl-cls-so-cy-app", "labctl-cls-so-cy-vm"]
+    with pytest.raises(LabctlError, match="no student 'zed' in class so"):
+        reset(ClassDir("so"), "zed", guest="app")
+    with pytest.raises(LabctlError, match="not both"):
+        reset(ClassDir("so"), "bo", exercise="x", guest="app")
+
+
+def test_the_status_table_fits_80_columns(world: World, no_host: None) -> None:
+    text = "id,name\nana,Ana María de los Ángeles García-Núñez y Fernández de Córdoba\nbo,Bo\n"
+    world.up(world.roster(text))
+    result = CliRunner().invoke(app, ["class", "status"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert "Córdoba" in result.stdout and "2/2" in result.stdout
+
+
+def test_class_plan_exits_1_when_the_roster_does_not_fit(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tight = capacity.HostCapacity(1024 + 2 * 600, 500_000, 2, capacity.Ksm(True, False, 0))
+    monkeypatch.setattr(capacity, "host_capacity", lambda: tight)
+    world.roster(THREE)
+    args = ["class", "plan", str(world.roster_file), str(world.path)]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
+    assert result.exit_code == 1, result.output
+    assert "does NOT fit" in result.stdout and "--max-students 2" in result.stdout
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+    data = CliRunner().invoke(app, [*args, "--json"])
+    assert '"fit": 2' in data.stdout and '"fits": false' in data.stdout
