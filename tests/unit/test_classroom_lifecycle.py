@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from labctl import backends
+from labctl import backends, cancel
 from labctl.classroom import capacity, roster
 from labctl.classroom import lifecycle as class_lifecycle
 from labctl.classroom.reset import reset
@@ -349,3 +349,27 @@ def test_class_plan_exits_1_when_the_roster_does_not_fit(
     assert all(len(line) <= 80 for line in result.stdout.splitlines())
     data = CliRunner().invoke(app, [*args, "--json"])
     assert '"fit": 2' in data.stdout and '"fits": false' in data.stdout
+
+
+def test_an_interrupted_class_up_stops_and_a_rerun_finishes_it(world: World) -> None:
+    def up_one(lab: Lab, path: Path, instance: str, report: Reporter) -> object:
+        if instance == "so-bo":
+            cancel.CANCEL.set()  # Ctrl-C while bo's lab comes up
+            cancel.check()
+        return lifecycle.up(lab, path, instance, world.store, NoKvm(), report=report)  # type: ignore[arg-type]
+
+    try:
+        with pytest.raises(LabctlError, match="interrupted") as err:
+            world.up(world.roster(THREE), up_one=up_one, max_parallel=1)
+    finally:
+        cancel.CANCEL.clear()
+    assert err.value.code == 130
+    seats = ClassDir("so").require().seats
+    assert {s: seat.outcome for s, seat in seats.items()} == {
+        "ana": UP,
+        "bo": "pending",  # never recorded as failed: it was stopped, not broken
+        "cy": "pending",
+    }
+    again = world.up(world.roster(THREE))
+    assert [r.ok for r in again.results] == [True, True, True]
+    assert len(world.running()) == 6
