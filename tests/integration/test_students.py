@@ -1,0 +1,228 @@
+"""Two students without root, logged in for real: each works on their own lab only.
+
+Two Linux accounts are made by ``classroom.accounts`` (random ids, removed in ``finally``),
+each bound to a containers-only lab instance that is really up. Then, as each student
+(``su - USER -c ...``), labctl re-executes itself through sudo and the class's entry point:
+the student's own lab works (exercise list and check, exec, ssh), another student's instance
+or id is refused with a clear message, and the other's progress file and the lab's key cannot
+be read. The state directory is world-traversable, as /var/lib/labctl is, so it is labctl's
+own modes that keep students out. At the end no account, home, sudo rule, entry point or
+engine object is left.
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+import secrets
+import shlex
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labctl.classroom import accounts, sudo
+from labctl.host.accel import detect
+from labctl.images.registry import store
+from labctl.instance.state import InstanceDir
+from labctl.lab import lifecycle
+from labctl.paths import LABS_DIR
+from tests.integration.labs import taken_down, write_lab
+
+LAB = """\
+name: stu
+guests:
+  lxc-system:
+    engine: lxd
+    technique: system-container
+    image: lxd-system
+  docker-app:
+    engine: docker
+    technique: app-container
+    image: docker-app
+    port: 8080
+"""
+EXERCISE = LABS_DIR / "virtualization" / "exercises" / "51-app-contenido.yaml"
+LABCTL = shutil.which("labctl", path=str(Path(__file__).parents[2] / ".venv" / "bin")) or "labctl"
+
+
+def account(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.fixture
+def state(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A state directory others may traverse (as /var/lib/labctl), removed at the end."""
+    root = Path(tempfile.mkdtemp(prefix="labctl-students-", dir="/var/tmp"))
+    root.chmod(0o755)
+    monkeypatch.setenv("LABCTL_STATE", str(root))
+    yield root
+    shutil.rmtree(root)
+
+
+def as_student(
+    user: str, state: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``labctl ARGS`` typed by ``user`` in a login shell (LABCTL_STATE names the test's)."""
+    line = f"LABCTL_STATE={shlex.quote(str(state))} COLUMNS=200 {shlex.join([LABCTL, *args])}"
+    return shell(user, line, stdin)
+
+
+def shell(user: str, line: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["su", "-", user, "-c", line],
+        capture_output=True,
+        text=True,
+        input=stdin if stdin is not None else "",
+        timeout=300,
+    )
+
+
+def refused(result: subprocess.CompletedProcess[str], words: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert words in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def images() -> None:
+    """The two container images (built here if missing), not every image of the suite."""
+    store().build(["lxd-system", "docker-app"])
+
+
+def test_students_work_on_their_own_lab_and_nobody_else_s(
+    tmp_path_factory: pytest.TempPathFactory, images: None, state: Path
+) -> None:
+    # like a missing engine, a missing sudo is a failure: host setup installs it
+    assert shutil.which("sudo", path="/usr/bin"), "sudo is not installed: labctl host setup"
+    path, lab = write_lab(tmp_path_factory, "stu", LAB)
+    (path.parent / "exercises").mkdir()
+    shutil.copy(EXERCISE, path.parent / "exercises")
+    tag = secrets.token_hex(2)
+    cls = "s" + tag
+    ana, bob = f"lt{tag}a", f"lt{tag}b"
+    inst = {ana: f"{cls}-{ana}", bob: f"{cls}-{bob}"}
+    entry = sudo.Installation.of(state)
+    for user in inst:
+        assert not account(user)
+    assert not entry.entry.exists() and not entry.sudoers.exists()
+    try:
+        for user, instance in inst.items():
+            accounts.ensure_account(
+                user, f"Test {user}", None, cls, lab=lab.name, instance=instance
+            )
+        assert entry.entry.exists() and entry.sudoers.exists()
+        with taken_down(lab, list(inst.values())):
+            for instance in inst.values():
+                lifecycle.up(lab, path, instance, store(), detect())
+            _own_lab_works(ana, inst[ana], state)
+            _own_lab_works(bob, inst[bob], state)
+            _others_are_refused(bob, ana, InstanceDir(lab.name, inst[ana]), state)
+            _files_stay_root_s(bob, state, InstanceDir(lab.name, inst[ana]), ana)
+            _sudo_opens_one_door_only(bob, state, entry)
+            _observe_host_paths(bob, InstanceDir(lab.name, inst[ana]))
+    finally:
+        for user in inst:
+            accounts.remove_account(user, cls, kill_processes=True)
+    for user in inst:
+        assert not account(user) and not Path(f"/home/{user}").exists()
+    assert not entry.entry.exists() and not entry.sudoers.exists()
+    assert accounts.records() == []
+
+
+def _own_lab_works(user: str, instance: str, state: Path) -> None:
+    listed = as_student(user, state, "exercise", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "app-contenido" in listed.stdout and f"({user})" in listed.stdout
+    hello = as_student(user, state, "exec", "docker-app", "--", "echo", f"hello {user}")
+    assert (hello.returncode, hello.stdout) == (0, f"hello {user}\n"), hello.stderr
+    # labctl ssh: ssh run as root with the lab's key; the student never reads the key
+    shell_in = as_student(user, state, "ssh", "lxc-system", stdin="echo in-$((6*7))\nexit\n")
+    assert shell_in.returncode == 0, shell_in.stderr
+    assert "in-42" in shell_in.stdout
+    checked = as_student(user, state, "exercise", "check", "app-contenido", "--json")
+    assert checked.returncode == 1, checked.stderr  # a fresh lab: checks run, and fail
+    status = as_student(user, state, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["instance"] == instance
+
+
+def _others_are_refused(user: str, other: str, theirs: InstanceDir, state: Path) -> None:
+    other_instance = theirs.instance
+    not_yours = f"can only work on your own lab: --instance {other_instance} is not yours"
+    refused(as_student(user, state, "exercise", "list", "--instance", other_instance), not_yours)
+    refused(
+        as_student(user, state, "exec", "docker-app", "-i", other_instance, "--", "id"), not_yours
+    )
+    refused(as_student(user, state, "status", f"--instance={other_instance}"), not_yours)
+    refused(
+        as_student(user, state, "exercise", "progress", "--student", other),
+        f"--student {other} is not yours",
+    )
+    refused(as_student(user, state, "exercise", "reset", "app-contenido", "-y"), "not for students")
+    # the instructor's commands are not sent to sudo: as the student, they can do nothing
+    down = as_student(user, state, "down", "--instance", other_instance)
+    assert down.returncode != 0
+    assert theirs.load() is not None  # the other student's lab is still up
+
+
+def _files_stay_root_s(user: str, state: Path, other: InstanceDir, other_student: str) -> None:
+    progress = other.path / "progress" / f"{other_student}.json"
+    assert progress.is_file()  # the other student's check was recorded ...
+    assert stat.S_IMODE(progress.stat().st_mode) == 0o600
+    for secret in (
+        progress,
+        other.key,
+        other.state_file,
+        state / "accounts" / f"{other_student}.json",
+    ):
+        read = shell(user, f"cat {shlex.quote(str(secret))}")
+        assert read.returncode != 0 and "Permission denied" in read.stderr, (secret, read)
+    before = progress.read_text()
+    write = shell(user, f"echo '{{}}' > {shlex.quote(str(progress))}")
+    assert write.returncode != 0 and progress.read_text() == before
+
+
+def _observe_host_paths(user: str, other: InstanceDir) -> None:
+    """Print (not assert) what a student's shell on the server reaches of another's lab.
+
+    Isolation (instance/isolation.py) filters forwarded traffic between bridges; traffic a
+    host user sends is not filtered, and class mode gives students shells on the host.
+    """
+    state = other.load()
+    assert state is not None
+    app, box = state.guests["docker-app"], state.guests["lxc-system"]
+    probes = {
+        f"127.0.0.1:{app.host_port} (app, published)": f"127.0.0.1/{app.host_port}",
+        f"{box.address}:22 (system container)": f"{box.address}/22",
+    }
+    for what, where in probes.items():
+        probe = shell(user, f"timeout 5 bash -c 'exec 3<>/dev/tcp/{where}' && echo open")
+        print(f"\nhost path: {user} -> {other.instance} {what}: {probe.stdout.strip() or 'closed'}")
+
+
+def _sudo_opens_one_door_only(user: str, state: Path, entry: sudo.Installation) -> None:
+    assert shell(user, "sudo -n /bin/sh -c id").returncode != 0
+    assert shell(user, "sudo -n /usr/bin/id").returncode != 0
+    direct = shell(user, shlex.quote(str(entry.entry)) + " exercise list")
+    assert direct.returncode != 0 and "only works as root" in direct.stderr, direct.stderr
+    # the student's environment does not reach root's Python: a labctl package of their own
+    # on PYTHONPATH, which would leave a root-owned file behind if it were imported
+    home = Path(pwd.getpwnam(user).pw_dir)
+    marker = home / "imported-as-root"
+    code = shlex.quote(f'open("{marker}", "w")\n')
+    planted = (
+        f"mkdir -p ~/evil/labctl && printf %s {code} > ~/evil/labctl/__init__.py && "
+        "cp ~/evil/labctl/__init__.py ~/evil/sitecustomize.py && cd ~/evil && "
+        f"PYTHONPATH=~/evil sudo -n {shlex.quote(str(entry.entry))} exercise list"
+    )
+    listed = shell(user, planted)
+    assert listed.returncode == 0, listed.stderr
+    assert not marker.exists()
