@@ -10,6 +10,7 @@ from labctl import console
 from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.host import doctor
+from labctl.lab.plan import lab_images
 
 _STYLE = {
     doctor.Status.OK: "green",
@@ -46,7 +47,7 @@ def doctor_command(
     Exits 0 when the default lab can run (warnings allowed), 3 when a check failed. What to
     do about each problem is listed below the table (--wide: in a column of its own).
     """
-    checks = doctor.evaluate(doctor.gather())
+    checks = doctor.evaluate(doctor.gather(lab_images()))
     if json_out:
         console.print_json([c.as_dict() for c in checks])
     else:

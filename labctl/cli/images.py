@@ -14,6 +14,7 @@ from labctl.cli.app import app
 from labctl.images.cache import BuildOutcome
 from labctl.images.recipe import Manifest
 from labctl.images.registry import store
+from labctl.lab.plan import lab_images
 
 images_app = typer.Typer(
     help="Build and list the guest images (built locally from Debian packages)."
@@ -36,17 +37,6 @@ def _size(n: int) -> str:
     return f"{n / 1024**2:.0f} MiB"
 
 
-def _lab_images() -> list[str]:
-    """The images the labs under ``labs/`` run on this host (its VM profile decides)."""
-    from labctl.lab.plan import image_of
-    from labctl.paths import LABS_DIR
-    from labctl.spec.model import load_lab
-
-    return sorted(
-        {image_of(g) for f in LABS_DIR.glob("*/lab.yaml") for g in load_lab(f).guests.values()}
-    )
-
-
 @images_app.command("build")
 def build(
     names: list[str] = typer.Argument(
@@ -60,7 +50,7 @@ def build(
 ) -> None:
     """Build the images the labs need (and what they are built from); only what changed."""
     s = store()
-    wanted = names or (list(s.recipes) if all_images else _lab_images())
+    wanted = names or (list(s.recipes) if all_images else lab_images())
     outcomes: list[BuildOutcome] = []
     started = time.monotonic()
     with Progress(

@@ -17,6 +17,7 @@ from labctl.host import accel, engines, probe
 from labctl.host.accel import AccelProbe
 from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB
 from labctl.instance.state import InstanceDir
+from labctl.paths import vm_profile
 
 GIB = 1024**3
 #: What the default lab needs: three TCG guests, one container, one Docker app.
@@ -78,12 +79,14 @@ class HostFacts:
     images: probe.ImagesInfo
     apt_cache: probe.AptCacheInfo = probe.AptCacheInfo(None)
     nft: bool = True  # the nft command, which keeps lab instances apart
+    arm64_programs: bool = True  # binfmt_misc runs arm64 programs through qemu-user
+    vm_profile: str = "debian"  # which VM images the labs run here (labctl.paths.vm_profile)
     root: bool = True  # engines refuse non-root users outside their groups
     lab_up: bool = False  # the default lab's main instance is up: its guests hold their memory
 
 
-def gather() -> HostFacts:
-    """Run every probe on this host."""
+def gather(images: Sequence[str] | None = None) -> HostFacts:
+    """Run every probe on this host; ``images`` are those the labs run here (default: all)."""
     return HostFacts(
         distro=probe.os_release(),
         cpu=probe.cpu(),
@@ -95,9 +98,11 @@ def gather() -> HostFacts:
         ansible=probe.ansible_probe(),
         disk=probe.disk(),
         memory=probe.memory(),
-        images=probe.images_probe(),
+        images=probe.images_probe(images),
         apt_cache=probe.apt_cache_probe(),
         nft=shutil.which("nft") is not None,
+        arm64_programs=probe.runs_arm64_programs(),
+        vm_profile=vm_profile(),
         root=probe.is_root(),
         lab_up=default_lab_up(),
     )
@@ -352,6 +357,21 @@ def check_nft(present: bool) -> Check:
     )
 
 
+def check_arm64_builds(runs: bool, profile: str) -> Check:
+    """The Debian arm64 VM image runs its packages' scripts as arm64 programs (qemu-user)."""
+    name = "arm64 builds"
+    if profile == "tiny":
+        return Check(name, Status.OK, "VM profile tiny: the arm64 image is unpacked, nothing runs")
+    if runs:
+        return Check(name, Status.OK, "arm64 programs run through qemu-user (binfmt_misc)")
+    return Check(
+        name,
+        Status.WARN,
+        "arm64 programs do not run here: the arm64 Debian VM image cannot be built",
+        "labctl host setup (installs qemu-user-static and registers it with binfmt_misc)",
+    )
+
+
 #: The rules in table order, each reading its part of the facts.
 RULES: Sequence[Callable[[HostFacts], Check | list[Check]]] = (
     lambda f: check_distro(f.distro),
@@ -366,6 +386,7 @@ RULES: Sequence[Callable[[HostFacts], Check | list[Check]]] = (
     lambda f: check_disk(f.disk),
     lambda f: check_memory(f.memory, lab_up=f.lab_up),
     lambda f: check_images(f.images),
+    lambda f: check_arm64_builds(f.arm64_programs, f.vm_profile),
     lambda f: check_apt_cache(f.apt_cache),
     lambda f: check_nft(f.nft),
 )

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,13 +261,14 @@ class ImagesInfo:
         return [i.name for i in self.images if i.status == status]
 
 
-def images_probe() -> ImagesInfo:
-    """Compare each recipe's hash with its cached manifest (as ``labctl images list`` does)."""
+def images_probe(names: Sequence[str] | None = None) -> ImagesInfo:
+    """Compare the recipe hash of each image (``names`` and what they need; default: all)
+    with its cached manifest."""
     try:
         from labctl.images.registry import store
 
         s = store()
-        hashes = s.hashes(s.recipes)
+        hashes = s.hashes(s.recipes if names is None else names)
     except Exception as exc:
         return ImagesInfo(False, error=f"{type(exc).__name__}: {error_line(exc)}")
     states = []
@@ -315,3 +317,17 @@ def apt_cache_probe() -> AptCacheInfo:
     if answer.status_code != 200:
         return AptCacheInfo(proxy, True, error=f"HTTP {answer.status_code} for {url}")
     return AptCacheInfo(proxy, True, True)
+
+
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+
+
+def runs_arm64_programs() -> bool:
+    """Whether the kernel hands arm64 programs to qemu-user (binfmt_misc, registered, enabled).
+
+    Building the arm64 Debian VM image runs its packages' maintainer scripts that way.
+    """
+    try:
+        return (BINFMT_DIR / "qemu-aarch64").read_text().splitlines()[0] == "enabled"
+    except (OSError, IndexError):
+        return False

@@ -17,8 +17,8 @@ from labctl.instance import naming
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab.accel import AccelChoice, KvmProbe, choose
-from labctl.paths import vm_profile
-from labctl.spec.model import DockerGuest, Guest, Lab, LibvirtGuest
+from labctl.paths import LABS_DIR, vm_profile
+from labctl.spec.model import DockerGuest, Guest, Lab, LibvirtGuest, load_lab
 
 FIRST_HOST = 10  # guests get .10, .11, ... on the lab's /24; .1 is the host
 READY_TIMEOUT_ENV = "LABCTL_READY_TIMEOUT"
@@ -49,6 +49,13 @@ def ready_timeout(lab: Lab, override: int | None = None) -> int:
 def image_of(guest: Guest) -> str:
     """The image ``guest`` runs on this host: its own, or its tiny variant (VM profile)."""
     return profile_image(guest.image, vm_profile())
+
+
+def lab_images() -> list[str]:
+    """The images the labs under ``labs/`` run on this host (its VM profile decides)."""
+    return sorted(
+        {image_of(g) for f in LABS_DIR.glob("*/lab.yaml") for g in load_lab(f).guests.values()}
+    )
 
 
 def check_images(lab: Lab, store: ImageStore) -> list[str]:

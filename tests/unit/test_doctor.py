@@ -181,7 +181,7 @@ def test_doctor_command_json_and_exit_code(monkeypatch: pytest.MonkeyPatch, brok
     facts = healthy()
     if broken:
         facts = replace(facts, docker=engines.DockerInfo(False, error="connection refused"))
-    monkeypatch.setattr(doctor, "gather", lambda: facts)
+    monkeypatch.setattr(doctor, "gather", lambda images=None: facts)
     result = CliRunner().invoke(app, ["doctor", "--json"])
     rows = json.loads(result.stdout)
     assert {r["name"] for r in rows} >= {"kvm", "libvirt", "docker", "lxd", "images"}
@@ -223,7 +223,7 @@ def test_doctor_reads_in_80_columns_and_wide_adds_what_to_do(
 
     from labctl import console
 
-    monkeypatch.setattr(doctor, "gather", a_troubled_host)
+    monkeypatch.setattr(doctor, "gather", lambda images=None: a_troubled_host())
     monkeypatch.setattr(console, "out", Console(width=80, highlight=False))
     checks = doctor.evaluate(a_troubled_host())
     result = CliRunner().invoke(app, ["doctor"], env={"COLUMNS": "80"})
@@ -363,3 +363,21 @@ def test_without_nft_instances_cannot_be_kept_apart() -> None:
     assert by_name(healthy())["isolation"].status is Status.OK
     check = by_name(replace(healthy(), nft=False))["isolation"]
     assert check.status is Status.FAIL and check.hint and "nftables" in check.hint
+
+
+def test_arm64_builds_need_qemu_user_unless_the_vms_are_tiny(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(probe, "BINFMT_DIR", tmp_path)
+    assert not probe.runs_arm64_programs()  # nothing registered
+    (tmp_path / "qemu-aarch64").write_text("disabled\ninterpreter /usr/libexec/qemu-binfmt\n")
+    assert not probe.runs_arm64_programs()
+    (tmp_path / "qemu-aarch64").write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt\n")
+    assert probe.runs_arm64_programs()
+
+    row = by_name(replace(healthy(), arm64_programs=False))["arm64 builds"]
+    assert row.status is Status.WARN and "cannot be built" in row.detail
+    assert row.hint is not None and "labctl host setup" in row.hint
+    assert doctor.lab_can_run([row])  # images built before still run
+    tiny = by_name(replace(healthy(), arm64_programs=False, vm_profile="tiny"))["arm64 builds"]
+    assert tiny.status is Status.OK
