@@ -325,3 +325,24 @@ def test_a_student_whose_lab_is_down_hears_who_brings_it_up(
     assert exit_.value.code == 2
     assert "lab net (instance so24a-ana) is not up" in err
     assert "labctl class up" in err and "labctl up" not in err.replace("labctl class up", "")
+
+
+def test_a_non_root_labctl_hands_a_student_s_command_to_sudo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The root callback of the real app: not root, a student command: exec sudo."""
+    app_module = sys.modules["labctl.cli.app"]  # labctl.cli.app, the attribute, is the app
+
+    execs: list[list[str]] = []
+    wanted = ["/usr/bin/sudo", "-n", "/usr/local/sbin/labctl-student", "exercise", "list"]
+
+    def execv(path: str, argv: list[str]) -> None:
+        execs.append(argv)
+        raise SystemExit(0)  # the real one never returns
+
+    monkeypatch.setattr(app_module.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(app_module.os, "execv", execv)
+    monkeypatch.setattr(access, "reexec_argv", lambda args, euid: wanted if euid else None)
+    monkeypatch.setattr(sys, "argv", ["labctl", "exercise", "list"])
+    CliRunner().invoke(app, ["exercise", "list"])
+    assert execs == [wanted]
