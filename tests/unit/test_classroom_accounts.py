@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from labctl.classroom import accounts
+from labctl.classroom import accounts, roster
 from labctl.errors import HostError, SpecError
 from labctl.keys import ensure_keypair
 from tests.unit.fake_accounts import FakeSystem
@@ -77,6 +78,13 @@ def test_a_roster_key_is_authorised_and_no_key_is_generated(
     assert not account.private_key.exists()
     assert "PRIVATE KEY" not in account.sheet.read_text()
     assert "IdentityFile" not in account.sheet.read_text()
+
+
+def test_a_fido_key_the_roster_takes_is_taken_here_too(state: Path, fake: FakeSystem) -> None:
+    blob = base64.b64encode(b"\x00\x00\x00\x1ask-ssh-ed25519@openssh.com" + b"\x01" * 40)
+    key = f"sk-ssh-ed25519@openssh.com {blob.decode()} ana@yubikey"
+    assert roster.key_problem(key) is None
+    assert ensure(fake, key).public_key == key
 
 
 def test_a_rerun_creates_nothing_twice(state: Path, fake: FakeSystem) -> None:
