@@ -361,6 +361,16 @@ def lxc_modulos(s: Student) -> None:
     release, *modules = s.guest("lxc-system", "uname -r; ls /lib/modules 2>/dev/null; true").split()
     s.answer("directorio", "si" if release in modules else "no")
     s.answer("capacidad", "si" if _container_has_sys_module(s) else "no")
+    s.answer("raiz", _container_root_on_host(s))
+
+
+def _container_root_on_host(s: Student) -> int:
+    """The host UID of the container's root, from its /proc/self/uid_map."""
+    for line in s.guest("lxc-system", "cat /proc/self/uid_map").splitlines():
+        inside, outside, _count = line.split()
+        if inside == "0":
+            return int(outside)
+    raise AssertionError("lxc-system maps no UID 0")
 
 
 def _container_has_sys_module(s: Student) -> bool:
@@ -550,6 +560,11 @@ def _sys_module_opposite(s: Student) -> str:
     return _opposite_yes_no(_container_has_sys_module(s))
 
 
+def _host_root(s: Student) -> str:
+    # "root is root": the host's root, unless the container really is mapped onto it.
+    return "0" if _container_root_on_host(s) != 0 else "1000000"
+
+
 def _bios_not_the_vms(s: Student) -> str:
     vm = s.guest("kvm-virtio", "dmidecode -s bios-version").strip()
     host = Path("/sys/class/dmi/id/bios_version")
@@ -617,6 +632,7 @@ WRONG: dict[tuple[str, str], str | Callable[[Student], str]] = {
     ("lxc-modulos", "fichero"): _module_of_another_kernel,
     ("lxc-modulos", "directorio"): _modules_dir_opposite,
     ("lxc-modulos", "capacidad"): _sys_module_opposite,
+    ("lxc-modulos", "raiz"): _host_root,
     ("lxc-diario", "firmware"): _bios_not_the_vms,
     ("lxc-diario", "initramfs"): "0",
     ("lxc-diario", "fases"): _kernel_phase_tripled,
