@@ -10,7 +10,6 @@ instances (through ``lab.lifecycle.down``), accounts and keys, then the class st
 
 from __future__ import annotations
 
-import importlib
 import time
 import traceback
 from collections.abc import Callable
@@ -18,13 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import ModuleType
 from typing import Literal, Protocol
 
 from labctl import cancel
-from labctl.classroom import capacity
+from labctl.classroom import accounts, capacity
 from labctl.classroom.roster import Roster, Student, check_accounts, instance_of
-from labctl.classroom.state import FAILED, PENDING, UP, Box, ClassDir, ClassState, Seat, seat_of
+from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
 from labctl.errors import LabctlError
 from labctl.exercises.progress import now
 from labctl.images.cache import ImageStore
@@ -34,9 +32,6 @@ from labctl.lab import plan as lab_plan
 from labctl.lab.accel import KvmProbe
 from labctl.spec.model import Lab
 from labctl.stages import Reporter, Stage, execute, quiet
-
-#: The module of issue 13's point 4 (student accounts); used once this build has it.
-ACCOUNTS_MODULE = "labctl.classroom.accounts"
 
 
 class Accounts(Protocol):
@@ -52,33 +47,22 @@ class Accounts(Protocol):
         """True when ``user`` is an account labctl created for the class."""
 
 
-@dataclass(frozen=True)
-class _ModuleAccounts:
-    """:class:`Accounts` through ``labctl.classroom.accounts``."""
-
-    module: ModuleType
+class HostAccounts:
+    """:class:`Accounts` on this host: ``classroom.accounts`` (useradd, its registry)."""
 
     def ensure(self, student: Student, class_name: str, lab: str, instance: str) -> None:
-        self.module.ensure_account(
+        """Create (or find) the account; the roster's key or a generated one in the sheet."""
+        accounts.ensure_account(
             student.id, student.name, student.ssh_key, class_name, lab=lab, instance=instance
         )
 
     def remove(self, student: str, class_name: str) -> None:
-        # a student still logged in keeps userdel from working: their processes end first
-        self.module.remove_account(student, class_name, kill_processes=True)
+        """Remove it; a student still logged in keeps userdel from working: end them first."""
+        accounts.remove_account(student, class_name, kill_processes=True)
 
     def owned(self, user: str, class_name: str) -> bool:
-        return bool(self.module.owned(user, class_name))
-
-
-def host_accounts() -> Accounts | None:
-    """The host's student accounts, or None while this build has no accounts module."""
-    try:
-        return _ModuleAccounts(importlib.import_module(ACCOUNTS_MODULE))
-    except ModuleNotFoundError as exc:
-        if exc.name != ACCOUNTS_MODULE:
-            raise
-        return None
+        """What labctl's account registry says."""
+        return accounts.owned(user, class_name)
 
 
 @dataclass(frozen=True)
@@ -215,8 +199,8 @@ def _record(c: _ClassUp) -> None:
 
 
 def _accounts(c: _ClassUp) -> None:
-    if c.accounts is None:
-        c.report("", "warning", "this build has no student accounts: students need root")
+    if c.accounts is None:  # a bench of the labs alone
+        c.report("", "warning", "no student accounts made: only root can use these labs")
         return
     for s in c.roster.students:
         c.accounts.ensure(s, c.name, c.lab.name, instance_of(c.name, s.id))
@@ -297,8 +281,8 @@ def up(
     """Bring up one lab instance per student of ``roster``; resumable, failures per student.
 
     ``up_one`` (a student's ``lab.lifecycle.up``), ``host``, ``account_exists`` and
-    ``accounts`` are for tests and benches; by default the real lifecycle, host, passwd
-    database and accounts (:func:`host_accounts`) are used.
+    ``accounts`` (None: none made) are for tests and benches; by default the real lifecycle,
+    host, passwd database and accounts (:class:`HostAccounts`) are used.
     """
     c = _ClassUp(
         roster,
@@ -312,7 +296,7 @@ def up(
         max_students,
         host,
         account_exists,
-        host_accounts() if accounts == "host" else accounts,
+        HostAccounts() if accounts == "host" else accounts,
     )
     execute(CLASS_UP_STAGES, c, report)
     assert c.plan is not None
@@ -432,7 +416,7 @@ def down(
         student,
         report,
         down_one or (lambda lab, i: lifecycle.down(lab, i)),
-        host_accounts() if accounts == "host" else accounts,
+        HostAccounts() if accounts == "host" else accounts,
     )
     return sorted(execute(CLASS_DOWN_STAGES, c, report).done, key=lambda d: d.student)
 
@@ -440,7 +424,8 @@ def down(
 __all__ = [
     "CLASS_DOWN_STAGES",
     "CLASS_UP_STAGES",
-    "PENDING",
+    "Accounts",
+    "HostAccounts",
     "ClassUpResult",
     "SeatDown",
     "SeatResult",
