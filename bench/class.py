@@ -130,7 +130,8 @@ def run(lab: Lab, path: Path, n: int, folder: Path, parallel: int, ksm_wait: flo
             ksm_per = (free_before - free_ksm) / n
     finally:
         t1 = time.monotonic()
-        class_lifecycle.down(ClassDir(name), accounts=None)
+        if ClassDir(name).load() is not None:  # refused before anything: nothing to take down
+            class_lifecycle.down(ClassDir(name), accounts=None)
         down_s = time.monotonic() - t1
     slowest = max((s.seconds for s in result.results), default=0.0)
     failed = len(result.failed)

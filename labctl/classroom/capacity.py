@@ -30,6 +30,11 @@ ENGINE_DISK_MIB = {"libvirt": 256, "lxd": 200, "docker": 16}
 #: Left to the host itself (engines' daemons, page cache, labctl).
 RESERVE_MEMORY_MIB = 1024
 RESERVE_DISK_MIB = 2048
+#: inotify instances charged to root per system container (its systemd, logind, getty and
+#: D-Bus: 7-8 measured here): with Linux's default of 128, the 16th containers-only student's
+#: LXD network failed ("dnsmasq: failed to create inotify: Too many open files").
+INOTIFY_PER_SYSTEM_CONTAINER = 8
+INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
 #: Above this many virtual CPUs per core, booting a class under TCG crawls (advice only).
 VCPUS_PER_CORE = 4
 
@@ -44,6 +49,7 @@ class StudentCost:
     disk_mib: int
     vcpus: int  # the lab's VMs' virtual CPUs (containers share the host's)
     guests: int
+    inotify: int = 0  # inotify instances its system containers charge to root
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class HostCapacity:
     disk_free_mib: int
     cores: int
     ksm: Ksm
+    inotify_free: int | None = None  # root's inotify instances left (None: not known)
 
 
 @dataclass(frozen=True)
@@ -96,9 +103,16 @@ class Plan:
         return max(0, self.host.disk_free_mib - RESERVE_DISK_MIB) // max(1, self.cost.disk_mib)
 
     @property
+    def fit_inotify(self) -> int | None:
+        """Students whose system containers root's inotify instances allow (None: no limit)."""
+        if not self.cost.inotify or self.host.inotify_free is None:
+            return None
+        return max(0, self.host.inotify_free) // self.cost.inotify
+
+    @property
     def fit(self) -> int:
-        """How many students fit: the tighter of memory and disk."""
-        return min(self.fit_memory, self.fit_disk)
+        """How many students fit: the tightest of memory, disk and inotify instances."""
+        return min(f for f in (self.fit_memory, self.fit_disk, self.fit_inotify) if f is not None)
 
     @property
     def fits(self) -> bool:
@@ -117,7 +131,9 @@ class Plan:
 
     @property
     def limit(self) -> str:
-        """Which resource caps the class: memory or disk."""
+        """Which resource caps the class: memory, disk or inotify instances."""
+        if self.fit_inotify is not None and self.fit_inotify < min(self.fit_memory, self.fit_disk):
+            return "inotify instances"
         return "memory" if self.fit_memory <= self.fit_disk else "disk"
 
     def advice(self) -> list[str]:
@@ -129,6 +145,11 @@ class Plan:
                 "the others on another server or later"
             )
             notes.append("or use a smaller lab (fewer VMs, or less memory per guest)")
+        if self.fit_inotify is not None and self.fit_inotify < self.students:
+            notes.append(
+                "raise root's inotify instances, e.g. sysctl -w fs.inotify.max_user_instances=1024"
+                " (LXD's production settings)"
+            )
         if self.vcpus_per_core > VCPUS_PER_CORE:
             notes.append(
                 f"{self.vcpus_per_core:.1f} virtual CPUs per core: TCG guests will boot slowly; "
@@ -139,13 +160,63 @@ class Plan:
 
 def student_cost(lab: Lab) -> StudentCost:
     """The memory, disk and virtual CPUs one instance of ``lab`` takes."""
-    memory = disk = vcpus = 0
+    memory = disk = vcpus = inotify = 0
     for guest in lab.guests.values():
         memory += guest.memory + ENGINE_MEMORY_MIB[guest.engine]
         disk += ENGINE_DISK_MIB[guest.engine]
         if isinstance(guest, LibvirtGuest):
             vcpus += guest.cpus
-    return StudentCost(memory, disk, vcpus, len(lab.guests))
+        if guest.engine == "lxd":
+            inotify += INOTIFY_PER_SYSTEM_CONTAINER
+    return StudentCost(memory, disk, vcpus, len(lab.guests), inotify)
+
+
+def _root_uids(subuid: Path) -> list[range]:
+    """Host uids that count as root's: 0 and root's subordinate ranges (its containers)."""
+    ranges = [range(0, 1)]
+    try:
+        for line in subuid.read_text().splitlines():
+            user, start, count = (line.split(":") + ["", ""])[:3]
+            if user == "root" and start.isdigit() and count.isdigit():
+                ranges.append(range(int(start), int(start) + int(count)))
+    except OSError:
+        pass
+    if len(ranges) == 1:
+        ranges.append(range(100000, 100000 + 65536))  # LXD's default idmap
+    return ranges
+
+
+def root_inotify_used(proc: Path = Path("/proc"), subuid: Path = Path("/etc/subuid")) -> int:
+    """inotify instances charged to root now: its own, and its unprivileged containers'.
+
+    The limit is per user, and an instance made inside a container's user namespace is
+    charged to the namespace's owner too (Linux 5.11 and later): every system container's
+    systemd counts against root's limit.
+    """
+    ours = _root_uids(subuid)
+    used = 0
+    for pid in proc.iterdir():
+        if not pid.name.isdigit():
+            continue
+        try:
+            status = (pid / "status").read_text()
+            uid = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("Uid:")))
+            if not any(uid in r for r in ours):
+                continue
+            used += sum(
+                1 for fd in (pid / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify"
+            )
+        except (OSError, StopIteration, ValueError):
+            continue  # gone meanwhile, or not ours to read
+    return used
+
+
+def inotify_free(
+    limit: Path = INOTIFY_LIMIT, proc: Path = Path("/proc"), subuid: Path = Path("/etc/subuid")
+) -> int | None:
+    """Root's inotify instances left: the limit minus what root and its containers hold."""
+    total = _read_int(limit)
+    return total - root_inotify_used(proc, subuid) if total else None
 
 
 def _read_int(path: Path) -> int:
@@ -181,6 +252,7 @@ def host_capacity(where: Path | None = None) -> HostCapacity:
         shutil.disk_usage(path).free // 2**20,
         os.cpu_count() or 1,
         ksm(),
+        inotify_free(),
     )
 
 
@@ -198,6 +270,12 @@ def refuse_overcommit(p: Plan) -> None:
         f"{p.students} students do not fit on this host: each lab of {p.lab} takes "
         f"{c.memory_mib} MiB of memory and {c.disk_mib} MiB of disk; the host has "
         f"{h.memory_available_mib} MiB available ({RESERVE_MEMORY_MIB} kept for itself) and "
-        f"{h.disk_free_mib} MiB of disk free; {p.fit} fit ({p.limit} is the limit)",
+        f"{h.disk_free_mib} MiB of disk free"
+        + (
+            f", {h.inotify_free} inotify instances for {c.inotify} each"
+            if p.fit_inotify is not None
+            else ""
+        )
+        + f"; {p.fit} fit ({p.limit} is the limit)",
         "; ".join(p.advice()),
     )

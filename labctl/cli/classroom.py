@@ -44,7 +44,12 @@ def _plan_lines(p: capacity.Plan) -> list[tuple[str, str]]:
             f"{capacity.RESERVE_MEMORY_MIB} MiB memory, {capacity.RESERVE_DISK_MIB} MiB disk",
         ),
         ("KSM", h.ksm.summary),
-        ("fit", f"{p.fit} students (memory {p.fit_memory}, disk {p.fit_disk})"),
+        (
+            "fit",
+            f"{p.fit} students (memory {p.fit_memory}, disk {p.fit_disk}"
+            + (f", inotify instances {p.fit_inotify}" if p.fit_inotify is not None else "")
+            + f"; {p.limit} is the limit)",
+        ),
         (
             "roster",
             f"{p.students} students: {'fits' if p.fits else 'does NOT fit'}; "
@@ -69,6 +74,8 @@ def plan_(roster_file: Path = RosterArg, lab_ref: str = LabArg, json_out: bool =
                 "fit": p.fit,
                 "fit_memory": p.fit_memory,
                 "fit_disk": p.fit_disk,
+                "fit_inotify": p.fit_inotify,
+                "limit": p.limit,
                 "fits": p.fits,
                 "cpu_share": round(p.cpu_share, 3),
                 "vcpus_per_core": round(p.vcpus_per_core, 2),

@@ -29,7 +29,7 @@ def host(memory: int, disk: int = 100_000, cores: int = 2) -> capacity.HostCapac
 def test_a_students_cost_is_the_guests_memory_plus_each_engines_overhead(tmp_path: Path) -> None:
     cost = capacity.student_cost(lab(tmp_path, VM, BOX, APP))
     # vm 384 + 48, box 256 + 16, app 128 + 8
-    assert cost == capacity.StudentCost(memory_mib=840, disk_mib=472, vcpus=1, guests=3)
+    assert cost == capacity.StudentCost(memory_mib=840, disk_mib=472, vcpus=1, guests=3, inotify=8)
     assert capacity.student_cost(lab(tmp_path, BOX, APP)).memory_mib == 408
 
 
@@ -92,3 +92,41 @@ def test_memavailable_is_read_from_meminfo(tmp_path: Path) -> None:
     meminfo.write_text("MemTotal: 1 kB\n")
     with pytest.raises(HostError, match="no MemAvailable"):
         capacity.memory_available_mib(meminfo)
+
+
+def test_root_inotify_instances_cap_system_containers(tmp_path: Path) -> None:
+    spec = lab(tmp_path, VM, BOX, APP)  # one system container: 8 instances
+    tight = capacity.HostCapacity(100_000, 500_000, 2, NO_KSM, inotify_free=17)
+    p = capacity.plan(spec, 3, tight)
+    assert (p.fit_inotify, p.fit, p.limit, p.fits) == (2, 2, "inotify instances", False)
+    assert any("fs.inotify.max_user_instances" in a for a in p.advice())
+    with pytest.raises(HostError, match="17 inotify instances for 8 each; 2 fit"):
+        capacity.refuse_overcommit(p)
+    vms_only = capacity.plan(lab(tmp_path, VM, APP), 30, tight)
+    assert vms_only.fit_inotify is None and vms_only.fits  # no system container, no limit
+    unknown = capacity.HostCapacity(100_000, 500_000, 2, NO_KSM, inotify_free=None)
+    assert capacity.plan(spec, 30, unknown).fits
+
+
+def test_inotify_instances_of_root_and_its_containers_are_counted(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+
+    def process(pid: int, uid: int, inotify: int, other: int = 1) -> None:
+        (proc / str(pid) / "fd").mkdir(parents=True)
+        (proc / str(pid) / "status").write_text(f"Name:\tx\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
+        for fd in range(inotify + other):
+            target = "anon_inode:inotify" if fd < inotify else "/dev/null"
+            (proc / str(pid) / "fd" / str(fd)).symlink_to(target)
+
+    process(1, 0, 2)  # the host's own
+    process(2, 100000, 5)  # a system container's systemd
+    process(3, 100100, 1)  # its D-Bus
+    process(4, 1000, 3)  # a user's editor: not root's
+    (proc / "self").mkdir()
+    subuid = tmp_path / "subuid"
+    subuid.write_text("_lxd:100000:65536\nroot:100000:65536\n")
+    assert capacity.root_inotify_used(proc, subuid) == 8
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("128\n")
+    assert capacity.inotify_free(limit, proc, subuid) == 120
+    assert capacity.inotify_free(tmp_path / "none", proc, subuid) is None
