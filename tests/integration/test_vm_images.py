@@ -120,8 +120,8 @@ CASES = [
     pytest.param("vm-amd64", "x86_64", "virtio", "virtio", False, id="amd64-virtio"),
     pytest.param("vm-arm64", "aarch64", "virtio", "virtio", False, id="arm64-virtio"),
     pytest.param("vm-amd64", "x86_64", "sata", "e1000", True, id="amd64-sata-dhcp"),
-    pytest.param("vm-amd64-tiny", "x86_64", "virtio", "virtio", False, id="tiny-amd64-virtio"),
-    pytest.param("vm-arm64-tiny", "aarch64", "ide", "e1000", False, id="tiny-arm64-ide-e1000"),
+    pytest.param("vm-amd64-tiny", "x86_64", "ide", "e1000", False, id="tiny-amd64-ide-e1000"),
+    pytest.param("vm-arm64-tiny", "aarch64", "virtio", "virtio", False, id="tiny-arm64-virtio"),
 ]
 DISK_DRIVERS = {"ide": {"ata_piix", "sd_mod"}, "sata": {"ahci", "sd_mod"}}
 
