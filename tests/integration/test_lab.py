@@ -202,3 +202,33 @@ def test_labctl_contacts_a_guest_only_behind_its_own_bridge(
         backend.connect(replace(rec, address="198.51.100.7"), key).shell_argv()
     assert "will not contact 198.51.100.7" in info.value.message
     assert info.value.code == 4
+
+
+def test_a_vm_serial_console_offers_a_login_prompt(running_lab: RunningLab) -> None:
+    """The way back in when SSH is broken: `virsh console` attaches to this pty."""
+    import os
+    import select
+    import xml.etree.ElementTree as ET
+
+    from labctl import libvirt_client
+
+    resource = running_lab.state.guests["kvm-virtio"].resource
+    with libvirt_client.connection() as conn:
+        dom = libvirt_client.domain(conn, resource)
+        assert dom is not None
+        serial = ET.fromstring(libvirt_client.xml(dom, resource)).find("devices/serial")
+    assert serial is not None and serial.get("type") == "pty"
+    source = serial.find("source")
+    assert source is not None and source.get("path", "").startswith("/dev/pts/")
+    fd = os.open(source.get("path", ""), os.O_RDWR | os.O_NOCTTY)
+    seen = b""
+    try:
+        os.write(fd, b"\r")  # getty prints its prompt again for an empty line
+        deadline = time.monotonic() + 30
+        while b"login:" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if ready:
+                seen += os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    assert b"kvm-virtio login:" in seen, seen[-500:]
