@@ -31,9 +31,10 @@ ENGINE_DISK_MIB = {"libvirt": 256, "lxd": 200, "docker": 16}
 RESERVE_MEMORY_MIB = 1024
 RESERVE_DISK_MIB = 2048
 #: inotify instances charged to root per system container (its systemd, logind, getty and
-#: D-Bus: 7-8 measured here): with Linux's default of 128, the 16th containers-only student's
-#: LXD network failed ("dnsmasq: failed to create inotify: Too many open files").
-INOTIFY_PER_SYSTEM_CONTAINER = 8
+#: D-Bus: 7-8 once booted, more while booting): with Linux's default of 128, a class of 15
+#: containers-only students lost one and a class of 16 two ("dnsmasq: failed to create
+#: inotify: Too many open files"); with 1024, 16 came up whole.
+INOTIFY_PER_SYSTEM_CONTAINER = 10
 INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
 #: Above this many virtual CPUs per core, booting a class under TCG crawls (advice only).
 VCPUS_PER_CORE = 4

@@ -29,7 +29,7 @@ def host(memory: int, disk: int = 100_000, cores: int = 2) -> capacity.HostCapac
 def test_a_students_cost_is_the_guests_memory_plus_each_engines_overhead(tmp_path: Path) -> None:
     cost = capacity.student_cost(lab(tmp_path, VM, BOX, APP))
     # vm 384 + 48, box 256 + 16, app 128 + 8
-    assert cost == capacity.StudentCost(memory_mib=840, disk_mib=472, vcpus=1, guests=3, inotify=8)
+    assert cost == capacity.StudentCost(memory_mib=840, disk_mib=472, vcpus=1, guests=3, inotify=10)
     assert capacity.student_cost(lab(tmp_path, BOX, APP)).memory_mib == 408
 
 
@@ -95,12 +95,12 @@ def test_memavailable_is_read_from_meminfo(tmp_path: Path) -> None:
 
 
 def test_root_inotify_instances_cap_system_containers(tmp_path: Path) -> None:
-    spec = lab(tmp_path, VM, BOX, APP)  # one system container: 8 instances
-    tight = capacity.HostCapacity(100_000, 500_000, 2, NO_KSM, inotify_free=17)
+    spec = lab(tmp_path, VM, BOX, APP)  # one system container: 10 instances
+    tight = capacity.HostCapacity(100_000, 500_000, 2, NO_KSM, inotify_free=25)
     p = capacity.plan(spec, 3, tight)
     assert (p.fit_inotify, p.fit, p.limit, p.fits) == (2, 2, "inotify instances", False)
     assert any("fs.inotify.max_user_instances" in a for a in p.advice())
-    with pytest.raises(HostError, match="17 inotify instances for 8 each; 2 fit"):
+    with pytest.raises(HostError, match="25 inotify instances for 10 each; 2 fit"):
         capacity.refuse_overcommit(p)
     vms_only = capacity.plan(lab(tmp_path, VM, APP), 30, tight)
     assert vms_only.fit_inotify is None and vms_only.fits  # no system container, no limit
