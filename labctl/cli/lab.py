@@ -20,9 +20,10 @@ from labctl.instance.naming import (
     check_instance,
     check_lab_name,
 )
+from labctl.instance.state import InstanceDir
 from labctl.lab import lifecycle
 from labctl.lab import status as lab_status
-from labctl.lab.plan import READY_TIMEOUT_ENV, READY_TIMEOUT_RANGE, image_of
+from labctl.lab.plan import READY_TIMEOUT_ENV, READY_TIMEOUT_RANGE, image_of, instance_profile
 from labctl.spec.model import Lab, find_lab, json_schema, load_lab
 
 lab_app = typer.Typer(help="Check and describe lab files.")
@@ -232,13 +233,15 @@ def down(
         if not json_out:
             console.err.print(f"▸ {step} {guest} {detail}".rstrip())
 
+    # the images it ran (its recorded VM profile), read before its state goes
+    profile = instance_profile(InstanceDir(check_lab_name(lab), check_instance(instance)).load())
     removed = lifecycle.down(check_lab_name(lab), check_instance(instance), report=report)
     if not keep_images:
         from labctl.images.registry import store
 
         spec, _ = resolve_lab(lab)
         s = store()
-        for image in sorted({image_of(g) for g in spec.guests.values()}):
+        for image in sorted({image_of(g, profile) for g in spec.guests.values()}):
             s.forget(image)
             report(image, "forget image", "")
     seconds = time.monotonic() - t0

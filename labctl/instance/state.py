@@ -71,6 +71,7 @@ class LabState:
     lxd_network: str | None = None  # the LXD network (and bridge) of the containers
     lxd_subnet: str | None = None
     guests: dict[str, GuestRecord] = field(default_factory=dict)
+    vm_profile: str | None = None  # the VM images it was brought up with: kept until down
 
     def with_guest(self, record: GuestRecord) -> LabState:
         """A copy with ``record`` replacing the guest of the same name."""

@@ -31,6 +31,7 @@ from labctl.instance.state import GuestRecord, InstanceDir, LabState, NotUp
 from labctl.keys import KeyPair, ensure_keypair
 from labctl.lab import plan
 from labctl.lab.accel import KvmProbe
+from labctl.paths import vm_profile
 from labctl.spec.model import Lab
 from labctl.stages import Reporter, Stage, execute
 from labctl.stages import quiet as _quiet
@@ -105,6 +106,7 @@ class _Up:
     plans: dict[str, GuestPlan] = field(default_factory=dict)
     already: bool = False
     failed: dict[str, LabctlError] = field(default_factory=dict)
+    profile: str = "debian"  # the VM profile: recorded by the instance, else this host's
 
     @property
     def inst(self) -> InstanceDir:
@@ -122,7 +124,15 @@ class _Up:
 
 def _validate(c: _Up) -> None:
     c.timeout = plan.ready_timeout(c.lab, c.ready_timeout)
-    for image in plan.check_images(c.lab, c.store):
+    c.profile = plan.instance_profile(c.inst.load())
+    if c.profile != vm_profile():
+        c.report(
+            "",
+            "warning",
+            f"instance {c.instance} keeps the {c.profile} VM images it came up "
+            "with (labctl down, then up, to change)",
+        )
+    for image in plan.check_images(c.lab, c.store, c.profile):
         c.report("", "warning", f"image {image} is older than its recipe: labctl images build")
     c.accel = plan.accelerators(c.lab, c.probe, c.require_kvm)
 
@@ -147,6 +157,8 @@ def _preflight(c: _Up) -> None:
         plan.check_memory(c.lab, plan.available_memory_mib(), only=fresh)
         plan.check_ports(c.lab, only=fresh)
     state = previous or LabState(c.lab.name, c.instance, str(c.spec_path.resolve()))
+    if state.vm_profile is None:  # new (or recorded before profiles existed)
+        state = replace(state, vm_profile=c.profile)
     c.key = ensure_keypair(c.inst.key, f"labctl-{c.lab.name}-{c.instance}")
     c.box = _StateBox(c.inst, state)
 

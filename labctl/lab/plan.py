@@ -46,9 +46,18 @@ def ready_timeout(lab: Lab, override: int | None = None) -> int:
     return int(raw)
 
 
-def image_of(guest: Guest) -> str:
-    """The image ``guest`` runs on this host: its own, or its tiny variant (VM profile)."""
-    return profile_image(guest.image, vm_profile())
+def image_of(guest: Guest, profile: str | None = None) -> str:
+    """The image ``guest`` runs: its own, or its tiny variant under the ``tiny`` VM profile.
+
+    ``profile`` is the one an instance recorded when it first came up; without one, this
+    host's (:func:`labctl.paths.vm_profile`).
+    """
+    return profile_image(guest.image, profile or vm_profile())
+
+
+def instance_profile(state: LabState | None) -> str:
+    """The VM profile of an instance: the one it recorded, else this host's."""
+    return (state.vm_profile if state is not None else None) or vm_profile()
 
 
 def lab_images() -> list[str]:
@@ -58,13 +67,13 @@ def lab_images() -> list[str]:
     )
 
 
-def check_images(lab: Lab, store: ImageStore) -> list[str]:
+def check_images(lab: Lab, store: ImageStore, profile: str | None = None) -> list[str]:
     """Raise if an image the lab needs is not built; return those whose recipe changed since.
 
     An outdated image still runs (it is what was built); ``up`` says that a rebuild would
     change it.
     """
-    wanted = sorted({image_of(g) for g in lab.guests.values()})
+    wanted = sorted({image_of(g, profile) for g in lab.guests.values()})
     unknown = [w for w in wanted if w not in store.recipes]
     if unknown:
         raise LabctlError(
@@ -162,7 +171,7 @@ def plans(
     vm_index = 0
     net = ipaddress.ip_network(state.subnet) if state.subnet else None
     for name, guest in lab.guests.items():
-        image = image_of(guest)
+        image = image_of(guest, state.vm_profile)
         manifest = store.manifest(image)
         assert manifest is not None  # check_images ran first
         extra: dict[str, object] = {}

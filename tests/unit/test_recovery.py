@@ -354,6 +354,7 @@ class FakeBackend(base.Backend):
         self.guests: dict[str, base.EngineState] = {}
         self.fail: dict[str, LabctlError] = {}
         self.saw: list[str | None] = []
+        self.planned: dict[str, base.GuestPlan] = {}  # the last plan each guest was created from
 
     def preflight(self) -> None:
         pass
@@ -381,6 +382,7 @@ class FakeBackend(base.Backend):
         return []  # no bridges: isolation has nothing to keep apart
 
     def create(self, plan: base.GuestPlan) -> GuestRecord:
+        self.planned[plan.name] = plan
         self.guests.setdefault(plan.resource, "stopped")
         return GuestRecord(plan.name, self.engine, plan.resource, stage="created")
 
@@ -500,3 +502,30 @@ def test_state_keys_and_progress_are_readable_by_root_only(
         assert d.stat().st_mode & 0o777 == 0o700, d
     for f in (inst.state_file, inst.key, progress.path, root / "reservations.json"):
         assert f.stat().st_mode & 0o777 == 0o600, f
+
+
+def test_an_instance_keeps_the_vm_profile_it_came_up_with(
+    root: Path,
+    lab: tuple[Lab, Path],
+    tmp_path: Path,
+    fakes: dict[str, FakeBackend],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    names = ["vm-amd64", "vm-amd64-tiny", "docker-app"]
+    both = ImageStore([Empty(n) for n in names], root=tmp_path / "both")
+    both.build(names)
+    monkeypatch.setenv("LABCTL_VM_PROFILE", "tiny")
+    first = up(lab, both)
+    assert first.vm_profile == "tiny"
+    assert fakes["libvirt"].planned["vm"].image == "vm-amd64-tiny"
+    monkeypatch.setenv("LABCTL_VM_PROFILE", "debian")  # the host changed its mind
+    fakes["libvirt"].guests.pop(first.guests["vm"].resource)  # and the VM is gone: re-created
+    fakes["libvirt"].planned.clear()
+    said: list[tuple[str, str, str]] = []
+    again = up(lab, both, report=lambda *a: said.append(a))
+    assert again.vm_profile == "tiny"  # a rerun (or an exercise reset) never mixes images
+    assert fakes["libvirt"].planned["vm"].image == "vm-amd64-tiny"
+    assert any("keeps the tiny VM images" in detail for _, _, detail in said)
+    lifecycle.down("rec", "t1")
+    assert up(lab, both).vm_profile == "debian"  # a new instance takes the host's
+    assert fakes["libvirt"].planned["vm"].image == "vm-amd64"
