@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from labctl.errors import SpecError
+from labctl.errors import HostError, SpecError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGES_DIR = REPO_ROOT / "images"
@@ -60,7 +60,7 @@ def vm_profile() -> str:
             return VM_PROFILES[0]
     value = value.strip() or VM_PROFILES[0]
     if value not in VM_PROFILES:
-        raise SpecError(
+        raise HostError(
             f"{source} says {value!r}: not a VM profile",
             f"use one of: {', '.join(VM_PROFILES)}",
         )

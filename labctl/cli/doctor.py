@@ -9,6 +9,7 @@ from rich.table import Table
 from labctl import console
 from labctl.cli import tables
 from labctl.cli.app import app
+from labctl.errors import LabctlError
 from labctl.host import doctor
 from labctl.lab.plan import lab_images
 
@@ -47,7 +48,11 @@ def doctor_command(
     Exits 0 when the default lab can run (warnings allowed), 3 when a check failed. What to
     do about each problem is listed below the table (--wide: in a column of its own).
     """
-    checks = doctor.evaluate(doctor.gather(lab_images()))
+    try:
+        images: list[str] | None = lab_images()
+    except LabctlError:  # a broken lab file or profile: the rows below say what is wrong
+        images = None
+    checks = doctor.evaluate(doctor.gather(images))
     if json_out:
         console.print_json([c.as_dict() for c in checks])
     else:

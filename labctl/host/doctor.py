@@ -81,12 +81,14 @@ class HostFacts:
     nft: bool = True  # the nft command, which keeps lab instances apart
     arm64_programs: bool = True  # binfmt_misc runs arm64 programs through qemu-user
     vm_profile: str = "debian"  # which VM images the labs run here (labctl.paths.vm_profile)
+    vm_profile_error: str | None = None  # the profile setting is unreadable: this says why
     root: bool = True  # engines refuse non-root users outside their groups
     lab_up: bool = False  # the default lab's main instance is up: its guests hold their memory
 
 
 def gather(images: Sequence[str] | None = None) -> HostFacts:
     """Run every probe on this host; ``images`` are those the labs run here (default: all)."""
+    profile, profile_error = _profile()
     return HostFacts(
         distro=probe.os_release(),
         cpu=probe.cpu(),
@@ -102,10 +104,19 @@ def gather(images: Sequence[str] | None = None) -> HostFacts:
         apt_cache=probe.apt_cache_probe(),
         nft=shutil.which("nft") is not None,
         arm64_programs=probe.runs_arm64_programs(),
-        vm_profile=vm_profile(),
+        vm_profile=profile,
+        vm_profile_error=profile_error,
         root=probe.is_root(),
         lab_up=default_lab_up(),
     )
+
+
+def _profile() -> tuple[str, str | None]:
+    """This host's VM profile, and why it cannot be read (then the default)."""
+    try:
+        return vm_profile(), None
+    except LabctlError as exc:
+        return "debian", f"{exc.message} ({exc.hint})"
 
 
 def default_lab_up() -> bool:
@@ -357,9 +368,11 @@ def check_nft(present: bool) -> Check:
     )
 
 
-def check_arm64_builds(runs: bool, profile: str) -> Check:
+def check_arm64_builds(runs: bool, profile: str, profile_error: str | None = None) -> Check:
     """The Debian arm64 VM image runs its packages' scripts as arm64 programs (qemu-user)."""
     name = "arm64 builds"
+    if profile_error:
+        return Check(name, Status.FAIL, profile_error, "fix /etc/labctl/vm-profile")
     if profile == "tiny":
         return Check(name, Status.OK, "VM profile tiny: the arm64 image is unpacked, nothing runs")
     if runs:
@@ -386,7 +399,7 @@ RULES: Sequence[Callable[[HostFacts], Check | list[Check]]] = (
     lambda f: check_disk(f.disk),
     lambda f: check_memory(f.memory, lab_up=f.lab_up),
     lambda f: check_images(f.images),
-    lambda f: check_arm64_builds(f.arm64_programs, f.vm_profile),
+    lambda f: check_arm64_builds(f.arm64_programs, f.vm_profile, f.vm_profile_error),
     lambda f: check_apt_cache(f.apt_cache),
     lambda f: check_nft(f.nft),
 )

@@ -325,8 +325,11 @@ BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 def runs_arm64_programs() -> bool:
     """Whether the kernel hands arm64 programs to qemu-user (binfmt_misc, registered, enabled).
 
-    Building the arm64 Debian VM image runs its packages' maintainer scripts that way.
+    Building the arm64 Debian VM image runs its packages' maintainer scripts that way. An
+    arm64 host runs them itself.
     """
+    if platform.machine() == "aarch64":
+        return True
     try:
         return (BINFMT_DIR / "qemu-aarch64").read_text().splitlines()[0] == "enabled"
     except (OSError, IndexError):

@@ -381,3 +381,13 @@ def test_arm64_builds_need_qemu_user_unless_the_vms_are_tiny(
     assert doctor.lab_can_run([row])  # images built before still run
     tiny = by_name(replace(healthy(), arm64_programs=False, vm_profile="tiny"))["arm64 builds"]
     assert tiny.status is Status.OK
+
+
+def test_an_unreadable_vm_profile_is_a_failed_row_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABCTL_VM_PROFILE", "huge")
+    profile, error = doctor._profile()
+    assert profile == "debian" and error is not None and "not a VM profile" in error
+    row = by_name(replace(healthy(), vm_profile_error=error))["arm64 builds"]
+    assert row.status is Status.FAIL and "huge" in row.detail

@@ -176,7 +176,7 @@ def test_a_vm_profile_is_read_from_the_host_file_and_a_bad_one_refused(
     profile_file.write_text("tiny\n")
     assert paths.vm_profile() == "tiny"
     profile_file.write_text("huge\n")
-    with pytest.raises(SpecError, match=r"vm-profile says 'huge': not a VM profile"):
+    with pytest.raises(HostError, match=r"vm-profile says 'huge': not a VM profile"):
         paths.vm_profile()
     monkeypatch.setenv("LABCTL_VM_PROFILE", "debian")
     assert paths.vm_profile() == "debian"  # the environment wins over the file
