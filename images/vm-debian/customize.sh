@@ -10,6 +10,7 @@ here="$(dirname "$0")"
 # Our files: the boot-time setup, its units, sshd's drop-in.
 cp -R "$here/rootfs/." "$root/"
 chmod 0755 "$root/usr/local/sbin/labctl-setup"
+mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
 ln -sf /etc/systemd/system/labctl-setup.service \
     "$root/etc/systemd/system/sysinit.target.wants/labctl-setup.service"
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
@@ -50,6 +51,9 @@ MODPROBE
 # config was checked when it was built (below).
 mkdir -p "$root/run/sshd"
 chroot "$root" /usr/sbin/sshd -t
+# openssh-server's postinst made host keys here, named after the build host, and every guest
+# would share them: each guest makes its own at boot instead (labctl-setup, ed25519).
+rm -f "$root"/etc/ssh/ssh_host_*
 mkdir -p "$root/etc/systemd/system/ssh.service.d"
 cat > "$root/etc/systemd/system/ssh.service.d/labctl.conf" <<'SSHD'
 [Service]
