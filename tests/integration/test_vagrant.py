@@ -121,6 +121,8 @@ def test_vagrant_provisions_with_the_host_setup_playbook() -> None:
     text = VAGRANTFILE.read_text()
     playbook = SETUP_PLAYBOOK.relative_to(ROOT).as_posix()
     assert f'ansible.playbook = "{playbook}"' in text
-    assert 'inline: "cd /vagrant && ./bootstrap up"' in text
+    assert '"cd /vagrant && ./bootstrap up"' in text
+    # ...with the VM profile written where every later labctl command in the VM reads it
+    assert "echo #{VM_PROFILE} > /etc/labctl/vm-profile" in text
     # ...and `labctl up` inside gets the (longer) ready timeout through its environment
     assert '{ "LABCTL_READY_TIMEOUT" => READY_TIMEOUT }' in text
