@@ -116,3 +116,9 @@ def test_network_has_explicit_subnet_and_bridge() -> None:
     assert net.find("bridge").get("name") == "lcbr12345678"  # type: ignore[union-attr]
     assert net.find("ip").attrib == {"address": "10.210.4.1", "netmask": "255.255.255.0"}  # type: ignore[union-attr]
     assert net.find("forward").get("mode") == "nat"  # type: ignore[union-attr]
+
+
+def test_a_tcg_guest_gets_a_bounded_translation_cache_and_a_kvm_guest_none() -> None:
+    tcg = parse(params("kvm-full", accel="tcg")).find("features/tcg/tb-cache")
+    assert tcg is not None and tcg.get("unit") == "MiB" and int(tcg.text or 0) == 128
+    assert parse(params("kvm-full", accel="kvm")).find("features/tcg") is None
