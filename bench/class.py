@@ -37,20 +37,8 @@ from labctl.images.registry import store
 from labctl.instance.state import InstanceDir
 from labctl.paths import LABS_DIR
 from labctl.spec.model import Lab, load_lab
+from tests.labs import CONTAINERS, lab_yaml
 
-CONTAINERS = """\
-name: benchc
-guests:
-  lxc-system:
-    engine: lxd
-    technique: system-container
-    image: lxd-system
-  docker-app:
-    engine: docker
-    technique: app-container
-    image: docker-app
-    port: 8080
-"""
 KSM_RUN = Path("/sys/kernel/mm/ksm/run")
 #: KSM's default (100 pages per 20 ms, ~20 MiB/s) takes minutes to scan a class once; the
 #: bench scans faster while it measures, and puts the default back.
@@ -159,7 +147,7 @@ def main() -> None:
     store().build(list(store().recipes))  # cached images: not what is measured
     full_path = LABS_DIR / "virtualization" / "lab.yaml"
     small_path = folder / "lab.yaml"
-    small_path.write_text(CONTAINERS)
+    small_path.write_text(lab_yaml("benchc", CONTAINERS))
     probe = detect()
     print(
         f"host: {os.cpu_count()} cores, {capacity.memory_available_mib()} MiB available; "

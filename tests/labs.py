@@ -25,6 +25,19 @@ APP = """\
     image: docker-app
 """
 
+# The default lab's two containers under their names there; the app serves on port 8080.
+CONTAINERS = """\
+  lxc-system:
+    engine: lxd
+    technique: system-container
+    image: lxd-system
+  docker-app:
+    engine: docker
+    technique: app-container
+    image: docker-app
+    port: 8080
+"""
+
 
 def lab_yaml(name: str, *guests: str, title: str | None = None) -> str:
     """The text of a lab file named ``name`` with the given guest stanzas, in that order."""

@@ -9,36 +9,21 @@ commands run in-process through the CLI, as an instructor types them.
 from __future__ import annotations
 
 import json
-import pwd
 import secrets
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from labctl.classroom.roster import account_exists
 from labctl.classroom.state import classes
 from labctl.cli import app
 from labctl.instance.state import InstanceDir
 from tests.integration.engines import inventory
 from tests.integration.labs import write_lab
-from tests.labs import VM
+from tests.labs import CONTAINERS, VM, lab_yaml
 
-LAB = (
-    """\
-name: cls
-guests:
-  lxc-system:
-    engine: lxd
-    technique: system-container
-    image: lxd-system
-  docker-app:
-    engine: docker
-    technique: app-container
-    image: docker-app
-    port: 8080
-"""
-    + VM
-)
+LAB = lab_yaml("cls", CONTAINERS, VM)
 
 cli = CliRunner()
 
@@ -49,14 +34,6 @@ def run(*args: str) -> str:
     return result.stdout
 
 
-def account(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
 def test_a_two_student_class_is_isolated_and_leaves_nothing(
     tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
 ) -> None:
@@ -65,7 +42,7 @@ def test_a_two_student_class_is_isolated_and_leaves_nothing(
     ids = ["t" + secrets.token_hex(3) for _ in range(2)]
     instances = [f"{name}-{i}" for i in ids]
     for i, instance in zip(ids, instances, strict=True):
-        assert not account(i) and inventory(lab.name, instance).empty
+        assert not account_exists(i) and inventory(lab.name, instance).empty
     roster = path.parent / "roster.csv"
     roster.write_bytes(
         b"\xef\xbb\xbfid,name,email\r\n"
@@ -119,5 +96,5 @@ def test_a_two_student_class_is_isolated_and_leaves_nothing(
         left = inventory(lab.name, instance)
         assert left.empty, f"left behind after class down: {left}"
         assert not InstanceDir(lab.name, instance).path.exists()
-        assert not account(i)
+        assert not account_exists(i)
     assert name not in classes()

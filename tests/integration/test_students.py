@@ -26,36 +26,18 @@ from pathlib import Path
 import pytest
 
 from labctl.classroom import accounts, sudo
+from labctl.classroom.roster import account_exists
 from labctl.host.accel import detect
 from labctl.images.registry import store
 from labctl.instance.state import InstanceDir
 from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR
 from tests.integration.labs import taken_down, write_lab
+from tests.labs import CONTAINERS, lab_yaml
 
-LAB = """\
-name: stu
-guests:
-  lxc-system:
-    engine: lxd
-    technique: system-container
-    image: lxd-system
-  docker-app:
-    engine: docker
-    technique: app-container
-    image: docker-app
-    port: 8080
-"""
+LAB = lab_yaml("stu", CONTAINERS)
 EXERCISE = LABS_DIR / "virtualization" / "exercises" / "51-app-contenido.yaml"
 LABCTL = shutil.which("labctl", path=str(Path(__file__).parents[2] / ".venv" / "bin")) or "labctl"
-
-
-def account(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -111,7 +93,7 @@ def test_students_work_on_their_own_lab_and_nobody_else_s(
     inst = {ana: f"{cls}-{ana}", bob: f"{cls}-{bob}"}
     entry = sudo.Installation.of(state)
     for user in inst:
-        assert not account(user)
+        assert not account_exists(user)
     assert not entry.entry.exists() and not entry.sudoers.exists()
     try:
         for user, instance in inst.items():
@@ -132,7 +114,7 @@ def test_students_work_on_their_own_lab_and_nobody_else_s(
         for user in inst:
             accounts.remove_account(user, cls, kill_processes=True)
     for user in inst:
-        assert not account(user) and not Path(f"/home/{user}").exists()
+        assert not account_exists(user) and not Path(f"/home/{user}").exists()
     assert not entry.entry.exists() and not entry.sudoers.exists()
     assert accounts.records() == []
 
