@@ -1,12 +1,18 @@
-"""A process-wide flag that tells waiting loops to give up (set on Ctrl-C)."""
+"""A process-wide flag that tells waiting loops to give up (set on Ctrl-C), and work in
+parallel that sets it."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from labctl.errors import ExitCode, LabctlError
 
 CANCEL = threading.Event()
+
+T = TypeVar("T")
 
 
 def check() -> None:
@@ -15,3 +21,22 @@ def check() -> None:
         raise LabctlError(
             "interrupted", "run the same command again to resume", ExitCode.INTERRUPTED
         )
+
+
+def in_parallel(work: Callable[[T], None], items: Iterable[T], workers: int, name: str) -> None:
+    """Run ``work(item)`` for each item, ``workers`` at a time, in threads named ``name``.
+
+    Returns when every started call has ended, raising the first error in the items' order.
+    Ctrl-C sets :data:`CANCEL`, so the running calls give up at their next :func:`check`,
+    and the calls not started yet never start.
+    """
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=name)
+    try:
+        futures = [pool.submit(work, item) for item in items]
+        for f in futures:
+            f.result()
+    except KeyboardInterrupt:
+        CANCEL.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -238,16 +238,7 @@ def _labs(c: _ClassUp) -> None:
         c.results[student] = SeatResult(student, seat.instance, True, None, seconds)
         c.report(student, "done", f"{seconds:.1f} s")
 
-    pool = ThreadPoolExecutor(max_workers=max(1, c.max_parallel), thread_name_prefix="class")
-    try:
-        futures = [pool.submit(one, s.id) for s in c.roster.students]
-        for f in futures:
-            f.result()
-    except KeyboardInterrupt:
-        cancel.CANCEL.set()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    cancel.in_parallel(one, [s.id for s in c.roster.students], c.max_parallel, "class")
 
 
 #: ``labctl class up``: one lab instance per student, converging from whatever exists.

@@ -304,7 +304,8 @@ def _bring_up(
     vm_slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
     failed: dict[str, LabctlError] = {}
 
-    def one(name: str, p: GuestPlan) -> None:
+    def one(name: str) -> None:
+        p = plans[name]
         backend = engines[p.engine]
         heavy = p.engine == "libvirt"
         try:
@@ -322,16 +323,7 @@ def _bring_up(
                 box.put(replace(rec, error=exc.message))
             report(name, "failed", exc.message.splitlines()[0])
 
-    pool = ThreadPoolExecutor(max_workers=1 if sequential else len(plans), thread_name_prefix="up")
-    try:
-        futures = [pool.submit(one, n, p) for n, p in plans.items()]
-        for f in futures:
-            f.result()
-    except KeyboardInterrupt:
-        cancel.CANCEL.set()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    cancel.in_parallel(one, list(plans), 1 if sequential else len(plans), "up")
     return failed
 
 
