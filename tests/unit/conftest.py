@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
+from tests.unit import postgres
 from tests.unit.fake_nft import FakeNft
 
 
@@ -19,3 +24,29 @@ def fake_nft(monkeypatch: pytest.MonkeyPatch) -> FakeNft:
 def default_vm_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unit tests see the default VM images whatever this host's /etc/labctl/vm-profile says."""
     monkeypatch.setenv("LABCTL_VM_PROFILE", "debian")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session; its admin URL.
+
+    Skipped with the reason when PostgreSQL is not installed, except in CI (``CI=true``),
+    where a missing PostgreSQL fails: the store must be tested on both engines there.
+    """
+    bindir = postgres.find_bin()
+    if bindir is None:
+        reason = "PostgreSQL is not installed (apt-get install postgresql; host setup --test-tools)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with postgres.cluster(bindir) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty database on each engine the store runs on."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'labctl.db'}"
+    admin = request.getfixturevalue("postgres_cluster")
+    return postgres.fresh_database(admin)

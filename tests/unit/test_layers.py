@@ -121,6 +121,8 @@ BELOW = {
     "backends": ("labctl.spec", *UPPER),
     "images": ("labctl.backends", "labctl.spec", *UPPER),
     "spec": ("labctl.backends", *UPPER),
+    # the progress store sits on paths/private/errors only: exercises and classroom use it
+    "store": ("labctl.backends", "labctl.spec", "labctl.instance", "labctl.images", *UPPER),
 }
 
 

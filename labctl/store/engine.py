@@ -1,0 +1,101 @@
+"""Where the store lives and how it is opened: SQLite by default, PostgreSQL by URL.
+
+The default is one SQLite file for the whole host, ``<state>/labctl.db`` (beside the lab
+instances and the classes, see :mod:`labctl.paths`), root-only like every file labctl keeps.
+``LABCTL_DB`` (or the ``url`` argument) names another database, e.g.
+``postgresql+psycopg://labctl@/labctl?host=/run/postgresql`` for a class spread over several
+servers; the same code runs on both. SQLite runs in WAL mode (readers never wait for the
+writer), with a busy timeout (writers queue instead of failing) and foreign keys on; each
+write transaction takes the write lock when it begins (``BEGIN IMMEDIATE``), so two students
+checking at once queue in order instead of one failing on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from labctl.errors import HostError
+from labctl.paths import state_dir
+from labctl.private import FILE_MODE, private_dir
+
+ENV = "LABCTL_DB"
+FILE_NAME = "labctl.db"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def default_url() -> str:
+    """``LABCTL_DB``, else the host-wide SQLite file in labctl's state directory."""
+    url = os.environ.get(ENV, "").strip()
+    return url or f"sqlite:///{state_dir() / FILE_NAME}"
+
+
+def _sqlite_file(url: sa.URL) -> None:
+    """Make the database file (and its folder) root-only before SQLite creates it."""
+    if not url.database or url.database == ":memory:":
+        return
+    path = Path(url.database)
+    private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling is turned off: SQLAlchemy's begin() emits BEGIN below
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+
+
+#: the execution option that marks a write transaction (see :func:`writer`)
+WRITE = "labctl_write"
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # a writer takes the lock at once; readers stay deferred and never wait (WAL)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
+
+
+def create(url: str | None = None) -> sa.Engine:
+    """An engine for ``url`` (default :func:`default_url`); refuses a URL it cannot use."""
+    text = url or default_url()
+    try:
+        parsed = sa.make_url(text)
+    except sa.exc.ArgumentError as exc:
+        raise HostError(
+            f"{ENV}={text!r} is not a database URL",
+            "e.g. postgresql+psycopg://user:password@host/db, or unset it for SQLite",
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise HostError(
+            f"the progress store runs on SQLite or PostgreSQL, not {backend}",
+            "use postgresql+psycopg://... or unset LABCTL_DB",
+        )
+    if backend == "sqlite":
+        _sqlite_file(parsed)
+        engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return sa.create_engine(parsed, pool_pre_ping=True)
+
+
+def writer(engine: sa.Engine) -> sa.Engine:
+    """The same engine, its transactions marked as writes (SQLite: ``BEGIN IMMEDIATE``)."""
+    return engine.execution_options(**{WRITE: True})
+
+
+def describe(engine: sa.Engine) -> str:
+    """The database, for messages: the URL without its password."""
+    return engine.url.render_as_string(hide_password=True)

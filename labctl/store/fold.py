@@ -1,0 +1,60 @@
+"""From attempts (oldest first) to the state of each exercise: one pure function, both engines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from labctl.store.model import Attempt, ExerciseState, StepState
+
+Key = tuple[str, str, str, str]  # lab, instance, student, exercise
+
+
+def key_of(a: Attempt) -> Key:
+    """Whose exercise an attempt belongs to."""
+    return (a.lab, a.instance, a.student, a.exercise)
+
+
+def _apply(state: ExerciseState, a: Attempt) -> ExerciseState:
+    """One attempt more."""
+    state = replace(state, attempts=state.attempts + 1, last_at=a.at)
+    if a.kind == "reset":
+        # start over: steps, answers and first passes go; hints taken stay counted
+        kept = {
+            k: StepState(k, hints=s.hints, wrong=s.wrong)
+            for k, s in state.steps.items()
+            if s.hints or s.wrong
+        }
+        return replace(state, steps=kept, started_at=a.at, resets=state.resets + 1)
+    if state.started_at is None:
+        state = replace(state, started_at=a.at)
+    if a.kind == "start" or a.step is None:
+        return state
+    s = state.step(a.step)
+    if a.kind == "hint":
+        s = replace(s, hints=s.hints + 1)
+    elif a.kind == "answer":
+        s = replace(s, answer=a.answer, answered_at=a.at)
+    elif a.kind == "check":
+        state = replace(state, checks=state.checks + 1)
+        passed = bool(a.passed)
+        s = replace(
+            s,
+            checks=s.checks + 1,
+            passes_now=passed,
+            last_checked_at=a.at,
+            first_passed_at=s.first_passed_at or (a.at if passed and a.scored else None),
+        )
+        if a.answer_passed is False and a.answer is not None and a.scored:
+            s = replace(s, wrong=s.wrong | {a.answer})
+    return replace(state, steps={**state.steps, a.step: s})
+
+
+def fold(attempts: Iterable[Attempt]) -> dict[Key, ExerciseState]:
+    """Every exercise's state from its attempts, in the order they were recorded."""
+    states: dict[Key, ExerciseState] = {}
+    for a in attempts:
+        k = key_of(a)
+        state = states.get(k) or ExerciseState(*k)
+        states[k] = _apply(state, a)
+    return states

@@ -1,0 +1,136 @@
+"""What the store holds and answers, as frozen dataclasses: attempts, and states folded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+#: What a student did: ``start`` (opened the exercise: its clock starts), ``check`` (the
+#: checks of one step ran), ``answer`` (an answer recorded, judged by the next check),
+#: ``hint`` (a hint shown), ``reset`` (the exercise starts over).
+Kind = Literal["start", "check", "answer", "hint", "reset"]
+KINDS: tuple[Kind, ...] = ("start", "check", "answer", "hint", "reset")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One check's result inside a ``check`` attempt: what it looked at, its status, why."""
+
+    what: str
+    status: str  # passed / failed / error
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class NewAttempt:
+    """An attempt to record (the store gives it an id and, unless given, the time)."""
+
+    lab: str
+    instance: str
+    student: str
+    exercise: str
+    kind: Kind
+    step: str | None = None
+    answer: str | None = None  # answer: the value given; check: the answer judged, if any
+    passed: bool | None = None  # check: every check of the step passed
+    answer_passed: bool | None = None  # check: the answer check's own verdict (None: not judged)
+    messages: tuple[Message, ...] = ()
+    scored: bool = True  # False: recorded for the record only (e.g. after an exam's end)
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One recorded attempt: who (lab, instance, student), what, when, and whether it scored."""
+
+    id: int
+    lab: str
+    instance: str
+    student: str
+    exercise: str
+    kind: Kind
+    step: str | None
+    answer: str | None
+    passed: bool | None
+    answer_passed: bool | None
+    messages: tuple[Message, ...]
+    at: datetime  # aware, UTC
+    scored: bool
+
+
+@dataclass(frozen=True)
+class StepState:
+    """One step of one student's exercise, since the exercise last started over.
+
+    ``passes_now`` is the result of its last check; ``first_passed_at`` when it first passed.
+    A step that passed once and fails now is ``broken``: it has a first pass but does not pass.
+    Hints and wrong answers count over every run: a reset does not give them back.
+    """
+
+    step: str
+    checks: int = 0
+    passes_now: bool = False
+    first_passed_at: datetime | None = None
+    last_checked_at: datetime | None = None
+    answer: str | None = None
+    answered_at: datetime | None = None
+    hints: int = 0
+    wrong: frozenset[str] = frozenset()  # the answers a check judged wrong, every run
+
+    @property
+    def wrong_answers(self) -> int:
+        """How many different answers a check judged wrong (a reset does not give them back)."""
+        return len(self.wrong)
+
+    @property
+    def passed_once(self) -> bool:
+        """Passed at some check since the exercise last started over."""
+        return self.first_passed_at is not None
+
+    @property
+    def broken(self) -> bool:
+        """Passed once, fails now."""
+        return self.passed_once and not self.passes_now
+
+
+@dataclass(frozen=True)
+class ExerciseState:
+    """One student's exercise in one lab instance: its steps and its clock."""
+
+    lab: str
+    instance: str
+    student: str
+    exercise: str
+    steps: dict[str, StepState] = field(default_factory=dict)
+    started_at: datetime | None = None
+    last_at: datetime | None = None
+    attempts: int = 0  # every attempt of the exercise, resets and late ones included
+    checks: int = 0  # check attempts (one per step checked)
+    resets: int = 0
+
+    def step(self, step_id: str) -> StepState:
+        """The state of a step (empty when nothing happened to it yet)."""
+        return self.steps.get(step_id) or StepState(step_id)
+
+    @property
+    def hints(self) -> int:
+        """Hints taken in every step."""
+        return sum(s.hints for s in self.steps.values())
+
+    def completed_at(self, step_ids: Sequence[str]) -> datetime | None:
+        """When the last of ``step_ids`` first passed, if every one has."""
+        firsts = [self.step(s).first_passed_at for s in step_ids]
+        if not firsts or any(t is None for t in firsts):
+            return None
+        return max(t for t in firsts if t is not None)
+
+
+@dataclass(frozen=True)
+class StudentRecord:
+    """A student as the store knows them (the roster's name and email when class mode set it)."""
+
+    student: str
+    name: str | None = None
+    email: str | None = None

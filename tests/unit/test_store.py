@@ -1,0 +1,173 @@
+"""The progress store on SQLite and on a real PostgreSQL: migrations, attempts, folded states."""
+
+from __future__ import annotations
+
+import stat
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from labctl.errors import HostError
+from labctl.store import VERSION, Message, NewAttempt, Store, open_store, schema
+from labctl.store import engine as engines
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def new(kind: str, step: str | None = None, minute: int = 0, **kw: object) -> NewAttempt:
+    base: dict[str, object] = {
+        "lab": "virt",
+        "instance": "ana",
+        "student": "ana",
+        "exercise": "emu",
+        "kind": kind,
+        "step": step,
+        "at": at(minute),
+    }
+    return NewAttempt(**{**base, **kw})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(store_url: str) -> Store:
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+def test_migrations_run_once_and_record_their_version(store_url: str) -> None:
+    first = open_store(store_url, migrate=False)
+    assert first.version() == 0
+    assert first.migrate() == list(range(1, VERSION + 1))
+    assert first.migrate() == []  # idempotent
+    second = open_store(store_url)
+    assert second.version() == VERSION
+    second.close()
+    with first.engine.connect() as conn:
+        assert sa.inspect(conn).has_table("attempts")
+    first.close()
+
+
+def test_every_attempt_is_kept_with_its_messages(store: Store) -> None:
+    msgs = (Message("uname -m", "failed", "x86_64 ≠ aarch64"), Message("ñandú", "passed"))
+    store.record(
+        new("start"),
+        new("answer", "arch", 1, answer="x86_64"),
+        new("check", "arch", 2, answer="x86_64", passed=False, answer_passed=False, messages=msgs),
+    )
+    store.record(new("check", "arch", 3, passed=True, scored=False))
+    got = store.attempts("virt", student="ana")
+    assert [a.kind for a in got] == ["start", "answer", "check", "check"]
+    assert got[2].messages == msgs and got[2].passed is False and got[2].answer == "x86_64"
+    assert got[2].at == at(2) and got[2].at.tzinfo is not None
+    assert got[3].scored is False
+    assert [a.id for a in store.attempts("virt", after_id=got[1].id)] == [got[2].id, got[3].id]
+    assert store.attempts("virt", instances=["other"]) == []
+    assert store.last_activity("virt", "ana") == at(3)
+    assert [s.student for s in store.students()] == ["ana"]
+
+
+def test_passes_now_and_first_passed_at_are_both_kept(store: Store) -> None:
+    store.record(
+        new("check", "svc", 1, passed=True),
+        new("check", "svc", 5, passed=False),  # broken afterwards
+        new("check", "cfg", 6, passed=True),
+    )
+    state = store.exercise_state("virt", "ana", "ana", "emu")
+    svc = state.step("svc")
+    assert svc.first_passed_at == at(1) and not svc.passes_now and svc.broken
+    assert state.step("cfg").passes_now and not state.step("cfg").broken
+    assert state.completed_at(["svc", "cfg"]) == at(6)
+    assert state.completed_at(["svc", "cfg", "other"]) is None
+    assert state.checks == 3 and state.started_at == at(1)
+
+
+def test_reset_starts_over_but_keeps_hints_and_wrong_answers(store: Store) -> None:
+    store.record(
+        new("hint", "arch", 1),
+        new("answer", "arch", 2, answer="si"),
+        new("check", "arch", 3, answer="si", passed=False, answer_passed=False),
+        new("check", "arch", 4, answer="si", passed=False, answer_passed=False),  # same answer
+        new("answer", "arch", 5, answer="no"),
+        new("check", "arch", 6, answer="no", passed=True, answer_passed=True),
+        new("reset", None, 7),
+    )
+    state = store.exercise_state("virt", "ana", "ana", "emu")
+    step = state.step("arch")
+    assert step.hints == 1 and step.wrong_answers == 1
+    assert step.answer is None and step.first_passed_at is None and not step.passes_now
+    assert state.resets == 1 and state.started_at == at(7) and state.attempts == 7
+
+
+def test_a_late_pass_does_not_score(store: Store) -> None:
+    store.record(new("check", "a", 1, passed=True, scored=False))
+    step = store.exercise_state("virt", "ana", "ana", "emu").step("a")
+    assert step.passes_now and step.first_passed_at is None
+
+
+def test_states_per_student_and_per_instance(store: Store) -> None:
+    store.record(new("start"), new("start", student="bea", instance="bea"))
+    store.record(new("hint", "x", 2, exercise="pv", student="bea", instance="bea"))
+    states = store.exercise_states("virt", instances=["ana", "bea"])
+    assert {(s.student, s.exercise) for s in states} == {
+        ("ana", "emu"),
+        ("bea", "emu"),
+        ("bea", "pv"),
+    }
+    assert set(store.student_states("virt", "bea", "bea")) == {"emu", "pv"}
+    empty = store.exercise_state("virt", "ana", "ana", "nothing")
+    assert empty.attempts == 0 and empty.step("x").hints == 0
+
+
+def test_students_keep_their_roster_name_and_email(store: Store) -> None:
+    store.add_student("ana", "Ana Núñez", "ana@example.org")
+    store.add_student("ana")  # a plain record later does not erase them
+    assert store.students(["ana"])[0].email == "ana@example.org"
+
+
+def test_the_sqlite_file_is_root_only_and_in_wal_mode(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "labctl.db"
+    store = open_store(f"sqlite:///{db}")
+    store.record(new("start"))
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    store.close()
+
+
+def test_the_default_is_one_file_in_the_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(engines.ENV, raising=False)
+    monkeypatch.setenv("LABCTL_STATE", str(tmp_path))
+    assert engines.default_url() == f"sqlite:///{tmp_path / 'labctl.db'}"
+    monkeypatch.setenv(engines.ENV, "postgresql+psycopg://u@h/db")
+    assert engines.default_url() == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "not a url"])
+def test_a_database_the_store_cannot_use_is_refused(url: str) -> None:
+    with pytest.raises(HostError):
+        engines.create(url)
+
+
+def test_an_unreachable_database_is_a_host_error(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://nobody@/x?host={tmp_path}&port=1"
+    with pytest.raises(HostError, match="progress store"):
+        open_store(url)
+
+
+def test_a_kind_outside_the_list_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError):
+        store.record(new("cheat"))
+
+
+def test_the_schema_lists_its_migrations_in_order() -> None:
+    assert schema.VERSION == len(schema.MIGRATIONS) >= 1
