@@ -46,7 +46,7 @@ from labctl.classroom import sheet, sudo
 from labctl.classroom.homes import authorize
 from labctl.classroom.roster import key_problem
 from labctl.errors import HostError, LabctlError, SpecError
-from labctl.instance.naming import DEFAULT_LAB, check_instance, check_lab_name
+from labctl.instance.naming import DEFAULT_LAB, check_instance, check_lab_name, matching
 from labctl.keys import ensure_keypair
 from labctl.paths import state_dir, within
 from labctl.private import locked, private_dir, write_private
@@ -198,22 +198,22 @@ def _registry_lock() -> Iterator[None]:
 
 def check_class_name(name: str) -> str:
     """Validate a class name (it names a directory and appears in accounts' GECOS)."""
-    if not CLASS_RE.match(name):
-        raise SpecError(
-            f"class name {name!r} is not valid",
-            "use 1-24 lowercase letters, digits and dashes, starting with a letter",
-        )
-    return name
+    return matching(
+        name,
+        CLASS_RE,
+        f"class name {name!r} is not valid",
+        "use 1-24 lowercase letters, digits and dashes, starting with a letter",
+    )
 
 
 def check_user(student: str) -> str:
     """A student id usable as a Linux user name, or a :class:`SpecError` saying why not."""
-    if not USER_RE.match(student):
-        raise SpecError(
-            f"student id {student!r} cannot be a Linux user name",
-            "use 1-32 lowercase letters, digits, dashes or underscores, starting with a letter",
-        )
-    return student
+    return matching(
+        student,
+        USER_RE,
+        f"student id {student!r} cannot be a Linux user name",
+        "use 1-32 lowercase letters, digits, dashes or underscores, starting with a letter",
+    )
 
 
 def check_public_key(line: str) -> str:

@@ -91,13 +91,13 @@ class Roster:
 
 def check_class(name: str) -> str:
     """Validate a class name (it starts every student's instance name)."""
-    if not CLASS_RE.match(name):
-        raise SpecError(
-            f"class name {name!r} is not valid",
-            f"use 1-{MAX_CLASS} lowercase letters and digits starting with a letter, "
-            "e.g. --class so24a",
-        )
-    return name
+    return naming.matching(
+        name,
+        CLASS_RE,
+        f"class name {name!r} is not valid",
+        f"use 1-{MAX_CLASS} lowercase letters and digits starting with a letter, "
+        "e.g. --class so24a",
+    )
 
 
 def instance_of(class_name: str, student_id: str) -> str:

@@ -23,25 +23,32 @@ DEFAULT_INSTANCE = "main"
 DEFAULT_LAB = "virtualization"  # the lab under labs/ that commands use when none is named
 
 
+def matching(value: str, pattern: str | re.Pattern[str], problem: str, hint: str) -> str:
+    """``value`` when ``pattern`` matches it, else a :class:`SpecError` saying ``problem``."""
+    if not re.match(pattern, value):
+        raise SpecError(problem, hint)
+    return value
+
+
 def check_instance(instance: str) -> str:
     """Validate an instance name (a student id, a seat number...)."""
-    if not INSTANCE_RE.match(instance):
-        raise SpecError(
-            f"instance name {instance!r} is not valid",
-            "use 1-16 lowercase letters, digits and dashes, e.g. --instance alumno07",
-        )
-    return instance
+    return matching(
+        instance,
+        INSTANCE_RE,
+        f"instance name {instance!r} is not valid",
+        "use 1-16 lowercase letters, digits and dashes, e.g. --instance alumno07",
+    )
 
 
 def check_lab_name(name: str) -> str:
     """Validate a lab name given on the command line (it names a state directory)."""
-    if not re.match(NAME_RE, name):
-        raise SpecError(
-            f"lab name {name!r} is not valid",
-            "give the lab's name (1-24 lowercase letters, digits and dashes, starting with a "
-            "letter), e.g. --lab virtualization",
-        )
-    return name
+    return matching(
+        name,
+        NAME_RE,
+        f"lab name {name!r} is not valid",
+        "give the lab's name (1-24 lowercase letters, digits and dashes, starting with a "
+        "letter), e.g. --lab virtualization",
+    )
 
 
 def longest_resource(lab: str, guest: str) -> str:
