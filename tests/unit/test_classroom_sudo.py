@@ -96,16 +96,21 @@ def test_code_others_can_change_is_never_run_as_root(tmp_path: Path) -> None:
         sudo.check_trusted([code])
 
 
+def _sudoers(text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's sudoers is a file of ``text``; this checkout's code counts as root's."""
+    main = tmp_path / "sudoers"
+    main.write_text(text)
+    monkeypatch.setattr(sudo, "SUDOERS", main)
+    monkeypatch.setattr(sudo, "check_trusted", lambda paths: None)  # this checkout's owner
+
+
 @needs_root
 @needs_visudo
 def test_sync_writes_both_files_for_students_and_removes_them_for_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rules = tmp_path / "sudoers.d"
-    main = tmp_path / "sudoers"
-    main.write_text(f"root ALL=(ALL) ALL\n@includedir {rules}\n")
-    monkeypatch.setattr(sudo, "SUDOERS", main)
-    monkeypatch.setattr(sudo, "check_trusted", lambda paths: None)  # this checkout's owner
+    _sudoers(f"root ALL=(ALL) ALL\n@includedir {rules}\n", tmp_path, monkeypatch)
     inst = sudo.Installation(tmp_path, tmp_path / "labctl-student", rules / "labctl-x", "LX")
     sudo.sync(["bob", "ana"], inst)
     assert stat.S_IMODE(inst.entry.stat().st_mode) == 0o755
@@ -124,10 +129,7 @@ def test_sync_writes_both_files_for_students_and_removes_them_for_none(
 def test_a_sudo_that_does_not_read_the_directory_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    main = tmp_path / "sudoers"
-    main.write_text("root ALL=(ALL) ALL\n")
-    monkeypatch.setattr(sudo, "SUDOERS", main)
-    monkeypatch.setattr(sudo, "check_trusted", lambda paths: None)
+    _sudoers("root ALL=(ALL) ALL\n", tmp_path, monkeypatch)
     inst = sudo.Installation(tmp_path, tmp_path / "entry", tmp_path / "d" / "labctl-x", "LX")
     with pytest.raises(HostError, match="does not read"):
         sudo.sync(["ana"], inst)
@@ -140,10 +142,7 @@ def test_students_get_a_labctl_command_unless_one_is_there(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rules = tmp_path / "sudoers.d"
-    main = tmp_path / "sudoers"
-    main.write_text(f"@includedir {rules}\n")
-    monkeypatch.setattr(sudo, "SUDOERS", main)
-    monkeypatch.setattr(sudo, "check_trusted", lambda paths: None)
+    _sudoers(f"@includedir {rules}\n", tmp_path, monkeypatch)
     command = tmp_path / "bin" / "labctl"
     inst = sudo.Installation(tmp_path, tmp_path / "entry", rules / "labctl-x", "LX", command)
     sudo.sync(["ana"], inst)
