@@ -48,6 +48,9 @@ class ClassState:
     spec_path: str
     roster: str
     seats: dict[str, Seat] = field(default_factory=dict)
+    #: the exam window (ISO 8601, UTC), see ``classroom.window``; None: always open
+    window_start: str | None = None
+    window_end: str | None = None
 
     def with_seat(self, seat: Seat) -> ClassState:
         """A copy with ``seat`` replacing the seat of the same student."""

@@ -1,0 +1,123 @@
+"""A class's exam window: before it the exercises are hidden, after it attempts stop scoring.
+
+The window is two ISO 8601 instants kept in the class state (``ClassState.window_start`` and
+``window_end``, either may be None: open on that side). Before the start a student's
+``exercise list/show/check/hint/answer`` refuse (:func:`require_open`); after the end checks
+still run and are recorded, but :func:`scored_at` says False, so they no longer count, and
+reports and the dashboard mark them late.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from labctl.classroom.state import ClassDir, ClassState, classes
+from labctl.errors import ExitCode, LabctlError, SpecError
+
+
+class NotOpenYet(LabctlError):
+    """The class's exam window has not started: the exercises are hidden. Exit 2."""
+
+    code = ExitCode.NOTHING_RAN
+
+
+@dataclass(frozen=True)
+class Window:
+    """An exam window; either end may be open (None)."""
+
+    start: datetime | None
+    end: datetime | None
+
+    def opened(self, when: datetime) -> bool:
+        """The exercises are visible at ``when`` (the start has come)."""
+        return self.start is None or when >= self.start
+
+    def scores(self, when: datetime) -> bool:
+        """An attempt made at ``when`` counts (it is not late)."""
+        return self.end is None or when <= self.end
+
+    @property
+    def summary(self) -> str:
+        """One line for people: ``2026-12-03 10:00 → 12:00 UTC``."""
+        if self.start is None and self.end is None:
+            return "no exam window"
+        a = _show(self.start) if self.start else "…"
+        b = _show(self.end) if self.end else "…"
+        return f"{a} → {b} UTC"
+
+
+def _show(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def parse_instant(text: str, what: str = "time") -> datetime:
+    """An ISO 8601 instant; a time without a zone is taken as UTC."""
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SpecError(
+            f"{what} {text!r} is not an ISO 8601 time", "e.g. 2026-12-03T10:00 or 2026-12-03T10:00Z"
+        ) from exc
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def window_of(state: ClassState) -> Window:
+    """The class's window as instants."""
+    return Window(
+        parse_instant(state.window_start) if state.window_start else None,
+        parse_instant(state.window_end) if state.window_end else None,
+    )
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def scored_at(state: ClassState | None, when: datetime) -> bool:
+    """True when an attempt made at ``when`` scores: no class, no window, or not after its end."""
+    return state is None or window_of(state).scores(_aware(when))
+
+
+def with_window(state: ClassState, start: datetime | None, end: datetime | None) -> ClassState:
+    """A copy of the state with this window (None, None: no window)."""
+    if start is not None and end is not None and end <= start:
+        raise SpecError(
+            f"the window ends ({end.isoformat()}) before it starts ({start.isoformat()})",
+            "give --end after --start",
+        )
+    return replace(
+        state,
+        window_start=start.isoformat(timespec="seconds") if start else None,
+        window_end=end.isoformat(timespec="seconds") if end else None,
+    )
+
+
+def class_of(lab: str, instance: str, root: Path | None = None) -> ClassState | None:
+    """The class whose student works in this lab instance, or None for a lab of one's own."""
+    for name in classes(root):
+        try:
+            state = ClassDir(name, root).load()
+        except LabctlError:
+            continue  # a damaged class is class status's to report
+        if state is None or state.lab != lab:
+            continue
+        if any(seat.instance == instance for seat in state.seats.values()):
+            return state
+    return None
+
+
+def require_open(lab: str, instance: str, when: datetime | None = None) -> None:
+    """Refuse when the instance belongs to a class whose exam window has not started."""
+    state = class_of(lab, instance)
+    if state is None:
+        return
+    window = window_of(state)
+    now = _aware(when or datetime.now(timezone.utc))
+    if not window.opened(now):
+        assert window.start is not None
+        raise NotOpenYet(
+            f"the exercises of class {state.name} open at {_show(window.start)} UTC",
+            "wait for the exam to start; your lab is ready in the meantime",
+        )

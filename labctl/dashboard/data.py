@@ -1,0 +1,163 @@
+"""What the dashboard reads: the class, its exercises and every attempt, as frozen dataclasses.
+
+The pages never touch the store or the engines themselves: they get a :class:`ClassData`
+(who is in the class, which exercises and steps there are, the exam window), a
+:class:`Source` of attempts (the progress store, ``labctl.store``; a list in the tests) and
+the guests' health (``class status``, refreshed in the background by ``dashboard.health``).
+``dashboard.views`` turns those into the grid, a student's page and an exercise's page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from labctl.classroom.state import ClassState
+from labctl.classroom.window import Window, window_of
+from labctl.errors import LabctlError
+from labctl.exercises.i18n import Lang
+
+START, CHECK, ANSWER, HINT, RESET = "start", "check", "answer", "hint", "reset"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One thing a student did: a check of a step, an answer, a hint taken, a reset."""
+
+    student: str
+    exercise: str
+    step: str | None
+    kind: str  # start | check | answer | hint | reset
+    at: datetime
+    passed: bool | None = None
+    answer: str | None = None
+    messages: tuple[str, ...] = ()
+    scored: bool = True
+
+    @property
+    def late(self) -> bool:
+        """Made after the exam window closed: recorded, not counted."""
+        return not self.scored
+
+    @property
+    def failed(self) -> bool:
+        """A check or answer that did not pass."""
+        return self.kind in (CHECK, ANSWER) and self.passed is False
+
+
+class Source(Protocol):
+    """Where attempts come from: the progress store, or a list in the tests."""
+
+    def attempts(self, student: str | None = None, exercise: str | None = None) -> list[Attempt]:
+        """Attempts of the class (one student's, one exercise's), oldest first."""
+
+
+@dataclass(frozen=True)
+class ListSource:
+    """A fixed list of attempts (tests, the browser test's synthetic class)."""
+
+    items: Sequence[Attempt]
+
+    def attempts(self, student: str | None = None, exercise: str | None = None) -> list[Attempt]:
+        """The attempts that match, oldest first."""
+        found = [
+            a
+            for a in self.items
+            if (student is None or a.student == student)
+            and (exercise is None or a.exercise == exercise)
+        ]
+        return sorted(found, key=lambda a: a.at)
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """A step of an exercise: its id and title."""
+
+    id: str
+    title: str
+
+
+@dataclass(frozen=True)
+class ExerciseInfo:
+    """An exercise of the class's lab: id, title, steps in order."""
+
+    id: str
+    title: str
+    steps: tuple[StepInfo, ...]
+
+
+@dataclass(frozen=True)
+class SeatInfo:
+    """A student of the class."""
+
+    student: str
+    name: str
+    instance: str
+
+
+@dataclass(frozen=True)
+class Health:
+    """A student's guests as ``class status`` last saw them."""
+
+    ready: int
+    guests: int
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Every guest running, no error."""
+        return self.ready == self.guests and self.error is None
+
+
+@dataclass(frozen=True)
+class ClassData:
+    """The class as the dashboard shows it: students, exercises, window."""
+
+    name: str
+    lab: str
+    seats: tuple[SeatInfo, ...]
+    exercises: tuple[ExerciseInfo, ...]
+    window: Window = field(default_factory=lambda: Window(None, None))
+
+    def seat(self, student: str) -> SeatInfo | None:
+        """The student's seat, or None for someone not in the class."""
+        return next((s for s in self.seats if s.student == student), None)
+
+    def exercise(self, exercise_id: str) -> ExerciseInfo | None:
+        """The exercise, or None."""
+        return next((e for e in self.exercises if e.id == exercise_id), None)
+
+
+def exercises_of(spec_path: str, lang: Lang = "en") -> tuple[ExerciseInfo, ...]:
+    """The exercises beside the class's lab file (``exercises/``), titles in ``lang``."""
+    from labctl.exercises.model import load_exercises
+
+    folder = Path(spec_path).parent / "exercises"
+    if not folder.is_dir():
+        return ()
+    try:
+        found = load_exercises(folder)
+    except LabctlError:
+        return ()  # exercise list reports a broken exercise file; the grid shows none
+    return tuple(
+        ExerciseInfo(
+            e.id,
+            e.title.get(lang),
+            tuple(StepInfo(s.id, s.title.get(lang)) for s in e.steps),
+        )
+        for e in found
+    )
+
+
+def class_data(state: ClassState, exercises: tuple[ExerciseInfo, ...]) -> ClassData:
+    """The dashboard's view of a class state (read at every request: it is one small file)."""
+    seats = tuple(SeatInfo(s.student, s.name, s.instance) for s in state.seats.values())
+    return ClassData(state.name, state.lab, seats, exercises, window_of(state))
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(timezone.utc)

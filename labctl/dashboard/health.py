@@ -1,0 +1,67 @@
+"""The guests' health per student, asked of the engines in the background.
+
+``class status`` asks every engine about every guest of every student: seconds for a class,
+too slow for a page that refreshes itself. A thread asks every ``every`` seconds and the pages
+read its last answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+
+from labctl.classroom.state import ClassState
+from labctl.dashboard.data import Health
+from labctl.errors import LabctlError
+
+
+def ask_engines(state: ClassState) -> dict[str, Health]:
+    """Every student's guests as ``class status`` sees them now."""
+    from labctl.classroom.status import status
+
+    return {r.student: Health(r.guests_ready, r.guests, r.error) for r in status(state)}
+
+
+class Watch:
+    """The last answer of ``ask``, refreshed by a daemon thread."""
+
+    def __init__(
+        self,
+        load: Callable[[], ClassState],
+        ask: Callable[[ClassState], Mapping[str, Health]] = ask_engines,
+        every: float = 15.0,
+    ) -> None:
+        self._load, self._ask, self.every = load, ask, every
+        self._last: Mapping[str, Health] = {}
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> None:
+        """Ask once now."""
+        try:
+            self._last = dict(self._ask(self._load()))
+            self.error = None
+        except (LabctlError, OSError) as exc:  # an engine down: say so on the page, go on
+            self.error = str(exc)
+
+    def snapshot(self) -> Mapping[str, Health]:
+        """The last answer (empty before the first)."""
+        return self._last
+
+    def start(self) -> None:
+        """Ask in the background until :meth:`stop`."""
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                self.refresh()
+                self._stop.wait(self.every)
+
+        self._thread = threading.Thread(target=loop, name="labctl-health", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop asking."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

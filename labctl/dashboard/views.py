@@ -1,0 +1,240 @@
+"""The dashboard's three pages as data: the class grid, a student's page, an exercise's page.
+
+Pure functions of the class (:class:`ClassData`), its attempts (oldest first), the guests'
+health and the time: the templates only lay them out, and the tests check them without a
+server. A step counts as done once a scored check passed it since the exercise last started
+over (what ``labctl.store`` folds too); late attempts are shown, and counted apart.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from labctl.dashboard import flags as marks
+from labctl.dashboard.data import (
+    ANSWER,
+    CHECK,
+    HINT,
+    RESET,
+    Attempt,
+    ClassData,
+    ExerciseInfo,
+    Health,
+    SeatInfo,
+)
+from labctl.dashboard.flags import Flag, Rules
+
+NOT_STARTED, IN_PROGRESS, STUCK, DONE = "not-started", "in-progress", "stuck", "done"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One student's exercise in the grid."""
+
+    exercise: str
+    done: int
+    steps: int
+    attempts: int
+    hints: int
+    seconds: float
+    state: str  # not-started | in-progress | stuck | done
+    late: int = 0
+
+    @property
+    def label(self) -> str:
+        """``2/5``."""
+        return f"{self.done}/{self.steps}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One student in the grid."""
+
+    seat: SeatInfo
+    health: Health | None
+    cells: tuple[Cell, ...]
+    flags: tuple[Flag, ...]
+    last_at: datetime | None
+
+    @property
+    def done(self) -> int:
+        """Exercises completed."""
+        return sum(1 for c in self.cells if c.state == DONE)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The class page: a row per student, a cell per exercise, the "looks copied" marks."""
+
+    data: ClassData
+    rows: tuple[Row, ...]
+    copied: tuple[Flag, ...]
+    attempts: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StudentPage:
+    """A student's page: their row and every attempt in order."""
+
+    data: ClassData
+    row: Row
+    attempts: tuple[Attempt, ...]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """How the class does on one step."""
+
+    id: str
+    title: str
+    passed: int  # students who passed it
+    tried: int  # students who checked or answered it
+    failures: int  # failed checks and answers, every student
+    stuck: tuple[str, ...]  # students whose current step it is and who failed it
+    common: tuple[tuple[str, int], ...]  # the most frequent failure messages
+
+
+@dataclass(frozen=True)
+class ExercisePage:
+    """An exercise's page: each step, where students get stuck."""
+
+    data: ClassData
+    exercise: ExerciseInfo
+    steps: tuple[StepStats, ...]
+    students: int
+    completed: int
+    copied: tuple[Flag, ...]
+    at: datetime
+
+
+def _since_reset(attempts: Sequence[Attempt]) -> list[Attempt]:
+    last = max((i for i, a in enumerate(attempts) if a.kind == RESET), default=-1)
+    return list(attempts[last + 1 :])
+
+
+def _passed_steps(attempts: Sequence[Attempt]) -> set[str]:
+    return {
+        a.step
+        for a in _since_reset(attempts)
+        if a.kind == CHECK and a.passed and a.scored and a.step is not None
+    }
+
+
+def cell(exercise: ExerciseInfo, attempts: Sequence[Attempt], failing: set[str]) -> Cell:
+    """One student's exercise from its attempts (oldest first)."""
+    steps = [s.id for s in exercise.steps]
+    done = len(_passed_steps(attempts) & set(steps))
+    tries = {(a.kind, a.at) for a in attempts if a.kind in (CHECK, ANSWER)}
+    hints = sum(1 for a in attempts if a.kind == HINT)
+    seconds = (attempts[-1].at - attempts[0].at).total_seconds() if attempts else 0.0
+    if not attempts:
+        state = NOT_STARTED
+    elif steps and done == len(steps):
+        state = DONE
+    elif exercise.id in failing:
+        state = STUCK
+    else:
+        state = IN_PROGRESS
+    late = sum(1 for a in attempts if a.late)
+    return Cell(exercise.id, done, len(steps), len(tries), hints, seconds, state, late)
+
+
+def row(
+    data: ClassData,
+    seat: SeatInfo,
+    attempts: Sequence[Attempt],
+    health: Health | None,
+    now: datetime,
+    rules: Rules,
+) -> Row:
+    """A student's row from their attempts (oldest first)."""
+    by_exercise: dict[str, list[Attempt]] = defaultdict(list)
+    for a in attempts:
+        by_exercise[a.exercise].append(a)
+    failing = marks.failing(seat.student, attempts, rules)
+    stuck = {f.exercise for f in failing if f.exercise}
+    cells = tuple(cell(e, by_exercise.get(e.id, []), stuck) for e in data.exercises)
+    unfinished = any(c.state != DONE for c in cells)
+    idle = marks.idle(seat.student, attempts, unfinished, now, rules)
+    found = ([idle] if idle else []) + failing
+    return Row(seat, health, cells, tuple(found), attempts[-1].at if attempts else None)
+
+
+def _by_student(attempts: Sequence[Attempt]) -> dict[str, list[Attempt]]:
+    found: dict[str, list[Attempt]] = defaultdict(list)
+    for a in attempts:
+        found[a.student].append(a)
+    return found
+
+
+def grid(
+    data: ClassData,
+    attempts: Sequence[Attempt],
+    health: Mapping[str, Health],
+    now: datetime,
+    rules: Rules,
+) -> Grid:
+    """The class grid from every attempt of the class (oldest first)."""
+    mine = _by_student(attempts)
+    rows = tuple(
+        row(data, s, mine.get(s.student, []), health.get(s.student), now, rules) for s in data.seats
+    )
+    return Grid(data, rows, tuple(marks.copied(attempts, rules)), len(attempts), now)
+
+
+def student_page(
+    data: ClassData,
+    seat: SeatInfo,
+    attempts: Sequence[Attempt],
+    health: Health | None,
+    now: datetime,
+    rules: Rules,
+) -> StudentPage:
+    """A student's page from their attempts (oldest first)."""
+    return StudentPage(data, row(data, seat, attempts, health, now, rules), tuple(attempts), now)
+
+
+def exercise_page(
+    data: ClassData,
+    exercise: ExerciseInfo,
+    attempts: Sequence[Attempt],
+    now: datetime,
+    rules: Rules,
+) -> ExercisePage:
+    """An exercise's page from the class's attempts at it (oldest first)."""
+    mine = _by_student([a for a in attempts if a.exercise == exercise.id])
+    order = [s.id for s in exercise.steps]
+    passed: dict[str, set[str]] = {sid: set() for sid in order}
+    current: dict[str, str | None] = {}
+    completed = 0
+    for student, theirs in mine.items():
+        done = _passed_steps(theirs)
+        for sid in done & set(order):
+            passed[sid].add(student)
+        current[student] = next((sid for sid in order if sid not in done), None)
+        completed += current[student] is None
+    stats = []
+    for info in exercise.steps:
+        on_step = [a for a in attempts if a.step == info.id and a.kind in (CHECK, ANSWER)]
+        failed = [a for a in on_step if a.failed]
+        failed_by = {a.student for a in failed}
+        stuck = tuple(sorted(s for s, sid in current.items() if sid == info.id and s in failed_by))
+        said = Counter(m for a in failed for m in a.messages[:1] if m)
+        stats.append(
+            StepStats(
+                info.id,
+                info.title,
+                len(passed[info.id]),
+                len({a.student for a in on_step}),
+                len(failed),
+                stuck,
+                tuple(said.most_common(3)),
+            )
+        )
+    copied = tuple(f for f in marks.copied(attempts, rules) if f.exercise == exercise.id)
+    return ExercisePage(data, exercise, tuple(stats), len(data.seats), completed, copied, now)
