@@ -155,6 +155,26 @@ def _no_kvm(subject: Subject, host: HostInfo) -> str:
     )
 
 
+def _faster_cpu(
+    report: Report,
+    claim: Callable[..., Claim],
+    fast: str,
+    slow: str,
+    unmeasurable: str | None = None,
+) -> Claim:
+    """The claim that ``fast`` runs the CPU workload at least SIGNIFICANT times faster than
+    ``slow``; ``unmeasurable`` says why the figures, even when there, cannot show it."""
+    evidence = f"cpu: {slow} time / {fast} time"
+    if missing := _missing(report, "cpu", slow, fast):
+        return claim(evidence, NOT_MEASURABLE, missing)
+    a, b = report.figure("cpu", fast), report.figure("cpu", slow)
+    assert a and b
+    verdict, reason, median, conservative = beats(a, b, SIGNIFICANT)
+    if unmeasurable is not None:
+        verdict, reason = NOT_MEASURABLE, unmeasurable
+    return claim(evidence, verdict, reason, median, conservative)
+
+
 def emulation_vs_kvm(report: Report) -> Claim:
     """Emulation is significantly slower than hardware-assisted virtualization (CPU)."""
     claim = partial(
@@ -168,15 +188,8 @@ def emulation_vs_kvm(report: Report) -> Claim:
     kvm = _by_technique(report, "full-virtualization", "paravirtualization")
     if emu is None or kvm is None:
         return claim("-", NOT_MEASURABLE, "the lab has no emulated guest or no KVM guest")
-    evidence = f"cpu: {emu.name} time / {kvm.name} time"
-    if missing := _missing(report, "cpu", emu.name, kvm.name):
-        return claim(evidence, NOT_MEASURABLE, missing)
-    a, b = report.figure("cpu", kvm.name), report.figure("cpu", emu.name)
-    assert a and b
-    verdict, reason, median, conservative = beats(a, b, SIGNIFICANT)
-    if kvm.accel != "kvm":
-        verdict, reason = NOT_MEASURABLE, _no_kvm(kvm, report.host)
-    return claim(evidence, verdict, reason, median, conservative)
+    no_kvm = _no_kvm(kvm, report.host) if kvm.accel != "kvm" else None
+    return _faster_cpu(report, claim, kvm.name, emu.name, no_kvm)
 
 
 def emulation_vs_native(report: Report) -> Claim:
@@ -191,13 +204,7 @@ def emulation_vs_native(report: Report) -> Claim:
     emu = _by_technique(report, "emulation")
     if emu is None:
         return claim("-", NOT_MEASURABLE, "the lab has no emulated guest")
-    evidence = f"cpu: {emu.name} time / host time"
-    if missing := _missing(report, "cpu", emu.name, HOST):
-        return claim(evidence, NOT_MEASURABLE, missing)
-    a, b = report.figure("cpu", HOST), report.figure("cpu", emu.name)
-    assert a and b
-    verdict, reason, median, conservative = beats(a, b, SIGNIFICANT)
-    return claim(evidence, verdict, reason, median, conservative)
+    return _faster_cpu(report, claim, HOST, emu.name)
 
 
 def near_native(report: Report) -> Claim:
