@@ -20,6 +20,14 @@ def fake_nft(monkeypatch: pytest.MonkeyPatch) -> FakeNft:
     return fake
 
 
+@pytest.fixture
+def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """LABCTL_STATE names the test's own state folder (``tmp_path/state``, not made yet)."""
+    root = tmp_path / "state"
+    monkeypatch.setenv("LABCTL_STATE", str(root))
+    return root
+
+
 @pytest.fixture(autouse=True)
 def default_vm_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unit tests see the default VM images whatever this host's /etc/labctl/vm-profile says."""

@@ -16,13 +16,6 @@ from tests.unit.fake_accounts import FakeSystem
 
 
 @pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "state"
-    monkeypatch.setenv("LABCTL_STATE", str(root))
-    return root
-
-
-@pytest.fixture
 def fake(tmp_path: Path) -> FakeSystem:
     return FakeSystem(tmp_path / "home")
 
@@ -42,7 +35,7 @@ def ensure(fake: FakeSystem, key: str | None = None, student: str = "ana", cls: 
 
 
 def test_a_new_student_gets_a_locked_account_a_generated_key_and_a_private_sheet(
-    state: Path, fake: FakeSystem
+    state_root: Path, fake: FakeSystem
 ) -> None:
     account = ensure(fake)
     [useradd] = fake.calls
@@ -60,7 +53,7 @@ def test_a_new_student_gets_a_locked_account_a_generated_key_and_a_private_sheet
     assert mode(fake.homes / "ana") == 0o700
     assert mode(fake.homes / "ana" / ".ssh") == 0o700
     sheet = account.sheet.read_text()
-    assert account.sheet == state / "classes" / "so24a" / "access" / "ana.txt"
+    assert account.sheet == state_root / "classes" / "so24a" / "access" / "ana.txt"
     assert mode(account.sheet) == 0o600 and mode(account.sheet.parent) == 0o700
     assert account.private_key.read_text().strip() in sheet
     assert "HostName lab.example.org" in sheet and "User ana" in sheet
@@ -69,7 +62,7 @@ def test_a_new_student_gets_a_locked_account_a_generated_key_and_a_private_sheet
 
 
 def test_a_roster_key_is_authorised_and_no_key_is_generated(
-    tmp_path: Path, state: Path, fake: FakeSystem
+    tmp_path: Path, state_root: Path, fake: FakeSystem
 ) -> None:
     key = roster_key(tmp_path)
     account = ensure(fake, key)
@@ -80,14 +73,14 @@ def test_a_roster_key_is_authorised_and_no_key_is_generated(
     assert "IdentityFile" not in account.sheet.read_text()
 
 
-def test_a_fido_key_the_roster_takes_is_taken_here_too(state: Path, fake: FakeSystem) -> None:
+def test_a_fido_key_the_roster_takes_is_taken_here_too(state_root: Path, fake: FakeSystem) -> None:
     blob = base64.b64encode(b"\x00\x00\x00\x1ask-ssh-ed25519@openssh.com" + b"\x01" * 40)
     key = f"sk-ssh-ed25519@openssh.com {blob.decode()} ana@yubikey"
     assert roster.key_problem(key) is None
     assert ensure(fake, key).public_key == key
 
 
-def test_a_rerun_creates_nothing_twice(state: Path, fake: FakeSystem) -> None:
+def test_a_rerun_creates_nothing_twice(state_root: Path, fake: FakeSystem) -> None:
     first = ensure(fake)
     second = ensure(fake)
     assert first == second
@@ -98,7 +91,7 @@ def test_a_rerun_creates_nothing_twice(state: Path, fake: FakeSystem) -> None:
 
 @pytest.mark.parametrize("gecos", ["", "Ana García,,,,labctl class so24a"])
 def test_an_account_labctl_did_not_create_is_refused_and_left_alone(
-    state: Path, fake: FakeSystem, gecos: str
+    state_root: Path, fake: FakeSystem, gecos: str
 ) -> None:
     """Even one whose GECOS copies labctl's mark: only the root-only record counts."""
     existing = fake.add("ana", gecos)
@@ -111,7 +104,7 @@ def test_an_account_labctl_did_not_create_is_refused_and_left_alone(
     assert not (existing.home / ".ssh").exists()
 
 
-def test_an_account_of_another_class_is_refused(state: Path, fake: FakeSystem) -> None:
+def test_an_account_of_another_class_is_refused(state_root: Path, fake: FakeSystem) -> None:
     ensure(fake, cls="so24a")
     with pytest.raises(HostError, match="belongs to class so24a, not to re24"):
         ensure(fake, cls="re24")
@@ -120,7 +113,9 @@ def test_an_account_of_another_class_is_refused(state: Path, fake: FakeSystem) -
     assert accounts.owned("ana", "so24a", fake)
 
 
-def test_a_run_cut_between_record_and_useradd_is_finished(state: Path, fake: FakeSystem) -> None:
+def test_a_run_cut_between_record_and_useradd_is_finished(
+    state_root: Path, fake: FakeSystem
+) -> None:
     broken = FakeSystem(fake.homes)
 
     def fail(argv: Sequence[str]) -> None:
@@ -136,7 +131,9 @@ def test_a_run_cut_between_record_and_useradd_is_finished(state: Path, fake: Fak
     assert account.uid == 2001 and account.public_key == pending.public_key
 
 
-def test_a_run_cut_after_useradd_adopts_the_marked_account(state: Path, fake: FakeSystem) -> None:
+def test_a_run_cut_after_useradd_adopts_the_marked_account(
+    state_root: Path, fake: FakeSystem
+) -> None:
     class CutAfterUseradd(FakeSystem):
         def run(self, argv: Sequence[str]) -> None:
             fake.run(argv)  # the account exists, but labctl never saw its uid
@@ -149,7 +146,9 @@ def test_a_run_cut_after_useradd_adopts_the_marked_account(state: Path, fake: Fa
     assert len(fake.calls) == 1
 
 
-def test_remove_deletes_the_account_its_sheet_key_and_record(state: Path, fake: FakeSystem) -> None:
+def test_remove_deletes_the_account_its_sheet_key_and_record(
+    state_root: Path, fake: FakeSystem
+) -> None:
     account = ensure(fake)
     assert accounts.remove_account("ana", "so24a", kill_processes=True, system=fake)
     assert fake.calls[-1] == ["userdel", "--remove", "ana"]
@@ -161,7 +160,7 @@ def test_remove_deletes_the_account_its_sheet_key_and_record(state: Path, fake: 
     assert fake.allowed[-1] == []  # ... and the rule no longer names them
 
 
-def test_remove_touches_nothing_labctl_did_not_create(state: Path, fake: FakeSystem) -> None:
+def test_remove_touches_nothing_labctl_did_not_create(state_root: Path, fake: FakeSystem) -> None:
     fake.add("bob", "Bob,,,,labctl class so24a")
     assert not accounts.remove_account("bob", "so24a", kill_processes=True, system=fake)
     ensure(fake, student="ana", cls="so24a")
@@ -170,7 +169,9 @@ def test_remove_touches_nothing_labctl_did_not_create(state: Path, fake: FakeSys
     assert set(fake.users) == {"ana", "bob"}
 
 
-def test_remove_leaves_an_account_recreated_by_someone_else(state: Path, fake: FakeSystem) -> None:
+def test_remove_leaves_an_account_recreated_by_someone_else(
+    state_root: Path, fake: FakeSystem
+) -> None:
     ensure(fake)
     del fake.users["ana"]
     fake.add("ana")  # same name, new uid: not the account labctl made
@@ -181,7 +182,7 @@ def test_remove_leaves_an_account_recreated_by_someone_else(state: Path, fake: F
 
 
 def test_a_symlink_planted_in_the_home_is_not_followed(
-    tmp_path: Path, state: Path, fake: FakeSystem
+    tmp_path: Path, state_root: Path, fake: FakeSystem
 ) -> None:
     ensure(fake)
     elsewhere = tmp_path / "etc"
@@ -207,8 +208,8 @@ def test_a_symlink_planted_in_the_home_is_not_followed(
     ],
 )
 def test_bad_input_is_refused_before_anything_is_made(
-    state: Path, fake: FakeSystem, student: str, key: str | None, cls: str, match: str
+    state_root: Path, fake: FakeSystem, student: str, key: str | None, cls: str, match: str
 ) -> None:
     with pytest.raises(SpecError, match=match):
         accounts.ensure_account(student, "X", key, cls, system=fake)
-    assert fake.calls == [] and not state.exists()
+    assert fake.calls == [] and not state_root.exists()

@@ -70,13 +70,6 @@ class NoKvm:
 
 
 @pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    state = tmp_path / "state"
-    monkeypatch.setenv("LABCTL_STATE", str(state))
-    return state
-
-
-@pytest.fixture
 def lab(tmp_path: Path) -> tuple[Lab, Path]:
     path = tmp_path / "lab.yaml"
     path.write_text(LAB)
@@ -135,7 +128,7 @@ class VmCase:
 
 
 @pytest.fixture
-def vm(root: Path, lab: tuple[Lab, Path], store: ImageStore, tmp_path: Path) -> VmCase:
+def vm(state_root: Path, lab: tuple[Lab, Path], store: ImageStore, tmp_path: Path) -> VmCase:
     spec, _ = lab
     key = ensure_keypair(tmp_path / "key", "t")
     state = LabState("rec", "t1", "lab.yaml", subnet="10.210.5.0/24", network="n")
@@ -192,7 +185,7 @@ def test_a_vm_without_recorded_identities_keeps_those_of_its_domain(
 
 
 def test_the_libvirt_subnet_is_chosen_without_creating_anything(
-    root: Path, lab: tuple[Lab, Path], conn: FakeConn
+    state_root: Path, lab: tuple[Lab, Path], conn: FakeConn
 ) -> None:
     spec, _ = lab
     backend = LibvirtBackend()
@@ -209,7 +202,7 @@ def test_the_libvirt_subnet_is_chosen_without_creating_anything(
 
 
 def test_an_existing_networks_real_subnet_wins_over_the_record(
-    root: Path, lab: tuple[Lab, Path], conn: FakeConn
+    state_root: Path, lab: tuple[Lab, Path], conn: FakeConn
 ) -> None:
     spec, _ = lab
     name = naming.network("rec", "t1")
@@ -228,7 +221,7 @@ def test_an_existing_networks_real_subnet_wins_over_the_record(
 # -- 4. two instances at the same moment get different subnets and ports -------------------
 
 
-def test_instances_choosing_at_the_same_moment_never_get_the_same_subnet(root: Path) -> None:
+def test_instances_choosing_at_the_same_moment_never_get_the_same_subnet(state_root: Path) -> None:
     chosen: dict[str, str] = {}
     start = threading.Barrier(8)
 
@@ -254,7 +247,7 @@ def test_instances_choosing_at_the_same_moment_never_get_the_same_subnet(root: P
 
 
 def test_docker_networks_of_concurrent_instances_do_not_overlap(
-    root: Path, lab: tuple[Lab, Path], monkeypatch: pytest.MonkeyPatch
+    state_root: Path, lab: tuple[Lab, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec, _ = lab
     monkeypatch.setattr("labctl.instance.subnets.host_subnets", list)
@@ -284,7 +277,7 @@ def test_docker_networks_of_concurrent_instances_do_not_overlap(
     assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
 
 
-def test_auto_host_ports_are_reserved_and_kept(root: Path) -> None:
+def test_auto_host_ports_are_reserved_and_kept(state_root: Path) -> None:
     book = Reservations()
     a = book.port("rec", "a", "port of app")
     b = book.port("rec", "b", "port of app")
@@ -306,12 +299,12 @@ def test_every_docker_error_becomes_a_labctl_error_with_dockers_words() -> None:
     assert err.value.message == "Docker could not inspect x: No such container: x"
 
 
-def test_exec_on_a_container_removed_behind_labctls_back_says_so(root: Path) -> None:
+def test_exec_on_a_container_removed_behind_labctls_back_says_so(state_root: Path) -> None:
     fake = FakeDockerClient()
     backend = DockerBackend(fake)  # type: ignore[arg-type]
     fake.containers.create("img", name="labctl-rec-t1-app", ports={})
     rec = GuestRecord("app", "docker", "labctl-rec-t1-app", stage="ready")
-    conn = backend.connect(rec, KeyPair(root / "k"))
+    conn = backend.connect(rec, KeyPair(state_root / "k"))
     assert conn.run("true").stdout == "ok\n"
     fake.containers.remove("labctl-rec-t1-app")
     with pytest.raises(EngineError) as err:
@@ -323,7 +316,7 @@ def test_exec_on_a_container_removed_behind_labctls_back_says_so(root: Path) -> 
 
 
 def test_a_recreated_container_is_published_on_its_recorded_port(
-    root: Path, lab: tuple[Lab, Path], store: ImageStore, tmp_path: Path
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, tmp_path: Path
 ) -> None:
     spec, _ = lab
     fake = FakeDockerClient()
@@ -433,7 +426,7 @@ def up(lab: tuple[Lab, Path], store: ImageStore, instance: str = "t1", **kw: obj
 
 
 def test_exit_codes_follow_the_errors_types_not_their_words(
-    root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
 ) -> None:
     assert lifecycle.exit_code([ReadyTimeout("vm did not become ready")]) == ExitCode.TIMEOUT
     assert lifecycle.exit_code([EngineError("domain already exists")]) == ExitCode.ENGINE
@@ -449,7 +442,7 @@ def test_exit_codes_follow_the_errors_types_not_their_words(
 
 
 def test_the_subnet_is_saved_before_the_network_is_created_and_kept_by_a_rerun(
-    root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
 ) -> None:
     first = up(lab, store)
     assert fakes["libvirt"].saw == [first.subnet] and first.subnet
@@ -467,7 +460,7 @@ def test_the_subnet_is_saved_before_the_network_is_created_and_kept_by_a_rerun(
 
 
 def test_a_second_up_says_whom_it_waits_for(
-    root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
 ) -> None:
     inst = InstanceDir("rec", "t1")
     holding = threading.Event()
@@ -491,21 +484,21 @@ def test_a_second_up_says_whom_it_waits_for(
 
 
 def test_state_keys_and_progress_are_readable_by_root_only(
-    root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
 ) -> None:
     up(lab, store)
     inst = InstanceDir("rec", "t1")
     progress = ProgressStore("rec", "t1", "ana")
     with progress.update() as p:
         p.of("ex").start()
-    for d in (root, inst.path, inst.run, progress.dir):
+    for d in (state_root, inst.path, inst.run, progress.dir):
         assert d.stat().st_mode & 0o777 == 0o700, d
-    for f in (inst.state_file, inst.key, progress.path, root / "reservations.json"):
+    for f in (inst.state_file, inst.key, progress.path, state_root / "reservations.json"):
         assert f.stat().st_mode & 0o777 == 0o600, f
 
 
 def test_an_instance_keeps_the_vm_profile_it_came_up_with(
-    root: Path,
+    state_root: Path,
     lab: tuple[Lab, Path],
     tmp_path: Path,
     fakes: dict[str, FakeBackend],
