@@ -9,7 +9,8 @@ the guests' health (``class status``, refreshed in the background by ``dashboard
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +20,8 @@ from labctl.classroom.state import ClassState
 from labctl.classroom.window import Window, window_of
 from labctl.errors import LabctlError
 from labctl.exercises.i18n import Lang
+from labctl.store import Attempt as StoreAttempt
+from labctl.store import Message, Store
 
 START, CHECK, ANSWER, HINT, RESET = "start", "check", "answer", "hint", "reset"
 
@@ -161,3 +164,58 @@ def class_data(state: ClassState, exercises: tuple[ExerciseInfo, ...]) -> ClassD
 def utcnow() -> datetime:
     """Now, in UTC."""
     return datetime.now(timezone.utc)
+
+
+def _said(m: Message) -> str:
+    return f"{m.what}: {m.status}" + (f": {m.detail}" if m.detail else "")
+
+
+def from_store(a: StoreAttempt) -> Attempt:
+    """A store attempt as the dashboard shows it (each check's message as one line)."""
+    return Attempt(
+        a.student,
+        a.exercise,
+        a.step,
+        a.kind,
+        a.at,
+        a.passed,
+        a.answer,
+        tuple(_said(m) for m in a.messages),
+        a.scored,
+    )
+
+
+class StoreSource:
+    """The class's attempts from the progress store, read incrementally.
+
+    The store only ever adds attempts, so each call fetches those after the last id seen and
+    keeps them in memory: a page costs one small query however long the class has run. A
+    change in the class's instances (a student added) reads everything again.
+    """
+
+    def __init__(self, store: Store, lab: str, instances: Callable[[], Sequence[str]]) -> None:
+        self.store, self.lab, self._instances = store, lab, instances
+        self._seen: tuple[str, ...] = ()
+        self._items: list[Attempt] = []
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def _refresh(self) -> list[Attempt]:
+        with self._lock:
+            instances = tuple(sorted(self._instances()))
+            if instances != self._seen:
+                self._seen, self._items, self._last = instances, [], 0
+            new = self.store.attempts(self.lab, instances=instances, after_id=self._last)
+            if new:
+                self._last = new[-1].id
+                self._items = self._items + [from_store(a) for a in new]
+            return self._items
+
+    def attempts(self, student: str | None = None, exercise: str | None = None) -> list[Attempt]:
+        """Attempts of the class (one student's, one exercise's), oldest first."""
+        return [
+            a
+            for a in self._refresh()
+            if (student is None or a.student == student)
+            and (exercise is None or a.exercise == exercise)
+        ]

@@ -1,0 +1,167 @@
+"""``labctl class serve`` (the live dashboard) and ``labctl class window`` (the exam window)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from labctl import console
+from labctl.classroom import state as class_state
+from labctl.classroom import window as exam
+from labctl.cli import tables
+from labctl.cli.classroom import ClassOpt, JsonOpt, class_app
+from labctl.errors import ExitCode, HostError, LabctlError
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse before anything starts when the address is taken (uvicorn would only log it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            hint = "choose another with --port" if exc.errno == errno.EADDRINUSE else None
+            raise HostError(f"cannot listen on {host}:{port}: {exc.strerror}", hint) from exc
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _url(host: str, port: int) -> str:
+    shown = socket.getfqdn() if host in ("0.0.0.0", "::") else host
+    return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
+
+
+@class_app.command("serve")
+def serve(
+    class_name: str | None = ClassOpt,
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Address to listen on; another than loopback opens it to the network.",
+    ),
+    port: int = typer.Option(8765, "--port", min=1, max=65535, help="TCP port."),
+    idle_minutes: float = typer.Option(
+        10.0, "--idle-minutes", min=1, help="Mark a student after this long without progress."
+    ),
+    refresh: float = typer.Option(5.0, "--refresh", min=1, help="Seconds between page updates."),
+) -> None:
+    """The live dashboard of a class: grid, students, exercises, resets; token printed once."""
+    import uvicorn
+
+    from labctl.classroom.reset import reset
+    from labctl.dashboard.app import Settings, create_app
+    from labctl.dashboard.auth import TokenFile
+    from labctl.dashboard.data import StoreSource, class_data, exercises_of
+    from labctl.dashboard.flags import Rules
+    from labctl.dashboard.health import Watch
+    from labctl.dashboard.serving import Server, claim, release
+    from labctl.spec.model import load_lab
+    from labctl.store import open_store
+
+    folder = class_state.pick(class_name)
+    state = folder.require()
+    url = _url(host, port)
+    pid = os.getpid()
+    claim(folder.root, state.name, Server(pid, url, datetime.now(timezone.utc).isoformat()))
+    watch = Watch(folder.require)
+    store = None
+    try:
+        _check_port(host, port)
+        tokens = TokenFile(folder.root)
+        token = tokens.new_instructor()
+        exercises = exercises_of(state.spec_path)
+        made = tokens.ensure_students(class_data(state, exercises).seats, url)
+        try:
+            guests = tuple(load_lab(Path(state.spec_path)).guests)
+        except (LabctlError, OSError):
+            guests = ()
+        store = open_store()
+
+        def instances() -> list[str]:
+            return [s.instance for s in folder.require().seats.values()]
+
+        settings = Settings(
+            load=lambda: class_data(folder.require(), exercises),
+            source=StoreSource(store, state.lab, instances),
+            tokens=tokens.load(),
+            health=watch.snapshot,
+            rules=Rules(idle_minutes=idle_minutes),
+            reset=lambda student, ex, guest: reset(folder, student, ex, guest),
+            guests=guests,
+            refresh_seconds=refresh,
+        )
+        watch.start()
+        console.out.print(f"Dashboard of class {escape(state.name)}: {escape(url)}")
+        console.out.print(f"Instructor token (shown once, stored hashed): {token}")
+        access = folder.root / "access"
+        console.out.print(
+            f"Students' tokens: in their access sheets ({escape(str(access))}/ID.txt); "
+            f"{len(made)} new."
+        )
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            console.err.print(
+                f"[yellow]Note:[/yellow] listening on {escape(host)}: reachable from the network."
+            )
+        # uvicorn stops on SIGTERM, then raises it again: let it end here, through finally
+        signal.signal(signal.SIGTERM, _interrupted)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    finally:
+        watch.stop()
+        release(folder.root, pid)
+        if store is not None:
+            store.close()
+
+
+def _stamp(when: datetime | None) -> str:
+    return when.isoformat(timespec="seconds") if when else "-"
+
+
+@class_app.command("window")
+def window(
+    class_name: str | None = ClassOpt,
+    start: str | None = typer.Option(None, "--start", help="ISO 8601; exercises hidden before."),
+    end: str | None = typer.Option(None, "--end", help="ISO 8601; attempts after it do not score."),
+    clear: bool = typer.Option(False, "--clear", help="Remove the window: always open."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Show or set the class's exam window (no option: show it)."""
+    folder = class_state.pick(class_name)
+    if clear and (start or end):
+        raise LabctlError("give --clear or --start/--end, not both", code=ExitCode.USAGE)
+    if clear or start or end:
+        with folder.locked("labctl class window"):
+            st = folder.require()
+            old = exam.window_of(st)
+            new_start = exam.parse_instant(start, "--start") if start else old.start
+            new_end = exam.parse_instant(end, "--end") if end else old.end
+            st = (
+                exam.with_window(st, None, None)
+                if clear
+                else exam.with_window(st, new_start, new_end)
+            )
+            folder.save(st)
+    st = folder.require()
+    w = exam.window_of(st)
+    if json_out:
+        console.print_json({"class": st.name, "start": _stamp(w.start), "end": _stamp(w.end)})
+        return
+    console.out.print(
+        tables.pairs(
+            [
+                ("class", escape(st.name)),
+                ("start", _stamp(w.start)),
+                ("end", _stamp(w.end)),
+                ("window", escape(w.summary)),
+            ]
+        )
+    )
