@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from labctl.errors import LabctlError, SpecError
 from labctl.instance import naming
 from labctl.instance.state import GuestRecord, InstanceDir, LabState, NotUp
+from tests.unit.lock_holder import held
 
 
 def test_resource_names_carry_lab_instance_and_guest() -> None:
@@ -55,27 +55,13 @@ def test_damaged_state_file_says_what_to_do(tmp_path: Path) -> None:
 def test_second_process_on_the_same_lab_is_refused(tmp_path: Path) -> None:
     inst = InstanceDir("lab", "main", root=tmp_path)
     other = InstanceDir("lab", "main", root=tmp_path)
-    holding = threading.Event()
-    release = threading.Event()
-
-    def hold() -> None:
-        with inst.locked(command="labctl up"):
-            holding.set()
-            release.wait(5)
-
-    t = threading.Thread(target=hold)
-    t.start()
-    holding.wait(5)
     heard: list[str] = []
-    try:
-        with (
-            pytest.raises(LabctlError, match=rf"labctl \(pid {os.getpid()}: labctl up\) is still"),
-            other.locked(wait=0.2, on_wait=heard.append),
-        ):
-            pass
-    finally:
-        release.set()
-        t.join()
+    with (
+        held(inst, "labctl up"),
+        pytest.raises(LabctlError, match=rf"labctl \(pid {os.getpid()}: labctl up\) is still"),
+        other.locked(wait=0.2, on_wait=heard.append),
+    ):
+        pass
     assert heard == [f"labctl (pid {os.getpid()}: labctl up) working on lab lab instance main"]
     assert not inst.holder_file.exists()  # the holder's note goes with its lock
     with other.locked(wait=1, on_wait=heard.append):  # free again: no waiting, no word

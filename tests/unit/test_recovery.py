@@ -46,6 +46,7 @@ from labctl.ssh import SshError
 from tests.labs import APP, VM, lab_yaml
 from tests.unit.fake_connection import FakeConnection
 from tests.unit.fake_engines import FakeConn, FakeDockerClient, not_found
+from tests.unit.lock_holder import held
 
 LAB = lab_yaml("rec", VM, APP)
 
@@ -462,20 +463,9 @@ def test_the_subnet_is_saved_before_the_network_is_created_and_kept_by_a_rerun(
 def test_a_second_up_says_whom_it_waits_for(
     state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
 ) -> None:
-    inst = InstanceDir("rec", "t1")
-    holding = threading.Event()
-
-    def first() -> None:
-        with inst.locked(command="labctl up"):
-            holding.set()
-            time.sleep(0.5)
-
-    t = threading.Thread(target=first)
-    t.start()
-    holding.wait(5)
     said: list[tuple[str, str, str]] = []
-    up(lab, store, report=lambda *a: said.append(a))
-    t.join()
+    with held(InstanceDir("rec", "t1"), "labctl up", seconds=0.5):
+        up(lab, store, report=lambda *a: said.append(a))
     assert said[1] == (
         "",
         "waiting",
