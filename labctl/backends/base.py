@@ -13,7 +13,7 @@ from labctl.errors import NotSupported
 from labctl.images.recipe import Manifest
 from labctl.instance import naming
 from labctl.instance.reservations import Reservations
-from labctl.instance.state import GuestRecord, LabState
+from labctl.instance.state import GuestRecord, LabState, Owner
 from labctl.keys import KeyPair
 
 EngineState = Literal["running", "stopped", "absent"]
@@ -42,6 +42,7 @@ class GuestPlan(Generic[P]):
     uuid: str | None = None  # identities recorded in the state (GuestRecord) before creation
     mac: str | None = None
     host_port: int | None = None
+    owner: Owner | None = None  # class mode: the class, the student and the student's key
 
     @property
     def engine(self) -> str:
@@ -50,8 +51,25 @@ class GuestPlan(Generic[P]):
 
     @property
     def labels(self) -> dict[str, str]:
-        """Labels put on every engine object, so leftovers can be traced to their lab."""
-        return {"labctl.lab": self.lab, "labctl.instance": self.instance, "labctl.guest": self.name}
+        """Labels put on every engine object, so leftovers can be traced to their lab (and,
+        in class mode, to their class and student)."""
+        labels = {
+            "labctl.lab": self.lab,
+            "labctl.instance": self.instance,
+            "labctl.guest": self.name,
+        }
+        if self.owner is not None:
+            labels |= {"labctl.class": self.owner.class_name, "labctl.student": self.owner.student}
+        return labels
+
+    @property
+    def authorized_keys(self) -> str:
+        """Root's ``authorized_keys`` in a guest reached over SSH: the lab key and, in class
+        mode, the student's own (ProxyJump from their laptop through the server)."""
+        keys = [self.key.public_line]
+        if self.owner is not None:
+            keys.append(self.owner.public_key)
+        return "\n".join(keys)
 
 
 @dataclass(frozen=True)

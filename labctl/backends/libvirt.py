@@ -155,7 +155,7 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
             hostname=plan.name,
             address=f"{plan.address}/{plan.prefix}",
             gateway=plan.gateway,
-            authorized_key=plan.key.public_line,
+            authorized_key=plan.authorized_keys,
             labels=plan.labels,
             uuid=plan.uuid,
             apt_proxy=guest_apt_proxy(),

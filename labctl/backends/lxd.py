@@ -165,10 +165,10 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
                     "start it afresh: `labctl exercise reset` of one of its exercises, or "
                     "`labctl down` then `labctl up`",
                 )
-        # Always (re)install the lab key: an adopted container may carry an older one.
+        # Always (re)install the keys: an adopted container may carry older ones.
         with engine_errors(f"install the lab key in {plan.resource}"):
             instance.files.put(
-                "/root/.ssh/authorized_keys", plan.key.public_line + "\n", mode=0o600
+                "/root/.ssh/authorized_keys", plan.authorized_keys + "\n", mode=0o600
             )
         proxy = guest_apt_proxy()
         if proxy is not None:  # apt fetches through the host's cache (labctl host setup)

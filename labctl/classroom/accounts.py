@@ -282,7 +282,7 @@ def ensure_account(
             account = _replace(account, uid=entry.uid)
             _save(account)
         authorize(entry, account.public_key)
-        _write_sheet(account, server or socket.getfqdn())
+        write_sheet(account, server)
         sys_.sync_access(_students())
         return account
 
@@ -357,11 +357,23 @@ def _useradd(user: str, full_name: str, class_name: str) -> list[str]:
     ]
 
 
-def _write_sheet(account: Account, server: str) -> None:
-    """The instructor's access sheet for one student (0600)."""
+def write_sheet(
+    account: Account,
+    server: str | None = None,
+    hops: tuple[sheet.Hop, ...] = (),
+    forwards: tuple[sheet.Forward, ...] = (),
+) -> None:
+    """The instructor's access sheet for one student (0600); ``server`` is what students'
+    laptops call this host (its fully qualified name by default). What was added below the
+    sheet afterwards (the dashboard's token) is kept."""
     private = account.private_key.read_text() if account.key == "generated" else None
     directory = private_dir(access_dir(account.class_name))
-    write_private(directory / f"{account.student}.txt", sheet.render(account, server, private))
+    text = sheet.render(account, server or socket.getfqdn(), private, hops, forwards)
+    try:
+        text += sheet.appendix(account.sheet.read_text())
+    except FileNotFoundError:
+        pass
+    write_private(directory / f"{account.student}.txt", text)
 
 
 def remove_account(

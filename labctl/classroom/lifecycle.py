@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from labctl import cancel
-from labctl.classroom import accounts, capacity
+from labctl.classroom import accounts, capacity, reach
 from labctl.classroom.roster import Roster, Student, check_accounts, instance_of
 from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
 from labctl.errors import LabctlError
@@ -46,6 +46,9 @@ class Accounts(Protocol):
     def owned(self, user: str, class_name: str) -> bool:
         """True when ``user`` is an account labctl created for the class."""
 
+    def admit(self, student: str, class_name: str) -> None:
+        """Let the student's account reach their own instance only (see ``reach``)."""
+
 
 class HostAccounts:
     """:class:`Accounts` on this host: ``classroom.accounts`` (useradd, its registry)."""
@@ -63,6 +66,10 @@ class HostAccounts:
     def owned(self, user: str, class_name: str) -> bool:
         """What labctl's account registry says."""
         return accounts.owned(user, class_name)
+
+    def admit(self, student: str, class_name: str) -> None:
+        """The instance's owner, the firewall's uid rules, the sheet's guests."""
+        reach.admit(student, class_name)
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,14 @@ def _accounts(c: _ClassUp) -> None:
         return
     for s in c.roster.students:
         c.accounts.ensure(s, c.name, c.lab.name, instance_of(c.name, s.id))
+        c.accounts.admit(s.id, c.name)  # before the lab exists: it reaches no lab at all
+
+
+def _access(c: _ClassUp) -> None:
+    if c.accounts is None:
+        return
+    for s in c.roster.students:  # their lab is up now (or failed: still confined)
+        c.accounts.admit(s.id, c.name)
 
 
 def _student_reporter(report: Reporter, student: str) -> Reporter:
@@ -249,6 +264,7 @@ CLASS_UP_STAGES: tuple[Stage[_ClassUp], ...] = (
     Stage("record", _record, silent=True),
     Stage("accounts", _accounts, describe=lambda c: "one Linux account per student"),
     Stage("labs", _labs, describe=lambda c: f"at most {c.max_parallel} at a time"),
+    Stage("access", _access, describe=lambda c: "each account reaches its own lab only"),
 )
 
 

@@ -2,32 +2,91 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from labctl.classroom.accounts import Account
 
+#: Sections added to a sheet after ``class up`` (the dashboard's) start with this; a sheet
+#: written anew keeps them.
+APPENDIX = "--- "
 
-def ssh_config(account: Account, server: str) -> str:
+
+@dataclass(frozen=True)
+class Hop:
+    """A guest the student logs in to with SSH, through the server (``ProxyJump``)."""
+
+    guest: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A port a guest publishes on the server's loopback, forwarded to the student's laptop."""
+
+    guest: str
+    port: int
+
+
+def ssh_config(
+    account: Account, server: str, hops: tuple[Hop, ...] = (), forwards: tuple[Forward, ...] = ()
+) -> str:
     """The ``ssh_config`` snippet a student adds to ``~/.ssh/config`` on their laptop.
 
     ``labctl-<class>`` logs in to this server, where ``labctl ssh GUEST`` opens a shell in a
-    guest of the student's own lab.
+    guest of the student's own lab; ``labctl-<class>-<guest>`` reaches a guest directly with
+    plain OpenSSH through the server (the guest has the student's key), or forwards the port
+    an application container publishes.
     """
     host = f"labctl-{account.class_name}"
+    ident = []
+    if account.key == "generated":  # a roster key is the student's own: ssh finds it
+        ident = [f"    IdentityFile ~/.ssh/{host}", "    IdentitiesOnly yes"]
     lines = [
         f"# labctl class {account.class_name}: {account.full_name} ({account.user})",
         f"Host {host}",
         f"    HostName {server}",
         f"    User {account.user}",
+        *ident,
     ]
-    if account.key == "generated":  # a roster key is the student's own: ssh finds it
-        lines += [f"    IdentityFile ~/.ssh/{host}", "    IdentitiesOnly yes"]
+    for hop in hops:
+        lines += [
+            f"Host {host}-{hop.guest}",
+            f"    HostName {hop.address}",
+            "    User root",
+            f"    ProxyJump {host}",
+            *ident,
+            "    # made anew by every reset, with a new host key: not worth remembering",
+            "    StrictHostKeyChecking no",
+            "    UserKnownHostsFile /dev/null",
+            "    LogLevel ERROR",
+        ]
+    for fwd in forwards:
+        lines += [
+            f"Host {host}-{fwd.guest}",
+            f"    HostName {server}",
+            f"    User {account.user}",
+            *ident,
+            f"    LocalForward 127.0.0.1:{fwd.port} 127.0.0.1:{fwd.port}",
+        ]
     lines.append(f"# A shell in one of your guests: ssh -t {host} labctl ssh GUEST")
+    lines += [f"#   or straight in: ssh {host}-{hop.guest}" for hop in hops]
+    lines += [
+        f"# {fwd.guest} on your laptop: ssh -N {host}-{fwd.guest}, then open "
+        f"http://127.0.0.1:{fwd.port}/"
+        for fwd in forwards
+    ]
     return "\n".join(lines) + "\n"
 
 
-def render(account: Account, server: str, private_key: str | None) -> str:
+def render(
+    account: Account,
+    server: str,
+    private_key: str | None,
+    hops: tuple[Hop, ...] = (),
+    forwards: tuple[Forward, ...] = (),
+) -> str:
     """The instructor's access sheet for one student; ``private_key`` when labctl made it."""
     host = f"labctl-{account.class_name}"
     lines = [
@@ -51,7 +110,14 @@ def render(account: Account, server: str, private_key: str | None) -> str:
     lines += [
         "Add to ~/.ssh/config:",
         "",
-        ssh_config(account, server),
+        ssh_config(account, server, hops, forwards),
         f"Then: ssh {host}   and there: labctl exercise list",
     ]
     return "\n".join(lines) + "\n"
+
+
+def appendix(text: str) -> str:
+    """What was added below a sheet after it was written (from the first ``--- `` line)."""
+    at = next((i for i, line in enumerate(text.splitlines()) if line.startswith(APPENDIX)), None)
+    return "" if at is None else "\n" + "\n".join(text.splitlines()[at:]) + "\n"
+

@@ -1,25 +1,33 @@
-"""No traffic between two lab instances' guests, whatever their engines: labctl's own rule.
+"""No traffic between two lab instances, whatever their engines: labctl's own rules.
 
 Each instance has up to three bridges (libvirt ``lcbr…``, Docker ``br-…``, LXD ``lclx…``).
 The engines' own firewalls do not keep two instances apart: Docker accepts any routed
 packet to a published port, libvirt lets its VMs out to any address, and LXD accepts
-everything on its bridges. One nftables table, ``inet labctl``, does: a set of every
-labctl bridge, a set of the (in, out) bridge pairs of one instance, and one forward rule
-that rejects a packet going from a labctl bridge to a labctl bridge of another instance.
-The host (input/output, not forward) and the world outside stay as the engines make them.
+everything on its bridges. One nftables table, ``inet labctl``, does, with three chains:
 
-Every element carries its instance in its comment, so ``down`` removes exactly its own;
-the table itself stays until ``labctl host teardown``.
+- ``forward``: a packet from a labctl bridge to a labctl bridge of another instance is
+  rejected (the sets ``bridges`` and ``allowed``, the (in, out) pairs of one instance);
+- ``input``: a guest reaches the host only for DNS, DHCP and the guests' apt cache, never
+  its SSH, libvirtd, dockerd or LXD (connections the host opened are answered as usual);
+- ``output``: a student's account (class mode, set ``students``) reaches only its own
+  instance's bridges (``student_bridges``) and published ports (``student_ports``) of all
+  labctl bridges and of the ports labctl publishes on loopback (``ports``): another
+  student's guests are out of reach from the server's shell and through SSH's ProxyJump.
+
+The world outside stays as the engines make it. Every element carries its instance in its
+comment, so ``down`` removes exactly its own; the table stays until ``labctl host teardown``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 from labctl.errors import HostError
+from labctl.paths import guest_apt_proxy
 from labctl.procs import run
 
 TABLE = "labctl"
@@ -51,17 +59,45 @@ def _quote(name: str) -> str:
     return f'"{name}"'
 
 
+#: The table's sets: name -> (type, what it holds). ``typeof`` lets nft pick the key's type.
+SETS = {
+    "bridges": ("type ifname", "bridges of labctl lab instances"),
+    "allowed": ("type ifname . ifname", "pairs within one instance"),
+    "ports": ("type inet_service", "ports labctl publishes on the host's loopback"),
+    "students": ("typeof meta skuid", "students' accounts (class mode)"),
+    "student_bridges": ("typeof meta skuid . oifname", "a student's own bridges"),
+    "student_ports": ("typeof meta skuid . tcp dport", "a student's own published ports"),
+}
+#: What guests may ask of the host itself: DNS and DHCP (the engines' dnsmasq).
+GUEST_HOST_PORTS = (53, 67)
+APT_CACHE_PORT = 3142  # apt-cacher-ng's, when host setup wrote no URL
+
+Value = str | int | tuple[str, str] | tuple[int, str] | tuple[int, int]
+
+
 @dataclass(frozen=True)
 class Elements:
-    """The set elements of one instance: its bridges and its allowed (in, out) pairs."""
+    """One instance's set elements: a field per set of :data:`SETS`, each sorted."""
 
     bridges: tuple[str, ...]
     pairs: tuple[tuple[str, str], ...]
+    ports: tuple[int, ...] = ()
+    students: tuple[int, ...] = ()
+    student_bridges: tuple[tuple[int, str], ...] = ()
+    student_ports: tuple[tuple[int, int], ...] = ()
 
     @property
     def empty(self) -> bool:
         """True when the instance has nothing in the table."""
-        return not self.bridges and not self.pairs
+        return not any(self.by_set().values())
+
+    def by_set(self) -> dict[str, tuple[Value, ...]]:
+        """The elements under their set's name (``pairs`` are the set ``allowed``)."""
+        return {_set_of(f.name): getattr(self, f.name) for f in fields(self)}
+
+
+def _set_of(field: str) -> str:
+    return "allowed" if field == "pairs" else field
 
 
 def elements(bridges: Iterable[str]) -> Elements:
@@ -71,31 +107,77 @@ def elements(bridges: Iterable[str]) -> Elements:
     return Elements(own, tuple((a, b) for a in own for b in own))
 
 
-def apply_script(lab: str, instance: str, bridges: Iterable[str]) -> str:
-    """The nft script that creates the table if needed and adds the instance's elements.
+def _item(value: Value) -> str:
+    """One element as nft reads it: a quoted bridge name, a number, or a concatenation."""
+    if isinstance(value, tuple):
+        return " . ".join(_item(v) for v in value)
+    if isinstance(value, int):
+        if not 0 <= value < 2**32:
+            raise HostError(f"{value} is not a port or user id", HINT)
+        return str(value)
+    return _quote(value)
 
-    One transaction, safe to run again and beside other instances: the table and sets are
-    only added, and the one rule is rewritten (flush, add) in the same transaction.
+
+def _add(found: Elements, note: str) -> list[str]:
+    t = f"{FAMILY} {TABLE}"
+    comment = json.dumps(note)
+    return [
+        f"add element {t} {name} {{ {', '.join(f'{_item(v)} comment {comment}' for v in values)} }}"
+        for name, values in found.by_set().items()
+        if values
+    ]
+
+
+def apt_cache_port() -> int:
+    """The port of the guests' apt cache on the host (host setup's URL, else the usual)."""
+    url = guest_apt_proxy()
+    try:
+        return (urlsplit(url).port if url else None) or APT_CACHE_PORT
+    except ValueError:
+        return APT_CACHE_PORT
+
+
+def table_script() -> str:
+    """The table, its sets and its three chains' rules: made if missing, rules rewritten.
+
+    Only added, never deleted: safe to run again and beside every instance's elements.
     """
     t = f"{FAMILY} {TABLE}"
-    mine = elements(bridges)
-    note = json.dumps(owner(lab, instance))
-    lines = [
-        f"add table {t}",
-        f'add set {t} bridges {{ type ifname; comment "bridges of labctl lab instances"; }}',
-        f'add set {t} allowed {{ type ifname . ifname; comment "pairs within one instance"; }}',
-        f"add chain {t} forward {{ type filter hook forward priority {PRIORITY}; policy accept; }}",
-        f"flush chain {t} forward",
+    open_ports = ", ".join(str(p) for p in sorted({*GUEST_HOST_PORTS, apt_cache_port()}))
+    lines = [f"add table {t}"]
+    lines += [
+        f'add set {t} {name} {{ {kind}; comment "{what}"; }}' for name, (kind, what) in SETS.items()
+    ]
+    for chain in ("forward", "input", "output"):
+        lines += [
+            f"add chain {t} {chain} {{ type filter hook {chain} priority {PRIORITY}; "
+            "policy accept; }",
+            f"flush chain {t} {chain}",
+        ]
+    lines += [
         f"add rule {t} forward iifname @bridges oifname @bridges "
         f"iifname . oifname != @allowed counter reject with icmpx admin-prohibited "
         f'comment "no traffic between two labctl instances"',
+        f"add rule {t} input iifname @bridges ct state established,related accept",
+        f"add rule {t} input iifname @bridges meta l4proto {{ tcp, udp }} "
+        f"th dport != {{ {open_ports} }} counter reject with icmpx admin-prohibited "
+        f'comment "guests reach the host for DNS, DHCP and the apt cache only"',
+        f"add rule {t} output meta skuid @students oifname @bridges "
+        f"meta skuid . oifname != @student_bridges counter reject with icmpx admin-prohibited "
+        f'comment "a student reaches the guests of their own lab only"',
+        f'add rule {t} output meta skuid @students oifname "lo" tcp dport @ports '
+        f"meta skuid . tcp dport != @student_ports counter reject with tcp reset "
+        f'comment "a student reaches the published ports of their own lab only"',
     ]
-    if mine.bridges:
-        items = ", ".join(f"{_quote(b)} comment {note}" for b in mine.bridges)
-        lines.append(f"add element {t} bridges {{ {items} }}")
-        pairs = ", ".join(f"{_quote(a)} . {_quote(b)} comment {note}" for a, b in mine.pairs)
-        lines.append(f"add element {t} allowed {{ {pairs} }}")
     return "\n".join(lines) + "\n"
+
+
+def apply_script(lab: str, instance: str, bridges: Iterable[str]) -> str:
+    """The nft script that makes the table (:func:`table_script`) and adds the instance's
+    bridges and pairs, in one transaction."""
+    return table_script() + "".join(
+        f"{line}\n" for line in _add(elements(bridges), owner(lab, instance))
+    )
 
 
 def apply(lab: str, instance: str, bridges: Iterable[str], nft: NftRunner | None = None) -> None:
@@ -121,34 +203,60 @@ def owned(lab: str, instance: str, nft: NftRunner | None = None) -> Elements:
             return Elements((), ())
         raise
     note = owner(lab, instance)
-    bridges: list[str] = []
-    pairs: list[tuple[str, str]] = []
+    found: dict[str, list[Value]] = {name: [] for name in SETS}
     for obj in listing.get("nftables", []):
         nset = obj.get("set")
-        if not nset or nset.get("table") != TABLE:
+        if not nset or nset.get("table") != TABLE or nset.get("name") not in found:
             continue
         for elem in nset.get("elem", []):
             comment, val = _value(elem)
-            if comment != note:
-                continue
-            if nset["name"] == "bridges":
-                bridges.append(str(val))
-            elif nset["name"] == "allowed" and isinstance(val, dict):
-                a, b = val["concat"]
-                pairs.append((str(a), str(b)))
-    return Elements(tuple(sorted(bridges)), tuple(sorted(pairs)))
+            if comment == note:
+                found[nset["name"]].append(tuple(val["concat"]) if isinstance(val, dict) else val)
+    # one kind of value per set, so each sorts; the dataclass's fields say which kind
+    by_field = {
+        f.name: tuple(sorted(cast(list[Any], found[_set_of(f.name)]))) for f in fields(Elements)
+    }
+    return Elements(**cast(dict[str, Any], by_field))
 
 
 def remove_script(found: Elements) -> str:
     """The nft script that deletes exactly ``found`` (one transaction)."""
     t = f"{FAMILY} {TABLE}"
-    lines = []
-    if found.bridges:
-        lines.append(f"delete element {t} bridges {{ {', '.join(map(_quote, found.bridges))} }}")
-    if found.pairs:
-        pairs = ", ".join(f"{_quote(a)} . {_quote(b)}" for a, b in found.pairs)
-        lines.append(f"delete element {t} allowed {{ {pairs} }}")
-    return "\n".join(lines) + "\n"
+    return "".join(
+        f"delete element {t} {name} {{ {', '.join(map(_item, values))} }}\n"
+        for name, values in found.by_set().items()
+        if values
+    )
+
+
+def publish(lab: str, instance: str, ports: Iterable[int], nft: NftRunner | None = None) -> None:
+    """Record the ports the instance publishes on loopback (students reach only their own)."""
+    mine = Elements((), (), ports=tuple(sorted(set(ports))))
+    if not mine.empty:
+        (nft or _nft)(
+            ["-f", "-"],
+            table_script() + "".join(f"{x}\n" for x in _add(mine, owner(lab, instance))),
+        )
+
+
+def admit(lab: str, instance: str, uid: int, nft: NftRunner | None = None) -> Elements:
+    """Make ``uid`` a student whose account reaches this instance's bridges and ports only.
+
+    Reads the instance's bridges and ports from the table, so call it again once the
+    instance is up: before that, the account reaches no lab at all. Returns what was added.
+    """
+    have = owned(lab, instance, nft)
+    mine = Elements(
+        (),
+        (),
+        students=(uid,),
+        student_bridges=tuple((uid, b) for b in have.bridges),
+        student_ports=tuple((uid, p) for p in have.ports),
+    )
+    (nft or _nft)(
+        ["-f", "-"], table_script() + "".join(f"{x}\n" for x in _add(mine, owner(lab, instance)))
+    )
+    return mine
 
 
 def forget(lab: str, instance: str, nft: NftRunner | None = None) -> Elements:

@@ -89,6 +89,23 @@ class LabState:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class Owner:
+    """Whose instance this is in class mode: its class, its student, the student's SSH key.
+
+    Written by ``class up`` before the student's lab exists; every guest gets the class and
+    student as labels and, where students log in, the key beside the lab's own.
+    """
+
+    class_name: str
+    student: str
+    public_key: str
+
+    def to_json(self) -> str:
+        """The owner file's content."""
+        return json.dumps(asdict(self), indent=2)
+
+
 class InstanceDir:
     """``<state>/<lab>-<instance>/``: key and progress (kept) and ``run/`` (removed by down)."""
 
@@ -111,6 +128,28 @@ class InstanceDir:
     def key(self) -> Path:
         """The lab's private SSH key."""
         return self.path / "id_ed25519"
+
+    @property
+    def owner_file(self) -> Path:
+        """Whose instance this is (class mode), kept until the instance is removed."""
+        return self.path / "owner.json"
+
+    def owner(self) -> Owner | None:
+        """The instance's :class:`Owner`, or None outside class mode."""
+        try:
+            return Owner(**json.loads(self.owner_file.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as exc:
+            raise LabctlError(
+                f"{self.owner_file} is damaged: {exc}",
+                "run `labctl class up` again: it writes the file anew",
+            ) from exc
+
+    def save_owner(self, owner: Owner) -> None:
+        """Record the instance's owner (root only)."""
+        private_dir(self.path)
+        write_private(self.owner_file, owner.to_json())
 
     def load(self) -> LabState | None:
         """The saved state, or None when the lab is not up."""

@@ -192,6 +192,8 @@ def _identify_guests(c: _Up) -> None:
         lambda st: plan.plans(c.lab, st, c.store, c.inst, key, c.accel),
         c.report,
     )
+    ports = [r.host_port for r in c.state.state.guests.values() if r.host_port is not None]
+    isolation.publish(c.lab.name, c.instance, ports)  # students reach only their own
 
 
 def _guests(c: _Up) -> None:

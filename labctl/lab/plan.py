@@ -168,6 +168,7 @@ def plans(
     Identities recorded for a guest (UUID, MAC, host port) go into its plan.
     """
     result: dict[str, GuestPlan[Params]] = {}
+    owner = inst.owner()  # class mode: labels and the student's key on every guest
     vm_index = 0
     net = ipaddress.ip_network(state.subnet) if state.subnet else None
     for name, guest in lab.guests.items():
@@ -203,6 +204,7 @@ def plans(
             image_dir=store.path(image),
             run_dir=inst.run,
             key=key,
+            owner=owner,
             **extra,  # type: ignore[arg-type]
         )
     return result

@@ -6,30 +6,39 @@ each bound to a containers-only lab instance that is really up. Then, as each st
 the student's own lab works (exercise list and check, exec, ssh), another student's instance
 or id is refused with a clear message, and the other's progress file and the lab's key cannot
 be read. The state directory is world-traversable, as /var/lib/labctl is, so it is labctl's
-own modes that keep students out. At the end no account, home, sudo rule, entry point or
-engine object is left.
+own modes that keep students out. From the server's shell a student reaches their own guests
+and published port, never the other's (labctl's firewall matches their uid); from a "laptop"
+(the access sheet's ssh_config against a private sshd on loopback), plain OpenSSH with
+ProxyJump lands in their own system container and nowhere else. At the end no account, home,
+sudo rule, entry point or engine object is left.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import pwd
 import secrets
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from labctl.classroom import accounts, sudo
+from labctl import backends
+from labctl.classroom import accounts, reach, sheet, sudo
 from labctl.classroom.roster import account_exists
 from labctl.host.accel import detect
 from labctl.images.registry import store
 from labctl.instance.state import InstanceDir
+from labctl.keys import KeyPair
 from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR
 from tests.integration.labs import taken_down, write_lab
@@ -96,20 +105,24 @@ def test_students_work_on_their_own_lab_and_nobody_else_s(
         assert not account_exists(user)
     assert not entry.entry.exists() and not entry.sudoers.exists()
     try:
-        for user, instance in inst.items():
+        for user, instance in inst.items():  # as class up does: account, admit, up, admit
             accounts.ensure_account(
                 user, f"Test {user}", None, cls, lab=lab.name, instance=instance
             )
+            reach.admit(user, cls)
         assert entry.entry.exists() and entry.sudoers.exists()
         with taken_down(lab, list(inst.values())):
             for instance in inst.values():
                 lifecycle.up(lab, path, instance, store(), detect())
+            for user in inst:
+                reach.admit(user, cls)
             _own_lab_works(ana, inst[ana], state)
             _own_lab_works(bob, inst[bob], state)
             _others_are_refused(bob, ana, InstanceDir(lab.name, inst[ana]), state)
+            _host_paths_lead_to_their_own_lab_only(bob, inst[bob], inst[ana], lab.name)
+            _proxyjump_from_a_laptop(bob, cls, inst[bob], inst[ana], lab.name, tmp_path_factory)
             _files_stay_root_s(bob, state, InstanceDir(lab.name, inst[ana]), ana)
             _sudo_opens_one_door_only(bob, state, entry)
-            _observe_host_paths(bob, InstanceDir(lab.name, inst[ana]))
     finally:
         for user in inst:
             accounts.remove_account(user, cls, kill_processes=True)
@@ -172,22 +185,95 @@ def _files_stay_root_s(user: str, state: Path, other: InstanceDir, other_student
     assert write.returncode != 0 and progress.read_text() == before
 
 
-def _observe_host_paths(user: str, other: InstanceDir) -> None:
-    """Print (not assert) what a student's shell on the server reaches of another's lab.
+def _tcp(user: str, address: str, port: int) -> bool:
+    """Can ``user``, in a shell on the server, open a TCP connection to ``address:port``?"""
+    probe = shell(user, f"timeout 5 bash -c 'exec 3<>/dev/tcp/{address}/{port}' && echo open")
+    return probe.stdout.strip() == "open"
 
-    Isolation (instance/isolation.py) filters forwarded traffic between bridges; traffic a
-    host user sends is not filtered, and class mode gives students shells on the host.
-    """
-    state = other.load()
-    assert state is not None
-    app, box = state.guests["docker-app"], state.guests["lxc-system"]
-    probes = {
-        f"127.0.0.1:{app.host_port} (app, published)": f"127.0.0.1/{app.host_port}",
-        f"{box.address}:22 (system container)": f"{box.address}/22",
-    }
-    for what, where in probes.items():
-        probe = shell(user, f"timeout 5 bash -c 'exec 3<>/dev/tcp/{where}' && echo open")
-        print(f"\nhost path: {user} -> {other.instance} {what}: {probe.stdout.strip() or 'closed'}")
+
+def _host_paths_lead_to_their_own_lab_only(user: str, own: str, other: str, lab: str) -> None:
+    """From the server's shell, a student reaches their own guests and published port only:
+    labctl's firewall matches the packets of their uid (instance/isolation.py)."""
+    for instance, expected in ((own, True), (other, False)):
+        state = InstanceDir(lab, instance).load()
+        assert state is not None
+        app, box = state.guests["docker-app"], state.guests["lxc-system"]
+        assert app.host_port is not None and box.address is not None
+        assert _tcp(user, "127.0.0.1", app.host_port) is expected, (instance, "app port")
+        assert _tcp(user, box.address, 22) is expected, (instance, "system container's SSH")
+    assert _tcp("root", "127.0.0.1", app.host_port)  # root (labctl itself) is not confined
+
+
+@contextmanager
+def _sshd(tmp: Path) -> Iterator[int]:
+    """A private sshd on 127.0.0.1 as the class server's (keys only, PAM for accounts)."""
+    key = tmp / "host_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    config = tmp / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile none\nUsePAM yes\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nAllowTcpForwarding yes\n"
+        "AuthorizedKeysFile .ssh/authorized_keys\n"
+    )
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation's empty dir
+    log = tmp / "sshd.log"
+    sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(log)])
+    try:
+        for _ in range(50):
+            if _tcp("root", "127.0.0.1", port):
+                break
+            time.sleep(0.1)
+        yield port
+    finally:
+        sshd.terminate()  # by its PID
+        sshd.wait(timeout=10)
+
+
+def _proxyjump_from_a_laptop(
+    user: str, cls: str, own: str, other: str, lab: str, tmp_factory: pytest.TempPathFactory
+) -> None:
+    """The access sheet's ssh_config, as a laptop uses it: plain OpenSSH through the server
+    into the student's own system container (the guest has their key), and through to their
+    own published port; the other student's guest and port stay closed."""
+    assert shutil.which("sshd", path="/usr/sbin"), "openssh-server: labctl host setup --test-tools"
+    account = accounts.record(user)
+    assert account is not None and account.key == "generated"
+    tmp = tmp_factory.mktemp("laptop")
+    key = tmp / "id"
+    shutil.copy(account.private_key, key)
+    key.chmod(0o600)
+    mine, theirs = InstanceDir(lab, own).load(), InstanceDir(lab, other).load()
+    assert mine is not None and theirs is not None
+    with _sshd(tmp) as port:
+        hops, forwards = reach.routes(mine)
+        snippet = sheet.ssh_config(account, "127.0.0.1", hops, forwards)
+        snippet = snippet.replace(f"~/.ssh/labctl-{cls}", str(key)).replace(
+            "    HostName 127.0.0.1\n",
+            f"    HostName 127.0.0.1\n    Port {port}\n    StrictHostKeyChecking no\n"
+            "    UserKnownHostsFile /dev/null\n",
+        )
+        config = tmp / "ssh_config"
+        config.write_text(snippet)
+        ssh = ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=20"]
+        run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=60)
+        inside = run([*ssh, f"labctl-{cls}-lxc-system", "cat /etc/hostname"])
+        assert inside.returncode == 0, inside.stderr
+        rec = mine.guests["lxc-system"]
+        seen = backends.connect(rec, KeyPair(InstanceDir(lab, own).key)).run("cat /etc/hostname")
+        assert inside.stdout == seen.stdout != ""  # the same guest labctl itself reaches
+        # the other student's container: the server refuses to open the channel (firewall)
+        box = theirs.guests["lxc-system"].address
+        across = run([*ssh, "-J", f"labctl-{cls}", f"root@{box}", "true"])
+        assert across.returncode != 0 and "open failed" in across.stderr, across.stderr
+        # ports: own app answers through the server (what LocalForward does), theirs does not
+        get = "GET / HTTP/1.0\r\n\r\n"
+        for state, expected in ((mine, True), (theirs, False)):
+            app_port = state.guests["docker-app"].host_port
+            web = run([*ssh, "-W", f"127.0.0.1:{app_port}", f"labctl-{cls}"], input=get)
+            assert (" 200 " in web.stdout.split("\r\n", 1)[0]) is expected, (state.instance, web)
 
 
 def _sudo_opens_one_door_only(user: str, state: Path, entry: sudo.Installation) -> None:

@@ -15,6 +15,7 @@ from labctl.dashboard.data import (
     SeatInfo,
     StepInfo,
 )
+from labctl.dashboard.flags import Rules
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=timezone.utc)
 NOW = T0 + timedelta(minutes=30)
@@ -65,11 +66,14 @@ def attempts() -> list[Attempt]:
                 ("arch: failed: the guest's CPU is not x86_64",),
             )
         )
+    a.append(Attempt("cy", "emu", "arch", "check", at(2.5), False, " X86_64", ("arch: failed",)))
     a.append(Attempt("cy", "emu", "arch", "check", at(3.05), True, "aarch64", ("arch: passed",)))
     a.append(Attempt("cy", "kvm", "accel", "check", at(29), False, "x86_64", ("accel: failed",)))
     a.append(Attempt("cy", "emu", "run", "check", at(70), True, None, ("ran: passed",), False))
     return a
 
 
+#: two students giving one wrong answer are enough to mark it here (the default is three)
+RULES = Rules(idle_minutes=10, same_wrong_students=2)
 SOURCE = ListSource(attempts())
 TOKENS = TokenBook(digest(INSTRUCTOR), {"ana": digest(ANA), "bo": digest(BO)})

@@ -11,8 +11,14 @@ import re
 from typing import Any
 
 from labctl.errors import HostError
+from labctl.instance.isolation import SETS
 
-_ITEM = re.compile(r'"([^"]+)"(?: \. "([^"]+)")?(?: comment "([^"]*)")?')
+_VALUE = r'(?:"[^"]+"|\d+)'
+_ITEM = re.compile(rf'({_VALUE})(?: \. ({_VALUE}))?(?: comment "([^"]*)")?')
+
+
+def _parse(token: str) -> str | int:
+    return token.strip('"') if token.startswith('"') else int(token)
 
 
 class FakeNft:
@@ -21,7 +27,8 @@ class FakeNft:
     def __init__(self) -> None:
         self.table = False
         self.rules: list[str] = []
-        self.sets: dict[str, dict[Any, str]] = {"bridges": {}, "allowed": {}}
+        self.sets: dict[str, dict[Any, str]] = {name: {} for name in SETS}
+        self.chains: set[str] = set()
         self.scripts: list[str] = []
 
     def __call__(self, args: list[str], script: str | None) -> str:
@@ -40,14 +47,17 @@ class FakeNft:
         for line in script.splitlines():
             if line.startswith("add table"):
                 self.table = True
+            elif line.startswith("add chain"):
+                self.chains.add(line.split()[4])
             elif line.startswith("flush chain"):
-                self.rules = []
+                chain = line.split()[4]
+                self.rules = [r for r in self.rules if r.split()[4] != chain]
             elif line.startswith("add rule"):
                 self.rules.append(line)
             elif line.startswith(("add element", "delete element")):
                 name = line.split()[4]
                 for a, b, comment in _ITEM.findall(line.split("{", 1)[1]):
-                    key = (a, b) if b else a
+                    key = (_parse(a), _parse(b)) if b else _parse(a)
                     if line.startswith("add"):
                         self.sets[name].setdefault(key, comment)
                     elif key in self.sets[name]:
@@ -61,7 +71,7 @@ class FakeNft:
             return {"elem": {"val": val, "comment": comment}}
 
         out: list[dict[str, Any]] = [{"table": {"family": "inet", "name": "labctl"}}]
-        for name, items in self.sets.items():
+        for name, items in self.sets.items():  # as nft lists them: ints stay numbers
             body: dict[str, Any] = {"family": "inet", "name": name, "table": "labctl"}
             if items:
                 body["elem"] = [elem(k, c) for k, c in items.items()]

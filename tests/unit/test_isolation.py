@@ -14,15 +14,19 @@ B = ["lclx2222bbbb", "br-ba9876543210"]
 
 def test_one_instance_gets_its_bridges_and_every_pair_among_them() -> None:
     script = isolation.apply_script("mini", "ta", A)
-    assert script.splitlines()[:5] == [
+    lines = script.splitlines()
+    assert lines[:3] == [
         "add table inet labctl",
         'add set inet labctl bridges { type ifname; comment "bridges of labctl lab instances"; }',
         "add set inet labctl allowed { type ifname . ifname; "
         'comment "pairs within one instance"; }',
-        "add chain inet labctl forward { type filter hook forward priority filter - 10; "
-        "policy accept; }",
-        "flush chain inet labctl forward",  # the one rule is rewritten, never duplicated
     ]
+    for chain in ("forward", "input", "output"):  # each chain's rules are rewritten, never doubled
+        made = lines.index(
+            f"add chain inet labctl {chain} {{ type filter hook {chain} priority filter - 10; "
+            "policy accept; }"
+        )
+        assert lines[made + 1] == f"flush chain inet labctl {chain}"
     assert (
         "add rule inet labctl forward iifname @bridges oifname @bridges "
         "iifname . oifname != @allowed counter reject with icmpx admin-prohibited" in script
@@ -44,7 +48,7 @@ def test_two_instances_share_the_table_but_no_pair() -> None:
     isolation.apply("mini", "ta", A, nft)
     isolation.apply("mini", "tb", B, nft)
     isolation.apply("mini", "ta", A, nft)  # an `up` run again changes nothing
-    assert len(nft.rules) == 1
+    assert len(nft.rules) == 5 and {r.split()[4] for r in nft.rules} == set(nft.chains)
     assert set(nft.sets["bridges"]) == {*A, *B}
     pairs = set(nft.sets["allowed"])
     assert len(pairs) == 9 + 4
@@ -90,3 +94,67 @@ def test_a_missing_nft_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> 
         isolation._nft(["list", "tables"], None)
     assert "nft is not installed" in info.value.message
     assert info.value.hint is not None and "nftables" in info.value.hint
+
+
+def test_guests_reach_the_host_for_dns_dhcp_and_the_apt_cache_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", "http://10.9.0.1:3999")
+    script = isolation.table_script()
+    assert "add rule inet labctl input iifname @bridges ct state established,related accept\n" in (
+        script
+    )  # answers to what the host opened (SSH to a guest, the app's port) still come back
+    assert "input iifname @bridges meta l4proto { tcp, udp } th dport != { 53, 67, 3999 }" in script
+    monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", "")
+    assert "th dport != { 53, 67, 3142 }" in isolation.table_script()
+
+
+def test_a_student_reaches_only_their_own_instance() -> None:
+    nft = FakeNft()
+    isolation.apply("mini", "ta", A, nft)
+    isolation.publish("mini", "ta", [18080, 18080], nft)
+    isolation.apply("mini", "tb", B, nft)
+    isolation.publish("mini", "tb", [18081], nft)
+    added = isolation.admit("mini", "ta", 1001, nft)
+    assert added.students == (1001,)
+    assert added.student_bridges == tuple((1001, b) for b in sorted(A))
+    assert added.student_ports == ((1001, 18080),)
+    assert set(nft.sets["ports"]) == {18080, 18081}
+    assert set(nft.sets["students"]) == {1001}
+    assert not any(b in B for _, b in nft.sets["student_bridges"])
+    script = nft.scripts[-1]
+    assert (
+        'add element inet labctl student_bridges { 1001 . "br-0123456789ab" comment "labctl mini/ta"'
+        in script
+    )
+    assert (
+        'add element inet labctl student_ports { 1001 . 18080 comment "labctl mini/ta" }' in script
+    )
+    rules = "\n".join(nft.rules)
+    assert (
+        "output meta skuid @students oifname @bridges meta skuid . oifname != @student_bridges "
+        "counter reject" in rules
+    )
+    assert (
+        'output meta skuid @students oifname "lo" tcp dport @ports '
+        "meta skuid . tcp dport != @student_ports counter reject with tcp reset" in rules
+    )
+    owned = isolation.owned("mini", "ta", nft)
+    assert owned.ports == (18080,) and owned.students == (1001,)
+    isolation.forget("mini", "ta", nft)  # down: the student's entries go with the instance
+    assert set(nft.sets["students"]) == set() and set(nft.sets["ports"]) == {18081}
+    assert isolation.owned("mini", "tb", nft).bridges == tuple(sorted(B))
+
+
+def test_a_student_admitted_before_their_lab_exists_reaches_no_lab() -> None:
+    nft = FakeNft()
+    isolation.apply("mini", "tb", B, nft)
+    added = isolation.admit("mini", "ta", 1001, nft)  # class up: accounts come before labs
+    assert added.students == (1001,) and not added.student_bridges and not added.student_ports
+    assert set(nft.sets["students"]) == {1001}
+
+
+@pytest.mark.parametrize("uid", [-1, 2**32])
+def test_a_number_out_of_range_is_refused(uid: int) -> None:
+    with pytest.raises(HostError, match="not a port or user id"):
+        isolation.admit("mini", "ta", uid, FakeNft())

@@ -1,0 +1,50 @@
+"""A class's exam window: hidden before, scored inside, late after."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from labctl.classroom import window
+from labctl.classroom.state import ClassDir, ClassState, Seat
+from labctl.errors import SpecError
+
+T = datetime(2026, 12, 3, 10, 0, tzinfo=timezone.utc)
+
+
+def state(start: datetime | None, end: datetime | None) -> ClassState:
+    seats = {"ana": Seat("ana", "Ana", "c1-ana")}
+    return window.with_window(
+        ClassState("c1", "virtualization", "lab.yaml", "r.csv", seats), start, end
+    )
+
+
+def test_scored_inside_the_window_and_not_after_it() -> None:
+    st = state(T, T + timedelta(hours=2))
+    assert window.scored_at(st, T + timedelta(hours=1))
+    assert window.scored_at(st, T + timedelta(hours=2))
+    assert not window.scored_at(st, T + timedelta(hours=2, seconds=1))
+    assert window.scored_at(None, T) and window.scored_at(state(None, None), T + timedelta(days=9))
+    # a naive time is UTC
+    assert not window.scored_at(st, datetime(2026, 12, 3, 12, 0, 1))
+
+
+def test_a_window_that_ends_before_it_starts_is_refused() -> None:
+    with pytest.raises(SpecError, match="before it starts"):
+        state(T, T - timedelta(minutes=1))
+    with pytest.raises(SpecError, match="ISO 8601"):
+        window.parse_instant("tomorrow")
+    assert window.parse_instant("2026-12-03T11:00+01:00") == T
+
+
+def test_exercises_are_hidden_from_a_class_instance_before_the_start(state_root: Path) -> None:
+    ClassDir("c1").save(state(T, None))
+    with pytest.raises(window.NotOpenYet, match="open at 2026-12-03 10:00 UTC") as exc:
+        window.require_open("virtualization", "c1-ana", T - timedelta(seconds=1))
+    assert exc.value.code == 2
+    window.require_open("virtualization", "c1-ana", T)
+    window.require_open("virtualization", "someone-else", T - timedelta(days=1))  # not the class's
+    window.require_open("other-lab", "c1-ana", T - timedelta(days=1))
+    assert window.class_of("virtualization", "c1-ana") is not None

@@ -1,0 +1,124 @@
+"""The dashboard's marks and cells on synthetic attempts: stuck, idle, looks copied, late."""
+
+from __future__ import annotations
+
+from labctl.dashboard import flags, views
+from labctl.dashboard.data import Attempt
+from labctl.dashboard.flags import Rules
+from tests.unit import dashboard_data as d
+from tests.unit.dashboard_data import at
+
+
+def check(
+    student: str,
+    step: str,
+    minute: float,
+    passed: bool,
+    answer: str | None = None,
+    exercise: str = "emu",
+) -> Attempt:
+    return Attempt(student, exercise, step, "check", at(minute), passed, answer, (f"{step}: x",))
+
+
+def test_failing_the_same_check_three_times_in_a_row_marks_the_step() -> None:
+    rules = Rules(failures_in_a_row=3)
+    two = [check("bo", "arch", 1, False), check("bo", "arch", 2, False)]
+    assert flags.failing("bo", two, rules) == []
+    three = [*two, check("bo", "arch", 3, False)]
+    (flag,) = flags.failing("bo", three, rules)
+    assert (flag.kind, flag.exercise, flag.step) == ("failing", "emu", "arch")
+    assert "3 times in a row: arch: x" in flag.detail
+    # a pass in between, or a reset, starts the count again
+    assert (
+        flags.failing(
+            "bo", [*two, check("bo", "arch", 2.5, True), check("bo", "arch", 3, False)], rules
+        )
+        == []
+    )
+    reset = Attempt("bo", "emu", None, "reset", at(2.5))
+    assert flags.failing("bo", [*two, reset, check("bo", "arch", 3, False)], rules) == []
+    # other steps do not add up
+    assert flags.failing("bo", [*two, check("bo", "run", 3, False)], rules) == []
+
+
+def test_no_progress_for_the_idle_time_marks_a_student_with_work_left() -> None:
+    rules = Rules(idle_minutes=10)
+    work = [
+        check("ana", "arch", 1, True),
+        check("ana", "run", 5, False),
+        check("ana", "run", 9, False),
+    ]
+    assert flags.idle("ana", work, True, at(10), rules) is None  # 9 min since the last pass
+    flag = flags.idle("ana", work, True, at(12), rules)
+    assert flag is not None and flag.detail == "no progress for 11 min"
+    assert flags.idle("ana", work, False, at(60), rules) is None  # everything done
+    assert flags.idle("ana", [], True, at(60), rules) is None  # never started: not idle
+    # checking again and again without passing is no progress
+    busy = [check("ana", "arch", 1, False), *(check("ana", "arch", m, False) for m in range(2, 30))]
+    assert flags.idle("ana", busy, True, at(30), rules) is not None
+
+
+def test_the_same_wrong_answer_from_several_students_is_marked_for_a_look() -> None:
+    rules = Rules(same_wrong_students=3)
+    wrong = [
+        check(s, "arch", i, False, a)
+        for i, (s, a) in enumerate(
+            [("a", "x86_64"), ("b", "X86_64 "), ("c", "x86_64"), ("d", "i386")]
+        )
+    ]
+    (flag,) = flags.same_wrong_answer(wrong, rules)
+    assert flag.students == ("a", "b", "c") and flag.copied and "'x86_64'" in flag.detail
+    assert flags.same_wrong_answer(wrong[:2], rules) == []
+    # the same student three times is one student
+    assert (
+        flags.same_wrong_answer([check("a", "arch", i, False, "x") for i in range(3)], rules) == []
+    )
+
+
+def test_correct_answers_seconds_apart_are_grouped() -> None:
+    rules = Rules(seconds_apart=10)
+    ok = [
+        check("a", "arch", 1, True, "aarch64"),
+        check("b", "arch", 1.1, True, "aarch64"),
+        check("c", "arch", 1.2, True, "aarch64"),
+        check("d", "arch", 5, True, "aarch64"),
+        check("e", "arch", 9, True, "aarch64"),
+        check("f", "arch", 9.1, True, "aarch64"),
+    ]
+    found = flags.seconds_apart(ok, rules)
+    assert [f.students for f in found] == [("a", "b", "c"), ("e", "f")]
+    assert found[0].detail == "3 correct answers within 12 s"
+    # a check without an answer (a configuration step) is no answer to copy
+    assert (
+        flags.seconds_apart([check("a", "run", 1, True), check("b", "run", 1, True)], rules) == []
+    )
+
+
+def test_cells_count_steps_since_the_last_reset_and_only_scored_passes() -> None:
+    ex = d.DATA.exercises[0]
+    runs = [
+        Attempt("ana", "emu", None, "start", at(0)),
+        check("ana", "arch", 1, True, "aarch64"),
+        Attempt("ana", "emu", "arch", "hint", at(1.5)),
+        check("ana", "run", 2, True),
+    ]
+    c = views.cell(ex, runs, set())
+    assert (c.done, c.steps, c.attempts, c.hints, c.state, c.seconds) == (2, 2, 2, 1, "done", 120)
+    again = [*runs, Attempt("ana", "emu", None, "reset", at(3)), check("ana", "arch", 4, True)]
+    assert views.cell(ex, again, set()).label == "1/2"
+    late = Attempt("ana", "emu", "run", "check", at(5), True, scored=False)
+    c = views.cell(ex, [*again, late], set())
+    assert (c.label, c.late, c.state) == ("1/2", 1, "in-progress")
+    assert views.cell(ex, [], set()).state == "not-started"
+    assert views.cell(ex, [check("bo", "arch", 1, False)], {"emu"}).state == "stuck"
+
+
+def test_the_grid_has_a_row_per_student_and_a_cell_per_exercise() -> None:
+    g = views.grid(d.DATA, d.SOURCE.attempts(), d.HEALTH, d.NOW, d.RULES)
+    assert [r.seat.student for r in g.rows] == ["ana", "bo", "cy"]
+    assert all(len(r.cells) == 2 for r in g.rows)
+    ana, bo, cy = g.rows
+    assert ana.cells[0].state == "done" and ana.health == d.HEALTH["ana"] and cy.health is None
+    assert [f.kind for f in bo.flags] == ["idle", "failing"]
+    assert {f.kind for f in g.copied} == {"same-wrong-answer", "seconds-apart"}
+    assert g.attempts == len(d.attempts())

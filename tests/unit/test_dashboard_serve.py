@@ -1,0 +1,126 @@
+"""class serve's records: tokens stored hashed, students' tokens in their sheets, one server."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from labctl.classroom.state import ClassDir, ClassState, Seat
+from labctl.cli import app
+from labctl.dashboard import serving
+from labctl.dashboard.auth import TokenFile, digest, sheet_token
+from labctl.dashboard.data import SeatInfo
+from labctl.dashboard.serving import AlreadyServed, Server
+from labctl.errors import SpecError
+
+SEATS = (SeatInfo("ana", "Ana", "c-ana"), SeatInfo("bo", "Bo", "c-bo"))
+
+
+def make_class(root: Path) -> ClassDir:
+    folder = ClassDir("c1", root)
+    seats = {s.student: Seat(s.student, s.name, s.instance) for s in SEATS}
+    folder.save(ClassState("c1", "virtualization", str(root / "lab.yaml"), "r.csv", seats))
+    return folder
+
+
+def test_the_instructor_token_is_stored_hashed_and_root_only(tmp_path: Path) -> None:
+    tokens = TokenFile(tmp_path / "c1")
+    token = tokens.new_instructor()
+    text = tokens.path.read_text()
+    assert token not in text and digest(token) in text
+    assert stat.S_IMODE(tokens.path.stat().st_mode) == 0o600
+    assert tokens.load().who(token).instructor  # type: ignore[union-attr]
+    again = tokens.new_instructor()  # each serve makes a new one; the old one stops working
+    assert tokens.load().who(token) is None and tokens.load().who(again) is not None
+
+
+def test_students_tokens_go_into_their_sheets_and_survive_a_restart(tmp_path: Path) -> None:
+    root = tmp_path / "c1"
+    sheet = root / "access" / "ana.txt"
+    sheet.parent.mkdir(parents=True)
+    sheet.write_text("labctl class c1: access for Ana\n\nServer: lab\n")
+    tokens = TokenFile(root)
+    assert tokens.ensure_students(SEATS, "http://127.0.0.1:8765/") == ["ana", "bo"]
+    text = sheet.read_text()
+    token = sheet_token(text)
+    assert text.startswith("labctl class c1: access for Ana") and token
+    assert token not in tokens.path.read_text()
+    who = tokens.load().who(token)
+    assert who is not None and who.student == "ana" and not who.instructor
+    assert stat.S_IMODE((root / "access" / "bo.txt").stat().st_mode) == 0o600
+    # a second serve keeps the students' tokens, and moves the address if it changed
+    assert tokens.ensure_students(SEATS, "http://10.0.0.1:9000/") == []
+    assert sheet_token(sheet.read_text()) == token and "10.0.0.1:9000" in sheet.read_text()
+    assert sheet.read_text().count("--- progress page") == 1
+    # a student gone from the class loses theirs
+    tokens.ensure_students(SEATS[1:], "http://10.0.0.1:9000/")
+    assert tokens.load().who(token) is None
+
+
+def test_a_second_server_is_refused_with_the_first_ones_address(tmp_path: Path) -> None:
+    root = tmp_path / "c1"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        serving.claim(root, "c1", Server(sleeper.pid, "http://127.0.0.1:8765/", "t"))
+        with pytest.raises(AlreadyServed, match=r"already served at http://127.0.0.1:8765/"):
+            serving.claim(root, "c1", Server(os.getpid(), "http://127.0.0.1:9999/", "t"))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # its PID gone, the file is taken over
+    serving.claim(root, "c1", Server(os.getpid(), "http://127.0.0.1:9999/", "t"))
+    assert serving.current(root) == Server(os.getpid(), "http://127.0.0.1:9999/", "t")
+    serving.release(root, os.getpid())
+    assert serving.current(root) is None
+
+
+def test_class_serve_refuses_a_served_class_before_starting(state_root: Path) -> None:
+    folder = make_class(state_root)
+    (folder.root / serving.SERVER_FILE).write_text(
+        json.dumps({"pid": os.getppid(), "url": "http://127.0.0.1:8765/", "started_at": "t"})
+    )
+    result = CliRunner().invoke(app, ["class", "serve", "--class", "c1", "--port", "8799"])
+    assert isinstance(result.exception, AlreadyServed) and result.exception.code == 2
+    assert "already served at http://127.0.0.1:8765/" in result.exception.message
+    assert not (folder.root / "dashboard-tokens.json").exists()  # nothing made
+
+
+def test_class_window_sets_shows_and_clears(state_root: Path) -> None:
+    make_class(state_root)
+    cli = CliRunner()
+    r = cli.invoke(
+        app,
+        [
+            "class",
+            "window",
+            "-c",
+            "c1",
+            "--start",
+            "2026-12-03T10:00",
+            "--end",
+            "2026-12-03T12:00Z",
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {
+        "class": "c1",
+        "start": "2026-12-03T10:00:00+00:00",
+        "end": "2026-12-03T12:00:00+00:00",
+    }
+    st = ClassDir("c1").require()
+    assert (st.window_start, st.window_end) == (
+        "2026-12-03T10:00:00+00:00",
+        "2026-12-03T12:00:00+00:00",
+    )
+    bad = cli.invoke(app, ["class", "window", "-c", "c1", "--end", "2026-12-03T09:00"])
+    assert isinstance(bad.exception, SpecError) and "before it starts" in bad.exception.message
+    assert cli.invoke(app, ["class", "window", "-c", "c1", "--clear"]).exit_code == 0
+    assert ClassDir("c1").require().window_start is None
