@@ -10,10 +10,12 @@ from __future__ import annotations
 import ipaddress
 import uuid
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import Any, TypeVar
 
 import docker.errors
 import libvirt
+
+T = TypeVar("T")
 
 
 def libvirt_error(code: int, message: str) -> libvirt.libvirtError:
@@ -21,6 +23,13 @@ def libvirt_error(code: int, message: str) -> libvirt.libvirtError:
     exc = libvirt.libvirtError(message)
     exc.err = (code, 0, message, 2, None, None, None, -1, -1)
     return exc
+
+
+def _found(table: dict[str, T], name: str, code: int, kind: str) -> T:
+    """``table[name]``, or the error libvirt raises for a domain or network it does not have."""
+    if name not in table:
+        raise libvirt_error(code, f"{kind} not found: '{name}'")
+    return table[name]
 
 
 class FakeDomain:
@@ -91,9 +100,7 @@ class FakeConn:
         self.calls: list[str] = []
 
     def lookupByName(self, name: str) -> FakeDomain:
-        if name not in self.domains:
-            raise libvirt_error(libvirt.VIR_ERR_NO_DOMAIN, f"Domain not found: '{name}'")
-        return self.domains[name]
+        return _found(self.domains, name, libvirt.VIR_ERR_NO_DOMAIN, "Domain")
 
     def defineXML(self, xml: str) -> FakeDomain:
         self.calls.append("defineXML")
@@ -114,9 +121,7 @@ class FakeConn:
         return list(self.domains.values())
 
     def networkLookupByName(self, name: str) -> FakeNetwork:
-        if name not in self.networks:
-            raise libvirt_error(libvirt.VIR_ERR_NO_NETWORK, f"Network not found: '{name}'")
-        return self.networks[name]
+        return _found(self.networks, name, libvirt.VIR_ERR_NO_NETWORK, "Network")
 
     def networkDefineXML(self, xml: str) -> FakeNetwork:
         self.calls.append("networkDefineXML")
