@@ -156,16 +156,12 @@ def _decode(path: Path, data: bytes) -> str:
 
 def _header(path: Path, row: list[str], line: int) -> list[str]:
     names = [c.strip().lower() for c in row]
-    unknown = [c for c in names if c not in COLUMNS]
-    missing = [c for c in REQUIRED if c not in names]
-    dupes = sorted({c for c in names if names.count(c) > 1})
-    problems = []
-    if unknown:
-        problems.append(f"unknown column(s) {', '.join(map(repr, unknown))}")
-    if missing:
-        problems.append(f"missing column(s) {', '.join(missing)}")
-    if dupes:
-        problems.append(f"column(s) named twice: {', '.join(dupes)}")
+    found = (
+        ("unknown column(s) ", [repr(c) for c in names if c not in COLUMNS]),
+        ("missing column(s) ", [c for c in REQUIRED if c not in names]),
+        ("column(s) named twice: ", sorted({c for c in names if names.count(c) > 1})),
+    )
+    problems = [what + ", ".join(columns) for what, columns in found if columns]
     if problems:
         raise SpecError(
             f"{path}:{line}: the header {','.join(row)!r} is not valid: {'; '.join(problems)}",
