@@ -120,4 +120,3 @@ def appendix(text: str) -> str:
     """What was added below a sheet after it was written (from the first ``--- `` line)."""
     at = next((i for i, line in enumerate(text.splitlines()) if line.startswith(APPENDIX)), None)
     return "" if at is None else "\n" + "\n".join(text.splitlines()[at:]) + "\n"
-

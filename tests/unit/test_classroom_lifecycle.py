@@ -44,9 +44,9 @@ class FakeAccounts:
     made: list[tuple[str, str, str]] = field(default_factory=list)
     removed: list[tuple[str, str]] = field(default_factory=list)
     ours: set[tuple[str, str]] = field(default_factory=set)
+    admitted: list[tuple[str, str]] = field(default_factory=list)
 
     def ensure(self, student: Student, class_name: str, lab: str, instance: str) -> None:
-    admitted: list[tuple[str, str]] = field(default_factory=list)
         self.made.append((student.id, class_name, instance))
         self.ours.add((student.id, class_name))
 
@@ -57,12 +57,12 @@ class FakeAccounts:
     def owned(self, user: str, class_name: str) -> bool:
         return (user, class_name) in self.ours
 
-
-@dataclass
     def admit(self, student: str, class_name: str) -> None:
         assert (student, class_name) in self.ours, "an account is made before it is admitted"
         self.admitted.append((student, class_name))
 
+
+@dataclass
 class World:
     root: Path
     lab: Lab
@@ -146,6 +146,13 @@ def test_each_student_gets_an_instance_named_by_class_and_id_and_an_account(worl
     assert {s: seat.outcome for s, seat in st.seats.items()} == {"ana": UP, "bo": UP, "cy": UP}
     assert st.seats["ana"].name == "Ana García"
     assert InstanceDir("cls", "so-bo").load() is not None  # `labctl status -i so-bo` works
+    # each account is confined once made (no lab yet) and again once its lab is up
+    assert world.accounts.admitted == [(s, "so") for s in ("ana", "bo", "cy")] * 2
+
+
+def test_a_student_whose_lab_failed_is_still_confined(world: World) -> None:
+    world.up(world.roster(THREE), up_one=failing_for("so-bo", "libvirt: no space"))
+    assert world.accounts.admitted.count(("bo", "so")) == 2
 
 
 def test_one_students_failure_is_recorded_and_the_others_come_up(world: World) -> None:
@@ -161,13 +168,6 @@ def test_one_students_failure_is_recorded_and_the_others_come_up(world: World) -
     # a rerun finishes the class: bo comes up, ana and cy are found up
     again = world.up(world.roster(THREE))
     assert not again.failed
-    # each account is confined once made (no lab yet) and again once its lab is up
-    assert world.accounts.admitted == [(s, "so") for s in ("ana", "bo", "cy")] * 2
-
-
-def test_a_student_whose_lab_failed_is_still_confined(world: World) -> None:
-    world.up(world.roster(THREE), up_one=failing_for("so-bo", "libvirt: no space"))
-    assert world.accounts.admitted.count(("bo", "so")) == 2
     assert ClassDir("so").require().seats["bo"].outcome == UP
     assert again.plan.students == 1  # only bo's lab was new: only it needed capacity
 

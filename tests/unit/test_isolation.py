@@ -124,8 +124,8 @@ def test_a_student_reaches_only_their_own_instance() -> None:
     assert not any(b in B for _, b in nft.sets["student_bridges"])
     script = nft.scripts[-1]
     assert (
-        'add element inet labctl student_bridges { 1001 . "br-0123456789ab" comment "labctl mini/ta"'
-        in script
+        "add element inet labctl student_bridges { "
+        '1001 . "br-0123456789ab" comment "labctl mini/ta"' in script
     )
     assert (
         'add element inet labctl student_ports { 1001 . 18080 comment "labctl mini/ta" }' in script
