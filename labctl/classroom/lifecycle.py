@@ -352,12 +352,23 @@ def _read(c: _ClassDown) -> None:
     c.seats = [s for s in state.seats.values() if c.only in (None, s.student)]
 
 
+def _has_progress(lab: str, instance: str) -> bool:
+    """Whether the store holds attempts of the instance (kept: ``down`` never removes them)."""
+    from labctl.exercises.progress import shared
+
+    return shared().last_activity(lab, instance) is not None
+
+
 def _remove_key(inst: InstanceDir) -> bool:
-    """The instance's key pair goes; its progress (the student's work) stays for grading."""
+    """The instance's key pair goes; its progress (the student's work) stays for grading.
+
+    Progress lives in the store (``labctl.store``), which ``down`` never touches; an older
+    labctl's progress files (and the ``.migrated`` copies the store left) stay too.
+    """
     for path in (inst.key, inst.key.with_name(inst.key.name + ".pub")):
         path.unlink(missing_ok=True)
     progress = inst.path / "progress"
-    if progress.is_dir() and any(progress.glob("*.json")):
+    if progress.is_dir() and any(progress.glob("*.json*")):
         return True
     if inst.path.is_dir():
         for leftover in ("lock", "lock.holder"):
@@ -379,7 +390,7 @@ def _down_labs(c: _ClassDown) -> None:
     def one(seat: Seat) -> None:
         removed = c.down_one(lab, seat.instance)
         c.report(seat.student, "removed", ", ".join(removed) or "nothing was running")
-        kept = _remove_key(InstanceDir(lab, seat.instance))
+        kept = _remove_key(InstanceDir(lab, seat.instance)) or _has_progress(lab, seat.instance)
         c.done.append(SeatDown(seat.student, seat.instance, tuple(removed), kept))
 
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(c.seats)))) as pool:

@@ -45,8 +45,7 @@ def reset(
             ws = runner.open_workspace(str(spec_path), seat.instance)
             ex = ws.exercise(exercise)
             runner.recreate_guests(ws, ex, student, report)
-            with ProgressStore(state.lab, seat.instance, student).update() as progress:
-                runner.reset_progress(progress.of(ex.id))
+            ProgressStore(state.lab, seat.instance, student).reset(ex.id)
             return f"{student}: exercise {ex.id} starts over ({', '.join(ex.guests)} fresh)"
         from labctl.host.accel import detect
         from labctl.images.registry import store

@@ -1,7 +1,7 @@
 """One row per student: guests ready now, exercises completed, last activity.
 
 Guests are asked of the engines (``lab.status``); exercises and activity come from the
-students' progress files (``exercises.progress``), read, never written.
+attempts in the store (``labctl.store``), read, never written.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from pathlib import Path
 
 from labctl.classroom.state import ClassState, Seat
 from labctl.errors import LabctlError
+from labctl.exercises import progress as exercise_progress
 from labctl.exercises.model import load_exercises
-from labctl.exercises.progress import Progress, ProgressStore, check_student
 from labctl.instance.state import InstanceDir
 from labctl.lab import status as lab_status
 from labctl.spec.model import load_lab
+from labctl.store import ExerciseState
 
 
 @dataclass(frozen=True)
@@ -34,44 +35,35 @@ class StudentStatus:
     error: str | None
 
 
-def _progress(lab: str, instance: str) -> list[Progress]:
-    """Every progress file of the instance (the student's, whoever ran the checks)."""
-    folder = InstanceDir(lab, instance).path / "progress"
-    found = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            found.append(ProgressStore(lab, instance, check_student(path.stem)).load())
-        except LabctlError:
-            continue  # a damaged or foreign file is exercise's to report, not the class view's
-    return found
+def _progress(lab: str, instance: str) -> list[ExerciseState]:
+    """Every exercise state of the instance (the student's, whoever ran the checks)."""
+    store = exercise_progress.shared()
+    try:
+        exercise_progress.import_legacy(store, lab, instance)
+    except LabctlError:
+        pass  # a damaged old progress file is exercise's to report, not the class view's
+    return store.exercise_states(lab, [instance])
 
 
-def last_activity(progress: list[Progress]) -> str | None:
-    """The latest time anything was checked, answered or started."""
-    stamps = [
-        t
-        for p in progress
-        for e in p.exercises.values()
-        for t in (
-            e.started_at,
-            e.last_check_at,
-            e.completed_at,
-            *(s.answered_at for s in e.steps.values()),
-        )
-        if t
-    ]
-    return max(stamps) if stamps else None
+def last_activity(states: list[ExerciseState]) -> str | None:
+    """The latest time anything was checked, answered, asked or started."""
+    stamps = [s.last_at for s in states if s.last_at is not None]
+    return max(stamps).isoformat(timespec="seconds") if stamps else None
 
 
-def _exercise_count(spec_path: str) -> int:
+def _exercise_steps(spec_path: str) -> dict[str, list[str]]:
+    """Each exercise's step ids, by exercise id."""
     folder = Path(spec_path).parent / "exercises"
     try:
-        return len(load_exercises(folder)) if folder.is_dir() else 0
+        found = load_exercises(folder) if folder.is_dir() else []
     except LabctlError:
-        return 0
+        return {}
+    return {e.id: [s.id for s in e.steps] for e in found}
 
 
-def seat_status(state: ClassState, seat: Seat, exercises: int, guests: int) -> StudentStatus:
+def seat_status(
+    state: ClassState, seat: Seat, steps: dict[str, list[str]], guests: int
+) -> StudentStatus:
     """A student's row: the engines asked about each guest, progress read."""
     lab_state = InstanceDir(state.lab, seat.instance).load()
     ready = 0
@@ -81,7 +73,7 @@ def seat_status(state: ClassState, seat: Seat, exercises: int, guests: int) -> S
         ready = sum(1 for r in rows if r.state == "running" and not r.error)
         error = error or next((f"{r.guest}: {r.error}" for r in rows if r.error), None)
     progress = _progress(state.lab, seat.instance)
-    done = len({e for p in progress for e, x in p.exercises.items() if x.completed_at})
+    done = sum(1 for x in progress if x.exercise in steps and x.completed_at(steps[x.exercise]))
     return StudentStatus(
         seat.student,
         seat.name,
@@ -90,7 +82,7 @@ def seat_status(state: ClassState, seat: Seat, exercises: int, guests: int) -> S
         ready,
         guests,
         done,
-        exercises,
+        len(steps),
         last_activity(progress),
         error,
     )
@@ -98,9 +90,9 @@ def seat_status(state: ClassState, seat: Seat, exercises: int, guests: int) -> S
 
 def status(state: ClassState) -> list[StudentStatus]:
     """Every student of the class, in roster order."""
-    exercises = _exercise_count(state.spec_path)
+    steps = _exercise_steps(state.spec_path)
     try:
         guests = len(load_lab(Path(state.spec_path)).guests)
     except (LabctlError, OSError):
         guests = 0
-    return [seat_status(state, seat, exercises, guests) for seat in state.seats.values()]
+    return [seat_status(state, seat, steps, guests) for seat in state.seats.values()]

@@ -265,6 +265,6 @@ def down(
     console.err.print(f"{len(done)} students' labs removed.")
     if kept:
         console.err.print(
-            f"Progress of {len(kept)} students kept for grading (under each instance's "
-            "progress/ folder)."
+            f"Progress of {len(kept)} students kept for grading (in the progress store: "
+            "labctl class report)."
         )

@@ -15,14 +15,17 @@ from rich.markdown import Markdown
 from rich.markup import escape
 
 from labctl import console
+from labctl.classroom.window import require_open
 from labctl.cli import exercise_view as view
 from labctl.cli.app import app
 from labctl.errors import LabctlError, SpecError
-from labctl.exercises import runner, template
+from labctl.exercises import grading, runner, template
+from labctl.exercises.grading import Score, current_step
 from labctl.exercises.i18n import Lang, detect, tr
 from labctl.exercises.model import Exercise, json_schema
-from labctl.exercises.progress import ProgressStore, check_student, current_step, now, score
+from labctl.exercises.progress import ProgressStore, check_student
 from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance, check_lab_name
+from labctl.store import ExerciseState
 
 exercise_app = typer.Typer(
     help="Guided exercises: instructions, checks against the real guests, hints, progress.",
@@ -49,6 +52,10 @@ class _Ctx:
     lang: Lang
     store: ProgressStore
 
+    def score(self, exercise: Exercise, state: ExerciseState) -> Score:
+        """The exercise's score under the lab's grading."""
+        return grading.score(exercise, state, self.ws.grading_of(exercise))
+
     def values(self, exercise: Exercise) -> dict[str, str]:
         return runner.values(self.ws, exercise, self.student)
 
@@ -63,6 +70,7 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
     check_instance(instance)
     who = check_student(student or os.environ.get("LABCTL_STUDENT") or instance)
     ws = runner.open_workspace(lab, instance)
+    require_open(ws.lab, instance)  # a class's exam window hides the exercises until it starts
     return _Ctx(ws, who, detect(lang), ProgressStore(ws.lab, instance, who))
 
 
@@ -116,8 +124,8 @@ def list_(
     json_out: bool = JsonOpt,
 ) -> None:
     """Every exercise of the lab, with the student's progress."""
-    progress = c.store.load()
-    rows = [(e, score(e, progress.of(e.id))) for e in c.ws.exercises()]
+    states = c.store.states()
+    rows = [(e, c.score(e, c.store.of(e.id, states))) for e in c.ws.exercises()]
     if json_out:
         console.print_json(
             [
@@ -158,20 +166,18 @@ def show(
 ) -> None:
     """The instructions of the current step (starts the exercise's clock)."""
     ex = c.ws.exercise(exercise_id)
-    with c.store.update() as progress:
-        p = progress.of(ex.id)
-        p.start()
+    p = c.store.start(ex.id)
     _prepare(c, ex)
     index = current_step(ex, p) if step is None else ex.steps.index(ex.step(step))
     s, L = ex.steps[index], c.lang
-    sc = score(ex, p)
+    sc = c.score(ex, p)
     v = view.StepView(
         exercise=ex,
         index=index,
         title=c.text(ex, s.title.get(L)),
         introduction=c.text(ex, ex.instructions.get(L)) if index == 0 or sc.passed == 0 else None,
         instructions=c.text(ex, s.instructions.get(L)),
-        passed=bool(p.step(s.id).passed_at),
+        passed=p.step(s.id).passed_once,
         answer=p.step(s.id).answer,
     )
     if not json_out:
@@ -209,13 +215,14 @@ def check(
     connect = runner.Connections(c.ws)  # exit 2 when the lab is not up
     vals = c.values(ex)
     runner.ensure_setup(ex, connect, vals)
-    answers = {sid: sp.answer for sid, sp in c.store.load().of(ex.id).steps.items()}
+    before = c.store.state(ex.id)
+    answers = {sid: sp.answer for sid, sp in before.steps.items()}
     steps = [ex.step(step)] if step is not None else None
     result = runner.run_checks(ex, connect, vals, c.lang, answers, steps)
-    with c.store.update() as progress:
-        if result.exit_code != 2:  # nothing ran: nothing to record
-            runner.record(ex, progress.of(ex.id), result)
-        sc = score(ex, progress.of(ex.id))
+    after = before
+    if result.exit_code != 2:  # nothing ran: nothing to record
+        after = c.store.record_checks(ex, result, before)
+    sc = c.score(ex, after)
     if json_out:
         console.print_json(
             {
@@ -240,15 +247,13 @@ def hint(
     """The next hint for the current step (hints taken are recorded)."""
     ex = c.ws.exercise(exercise_id)
     L = c.lang
-    with c.store.update() as progress:
-        p = progress.of(ex.id)
-        p.start()
-        index = current_step(ex, p)
-        s = ex.steps[index]
-        sp = p.step(s.id)
-        if sp.hints < len(s.hints):
-            sp.hints += 1
-        given = sp.hints
+    p = c.store.start(ex.id)
+    index = current_step(ex, p)
+    s = ex.steps[index]
+    given = p.step(s.id).hints
+    if given < len(s.hints):
+        c.store.hint(ex.id, s.id)
+        given += 1
     head = tr(L, f"Paso {index + 1}", f"Step {index + 1}")
     if not s.hints:
         console.out.print(tr(L, f"{head}: este paso no tiene pistas.", f"{head}: no hints here."))
@@ -277,11 +282,9 @@ def answer(
     value = value.strip()
     if not value:
         raise SpecError("the answer is empty", "give a value, e.g. aarch64")
-    with c.store.update() as progress:
-        p = progress.of(ex.id)
-        p.start()
-        p.step(s.id).answer = value
-        p.step(s.id).answered_at = now()
+    p = c.store.start(ex.id)
+    grading.require_attempt_left(ex, s, p.step(s.id), c.ws.grading_of(ex), c.lang)
+    c.store.answer(ex.id, s.id, value)
     saved = tr(
         c.lang,
         f"Respuesta del paso {s.id} guardada: «{value}». "
@@ -315,8 +318,7 @@ def reset(
         console.err.print(f"▸ {guest} {step} {detail}".rstrip())
 
     runner.recreate_guests(c.ws, ex, c.student, report)
-    with c.store.update() as progress:
-        runner.reset_progress(progress.of(ex.id))
+    c.store.reset(ex.id)
     console.out.print(
         tr(
             L,
@@ -331,9 +333,9 @@ def progress_(
     c: _Ctx,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Every exercise: steps passed, hints taken, time spent; and the overall score."""
-    progress = c.store.load()
-    scores = [score(e, progress.of(e.id)) for e in c.ws.exercises()]
+    """Every exercise: steps passed (once and now), hints, time, points; the overall score."""
+    states = c.store.states()
+    scores = [c.score(e, c.store.of(e.id, states)) for e in c.ws.exercises()]
     if not json_out:
         console.out.print(view.progress_table(scores, c.student, c.lang))
         console.out.print(view.progress_line(scores, c.lang))
@@ -349,6 +351,8 @@ def progress_(
             "steps_passed": passed,
             "steps": total,
             "completed": sum(s.completed for s in scores),
+            "steps_passing_now": sum(s.now for s in scores),
+            "points": round(sum(s.points for s in scores), 2),
             "seconds": round(sum(s.seconds for s in scores)),
             "exercises": [view.score_json(s) for s in scores],
         }

@@ -9,9 +9,9 @@ from rich.markdown import Markdown
 from rich.markup import escape
 from rich.table import Table
 
+from labctl.exercises.grading import Score
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import Exercise
-from labctl.exercises.progress import Score
 from labctl.exercises.runner import ExerciseResult
 
 MARK = {"passed": "[green]✓[/green]", "failed": "[red]✗[/red]", "error": "[yellow]![/yellow]"}
@@ -45,6 +45,10 @@ def score_json(s: Score) -> dict[str, object]:
         "hints": s.hints,
         "seconds": round(s.seconds),
         "state": s.state,
+        "steps_passing_now": s.now,
+        "broken": list(s.broken),
+        "wrong_answers": s.wrong,
+        "points": s.points,
     }
 
 
@@ -162,7 +166,14 @@ def progress_table(scores: list[Score], student: str, lang: Lang) -> Table:
     )
     for s in scores:
         time = duration(s.seconds) if s.started else "-"
-        table.add_row(s.exercise, f"{s.passed}/{s.total}", str(s.hints), time, state_word(s, lang))
+        steps = f"{s.passed}/{s.total}"
+        if s.broken:  # passed once, failing now: never silently counted as passing
+            steps += tr(
+                lang,
+                f" [red]({len(s.broken)} falla ahora)[/red]",
+                f" [red]({len(s.broken)} failing now)[/red]",
+            )
+        table.add_row(s.exercise, steps, str(s.hints), time, state_word(s, lang))
     return table
 
 
@@ -173,10 +184,19 @@ def progress_line(scores: list[Score], lang: Lang) -> str:
     percent = round(100 * passed / total) if total else 0
     done = sum(s.completed for s in scores)
     time = duration(sum(s.seconds for s in scores))
-    return tr(
+    line = tr(
         lang,
         f"Puntuación: {percent} % ({passed}/{total} pasos); {done} de {len(scores)} ejercicios "
         f"completados; tiempo: {time}.",
         f"Score: {percent}% ({passed}/{total} steps); {done} of {len(scores)} exercises "
         f"completed; time: {time}.",
     )
+    broken = [f"{s.exercise}/{step}" for s in scores for step in s.broken]
+    if broken:
+        where = ", ".join(broken)
+        line += tr(
+            lang,
+            f" Pasaron una vez y ahora fallan: {where} (vuelve a comprobarlos).",
+            f" Passed once and failing now: {where} (check them again).",
+        )
+    return line

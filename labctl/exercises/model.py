@@ -18,7 +18,7 @@ from labctl.exercises import template
 from labctl.exercises.facts import FactName
 from labctl.exercises.i18n import Lang
 from labctl.spec import yamlpos
-from labctl.spec.model import Technique
+from labctl.spec.model import Grading, Technique
 from labctl.spec.validate import validate
 
 ID_RE = r"^[a-z][a-z0-9-]{0,39}$"
@@ -248,6 +248,9 @@ class Exercise(Strict):
         default_factory=list, description="Commands preparing the guests (e.g. a broken service)."
     )
     steps: list[Step] = Field(min_length=1, description="Ordered steps.")
+    grading: Grading | None = Field(
+        None, description="Penalties and attempt limits for this exercise; default: the lab's."
+    )
 
     @field_validator("params")
     @classmethod

@@ -1,26 +1,27 @@
-"""What each student has done, per lab instance: kept beside the lab, not in ``run/``.
+"""What each student has done, per lab instance: attempts in the host's store (``labctl.store``).
 
-``<state>/<lab>-<instance>/progress/<student>.json``: ``labctl down`` removes ``run/`` only,
-so progress survives down and up. Every change is made under a lock and written atomically,
-readable by root only (students' answers are not for other users of the host).
+Every ``start``, ``answer``, ``hint``, ``check`` (one attempt per step checked) and ``reset``
+is recorded, not only the last; the state of an exercise (steps passed once and now, the
+answer, hints, time) is folded from them. The store outlives ``labctl down`` and ``class
+down``. Progress files of older labctl versions are imported on first use (``legacy``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from labctl.errors import LabctlError, SpecError
+from labctl.errors import SpecError
+from labctl.exercises import legacy
+from labctl.exercises.grading import Score, current_step, score
 from labctl.exercises.model import Exercise
+from labctl.exercises.runner import ExerciseResult
 from labctl.instance.state import InstanceDir
-from labctl.paths import within
-from labctl.private import locked, private_dir, write_private
+from labctl.store import ExerciseState, Message, NewAttempt, Store, default_url, open_store
+
+__all__ = ["ProgressStore", "Score", "check_student", "current_step", "now", "score", "shared"]
 
 STUDENT_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 
@@ -36,156 +37,114 @@ def check_student(student: str) -> str:
 
 
 def now() -> str:
-    """The current time, ISO 8601 in UTC (what progress files store)."""
+    """The current time, ISO 8601 in UTC (what state files store)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _seconds(start: str, end: str | None) -> float:
-    t0 = datetime.fromisoformat(start)
-    t1 = datetime.fromisoformat(end) if end else datetime.now(timezone.utc)
-    return max(0.0, (t1 - t0).total_seconds())
+_OPEN: dict[str, Store] = {}
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+def shared(url: str | None = None) -> Store:
+    """The store for ``url`` (default: this host's), opened and migrated once per process."""
+    key = url or default_url()
+    if key not in _OPEN:
+        _OPEN[key] = open_store(key)
+    return _OPEN[key]
 
 
-class StepProgress(_Model):
-    """One step: when it first passed, the answer given, the hints taken."""
-
-    passed_at: str | None = None
-    answer: str | None = None
-    answered_at: str | None = None
-    hints: int = 0
-
-
-class ExerciseProgress(_Model):
-    """One exercise: started, completed, steps, how many checks and resets."""
-
-    started_at: str | None = None
-    completed_at: str | None = None
-    checks: int = 0
-    last_check_at: str | None = None
-    resets: int = 0
-    steps: dict[str, StepProgress] = Field(default_factory=dict)
-
-    def step(self, step_id: str) -> StepProgress:
-        """The progress of a step, created empty on first use."""
-        return self.steps.setdefault(step_id, StepProgress())
-
-    def start(self) -> None:
-        """Start the clock unless it runs."""
-        if self.started_at is None:
-            self.started_at = now()
-
-    @property
-    def seconds(self) -> float:
-        """Time spent: from the first look to completion (or to now)."""
-        return _seconds(self.started_at, self.completed_at) if self.started_at else 0.0
-
-
-class Progress(_Model):
-    """Everything one student did in one lab instance."""
-
-    student: str
-    lab: str
-    instance: str
-    exercises: dict[str, ExerciseProgress] = Field(default_factory=dict)
-
-    def of(self, exercise_id: str) -> ExerciseProgress:
-        """The progress of an exercise, created empty on first use."""
-        return self.exercises.setdefault(exercise_id, ExerciseProgress())
-
-
-@dataclass(frozen=True)
-class Score:
-    """How far a student is in one exercise."""
-
-    exercise: str
-    passed: int
-    total: int
-    hints: int
-    seconds: float
-    started: bool
-
-    @property
-    def completed(self) -> bool:
-        """All steps passed."""
-        return self.passed == self.total
-
-    @property
-    def state(self) -> str:
-        """not started / in progress / completed."""
-        if self.completed:
-            return "completed"
-        return "in progress" if self.started else "not started"
-
-
-def score(exercise: Exercise, progress: ExerciseProgress) -> Score:
-    """Steps passed (ever, in this instance), hints taken, time spent."""
-    passed = sum(1 for s in exercise.steps if progress.step(s.id).passed_at)
-    hints = sum(progress.step(s.id).hints for s in exercise.steps)
-    return Score(
-        exercise.id,
-        passed,
-        len(exercise.steps),
-        hints,
-        progress.seconds,
-        progress.started_at is not None,
-    )
-
-
-def current_step(exercise: Exercise, progress: ExerciseProgress) -> int:
-    """Index of the first step not passed yet (the last step when all passed)."""
-    for i, step in enumerate(exercise.steps):
-        if not progress.step(step.id).passed_at:
-            return i
-    return len(exercise.steps) - 1
+def import_legacy(store: Store, lab: str, instance: str, root: Path | None = None) -> None:
+    """Move an instance's progress files of older labctl versions into the store (once)."""
+    legacy.import_folder(store, InstanceDir(lab, instance, root).path / "progress")
 
 
 class ProgressStore:
-    """The progress file of one student in one lab instance."""
+    """One student's attempts in one lab instance."""
 
-    def __init__(self, lab: str, instance: str, student: str, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        lab: str,
+        instance: str,
+        student: str,
+        root: Path | None = None,
+        store: Store | None = None,
+    ) -> None:
         self.lab = lab
         self.instance = instance
         self.student = check_student(student)
-        self.instance_dir = InstanceDir(lab, instance, root).path
-        self.dir = self.instance_dir / "progress"
-        self.path = within(self.dir, f"{student}.json")
+        self.store = store or shared()
+        import_legacy(self.store, lab, instance, root)
 
-    def load(self) -> Progress:
-        """The saved progress, or an empty one."""
-        try:
-            return Progress.model_validate_json(self.path.read_text())
-        except FileNotFoundError:
-            return Progress(student=self.student, lab=self.lab, instance=self.instance)
-        except (ValidationError, ValueError) as exc:
-            raise LabctlError(
-                f"progress file {self.path} is damaged: {exc}",
-                "fix or remove it (progress starts again from zero)",
-            ) from exc
+    def _new(self, exercise: str, kind: str, step: str | None = None, **kw: object) -> NewAttempt:
+        return NewAttempt(
+            self.lab,
+            self.instance,
+            self.student,
+            exercise,
+            kind,  # type: ignore[arg-type]
+            step,
+            **kw,  # type: ignore[arg-type]
+        )
 
-    def _make_dirs(self) -> None:
-        private_dir(self.instance_dir)
-        private_dir(self.dir)
+    def state(self, exercise: str) -> ExerciseState:
+        """One exercise's state (empty when nothing was done yet)."""
+        return self.store.exercise_state(self.lab, self.instance, self.student, exercise)
 
-    def save(self, progress: Progress) -> None:
-        """Write atomically (temporary file, then rename), readable by root only."""
-        self._make_dirs()
-        write_private(self.path, progress.model_dump_json(indent=2) + "\n")
+    def states(self) -> Mapping[str, ExerciseState]:
+        """Every exercise touched, by id."""
+        return self.store.student_states(self.lab, self.instance, self.student)
 
-    @contextmanager
-    def update(self) -> Iterator[Progress]:
-        """Load, let the caller change it, save: all under the student's lock."""
-        self._make_dirs()
+    def of(self, exercise: str, states: Mapping[str, ExerciseState]) -> ExerciseState:
+        """``states[exercise]``, or an empty state."""
+        found = states.get(exercise)
+        return found or ExerciseState(self.lab, self.instance, self.student, exercise)
 
-        def refuse() -> LabctlError:
-            return LabctlError(
-                f"another labctl is saving the progress of {self.student}", "try again"
+    def start(self, exercise: str) -> ExerciseState:
+        """Start the exercise's clock unless it runs; its state."""
+        state = self.state(exercise)
+        if state.started_at is None:
+            self.store.record(self._new(exercise, "start"))
+            state = self.state(exercise)
+        return state
+
+    def hint(self, exercise: str, step: str) -> None:
+        """A hint was shown."""
+        self.store.record(self._new(exercise, "hint", step))
+
+    def answer(self, exercise: str, step: str, value: str) -> None:
+        """An answer was given (the next check judges it)."""
+        self.store.record(self._new(exercise, "answer", step, answer=value))
+
+    def reset(self, exercise: str) -> None:
+        """The exercise starts over: steps and answers cleared; hints, wrong answers kept."""
+        self.store.record(self._new(exercise, "reset"))
+
+    def record_checks(
+        self, exercise: Exercise, result: ExerciseResult, state: ExerciseState
+    ) -> ExerciseState:
+        """One attempt per step checked, with its checks' messages; the new state."""
+        new = []
+        for step_result in result.steps:
+            step = exercise.step(step_result.step)
+            given = state.step(step.id).answer
+            verdict: bool | None = None
+            if step.answer_check is not None and given is not None:
+                index = step.checks.index(step.answer_check)
+                status = step_result.results[index].status
+                verdict = None if status == "error" else status == "passed"
+            new.append(
+                self._new(
+                    exercise.id,
+                    "check",
+                    step.id,
+                    answer=given if verdict is not None else None,
+                    passed=step_result.passed,
+                    answer_passed=verdict,
+                    messages=tuple(
+                        Message(r.what, r.status, r.detail) for r in step_result.results
+                    ),
+                )
             )
-
-        with locked(self.dir / f".{self.student}.lock", 30, refuse):
-            progress = self.load()
-            yield progress
-            self.save(progress)
+        if state.started_at is None:
+            new.insert(0, self._new(exercise.id, "start"))
+        self.store.record(*new)
+        return self.state(exercise.id)

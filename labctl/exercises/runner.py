@@ -21,11 +21,10 @@ from labctl.exercises import params, template
 from labctl.exercises.checks import CheckResult, Connect, evaluate
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import HOST, AnswerCheck, Exercise, Step, load_exercises
-from labctl.exercises.progress import ExerciseProgress, now
 from labctl.instance import netguard
 from labctl.instance.state import InstanceDir, LabState, NotUp
 from labctl.keys import KeyPair
-from labctl.spec.model import find_lab, load_lab
+from labctl.spec.model import Grading, find_lab, load_lab
 from labctl.stages import Reporter
 
 HOST_TIMEOUT = 300.0
@@ -50,6 +49,11 @@ class Workspace:
     exercises_dir: Path
     inst: InstanceDir
     state: LabState | None
+    grading: Grading = Grading.model_validate({})
+
+    def grading_of(self, exercise: Exercise) -> Grading:
+        """The exercise's own grading, else the lab's."""
+        return exercise.grading or self.grading
 
     def exercises(self) -> list[Exercise]:
         """Every exercise of the lab, in order."""
@@ -81,12 +85,15 @@ def open_workspace(lab_ref: str, instance: str) -> Workspace:
     """A lab by file or directory, or by name (then the running instance's own lab file)."""
     if Path(lab_ref).exists():
         spec = find_lab(lab_ref)
-        inst = InstanceDir(load_lab(spec).name, instance)
-        return Workspace(inst.lab, instance, spec.parent / "exercises", inst, inst.load())
+        lab = load_lab(spec)
+        inst = InstanceDir(lab.name, instance)
+        folder = spec.parent / "exercises"
+        return Workspace(inst.lab, instance, folder, inst, inst.load(), lab.grading)
     inst = InstanceDir(lab_ref, instance)
     state = inst.load()
     spec = find_lab(lab_ref, recorded=state.spec_path if state is not None else None)
-    return Workspace(lab_ref, instance, spec.parent / "exercises", inst, state)
+    grading = load_lab(spec).grading
+    return Workspace(lab_ref, instance, spec.parent / "exercises", inst, state, grading)
 
 
 def values(ws: Workspace, exercise: Exercise, student: str) -> dict[str, str]:
@@ -243,30 +250,6 @@ def run_checks(
         title = template.render(step.title.get(lang), vals, strict=False)
         out.append(StepResult(step.id, number, title, tuple(results)))
     return ExerciseResult(exercise.id, tuple(out))
-
-
-def record(exercise: Exercise, progress: ExerciseProgress, result: ExerciseResult) -> None:
-    """Save what a check run proved: steps passed (first time), completion, counters."""
-    stamp = now()
-    progress.start()
-    progress.checks += 1
-    progress.last_check_at = stamp
-    for step in result.steps:
-        if step.passed and not progress.step(step.step).passed_at:
-            progress.step(step.step).passed_at = stamp
-    if progress.completed_at is None and all(progress.step(s.id).passed_at for s in exercise.steps):
-        progress.completed_at = stamp
-
-
-def reset_progress(progress: ExerciseProgress) -> None:
-    """Start an exercise again: steps and answers cleared, hints taken and resets kept."""
-    progress.completed_at = None
-    progress.started_at = now()
-    progress.resets += 1
-    for step in progress.steps.values():
-        step.passed_at = None
-        step.answer = None
-        step.answered_at = None
 
 
 def _unanswered(check: AnswerCheck, exercise: str, step: str, lang: Lang) -> CheckResult:

@@ -164,6 +164,29 @@ class Network(Strict):
         return value
 
 
+class Grading(Strict):
+    """How steps score: each step is worth 1 point, less its penalties (never below 0)."""
+
+    hint_penalty: float = Field(
+        0, ge=0, le=1, description="Points a step loses for each hint shown (0: hints are free)."
+    )
+    wrong_penalty: float = Field(
+        0, ge=0, le=1, description="Points a step loses for each different wrong answer."
+    )
+    max_attempts: int | None = Field(
+        None,
+        ge=1,
+        le=20,
+        description="Answers allowed to a question with few options (yes/no, a/b/c); "
+        "null: no limit. Further answers are refused.",
+    )
+    count: Literal["once", "now"] = Field(
+        "once",
+        description="once: a step scores from its first pass; now: only while its last check "
+        "passes (a lab broken after passing loses the point).",
+    )
+
+
 class Lab(Strict):
     """A lab: named guests, one per technique it shows."""
 
@@ -177,6 +200,10 @@ class Lab(Strict):
         300, ge=10, le=3600, description="Seconds each guest may take to become usable."
     )
     guests: dict[str, Guest] = Field(description="Guests by name.", min_length=1)
+    grading: Grading = Field(
+        default_factory=lambda: Grading.model_validate({}),
+        description="Penalties and attempt limits of every exercise (each may set its own).",
+    )
 
     @field_validator("guests")
     @classmethod

@@ -58,3 +58,25 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'labctl.db'}"
     admin = request.getfixturevalue("postgres_cluster")
     return postgres.fresh_database(admin)
+
+
+@pytest.fixture(autouse=True)
+def own_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Each test's progress store is the SQLite file of its own LABCTL_STATE, closed after it.
+
+    A test that sets no LABCTL_STATE gets one in its tmp_path: never the host's own store.
+    """
+    from labctl.exercises import progress
+    from labctl.store import engine
+
+    def url() -> str:
+        if "LABCTL_STATE" in os.environ:
+            return engine.default_url()
+        return f"sqlite:///{tmp_path / 'labctl.db'}"
+
+    monkeypatch.delenv("LABCTL_DB", raising=False)
+    monkeypatch.setattr(progress, "default_url", url)
+    yield
+    for store in progress._OPEN.values():
+        store.close()
+    progress._OPEN.clear()

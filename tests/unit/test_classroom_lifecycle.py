@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from labctl.instance.state import InstanceDir
 from labctl.lab import lifecycle
 from labctl.spec.model import Lab, load_lab
 from labctl.stages import Reporter
+from labctl.store import NewAttempt
 from tests.labs import APP, VM, lab_yaml
 from tests.unit.test_recovery import Empty, FakeBackend, NoKvm
 
@@ -109,6 +111,19 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
 
 
 THREE = "id,name\nana,Ana García\nbo,Bo\ncy,Cy\n"
+EXERCISE = """\
+id: {id}
+technique: app-container
+title: {{es: T, en: T}}
+instructions: {{es: I, en: I}}
+guests: [app]
+steps:
+  - id: s1
+    title: {{es: S, en: S}}
+    instructions: {{es: I, en: I}}
+    checks:
+      - {{kind: command, what: {{es: W, en: W}}, target: host, run: "true"}}
+"""
 
 
 def failing_for(student_instance: str, why: str) -> class_lifecycle.UpOne:
@@ -242,8 +257,7 @@ def test_down_removes_exactly_the_class_and_nothing_else(world: World) -> None:
     lifecycle.up(world.lab, world.path, "main", world.store, NoKvm())  # type: ignore[arg-type]
     world.up(world.roster("id,name\nana,Ana\n"), name="b")
     world.up(world.roster(THREE))
-    with ProgressStore("cls", "so-ana", "ana").update() as p:
-        p.of("ex1").start()
+    ProgressStore("cls", "so-ana", "ana").start("ex1")
     done = class_lifecycle.down(ClassDir("so"), student="bo", accounts=world.accounts)
     assert [(d.student, d.instance) for d in done] == [("bo", "so-bo")]
     assert "labctl-cls-so-bo-vm" not in world.running()
@@ -260,7 +274,7 @@ def test_down_removes_exactly_the_class_and_nothing_else(world: World) -> None:
     assert world.accounts.removed == [("bo", "so"), ("ana", "so"), ("cy", "so")]
     assert classes() == ["b"] and not (world.root / "classes" / "so").exists()
     ana = InstanceDir("cls", "so-ana")
-    assert not ana.key.exists() and ProgressStore("cls", "so-ana", "ana").path.exists()
+    assert not ana.key.exists() and ProgressStore("cls", "so-ana", "ana").state("ex1").started_at
     held = {t["instance"] for t in Reservations().entries()["subnets"].values()}
     assert held == {"main", "b-ana"}
 
@@ -287,10 +301,20 @@ def test_pick_finds_the_only_class_or_asks(world: World) -> None:
 
 def test_status_has_a_row_per_student_with_guests_and_progress(world: World) -> None:
     world.up(world.roster(THREE), up_one=failing_for("so-cy", "docker: pull refused"))
-    with ProgressStore("cls", "so-ana", "ana").update() as p:
-        p.of("ex1").started_at = "2026-12-03T08:00:00+00:00"
-        p.of("ex1").completed_at = "2026-12-03T08:10:00+00:00"
-        p.of("ex2").last_check_at = "2026-12-03T08:30:00+00:00"
+    (world.path.parent / "exercises").mkdir()
+    for ex in ("ex1", "ex2"):
+        (world.path.parent / "exercises" / f"{ex}.yaml").write_text(EXERCISE.format(id=ex))
+    store, t = ProgressStore("cls", "so-ana", "ana").store, datetime.fromisoformat
+
+    def new(ex: str, kind: str, at: str, **kw: object) -> NewAttempt:
+        at_ = t(f"2026-12-03T{at}+00:00")
+        return NewAttempt("cls", "so-ana", "ana", ex, kind, at=at_, **kw)  # type: ignore[arg-type]
+
+    store.record(
+        new("ex1", "start", "08:00:00"),
+        new("ex1", "check", "08:10:00", step="s1", passed=True),
+        new("ex2", "check", "08:30:00", step="s1", passed=False),
+    )
     world.engines["docker"].guests["labctl-cls-so-bo-app"] = "stopped"
     rows = {r.student: r for r in status(ClassDir("so").require())}
     assert (rows["ana"].guests_ready, rows["ana"].guests) == (2, 2)

@@ -19,6 +19,7 @@ from labctl.errors import LabctlError
 from labctl.exercises import params
 from labctl.exercises.model import ParamSpec
 from labctl.instance.state import GuestRecord, InstanceDir, LabState
+from labctl.store import open_store
 
 runner = CliRunner()
 
@@ -122,6 +123,10 @@ def test_list_shows_exercises_and_progress(project: Project) -> None:
             "hints": 0,
             "seconds": 0,
             "state": "not started",
+            "steps_passing_now": 0,
+            "broken": [],
+            "wrong_answers": 0,
+            "points": 0.0,
             "technique": "system-container",
             "title": "Notes",
         }
@@ -193,11 +198,17 @@ def test_answer_errors_are_user_errors(project: Project) -> None:
 def test_the_student_defaults_to_labctl_student_then_the_instance(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def who() -> list[str]:
+        store = open_store(f"sqlite:///{project.state / 'labctl.db'}")
+        found = [a.student for a in store.attempts("mini", ["alumno07"], exercise="notas")]
+        store.close()
+        return found
+
     labctl(project, "answer", "notas", "cpus", "1", "-i", "alumno07")
-    assert (project.state / "mini-alumno07" / "progress" / "alumno07.json").is_file()
+    assert set(who()) == {"alumno07"}
     monkeypatch.setenv("LABCTL_STUDENT", "carla")
     labctl(project, "answer", "notas", "cpus", "1", "-i", "alumno07")
-    assert (project.state / "mini-alumno07" / "progress" / "carla.json").is_file()
+    assert set(who()) == {"alumno07", "carla"}
 
 
 def test_schema_is_json() -> None:

@@ -1,20 +1,19 @@
-"""Progress files, scores, the runner's bookkeeping, and the language choice."""
+"""Progress in the store, scores, the runner's bookkeeping, and the language choice."""
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
 import pytest
 
 from labctl.command import CommandResult
-from labctl.errors import LabctlError, SpecError
+from labctl.errors import SpecError
 from labctl.exercises import runner
 from labctl.exercises.checks import CheckResult
 from labctl.exercises.i18n import detect
 from labctl.exercises.model import Exercise
-from labctl.exercises.progress import ProgressStore, current_step, score
+from labctl.exercises.progress import ProgressStore, current_step, score, shared
 from tests.unit.fake_connection import FakeConnection
 
 EXERCISE = Exercise.model_validate(
@@ -48,46 +47,35 @@ EXERCISE = Exercise.model_validate(
 
 
 def store(tmp_path: Path, student: str = "ana") -> ProgressStore:
-    return ProgressStore("lab", "main", student, root=tmp_path)
+    return ProgressStore("lab", "main", student, root=tmp_path, store=shared(db(tmp_path)))
 
 
-def test_progress_lives_beside_the_lab_not_in_run(tmp_path: Path) -> None:
-    s = store(tmp_path)
-    assert s.path == tmp_path / "lab-main" / "progress" / "ana.json"
+def db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'labctl.db'}"
 
 
 def test_progress_starts_empty_and_persists(tmp_path: Path) -> None:
     s = store(tmp_path)
-    assert s.load().exercises == {}
-    with s.update() as progress:
-        progress.of("demo").start()
-        progress.of("demo").step("one").answer = "aarch64"
-    again = store(tmp_path).load()
-    assert again.of("demo").step("one").answer == "aarch64"
-    assert again.of("demo").started_at is not None
-    assert [p.name for p in s.dir.iterdir() if p.name.endswith(".tmp")] == []
+    assert s.states() == {}
+    s.start("demo")
+    s.answer("demo", "one", "aarch64")
+    again = store(tmp_path).state("demo")
+    assert again.step("one").answer == "aarch64" and again.started_at is not None
+    s.start("demo")  # the clock started once
+    assert [a.kind for a in s.store.attempts("lab")] == ["start", "answer"]
 
 
-def test_concurrent_updates_are_not_lost(tmp_path: Path) -> None:
+def test_concurrent_hints_are_not_lost(tmp_path: Path) -> None:
     def bump() -> None:
         for _ in range(10):
-            with store(tmp_path).update() as progress:
-                progress.of("demo").checks += 1
+            store(tmp_path).hint("demo", "one")
 
     threads = [threading.Thread(target=bump) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert store(tmp_path).load().of("demo").checks == 40
-
-
-def test_a_damaged_file_is_explained(tmp_path: Path) -> None:
-    s = store(tmp_path)
-    s.dir.mkdir(parents=True)
-    s.path.write_text("{not json")
-    with pytest.raises(LabctlError, match="is damaged"):
-        s.load()
+    assert store(tmp_path).state("demo").step("one").hints == 40
 
 
 @pytest.mark.parametrize("bad", ["", "Ana", "a b", "../x", "x" * 33])
@@ -105,27 +93,37 @@ def result(*passed: bool) -> runner.ExerciseResult:
 
 
 def test_record_marks_steps_and_completion_once(tmp_path: Path) -> None:
-    with store(tmp_path).update() as progress:
-        p = progress.of("demo")
-        runner.record(EXERCISE, p, result(True, False))
-        first = p.step("one").passed_at
-        assert current_step(EXERCISE, p) == 1 and p.completed_at is None
-        runner.record(EXERCISE, p, result(True, True))
-        assert p.step("one").passed_at == first and p.completed_at is not None
-        s = score(EXERCISE, p)
-        assert (s.passed, s.total, s.state, p.checks) == (2, 2, "completed", 2)
+    s = store(tmp_path)
+    p = s.record_checks(EXERCISE, result(True, False), s.state("demo"))
+    first = p.step("one").first_passed_at
+    assert current_step(EXERCISE, p) == 1 and p.completed_at(["one", "two"]) is None
+    p = s.record_checks(EXERCISE, result(True, True), p)
+    assert p.step("one").first_passed_at == first and p.completed_at(["one", "two"])
+    sc = score(EXERCISE, p)
+    assert (sc.passed, sc.total, sc.state, p.checks, sc.points) == (2, 2, "completed", 4, 2.0)
+    kinds = [(a.kind, a.step, a.passed) for a in s.store.attempts("lab")]
+    assert kinds[0] == ("start", None, None) and len(kinds) == 5  # every check kept
+
+
+def test_a_step_broken_after_passing_does_not_pass_now(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    p = s.record_checks(EXERCISE, result(True, True), s.state("demo"))
+    p = s.record_checks(EXERCISE, result(False, True), p)
+    sc = score(EXERCISE, p)
+    assert (sc.passed, sc.now, sc.broken) == (2, 1, ("one",))
+    assert sc.state == "completed"  # it was completed; the progress view says what broke
 
 
 def test_reset_clears_steps_and_answers_but_keeps_hints(tmp_path: Path) -> None:
-    with store(tmp_path).update() as progress:
-        p = progress.of("demo")
-        p.step("one").hints = 1
-        p.step("one").answer = "x"
-        runner.record(EXERCISE, p, result(True, True))
-        runner.reset_progress(p)
-        assert p.completed_at is None and p.resets == 1
-        assert p.step("one").answer is None and p.step("one").passed_at is None
-        assert score(EXERCISE, p).hints == 1
+    s = store(tmp_path)
+    s.hint("demo", "one")
+    s.answer("demo", "one", "x")
+    s.record_checks(EXERCISE, result(True, True), s.state("demo"))
+    s.reset("demo")
+    p = s.state("demo")
+    assert p.completed_at(["one", "two"]) is None and p.resets == 1
+    assert p.step("one").answer is None and p.step("one").first_passed_at is None
+    assert score(EXERCISE, p).hints == 1
 
 
 def test_exit_codes_of_a_check_run() -> None:
@@ -192,10 +190,3 @@ def test_language_from_flag_or_locale(env: dict[str, str], flag: str | None, lan
 def test_an_unknown_language_is_refused() -> None:
     with pytest.raises(SpecError, match="unknown language"):
         detect("fr", {})
-
-
-def test_progress_file_is_plain_json(tmp_path: Path) -> None:
-    with store(tmp_path).update() as progress:
-        progress.of("demo").start()
-    data = json.loads(store(tmp_path).path.read_text())
-    assert data["student"] == "ana" and "demo" in data["exercises"]

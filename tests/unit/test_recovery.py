@@ -478,12 +478,12 @@ def test_state_keys_and_progress_are_readable_by_root_only(
 ) -> None:
     up(lab, store)
     inst = InstanceDir("rec", "t1")
-    progress = ProgressStore("rec", "t1", "ana")
-    with progress.update() as p:
-        p.of("ex").start()
-    for d in (state_root, inst.path, inst.run, progress.dir):
+    ProgressStore("rec", "t1", "ana").start("ex")
+    db = state_root / "labctl.db"  # the progress store, with SQLite's WAL files beside it
+    for d in (state_root, inst.path, inst.run):
         assert d.stat().st_mode & 0o777 == 0o700, d
-    for f in (inst.state_file, inst.key, progress.path, state_root / "reservations.json"):
+    wal = [db, db.with_name("labctl.db-wal"), db.with_name("labctl.db-shm")]
+    for f in (inst.state_file, inst.key, *wal, state_root / "reservations.json"):
         assert f.stat().st_mode & 0o777 == 0o600, f
 
 

@@ -324,9 +324,9 @@ def test_instance_dir_and_progress_stay_in_the_state_directory(tmp_path: Path) -
         InstanceDir("../../x", "main", root=tmp_path)
     with pytest.raises(SpecError):
         ProgressStore("lab/..", "main", "ana", root=tmp_path)
-    assert ProgressStore("lab", "main", "ana", root=tmp_path).path == (
-        tmp_path / "lab-main" / "progress" / "ana.json"
-    )
+    with pytest.raises(SpecError):
+        ProgressStore("lab", "main", "../ana", root=tmp_path)
+    assert ProgressStore("lab", "main", "ana", root=tmp_path).states() == {}
 
 
 @pytest.fixture

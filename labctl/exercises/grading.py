@@ -1,0 +1,139 @@
+"""Scores from the store's states and the lab's grading: steps, penalties, attempt limits.
+
+Each step is worth one point. It scores when it first passed (``count: once``, the default)
+or only while its last check passes (``count: now``); a hint shown and a different wrong answer
+each take the lab's penalty off that step, never below zero. A question with few options
+(yes/no, a/b/c) allows ``max_attempts`` different answers when the lab sets it: without a
+limit, trying every option would always win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from labctl.errors import LabctlError
+from labctl.exercises.i18n import Lang, tr
+from labctl.exercises.model import AnswerCheck, Exercise, Step
+from labctl.spec.model import Grading
+from labctl.store import ExerciseState, StepState
+
+#: the keys of a yes/no question's synonyms (the answers' own normal form)
+YES_NO = frozenset({"si", "sí", "no", "yes"})
+DEFAULT = Grading.model_validate({})
+
+
+def few_options(check: AnswerCheck) -> bool:
+    """A question whose right answer is one of a few options anyone can list.
+
+    A named fact (its values are yes/no), or a text answer whose accepted values (the keys of
+    its synonyms) are all yes/no words or all single letters (a/b/c).
+    """
+    if check.match != "text":
+        return False
+    if check.truth.fact is not None:
+        return True
+    keys = {k.strip().lower() for k in check.synonyms}
+    return bool(keys) and (keys <= YES_NO or all(len(k) == 1 for k in keys))
+
+
+def attempts_allowed(step: Step, grading: Grading) -> int | None:
+    """How many different answers the step allows (None: no limit)."""
+    check = step.answer_check
+    if check is None or grading.max_attempts is None or not few_options(check):
+        return None
+    return grading.max_attempts
+
+
+class AttemptsExhausted(LabctlError):
+    """A question with few options was answered wrong as many times as the lab allows."""
+
+
+def require_attempt_left(
+    exercise: Exercise, step: Step, state: StepState, grading: Grading, lang: Lang
+) -> None:
+    """Refuse a new answer when the step allows no more (a step already passed may not change)."""
+    allowed = attempts_allowed(step, grading)
+    if allowed is None or state.passed_once or state.wrong_answers < allowed:
+        return
+    tried = ", ".join(sorted(state.wrong))
+    raise AttemptsExhausted(
+        tr(
+            lang,
+            f"el paso {step.id} de {exercise.id} admite {allowed} respuestas y ya diste "
+            f"{state.wrong_answers} incorrectas ({tried})",
+            f"step {step.id} of {exercise.id} allows {allowed} answers and you gave "
+            f"{state.wrong_answers} wrong ones ({tried})",
+        ),
+        tr(lang, "pide ayuda a tu profesor", "ask your instructor"),
+    )
+
+
+def step_points(state: StepState, grading: Grading) -> float:
+    """One step's points: 1 when it counts as passed, less its penalties, at least 0."""
+    done = state.passes_now and state.passed_once if grading.count == "now" else state.passed_once
+    if not done:
+        return 0.0
+    penalty = grading.hint_penalty * state.hints + grading.wrong_penalty * state.wrong_answers
+    return max(0.0, 1.0 - penalty)
+
+
+@dataclass(frozen=True)
+class Score:
+    """How far a student is in one exercise."""
+
+    exercise: str
+    passed: int  # steps passed at least once since the exercise last started over
+    total: int
+    hints: int
+    seconds: float
+    started: bool
+    now: int = 0  # steps whose last check passed
+    broken: tuple[str, ...] = ()  # steps that passed once and fail now
+    wrong: int = 0  # different wrong answers
+    points: float = 0.0  # after penalties, out of ``total``
+    completed_at: datetime | None = None
+
+    @property
+    def completed(self) -> bool:
+        """All steps passed."""
+        return self.passed == self.total
+
+    @property
+    def state(self) -> str:
+        """not started / in progress / completed."""
+        if self.completed:
+            return "completed"
+        return "in progress" if self.started else "not started"
+
+
+def score(exercise: Exercise, state: ExerciseState, grading: Grading = DEFAULT) -> Score:
+    """Steps passed (once and now), hints, wrong answers, time and points of one exercise."""
+    ids = [s.id for s in exercise.steps]
+    steps = [state.step(i) for i in ids]
+    completed = state.completed_at(ids)
+    seconds = 0.0
+    if state.started_at is not None:
+        end = completed or datetime.now(timezone.utc)
+        seconds = max(0.0, (end - state.started_at).total_seconds())
+    return Score(
+        exercise=exercise.id,
+        passed=sum(s.passed_once for s in steps),
+        total=len(ids),
+        hints=sum(s.hints for s in steps),
+        seconds=seconds,
+        started=state.started_at is not None,
+        now=sum(s.passes_now for s in steps),
+        broken=tuple(s.step for s in steps if s.broken),
+        wrong=sum(s.wrong_answers for s in steps),
+        points=round(sum(step_points(s, grading) for s in steps), 2),
+        completed_at=completed,
+    )
+
+
+def current_step(exercise: Exercise, state: ExerciseState) -> int:
+    """Index of the first step not passed yet (the last step when all passed)."""
+    for i, step in enumerate(exercise.steps):
+        if not state.step(step.id).passed_once:
+            return i
+    return len(exercise.steps) - 1

@@ -1,0 +1,95 @@
+"""Grading: penalties per hint and wrong answer, attempt limits on few-option questions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from labctl.errors import SpecError
+from labctl.exercises import grading
+from labctl.exercises.model import Exercise, load_exercise
+from labctl.spec.model import Grading
+from labctl.store import ExerciseState, StepState
+
+T = datetime(2026, 3, 1, tzinfo=timezone.utc)
+STEP = {"title": {"es": "t", "en": "t"}, "instructions": {"es": "i", "en": "i"}}
+
+
+def answer_step(step_id: str, **check: object) -> dict[str, object]:
+    truth = check.pop("truth", {"target": "box", "run": "uname -m"})
+    return {
+        "id": step_id,
+        **STEP,
+        "checks": [{"kind": "answer", "what": {"es": "w", "en": "w"}, "truth": truth, **check}],
+    }
+
+
+EXERCISE = Exercise.model_validate(
+    {
+        "id": "quiz",
+        "technique": "emulation",
+        "title": {"es": "q", "en": "q"},
+        "instructions": {"es": "i", "en": "i"},
+        "guests": ["box"],
+        "steps": [
+            answer_step("yesno", synonyms={"si": ["si", "yes"], "no": ["no"]}),
+            answer_step("abc", synonyms={"a": ["a"], "b": ["b"], "c": ["c"]}),
+            answer_step("fact", truth={"target": "box", "fact": "apt-mirror"}),
+            answer_step("arch", synonyms={"x86_64": ["amd64"], "aarch64": ["arm64"]}),
+            answer_step("secs", match="number", factor=2),
+        ],
+    }
+)
+
+
+def test_few_options_are_told_from_the_answer_the_model_already_has() -> None:
+    few = {s.id: grading.few_options(s.answer_check) for s in EXERCISE.steps if s.answer_check}
+    assert few == {"yesno": True, "abc": True, "fact": True, "arch": False, "secs": False}
+
+
+def state(**steps: StepState) -> ExerciseState:
+    return ExerciseState("lab", "main", "ana", "quiz", steps=steps)
+
+
+def test_a_few_option_question_refuses_answers_past_the_limit() -> None:
+    limit = Grading(max_attempts=1)
+    step = EXERCISE.step("yesno")
+    wrong_once = StepState("yesno", wrong=frozenset({"si"}))
+    with pytest.raises(grading.AttemptsExhausted, match="allows 1 answers.*\\(si\\)"):
+        grading.require_attempt_left(EXERCISE, step, wrong_once, limit, "en")
+    grading.require_attempt_left(EXERCISE, step, StepState("yesno"), limit, "en")
+    grading.require_attempt_left(EXERCISE, step, wrong_once, Grading(), "en")  # no limit set
+    # an open question has no limit, whatever the lab says
+    arch = StepState("arch", wrong=frozenset({"a", "b", "c"}))
+    grading.require_attempt_left(EXERCISE, EXERCISE.step("arch"), arch, limit, "en")
+
+
+def test_penalties_come_off_each_step_never_below_zero() -> None:
+    rules = Grading(hint_penalty=0.25, wrong_penalty=0.5)
+    s = state(
+        yesno=StepState("yesno", hints=1, first_passed_at=T, passes_now=True),
+        abc=StepState("abc", wrong=frozenset({"a", "b", "c"}), first_passed_at=T, passes_now=True),
+        fact=StepState("fact", hints=4),  # not passed: 0
+    )
+    sc = grading.score(EXERCISE, s, rules)
+    assert (sc.points, sc.passed, sc.hints, sc.wrong) == (0.75, 2, 5, 3)
+
+
+def test_count_now_drops_a_step_that_broke() -> None:
+    s = state(yesno=StepState("yesno", first_passed_at=T, passes_now=False))
+    assert grading.score(EXERCISE, s, Grading()).points == 1.0
+    assert grading.score(EXERCISE, s, Grading(count="now")).points == 0.0
+
+
+def test_an_exercise_sets_its_own_grading_and_bad_values_point_at_the_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "quiz.yaml"
+    text = EXERCISE.model_dump_json(exclude_none=True)
+    path.write_text(text[:-1] + ', "grading": {"hint_penalty": 0.1, "max_attempts": 2}}')
+    assert load_exercise(path).grading == Grading(hint_penalty=0.1, max_attempts=2)
+    path.write_text(text[:-1] + ', "grading": {"hint_penalty": 3}}')
+    with pytest.raises(SpecError, match=r"quiz.yaml:1.*hint_penalty"):
+        load_exercise(path)
