@@ -5,9 +5,9 @@ For each N, on the real engines and from cached images: a class of N students (i
 brought up by classroom.lifecycle.up (one lab instance each, --max-parallel as given),
 the time until every guest of every student is usable, host memory per student
 (MemAvailable before minus after, divided by N; and what the engines say the guests use:
-QEMU's RSS, the containers' cgroups), then with KSM turned on for --ksm-wait
-seconds (full lab only; KSM is restored to what it was), then `class down`. The default
-lab and a containers-only lab (its system and app containers). No student accounts are
+QEMU's RSS, the containers' cgroups), then with KSM turned on for --ksm-wait seconds
+(full lab only; KSM is off for the baseline and restored afterwards), then `class down`.
+The default lab and a containers-only lab (its system and app containers). No student accounts are
 made: what is measured is the labs.
 
 Usage: sudo .venv/bin/python bench/class.py [--full 1,2,4] [--containers 1,2,4,8]
@@ -101,6 +101,9 @@ def _engine_memory_mib(lab: Lab, instances: list[str]) -> float:
 def run(lab: Lab, path: Path, n: int, folder: Path, parallel: int, ksm_wait: float) -> Row:
     name = f"{lab.name[0]}{n:02d}"[:5]
     r = _roster(folder, n)
+    ksm_was = KSM_RUN.read_text().strip() if KSM_RUN.exists() else None
+    if ksm_was is not None and ksm_wait > 0:  # the baseline without KSM (host setup turns it on)
+        KSM_RUN.write_text("2\n")  # unmerge and stop
     free_before = _settled_available(2.0)
     t0 = time.monotonic()
     try:  # whatever happens (a timeout's SIGTERM too), the class goes down
@@ -121,6 +124,8 @@ def run(lab: Lab, path: Path, n: int, folder: Path, parallel: int, ksm_wait: flo
         if ClassDir(name).load() is not None:  # refused before anything: nothing to take down
             class_lifecycle.down(ClassDir(name), accounts=None)
         down_s = time.monotonic() - t1
+        if ksm_was is not None and ksm_wait > 0:
+            KSM_RUN.write_text(("2" if ksm_was == "0" else ksm_was) + "\n")
     slowest = max((s.seconds for s in result.results), default=0.0)
     failed = len(result.failed)
     return Row(lab.name, n, up_s, slowest, per, engines, ksm_per, saved, down_s, failed)
