@@ -1,0 +1,181 @@
+"""The dashboard of a real two-student class, in headless Chromium, with progress from real checks.
+
+A containers-only class (each student: the system container and the app container) comes up
+on the real engines; one student answers and runs `labctl exercise check` (one step passes,
+one fails), the other gives a wrong answer. `labctl class serve` runs as a subprocess, as an
+instructor types it; Chromium logs in with the token it printed and loads the grid, a
+student's page and the exercise's page (screenshots: tests/artifacts/screenshots/class-*.png).
+A second `class serve` is refused with the first one's address, a student's token from the
+access sheet opens their own page only, and the class goes down leaving nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from typer.testing import CliRunner
+
+from labctl.classroom.state import ClassDir
+from labctl.cli import app
+from labctl.dashboard.auth import sheet_token
+from tests import browser
+from tests.integration.engines import inventory
+from tests.integration.labs import write_lab
+from tests.labs import CONTAINERS
+
+LAB = "name: dash\nguests:\n" + CONTAINERS
+
+EXERCISE = """\
+id: dash-probe
+technique: system-container
+title: {es: Sonda del panel, en: Dashboard probe}
+instructions: {es: Dos pasos para el panel., en: Two steps for the dashboard.}
+guests: [lxc-system]
+steps:
+  - id: arch
+    title: {es: Arquitectura, en: The container's architecture}
+    instructions: {es: "uname -m", en: "uname -m"}
+    checks:
+      - kind: answer
+        what: {es: Arquitectura de lxc-system, en: Architecture of lxc-system}
+        truth: {target: lxc-system, run: uname -m}
+  - id: marker
+    title: {es: Un fichero, en: A marker file}
+    instructions: {es: "Crea /root/listo.", en: "Create /root/listo."}
+    checks:
+      - kind: file
+        what: {es: /root/listo existe, en: /root/listo exists}
+        target: lxc-system
+        path: /root/listo
+"""
+
+cli = CliRunner()
+
+
+def run(*args: str, code: int = 0) -> str:
+    result = cli.invoke(app, list(args), env={"COLUMNS": "100"})
+    assert result.exit_code == code, (result.output, result.exception)
+    return result.stdout
+
+
+def test_the_dashboard_of_a_live_class(
+    tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    path, lab = write_lab(tmp_path_factory, "dash", LAB)
+    (path.parent / "exercises").mkdir()
+    (path.parent / "exercises" / "01-dash-probe.yaml").write_text(EXERCISE)
+    name = "d" + secrets.token_hex(2)
+    ids = ["t" + secrets.token_hex(3) for _ in range(2)]
+    roster = path.parent / "roster.csv"
+    roster.write_text(f"id,name\n{ids[0]},Ana García\n{ids[1]},Bo Núñez\n")
+    server: subprocess.Popen[str] | None = None
+    try:
+        up = json.loads(run("class", "up", str(roster), str(path), "--class", name, "--json"))
+        assert all(s["ok"] for s in up["students"])
+        own = ["--lab", str(path), "--instance", f"{name}-{ids[0]}", "--student", ids[0]]
+        run("exercise", "answer", "dash-probe", "arch", platform.machine(), *own)
+        run("exercise", "check", "dash-probe", *own, code=1)  # arch passes, marker fails
+        other = ["--lab", str(path), "--instance", f"{name}-{ids[1]}", "--student", ids[1]]
+        run("exercise", "answer", "dash-probe", "arch", "sparc64", *other)
+        run("exercise", "check", "dash-probe", *other, code=1)
+
+        port = browser.free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "labctl", "class", "serve", "--class", name,
+             "--port", str(port), "--refresh", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+        assert server.stdout is not None
+        token = ""
+        for _ in range(10):
+            line = server.stdout.readline()
+            if found := re.search(r"stored hashed\): (\S+)", line):
+                token = found.group(1)
+                break
+        assert token, "class serve printed no token"
+        base = f"http://127.0.0.1:{port}/"
+        browser.wait_for(lambda: _answers(base), 30, "class serve to listen")
+
+        # the first one holds the class: a second one is refused with its address
+        second = subprocess.run(
+            [sys.executable, "-m", "labctl", "class", "serve", "--class", name,
+             "--port", str(browser.free_port())],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+        assert second.returncode == 2 and base in second.stderr, second.stderr
+
+        # the token is stored hashed, and every page needs it
+        folder = ClassDir(name)
+        assert token not in (folder.root / "dashboard-tokens.json").read_text()
+        assert requests.get(base, timeout=10).status_code == 401
+        assert requests.get(base + "api/grid", timeout=10).status_code == 401
+
+        # a student's token, from their access sheet: their own page only
+        mine = sheet_token((folder.root / "access" / f"{ids[0]}.txt").read_text())
+        assert mine
+        bearer = {"Authorization": f"Bearer {mine}"}
+        assert requests.get(base + f"students/{ids[0]}", headers=bearer, timeout=10).ok
+        assert (
+            requests.get(base + f"students/{ids[1]}", headers=bearer, timeout=10).status_code == 403
+        )
+        assert requests.get(base + "api/grid", headers=bearer, timeout=10).status_code == 403
+
+        with browser.chromium() as b:
+            browser.log_in(b, base, token)
+            browser.wait_for(lambda: f"row-{ids[0]}" in b.page_source, 20, "the grid")  # type: ignore[attr-defined]
+
+            def row(student: str) -> str:
+                return b.find_element(By.ID, f"row-{student}").text  # type: ignore[attr-defined]
+
+            # guests' health comes from the engines in the background: both containers ready
+            browser.wait_for(lambda: "2/2" in row(ids[0]), 60, "the guests' health")
+            assert "1/2" in row(ids[0]) and "0/2" in row(ids[1])
+            browser.shoot(b, "class-grid")
+
+            b.find_element(By.LINK_TEXT, ids[0]).click()  # type: ignore[attr-defined]
+            browser.wait_for(lambda: "Every attempt" in b.page_source, 20, "a student's page")  # type: ignore[attr-defined]
+            attempts = b.find_element(By.ID, "attempts").text  # type: ignore[attr-defined]
+            assert platform.machine() in attempts and "passed" in attempts
+            assert "failed" in attempts and "/root/listo" in attempts
+            browser.shoot(b, "class-student")
+
+            b.get(base + "exercises/dash-probe")  # type: ignore[attr-defined]
+            steps = b.find_element(By.ID, "steps").text  # type: ignore[attr-defined]
+            assert "The container's architecture" in steps and "1/2" in steps
+            browser.shoot(b, "class-exercise")
+
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        assert not (folder.root / "dashboard.json").exists()
+    finally:
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait()
+        down = cli.invoke(app, ["class", "down", "--class", name], env={"COLUMNS": "80"})
+    assert down.exit_code == 0, (down.output, down.exception)
+    for i in ids:
+        left = inventory(lab.name, f"{name}-{i}")
+        assert left.empty, f"left behind after class down: {left}"
+
+
+def _answers(base: str) -> bool:
+    try:
+        requests.get(base + "login", timeout=2)
+    except requests.ConnectionError:
+        time.sleep(0.2)
+        return False
+    return True
