@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from filelock import FileLock, Timeout
 
@@ -20,6 +21,8 @@ from labctl.errors import LabctlError
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+
+S = TypeVar("S")
 
 
 def private_dir(path: Path) -> Path:
@@ -77,3 +80,18 @@ def locked(
         yield
     finally:
         lock.release()
+
+
+class SavedState(Generic[S]):
+    """A state that worker threads share: one change at a time, each saved at once."""
+
+    def __init__(self, state: S, save: Callable[[S], None]) -> None:
+        self.state = state
+        self._save = save
+        self._lock = threading.Lock()
+
+    def change(self, how: Callable[[S], S]) -> None:
+        """Replace the state with ``how(state)`` and save it."""
+        with self._lock:
+            self.state = how(self.state)
+            self._save(self.state)

@@ -10,7 +10,6 @@ down`` whom to remove, and nothing else.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -19,7 +18,7 @@ from pathlib import Path
 from labctl.classroom.roster import Student, check_class
 from labctl.errors import ExitCode, LabctlError
 from labctl.paths import state_dir, within
-from labctl.private import locked, private_dir, write_private
+from labctl.private import SavedState, locked, private_dir, write_private
 
 PENDING, UP, FAILED = "pending", "up", "failed"
 
@@ -163,22 +162,13 @@ def pick(name: str | None, root: Path | None = None) -> ClassDir:
     )
 
 
-class Box:
+class Box(SavedState[ClassState]):
     """The class state shared by worker threads; every change is saved at once."""
-
-    def __init__(self, folder: ClassDir, state: ClassState) -> None:
-        self.folder = folder
-        self.state = state
-        self._lock = threading.Lock()
 
     def put(self, seat: Seat) -> None:
         """Replace one seat and save."""
-        with self._lock:
-            self.state = self.state.with_seat(seat)
-            self.folder.save(self.state)
+        self.change(lambda state: state.with_seat(seat))
 
     def drop(self, student: str) -> None:
         """Remove one seat and save."""
-        with self._lock:
-            self.state = self.state.without(student)
-            self.folder.save(self.state)
+        self.change(lambda state: state.without(student))

@@ -32,6 +32,7 @@ from labctl.keys import KeyPair, ensure_keypair
 from labctl.lab import plan
 from labctl.lab.accel import KvmProbe
 from labctl.paths import vm_profile
+from labctl.private import SavedState
 from labctl.spec.model import Lab
 from labctl.stages import Reporter, Stage, execute
 from labctl.stages import quiet as _quiet
@@ -49,23 +50,14 @@ class UpResult:
     failed: dict[str, str]
 
 
-class _StateBox:
+class _StateBox(SavedState[LabState]):
     """The lab state shared by worker threads; every change is saved at once."""
 
-    def __init__(self, inst: InstanceDir, state: LabState) -> None:
-        self.inst = inst
-        self.state = state
-        self._lock = threading.Lock()
-
     def put(self, record: GuestRecord) -> None:
-        with self._lock:
-            self.state = self.state.with_guest(record)
-            self.inst.save(self.state)
+        self.change(lambda state: state.with_guest(record))
 
     def set(self, state: LabState) -> None:
-        with self._lock:
-            self.state = state
-            self.inst.save(self.state)
+        self.change(lambda _: state)
 
 
 def _waiting(report: Reporter) -> Callable[[str], None]:
@@ -160,7 +152,7 @@ def _preflight(c: _Up) -> None:
     if state.vm_profile is None:  # new (or recorded before profiles existed)
         state = replace(state, vm_profile=c.profile)
     c.key = ensure_keypair(c.inst.key, f"labctl-{c.lab.name}-{c.instance}")
-    c.box = _StateBox(c.inst, state)
+    c.box = _StateBox(state, c.inst.save)
 
 
 def _network(c: _Up) -> None:
