@@ -122,3 +122,13 @@ def test_the_grid_has_a_row_per_student_and_a_cell_per_exercise() -> None:
     assert [f.kind for f in bo.flags] == ["idle", "failing"]
     assert {f.kind for f in g.copied} == {"same-wrong-answer", "seconds-apart"}
     assert g.attempts == len(d.attempts())
+
+
+def test_attempts_after_the_window_are_late_even_if_recorded_as_scored() -> None:
+    after = check("ana", "kvm-none", 61, True, exercise="kvm")  # the window ends at minute 60
+    late = Attempt("ana", "kvm", "accel", "check", at(61), True, None, ("ok",))
+    g = views.grid(d.DATA, [after, late], {}, d.NOW, d.RULES)
+    kvm = g.rows[0].cells[1]
+    assert (kvm.label, kvm.late) == ("0/1", 2)  # recorded, shown late, not counted
+    page = views.student_page(d.DATA, d.DATA.seats[0], [late], None, d.NOW, d.RULES)
+    assert [a.late for a in page.attempts] == [True]
