@@ -201,8 +201,26 @@ def _record(c: _ClassUp) -> None:
         fresh = seat_of(s, instance_of(c.name, s.id))
         # a rerun keeps the outcome until the student's up says otherwise
         state = state.with_seat(fresh if old is None else replace(fresh, outcome=old.outcome))
-    c.box = Box(state, c.dir.save)
+    c.box = Box(c.dir, state)
     c.dir.save(state)
+    _remember_seats(state)
+
+
+def _remember_seats(state: ClassState) -> None:
+    """Each seat in the progress store too: grading outlives the class (``class report``)."""
+    from labctl.exercises.progress import shared
+
+    store = shared()
+    for seat in state.seats.values():
+        store.add_seat(
+            state.name,
+            seat.student,
+            state.lab,
+            seat.instance,
+            seat.name,
+            seat.email,
+            state.spec_path,
+        )
 
 
 def _accounts(c: _ClassUp) -> None:
@@ -343,7 +361,7 @@ class _ClassDown:
 
 def _read(c: _ClassDown) -> None:
     state = c.folder.require()
-    c.box = Box(state, c.folder.save)
+    c.box = Box(c.folder, state)
     if c.only is not None and c.only not in state.seats:
         raise LabctlError(
             f"no student {c.only!r} in class {state.name}",

@@ -14,6 +14,7 @@ from labctl.errors import ExitCode, LabctlError
 
 # Each command group lives in its own module; importing it adds its commands to ``app``.
 from labctl.cli import classroom, compare, doctor, exercise, host, images, inventory, lab  # noqa: F401  isort: skip
+from labctl.cli import class_report  # noqa: F401  isort: skip
 from labctl.cli import class_serve  # noqa: F401  isort: skip
 
 __all__ = ["app", "main", "render_error"]

@@ -16,6 +16,8 @@ Reading, for the CLI, the class report and the dashboard::
 
 Writing: ``store.record(NewAttempt(...), ...)`` in one transaction. A class is a lab plus
 its students' instances (``labctl.classroom.state``): pass those instances to the queries.
+``class up`` also records each seat (``store.add_seat``), so ``store.seats(class_name)``
+still knows the class, with names and emails (``store.students``), after ``class down``.
 Scores (steps, penalties) need the exercises and live above, in ``labctl.exercises.grading``.
 This package imports nothing above ``paths``, ``private`` and ``errors``.
 """
@@ -31,6 +33,7 @@ from labctl.store.model import (
     Kind,
     Message,
     NewAttempt,
+    SeatRecord,
     StepState,
     StudentRecord,
 )
@@ -46,6 +49,7 @@ __all__ = [
     "Kind",
     "Message",
     "NewAttempt",
+    "SeatRecord",
     "StepState",
     "Store",
     "StudentRecord",

@@ -128,6 +128,17 @@ class ExerciseState:
 
 
 @dataclass(frozen=True)
+class SeatRecord:
+    """A student's seat in a class: the lab instance that is theirs."""
+
+    class_name: str
+    student: str
+    lab: str
+    instance: str
+    spec_path: str | None = None  # the lab file the class came up from
+
+
+@dataclass(frozen=True)
 class StudentRecord:
     """A student as the store knows them (the roster's name and email when class mode set it)."""
 

@@ -62,6 +62,18 @@ attempts = sa.Table(
     sa.Index("attempts_by_instance", "lab", "instance", "student", "exercise"),
 )
 
+#: version 2: which class an instance belongs to, and whose it is (kept after ``class down``)
+seats = sa.Table(
+    "seats",
+    metadata,
+    sa.Column("class_name", sa.String(64), primary_key=True),
+    sa.Column("student", sa.String(64), sa.ForeignKey("students.student"), primary_key=True),
+    sa.Column("lab", sa.String(64), nullable=False),
+    sa.Column("instance", sa.String(64), nullable=False),
+    sa.Column("spec_path", sa.String(1000)),
+    sa.ForeignKeyConstraint(["lab", "instance"], ["instances.lab", "instances.instance"]),
+)
+
 imported = sa.Table(
     "imported",
     metadata,
@@ -76,8 +88,13 @@ def _v1(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v2(conn: sa.Connection) -> None:
+    """Class seats: a class's roster outlives its state file, so it can be graded after down."""
+    seats.create(conn, checkfirst=True)
+
+
 #: The migrations, in order: ``MIGRATIONS[n - 1]`` brings the store to version ``n``.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]
 VERSION = len(MIGRATIONS)
 
 

@@ -21,6 +21,7 @@ from labctl.store.model import (
     ExerciseState,
     Message,
     NewAttempt,
+    SeatRecord,
     StudentRecord,
 )
 
@@ -121,6 +122,52 @@ class Store:
                     )
 
         self._guard(run)
+
+    def add_seat(
+        self,
+        class_name: str,
+        student: str,
+        lab: str,
+        instance: str,
+        name: str | None = None,
+        email: str | None = None,
+        spec_path: str | None = None,
+    ) -> None:
+        """Record a class's student, their roster name and email, and their instance."""
+        self.add_student(student, name, email)
+
+        def run() -> None:
+            with self.write() as conn:
+                self._upsert(conn, schema.instances, [{"lab": lab, "instance": instance}])
+                t = schema.seats
+                conn.execute(
+                    sa.delete(t).where(t.c.class_name == class_name, t.c.student == student)
+                )
+                conn.execute(
+                    sa.insert(t).values(
+                        class_name=class_name,
+                        student=student,
+                        lab=lab,
+                        instance=instance,
+                        spec_path=spec_path,
+                    )
+                )
+
+        self._guard(run)
+
+    def seats(self, class_name: str) -> list[SeatRecord]:
+        """A class's seats as ``class up`` recorded them, by student id."""
+        t = schema.seats
+        query = sa.select(t).where(t.c.class_name == class_name).order_by(t.c.student)
+
+        def run() -> list[SeatRecord]:
+            with self.engine.connect() as conn:
+                return [
+                    SeatRecord(r.class_name, r.student, r.lab, r.instance, r.spec_path)
+                    for r in conn.execute(query)
+                ]
+
+        return self._guard(run)
 
     def record(self, *new: NewAttempt, conn: sa.Connection | None = None) -> list[Attempt]:
         """Record attempts, in order, in one transaction (``conn``: the caller's)."""

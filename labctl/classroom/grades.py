@@ -1,0 +1,143 @@
+"""A class's grades: one row per student, a score per exercise and a total, from the store.
+
+The class is read from its state file while it is up, else from the seats ``class up``
+recorded in the store (so a class can be graded after ``class down``). Scores follow the lab's
+grading (``labctl.exercises.grading``): a point per step, less penalties.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from labctl.classroom.state import ClassDir, NoClass
+from labctl.errors import LabctlError
+from labctl.exercises import grading
+from labctl.exercises.grading import Score
+from labctl.exercises.model import Exercise, load_exercises
+from labctl.exercises.progress import shared
+from labctl.spec.model import Grading, load_lab
+from labctl.store import ExerciseState, Store
+
+
+@dataclass(frozen=True)
+class ExerciseColumn:
+    """A grade item: an exercise, its steps (each worth a point) and its rules."""
+
+    id: str
+    title: str
+    steps: int
+    grading: Grading
+
+
+@dataclass(frozen=True)
+class StudentGrades:
+    """One row of the report."""
+
+    student: str
+    name: str | None
+    email: str | None
+    instance: str
+    scores: dict[str, Score]
+    attempts: int
+
+    @property
+    def total(self) -> float:
+        """Points over every exercise."""
+        return round(sum(s.points for s in self.scores.values()), 2)
+
+
+@dataclass(frozen=True)
+class ClassGrades:
+    """The whole report: the class, its grade items and a row per student."""
+
+    class_name: str
+    lab: str
+    generated_at: datetime
+    exercises: tuple[ExerciseColumn, ...]
+    students: tuple[StudentGrades, ...]
+
+    @property
+    def max_total(self) -> int:
+        """Points a student could get."""
+        return sum(e.steps for e in self.exercises)
+
+    @property
+    def key(self) -> str:
+        """The identifier column: email when every student has one, else the student id."""
+        return "email" if self.students and all(s.email for s in self.students) else "id"
+
+
+@dataclass(frozen=True)
+class _Seat:
+    student: str
+    name: str | None
+    email: str | None
+    instance: str
+
+
+def _seats(class_name: str, store: Store) -> tuple[str, str, list[_Seat]]:
+    """Lab, lab file and seats: from the live class, else from the store."""
+    state = ClassDir(class_name).load()
+    if state is not None:
+        seats = [_Seat(s.student, s.name, s.email, s.instance) for s in state.seats.values()]
+        for s in seats:
+            store.add_seat(
+                class_name, s.student, state.lab, s.instance, s.name, s.email, state.spec_path
+            )
+        return state.lab, state.spec_path, seats
+    recorded = store.seats(class_name)
+    if not recorded:
+        raise NoClass(
+            f"no class {class_name!r} on this host, and none in the progress store",
+            "labctl class status lists the classes that are up",
+        )
+    people = {p.student: p for p in store.students([s.student for s in recorded])}
+    seats = [
+        _Seat(s.student, people[s.student].name, people[s.student].email, s.instance)
+        for s in recorded
+    ]
+    return recorded[0].lab, recorded[0].spec_path or "", seats
+
+
+def _exercises(lab: str, spec_path: str) -> tuple[list[Exercise], Grading]:
+    if not spec_path:
+        from labctl.spec.model import find_lab
+
+        try:
+            spec_path = str(find_lab(lab))
+        except LabctlError as exc:
+            raise LabctlError(
+                f"class of lab {lab} is down and its lab file cannot be found: {exc.message}",
+                "run the report from the checkout that holds the lab",
+            ) from exc
+    path = Path(spec_path)
+    return load_exercises(path.parent / "exercises"), load_lab(path).grading
+
+
+def class_grades(class_name: str, store: Store | None = None) -> ClassGrades:
+    """Every student's scores in a class, in roster order (by id once the class is down)."""
+    store = store or shared()
+    lab, spec_path, seats = _seats(class_name, store)
+    exercises, lab_grading = _exercises(lab, spec_path)
+    columns = tuple(
+        ExerciseColumn(e.id, e.title.en, len(e.steps), e.grading or lab_grading) for e in exercises
+    )
+    found = store.exercise_states(lab, [s.instance for s in seats])
+    states: dict[tuple[str, str, str], ExerciseState] = {
+        (x.instance, x.student, x.exercise): x for x in found
+    }
+    rows = []
+    for seat in seats:
+        scores = {}
+        attempts = 0
+        for ex, col in zip(exercises, columns, strict=True):
+            st = states.get((seat.instance, seat.student, ex.id))
+            st = st or ExerciseState(lab, seat.instance, seat.student, ex.id)
+            attempts += st.attempts
+            scores[ex.id] = grading.score(ex, st, col.grading)
+        rows.append(
+            StudentGrades(seat.student, seat.name, seat.email, seat.instance, scores, attempts)
+        )
+    return ClassGrades(class_name, lab, datetime.now(timezone.utc), columns, tuple(rows))

@@ -1,0 +1,184 @@
+"""``labctl class report``: the class's grades as CSV (an LMS gradebook), JSON or HTML.
+
+CSV is what Moodle's gradebook imports: UTF-8, comma separated, an identifier column (the
+student's email when every student has one, else the student id, Moodle's "ID number"), then
+one column per grade item (each exercise's points, a point per step less penalties) and the
+total. ``--attempts`` writes every attempt instead, one row each, for audits.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+
+from labctl import console
+from labctl.classroom import state as class_state
+from labctl.classroom.grades import ClassGrades, class_grades
+from labctl.cli.classroom import ClassOpt, class_app
+from labctl.errors import LabctlError
+from labctl.private import write_private
+from labctl.store import Attempt
+
+Format = Literal["csv", "json", "html"]
+
+
+def _points(value: float) -> str:
+    return f"{value:g}"
+
+
+def to_csv(g: ClassGrades) -> str:
+    """The gradebook CSV: identifier, name, one column per exercise, total."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow([g.key, "name", *(e.id for e in g.exercises), "total"])
+    for s in g.students:
+        ident = s.email if g.key == "email" else s.student
+        scores = [_points(s.scores[e.id].points) for e in g.exercises]
+        w.writerow([ident, s.name or "", *scores, _points(s.total)])
+    return out.getvalue()
+
+
+def to_json(g: ClassGrades) -> dict[str, Any]:
+    """Everything the report knows, for scripts."""
+    return {
+        "class": g.class_name,
+        "lab": g.lab,
+        "generated_at": g.generated_at.isoformat(timespec="seconds"),
+        "max_total": g.max_total,
+        "exercises": [
+            {"id": e.id, "title": e.title, "max": e.steps, "grading": e.grading.model_dump()}
+            for e in g.exercises
+        ],
+        "students": [
+            {
+                "student": s.student,
+                "name": s.name,
+                "email": s.email,
+                "instance": s.instance,
+                "attempts": s.attempts,
+                "total": s.total,
+                "exercises": {
+                    k: {
+                        "points": v.points,
+                        "steps_passed": v.passed,
+                        "steps_passing_now": v.now,
+                        "broken": list(v.broken),
+                        "hints": v.hints,
+                        "wrong_answers": v.wrong,
+                        "state": v.state,
+                        "completed_at": v.completed_at.isoformat(timespec="seconds")
+                        if v.completed_at
+                        else None,
+                    }
+                    for k, v in s.scores.items()
+                },
+            }
+            for s in g.students
+        ],
+    }
+
+
+_STYLE = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse}th,td{border:1px solid #bbb;padding:.3em .6em;text-align:right}
+th{background:#eee}td.who,th.who{text-align:left}td.done{background:#dfd}
+td.part{background:#ffd}td.broken{background:#fdd}caption{text-align:left;margin:.5em 0}"""
+
+
+def to_html(g: ClassGrades) -> str:
+    """One self-contained page: a table, its style inline, nothing fetched."""
+    e = html.escape
+    head = "".join(f'<th title="{e(x.title)}">{e(x.id)}<br>/{x.steps}</th>' for x in g.exercises)
+    rows = []
+    for s in g.students:
+        cells = []
+        for x in g.exercises:
+            sc = s.scores[x.id]
+            css = (
+                "broken" if sc.broken else "done" if sc.completed else "part" if sc.started else ""
+            )
+            note = f"{sc.passed}/{sc.total} steps, {sc.hints} hints, {sc.wrong} wrong"
+            if sc.broken:
+                note += f"; failing now: {', '.join(sc.broken)}"
+            cells.append(f'<td class="{css}" title="{e(note)}">{_points(sc.points)}</td>')
+        ident = s.email if g.key == "email" else s.student
+        rows.append(
+            f'<tr><td class="who">{e(ident or "")}</td><td class="who">{e(s.name or "")}</td>'
+            f"{''.join(cells)}<td><b>{_points(s.total)}</b></td></tr>"
+        )
+    when = g.generated_at.strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Class {e(g.class_name)}: grades</title><style>{_STYLE}</style></head><body>"
+        f"<h1>Class {e(g.class_name)} · lab {e(g.lab)}</h1><table><caption>{len(g.students)} "
+        f"students · generated {e(when)} · red: passed once, failing now</caption>"
+        f'<tr><th class="who">{e(g.key)}</th><th class="who">name</th>{head}'
+        f"<th>total<br>/{g.max_total}</th></tr>{''.join(rows)}</table></body></html>\n"
+    )
+
+
+ATTEMPT_COLUMNS = (
+    "id", "at", "student", "instance", "exercise", "step", "kind", "answer", "passed",
+    "answer_passed", "scored", "messages",
+)  # fmt: skip
+
+
+def attempts_csv(attempts: list[Attempt]) -> str:
+    """Every attempt, one row each, its checks' messages as JSON."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(ATTEMPT_COLUMNS)
+    for a in attempts:
+        msgs = json.dumps([m.__dict__ for m in a.messages], ensure_ascii=False)
+        flags = ["" if v is None else str(v).lower() for v in (a.passed, a.answer_passed)]
+        w.writerow(
+            [a.id, a.at.isoformat(timespec="seconds"), a.student, a.instance, a.exercise]
+            + [a.step or "", a.kind, a.answer or "", *flags, str(a.scored).lower(), msgs]
+        )
+    return out.getvalue()
+
+
+def _class_name(name: str | None) -> str:
+    try:
+        return class_state.pick(name).name
+    except LabctlError:
+        if name is None:
+            raise
+        return name  # down already: the store still knows its seats
+
+
+@class_app.command("report")
+def report(
+    class_name: str | None = ClassOpt,
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv (LMS gradebook), json or html."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here (root-only file)."),
+    attempts: bool = typer.Option(
+        False, "--attempts", help="Every attempt, one CSV row each (for audits)."
+    ),
+) -> None:
+    """The class's grades: a row per student, a column per exercise, a total."""
+    if fmt not in ("csv", "json", "html"):
+        raise LabctlError(f"unknown format {fmt!r}", "use csv, json or html", 2)
+    grades = class_grades(_class_name(class_name))
+    if attempts:
+        from labctl.exercises.progress import shared
+
+        instances = [s.instance for s in grades.students]
+        text = attempts_csv(shared().attempts(grades.lab, instances))
+    elif fmt == "csv":
+        text = to_csv(grades)
+    elif fmt == "json":
+        text = json.dumps(to_json(grades), indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = to_html(grades)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    write_private(out, text)
+    console.err.print(f"{len(grades.students)} students' grades written to {out}")

@@ -1,0 +1,111 @@
+"""``labctl class report``: grades from the store as gradebook CSV, JSON and one HTML file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import stat
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from labctl.classroom.grades import class_grades
+from labctl.classroom.state import ClassDir, ClassState, Seat
+from labctl.cli import app
+from labctl.errors import LabctlError
+from labctl.exercises.progress import shared
+from labctl.store import NewAttempt
+from tests.unit.test_classroom_lifecycle import EXERCISE
+
+LAB = """\
+name: cls
+grading: {hint_penalty: 0.25}
+guests:
+  app: {engine: docker, technique: app-container, image: docker-app}
+"""
+T = datetime(2026, 3, 1, 9, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def klass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ClassDir:
+    monkeypatch.setenv("LABCTL_STATE", str(tmp_path / "state"))
+    (tmp_path / "lab" / "exercises").mkdir(parents=True)
+    (tmp_path / "lab" / "lab.yaml").write_text(LAB)
+    for ex in ("ex1", "ex2"):
+        (tmp_path / "lab" / "exercises" / f"{ex}.yaml").write_text(EXERCISE.format(id=ex))
+    seats = {
+        "ana": Seat("ana", "Ana Núñez", "so-ana", email="ana@example.org"),
+        "bo": Seat("bo", 'Bo, "the" <b>', "so-bo", email="bo@example.org"),
+    }
+    folder = ClassDir("so")
+    folder.save(ClassState("so", "cls", str(tmp_path / "lab" / "lab.yaml"), "r.csv", seats))
+
+    def new(student: str, ex: str, kind: str, **kw: object) -> NewAttempt:
+        return NewAttempt("cls", f"so-{student}", student, ex, kind, at=T, **kw)  # type: ignore[arg-type]
+
+    shared().record(
+        new("ana", "ex1", "hint", step="s1"),
+        new("ana", "ex1", "check", step="s1", passed=True),
+        new("ana", "ex2", "check", step="s1", passed=True),
+        new("bo", "ex1", "check", step="s1", passed=True),
+        new("bo", "ex1", "check", step="s1", passed=False),  # broken since
+    )
+    return folder
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(app, ["class", "report", *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_csv_is_a_gradebook_moodle_imports(klass: ClassDir) -> None:
+    rows = list(csv.reader(io.StringIO(run("--format", "csv"))))
+    assert rows == [
+        ["email", "name", "ex1", "ex2", "total"],
+        ["ana@example.org", "Ana Núñez", "0.75", "1", "1.75"],
+        ["bo@example.org", 'Bo, "the" <b>', "1", "0", "1"],
+    ]
+
+
+def test_without_every_email_the_key_is_the_student_id(klass: ClassDir) -> None:
+    state = klass.require()
+    klass.save(state.with_seat(Seat("cy", "Cy", "so-cy")))
+    assert run().splitlines()[0] == "id,name,ex1,ex2,total"
+    assert run().splitlines()[3] == "cy,Cy,0,0,0"
+
+
+def test_json_says_what_passes_now(klass: ClassDir) -> None:
+    data = json.loads(run("--format", "json"))
+    bo = data["students"][1]
+    assert bo["exercises"]["ex1"]["broken"] == ["s1"] and bo["total"] == 1
+    assert data["max_total"] == 2 and data["exercises"][0]["grading"]["hint_penalty"] == 0.25
+
+
+def test_html_is_one_file_that_fetches_nothing(klass: ClassDir, tmp_path: Path) -> None:
+    out = tmp_path / "grades.html"
+    run("--format", "html", "--out", str(out))
+    page = out.read_text()
+    assert "Ana Núñez" in page and "Bo, &quot;the&quot; &lt;b&gt;" in page
+    assert "http" not in page and "<script" not in page and 'class="broken"' in page
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_the_class_is_graded_after_down_from_the_store(klass: ClassDir) -> None:
+    run()  # the report notes the seats (class up does too)
+    klass.remove()
+    assert [s.student for s in class_grades("so").students] == ["ana", "bo"]
+    assert run("--class", "so").splitlines()[1].startswith("ana@example.org,")
+
+
+def test_attempts_csv_has_a_row_per_attempt(klass: ClassDir) -> None:
+    rows = list(csv.DictReader(io.StringIO(run("--attempts"))))
+    assert len(rows) == 5 and rows[0]["kind"] == "hint" and rows[4]["passed"] == "false"
+
+
+def test_an_unknown_format_is_refused(klass: ClassDir) -> None:
+    result = CliRunner().invoke(app, ["class", "report", "--format", "xls"])
+    assert isinstance(result.exception, LabctlError) and result.exception.code == 2
