@@ -39,6 +39,7 @@ class Attempt:
     answer: str | None = None
     messages: tuple[str, ...] = ()
     scored: bool = True
+    failing: tuple[str, ...] = ()  # the messages of the checks that did not pass
 
     @property
     def late(self) -> bool:
@@ -182,6 +183,7 @@ def from_store(a: StoreAttempt) -> Attempt:
         a.answer,
         tuple(_said(m) for m in a.messages),
         a.scored,
+        tuple(_said(m) for m in a.messages if m.status != "passed"),
     )
 
 

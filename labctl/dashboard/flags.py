@@ -43,11 +43,25 @@ class Flag:
 
 
 def idle(
-    student: str, attempts: Sequence[Attempt], unfinished: bool, now: datetime, rules: Rules
+    student: str,
+    attempts: Sequence[Attempt],
+    unfinished: bool,
+    now: datetime,
+    rules: Rules,
+    opened: datetime | None = None,
 ) -> Flag | None:
-    """No progress (a step passed, or the first attempt) for ``idle_minutes`` while work is left."""
-    if not attempts or not unfinished:
+    """No progress (a step passed, or the first attempt) for ``idle_minutes`` while work is left.
+
+    A student who did nothing at all is marked once the exam window (``opened``) has been open
+    that long; without a window, not (the class may not have begun).
+    """
+    if not unfinished:
         return None
+    if not attempts:
+        if opened is None or (now - opened).total_seconds() / 60 < rules.idle_minutes:
+            return None
+        minutes = (now - opened).total_seconds() / 60
+        return Flag(IDLE, (student,), None, None, f"nothing done in {minutes:.0f} min")
     progress = [a.at for a in attempts if a.kind in (CHECK, ANSWER) and a.passed]
     since = max(progress) if progress else attempts[0].at
     minutes = (now - since).total_seconds() / 60
@@ -72,7 +86,7 @@ def failing(student: str, attempts: Sequence[Attempt], rules: Rules) -> list[Fla
     flags = []
     for (exercise, step), run in runs.items():
         if len(run) >= rules.failures_in_a_row:
-            said = next((m for m in reversed(run[-1].messages) if m), "")
+            said = next(iter(run[-1].failing or run[-1].messages), "")
             detail = f"failed {len(run)} times in a row" + (f": {said}" if said else "")
             flags.append(Flag(FAILING, (student,), exercise, step, detail))
     return flags

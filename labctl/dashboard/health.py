@@ -44,6 +44,8 @@ class Watch:
             self.error = None
         except (LabctlError, OSError) as exc:  # an engine down: say so on the page, go on
             self.error = str(exc)
+        except Exception as exc:  # anything else must not end the thread: the page says it
+            self.error = f"{type(exc).__name__}: {exc}"
 
     def snapshot(self) -> Mapping[str, Health]:
         """The last answer (empty before the first)."""

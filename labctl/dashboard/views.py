@@ -170,7 +170,7 @@ def row(
     stuck = {f.exercise for f in failing if f.exercise}
     cells = tuple(cell(e, by_exercise.get(e.id, []), stuck) for e in data.exercises)
     unfinished = any(c.state != DONE for c in cells)
-    idle = marks.idle(seat.student, attempts, unfinished, now, rules)
+    idle = marks.idle(seat.student, attempts, unfinished, now, rules, data.window.start)
     found = ([idle] if idle else []) + failing
     return Row(seat, health, cells, tuple(found), attempts[-1].at if attempts else None)
 
@@ -237,7 +237,7 @@ def exercise_page(
         failed = [a for a in on_step if a.failed]
         failed_by = {a.student for a in failed}
         stuck = tuple(sorted(s for s, sid in current.items() if sid == info.id and s in failed_by))
-        said = Counter(m for a in failed for m in a.messages[:1] if m)
+        said = Counter(m for a in failed for m in (a.failing or a.messages)[:1] if m)
         stats.append(
             StepStats(
                 info.id,

@@ -52,7 +52,11 @@ def test_no_progress_for_the_idle_time_marks_a_student_with_work_left() -> None:
     flag = flags.idle("ana", work, True, at(12), rules)
     assert flag is not None and flag.detail == "no progress for 11 min"
     assert flags.idle("ana", work, False, at(60), rules) is None  # everything done
-    assert flags.idle("ana", [], True, at(60), rules) is None  # never started: not idle
+    assert flags.idle("ana", [], True, at(60), rules) is None  # never started, no window
+    # nothing done at all, once the exam window has been open that long
+    assert flags.idle("ana", [], True, at(9), rules, opened=at(0)) is None
+    nothing = flags.idle("ana", [], True, at(15), rules, opened=at(0))
+    assert nothing is not None and nothing.detail == "nothing done in 15 min"
     # checking again and again without passing is no progress
     busy = [check("ana", "arch", 1, False), *(check("ana", "arch", m, False) for m in range(2, 30))]
     assert flags.idle("ana", busy, True, at(30), rules) is not None

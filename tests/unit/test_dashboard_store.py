@@ -33,6 +33,7 @@ def test_the_store_source_reads_the_class_incrementally(tmp_path: Path) -> None:
         (a,) = source.attempts()
         assert (a.student, a.kind, a.passed, a.answer) == ("ana", "check", False, "x86_64")
         assert a.messages == ("arch: failed: not x86_64",) and a.at == at(1) and a.scored
+        assert a.failing == a.messages
         store.record(new("c1-bo", "bo", 2, True))
         assert [x.student for x in source.attempts()] == ["ana", "bo"]
         assert [x.student for x in source.attempts(student="bo")] == ["bo"]
