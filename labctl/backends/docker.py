@@ -20,7 +20,7 @@ from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.docker_client import connect, engine_errors
 from labctl.errors import EngineError, NotFoundError, ReadyTimeout
-from labctl.instance import naming, subnets
+from labctl.instance import naming
 from labctl.instance.reservations import Reservations
 from labctl.instance.reservations import port_free as _port_free
 from labctl.instance.state import GuestRecord, LabState
@@ -68,22 +68,14 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
         with engine_errors(f"look up network {name}"):
             net = self._network(name)
             real = _ipam_subnet(net.attrs) if net is not None else None
-        subnet = book.subnet(
-            state.lab,
-            state.instance,
-            self.engine,
-            pool,
-            self._used_subnets,
-            preferred=state.docker_subnet,
-            existing=real,
+        subnet = book.network_subnet(
+            state, self.engine, pool, self._subnets, state.docker_subnet, real
         )
         return replace(state, docker_network=name, docker_subnet=subnet)
 
-    def _used_subnets(self) -> list[subnets.Net]:
-        used = subnets.host_subnets()
+    def _subnets(self) -> list[str | None]:
         with engine_errors("list networks"):
-            found = [_ipam_subnet(n.attrs) for n in self.client.networks.list()]
-        return [*used, *(ipaddress.ip_network(s) for s in found if s)]
+            return [_ipam_subnet(n.attrs) for n in self.client.networks.list()]
 
     def prepare(self, state: LabState) -> LabState:
         name = naming.network(state.lab, state.instance)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -26,7 +25,7 @@ from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.errors import EngineError, NotSupported, ReadyTimeout
 from labctl.images.vm import READY_MARKER
-from labctl.instance import naming, netguard, subnets
+from labctl.instance import naming, netguard
 from labctl.instance.reservations import Reservations
 from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
@@ -49,10 +48,9 @@ def _paused(dom: libvirt.virDomain) -> bool:
         raise libvirt_client.error(f"read the state of {dom.name()}", exc) from exc
 
 
-def _network_subnets(conn: libvirt.virConnect) -> list[subnets.Net]:
+def _network_subnets(conn: libvirt.virConnect) -> list[str | None]:
     """Subnets of every libvirt network, active or not."""
-    found = (network_subnet(xml) for xml in libvirt_client.descriptions(conn.listAllNetworks()))
-    return [ipaddress.ip_network(s) for s in found if s]
+    return [network_subnet(xml) for xml in libvirt_client.descriptions(conn.listAllNetworks())]
 
 
 class LibvirtBackend(base.Backend[LibvirtParams]):
@@ -78,14 +76,8 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
         with libvirt_client.connection() as conn:
             net = libvirt_client.network(conn, name)
             real = network_subnet(libvirt_client.xml(net, name)) if net is not None else None
-            subnet = book.subnet(
-                state.lab,
-                state.instance,
-                self.engine,
-                pool,
-                lambda: [*subnets.host_subnets(), *_network_subnets(conn)],
-                preferred=state.subnet,
-                existing=real,  # what the bridge really has wins over any record
+            subnet = book.network_subnet(  # what the bridge really has wins over any record
+                state, self.engine, pool, lambda: _network_subnets(conn), state.subnet, real
             )
         bridge = naming.bridge(state.lab, state.instance)
         return replace(state, subnet=subnet, network=name, bridge=bridge)

@@ -18,7 +18,7 @@ from labctl.backends.params import LxdParams
 from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.errors import EngineError, NotFoundError, NotSupported, ReadyTimeout
-from labctl.instance import naming, netguard, subnets
+from labctl.instance import naming, netguard
 from labctl.instance.reservations import Reservations
 from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
@@ -69,23 +69,16 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
     def _network(self, name: str) -> pylxd.models.Network | None:
         return _found(lambda: self.client.networks.get(name), f"look up network {name}")
 
-    def _used_subnets(self) -> list[subnets.Net]:
+    def _subnets(self) -> list[str | None]:
         with engine_errors("list networks"):
-            found = [_network_subnet(n.config or {}) for n in self.client.networks.all()]
-        return [*subnets.host_subnets(), *(ipaddress.ip_network(s) for s in found if s)]
+            return [_network_subnet(n.config or {}) for n in self.client.networks.all()]
 
     def reserve_network(self, state: LabState, pool: str, book: Reservations) -> LabState:
         name = naming.lxd_bridge(state.lab, state.instance)
         net = self._network(name)
         real = _network_subnet(net.config or {}) if net is not None else None
-        subnet = book.subnet(
-            state.lab,
-            state.instance,
-            self.engine,
-            pool,
-            self._used_subnets,
-            preferred=state.lxd_subnet,
-            existing=real,
+        subnet = book.network_subnet(
+            state, self.engine, pool, self._subnets, state.lxd_subnet, real
         )
         return replace(state, lxd_network=name, lxd_subnet=subnet)
 

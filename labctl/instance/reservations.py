@@ -19,6 +19,7 @@ from typing import Any
 
 from labctl.errors import LabctlError
 from labctl.instance import subnets
+from labctl.instance.state import LabState
 from labctl.paths import state_dir
 from labctl.private import locked, private_dir, write_private
 
@@ -110,6 +111,27 @@ class Reservations:
                 chosen = subnets.pick(pool, [*taken, *others])
             _put(table, chosen, tag)
             return chosen
+
+    def network_subnet(
+        self,
+        state: LabState,
+        engine: str,
+        pool: str,
+        engine_subnets: Callable[[], Iterable[str | None]],
+        preferred: str | None,
+        existing: str | None,
+    ) -> str:
+        """The subnet of the instance's ``engine`` network (see :meth:`subnet`), clear of the
+        host's subnets and of ``engine_subnets()``, those of the engine's networks (None for a
+        network without one)."""
+
+        def used() -> list[subnets.Net]:
+            found = engine_subnets()
+            return [*subnets.host_subnets(), *(ipaddress.ip_network(s) for s in found if s)]
+
+        return self.subnet(
+            state.lab, state.instance, engine, pool, used, preferred=preferred, existing=existing
+        )
 
     def claim_subnet(self, lab: str, instance: str, use: str, subnet: str) -> None:
         """Record a subnet an existing network of this instance really has."""
