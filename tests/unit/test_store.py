@@ -171,3 +171,13 @@ def test_a_kind_outside_the_list_is_refused(store: Store) -> None:
 
 def test_the_schema_lists_its_migrations_in_order() -> None:
     assert schema.VERSION == len(schema.MIGRATIONS) >= 1
+
+
+def test_class_seats_outlive_the_class(store: Store) -> None:
+    store.add_seat("so", "ana", "virt", "so-ana", "Ana", "ana@example.org", "/labs/v/lab.yaml")
+    store.add_seat("so", "ana", "virt", "so-ana", "Ana", "ana@example.org", "/labs/v/lab.yaml")
+    seats = store.seats("so")
+    assert [(s.student, s.instance, s.spec_path) for s in seats] == [
+        ("ana", "so-ana", "/labs/v/lab.yaml")
+    ]
+    assert store.seats("other") == []
