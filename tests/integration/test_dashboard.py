@@ -159,12 +159,12 @@ def test_the_dashboard_of_a_live_class(
             browser.shoot(b, "class-exercise")
 
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        server.communicate(timeout=30)  # waits, and closes the pipes
         assert not (folder.root / "dashboard.json").exists()
     finally:
-        if server is not None and server.poll() is None:
+        if server is not None and server.returncode is None:
             server.kill()
-            server.wait()
+            server.communicate()
         down = cli.invoke(app, ["class", "down", "--class", name], env={"COLUMNS": "80"})
     assert down.exit_code == 0, (down.output, down.exception)
     for i in ids:

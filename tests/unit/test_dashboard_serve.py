@@ -124,3 +124,58 @@ def test_class_window_sets_shows_and_clears(state_root: Path) -> None:
     assert isinstance(bad.exception, SpecError) and "before it starts" in bad.exception.message
     assert cli.invoke(app, ["class", "window", "-c", "c1", "--clear"]).exit_code == 0
     assert ClassDir("c1").require().window_start is None
+
+
+def test_class_serve_end_to_end_without_engines(state_root: Path) -> None:
+    """The real command as a subprocess: token printed once, 401 without it, pages with it."""
+    import re
+    import signal
+
+    import requests
+
+    from labctl.store import NewAttempt, open_store
+    from tests.browser import free_port, wait_for
+
+    folder = make_class(state_root)
+    store = open_store()  # the host's store under LABCTL_STATE, as class serve opens it
+    store.record(NewAttempt("virtualization", "c-ana", "ana", "emu", "check", step="arch",
+                            answer="x86_64", passed=False))  # fmt: skip
+    store.close()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "labctl", "class", "serve", "-c", "c1", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        token = ""
+        for _ in range(10):
+            if found := re.search(r"stored hashed\): (\S+)", server.stdout.readline()):
+                token = found.group(1)
+                break
+        assert token
+        base = f"http://127.0.0.1:{port}/"
+
+        def listening() -> bool:
+            try:
+                return requests.get(base + "login", timeout=2).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_for(listening, 30, "class serve to listen")
+        assert requests.get(base, timeout=5).status_code == 401
+        grid = requests.get(base + "api/grid", headers={"Authorization": f"Bearer {token}"},
+                            timeout=5).json()  # fmt: skip
+        assert grid["attempts"] == 1 and [r["seat"]["student"] for r in grid["rows"]] == [
+            "ana",
+            "bo",
+        ]
+        assert serving.current(folder.root).url == base  # type: ignore[union-attr]
+        assert token not in (folder.root / "dashboard-tokens.json").read_text()
+        assert sheet_token((folder.root / "access" / "bo.txt").read_text())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)  # waits, and closes the pipes
+    assert serving.current(folder.root) is None
+    assert not (folder.root / serving.SERVER_FILE).exists()
