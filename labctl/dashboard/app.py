@@ -45,6 +45,8 @@ class Settings:
     source: Source
     tokens: TokenBook
     health: Callable[[], Mapping[str, Health]] = dict
+    #: a problem to show above the grid (the engines could not be asked), or None
+    notice: Callable[[], str | None] = lambda: None
     rules: Rules = field(default_factory=Rules)
     reset: Reset | None = None
     guests: tuple[str, ...] = ()
@@ -106,6 +108,7 @@ def create_app(settings: Settings) -> ASGIApp:
         context.setdefault("csrf", sessions.csrf(sid) if sid else "")
         context.setdefault("refresh", int(s.refresh_seconds * 1000))
         context.setdefault("guests", s.guests)
+        context.setdefault("notice", s.notice())
         context.setdefault("cls", None)
         return pages.TemplateResponse(request, name, context, status_code=code)
 

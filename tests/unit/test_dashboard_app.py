@@ -231,3 +231,10 @@ def test_pages_carry_security_headers_and_load_nothing_from_outside(client: Test
     assert "default-src 'self'" in r.headers["content-security-policy"]
     assert r.headers["x-frame-options"] == "DENY"
     assert not re.search(r'(src|href)="(https?:)?//', r.text)
+
+
+def test_a_notice_shows_above_the_grid() -> None:
+    settings = Settings(load=lambda: d.DATA, source=d.SOURCE, tokens=d.TOKENS,
+                        notice=lambda: "Guests' health unknown: lxd is down")  # fmt: skip
+    page = TestClient(create_app(settings)).get("/live/grid", headers=BEARER).text
+    assert "Guests&#39; health unknown: lxd is down" in page
