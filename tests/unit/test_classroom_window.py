@@ -48,3 +48,19 @@ def test_exercises_are_hidden_from_a_class_instance_before_the_start(state_root:
     window.require_open("virtualization", "someone-else", T - timedelta(days=1))  # not the class's
     window.require_open("other-lab", "c1-ana", T - timedelta(days=1))
     assert window.class_of("virtualization", "c1-ana") is not None
+
+
+def test_exercise_list_and_show_refuse_before_the_window_opens(state_root: Path) -> None:
+    from typer.testing import CliRunner
+
+    from labctl.cli import app
+
+    soon = datetime.now(timezone.utc) + timedelta(hours=1)
+    ClassDir("c1").save(state(soon, None))
+    for args in (["exercise", "list"], ["exercise", "show", "emu-arquitecturas"]):
+        result = CliRunner().invoke(app, [*args, "--instance", "c1-ana", "--student", "ana"])
+        assert isinstance(result.exception, window.NotOpenYet), result.output
+        assert "the exercises of class c1 open at" in result.exception.message
+    # the same commands on a lab of one's own are not affected
+    ok = CliRunner().invoke(app, ["exercise", "list", "--instance", "mine", "--json"])
+    assert ok.exit_code == 0, ok.output
