@@ -129,12 +129,27 @@ def list_(
     if json_out:
         console.print_json(
             [
-                {**view.score_json(s), "technique": e.technique, "title": e.title.get(c.lang)}
+                {
+                    **view.score_json(s),
+                    "technique": e.technique,
+                    "title": e.title.get(c.lang),
+                    "unavailable": c.ws.unavailable(e),
+                }
                 for e, s in rows
             ]
         )
         return
     console.out.print(view.exercises_table(rows, c.ws.lab, c.student, c.lang))
+    refused = [e.id for e, _ in rows if c.ws.unavailable(e)]
+    if refused:
+        console.out.print(
+            tr(
+                c.lang,
+                f"Necesitan las máquinas virtuales Debian (este laboratorio usa otras): "
+                f"{', '.join(refused)}",
+                f"These need the Debian VM images (this lab runs others): {', '.join(refused)}",
+            )
+        )
     console.out.print(
         tr(c.lang, "Empieza con: labctl exercise show ID", "Start with: labctl exercise show ID")
     )

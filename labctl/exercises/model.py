@@ -251,6 +251,11 @@ class Exercise(Strict):
     grading: Grading | None = Field(
         None, description="Penalties and attempt limits for this exercise; default: the lab's."
     )
+    vm_profile: Literal["debian"] | None = Field(
+        None,
+        description="The VM images it needs: 'debian' (systemd, apt, kernel modules in the "
+        "VMs). On a lab brought up with the tiny VM images it is listed, and refused.",
+    )
 
     @field_validator("params")
     @classmethod

@@ -65,11 +65,26 @@ class Workspace:
             )
         return found
 
+    def unavailable(self, exercise: Exercise) -> str | None:
+        """Why ``exercise`` cannot run on this instance (its VM images), or None."""
+        running = (self.state.vm_profile or "debian") if self.state is not None else None
+        if exercise.vm_profile is None or running in (None, exercise.vm_profile):
+            return None
+        return f"it needs the {exercise.vm_profile} VM images; this lab runs the {running} ones"
+
     def exercise(self, exercise_id: str) -> Exercise:
-        """One exercise by id."""
+        """One exercise by id; refused (exit 2) when this instance cannot run it."""
         exercises = self.exercises()
         for exercise in exercises:
             if exercise.id == exercise_id:
+                why = self.unavailable(exercise)
+                if why is not None:
+                    raise LabctlError(
+                        f"exercise {exercise.id}: {why}",
+                        f"bring the lab up with the {exercise.vm_profile} VM images: labctl "
+                        f"down, then LABCTL_VM_PROFILE={exercise.vm_profile} labctl up",
+                        code=2,
+                    )
                 return exercise
         known = ", ".join(e.id for e in exercises)
         raise SpecError(f"no exercise {exercise_id!r} in lab {self.lab}", f"exercises: {known}")

@@ -129,6 +129,7 @@ def test_list_shows_exercises_and_progress(project: Project) -> None:
             "points": 0.0,
             "technique": "system-container",
             "title": "Notes",
+            "unavailable": None,
         }
     ]
 
