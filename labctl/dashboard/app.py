@@ -121,6 +121,12 @@ def create_app(settings: Settings) -> ASGIApp:
             return page(request, "login.html", 401, error=None, who=None)
         return page(request, "error.html", exc.status_code, status=exc.status_code, say=exc.detail)
 
+    @app.exception_handler(LabctlError)
+    async def failed(request: Request, exc: LabctlError) -> Response:
+        # the class removed, the store unreachable...: said on the page, the server goes on
+        said = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        return await refused(request, HTTPException(503, said))
+
     # ---- the pieces of every page ---------------------------------------------------------
 
     def data() -> ClassData:

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from labctl.dashboard.app import COOKIE, Settings, create_app
+from labctl.dashboard.data import ClassData
 from labctl.errors import LabctlError
 from tests.unit import dashboard_data as d
 
@@ -238,3 +239,14 @@ def test_a_notice_shows_above_the_grid() -> None:
                         notice=lambda: "Guests' health unknown: lxd is down")  # fmt: skip
     page = TestClient(create_app(settings)).get("/live/grid", headers=BEARER).text
     assert "Guests&#39; health unknown: lxd is down" in page
+
+
+def test_a_labctl_error_behind_a_page_is_said_not_crashed() -> None:
+    def gone() -> ClassData:
+        raise LabctlError("there is no class 'demo' on this host", "labctl class up")
+
+    app = create_app(Settings(load=gone, source=d.SOURCE, tokens=d.TOKENS))
+    r = TestClient(app).get("/", headers=BEARER)
+    assert r.status_code == 503 and "there is no class" in r.text
+    api = TestClient(app).get("/api/grid", headers=BEARER)
+    assert api.status_code == 503 and "labctl class up" in api.json()["error"]
