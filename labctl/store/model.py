@@ -21,6 +21,7 @@ class Message:
     what: str
     status: str  # passed / failed / error
     detail: str = ""
+    note: str = ""  # the teacher's note shown with a failure
 
 
 @dataclass(frozen=True)

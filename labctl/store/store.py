@@ -35,7 +35,9 @@ def utc(at: datetime) -> datetime:
 
 def _messages(raw: Any) -> tuple[Message, ...]:
     items = json.loads(raw) if isinstance(raw, str) else raw or []
-    return tuple(Message(m["what"], m["status"], m.get("detail", "")) for m in items)
+    return tuple(
+        Message(m["what"], m["status"], m.get("detail", ""), m.get("note", "")) for m in items
+    )
 
 
 def _attempt(row: sa.Row[Any]) -> Attempt:

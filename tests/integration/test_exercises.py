@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from labctl.cli import app
 from labctl.exercises import runner
 from labctl.exercises.model import load_exercises
-from labctl.exercises.progress import ProgressStore
+from labctl.exercises.progress import ProgressStore, shared
 from labctl.images.debian import DEFAULT_MIRROR
 from tests.integration.conftest import LAB_DIR, RunningLab
 from tests.integration.exercise_solutions import (
@@ -192,8 +192,8 @@ def test_mirror_step_agrees_with_the_lab_whatever_the_network(
     print(f"\nmirror step, network {how}: apt reaches the mirror: {reaches}")
 
 
-def test_progress_is_kept_beside_the_lab_with_score_and_time(
-    running_lab: RunningLab, student: MakeStudent
+def test_every_attempt_is_recorded_in_the_store_with_score_and_time(
+    running_lab: RunningLab, student: MakeStudent, state_root: Path
 ) -> None:
     s = student("lxc-nucleo")
     shown = cli.invoke(app, ["exercise", "show", s.exercise.id, *_args(s, "--json")])
@@ -208,9 +208,31 @@ def test_progress_is_kept_beside_the_lab_with_score_and_time(
     mine = next(e for e in data["exercises"] if e["exercise"] == "lxc-nucleo")
     assert mine["state"] == "completed" and mine["steps_passed"] == 3
     assert data["steps_passed"] == 3 and 0 < data["score"] < 100
-    path = ProgressStore(s.ws.lab, s.ws.instance, s.student).path
-    assert path.parent == s.ws.inst.path / "progress" and path.is_file()
-    assert s.ws.inst.run not in path.parents  # `down` removes run/, never the progress
+
+    # A wrong answer afterwards: the step passed once and fails now, and progress says so.
+    first = s.exercise.steps[0]
+    s.answer(first.id, wrong_answer(s, first.id))
+    code, _ = _check_json(s, "--step", first.id)
+    assert code == 1
+    data = json.loads(cli.invoke(app, ["exercise", "progress", *_args(s, "--json")]).stdout)
+    mine = next(e for e in data["exercises"] if e["exercise"] == "lxc-nucleo")
+    assert (mine["steps_passed"], mine["steps_passing_now"], mine["broken"]) == (3, 2, [first.id])
+    assert mine["wrong_answers"] == 1
+    text = cli.invoke(app, ["exercise", "progress", *_args(s, "--lang", "en")]).stdout
+    assert f"Passed once and failing now: lxc-nucleo/{first.id}" in " ".join(text.split())
+
+    # Every attempt is in the store, with the checks' messages, not only the last.
+    attempts = shared().attempts(s.ws.lab, [s.ws.instance], s.student, "lxc-nucleo")
+    kinds = [a.kind for a in attempts]
+    assert kinds[0] == "start" and kinds.count("check") == len(s.exercise.steps) + 1, kinds
+    assert kinds.count("answer") == len(s.exercise.steps) + 1, kinds
+    checks = [a for a in attempts if a.kind == "check"]
+    assert all(a.messages and a.messages[0].status in ("passed", "failed") for a in checks)
+    last = checks[-1]
+    assert (last.step, last.passed, last.answer_passed) == (first.id, False, False)
+    db = state_root / "labctl.db"  # beside the instances: `down` removes run/, never this
+    assert db.is_file() and db.stat().st_mode & 0o777 == 0o600
+    print(f"\nstore: {len(attempts)} attempts of {s.student} in lxc-nucleo ({kinds})")
 
 
 def test_the_sudo_group_alone_does_not_make_a_key_only_user_an_administrator(
@@ -236,6 +258,12 @@ def test_check_as_a_subprocess_exits_1_with_teacher_notes(
     assert out.returncode == 1, out.stderr
     assert f"{s.p('user')} todavía no existe en lxc-system: créalo con useradd." in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
+    # the other process recorded its attempts, one per step, with the checks' own words
+    attempts = shared().attempts(s.ws.lab, [s.ws.instance], s.student, "lxc-usuario")
+    checks = [a for a in attempts if a.kind == "check"]
+    assert len(checks) == len(s.exercise.steps) and not any(a.passed for a in checks)
+    said = [m.note for a in checks for m in a.messages]
+    assert any(f"{s.p('user')} todavía no existe" in d for d in said), said
 
 
 def test_check_on_an_instance_that_is_not_up_exits_2(running_lab: RunningLab) -> None:
@@ -267,6 +295,6 @@ def test_reset_recreates_the_guest_and_starts_over(
     code, report = _check_json(s, "--lang", "en")
     results = {r["what"]: r for r in _results(report)}
     assert code == 1 and results[undone]["status"] == "failed", _table(_results(report))
-    progress = ProgressStore(s.ws.lab, s.ws.instance, s.student).load().of(exercise_id)
-    assert progress.resets == 1 and progress.completed_at is None
+    progress = ProgressStore(s.ws.lab, s.ws.instance, s.student).state(exercise_id)
+    assert progress.resets == 1 and progress.completed_at([x.id for x in s.exercise.steps]) is None
     assert all(st.answer is None for st in progress.steps.values())

@@ -54,7 +54,7 @@ def test_migrations_run_once_and_record_their_version(store_url: str) -> None:
 
 
 def test_every_attempt_is_kept_with_its_messages(store: Store) -> None:
-    msgs = (Message("uname -m", "failed", "x86_64 ≠ aarch64"), Message("ñandú", "passed"))
+    msgs = (Message("uname -m", "failed", "x86_64 ≠ aarch64", "look again"), Message("ñandú", "passed"))
     store.record(
         new("start"),
         new("answer", "arch", 1, answer="x86_64"),
