@@ -111,13 +111,12 @@ def test_two_instances_started_at_once_come_up_on_their_own_subnets(pair: Pair) 
 
 def test_the_labs_files_are_readable_by_root_only(pair: Pair) -> None:
     inst = InstanceDir(pair.lab.name, pair.a.instance)
-    progress = ProgressStore(pair.lab.name, pair.a.instance, "ana")
-    with progress.update() as p:
-        p.of("x").start()
-    for d in (inst.path, inst.run, progress.dir):
+    ProgressStore(pair.lab.name, pair.a.instance, "ana").start("x")
+    db = Path(os.environ["LABCTL_STATE"]) / "labctl.db"  # the progress store
+    for d in (inst.path, inst.run):
         assert d.stat().st_mode & 0o777 == 0o700, d
     disk = inst.run / "vm.qcow2"
-    for f in (inst.state_file, inst.key, disk, progress.path):
+    for f in (inst.state_file, inst.key, disk, db, db.with_name("labctl.db-wal")):
         assert f.stat().st_mode & 0o777 == 0o600, f
     assert (Path(os.environ["LABCTL_STATE"]) / "reservations.json").stat().st_mode & 0o777 == 0o600
 

@@ -35,6 +35,7 @@ import pytest
 from labctl import backends
 from labctl.classroom import accounts, reach, sheet, sudo
 from labctl.classroom.roster import account_exists
+from labctl.exercises.progress import shared
 from labctl.host.accel import detect
 from labctl.images.registry import store
 from labctl.instance.state import InstanceDir
@@ -169,20 +170,23 @@ def _others_are_refused(user: str, other: str, theirs: InstanceDir, state: Path)
 
 
 def _files_stay_root_s(user: str, state: Path, other: InstanceDir, other_student: str) -> None:
-    progress = other.path / "progress" / f"{other_student}.json"
-    assert progress.is_file()  # the other student's check was recorded ...
-    assert stat.S_IMODE(progress.stat().st_mode) == 0o600
+    progress = shared()
+    done = progress.attempts(other.lab, [other.instance], other_student)
+    assert done  # the other student's check was recorded ... in the store, root's file
+    db = state / "labctl.db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
     for secret in (
-        progress,
+        db,
+        db.with_name("labctl.db-wal"),
         other.key,
         other.state_file,
         state / "accounts" / f"{other_student}.json",
     ):
         read = shell(user, f"cat {shlex.quote(str(secret))}")
         assert read.returncode != 0 and "Permission denied" in read.stderr, (secret, read)
-    before = progress.read_text()
-    write = shell(user, f"echo '{{}}' > {shlex.quote(str(progress))}")
-    assert write.returncode != 0 and progress.read_text() == before
+    write = shell(user, f"echo x >> {shlex.quote(str(db))}")
+    assert write.returncode != 0
+    assert len(progress.attempts(other.lab, [other.instance], other_student)) == len(done)
 
 
 def _tcp(user: str, address: str, port: int) -> bool:
