@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -42,3 +43,16 @@ def run(
 def output(argv: Sequence[str | Path], **kwargs: object) -> str:
     """Run ``argv`` and return its stdout as text (see :func:`run`)."""
     return run(argv, **kwargs).stdout.decode()  # type: ignore[arg-type]
+
+
+def alive(pid: int) -> bool:
+    """The process ``pid`` exists (signal 0: asks the kernel, sends nothing)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -8,10 +8,10 @@ killed (its PID gone) is taken over.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from labctl import procs
 from labctl.errors import ExitCode, LabctlError
 from labctl.private import locked, private_dir, write_private
 
@@ -33,19 +33,6 @@ class Server:
     started_at: str
 
 
-def alive(pid: int) -> bool:
-    """The process exists (signal 0: asks the kernel, sends nothing)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def current(class_root: Path) -> Server | None:
     """The live server of the class, or None (no file, a damaged one, or its PID gone)."""
     try:
@@ -53,7 +40,7 @@ def current(class_root: Path) -> Server | None:
         server = Server(int(data["pid"]), str(data["url"]), str(data.get("started_at", "")))
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-    return server if alive(server.pid) else None
+    return server if procs.alive(server.pid) else None
 
 
 def claim(class_root: Path, class_name: str, server: Server) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from labctl import procs
 from labctl.errors import BuildError, HostError
 from labctl.images.recipe import MANIFEST, Artifact, BuildContext, Manifest, Recipe, Report
 from labctl.paths import cache_dir
@@ -48,16 +49,6 @@ class BuildOutcome:
     def verb(self) -> str:
         """``built`` or ``cached``, for tables."""
         return "built" if self.built else "cached"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _mounts_under(path: Path) -> list[Path]:
@@ -182,7 +173,7 @@ class ImageStore:
         for entry in self.root.iterdir():
             if entry.name.startswith(".") and ("tmp-" in entry.name or "old-" in entry.name):
                 pid = entry.name.rsplit("-", 1)[-1]
-                if not pid.isdigit() or not _pid_alive(int(pid)):
+                if not pid.isdigit() or not procs.alive(int(pid)):
                     remove_tree(entry)
 
     def build(
