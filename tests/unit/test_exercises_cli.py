@@ -215,3 +215,41 @@ def test_the_student_defaults_to_labctl_student_then_the_instance(
 def test_schema_is_json() -> None:
     result = runner.invoke(app, ["exercise", "schema"])
     assert result.exit_code == 0 and json.loads(result.stdout)["title"] == "labctl exercise"
+
+
+QUIZ = """\
+id: quiz
+technique: system-container
+title: {es: Quiz, en: Quiz}
+instructions: {es: x, en: x}
+guests: [box]
+grading: {max_attempts: 1, wrong_penalty: 0.5}
+steps:
+  - id: host
+    title: {es: Anfitrión, en: Host}
+    instructions: {es: "¿Es esto un anfitrión?", en: "Is this a host?"}
+    checks:
+      - kind: answer
+        what: {es: "Anfitrión", en: "Host"}
+        truth: {target: host, run: echo si}
+        synonyms: {"si": [si, "yes"], "no": ["no"]}
+"""
+
+
+def test_a_yes_no_question_refuses_a_second_guess_and_the_penalty_shows(project: Project) -> None:
+    (project.lab / "exercises" / "20-quiz.yaml").write_text(QUIZ)
+    project.up()
+    assert labctl(project, "answer", "quiz", "host", "no", "-s", "ana")[0] == 0
+    assert labctl(project, "check", "quiz", "-s", "ana")[0] == 1
+    code, message = labctl(project, "answer", "quiz", "host", "si", "-s", "ana", "--lang", "en")
+    assert (
+        code == 1 and message == "step host of quiz allows 1 answers and you gave 1 wrong ones (no)"
+    )
+    # another student, right at once, scores the full point
+    labctl(project, "answer", "quiz", "host", "yes", "-s", "bea")
+    assert labctl(project, "check", "quiz", "-s", "bea")[0] == 0
+    bea = json.loads(labctl(project, "progress", "--json", "-s", "bea")[1])
+    ana = json.loads(labctl(project, "progress", "--json", "-s", "ana")[1])
+    assert bea["exercises"][1]["exercise"] == "quiz" and bea["exercises"][1]["points"] == 1.0
+    assert ana["exercises"][1]["points"] == 0.0
+    assert ana["exercises"][1]["wrong_answers"] == 1
