@@ -5,22 +5,27 @@ From every guest of every student, through that guest's own connection
 (their lab works as before); a ping and a TCP connection to every guest of the next student
 in the roster (a ring, so each student is probed and probes once, both directions with two)
 must fail; and a TCP connection to the host's management ports on the guest's own gateway
-(SSH, libvirtd, dockerd, LXD) must fail. Packets go only to the class's own guests and to
-the host's address on the class's own bridges. What leaks is listed; one leak fails.
+(SSH, libvirtd, dockerd, LXD) must fail. Then, on the server, as each student's account
+(its uid, which labctl's firewall matches): TCP to each of their own guests and to the port
+each publishes on loopback must open, and to the next student's must fail. Packets go only
+to the class's own guests, to the host's address on the class's own bridges and to
+loopback. What leaks is listed; one leak fails.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import pwd
 import shlex
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from labctl import backends
 from labctl.classroom.state import ClassState
-from labctl.connection import Connection
+from labctl.command import CommandResult
+from labctl.connection import Connection, LocalConnection
 from labctl.errors import LabctlError
 from labctl.instance.state import GuestRecord, InstanceDir, LabState
 from labctl.keys import KeyPair
@@ -234,35 +239,84 @@ def _results(stdout: str) -> dict[tuple[str, str, int | None], bool]:
     return found
 
 
+def _answered(planned: list[Probe], result: CommandResult, who: str) -> list[Probe]:
+    """``planned`` with what the script's output says of each; every probe must answer."""
+    answers = _results(result.stdout)
+    missing = [p for p in planned if (p.kind, p.address, p.port) not in answers]
+    if missing:
+        raise LabctlError(f"{who}: {len(missing)} probes gave no answer ({result.detail})")
+    return [replace(p, reached=answers[(p.kind, p.address, p.port)]) for p in planned]
+
+
 def probe_from(me: Student, src: Target, other: Student | None, connect: ConnectFn) -> list[Probe]:
     """Run one guest's probes through its connection; every planned probe gets its answer."""
     script, planned = _script(me, src, other)
     rec = me.state.guests[src.guest]
     result = connect(rec, me.key).run(f"sh -c {shlex.quote(script)}", timeout=120)
-    answers = _results(result.stdout)
-    missing = [p for p in planned if (p.kind, p.address, p.port) not in answers]
-    if missing:
-        raise LabctlError(
-            f"{me.student}/{src.guest}: {len(missing)} probes gave no answer ({result.detail})"
-        )
-    return [
-        Probe(
-            p.student,
-            p.source,
-            p.kind,
-            p.target,
-            p.address,
-            p.port,
-            p.expect_open,
-            answers[(p.kind, p.address, p.port)],
-            p.known,
-        )
-        for p in planned
-    ]
+    return _answered(planned, result, f"{me.student}/{src.guest}")
 
 
-def verify(state: ClassState, connect: ConnectFn = backends.connect, parallel: int = 4) -> Report:
-    """Probe the live class ``state``; every student's guests, ring-wise to the next one."""
+#: The source of probes sent by a student's Linux account on the server (class up made it).
+ACCOUNT = "account"
+#: (uid, gid) of a student's account, or None when the class has none for them.
+AccountOf = Callable[[str], "tuple[int, int] | None"]
+
+
+def account_of(student: str) -> tuple[int, int] | None:
+    """The uid and gid of the account ``class up`` made for ``student``, if any."""
+    from labctl.classroom import accounts
+
+    found = accounts.record(student)
+    if found is None or found.uid is None:
+        return None
+    try:
+        return found.uid, pwd.getpwnam(found.user).pw_gid
+    except KeyError:
+        return None
+
+
+def _account_script(me: Student, other: Student | None) -> tuple[str, list[Probe]]:
+    """What a student's account tries from the server: each guest of their own lab and of
+    the next student's, on the guest's own address and on the port it publishes on loopback."""
+    lines = [PRELUDE]
+    planned: list[Probe] = []
+    for lab, expect in ((me, True), *(((other, False),) if other else ())):
+        for t in lab.targets:
+            published = lab.state.guests[t.guest].host_port
+            for address, port in (
+                (t.address, t.port),
+                *((("127.0.0.1", published),) if published else ()),
+            ):
+                lines.append(f"tcp {address} {port}")
+                target = f"{t.student}/{t.guest}"
+                planned.append(
+                    Probe(me.student, ACCOUNT, "tcp", target, address, port, expect, False)
+                )
+    return "\n".join(lines) + "\n", planned
+
+
+def probe_account(
+    me: Student, other: Student | None, ids: tuple[int, int], host: Connection
+) -> list[Probe]:
+    """Run the account's probes on the server as its uid (the firewall matches the uid)."""
+    script, planned = _account_script(me, other)
+    uid, gid = ids
+    command = (
+        f"env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setpriv --reuid={uid} --regid={gid} "
+        f"--clear-groups sh -c {shlex.quote(script)}"
+    )
+    return _answered(planned, host.run(command, timeout=120), f"{me.student}'s account")
+
+
+def verify(
+    state: ClassState,
+    connect: ConnectFn = backends.connect,
+    parallel: int = 4,
+    host: Connection | None = None,
+    accounts: AccountOf = account_of,
+) -> Report:
+    """Probe the live class ``state``: from every student's guests and from their account on
+    the server (as its uid, through ``host``), their own lab and ring-wise the next one's."""
     errors: list[str] = []
     labs: list[Student] = []
     for seat in state.seats.values():
@@ -270,15 +324,26 @@ def verify(state: ClassState, connect: ConnectFn = backends.connect, parallel: i
             labs.append(student_lab(state.lab, seat.student, seat.instance, connect))
         except LabctlError as exc:
             errors.append(exc.message)
-    jobs = [
-        (me, src, labs[(i + 1) % len(labs)] if len(labs) > 1 else None)
+    jobs: list[tuple[Student, Target | None, Student | None, tuple[int, int] | None]] = [
+        (me, src, labs[(i + 1) % len(labs)] if len(labs) > 1 else None, None)
         for i, me in enumerate(labs)
         for src in me.targets
     ]
 
-    def run(job: tuple[Student, Target, Student | None]) -> list[Probe] | str:
-        me, src, other = job
+    server = host or LocalConnection()
+    for i, me in enumerate(labs):
+        ids = accounts(me.student)
+        if ids is not None:
+            jobs.append((me, None, labs[(i + 1) % len(labs)] if len(labs) > 1 else None, ids))
+
+    def run(
+        job: tuple[Student, Target | None, Student | None, tuple[int, int] | None],
+    ) -> list[Probe] | str:
+        me, src, other, ids = job
         try:
+            if src is None:
+                assert ids is not None
+                return probe_account(me, other, ids, server)
             return probe_from(me, src, other, connect)
         except LabctlError as exc:
             return exc.message

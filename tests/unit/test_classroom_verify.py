@@ -8,12 +8,14 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from labctl.classroom import verify
 from labctl.classroom.state import ClassState, Seat
+from labctl.classroom.verify import ACCOUNT
 from labctl.command import CommandResult
 from labctl.connection import Connection
 from labctl.instance.state import GuestRecord, InstanceDir, LabState
@@ -205,3 +207,63 @@ def test_the_busybox_fallback_tells_open_from_closed(listening: int, tmp_path: P
     closed = closed_port()
     found = run_probe(f"tcp 127.0.0.1 {listening}\ntcp 127.0.0.1 {closed}\n", str(bin_dir))
     assert found == {("tcp", "127.0.0.1", listening): True, ("tcp", "127.0.0.1", closed): False}
+
+
+def server(reach: Reach) -> FakeConnection:
+    """The server's shell: probes sent as a student's uid (10000 + n) answer by ``reach``."""
+
+    def respond(command: str) -> CommandResult:
+        uid = int(re.search(r"--reuid=(\d+) ", command).group(1))  # type: ignore[union-attr]
+        student = list(NETS)[uid - 10000]
+        out = []
+        for address, port in re.findall(r"^tcp (\S+) (\d+)$", command, re.M):
+            ok = reach(student, ACCOUNT, address, int(port))
+            out.append(f"tcp {address} {port} {0 if ok else 1}")
+        return CommandResult(command, 0, "\n".join(out) + "\n", "")
+
+    return FakeConnection(name="host", respond=respond)
+
+
+def ids(student: str) -> tuple[int, int]:
+    return 10000 + list(NETS).index(student), 10000
+
+
+def confined(student: str, guest: str, address: str, port: int | None) -> bool:
+    """labctl's firewall for a student's uid: their own guests and published port only."""
+    if guest != ACCOUNT:
+        return isolated(student, guest, address, port)
+    if address == "127.0.0.1":
+        return port == {"ana": 40001, "bo": 40002}[student]
+    return student_of(address) == student
+
+
+def test_each_account_reaches_its_own_lab_from_the_server_and_not_the_next_one(
+    cls: ClassState,
+) -> None:
+    for student, port in (("ana", 40001), ("bo", 40002)):
+        inst = InstanceDir("cls", f"so-{student}")
+        st = inst.load()
+        assert st is not None
+        app = st.guests["app"]
+        inst.save(st.with_guest(replace(app, host_port=port)))
+    host = server(confined)
+    report = verify.verify(cls, network(isolated), host=host, accounts=ids)
+    mine = [p for p in report.probes if p.source == ACCOUNT]
+    # each account: 3 own guests + the app's published port, the same of the next student
+    assert len(mine) == 2 * (4 + 4)
+    assert report.isolated, (report.leaks, report.broken, report.errors)
+    assert {(p.student, p.target, p.address, p.port) for p in mine if p.expect_open} >= {
+        ("ana", "ana/app", "127.0.0.1", 40001),
+        ("ana", "ana/box", "10.211.1.20", 22),
+    }
+    assert "setpriv --reuid=10001 --regid=10000 --clear-groups" in "\n".join(host.commands)
+    # an account that reaches the other student's published port is a leak
+    leaky = verify.verify(
+        cls,
+        network(isolated),
+        host=server(lambda s, g, a, p: confined(s, g, a, p) or p == 40002),
+        accounts=ids,
+    )
+    assert [(p.student, p.target, p.what) for p in leaky.leaks] == [
+        ("ana", "bo/app", "tcp 127.0.0.1:40002")
+    ]
