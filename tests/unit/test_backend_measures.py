@@ -8,6 +8,7 @@ instance, labelled, and removed whatever happens.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from pylxd.exceptions import NotFound
 from labctl.backends import host_side
 from labctl.backends.base import Copy
 from labctl.backends.docker import DockerBackend
-from labctl.backends.domain_xml import DomainParams, domain_xml
+from labctl.backends.domain_xml import domain_xml
 from labctl.backends.libvirt import LibvirtBackend
 from labctl.backends.lxd import LxdBackend
 from labctl.backends.params import DockerParams, LibvirtParams, LxdParams, Params
@@ -27,6 +28,7 @@ from labctl.errors import EngineError, LabctlError, NotSupported, ReadyTimeout
 from labctl.instance import naming
 from labctl.instance.state import GuestRecord
 from labctl.keys import KeyPair
+from tests.unit.domains import domain_params
 from tests.unit.fake_engines import FakeConn, FakeContainer, FakeDockerClient
 
 KEY = KeyPair(Path("/nonexistent/key"))
@@ -360,21 +362,14 @@ def test_docker_memory_footprint_devices(
 def vm_xml(run: Path, disk_bus: str, nic: str, accel: str = "tcg") -> str:
     guest = LibvirtParams("x86_64", cpus=1, memory=384, disk_bus=disk_bus, nic_model=nic)
     return domain_xml(
-        DomainParams(
+        replace(
+            domain_params("kvm-full", accel),
             name="labctl-lab1-t1-vm",
             guest=guest,
-            accel=accel,
             kernel=run / "vmlinuz",
             initrd=run / "initrd.img",
             disk=run / "vm.qcow2",
             console_log=run / "vm.console.log",
-            network="labctl-lab1-t1",
-            mac="52:54:00:00:00:01",
-            hostname="vm",
-            address="192.168.50.10/24",
-            gateway="192.168.50.1",
-            authorized_key="ssh-ed25519 AAAA test",
-            labels={"labctl.lab": "lab1"},
         )
     )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import xml.etree.ElementTree as ET
 from dataclasses import replace
-from pathlib import Path
 
 from labctl.backends.domain_xml import (
     DomainParams,
@@ -14,33 +13,7 @@ from labctl.backends.domain_xml import (
     network_xml,
     read_labels,
 )
-from labctl.backends.params import LibvirtParams
-from labctl.lab import plan
-from labctl.paths import LABS_DIR
-from labctl.spec.model import load_lab
-
-LAB = load_lab(LABS_DIR / "virtualization")
-
-
-def params(guest_name: str, accel: str = "tcg") -> DomainParams:
-    guest = plan.params(LAB.guests[guest_name])
-    assert isinstance(guest, LibvirtParams)
-    return DomainParams(
-        name=f"labctl-virtualization-main-{guest_name}",
-        guest=guest,
-        accel=accel,
-        kernel=Path("/c/vmlinuz"),
-        initrd=Path("/c/initrd.img"),
-        disk=Path("/s/disk.qcow2"),
-        console_log=Path("/s/console.log"),
-        network="labctl-virtualization-main",
-        mac="52:54:00:aa:bb:cc",
-        hostname=guest_name,
-        address="10.210.0.10/24",
-        gateway="10.210.0.1",
-        authorized_key="ssh-ed25519 AAAAkey labctl",
-        labels={"labctl.lab": "virtualization", "labctl.instance": "main"},
-    )
+from tests.unit.domains import domain_params
 
 
 def parse(p: DomainParams) -> ET.Element:
@@ -48,7 +21,7 @@ def parse(p: DomainParams) -> ET.Element:
 
 
 def test_full_virtualization_guest_has_no_virtio_anywhere() -> None:
-    xml = domain_xml(params("kvm-full"))
+    xml = domain_xml(domain_params("kvm-full"))
     assert "virtio" not in xml
     dom = ET.fromstring(xml)
     assert dom.find("devices/disk/target").attrib == {"dev": "hda", "bus": "ide"}  # type: ignore[union-attr]
@@ -57,35 +30,35 @@ def test_full_virtualization_guest_has_no_virtio_anywhere() -> None:
 
 
 def test_virtio_guest_differs_only_in_disk_and_nic() -> None:
-    virtio = parse(params("kvm-virtio"))
+    virtio = parse(domain_params("kvm-virtio"))
     assert virtio.find("devices/disk/target").attrib == {"dev": "vda", "bus": "virtio"}  # type: ignore[union-attr]
     assert virtio.find("devices/interface/model").get("type") == "virtio"  # type: ignore[union-attr]
     # Same names and identity for both, then swap the two device models back: nothing else differs.
-    same = replace(params("kvm-virtio"), name="x", hostname="x")
+    same = replace(domain_params("kvm-virtio"), name="x", hostname="x")
     swapped = (
         domain_xml(same)
         .replace('dev="vda" bus="virtio"', 'dev="hda" bus="ide"')
         .replace('<model type="virtio" />', '<model type="e1000" />')
     )
-    assert swapped == domain_xml(replace(params("kvm-full"), name="x", hostname="x"))
+    assert swapped == domain_xml(replace(domain_params("kvm-full"), name="x", hostname="x"))
 
 
 def test_accelerator_sets_the_domain_type() -> None:
-    assert parse(params("kvm-full", "kvm")).get("type") == "kvm"
-    assert parse(params("kvm-full", "tcg")).get("type") == "qemu"
+    assert parse(domain_params("kvm-full", "kvm")).get("type") == "kvm"
+    assert parse(domain_params("kvm-full", "tcg")).get("type") == "qemu"
 
 
 def test_arm_guest_is_an_emulated_virt_machine() -> None:
-    dom = parse(params("arm-emulated"))
+    dom = parse(domain_params("arm-emulated"))
     assert dom.get("type") == "qemu"
     assert dom.find("os/type").attrib == {"arch": "aarch64", "machine": "virt"}  # type: ignore[union-attr]
     assert dom.find("cpu/model").text == "cortex-a57"  # type: ignore[union-attr]
     assert dom.find("devices/emulator").text == "/usr/bin/qemu-system-aarch64"  # type: ignore[union-attr]
-    assert "console=ttyAMA0" in kernel_cmdline(params("arm-emulated"))
+    assert "console=ttyAMA0" in kernel_cmdline(domain_params("arm-emulated"))
 
 
 def test_cmdline_carries_address_and_key() -> None:
-    line = kernel_cmdline(params("kvm-virtio"))
+    line = kernel_cmdline(domain_params("kvm-virtio"))
     assert "root=LABEL=labctl-root" in line and "console=ttyS0" in line
     assert "labctl.ip=10.210.0.10/24" in line and "labctl.gw=10.210.0.1" in line
     key = next(p for p in line.split() if p.startswith("labctl.key=")).split("=", 1)[1]
@@ -93,20 +66,22 @@ def test_cmdline_carries_address_and_key() -> None:
 
 
 def test_cmdline_names_dns_and_apt_proxy_only_when_there_is_one() -> None:
-    line = kernel_cmdline(params("kvm-virtio"))
+    line = kernel_cmdline(domain_params("kvm-virtio"))
     assert "labctl.dns=10.210.0.1" in line and "labctl.apt_proxy" not in line
-    proxied = kernel_cmdline(replace(params("kvm-virtio"), apt_proxy="http://10.203.0.1:3142"))
+    proxied = kernel_cmdline(
+        replace(domain_params("kvm-virtio"), apt_proxy="http://10.203.0.1:3142")
+    )
     assert "labctl.apt_proxy=http://10.203.0.1:3142" in proxied.split()
 
 
 def test_serial_console_is_a_pty_logged_to_the_console_file() -> None:
-    serial = parse(params("kvm-full")).find("devices/serial")
+    serial = parse(domain_params("kvm-full")).find("devices/serial")
     assert serial is not None and serial.get("type") == "pty"  # so `virsh console` works
     assert serial.find("log").attrib == {"file": "/s/console.log", "append": "off"}  # type: ignore[union-attr]
 
 
 def test_labels_round_trip_through_metadata() -> None:
-    labels = read_labels(domain_xml(params("kvm-full")))
+    labels = read_labels(domain_xml(domain_params("kvm-full")))
     assert labels["labctl.lab"] == "virtualization" and labels["accel"] == "tcg"
     assert read_labels("<domain><name>x</name></domain>") == {}
 
@@ -119,6 +94,6 @@ def test_network_has_explicit_subnet_and_bridge() -> None:
 
 
 def test_a_tcg_guest_gets_a_bounded_translation_cache_and_a_kvm_guest_none() -> None:
-    tcg = parse(params("kvm-full", accel="tcg")).find("features/tcg/tb-cache")
+    tcg = parse(domain_params("kvm-full", accel="tcg")).find("features/tcg/tb-cache")
     assert tcg is not None and tcg.get("unit") == "MiB" and int(tcg.text or 0) == 128
-    assert parse(params("kvm-full", accel="kvm")).find("features/tcg") is None
+    assert parse(domain_params("kvm-full", accel="kvm")).find("features/tcg") is None
