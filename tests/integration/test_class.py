@@ -72,7 +72,7 @@ def test_a_two_student_class_is_isolated_and_leaves_nothing(
         crossing = {
             (p["student"], p["source"], p["target"].split("/")[1], p["kind"])
             for p in probes
-            if not p["expect_open"] and p["target"] != "host"
+            if not p["expect_open"] and p["target"] != "host" and p["source"] != "account"
         }
         guests = ("vm", "lxc-system", "docker-app")
         assert crossing == {
@@ -83,7 +83,14 @@ def test_a_two_student_class_is_isolated_and_leaves_nothing(
             for kind in ("ping", "tcp")
         }
         assert all(not p["reached"] for p in probes if not p["expect_open"])
-        own = [p for p in probes if p["expect_open"]]
+        # each student's account on the server (its uid, labctl's firewall): own guests and
+        # published port open, the other student's closed
+        account = [p for p in probes if p["source"] == "account"]
+        assert {(p["student"], p["target"], p["expect_open"]) for p in account} == {
+            (s, f"{t}/{g}", s == t) for s in ids for t in ids for g in guests
+        }
+        assert all(p["reached"] == p["expect_open"] for p in account), account
+        own = [p for p in probes if p["expect_open"] and p["source"] != "account"]
         assert len(own) == 2 * 6 and all(p["reached"] or p["known"] for p in own)
         # the one own path the engines block, as tests/integration/test_isolation.py knows
         assert {(p["source"], p["target"].split("/")[1]) for p in own if not p["reached"]} == {
