@@ -209,7 +209,9 @@ def _record(c: _ClassUp) -> None:
 def _remember_seats(state: ClassState) -> None:
     """Each seat in the progress store too: grading outlives the class (``class report``)."""
     from labctl.exercises.progress import shared
+    from labctl.store.engine import remember_url
 
+    remember_url()  # the students' sudo entry point runs without the instructor's LABCTL_DB
     store = shared()
     for seat in state.seats.values():
         store.add_seat(

@@ -67,7 +67,10 @@ class ProgressStore:
         student: str,
         root: Path | None = None,
         store: Store | None = None,
+        scored: bool = True,
     ) -> None:
+        """``scored``: False records this student's attempts as not counting (an exam's end)."""
+        self.scored = scored
         self.lab = lab
         self.instance = instance
         self.student = check_student(student)
@@ -82,6 +85,7 @@ class ProgressStore:
             exercise,
             kind,  # type: ignore[arg-type]
             step,
+            scored=self.scored,
             **kw,  # type: ignore[arg-type]
         )
 

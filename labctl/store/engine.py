@@ -20,17 +20,32 @@ import sqlalchemy as sa
 
 from labctl.errors import HostError
 from labctl.paths import state_dir
-from labctl.private import FILE_MODE, private_dir
+from labctl.private import FILE_MODE, private_dir, write_private
 
 ENV = "LABCTL_DB"
 FILE_NAME = "labctl.db"
+#: ``<state>/database-url``: the URL ``LABCTL_DB`` gave when the class came up, root-only, for
+#: the commands that run without the instructor's environment (the students' sudo entry point)
+URL_FILE = "database-url"
 BUSY_TIMEOUT_MS = 30_000
 
 
 def default_url() -> str:
-    """``LABCTL_DB``, else the host-wide SQLite file in labctl's state directory."""
+    """``LABCTL_DB``, else ``<state>/database-url``, else the SQLite file in the state dir."""
     url = os.environ.get(ENV, "").strip()
+    if not url:
+        try:
+            url = (state_dir() / URL_FILE).read_text().strip()
+        except OSError:
+            url = ""
     return url or f"sqlite:///{state_dir() / FILE_NAME}"
+
+
+def remember_url() -> None:
+    """Keep ``LABCTL_DB`` in ``<state>/database-url`` (0600) for commands run without it."""
+    url = os.environ.get(ENV, "").strip()
+    if url:
+        write_private(private_dir(state_dir()) / URL_FILE, url + "\n")
 
 
 def _sqlite_file(url: sa.URL) -> None:

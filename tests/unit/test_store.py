@@ -54,7 +54,10 @@ def test_migrations_run_once_and_record_their_version(store_url: str) -> None:
 
 
 def test_every_attempt_is_kept_with_its_messages(store: Store) -> None:
-    msgs = (Message("uname -m", "failed", "x86_64 ≠ aarch64", "look again"), Message("ñandú", "passed"))
+    msgs = (
+        Message("uname -m", "failed", "x86_64 ≠ aarch64", "look again"),
+        Message("ñandú", "passed"),
+    )
     store.record(
         new("start"),
         new("answer", "arch", 1, answer="x86_64"),
@@ -149,6 +152,10 @@ def test_the_default_is_one_file_in_the_state_dir(
     monkeypatch.setenv("LABCTL_STATE", str(tmp_path))
     assert engines.default_url() == f"sqlite:///{tmp_path / 'labctl.db'}"
     monkeypatch.setenv(engines.ENV, "postgresql+psycopg://u@h/db")
+    assert engines.default_url() == "postgresql+psycopg://u@h/db"
+    engines.remember_url()  # what class up does: the students' entry point has no LABCTL_DB
+    assert stat.S_IMODE((tmp_path / "database-url").stat().st_mode) == 0o600
+    monkeypatch.delenv(engines.ENV)
     assert engines.default_url() == "postgresql+psycopg://u@h/db"
 
 
