@@ -159,6 +159,7 @@ def progress_table(scores: list[Score], student: str, lang: Lang) -> Table:
     table = Table(
         "id",
         tr(lang, "pasos", "steps"),
+        tr(lang, "puntos", "points"),
         tr(lang, "pistas", "hints"),
         tr(lang, "tiempo", "time"),
         tr(lang, "estado", "state"),
@@ -168,12 +169,14 @@ def progress_table(scores: list[Score], student: str, lang: Lang) -> Table:
         time = duration(s.seconds) if s.started else "-"
         steps = f"{s.passed}/{s.total}"
         if s.broken:  # passed once, failing now: never silently counted as passing
+            n = len(s.broken)
             steps += tr(
                 lang,
-                f" [red]({len(s.broken)} falla ahora)[/red]",
-                f" [red]({len(s.broken)} failing now)[/red]",
+                f" [red]({n} {'falla' if n == 1 else 'fallan'} ahora)[/red]",
+                f" [red]({n} failing now)[/red]",
             )
-        table.add_row(s.exercise, steps, str(s.hints), time, state_word(s, lang))
+        points = f"{s.points:g}"
+        table.add_row(s.exercise, steps, points, str(s.hints), time, state_word(s, lang))
     return table
 
 

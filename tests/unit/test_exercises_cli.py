@@ -253,3 +253,17 @@ def test_a_yes_no_question_refuses_a_second_guess_and_the_penalty_shows(project:
     assert bea["exercises"][1]["exercise"] == "quiz" and bea["exercises"][1]["points"] == 1.0
     assert ana["exercises"][1]["points"] == 0.0
     assert ana["exercises"][1]["wrong_answers"] == 1
+
+
+def test_a_step_that_breaks_after_passing_is_shown_as_failing_now(project: Project) -> None:
+    project.up()
+    (project.home / "nota.txt").write_text(f"{project.token('ana')}\n")
+    assert labctl(project, "check", "notas", "-s", "ana", "--step", "nota")[0] == 0
+    (project.home / "nota.txt").unlink()  # broken afterwards
+    assert labctl(project, "check", "notas", "-s", "ana", "--step", "nota")[0] == 1
+    code, out = labctl(project, "progress", "-s", "ana")
+    text = " ".join(out.split())
+    assert code == 0 and "1/2 (1 falla ahora)" in text
+    assert "Pasaron una vez y ahora fallan: notas/nota" in text
+    data = json.loads(labctl(project, "progress", "--json", "-s", "ana")[1])
+    assert (data["steps_passed"], data["steps_passing_now"]) == (1, 0)
