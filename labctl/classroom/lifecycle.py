@@ -380,12 +380,13 @@ def _has_progress(lab: str, instance: str) -> bool:
 
 
 def _remove_key(inst: InstanceDir) -> bool:
-    """The instance's key pair goes; its progress (the student's work) stays for grading.
+    """The instance's key pair and owner record go; its progress (the student's work) stays
+    for grading.
 
     Progress lives in the store (``labctl.store``), which ``down`` never touches; an older
     labctl's progress files (and the ``.migrated`` copies the store left) stay too.
     """
-    for path in (inst.key, inst.key.with_name(inst.key.name + ".pub")):
+    for path in (inst.key, inst.key.with_name(inst.key.name + ".pub"), inst.owner_file):
         path.unlink(missing_ok=True)
     progress = inst.path / "progress"
     if progress.is_dir() and any(progress.glob("*.json*")):
