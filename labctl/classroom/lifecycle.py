@@ -201,7 +201,7 @@ def _record(c: _ClassUp) -> None:
         fresh = seat_of(s, instance_of(c.name, s.id))
         # a rerun keeps the outcome until the student's up says otherwise
         state = state.with_seat(fresh if old is None else replace(fresh, outcome=old.outcome))
-    c.box = Box(c.dir, state)
+    c.box = Box(state, c.dir.save)
     c.dir.save(state)
     _remember_seats(state)
 
@@ -363,7 +363,7 @@ class _ClassDown:
 
 def _read(c: _ClassDown) -> None:
     state = c.folder.require()
-    c.box = Box(c.folder, state)
+    c.box = Box(state, c.folder.save)
     if c.only is not None and c.only not in state.seats:
         raise LabctlError(
             f"no student {c.only!r} in class {state.name}",
