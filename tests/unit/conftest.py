@@ -35,7 +35,7 @@ def default_vm_profile(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[str]:
+def postgres_cluster(in_ci: bool) -> Iterator[str]:
     """A throwaway PostgreSQL server for the session; its admin URL.
 
     Skipped with the reason when PostgreSQL is not installed, except in CI (``CI=true``),
@@ -44,7 +44,7 @@ def postgres_cluster() -> Iterator[str]:
     bindir = postgres.find_bin()
     if bindir is None:
         reason = "PostgreSQL is not installed (apt-get install postgresql; host setup --test-tools)"
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci:
             pytest.fail(reason)
         pytest.skip(reason)
     with postgres.cluster(bindir) as url:

@@ -1,4 +1,4 @@
-"""Many students checking at once on one SQLite file: every attempt is counted, none fails."""
+"""Many students checking at once: every attempt is counted, none fails (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def test_processes_write_at_once_and_every_attempt_is_counted(tmp_path: Path) ->
     store.close()
 
 
-def test_threads_share_one_store(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 'labctl.db'}")
+def test_threads_share_one_store(store_url: str) -> None:
+    store = open_store(store_url)  # SQLite and PostgreSQL alike
 
     def one(n: int) -> None:
         store.record(NewAttempt("virt", f"t{n % 5}", f"t{n % 5}", "emu", "hint", "s1"))
