@@ -2,23 +2,26 @@
 
 The class is read from its state file while it is up, else from the seats ``class up``
 recorded in the store (so a class can be graded after ``class down``). Scores follow the lab's
-grading (``labctl.exercises.grading``): a point per step, less penalties.
+grading (``labctl.exercises.grading``): a point per step, less penalties. Attempts made after
+the class's exam window closed (``classroom.window``, as it is now) are late: kept, counted
+apart, never scored.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from labctl.classroom.state import ClassDir, NoClass
+from labctl.classroom.window import Window, window_of
 from labctl.errors import LabctlError
 from labctl.exercises import grading
 from labctl.exercises.grading import Score
 from labctl.exercises.model import Exercise, load_exercises
 from labctl.exercises.progress import shared
 from labctl.spec.model import Grading, load_lab
-from labctl.store import ExerciseState, Store
+from labctl.store import ExerciseState, Store, fold
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class StudentGrades:
     instance: str
     scores: dict[str, Score]
     attempts: int
+    late: int = 0  # attempts after the exam window closed: recorded, not scored
 
     @property
     def total(self) -> float:
@@ -57,6 +61,7 @@ class ClassGrades:
     generated_at: datetime
     exercises: tuple[ExerciseColumn, ...]
     students: tuple[StudentGrades, ...]
+    window: Window = Window(None, None)
 
     @property
     def max_total(self) -> int:
@@ -77,8 +82,8 @@ class _Seat:
     instance: str
 
 
-def _seats(class_name: str, store: Store) -> tuple[str, str, list[_Seat]]:
-    """Lab, lab file and seats: from the live class, else from the store."""
+def _seats(class_name: str, store: Store) -> tuple[str, str, list[_Seat], Window]:
+    """Lab, lab file, seats and exam window: from the live class, else from the store."""
     state = ClassDir(class_name).load()
     if state is not None:
         seats = [_Seat(s.student, s.name, s.email, s.instance) for s in state.seats.values()]
@@ -86,7 +91,7 @@ def _seats(class_name: str, store: Store) -> tuple[str, str, list[_Seat]]:
             store.add_seat(
                 class_name, s.student, state.lab, s.instance, s.name, s.email, state.spec_path
             )
-        return state.lab, state.spec_path, seats
+        return state.lab, state.spec_path, seats, window_of(state)
     recorded = store.seats(class_name)
     if not recorded:
         raise NoClass(
@@ -98,7 +103,7 @@ def _seats(class_name: str, store: Store) -> tuple[str, str, list[_Seat]]:
         _Seat(s.student, people[s.student].name, people[s.student].email, s.instance)
         for s in recorded
     ]
-    return recorded[0].lab, recorded[0].spec_path or "", seats
+    return recorded[0].lab, recorded[0].spec_path or "", seats, Window(None, None)
 
 
 def _exercises(lab: str, spec_path: str) -> tuple[list[Exercise], Grading]:
@@ -119,14 +124,21 @@ def _exercises(lab: str, spec_path: str) -> tuple[list[Exercise], Grading]:
 def class_grades(class_name: str, store: Store | None = None) -> ClassGrades:
     """Every student's scores in a class, in roster order (by id once the class is down)."""
     store = store or shared()
-    lab, spec_path, seats = _seats(class_name, store)
+    lab, spec_path, seats, window = _seats(class_name, store)
     exercises, lab_grading = _exercises(lab, spec_path)
     columns = tuple(
         ExerciseColumn(e.id, e.title.en, len(e.steps), e.grading or lab_grading) for e in exercises
     )
-    found = store.exercise_states(lab, [s.instance for s in seats])
+    judged = [
+        a if not a.scored or window.scores(a.at) else replace(a, scored=False)
+        for a in store.attempts(lab, [s.instance for s in seats])
+    ]
+    late: dict[tuple[str, str], int] = {}
+    for a in judged:
+        if not a.scored:
+            late[(a.instance, a.student)] = late.get((a.instance, a.student), 0) + 1
     states: dict[tuple[str, str, str], ExerciseState] = {
-        (x.instance, x.student, x.exercise): x for x in found
+        (x.instance, x.student, x.exercise): x for x in fold(judged).values()
     }
     rows = []
     for seat in seats:
@@ -137,7 +149,17 @@ def class_grades(class_name: str, store: Store | None = None) -> ClassGrades:
             st = st or ExerciseState(lab, seat.instance, seat.student, ex.id)
             attempts += st.attempts
             scores[ex.id] = grading.score(ex, st, col.grading)
+        who = (seat.instance, seat.student)
         rows.append(
-            StudentGrades(seat.student, seat.name, seat.email, seat.instance, scores, attempts)
+            StudentGrades(
+                seat.student,
+                seat.name,
+                seat.email,
+                seat.instance,
+                scores,
+                attempts,
+                late.get(who, 0),
+            )
         )
-    return ClassGrades(class_name, lab, datetime.now(timezone.utc), columns, tuple(rows))
+    now = datetime.now(timezone.utc)
+    return ClassGrades(class_name, lab, now, columns, tuple(rows), window)

@@ -52,6 +52,10 @@ def to_json(g: ClassGrades) -> dict[str, Any]:
         "lab": g.lab,
         "generated_at": g.generated_at.isoformat(timespec="seconds"),
         "max_total": g.max_total,
+        "window": {
+            "start": g.window.start.isoformat() if g.window.start else None,
+            "end": g.window.end.isoformat() if g.window.end else None,
+        },
         "exercises": [
             {"id": e.id, "title": e.title, "max": e.steps, "grading": e.grading.model_dump()}
             for e in g.exercises
@@ -63,6 +67,7 @@ def to_json(g: ClassGrades) -> dict[str, Any]:
                 "email": s.email,
                 "instance": s.instance,
                 "attempts": s.attempts,
+                "late_attempts": s.late,
                 "total": s.total,
                 "exercises": {
                     k: {
@@ -110,7 +115,7 @@ def to_html(g: ClassGrades) -> str:
         ident = s.email if g.key == "email" else s.student
         rows.append(
             f'<tr><td class="who">{e(ident or "")}</td><td class="who">{e(s.name or "")}</td>'
-            f"{''.join(cells)}<td><b>{_points(s.total)}</b></td></tr>"
+            f"{''.join(cells)}<td><b>{_points(s.total)}</b></td><td>{s.late}</td></tr>"
         )
     when = g.generated_at.strftime("%Y-%m-%d %H:%M UTC")
     return (
@@ -119,7 +124,9 @@ def to_html(g: ClassGrades) -> str:
         f"<h1>Class {e(g.class_name)} · lab {e(g.lab)}</h1><table><caption>{len(g.students)} "
         f"students · generated {e(when)} · red: passed once, failing now</caption>"
         f'<tr><th class="who">{e(g.key)}</th><th class="who">name</th>{head}'
-        f"<th>total<br>/{g.max_total}</th></tr>{''.join(rows)}</table></body></html>\n"
+        f"<th>total<br>/{g.max_total}</th><th>late</th></tr>{''.join(rows)}</table>"
+        f"<p>Exam window: {e(g.window.summary)}; late attempts are kept, never scored.</p>"
+        "</body></html>\n"
     )
 
 

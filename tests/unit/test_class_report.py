@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import stat
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from labctl.classroom.grades import class_grades
 from labctl.classroom.state import ClassDir, ClassState, Seat
+from labctl.classroom.window import with_window
 from labctl.cli import app
 from labctl.errors import LabctlError
 from labctl.exercises.progress import shared
@@ -109,3 +110,15 @@ def test_attempts_csv_has_a_row_per_attempt(klass: ClassDir) -> None:
 def test_an_unknown_format_is_refused(klass: ClassDir) -> None:
     result = CliRunner().invoke(app, ["class", "report", "--format", "xls"])
     assert isinstance(result.exception, LabctlError) and result.exception.code == 2
+
+
+def test_attempts_after_the_exam_window_are_late_and_never_score(klass: ClassDir) -> None:
+    state = klass.require()
+    klass.save(with_window(state, None, T))  # closed at T: every attempt above came at T
+    late = NewAttempt("cls", "so-bo", "bo", "ex2", "check", "s1", passed=True, at=T + timedelta(1))
+    shared().record(late)
+    data = json.loads(run("--format", "json"))
+    bo = data["students"][1]
+    assert bo["late_attempts"] == 1 and bo["exercises"]["ex2"]["points"] == 0
+    assert data["window"]["end"].startswith("2026-03-01T09:00")
+    assert "late attempts are kept, never scored" in run("--format", "html")
