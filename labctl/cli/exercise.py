@@ -7,6 +7,7 @@ import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -15,7 +16,7 @@ from rich.markdown import Markdown
 from rich.markup import escape
 
 from labctl import console
-from labctl.classroom.window import require_open
+from labctl.classroom.window import class_of, require_open, scored_at
 from labctl.cli import exercise_view as view
 from labctl.cli.app import app
 from labctl.errors import LabctlError, SpecError
@@ -71,7 +72,9 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
     who = check_student(student or os.environ.get("LABCTL_STUDENT") or instance)
     ws = runner.open_workspace(lab, instance)
     require_open(ws.lab, instance)  # a class's exam window hides the exercises until it starts
-    return _Ctx(ws, who, detect(lang), ProgressStore(ws.lab, instance, who))
+    # after the window's end attempts are still recorded, as not scoring
+    scored = scored_at(class_of(ws.lab, instance), datetime.now(timezone.utc))
+    return _Ctx(ws, who, detect(lang), ProgressStore(ws.lab, instance, who, scored=scored))
 
 
 #: the options every exercise command takes, in this order after its own
