@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from labctl.store import NewAttempt, open_store
 
@@ -24,8 +23,8 @@ def _write(url: str, student: str) -> int:
         store.close()
 
 
-def test_processes_write_at_once_and_every_attempt_is_counted(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'labctl.db'}"
+def test_processes_write_at_once_and_every_attempt_is_counted(store_url: str) -> None:
+    url = store_url  # a new database: the writers also race to migrate it
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(WRITERS) as pool:
         written = pool.starmap(_write, [(url, f"s{n}") for n in range(WRITERS)])
