@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -96,22 +97,25 @@ def test_code_others_can_change_is_never_run_as_root(tmp_path: Path) -> None:
         sudo.check_trusted([code])
 
 
-def _sudoers(text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The host's sudoers is a file of ``text``; this checkout's code counts as root's."""
-    main = tmp_path / "sudoers"
-    main.write_text(text)
-    monkeypatch.setattr(sudo, "SUDOERS", main)
+@pytest.fixture
+def inst(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> sudo.Installation:
+    """labctl's entry point and rule under ``tmp_path`` (the rule in ``sudoers.d/``); the
+    host's sudoers is ``tmp_path/sudoers``, which each test writes; this checkout's code
+    counts as root's."""
+    monkeypatch.setattr(sudo, "SUDOERS", tmp_path / "sudoers")
     monkeypatch.setattr(sudo, "check_trusted", lambda paths: None)  # this checkout's owner
+    return sudo.Installation(
+        tmp_path, tmp_path / "entry", tmp_path / "sudoers.d" / "labctl-x", "LX"
+    )
 
 
 @needs_root
 @needs_visudo
 def test_sync_writes_both_files_for_students_and_removes_them_for_none(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    inst: sudo.Installation,
 ) -> None:
-    rules = tmp_path / "sudoers.d"
-    _sudoers(f"root ALL=(ALL) ALL\n@includedir {rules}\n", tmp_path, monkeypatch)
-    inst = sudo.Installation(tmp_path, tmp_path / "labctl-student", rules / "labctl-x", "LX")
+    rules = inst.sudoers.parent
+    sudo.SUDOERS.write_text(f"root ALL=(ALL) ALL\n@includedir {rules}\n")
     sudo.sync(["bob", "ana"], inst)
     assert stat.S_IMODE(inst.entry.stat().st_mode) == 0o755
     assert stat.S_IMODE(inst.sudoers.stat().st_mode) == 0o440
@@ -126,11 +130,8 @@ def test_sync_writes_both_files_for_students_and_removes_them_for_none(
 
 @needs_root
 @needs_visudo
-def test_a_sudo_that_does_not_read_the_directory_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _sudoers("root ALL=(ALL) ALL\n", tmp_path, monkeypatch)
-    inst = sudo.Installation(tmp_path, tmp_path / "entry", tmp_path / "d" / "labctl-x", "LX")
+def test_a_sudo_that_does_not_read_the_directory_is_refused(inst: sudo.Installation) -> None:
+    sudo.SUDOERS.write_text("root ALL=(ALL) ALL\n")
     with pytest.raises(HostError, match="does not read"):
         sudo.sync(["ana"], inst)
     assert not inst.entry.exists() and not inst.sudoers.exists()
@@ -139,12 +140,11 @@ def test_a_sudo_that_does_not_read_the_directory_is_refused(
 @needs_root
 @needs_visudo
 def test_students_get_a_labctl_command_unless_one_is_there(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, inst: sudo.Installation
 ) -> None:
-    rules = tmp_path / "sudoers.d"
-    _sudoers(f"@includedir {rules}\n", tmp_path, monkeypatch)
+    sudo.SUDOERS.write_text(f"@includedir {inst.sudoers.parent}\n")
     command = tmp_path / "bin" / "labctl"
-    inst = sudo.Installation(tmp_path, tmp_path / "entry", rules / "labctl-x", "LX", command)
+    inst = replace(inst, command=command)
     sudo.sync(["ana"], inst)
     assert command.is_symlink() and command.resolve().name == "labctl"
     sudo.sync([], inst)
