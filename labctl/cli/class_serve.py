@@ -47,7 +47,7 @@ def serve(
     host: str = typer.Option(
         "127.0.0.1",
         "--host",
-        help="Address to listen on; another than loopback opens it to the network.",
+        help="Address to listen on; any other than loopback opens it to the network.",
     ),
     port: int = typer.Option(8765, "--port", min=1, max=65535, help="TCP port."),
     idle_minutes: float = typer.Option(
