@@ -12,6 +12,7 @@ from labctl.procs import run
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
 #: Paths dropped from every rootfs we build: documentation and translations.
 SLIM_EXCLUDES = (
@@ -27,6 +28,20 @@ SLIM_KEEP = ("/usr/share/doc/*/copyright",)
 def mirror() -> str:
     """Debian mirror; ``LABCTL_MIRROR`` overrides it (a local mirror for offline classrooms)."""
     return os.environ.get("LABCTL_MIRROR", DEFAULT_MIRROR)
+
+
+def sources() -> list[str]:
+    """The apt sources images are built from and keep, as a Debian host's own: the release,
+    its point-release updates and its security fixes. ``LABCTL_SECURITY_MIRROR`` names the
+    security archive ("" for none); with a ``LABCTL_MIRROR`` of its own (a local mirror for
+    an offline classroom) there is none unless it is named too."""
+    main = mirror()
+    fallback = DEFAULT_SECURITY_MIRROR if main == DEFAULT_MIRROR else ""
+    security = os.environ.get("LABCTL_SECURITY_MIRROR", fallback)
+    lines = [f"deb {main} {SUITE} main", f"deb {main} {SUITE}-updates main"]
+    if security:
+        lines.append(f"deb {security} {SUITE}-security main")
+    return lines
 
 
 def read_list(path: Path) -> list[str]:
@@ -69,7 +84,7 @@ def mmdebstrap(
     pkgs = sorted(set(packages))
     if pkgs:
         args.append("--include=" + ",".join(pkgs))
-    args += [*extra_args, SUITE, str(target), mirror()]
+    args += [*extra_args, SUITE, str(target), *sources()]
     try:
         run(
             args,

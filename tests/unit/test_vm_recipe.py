@@ -6,8 +6,10 @@ import base64
 import io
 from pathlib import Path
 
+import pytest
+
 from labctl.images import vm_debian
-from labctl.images.debian import read_list
+from labctl.images.debian import read_list, sources
 from labctl.images.initramfs import Cpio, ModuleTree, module_name
 from labctl.images.vm import ARCHES, RECIPE_DIR, kernel_cmdline, recipes
 
@@ -173,3 +175,23 @@ def test_a_package_apt_cannot_find_is_named_with_its_list_line(tmp_path: Path) -
     assert where_listed("linux-image-arm64", "arm64", [listing]) == f"{listing}:4"
     assert where_listed("other", "arm64", [listing]) == "other"
     assert unknown_packages("E: mmdebstrap failed to run") == []
+
+
+def test_images_follow_the_release_its_updates_and_its_security_fixes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LABCTL_MIRROR", raising=False)
+    monkeypatch.delenv("LABCTL_SECURITY_MIRROR", raising=False)
+    assert sources() == [
+        "deb http://deb.debian.org/debian bookworm main",
+        "deb http://deb.debian.org/debian bookworm-updates main",
+        "deb http://deb.debian.org/debian-security bookworm-security main",
+    ]
+    # an offline classroom's own mirror: no security archive unless it is named too
+    monkeypatch.setenv("LABCTL_MIRROR", "http://mirror.lan/debian")
+    assert sources() == [
+        "deb http://mirror.lan/debian bookworm main",
+        "deb http://mirror.lan/debian bookworm-updates main",
+    ]
+    monkeypatch.setenv("LABCTL_SECURITY_MIRROR", "http://mirror.lan/debian-security")
+    assert sources()[-1] == "deb http://mirror.lan/debian-security bookworm-security main"
