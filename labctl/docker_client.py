@@ -4,26 +4,54 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import docker
 import docker.errors
 import requests
 
 from labctl.errors import EngineError, NotFoundError
+from labctl.paths import podman_socket
 
 START_HINT = "start dockerd: labctl host setup (DOCKER_HOST names another daemon)"
+
+
+@dataclass(frozen=True)
+class ApiEngine:
+    """An engine speaking Docker's API: its name in messages, its socket, how to start it."""
+
+    name: str  # as messages say it: Docker, Podman
+    start_hint: str
+    from_env: bool  # DOCKER_HOST (or Docker's default socket); else Podman's socket
+
+    def client(self, timeout: int) -> docker.DockerClient:
+        """A client of this engine (not yet checked)."""
+        if self.from_env:
+            return docker.from_env(timeout=timeout)
+        return docker.DockerClient(base_url=f"unix://{podman_socket()}", timeout=timeout)
+
+
+DOCKER = ApiEngine("Docker", START_HINT, from_env=True)
+PODMAN = ApiEngine(
+    "Podman",
+    "install and start Podman's API service: labctl host setup "
+    "(LABCTL_PODMAN_SOCKET names another socket)",
+    from_env=False,
+)
 
 #: Prefixes engines put in front of local image names; Podman answers with ``localhost/...``.
 _NAME_PREFIXES = ("docker.io/library/", "docker.io/", "localhost/")
 
 
-def connect(timeout: int = 600) -> docker.DockerClient:
-    """A client of the daemon ``DOCKER_HOST`` names (default: the local socket), checked by ping."""
+def connect(timeout: int = 600, engine: ApiEngine = DOCKER) -> docker.DockerClient:
+    """A client of ``engine`` (Docker: the daemon ``DOCKER_HOST`` names), checked by ping."""
     try:
-        client = docker.from_env(timeout=timeout)
+        client = engine.client(timeout)
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
-        raise EngineError(f"the Docker daemon does not answer: {exc}", START_HINT) from exc
+        raise EngineError(
+            f"the {engine.name} daemon does not answer: {exc}", engine.start_hint
+        ) from exc
     return client
 
 
@@ -35,17 +63,17 @@ def bare_name(ref: str) -> str:
     return ref
 
 
-def image_id(client: docker.DockerClient, ref: str) -> str | None:
+def image_id(client: docker.DockerClient, ref: str, engine: ApiEngine = DOCKER) -> str | None:
     """The id of image ``ref`` (name:tag or id), or None when the engine does not have it."""
     try:
-        with engine_errors(f"look up image {ref}"):
+        with engine_errors(f"look up image {ref}", engine):
             return str(client.images.get(ref).id)
     except NotFoundError:
         return None
 
 
 @contextmanager
-def engine_errors(action: str) -> Iterator[None]:
+def engine_errors(action: str, engine: ApiEngine = DOCKER) -> Iterator[None]:
     """Turn docker-py's exceptions into EngineError that keeps the daemon's own message.
 
     "No such object" becomes :class:`NotFoundError`, which callers that treat "gone" as a
@@ -55,17 +83,19 @@ def engine_errors(action: str) -> Iterator[None]:
         yield
     except docker.errors.NotFound as exc:
         text = exc.explanation or str(exc)
-        raise NotFoundError(f"Docker could not {action}: {text}") from exc
+        raise NotFoundError(f"{engine.name} could not {action}: {text}") from exc
     except docker.errors.APIError as exc:
         text = exc.explanation or str(exc)
-        raise EngineError(f"Docker refused to {action}: {text}") from exc
+        raise EngineError(f"{engine.name} refused to {action}: {text}") from exc
     except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
         raise EngineError(
-            f"lost the Docker daemon while trying to {action}: {exc}", START_HINT
+            f"lost the {engine.name} daemon while trying to {action}: {exc}", engine.start_hint
         ) from exc
 
 
-def remove_image(client: docker.DockerClient, image_id: str, repo: str) -> None:
+def remove_image(
+    client: docker.DockerClient, image_id: str, repo: str, engine: ApiEngine = DOCKER
+) -> None:
     """Remove our names (``repo:*``) from an image, and the image if it has no other names.
 
     Docker deletes an image, and the untagged parents only it used, when its last name goes.
@@ -74,7 +104,7 @@ def remove_image(client: docker.DockerClient, image_id: str, repo: str) -> None:
     and ignored (a later ``docker image prune`` finds it). Other refusals raise EngineError.
     """
     try:
-        with engine_errors(f"look up image {image_id[:19]}"):
+        with engine_errors(f"look up image {image_id[:19]}", engine):
             image = client.images.get(image_id)
     except NotFoundError:
         return
@@ -82,7 +112,7 @@ def remove_image(client: docker.DockerClient, image_id: str, repo: str) -> None:
     refs = ours if ours or image.tags else [image.id]  # an unnamed intermediate image
     for ref in refs:
         try:
-            with engine_errors(f"remove image {ref}"):
+            with engine_errors(f"remove image {ref}", engine):
                 client.api.remove_image(ref)
         except NotFoundError:
             pass

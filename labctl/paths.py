@@ -38,6 +38,20 @@ def guest_apt_proxy() -> str | None:
     return value.strip() or None
 
 
+#: where ``labctl host setup`` starts Podman's Docker-compatible API (playbooks/vars/host.yml)
+PODMAN_SOCKET = Path("/run/podman/podman.sock")
+
+
+def podman_socket() -> Path:
+    """Podman's API socket: ``LABCTL_PODMAN_SOCKET``, else the one host setup starts."""
+    return Path(os.environ.get("LABCTL_PODMAN_SOCKET") or PODMAN_SOCKET)
+
+
+def podman_set_up() -> bool:
+    """Whether Podman's API socket exists here (host setup started it); nothing is asked of it."""
+    return podman_socket().is_socket()
+
+
 #: written for hosts that should run the small VM images (a Vagrant VM under TCG, a laptop)
 VM_PROFILE_FILE = Path("/etc/labctl/vm-profile")
 VM_PROFILES = ("debian", "tiny")

@@ -12,17 +12,19 @@ from labctl.backends.base import Backend
 from labctl.connection import Connection
 from labctl.instance.state import GuestRecord
 from labctl.keys import KeyPair
+from labctl.paths import podman_set_up
 
 _BACKENDS = {
     "libvirt": "labctl.backends.libvirt:LibvirtBackend",
     "lxd": "labctl.backends.lxd:LxdBackend",
     "docker": "labctl.backends.docker:DockerBackend",
+    "podman": "labctl.backends.podman:PodmanBackend",
 }
 
 
 @functools.cache
 def get(engine: str) -> Backend:
-    """The backend of ``engine`` (``libvirt``, ``lxd`` or ``docker``), one per process.
+    """The backend of ``engine`` (``libvirt``, ``lxd``, ``docker`` or ``podman``), one per process.
 
     Backends keep their engine client open; sharing one avoids a connection per call.
     """
@@ -39,3 +41,11 @@ def connect(record: GuestRecord, key: KeyPair) -> Connection:
 def engines() -> list[str]:
     """Every engine name labctl knows."""
     return list(_BACKENDS)
+
+
+def engines_here() -> list[str]:
+    """The engines this host runs: Podman, an optional engine, only once host setup started it.
+
+    What ``down`` asks when no state file says which engines an instance used.
+    """
+    return [e for e in _BACKENDS if e != "podman" or podman_set_up()]

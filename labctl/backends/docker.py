@@ -1,11 +1,15 @@
-"""Application containers through docker-py: one published port, ready when HTTP answers."""
+"""Application containers through docker-py: one published port, ready when HTTP answers.
+
+Docker here; Podman (``labctl.backends.podman``) is the same backend on its own socket.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import docker
 import requests
@@ -18,7 +22,7 @@ from labctl.backends.host_side import MIB
 from labctl.backends.params import DockerParams
 from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
-from labctl.docker_client import connect, engine_errors
+from labctl.docker_client import DOCKER, ApiEngine, connect, engine_errors
 from labctl.errors import EngineError, NotFoundError, ReadyTimeout
 from labctl.instance import naming
 from labctl.instance.reservations import Reservations
@@ -33,6 +37,10 @@ def _ipam_subnet(attrs: dict[str, Any]) -> str | None:
         if "." in cfg.get("Subnet", ""):
             return str(ipaddress.ip_network(cfg["Subnet"], strict=False))
     return None
+
+
+#: the network option naming its Linux bridge (Docker's; Podman's compatible API takes it too)
+BRIDGE_OPTION = "com.docker.network.bridge.name"
 
 
 def _bound_port(attrs: dict[str, Any], port: int) -> int | None:
@@ -51,9 +59,20 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
 
     engine = "docker"
     ready_means = "the app answers HTTP 200 on its published port"
+    #: the engine behind the API: messages, socket, start hint
+    api: ClassVar[ApiEngine] = DOCKER
+    #: the command students run (``docker logs``, ``docker exec``)
+    cli: ClassVar[str] = "docker"
+    #: the state file's fields of this engine's network and subnet
+    network_field: ClassVar[str] = "docker_network"
+    subnet_field: ClassVar[str] = "docker_subnet"
 
     def _connect(self) -> docker.DockerClient:
-        return connect()  # pings the daemon
+        return connect(engine=self.api)  # pings the daemon
+
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        """docker-py's errors as labctl's, naming this backend's engine."""
+        return engine_errors(action, self.api)
 
     def preflight(self) -> None:
         self.client  # noqa: B018 - connecting pings the daemon
@@ -65,35 +84,38 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
 
     def reserve_network(self, state: LabState, pool: str, book: Reservations) -> LabState:
         name = naming.network(state.lab, state.instance)
-        with engine_errors(f"look up network {name}"):
+        with self._errors(f"look up network {name}"):
             net = self._network(name)
             real = _ipam_subnet(net.attrs) if net is not None else None
-        subnet = book.network_subnet(
-            state, self.engine, pool, self._subnets, state.docker_subnet, real
-        )
-        return replace(state, docker_network=name, docker_subnet=subnet)
+        recorded = getattr(state, self.subnet_field)
+        subnet = book.network_subnet(state, self.engine, pool, self._subnets, recorded, real)
+        fields: dict[str, Any] = {self.network_field: name, self.subnet_field: subnet}
+        return replace(state, **fields)
 
     def _subnets(self) -> list[str | None]:
-        with engine_errors("list networks"):
+        with self._errors("list networks"):
             return [_ipam_subnet(n.attrs) for n in self.client.networks.list()]
 
     def prepare(self, state: LabState) -> LabState:
         name = naming.network(state.lab, state.instance)
-        assert state.docker_subnet, "reserve_network ran and its state was saved"
-        with engine_errors(f"create network {name} ({state.docker_subnet})"):
+        subnet = getattr(state, self.subnet_field)
+        assert subnet, "reserve_network ran and its state was saved"
+        with self._errors(f"create network {name} ({subnet})"):
             if self._network(name) is None:
                 self.client.networks.create(
                     name,
                     driver="bridge",
-                    ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=state.docker_subnet)]),
+                    ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]),
+                    options=self._network_options(state),
                     labels={"labctl.lab": state.lab, "labctl.instance": state.instance},
                 )
-        return replace(state, docker_network=name)
+        fields: dict[str, Any] = {self.network_field: name}
+        return replace(state, **fields)
 
     def cleanup(self, state: LabState) -> None:
         name = naming.network(state.lab, state.instance)
         try:
-            with engine_errors(f"remove network {name}"):
+            with self._errors(f"remove network {name}"):
                 net = self._network(name)
                 if net is not None:
                     net.remove()
@@ -102,12 +124,18 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
 
     def bridges(self, state: LabState) -> list[str]:
         name = naming.network(state.lab, state.instance)
-        with engine_errors(f"look up network {name}"):
+        with self._errors(f"look up network {name}"):
             net = self._network(name)
-        if net is None:
-            return []
+        return [] if net is None else [self._bridge(state, net)]
+
+    def _bridge(self, state: LabState, net: docker.models.networks.Network) -> str:
+        """The Linux bridge of the lab's network: Docker names it after the network's id."""
         options = net.attrs.get("Options") or {}
-        return [options.get("com.docker.network.bridge.name") or f"br-{net.id[:12]}"]
+        return str(options.get(BRIDGE_OPTION) or f"br-{net.id[:12]}")
+
+    def _network_options(self, state: LabState) -> dict[str, str]:
+        """Driver options of the lab's network: none, Docker names its bridge after its id."""
+        return {}
 
     def identify(
         self, plan: base.GuestPlan[DockerParams], record: GuestRecord, book: Reservations
@@ -117,7 +145,7 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
             return replace(record, host_port=guest.host_port)
         use = f"port of {plan.name}"
         try:
-            with engine_errors(f"inspect {plan.resource}"):
+            with self._errors(f"inspect {plan.resource}"):
                 attrs = self.client.containers.get(plan.resource).attrs
         except NotFoundError:
             attrs = None
@@ -147,7 +175,7 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
                 f"port 127.0.0.1:{host_port} for {plan.name} is already in use",
                 "free the port, or set host_port to another port (or leave it empty) in the lab",
             )
-        with engine_errors(f"create {plan.resource}"):
+        with self._errors(f"create {plan.resource}"):
             self.client.containers.create(
                 plan.manifest.engine_ref,
                 name=plan.resource,
@@ -161,7 +189,7 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
         return record
 
     def start(self, plan: base.GuestPlan[DockerParams]) -> None:
-        with engine_errors(f"start {plan.resource}"):
+        with self._errors(f"start {plan.resource}"):
             container = self.client.containers.get(plan.resource)
             if container.status != "running":
                 container.start()
@@ -194,7 +222,7 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
                 raise ReadyTimeout(
                     f"{plan.name} did not answer HTTP: {last}\n"
                     f"container log, last lines:\n{self._logs(plan.resource)}",
-                    f"see: docker logs {plan.resource}",
+                    f"see: {self.cli} logs {plan.resource}",
                 )
             cancel.check()
             time.sleep(0.2)
@@ -208,7 +236,7 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
 
     def state(self, resource: str) -> base.EngineState:
         try:
-            with engine_errors(f"inspect {resource}"):
+            with self._errors(f"inspect {resource}"):
                 container = self.client.containers.get(resource)
         except NotFoundError:
             return "absent"
@@ -216,7 +244,7 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
 
     def destroy(self, resource: str) -> bool:
         try:
-            with engine_errors(f"remove {resource}"):
+            with self._errors(f"remove {resource}"):
                 self.client.containers.get(resource).remove(force=True)
         except NotFoundError:
             return False
@@ -227,40 +255,40 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
 
     def list_guests(self, lab: str, instance: str) -> list[str]:
         labels = [f"labctl.lab={lab}", f"labctl.instance={instance}"]
-        with engine_errors("list containers"):
+        with self._errors("list containers"):
             found = self.client.containers.list(all=True, filters={"label": labels})
         return sorted(c.name for c in found)
 
     # -- what compare measures ---------------------------------------------------------
 
     def devices(self, resource: str) -> base.Devices:
-        with engine_errors(f"inspect {resource}"):
+        with self._errors(f"inspect {resource}"):
             self.client.containers.get(resource)
         return base.Devices("shared host kernel")
 
     def memory(self, resource: str) -> base.HostUse:
-        with engine_errors(f"read the memory use of {resource}"):
+        with self._errors(f"read the memory use of {resource}"):
             stats = self.client.containers.get(resource).stats(stream=False, one_shot=True)
         usage = (stats.get("memory_stats") or {}).get("usage")
         if not usage:
-            raise EngineError(f"Docker reports no memory usage for {resource}")
+            raise EngineError(f"{self.api.name} reports no memory usage for {resource}")
         return base.HostUse(
             int(usage),
-            "cgroup memory usage of the container (docker stats memory_stats.usage, "
+            f"cgroup memory usage of the container ({self.cli} stats memory_stats.usage, "
             "page cache included)",
         )
 
     def footprint(self, resource: str) -> base.HostUse:
-        with engine_errors(f"read the size of {resource}"):
+        with self._errors(f"read the size of {resource}"):
             found = self.client.api.containers(all=True, filters={"name": resource}, size=True)
         rows = [c for c in found if f"/{resource}" in c.get("Names", [])]
         if not rows:
-            raise NotFoundError(f"Docker does not list {resource}")
+            raise NotFoundError(f"{self.api.name} does not list {resource}")
         size_rw = int(rows[0].get("SizeRw") or 0)  # omitted by the daemon when 0
         with_image = int(rows[0].get("SizeRootFs") or 0)
         return base.HostUse(
             size_rw,
-            "the container's writable layer (docker ps --size, SizeRw)",
+            f"the container's writable layer ({self.cli} ps --size, SizeRw)",
             f"with the (shared) image layers: {with_image / MIB:.0f} MiB",
         )
 
@@ -268,7 +296,7 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
         guest = copy.params
         name = copy.new_name()
         try:
-            with engine_errors(f"create {name}"):
+            with self._errors(f"create {name}"):
                 source = self.client.containers.get(copy.record.resource)
                 host_config = source.attrs.get("HostConfig") or {}
                 clone = self.client.containers.create(
@@ -292,7 +320,7 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
     def _timed_start(
         self, clone: docker.models.containers.Container, guest: DockerParams, timeout: float
     ) -> float:
-        with engine_errors(f"start {clone.name}"):
+        with self._errors(f"start {clone.name}"):
             t0 = time.monotonic()
             clone.start()
             while not _answers(clone, guest):
@@ -306,9 +334,9 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
 
 
 class AppConnection(Connection):
-    """An application container through ``docker exec`` (it has no SSH and no users).
+    """An application container through ``docker exec`` (or Podman's), no SSH and no users.
 
-    Docker's exec has no bound on a silent command: ``timeout`` is not applied.
+    The engine's exec has no bound on a silent command: ``timeout`` is not applied.
     """
 
     def __init__(self, backend: DockerBackend, record: GuestRecord) -> None:
@@ -320,7 +348,7 @@ class AppConnection(Connection):
         """Run ``command`` with ``sh -c`` in the container, to its end."""
         rec = self._record
         try:
-            with engine_errors(f"run a command in {rec.resource}"):
+            with self._backend._errors(f"run a command in {rec.resource}"):
                 container = self._backend.client.containers.get(rec.resource)
                 rc, (out, err) = container.exec_run(["sh", "-c", command], demux=True)
         except NotFoundError as exc:
@@ -336,8 +364,8 @@ class AppConnection(Connection):
         )
 
     def shell_argv(self) -> list[str]:
-        """``docker exec`` with a terminal."""
-        return ["docker", "exec", "-it", self._record.resource, "sh"]
+        """``docker exec`` (``podman exec``) with a terminal."""
+        return [self._backend.cli, "exec", "-it", self._record.resource, "sh"]
 
 
 def _answers(container: docker.models.containers.Container, guest: DockerParams) -> bool:

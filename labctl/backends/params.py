@@ -52,4 +52,11 @@ class DockerParams(Params):
     http_path: str  # answers HTTP 200 once the app is ready
 
 
+@dataclass(frozen=True)
+class PodmanParams(DockerParams):
+    """The same application container, run by Podman."""
+
+    engine: ClassVar[str] = "podman"
+
+
 P = TypeVar("P", bound=Params)

@@ -78,10 +78,11 @@ def _report(result: PlaybookResult, done: str) -> None:
 
 @host_app.command("setup")
 def setup(yes: bool = YesOpt, test_tools: bool = TestToolsOpt) -> None:
-    """Install QEMU, libvirt, Docker and LXD, configure them and start them (idempotent)."""
+    """Install QEMU, libvirt, Docker, Podman and LXD, configure them, start them (idempotent)."""
     distro = host_setup.preflight()
     _confirm(
-        f"Install packages and start containerd, dockerd, virtlogd, libvirtd and LXD on this "
+        f"Install packages and start containerd, dockerd, Podman's API, virtlogd, libvirtd and "
+        f"LXD on this "
         f"{distro.pretty} host?",
         yes,
     )

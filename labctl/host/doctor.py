@@ -78,6 +78,7 @@ class HostFacts:
     memory: probe.MemoryInfo
     images: probe.ImagesInfo
     apt_cache: probe.AptCacheInfo = probe.AptCacheInfo(None)
+    podman: engines.DockerInfo = engines.DockerInfo(False, set_up=False)  # an optional engine
     nft: bool = True  # the nft command, which keeps lab instances apart
     arm64_programs: bool = True  # binfmt_misc runs arm64 programs through qemu-user
     vm_profile: str = "debian"  # which VM images the labs run here (labctl.paths.vm_profile)
@@ -96,6 +97,7 @@ def gather(images: Sequence[str] | None = None) -> HostFacts:
         qemu=tuple(probe.qemu(a) for a in QEMU_ARCHES),
         libvirt=engines.libvirt_probe(),
         docker=engines.docker_probe(),
+        podman=engines.docker_probe(podman=True),
         lxd=engines.lxd_probe(),
         ansible=probe.ansible_probe(),
         disk=probe.disk(),
@@ -251,6 +253,25 @@ def check_docker(dk: engines.DockerInfo, root: bool = True) -> Check:
     )
 
 
+def check_podman(pm: engines.DockerInfo) -> Check:
+    """Podman is optional: only labs with ``engine: podman`` guests need its API service."""
+    if pm.reachable:
+        return Check("podman", Status.OK, f"{pm.engine} {pm.version} (API {pm.api_version})")
+    if not pm.set_up:
+        return Check(
+            "podman",
+            Status.WARN,
+            f"not set up ({pm.error}): labs with podman guests (virtualization-full) cannot run",
+            f"{SETUP_HINT} (installs Podman and starts its API service)",
+        )
+    return Check(
+        "podman",
+        Status.WARN,
+        f"Podman's API does not answer: {pm.error}; labs with podman guests cannot run",
+        f"{SETUP_HINT} (starts podman system service)",
+    )
+
+
 def check_lxd(lx: engines.LxdInfo, root: bool = True) -> Check:
     """LXD or Incus must answer and have a storage pool and a network in its default profile."""
     if not lx.reachable:
@@ -394,6 +415,7 @@ RULES: Sequence[Callable[[HostFacts], Check | list[Check]]] = (
     lambda f: check_libvirt(f.libvirt, f.root),
     lambda f: check_libvirt_speed(f.libvirt),
     lambda f: check_docker(f.docker, f.root),
+    lambda f: check_podman(f.podman),
     lambda f: check_lxd(f.lxd, f.root),
     lambda f: check_ansible(f.ansible),
     lambda f: check_disk(f.disk),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from labctl.errors import EngineError
 from labctl.host.probe import DEV_KVM, error_line
+from labctl.paths import podman_set_up, podman_socket
 
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 #: Debian and Ubuntu run libvirt's QEMU as this user unless qemu.conf says otherwise.
@@ -137,16 +138,23 @@ class DockerInfo:
     version: str | None = None
     api_version: str | None = None
     error: str | None = None
+    set_up: bool = True  # Podman: host setup started its API service (its socket exists)
 
 
-def docker_probe() -> DockerInfo:
-    """Ping the Docker API from the environment (``DOCKER_HOST`` or the default socket)."""
+def docker_probe(podman: bool = False) -> DockerInfo:
+    """Ping the Docker API from the environment (``DOCKER_HOST`` or the default socket).
+
+    ``podman``: Podman's API on its own socket instead, where host setup started it.
+    """
+    if podman and not podman_set_up():
+        return DockerInfo(False, error=f"no API socket at {podman_socket()}", set_up=False)
     try:
         from labctl import docker_client
     except ImportError as exc:
         return DockerInfo(False, error=f"docker-py missing: {exc}")
+    api = docker_client.PODMAN if podman else docker_client.DOCKER
     try:
-        client = docker_client.connect(timeout=int(_TIMEOUT))
+        client = docker_client.connect(timeout=int(_TIMEOUT), engine=api)
     except EngineError as exc:  # the library's own words, not labctl's sentence around them
         return DockerInfo(False, error=error_line(exc.__cause__ or exc))
     try:

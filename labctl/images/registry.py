@@ -9,7 +9,7 @@ from typing import Literal
 from labctl.images.cache import ImageStore
 from labctl.images.recipe import Recipe
 
-Kind = Literal["vm", "lxd", "docker"]
+Kind = Literal["vm", "lxd", "docker", "podman"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ def all_recipes() -> list[Recipe]:
 def guest_images() -> dict[str, GuestImage]:
     """The images a lab file may name, from the recipes alone (no cache, no engine).
 
-    ``system-rootfs`` and ``docker-base`` are only steps of other builds: no guest runs them.
+    ``system-rootfs``, ``docker-base`` and ``podman-base`` are only steps of other builds: no
+    guest runs them.
     """
     from labctl.images import containers, vm, vm_debian
 
@@ -41,6 +42,7 @@ def guest_images() -> dict[str, GuestImage]:
         vm.VmImage: "vm",
         containers.LxdSystem: "lxd",
         containers.DockerApp: "docker",
+        containers.PodmanApp: "podman",
     }
     images = {}
     for recipe in all_recipes():

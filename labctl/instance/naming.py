@@ -89,6 +89,11 @@ def lxd_bridge(lab: str, instance: str) -> str:
     return f"lclx{_short(lab, instance)}"
 
 
+def podman_bridge(lab: str, instance: str) -> str:
+    """Linux bridge of the instance's Podman network (Podman would pick podman1, podman2...)."""
+    return f"lcpm{_short(lab, instance)}"
+
+
 def mac(lab: str, instance: str, guest: str) -> str:
     """A stable locally administered MAC address in QEMU's 52:54:00 range."""
     h = _short(lab, instance, guest)

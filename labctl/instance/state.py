@@ -68,6 +68,8 @@ class LabState:
     bridge: str | None = None
     docker_network: str | None = None
     docker_subnet: str | None = None
+    podman_network: str | None = None  # Podman's own network (netavark bridge), beside Docker's
+    podman_subnet: str | None = None
     lxd_network: str | None = None  # the LXD network (and bridge) of the containers
     lxd_subnet: str | None = None
     guests: dict[str, GuestRecord] = field(default_factory=dict)

@@ -124,6 +124,7 @@ def _validate(c: _Up) -> None:
             f"instance {c.instance} keeps the {c.profile} VM images it came up "
             "with (labctl down, then up, to change)",
         )
+    plan.check_engines(c.lab)
     for image in plan.check_images(c.lab, c.store, c.profile):
         c.report("", "warning", f"image {image} is older than its recipe: labctl images build")
     c.accel = plan.accelerators(c.lab, c.probe, c.require_kvm)
@@ -389,9 +390,10 @@ def _read_state(c: _Down) -> None:
         "libvirt": c.state.network,
         "lxd": c.state.lxd_network,
         "docker": c.state.docker_network,
+        "podman": c.state.podman_network,
     }
     used |= {engine for engine, net in nets.items() if net}
-    names = sorted(used or backends.engines())
+    names = sorted(used or backends.engines_here())
     c.engines = {e: backends.get(e) for e in names}
 
 

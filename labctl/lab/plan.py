@@ -9,7 +9,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from labctl.backends.base import GuestPlan
-from labctl.backends.params import DockerParams, LibvirtParams, LxdParams, Params
+from labctl.backends.params import DockerParams, LibvirtParams, LxdParams, Params, PodmanParams
 from labctl.errors import HostError, LabctlError, SpecError
 from labctl.images.cache import ImageStore
 from labctl.images.registry import profile_image
@@ -17,7 +17,7 @@ from labctl.instance import naming
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab.accel import AccelChoice, KvmProbe, choose
-from labctl.paths import LABS_DIR, vm_profile
+from labctl.paths import LABS_DIR, podman_set_up, podman_socket, vm_profile
 from labctl.spec.model import DockerGuest, Guest, Lab, LibvirtGuest, load_lab
 
 FIRST_HOST = 10  # guests get .10, .11, ... on the lab's /24; .1 is the host
@@ -61,10 +61,31 @@ def instance_profile(state: LabState | None) -> str:
 
 
 def lab_images() -> list[str]:
-    """The images the labs under ``labs/`` run on this host (its VM profile decides)."""
+    """The images the labs under ``labs/`` run on this host (its VM profile decides).
+
+    Podman's guests count only where host setup started Podman: it is an optional engine.
+    """
+    podman = podman_set_up()
     return sorted(
-        {image_of(g) for f in LABS_DIR.glob("*/lab.yaml") for g in load_lab(f).guests.values()}
+        {
+            image_of(g)
+            for f in LABS_DIR.glob("*/lab.yaml")
+            for g in load_lab(f).guests.values()
+            if g.engine != "podman" or podman
+        }
     )
+
+
+def check_engines(lab: Lab) -> None:
+    """Refuse a lab whose guests need an optional engine this host has not set up (Podman)."""
+    podman = sorted(n for n, g in lab.guests.items() if g.engine == "podman")
+    if podman and not podman_set_up():
+        raise HostError(
+            f"{', '.join(podman)} run{'s' if len(podman) == 1 else ''} on Podman, which is "
+            f"not set up here (no API socket at {podman_socket()})",
+            "run: labctl host setup (installs Podman and starts its API service), "
+            "then labctl images build",
+        )
 
 
 def check_images(lab: Lab, store: ImageStore, profile: str | None = None) -> list[str]:
@@ -152,7 +173,8 @@ def params(guest: Guest) -> Params:
         return LibvirtParams(guest.arch, guest.cpus, guest.memory, guest.disk_bus, guest.nic_model)
     if guest.engine == "lxd":
         return LxdParams(guest.memory)
-    return DockerParams(guest.port, guest.host_port, guest.memory, guest.http_path)
+    app = PodmanParams if guest.engine == "podman" else DockerParams
+    return app(guest.port, guest.host_port, guest.memory, guest.http_path)
 
 
 def plans(
@@ -188,6 +210,8 @@ def plans(
             vm_index += 1
         elif guest.engine == "docker":
             extra = {"network": state.docker_network}
+        elif guest.engine == "podman":
+            extra = {"network": state.podman_network}
         elif guest.engine == "lxd":
             extra = {"network": state.lxd_network}
         rec = state.guests.get(name)

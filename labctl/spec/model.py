@@ -144,7 +144,17 @@ class DockerGuest(GuestBase):
         return value
 
 
-Guest = Annotated[LibvirtGuest | LxdGuest | DockerGuest, Field(discriminator="engine")]
+class PodmanGuest(DockerGuest):
+    """The same application container, run by Podman (rootful) from its own copy of the image."""
+
+    image_kind: ClassVar[str] = "podman"
+
+    engine: Literal["podman"]  # type: ignore[assignment]  # a narrower engine than Docker's
+
+
+Guest = Annotated[
+    LibvirtGuest | LxdGuest | DockerGuest | PodmanGuest, Field(discriminator="engine")
+]
 
 
 class Network(Strict):

@@ -11,9 +11,11 @@ import subprocess
 from dataclasses import dataclass
 
 from labctl import libvirt_client
+from labctl.docker_client import PODMAN
 from labctl.docker_client import connect as docker_connect
 from labctl.instance import isolation, naming
 from labctl.lxd_client import connect as lxd_connect
+from labctl.paths import podman_set_up
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class Inventory:
     libvirt_networks: frozenset[str]
     containers: frozenset[str]
     docker_networks: frozenset[str]
+    podman_containers: frozenset[str]
+    podman_networks: frozenset[str]
     lxd_instances: frozenset[str]
     lxd_networks: frozenset[str]
     bridges: frozenset[str]
@@ -54,7 +58,13 @@ def inventory(lab: str, instance: str) -> Inventory:
     docker_nets = {n.name: n.id for n in docker.networks.list()}
     lxd = lxd_connect()
     lxd_net = naming.lxd_bridge(lab, instance)
-    our_bridges = {naming.bridge(lab, instance), lxd_net}
+    our_bridges = {naming.bridge(lab, instance), lxd_net, naming.podman_bridge(lab, instance)}
+    podman_containers: set[str] = set()
+    podman_nets: set[str] = set()
+    if podman_set_up():  # an optional engine: CI sets it up, test_podman insists there
+        podman = docker_connect(engine=PODMAN)
+        podman_containers = {c.name for c in podman.containers.list(all=True)}
+        podman_nets = {n.name for n in podman.networks.list()}
     if prefix in docker_nets:  # docker names a network's bridge after its id
         our_bridges.add(f"br-{docker_nets[prefix][:12]}")
     return Inventory(
@@ -62,6 +72,8 @@ def inventory(lab: str, instance: str) -> Inventory:
         libvirt_networks=ours(nets),
         containers=ours({c.name for c in docker.containers.list(all=True)}),
         docker_networks=ours(set(docker_nets)),
+        podman_containers=ours(podman_containers),
+        podman_networks=ours(podman_nets),
         lxd_instances=ours({i.name for i in lxd.instances.all()}),
         lxd_networks=frozenset({n.name for n in lxd.networks.all()} & {lxd_net}),
         bridges=frozenset(_bridges() & our_bridges),

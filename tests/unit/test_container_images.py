@@ -10,7 +10,7 @@ import re
 import socketserver
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -309,19 +309,24 @@ class _FakeApi:
     def resolve(self, ref: str) -> str:
         for image_id, tags in self.images.items():
             hex_id = image_id.removeprefix("sha256:")
-            if ref in tags or ref == image_id or (len(ref) >= 12 and hex_id.startswith(ref)):
+            if ref in tags or ref == image_id or (len(ref) >= 11 and hex_id.startswith(ref)):
                 return image_id
         raise docker.errors.ImageNotFound(ref)
 
     def build(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         for chunk in self.build_stream:
-            layer = str(chunk.get("stream", "")).removeprefix(" ---> ").strip()
-            if re.fullmatch("[0-9a-f]{12}", layer):  # a step's result is a new image
+            # a step's result is a new image: Docker says " ---> id", Podman "--> id"
+            layer = re.sub(r"^ ?-{2,3}> ", "", str(chunk.get("stream", ""))).strip()
+            if re.fullmatch("[0-9a-f]{11,12}", layer):
                 try:
                     self.resolve(layer)
                 except docker.errors.ImageNotFound:
                     self.images["sha256:" + layer * 5 + "0" * 4] = []
             yield chunk
+
+    def tag(self, image: str, repository: str, tag: str, force: bool = False) -> bool:
+        self.images[self.resolve(image)].append(f"{repository}:{tag}")
+        return True
 
     def remove_image(self, ref: str, noprune: bool = False) -> None:
         image_id = self.resolve(ref)
@@ -353,11 +358,13 @@ class _FakeDocker:
         self.images = _FakeImages(self.api)
 
 
-def _app_context(tmp_path: Path) -> BuildContext:
-    base_dir = tmp_path / "docker-base"
+def _app_context(
+    tmp_path: Path, base: str = "docker-base", report: Callable[[str], None] = lambda s: None
+) -> BuildContext:
+    base_dir = tmp_path / base
     base_dir.mkdir()
     manifest = Manifest(
-        image="docker-base",
+        image=base,
         recipe_hash="h",
         built_at="2024-01-01T00:00:00+00:00",
         build_seconds=1.0,
@@ -366,13 +373,14 @@ def _app_context(tmp_path: Path) -> BuildContext:
     (base_dir / MANIFEST).write_text(manifest.to_json())
     out = tmp_path / "out"
     out.mkdir()
-    return BuildContext(out, {"docker-base": base_dir}, lambda s: None, "apphash")
+    return BuildContext(out, {base: base_dir}, report, "apphash")
 
 
-def test_failed_app_build_removes_its_intermediate_images(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = _FakeDocker(
+#: a build that fails at its last step, as each engine streams it: Docker says "Step n/m :"
+#: and " ---> <12 hex>", Podman "STEP n/m:" and "--> <11 hex>"
+FAILED_BUILDS = {
+    "docker": (
+        containers.DockerApp,
         [
             {"stream": "Step 1/3 : FROM labctl/debian-base:h\n"},
             {"stream": " ---> bbbbbbbbbbbb\n"},
@@ -381,23 +389,70 @@ def test_failed_app_build_removes_its_intermediate_images(
             {"stream": "Step 3/3 : RUN false\n"},
             {"stream": " ---> Running in 222222222222\n"},
             {"error": "The command '/bin/sh -c false' returned a non-zero code: 1"},
-        ]
-    )
-    monkeypatch.setattr(docker_client, "connect", lambda: fake)
-    with pytest.raises(BuildError, match="returned a non-zero code"):
-        containers.DockerApp().build(_app_context(tmp_path))
+        ],
+        "returned a non-zero code",
+    ),
+    "podman": (
+        containers.PodmanApp,
+        [
+            {"stream": "STEP 1/3: FROM labctl/debian-base:h\n"},
+            {"stream": "STEP 2/3: COPY www/ /srv/www/\n"},
+            {"stream": "--> 11111111111\n"},
+            {"stream": "STEP 3/3: RUN false\n"},
+            {"error": 'building at STEP "RUN false": exit status 1'},
+        ],
+        "podman build of .* exit status 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("engine", sorted(FAILED_BUILDS))
+def test_failed_app_build_removes_its_intermediate_images(
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe, stream, error = FAILED_BUILDS[engine]
+    fake = _FakeDocker(stream)
+    asked: list[object] = []
+    monkeypatch.setattr(docker_client, "connect", lambda **kw: asked.append(kw["engine"]) or fake)
+    steps: list[str] = []
+    with pytest.raises(BuildError, match=error):
+        recipe().build(_app_context(tmp_path, f"{engine}-base", steps.append))
+    assert asked == [recipe.api] and recipe.api.name.lower() == engine
     assert not [i for i in fake.api.images if i.startswith("sha256:1111")]
     assert fake.api.images == {BASE_ID: ["labctl/debian-base:h"]}  # the base is untouched
-    assert "Step 3/3" in (tmp_path / "out" / "build.log").read_text()
+    assert f"{engine} build step 3/3" in steps
+    assert re.search("step 3/3", (tmp_path / "out" / "build.log").read_text(), re.IGNORECASE)
 
 
 def test_app_build_refuses_a_missing_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = _FakeDocker([])
     fake.api.images.clear()
-    monkeypatch.setattr(docker_client, "connect", lambda: fake)
-    with pytest.raises(BuildError, match="not in the engine") as err:
+    monkeypatch.setattr(docker_client, "connect", lambda **_: fake)
+    with pytest.raises(BuildError, match="is not in Docker") as err:
         containers.DockerApp().build(_app_context(tmp_path))
     assert err.value.hint and "docker-base" in err.value.hint
+
+
+def test_import_gets_the_asked_tag_where_podman_ignored_it() -> None:
+    """Podman 4.3 names an import ``<repo>:latest``; the recipe renames it ``<repo>:<hash>``."""
+    fake = _FakeDocker([])
+    fake.api.images = {BASE_ID: ["docker.io/labctl/debian-base:latest"]}
+    docker_images._name_import(fake, BASE_ID, "h1", docker_client.PODMAN)
+    assert fake.api.images == {BASE_ID: ["labctl/debian-base:h1"]}
+
+
+def test_import_keeps_the_names_docker_gave() -> None:
+    fake = _FakeDocker([])
+    docker_images._name_import(fake, BASE_ID, "h", docker_client.DOCKER)
+    assert fake.api.images == {BASE_ID: ["labctl/debian-base:h"]}
+    assert fake.api.removed == []
+
+
+def test_podman_images_reuse_dockers_rootfs_and_follow_its_hash() -> None:
+    store = ImageStore(containers.recipes(), root=Path("/nonexistent"))
+    assert store.order(["podman-app"]) == ["docker-base", "podman-base", "podman-app"]
+    hashes = store.hashes(["podman-app", "docker-app"])
+    assert len(set(hashes.values())) == len(hashes)  # other names, other hashes
 
 
 # --- nothing half-built is left in LXD ---------------------------------------------------------

@@ -33,6 +33,7 @@ def healthy() -> HostFacts:
         ),
         libvirt=engines.LibvirtInfo("qemu:///system", True, "9.0.0", "7.2.22", 0.03, "root", True),
         docker=engines.DockerInfo(True, "Docker Engine", "20.10.24", "1.41"),
+        podman=engines.DockerInfo(True, "Podman Engine", "4.3.1", "1.41"),
         lxd=engines.LxdInfo("/var/lib/lxd/unix.socket", True, "lxd", "5.0.2", True),
         ansible=probe.AnsibleInfo(True, "2.18.0", "2.4.3", "/venv/bin/ansible-playbook"),
         disk=probe.DiskInfo("/var/cache/labctl", 80 * GIB),

@@ -32,9 +32,9 @@ ENGINE_MODULES = {
     "labctl.lxd_client",
     "labctl.docker_client",
 }
-BACKEND_CLASSES = {"LibvirtBackend", "LxdBackend", "DockerBackend"}
+BACKEND_CLASSES = {"LibvirtBackend", "LxdBackend", "DockerBackend", "PodmanBackend"}
 #: the lab file's models: a backend receives an engine's own parameters instead
-SPEC_MODELS = {"Lab", "GuestBase", "LibvirtGuest", "LxdGuest", "DockerGuest"}
+SPEC_MODELS = {"Lab", "GuestBase", "LibvirtGuest", "LxdGuest", "DockerGuest", "PodmanGuest"}
 
 
 def modules() -> list[Path]:

@@ -179,6 +179,7 @@ def test_known_images_and_kinds_come_from_the_recipes() -> None:
         "vm-arm64-tiny": "vm",
         "lxd-system": "lxd",
         "docker-app": "docker",
+        "podman-app": "podman",
     }
     assert images["vm-arm64"].arch == "aarch64" and images["vm-amd64"].arch == "x86_64"
 

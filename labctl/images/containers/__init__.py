@@ -1,7 +1,8 @@
 """Container images, built from Debian packages because no image registry is reachable.
 
 One module per engine: :mod:`.rootfs` (the Debian trees), :mod:`.lxd` (the system container
-image) and :mod:`.docker` (the application container images). Each recipe's hash covers its
+image), :mod:`.docker` (the application container images) and :mod:`.podman` (the same in
+Podman). Each recipe's hash covers its
 own module, so editing one engine's builder rebuilds that engine's images only.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from labctl.images.containers.docker import APP_REPO, BASE_REPO, DockerApp, DockerBase
 from labctl.images.containers.lxd import LXD_ALIAS, LxdSystem
+from labctl.images.containers.podman import PodmanApp, PodmanBase
 from labctl.images.containers.rootfs import ROOTFS, SystemRootfs
 from labctl.images.recipe import Recipe
 
@@ -20,6 +22,8 @@ __all__ = [
     "DockerApp",
     "DockerBase",
     "LxdSystem",
+    "PodmanApp",
+    "PodmanBase",
     "SystemRootfs",
     "recipes",
 ]
@@ -27,4 +31,4 @@ __all__ = [
 
 def recipes() -> list[Recipe]:
     """The container images, dependencies first."""
-    return [SystemRootfs(), LxdSystem(), DockerBase(), DockerApp()]
+    return [SystemRootfs(), LxdSystem(), DockerBase(), DockerApp(), PodmanBase(), PodmanApp()]

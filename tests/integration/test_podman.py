@@ -1,0 +1,140 @@
+"""Podman beside Docker on the real engines: the same app image, both up at once, both answering.
+
+A short lab of its own (the two application containers only), so it costs seconds, not the
+default lab's VMs; its instance must leave nothing in either engine after ``down``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from labctl import backends
+from labctl.docker_client import PODMAN
+from labctl.docker_client import connect as docker_connect
+from labctl.errors import EngineError
+from labctl.host.accel import detect
+from labctl.images.registry import store
+from labctl.instance.state import InstanceDir, LabState
+from labctl.keys import ensure_keypair
+from labctl.lab import lifecycle
+from labctl.spec.model import Lab
+from tests.integration.engines import inventory
+from tests.integration.labs import instance_names, taken_down, write_lab
+
+pytestmark = pytest.mark.integration
+
+APPS_LAB = """\
+name: apps
+title: the application container under Docker and Podman
+guests:
+  docker-app:
+    engine: docker
+    technique: app-container
+    image: docker-app
+  podman-app:
+    engine: podman
+    technique: app-container
+    image: podman-app
+"""
+
+
+@dataclass(frozen=True)
+class Apps:
+    lab: Lab
+    path: Path
+    instance: str
+    state: LabState
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory, state_root: Path, in_ci: bool) -> Iterator[Apps]:
+    """Both app containers up in one instance, for the module; down and leak-checked after."""
+    for api in (None, PODMAN):
+        try:
+            docker_connect() if api is None else docker_connect(engine=api)
+        except EngineError as exc:
+            if in_ci:
+                raise
+            pytest.skip(f"{exc.message} ({exc.hint})")
+    path, lab = write_lab(tmp_path_factory, "apps", APPS_LAB)
+    store().build(["docker-app", "podman-app"])
+    (instance,) = instance_names(1)
+    assert inventory(lab.name, instance).empty
+    with taken_down(lab, [instance]):
+        result = lifecycle.up(lab, path, instance, store(), detect())
+        yield Apps(lab, path, instance, result.state)
+
+
+def test_both_engines_publish_their_port_and_answer_at_once(apps: Apps) -> None:
+    docker_rec, podman_rec = (apps.state.guests[n] for n in ("docker-app", "podman-app"))
+    assert (docker_rec.engine, podman_rec.engine) == ("docker", "podman")
+    assert docker_rec.stage == podman_rec.stage == "ready"
+    assert docker_rec.host_port != podman_rec.host_port
+    pages = []
+    for rec in (docker_rec, podman_rec):
+        answer = requests.get(f"http://127.0.0.1:{rec.host_port}/", timeout=5)
+        assert answer.status_code == 200, (rec.name, answer.status_code)
+        pages.append(answer.text)
+    assert pages[0] == pages[1]  # the same image, so the same site
+
+
+def test_each_engine_keeps_its_own_network_bridge_and_subnet(apps: Apps) -> None:
+    state = apps.state
+    assert state.docker_subnet and state.podman_subnet
+    assert state.docker_subnet != state.podman_subnet
+    docker_bridges = backends.get("docker").bridges(state)
+    podman_bridges = backends.get("podman").bridges(state)
+    links = json.loads(
+        subprocess.run(["ip", "-j", "link", "show", "type", "bridge"], capture_output=True).stdout
+    )
+    up = {link["ifname"] for link in links}
+    assert docker_bridges and podman_bridges and set(docker_bridges).isdisjoint(podman_bridges)
+    assert set(docker_bridges) | set(podman_bridges) <= up
+    held = inventory(apps.lab.name, apps.instance)
+    assert held.containers == {"labctl-apps-" + apps.instance + "-docker-app"}
+    assert held.podman_containers == {"labctl-apps-" + apps.instance + "-podman-app"}
+
+
+def test_a_check_runs_in_the_podman_guest_through_its_connection(apps: Apps) -> None:
+    rec = apps.state.guests["podman-app"]
+    key = ensure_keypair(InstanceDir(apps.lab.name, apps.instance).key, "test")
+    conn = backends.connect(rec, key)
+    result = conn.run("cat /srv/www/index.html && id -un")
+    assert result.rc == 0 and result.stdout.strip().endswith("www")
+    assert conn.shell_argv()[:2] == ["podman", "exec"]
+
+
+def test_status_names_the_podman_guest_and_its_engine(apps: Apps) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "labctl", "status", "-l", "apps", "-i", apps.instance, "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert out.returncode == 0, out.stderr
+    rows = {g["guest"]: g for g in json.loads(out.stdout)["guests"]}
+    assert rows["podman-app"]["engine"] == "podman" and rows["podman-app"]["state"] == "running"
+    assert rows["docker-app"]["engine"] == "docker" and rows["docker-app"]["state"] == "running"
+
+
+def test_the_podman_container_has_no_daemon_above_it(apps: Apps) -> None:
+    """Docker's container runs under containerd's shim; Podman's under conmon, no daemon."""
+    parents = {}
+    for name, cli in (("docker-app", "docker"), ("podman-app", "podman")):
+        resource = apps.state.guests[name].resource
+        pid = subprocess.run(
+            [cli, "inspect", "-f", "{{.State.Pid}}", resource], capture_output=True, text=True
+        ).stdout.strip()
+        ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        parents[name] = Path(f"/proc/{ppid}/comm").read_text().strip()
+    assert parents["podman-app"] == "conmon"
+    assert parents["docker-app"].startswith("containerd-shim")
