@@ -180,6 +180,7 @@ def full_invitado(s: Student) -> None:
     assert model, lscpu
     s.answer("cpu", model.group(1).strip())
     s.answer("fabricante", s.guest("kvm-full", "dmidecode -s system-manufacturer").strip())
+    s.answer("identidad", s.guest("kvm-full", "cat /sys/class/dmi/id/product_uuid").strip())
     s.answer("virt-what", s.guest("kvm-full", "virt-what").splitlines()[0])
 
 
@@ -613,6 +614,7 @@ WRONG: dict[tuple[str, str], str | Callable[[Student], str]] = {
     ("full-soporte", "explica"): _wrong_explanation,
     ("full-invitado", "cpu"): _host_cpu_model,
     ("full-invitado", "fabricante"): "Intel",
+    ("full-invitado", "identidad"): "00000000-0000-4000-8000-000000000000",  # nobody's
     ("full-invitado", "virt-what"): "vmware",
     ("pv-dispositivos", "bus"): "0",
     ("pv-dispositivos", "drivers"): "e1000",
