@@ -3,10 +3,11 @@
 A containers-only class (each student: the system container and the app container) comes up
 on the real engines; one student answers and runs `labctl exercise check` (one step passes,
 one fails), the other gives a wrong answer. `labctl class serve` runs as a subprocess, as an
-instructor types it; Chromium logs in with the token it printed and loads the grid, a
-student's page and the exercise's page (screenshots: tests/artifacts/screenshots/class-*.png).
-A second `class serve` is refused with the first one's address, a student's token from the
-access sheet opens their own page only, and the class goes down leaving nothing.
+instructor types it; Chromium logs in with the token it printed, loads the grid, a student's
+page and the exercise's page, and resets the second student's exercise through its
+confirmation form (screenshots: tests/artifacts/screenshots/class-*.png). A second `class
+serve` is refused with the first one's address, a student's token from the access sheet opens
+their own page only, and the class goes down leaving nothing.
 """
 
 from __future__ import annotations
@@ -157,6 +158,19 @@ def test_the_dashboard_of_a_live_class(
             steps = b.find_element(By.ID, "steps").text  # type: ignore[attr-defined]
             assert "The container's architecture" in steps and "1/2" in steps
             browser.shoot(b, "class-exercise")
+
+            # a reset, confirmed in its form: the same code as `labctl class reset`
+            b.get(base + f"actions/reset?student={ids[1]}&exercise=dash-probe")  # type: ignore[attr-defined]
+            assert "Yes, reset" in b.page_source  # type: ignore[attr-defined]
+            browser.shoot(b, "class-reset-confirm")
+            b.find_element(By.ID, "confirm").click()  # type: ignore[attr-defined]
+            browser.wait_for(lambda: "starts over" in b.page_source, 180, "the reset")  # type: ignore[attr-defined]
+            assert "lxc-system fresh" in b.find_element(By.ID, "said").text  # type: ignore[attr-defined]
+            b.get(base + f"students/{ids[1]}")  # type: ignore[attr-defined]
+            rows = b.find_elements(By.CSS_SELECTOR, "#attempts tbody tr")  # type: ignore[attr-defined]
+            kinds = [r.get_attribute("class").split()[0] for r in rows]  # the attempt's kind
+            assert kinds[-1] == "reset", kinds
+            browser.shoot(b, "class-student-after-reset")
 
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)  # waits, and closes the pipes
