@@ -19,19 +19,23 @@ import requests
 from pylxd.exceptions import ClientConnectionFailed, LXDAPIException, NotFound
 
 from labctl.errors import EngineError, NotFoundError
+from labctl.paths import system_containers
 
 log = logging.getLogger(__name__)
 
-#: Where the daemons put their socket, in the order labctl tries them.
-DEFAULT_SOCKETS = (
-    Path("/var/lib/lxd/unix.socket"),  # Debian's lxd package
-    Path("/var/snap/lxd/common/lxd/unix.socket"),  # snap
-    Path("/var/lib/incus/unix.socket"),  # Incus
-)
+#: Where each engine puts its socket, in the order labctl tries them.
+ENGINE_SOCKETS = {
+    "lxd": (
+        Path("/var/lib/lxd/unix.socket"),  # Debian's lxd package
+        Path("/var/snap/lxd/common/lxd/unix.socket"),  # snap
+    ),
+    "incus": (Path("/var/lib/incus/unix.socket"),),
+}
+DEFAULT_SOCKETS = (*ENGINE_SOCKETS["lxd"], *ENGINE_SOCKETS["incus"])
 
 START_HINT = (
-    "start the daemon (lxd --group root, or incusd) or run: labctl host setup; "
-    "LABCTL_LXD_SOCKET names another socket"
+    "start the daemon (lxd --group root, or incusd --group root) or run: labctl host setup "
+    "[--system-containers lxd|incus]; LABCTL_LXD_SOCKET names another socket"
 )
 
 
@@ -57,8 +61,14 @@ _previous_excepthook = threading.excepthook
 threading.excepthook = _quiet_ws4py_shutdown_race
 
 
-def socket_candidates(env: Mapping[str, str] | None = None) -> list[Path]:
-    """Sockets to try, first wins: ``LABCTL_LXD_SOCKET``, ``LXD_DIR``, ``INCUS_DIR``, defaults."""
+def socket_candidates(
+    env: Mapping[str, str] | None = None, chosen: str | None = None
+) -> list[Path]:
+    """Sockets to try, first wins: ``LABCTL_LXD_SOCKET``, ``LXD_DIR``, ``INCUS_DIR``, defaults.
+
+    ``chosen`` (``lxd`` or ``incus``, what host setup chose) keeps that engine's default
+    sockets only, so that a host running both never uses the other one by surprise.
+    """
     env = os.environ if env is None else env
     found: list[Path] = []
     if env.get("LABCTL_LXD_SOCKET"):
@@ -66,7 +76,7 @@ def socket_candidates(env: Mapping[str, str] | None = None) -> list[Path]:
     for var in ("LXD_DIR", "INCUS_DIR"):
         if env.get(var):
             found.append(Path(env[var]) / "unix.socket")
-    for path in DEFAULT_SOCKETS:
+    for path in ENGINE_SOCKETS[chosen] if chosen else DEFAULT_SOCKETS:
         if path not in found:
             found.append(path)
     return found
@@ -96,10 +106,11 @@ def connect_socket(
 ) -> tuple[Path, pylxd.Client]:
     """The socket of the first LXD/Incus daemon that answers, and a client of it.
 
-    ``candidates`` default to :func:`socket_candidates`; ``timeout`` bounds each request of
-    the client (None: pylxd's own). EngineError, naming every socket tried, if none answers.
+    ``candidates`` default to :func:`socket_candidates` of the engine host setup chose;
+    ``timeout`` bounds each request of the client (None: pylxd's own). EngineError, naming
+    every socket tried, if none answers.
     """
-    candidates = socket_candidates() if candidates is None else candidates
+    candidates = socket_candidates(chosen=system_containers()) if candidates is None else candidates
     tried: list[str] = []
     for path in candidates:
         if not path.exists():

@@ -52,6 +52,40 @@ def podman_set_up() -> bool:
     return podman_socket().is_socket()
 
 
+def _host_setting(variable: str, path: Path) -> tuple[str, str] | None:
+    """A host-wide setting: ``$variable``, else the file that says it; (value, where), or None."""
+    value = os.environ.get(variable)
+    if value is not None:
+        return value.strip(), variable
+    try:
+        return path.read_text().strip(), str(path)
+    except OSError:
+        return None
+
+
+#: written by ``labctl host setup``: which engine runs the system containers (lxd or incus)
+SYSTEM_CONTAINERS_FILE = Path("/etc/labctl/system-containers")
+SYSTEM_CONTAINERS = ("lxd", "incus")
+
+
+def system_containers() -> str | None:
+    """The system-container engine host setup chose, or None where nothing chose one.
+
+    ``LABCTL_SYSTEM_CONTAINERS``, else ``/etc/labctl/system-containers``. With none chosen,
+    labctl takes whichever of LXD and Incus answers first (``labctl.lxd_client``).
+    """
+    found = _host_setting("LABCTL_SYSTEM_CONTAINERS", SYSTEM_CONTAINERS_FILE)
+    if found is None:
+        return None
+    value, source = found
+    if value not in SYSTEM_CONTAINERS:
+        raise HostError(
+            f"{source} says the system containers run on {value!r}: neither lxd nor incus",
+            "run: labctl host setup --system-containers lxd (or incus)",
+        )
+    return value
+
+
 #: written for hosts that should run the small VM images (a Vagrant VM under TCG, a laptop)
 VM_PROFILE_FILE = Path("/etc/labctl/vm-profile")
 VM_PROFILES = ("debian", "tiny")
@@ -64,15 +98,11 @@ def vm_profile() -> str:
     a guest whose image is ``vm-amd64`` runs ``vm-amd64-tiny`` (busybox init, boots in
     seconds). A host-wide setting, so every command on the host sees the same images.
     """
-    value = os.environ.get("LABCTL_VM_PROFILE")
-    source = "LABCTL_VM_PROFILE"
-    if value is None:
-        source = str(VM_PROFILE_FILE)
-        try:
-            value = VM_PROFILE_FILE.read_text()
-        except OSError:
-            return VM_PROFILES[0]
-    value = value.strip() or VM_PROFILES[0]
+    found = _host_setting("LABCTL_VM_PROFILE", VM_PROFILE_FILE)
+    if found is None:
+        return VM_PROFILES[0]
+    value, source = found
+    value = value or VM_PROFILES[0]
     if value not in VM_PROFILES:
         raise HostError(
             f"{source} says {value!r}: not a VM profile",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from functools import partial
 
 import typer
@@ -23,6 +24,21 @@ TestToolsOpt = typer.Option(
     "--test-tools",
     help="Also install what the test suite needs besides the engines (vagrant, "
     "vagrant-libvirt): for test and CI hosts, used by ./bootstrap test.",
+)
+
+
+class SystemContainers(str, Enum):
+    """The engines that can run the system containers (``labctl.paths.SYSTEM_CONTAINERS``)."""
+
+    lxd = "lxd"
+    incus = "incus"
+
+
+SystemContainersOpt = typer.Option(
+    None,
+    "--system-containers",
+    help="The system-container engine: lxd or incus (Debian 12: from bookworm-backports). "
+    "Default: the one an earlier setup chose, else LXD (Ubuntu 24.04: Incus).",
 )
 
 _LABEL = {
@@ -77,17 +93,27 @@ def _report(result: PlaybookResult, done: str) -> None:
 
 
 @host_app.command("setup")
-def setup(yes: bool = YesOpt, test_tools: bool = TestToolsOpt) -> None:
-    """Install QEMU, libvirt, Docker, Podman and LXD, configure them, start them (idempotent)."""
+def setup(
+    yes: bool = YesOpt,
+    test_tools: bool = TestToolsOpt,
+    system_containers: SystemContainers | None = SystemContainersOpt,
+) -> None:
+    """Install QEMU, libvirt, Docker, Podman and LXD (or Incus), configure and start them.
+
+    Idempotent: a second run changes nothing.
+    """
     distro = host_setup.preflight()
+    chosen = system_containers.value if system_containers else None
+    sc = {"lxd": "LXD", "incus": "Incus"}.get(chosen or "", "LXD (or Incus)")
     _confirm(
         f"Install packages and start containerd, dockerd, Podman's API, virtlogd, libvirtd and "
-        f"LXD on this "
-        f"{distro.pretty} host?",
+        f"{sc} on this {distro.pretty} host?",
         yes,
     )
-    extravars = {"labctl_test_tools": True} if test_tools else None
-    result = _run(partial(host_setup.setup, extravars), "Setting up the host")
+    extravars: dict[str, object] = {"labctl_test_tools": True} if test_tools else {}
+    if chosen:
+        extravars["labctl_system_containers"] = chosen
+    result = _run(partial(host_setup.setup, extravars or None), "Setting up the host")
     _report(result, "set up")
     console.err.print("Check the result with: labctl doctor")
 

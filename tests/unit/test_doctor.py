@@ -281,10 +281,15 @@ def test_host_setup_asks_and_does_nothing_on_no(monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.parametrize(
-    ("args", "extravars"), [([], None), (["--test-tools"], {"labctl_test_tools": True})]
+    ("args", "extravars"),
+    [
+        ([], None),
+        (["--test-tools"], {"labctl_test_tools": True}),
+        (["--system-containers", "incus"], {"labctl_system_containers": "incus"}),
+    ],
 )
 def test_host_setup_test_tools_reach_the_playbook(
-    monkeypatch: pytest.MonkeyPatch, args: list[str], extravars: dict[str, bool] | None
+    monkeypatch: pytest.MonkeyPatch, args: list[str], extravars: dict[str, object] | None
 ) -> None:
     seen: list[object] = []
     monkeypatch.setattr(probe, "is_root", lambda: True)

@@ -36,6 +36,8 @@ def no_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in ("LABCTL_LXD_SOCKET", "LXD_DIR", "INCUS_DIR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(lxd_client, "DEFAULT_SOCKETS", (tmp_path / "none.socket",))
+    none = (tmp_path / "none.socket",)  # whichever engine host setup chose here
+    monkeypatch.setattr(lxd_client, "ENGINE_SOCKETS", {"lxd": none, "incus": none})
 
 
 @pytest.mark.parametrize("var", ["LABCTL_LXD_SOCKET", "INCUS_DIR", "LXD_DIR"])
