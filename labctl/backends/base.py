@@ -67,8 +67,8 @@ class GuestPlan(Generic[P]):
         """Root's ``authorized_keys`` in a guest reached over SSH: the lab key and, in class
         mode, the student's own (ProxyJump from their laptop through the server)."""
         keys = [self.key.public_line]
-        if self.owner is not None:
-            keys.append(self.owner.public_key)
+        if self.owner is not None:  # type and key only: a VM's kernel command line carries it
+            keys.append(" ".join(self.owner.public_key.split()[:2]))
         return "\n".join(keys)
 
 

@@ -46,6 +46,7 @@ from labctl.classroom import sheet, sudo
 from labctl.classroom.homes import authorize
 from labctl.classroom.roster import key_problem
 from labctl.errors import HostError, LabctlError, SpecError
+from labctl.instance import isolation
 from labctl.instance.naming import DEFAULT_LAB, check_instance, check_lab_name, matching
 from labctl.keys import ensure_keypair
 from labctl.paths import state_dir, within
@@ -123,6 +124,7 @@ class Account:
     key: str
     public_key: str
     created_at: str
+    server: str | None = None  # what the students' laptops call this host (the sheet's)
 
     @property
     def sheet(self) -> Path:
@@ -272,7 +274,7 @@ def ensure_account(
     key = check_public_key(ssh_public_key) if ssh_public_key else None
     sys_ = system or System()
     with _registry_lock():
-        account = _claim(user, full_name, key, class_name, lab, instance, sys_)
+        account = _claim(user, full_name, key, class_name, lab, instance, sys_, server)
         entry = sys_.lookup(user)
         if entry is None:
             sys_.run(_useradd(user, full_name, class_name))
@@ -281,8 +283,10 @@ def ensure_account(
                 raise HostError(f"useradd {user} succeeded but there is no account {user}")
             account = _replace(account, uid=entry.uid)
             _save(account)
+        # confined before the key lets the student in: no lab is theirs yet
+        isolation.admit(lab, instance, entry.uid)
         authorize(entry, account.public_key)
-        write_sheet(account, server)
+        write_sheet(account)
         sys_.sync_access(_students())
         return account
 
@@ -295,6 +299,7 @@ def _claim(
     lab: str,
     instance: str,
     sys_: System,
+    server: str | None = None,
 ) -> Account:
     """The account's record, written before ``useradd``; refuses accounts that are not ours."""
     mine = record(user)
@@ -331,6 +336,7 @@ def _claim(
         key=source,
         public_key=public,
         created_at=mine.created_at if mine is not None else _now(),
+        server=server or (mine.server if mine is not None else None) or socket.getfqdn(),
     )
     if account != mine:
         _save(account)
@@ -343,9 +349,15 @@ def _replace(account: Account, **changes: object) -> Account:
 
 def _useradd(user: str, full_name: str, class_name: str) -> list[str]:
     # --password '!': locked (never a password login); the home is made by useradd from
-    # /etc/skel and tightened to 0700 by _authorize.
+    # /etc/skel and tightened to 0700 by _authorize. No subordinate uids or gids: with a
+    # range, a user namespace would let the student send packets as uids labctl's firewall
+    # does not know (instance/isolation.py matches the account's own uid).
     return [
         "useradd",
+        "-K",
+        "SUB_UID_COUNT=0",
+        "-K",
+        "SUB_GID_COUNT=0",
         "--create-home",
         "--shell",
         SHELL,
@@ -358,17 +370,13 @@ def _useradd(user: str, full_name: str, class_name: str) -> list[str]:
 
 
 def write_sheet(
-    account: Account,
-    server: str | None = None,
-    hops: tuple[sheet.Hop, ...] = (),
-    forwards: tuple[sheet.Forward, ...] = (),
+    account: Account, hops: tuple[sheet.Hop, ...] = (), forwards: tuple[sheet.Forward, ...] = ()
 ) -> None:
-    """The instructor's access sheet for one student (0600); ``server`` is what students'
-    laptops call this host (its fully qualified name by default). What was added below the
-    sheet afterwards (the dashboard's token) is kept."""
+    """The instructor's access sheet for one student (0600), naming the server as the account
+    records it. What was added below the sheet afterwards (the dashboard's token) is kept."""
     private = account.private_key.read_text() if account.key == "generated" else None
     directory = private_dir(access_dir(account.class_name))
-    text = sheet.render(account, server or socket.getfqdn(), private, hops, forwards)
+    text = sheet.render(account, account.server or socket.getfqdn(), private, hops, forwards)
     try:
         text += sheet.appendix(account.sheet.read_text())
     except FileNotFoundError:
@@ -402,6 +410,7 @@ def remove_account(
             if kill_processes:
                 sys_.kill(entry.uid)
             sys_.run(["userdel", "--remove", user])
+            isolation.release(entry.uid)  # the uid may be given to someone else now
         for path in (
             access_dir(class_name) / f"{user}.txt",
             access_dir(class_name) / f"{user}_ed25519",

@@ -9,7 +9,8 @@ not: the account then reaches no lab at all) and again once their lab is up. It
   so a guest made anew by a reset has it too;
 - puts the account's uid in labctl's firewall (``isolation.admit``): from the server's shell,
   and through SSH's ``ProxyJump``, which connects as that uid, only the student's own bridges
-  and published ports answer;
+  and published ports answer (``lab.lifecycle`` admits the owner's uid again whenever it makes
+  the instance's networks, so a ``down`` and ``up`` or a reset keeps it so);
 - rewrites the student's access sheet with one ``ssh_config`` host per guest.
 """
 
@@ -47,7 +48,7 @@ def admit(user: str, class_name: str, nft: isolation.NftRunner | None = None) ->
             f"run `labctl class up` again for class {class_name}",
         )
     inst = InstanceDir(account.lab, account.instance)
-    inst.save_owner(Owner(class_name, account.student, account.public_key))
+    inst.save_owner(Owner(class_name, account.student, account.public_key, account.uid))
     isolation.admit(account.lab, account.instance, account.uid, nft)
     hops, forwards = routes(inst.load())
     accounts.write_sheet(account, hops=hops, forwards=forwards)

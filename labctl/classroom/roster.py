@@ -122,6 +122,11 @@ def id_problem(value: str) -> str | None:
     return None
 
 
+#: The base64 of an RSA 4096 key is 716 characters: larger keys would not fit, beside the
+#: lab's own key, on a VM's kernel command line (2048 bytes), where labctl passes them.
+MAX_KEY_DATA = 800
+
+
 def key_problem(value: str) -> str | None:
     """Why ``value`` is not one OpenSSH public key line, or None."""
     parts = value.split()
@@ -140,6 +145,11 @@ def key_problem(value: str) -> str | None:
         return "ssh_key's key data is not valid base64 of a key; paste the whole .pub line"
     if inner != kind:
         return f"ssh_key says {kind} but its data is a {inner or 'damaged'} key; paste it again"
+    if len(blob) > MAX_KEY_DATA:
+        return (
+            "ssh_key is too long (an RSA key over 4096 bits): it travels on the VMs' kernel "
+            "command line; use an ed25519 key (ssh-keygen -t ed25519)"
+        )
     return None
 
 

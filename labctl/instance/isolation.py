@@ -9,10 +9,12 @@ everything on its bridges. One nftables table, ``inet labctl``, does, with three
   rejected (the sets ``bridges`` and ``allowed``, the (in, out) pairs of one instance);
 - ``input``: a guest reaches the host only for DNS, DHCP and the guests' apt cache, never
   its SSH, libvirtd, dockerd or LXD (connections the host opened are answered as usual);
-- ``output``: a student's account (class mode, set ``students``) reaches only its own
-  instance's bridges (``student_bridges``) and published ports (``student_ports``) of all
-  labctl bridges and of the ports labctl publishes on loopback (``ports``): another
-  student's guests are out of reach from the server's shell and through SSH's ProxyJump.
+- ``output``: a student's account (class mode, set ``students``, kept while the account
+  exists) reaches only its own instance's bridges (``student_bridges``) and published ports
+  (``student_ports``) of all labctl bridges and of the ports labctl publishes on loopback
+  (``ports``, matched before any DNAT), and serves on no one else's: another student's
+  guests are out of reach from the server's shell and through SSH's ProxyJump. The guests'
+  apt cache, which fetches what a guest names, fetches nothing from a lab's bridges.
 
 The world outside stays as the engines make it. Every element carries its instance in its
 comment, so ``down`` removes exactly its own; the table stays until ``labctl host teardown``.
@@ -21,8 +23,9 @@ comment, so ``down`` removes exactly its own; the table stays until ``labctl hos
 from __future__ import annotations
 
 import json
+import pwd
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -51,6 +54,12 @@ def owner(lab: str, instance: str) -> str:
     return f"labctl {lab}/{instance}"
 
 
+def account(uid: int) -> str:
+    """The comment of a student account's entry in ``students``: it stays while the account
+    does, whatever happens to the instance (a ``down`` and ``up``, a reset)."""
+    return f"labctl account uid {uid}"
+
+
 def _quote(name: str) -> str:
     # Interface names are at most 15 characters of [a-z0-9-] here; refuse anything else
     # rather than escape it into an nft script.
@@ -71,6 +80,7 @@ SETS = {
 #: What guests may ask of the host itself: DNS and DHCP (the engines' dnsmasq).
 GUEST_HOST_PORTS = (53, 67)
 APT_CACHE_PORT = 3142  # apt-cacher-ng's, when host setup wrote no URL
+APT_CACHE_USER = "apt-cacher-ng"
 
 Value = str | int | tuple[str, str] | tuple[int, str] | tuple[int, int]
 
@@ -131,8 +141,11 @@ def _add(found: Elements, note: str) -> list[str]:
 def apt_cache_port() -> int:
     """The port of the guests' apt cache on the host (host setup's URL, else the usual)."""
     url = guest_apt_proxy()
+    if not url:
+        return APT_CACHE_PORT
     try:
-        return (urlsplit(url).port if url else None) or APT_CACHE_PORT
+        parts = urlsplit(url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         return APT_CACHE_PORT
 
@@ -165,11 +178,29 @@ def table_script() -> str:
         f"add rule {t} output meta skuid @students oifname @bridges "
         f"meta skuid . oifname != @student_bridges counter reject with icmpx admin-prohibited "
         f'comment "a student reaches the guests of their own lab only"',
-        f'add rule {t} output meta skuid @students oifname "lo" tcp dport @ports '
-        f"meta skuid . tcp dport != @student_ports counter reject with tcp reset "
+        # the address and port asked for, before any DNAT of the nat hook (priority -100)
+        f"add rule {t} output meta skuid @students meta l4proto tcp "
+        f"ct original ip daddr 127.0.0.0/8 ct original proto-dst @ports "
+        f"meta skuid . ct original proto-dst != @student_ports counter reject with tcp reset "
         f'comment "a student reaches the published ports of their own lab only"',
+        f'add rule {t} output meta skuid @students oifname "lo" tcp sport @ports '
+        f"meta skuid . tcp sport != @student_ports counter reject with tcp reset "
+        f'comment "a student serves on no other lab\'s published port"',
     ]
+    relay = _uid_of(APT_CACHE_USER)
+    if relay is not None:  # it fetches what guests ask for: never from a lab's guests
+        lines.append(
+            f"add rule {t} output meta skuid {relay} oifname @bridges counter reject "
+            f'comment "the apt cache fetches from the mirror, never from a guest"'
+        )
     return "\n".join(lines) + "\n"
+
+
+def _uid_of(user: str) -> int | None:
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
 
 
 def apply_script(lab: str, instance: str, bridges: Iterable[str]) -> str:
@@ -195,6 +226,11 @@ def _value(elem: Any) -> tuple[str, Any]:
 
 def owned(lab: str, instance: str, nft: NftRunner | None = None) -> Elements:
     """The instance's elements in the table now (none when there is no table)."""
+    return _carrying(owner(lab, instance), nft)
+
+
+def _carrying(note: str, nft: NftRunner | None) -> Elements:
+    """The elements whose comment is ``note`` (none when there is no table)."""
     try:
         listing = json.loads((nft or _nft)(["-j", "list", "table", FAMILY, TABLE], None) or "{}")
     except HostError as exc:
@@ -202,7 +238,6 @@ def owned(lab: str, instance: str, nft: NftRunner | None = None) -> Elements:
         if "No such file or directory" in exc.message or "is not installed" in exc.message:
             return Elements((), ())
         raise
-    note = owner(lab, instance)
     found: dict[str, list[Value]] = {name: [] for name in SETS}
     for obj in listing.get("nftables", []):
         nset = obj.get("set")
@@ -242,21 +277,33 @@ def publish(lab: str, instance: str, ports: Iterable[int], nft: NftRunner | None
 def admit(lab: str, instance: str, uid: int, nft: NftRunner | None = None) -> Elements:
     """Make ``uid`` a student whose account reaches this instance's bridges and ports only.
 
-    Reads the instance's bridges and ports from the table, so call it again once the
-    instance is up: before that, the account reaches no lab at all. Returns what was added.
+    ``uid`` stays a student until :func:`release` (its account is removed); what it may reach
+    goes with the instance (``forget``) and is read from the table here, so call this again
+    whenever the instance's networks are made (``lab.lifecycle`` does, from the instance's
+    owner): before that, the account reaches no lab at all. Returns what was added.
     """
     have = owned(lab, instance, nft)
-    mine = Elements(
+    reach = Elements(
         (),
         (),
-        students=(uid,),
         student_bridges=tuple((uid, b) for b in have.bridges),
         student_ports=tuple((uid, p) for p in have.ports),
     )
-    (nft or _nft)(
-        ["-f", "-"], table_script() + "".join(f"{x}\n" for x in _add(mine, owner(lab, instance)))
+    script = table_script() + "".join(
+        f"{line}\n"
+        for line in _add(Elements((), (), students=(uid,)), account(uid))
+        + _add(reach, owner(lab, instance))
     )
-    return mine
+    (nft or _nft)(["-f", "-"], script)
+    return replace(reach, students=(uid,))
+
+
+def release(uid: int, nft: NftRunner | None = None) -> Elements:
+    """``uid`` is no student any more (its account is gone): remove its entry."""
+    found = _carrying(account(uid), nft)
+    if not found.empty:
+        (nft or _nft)(["-f", "-"], remove_script(found))
+    return found
 
 
 def forget(lab: str, instance: str, nft: NftRunner | None = None) -> Elements:

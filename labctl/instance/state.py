@@ -102,6 +102,7 @@ class Owner:
     class_name: str
     student: str
     public_key: str
+    uid: int | None = None  # the student's account: kept confined to this instance
 
     def to_json(self) -> str:
         """The owner file's content."""

@@ -187,6 +187,9 @@ def _identify_guests(c: _Up) -> None:
     )
     ports = [r.host_port for r in c.state.state.guests.values() if r.host_port is not None]
     isolation.publish(c.lab.name, c.instance, ports)  # students reach only their own
+    owner = c.inst.owner()
+    if owner is not None and owner.uid is not None:  # class mode: the student's own lab again
+        isolation.admit(c.lab.name, c.instance, owner.uid)
 
 
 def _guests(c: _Up) -> None:

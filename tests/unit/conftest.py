@@ -17,6 +17,8 @@ def fake_nft(monkeypatch: pytest.MonkeyPatch) -> FakeNft:
     """The nft every unit test's lifecycle talks to."""
     fake = FakeNft()
     monkeypatch.setattr("labctl.instance.isolation._nft", fake)
+    # the host's apt cache account (if any) must not change the rules the tests see
+    monkeypatch.setattr("labctl.instance.isolation._uid_of", lambda user: None)
     return fake
 
 

@@ -13,6 +13,7 @@ from labctl.classroom import accounts, roster
 from labctl.errors import HostError, SpecError
 from labctl.keys import ensure_keypair
 from tests.unit.fake_accounts import FakeSystem
+from tests.unit.fake_nft import FakeNft
 
 
 @pytest.fixture
@@ -41,6 +42,8 @@ def test_a_new_student_gets_a_locked_account_a_generated_key_and_a_private_sheet
     [useradd] = fake.calls
     assert useradd[0] == "useradd" and useradd[-1] == "ana"
     assert useradd[useradd.index("--password") + 1] == "!"  # locked: keys only
+    # no subordinate ids: a user namespace would send packets as uids the firewall ignores
+    assert useradd[1:5] == ["-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0"]
     gecos = useradd[useradd.index("--comment") + 1]
     assert gecos == "Ana García 1º B,,,,labctl class so24a"  # no ':' or ',' from the roster
     assert (account.uid, account.instance, account.key) == (2001, "so24a-ana", "generated")
@@ -213,3 +216,13 @@ def test_bad_input_is_refused_before_anything_is_made(
     with pytest.raises(SpecError, match=match):
         accounts.ensure_account(student, "X", key, cls, system=fake)
     assert fake.calls == [] and not state_root.exists()
+
+
+def test_an_account_is_confined_before_its_key_lets_it_in_and_released_when_removed(
+    state_root: Path, fake: FakeSystem, fake_nft: FakeNft
+) -> None:
+    account = ensure(fake)
+    assert set(fake_nft.sets["students"]) == {account.uid}
+    assert "lab.example.org" in account.sheet.read_text() and account.server == "lab.example.org"
+    assert accounts.remove_account("ana", "so24a", system=fake)
+    assert not fake_nft.sets["students"]  # its uid may be someone else's tomorrow

@@ -49,7 +49,8 @@ def test_before_the_lab_exists_the_account_reaches_no_lab(state: Path, tmp_path:
     assert set(nft.sets["students"]) == {account.uid}
     assert not nft.sets["student_bridges"] and not nft.sets["student_ports"]
     owner = InstanceDir("virtualization", "so24a-ana").owner()
-    assert owner == Owner("so24a", "ana", account.public_key)  # guests get the key at creation
+    # guests get the key at creation; the lab's lifecycle confines the uid again on each up
+    assert owner == Owner("so24a", "ana", account.public_key, account.uid)
     assert "ProxyJump" not in account.sheet.read_text()  # no guest to jump to yet
 
 
@@ -78,7 +79,8 @@ def test_once_up_the_account_reaches_its_own_bridges_and_port_and_the_sheet_says
     )
     assert "Host labctl-so24a-lxc-system\n    HostName 10.201.3.20\n" in text
     assert "    LocalForward 127.0.0.1:18080 127.0.0.1:18080\n" in text
-    assert "Host labctl-so24a-docker-app\n    HostName lab.example.org\n" not in text  # fqdn now
+    # the server as ensure_account was told, not this host's name
+    assert "Host labctl-so24a-docker-app\n    HostName lab.example.org\n" in text
     assert text.endswith("--- progress page ---\ntoken: x\n")  # the dashboard's part is kept
     reach.admit("ana", "so24a", nft)  # a rerun changes nothing
     assert len(nft.sets["student_bridges"]) == 3

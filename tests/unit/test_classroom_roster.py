@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import struct
 import time
 from pathlib import Path
 
@@ -133,6 +135,19 @@ def test_a_key_whose_data_is_another_type_is_refused(tmp_path: Path, public_key:
     kind, blob, *_ = public_key.split()
     message = refused(tmp_path, f"id,name,ssh_key\nana,Ana,ssh-rsa {blob}\n")
     assert "class.csv:2: ssh_key says ssh-rsa but its data is a ssh-ed25519 key" in message
+
+
+def rsa_line(bits: int) -> str:
+    """An ssh-rsa public key line of the size a ``bits``-bit key has (its numbers are zeros)."""
+    field = lambda b: struct.pack(">I", len(b)) + b  # noqa: E731
+    blob = field(b"ssh-rsa") + field(b"\x01\x00\x01") + field(b"\x00" * (bits // 8 + 1))
+    return "ssh-rsa " + base64.b64encode(blob).decode() + " ana@laptop"
+
+
+def test_an_rsa_key_too_long_for_a_vm_command_line_is_refused(tmp_path: Path) -> None:
+    assert roster.key_problem(rsa_line(4096)) is None
+    message = refused(tmp_path, f"id,name,ssh_key\nana,Ana,{rsa_line(8192)}\n")
+    assert "class.csv:2: ssh_key is too long" in message and "ed25519" in message
 
 
 def test_not_utf8_names_the_line_of_the_bad_byte(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def test_two_instances_share_the_table_but_no_pair() -> None:
     isolation.apply("mini", "ta", A, nft)
     isolation.apply("mini", "tb", B, nft)
     isolation.apply("mini", "ta", A, nft)  # an `up` run again changes nothing
-    assert len(nft.rules) == 5 and {r.split()[4] for r in nft.rules} == set(nft.chains)
+    assert len(nft.rules) == 6 and {r.split()[4] for r in nft.rules} == set(nft.chains)
     assert set(nft.sets["bridges"]) == {*A, *B}
     pairs = set(nft.sets["allowed"])
     assert len(pairs) == 9 + 4
@@ -136,13 +136,23 @@ def test_a_student_reaches_only_their_own_instance() -> None:
         "counter reject" in rules
     )
     assert (
-        'output meta skuid @students oifname "lo" tcp dport @ports '
-        "meta skuid . tcp dport != @student_ports counter reject with tcp reset" in rules
+        # the port asked for, before DNAT (a rootful Podman or Docker without its proxy)
+        "output meta skuid @students meta l4proto tcp ct original ip daddr 127.0.0.0/8 "
+        "ct original proto-dst @ports meta skuid . ct original proto-dst != @student_ports "
+        "counter reject with tcp reset" in rules
+    )
+    assert (  # nor may a student serve on another's published port
+        'output meta skuid @students oifname "lo" tcp sport @ports '
+        "meta skuid . tcp sport != @student_ports counter reject with tcp reset" in rules
     )
     owned = isolation.owned("mini", "ta", nft)
-    assert owned.ports == (18080,) and owned.students == (1001,)
-    isolation.forget("mini", "ta", nft)  # down: the student's entries go with the instance
-    assert set(nft.sets["students"]) == set() and set(nft.sets["ports"]) == {18081}
+    assert owned.ports == (18080,) and len(owned.student_bridges) == 3
+    assert not owned.students  # the account's entry is the account's, not the instance's
+    isolation.forget("mini", "ta", nft)  # down: what the student reaches goes with the lab
+    assert set(nft.sets["ports"]) == {18081} and not nft.sets["student_bridges"]
+    assert set(nft.sets["students"]) == {1001}  # ... but the account stays confined
+    assert isolation.release(1001, nft).students == (1001,)  # its account is removed
+    assert not nft.sets["students"]
     assert isolation.owned("mini", "tb", nft).bridges == tuple(sorted(B))
 
 
@@ -158,3 +168,17 @@ def test_a_student_admitted_before_their_lab_exists_reaches_no_lab() -> None:
 def test_a_number_out_of_range_is_refused(uid: int) -> None:
     with pytest.raises(HostError, match="not a port or user id"):
         isolation.admit("mini", "ta", uid, FakeNft())
+
+
+def test_the_apt_cache_fetches_nothing_from_a_lab(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "skuid 103" not in isolation.table_script()  # no cache account: no rule
+    monkeypatch.setattr(isolation, "_uid_of", lambda user: 103 if user == "apt-cacher-ng" else None)
+    assert "add rule inet labctl output meta skuid 103 oifname @bridges counter reject" in (
+        isolation.table_script()
+    )
+
+
+def test_the_apt_cache_port_comes_from_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    for url, port in (("http://10.9.0.1:3999", 3999), ("http://10.9.0.1", 80), ("", 3142)):
+        monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", url)
+        assert isolation.apt_cache_port() == port, url
