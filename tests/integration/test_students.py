@@ -121,6 +121,10 @@ def test_students_work_on_their_own_lab_and_nobody_else_s(
             _own_lab_works(bob, inst[bob], state)
             _others_are_refused(bob, ana, InstanceDir(lab.name, inst[ana]), state)
             _host_paths_lead_to_their_own_lab_only(bob, inst[bob], inst[ana], lab.name)
+            # the whole lab again, as `class reset bob` does: bob stays confined to it
+            lifecycle.down(lab.name, inst[bob])
+            lifecycle.up(lab, path, inst[bob], store(), detect())
+            _host_paths_lead_to_their_own_lab_only(bob, inst[bob], inst[ana], lab.name)
             _proxyjump_from_a_laptop(bob, cls, inst[bob], inst[ana], lab.name, tmp_path_factory)
             _files_stay_root_s(bob, state, InstanceDir(lab.name, inst[ana]), ana)
             _sudo_opens_one_door_only(bob, state, entry)
