@@ -134,11 +134,16 @@ def _gib(n: int) -> str:
     return f"{n / GIB:.1f} GiB"
 
 
-def _down_hint(error: str | None, group: str, default: str, root: bool) -> str:
-    """A daemon that refuses us for permissions needs root, not a setup run."""
+def _unreachable(name: str, said: str, error: str | None, setup_does: str, root: bool) -> Check:
+    """The failed row of an engine daemon (group ``name``) that does not answer.
+
+    A daemon that refuses us for permissions needs root, not a setup run.
+    """
     if not root or (error and "ermission denied" in error):
-        return f"run labctl as root (or as a member of the {group} group)"
-    return default
+        hint = f"run labctl as root (or as a member of the {name} group)"
+    else:
+        hint = f"{SETUP_HINT} ({setup_does})"
+    return Check(name, Status.FAIL, f"{said}: {error}", hint)
 
 
 # --- rules --------------------------------------------------------------------------------
@@ -202,12 +207,8 @@ def check_libvirt(lv: engines.LibvirtInfo, root: bool = True) -> Check:
         return Check(
             "libvirt", Status.OK, f"libvirt {lv.version} on {lv.uri}, QEMU {lv.hypervisor_version}"
         )
-    return Check(
-        "libvirt",
-        Status.FAIL,
-        f"{lv.uri} does not answer: {lv.error}",
-        _down_hint(lv.error, "libvirt", f"{SETUP_HINT} (starts virtlogd and libvirtd)", root),
-    )
+    said = f"{lv.uri} does not answer"
+    return _unreachable("libvirt", said, lv.error, "starts virtlogd and libvirtd", root)
 
 
 def check_libvirt_speed(lv: engines.LibvirtInfo) -> Check:
@@ -245,12 +246,8 @@ def check_docker(dk: engines.DockerInfo, root: bool = True) -> Check:
     """A Docker-compatible API (dockerd or Podman) must answer."""
     if dk.reachable:
         return Check("docker", Status.OK, f"{dk.engine} {dk.version} (API {dk.api_version})")
-    return Check(
-        "docker",
-        Status.FAIL,
-        f"Docker API does not answer: {dk.error}",
-        _down_hint(dk.error, "docker", f"{SETUP_HINT} (starts containerd and dockerd)", root),
-    )
+    said = "Docker API does not answer"
+    return _unreachable("docker", said, dk.error, "starts containerd and dockerd", root)
 
 
 def check_podman(pm: engines.DockerInfo) -> Check:
@@ -276,12 +273,8 @@ def check_lxd(lx: engines.LxdInfo, root: bool = True) -> Check:
     """LXD or Incus must answer and have a storage pool and a network in its default profile."""
     if not lx.reachable:
         where = f" on {lx.socket}" if lx.socket else ""
-        return Check(
-            "lxd",
-            Status.FAIL,
-            f"LXD/Incus does not answer{where}: {lx.error}",
-            _down_hint(lx.error, "lxd", f"{SETUP_HINT} (starts lxd and initialises it)", root),
-        )
+        said = f"LXD/Incus does not answer{where}"
+        return _unreachable("lxd", said, lx.error, "starts lxd and initialises it", root)
     what = f"{lx.server} {lx.version} on {lx.socket}"
     if not lx.initialised:
         return Check(
