@@ -57,6 +57,11 @@ class _Ctx:
         """The exercise's score under the lab's grading."""
         return grading.score(exercise, state, self.ws.grading_of(exercise))
 
+    def scores(self) -> list[tuple[Exercise, Score]]:
+        """Every exercise of the lab with the student's score, in order (one store read)."""
+        states = self.store.states()
+        return [(e, self.score(e, self.store.of(e.id, states))) for e in self.ws.exercises()]
+
     def values(self, exercise: Exercise) -> dict[str, str]:
         return runner.values(self.ws, exercise, self.student)
 
@@ -127,8 +132,7 @@ def list_(
     json_out: bool = JsonOpt,
 ) -> None:
     """Every exercise of the lab, with the student's progress."""
-    states = c.store.states()
-    rows = [(e, c.score(e, c.store.of(e.id, states))) for e in c.ws.exercises()]
+    rows = c.scores()
     if json_out:
         console.print_json(
             [
@@ -352,8 +356,7 @@ def progress_(
     json_out: bool = JsonOpt,
 ) -> None:
     """Every exercise: steps passed (once and now), hints, time, points; the overall score."""
-    states = c.store.states()
-    scores = [c.score(e, c.store.of(e.id, states)) for e in c.ws.exercises()]
+    scores = [s for _, s in c.scores()]
     if not json_out:
         console.out.print(view.progress_table(scores, c.student, c.lang))
         console.out.print(view.progress_line(scores, c.lang))
