@@ -23,6 +23,7 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 S = TypeVar("S")
+T = TypeVar("T")
 
 
 def private_dir(path: Path) -> Path:
@@ -46,6 +47,20 @@ def write_private(path: Path, text: str) -> None:
         if fd != -1:
             os.close(fd)
     os.replace(tmp, path)
+
+
+def read_saved(path: Path, parse: Callable[[str], T], what: str, hint: str) -> T | None:
+    """A file labctl saved, parsed; None when there is none.
+
+    A file that does not parse, or parses into the wrong shape, is an error naming ``what``
+    (e.g. ``state file PATH``) with ``hint`` saying how to recover.
+    """
+    try:
+        return parse(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise LabctlError(f"{what} is damaged: {exc}", hint) from exc
 
 
 def make_private(path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from labctl.classroom.roster import Student, check_class
 from labctl.errors import ExitCode, LabctlError
 from labctl.paths import state_dir, within
-from labctl.private import SavedState, locked, private_dir, write_private
+from labctl.private import SavedState, locked, private_dir, read_saved, write_private
 
 PENDING, UP, FAILED = "pending", "up", "failed"
 
@@ -92,16 +92,13 @@ class ClassDir:
 
     def load(self) -> ClassState | None:
         """The class's state, or None when there is no such class."""
-        try:
-            return ClassState.from_json(self.path.read_text())
-        except FileNotFoundError:
-            return None
-        except (ValueError, TypeError) as exc:
-            raise LabctlError(
-                f"class state file {self.path} is damaged: {exc}",
-                "its students' labs are still labelled: `labctl down --lab LAB --instance "
-                f"{self.name}-ID` removes each; then remove the file",
-            ) from exc
+        return read_saved(
+            self.path,
+            ClassState.from_json,
+            f"class state file {self.path}",
+            "its students' labs are still labelled: `labctl down --lab LAB --instance "
+            f"{self.name}-ID` removes each; then remove the file",
+        )
 
     def require(self) -> ClassState:
         """The class's state, or an error saying there is no such class."""

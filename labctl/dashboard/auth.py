@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl.dashboard.data import SeatInfo
-from labctl.errors import LabctlError
-from labctl.private import private_dir, write_private
+from labctl.private import private_dir, read_saved, write_private
 
 INSTRUCTOR, STUDENT = "instructor", "student"
 TOKENS_FILE = "dashboard-tokens.json"
@@ -98,6 +97,11 @@ class TokenBook:
         return None
 
 
+def _parse_book(text: str) -> TokenBook:
+    data = json.loads(text)
+    return TokenBook(data.get("instructor"), dict(data.get("students", {})))
+
+
 class TokenFile:
     """``<class>/dashboard-tokens.json``: the hashes, root only."""
 
@@ -107,16 +111,13 @@ class TokenFile:
 
     def load(self) -> TokenBook:
         """The stored hashes (an empty book when there are none yet)."""
-        try:
-            data = json.loads(self.path.read_text())
-            return TokenBook(data.get("instructor"), dict(data.get("students", {})))
-        except FileNotFoundError:
-            return TokenBook()
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise LabctlError(
-                f"dashboard token file {self.path} is damaged: {exc}",
-                "remove it: the next `labctl class serve` makes new tokens",
-            ) from exc
+        book = read_saved(
+            self.path,
+            _parse_book,
+            f"dashboard token file {self.path}",
+            "remove it: the next `labctl class serve` makes new tokens",
+        )
+        return book if book is not None else TokenBook()
 
     def save(self, book: TokenBook) -> None:
         """Write the hashes atomically, 0600."""

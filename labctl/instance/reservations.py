@@ -21,7 +21,7 @@ from labctl.errors import LabctlError
 from labctl.instance import subnets
 from labctl.instance.state import LabState
 from labctl.paths import state_dir
-from labctl.private import locked, private_dir, write_private
+from labctl.private import locked, private_dir, read_saved, write_private
 
 #: Entries are ``{"lab": ..., "instance": ..., "use": ...}`` keyed by subnet or port.
 Book = dict[str, dict[str, dict[str, str]]]
@@ -53,16 +53,14 @@ class Reservations:
             )
 
         with locked(self.root / "reservations.lock", self.wait, refuse):
-            try:
-                book: Book = json.loads(self.path.read_text())
-            except FileNotFoundError:
-                book = {}
-            except ValueError as exc:
-                raise LabctlError(
-                    f"reservation file {self.path} is damaged: {exc}",
-                    "remove it, then run `labctl up` for every lab instance that runs: each "
-                    "reserves its own subnets and ports again",
-                ) from exc
+            saved: Book | None = read_saved(
+                self.path,
+                json.loads,
+                f"reservation file {self.path}",
+                "remove it, then run `labctl up` for every lab instance that runs: each "
+                "reserves its own subnets and ports again",
+            )
+            book = saved if saved is not None else {}
             book.setdefault("subnets", {})
             book.setdefault("ports", {})
             yield book

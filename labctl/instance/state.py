@@ -17,7 +17,7 @@ from pathlib import Path
 
 from labctl.errors import ExitCode, LabctlError
 from labctl.paths import state_dir, within
-from labctl.private import locked, private_dir, write_private
+from labctl.private import locked, private_dir, read_saved, write_private
 
 
 class NotUp(LabctlError):
@@ -139,15 +139,12 @@ class InstanceDir:
 
     def owner(self) -> Owner | None:
         """The instance's :class:`Owner`, or None outside class mode."""
-        try:
-            return Owner(**json.loads(self.owner_file.read_text()))
-        except FileNotFoundError:
-            return None
-        except (ValueError, TypeError) as exc:
-            raise LabctlError(
-                f"{self.owner_file} is damaged: {exc}",
-                "run `labctl class up` again: it writes the file anew",
-            ) from exc
+        return read_saved(
+            self.owner_file,
+            lambda text: Owner(**json.loads(text)),
+            str(self.owner_file),
+            "run `labctl class up` again: it writes the file anew",
+        )
 
     def save_owner(self, owner: Owner) -> None:
         """Record the instance's owner (root only)."""
@@ -156,15 +153,14 @@ class InstanceDir:
 
     def load(self) -> LabState | None:
         """The saved state, or None when the lab is not up."""
-        try:
-            state = LabState.from_json(self.state_file.read_text())
-        except FileNotFoundError:
+        state = read_saved(
+            self.state_file,
+            LabState.from_json,
+            f"state file {self.state_file}",
+            "run `labctl down` to remove what the lab created, then `labctl up`",
+        )
+        if state is None:
             return None
-        except (ValueError, TypeError) as exc:
-            raise LabctlError(
-                f"state file {self.state_file} is damaged: {exc}",
-                "run `labctl down` to remove what the lab created, then `labctl up`",
-            ) from exc
         if (state.lab, state.instance) != (self.lab, self.instance):
             # lab "net" instance "adv-1" and lab "net-adv" instance "1" share a directory
             raise LabctlError(
