@@ -52,17 +52,23 @@ def score_json(s: Score) -> dict[str, object]:
     }
 
 
+def _table(lang: Lang, title: tuple[str, str], *headers: tuple[str, str]) -> Table:
+    """A table whose title and column headers are said in ``lang`` (each given as es, en)."""
+    return Table(*(tr(lang, es, en) for es, en in headers), title=tr(lang, *title))
+
+
 def exercises_table(
     rows: list[tuple[Exercise, Score]], lab: str, student: str, lang: Lang
 ) -> Table:
     """``labctl exercise list``."""
-    table = Table(
-        "id",
-        tr(lang, "técnica", "technique"),
-        tr(lang, "título", "title"),
-        tr(lang, "pasos", "steps"),
-        tr(lang, "estado", "state"),
-        title=tr(lang, f"Ejercicios de {lab} ({student})", f"Exercises of {lab} ({student})"),
+    table = _table(
+        lang,
+        (f"Ejercicios de {lab} ({student})", f"Exercises of {lab} ({student})"),
+        ("id", "id"),
+        ("técnica", "technique"),
+        ("título", "title"),
+        ("pasos", "steps"),
+        ("estado", "state"),
     )
     for e, s in rows:
         table.add_row(
@@ -156,14 +162,15 @@ def print_check(
 
 def progress_table(scores: list[Score], student: str, lang: Lang) -> Table:
     """``labctl exercise progress``: one row per exercise."""
-    table = Table(
-        "id",
-        tr(lang, "pasos", "steps"),
-        tr(lang, "puntos", "points"),
-        tr(lang, "pistas", "hints"),
-        tr(lang, "tiempo", "time"),
-        tr(lang, "estado", "state"),
-        title=tr(lang, f"Progreso de {student}", f"Progress of {student}"),
+    table = _table(
+        lang,
+        (f"Progreso de {student}", f"Progress of {student}"),
+        ("id", "id"),
+        ("pasos", "steps"),
+        ("puntos", "points"),
+        ("pistas", "hints"),
+        ("tiempo", "time"),
+        ("estado", "state"),
     )
     for s in scores:
         time = duration(s.seconds) if s.started else "-"
