@@ -10,7 +10,7 @@ the guests' health (``class status``, refreshed in the background by ``dashboard
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,6 +59,18 @@ class Source(Protocol):
         """Attempts of the class (one student's, one exercise's), oldest first."""
 
 
+def _matching(
+    attempts: Iterable[Attempt], student: str | None, exercise: str | None
+) -> list[Attempt]:
+    """The attempts of ``student`` at ``exercise`` (None: anyone's, any exercise), in order."""
+    return [
+        a
+        for a in attempts
+        if (student is None or a.student == student)
+        and (exercise is None or a.exercise == exercise)
+    ]
+
+
 @dataclass(frozen=True)
 class ListSource:
     """A fixed list of attempts (tests, the browser test's synthetic class)."""
@@ -67,13 +79,7 @@ class ListSource:
 
     def attempts(self, student: str | None = None, exercise: str | None = None) -> list[Attempt]:
         """The attempts that match, oldest first."""
-        found = [
-            a
-            for a in self.items
-            if (student is None or a.student == student)
-            and (exercise is None or a.exercise == exercise)
-        ]
-        return sorted(found, key=lambda a: a.at)
+        return sorted(_matching(self.items, student, exercise), key=lambda a: a.at)
 
 
 @dataclass(frozen=True)
@@ -215,9 +221,4 @@ class StoreSource:
 
     def attempts(self, student: str | None = None, exercise: str | None = None) -> list[Attempt]:
         """Attempts of the class (one student's, one exercise's), oldest first."""
-        return [
-            a
-            for a in self._refresh()
-            if (student is None or a.student == student)
-            and (exercise is None or a.exercise == exercise)
-        ]
+        return _matching(self._refresh(), student, exercise)
