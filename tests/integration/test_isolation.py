@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from labctl import backends
+from labctl.classroom.verify import gateway
 from labctl.command import CommandResult
 from labctl.docker_client import connect as docker_connect
 from labctl.host.accel import detect
@@ -219,6 +220,21 @@ def test_system_containers_still_reach_the_hosts_apt_cache(pair: tuple[Lab, Side
     for side in (a, b):
         tcp = _exec(lab, side, "lxc-system", f"python3 -c {shlex.quote(CONNECT)} {address} {port}")
         assert tcp.succeeded, tcp.detail
+
+
+def test_guests_never_reach_the_hosts_own_services(pair: tuple[Lab, Side, Side]) -> None:
+    """A service of the host on the instance's own gateway address (as an SSH server or
+    libvirtd listening on every address would be) answers the host, never the guests: the
+    table's input chain lets guests ask the host for DNS, DHCP and the apt cache only."""
+    lab, a, _ = pair
+    host = gateway(a.state, "lxd")
+    assert host is not None
+    with socket.create_server((host, 0)) as service:  # on the lab's own bridge, nowhere else
+        port = service.getsockname()[1]
+        with socket.create_connection((host, port), 3):
+            pass  # the host reaches it: the service is there
+        tcp = _exec(lab, a, "lxc-system", f"python3 -c {shlex.quote(CONNECT)} {host} {port}")
+        assert not tcp.succeeded and "no connection" in tcp.stderr, tcp.detail
 
 
 # -- the same with a VM in each instance (the busybox VM image, cheap under TCG) -------------
