@@ -155,6 +155,9 @@ def full_dispositivos(s: Student) -> None:
     driver = re.search(r"^driver: (\S+)", s.guest("kvm-full", "ethtool -i eth0"), re.M)
     assert driver
     s.answer("red", driver.group(1))
+    link = re.search(r"link/ether (\S+)", s.guest("kvm-full", "ip link show eth0"))
+    assert link
+    s.answer("mac", link.group(1))
     lspci = s.guest("kvm-full", "lspci -k -s 00:01.1")
     disk = re.search(r"Kernel driver in use: (\S+)", lspci)
     assert disk, lspci
@@ -607,6 +610,7 @@ WRONG: dict[tuple[str, str], str | Callable[[Student], str]] = {
     ("emu-proceso", "acelerador"): "kvm",
     ("emu-proceso", "memoria"): "40000",
     ("full-dispositivos", "red"): "virtio_net",
+    ("full-dispositivos", "mac"): "52:54:00:00:00:01",  # nobody's
     ("full-dispositivos", "disco"): "virtio",
     ("full-soporte", "flags"): _host_has_vmx,
     ("full-soporte", "modulo"): _kvm_module_not_loaded,
