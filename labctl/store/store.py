@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -189,40 +190,16 @@ class Store:
         now = datetime.now(timezone.utc)
         out = []
         for a in new:
+            # an attempt is what was asked to be recorded, at its time, with the id it got
             at = utc(a.at or now)
-            values = {
-                "lab": a.lab,
-                "instance": a.instance,
-                "student": a.student,
-                "exercise": a.exercise,
-                "step": a.step,
-                "kind": a.kind,
-                "answer": a.answer,
-                "passed": a.passed,
-                "answer_passed": a.answer_passed,
+            recorded = {f.name: getattr(a, f.name) for f in fields(a)} | {"at": at}
+            row = recorded | {
                 "messages": [m.__dict__ for m in a.messages],
                 "at": at if conn.dialect.name == "postgresql" else at.replace(tzinfo=None),
-                "scored": a.scored,
             }
-            new_id = conn.execute(sa.insert(schema.attempts).values(values)).inserted_primary_key
+            new_id = conn.execute(sa.insert(schema.attempts).values(row)).inserted_primary_key
             assert new_id is not None
-            out.append(
-                Attempt(
-                    int(new_id[0]),
-                    a.lab,
-                    a.instance,
-                    a.student,
-                    a.exercise,
-                    a.kind,
-                    a.step,
-                    a.answer,
-                    a.passed,
-                    a.answer_passed,
-                    a.messages,
-                    at,
-                    a.scored,
-                )
-            )
+            out.append(Attempt(id=int(new_id[0]), **recorded))
         return out
 
     # -- reading ----------------------------------------------------------------------------
