@@ -9,7 +9,7 @@ apart, never scored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -129,10 +129,7 @@ def class_grades(class_name: str, store: Store | None = None) -> ClassGrades:
     columns = tuple(
         ExerciseColumn(e.id, e.title.en, len(e.steps), e.grading or lab_grading) for e in exercises
     )
-    judged = [
-        a if not a.scored or window.scores(a.at) else replace(a, scored=False)
-        for a in store.attempts(lab, [s.instance for s in seats])
-    ]
+    judged = window.judged(store.attempts(lab, [s.instance for s in seats]))
     late: dict[tuple[str, str], int] = {}
     for a in judged:
         if not a.scored:

@@ -9,9 +9,11 @@ reports and the dashboard mark them late.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from labctl.classroom.state import ClassDir, ClassState, classes
 from labctl.errors import ExitCode, LabctlError, SpecError
@@ -21,6 +23,23 @@ class NotOpenYet(LabctlError):
     """The class's exam window has not started: the exercises are hidden. Exit 2."""
 
     code = ExitCode.NOTHING_RAN
+
+
+class Timed(Protocol):
+    """An attempt as a window judges it (the store's, the dashboard's): a frozen dataclass."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def at(self) -> datetime:
+        """When it was made."""
+
+    @property
+    def scored(self) -> bool:
+        """Whether it counts."""
+
+
+A = TypeVar("A", bound=Timed)
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,16 @@ class Window:
     def scores(self, when: datetime) -> bool:
         """An attempt made at ``when`` counts (it is not late)."""
         return self.end is None or when <= self.end
+
+    def judged(self, attempts: Iterable[A]) -> list[A]:
+        """The attempts, those made after the window closed marked late (not scored).
+
+        An attempt's ``scored`` is recorded when it is made; the window may have been set or
+        moved since, and reports judge by the window as it is now.
+        """
+        return [
+            a if not a.scored or self.scores(a.at) else replace(a, scored=False) for a in attempts
+        ]
 
     @property
     def summary(self) -> str:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
-from labctl.classroom.window import Window
 from labctl.dashboard import flags as marks
 from labctl.dashboard.data import (
     ANSWER,
@@ -113,15 +112,6 @@ class ExercisePage:
     at: datetime
 
 
-def judged(attempts: Sequence[Attempt], window: Window) -> list[Attempt]:
-    """The attempts, those made after the window closed marked late (not scored).
-
-    The store records ``scored`` when an attempt is made; the window may have been set or
-    moved since, and the dashboard shows the window as it is now.
-    """
-    return [a if a.late or window.scores(a.at) else replace(a, scored=False) for a in attempts]
-
-
 def _since_reset(attempts: Sequence[Attempt]) -> list[Attempt]:
     last = max((i for i, a in enumerate(attempts) if a.kind == RESET), default=-1)
     return list(attempts[last + 1 :])
@@ -190,7 +180,7 @@ def grid(
     rules: Rules,
 ) -> Grid:
     """The class grid from every attempt of the class (oldest first)."""
-    attempts = judged(attempts, data.window)
+    attempts = data.window.judged(attempts)
     mine = _by_student(attempts)
     rows = tuple(
         row(data, s, mine.get(s.student, []), health.get(s.student), now, rules) for s in data.seats
@@ -207,7 +197,7 @@ def student_page(
     rules: Rules,
 ) -> StudentPage:
     """A student's page from their attempts (oldest first)."""
-    attempts = judged(attempts, data.window)
+    attempts = data.window.judged(attempts)
     return StudentPage(data, row(data, seat, attempts, health, now, rules), tuple(attempts), now)
 
 
@@ -219,7 +209,7 @@ def exercise_page(
     rules: Rules,
 ) -> ExercisePage:
     """An exercise's page from the class's attempts at it (oldest first)."""
-    attempts = judged(attempts, data.window)
+    attempts = data.window.judged(attempts)
     mine = _by_student([a for a in attempts if a.exercise == exercise.id])
     order = [s.id for s in exercise.steps]
     passed: dict[str, set[str]] = {sid: set() for sid in order}
