@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from labctl import libvirt_client
 from labctl.docker_client import PODMAN
 from labctl.docker_client import connect as docker_connect
+from labctl.errors import EngineError
 from labctl.instance import isolation, naming
+from labctl.lxd_client import DEFAULT_SOCKETS
 from labctl.lxd_client import connect as lxd_connect
 from labctl.paths import podman_set_up
 
@@ -26,7 +28,7 @@ class Inventory:
     docker_networks: frozenset[str]
     podman_containers: frozenset[str]
     podman_networks: frozenset[str]
-    lxd_instances: frozenset[str]
+    lxd_instances: frozenset[str]  # in LXD and in Incus, wherever either answers
     lxd_networks: frozenset[str]
     bridges: frozenset[str]
     nft_elements: frozenset[str]  # the instance's elements in the `inet labctl` table
@@ -43,6 +45,29 @@ def _bridges() -> set[str]:
     return {link["ifname"] for link in json.loads(out)}
 
 
+def _system_containers(lab: str, instance: str) -> tuple[set[str], set[str]]:
+    """Every instance, and the lab instance's network, in LXD and in Incus where they answer.
+
+    The engine host setup chose must answer; the other one counts too where it runs, so a
+    lab brought up on one and taken down on the other still shows what it left.
+    """
+    clients = [lxd_connect()]
+    for path in DEFAULT_SOCKETS:
+        if path.exists():
+            try:
+                clients.append(lxd_connect([path]))
+            except EngineError:  # a socket nobody listens on: nothing held there
+                pass
+    lxd_net = naming.lxd_bridge(lab, instance)
+    instances: set[str] = set()
+    nets: set[str] = set()
+    for client in clients:
+        instances |= {i.name for i in client.instances.all()}
+        if client.networks.exists(lxd_net):  # by name: Incus cannot list some host interfaces
+            nets.add(lxd_net)
+    return instances, nets
+
+
 def inventory(lab: str, instance: str) -> Inventory:
     """Every guest, container, network and bridge the engines hold for this lab instance."""
     prefix = naming.network(lab, instance)  # also the start of every guest's name
@@ -56,9 +81,12 @@ def inventory(lab: str, instance: str) -> Inventory:
     docker = docker_connect()
     nft = isolation.owned(lab, instance)
     docker_nets = {n.name: n.id for n in docker.networks.list()}
-    lxd = lxd_connect()
-    lxd_net = naming.lxd_bridge(lab, instance)
-    our_bridges = {naming.bridge(lab, instance), lxd_net, naming.podman_bridge(lab, instance)}
+    lxd_instances, lxd_nets = _system_containers(lab, instance)
+    our_bridges = {
+        naming.bridge(lab, instance),
+        naming.lxd_bridge(lab, instance),
+        naming.podman_bridge(lab, instance),
+    }
     podman_containers: set[str] = set()
     podman_nets: set[str] = set()
     if podman_set_up():  # an optional engine: CI sets it up, test_podman insists there
@@ -74,8 +102,8 @@ def inventory(lab: str, instance: str) -> Inventory:
         docker_networks=ours(set(docker_nets)),
         podman_containers=ours(podman_containers),
         podman_networks=ours(podman_nets),
-        lxd_instances=ours({i.name for i in lxd.instances.all()}),
-        lxd_networks=frozenset({n.name for n in lxd.networks.all()} & {lxd_net}),
+        lxd_instances=ours(lxd_instances),
+        lxd_networks=frozenset(lxd_nets),
         bridges=frozenset(_bridges() & our_bridges),
         nft_elements=frozenset([*nft.bridges, *(f"{a} . {b}" for a, b in nft.pairs)]),
     )

@@ -1,0 +1,85 @@
+"""The system container on Incus: the same lxd-system guest, the engine host setup can choose.
+
+Runs labctl as a subprocess with ``LABCTL_SYSTEM_CONTAINERS=incus`` (what ``labctl host setup
+--system-containers incus`` records), so the session's own LXD clients are not involved.
+Skipped where Incus is not set up, except in CI on a host set up for Incus.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labctl import lxd_client
+from labctl.errors import EngineError
+from labctl.paths import system_containers
+from tests.integration.engines import inventory
+from tests.integration.labs import instance_names, write_lab
+
+pytestmark = pytest.mark.integration
+
+LABCTL = str(Path(sys.executable).parent / "labctl")
+SYSTEM_LAB = """\
+name: incus
+title: the system container on Incus
+guests:
+  lxc-system:
+    engine: lxd
+    technique: system-container
+    image: lxd-system
+"""
+
+
+def _labctl(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LABCTL_SYSTEM_CONTAINERS": "incus", "LABCTL_STATE": str(state)}
+    return subprocess.run([LABCTL, *args], capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def incus(in_ci: bool) -> None:
+    try:
+        lxd_client.connect(list(lxd_client.ENGINE_SOCKETS["incus"]))
+    except EngineError as exc:
+        if in_ci and system_containers() == "incus":
+            raise
+        pytest.skip(f"Incus is not set up here: {exc.message} ({exc.hint})")
+
+
+def test_lxc_system_runs_on_incus_and_leaves_nothing(
+    incus: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    state = tmp_path_factory.mktemp("incus-state")
+    path, lab = write_lab(tmp_path_factory, "incus", SYSTEM_LAB)
+    (instance,) = instance_names(1)
+    built = _labctl("images", "build", "lxd-system", state=state)
+    assert built.returncode == 0, built.stderr
+    doctor = _labctl("doctor", "--json", state=state)
+    rows = {c["name"]: c for c in json.loads(doctor.stdout)}
+    assert rows["lxd"]["status"] == "ok" and rows["lxd"]["detail"].startswith("incus ")
+    try:
+        up = _labctl("up", str(path), "-i", instance, state=state)
+        assert up.returncode == 0, up.stderr + up.stdout
+        status = _labctl("status", "-l", lab.name, "-i", instance, "--json", state=state)
+        (row,) = json.loads(status.stdout)["guests"]
+        assert (row["guest"], row["state"]) == ("lxc-system", "running")
+        ran = _labctl(
+            "exec", "-l", lab.name, "-i", instance, "lxc-system", "--", "cat", "/proc/1/comm",
+            state=state,
+        )  # fmt: skip
+        assert ran.returncode == 0 and ran.stdout.strip() == "systemd", ran.stderr
+        held = lxd_client.connect(list(lxd_client.ENGINE_SOCKETS["incus"])).instances.all()
+        assert f"labctl-incus-{instance}-lxc-system" in {i.name for i in held}
+    finally:
+        down = _labctl("down", "-l", lab.name, "-i", instance, state=state)
+        # the image cache names one fingerprint: import it back into the chosen engine too
+        env = {**os.environ, "LABCTL_STATE": str(state)}
+        back = subprocess.run([LABCTL, "images", "build", "lxd-system"], env=env, timeout=900)
+    assert down.returncode == 0, down.stderr
+    assert back.returncode == 0
+    left = inventory(lab.name, instance)
+    assert left.empty, f"left behind after down: {left}"
