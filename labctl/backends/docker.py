@@ -336,7 +336,10 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
 class AppConnection(Connection):
     """An application container through ``docker exec`` (or Podman's), no SSH and no users.
 
-    The engine's exec has no bound on a silent command: ``timeout`` is not applied.
+    Commands run as root, whatever user the application runs as: as in every other guest
+    (``labctl ssh``), a student is root inside their own guests, and class mode gives
+    students ``labctl exec``, not Docker. The engine's exec has no bound on a silent
+    command: ``timeout`` is not applied.
     """
 
     def __init__(self, backend: DockerBackend, record: GuestRecord) -> None:
@@ -350,7 +353,7 @@ class AppConnection(Connection):
         try:
             with self._backend._errors(f"run a command in {rec.resource}"):
                 container = self._backend.client.containers.get(rec.resource)
-                rc, (out, err) = container.exec_run(["sh", "-c", command], demux=True)
+                rc, (out, err) = container.exec_run(["sh", "-c", command], demux=True, user="root")
         except NotFoundError as exc:
             raise NotFoundError(
                 f"{rec.name} is gone: {exc.message}",
@@ -365,7 +368,7 @@ class AppConnection(Connection):
 
     def shell_argv(self) -> list[str]:
         """``docker exec`` (``podman exec``) with a terminal."""
-        return [self._backend.cli, "exec", "-it", self._record.resource, "sh"]
+        return [self._backend.cli, "exec", "-it", "-u", "root", self._record.resource, "sh"]
 
 
 def _answers(container: docker.models.containers.Container, guest: DockerParams) -> bool:

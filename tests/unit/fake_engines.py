@@ -141,6 +141,7 @@ class FakeContainer:
     def __init__(self, name: str, ports: dict[str, tuple[str, int | None]]) -> None:
         self.name = name
         self.status = "created"
+        self.execs: list[tuple[list[str], str]] = []  # (command, user) of each exec
         bindings = {
             k: [{"HostIp": ip, "HostPort": "" if p is None else str(p)}]
             for k, (ip, p) in ports.items()
@@ -154,7 +155,10 @@ class FakeContainer:
     def start(self) -> None:
         self.status = "running"
 
-    def exec_run(self, cmd: list[str], demux: bool = False) -> tuple[int, tuple[bytes, bytes]]:
+    def exec_run(
+        self, cmd: list[str], demux: bool = False, user: str = ""
+    ) -> tuple[int, tuple[bytes, bytes]]:
+        self.execs.append((cmd, user))
         return 0, (b"ok\n", b"")
 
 

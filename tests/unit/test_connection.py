@@ -201,3 +201,18 @@ def test_the_hosts_fetch_never_follows_a_redirect() -> None:
     with serving(server):
         answer = LocalConnection().fetch(f"http://127.0.0.1:{server.server_port}/", timeout=5)
     assert answer.status == 302
+
+
+def test_an_app_container_is_entered_as_root_whatever_user_its_app_runs_as() -> None:
+    """As in every other guest, a student is root in their own app container (labctl exec)."""
+    from labctl.backends.docker import DockerBackend
+    from labctl.instance.state import GuestRecord
+    from tests.unit.fake_engines import FakeContainer, FakeDockerClient
+
+    fake = FakeDockerClient()
+    box = fake.containers.by_name["labctl-v-i-app"] = FakeContainer("labctl-v-i-app", {})
+    rec = GuestRecord("app", "docker", "labctl-v-i-app", "ready")
+    conn = DockerBackend(fake).connect(rec, None)  # type: ignore[arg-type]
+    assert conn.run("id -u").stdout == "ok\n"
+    assert box.execs == [(["sh", "-c", "id -u"], "root")]
+    assert conn.shell_argv()[-4:] == ["-u", "root", "labctl-v-i-app", "sh"]
