@@ -42,21 +42,9 @@ def _messages(raw: Any) -> tuple[Message, ...]:
 
 
 def _attempt(row: sa.Row[Any]) -> Attempt:
-    return Attempt(
-        id=row.id,
-        lab=row.lab,
-        instance=row.instance,
-        student=row.student,
-        exercise=row.exercise,
-        kind=row.kind,
-        step=row.step,
-        answer=row.answer,
-        passed=row.passed,
-        answer_passed=row.answer_passed,
-        messages=_messages(row.messages),
-        at=utc(row.at),
-        scored=bool(row.scored),
-    )
+    """An attempts row: its columns are the Attempt's fields, three of them stored otherwise."""
+    converted = {"messages": _messages(row.messages), "at": utc(row.at), "scored": bool(row.scored)}
+    return Attempt(**{**row._mapping, **converted})
 
 
 class Store:
