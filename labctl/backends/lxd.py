@@ -22,7 +22,7 @@ from labctl.instance import naming, netguard
 from labctl.instance.reservations import Reservations
 from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
-from labctl.lxd_client import connect, engine_errors
+from labctl.lxd_client import connect, engine_errors, server_name
 from labctl.paths import guest_apt_proxy
 from labctl.ssh import SshTarget, wait_for_login
 
@@ -184,7 +184,8 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
             engine=self.engine,
             resource=plan.resource,
             stage="created",
-            devices="shared host kernel, own init",
+            # which engine runs it (LXD or Incus) shows in `labctl status --wide`
+            devices=f"shared host kernel, own init ({server_name(self.client)})",
             port=22,
         )
 
