@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 
 from labctl.cli import app
 from labctl.host import probe
+from labctl.paths import system_containers
 
 LABCTL = Path(sys.executable).parent / "labctl"
-DAEMONS = ("containerd", "dockerd", "virtlogd", "libvirtd", "lxd")
+DAEMONS = ("containerd", "dockerd", "podman", "virtlogd", "libvirtd")
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,8 @@ def test_setup_then_nothing_changes_then_doctor_agrees() -> None:
     assert "host already set up: nothing changed" in second.stdout
 
     if not Path("/run/systemd/system").exists():
-        for name in DAEMONS:
+        chosen = "incusd" if system_containers() == "incus" else "lxd"  # the recorded choice
+        for name in (*DAEMONS, chosen):
             pid = int(Path(f"/run/labctl/{name}.pid").read_text())
             exe = Path(f"/proc/{pid}/exe").resolve().name
             assert exe == name, f"/run/labctl/{name}.pid points at {exe}, not {name}"
@@ -59,7 +61,16 @@ def test_setup_then_nothing_changes_then_doctor_agrees() -> None:
     doctor = CliRunner().invoke(app, ["doctor", "--json"], catch_exceptions=False)
     rows = {r["name"]: r for r in json.loads(doctor.stdout)}
     assert doctor.exit_code == 0, doctor.stdout
-    for name in ("libvirt", "libvirt capabilities", "docker", "lxd", "qemu x86_64", "qemu aarch64"):
+    ok = (
+        "libvirt",
+        "libvirt capabilities",
+        "docker",
+        "podman",
+        "lxd",
+        "qemu x86_64",
+        "qemu aarch64",
+    )
+    for name in ok:
         assert rows[name]["status"] == "ok", rows[name]
     kvm = rows["kvm"]
     if "kvm_pvm" in probe.kernel_modules() and not probe.cpu().virt_flags:
