@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from labctl import lxd_client
 from labctl.errors import EngineError
-from labctl.paths import system_containers
+from labctl.paths import LABS_DIR, system_containers
 from tests.integration.engines import inventory
 from tests.integration.labs import instance_names, write_lab
 
@@ -55,6 +56,9 @@ def test_lxc_system_runs_on_incus_and_leaves_nothing(
 ) -> None:
     state = tmp_path_factory.mktemp("incus-state")
     path, lab = write_lab(tmp_path_factory, "incus", SYSTEM_LAB)
+    exercise = LABS_DIR / "virtualization-full" / "exercises" / "48-lxc-motores.yaml"
+    (path.parent / "exercises").mkdir()
+    shutil.copy(exercise, path.parent / "exercises")
     (instance,) = instance_names(1)
     built = _labctl("images", "build", "lxd-system", state=state)
     assert built.returncode == 0, built.stderr
@@ -73,7 +77,9 @@ def test_lxc_system_runs_on_incus_and_leaves_nothing(
         )  # fmt: skip
         assert ran.returncode == 0 and ran.stdout.strip() == "systemd", ran.stderr
         held = lxd_client.connect(list(lxd_client.ENGINE_SOCKETS["incus"])).instances.all()
-        assert f"labctl-incus-{instance}-lxc-system" in {i.name for i in held}
+        resource = f"labctl-incus-{instance}-lxc-system"
+        assert resource in {i.name for i in held}
+        _lxc_motores_both_ways(path.parent, instance, resource, state)
     finally:
         down = _labctl("down", "-l", lab.name, "-i", instance, state=state)
         # the image cache names one fingerprint: import it back into the chosen engine too
@@ -83,3 +89,22 @@ def test_lxc_system_runs_on_incus_and_leaves_nothing(
     assert back.returncode == 0
     left = inventory(lab.name, instance)
     assert left.empty, f"left behind after down: {left}"
+
+
+def _lxc_motores_both_ways(lab_dir: Path, instance: str, resource: str, state: Path) -> None:
+    """The exercise fails untouched, passes solved with the incus command, refuses "lxd"."""
+    student = "t" + instance[1:]
+    where = ("-l", str(lab_dir), "-i", instance, "-s", student)
+
+    def check(*extra: str) -> tuple[int, list[str]]:
+        out = _labctl("exercise", "check", "lxc-motores", *where, "--json", *extra, state=state)
+        report = json.loads(out.stdout)
+        return out.returncode, [r["status"] for st in report["steps"] for r in st["results"]]
+
+    assert check() == (1, ["failed", "failed"])
+    answered = _labctl("exercise", "answer", "lxc-motores", "motor", "incus", *where, state=state)
+    assert answered.returncode == 0, answered.stderr
+    subprocess.run(["incus", "config", "set", resource, "user.alumno", student], check=True)
+    assert check() == (0, ["passed", "passed"])
+    _labctl("exercise", "answer", "lxc-motores", "motor", "lxd", *where, state=state)
+    assert check("--step", "motor") == (1, ["failed"])
