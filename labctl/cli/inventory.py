@@ -113,9 +113,9 @@ def inventory(
     inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
     spec = load_lab(Path(state.spec_path))
     seen = lab_inventory.survey(state)
-    docker_api = any(r.engine == "docker" for r in state.guests.values()) and has_plugin(
-        "connection", lab_inventory.DOCKER_CONNECTION
-    )
+    docker_api = any(
+        r.engine in lab_inventory.DOCKER_API_ENGINES for r in state.guests.values()
+    ) and has_plugin("connection", lab_inventory.DOCKER_CONNECTION)
     inv = lab_inventory.build(
         state,
         seen.live,

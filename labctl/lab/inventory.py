@@ -20,12 +20,15 @@ from pathlib import Path
 from labctl import backends
 from labctl.instance import netguard
 from labctl.instance.state import LabState
+from labctl.paths import podman_socket
 
 #: engines whose guests labctl reaches over SSH as root with the lab key (``Backend.connect``)
 SSH_ENGINES = ("libvirt", "lxd")
 #: engines of virtual machines and of containers, for the ``vms`` and ``containers`` groups
 VM_ENGINES = ("libvirt",)
-CONTAINER_ENGINES = ("lxd", "docker")
+CONTAINER_ENGINES = ("lxd", "docker", "podman")
+#: engines whose containers Ansible reaches through Docker's exec API
+DOCKER_API_ENGINES = ("docker", "podman")
 #: the connection plugin that reaches a Docker container through Docker's exec API
 DOCKER_CONNECTION = "community.docker.docker_api"
 #: as ``labctl ssh``: guests are recreated often, their host keys are not worth pinning (nor
@@ -101,7 +104,7 @@ def build(
             hosts[rec.name] = {"ansible_host": rec.address}
             if rec.port and rec.port != 22:
                 hosts[rec.name]["ansible_port"] = rec.port
-        elif rec.engine == "docker":
+        elif rec.engine in DOCKER_API_ENGINES:
             if not docker_api:
                 notes.append(
                     f"{rec.name} (an application container, no SSH) left out: Ansible reaches it "
@@ -113,6 +116,8 @@ def build(
                 "ansible_connection": DOCKER_CONNECTION,
                 "ansible_host": rec.resource,
             }
+            if rec.engine == "podman":  # the same API on Podman's socket
+                hosts[rec.name]["ansible_docker_host"] = f"unix://{podman_socket()}"
         else:
             notes.append(f"{rec.name}: labctl knows no Ansible connection for {rec.engine}")
             continue

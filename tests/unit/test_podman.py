@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,22 @@ def test_doctor_reports_podman_as_an_optional_engine(podman: Callable[[bool], Pa
     assert down.status is doctor.Status.WARN and "does not answer" in down.detail
     up = doctor.check_podman(engines.DockerInfo(True, "Podman Engine", "4.3.1", "1.41"))
     assert (up.status, up.detail) == (doctor.Status.OK, "Podman Engine 4.3.1 (API 1.41)")
+
+
+def test_ansible_reaches_the_podman_app_through_the_docker_api_on_podmans_socket(
+    podman: Callable[[bool], Path],
+) -> None:
+    from labctl.lab.inventory import build
+
+    sock = podman(True)
+    state = LabState("virtualization-full", "s1", "lab.yaml")
+    rec = GuestRecord("podman-app", "podman", "labctl-virtualization-full-s1-podman-app")
+    state = state.with_guest(replace(rec, stage="ready", address="127.0.0.1"))
+    techniques = {"podman-app": "app-container"}
+    inv = build(state, {"podman-app": "running"}, Path("k"), techniques, docker_api=True)
+    assert inv.hosts["podman-app"] == {
+        "ansible_connection": "community.docker.docker_api",
+        "ansible_host": "labctl-virtualization-full-s1-podman-app",
+        "ansible_docker_host": f"unix://{sock}",
+    }
+    assert inv.groups["containers"] == ("podman-app",) == inv.groups["podman"]
