@@ -21,12 +21,13 @@ from labctl.spec.model import Lab, LibvirtGuest
 
 #: MiB an engine needs per guest beside the guest's own memory (measured: a 384 MiB TCG VM's
 #: QEMU has ~335 MiB resident once booted, of which up to ~48 MiB is QEMU itself; an idle
-#: system container's monitor and init ~16 MiB; a Docker shim ~8 MiB).
-ENGINE_MEMORY_MIB = {"libvirt": 48, "lxd": 16, "docker": 8}
+#: system container's monitor and init ~16 MiB; a Docker shim ~8 MiB; Podman's conmon is counted
+#: as Docker's shim, not measured apart).
+ENGINE_MEMORY_MIB = {"libvirt": 48, "lxd": 16, "docker": 8, "podman": 8}
 #: MiB each guest writes beside its shared image: a VM's overlay (grows with the student's
 #: writes), a system container's rootfs copy (LXD's ``dir`` pool copies ~160 MiB), a Docker
 #: container's writable layer.
-ENGINE_DISK_MIB = {"libvirt": 256, "lxd": 200, "docker": 16}
+ENGINE_DISK_MIB = {"libvirt": 256, "lxd": 200, "docker": 16, "podman": 16}
 #: Left to the host itself (engines' daemons, page cache, labctl).
 RESERVE_MEMORY_MIB = 1024
 RESERVE_DISK_MIB = 2048

@@ -139,10 +139,19 @@ class Student:
     targets: tuple[Target, ...]
 
 
+def _subnet(state: LabState, engine: str) -> str | None:
+    """The instance's network of ``engine`` (each engine has its own)."""
+    return {
+        "libvirt": state.subnet,
+        "lxd": state.lxd_subnet,
+        "docker": state.docker_subnet,
+        "podman": state.podman_subnet,
+    }.get(engine)
+
+
 def gateway(state: LabState, engine: str) -> str | None:
     """The host's address on the engine's network of the instance (the subnet's first)."""
-    subnet = {"libvirt": state.subnet, "lxd": state.lxd_subnet, "docker": state.docker_subnet}
-    net = subnet.get(engine)
+    net = _subnet(state, engine)
     return str(ipaddress.ip_network(net).network_address + 1) if net else None
 
 
@@ -150,9 +159,10 @@ def _own_address(rec: GuestRecord, state: LabState, conn: Connection) -> str | N
     """The guest's address on its instance's network (an app container says it itself)."""
     if rec.address and not ipaddress.ip_address(rec.address).is_loopback:
         return rec.address
-    if rec.engine != "docker" or not state.docker_subnet:
+    subnet = _subnet(state, rec.engine) if rec.engine in ("docker", "podman") else None
+    if subnet is None:
         return None
-    net = ipaddress.ip_network(state.docker_subnet)
+    net = ipaddress.ip_network(subnet)
     said = conn.run("hostname -i 2>/dev/null || ip -4 -o addr show scope global", timeout=20)
     for word in said.stdout.replace("/", " ").split():
         try:

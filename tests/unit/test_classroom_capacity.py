@@ -41,6 +41,15 @@ def test_the_default_lab_costs_its_five_guests(tmp_path: Path) -> None:
     assert cost.vcpus == 3 and cost.guests == 5
 
 
+def test_the_full_lab_costs_its_podman_guest_as_a_docker_one() -> None:
+    from labctl.paths import LABS_DIR
+
+    full = capacity.student_cost(load_lab(LABS_DIR / "virtualization-full"))
+    default = capacity.student_cost(load_lab(LABS_DIR / "virtualization"))
+    assert full.guests == default.guests + 1
+    assert full.memory_mib == default.memory_mib + 128 + 8  # the same app, another engine
+
+
 def test_fit_is_the_tighter_of_memory_and_disk_with_the_hosts_reserve_kept(
     tmp_path: Path,
 ) -> None:

@@ -267,3 +267,14 @@ def test_each_account_reaches_its_own_lab_from_the_server_and_not_the_next_one(
     assert [(p.student, p.target, p.what) for p in leaky.leaks] == [
         ("ana", "bo/app", "tcp 127.0.0.1:40002")
     ]
+
+
+def test_a_podman_app_container_says_its_address_on_podmans_own_network() -> None:
+    state = LabState("full", "so-ana", "/l.yaml", podman_subnet="10.213.1.0/24")
+    rec = GuestRecord("podman-app", "podman", "labctl-full-so-ana-podman-app", "ready")
+    conn = FakeConnection(
+        name="podman-app",
+        respond=lambda c: CommandResult(c, 0, "10.213.1.2 fe80::1\n", ""),
+    )
+    assert verify._own_address(rec, state, conn) == "10.213.1.2"
+    assert verify.gateway(state, "podman") == "10.213.1.1"
