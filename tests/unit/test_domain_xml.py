@@ -95,5 +95,5 @@ def test_network_has_explicit_subnet_and_bridge() -> None:
 
 def test_a_tcg_guest_gets_a_bounded_translation_cache_and_a_kvm_guest_none() -> None:
     tcg = parse(domain_params("kvm-full", accel="tcg")).find("features/tcg/tb-cache")
-    assert tcg is not None and tcg.get("unit") == "MiB" and int(tcg.text or 0) == 128
+    assert tcg is not None and tcg.get("unit") == "MiB" and int(tcg.text or 0) == 256
     assert parse(domain_params("kvm-full", accel="kvm")).find("features/tcg") is None
