@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from labctl.errors import HostError
@@ -182,3 +184,26 @@ def test_the_apt_cache_port_comes_from_its_url(monkeypatch: pytest.MonkeyPatch) 
     for url, port in (("http://10.9.0.1:3999", 3999), ("http://10.9.0.1", 80), ("", 3142)):
         monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", url)
         assert isolation.apt_cache_port() == port, url
+
+
+def test_the_scripts_are_ones_the_kernel_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake takes any rule: real nft runs every script, in a throwaway network namespace
+    (nothing of the host's own table is touched)."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("nft")):
+        pytest.skip("needs root, unshare and nft")
+    monkeypatch.setattr(isolation, "_uid_of", lambda user: 103)  # the apt cache's rule too
+    nft = FakeNft()
+    isolation.apply("mini", "ta", A, nft)
+    isolation.publish("mini", "ta", [18080], nft)
+    isolation.admit("mini", "ta", 1001, nft)
+    isolation.forget("mini", "ta", nft)
+    isolation.release(1001, nft)
+    # one namespace for the whole sequence: each delete needs what the adds before it made
+    script = "".join(nft.scripts)
+    done = subprocess.run(
+        ["unshare", "-n", "nft", "-f", "-"], input=script, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
