@@ -202,6 +202,13 @@ class Backend(ABC, Generic[P]):
     def list_guests(self, lab: str, instance: str) -> list[str]:
         """Names of the guests the engine holds for this lab instance (found by label)."""
 
+    def daemon(self) -> str:
+        """The engine that runs this backend's guests here, as ``labctl status`` names it.
+
+        The backend's own name, except where one backend speaks to two engines (LXD or Incus).
+        """
+        return self.engine
+
     # -- what compare measures -------------------------------------------------------
 
     def accelerator(self, resource: str) -> str | None:

@@ -60,6 +60,12 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
     def _connect(self) -> pylxd.Client:
         return connect()
 
+    def daemon(self) -> str:
+        """``lxd`` or ``incus``: the server on the other end of the socket, as it names itself."""
+        with engine_errors("describe itself"):
+            env = self.client.host_info.get("environment", {})
+        return str(env.get("server") or self.engine)
+
     def preflight(self) -> None:
         with engine_errors("answer"):
             self.client.host_info  # noqa: B018 - a request that fails if LXD is not usable

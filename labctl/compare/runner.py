@@ -75,7 +75,8 @@ def subjects(state: LabState, lab: Lab) -> tuple[dict[str, Subject], dict[str, s
             continue
         vm = spec.engine == "libvirt"
         try:  # the device models really in use; the record says what up asked for
-            devices = backends.get(row.engine).devices(state.guests[row.guest].resource).summary
+            rec = state.guests[row.guest]  # row.engine names the daemon (incus), rec the backend
+            devices = backends.get(rec.engine).devices(rec.resource).summary
         except LabctlError:
             devices = f"{row.devices or '-'} (as recorded)"
         found[row.guest] = Subject(

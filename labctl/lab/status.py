@@ -14,7 +14,7 @@ class GuestStatus:
     """One row of ``labctl status``."""
 
     guest: str
-    engine: str
+    engine: str  # the daemon that runs it now: libvirt, docker, podman, lxd or incus
     state: str  # running / stopped / absent, as the engine says now
     accel: str | None  # accelerator QEMU reports for a running VM (kvm/tcg)
     accel_note: str | None
@@ -51,13 +51,14 @@ def status(state: LabState) -> list[GuestStatus]:
     for rec in state.guests.values():
         backend = backends.get(rec.engine)
         live = backend.state(rec.resource)
+        # the daemon answering now: one lab file's "lxd" guest runs on LXD or on Incus
         accel = rec.accel
         if live == "running":  # what the engine says wins over what up chose
             accel = backend.accelerator(rec.resource) or accel
         rows.append(
             GuestStatus(
                 guest=rec.name,
-                engine=rec.engine,
+                engine=backend.daemon(),
                 state=live,
                 accel=accel,
                 accel_note=rec.accel_note,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from labctl import lxd_client, paths
+from labctl import backends, lxd_client, paths
+from labctl.backends.lxd import LxdBackend
 from labctl.errors import HostError
+from labctl.instance.state import GuestRecord, LabState
+from labctl.lab import status as lab_status
 
 
 def test_the_chosen_engine_keeps_its_own_sockets_only(tmp_path: Path) -> None:
@@ -55,3 +59,24 @@ def test_connect_looks_only_where_the_chosen_engine_listens(
     monkeypatch.setattr(Path, "exists", lambda self: False)
     with pytest.raises(Exception, match=r"looked at /var/lib/incus/unix.socket\)"):
         lxd_client.connect_socket()
+
+
+class _Server:
+    """The part of a pylxd.Client ``status`` uses: who the server is, and one container."""
+
+    def __init__(self, server: str) -> None:
+        self.host_info = {"environment": {"server": server, "server_version": "6.0.4"}}
+        self.instances = SimpleNamespace(get=lambda name: SimpleNamespace(status="Running"))
+
+
+@pytest.mark.parametrize("server", ["incus", "lxd"])
+def test_status_names_the_daemon_that_runs_the_system_container(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LxdBackend(_Server(server))  # type: ignore[arg-type]
+    monkeypatch.setattr(backends, "get", lambda engine: {"lxd": backend}[engine])
+    record = GuestRecord("lxc-system", "lxd", "labctl-lab-t1-lxc-system", stage="ready")
+    state = LabState("lab", "t1", "lab.yaml", guests={"lxc-system": record})
+    (row,) = lab_status.status(state)
+    assert (row.engine, row.state) == (server, "running")
+    assert record.engine == "lxd"  # the backend the record names is unchanged
