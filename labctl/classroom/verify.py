@@ -9,13 +9,14 @@ must fail; and a TCP connection to the host's management ports on the guest's ow
 (its uid, which labctl's firewall matches): TCP to each of their own guests and to the port
 each publishes on loopback must open, and to the next student's must fail. Packets go only
 to the class's own guests, to the host's address on the class's own bridges and to
-loopback. What leaks is listed; one leak fails.
+loopback. What leaks is listed; one leak fails. So does what could not be probed (a lab
+that is not up, a guest that does not answer, a student without the account ``class up``
+makes): it is a row with its reason, never left out.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import pwd
 import shlex
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from labctl import backends
+from labctl.classroom import accounts as student_accounts
 from labctl.classroom.state import ClassState
 from labctl.command import CommandResult
 from labctl.connection import Connection, LocalConnection
@@ -106,12 +108,36 @@ class Probe:
         return f"{self.kind} {self.address}" + (f":{self.port}" if self.port else "")
 
 
+#: The source of probes sent by a student's Linux account on the server (class up made it).
+ACCOUNT = "account"
+#: The source named when a student's lab as a whole could not be read.
+LAB = "lab"
+
+
+@dataclass(frozen=True)
+class Unverified:
+    """What could not be probed, and why: a student's lab, one guest, or their account."""
+
+    student: str
+    source: str  # a guest's name, ACCOUNT or LAB
+    reason: str
+    hint: str | None = None  # what would make it probe-able
+
+    @classmethod
+    def of(cls, student: str, source: str, exc: LabctlError) -> Unverified:
+        """The row for ``exc``, raised while reading or probing ``student``'s ``source``."""
+        return cls(student, source, exc.message, exc.hint)
+
+    def __str__(self) -> str:
+        return f"{self.student}/{self.source}: {self.reason}"
+
+
 @dataclass(frozen=True)
 class Report:
-    """Every probe of a class; isolated when nothing leaked and own labs work."""
+    """Every probe of a class; isolated when nothing leaked, own labs work and all was probed."""
 
     probes: tuple[Probe, ...]
-    errors: tuple[str, ...]  # guests that could not be probed, with why
+    errors: tuple[Unverified, ...]  # what could not be probed, with why
 
     @property
     def leaks(self) -> list[Probe]:
@@ -125,8 +151,13 @@ class Report:
 
     @property
     def isolated(self) -> bool:
-        """No leak, no broken own path, every guest probed."""
+        """No leak, no broken own path, every guest and every account probed."""
         return not self.leaks and not self.broken and not self.errors
+
+    @property
+    def unverified(self) -> list[str]:
+        """The students of whom something could not be probed, in order."""
+        return list(dict.fromkeys(e.student for e in self.errors))
 
 
 @dataclass(frozen=True)
@@ -178,14 +209,14 @@ def student_lab(lab: str, student: str, instance: str, connect: ConnectFn) -> St
     inst = InstanceDir(lab, instance)
     state = inst.load()
     if state is None:
-        raise LabctlError(f"{student}'s lab ({instance}) is not up", "labctl class up")
+        raise LabctlError(f"their lab ({instance}) is not up", "labctl class up")
     key = KeyPair(inst.key)
     spec = load_lab(Path(state.spec_path))
     targets = []
     for name, rec in state.guests.items():
         address = _own_address(rec, state, connect(rec, key))
         if address is None:
-            raise LabctlError(f"{student}/{name} has no address on its lab's network")
+            raise LabctlError(f"{name} has no address on its lab's network")
         guest = spec.guests.get(name)
         port = guest.port if isinstance(guest, DockerGuest) else (rec.port or 22)
         targets.append(Target(student, name, rec.engine, address, port))
@@ -249,12 +280,12 @@ def _results(stdout: str) -> dict[tuple[str, str, int | None], bool]:
     return found
 
 
-def _answered(planned: list[Probe], result: CommandResult, who: str) -> list[Probe]:
+def _answered(planned: list[Probe], result: CommandResult) -> list[Probe]:
     """``planned`` with what the script's output says of each; every probe must answer."""
     answers = _results(result.stdout)
     missing = [p for p in planned if (p.kind, p.address, p.port) not in answers]
     if missing:
-        raise LabctlError(f"{who}: {len(missing)} probes gave no answer ({result.detail})")
+        raise LabctlError(f"{len(missing)} probes gave no answer ({result.detail})")
     return [replace(p, reached=answers[(p.kind, p.address, p.port)]) for p in planned]
 
 
@@ -263,26 +294,43 @@ def probe_from(me: Student, src: Target, other: Student | None, connect: Connect
     script, planned = _script(me, src, other)
     rec = me.state.guests[src.guest]
     result = connect(rec, me.key).run(f"sh -c {shlex.quote(script)}", timeout=120)
-    return _answered(planned, result, f"{me.student}/{src.guest}")
+    return _answered(planned, result)
 
 
-#: The source of probes sent by a student's Linux account on the server (class up made it).
-ACCOUNT = "account"
-#: (uid, gid) of a student's account, or None when the class has none for them.
-AccountOf = Callable[[str], "tuple[int, int] | None"]
+#: (student, class) -> (uid, gid) of the student's account; raises LabctlError saying why
+#: there is none to probe as.
+AccountOf = Callable[[str, str], "tuple[int, int]"]
 
 
-def account_of(student: str) -> tuple[int, int] | None:
-    """The uid and gid of the account ``class up`` made for ``student``, if any."""
-    from labctl.classroom import accounts
+def account_of(
+    student: str, class_name: str, system: student_accounts.System | None = None
+) -> tuple[int, int]:
+    """The uid and gid of the account ``class up`` made for ``student`` in ``class_name``.
 
-    found = accounts.record(student)
-    if found is None or found.uid is None:
-        return None
-    try:
-        return found.uid, pwd.getpwnam(found.user).pw_gid
-    except KeyError:
-        return None
+    Raises :class:`LabctlError` with the reason when labctl has no such account: no record,
+    a record of another class or cut before ``useradd``, or a passwd entry that is gone or
+    is no longer the recorded uid.
+    """
+    again = f"run labctl class up ROSTER --class {class_name} again: it makes what is missing"
+    found = student_accounts.record(student)
+    if found is None:
+        raise LabctlError("no account record: labctl made no account for this student", again)
+    if found.class_name != class_name:
+        raise LabctlError(
+            f"the account record {found.user} belongs to class {found.class_name}",
+            "a student id is one account on this server: give this student another id",
+        )
+    if found.uid is None:
+        raise LabctlError(f"account {found.user} was recorded but never created", again)
+    entry = (system or student_accounts.System()).lookup(found.user)
+    if entry is None:
+        raise LabctlError(f"account {found.user} is recorded but gone from this host", again)
+    if entry.uid != found.uid:
+        raise LabctlError(
+            f"account {found.user} has uid {entry.uid}, labctl recorded uid {found.uid}",
+            "someone re-created the account: labctl's firewall knows the recorded uid only",
+        )
+    return found.uid, entry.gid
 
 
 def _account_script(me: Student, other: Student | None) -> tuple[str, list[Probe]]:
@@ -315,7 +363,12 @@ def probe_account(
         f"env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setpriv --reuid={uid} --regid={gid} "
         f"--clear-groups sh -c {shlex.quote(script)}"
     )
-    return _answered(planned, host.run(command, timeout=120), f"{me.student}'s account")
+    return _answered(planned, host.run(command, timeout=120))
+
+
+#: One probing job: the student, the guest probing (None: their account, as these ids), and
+#: the next student in the ring.
+_Job = tuple[Student, Target | None, Student | None, tuple[int, int] | None]
 
 
 def verify(
@@ -326,29 +379,34 @@ def verify(
     accounts: AccountOf = account_of,
 ) -> Report:
     """Probe the live class ``state``: from every student's guests and from their account on
-    the server (as its uid, through ``host``), their own lab and ring-wise the next one's."""
-    errors: list[str] = []
+    the server (as its uid, through ``host``), their own lab and ring-wise the next one's.
+
+    What cannot be probed is a row of ``errors`` with its reason, never skipped: a student
+    whose lab is not up, a guest that does not answer, a student without their account.
+    """
+    errors: list[Unverified] = []
     labs: list[Student] = []
     for seat in state.seats.values():
         try:
             labs.append(student_lab(state.lab, seat.student, seat.instance, connect))
         except LabctlError as exc:
-            errors.append(exc.message)
-    jobs: list[tuple[Student, Target | None, Student | None, tuple[int, int] | None]] = [
-        (me, src, labs[(i + 1) % len(labs)] if len(labs) > 1 else None, None)
-        for i, me in enumerate(labs)
-        for src in me.targets
+            errors.append(Unverified.of(seat.student, LAB, exc))
+
+    def next_of(i: int) -> Student | None:
+        return labs[(i + 1) % len(labs)] if len(labs) > 1 else None
+
+    jobs: list[_Job] = [
+        (me, src, next_of(i), None) for i, me in enumerate(labs) for src in me.targets
     ]
+    for i, me in enumerate(labs):
+        try:
+            jobs.append((me, None, next_of(i), accounts(me.student, state.name)))
+        except LabctlError as exc:
+            errors.append(Unverified.of(me.student, ACCOUNT, exc))
 
     server = host or LocalConnection()
-    for i, me in enumerate(labs):
-        ids = accounts(me.student)
-        if ids is not None:
-            jobs.append((me, None, labs[(i + 1) % len(labs)] if len(labs) > 1 else None, ids))
 
-    def run(
-        job: tuple[Student, Target | None, Student | None, tuple[int, int] | None],
-    ) -> list[Probe] | str:
+    def run(job: _Job) -> list[Probe] | Unverified:
         me, src, other, ids = job
         try:
             if src is None:
@@ -356,12 +414,12 @@ def verify(
                 return probe_account(me, other, ids, server)
             return probe_from(me, src, other, connect)
         except LabctlError as exc:
-            return exc.message
+            return Unverified.of(me.student, src.guest if src else ACCOUNT, exc)
 
     probes: list[Probe] = []
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         for outcome in pool.map(run, jobs):
-            if isinstance(outcome, str):
+            if isinstance(outcome, Unverified):
                 errors.append(outcome)
             else:
                 probes.extend(outcome)
@@ -377,4 +435,5 @@ def summary(report: Report) -> Iterable[str]:
     if known:
         yield f"{known} own paths blocked by the engines (known)"
     if report.errors:
-        yield f"{len(report.errors)} guests not probed"
+        n = len(report.unverified)
+        yield f"{n} student{'s' if n > 1 else ''} not verified ({len(report.errors)} unprobed)"

@@ -220,8 +220,12 @@ def verify(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
                     "[red]LEAK[/red]" if p.leak else "[yellow]own guest unreachable[/yellow]",
                 )
             console.out.print(t)
-        for e in report.errors:
-            console.out.print(f"[red]not probed[/red]: {escape(e)}")
+        if report.errors:
+            t = tables.table("student", "what", "not verified: why")
+            for e in report.errors:
+                why = e.reason + (f" (hint: {e.hint})" if e.hint else "")
+                t.add_row(escape(e.student), escape(e.source), f"[red]{escape(why)}[/red]")
+            console.out.print(t)
         verdict = "isolated" if report.isolated else "[red]NOT isolated[/red]"
         console.out.print(f"Class {st.name}: {verdict} ({', '.join(probe.summary(report))}).")
     if not report.isolated:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -9,18 +10,24 @@ import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-from labctl.classroom import verify
-from labctl.classroom.state import ClassState, Seat
+from labctl.classroom import accounts, verify
+from labctl.classroom.state import ClassDir, ClassState, Seat
 from labctl.classroom.verify import ACCOUNT
+from labctl.cli import app
 from labctl.command import CommandResult
 from labctl.connection import Connection
+from labctl.errors import ExitCode, LabctlError
 from labctl.instance.state import GuestRecord, InstanceDir, LabState
 from labctl.keys import KeyPair
 from tests.labs import APP, BOX, VM, lab_yaml
+from tests.unit.fake_accounts import FakeSystem
 from tests.unit.fake_connection import FakeConnection
 
 # Two students; each: a VM, a system container and an app container on three /24s.
@@ -109,11 +116,23 @@ def isolated(student: str, guest: str, address: str, port: int | None) -> bool:
     return not (guest == "box" and address.startswith("10.210."))  # lxd -> own VM: NAT
 
 
+def probe(cls: ClassState, reach: Reach, **kw: Any) -> verify.Report:
+    """verify on fake guests answering by ``reach``; every student's account there and
+    confined (unless ``accounts`` says otherwise)."""
+    kw.setdefault("host", server(confined))
+    kw.setdefault("accounts", ids)
+    return verify.verify(cls, network(reach), **kw)
+
+
+def from_guests(report: verify.Report) -> list[verify.Probe]:
+    return [p for p in report.probes if p.source != ACCOUNT]
+
+
 def test_an_isolated_class_passes_with_the_known_nat_block(cls: ClassState) -> None:
-    report = verify.verify(cls, network(isolated))
+    report = probe(cls, isolated)
     assert report.isolated, (report.leaks, report.broken, report.errors)
     # per source guest: 2 own targets, 3 guests x (ping + tcp) of the other, 6 host ports
-    assert len(report.probes) == 2 * 3 * (2 + 6 + 6)
+    assert len(from_guests(report)) == 2 * 3 * (2 + 6 + 6)
     known = [p for p in report.probes if p.known]
     assert {(p.student, p.source, p.target) for p in known} == {
         ("ana", "box", "ana/vm"),
@@ -134,8 +153,8 @@ def test_a_leak_between_students_and_to_the_host_is_reported(cls: ClassState) ->
             return True  # bo's system container reaches the host's SSH
         return isolated(student, guest, address, port)
 
-    report = verify.verify(cls, network(leaky))
-    assert not report.isolated
+    report = probe(cls, leaky)
+    assert not report.isolated and not report.errors
     leaks = {(p.student, p.source, p.target, p.what) for p in report.leaks}
     assert leaks == {
         ("ana", "app", "bo/box", "ping 10.211.2.20"),
@@ -152,7 +171,7 @@ def test_an_own_guest_out_of_reach_is_broken_and_a_silent_guest_an_error(
             return False  # bo's VM cannot reach bo's app
         return isolated(student, guest, address, port)
 
-    report = verify.verify(cls, network(broken))
+    report = probe(cls, broken)
     assert [(p.student, p.source, p.target) for p in report.broken] == [("bo", "vm", "bo/app")]
     assert not report.leaks and not report.isolated
 
@@ -161,9 +180,10 @@ def test_an_own_guest_out_of_reach_is_broken_and_a_silent_guest_an_error(
             return FakeConnection(name="box", rules={".": (0, "")})
         return network(isolated)(rec, key)
 
-    report = verify.verify(cls, mute)
-    assert len(report.errors) == 2 and "probes gave no answer" in report.errors[0]
-    assert not report.isolated
+    report = verify.verify(cls, mute, host=server(confined), accounts=ids)
+    assert [(e.student, e.source) for e in report.errors] == [("ana", "box"), ("bo", "box")]
+    assert "probes gave no answer" in report.errors[0].reason
+    assert not report.isolated and report.unverified == ["ana", "bo"]
 
 
 # -- the probe script itself, in a real shell, against loopback ------------------------------
@@ -209,12 +229,13 @@ def test_the_busybox_fallback_tells_open_from_closed(listening: int, tmp_path: P
     assert found == {("tcp", "127.0.0.1", listening): True, ("tcp", "127.0.0.1", closed): False}
 
 
-def server(reach: Reach) -> FakeConnection:
-    """The server's shell: probes sent as a student's uid (10000 + n) answer by ``reach``."""
+def server(reach: Reach, uids: dict[int, str] | None = None) -> FakeConnection:
+    """The server's shell: probes sent as a student's uid (``uids``, else 10000 + n) answer
+    by ``reach``."""
 
     def respond(command: str) -> CommandResult:
         uid = int(re.search(r"--reuid=(\d+) ", command).group(1))  # type: ignore[union-attr]
-        student = list(NETS)[uid - 10000]
+        student = (uids or {10000 + n: s for n, s in enumerate(NETS)})[uid]
         out = []
         for address, port in re.findall(r"^tcp (\S+) (\d+)$", command, re.M):
             ok = reach(student, ACCOUNT, address, int(port))
@@ -224,7 +245,8 @@ def server(reach: Reach) -> FakeConnection:
     return FakeConnection(name="host", respond=respond)
 
 
-def ids(student: str) -> tuple[int, int]:
+def ids(student: str, class_name: str) -> tuple[int, int]:
+    assert class_name == "so"
     return 10000 + list(NETS).index(student), 10000
 
 
@@ -247,7 +269,7 @@ def test_each_account_reaches_its_own_lab_from_the_server_and_not_the_next_one(
         app = st.guests["app"]
         inst.save(st.with_guest(replace(app, host_port=port)))
     host = server(confined)
-    report = verify.verify(cls, network(isolated), host=host, accounts=ids)
+    report = probe(cls, isolated, host=host)
     mine = [p for p in report.probes if p.source == ACCOUNT]
     # each account: 3 own guests + the app's published port, the same of the next student
     assert len(mine) == 2 * (4 + 4)
@@ -258,12 +280,7 @@ def test_each_account_reaches_its_own_lab_from_the_server_and_not_the_next_one(
     }
     assert "setpriv --reuid=10001 --regid=10000 --clear-groups" in "\n".join(host.commands)
     # an account that reaches the other student's published port is a leak
-    leaky = verify.verify(
-        cls,
-        network(isolated),
-        host=server(lambda s, g, a, p: confined(s, g, a, p) or p == 40002),
-        accounts=ids,
-    )
+    leaky = probe(cls, isolated, host=server(lambda s, g, a, p: confined(s, g, a, p) or p == 40002))
     assert [(p.student, p.target, p.what) for p in leaky.leaks] == [
         ("ana", "bo/app", "tcp 127.0.0.1:40002")
     ]
@@ -278,3 +295,87 @@ def test_a_podman_app_container_says_its_address_on_podmans_own_network() -> Non
     )
     assert verify._own_address(rec, state, conn) == "10.213.1.2"
     assert verify.gateway(state, "podman") == "10.213.1.1"
+
+
+# -- a student without the account class up makes is not verified, never skipped -------------
+
+
+@pytest.fixture
+def passwd(tmp_path: Path) -> FakeSystem:
+    return FakeSystem(tmp_path / "home")
+
+
+def make_account(passwd: FakeSystem, student: str, class_name: str = "so") -> tuple[int, int]:
+    made = accounts.ensure_account(
+        student, student.title(), None, class_name, lab="cls", server="lab", system=passwd
+    )
+    entry = passwd.lookup(made.user)
+    assert made.uid is not None and entry is not None
+    return made.uid, entry.gid
+
+
+def test_a_student_without_an_account_record_is_a_failing_row_with_its_reason(
+    cls: ClassState, passwd: FakeSystem
+) -> None:
+    uid, gid = make_account(passwd, "ana")  # bo's account was never made (or its record lost)
+    host = server(confined, {uid: "ana"})
+    report = verify.verify(
+        cls,
+        network(isolated),
+        host=host,
+        accounts=partial(verify.account_of, system=passwd),
+    )
+    assert not report.isolated and not report.leaks and not report.broken
+    assert report.unverified == ["bo"]
+    (row,) = report.errors
+    assert (row.student, row.source) == ("bo", ACCOUNT)
+    assert row.reason == "no account record: labctl made no account for this student"
+    assert row.hint is not None and "labctl class up ROSTER --class so again" in row.hint
+    # ana's account was probed as its uid; bo's guests were probed all the same
+    assert f"setpriv --reuid={uid} --regid={gid}" in "\n".join(host.commands)
+    assert {p.student for p in report.probes if p.source == ACCOUNT} == {"ana"}
+    assert {p.student for p in from_guests(report)} == {"ana", "bo"}
+    assert "1 student not verified (1 unprobed)" in list(verify.summary(report))
+
+
+def test_an_account_that_is_not_the_recorded_one_is_not_verified(
+    cls: ClassState, passwd: FakeSystem
+) -> None:
+    make_account(passwd, "ana")
+    with pytest.raises(LabctlError, match="belongs to class so"):
+        verify.account_of("ana", "other", passwd)  # a record of another class
+    entry = passwd.users.pop("ana")  # userdel behind labctl's back
+    with pytest.raises(LabctlError, match="recorded but gone from this host"):
+        verify.account_of("ana", "so", passwd)
+    passwd.users["ana"] = replace(entry, uid=entry.uid + 7)  # ... and useradd again
+    with pytest.raises(LabctlError, match=rf"has uid {entry.uid + 7}, labctl recorded uid"):
+        verify.account_of("ana", "so", passwd)
+    passwd.users["ana"] = entry
+    assert verify.account_of("ana", "so", passwd) == (entry.uid, entry.gid)
+
+
+def test_class_verify_prints_the_unverified_student_and_fails(
+    cls: ClassState, passwd: FakeSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uid, _ = make_account(passwd, "ana")
+    ClassDir("so").save(cls)
+    real = verify.verify
+
+    def on_fakes(state: ClassState) -> verify.Report:
+        return real(
+            state,
+            network(isolated),
+            host=server(confined, {uid: "ana"}),
+            accounts=partial(verify.account_of, system=passwd),
+        )
+
+    monkeypatch.setattr(verify, "verify", on_fakes)
+    result = CliRunner().invoke(app, ["class", "verify", "--class", "so"], env={"COLUMNS": "80"})
+    assert result.exit_code == ExitCode.FAILED, result.output
+    out = " ".join(result.stdout.split())
+    assert "bo account no account record" in out and "NOT isolated" in out
+    assert "1 student not verified" in out
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+    as_json = CliRunner().invoke(app, ["class", "verify", "--class", "so", "--json"])
+    errors = json.loads(as_json.stdout)["errors"]
+    assert [(e["student"], e["source"]) for e in errors] == [("bo", ACCOUNT)]
