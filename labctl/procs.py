@@ -56,3 +56,20 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks after boot), or None: gone, a zombie, or no ``/proc``.
+
+    A PID and its start time name one process for good: a PID alone may be a new process's by
+    now, or a killed one's that nobody reaped yet.
+    """
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last
+    fields = text[text.rfind(")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])

@@ -72,7 +72,7 @@ def serve(
     state = folder.require()
     url = _url(host, port)
     pid = os.getpid()
-    claim(folder.root, state.name, Server(pid, url, datetime.now(timezone.utc).isoformat()))
+    claim(folder.root, state.name, Server.this_process(url, datetime.now(timezone.utc).isoformat()))
     watch = Watch(folder.require)
     store = None
     try:

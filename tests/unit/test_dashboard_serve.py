@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from labctl import procs
 from labctl.classroom.state import ClassDir, ClassState, Seat
 from labctl.cli import app
 from labctl.dashboard import serving
@@ -21,6 +24,7 @@ from labctl.dashboard.serving import AlreadyServed, Server
 from labctl.errors import SpecError
 
 SEATS = (SeatInfo("ana", "Ana", "c-ana"), SeatInfo("bo", "Bo", "c-bo"))
+LAB = "virtualization"
 
 
 def make_class(root: Path) -> ClassDir:
@@ -126,15 +130,54 @@ def test_class_window_sets_shows_and_clears(state_root: Path) -> None:
     assert ClassDir("c1").require().window_start is None
 
 
-def test_class_serve_end_to_end_without_engines(state_root: Path) -> None:
-    """The real command as a subprocess: token printed once, 401 without it, pages with it."""
+def _serve(port: int) -> tuple[subprocess.Popen[str], str]:
+    """``labctl class serve -c c1`` as a subprocess, listening; it and its instructor token."""
     import re
-    import signal
 
     import requests
 
+    from tests.browser import wait_for
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "labctl", "class", "serve", "-c", "c1", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert server.stdout is not None
+    token = ""
+    for _ in range(10):
+        if found := re.search(r"stored hashed\): (\S+)", server.stdout.readline()):
+            token = found.group(1)
+            break
+    if not token:
+        server.kill()
+        _, err = server.communicate(timeout=30)
+        raise AssertionError(f"class serve printed no token: {err}")
+
+    def listening() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/login", timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_for(listening, 30, "class serve to listen")
+    return server, token
+
+
+def _stop(server: subprocess.Popen[str]) -> None:
+    import signal
+
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+    server.communicate(timeout=30)  # waits, and closes the pipes
+
+
+def test_class_serve_end_to_end_without_engines(state_root: Path) -> None:
+    """The real command as a subprocess: token printed once, 401 without it, pages with it."""
+    import requests
+
     from labctl.store import NewAttempt, open_store
-    from tests.browser import free_port, wait_for
+    from tests.browser import free_port
 
     folder = make_class(state_root)
     store = open_store()  # the host's store under LABCTL_STATE, as class serve opens it
@@ -142,28 +185,9 @@ def test_class_serve_end_to_end_without_engines(state_root: Path) -> None:
                             answer="x86_64", passed=False))  # fmt: skip
     store.close()
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "labctl", "class", "serve", "-c", "c1", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+    server, token = _serve(port)
     try:
-        assert server.stdout is not None
-        token = ""
-        for _ in range(10):
-            if found := re.search(r"stored hashed\): (\S+)", server.stdout.readline()):
-                token = found.group(1)
-                break
-        assert token
         base = f"http://127.0.0.1:{port}/"
-
-        def listening() -> bool:
-            try:
-                return requests.get(base + "login", timeout=2).ok
-            except requests.ConnectionError:
-                return False
-
-        wait_for(listening, 30, "class serve to listen")
         assert requests.get(base, timeout=5).status_code == 401
         grid = requests.get(base + "api/grid", headers={"Authorization": f"Bearer {token}"},
                             timeout=5).json()  # fmt: skip
@@ -175,7 +199,100 @@ def test_class_serve_end_to_end_without_engines(state_root: Path) -> None:
         assert token not in (folder.root / "dashboard-tokens.json").read_text()
         assert sheet_token((folder.root / "access" / "bo.txt").read_text())
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=30)  # waits, and closes the pipes
+        _stop(server)
     assert serving.current(folder.root) is None
+    assert not (folder.root / serving.SERVER_FILE).exists()
+
+
+def test_a_record_left_by_a_killed_server_is_taken_over(tmp_path: Path) -> None:
+    """SIGKILL leaves dashboard.json behind: a zombie or a reused PID must not hold the class."""
+    root = tmp_path / "c1"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = Server(child.pid, "http://127.0.0.1:8765/", "t", procs.start_ticks(child.pid))
+        assert record.ticks is not None
+        serving.claim(root, "c1", record)
+        assert serving.current(root) == record  # running: a second server is refused
+        with pytest.raises(AlreadyServed):
+            serving.claim(root, "c1", Server.this_process("http://127.0.0.1:9999/", "t"))
+        child.kill()
+        deadline = time.monotonic() + 10
+        while procs.start_ticks(child.pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # killed and not reaped yet: a zombie, which kill(pid, 0) still finds
+        assert procs.alive(child.pid) and procs.start_ticks(child.pid) is None
+        assert serving.current(root) is None
+    finally:
+        child.kill()
+        child.wait()
+    # the PID alive again, but another process: its start time differs
+    me = Server.this_process("http://127.0.0.1:8765/", "t")
+    stale = Server(me.pid, me.url, "t", (me.ticks or 0) + 1)
+    (root / serving.SERVER_FILE).write_text(json.dumps(dataclasses.asdict(stale)))
+    assert serving.current(root) is None
+    serving.claim(root, "c1", me)
+    assert serving.current(root) == me
+
+
+def test_class_serve_killed_while_students_write_restarts_on_a_whole_store(
+    state_root: Path,
+) -> None:
+    """SIGKILL on `class serve` while writers fill the store: restarted, it serves every attempt."""
+    import signal
+
+    import requests
+
+    from labctl.store import engine as engines
+    from labctl.store import open_store
+    from tests.browser import free_port
+    from tests.unit.store_writer import SIZE
+
+    folder = make_class(state_root)
+    url = engines.default_url()
+    store = open_store()
+    store.close()
+    root = Path(__file__).resolve().parents[2]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.unit.store_writer", url, s.instance, LAB, s.student],
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for s in SEATS
+    ]
+    port = free_port()
+    server, token = _serve(port)
+    bearer = {"Authorization": f"Bearer {token}"}
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(3):  # the grid read while writes go on, then the server killed
+            assert requests.get(base + "api/grid", headers=bearer, timeout=10).ok
+        os.kill(server.pid, signal.SIGKILL)
+        server.communicate(timeout=30)
+        assert server.returncode == -signal.SIGKILL
+        left = json.loads((folder.root / serving.SERVER_FILE).read_text())
+        assert left["pid"] == server.pid  # the record is left behind, and must not block
+        server, token = _serve(port)
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert serving.current(folder.root).pid == server.pid  # type: ignore[union-attr]
+    finally:
+        for w in writers:
+            w.kill()
+            w.communicate(timeout=30)
+    try:
+        grid = requests.get(base + "api/grid", headers=bearer, timeout=10).json()
+    finally:
+        _stop(server)
+    store = open_store()
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    stored = store.attempts(LAB)
+    store.close()
+    for s in SEATS:  # whole batches only, from both writers
+        mine = [a for a in stored if (a.instance, a.student) == (s.instance, s.student)]
+        assert mine and len(mine) % SIZE == 0, (s.student, len(mine))
+    # the restarted server reads them all
+    assert grid["attempts"] == len(stored)
+    assert [r["seat"]["student"] for r in grid["rows"]] == ["ana", "bo"]
     assert not (folder.root / serving.SERVER_FILE).exists()
