@@ -21,6 +21,7 @@ from typing import Literal, Protocol
 
 from labctl import cancel
 from labctl.classroom import accounts, capacity, reach
+from labctl.classroom import window as exam
 from labctl.classroom.roster import Roster, Student, check_accounts, instance_of
 from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
 from labctl.errors import LabctlError
@@ -128,6 +129,8 @@ class _ClassUp:
     host: capacity.HostCapacity | None = None  # measured at the capacity stage unless given
     account_exists: Callable[[str], bool] | None = None
     accounts: Accounts | None = None
+    #: the exam window's ends given to ``class up`` (None: not given, the class's own kept)
+    window: exam.Window | None = None
     folder: ClassDir | None = None
     box: Box | None = None
     plan: capacity.Plan | None = None
@@ -154,6 +157,8 @@ def _validate(c: _ClassUp) -> None:
             f"class {c.name} runs lab {previous.lab}, not {c.lab.name}",
             f"take it down first (labctl class down --class {c.name}) or use another --class",
         )
+    if c.window is not None:  # an end before the start is refused before anything exists
+        exam.merged(previous, c.window)
     if c.max_students is not None and len(c.roster.students) > c.max_students:
         raise LabctlError(
             f"the roster has {len(c.roster.students)} students, --max-students is {c.max_students}",
@@ -196,6 +201,9 @@ def _record(c: _ClassUp) -> None:
         c.name, c.lab.name, str(c.spec_path.resolve()), str(Path(c.roster.path).resolve())
     )
     state = replace(state, roster=str(Path(c.roster.path).resolve()))
+    if c.window is not None:
+        window = exam.merged(state, c.window)
+        state = exam.with_window(state, window.start, window.end)
     for s in c.roster.students:
         old = state.seats.get(s.id)
         fresh = seat_of(s, instance_of(c.name, s.id))
@@ -304,12 +312,15 @@ def up(
     host: capacity.HostCapacity | None = None,
     account_exists: Callable[[str], bool] | None = None,
     accounts: Accounts | None | Literal["host"] = "host",
+    window: exam.Window | None = None,
 ) -> ClassUpResult:
     """Bring up one lab instance per student of ``roster``; resumable, failures per student.
 
-    ``up_one`` (a student's ``lab.lifecycle.up``), ``host``, ``account_exists`` and
-    ``accounts`` (None: none made) are for tests and benches; by default the real lifecycle,
-    host, passwd database and accounts (:class:`HostAccounts`) are used.
+    ``window``: the exam window's ends to set (see ``classroom.window.given``); an end not
+    given keeps the class's own. ``up_one`` (a student's ``lab.lifecycle.up``), ``host``,
+    ``account_exists`` and ``accounts`` (None: none made) are for tests and benches; by
+    default the real lifecycle, host, passwd database and accounts (:class:`HostAccounts`)
+    are used.
     """
     c = _ClassUp(
         roster,
@@ -324,6 +335,7 @@ def up(
         host,
         account_exists,
         HostAccounts() if accounts == "host" else accounts,
+        window,
     )
     execute(CLASS_UP_STAGES, c, report)
     assert c.plan is not None

@@ -109,13 +109,38 @@ def scored_at(state: ClassState | None, when: datetime) -> bool:
     return state is None or window_of(state).scores(_aware(when))
 
 
-def with_window(state: ClassState, start: datetime | None, end: datetime | None) -> ClassState:
-    """A copy of the state with this window (None, None: no window)."""
+def _in_order(start: datetime | None, end: datetime | None) -> None:
     if start is not None and end is not None and end <= start:
         raise SpecError(
             f"the window ends ({end.isoformat()}) before it starts ({start.isoformat()})",
-            "give --end after --start",
+            "give an end after the start",
         )
+
+
+def given(start: str | None, end: str | None, names: tuple[str, str]) -> Window:
+    """The ends given as options (ISO 8601; ``names``: the options', for errors), checked.
+
+    None stands for an end not given; both given must be in order.
+    """
+    window = Window(
+        parse_instant(start, names[0]) if start else None,
+        parse_instant(end, names[1]) if end else None,
+    )
+    _in_order(window.start, window.end)
+    return window
+
+
+def merged(state: ClassState | None, ends: Window) -> Window:
+    """The class's window with the ends given replacing its own (None: kept), checked."""
+    old = window_of(state) if state is not None else Window(None, None)
+    window = Window(ends.start or old.start, ends.end or old.end)
+    _in_order(window.start, window.end)
+    return window
+
+
+def with_window(state: ClassState, start: datetime | None, end: datetime | None) -> ClassState:
+    """A copy of the state with this window (None, None: no window)."""
+    _in_order(start, end)
     return replace(
         state,
         window_start=start.isoformat(timespec="seconds") if start else None,

@@ -140,17 +140,11 @@ def window(
     if clear and (start or end):
         raise LabctlError("give --clear or --start/--end, not both", code=ExitCode.USAGE)
     if clear or start or end:
+        ends = exam.given(start, end, ("--start", "--end"))
         with folder.locked("labctl class window"):
             st = folder.require()
-            old = exam.window_of(st)
-            new_start = exam.parse_instant(start, "--start") if start else old.start
-            new_end = exam.parse_instant(end, "--end") if end else old.end
-            st = (
-                exam.with_window(st, None, None)
-                if clear
-                else exam.with_window(st, new_start, new_end)
-            )
-            folder.save(st)
+            new = exam.Window(None, None) if clear else exam.merged(st, ends)
+            folder.save(exam.with_window(st, new.start, new.end))
     st = folder.require()
     w = exam.window_of(st)
     if json_out:

@@ -234,6 +234,50 @@ def test_an_id_that_is_a_host_account_is_refused_before_anything(world: World) -
     assert world.running() == set() and classes() == []
 
 
+def test_class_up_sets_the_exam_window_where_class_window_does(world: World) -> None:
+    from datetime import timedelta, timezone
+
+    from labctl.classroom import window as exam
+
+    t = datetime(2026, 12, 3, 10, 0, tzinfo=timezone.utc)
+    world.up(world.roster("id,name\nana,Ana\n"), window=exam.Window(t, t + timedelta(hours=2)))
+    st = ClassDir("so").require()
+    assert (st.window_start, st.window_end) == (
+        "2026-12-03T10:00:00+00:00",
+        "2026-12-03T12:00:00+00:00",
+    )
+    assert exam.window_of(st) == exam.Window(t, t + timedelta(hours=2))
+    # a rerun given one end moves that end only; given none, it keeps the window
+    world.up(world.roster("id,name\nana,Ana\n"), window=exam.Window(None, t + timedelta(hours=3)))
+    assert exam.window_of(ClassDir("so").require()) == exam.Window(t, t + timedelta(hours=3))
+    world.up(world.roster("id,name\nana,Ana\n"))
+    assert exam.window_of(ClassDir("so").require()) == exam.Window(t, t + timedelta(hours=3))
+    # an end before the class's own start is refused before anything is made for bo
+    with pytest.raises(SpecError, match="before it starts"):
+        world.up(
+            world.roster("id,name\nana,Ana\nbo,Bo\n"),
+            window=exam.Window(None, t - timedelta(minutes=1)),
+        )
+    assert [m[0] for m in world.accounts.made].count("bo") == 0
+    assert list(ClassDir("so").require().seats) == ["ana"]
+    assert exam.window_of(ClassDir("so").require()) == exam.Window(t, t + timedelta(hours=3))
+
+
+def test_class_up_refuses_a_bad_window_before_reading_anything(world: World) -> None:
+    cli = CliRunner()
+    world.roster_file.write_text("id,name\nana,Ana\n")
+    base = ["class", "up", str(world.roster_file), str(world.path), "-c", "so"]
+    bad = cli.invoke(app, [*base, "--window-start", "tomorrow"])
+    assert isinstance(bad.exception, SpecError) and bad.exception.code == 2
+    assert "--window-start 'tomorrow' is not an ISO 8601 time" in bad.exception.message
+    late = cli.invoke(
+        app, [*base, "--window-start", "2026-12-03T10:00", "--window-end", "2026-12-03T09:59Z"]
+    )
+    assert isinstance(late.exception, SpecError) and late.exception.code == 2
+    assert "before it starts" in late.exception.message
+    assert classes() == [] and world.running() == set() and world.accounts.made == []
+
+
 def test_a_class_keeps_its_lab(world: World, tmp_path: Path) -> None:
     world.up(world.roster("id,name\nana,Ana\n"))
     other = tmp_path / "other.yaml"
