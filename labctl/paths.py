@@ -86,6 +86,29 @@ def system_containers() -> str | None:
     return value
 
 
+#: written by ``labctl host setup --test-tools``: the other system-container engine, started
+#: beside the chosen one (the test suite runs the system container on both)
+SECOND_SYSTEM_CONTAINERS_FILE = Path("/etc/labctl/second-system-containers")
+
+
+def second_system_containers() -> str | None:
+    """The engine host setup started beside the chosen one (``lxd`` or ``incus``), or None.
+
+    Labs never use it unless a command names it (``LABCTL_SYSTEM_CONTAINERS``); doctor shows
+    it and the test suite insists on it.
+    """
+    try:
+        value = SECOND_SYSTEM_CONTAINERS_FILE.read_text().strip()
+    except OSError:
+        return None
+    if value not in SYSTEM_CONTAINERS:
+        raise HostError(
+            f"{SECOND_SYSTEM_CONTAINERS_FILE} names {value!r}: neither lxd nor incus",
+            "remove it, or run: labctl host setup --test-tools",
+        )
+    return value
+
+
 #: written for hosts that should run the small VM images (a Vagrant VM under TCG, a laptop)
 VM_PROFILE_FILE = Path("/etc/labctl/vm-profile")
 VM_PROFILES = ("debian", "tiny")

@@ -17,7 +17,7 @@ from labctl.host import accel, engines, probe
 from labctl.host.accel import AccelProbe
 from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB
 from labctl.instance.state import InstanceDir
-from labctl.paths import vm_profile
+from labctl.paths import second_system_containers, system_containers, vm_profile
 
 GIB = 1024**3
 #: What the default lab needs: three TCG guests, one container, one Docker app.
@@ -85,6 +85,9 @@ class HostFacts:
     vm_profile_error: str | None = None  # the profile setting is unreadable: this says why
     root: bool = True  # engines refuse non-root users outside their groups
     lab_up: bool = False  # the default lab's main instance is up: its guests hold their memory
+    # the system-container engine host setup started beside the chosen one (test hosts), and
+    # what its probe found: labs use it only when a command names it
+    second_lxd: tuple[str, engines.LxdInfo] | None = None
 
 
 def gather(images: Sequence[str] | None = None) -> HostFacts:
@@ -110,7 +113,19 @@ def gather(images: Sequence[str] | None = None) -> HostFacts:
         vm_profile_error=profile_error,
         root=probe.is_root(),
         lab_up=default_lab_up(),
+        second_lxd=_second_lxd(),
     )
+
+
+def _second_lxd() -> tuple[str, engines.LxdInfo] | None:
+    """The second system-container engine host setup started, probed on its own sockets."""
+    try:
+        second, chosen = second_system_containers(), system_containers()
+    except LabctlError as exc:  # an unreadable choice: the lxd row already says so
+        return ("lxd or incus", engines.LxdInfo(None, False, error=exc.message))
+    if second is None or second == chosen:
+        return None
+    return second, engines.lxd_probe(engine=second)
 
 
 def _profile() -> tuple[str, str | None]:
@@ -286,6 +301,21 @@ def check_lxd(lx: engines.LxdInfo, root: bool = True) -> Check:
     return Check("lxd", Status.OK, f"{what}, initialised")
 
 
+def check_second_lxd(engine: str, lx: engines.LxdInfo) -> Check:
+    """The system-container engine beside the chosen one: a warning when it is down, since
+    labs run on the chosen one, but the test suite (and a command naming it) needs it."""
+    name = f"{engine} (2nd)"
+    use = f"labs use it when a command says LABCTL_SYSTEM_CONTAINERS={engine}"
+    hint = f"{SETUP_HINT} --test-tools (starts {engine} beside the chosen engine)"
+    if not lx.reachable:
+        where = f" on {lx.socket}" if lx.socket else ""
+        return Check(name, Status.WARN, f"does not answer{where}: {lx.error}", hint)
+    what = f"{lx.server} {lx.version} on {lx.socket}"
+    if not lx.initialised:
+        return Check(name, Status.WARN, f"{what}, but not initialised", hint)
+    return Check(name, Status.OK, f"{what}, initialised; {use}")
+
+
 def check_ansible(an: probe.AnsibleInfo) -> Check:
     """ansible-core and ansible-runner drive host setup and guest configuration."""
     if an.available:
@@ -410,6 +440,7 @@ RULES: Sequence[Callable[[HostFacts], Check | list[Check]]] = (
     lambda f: check_docker(f.docker, f.root),
     lambda f: check_podman(f.podman),
     lambda f: check_lxd(f.lxd, f.root),
+    lambda f: [check_second_lxd(*f.second_lxd)] if f.second_lxd else [],
     lambda f: check_ansible(f.ansible),
     lambda f: check_disk(f.disk),
     lambda f: check_memory(f.memory, lab_up=f.lab_up),

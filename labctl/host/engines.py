@@ -183,12 +183,17 @@ class LxdInfo:
     error: str | None = None
 
 
-def lxd_probe(candidates: list[Path] | None = None) -> LxdInfo:
-    """Connect as labctl does (``lxd_client``'s sockets, in its order); read the default profile."""
+def lxd_probe(candidates: list[Path] | None = None, engine: str | None = None) -> LxdInfo:
+    """Connect as labctl does (``lxd_client``'s sockets, in its order); read the default profile.
+
+    ``engine`` (``lxd`` or ``incus``): that engine's own sockets only, whatever was chosen.
+    """
     try:
         from labctl import lxd_client
     except ImportError as exc:
         return LxdInfo(None, False, error=f"pylxd missing: {exc}")
+    if engine is not None:
+        candidates = list(lxd_client.ENGINE_SOCKETS[engine])
     try:
         path, client = lxd_client.connect_socket(candidates, timeout=_TIMEOUT)
     except EngineError as exc:

@@ -10,6 +10,8 @@ import pytest
 from labctl import backends, lxd_client, paths
 from labctl.backends.lxd import LxdBackend
 from labctl.errors import HostError
+from labctl.host import doctor, engines
+from labctl.host.doctor import Status
 from labctl.instance.state import GuestRecord, LabState
 from labctl.lab import status as lab_status
 
@@ -80,3 +82,40 @@ def test_status_names_the_daemon_that_runs_the_system_container(
     (row,) = lab_status.status(state)
     assert (row.engine, row.state) == (server, "running")
     assert record.engine == "lxd"  # the backend the record names is unchanged
+
+
+def test_doctor_shows_the_second_engine_beside_the_chosen_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    second = tmp_path / "second-system-containers"
+    monkeypatch.setattr(paths, "SECOND_SYSTEM_CONTAINERS_FILE", second)
+    monkeypatch.setenv("LABCTL_SYSTEM_CONTAINERS", "lxd")
+    asked: list[str | None] = []
+
+    def probe(candidates: object = None, engine: str | None = None) -> engines.LxdInfo:
+        asked.append(engine)
+        return engines.LxdInfo("/var/lib/incus/unix.socket", True, "incus", "6.0.4", True)
+
+    monkeypatch.setattr(engines, "lxd_probe", probe)
+    assert doctor._second_lxd() is None  # nothing started beside LXD: no row
+    second.write_text("lxd\n")
+    assert doctor._second_lxd() is None  # the second one is the chosen one: no second row
+    second.write_text("incus\n")
+    found = doctor._second_lxd()
+    assert asked == ["incus"] and found is not None
+    row = doctor.check_second_lxd(*found)
+    assert (row.name, row.status) == ("incus (2nd)", Status.OK)
+    assert row.detail.startswith("incus 6.0.4 on /var/lib/incus/unix.socket, initialised")
+    second.write_text("docker\n")
+    with pytest.raises(HostError, match="neither lxd nor incus"):
+        paths.second_system_containers()
+
+
+def test_a_second_engine_that_does_not_answer_warns_and_the_lab_still_runs() -> None:
+    down = engines.LxdInfo(None, False, error="no LXD or Incus socket found")
+    row = doctor.check_second_lxd("incus", down)
+    assert row.status is Status.WARN and "--test-tools" in (row.hint or "")
+    assert "no LXD or Incus socket found" in row.detail
+    uninitialised = engines.LxdInfo("/var/lib/incus/unix.socket", True, "incus", "6.0.4", False)
+    assert doctor.check_second_lxd("incus", uninitialised).status is Status.WARN
+    assert row.passed  # a warning: labs run on the chosen engine
