@@ -31,6 +31,7 @@ only while its uid is still the recorded one, then the sheet, the generated key 
 from __future__ import annotations
 
 import json
+import os
 import pwd
 import re
 import socket
@@ -149,6 +150,12 @@ def registry_dir() -> Path:
 def class_dir(class_name: str) -> Path:
     """``<state>/classes/<class>``: what labctl keeps about one class (root only)."""
     return within(state_dir() / "classes", check_class_name(class_name))
+
+
+def server_name() -> str:
+    """What students' laptops call this server: ``LABCTL_SERVER`` (set by a controller that
+    placed the class over several hosts: the inventory's address), else its FQDN."""
+    return os.environ.get("LABCTL_SERVER", "").strip() or socket.getfqdn()
 
 
 def access_dir(class_name: str) -> Path:
@@ -336,7 +343,7 @@ def _claim(
         key=source,
         public_key=public,
         created_at=mine.created_at if mine is not None else _now(),
-        server=server or (mine.server if mine is not None else None) or socket.getfqdn(),
+        server=server or (mine.server if mine is not None else None) or server_name(),
     )
     if account != mine:
         _save(account)
@@ -376,7 +383,7 @@ def write_sheet(
     records it. What was added below the sheet afterwards (the dashboard's token) is kept."""
     private = account.private_key.read_text() if account.key == "generated" else None
     directory = private_dir(access_dir(account.class_name))
-    text = sheet.render(account, account.server or socket.getfqdn(), private, hops, forwards)
+    text = sheet.render(account, account.server or server_name(), private, hops, forwards)
     try:
         text += sheet.appendix(account.sheet.read_text())
     except FileNotFoundError:

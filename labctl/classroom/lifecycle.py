@@ -211,10 +211,10 @@ def _record(c: _ClassUp) -> None:
         state = state.with_seat(fresh if old is None else replace(fresh, outcome=old.outcome))
     c.box = Box(state, c.dir.save)
     c.dir.save(state)
-    _remember_seats(state)
+    remember_seats(state)
 
 
-def _remember_seats(state: ClassState) -> None:
+def remember_seats(state: ClassState) -> None:
     """Each seat in the progress store too: grading outlives the class (``class report``)."""
     from labctl.exercises.progress import shared
     from labctl.store.engine import remember_url

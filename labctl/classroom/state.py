@@ -36,6 +36,7 @@ class Seat:
     error: str | None = None
     seconds: float | None = None
     updated_at: str | None = None
+    host: str | None = None  # the lab host running the lab (a class over several hosts)
 
 
 @dataclass(frozen=True)

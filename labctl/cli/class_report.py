@@ -166,7 +166,9 @@ def report(
     fmt: str = typer.Option("csv", "--format", "-f", help="csv (LMS gradebook), json or html."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write here (root-only file)."),
     attempts: bool = typer.Option(
-        False, "--attempts", help="Every attempt, one CSV row each (for audits)."
+        False,
+        "--attempts",
+        help="Every attempt (for audits): CSV rows, or JSON with --format json.",
     ),
 ) -> None:
     """The class's grades: a row per student, a column per exercise, a total."""
@@ -175,9 +177,13 @@ def report(
     grades = class_grades(_class_name(class_name))
     if attempts:
         from labctl.exercises.progress import shared
+        from labctl.store.transfer import to_json as attempt_json
 
-        instances = [s.instance for s in grades.students]
-        text = attempts_csv(shared().attempts(grades.lab, instances))
+        found = shared().attempts(grades.lab, [s.instance for s in grades.students])
+        if fmt == "json":  # what a controller collects from a lab host (labctl.fleet)
+            text = json.dumps([attempt_json(a) for a in found], ensure_ascii=False) + "\n"
+        else:
+            text = attempts_csv(found)
     elif fmt == "csv":
         text = to_csv(grades)
     elif fmt == "json":

@@ -15,7 +15,7 @@ from labctl.classroom import state as class_state
 from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.cli.lab import resolve_lab
-from labctl.errors import ExitCode
+from labctl.errors import ExitCode, LabctlError
 from labctl.instance.naming import DEFAULT_LAB
 
 class_app = typer.Typer(help="Class mode: one isolated lab instance per student of a roster.")
@@ -125,9 +125,25 @@ def up(
     window_end: str | None = typer.Option(
         None, "--window-end", help="Exam window, ISO 8601: attempts after it do not score."
     ),
+    hosts: Path | None = typer.Option(
+        None,
+        "--hosts",
+        help="An Ansible inventory (INI or YAML): spread the class over these lab hosts.",
+    ),
+    replace_failed: bool = typer.Option(
+        False, "--replace-failed", help="With --hosts: move a failed host's students elsewhere."
+    ),
+    forks: int = typer.Option(10, "--forks", min=1, max=100, help="With --hosts: hosts at once."),
     json_out: bool = JsonOpt,
 ) -> None:
     """One lab instance per student; a rerun finishes what is missing."""
+    if hosts is not None:
+        from labctl.cli import class_fleet
+
+        class_fleet.up(
+            roster_file, lab_ref, class_name, hosts, max_parallel, replace_failed, forks, json_out
+        )
+        return
     from labctl.classroom import window as exam
     from labctl.host.accel import detect
     from labctl.images.registry import store
@@ -177,9 +193,14 @@ def _when(stamp: str | None) -> str:
 def status(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
     """One row per student: guests ready, exercises done, last activity."""
     from labctl.classroom.status import status as class_status
+    from labctl.cli import class_fleet
 
     folder = class_state.pick(class_name)
     st = folder.require()
+    spread = class_fleet.of(folder)
+    if spread is not None:
+        class_fleet.status(folder, spread, json_out)
+        return
     rows = class_status(st)
     if json_out:
         console.print_json({"class": st.name, "lab": st.lab, "students": rows})
@@ -274,7 +295,19 @@ def down(
         if not json_out:
             console.err.print(f"▸ {who} {step} {detail}".replace("  ", " ").strip())
 
-    done = class_lifecycle.down(class_state.pick(class_name), student, report)
+    from labctl.cli import class_fleet
+
+    folder = class_state.pick(class_name)
+    spread = class_fleet.of(folder)
+    if spread is not None:
+        if student is not None:
+            raise LabctlError(
+                f"class {folder.name} runs over lab hosts: --student is for a class on one host",
+                "take the whole class down, or run labctl class down --student there",
+            )
+        class_fleet.down(folder, spread, json_out)
+        return
+    done = class_lifecycle.down(folder, student, report)
     if json_out:
         console.print_json({"students": done})
         return

@@ -114,6 +114,19 @@ class _Collector:
         return True
 
 
+def _envvars() -> dict[str, str]:
+    """The environment of every run: the venv's ansible first on PATH, no colour, no retries."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        # ansible-runner looks ansible-playbook up on PATH: the venv's bin comes first
+        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")]),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+    }
+
+
 def _count(stats: Mapping[str, Any] | None, key: str) -> int:
     return sum((stats or {}).get(key, {}).values())
 
@@ -132,15 +145,7 @@ def run_playbook(
     path = path.resolve()
     if not path.is_file():
         raise HostError(f"playbook {path} not found", "reinstall labctl from its repository")
-    bin_dir = str(Path(sys.executable).parent)
-    envvars = {
-        # ansible-runner looks ansible-playbook up on PATH: the venv's bin comes first
-        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")]),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "ANSIBLE_LOCALHOST_WARNING": "0",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
-    }
+    envvars = _envvars()
     collector = _Collector(on_task)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="labctl-ansible-") as private:
@@ -217,3 +222,138 @@ def has_plugin(kind: str, name: str) -> bool:
         return name in json.loads(text)
     except ValueError as exc:
         raise HostError(f"ansible-doc answered something that is not JSON: {text[:200]!r}") from exc
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    """What one run did on one host of an inventory."""
+
+    host: str
+    ok: bool
+    unreachable: bool = False
+    changed: int = 0
+    message: str = ""  # the failure in Ansible's words ("" when ok)
+    stdout: str = ""  # a command module's output (the last task's)
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """One playbook or module run over several hosts at once, host by host."""
+
+    what: str
+    hosts: dict[str, HostOutcome]
+    seconds: float
+
+    @property
+    def failed(self) -> dict[str, HostOutcome]:
+        """The hosts where it failed or which it could not reach."""
+        return {name: o for name, o in self.hosts.items() if not o.ok}
+
+
+class _PerHost:
+    """Runner events folded into one :class:`HostOutcome` per host."""
+
+    def __init__(self) -> None:
+        self.changed: dict[str, int] = {}
+        self.failed: dict[str, str] = {}
+        self.dark: dict[str, str] = {}
+        self.stdout: dict[str, str] = {}
+        self.seen: set[str] = set()
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        host = str(data.get("host", ""))
+        if not host:
+            return True
+        res = data.get("res", {}) or {}
+        if kind == "runner_on_ok":
+            self.seen.add(host)
+            self.changed[host] = self.changed.get(host, 0) + int(bool(res.get("changed")))
+            if "stdout" in res:
+                self.stdout[host] = str(res.get("stdout") or "")
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            self.seen.add(host)
+            self.failed.setdefault(host, f"{str(data.get('task', '')).strip()}: {_message(res)}")
+            if "stdout" in res:
+                self.stdout[host] = str(res.get("stdout") or "")
+        elif kind == "runner_on_unreachable":
+            self.dark.setdefault(host, _message(res))
+        return True
+
+    def outcome(self, host: str, status: str) -> HostOutcome:
+        if host in self.dark:
+            return HostOutcome(host, ok=False, unreachable=True, message=self.dark[host])
+        if host in self.failed:
+            return HostOutcome(
+                host, ok=False, message=self.failed[host], stdout=self.stdout.get(host, "")
+            )
+        if host not in self.seen:
+            why = "interrupted" if status == "canceled" else f"not run ({status})"
+            return HostOutcome(host, ok=False, message=why)
+        return HostOutcome(
+            host, ok=True, changed=self.changed.get(host, 0), stdout=self.stdout.get(host, "")
+        )
+
+
+def fan_out(
+    inventory: Path,
+    hosts: list[str],
+    *,
+    playbook: Path | None = None,
+    module: str | None = None,
+    args: str = "",
+    extravars: Mapping[str, Any] | None = None,
+    forks: int = 10,
+    log_path: Path | None = None,
+    timeout: int | None = None,
+) -> FanOut:
+    """Run a playbook (or one module) on ``hosts`` of ``inventory`` at once (``forks``).
+
+    Never raises for a host's failure: each host's outcome says it (unreachable hosts are
+    Ansible's "dark" ones), so the caller decides what one host's fault means for the rest.
+    """
+    import ansible_runner
+
+    if (playbook is None) == (module is None):
+        raise ValueError("fan_out runs a playbook or a module")
+    if not hosts:
+        return FanOut(str(playbook.name if playbook else module), {}, 0.0)
+    what = playbook.name if playbook is not None else f"{module} {args}".strip()
+    folded = _PerHost()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="labctl-ansible-") as private:
+        kwargs: dict[str, Any] = {
+            "private_data_dir": private,
+            "inventory": str(inventory.resolve()),
+            "limit": ",".join(hosts),
+            "forks": max(1, min(forks, len(hosts))),
+            "extravars": dict(extravars or {}),
+            "envvars": _envvars(),
+            "quiet": True,
+            "event_handler": folded,
+            "cancel_callback": cancel.CANCEL.is_set,
+        }
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        if playbook is not None:
+            kwargs["playbook"] = str(playbook.resolve())
+        else:
+            kwargs.update(host_pattern="all", module=module, module_args=args)
+        runner = ansible_runner.run(**kwargs)
+        stdout = runner.stdout
+        with stdout:
+            output = stdout.read()
+        status = str(runner.status)
+    if log_path is not None:
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("a") as log:
+                log.write(f"=== {what}\n{output}\n")
+        except OSError:
+            pass
+    return FanOut(
+        what,
+        {h: folded.outcome(h, status) for h in hosts},
+        round(time.monotonic() - started, 1),
+    )

@@ -1,0 +1,141 @@
+"""``class up/status/down`` for a class spread over lab hosts (``--hosts INVENTORY``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from labctl import console
+from labctl.classroom import roster
+from labctl.classroom.state import ClassDir
+from labctl.cli import tables
+from labctl.errors import ExitCode
+from labctl.fleet import inventory as fleet_inventory
+from labctl.fleet import lifecycle as fleet
+from labctl.fleet import state as fleet_state
+from labctl.fleet.state import FleetState
+from labctl.stages import quiet
+
+
+def _lines(who: str, step: str, detail: str) -> None:
+    if not who:
+        console.err.print(f"[bold]▸ {escape(step)}[/bold] {escape(detail)}")
+        return
+    colour = {"failed": "red", "placed": "green"}.get(step, "")
+    tag = f"[{colour}]{step}[/{colour}]" if colour else escape(step)
+    console.err.print(f"  {escape(who)}: {tag} {escape(detail)}".rstrip())
+
+
+def _runner(folder: ClassDir, inv: fleet_inventory.Inventory, forks: int) -> fleet.Runner:
+    return fleet.ansible_runner_for(inv, forks, folder.root / "ansible.log")
+
+
+def up(
+    roster_file: Path,
+    lab_ref: str,
+    class_name: str,
+    inventory_file: Path,
+    max_parallel: int,
+    replace_failed: bool,
+    forks: int,
+    json_out: bool,
+) -> None:
+    """``labctl class up ROSTER LAB --hosts INVENTORY``."""
+    from labctl.cli.lab import resolve_lab
+    from labctl.images.registry import store
+
+    roster.check_class(class_name)
+    r = roster.load(roster_file)
+    lab, path = resolve_lab(lab_ref)
+    inv = fleet_inventory.load(inventory_file)
+    folder = ClassDir(class_name)
+    result = fleet.up(
+        r,
+        inv,
+        class_name,
+        lab,
+        path,
+        store(),
+        _runner(folder, inv, forks),
+        max_parallel=max_parallel,
+        replace_failed=replace_failed,
+        report=_lines if not json_out else lambda *a: None,
+    )
+    if json_out:
+        console.print_json(
+            {
+                "class": result.name,
+                "lab": result.lab,
+                "hosts": result.hosts,
+                "students": result.seats,
+            }
+        )
+    else:
+        t = tables.table("host", "address", "state", "students", "why")
+        for h in result.hosts:
+            n = sum(1 for s in result.seats if s.host == h.name)
+            state = "[green]ready[/green]" if h.status == "ready" else f"[red]{h.status}[/red]"
+            why = f"{h.stage}: {h.error}" if h.error else ""
+            t.add_row(escape(h.name), escape(h.address), state, str(n), escape(why))
+        console.out.print(t)
+        for s in result.failed:
+            console.out.print(f"[red]{escape(s.student)}[/red] ({s.host}): {escape(s.error or '')}")
+        console.err.print(
+            f"Class {result.name}: {len(result.seats) - len(result.failed)} of "
+            f"{len(result.seats)} labs up on {sum(h.status == 'ready' for h in result.hosts)} "
+            f"of {len(result.hosts)} hosts."
+        )
+    if result.failed:
+        hint = "fix the cause and run the same `labctl class up` again"
+        if any(h.status == "failed" for h in result.hosts):
+            hint += ", or add --replace-failed to move a failed host's students to the others"
+        console.err.print(f"Hint: {hint}.")
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def of(folder: ClassDir) -> FleetState | None:
+    """The class's lab hosts, or None for a class on this host alone."""
+    return fleet_state.load(folder)
+
+
+def status(folder: ClassDir, state: FleetState, json_out: bool) -> None:
+    """``labctl class status`` of a class over lab hosts; attempts collected on the way."""
+    inv = fleet_inventory.load(Path(state.inventory))
+    rows = fleet.status(folder, state, _runner(folder, inv, 10), fleet.collect)
+    if json_out:
+        console.print_json({"class": folder.name, "students": rows})
+        return
+    t = tables.table("student", "host", "guests", "exercises", "last activity", "state")
+    for r in rows:
+        ready = f"{r.guests_ready}/{r.guests}"
+        if r.guests_ready < r.guests or not r.guests:
+            ready = f"[yellow]{ready}[/yellow]"
+        t.add_row(
+            escape(r.student),
+            escape(r.host or "-"),
+            ready,
+            f"{r.exercises_done}/{r.exercises}",
+            (r.last_activity or "-").replace("T", " ")[:16],
+            escape(r.outcome),
+        )
+    console.out.print(t)
+    errors = [(r.student, r.error) for r in rows if r.error]
+    if errors:
+        console.out.print(tables.pairs((escape(s), escape(e or "")) for s, e in errors))
+
+
+def down(folder: ClassDir, state: FleetState, json_out: bool) -> None:
+    """``labctl class down`` of a class over lab hosts: every host, or say which is left."""
+    inv = fleet_inventory.load(Path(state.inventory))
+    result = fleet.down(folder, state, _runner(folder, inv, 10), quiet if json_out else _lines)
+    if json_out:
+        console.print_json({"class": result.name, "cleaned": result.cleaned, "left": result.left})
+    else:
+        console.err.print(f"Class {result.name} is down on {len(result.cleaned)} hosts.")
+    if result.left:
+        for host, why in result.left.items():
+            console.err.print(f"[red]{escape(host)}[/red]: {escape(why)}")
+        console.err.print("Hint: when those hosts answer again, run the same class down.")
+        raise typer.Exit(ExitCode.FAILED)

@@ -1,0 +1,668 @@
+"""``class up --hosts``, ``class status`` and ``class down`` for a class over several lab hosts.
+
+The controller (where the instructor runs labctl) drives every lab host through Ansible
+(ansible-runner, all hosts at once up to ``forks``) and never logs in by hand:
+
+``validate, lock, reach, record, setup, install, images, measure, place, labs, sheets``
+
+- **reach** asks every host for its distribution over SSH. On a class's first run, a host
+  that does not answer, or runs an unsupported system, stops everything before anything is
+  created anywhere. Later, a host that stopped answering is marked failed and the rest go on.
+- **setup** runs ``playbooks/host-setup.yml`` on every host, **install** puts this labctl
+  there (``fleet-install.yml``, a wheelhouse built once here), **images** ships the lab's
+  images built here (``fleet-images.yml``, checksummed, nothing for a host that has them) and
+  has the host make its engine images, **measure** asks each host's own ``class plan`` how
+  many students it fits, **place** spreads the students by that (``place.place``), **labs**
+  runs ``labctl class up`` on each host with its part of the roster and the host's address
+  for the students' sheets, **sheets** brings the access sheets back here.
+
+A host's failure at any stage marks it failed with the stage and Ansible's words; its
+students are reported with that reason, and ``--replace-failed`` moves them to the others.
+A rerun does only what is missing: every remote step is idempotent on the host.
+
+Progress (every attempt) stays in each host's own store, where the students' checks write
+it; ``collect`` copies it into this controller's store, replacing each instance's attempts
+as a whole, so the dashboard and ``class report`` here see the whole class. Lab hosts need
+no way back to the controller and no database server.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import shlex
+import tarfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from labctl.classroom.lifecycle import remember_seats
+from labctl.classroom.roster import Roster, Student, check_class, instance_of
+from labctl.classroom.state import FAILED, PENDING, UP, ClassDir, ClassState, Seat, seat_of
+from labctl.errors import HostError, LabctlError
+from labctl.exercises.progress import now
+from labctl.fleet import place as placing
+from labctl.fleet import ship
+from labctl.fleet import state as fleet_state
+from labctl.fleet.inventory import Inventory
+from labctl.fleet.state import READY, FleetState, HostRecord
+from labctl.host.ansible import FanOut
+from labctl.images.cache import ImageStore
+from labctl.lab import plan as lab_plan
+from labctl.paths import PLAYBOOKS_DIR
+from labctl.private import private_dir, write_private
+from labctl.spec.model import Lab
+from labctl.stages import Reporter, Stage, execute, quiet
+
+#: labctl as ``fleet-install.yml`` installs it on a lab host
+REMOTE_LABCTL = "/usr/local/bin/labctl"
+#: labctl's state on a lab host (its default ``LABCTL_STATE``)
+REMOTE_STATE = "/var/lib/labctl"
+#: Debian and Ubuntu releases labctl sets up (as ``bootstrap``)
+SUPPORTED = ("debian:12", "ubuntu:22.04", "ubuntu:24.04")
+#: what separates a host's status from its attempts in one answer
+CUT = "---8<--- labctl attempts ---8<---"
+
+
+class Runner(Protocol):
+    """``labctl.host.ansible.fan_out`` over the class's inventory (a fake in unit tests)."""
+
+    def __call__(
+        self,
+        hosts: list[str],
+        *,
+        playbook: Path | None = None,
+        module: str | None = None,
+        args: str = "",
+        extravars: dict[str, Any] | None = None,
+    ) -> FanOut: ...
+
+
+def ansible_runner_for(inventory: Inventory, forks: int, log: Path | None) -> Runner:
+    """The real :data:`Runner`: ansible-runner on ``inventory``."""
+    from labctl.host.ansible import fan_out
+
+    def run(
+        hosts: list[str],
+        *,
+        playbook: Path | None = None,
+        module: str | None = None,
+        args: str = "",
+        extravars: dict[str, Any] | None = None,
+    ) -> FanOut:
+        return fan_out(
+            inventory.path,
+            hosts,
+            playbook=playbook,
+            module=module,
+            args=args,
+            extravars=extravars,
+            forks=forks,
+            log_path=log,
+        )
+
+    return run
+
+
+def remote_dir(class_name: str) -> str:
+    """Where the controller puts a class's roster and lab on a host."""
+    return f"{REMOTE_STATE}/fleet/{class_name}"
+
+
+@dataclass(frozen=True)
+class FleetUpResult:
+    """What ``class up --hosts`` did: each host's record and each student's seat."""
+
+    name: str
+    lab: str
+    hosts: tuple[HostRecord, ...]
+    seats: tuple[Seat, ...]
+    moved: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> list[Seat]:
+        """Students whose lab is not up."""
+        return [s for s in self.seats if s.outcome != UP]
+
+
+@dataclass
+class _FleetUp:
+    """What the stages share."""
+
+    roster: Roster
+    inventory: Inventory
+    name: str
+    lab: Lab
+    spec_path: Path
+    images: ImageStore
+    run: Runner
+    report: Reporter = quiet
+    max_parallel: int = 2
+    replace_failed: bool = False
+    folder: ClassDir = field(init=False)
+    fleet: FleetState = field(init=False)
+    cls: ClassState = field(init=False)
+    moved: tuple[str, ...] = ()
+    first_run: bool = True
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def save(self) -> None:
+        fleet_state.save(self.folder, self.fleet)
+        self.folder.save(self.cls)
+
+    def live(self) -> list[str]:
+        """The hosts that have not failed this run, in inventory order."""
+        return [h for h in self.inventory.names if self.fleet.hosts[h].status != FAILED]
+
+    def fail(self, host: str, stage: str, error: str) -> None:
+        self.fleet = self.fleet.with_host(self.fleet.hosts[host].failed_at(stage, error))
+        self.report(host, "failed", f"{stage}: {error.splitlines()[0] if error else ''}")
+
+    def mark(self, host: str, stage: str) -> None:
+        rec = self.fleet.hosts[host]
+        if stage not in rec.done:
+            self.fleet = self.fleet.with_host(replace(rec, done=(*rec.done, stage)))
+
+    def outcome(self, stage: str, result: FanOut) -> list[str]:
+        """Record each host's outcome of ``stage``; the hosts that succeeded."""
+        ok = []
+        for host, o in result.hosts.items():
+            if o.ok:
+                self.mark(host, stage)
+                ok.append(host)
+            else:
+                why = ("unreachable: " if o.unreachable else "") + (o.message or "failed")
+                self.fail(host, stage, why)
+        self.save()
+        return ok
+
+    def files(self) -> Path:
+        """The controller's copies of what it ships for this class (rosters, per host)."""
+        return private_dir(self.folder.root / "fleet-files")
+
+
+# -- stages ---------------------------------------------------------------------------------
+
+
+def _validate(c: _FleetUp) -> None:
+    check_class(c.name)
+    c.folder = ClassDir(c.name)
+    for s in c.roster.students:
+        instance_of(c.name, s.id)
+    previous = c.folder.load()
+    if previous is not None and previous.lab != c.lab.name:
+        raise LabctlError(
+            f"class {c.name} runs lab {previous.lab}, not {c.lab.name}",
+            f"take it down first (labctl class down --class {c.name}) or use another --class",
+        )
+    old = fleet_state.load(c.folder)
+    if previous is not None and old is None:
+        raise LabctlError(
+            f"class {c.name} runs on this host alone, not over lab hosts",
+            f"take it down first (labctl class down --class {c.name}) or use another --class",
+        )
+    if old is not None:
+        gone = {h for h in old.hosts if h not in c.inventory.names}
+        holding = {
+            s.student: s.host
+            for s in (previous.seats.values() if previous else ())
+            if s.host in gone
+        }
+        if holding:
+            raise LabctlError(
+                f"the inventory no longer lists {', '.join(sorted(gone))}, which holds the "
+                f"labs of {', '.join(sorted(holding))}",
+                "keep the host in the inventory (class down there first), or re-place those "
+                "students with --replace-failed once the host is marked failed",
+            )
+    c.first_run = old is None
+    hosts = {
+        h.name: (
+            old.hosts[h.name]
+            if old and h.name in old.hosts
+            else HostRecord(h.name, h.address, h.port, h.user)
+        )
+        for h in c.inventory.hosts
+    }
+    # a new run retries every host; what it finds decides their state again
+    hosts = {
+        n: replace(r, address=c.inventory.host(n).address, status=fleet_state.PENDING, error=None)
+        for n, r in hosts.items()
+    }
+    c.fleet = FleetState(
+        str(c.inventory.path),
+        f"{remote_dir(c.name)}/lab",
+        hosts,
+        old.install_key if old else None,
+    )
+    c.cls = previous or ClassState(
+        c.name, c.lab.name, str(c.spec_path.resolve()), str(Path(c.roster.path).resolve())
+    )
+    lab_plan.check_images(c.lab, c.images)
+
+
+def _lock(c: _FleetUp) -> AbstractContextManager[object]:
+    return c.folder.locked("labctl class up --hosts")
+
+
+def _reach(c: _FleetUp) -> None:
+    result = c.run(
+        c.inventory.names,
+        module="raw",
+        args='. /etc/os-release && echo "$ID:$VERSION_ID" && id -u',
+    )
+    problems = []
+    for name, o in result.hosts.items():
+        words = o.stdout.split()
+        why = None
+        if not o.ok:
+            why = f"no SSH: {o.message}" if o.unreachable else o.message
+        elif len(words) < 2:
+            why = f"did not say what it runs ({o.stdout.strip()[:80]!r})"
+        elif words[0] not in SUPPORTED:
+            why = f"runs {words[0]}, not one of {', '.join(SUPPORTED)}"
+        elif words[1] != "0":
+            why = "logs in as a user who is not root (give ansible_user=root or become)"
+        if why is None:
+            continue
+        if c.first_run or c.fleet.hosts[name].done == ():
+            problems.append(f"{name}: {why}")
+        else:
+            c.fail(name, "reach", why)
+    if problems:
+        raise HostError(
+            "these lab hosts cannot be used; nothing was created anywhere:\n  "
+            + "\n  ".join(problems),
+            "fix them or take them out of the inventory, then run the same command again",
+        )
+
+
+def _record(c: _FleetUp) -> None:
+    state = c.cls
+    for s in c.roster.students:
+        old = state.seats.get(s.id)
+        fresh = seat_of(s, instance_of(c.name, s.id))
+        if old is not None:
+            fresh = replace(fresh, outcome=old.outcome, host=old.host, error=old.error)
+        state = state.with_seat(fresh)
+    c.cls = replace(state, roster=str(Path(c.roster.path).resolve()))
+    c.save()
+    remember_seats(c.cls)
+
+
+def _setup(c: _FleetUp) -> None:
+    c.outcome("setup", c.run(c.live(), playbook=PLAYBOOKS_DIR / "host-setup.yml"))
+
+
+def _install(c: _FleetUp) -> None:
+    wheels, key = ship.wheelhouse()
+    extravars = {"labctl_wheelhouse": str(wheels), "labctl_install_key": key}
+    c.outcome(
+        "install",
+        c.run(c.live(), playbook=PLAYBOOKS_DIR / "fleet-install.yml", extravars=extravars),
+    )
+    c.fleet = replace(c.fleet, install_key=key)
+    c.save()
+
+
+def _images(c: _FleetUp) -> None:
+    wanted = sorted({lab_plan.image_of(g) for g in c.lab.guests.values()})
+    images = ship.shipped(c.images, wanted)
+    extravars = {
+        "labctl_images": [i.as_var() for i in images],
+        "labctl_image_src": str(c.images.root),
+    }
+    ok = c.outcome(
+        "images", c.run(c.live(), playbook=PLAYBOOKS_DIR / "fleet-images.yml", extravars=extravars)
+    )
+    build = f"{REMOTE_LABCTL} images build {shlex.join(wanted)}"
+    c.outcome("engine images", c.run(ok, module="command", args=build))
+
+
+def _roster_csv(students: list[Student]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["id", "name", "email", "ssh_key"])
+    for s in students:
+        w.writerow([s.id, s.name, s.email or "", s.ssh_key or ""])
+    return out.getvalue()
+
+
+def _ship_lab(c: _FleetUp, hosts: list[str]) -> list[str]:
+    """The lab's directory and the whole roster, on each host (for its own ``class plan``)."""
+    write_private(c.files() / "roster-all.csv", _roster_csv(list(c.roster.students)))
+    remote = remote_dir(c.name)
+    ok = c.outcome(
+        "measure",
+        c.run(hosts, module="file", args=f"path={remote} state=directory mode=0700"),
+    )
+    ok = c.outcome(
+        "measure",
+        c.run(ok, module="copy", args=f"src={c.spec_path.parent}/ dest={remote}/lab/ mode=0600"),
+    )
+    return c.outcome(
+        "measure",
+        c.run(
+            ok, module="copy", args=f"src={c.files()}/roster-all.csv dest={remote}/roster-all.csv"
+        ),
+    )
+
+
+def _measure(c: _FleetUp) -> None:
+    hosts = _ship_lab(c, c.live())
+    remote = remote_dir(c.name)
+    plan = f"{REMOTE_LABCTL} class plan {remote}/roster-all.csv {remote}/lab --json"
+    # ``class plan`` exits 1 when the whole roster does not fit: its JSON says how many do
+    result = c.run(hosts, module="shell", args=f"{plan}; true")
+    for host, o in result.hosts.items():
+        if not o.ok:
+            c.fail(host, "measure", o.message)
+            continue
+        try:
+            fit = int(json.loads(o.stdout)["fit"])
+        except (ValueError, KeyError, TypeError):
+            c.fail(host, "measure", f"class plan answered {o.stdout.strip()[:200]!r}")
+            continue
+        c.fleet = c.fleet.with_host(replace(c.fleet.hosts[host], fits=fit))
+        c.mark(host, "measure")
+    c.save()
+
+
+def _place(c: _FleetUp) -> None:
+    live = c.live()
+    current = {s: seat.host for s, seat in c.cls.seats.items() if seat.host}
+    # a student already up on a live host holds room there: ``fits`` counts the rest
+    fits = {h: c.fleet.hosts[h].fits or 0 for h in live}
+    failed = frozenset(h for h in c.inventory.names if h not in live)
+    placement = placing.place(c.roster.ids, fits, current, failed, c.replace_failed)
+    c.moved = placement.moved
+    for student, host in placement.hosts.items():
+        seat = c.cls.seats[student]
+        if host != seat.host:
+            seat = replace(seat, host=host, outcome=PENDING, error=None)
+        if host in failed:
+            why = c.fleet.hosts[host].error or "failed"
+            seat = replace(seat, outcome=FAILED, error=f"host {host} failed: {why}")
+        c.cls = c.cls.with_seat(seat)
+    c.save()
+    for h in live:
+        c.report(h, "placed", f"{len(placement.students_on(h))} students")
+
+
+def _labs(c: _FleetUp) -> None:
+    by_host: dict[str, list[Student]] = {}
+    for s in c.roster.students:
+        host = c.cls.seats[s.id].host
+        if host in c.live():
+            by_host.setdefault(host, []).append(s)
+    for host, students in by_host.items():
+        write_private(c.files() / f"{host}.csv", _roster_csv(students))
+    hosts = list(by_host)
+    remote = remote_dir(c.name)
+    ok = c.outcome(
+        "labs",
+        c.run(
+            hosts,
+            module="copy",
+            args=f"src={c.files()}/{{{{ inventory_hostname }}}}.csv dest={remote}/roster.csv",
+        ),
+    )
+    up = (
+        "LABCTL_SERVER={{ ansible_host | default(inventory_hostname) }} "
+        f"{REMOTE_LABCTL} class up {remote}/roster.csv {remote}/lab --class {c.name} --json "
+        f"--max-parallel {c.max_parallel}"
+    )
+    # ``class up`` exits 1 when a student failed: its JSON says who and why
+    result = c.run(ok, module="shell", args=f"{up}; true")
+    for host, o in result.hosts.items():
+        said: dict[str, Any] = {}
+        if o.ok:
+            try:
+                said = {r["student"]: r for r in json.loads(o.stdout)["students"]}
+            except (ValueError, KeyError, TypeError):
+                c.fail(host, "labs", f"class up answered {o.stdout.strip()[-300:]!r}")
+        else:
+            c.fail(host, "labs", ("unreachable: " if o.unreachable else "") + o.message)
+        for s in by_host[host]:
+            seat = c.cls.seats[s.id]
+            r = said.get(s.id)
+            if r is None:
+                why = c.fleet.hosts[host].error or "not reported by the host"
+                seat = replace(seat, outcome=FAILED, error=f"host {host}: {why}")
+            else:
+                seat = replace(
+                    seat,
+                    outcome=UP if r["ok"] else FAILED,
+                    error=r.get("error"),
+                    seconds=r.get("seconds"),
+                )
+            c.cls = c.cls.with_seat(replace(seat, updated_at=now()))
+        if o.ok and said:
+            c.mark(host, "labs")
+    c.save()
+
+
+def _sheets(c: _FleetUp) -> None:
+    hosts = [h for h in c.live() if any(s.host == h for s in c.cls.seats.values())]
+    access = f"{REMOTE_STATE}/classes/{c.name}/access"
+    result = c.run(hosts, module="shell", args=f"tar -C {access} -cz . | base64 -w0")
+    target = private_dir(c.folder.root / "access")
+    for host, o in result.hosts.items():
+        if not o.ok:
+            c.fail(host, "sheets", o.message)
+            continue
+        mine = {s.student for s in c.cls.seats.values() if s.host == host}
+        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(o.stdout)), mode="r:gz") as tar:
+            for member in tar.getmembers():
+                name = Path(member.name).name
+                owner = name.split("_", 1)[0].removesuffix(".txt")
+                if not member.isfile() or owner not in mine:
+                    continue  # only this host's students' sheets and keys, by plain name
+                data = tar.extractfile(member)
+                if data is not None:
+                    write_private(target / name, data.read().decode())
+        c.mark(host, "sheets")
+        if c.fleet.hosts[host].status != FAILED:
+            c.fleet = c.fleet.with_host(replace(c.fleet.hosts[host], status=READY))
+    c.save()
+
+
+#: ``labctl class up ROSTER LAB --hosts INVENTORY``
+FLEET_UP_STAGES: tuple[Stage[_FleetUp], ...] = (
+    Stage(
+        "validate",
+        _validate,
+        describe=lambda c: f"{len(c.roster.students)} students, {len(c.inventory.hosts)} lab hosts",
+    ),
+    Stage("lock", hold=_lock, silent=True),
+    Stage("reach", _reach, describe=lambda c: "SSH and the distribution of every host"),
+    Stage("record", _record, silent=True),
+    Stage("setup", _setup, describe=lambda c: "playbooks/host-setup.yml on every host"),
+    Stage("install", _install, describe=lambda c: "this labctl, from a wheelhouse built here"),
+    Stage("images", _images, describe=lambda c: "built here, shipped where missing"),
+    Stage("measure", _measure, describe=lambda c: "each host's own class plan"),
+    Stage("place", _place, describe=lambda c: "students by the hosts' room"),
+    Stage("labs", _labs, describe=lambda c: f"class up on each host, {c.max_parallel} at a time"),
+    Stage("sheets", _sheets, describe=lambda c: "the access sheets, back here"),
+)
+
+
+def up(
+    roster: Roster,
+    inventory: Inventory,
+    name: str,
+    lab: Lab,
+    spec_path: Path,
+    images: ImageStore,
+    run: Runner,
+    *,
+    max_parallel: int = 2,
+    replace_failed: bool = False,
+    report: Reporter = quiet,
+) -> FleetUpResult:
+    """Bring the class up over the inventory's hosts (see the module)."""
+    c = _FleetUp(
+        roster, inventory, name, lab, spec_path, images, run, report, max_parallel, replace_failed
+    )
+    execute(FLEET_UP_STAGES, c, report)
+    return FleetUpResult(
+        c.name,
+        c.lab.name,
+        tuple(c.fleet.hosts[h] for h in inventory.names),
+        tuple(c.cls.seats[s] for s in roster.ids),
+        c.moved,
+    )
+
+
+# -- down -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FleetDownResult:
+    """What ``class down`` did on each host."""
+
+    name: str
+    cleaned: tuple[str, ...]
+    left: dict[str, str]  # host -> why its labs are still there
+
+    @property
+    def complete(self) -> bool:
+        """Every host is clean."""
+        return not self.left
+
+
+def down(
+    folder: ClassDir, fleet: FleetState, run: Runner, report: Reporter = quiet
+) -> FleetDownResult:
+    """Take the class down on every host it used, and forget it here once all are clean."""
+    name = folder.name
+    remote = remote_dir(name)
+    state = f"{REMOTE_STATE}/classes/{name}/class.json"
+    script = (
+        f"if test -e {state}; then {REMOTE_LABCTL} class down --class {name}; fi && rm -rf {remote}"
+    )
+    with folder.locked("labctl class down --hosts"):
+        result = run(list(fleet.hosts), module="shell", args=script)
+        left = {}
+        for host, o in result.hosts.items():
+            if o.ok:
+                report(host, "done", "nothing of the class is left")
+            else:
+                left[host] = ("unreachable: " if o.unreachable else "") + o.message
+                report(host, "failed", left[host].splitlines()[0])
+        cleaned = tuple(h for h in fleet.hosts if h not in left)
+        if left:
+            kept = {h: r for h, r in fleet.hosts.items() if h in left}
+            fleet_state.save(folder, replace(fleet, hosts=kept))
+            cls = folder.load()
+            if cls is not None:
+                folder.save(
+                    replace(cls, seats={k: v for k, v in cls.seats.items() if v.host in left})
+                )
+            return FleetDownResult(name, cleaned, left)
+        for f in (folder.root / "fleet-files", folder.root / "access"):
+            if f.is_dir():
+                for child in f.iterdir():
+                    child.unlink()
+                f.rmdir()
+        fleet_state.forget(folder)
+    folder.remove()
+    return FleetDownResult(name, cleaned, {})
+
+
+# -- status and progress --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FleetRow:
+    """One student's row of ``class status`` over several hosts."""
+
+    student: str
+    name: str
+    host: str | None
+    guests_ready: int
+    guests: int
+    exercises_done: int
+    exercises: int
+    last_activity: str | None
+    outcome: str
+    error: str | None
+
+
+def _status_script(name: str) -> str:
+    return (
+        f"{REMOTE_LABCTL} class status --class {name} --json; echo '{CUT}'; "
+        f"{REMOTE_LABCTL} class report --class {name} --attempts --format json"
+    )
+
+
+def status(
+    folder: ClassDir,
+    fleet: FleetState,
+    run: Runner,
+    record: Callable[[list[tuple[str, str]], list[dict[str, Any]]], None] | None = None,
+) -> list[FleetRow]:
+    """Every student of the class, asked of their host.
+
+    ``record(instances, attempts)`` gets each host's attempts of its students' instances
+    (``collect`` puts them in this controller's store).
+    """
+    cls = folder.require()
+    hosts = sorted({s.host for s in cls.seats.values() if s.host})
+    result = run(hosts, module="shell", args=_status_script(cls.name))
+    rows: dict[str, dict[str, Any]] = {}
+    trouble: dict[str, str] = {}
+    for host, o in result.hosts.items():
+        if not o.ok:
+            trouble[host] = ("unreachable: " if o.unreachable else "") + o.message
+            continue
+        head, _, tail = o.stdout.partition(CUT)
+        try:
+            for r in json.loads(head)["students"]:
+                rows[r["student"]] = r
+            attempts = json.loads(tail) if tail.strip() else []
+        except (ValueError, KeyError, TypeError):
+            trouble[host] = f"answered {o.stdout.strip()[:200]!r}"
+            continue
+        if record is not None:
+            mine = [(cls.lab, s.instance) for s in cls.seats.values() if s.host == host]
+            record(mine, attempts)
+    out = []
+    for seat in cls.seats.values():
+        r = rows.get(seat.student)
+        if r is None:
+            why = seat.error
+            if seat.host in trouble:
+                why = f"host {seat.host}: {trouble[seat.host]}"
+            out.append(
+                FleetRow(seat.student, seat.name, seat.host, 0, 0, 0, 0, None, seat.outcome, why)
+            )
+            continue
+        out.append(
+            FleetRow(
+                seat.student,
+                seat.name,
+                seat.host,
+                int(r["guests_ready"]),
+                int(r["guests"]),
+                int(r["exercises_done"]),
+                int(r["exercises"]),
+                r.get("last_activity"),
+                str(r["outcome"]),
+                r.get("error"),
+            )
+        )
+    return out
+
+
+def collect(pairs: list[tuple[str, str]], attempts: list[dict[str, Any]]) -> None:
+    """A host's attempts of its instances, as the controller's store's copy of them."""
+    from labctl.exercises.progress import shared
+    from labctl.store.transfer import from_json, replace_instances
+
+    replace_instances(shared(), pairs, [from_json(a) for a in attempts])

@@ -1,0 +1,401 @@
+"""A class over several lab hosts, with Ansible faked at its boundary (``fleet.Runner``).
+
+The fake answers each remote step as a lab host would (its distribution, ``class plan``'s
+JSON, ``class up``'s JSON for the roster the controller shipped to it, a tar of access
+sheets), and can make a host fail or stop answering at any step. Everything above it
+(inventory checks, placement, state files, faults, reruns, collection) is the real code.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labctl.classroom import roster
+from labctl.classroom.state import FAILED, UP, ClassDir
+from labctl.errors import HostError, LabctlError, SpecError
+from labctl.exercises.progress import shared
+from labctl.fleet import inventory, lifecycle, place, ship
+from labctl.fleet import state as fleet_state
+from labctl.host.ansible import FanOut, HostOutcome
+from labctl.images.cache import ImageStore
+from labctl.spec.model import load_lab
+from labctl.store import NewAttempt
+from labctl.store.transfer import from_json, replace_instances, to_json
+from tests.labs import APP, VM, lab_yaml
+from tests.unit.test_recovery import Empty
+
+# -- inventory ------------------------------------------------------------------------------
+
+
+def _inv(tmp_path: Path, text: str, name: str = "hosts.ini") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_an_ini_inventory_gives_each_host_its_address_port_and_user(tmp_path: Path) -> None:
+    p = _inv(
+        tmp_path,
+        "[lab]\nh1 ansible_host=192.0.2.11\nh2 ansible_host=192.0.2.12 ansible_port=2222\n"
+        "[lab:vars]\nansible_user=root\n",
+    )
+    inv = inventory.load(p, resolves=lambda _a: True)
+    assert inv.hosts == (
+        inventory.LabHost("h1", "192.0.2.11", 22, "root"),
+        inventory.LabHost("h2", "192.0.2.12", 2222, "root"),
+    )
+
+
+def test_a_yaml_inventory_is_read_by_ansible_too(tmp_path: Path) -> None:
+    p = _inv(
+        tmp_path,
+        "all:\n  hosts:\n    a:\n      ansible_host: 192.0.2.1\n"
+        "    b:\n      ansible_host: 192.0.2.2\n",
+        "hosts.yml",
+    )
+    assert inventory.load(p, resolves=lambda _a: True).names == ["a", "b"]
+
+
+def test_a_host_twice_in_one_ini_group_is_refused_at_its_line(tmp_path: Path) -> None:
+    p = _inv(tmp_path, "[lab]\nh1 ansible_host=192.0.2.1\nh2 ansible_host=192.0.2.2\nh1\n")
+    with pytest.raises(SpecError, match=r"hosts.ini:4: host h1 is listed twice .*line 2"):
+        inventory.load(p, resolves=lambda _a: True)
+
+
+def test_a_host_twice_in_yaml_is_refused_at_its_line(tmp_path: Path) -> None:
+    text = "all:\n  hosts:\n    a:\n      ansible_host: 192.0.2.1\n    a:\n      ansible_port: 2\n"
+    with pytest.raises(SpecError, match=r"hosts.yml:5: a is listed twice"):
+        inventory.load(_inv(tmp_path, text, "hosts.yml"), resolves=lambda _a: True)
+
+
+def test_two_names_for_one_machine_are_refused(tmp_path: Path) -> None:
+    p = _inv(tmp_path, "h1 ansible_host=192.0.2.1\nh2 ansible_host=192.0.2.1\n")
+    with pytest.raises(SpecError, match=r"hosts.ini:2: hosts h1 and h2 are the same machine"):
+        inventory.load(p, resolves=lambda _a: True)
+
+
+def test_a_name_that_does_not_resolve_is_an_unknown_host(tmp_path: Path) -> None:
+    p = _inv(tmp_path, "h1 ansible_host=192.0.2.1\nnowhere.invalid\n")
+    with pytest.raises(SpecError, match=r"hosts.ini:2: unknown host nowhere.invalid"):
+        inventory.load(p)
+
+
+def test_an_empty_inventory_and_this_machine_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="has no hosts"):
+        inventory.load(_inv(tmp_path, "# nothing\n"), resolves=lambda _a: True)
+    with pytest.raises(SpecError, match="is this machine"):
+        inventory.load(_inv(tmp_path, "localhost\n"), resolves=lambda _a: True)
+    with pytest.raises(SpecError, match="not found"):
+        inventory.load(tmp_path / "missing.ini")
+
+
+# -- placement ------------------------------------------------------------------------------
+
+
+def test_students_spread_in_proportion_to_each_hosts_room() -> None:
+    got = place.place([f"s{i}" for i in range(6)], {"a": 4, "b": 2}, {})
+    # the host with the most room left takes the next student (ties: by name)
+    assert got.hosts == {"s0": "a", "s1": "a", "s2": "a", "s3": "b", "s4": "a", "s5": "b"}
+
+
+def test_a_placed_student_stays_and_a_failed_hosts_students_move_only_when_asked() -> None:
+    current = {"s0": "a", "s1": "b"}
+    kept = place.place(["s0", "s1"], {"a": 3}, current, frozenset({"b"}))
+    assert kept.hosts == {"s0": "a", "s1": "b"} and kept.moved == ()
+    moved = place.place(["s0", "s1"], {"a": 3}, current, frozenset({"b"}), replace_failed=True)
+    assert moved.hosts == {"s0": "a", "s1": "a"} and moved.moved == ("s1",)
+
+
+def test_more_students_than_room_is_refused_with_each_hosts_room() -> None:
+    with pytest.raises(
+        place.OverCommit, match=r"3 students need a lab .* fit 2 more \(a: 1, b: 1\)"
+    ):
+        place.place(["x", "y", "z"], {"a": 1, "b": 1}, {})
+
+
+# -- the lifecycle, on fake hosts ------------------------------------------------------------
+
+
+@dataclass
+class FakeHosts:
+    """Lab hosts as Ansible would report them; ``fail[host] = (what, unreachable)``."""
+
+    files: Path
+    fit: dict[str, int]
+    fail: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    os_release: dict[str, str] = field(default_factory=dict)
+    calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    up_on: dict[str, list[str]] = field(default_factory=dict)  # host -> students it runs
+    downed: list[str] = field(default_factory=list)
+    attempts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def __call__(
+        self,
+        hosts: list[str],
+        *,
+        playbook: Path | None = None,
+        module: str | None = None,
+        args: str = "",
+        extravars: dict[str, Any] | None = None,
+    ) -> FanOut:
+        what = playbook.name if playbook else f"{module} {args}"
+        self.calls.append((what, tuple(hosts)))
+        return FanOut(what, {h: self.one(h, what) for h in hosts}, 0.1)
+
+    def one(self, host: str, what: str) -> HostOutcome:
+        for needle, (message, dark) in self.fail.items():
+            if needle.split("@")[0] == host and needle.split("@")[1] in what:
+                return HostOutcome(host, ok=False, unreachable=dark, message=message)
+        if "os-release" in what:
+            return HostOutcome(host, True, stdout=self.os_release.get(host, "debian:12\n0\n"))
+        if "class plan" in what:
+            return HostOutcome(host, True, stdout=json.dumps({"fit": self.fit[host]}))
+        if "class up" in what:
+            rows = list(csv.DictReader(io.StringIO((self.files / f"{host}.csv").read_text())))
+            self.up_on[host] = [r["id"] for r in rows]
+            said = [{"student": r["id"], "ok": True, "error": None, "seconds": 1.0} for r in rows]
+            return HostOutcome(host, True, stdout=json.dumps({"students": said}))
+        if "tar -C" in what:
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+                for s in self.up_on.get(host, []):
+                    data = f"sheet of {s} on {host}\n".encode()
+                    info = tarfile.TarInfo(f"./{s}.txt")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+            return HostOutcome(host, True, stdout=base64.b64encode(buf.getvalue()).decode())
+        if "class down" in what:
+            self.downed.append(host)
+            self.up_on.pop(host, None)
+        if "class status" in what:
+            students = [
+                {
+                    "student": s,
+                    "guests_ready": 2,
+                    "guests": 2,
+                    "exercises_done": 0,
+                    "exercises": 0,
+                    "last_activity": None,
+                    "outcome": "up",
+                    "error": None,
+                }
+                for s in self.up_on.get(host, [])
+            ]
+            out = json.dumps({"students": students}) + f"\n{lifecycle.CUT}\n"
+            return HostOutcome(host, True, stdout=out + json.dumps(self.attempts.get(host, [])))
+        return HostOutcome(host, True)
+
+
+THREE_HOSTS = "h1 ansible_host=192.0.2.1\nh2 ansible_host=192.0.2.2\nh3 ansible_host=192.0.2.3\n"
+SIX = "id,name\n" + "".join(f"s{i},Student {i}\n" for i in range(6))
+
+
+@dataclass
+class Fleet:
+    tmp: Path
+    hosts: FakeHosts
+    inv: inventory.Inventory
+
+    def up(self, roster_text: str = SIX, **kw: Any) -> lifecycle.FleetUpResult:
+        (self.tmp / "r.csv").write_text(roster_text)
+        lab_path = self.tmp / "lab" / "lab.yaml"
+        store = ImageStore([Empty("vm-amd64"), Empty("docker-app")], root=self.tmp / "cache")
+        store.build(["vm-amd64", "docker-app"])
+        return lifecycle.up(
+            roster.load(self.tmp / "r.csv"),
+            self.inv,
+            "fl",
+            load_lab(lab_path),
+            lab_path,
+            store,
+            self.hosts,
+            **kw,
+        )
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fleet:
+    monkeypatch.setenv("LABCTL_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("LABCTL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(ship, "wheelhouse", lambda: (tmp_path / "wheels", "k1"))
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "lab.yaml").write_text(lab_yaml("flab", VM, APP))
+    files = tmp_path / "state" / "classes" / "fl" / "fleet-files"
+    hosts = FakeHosts(files, {"h1": 4, "h2": 2, "h3": 4})
+    inv = inventory.load(_inv(tmp_path, THREE_HOSTS), resolves=lambda _a: True)
+    return Fleet(tmp_path, hosts, inv)
+
+
+def test_a_class_is_spread_over_the_hosts_by_their_room_and_sheets_come_back(
+    fleet: Fleet,
+) -> None:
+    result = fleet.up()
+    assert [h.status for h in result.hosts] == ["ready"] * 3
+    where = {s.student: s.host for s in result.seats}
+    assert sorted(set(where.values())) == ["h1", "h2", "h3"]
+    assert all(s.outcome == UP for s in result.seats)
+    # each host ran class up for exactly its own students, and each sheet came back
+    assert sorted(s for v in fleet.hosts.up_on.values() for s in v) == sorted(where)
+    for s, h in where.items():
+        sheet = ClassDir("fl").root / "access" / f"{s}.txt"
+        assert sheet.read_text() == f"sheet of {s} on {h}\n"
+        assert sheet.stat().st_mode & 0o777 == 0o600
+    # the order of the stages on the hosts
+    kinds = [w.split()[0] if " " in w else w for w, _ in fleet.hosts.calls]
+    assert kinds[:4] == ["raw", "host-setup.yml", "fleet-install.yml", "fleet-images.yml"]
+
+
+def test_a_host_that_cannot_be_used_stops_the_first_run_before_anything_exists(
+    fleet: Fleet,
+) -> None:
+    fleet.hosts.os_release["h2"] = "centos:9\n0\n"
+    fleet.hosts.fail["h3@os-release"] = ("ssh: connect to host 192.0.2.3 port 22: refused", True)
+    with pytest.raises(HostError) as err:
+        fleet.up()
+    assert "h2: runs centos:9" in err.value.message and "h3: no SSH" in err.value.message
+    assert [w for w, _ in fleet.hosts.calls] == [fleet.hosts.calls[0][0]]  # only the probe
+    assert ClassDir("fl").load() is None and not ClassDir("fl").root.joinpath("fleet.json").exists()
+
+
+def test_a_host_failing_setup_gets_no_students_and_the_others_go_on(fleet: Fleet) -> None:
+    fleet.hosts.fail["h2@host-setup.yml"] = ("Install the engines: no space left", False)
+    result = fleet.up()
+    by = {h.name: h for h in result.hosts}
+    assert by["h2"].status == "failed" and by["h2"].stage == "setup"
+    assert "no space left" in (by["h2"].error or "")
+    assert {s.host for s in result.seats} == {"h1", "h3"}
+    assert all(s.outcome == UP for s in result.seats)
+    # the failed host was asked nothing after setup
+    after = [hosts for w, hosts in fleet.hosts.calls if "host-setup" not in w and "raw" not in w]
+    assert all("h2" not in hosts for hosts in after)
+
+
+def test_a_host_lost_mid_run_reports_its_students_and_replace_failed_moves_them(
+    fleet: Fleet,
+) -> None:
+    fleet.hosts.fail["h2@class up"] = ("Failed to connect to the host via ssh", True)
+    first = fleet.up()
+    lost = [s for s in first.seats if s.host == "h2"]
+    assert lost and all(s.outcome == FAILED and "h2" in (s.error or "") for s in lost)
+    assert all(s.outcome == UP for s in first.seats if s.host != "h2")
+    # a rerun without --replace-failed leaves them there (the host still does not answer)
+    fleet.hosts.fail["h2@os-release"] = ("unreachable", True)
+    again = fleet.up()
+    assert [s.host for s in again.seats] == [s.host for s in first.seats]
+    assert {h.name for h in again.hosts if h.status == "failed"} == {"h2"}
+    # --replace-failed moves them, without moving anyone else
+    moved = fleet.up(replace_failed=True)
+    assert sorted(moved.moved) == sorted(s.student for s in lost)
+    assert all(s.outcome == UP and s.host in ("h1", "h3") for s in moved.seats)
+    same = {s.student: s.host for s in first.seats if s.host != "h2"}
+    assert all(dict((s.student, s.host) for s in moved.seats)[k] == v for k, v in same.items())
+
+
+def test_a_rerun_places_nobody_anew_and_a_too_small_fleet_refuses(fleet: Fleet) -> None:
+    first = fleet.up()
+    second = fleet.up()
+    assert [s.host for s in second.seats] == [s.host for s in first.seats]
+    fleet.hosts.fit = {"h1": 0, "h2": 0, "h3": 0}
+    # nobody new: the placed students keep their hosts even when no host has room left
+    assert [s.host for s in fleet.up().seats] == [s.host for s in first.seats]
+    with pytest.raises(place.OverCommit):
+        fleet.up(SIX + "s9,New\n")
+
+
+def test_status_merges_every_host_and_collects_attempts_into_this_store(fleet: Fleet) -> None:
+    fleet.up()
+    folder = ClassDir("fl")
+    spread = fleet_state.load(folder)
+    assert spread is not None
+    s0 = folder.require().seats["s0"]
+    at = datetime(2026, 12, 3, 10, 0, tzinfo=timezone.utc)
+    attempt = NewAttempt("flab", s0.instance, "s0", "ex1", "check", step="a", passed=True, at=at)
+    recorded = shared().record(attempt)  # as the host's store would hold it
+    fleet.hosts.attempts[str(s0.host)] = [to_json(recorded[0])]
+    replace_instances(shared(), [("flab", s0.instance)], [])  # the controller had none
+    fleet.hosts.fail[f"{'h2' if s0.host != 'h2' else 'h3'}@class status"] = ("unreachable", True)
+    rows = lifecycle.status(folder, spread, fleet.hosts, lifecycle.collect)
+    assert len(rows) == 6
+    dark = [r for r in rows if r.error and "unreachable" in r.error]
+    assert dark and all(r.guests == 0 for r in dark)
+    assert all(r.guests_ready == 2 for r in rows if not r.error)
+    got = shared().attempts("flab", [s0.instance])
+    assert [(a.student, a.exercise, a.passed, a.at) for a in got] == [("s0", "ex1", True, at)]
+    # collecting again replaces, never doubles
+    lifecycle.status(folder, spread, fleet.hosts, lifecycle.collect)
+    assert len(shared().attempts("flab", [s0.instance])) == 1
+
+
+def test_down_cleans_every_host_and_forgets_the_class_only_when_all_are_clean(
+    fleet: Fleet,
+) -> None:
+    fleet.up()
+    folder = ClassDir("fl")
+    spread = fleet_state.load(folder)
+    assert spread is not None
+    fleet.hosts.fail["h3@class down"] = ("unreachable", True)
+    partial = lifecycle.down(folder, spread, fleet.hosts)
+    assert partial.cleaned == ("h1", "h2") and list(partial.left) == ["h3"]
+    kept = fleet_state.load(folder)
+    assert kept is not None and list(kept.hosts) == ["h3"]
+    assert {s.host for s in folder.require().seats.values()} == {"h3"}
+    del fleet.hosts.fail["h3@class down"]
+    done = lifecycle.down(folder, kept, fleet.hosts)
+    assert done.complete and fleet.hosts.downed.count("h3") == 1
+    assert folder.load() is None and not folder.root.exists()
+
+
+def test_attempts_survive_the_trip_as_json() -> None:
+    at = datetime(2026, 12, 3, 9, 30, 5, tzinfo=timezone.utc)
+    from labctl.store.model import Attempt, Message
+
+    a = Attempt(
+        7,
+        "l",
+        "c-ana",
+        "ana",
+        "e",
+        "check",
+        "s",
+        "x",
+        False,
+        True,
+        (Message("w", "failed", "d", "n"),),
+        at,
+        False,
+    )
+    back = from_json(json.loads(json.dumps(to_json(a))))
+    assert back == NewAttempt(
+        "l",
+        "c-ana",
+        "ana",
+        "e",
+        "check",
+        "s",
+        "x",
+        False,
+        True,
+        (Message("w", "failed", "d", "n"),),
+        False,
+        at,
+    )
+    with pytest.raises(ValueError):
+        from_json({**to_json(a), "kind": "bogus"})
+
+
+def test_a_class_on_one_host_is_not_taken_over_by_a_fleet(fleet: Fleet) -> None:
+    from labctl.classroom.state import ClassState
+
+    ClassDir("fl").save(ClassState("fl", "flab", "x", "y"))
+    with pytest.raises(LabctlError, match="runs on this host alone"):
+        fleet.up()
