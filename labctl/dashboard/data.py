@@ -115,6 +115,7 @@ class Health:
     ready: int
     guests: int
     error: str | None = None
+    host: str | None = None  # the lab host running the lab (a class over several hosts)
 
     @property
     def ok(self) -> bool:

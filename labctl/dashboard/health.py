@@ -9,16 +9,30 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
-from labctl.classroom.state import ClassState
+from labctl.classroom.state import ClassDir, ClassState
 from labctl.dashboard.data import Health
 from labctl.errors import LabctlError
 
 
 def ask_engines(state: ClassState) -> dict[str, Health]:
-    """Every student's guests as ``class status`` sees them now."""
-    from labctl.classroom.status import status
+    """Every student's guests as ``class status`` sees them now.
 
+    A class over several lab hosts is asked of every host at once (``fleet.status``), which
+    also brings each host's attempts into this store: the pages then show the whole class.
+    """
+    from labctl.classroom.status import status
+    from labctl.fleet import state as fleet_state
+
+    folder = ClassDir(state.name)
+    spread = fleet_state.load(folder)
+    if spread is not None:
+        from labctl.fleet import inventory, lifecycle
+
+        run = lifecycle.ansible_runner_for(inventory.load(Path(spread.inventory)), 10, None)
+        rows = lifecycle.status(folder, spread, run, lifecycle.collect)
+        return {r.student: Health(r.guests_ready, r.guests, r.error, r.host) for r in rows}
     return {r.student: Health(r.guests_ready, r.guests, r.error) for r in status(state)}
 
 

@@ -399,3 +399,18 @@ def test_a_class_on_one_host_is_not_taken_over_by_a_fleet(fleet: Fleet) -> None:
     ClassDir("fl").save(ClassState("fl", "flab", "x", "y"))
     with pytest.raises(LabctlError, match="runs on this host alone"):
         fleet.up()
+
+
+def test_the_dashboard_asks_every_host_of_a_spread_class(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labctl.dashboard.data import Health
+    from labctl.dashboard.health import ask_engines
+
+    fleet.up()
+    monkeypatch.setattr(inventory, "load", lambda _p: fleet.inv)
+    monkeypatch.setattr(lifecycle, "ansible_runner_for", lambda *_a: fleet.hosts)
+    cls = ClassDir("fl").require()
+    seen = ask_engines(cls)
+    assert seen == {s: Health(2, 2, None, seat.host) for s, seat in cls.seats.items()}
+    assert any("class status" in w for w, _ in fleet.hosts.calls)

@@ -1,9 +1,9 @@
 """Backends are the only door to an engine: the layers above them import no engine library.
 
 Every module of ``labctl/cli``, ``labctl/classroom``, ``labctl/compare``, ``labctl/dashboard``,
-``labctl/exercises`` and ``labctl/lab`` is parsed (imports anywhere in the file, a function's
-lazy import too) and checked against the engine libraries, the concrete backends and the
-engines' client modules; and none of them downcasts a backend with ``isinstance``.
+``labctl/exercises``, ``labctl/fleet`` and ``labctl/lab`` is parsed (imports anywhere in the
+file, a function's lazy import too) and checked against the engine libraries, the concrete
+backends and the engines' client modules; and none of them downcasts a backend with ``isinstance``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import labctl
 
 ROOT = Path(labctl.__file__).parent
-LAYERS = ("cli", "classroom", "compare", "dashboard", "exercises", "lab")
+LAYERS = ("cli", "classroom", "compare", "dashboard", "exercises", "fleet", "lab")
 #: libraries that talk to an engine
 ENGINE_LIBRARIES = {"libvirt", "libvirt_qemu", "docker", "pylxd", "paramiko"}
 #: labctl modules that hold an engine's client or a concrete backend
@@ -123,6 +123,9 @@ BELOW = {
     "spec": ("labctl.backends", *UPPER),
     # the progress store sits on paths/private/errors only: exercises and classroom use it
     "store": ("labctl.backends", "labctl.spec", "labctl.instance", "labctl.images", *UPPER),
+    # class mode on one server knows nothing of a class spread over several (fleet drives it)
+    "classroom": ("labctl.fleet", "labctl.dashboard", "labctl.cli"),
+    "fleet": ("labctl.dashboard", "labctl.cli"),
 }
 
 
