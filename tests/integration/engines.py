@@ -15,9 +15,9 @@ from labctl.docker_client import PODMAN
 from labctl.docker_client import connect as docker_connect
 from labctl.errors import EngineError
 from labctl.instance import isolation, naming
-from labctl.lxd_client import DEFAULT_SOCKETS
+from labctl.lxd_client import DEFAULT_SOCKETS, ENGINE_SOCKETS
 from labctl.lxd_client import connect as lxd_connect
-from labctl.paths import podman_set_up
+from labctl.paths import podman_set_up, second_system_containers
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,14 @@ def _bridges() -> set[str]:
 def _system_containers(lab: str, instance: str) -> tuple[set[str], set[str]]:
     """Every instance, and the lab instance's network, in LXD and in Incus where they answer.
 
-    The engine host setup chose must answer; the other one counts too where it runs, so a
-    lab brought up on one and taken down on the other still shows what it left.
+    The engines host setup started must answer (the chosen one, and the second one of a test
+    host); any other counts too where it runs, so a lab brought up on one and taken down on
+    the other still shows what it left.
     """
     clients = [lxd_connect()]
+    second = second_system_containers()
+    if second is not None:
+        clients.append(lxd_connect(list(ENGINE_SOCKETS[second])))
     for path in DEFAULT_SOCKETS:
         if path.exists():
             try:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from labctl.cli import app
 from labctl.host import probe
-from labctl.paths import system_containers
+from labctl.paths import second_system_containers, system_containers
 
 LABCTL = Path(sys.executable).parent / "labctl"
 DAEMONS = ("containerd", "dockerd", "podman", "virtlogd", "libvirtd")
@@ -51,9 +51,11 @@ def test_setup_then_nothing_changes_then_doctor_agrees() -> None:
     assert second.exit_code == 0, second.output
     assert "host already set up: nothing changed" in second.stdout
 
+    daemon = {"incus": "incusd", "lxd": "lxd"}
+    chosen = daemon[system_containers() or "lxd"]  # the recorded choice
+    second = second_system_containers()  # started beside it by --test-tools, kept by setup
     if not Path("/run/systemd/system").exists():
-        chosen = "incusd" if system_containers() == "incus" else "lxd"  # the recorded choice
-        for name in (*DAEMONS, chosen):
+        for name in (*DAEMONS, chosen, *([daemon[second]] if second else [])):
             pid = int(Path(f"/run/labctl/{name}.pid").read_text())
             exe = Path(f"/proc/{pid}/exe").resolve().name
             assert exe == name, f"/run/labctl/{name}.pid points at {exe}, not {name}"
@@ -70,6 +72,9 @@ def test_setup_then_nothing_changes_then_doctor_agrees() -> None:
         "qemu x86_64",
         "qemu aarch64",
     )
+    if second is not None:  # the engine beside the chosen one has a row of its own
+        ok += (f"{second} (2nd)",)
+        assert rows[f"{second} (2nd)"]["detail"].startswith(f"{second} "), rows
     for name in ok:
         assert rows[name]["status"] == "ok", rows[name]
     kvm = rows["kvm"]

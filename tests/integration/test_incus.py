@@ -1,8 +1,10 @@
 """The system container on Incus: the same lxd-system guest, the engine host setup can choose.
 
-Runs labctl as a subprocess with ``LABCTL_SYSTEM_CONTAINERS=incus`` (what ``labctl host setup
---system-containers incus`` records), so the session's own LXD clients are not involved.
-Skipped where Incus is not set up, except in CI on a host set up for Incus.
+Runs labctl as a subprocess with ``LABCTL_SYSTEM_CONTAINERS=incus`` on every command (what
+``labctl host setup --system-containers incus`` records), so the session's own LXD clients are
+not involved: the rest of the suite keeps the host's choice (LXD here) while this test proves
+Incus beside it (``labctl host setup --test-tools`` starts both). Skipped where Incus is not
+set up, except in CI, where a missing Incus fails, and on a host that set it up.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 
 from labctl import lxd_client
 from labctl.errors import EngineError
-from labctl.paths import LABS_DIR, system_containers
+from labctl.paths import LABS_DIR, second_system_containers, system_containers
 from tests.integration.engines import inventory
 from tests.integration.labs import instance_names, write_lab
 
@@ -46,8 +48,8 @@ def incus(in_ci: bool) -> None:
     try:
         lxd_client.connect(list(lxd_client.ENGINE_SOCKETS["incus"]))
     except EngineError as exc:
-        if in_ci and system_containers() == "incus":
-            raise
+        if in_ci or "incus" in (system_containers(), second_system_containers()):
+            raise  # CI runs both engines; a host that set Incus up expects it to answer
         pytest.skip(f"Incus is not set up here: {exc.message} ({exc.hint})")
 
 
@@ -71,6 +73,7 @@ def test_lxc_system_runs_on_incus_and_leaves_nothing(
         status = _labctl("status", "-l", lab.name, "-i", instance, "--json", state=state)
         (row,) = json.loads(status.stdout)["guests"]
         assert (row["guest"], row["state"]) == ("lxc-system", "running")
+        assert row["engine"] == "incus"  # the daemon that runs it, not the lab file's "lxd"
         ran = _labctl(
             "exec", "-l", lab.name, "-i", instance, "lxc-system", "--", "cat", "/proc/1/comm",
             state=state,
@@ -79,6 +82,9 @@ def test_lxc_system_runs_on_incus_and_leaves_nothing(
         held = lxd_client.connect(list(lxd_client.ENGINE_SOCKETS["incus"])).instances.all()
         resource = f"labctl-incus-{instance}-lxc-system"
         assert resource in {i.name for i in held}
+        if system_containers() == "lxd":  # LXD answers beside it, and holds nothing of this lab
+            beside = lxd_client.connect(list(lxd_client.ENGINE_SOCKETS["lxd"])).instances.all()
+            assert resource not in {i.name for i in beside}
         _lxc_motores_both_ways(path.parent, instance, resource, state)
     finally:
         down = _labctl("down", "-l", lab.name, "-i", instance, state=state)
