@@ -304,6 +304,7 @@ def answer(
     value = value.strip()
     if not value:
         raise SpecError("the answer is empty", "give a value, e.g. aarch64")
+    grading.require_option(ex, s, value, c.lang)
     p = c.store.start(ex.id)
     grading.require_attempt_left(ex, s, p.step(s.id), c.ws.grading_of(ex), c.lang)
     c.store.answer(ex.id, s.id, value)

@@ -9,7 +9,7 @@ from rich.markdown import Markdown
 from rich.markup import escape
 from rich.table import Table
 
-from labctl.exercises.grading import Score
+from labctl.exercises.grading import Score, option_list
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import Exercise
 from labctl.exercises.runner import ExerciseResult
@@ -111,6 +111,9 @@ def print_step(out: Console, v: StepView, lang: Lang) -> None:
         if v.answer is not None:
             line += tr(lang, f"  (tu respuesta: «{v.answer}»)", f"  (your answer: “{v.answer}”)")
         out.print(escape(line))
+        if s.answer_check.options is not None:
+            choices = option_list(s.answer_check)
+            out.print(escape(tr(lang, f"Opciones: {choices}", f"Options: {choices}")))
     out.print(
         escape(
             tr(

@@ -8,20 +8,12 @@ A failure never reveals the measured value; a pass shows it.
 from __future__ import annotations
 
 import re
-import unicodedata
 
 from labctl.exercises import facts
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import AnswerCheck, Measure
 from labctl.exercises.outcome import CheckError, Connect, Verdict, failed, last_line, where
-
-
-def normalise(text: str) -> str:
-    """Lower case, no accents, no surrounding quotes, single spaces: how answers compare."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return " ".join(text.strip().strip("\"'«»“”`").lower().split())
-
+from labctl.exercises.words import normalise
 
 NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
 

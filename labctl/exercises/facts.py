@@ -59,6 +59,8 @@ def _apt_mirror(result: CommandResult) -> str:
 FACTS: dict[FactName, Fact] = {
     "apt-mirror": Fact(APT_UPDATE, _apt_mirror),
 }
+#: every value each fact can take (an answer's options must hold them all)
+FACT_VALUES: dict[FactName, tuple[str, ...]] = {"apt-mirror": ("si", "no")}
 
 
 def measure(name: FactName, conn: Connection) -> str:

@@ -1,10 +1,14 @@
 """Scores from the store's states and the lab's grading: steps, penalties, attempt limits.
 
 Each step is worth one point. It scores when it first passed (``count: once``, the default)
-or only while its last check passes (``count: now``); a hint shown and a different wrong answer
-each take the lab's penalty off that step, never below zero. A question with few options
-(yes/no, a/b/c) allows ``max_attempts`` different answers when the lab sets it: without a
-limit, trying every option would always win.
+or only while its last check passes (``count: now``); each hint shown and each wrong attempt
+take the lab's penalty off that step, never below zero. A wrong attempt is an answer given
+and judged wrong by the check after it (``labctl.store.StepState``): giving the same wrong
+answer again is a second one, running ``check`` again without a new answer is not. A question
+with few options (declared ``options``, or yes/no and a/b/c told from its synonyms) allows
+``max_attempts`` wrong attempts when the lab sets it, then refuses more answers: without a
+limit, trying every option would always win. An answer outside a question's ``options`` is
+refused before it is recorded, so it is no attempt at all.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from labctl.errors import LabctlError
+from labctl.errors import ExitCode, LabctlError
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import AnswerCheck, Exercise, Step
 from labctl.spec.model import Grading
@@ -26,19 +30,20 @@ DEFAULT = Grading.model_validate({})
 def few_options(check: AnswerCheck) -> bool:
     """A question whose right answer is one of a few options anyone can list.
 
-    A named fact (its values are yes/no), or a text answer whose accepted values (the keys of
-    its synonyms) are all yes/no words or all single letters (a/b/c).
+    One that declares its ``options``; else a named fact (its values are yes/no), or a text
+    answer whose accepted values (the keys of its synonyms) are all yes/no words or all single
+    letters (a/b/c).
     """
     if check.match != "text":
         return False
-    if check.truth.fact is not None:
+    if check.options is not None or check.truth.fact is not None:
         return True
     keys = {k.strip().lower() for k in check.synonyms}
     return bool(keys) and (keys <= YES_NO or all(len(k) == 1 for k in keys))
 
 
 def attempts_allowed(step: Step, grading: Grading) -> int | None:
-    """How many different answers the step allows (None: no limit)."""
+    """How many wrong attempts the step allows (None: no limit)."""
     check = step.answer_check
     if check is None or grading.max_attempts is None or not few_options(check):
         return None
@@ -49,21 +54,53 @@ class AttemptsExhausted(LabctlError):
     """A question with few options was answered wrong as many times as the lab allows."""
 
 
+class NotAnOption(LabctlError):
+    """An answer outside the question's options: refused, not recorded. Exit 2."""
+
+    code = ExitCode.USAGE
+
+
+def option_list(check: AnswerCheck) -> str:
+    """The options for people: ``si (yes, y, s) | no (n)``."""
+    return " | ".join(f"{o} ({', '.join(s)})" if s else o for o, s in check.spellings().items())
+
+
+def require_option(exercise: Exercise, step: Step, answer: str, lang: Lang) -> None:
+    """Refuse an answer that is none of the step's options (nothing is recorded, nothing counts)."""
+    check = step.answer_check
+    if check is None or check.is_option(answer):
+        return
+    raise NotAnOption(
+        tr(
+            lang,
+            f"«{answer}» no es una de las opciones del paso {step.id} de {exercise.id}: "
+            f"{option_list(check)}",
+            f"“{answer}” is not one of the options of step {step.id} of {exercise.id}: "
+            f"{option_list(check)}",
+        ),
+        tr(
+            lang,
+            "no se ha guardado ni cuenta como intento; responde una de ellas",
+            "it was not recorded and does not count as an attempt; answer one of them",
+        ),
+    )
+
+
 def require_attempt_left(
     exercise: Exercise, step: Step, state: StepState, grading: Grading, lang: Lang
 ) -> None:
     """Refuse a new answer when the step allows no more (a step already passed may not change)."""
     allowed = attempts_allowed(step, grading)
-    if allowed is None or state.passed_once or state.wrong_answers < allowed:
+    if allowed is None or state.passed_once or state.wrong_attempts < allowed:
         return
     tried = ", ".join(sorted(state.wrong))
     raise AttemptsExhausted(
         tr(
             lang,
             f"el paso {step.id} de {exercise.id} admite {allowed} respuestas y ya diste "
-            f"{state.wrong_answers} incorrectas ({tried})",
+            f"{state.wrong_attempts} incorrectas ({tried})",
             f"step {step.id} of {exercise.id} allows {allowed} answers and you gave "
-            f"{state.wrong_answers} wrong ones ({tried})",
+            f"{state.wrong_attempts} wrong ones ({tried})",
         ),
         tr(lang, "pide ayuda a tu profesor", "ask your instructor"),
     )
@@ -74,7 +111,7 @@ def step_points(state: StepState, grading: Grading) -> float:
     done = state.passes_now and state.passed_once if grading.count == "now" else state.passed_once
     if not done:
         return 0.0
-    penalty = grading.hint_penalty * state.hints + grading.wrong_penalty * state.wrong_answers
+    penalty = grading.hint_penalty * state.hints + grading.wrong_penalty * state.wrong_attempts
     return max(0.0, 1.0 - penalty)
 
 
@@ -90,7 +127,7 @@ class Score:
     started: bool
     now: int = 0  # steps whose last check passed
     broken: tuple[str, ...] = ()  # steps that passed once and fail now
-    wrong: int = 0  # different wrong answers
+    wrong: int = 0  # wrong attempts (answers given and judged wrong)
     points: float = 0.0  # after penalties, out of ``total``
     completed_at: datetime | None = None
 
@@ -125,7 +162,7 @@ def score(exercise: Exercise, state: ExerciseState, grading: Grading = DEFAULT) 
         started=state.started_at is not None,
         now=sum(s.passes_now for s in steps),
         broken=tuple(s.step for s in steps if s.broken),
-        wrong=sum(s.wrong_answers for s in steps),
+        wrong=sum(s.wrong_attempts for s in steps),
         points=round(sum(step_points(s, grading) for s in steps), 2),
         completed_at=completed,
     )

@@ -11,12 +11,21 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from labctl.errors import SpecError
 from labctl.exercises import template
-from labctl.exercises.facts import FactName
+from labctl.exercises.facts import FACT_VALUES, FactName
 from labctl.exercises.i18n import Lang
+from labctl.exercises.words import normalise, options_problem
 from labctl.spec import yamlpos
 from labctl.spec.model import Grading, Technique
 from labctl.spec.validate import validate
@@ -180,6 +189,13 @@ class AnswerCheck(CheckBase):
         default_factory=dict,
         description="text: answers accepted for a measured value, e.g. {ata_piix: [ide, piix]}.",
     )
+    options: list[str] | None = Field(
+        None,
+        min_length=2,
+        description="text: the answers to choose from, e.g. [tcg, kvm] (a synonym of one "
+        "counts as it). `exercise show` lists them; another answer is refused, not recorded, "
+        "and the lab's max_attempts applies. Every synonyms key must be one of them.",
+    )
     tolerance: float | None = Field(
         None, ge=0, le=1, description="number: accepted relative error (0.3 = ±30 %)."
     )
@@ -187,6 +203,20 @@ class AnswerCheck(CheckBase):
     factor: float | None = Field(
         None, gt=1, description="number: accepted if within truth/factor .. truth*factor."
     )
+
+    @field_validator("options")
+    @classmethod
+    def _closed_list(cls, options: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if options is None:
+            return None
+        if info.data.get("match") == "number":
+            raise ValueError("options need match: text")
+        truth = info.data.get("truth")
+        values = FACT_VALUES[truth.fact] if truth is not None and truth.fact else ()
+        problem = options_problem(options, info.data.get("synonyms") or {}, values)
+        if problem:
+            raise ValueError(problem)
+        return options
 
     @model_validator(mode="after")
     def _fits_match(self) -> AnswerCheck:
@@ -196,6 +226,21 @@ class AnswerCheck(CheckBase):
         if self.match == "number" and self.synonyms:
             raise ValueError("synonyms need match: text")
         return self
+
+    def spellings(self) -> dict[str, tuple[str, ...]]:
+        """Each option and the other answers that count as it (its synonyms); {}: no options."""
+        synonyms = {normalise(k): v for k, v in self.synonyms.items()}
+        return {
+            o: tuple(s for s in synonyms.get(normalise(o), []) if normalise(s) != normalise(o))
+            for o in self.options or []
+        }
+
+    def is_option(self, answer: str) -> bool:
+        """``answer`` is one of the options (or a synonym of one); True when there are none."""
+        if self.options is None:
+            return True
+        given = normalise(answer)
+        return any(given in {normalise(x) for x in (o, *s)} for o, s in self.spellings().items())
 
 
 Check = Annotated[

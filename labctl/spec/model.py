@@ -181,14 +181,19 @@ class Grading(Strict):
         0, ge=0, le=1, description="Points a step loses for each hint shown (0: hints are free)."
     )
     wrong_penalty: float = Field(
-        0, ge=0, le=1, description="Points a step loses for each different wrong answer."
+        0,
+        ge=0,
+        le=1,
+        description="Points a step loses for each wrong attempt: an answer given and judged "
+        "wrong by the check after it. The same wrong answer given again counts again; "
+        "checking again without a new answer does not.",
     )
     max_attempts: int | None = Field(
         None,
         ge=1,
         le=20,
-        description="Answers allowed to a question with few options (yes/no, a/b/c); "
-        "null: no limit. Further answers are refused.",
+        description="Wrong attempts allowed to a question with few options (its declared "
+        "options, or yes/no and a/b/c); null: no limit. Further answers are refused.",
     )
     count: Literal["once", "now"] = Field(
         "once",

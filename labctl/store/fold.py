@@ -21,9 +21,9 @@ def _apply(state: ExerciseState, a: Attempt) -> ExerciseState:
     if a.kind == "reset":
         # start over: steps, answers and first passes go; hints taken stay counted
         kept = {
-            k: StepState(k, hints=s.hints, wrong=s.wrong)
+            k: StepState(k, hints=s.hints, wrong=s.wrong, wrong_attempts=s.wrong_attempts)
             for k, s in state.steps.items()
-            if s.hints or s.wrong
+            if s.hints or s.wrong_attempts
         }
         return replace(state, steps=kept, started_at=a.at, resets=state.resets + 1)
     if state.started_at is None:
@@ -45,8 +45,15 @@ def _apply(state: ExerciseState, a: Attempt) -> ExerciseState:
             last_checked_at=a.at,
             first_passed_at=s.first_passed_at or (a.at if passed and a.scored else None),
         )
-        if a.answer_passed is False and a.answer is not None and a.scored:
-            s = replace(s, wrong=s.wrong | {a.answer})
+        # each answer given is one attempt: judged once, however many checks run after it
+        # (a check with no answer attempt before it, as old records have, is its own)
+        new_answer = s.answered_at is None or s.answered_at != s.judged_at
+        if a.answer_passed is not None and a.answer is not None:
+            if a.answer_passed is False and a.scored:
+                s = replace(s, wrong=s.wrong | {a.answer})
+                if new_answer:
+                    s = replace(s, wrong_attempts=s.wrong_attempts + 1)
+            s = replace(s, judged_at=s.answered_at)
     return replace(state, steps={**state.steps, a.step: s})
 
 

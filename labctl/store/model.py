@@ -68,6 +68,10 @@ class StepState:
     ``passes_now`` is the result of its last check; ``first_passed_at`` when it first passed.
     A step that passed once and fails now is ``broken``: it has a first pass but does not pass.
     Hints and wrong answers count over every run: a reset does not give them back.
+
+    A wrong attempt is an answer given (an ``answer`` attempt) that the next scored check
+    judged wrong: the same wrong answer given again is another one; checking again without
+    answering again is not (the same answer, judged again).
     """
 
     step: str
@@ -78,12 +82,9 @@ class StepState:
     answer: str | None = None
     answered_at: datetime | None = None
     hints: int = 0
-    wrong: frozenset[str] = frozenset()  # the answers a check judged wrong, every run
-
-    @property
-    def wrong_answers(self) -> int:
-        """How many different answers a check judged wrong (a reset does not give them back)."""
-        return len(self.wrong)
+    wrong: frozenset[str] = frozenset()  # the different answers a check judged wrong, every run
+    wrong_attempts: int = 0  # answers given and judged wrong, every run (see above)
+    judged_at: datetime | None = None  # when the answer a check last judged was given
 
     @property
     def passed_once(self) -> bool:

@@ -255,6 +255,73 @@ def test_a_yes_no_question_refuses_a_second_guess_and_the_penalty_shows(project:
     assert ana["exercises"][1]["wrong_answers"] == 1
 
 
+ACCEL = """\
+id: accel
+technique: full-virtualization
+title: {es: Acelerador, en: Accelerator}
+instructions: {es: x, en: x}
+guests: [box]
+grading: {max_attempts: 2, wrong_penalty: 0.25}
+steps:
+  - id: accel
+    title: {es: Acelerador, en: Accelerator}
+    instructions: {es: "¿tcg o kvm?", en: "tcg or kvm?"}
+    checks:
+      - kind: answer
+        what: {es: "Acelerador", en: "Accelerator"}
+        truth: {target: host, run: echo tcg}
+        synonyms: {tcg: [tcg, tiny code generator]}
+        options: [tcg, kvm]
+"""
+
+
+def _recorded(project: Project, student: str) -> list[tuple[str, str | None]]:
+    store = open_store(f"sqlite:///{project.state / 'labctl.db'}")
+    try:
+        return [(a.kind, a.answer) for a in store.attempts("mini", student=student)]
+    finally:
+        store.close()
+
+
+def test_an_answer_outside_the_options_is_refused_and_not_recorded(project: Project) -> None:
+    (project.lab / "exercises" / "20-accel.yaml").write_text(ACCEL)
+    project.up()
+    code, message = labctl(project, "answer", "accel", "accel", "xen", "-s", "ana", "--lang", "en")
+    assert code == 2
+    assert message == (
+        "“xen” is not one of the options of step accel of accel: tcg (tiny code generator) | kvm"
+    )
+    assert _recorded(project, "ana") == []  # not even the exercise's start
+    code, out = labctl(project, "show", "accel", "-s", "ana", "--lang", "en")
+    assert code == 0 and "Options: tcg (tiny code generator) | kvm" in " ".join(out.split())
+    # a synonym of an option is an option; a check judges it
+    assert labctl(project, "answer", "accel", "accel", "Tiny Code Generator", "-s", "ana")[0] == 0
+    assert labctl(project, "check", "accel", "-s", "ana")[0] == 0
+    assert ("answer", "Tiny Code Generator") in _recorded(project, "ana")
+
+
+def test_the_same_wrong_answer_given_again_is_another_attempt(project: Project) -> None:
+    (project.lab / "exercises" / "20-accel.yaml").write_text(ACCEL)
+    project.up()
+    for _ in range(2):  # kvm, checked (twice: one attempt), then kvm again, checked
+        assert labctl(project, "answer", "accel", "accel", "kvm", "-s", "ana")[0] == 0
+        assert labctl(project, "check", "accel", "-s", "ana")[0] == 1
+        assert labctl(project, "check", "accel", "-s", "ana")[0] == 1
+    code, message = labctl(project, "answer", "accel", "accel", "tcg", "-s", "ana", "--lang", "en")
+    assert code == 1
+    assert message == "step accel of accel allows 2 answers and you gave 2 wrong ones (kvm)"
+    ana = json.loads(labctl(project, "progress", "--json", "-s", "ana")[1])["exercises"][1]
+    assert ana["wrong_answers"] == 2
+    # one wrong attempt, then right: 1 - 0.25
+    labctl(project, "answer", "accel", "accel", "kvm", "-s", "bea")
+    labctl(project, "check", "accel", "-s", "bea")
+    labctl(project, "check", "accel", "-s", "bea")  # checking again costs nothing
+    labctl(project, "answer", "accel", "accel", "tcg", "-s", "bea")
+    assert labctl(project, "check", "accel", "-s", "bea")[0] == 0
+    bea = json.loads(labctl(project, "progress", "--json", "-s", "bea")[1])["exercises"][1]
+    assert (bea["wrong_answers"], bea["points"]) == (1, 0.75)
+
+
 def test_a_step_that_breaks_after_passing_is_shown_as_failing_now(project: Project) -> None:
     project.up()
     (project.home / "nota.txt").write_text(f"{project.token('ana')}\n")

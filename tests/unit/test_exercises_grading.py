@@ -39,6 +39,10 @@ EXERCISE = Exercise.model_validate(
             answer_step("fact", truth={"target": "box", "fact": "apt-mirror"}),
             answer_step("arch", synonyms={"x86_64": ["amd64"], "aarch64": ["arm64"]}),
             answer_step("secs", match="number", factor=2),
+            answer_step("accel", synonyms={"tcg": ["tiny code generator"]}),
+            answer_step(
+                "accel2", synonyms={"tcg": ["tiny code generator"]}, options=["tcg", "kvm"]
+            ),
         ],
     }
 )
@@ -46,7 +50,15 @@ EXERCISE = Exercise.model_validate(
 
 def test_few_options_are_told_from_the_answer_the_model_already_has() -> None:
     few = {s.id: grading.few_options(s.answer_check) for s in EXERCISE.steps if s.answer_check}
-    assert few == {"yesno": True, "abc": True, "fact": True, "arch": False, "secs": False}
+    assert few == {
+        "yesno": True,
+        "abc": True,
+        "fact": True,
+        "arch": False,
+        "secs": False,
+        "accel": False,  # words the heuristic cannot tell from an open question
+        "accel2": True,  # the same, its options declared
+    }
 
 
 def state(**steps: StepState) -> ExerciseState:
@@ -56,13 +68,13 @@ def state(**steps: StepState) -> ExerciseState:
 def test_a_few_option_question_refuses_answers_past_the_limit() -> None:
     limit = Grading(max_attempts=1)
     step = EXERCISE.step("yesno")
-    wrong_once = StepState("yesno", wrong=frozenset({"si"}))
+    wrong_once = StepState("yesno", wrong=frozenset({"si"}), wrong_attempts=1)
     with pytest.raises(grading.AttemptsExhausted, match="allows 1 answers.*\\(si\\)"):
         grading.require_attempt_left(EXERCISE, step, wrong_once, limit, "en")
     grading.require_attempt_left(EXERCISE, step, StepState("yesno"), limit, "en")
     grading.require_attempt_left(EXERCISE, step, wrong_once, Grading(), "en")  # no limit set
     # an open question has no limit, whatever the lab says
-    arch = StepState("arch", wrong=frozenset({"a", "b", "c"}))
+    arch = StepState("arch", wrong=frozenset({"a", "b", "c"}), wrong_attempts=3)
     grading.require_attempt_left(EXERCISE, EXERCISE.step("arch"), arch, limit, "en")
 
 
@@ -70,11 +82,15 @@ def test_penalties_come_off_each_step_never_below_zero() -> None:
     rules = Grading(hint_penalty=0.25, wrong_penalty=0.5)
     s = state(
         yesno=StepState("yesno", hints=1, first_passed_at=T, passes_now=True),
-        abc=StepState("abc", wrong=frozenset({"a", "b", "c"}), first_passed_at=T, passes_now=True),
+        abc=StepState(
+            "abc", wrong=frozenset({"a", "b"}), wrong_attempts=3, first_passed_at=T, passes_now=True
+        ),  # a, b, then b again: three wrong attempts, each costs 0.5
         fact=StepState("fact", hints=4),  # not passed: 0
     )
     sc = grading.score(EXERCISE, s, rules)
     assert (sc.points, sc.passed, sc.hints, sc.wrong) == (0.75, 2, 5, 3)
+    one = state(abc=StepState("abc", wrong=frozenset("b"), wrong_attempts=1, first_passed_at=T))
+    assert grading.score(EXERCISE, one, rules).points == 0.5
 
 
 def test_count_now_drops_a_step_that_broke() -> None:

@@ -165,6 +165,112 @@ def test_numeric_tolerances_need_a_number_match(tmp_path: Path) -> None:
     assert "tolerance, margin and factor need match: number" in problem(tmp_path, GOOD + answer)
 
 
+def _with_options(options: str, extra: str = "", truth: str = "run: uname -m") -> str:
+    return GOOD + (
+        "      - kind: answer\n"
+        "        what: {es: a, en: a}\n"
+        f"        truth: {{target: lxc-system, {truth}}}\n"
+        f"{extra}"
+        f"        options: {options}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "extra", "truth", "said"),
+    [
+        ("[tcg]", "", "run: uname -m", "List should have at least 2 items"),
+        ("[tcg, kvm]", "        match: number\n", "run: nproc", "options need match: text"),
+        ('[tcg, "TCG"]', "", "run: uname -m", "option 'TCG' is empty or the same as 'tcg'"),
+        (
+            "[tcg, kvm]",
+            "        synonyms: {hvf: [hvf]}\n",
+            "run: uname -m",
+            "synonyms key 'hvf' is not one of the options (tcg, kvm)",
+        ),
+        (
+            "[tcg, kvm]",
+            "        synonyms: {tcg: [tcg, qemu], kvm: [qemu]}\n",
+            "run: uname -m",
+            "'qemu' would count as 'tcg' and as 'kvm'",
+        ),
+        ('["si", "tal vez"]', "", "fact: apt-mirror", "it can measure no: not among the options"),
+        (
+            "[tcg, kvm]",
+            "        synonyms: {tcg: [tcg, kvm]}\n",
+            "run: uname -m",
+            "'kvm' would count as 'kvm' and as 'tcg'",
+        ),
+    ],
+)
+def test_options_are_checked_at_their_line(
+    tmp_path: Path, options: str, extra: str, truth: str, said: str
+) -> None:
+    message = problem(tmp_path, _with_options(options, extra, truth))
+    line = 20 + extra.count("\n")
+    assert f":{line}: steps.0.checks.1.options: " in message and said in message, message
+
+
+def test_options_and_their_synonyms_are_the_answers_a_question_takes(tmp_path: Path) -> None:
+    text = _with_options('["si", "no"]', '        synonyms: {"si": [si, "yes", s], "no": [n]}\n')
+    check = load_exercise(write(tmp_path, text)).steps[0].answer_check
+    assert check is not None and check.options == ["si", "no"]
+    assert check.spellings() == {"si": ("yes", "s"), "no": ("n",)}
+    assert all(check.is_option(a) for a in ("si", "Sí", " YES ", "n", "«no»"))
+    assert not any(check.is_option(a) for a in ("quizá", "", "sino"))
+    plain = AnswerCheck.model_validate(
+        {"kind": "answer", "what": {"es": "a", "en": "a"}, "truth": {"target": "h", "run": "x"}}
+    )
+    assert plain.is_option("anything") and plain.spellings() == {}
+
+
+def test_shipped_closed_questions_declare_their_options() -> None:
+    """A yes/no or a/b/c question of the shipped labs says so: `options`, not the heuristic."""
+    from labctl.exercises import grading
+
+    for lab in ("virtualization", "virtualization-full"):
+        for ex in load_exercises(LABS_DIR / lab / "exercises"):
+            for step in ex.steps:
+                check = step.answer_check
+                if check is None or check.match != "text":
+                    continue
+                keys = {k.lower() for k in check.synonyms}
+                closed = check.truth.fact is not None or (
+                    keys and (keys <= grading.YES_NO or all(len(k) == 1 for k in keys))
+                )
+                if closed:
+                    assert check.options, f"{lab}: {ex.id}/{step.id} has no options"
+                if check.options:
+                    assert grading.few_options(check)
+
+
+def test_the_scripted_wrong_answers_are_among_the_options() -> None:
+    """tests/integration's wrong answers must be judged wrong, not refused as no option."""
+    from tests.integration import exercise_solutions as sol
+
+    yes_no = ("si", "no")
+    # what each answer computed on the real lab can be, whatever the host
+    can_be = {
+        sol._binary_runs_here: yes_no,
+        sol._host_has_vmx: yes_no,
+        sol._apt_opposite: yes_no,
+        sol._modules_dir_opposite: yes_no,
+        sol._sys_module_opposite: yes_no,
+        sol._other_accel: ("tcg", "kvm"),
+        sol._wrong_explanation: ("b", "c"),
+    }
+    exercises = {e.id: e for e in load_exercises(LAB / "exercises")}
+    checked = 0
+    for (ex_id, step_id), wrong in sol.WRONG.items():
+        check = exercises[ex_id].step(step_id).answer_check
+        assert check is not None
+        if check.options is None:
+            continue
+        values = (wrong,) if isinstance(wrong, str) else can_be[wrong]
+        assert all(check.is_option(v) for v in values), (ex_id, step_id, values)
+        checked += 1
+    assert checked == 11
+
+
 def test_setup_runs_in_guests_not_on_the_host(tmp_path: Path) -> None:
     text = GOOD.replace("steps:\n", "setup:\n  - {target: host, run: touch /tmp/x}\nsteps:\n")
     assert "setup.0.target: setup runs in guests only" in problem(tmp_path, text)

@@ -102,9 +102,36 @@ def test_reset_starts_over_but_keeps_hints_and_wrong_answers(store: Store) -> No
     )
     state = store.exercise_state("virt", "ana", "ana", "emu")
     step = state.step("arch")
-    assert step.hints == 1 and step.wrong_answers == 1
+    assert step.hints == 1 and step.wrong == {"si"} and step.wrong_attempts == 1
     assert step.answer is None and step.first_passed_at is None and not step.passes_now
     assert state.resets == 1 and state.started_at == at(7) and state.attempts == 7
+
+
+def test_every_wrong_answer_given_is_an_attempt_and_a_recheck_is_not(store: Store) -> None:
+    wrong = {"passed": False, "answer_passed": False}
+    store.record(
+        new("answer", "arch", 1, answer="si"),
+        new("check", "arch", 2, answer="si", **wrong),
+        new("check", "arch", 3, answer="si", **wrong),  # checked again: the same attempt
+        new("answer", "arch", 4, answer="si"),  # the same wrong answer, given again
+        new("check", "arch", 5, answer="si", **wrong),
+        new("answer", "arch", 6, answer="no"),
+        new("check", "arch", 7, answer="no", **wrong),
+        new("answer", "arch", 8, answer="x"),
+        new("check", "arch", 9, answer="x", passed=False, answer_passed=None),  # not judged
+        new("answer", "arch", 10, answer="tal"),
+        new("check", "arch", 11, answer="tal", scored=False, **wrong),  # late: not counted
+    )
+    step = store.exercise_state("virt", "ana", "ana", "emu").step("arch")
+    assert step.wrong_attempts == 3 and step.wrong == {"si", "no"}
+    # a reset keeps them; answers after it count on
+    store.record(
+        new("reset", None, 12),
+        new("answer", "arch", 13, answer="si"),
+        new("check", "arch", 14, answer="si", **wrong),
+    )
+    step = store.exercise_state("virt", "ana", "ana", "emu").step("arch")
+    assert step.wrong_attempts == 4 and step.wrong == {"si", "no"}
 
 
 def test_a_late_pass_does_not_score(store: Store) -> None:
