@@ -217,6 +217,7 @@ def show(
                 "title": v.title,
                 "instructions": v.instructions,
                 "asks_answer": s.answer_check is not None,
+                "options": s.answer_check.spellings() if s.answer_check else {},
                 "answer": v.answer,
                 "passed": v.passed,
             },

@@ -294,6 +294,8 @@ def test_an_answer_outside_the_options_is_refused_and_not_recorded(project: Proj
     assert _recorded(project, "ana") == []  # not even the exercise's start
     code, out = labctl(project, "show", "accel", "-s", "ana", "--lang", "en")
     assert code == 0 and "Options: tcg (tiny code generator) | kvm" in " ".join(out.split())
+    shown = json.loads(labctl(project, "show", "accel", "-s", "ana", "--json")[1])
+    assert shown["step"]["options"] == {"tcg": ["tiny code generator"], "kvm": []}
     # a synonym of an option is an option; a check judges it
     assert labctl(project, "answer", "accel", "accel", "Tiny Code Generator", "-s", "ana")[0] == 0
     assert labctl(project, "check", "accel", "-s", "ana")[0] == 0
