@@ -7,8 +7,10 @@ everything on its bridges. One nftables table, ``inet labctl``, does, with three
 
 - ``forward``: a packet from a labctl bridge to a labctl bridge of another instance is
   rejected (the sets ``bridges`` and ``allowed``, the (in, out) pairs of one instance);
-- ``input``: a guest reaches the host only for DNS, DHCP and the guests' apt cache, never
-  its SSH, libvirtd, dockerd or LXD (connections the host opened are answered as usual);
+- ``input``: a guest reaches the host only on its own bridge's address (or a broadcast or
+  multicast one: DHCP), and there only for DNS and DHCP; besides, the guests' apt cache on
+  its one address and port. Never the host's SSH, libvirtd, dockerd or LXD, nor the
+  dnsmasq of another instance's bridge (connections the host opened are answered as usual);
 - ``output``: a student's account (class mode, set ``students``, kept while the account
   exists) reaches only its own instance's bridges (``student_bridges``) and published ports
   (``student_ports``) of all labctl bridges and of the ports labctl publishes on loopback
@@ -22,6 +24,7 @@ comment, so ``down`` removes exactly its own; the table stays until ``labctl hos
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import pwd
 from collections.abc import Callable, Iterable
@@ -77,11 +80,12 @@ SETS = {
     "student_bridges": ("typeof meta skuid . oifname", "a student's own bridges"),
     "student_ports": ("typeof meta skuid . tcp dport", "a student's own published ports"),
 }
-#: What guests may ask of the host itself: DNS and DHCP (the engines' dnsmasq).
+#: What guests may ask of the host on their own bridge's address: DNS and DHCP (the
+#: engines' dnsmasq, Podman's aardvark-dns).
 GUEST_HOST_PORTS = (53, 67)
-APT_CACHE_PORT = 3142  # apt-cacher-ng's, when host setup wrote no URL
 APT_CACHE_USER = "apt-cacher-ng"
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Value = str | int | tuple[str, str] | tuple[int, str] | tuple[int, int]
 
 
@@ -138,16 +142,24 @@ def _add(found: Elements, note: str) -> list[str]:
     ]
 
 
-def apt_cache_port() -> int:
-    """The port of the guests' apt cache on the host (host setup's URL, else the usual)."""
+def apt_cache() -> tuple[IPAddress, int] | None:
+    """The guests' apt cache on the host, (address, port) from host setup's URL; None when
+    the guests have none (they then ask the host for DNS and DHCP only)."""
     url = guest_apt_proxy()
     if not url:
-        return APT_CACHE_PORT
+        return None
     try:
         parts = urlsplit(url)
-        return parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return APT_CACHE_PORT
+        return ipaddress.ip_address(parts.hostname or ""), parts.port or (
+            443 if parts.scheme == "https" else 80
+        )
+    except ValueError as exc:
+        raise HostError(
+            f"the guests' apt cache {url!r} is not an address and port labctl can let guests "
+            f"reach ({exc})",
+            "write it as http://ADDRESS:PORT in LABCTL_GUEST_APT_PROXY or "
+            "/etc/labctl/guest-apt-proxy (labctl host setup does)",
+        ) from exc
 
 
 def table_script() -> str:
@@ -156,7 +168,6 @@ def table_script() -> str:
     Only added, never deleted: safe to run again and beside every instance's elements.
     """
     t = f"{FAMILY} {TABLE}"
-    open_ports = ", ".join(str(p) for p in sorted({*GUEST_HOST_PORTS, apt_cache_port()}))
     lines = [f"add table {t}"]
     lines += [
         f'add set {t} {name} {{ {kind}; comment "{what}"; }}' for name, (kind, what) in SETS.items()
@@ -171,10 +182,7 @@ def table_script() -> str:
         f"add rule {t} forward iifname @bridges oifname @bridges "
         f"iifname . oifname != @allowed counter reject with icmpx admin-prohibited "
         f'comment "no traffic between two labctl instances"',
-        f"add rule {t} input iifname @bridges ct state established,related accept",
-        f"add rule {t} input iifname @bridges meta l4proto {{ tcp, udp }} "
-        f"th dport != {{ {open_ports} }} counter reject with icmpx admin-prohibited "
-        f'comment "guests reach the host for DNS, DHCP and the apt cache only"',
+        *_input_rules(t),
         f"add rule {t} output meta skuid @students oifname @bridges "
         f"meta skuid . oifname != @student_bridges counter reject with icmpx admin-prohibited "
         f'comment "a student reaches the guests of their own lab only"',
@@ -194,6 +202,33 @@ def table_script() -> str:
             f'comment "the apt cache fetches from the mirror, never from a guest"'
         )
     return "\n".join(lines) + "\n"
+
+
+def _input_rules(t: str) -> list[str]:
+    """What a guest may ask of the host: answers to what the host opened; the apt cache on its
+    address and port; else only its own bridge's address (broadcast, multicast: DHCP), and on
+    it DNS and DHCP only."""
+    rules = [f"add rule {t} input iifname @bridges ct state established,related accept"]
+    cache = apt_cache()
+    if cache is not None:
+        address, port = cache
+        family = "ip6" if address.version == 6 else "ip"
+        rules.append(
+            f"add rule {t} input iifname @bridges {family} daddr {address} tcp dport {port} "
+            f'accept comment "the guests\' apt cache"'
+        )
+    open_ports = ", ".join(str(p) for p in GUEST_HOST_PORTS)
+    return [
+        *rules,
+        # the host's address on another bridge (another instance's dnsmasq) is not local
+        # but unicast for a packet that came in by this one
+        f"add rule {t} input iifname @bridges fib daddr . iif type != "
+        "{ local, broadcast, multicast } counter reject with icmpx admin-prohibited "
+        f'comment "a guest reaches the host on its own bridge\'s address only"',
+        f"add rule {t} input iifname @bridges meta l4proto {{ tcp, udp }} "
+        f"th dport != {{ {open_ports} }} counter reject with icmpx admin-prohibited "
+        f'comment "guests ask the host for DNS and DHCP only"',
+    ]
 
 
 def _uid_of(user: str) -> int | None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from labctl.host.accel import detect
+from labctl.images.registry import store
+from labctl.instance.state import LabState
 from labctl.lab import lifecycle
 from labctl.spec.model import Lab, load_lab
 from tests.integration.engines import inventory
@@ -37,3 +43,41 @@ def taken_down(lab: Lab, names: list[str]) -> Iterator[None]:
     for name in names:
         left = inventory(lab.name, name)
         assert left.empty, f"left behind after down: {left}"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two instances of one lab, up: the lab, its file, each one's state, and how long the
+    ``up`` of both took."""
+
+    lab: Lab
+    path: Path
+    a: LabState
+    b: LabState
+    up_seconds: float
+
+
+def up(lab: Lab, path: Path, instance: str) -> LabState:
+    """``labctl up`` of one instance of the lab at ``path``, on this host's images."""
+    return lifecycle.up(lab, path, instance, store(), detect()).state
+
+
+@contextmanager
+def two_instances(
+    factory: pytest.TempPathFactory, folder: str, text: str, *, at_once: bool = False
+) -> Iterator[Pair]:
+    """Two new instances of the lab ``text`` (written into ``folder``), one after the other or
+    both ``up`` at the same moment; taken down at the end, and nothing of them left."""
+    path, lab = write_lab(factory, folder, text)
+    names = instance_names()
+    for name in names:
+        left = inventory(lab.name, name)
+        assert left.empty, f"{name} exists before its test: {left}"
+    with taken_down(lab, names):
+        t0 = time.monotonic()
+        if at_once:
+            with ThreadPoolExecutor(max_workers=len(names)) as pool:
+                a, b = pool.map(lambda name: up(lab, path, name), names)
+        else:
+            a, b = (up(lab, path, name) for name in names)
+        yield Pair(lab, path, a, b, time.monotonic() - t0)

@@ -25,15 +25,11 @@ from labctl import backends
 from labctl.classroom.verify import gateway
 from labctl.command import CommandResult
 from labctl.docker_client import connect as docker_connect
-from labctl.host.accel import detect
-from labctl.images.registry import store
 from labctl.instance import isolation, naming, netguard
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
-from labctl.lab import lifecycle
 from labctl.spec.model import Lab
-from tests.integration.engines import inventory
-from tests.integration.labs import instance_names, taken_down, write_lab
+from tests.integration.labs import two_instances
 from tests.labs import VM
 
 # lxc-system and docker-app as in labs/virtualization/lab.yaml; no VM, to stay cheap.
@@ -95,13 +91,8 @@ def _side(state: LabState) -> Side:
 def pair(
     tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
 ) -> Iterator[tuple[Lab, Side, Side]]:
-    path, lab = write_lab(tmp_path_factory, "iso", LAB)
-    names = instance_names()
-    for name in names:
-        assert inventory(lab.name, name).empty
-    with taken_down(lab, names):
-        a, b = (lifecycle.up(lab, path, n, store(), detect()).state for n in names)
-        yield lab, _side(a), _side(b)
+    with two_instances(tmp_path_factory, "iso", LAB) as up:
+        yield up.lab, _side(up.a), _side(up.b)
 
 
 def _exec(lab: Lab, side: Side, guest: str, command: str) -> CommandResult:
@@ -116,18 +107,22 @@ def _ours(address: str, *sides: Side) -> None:
     assert any(device in s.bridges for s in sides), f"{address} leaves by {device}"
 
 
-def _rule_counter() -> int:
-    """Packets the `inet labctl` forward rule rejected so far (all instances together)."""
+def _rule_counter(chain: str = "forward", comment: str = "no traffic between") -> int:
+    """Packets the `inet labctl` rule of ``chain`` whose comment starts with ``comment``
+    rejected so far (all instances together)."""
     out = subprocess.run(
-        ["nft", "-j", "list", "chain", "inet", "labctl", "forward"],
+        ["nft", "-j", "list", "chain", "inet", "labctl", chain],
         capture_output=True,
         check=True,
     ).stdout
     for obj in json.loads(out)["nftables"]:
-        for expr in obj.get("rule", {}).get("expr", []):
+        rule = obj.get("rule", {})
+        if not rule.get("comment", "").startswith(comment):
+            continue
+        for expr in rule.get("expr", []):
             if "counter" in expr:
                 return int(expr["counter"]["packets"])
-    raise AssertionError("no counter in the labctl forward rule")
+    raise AssertionError(f"no counter in the labctl {chain} rule {comment!r}")
 
 
 def test_each_instance_has_its_own_lxd_network_and_elements(
@@ -225,7 +220,7 @@ def test_system_containers_still_reach_the_hosts_apt_cache(pair: tuple[Lab, Side
 def test_guests_never_reach_the_hosts_own_services(pair: tuple[Lab, Side, Side]) -> None:
     """A service of the host on the instance's own gateway address (as an SSH server or
     libvirtd listening on every address would be) answers the host, never the guests: the
-    table's input chain lets guests ask the host for DNS, DHCP and the apt cache only."""
+    table's input chain lets guests ask their own bridge's address for DNS and DHCP only."""
     lab, a, _ = pair
     host = gateway(a.state, "lxd")
     assert host is not None
@@ -235,6 +230,51 @@ def test_guests_never_reach_the_hosts_own_services(pair: tuple[Lab, Side, Side])
             pass  # the host reaches it: the service is there
         tcp = _exec(lab, a, "lxc-system", f"python3 -c {shlex.quote(CONNECT)} {host} {port}")
         assert not tcp.succeeded and "no connection" in tcp.stderr, tcp.detail
+
+
+# A DNS query (A record of lxc-system) over UDP; the answer's id and rcode, or why none came.
+# Connected, so that a reject's ICMP error ends the wait at once.
+DNS = (
+    "import socket, struct, sys\n"
+    "query = struct.pack('>6H', 0x1abc, 0x0100, 1, 0, 0, 0) + b'\\x0alxc-system\\x00'\n"
+    "query += struct.pack('>2H', 1, 1)\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "s.settimeout(3)\n"
+    "s.connect((sys.argv[1], 53))\n"
+    "try:\n"
+    "    s.send(query)\n"
+    "    answer = s.recv(512)\n"
+    "except OSError as exc:\n"
+    "    sys.exit(f'no answer: {exc}')\n"
+    "print(f'answer id {answer[0] << 8 | answer[1]:#x} rcode {answer[3] & 15}')\n"
+)
+
+
+@pytest.mark.parametrize("direction", ["a->b", "b->a"])
+def test_a_guest_asks_its_own_bridge_for_dns_never_the_other_instances(
+    pair: tuple[Lab, Side, Side], direction: str
+) -> None:
+    """Each instance's LXD network has its dnsmasq on the bridge's host address. A guest's
+    query reaches its own; the other instance's, on the same host, is refused by the input
+    chain (the host's address on another bridge is not its own bridge's)."""
+    lab, a, b = pair
+    me, other = (a, b) if direction == "a->b" else (b, a)
+    own, theirs = gateway(me.state, "lxd"), gateway(other.state, "lxd")
+    assert own and theirs and own != theirs
+    before = _rule_counter("input", "a guest reaches the host on its own bridge")
+
+    def ask(server: str) -> CommandResult:
+        return _exec(lab, me, "lxc-system", f"python3 -c {shlex.quote(DNS)} {server}")
+
+    mine = ask(own)
+    assert mine.succeeded and mine.stdout.startswith("answer id 0x1abc"), mine.detail
+    refused = ask(theirs)
+    assert not refused.succeeded and "no answer" in refused.stderr, refused.detail
+    assert _rule_counter("input", "a guest reaches the host on its own bridge") > before
+    print(
+        f"\n{direction}: DNS to own {own}: {mine.stdout.strip()}; "
+        f"to the other instance's {theirs}: {refused.stderr.strip()}"
+    )
 
 
 # -- the same with a VM in each instance (the busybox VM image, cheap under TCG) -------------
@@ -252,12 +292,8 @@ class VmSide:
 def vm_pair(
     tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
 ) -> Iterator[tuple[Lab, VmSide, VmSide]]:
-    path, lab = write_lab(tmp_path_factory, "isovm", LAB_VM)
-    names = instance_names()
-    with taken_down(lab, names):
-        states = [lifecycle.up(lab, path, n, store(), detect()).state for n in names]
-        a, b = (_vm_side(s) for s in states)
-        yield lab, a, b
+    with two_instances(tmp_path_factory, "isovm", LAB_VM) as up:
+        yield up.lab, _vm_side(up.a), _vm_side(up.b)
 
 
 def _vm_side(state: LabState) -> VmSide:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +17,7 @@ from tests.unit.fake_nft import FakeNft
 
 A = ["lcbr1111aaaa", "br-0123456789ab", "lclx1111aaaa"]
 B = ["lclx2222bbbb", "br-ba9876543210"]
+INPUT = "add rule inet labctl input "
 
 
 def test_one_instance_gets_its_bridges_and_every_pair_among_them() -> None:
@@ -45,12 +51,13 @@ def test_one_instance_gets_its_bridges_and_every_pair_among_them() -> None:
     assert ("br-0123456789ab", "lclx1111aaaa") in mine.pairs
 
 
-def test_two_instances_share_the_table_but_no_pair() -> None:
+def test_two_instances_share_the_table_but_no_pair(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", "")  # no apt cache: no rule for it
     nft = FakeNft()
     isolation.apply("mini", "ta", A, nft)
     isolation.apply("mini", "tb", B, nft)
     isolation.apply("mini", "ta", A, nft)  # an `up` run again changes nothing
-    assert len(nft.rules) == 6 and {r.split()[4] for r in nft.rules} == set(nft.chains)
+    assert len(nft.rules) == 7 and {r.split()[4] for r in nft.rules} == set(nft.chains)
     assert set(nft.sets["bridges"]) == {*A, *B}
     pairs = set(nft.sets["allowed"])
     assert len(pairs) == 9 + 4
@@ -98,17 +105,28 @@ def test_a_missing_nft_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> 
     assert info.value.hint is not None and "nftables" in info.value.hint
 
 
-def test_guests_reach_the_host_for_dns_dhcp_and_the_apt_cache_only(
+def test_guests_ask_their_own_bridge_for_dns_and_dhcp_and_the_apt_cache_at_its_address(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", "http://10.9.0.1:3999")
-    script = isolation.table_script()
-    assert "add rule inet labctl input iifname @bridges ct state established,related accept\n" in (
-        script
-    )  # answers to what the host opened (SSH to a guest, the app's port) still come back
-    assert "input iifname @bridges meta l4proto { tcp, udp } th dport != { 53, 67, 3999 }" in script
-    monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", "")
-    assert "th dport != { 53, 67, 3142 }" in isolation.table_script()
+    rules = [r for r in isolation.table_script().splitlines() if r.startswith(INPUT)]
+    assert [r.split(" comment ")[0] for r in rules] == [
+        # answers to what the host opened (SSH to a guest, the app's port) still come back
+        "add rule inet labctl input iifname @bridges ct state established,related accept",
+        "add rule inet labctl input iifname @bridges ip daddr 10.9.0.1 tcp dport 3999 accept",
+        "add rule inet labctl input iifname @bridges fib daddr . iif type != "
+        "{ local, broadcast, multicast } counter reject with icmpx admin-prohibited",
+        "add rule inet labctl input iifname @bridges meta l4proto { tcp, udp } "
+        "th dport != { 53, 67 } counter reject with icmpx admin-prohibited",
+    ]
+    monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", "http://[fd00::1]/")
+    assert "input iifname @bridges ip6 daddr fd00::1 tcp dport 80 accept" in (
+        isolation.table_script()
+    )
+    monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", "")  # no cache: DNS and DHCP only
+    assert "tcp dport" not in "".join(
+        r for r in isolation.table_script().splitlines() if r.startswith(INPUT)
+    )
 
 
 def test_a_student_reaches_only_their_own_instance() -> None:
@@ -180,18 +198,31 @@ def test_the_apt_cache_fetches_nothing_from_a_lab(monkeypatch: pytest.MonkeyPatc
     )
 
 
-def test_the_apt_cache_port_comes_from_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    for url, port in (("http://10.9.0.1:3999", 3999), ("http://10.9.0.1", 80), ("", 3142)):
+def test_the_apt_cache_comes_from_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    for url, cache in (
+        ("http://10.9.0.1:3999", ("10.9.0.1", 3999)),
+        ("http://10.9.0.1", ("10.9.0.1", 80)),
+        ("https://10.9.0.1/", ("10.9.0.1", 443)),
+        ("", None),
+    ):
         monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", url)
-        assert isolation.apt_cache_port() == port, url
+        found = isolation.apt_cache()
+        assert (found and (str(found[0]), found[1])) == cache, url
+
+
+@pytest.mark.parametrize("url", ["http://cache.example.org:3142", "http://10.9.0.1:99999"])
+def test_an_apt_cache_the_firewall_cannot_name_is_refused(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", url)
+    with pytest.raises(HostError, match="not an address and port") as info:
+        isolation.table_script()
+    assert info.value.hint is not None and "http://ADDRESS:PORT" in info.value.hint
 
 
 def test_the_scripts_are_ones_the_kernel_takes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fake takes any rule: real nft runs every script, in a throwaway network namespace
     (nothing of the host's own table is touched)."""
-    import shutil
-    import subprocess
-
     if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("nft")):
         pytest.skip("needs root, unshare and nft")
     monkeypatch.setattr(isolation, "_uid_of", lambda user: 103)  # the apt cache's rule too
@@ -207,3 +238,42 @@ def test_the_scripts_are_ones_the_kernel_takes(monkeypatch: pytest.MonkeyPatch) 
         ["unshare", "-n", "nft", "-f", "-"], input=script, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_guest_asks_only_its_own_bridge_on_the_real_kernel(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two instances' bridges and a guest on the first, in throwaway namespaces
+    (tests/unit/netns_host.py): before the table the kernel delivers the guest's DNS to every
+    address of the host; after it, only its own bridge's address answers DNS and DHCP
+    (broadcasts too), the apt cache only on its address and port, nothing else."""
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("unshare", "nft", "ip")):
+        pytest.skip("needs root, unshare, nft and ip")
+    monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", "http://10.9.0.1:3142")
+    nft = FakeNft()
+    isolation.apply("mini", "ta", ["lcbr1111aaaa"], nft)
+    isolation.apply("mini", "tb", ["lcbr2222bbbb"], nft)
+    table = tmp_path / "table.nft"
+    table.write_text("".join(nft.scripts))
+    done = subprocess.run(
+        ["unshare", "-m", "-n", sys.executable, str(Path(__file__).with_name("netns_host.py"))]
+        + [str(table)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert all(found["before"].values()), found["before"]  # the kernel alone delivers it all
+    own, other, cache = "10.9.1.1", "10.9.2.1", "10.9.0.1"
+    assert {probe for probe, answered in found["after"].items() if answered} == {
+        f"tcp {own} 53",
+        f"udp {own} 53",
+        f"udp {own} 67",
+        "udp 255.255.255.255 67",
+        "udp 10.9.1.255 67",
+        f"tcp {cache} 3142",
+    }
+    refused = {probe for probe, answered in found["after"].items() if not answered}
+    assert {f"tcp {other} 53", f"udp {other} 53", f"udp {other} 67"} <= refused
+    assert {f"tcp {own} 22", f"tcp {own} 3142", f"tcp {cache} 53"} <= refused
