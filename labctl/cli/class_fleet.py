@@ -126,6 +126,13 @@ def status(folder: ClassDir, state: FleetState, json_out: bool) -> None:
         console.out.print(tables.pairs((escape(s), escape(e or "")) for s, e in errors))
 
 
+def collect(folder: ClassDir, state: FleetState) -> dict[str, str]:
+    """Every host's attempts into this store; the students whose host did not answer."""
+    inv = fleet_inventory.load(Path(state.inventory))
+    rows = fleet.status(folder, state, _runner(folder, inv, 10), fleet.collect)
+    return {r.student: r.error or "no answer" for r in rows if not r.answered}
+
+
 def down(folder: ClassDir, state: FleetState, json_out: bool) -> None:
     """``labctl class down`` of a class over lab hosts: every host, or say which is left."""
     inv = fleet_inventory.load(Path(state.inventory))

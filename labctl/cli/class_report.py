@@ -160,6 +160,19 @@ def _class_name(name: str | None) -> str:
         return name  # down already: the store still knows its seats
 
 
+def _collect(name: str) -> None:
+    """A class over lab hosts: bring every host's attempts here first (say which did not)."""
+    from labctl.classroom.state import ClassDir
+    from labctl.cli import class_fleet
+
+    folder = ClassDir(name)
+    spread = class_fleet.of(folder) if folder.load() is not None else None
+    if spread is None:
+        return
+    for student, why in class_fleet.collect(folder, spread).items():
+        console.err.print(f"[yellow]Warning:[/yellow] {student}: {why}; last collected attempts")
+
+
 @class_app.command("report")
 def report(
     class_name: str | None = ClassOpt,
@@ -174,7 +187,9 @@ def report(
     """The class's grades: a row per student, a column per exercise, a total."""
     if fmt not in ("csv", "json", "html"):
         raise LabctlError(f"unknown format {fmt!r}", "use csv, json or html", 2)
-    grades = class_grades(_class_name(class_name))
+    name = _class_name(class_name)
+    _collect(name)
+    grades = class_grades(name)
     if attempts:
         from labctl.exercises.progress import shared
         from labctl.store.transfer import to_json as attempt_json

@@ -592,6 +592,7 @@ class FleetRow:
     last_activity: str | None
     outcome: str
     error: str | None
+    answered: bool = True  # False: the host did not answer (the row is the last known)
 
 
 def _status_script(name: str) -> str:
@@ -640,7 +641,19 @@ def status(
             if seat.host in trouble:
                 why = f"host {seat.host}: {trouble[seat.host]}"
             out.append(
-                FleetRow(seat.student, seat.name, seat.host, 0, 0, 0, 0, None, seat.outcome, why)
+                FleetRow(
+                    seat.student,
+                    seat.name,
+                    seat.host,
+                    0,
+                    0,
+                    0,
+                    0,
+                    None,
+                    seat.outcome,
+                    why,
+                    answered=seat.host not in trouble,
+                )
             )
             continue
         out.append(

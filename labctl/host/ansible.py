@@ -296,6 +296,15 @@ class _PerHost:
         )
 
 
+#: a host that stops answering mid-task (frozen, cut off) fails within a minute instead of
+#: holding the whole run: OpenSSH's keepalives on top of Ansible's own defaults
+FAN_OUT_SSH = {
+    "ANSIBLE_SSH_ARGS": "-C -o ControlMaster=auto -o ControlPersist=60s "
+    "-o ServerAliveInterval=10 -o ServerAliveCountMax=6",
+    "ANSIBLE_TIMEOUT": "20",
+}
+
+
 def fan_out(
     inventory: Path,
     hosts: list[str],
@@ -329,7 +338,7 @@ def fan_out(
             "limit": ",".join(hosts),
             "forks": max(1, min(forks, len(hosts))),
             "extravars": dict(extravars or {}),
-            "envvars": _envvars(),
+            "envvars": {**_envvars(), **FAN_OUT_SSH},
             "quiet": True,
             "event_handler": folded,
             "cancel_callback": cancel.CANCEL.is_set,
