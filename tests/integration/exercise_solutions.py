@@ -231,6 +231,42 @@ def pv_interfaz(s: Student) -> None:
     s.answer("colas", irq.group(1))
 
 
+#: The lesson's classification, as ``pv-hipervisores`` asks for it (product: category).
+PLACES = {
+    "virtualbox": "tipo2",
+    "vmware-workstation": "tipo2",
+    "vmware-player": "type2",
+    "parallels": "tipo2",
+    "xen": "tipo1",
+    "xen-pv": "pv",
+    "zvm": "pv",
+    "hyper-v": "drivers-pv",
+    "vmware-esxi": "pv-drivers",
+}
+
+
+def pv_hipervisores(s: Student) -> None:
+    """Evidence from the host and kvm-virtio, then each product written in its place."""
+    exe = Path(f"/proc/{_qemu_pid(s, 'kvm-full')}/exe").readlink()
+    s.answer("donde", exe.name)
+    boot = re.search(r"Booting paravirtualized kernel on (.+)", s.guest("kvm-virtio", "dmesg"))
+    assert boot, "no paravirt_ops line in kvm-virtio's kernel messages"
+    s.answer("xen-pv", boot.group(1).strip())
+    found = s.guest("kvm-virtio", "ls /lib/modules/$(uname -r)/kernel/drivers/net/hyperv/")
+    (driver,) = found.split()
+    s.answer("hyper-v", driver.split(".ko")[0])
+    aliases = s.guest("kvm-virtio", "modinfo -F alias vmxnet3")
+    vendor = re.search(r"^pci:v0000([0-9A-F]{4})d", aliases, re.M)
+    assert vendor, aliases
+    s.answer("vmware", vendor.group(1).lower())
+    devices = s.host("qemu-system-s390x -device help")
+    bus = re.search(r'bus ([^,]+), alias "virtio-net"', devices)
+    assert bus, devices
+    s.answer("zvm", bus.group(1))
+    placed = "".join(f"{product}: {category}\n" for product, category in PLACES.items())
+    (s.home / f"hipervisores-{s.student}.txt").write_text(placed)
+
+
 # ---- system container ----------------------------------------------------------------------
 
 
@@ -628,6 +664,11 @@ WRONG: dict[tuple[str, str], str | Callable[[Student], str]] = {
     ("pv-interfaz", "fabricante"): "8086",
     ("pv-interfaz", "funciones"): "64",
     ("pv-interfaz", "colas"): "eth0",
+    ("pv-hipervisores", "donde"): "VirtualBox",  # the misconception: some other hypervisor
+    ("pv-hipervisores", "xen-pv"): "Xen PV",
+    ("pv-hipervisores", "hyper-v"): "virtio_net",
+    ("pv-hipervisores", "vmware"): "8086",
+    ("pv-hipervisores", "zvm"): "PCI",
     ("lxc-servicio", "mirror"): _apt_opposite,
     ("lxc-nucleo", "nucleo"): _other_kernel,
     ("lxc-nucleo", "init"): "sshd",
@@ -670,6 +711,7 @@ SOLUTIONS: dict[str, Callable[[Student], None]] = {
     "pv-dispositivos": pv_dispositivos,
     "pv-disco": pv_disco,
     "pv-interfaz": pv_interfaz,
+    "pv-hipervisores": pv_hipervisores,
     "lxc-usuario": lxc_usuario,
     "lxc-servicio": lxc_servicio,
     "lxc-nucleo": lxc_nucleo,

@@ -30,6 +30,7 @@ from labctl.images.debian import DEFAULT_MIRROR
 from tests.integration.conftest import LAB_DIR, RunningLab
 from tests.integration.exercise_solutions import (
     CLEANUP,
+    PLACES,
     SOLUTIONS,
     WRONG,
     Student,
@@ -130,6 +131,22 @@ def test_untouched_fails_solution_passes_wrong_answers_fail(
         f"\n{exercise_id}: {len(before)} checks failed untouched, {len(after)} passed solved, "
         f"{len(answer_steps)} wrong answers failed"
     )
+
+
+def test_a_hypervisor_in_the_wrong_place_fails_its_own_check_only(
+    running_lab: RunningLab, student: MakeStudent
+) -> None:
+    s = student("pv-hipervisores")
+    wrong = {**PLACES, "virtualbox": "tipo1", "zvm": "drivers-pv"}  # the usual mix-ups
+    placed = "".join(f"{product}: {category}\n" for product, category in wrong.items())
+    (s.home / f"hipervisores-{s.student}.txt").write_text(placed)
+    code, report = _check_json(s, "--step", "clasifica")
+    results = _results(report)
+    failed = [r["what"] for r in results if r["status"] == "failed"]
+    assert code == 1 and failed == ["VirtualBox: tipo 2", "z/VM: paravirtualización pura"], _table(
+        results
+    )
+    assert [r["status"] for r in results].count("passed") == len(PLACES) - 2, _table(results)
 
 
 APT_CACHE_PORT = 3142  # playbooks/vars/host.yml: labctl_apt_cache_port
