@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from labctl.errors import HostError, SpecError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+#: where a wheel installs playbooks/, labs/ and images/ (setup.py's data_files), under sys.prefix
+DATA_PREFIX = Path("share") / "labctl"
+
+
+def data_root(package: Path | None = None) -> Path:
+    """Where labctl's playbooks, labs and image recipes are.
+
+    The checkout that holds the package (a clone, or ``pip install -e .``), else the data a
+    wheel installed under ``<prefix>/share/labctl`` (a lab host's ``/opt/labctl/venv``).
+    """
+    checkout = (package or Path(__file__).resolve().parent).parent
+    if (checkout / "playbooks").is_dir():
+        return checkout
+    return Path(sys.prefix) / DATA_PREFIX
+
+
+REPO_ROOT = data_root()
 IMAGES_DIR = REPO_ROOT / "images"
 PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
 LABS_DIR = REPO_ROOT / "labs"
