@@ -15,8 +15,6 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,23 +32,10 @@ from labctl.keys import KeyPair
 from labctl.lab import lifecycle
 from labctl.spec.model import Lab
 from tests.integration.engines import inventory
-from tests.integration.labs import instance_names, taken_down, write_lab
+from tests.integration.labs import Pair, two_instances, up
 from tests.labs import APP, VM, lab_yaml
 
 REC = lab_yaml("rec", VM, APP)
-
-
-@dataclass
-class Pair:
-    lab: Lab
-    path: Path
-    a: LabState
-    b: LabState
-    up_seconds: float
-
-
-def _up(lab: Lab, path: Path, instance: str) -> LabState:
-    return lifecycle.up(lab, path, instance, store(), detect()).state
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +43,9 @@ def pair(
     tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
 ) -> Iterator[Pair]:
     """Two instances of the small lab, their ``up`` started at the same moment."""
-    path, lab = write_lab(tmp_path_factory, "rec", REC)
-    names = instance_names()
-    with taken_down(lab, names):
-        t0 = time.monotonic()
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            a, b = pool.map(lambda name: _up(lab, path, name), names)
-        yield Pair(lab, path, a, b, time.monotonic() - t0)
+    with two_instances(tmp_path_factory, "rec", REC, at_once=True) as both:
+        names = [both.a.instance, both.b.instance]
+        yield both
     held = Reservations().entries()
     assert not [t for table in held.values() for t in table.values() if t["instance"] in names]
 
@@ -136,7 +117,7 @@ def test_a_vm_its_student_powered_off_starts_again_with_up(pair: Pair) -> None:
         assert time.monotonic() < deadline, "the VM never powered off"
         time.sleep(1)
     t0 = time.monotonic()
-    again = _up(lab, pair.path, a.instance)
+    again = up(lab, pair.path, a.instance)
     print(f"powered-off VM up again in {time.monotonic() - t0:.1f} s")
     assert vm.state(resource) == "running" and _domain_uuid(resource) == uuid
     assert again.guests["vm"].address == a.guests["vm"].address
@@ -150,7 +131,7 @@ def test_a_paused_vm_is_resumed_by_up(pair: Pair) -> None:
     subprocess.run(["virsh", "-c", libvirt_client.URI, "suspend", resource], check=True)
     vm = backends.get("libvirt")
     assert vm.state(resource) == "stopped"  # alive but answering nothing: not "running"
-    again = _up(lab, pair.path, a.instance)
+    again = up(lab, pair.path, a.instance)
     assert vm.state(resource) == "running"
     assert run(lab, again, "vm", "uname -m") == "x86_64"
 
@@ -194,7 +175,7 @@ def test_an_app_container_removed_behind_labctls_back(pair: Pair) -> None:
     assert cli.returncode == 4, cli.stderr
     assert "Error:" in cli.stderr and "No such container" in cli.stderr
     assert "Traceback" not in cli.stderr
-    again = _up(lab, pair.path, a.instance)
+    again = up(lab, pair.path, a.instance)
     assert again.guests["app"].port == rec.port  # the same published port as before
     answer = requests.get(f"http://127.0.0.1:{rec.port}/", timeout=5)
     assert answer.status_code == 200
