@@ -5,7 +5,8 @@ From every guest of every student, through that guest's own connection
 (their lab works as before); a ping and a TCP connection to every guest of the next student
 in the roster (a ring, so each student is probed and probes once, both directions with two)
 must fail; and a TCP connection to the host's management ports on the guest's own gateway
-(SSH, libvirtd, dockerd, LXD) must fail. Then, on the server, as each student's account
+(SSH, libvirtd, dockerd, LXD) and to the DNS of the next student's networks (their dnsmasq
+on the host's address on their bridges) must fail. Then, on the server, as each student's account
 (its uid, which labctl's firewall matches): TCP to each of their own guests and to the port
 each publishes on loopback must open, and to the next student's must fail. Packets go only
 to the class's own guests, to the host's address on the class's own bridges and to
@@ -42,6 +43,9 @@ HOST_PORTS = {
     2376: "dockerd (TLS)",
     8443: "LXD's API",
 }
+#: DNS: a guest asks its own network's dnsmasq, never another student's (on the host's
+#: address on that student's bridge).
+DNS_PORT = 53
 #: Own-lab paths that the engines block and labctl cannot open (tests/integration/
 #: test_isolation.py keeps a strict xfail on the first): (source engine, target engine).
 KNOWN_BLOCKED = {
@@ -267,7 +271,16 @@ def _script(me: Student, src: Target, other: Student | None) -> tuple[str, list[
     for port in HOST_PORTS if host else ():
         lines.append(f"tcp {host} {port}")
         planned.append(Probe(me.student, src.guest, "tcp", "host", str(host), port, False, False))
+    # the DNS of the next student's networks (their dnsmasq, on the host's address there)
+    for address in _gateways(other) if other else ():
+        lines.append(f"tcp {address} {DNS_PORT}")
+        planned.append(Probe(me.student, src.guest, "tcp", "host", address, DNS_PORT, False, False))
     return "\n".join(lines) + "\n", planned
+
+
+def _gateways(lab: Student) -> list[str]:
+    """The host's address on each network of the student's lab that has a guest."""
+    return sorted({g for t in lab.targets if (g := gateway(lab.state, t.engine))})
 
 
 def _results(stdout: str) -> dict[tuple[str, str, int | None], bool]:

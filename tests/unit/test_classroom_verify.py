@@ -131,8 +131,11 @@ def from_guests(report: verify.Report) -> list[verify.Probe]:
 def test_an_isolated_class_passes_with_the_known_nat_block(cls: ClassState) -> None:
     report = probe(cls, isolated)
     assert report.isolated, (report.leaks, report.broken, report.errors)
-    # per source guest: 2 own targets, 3 guests x (ping + tcp) of the other, 6 host ports
-    assert len(from_guests(report)) == 2 * 3 * (2 + 6 + 6)
+    # per source guest: 2 own targets, 3 guests x (ping + tcp) of the other, 6 host ports,
+    # the DNS of the other's 3 networks
+    assert len(from_guests(report)) == 2 * 3 * (2 + 6 + 6 + 3)
+    dns = {(p.student, p.address) for p in report.probes if p.port == 53 and p.source == "box"}
+    assert dns == {("ana", f"{n}.1") for n in NETS["bo"]} | {("bo", f"{n}.1") for n in NETS["ana"]}
     known = [p for p in report.probes if p.known]
     assert {(p.student, p.source, p.target) for p in known} == {
         ("ana", "box", "ana/vm"),
@@ -151,6 +154,8 @@ def test_a_leak_between_students_and_to_the_host_is_reported(cls: ClassState) ->
             return True  # ana's app reaches bo's system container
         if address == "10.211.2.1" and port == 22:
             return True  # bo's system container reaches the host's SSH
+        if student == "ana" and guest == "vm" and address == "10.210.2.1" and port == 53:
+            return True  # ana's VM asks bo's VM network's dnsmasq
         return isolated(student, guest, address, port)
 
     report = probe(cls, leaky)
@@ -160,6 +165,7 @@ def test_a_leak_between_students_and_to_the_host_is_reported(cls: ClassState) ->
         ("ana", "app", "bo/box", "ping 10.211.2.20"),
         ("ana", "app", "bo/box", "tcp 10.211.2.20:22"),
         ("bo", "box", "host", "tcp 10.211.2.1:22"),
+        ("ana", "vm", "host", "tcp 10.210.2.1:53"),
     }
 
 
