@@ -13,7 +13,8 @@ from labctl.instance.state import InstanceDir, LabState
 from labctl.paths import LABS_DIR
 
 LAB = LABS_DIR / "virtualization"
-NEED_DEBIAN = {"lxc-gemelos", "lxc-modulos", "lxc-diario"}  # systemd, apt, modules in the VM
+# systemd, apt, the kernel's modules in the VM
+NEED_DEBIAN = {"lxc-gemelos", "lxc-modulos", "lxc-diario", "pv-hipervisores"}
 
 
 def workspace(tmp_path: Path, profile: str | None) -> runner.Workspace:
