@@ -32,6 +32,7 @@ class LabHost:
     address: str  # ansible_host, else the name: what students' sheets point at
     port: int = 22
     user: str = "root"
+    vm_profile: str | None = None  # labctl_vm_profile: the VM images this host runs (tiny)
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,16 @@ def parse(
                 "check the name (or give ansible_host=ADDRESS)",
             )
         by_address[(address, port)] = name
-        hosts.append(LabHost(name, address, port, str(v.get("ansible_user") or "root")))
+        profile = v.get("labctl_vm_profile")
+        hosts.append(
+            LabHost(
+                name,
+                address,
+                port,
+                str(v.get("ansible_user") or "root"),
+                str(profile) if profile else None,
+            )
+        )
     return Inventory(path, tuple(hosts))
 
 

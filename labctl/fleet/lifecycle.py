@@ -243,7 +243,8 @@ def _validate(c: _FleetUp) -> None:
     c.cls = previous or ClassState(
         c.name, c.lab.name, str(c.spec_path.resolve()), str(Path(c.roster.path).resolve())
     )
-    lab_plan.check_images(c.lab, c.images)
+    for profile in {h.vm_profile for h in c.inventory.hosts}:  # built here, shipped later
+        lab_plan.check_images(c.lab, c.images, profile)
 
 
 def _lock(c: _FleetUp) -> AbstractContextManager[object]:
@@ -311,17 +312,21 @@ def _install(c: _FleetUp) -> None:
 
 
 def _images(c: _FleetUp) -> None:
-    wanted = sorted({lab_plan.image_of(g) for g in c.lab.guests.values()})
-    images = ship.shipped(c.images, wanted)
-    extravars = {
-        "labctl_images": [i.as_var() for i in images],
-        "labctl_image_src": str(c.images.root),
-    }
-    ok = c.outcome(
-        "images", c.run(c.live(), playbook=PLAYBOOKS_DIR / "fleet-images.yml", extravars=extravars)
-    )
-    build = f"{REMOTE_LABCTL} images build {shlex.join(wanted)}"
-    c.outcome("engine images", c.run(ok, module="command", args=build))
+    # a host's VM profile (labctl_vm_profile in the inventory) decides which VM images it runs
+    groups: dict[str | None, list[str]] = {}
+    for name in c.live():
+        groups.setdefault(c.inventory.host(name).vm_profile, []).append(name)
+    for profile, hosts in groups.items():
+        wanted = sorted({lab_plan.image_of(g, profile) for g in c.lab.guests.values()})
+        extravars = {
+            "labctl_images": [i.as_var() for i in ship.shipped(c.images, wanted)],
+            "labctl_image_src": str(c.images.root),
+        }
+        playbook = PLAYBOOKS_DIR / "fleet-images.yml"
+        ok = c.outcome("images", c.run(hosts, playbook=playbook, extravars=extravars))
+        # what lives in an engine the host ships nothing for (LXD's) is made there
+        build = f"{REMOTE_LABCTL} images build {shlex.join(wanted)}"
+        c.outcome("images", c.run(ok, module="command", args=build))
 
 
 def _roster_csv(students: list[Student]) -> str:

@@ -4,18 +4,17 @@
   compiled here) built with pip into the cache, keyed by a hash of labctl's files; a host
   whose install carries that key gets nothing (``playbooks/fleet-install.yml``).
 - **images**: the lab's images and the images they are built from, as the cache holds them
-  (``<cache>/images/<name>/``: files and a manifest listing each file's sha256). Only images
-  made of files travel; an image that lives inside an engine (Docker's, LXD's) is made on
-  the host by ``labctl images build`` there (LXD's from the shipped rootfs). A host
-  whose manifest has the same sha256 gets nothing (``playbooks/fleet-images.yml``).
+  (``<cache>/images/<name>/``: files and a manifest listing each file's sha256); an image
+  inside Docker or Podman travels as the engine's archive with its id. A host whose
+  manifest has the same sha256 gets nothing (``playbooks/fleet-images.yml``). LXD's image is
+  made on the host from the shipped rootfs by ``labctl images build`` there.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,35 +77,25 @@ def wheelhouse(root: Path = REPO_ROOT) -> tuple[Path, str]:
 
 @dataclass(frozen=True)
 class ShippedImage:
-    """One image as ``fleet-images.yml`` takes it."""
+    """One image as ``fleet-images.yml`` takes it (its ``labctl_images`` entry)."""
 
     name: str
     manifest_sha256: str
     files: tuple[tuple[str, str], ...]  # (path in the image directory, sha256)
+    engine: str | None = None  # docker or podman: the image travels as the engine's archive
+    engine_ref: str | None = None  # its id there, checked on the host
+    tags: tuple[str, ...] = ()
 
     def as_var(self) -> dict[str, object]:
         """The playbook's ``labctl_images`` entry."""
-        return {
+        entry: dict[str, object] = {
             "name": self.name,
             "manifest_sha256": self.manifest_sha256,
             "files": [{"path": p, "sha256": s} for p, s in self.files],
         }
-
-
-def closure(names: Iterable[str], recipes: Mapping[str, object]) -> list[str]:
-    """``names`` and every image they are built from, bases first."""
-    out: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in out:
-            return
-        for dep in getattr(recipes[name], "needs", ()):
-            visit(dep)
-        out.append(name)
-
-    for n in sorted(names):
-        visit(n)
-    return out
+        if self.engine is not None:
+            entry.update(engine=self.engine, engine_ref=self.engine_ref, tags=list(self.tags))
+        return entry
 
 
 def _sha256(path: Path) -> str:
@@ -118,24 +107,39 @@ def _sha256(path: Path) -> str:
 
 
 def shipped(store: ImageStore, names: Iterable[str]) -> list[ShippedImage]:
-    """The images among ``names`` (and their bases) that are files, checksummed.
+    """The images among ``names`` and their bases, bases first, as they travel.
 
-    The manifest already lists each artifact's sha256 (the cache's own check); that is what
-    is shipped and what the host verifies after the copy.
+    Files come with the sha256 the manifest already lists (the cache's own check), which the
+    host checks after the copy. An image inside Docker or Podman travels as the engine's
+    archive with its id and tags; one inside LXD does not travel (the host makes it from the
+    shipped rootfs, in a second, if it has LXD at all).
     """
     out = []
-    for name in closure(names, store.recipes):
-        folder = store.root / name
-        manifest = folder / MANIFEST
-        if not manifest.is_file():
+    for name in store.order(names):
+        manifest = store.manifest(name)
+        if manifest is None:
             raise BuildError(f"image {name} is not built", f"run: labctl images build {name}")
-        data = json.loads(manifest.read_text())
         files = tuple(
-            (a["name"], a["sha256"])
-            for a in data.get("artifacts", [])
-            if a["name"] not in NOT_SHIPPED and (folder / a["name"]).is_file()
+            (a.name, a.sha256)
+            for a in manifest.artifacts
+            if a.name not in NOT_SHIPPED and (store.path(name) / a.name).is_file()
         )
-        if data.get("engine_ref"):
-            continue  # lives in an engine: ``labctl images build`` makes it on the host
-        out.append(ShippedImage(name, _sha256(manifest), files))
+        engine = None
+        tags: tuple[str, ...] = ()
+        if manifest.engine_ref:
+            api = getattr(store.recipes[name], "api", None)
+            if api is None:
+                continue  # LXD's: made on the host from the shipped rootfs
+            engine = str(api.name).lower()
+            tags = tuple(t for t in (manifest.facts.get("tag"), manifest.facts.get("latest")) if t)
+        out.append(
+            ShippedImage(
+                name,
+                _sha256(store.path(name) / MANIFEST),
+                files,
+                engine,
+                manifest.engine_ref if engine else None,
+                tags,
+            )
+        )
     return out
