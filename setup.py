@@ -29,4 +29,5 @@ def data_files() -> list[tuple[str, list[str]]]:
     return sorted(found.items())
 
 
-setup(data_files=data_files())
+if __name__ == "__main__":  # setuptools runs it so, also under PEP 517 (build_meta)
+    setup(data_files=data_files())

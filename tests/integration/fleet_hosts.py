@@ -413,6 +413,11 @@ def write_inventory(
     return path
 
 
+def exec_in(host: SimHost, *argv: str, timeout: float = 120) -> str:
+    """Run ``argv`` in the host through the engine (not SSH); its output, or SimHostError."""
+    return _cli("exec", host.name, "--", *argv, timeout=timeout)
+
+
 def cut_off(host: SimHost, how: str = "freeze") -> None:
     """Make ``host`` unreachable mid-run.
 
