@@ -49,6 +49,9 @@ def _found(get: Callable[[], _Found], action: str) -> _Found | None:
 
 #: apt's configuration in a system container for the host's apt cache
 APT_PROXY_CONF = "/etc/apt/apt.conf.d/01labctl-proxy"
+#: LXD's words when an operation on the instance still runs, and how long destroy waits for it
+BUSY = "is busy running"
+BUSY_WAIT, BUSY_POLL = 120.0, 1.0
 
 
 class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
@@ -241,14 +244,24 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
         return "running" if instance.status == "Running" else "stopped"
 
     def destroy(self, resource: str) -> bool:
-        instance = self._get(resource)
-        if instance is None:
-            return False
-        with engine_errors(f"remove {resource}"):
-            if instance.status == "Running":
-                instance.stop(force=True, wait=True)
-            instance.delete(wait=True)
-        return True
+        deadline = time.monotonic() + BUSY_WAIT
+        while True:
+            instance = self._get(resource)
+            if instance is None:
+                return False
+            try:
+                with engine_errors(f"remove {resource}"):
+                    if instance.status == "Running":
+                        instance.stop(force=True, wait=True)
+                    instance.delete(wait=True)
+                return True
+            except EngineError as exc:
+                # an operation still runs in the daemon for a labctl killed in its middle
+                # (a create, a stop): LXD refuses until it ends, so wait for it, then remove
+                if BUSY not in exc.message or time.monotonic() > deadline:
+                    raise
+                cancel.check()
+                time.sleep(BUSY_POLL)
 
     def connect(self, record: GuestRecord, key: KeyPair) -> Connection:
         return ContainerConnection(self, record, key)

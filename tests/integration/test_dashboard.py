@@ -7,7 +7,10 @@ instructor types it; Chromium logs in with the token it printed, loads the grid,
 page and the exercise's page, and resets the second student's exercise through its
 confirmation form (screenshots: tests/artifacts/screenshots/class-*.png). A second `class
 serve` is refused with the first one's address, a student's token from the access sheet opens
-their own page only, and the class goes down leaving nothing.
+their own page only. Then the server is SIGKILLed in the middle of a reset, twice: restarted,
+it takes over the record the killed one left, the store is whole and nothing in it changed,
+and the same reset done to the end brings the guests back. The class goes down leaving
+nothing.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import re
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +35,7 @@ from typer.testing import CliRunner
 from labctl.classroom.state import ClassDir
 from labctl.cli import app
 from labctl.dashboard.auth import sheet_token
+from labctl.store import open_store
 from tests import browser
 from tests.integration.engines import inventory
 from tests.integration.labs import write_lab
@@ -94,22 +100,8 @@ def test_the_dashboard_of_a_live_class(
         run("exercise", "check", "dash-probe", *other, code=1)
 
         port = browser.free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "labctl", "class", "serve", "--class", name,
-             "--port", str(port), "--refresh", "2"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "COLUMNS": "200"},
-        )  # fmt: skip
-        assert server.stdout is not None
-        token = ""
-        for _ in range(10):
-            line = server.stdout.readline()
-            if found := re.search(r"stored hashed\): (\S+)", line):
-                token = found.group(1)
-                break
-        assert token, "class serve printed no token"
+        server, token = _serve(name, port)
         base = f"http://127.0.0.1:{port}/"
-        browser.wait_for(lambda: _answers(base), 30, "class serve to listen")
 
         # the first one holds the class: a second one is refused with its address
         second = subprocess.run(
@@ -172,6 +164,48 @@ def test_the_dashboard_of_a_live_class(
             assert kinds[-1] == "reset", kinds
             browser.shoot(b, "class-student-after-reset")
 
+        # SIGKILL while an action works and writes: a reset of the first student's exercise,
+        # the server killed at a random moment of it, twice; restarted each time, it takes over
+        # the record the killed one left, serves, and the store is whole
+        reset = {"student": ids[0], "exercise": "dash-probe"}
+        rng = random.Random()
+        for _ in range(2):
+            before = _attempts(lab.name)
+            bearer = {"Authorization": f"Bearer {token}"}
+            answered: list[int] = []
+            shot = threading.Thread(
+                target=_post_quietly,
+                args=(base + "actions/reset", reset, bearer, answered),
+                daemon=True,
+            )
+            shot.start()
+            time.sleep(rng.uniform(0.2, 3.0))
+            os.kill(server.pid, signal.SIGKILL)
+            server.communicate(timeout=30)
+            assert server.returncode == -signal.SIGKILL
+            shot.join(30)
+            assert not answered, "the reset had ended before the kill: it did not land in it"
+            left = json.loads((folder.root / "dashboard.json").read_text())
+            assert left["pid"] == server.pid  # left behind by the kill
+            server, token = _serve(name, port)
+            bearer = {"Authorization": f"Bearer {token}"}
+            grid = requests.get(base + "api/grid", headers=bearer, timeout=30).json()
+            after = _attempts(lab.name)
+            assert after[: len(before)] == before  # nothing lost, nothing changed
+            assert len(after) - len(before) <= 1  # at most the killed reset's own record
+            assert grid["attempts"] == len(after)
+        # the same reset, done to the end by the restarted server: the class is not stuck
+        done = requests.post(base + "actions/reset", data=reset, headers=bearer, timeout=240)
+        assert done.ok and "starts over" in done.text, done.text
+        assert _attempts(lab.name)[-1][2:4] == (ids[0], "reset")
+
+        def healthy() -> bool:
+            rows = requests.get(base + "api/grid", headers=bearer, timeout=30).json()["rows"]
+            health = next(r["health"] for r in rows if r["seat"]["student"] == ids[0])
+            return bool(health) and health["ready"] == health["guests"] == 2
+
+        browser.wait_for(healthy, 90, "the reset guests' health")
+
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)  # waits, and closes the pipes
         assert not (folder.root / "dashboard.json").exists()
@@ -184,6 +218,51 @@ def test_the_dashboard_of_a_live_class(
     for i in ids:
         left = inventory(lab.name, f"{name}-{i}")
         assert left.empty, f"left behind after class down: {left}"
+
+
+def _serve(name: str, port: int) -> tuple[subprocess.Popen[str], str]:
+    """``labctl class serve`` as an instructor types it, listening; it and its token."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "labctl", "class", "serve", "--class", name,
+         "--port", str(port), "--refresh", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert server.stdout is not None
+    token = ""
+    for _ in range(10):
+        line = server.stdout.readline()
+        if found := re.search(r"stored hashed\): (\S+)", line):
+            token = found.group(1)
+            break
+    if not token:
+        server.kill()
+        _, err = server.communicate(timeout=30)
+        raise AssertionError(f"class serve printed no token: {err}")
+    browser.wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), 30, "class serve to listen")
+    return server, token
+
+
+def _post_quietly(
+    url: str, data: dict[str, str], headers: dict[str, str], answered: list[int]
+) -> None:
+    """A POST whose server is killed under it: the broken connection is the expected end."""
+    try:
+        answered.append(requests.post(url, data=data, headers=headers, timeout=240).status_code)
+    except requests.RequestException:
+        pass
+
+
+def _attempts(lab: str) -> list[tuple[int, str, str, str, str | None]]:
+    """Every attempt of the lab in the store (id, instance, student, kind, step), checked whole."""
+    store = open_store()
+    try:
+        with store.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        return [(a.id, a.instance, a.student, a.kind, a.step) for a in store.attempts(lab)]
+    finally:
+        store.close()
 
 
 def _answers(base: str) -> bool:
