@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from labctl.compare import runner
 from labctl.compare.workloads import FULL, QUICK
 from labctl.host.accel import detect
-from labctl.images.registry import store
+from labctl.images.registry import standard_images, store
 from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR
 from labctl.spec.model import load_lab
@@ -34,7 +34,7 @@ def main() -> None:
     lab_file = LABS_DIR / "virtualization" / "lab.yaml"
     lab = load_lab(lab_file)
     instance = "benchc"
-    store().build(list(store().recipes))
+    store().build(standard_images())
     lifecycle.up(lab, lab_file, instance, store(), detect())
     try:
         for name, profile in [("quick", QUICK)] + ([("full", FULL)] if args.full else []):

@@ -22,7 +22,11 @@ ARCH = {
     # arch: (emulator, machine)
     "x86_64": ("/usr/bin/qemu-system-x86_64", "pc"),
     "aarch64": ("/usr/bin/qemu-system-aarch64", "virt"),
+    # IBM Z: virtio devices on the channel subsystem (virtio-ccw), no PCI, no firmware to boot
+    "s390x": ("/usr/bin/qemu-system-s390x", "s390-ccw-virtio"),
 }
+#: libvirt's architecture name -> the Debian one the image's boot contract is keyed by
+DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "s390x": "s390x"}
 
 DISK_TARGET = {"virtio": "vda", "ide": "hda", "sata": "sda"}
 #: MiB of translated code QEMU keeps per TCG guest (QEMU's own default: 1 GiB, which let a
@@ -56,7 +60,7 @@ class DomainParams:
 def kernel_cmdline(p: DomainParams) -> str:
     """The guest kernel command line (the contract is the image's: labctl.images.vm)."""
     return vm_image.kernel_cmdline(
-        "arm64" if p.guest.arch == "aarch64" else "amd64",
+        DEBIAN_ARCH[p.guest.arch],
         hostname=p.hostname,
         authorized_key=p.authorized_key,
         address=p.address,
@@ -100,7 +104,9 @@ def domain_xml(p: DomainParams) -> str:
         _sub(tcg, "tb-cache", str(TB_CACHE_MIB), unit="MiB")
     if g.arch == "x86_64":
         _sub(features, "acpi")  # without it an x86 guest's poweroff only halts
-    else:  # aarch64: ACPI would need UEFI firmware; the virt machine describes itself by DT
+    elif (
+        g.arch == "aarch64"
+    ):  # ACPI would need UEFI firmware; the virt machine describes itself by DT
         _sub(features, "gic", version="3" if p.accel == "kvm" else "2")
         cpu = _sub(dom, "cpu", mode="custom", match="exact")
         _sub(cpu, "model", "cortex-a57", fallback="forbid")
@@ -118,12 +124,18 @@ def domain_xml(p: DomainParams) -> str:
     _sub(nic, "source", network=p.network)
     _sub(nic, "mac", address=p.mac)
     _sub(nic, "model", type=g.nic_model)
-    _sub(nic, "rom", enabled="no")  # no PXE option ROM: seconds saved at every boot
+    if g.arch != "s390x":  # a channel-attached NIC has no option ROM to turn off
+        _sub(nic, "rom", enabled="no")  # no PXE option ROM: seconds saved at every boot
     # A pty, so `virsh console` reaches the login prompt, logged to a file for labctl.
     serial = _sub(dev, "serial", type="pty")
     _sub(serial, "log", file=str(p.console_log), append="off")
-    _sub(serial, "target", port="0")
-    _sub(dev, "controller", type="usb", model="none")
+    if g.arch == "s390x":  # the mainframe's console: the SCLP line-mode terminal (ttysclp0)
+        target = _sub(serial, "target", type="sclp-serial", port="0")
+        _sub(target, "model", name="sclpconsole")
+    else:
+        _sub(serial, "target", port="0")
+    if g.arch != "s390x":  # no USB on the channel subsystem
+        _sub(dev, "controller", type="usb", model="none")
     _sub(dev, "memballoon", model="none")
     if g.arch == "x86_64":
         video = _sub(dev, "video")

@@ -13,7 +13,7 @@ from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.images.cache import BuildOutcome
 from labctl.images.recipe import Manifest
-from labctl.images.registry import store
+from labctl.images.registry import standard_images, store
 from labctl.lab.plan import lab_images
 
 images_app = typer.Typer(
@@ -43,14 +43,16 @@ def build(
         None, help="Images to build (default: those the labs run on this host)."
     ),
     all_images: bool = typer.Option(
-        False, "--all", help="Build every image, the other VM profile's too."
+        False,
+        "--all",
+        help="Build every image, the other VM profile's too (not the optional vm-s390x: name it).",
     ),
     force: bool = typer.Option(False, "--force", help="Rebuild even if the recipe did not change."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
     """Build the images the labs need (and what they are built from); only what changed."""
     s = store()
-    wanted = names or (list(s.recipes) if all_images else lab_images())
+    wanted = names or (standard_images() if all_images else lab_images())
     outcomes: list[BuildOutcome] = []
     started = time.monotonic()
     with Progress(

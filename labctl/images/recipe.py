@@ -80,6 +80,9 @@ class Recipe(ABC):
     recipe_dir: str | None = None
     #: extra code modules whose source is part of the recipe (the class's own module always is)
     code_deps: tuple[str, ...] = ()
+    #: built only when named (``labctl images build NAME``) or a lab being brought up runs it,
+    #: never by ``--all``, the test suite or the benchmarks (the s390x VM: minutes of emulation)
+    optional: bool = False
 
     def inputs(self) -> Mapping[str, object]:
         """Values besides files that change the result (package lists, sizes...)."""

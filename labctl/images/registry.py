@@ -23,9 +23,14 @@ class GuestImage:
 
 def all_recipes() -> list[Recipe]:
     """The recipes of the default lab's images."""
-    from labctl.images import containers, vm, vm_debian
+    from labctl.images import containers, vm, vm_debian, vm_s390x
 
-    return [*vm_debian.recipes(), *vm.recipes(), *containers.recipes()]
+    return [*vm_debian.recipes(), *vm.recipes(), *containers.recipes(), *vm_s390x.recipes()]
+
+
+def standard_images() -> list[str]:
+    """Every image but the optional ones: what ``--all``, the tests and the benchmarks build."""
+    return [r.name for r in all_recipes() if not r.optional]
 
 
 @cache
@@ -35,10 +40,11 @@ def guest_images() -> dict[str, GuestImage]:
     ``system-rootfs``, ``docker-base`` and ``podman-base`` are only steps of other builds: no
     guest runs them.
     """
-    from labctl.images import containers, vm, vm_debian
+    from labctl.images import containers, vm, vm_debian, vm_s390x
 
     kinds: dict[type[Recipe], Kind] = {
         vm_debian.DebianVmImage: "vm",
+        vm_s390x.S390xVmImage: "vm",
         vm.VmImage: "vm",
         containers.LxdSystem: "lxd",
         containers.DockerApp: "docker",

@@ -71,7 +71,10 @@ class LibvirtGuest(GuestBase):
     image_kind: ClassVar[str] = "vm"
 
     engine: Literal["libvirt"]
-    arch: Literal["x86_64", "aarch64"] = Field("x86_64", description="Guest CPU architecture.")
+    arch: Literal["x86_64", "aarch64", "s390x"] = Field(
+        "x86_64",
+        description="Guest CPU architecture (s390x: QEMU's s390-ccw-virtio mainframe machine).",
+    )
     accel: Accel = Field(
         "auto",
         description="kvm: hardware-assisted (falls back to TCG loudly unless --require-kvm); "
@@ -88,8 +91,10 @@ class LibvirtGuest(GuestBase):
 
     @model_validator(mode="after")
     def _foreign_arch_needs_tcg(self) -> LibvirtGuest:
-        if self.arch == "aarch64" and self.accel == "kvm":
-            raise ValueError("accel: kvm cannot run an aarch64 guest on an x86_64 host; use tcg")
+        if self.arch in ("aarch64", "s390x") and self.accel == "kvm":
+            raise ValueError(
+                f"accel: kvm cannot run an {self.arch} guest on an x86_64 host; use tcg"
+            )
         return self
 
     @model_validator(mode="after")

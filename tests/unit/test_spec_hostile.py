@@ -177,6 +177,7 @@ def test_known_images_and_kinds_come_from_the_recipes() -> None:
         "vm-arm64": "vm",
         "vm-amd64-tiny": "vm",
         "vm-arm64-tiny": "vm",
+        "vm-s390x": "vm",
         "lxd-system": "lxd",
         "docker-app": "docker",
         "podman-app": "podman",
