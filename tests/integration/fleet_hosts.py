@@ -27,8 +27,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,40 +291,32 @@ def launch(
     image = image or prepare_image()
     runs = [_check_name(n) for n in names]
     made: list[str] = []
-    try:
-        for name, run in zip(names, runs, strict=True):
-            _cli(
-                "init",
-                image,
-                name,
-                "-c",
-                "security.nesting=true",
-                "-c",
-                f"limits.memory={memory}",
-                "-c",
-                f"user.labctl.lab={LAB}",
-                "-c",
-                f"user.labctl.instance={run}",
-                "-c",
-                "user.labctl.role=simulated-lab-host",
-                timeout=600,
-            )
+    lock = threading.Lock()
+
+    def create(name: str, run: str) -> None:
+        with lock:  # before init: a container init made but failed to finish is still ours
             made.append(name)
-            _cli(
-                "file",
-                "push",
-                "-",
-                f"{name}/root/.ssh/authorized_keys",
-                "--uid",
-                "0",
-                "--gid",
-                "0",
-                "--mode",
-                "0600",
-                "--create-dirs",
-                stdin=pubkey.strip() + "\n",
-            )
-            _cli("start", name, timeout=120)
+        _cli(
+            "init", image, name,
+            "-c", "security.nesting=true",
+            "-c", f"limits.memory={memory}",
+            "-c", f"user.labctl.lab={LAB}",
+            "-c", f"user.labctl.instance={run}",
+            "-c", "user.labctl.role=simulated-lab-host",
+            timeout=600,
+        )  # fmt: skip
+        _cli(
+            "file", "push", "-", f"{name}/root/.ssh/authorized_keys",
+            "--uid", "0", "--gid", "0", "--mode", "0600", "--create-dirs",
+            stdin=pubkey.strip() + "\n",
+        )  # fmt: skip
+        _cli("start", name, timeout=120)
+
+    try:
+        # side by side: most of a launch is the engine unpacking the image to disk
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            for future in [pool.submit(create, n, r) for n, r in zip(names, runs, strict=True)]:
+                future.result()
         deadline = time.monotonic() + timeout
         return [SimHost(n, _wait_ssh(n, deadline)) for n in names]
     except BaseException:
