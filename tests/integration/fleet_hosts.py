@@ -533,6 +533,18 @@ def image_vars(store: ImageStore, names: Iterable[str]) -> list[dict[str, Any]]:
 # -- Ansible against an inventory ------------------------------------------------------------
 
 
+def _message(res: Mapping[str, Any]) -> str:
+    """Ansible's words for a failure; a loop's are those of its failed items."""
+    items = [r for r in res.get("results", []) if isinstance(r, dict) and r.get("failed")]
+    if items:
+        return "; ".join(_message(r) for r in items)
+    parts = [str(res.get("msg", "")).strip()]
+    tail = str(res.get("stderr") or res.get("stdout") or "").strip()
+    if tail and tail not in parts[0]:
+        parts.append(" | ".join(tail.splitlines()[-5:]))
+    return ": ".join(p for p in parts if p) or "failed (no message)"
+
+
 def run_playbook(
     playbook: Path,
     inventory: Path,
@@ -571,7 +583,7 @@ def run_playbook(
         elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get(
             "ignore_errors"
         ):
-            failed.append((host, task, str(res.get("msg", "")).strip()[:500]))
+            failed.append((host, task, _message(res)[:500]))
         return True
 
     private_dir.mkdir(parents=True, exist_ok=True)
