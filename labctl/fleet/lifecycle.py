@@ -3,7 +3,7 @@
 The controller (where the instructor runs labctl) drives every lab host through Ansible
 (ansible-runner, all hosts at once up to ``forks``) and never logs in by hand:
 
-``validate, lock, reach, record, setup, install, images, measure, place, labs, sheets``
+``validate, reach, lock, record, setup, install, images, measure, place, labs, sheets``
 
 - **reach** asks every host for its distribution over SSH. On a class's first run, a host
   that does not answer, or runs an unsupported system, stops everything before anything is
@@ -484,8 +484,9 @@ FLEET_UP_STAGES: tuple[Stage[_FleetUp], ...] = (
         _validate,
         describe=lambda c: f"{len(c.roster.students)} students, {len(c.inventory.hosts)} lab hosts",
     ),
-    Stage("lock", hold=_lock, silent=True),
+    # before the lock: a refused first run leaves not even the class's folder behind
     Stage("reach", _reach, describe=lambda c: "SSH and the distribution of every host"),
+    Stage("lock", hold=_lock, silent=True),
     Stage("record", _record, silent=True),
     Stage("setup", _setup, describe=lambda c: "playbooks/host-setup.yml on every host"),
     Stage("install", _install, describe=lambda c: "this labctl, from a wheelhouse built here"),

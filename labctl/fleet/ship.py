@@ -25,7 +25,7 @@ from labctl.images.recipe import MANIFEST
 from labctl.paths import REPO_ROOT, cache_dir
 
 #: what a labctl install on a host is made of (the key changes when any of it does)
-INSTALLED = ("pyproject.toml", "labctl", "playbooks", "labs", "images")
+INSTALLED = ("pyproject.toml", "setup.py", "labctl", "playbooks", "labs", "images")
 #: files of an image directory that are the build's record, not the image
 NOT_SHIPPED = ("build.log",)
 
@@ -119,11 +119,13 @@ def shipped(store: ImageStore, names: Iterable[str]) -> list[ShippedImage]:
         manifest = store.manifest(name)
         if manifest is None:
             raise BuildError(f"image {name} is not built", f"run: labctl images build {name}")
-        files = tuple(
-            (a.name, a.sha256)
-            for a in manifest.artifacts
-            if a.name not in NOT_SHIPPED and (store.path(name) / a.name).is_file()
-        )
+        files = tuple((a.name, a.sha256) for a in manifest.artifacts if a.name not in NOT_SHIPPED)
+        missing = [f for f, _ in files if not (store.path(name) / f).is_file()]
+        if missing:
+            raise BuildError(
+                f"image {name} lacks {', '.join(missing)} that its manifest lists",
+                f"rebuild it: labctl images build --force {name}",
+            )
         engine = None
         tags: tuple[str, ...] = ()
         if manifest.engine_ref:

@@ -354,9 +354,8 @@ def fan_out(
         with stdout:
             output = stdout.read()
         status = str(runner.status)
-    if log_path is not None:
+    if log_path is not None and log_path.parent.is_dir():  # never makes a folder of its own
         try:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
             with log_path.open("a") as log:
                 log.write(f"=== {what}\n{output}\n")
         except OSError:

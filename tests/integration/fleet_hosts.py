@@ -38,8 +38,8 @@ from typing import Any
 import yaml
 from filelock import FileLock
 
+from labctl.fleet import ship
 from labctl.images.cache import ImageStore
-from labctl.images.recipe import MANIFEST
 from labctl.keys import ensure_keypair
 from labctl.paths import PLAYBOOKS_DIR, cache_dir, guest_apt_proxy, system_containers
 
@@ -480,54 +480,10 @@ def memory_mib(host: SimHost) -> float:
 
 # -- what fleet-images.yml is given ----------------------------------------------------------
 
-#: the images that live inside an application-container engine, and which engine
-ENGINE_IMAGES = {
-    "docker-base": "docker",
-    "docker-app": "docker",
-    "podman-base": "podman",
-    "podman-app": "podman",
-}
-#: files of an image directory that record the build and are not the image
-NOT_SHIPPED = ("build.log",)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def image_vars(store: ImageStore, names: Iterable[str]) -> list[dict[str, Any]]:
-    """fleet-images.yml's ``labctl_images`` for ``names`` and what they are built from.
-
-    Docker's and Podman's images carry their engine, id and tags (they travel as the
-    engine's archive); LXD's image is left out: a lab host without LXD has no use for it.
-    """
-    out: list[dict[str, Any]] = []
-    for name in store.order(names):
-        manifest = store.manifest(name)
-        if manifest is None:
-            raise SimHostError(f"image {name} is not built here: run labctl images build {name}")
-        entry: dict[str, Any] = {
-            "name": name,
-            "manifest_sha256": _file_sha256(store.path(name) / MANIFEST),
-            "files": [
-                {"path": a.name, "sha256": a.sha256}
-                for a in manifest.artifacts
-                if a.name not in NOT_SHIPPED
-            ],
-        }
-        if manifest.engine_ref:
-            if name not in ENGINE_IMAGES:
-                continue
-            tags = [manifest.facts["tag"]]
-            if manifest.facts.get("latest"):
-                tags.append(manifest.facts["latest"])
-            entry.update(engine=ENGINE_IMAGES[name], engine_ref=manifest.engine_ref, tags=tags)
-        out.append(entry)
-    return out
+    """fleet-images.yml's ``labctl_images`` for ``names``, as ``class up --hosts`` gives it."""
+    return [image.as_var() for image in ship.shipped(store, names)]
 
 
 # -- Ansible against an inventory ------------------------------------------------------------

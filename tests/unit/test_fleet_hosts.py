@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from labctl import paths
+from labctl.errors import BuildError
 from labctl.images.cache import ImageStore
 from labctl.images.recipe import MANIFEST, Artifact, Manifest
 from labctl.images.registry import all_recipes
@@ -110,6 +111,8 @@ def _manifest(store: ImageStore, name: str, **kw: object) -> Manifest:
         build_seconds=1.0, **kw,  # type: ignore[arg-type]
     )  # fmt: skip
     store.path(name).mkdir(parents=True)
+    for artifact in manifest.artifacts:
+        (store.path(name) / artifact.name).write_bytes(b"x" * artifact.size)
     (store.path(name) / MANIFEST).write_text(manifest.to_json())
     return manifest
 
@@ -146,7 +149,7 @@ def test_image_vars_name_files_and_engine_images_with_their_ids(tmp_path: Path) 
 
 def test_image_vars_refuse_an_image_that_is_not_built(tmp_path: Path) -> None:
     store = ImageStore(all_recipes(), root=tmp_path)
-    with pytest.raises(fleet_hosts.SimHostError, match="vm-amd64-tiny is not built"):
+    with pytest.raises(BuildError, match="vm-amd64-tiny is not built"):
         fleet_hosts.image_vars(store, ["vm-amd64-tiny"])
 
 
