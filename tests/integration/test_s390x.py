@@ -1,0 +1,136 @@
+"""The optional s390x guest on the real engines: a mainframe machine whose virtio devices sit
+on the channel subsystem, its exercise (pv-canales) in both directions, nothing left after.
+
+A short lab of its own (the s390x guest only). Its image is optional and minutes of emulation
+to build, so neither CI nor the session fixture builds it: this module runs where someone ran
+``labctl images build vm-s390x`` (the image is current) and is skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from labctl import backends
+from labctl.cli import app
+from labctl.exercises import runner
+from labctl.host.accel import detect
+from labctl.images.registry import store
+from labctl.instance.state import LabState
+from labctl.lab import lifecycle
+from labctl.paths import LABS_DIR
+from labctl.spec.model import Lab
+from tests.integration.exercise_solutions import Student
+from tests.integration.labs import instance_names, taken_down, write_lab
+
+pytestmark = pytest.mark.integration
+
+IMAGE = "vm-s390x"
+Z_LAB = """\
+name: zlab
+title: the optional s390x guest
+ready_timeout: 900
+guests:
+  s390x:
+    engine: libvirt
+    technique: paravirtualization
+    image: vm-s390x
+    arch: s390x
+    accel: tcg
+    memory: 384
+"""
+EXERCISE = LABS_DIR / "virtualization-full" / "exercises" / "35-pv-canales.yaml"
+
+
+@dataclass(frozen=True)
+class Z:
+    lab: Lab
+    path: Path
+    instance: str
+    state: LabState
+    up_seconds: float
+
+
+@pytest.fixture(scope="module")
+def zlab(tmp_path_factory: pytest.TempPathFactory, state_root: Path) -> Iterator[Z]:
+    """The s390x guest up in one instance for the module; down and leak-checked after."""
+    images = store()
+    if not images.is_current(IMAGE, images.hashes([IMAGE])[IMAGE]):
+        pytest.skip(f"the optional image {IMAGE} is not built here: labctl images build {IMAGE}")
+    path, lab = write_lab(tmp_path_factory, "zlab", Z_LAB)
+    (path.parent / "exercises").mkdir()
+    shutil.copy(EXERCISE, path.parent / "exercises")
+    (instance,) = instance_names(1)
+    with taken_down(lab, [instance]):
+        t0 = time.monotonic()
+        result = lifecycle.up(lab, path, instance, images, detect())
+        yield Z(lab, path, instance, result.state, time.monotonic() - t0)
+
+
+def test_the_guest_is_an_emulated_mainframe_with_virtio_on_the_channel_subsystem(zlab: Z) -> None:
+    rec = zlab.state.guests["s390x"]
+    assert rec.stage == "ready", rec
+    backend = backends.get("libvirt")
+    assert backend.accelerator(rec.resource) == "tcg"  # what QEMU says: a foreign CPU
+    assert backend.devices(rec.resource).summary == "virtio-blk + virtio-net (paravirtual)"
+    conn = runner.Connections(runner.open_workspace(str(zlab.path.parent), zlab.instance))("s390x")
+    assert conn.run("uname -m").stdout.strip() == "s390x"
+    lscss = conn.run("lscss")
+    assert lscss.rc == 0, lscss.detail
+    # two subchannels, disk and NIC (Device, Subchan., DevType, then CU Type): virtio's 3832
+    assert len(re.findall(r"^0\.0\.\S+\s+0\.0\.\S+\s+\S+\s+3832/0[12]", lscss.stdout, re.M)) == 2, (
+        lscss.stdout
+    )
+    assert conn.run("ls /sys/bus/pci/devices | wc -l").stdout.strip() == "0"  # no PCI at all
+    print(f"\ns390x up in {zlab.up_seconds:.1f} s (ready after {rec.ready_seconds} s)")
+
+
+def _check(s: Student, *extra: str) -> tuple[int, list[str]]:
+    args = ["-l", str(s.ws.exercises_dir.parent), "-i", s.ws.instance, "-s", s.student]
+    result = CliRunner().invoke(
+        app, ["exercise", "check", s.exercise.id, *args, "--json", "--lang", "en", *extra]
+    )
+    assert result.exit_code in (0, 1), (result.output, result.exception)
+    report = json.loads(result.stdout)
+    return result.exit_code, [r["status"] for st in report["steps"] for r in st["results"]]
+
+
+def pv_canales(s: Student) -> None:
+    """As a student: lscss, the CU type of its rows, and eth0's path up to its ccw device."""
+    rows = re.findall(
+        r"^(0\.0\.\S+)\s+0\.0\.\S+\s+\S+\s+(\w{4})/\w{2}", s.guest("s390x", "lscss"), re.M
+    )
+    s.answer("subcanales", len(rows))
+    (cu,) = {cu for _, cu in rows}
+    s.answer("unidad", cu)
+    device = s.guest("s390x", "readlink -f /sys/class/net/eth0/device").strip()
+    s.answer("driver", s.guest("s390x", f"basename $(readlink {device}/../driver)").strip())
+
+
+WRONG = {"subcanales": "0", "unidad": "1af4", "driver": "virtio-pci"}
+
+
+def test_pv_canales_fails_untouched_passes_solved_and_refuses_wrong_answers(
+    zlab: Z, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    ws = runner.open_workspace(str(zlab.path.parent), zlab.instance)
+    s = Student(ws, ws.exercise("pv-canales"), "t" + secrets.token_hex(3), tmp_path)
+    code, before = _check(s)
+    assert code == 1 and before == ["failed"] * 3, before
+    pv_canales(s)
+    code, after = _check(s)
+    assert code == 0 and after == ["passed"] * 3, after
+    for step, wrong in WRONG.items():
+        s.answer(step, wrong)
+        code, results = _check(s, "--step", step)
+        assert code == 1 and results == ["failed"], (step, results)
