@@ -301,6 +301,16 @@ def test_a_host_lost_mid_run_reports_its_students_and_replace_failed_moves_them(
     assert all(dict((s.student, s.host) for s in moved.seats)[k] == v for k, v in same.items())
 
 
+def test_a_host_lost_before_its_roster_arrives_fails_its_students_with_the_reason(
+    fleet: Fleet,
+) -> None:
+    fleet.hosts.fail["h3@inventory_hostname }}.csv"] = ("Failed to connect to the host via ssh: timeout", True)
+    result = fleet.up()
+    lost = [s for s in result.seats if s.host == "h3"]
+    assert lost and all(s.outcome == FAILED and "timeout" in (s.error or "") for s in lost)
+    assert {h.name: h.stage for h in result.hosts if h.status == "failed"} == {"h3": "labs"}
+
+
 def test_a_rerun_places_nobody_anew_and_a_too_small_fleet_refuses(fleet: Fleet) -> None:
     first = fleet.up()
     second = fleet.up()
