@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -122,3 +125,37 @@ def served(app: object, port: int) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def class_serve(
+    name: str, port: int, env: dict[str, str] | None = None, *extra: str
+) -> tuple[subprocess.Popen[str], str]:
+    """``labctl class serve --class NAME`` as a subprocess, listening; it and its token."""
+    import requests
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "labctl", "class", "serve", "--class", name,
+         "--port", str(port), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**(env if env is not None else os.environ), "COLUMNS": "200"},
+    )  # fmt: skip
+    assert server.stdout is not None
+    token = ""
+    for _ in range(10):
+        if found := re.search(r"stored hashed\): (\S+)", server.stdout.readline()):
+            token = found.group(1)
+            break
+    if not token:
+        server.kill()
+        _, err = server.communicate(timeout=30)
+        raise AssertionError(f"class serve printed no token: {err}")
+
+    def listening() -> bool:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/login", timeout=2)
+        except requests.ConnectionError:
+            return False
+        return True
+
+    wait_for(listening, 30, "class serve to listen")
+    return server, token

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import random
-import re
 import secrets
 import signal
 import subprocess
@@ -222,25 +221,7 @@ def test_the_dashboard_of_a_live_class(
 
 def _serve(name: str, port: int) -> tuple[subprocess.Popen[str], str]:
     """``labctl class serve`` as an instructor types it, listening; it and its token."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "labctl", "class", "serve", "--class", name,
-         "--port", str(port), "--refresh", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
-    assert server.stdout is not None
-    token = ""
-    for _ in range(10):
-        line = server.stdout.readline()
-        if found := re.search(r"stored hashed\): (\S+)", line):
-            token = found.group(1)
-            break
-    if not token:
-        server.kill()
-        _, err = server.communicate(timeout=30)
-        raise AssertionError(f"class serve printed no token: {err}")
-    browser.wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), 30, "class serve to listen")
-    return server, token
+    return browser.class_serve(name, port, None, "--refresh", "2")
 
 
 def _post_quietly(

@@ -132,36 +132,9 @@ def test_class_window_sets_shows_and_clears(state_root: Path) -> None:
 
 def _serve(port: int) -> tuple[subprocess.Popen[str], str]:
     """``labctl class serve -c c1`` as a subprocess, listening; it and its instructor token."""
-    import re
+    from tests.browser import class_serve
 
-    import requests
-
-    from tests.browser import wait_for
-
-    server = subprocess.Popen(
-        [sys.executable, "-m", "labctl", "class", "serve", "-c", "c1", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
-    assert server.stdout is not None
-    token = ""
-    for _ in range(10):
-        if found := re.search(r"stored hashed\): (\S+)", server.stdout.readline()):
-            token = found.group(1)
-            break
-    if not token:
-        server.kill()
-        _, err = server.communicate(timeout=30)
-        raise AssertionError(f"class serve printed no token: {err}")
-
-    def listening() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/login", timeout=2).ok
-        except requests.ConnectionError:
-            return False
-
-    wait_for(listening, 30, "class serve to listen")
-    return server, token
+    return class_serve("c1", port)
 
 
 def _stop(server: subprocess.Popen[str]) -> None:

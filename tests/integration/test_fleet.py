@@ -1,0 +1,281 @@
+"""A class over three lab hosts, for real: ``labctl class up --hosts`` as an instructor runs it.
+
+The lab hosts are simulated (``fleet_hosts``: LXD system containers with systemd, sshd,
+Docker and libvirt inside, reached over SSH as real servers are) and run the reduced lab
+``fleet-mini`` (one VirtIO VM under the host's own accelerator, and the web app's container):
+three full default labs do not fit three nested hosts on a 2-core machine. The controller is
+this machine's labctl, with its own state directory.
+
+One run, in order: bad inventories refused with nothing created anywhere; the class placed over
+three hosts while the third is frozen mid-run (its students reported with the reason, the others
+up); ``class status`` over every host; a student logs in to their host with their access
+sheet's key and runs a check, which reaches the controller's store and ``class report``; the
+dashboard shows every host's students; ``--replace-failed`` moves the frozen host's students to
+the other two; ``class down`` leaves every host as it was before the class (compared).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from labctl.keys import ensure_keypair
+from tests import browser
+from tests.integration import fleet_hosts
+
+pytestmark = pytest.mark.integration
+
+LAB = "fleet-mini"
+CLASS = "fl"
+ROSTER = "id,name\nana,Ana García\nbo,Bo Ruiz\ncy,Cy Pérez\ndi,Di Soto\n"
+#: what a lab host holds of a class, listed before the class and after ``class down``
+INVENTORY_SCRIPT = (
+    "virsh -q list --all --name | sort; "
+    "docker ps -a --format '{{.Names}}' | sort; "
+    "docker network ls --format '{{.Name}}' | sort; "
+    "getent passwd | cut -d: -f1 | sort; "
+    "ls -A /var/lib/labctl/classes /var/lib/labctl/fleet 2>/dev/null; "
+    "nft list tables | sort"
+)
+
+
+@dataclass
+class Sims:
+    base: Path
+    hosts: list[fleet_hosts.SimHost]
+    inventory: Path
+    key: Path
+    state: Path
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "LABCTL_STATE": str(self.state)}
+
+    def labctl(self, *args: str, code: int | None = 0, timeout: float = 1800) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "labctl", *args],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=timeout,
+            check=False,
+        )
+        if code is not None:
+            assert done.returncode == code, (args, done.returncode, done.stdout, done.stderr)
+        return done.stdout + done.stderr
+
+    def on(self, host: fleet_hosts.SimHost, script: str) -> str:
+        done = subprocess.run(
+            [fleet_hosts.client(), "exec", host.name, "--", "sh", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout
+
+
+@pytest.fixture(scope="module")
+def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sims]:
+    base = tmp_path_factory.mktemp("fleet")
+    run = f"t{os.getpid() % 100000}"
+    key = ensure_keypair(base / "id_ed25519", "labctl fleet test")
+    hosts = fleet_hosts.launch(fleet_hosts.host_names(run, 3), key.public_line)
+    try:
+        inventory = fleet_hosts.write_inventory(hosts, base / "hosts.ini", key.private)
+        yield Sims(base, hosts, inventory, key.private, base / "controller-state")
+    finally:
+        fleet_hosts.destroy(hosts)
+        assert fleet_hosts.leftovers(run) == []
+
+
+def _roster(sims: Sims) -> Path:
+    path = sims.base / "roster.csv"
+    path.write_text(ROSTER)
+    return path
+
+
+def test_bad_inventories_are_refused_before_anything_exists(sims: Sims) -> None:
+    roster = _roster(sims)
+    good = sims.inventory.read_text()
+    cases = {
+        "unknown": (
+            good.replace("[lab_hosts]\n", "[lab_hosts]\nnowhere.invalid\n"),
+            2,
+            "unknown host nowhere.invalid",
+        ),
+        "twice": (
+            good.replace(
+                "[lab_hosts]\n",
+                f"[lab_hosts]\n{sims.hosts[1].name}-b ansible_host={sims.hosts[0].address}\n",
+            ),
+            2,
+            "are the same machine",
+        ),
+        "no-ssh": (
+            good.replace(
+                f"{sims.hosts[2].name} ansible_host={sims.hosts[2].address}",
+                f"{sims.hosts[2].name} ansible_host={sims.hosts[2].address} ansible_port=2",
+            ),
+            3,
+            f"{sims.hosts[2].name}: no SSH",
+        ),
+    }
+    before = [sims.on(h, INVENTORY_SCRIPT) for h in sims.hosts]
+    for name, (text, code, said) in cases.items():
+        bad = sims.base / f"{name}.ini"
+        bad.write_text(text)
+        out = sims.labctl(
+            "class", "up", str(roster), LAB, "--class", CLASS, "--hosts", str(bad), code=code
+        )
+        assert said in out, (name, out)
+        assert not (sims.state / "classes" / CLASS).exists(), name
+    assert [sims.on(h, INVENTORY_SCRIPT) for h in sims.hosts] == before
+
+
+def _wait_placed(sims: Sims, proc: subprocess.Popen[str], timeout: float = 1200) -> dict[str, str]:
+    """Who is placed where, once ``class up`` has placed the class (read from its state)."""
+    path = sims.state / "classes" / CLASS / "class.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            seats = json.loads(path.read_text())["seats"]
+        except (OSError, ValueError, KeyError):
+            seats = {}
+        if seats and all(s.get("host") for s in seats.values()):
+            return {k: v["host"] for k, v in seats.items()}
+        time.sleep(0.5)
+    raise AssertionError("class up placed nobody in time")
+
+
+def test_a_class_over_three_hosts_one_lost_mid_run(sims: Sims) -> None:
+    roster = _roster(sims)
+    before = {h.name: sims.on(h, INVENTORY_SCRIPT) for h in sims.hosts}
+    lost = sims.hosts[2]
+    up = ["class", "up", str(roster), LAB, "--class", CLASS, "--hosts", str(sims.inventory)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labctl", *up, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=sims.env(),
+    )
+    try:
+        placed = _wait_placed(sims, proc)
+        assert set(placed.values()) <= {h.name for h in sims.hosts}
+        fleet_hosts.cut_off(lost)  # mid-run: its students' labs are being brought up
+        out, err = proc.communicate(timeout=1800)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, err
+    said = json.loads(out)
+    hosts = {h["name"]: h for h in said["hosts"]}
+    assert hosts[lost.name]["status"] == "failed" and hosts[lost.name]["stage"] == "labs"
+    assert all(hosts[h.name]["status"] == "ready" for h in sims.hosts[:2]), hosts
+    seats = {s["student"]: s for s in said["students"]}
+    on_lost = [s for s, h in placed.items() if h == lost.name]
+    assert on_lost, f"nobody was placed on {lost.name}: {placed}"
+    for s in on_lost:
+        assert seats[s]["outcome"] == "failed" and lost.name in seats[s]["error"], seats[s]
+    for s, seat in seats.items():
+        if s not in on_lost:
+            assert seat["outcome"] == "up", seat
+
+    # status over every host: the lost host's students say so, the others are ready
+    status = json.loads(sims.labctl("class", "status", "--class", CLASS, "--json"))
+    rows = {r["student"]: r for r in status["students"]}
+    for s, r in rows.items():
+        if s in on_lost:
+            assert not r["answered"] and "unreachable" in (r["error"] or ""), r
+        else:
+            assert r["guests"] == 2 and r["guests_ready"] == 2, r
+
+    # a student of a working host: their sheet points at their host, its key logs them in,
+    # and the check they run there reaches this controller's store and report
+    student = next(s for s in seats if s not in on_lost)
+    host = next(h for h in sims.hosts if h.name == placed[student])
+    access = sims.state / "classes" / CLASS / "access"
+    sheet = (access / f"{student}.txt").read_text()
+    assert f"HostName {host.address}" in sheet
+    key = access / f"{student}_ed25519"
+    ssh = [
+        "ssh",
+        "-i",
+        str(key),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        f"{student}@{host.address}",
+    ]
+    done = subprocess.run(
+        [*ssh, "labctl", "exercise", "check", "app-contenido"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert "app-contenido" in done.stdout + done.stderr, done
+    report = json.loads(
+        sims.labctl("class", "report", "--class", CLASS, "--attempts", "--format", "json")
+    )
+    assert any(a["student"] == student and a["exercise"] == "app-contenido" for a in report)
+
+    # the dashboard: every host's students in one grid
+    _dashboard(sims, {s: placed[s] for s in seats})
+
+    # --replace-failed: the frozen host's students move to the others, nobody else moves
+    moved = json.loads(
+        sims.labctl(
+            *up,
+            "--replace-failed",
+            "--json",
+            code=0,
+        )
+    )
+    now = {s["student"]: s for s in moved["students"]}
+    assert all(s["outcome"] == "up" for s in now.values()), now
+    assert all(now[s]["host"] != lost.name for s in on_lost)
+    assert all(now[s]["host"] == placed[s] for s in placed if s not in on_lost)
+
+    # down: the lost host back first (a class down cannot clean a host it cannot reach)
+    fleet_hosts.restore(lost)
+    sims.labctl("class", "down", "--class", CLASS)
+    assert not (sims.state / "classes" / CLASS).exists()
+    after = {h.name: sims.on(h, INVENTORY_SCRIPT) for h in sims.hosts}
+    assert after == before
+
+
+def _dashboard(sims: Sims, placed: dict[str, str]) -> None:
+    port = browser.free_port()
+    server, token = browser.class_serve(CLASS, port, sims.env())
+    try:
+        base = f"http://127.0.0.1:{port}/"
+        with browser.chromium() as b:
+            browser.log_in(b, base, token)
+
+            def every_host() -> bool:
+                b.get(base)  # type: ignore[attr-defined]
+                page = str(b.page_source)  # type: ignore[attr-defined]
+                return all(h in page for h in set(placed.values()))
+
+            # the health thread asks every host over SSH; the grid names each student's host
+            browser.wait_for(every_host, 180, "every host in the grid")
+            browser.shoot(b, "fleet-grid")
+            page = str(b.page_source)  # type: ignore[attr-defined]
+            assert all(f"row-{s}" in page for s in placed), page
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
