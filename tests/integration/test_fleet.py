@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +60,17 @@ class Sims:
         return {**os.environ, "LABCTL_STATE": str(self.state)}
 
     def labctl(self, *args: str, code: int | None = 0, timeout: float = 1800) -> str:
+        """What ``labctl ARGS`` printed, stdout then stderr (for messages)."""
+        done = self.run(*args, code=code, timeout=timeout)
+        return done.stdout + done.stderr
+
+    def json(self, *args: str, code: int | None = 0) -> Any:
+        """``labctl ARGS`` whose stdout is JSON (warnings go to stderr)."""
+        return json.loads(self.run(*args, code=code).stdout)
+
+    def run(
+        self, *args: str, code: int | None = 0, timeout: float = 1800
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, "-m", "labctl", *args],
             capture_output=True,
@@ -69,7 +81,7 @@ class Sims:
         )
         if code is not None:
             assert done.returncode == code, (args, done.returncode, done.stdout, done.stderr)
-        return done.stdout + done.stderr
+        return done
 
     def on(self, host: fleet_hosts.SimHost, script: str) -> str:
         done = subprocess.run(
@@ -192,7 +204,7 @@ def test_a_class_over_three_hosts_one_lost_mid_run(sims: Sims) -> None:
             assert seat["outcome"] == "up", seat
 
     # status over every host: the lost host's students say so, the others are ready
-    status = json.loads(sims.labctl("class", "status", "--class", CLASS, "--json"))
+    status = sims.json("class", "status", "--class", CLASS, "--json")
     rows = {r["student"]: r for r in status["students"]}
     for s, r in rows.items():
         if s in on_lost:
@@ -228,23 +240,14 @@ def test_a_class_over_three_hosts_one_lost_mid_run(sims: Sims) -> None:
         check=False,
     )
     assert "app-contenido" in done.stdout + done.stderr, done
-    report = json.loads(
-        sims.labctl("class", "report", "--class", CLASS, "--attempts", "--format", "json")
-    )
+    report = sims.json("class", "report", "--class", CLASS, "--attempts", "--format", "json")
     assert any(a["student"] == student and a["exercise"] == "app-contenido" for a in report)
 
     # the dashboard: every host's students in one grid
     _dashboard(sims, {s: placed[s] for s in seats})
 
     # --replace-failed: the frozen host's students move to the others, nobody else moves
-    moved = json.loads(
-        sims.labctl(
-            *up,
-            "--replace-failed",
-            "--json",
-            code=0,
-        )
-    )
+    moved = sims.json(*up, "--replace-failed", "--json")
     now = {s["student"]: s for s in moved["students"]}
     assert all(s["outcome"] == "up" for s in now.values()), now
     assert all(now[s]["host"] != lost.name for s in on_lost)

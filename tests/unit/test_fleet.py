@@ -304,7 +304,10 @@ def test_a_host_lost_mid_run_reports_its_students_and_replace_failed_moves_them(
 def test_a_host_lost_before_its_roster_arrives_fails_its_students_with_the_reason(
     fleet: Fleet,
 ) -> None:
-    fleet.hosts.fail["h3@inventory_hostname }}.csv"] = ("Failed to connect to the host via ssh: timeout", True)
+    fleet.hosts.fail["h3@inventory_hostname }}.csv"] = (
+        "Failed to connect to the host via ssh: timeout",
+        True,
+    )
     result = fleet.up()
     lost = [s for s in result.seats if s.host == "h3"]
     assert lost and all(s.outcome == FAILED and "timeout" in (s.error or "") for s in lost)
