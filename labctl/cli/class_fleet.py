@@ -29,7 +29,7 @@ def _lines(who: str, step: str, detail: str) -> None:
 
 
 def _runner(folder: ClassDir, inv: fleet_inventory.Inventory, forks: int) -> fleet.Runner:
-    return fleet.ansible_runner_for(inv, forks, folder.root / "ansible.log")
+    return fleet.ansible_runner_for(inv, forks, folder.root / fleet.ANSIBLE_LOG)
 
 
 def up(

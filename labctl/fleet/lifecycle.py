@@ -108,6 +108,10 @@ def ansible_runner_for(inventory: Inventory, forks: int, log: Path | None) -> Ru
     return run
 
 
+#: the Ansible output of every fan-out of a class, in its folder (gone with the class)
+ANSIBLE_LOG = "ansible.log"
+
+
 def remote_dir(class_name: str) -> str:
     """Where the controller puts a class's roster and lab on a host."""
     return f"{REMOTE_STATE}/fleet/{class_name}"
@@ -579,6 +583,7 @@ def down(
                 for child in f.iterdir():
                     child.unlink()
                 f.rmdir()
+        (folder.root / ANSIBLE_LOG).unlink(missing_ok=True)
         fleet_state.forget(folder)
     folder.remove()
     return FleetDownResult(name, cleaned, {})
