@@ -114,14 +114,22 @@ class ClassDir:
         write_private(self.path, state.to_json())
 
     def remove(self) -> None:
-        """Forget the class (its labs and accounts are gone); the folder too once empty."""
-        self.path.unlink(missing_ok=True)
-        (self.root / "class.lock").unlink(missing_ok=True)
+        """Forget the class (its labs and accounts are gone), and its folder.
+
+        Every file in the folder is the class's: its state and lock, what its dashboard kept
+        (tokens, the server's record), a fleet's record and Ansible log, the access sheets.
+        A folder inside it that is not ``access`` is left (and with it the class's folder).
+        """
         for folder in (self.root / "access", self.root):
+            if not folder.is_dir():
+                continue
+            for entry in folder.iterdir():
+                if entry.is_file() or entry.is_symlink():
+                    entry.unlink(missing_ok=True)
             try:
                 folder.rmdir()
             except OSError:
-                pass  # not empty (files labctl did not make) or already gone
+                pass  # a folder in it that labctl did not make
 
     @contextmanager
     def locked(self, command: str, wait: float = 30.0) -> Iterator[None]:

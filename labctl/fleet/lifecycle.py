@@ -578,13 +578,12 @@ def down(
                     replace(cls, seats={k: v for k, v in cls.seats.items() if v.host in left})
                 )
             return FleetDownResult(name, cleaned, left)
-        for f in (folder.root / "fleet-files", folder.root / "access"):
-            if f.is_dir():
-                for child in f.iterdir():
-                    child.unlink()
-                f.rmdir()
-        (folder.root / ANSIBLE_LOG).unlink(missing_ok=True)
-        fleet_state.forget(folder)
+        files = folder.root / "fleet-files"
+        if files.is_dir():
+            for child in files.iterdir():
+                child.unlink()
+            files.rmdir()
+        fleet_state.forget(folder)  # the rest of the folder goes with the class (below)
     folder.remove()
     return FleetDownResult(name, cleaned, {})
 

@@ -453,3 +453,12 @@ def test_an_interrupted_class_up_stops_and_a_rerun_finishes_it(world: World) -> 
     again = world.up(world.roster(THREE))
     assert [r.ok for r in again.results] == [True, True, True]
     assert len(world.running()) == 6
+
+
+def test_a_class_taken_down_leaves_no_folder_whatever_its_dashboard_kept(world: World) -> None:
+    world.up(world.roster(THREE))
+    folder = ClassDir("so")
+    for name in ("dashboard-tokens.json", "dashboard.json", "dashboard.lock"):  # class serve's
+        (folder.root / name).write_text("{}")
+    class_lifecycle.down(folder, None, lambda *_a: None, accounts=world.accounts)
+    assert not folder.root.exists()

@@ -365,6 +365,7 @@ def test_down_cleans_every_host_and_forgets_the_class_only_when_all_are_clean(
     assert {s.host for s in folder.require().seats.values()} == {"h3"}
     del fleet.hosts.fail["h3@class down"]
     (folder.root / lifecycle.ANSIBLE_LOG).write_text("=== the runs' output\n")
+    (folder.root / "dashboard-tokens.json").write_text("{}")  # class serve was run
     done = lifecycle.down(folder, kept, fleet.hosts)
     assert done.complete and fleet.hosts.downed.count("h3") == 1
     assert folder.load() is None and not folder.root.exists()
