@@ -479,8 +479,8 @@ def _sheets(c: _FleetUp) -> None:
                 if data is not None:
                     write_private(target / name, data.read().decode())
         c.mark(host, "sheets")
-        if c.fleet.hosts[host].status != FAILED:
-            c.fleet = c.fleet.with_host(replace(c.fleet.hosts[host], status=READY))
+    for host in c.live():  # every stage passed, with students or none
+        c.fleet = c.fleet.with_host(replace(c.fleet.hosts[host], status=READY))
     c.save()
 
 

@@ -2,8 +2,9 @@
 
 A pure function of what the hosts said (how many students each fits, from its own ``class
 plan``), where students already are (a rerun never moves a working lab) and which hosts
-failed. New students go, one at a time, to the host with the most room left, so a class is
-spread in proportion to what the hosts can carry.
+failed. New students go, one at a time, to the host that would then be the least full as a
+share of its room, so a class is spread in proportion to what the hosts can carry, and hosts
+of about the same room take turns.
 """
 
 from __future__ import annotations
@@ -58,10 +59,12 @@ def place(
             waiting.append(s)
             if host is not None:
                 moved.append(s)
-    free = dict(room)
+    taken = dict.fromkeys(room, 0)
     for s in waiting:
-        best = max(sorted(free), key=lambda h: free[h], default=None)
-        if best is None or free[best] <= 0:
+        # the host that would be the least full, as a share of its room, after taking s
+        open_ = [h for h in sorted(room) if taken[h] < room[h]]
+        best = min(open_, key=lambda h: (taken[h] + 1) / room[h], default=None)
+        if best is None:
             total = sum(max(0, n) for n in room.values())
             raise OverCommit(
                 f"{len(waiting)} students need a lab and the hosts that answered fit {total} "
@@ -69,5 +72,5 @@ def place(
                 "add lab hosts to the inventory, or bring up part of the class",
             )
         placed[s] = best
-        free[best] -= 1
+        taken[best] += 1
     return Placement(placed, tuple(moved))

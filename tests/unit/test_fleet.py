@@ -104,8 +104,14 @@ def test_an_empty_inventory_and_this_machine_are_refused(tmp_path: Path) -> None
 
 def test_students_spread_in_proportion_to_each_hosts_room() -> None:
     got = place.place([f"s{i}" for i in range(6)], {"a": 4, "b": 2}, {})
-    # the host with the most room left takes the next student (ties: by name)
-    assert got.hosts == {"s0": "a", "s1": "a", "s2": "a", "s3": "b", "s4": "a", "s5": "b"}
+    # the host the least full after taking the student, as a share of its room (ties: by name)
+    assert got.hosts == {"s0": "a", "s1": "a", "s2": "b", "s3": "a", "s4": "a", "s5": "b"}
+
+
+def test_hosts_of_about_the_same_room_take_turns() -> None:
+    # measured room differs by a little from host to host: each still gets its share
+    got = place.place(["s1", "s2", "s3", "s4"], {"h1": 30, "h2": 30, "h3": 29}, {})
+    assert got.hosts == {"s1": "h1", "s2": "h2", "s3": "h3", "s4": "h1"}
 
 
 def test_a_placed_student_stays_and_a_failed_hosts_students_move_only_when_asked() -> None:
@@ -407,3 +413,9 @@ def test_the_dashboard_asks_every_host_of_a_spread_class(
     seen = ask_engines(cls)
     assert seen == {s: Health(2, 2, None, seat.host) for s, seat in cls.seats.items()}
     assert any("class status" in w for w, _ in fleet.hosts.calls)
+
+
+def test_a_host_given_nobody_is_ready_all_the_same(fleet: Fleet) -> None:
+    result = fleet.up("id,name\nana,Ana\n")
+    assert [s.host for s in result.seats] == ["h1"]
+    assert [h.status for h in result.hosts] == ["ready"] * 3
