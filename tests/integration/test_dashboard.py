@@ -34,7 +34,7 @@ from typer.testing import CliRunner
 from labctl.classroom.state import ClassDir
 from labctl.cli import app
 from labctl.dashboard.auth import sheet_token
-from labctl.store import open_store
+from labctl.exercises.progress import shared
 from tests import browser
 from tests.integration.engines import inventory
 from tests.integration.labs import write_lab
@@ -236,14 +236,13 @@ def _post_quietly(
 
 def _attempts(lab: str) -> list[tuple[int, str, str, str, str | None]]:
     """Every attempt of the lab in the store (id, instance, student, kind, step), checked whole."""
-    store = open_store()
-    try:
-        with store.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
-        return [(a.id, a.instance, a.student, a.kind, a.step) for a in store.attempts(lab)]
-    finally:
-        store.close()
+    # the process's own store, never a second one closed here: closing the last connection
+    # of a SQLite file in WAL mode removes its -wal file under the session's other tests
+    store = shared()
+    with store.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    return [(a.id, a.instance, a.student, a.kind, a.step) for a in store.attempts(lab)]
 
 
 def _answers(base: str) -> bool:
