@@ -19,7 +19,7 @@ import requests
 from pylxd.exceptions import ClientConnectionFailed, LXDAPIException, NotFound
 
 from labctl.errors import EngineError, NotFoundError
-from labctl.paths import system_containers
+from labctl.paths import NO_SYSTEM_CONTAINERS, system_containers
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,15 @@ DEFAULT_SOCKETS = (*ENGINE_SOCKETS["lxd"], *ENGINE_SOCKETS["incus"])
 START_HINT = (
     "start the daemon (lxd --group root, or incusd --group root) or run: labctl host setup "
     "[--system-containers lxd|incus]; LABCTL_LXD_SOCKET names another socket"
+)
+
+NONE_CHOSEN = (
+    "this host runs no system containers: host setup chose none for it (a host that is "
+    "itself a container)"
+)
+NONE_HINT = (
+    "bring up labs with a system container on another host, or run: labctl host setup "
+    "--system-containers lxd (or incus) where the host can run them"
 )
 
 
@@ -76,7 +85,8 @@ def socket_candidates(
     for var in ("LXD_DIR", "INCUS_DIR"):
         if env.get(var):
             found.append(Path(env[var]) / "unix.socket")
-    for path in ENGINE_SOCKETS[chosen] if chosen else DEFAULT_SOCKETS:
+    defaults = DEFAULT_SOCKETS if chosen is None else ENGINE_SOCKETS.get(chosen, ())
+    for path in defaults:
         if path not in found:
             found.append(path)
     return found
@@ -110,7 +120,11 @@ def connect_socket(
     ``timeout`` bounds each request of the client (None: pylxd's own). EngineError, naming
     every socket tried, if none answers.
     """
-    candidates = socket_candidates(chosen=system_containers()) if candidates is None else candidates
+    if candidates is None:
+        chosen = system_containers()
+        candidates = socket_candidates(chosen=chosen)
+        if chosen == NO_SYSTEM_CONTAINERS and not candidates:
+            raise EngineError(NONE_CHOSEN, NONE_HINT)
     tried: list[str] = []
     for path in candidates:
         if not path.exists():

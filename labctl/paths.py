@@ -83,19 +83,23 @@ def _host_setting(variable: str, path: Path) -> tuple[str, str] | None:
 #: written by ``labctl host setup``: which engine runs the system containers (lxd or incus)
 SYSTEM_CONTAINERS_FILE = Path("/etc/labctl/system-containers")
 SYSTEM_CONTAINERS = ("lxd", "incus")
+#: what host setup records on a host that runs no system containers (one that is itself a
+#: container, such as a simulated lab host)
+NO_SYSTEM_CONTAINERS = "none"
 
 
 def system_containers() -> str | None:
     """The system-container engine host setup chose, or None where nothing chose one.
 
     ``LABCTL_SYSTEM_CONTAINERS``, else ``/etc/labctl/system-containers``. With none chosen,
-    labctl takes whichever of LXD and Incus answers first (``labctl.lxd_client``).
+    labctl takes whichever of LXD and Incus answers first (``labctl.lxd_client``);
+    :data:`NO_SYSTEM_CONTAINERS` says this host runs none.
     """
     found = _host_setting("LABCTL_SYSTEM_CONTAINERS", SYSTEM_CONTAINERS_FILE)
     if found is None:
         return None
     value, source = found
-    if value not in SYSTEM_CONTAINERS:
+    if value not in (*SYSTEM_CONTAINERS, NO_SYSTEM_CONTAINERS):
         raise HostError(
             f"{source} says the system containers run on {value!r}: neither lxd nor incus",
             "run: labctl host setup --system-containers lxd (or incus)",

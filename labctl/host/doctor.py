@@ -286,6 +286,15 @@ def check_podman(pm: engines.DockerInfo) -> Check:
 
 def check_lxd(lx: engines.LxdInfo, root: bool = True) -> Check:
     """LXD or Incus must answer and have a storage pool and a network in its default profile."""
+    if lx.none_chosen:
+        return Check(
+            "lxd",
+            Status.WARN,
+            "none: host setup chose no system-container engine for this host (it is itself a "
+            "container); labs with a system container cannot run here",
+            "labs with a system container go on another host; where this one can run them: "
+            "labctl host setup --system-containers lxd (or incus)",
+        )
     if not lx.reachable:
         where = f" on {lx.socket}" if lx.socket else ""
         said = f"LXD/Incus does not answer{where}"

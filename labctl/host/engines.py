@@ -181,6 +181,7 @@ class LxdInfo:
     version: str | None = None
     initialised: bool = False  # the default profile has a root disk and a NIC
     error: str | None = None
+    none_chosen: bool = False  # host setup chose no system-container engine for this host
 
 
 def lxd_probe(candidates: list[Path] | None = None, engine: str | None = None) -> LxdInfo:
@@ -197,7 +198,8 @@ def lxd_probe(candidates: list[Path] | None = None, engine: str | None = None) -
     try:
         path, client = lxd_client.connect_socket(candidates, timeout=_TIMEOUT)
     except EngineError as exc:
-        return LxdInfo(None, False, error=error_line(exc))
+        chose_none = candidates is None and exc.message == lxd_client.NONE_CHOSEN
+        return LxdInfo(None, False, error=error_line(exc), none_chosen=chose_none)
     try:
         env = client.host_info.get("environment", {})
         devices = client.profiles.get("default").devices

@@ -15,7 +15,8 @@ import libvirt
 import pytest
 
 from labctl import libvirt_client, lxd_client
-from labctl.host import engines
+from labctl.errors import EngineError
+from labctl.host import doctor, engines
 from tests.unit.fake_engines import libvirt_error
 from tests.unit.servers import serving
 from tests.unit.test_container_images import _LxdHandler, _UnixHTTPServer
@@ -60,6 +61,21 @@ def test_the_lxd_probe_names_the_sockets_that_did_not_answer(
     info = engines.lxd_probe()
     assert not info.reachable and info.socket is None
     assert info.error and str(dead) in info.error
+
+
+def test_a_host_set_up_with_no_system_containers_says_so(
+    monkeypatch: pytest.MonkeyPatch, no_defaults: None
+) -> None:
+    monkeypatch.setenv("LABCTL_SYSTEM_CONTAINERS", "none")
+    with pytest.raises(EngineError) as refused:
+        lxd_client.connect()
+    assert "no system containers" in refused.value.message and refused.value.hint
+    info = engines.lxd_probe()
+    assert info.none_chosen and not info.reachable
+    check = doctor.check_lxd(info)
+    assert check.status is doctor.Status.WARN and "none" in check.detail, check
+    # a socket named on purpose still wins over the choice
+    assert not engines.lxd_probe(engine="lxd").none_chosen
 
 
 def test_the_docker_probe_reports_the_librarys_own_words(
