@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -27,25 +25,13 @@ from labctl.exercises.facts import FACT_VALUES, FactName
 from labctl.exercises.i18n import Lang
 from labctl.exercises.words import normalise, options_problem
 from labctl.spec import yamlpos
-from labctl.spec.model import Grading, Technique
+from labctl.spec.model import Grading, Strict, Technique
 from labctl.spec.validate import validate
 
 ID_RE = r"^[a-z][a-z0-9-]{0,39}$"
 HOST = "host"
-TECHNIQUES: tuple[Technique, ...] = (
-    "emulation",
-    "full-virtualization",
-    "paravirtualization",
-    "system-container",
-    "app-container",
-)
+TECHNIQUES: tuple[Technique, ...] = get_args(Technique)
 HINT = "see the exercises of labs/virtualization; `labctl exercise schema` prints the JSON Schema"
-
-
-class Strict(BaseModel):
-    """Unknown keys are an error, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Text(Strict):

@@ -33,7 +33,7 @@ Technique = Literal[
 
 
 class Strict(BaseModel):
-    """Base for spec models: unknown keys are an error, values are immutable."""
+    """Base of the lab and exercise models: unknown keys are an error, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
