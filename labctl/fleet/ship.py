@@ -20,7 +20,7 @@ from pathlib import Path
 
 from labctl import procs
 from labctl.errors import BuildError
-from labctl.images.cache import ImageStore, remove_tree
+from labctl.images.cache import ImageStore, file_sha256, remove_tree
 from labctl.images.recipe import MANIFEST
 from labctl.paths import REPO_ROOT, cache_dir
 
@@ -98,14 +98,6 @@ class ShippedImage:
         return entry
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def shipped(store: ImageStore, names: Iterable[str]) -> list[ShippedImage]:
     """The images among ``names`` and their bases, bases first, as they travel.
 
@@ -137,7 +129,7 @@ def shipped(store: ImageStore, names: Iterable[str]) -> list[ShippedImage]:
         out.append(
             ShippedImage(
                 name,
-                _sha256(store.path(name) / MANIFEST),
+                file_sha256(store.path(name) / MANIFEST),
                 files,
                 engine,
                 manifest.engine_ref if engine else None,

@@ -6,6 +6,7 @@ else (``.<name>.tmp-<pid>`` left by an interrupted build) is removed on the next
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -82,9 +83,8 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks: the checksum a manifest lists per artifact."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -273,7 +273,7 @@ class ImageStore:
             engine_ref, facts = recipe.build(BuildContext(tmp, deps, report, recipe_hash))
             report("checksums")
             artifacts = tuple(
-                Artifact(p.name, p.stat().st_size, _sha256(p))
+                Artifact(p.name, p.stat().st_size, file_sha256(p))
                 for p in sorted(tmp.iterdir())
                 if p.is_file()
             )
