@@ -12,9 +12,12 @@ from labctl.classroom import roster
 from labctl.classroom.state import ClassDir
 from labctl.cli import tables
 from labctl.errors import ExitCode
+from labctl.fleet import down as fleet_down
 from labctl.fleet import inventory as fleet_inventory
-from labctl.fleet import lifecycle as fleet
+from labctl.fleet import remote
 from labctl.fleet import state as fleet_state
+from labctl.fleet import status as fleet_status
+from labctl.fleet import up as fleet_up
 from labctl.fleet.state import FleetState
 from labctl.stages import quiet
 
@@ -28,8 +31,8 @@ def _lines(who: str, step: str, detail: str) -> None:
     console.err.print(f"  {escape(who)}: {tag} {escape(detail)}".rstrip())
 
 
-def _runner(folder: ClassDir, inv: fleet_inventory.Inventory, forks: int) -> fleet.Runner:
-    return fleet.ansible_runner_for(inv, forks, folder.root / fleet.ANSIBLE_LOG)
+def _runner(folder: ClassDir, inv: fleet_inventory.Inventory, forks: int) -> remote.Runner:
+    return remote.ansible_runner_for(inv, forks, folder.root / remote.ANSIBLE_LOG)
 
 
 def up(
@@ -51,7 +54,7 @@ def up(
     lab, path = resolve_lab(lab_ref)
     inv = fleet_inventory.load(inventory_file)
     folder = ClassDir(class_name)
-    result = fleet.up(
+    result = fleet_up.up(
         r,
         inv,
         class_name,
@@ -87,9 +90,11 @@ def up(
             f"{len(result.seats)} labs up on {sum(h.status == 'ready' for h in result.hosts)} "
             f"of {len(result.hosts)} hosts."
         )
-    if result.failed:
+    lost_host = any(h.status == "failed" for h in result.hosts)
+    if result.failed or lost_host:
+        # as ansible-playbook: a host that failed fails the run, even with every student up
         hint = "fix the cause and run the same `labctl class up` again"
-        if any(h.status == "failed" for h in result.hosts):
+        if lost_host and result.failed:
             hint += ", or add --replace-failed to move a failed host's students to the others"
         console.err.print(f"Hint: {hint}.")
         raise typer.Exit(ExitCode.FAILED)
@@ -103,7 +108,7 @@ def of(folder: ClassDir) -> FleetState | None:
 def status(folder: ClassDir, state: FleetState, json_out: bool) -> None:
     """``labctl class status`` of a class over lab hosts; attempts collected on the way."""
     inv = fleet_inventory.load(Path(state.inventory))
-    rows = fleet.status(folder, state, _runner(folder, inv, 10), fleet.collect)
+    rows = fleet_status.status(folder, state, _runner(folder, inv, 10), fleet_status.collect)
     if json_out:
         console.print_json({"class": folder.name, "students": rows})
         return
@@ -129,14 +134,14 @@ def status(folder: ClassDir, state: FleetState, json_out: bool) -> None:
 def collect(folder: ClassDir, state: FleetState) -> dict[str, str]:
     """Every host's attempts into this store; the students whose host did not answer."""
     inv = fleet_inventory.load(Path(state.inventory))
-    rows = fleet.status(folder, state, _runner(folder, inv, 10), fleet.collect)
+    rows = fleet_status.status(folder, state, _runner(folder, inv, 10), fleet_status.collect)
     return {r.student: r.error or "no answer" for r in rows if not r.answered}
 
 
 def down(folder: ClassDir, state: FleetState, json_out: bool) -> None:
     """``labctl class down`` of a class over lab hosts: every host, or say which is left."""
     inv = fleet_inventory.load(Path(state.inventory))
-    result = fleet.down(folder, state, _runner(folder, inv, 10), quiet if json_out else _lines)
+    result = fleet_down.down(folder, state, _runner(folder, inv, 10), quiet if json_out else _lines)
     if json_out:
         console.print_json({"class": result.name, "cleaned": result.cleaned, "left": result.left})
     else:

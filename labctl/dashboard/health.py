@@ -28,10 +28,11 @@ def ask_engines(state: ClassState) -> dict[str, Health]:
     folder = ClassDir(state.name)
     spread = fleet_state.load(folder)
     if spread is not None:
-        from labctl.fleet import inventory, lifecycle
+        from labctl.fleet import inventory, remote
+        from labctl.fleet import status as fleet_status
 
-        run = lifecycle.ansible_runner_for(inventory.load(Path(spread.inventory)), 10, None)
-        rows = lifecycle.status(folder, spread, run, lifecycle.collect)
+        run = remote.ansible_runner_for(inventory.load(Path(spread.inventory)), 10, None)
+        rows = fleet_status.status(folder, spread, run, fleet_status.collect)
         return {r.student: Health(r.guests_ready, r.guests, r.error, r.host) for r in rows}
     return {r.student: Health(r.guests_ready, r.guests, r.error) for r in status(state)}
 

@@ -235,6 +235,11 @@ class HostOutcome:
     message: str = ""  # the failure in Ansible's words ("" when ok)
     stdout: str = ""  # a command module's output (the last task's)
 
+    @property
+    def failure(self) -> str:
+        """Why it failed, as reports say it ("unreachable: ..." when SSH did not get there)."""
+        return ("unreachable: " if self.unreachable else "") + (self.message or "failed")
+
 
 @dataclass(frozen=True)
 class FanOut:

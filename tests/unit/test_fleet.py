@@ -24,7 +24,7 @@ from labctl.classroom import roster
 from labctl.classroom.state import FAILED, UP, ClassDir
 from labctl.errors import HostError, LabctlError, SpecError
 from labctl.exercises.progress import shared
-from labctl.fleet import inventory, lifecycle, place, ship
+from labctl.fleet import down, inventory, place, remote, ship, status, up
 from labctl.fleet import state as fleet_state
 from labctl.host.ansible import FanOut, HostOutcome
 from labctl.images.cache import ImageStore
@@ -145,16 +145,10 @@ class FakeHosts:
     downed: list[str] = field(default_factory=list)
     attempts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    def __call__(
-        self,
-        hosts: list[str],
-        *,
-        playbook: Path | None = None,
-        module: str | None = None,
-        args: str = "",
-        extravars: dict[str, Any] | None = None,
-    ) -> FanOut:
-        what = playbook.name if playbook else f"{module} {args}"
+    def __call__(self, hosts: list[str], **how: Any) -> FanOut:
+        """A fan-out as ``fleet.Runner`` asks for it: a playbook, or a module and its args."""
+        playbook = how.get("playbook")
+        what = playbook.name if playbook else f"{how.get('module')} {how.get('args', '')}"
         self.calls.append((what, tuple(hosts)))
         return FanOut(what, {h: self.one(h, what) for h in hosts}, 0.1)
 
@@ -197,7 +191,7 @@ class FakeHosts:
                 }
                 for s in self.up_on.get(host, [])
             ]
-            out = json.dumps({"students": students}) + f"\n{lifecycle.CUT}\n"
+            out = json.dumps({"students": students}) + f"\n{status.CUT}\n"
             return HostOutcome(host, True, stdout=out + json.dumps(self.attempts.get(host, [])))
         return HostOutcome(host, True)
 
@@ -212,12 +206,12 @@ class Fleet:
     hosts: FakeHosts
     inv: inventory.Inventory
 
-    def up(self, roster_text: str = SIX, **kw: Any) -> lifecycle.FleetUpResult:
+    def up(self, roster_text: str = SIX, **kw: Any) -> up.FleetUpResult:
         (self.tmp / "r.csv").write_text(roster_text)
         lab_path = self.tmp / "lab" / "lab.yaml"
         store = ImageStore([Empty("vm-amd64"), Empty("docker-app")], root=self.tmp / "cache")
         store.build(["vm-amd64", "docker-app"])
-        return lifecycle.up(
+        return up.up(
             roster.load(self.tmp / "r.csv"),
             self.inv,
             "fl",
@@ -343,7 +337,7 @@ def test_status_merges_every_host_and_collects_attempts_into_this_store(fleet: F
     fleet.hosts.attempts[str(s0.host)] = [to_json(recorded[0])]
     replace_instances(shared(), [("flab", s0.instance)], [])  # the controller had none
     fleet.hosts.fail[f"{'h2' if s0.host != 'h2' else 'h3'}@class status"] = ("unreachable", True)
-    rows = lifecycle.status(folder, spread, fleet.hosts, lifecycle.collect)
+    rows = status.status(folder, spread, fleet.hosts, status.collect)
     assert len(rows) == 6
     dark = [r for r in rows if r.error and "unreachable" in r.error]
     assert dark and all(r.guests == 0 and not r.answered for r in dark)
@@ -352,7 +346,7 @@ def test_status_merges_every_host_and_collects_attempts_into_this_store(fleet: F
     got = shared().attempts("flab", [s0.instance])
     assert [(a.student, a.exercise, a.passed, a.at) for a in got] == [("s0", "ex1", True, at)]
     # collecting again replaces, never doubles
-    lifecycle.status(folder, spread, fleet.hosts, lifecycle.collect)
+    status.status(folder, spread, fleet.hosts, status.collect)
     assert len(shared().attempts("flab", [s0.instance])) == 1
 
 
@@ -364,15 +358,15 @@ def test_down_cleans_every_host_and_forgets_the_class_only_when_all_are_clean(
     spread = fleet_state.load(folder)
     assert spread is not None
     fleet.hosts.fail["h3@class down"] = ("unreachable", True)
-    partial = lifecycle.down(folder, spread, fleet.hosts)
+    partial = down.down(folder, spread, fleet.hosts)
     assert partial.cleaned == ("h1", "h2") and list(partial.left) == ["h3"]
     kept = fleet_state.load(folder)
     assert kept is not None and list(kept.hosts) == ["h3"]
     assert {s.host for s in folder.require().seats.values()} == {"h3"}
     del fleet.hosts.fail["h3@class down"]
-    (folder.root / lifecycle.ANSIBLE_LOG).write_text("=== the runs' output\n")
+    (folder.root / remote.ANSIBLE_LOG).write_text("=== the runs' output\n")
     (folder.root / "dashboard-tokens.json").write_text("{}")  # class serve was run
-    done = lifecycle.down(folder, kept, fleet.hosts)
+    done = down.down(folder, kept, fleet.hosts)
     assert done.complete and fleet.hosts.downed.count("h3") == 1
     assert folder.load() is None and not folder.root.exists()
 
@@ -408,7 +402,7 @@ def test_the_dashboard_asks_every_host_of_a_spread_class(
 
     fleet.up()
     monkeypatch.setattr(inventory, "load", lambda _p: fleet.inv)
-    monkeypatch.setattr(lifecycle, "ansible_runner_for", lambda *_a: fleet.hosts)
+    monkeypatch.setattr(remote, "ansible_runner_for", lambda *_a: fleet.hosts)
     cls = ClassDir("fl").require()
     seen = ask_engines(cls)
     assert seen == {s: Health(2, 2, None, seat.host) for s, seat in cls.seats.items()}

@@ -1,4 +1,4 @@
-"""``class up --hosts``, ``class status`` and ``class down`` for a class over several lab hosts.
+"""``class up --hosts``: a class over several lab hosts.
 
 The controller (where the instructor runs labctl) drives every lab host through Ansible
 (ansible-runner, all hosts at once up to ``forks``) and never logs in by hand:
@@ -19,11 +19,6 @@ The controller (where the instructor runs labctl) drives every lab host through 
 A host's failure at any stage marks it failed with the stage and Ansible's words; its
 students are reported with that reason, and ``--replace-failed`` moves them to the others.
 A rerun does only what is missing: every remote step is idempotent on the host.
-
-Progress (every attempt) stays in each host's own store, where the students' checks write
-it; ``collect`` copies it into this controller's store, replacing each instance's attempts
-as a whole, so the dashboard and ``class report`` here see the whole class. Lab hosts need
-no way back to the controller and no database server.
 """
 
 from __future__ import annotations
@@ -34,11 +29,10 @@ import io
 import json
 import shlex
 import tarfile
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from labctl.classroom.lifecycle import remember_seats
 from labctl.classroom.roster import Roster, Student, check_class, instance_of
@@ -49,6 +43,7 @@ from labctl.fleet import place as placing
 from labctl.fleet import ship
 from labctl.fleet import state as fleet_state
 from labctl.fleet.inventory import Inventory
+from labctl.fleet.remote import REMOTE_LABCTL, REMOTE_STATE, Runner, remote_dir
 from labctl.fleet.state import READY, FleetState, HostRecord
 from labctl.host.ansible import FanOut
 from labctl.images.cache import ImageStore
@@ -58,63 +53,8 @@ from labctl.private import private_dir, write_private
 from labctl.spec.model import Lab
 from labctl.stages import Reporter, Stage, execute, quiet
 
-#: labctl as ``fleet-install.yml`` installs it on a lab host
-REMOTE_LABCTL = "/usr/local/bin/labctl"
-#: labctl's state on a lab host (its default ``LABCTL_STATE``)
-REMOTE_STATE = "/var/lib/labctl"
 #: Debian and Ubuntu releases labctl sets up (as ``bootstrap``)
 SUPPORTED = ("debian:12", "ubuntu:22.04", "ubuntu:24.04")
-#: what separates a host's status from its attempts in one answer
-CUT = "---8<--- labctl attempts ---8<---"
-
-
-class Runner(Protocol):
-    """``labctl.host.ansible.fan_out`` over the class's inventory (a fake in unit tests)."""
-
-    def __call__(
-        self,
-        hosts: list[str],
-        *,
-        playbook: Path | None = None,
-        module: str | None = None,
-        args: str = "",
-        extravars: dict[str, Any] | None = None,
-    ) -> FanOut: ...
-
-
-def ansible_runner_for(inventory: Inventory, forks: int, log: Path | None) -> Runner:
-    """The real :data:`Runner`: ansible-runner on ``inventory``."""
-    from labctl.host.ansible import fan_out
-
-    def run(
-        hosts: list[str],
-        *,
-        playbook: Path | None = None,
-        module: str | None = None,
-        args: str = "",
-        extravars: dict[str, Any] | None = None,
-    ) -> FanOut:
-        return fan_out(
-            inventory.path,
-            hosts,
-            playbook=playbook,
-            module=module,
-            args=args,
-            extravars=extravars,
-            forks=forks,
-            log_path=log,
-        )
-
-    return run
-
-
-#: the Ansible output of every fan-out of a class, in its folder (gone with the class)
-ANSIBLE_LOG = "ansible.log"
-
-
-def remote_dir(class_name: str) -> str:
-    """Where the controller puts a class's roster and lab on a host."""
-    return f"{REMOTE_STATE}/fleet/{class_name}"
 
 
 @dataclass(frozen=True)
@@ -180,8 +120,7 @@ class _FleetUp:
                 self.mark(host, stage)
                 ok.append(host)
             else:
-                why = ("unreachable: " if o.unreachable else "") + (o.message or "failed")
-                self.fail(host, stage, why)
+                self.fail(host, stage, o.failure)
         self.save()
         return ok
 
@@ -434,7 +373,7 @@ def _labs(c: _FleetUp) -> None:
         if o is None:
             pass  # its roster's copy failed (recorded with the reason): its students fail too
         elif not o.ok:
-            c.fail(host, "labs", ("unreachable: " if o.unreachable else "") + o.message)
+            c.fail(host, "labs", o.failure)
         else:
             try:
                 said = {r["student"]: r for r in json.loads(o.stdout)["students"]}
@@ -466,7 +405,7 @@ def _sheets(c: _FleetUp) -> None:
     target = private_dir(c.folder.root / "access")
     for host, o in result.hosts.items():
         if not o.ok:
-            c.fail(host, "sheets", o.message)
+            c.fail(host, "sheets", o.failure)
             continue
         mine = {s.student for s in c.cls.seats.values() if s.host == host}
         with tarfile.open(fileobj=io.BytesIO(base64.b64decode(o.stdout)), mode="r:gz") as tar:
@@ -530,165 +469,3 @@ def up(
         tuple(c.cls.seats[s] for s in roster.ids),
         c.moved,
     )
-
-
-# -- down -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FleetDownResult:
-    """What ``class down`` did on each host."""
-
-    name: str
-    cleaned: tuple[str, ...]
-    left: dict[str, str]  # host -> why its labs are still there
-
-    @property
-    def complete(self) -> bool:
-        """Every host is clean."""
-        return not self.left
-
-
-def down(
-    folder: ClassDir, fleet: FleetState, run: Runner, report: Reporter = quiet
-) -> FleetDownResult:
-    """Take the class down on every host it used, and forget it here once all are clean."""
-    name = folder.name
-    remote = remote_dir(name)
-    state = f"{REMOTE_STATE}/classes/{name}/class.json"
-    script = (
-        f"if test -e {state}; then {REMOTE_LABCTL} class down --class {name}; fi && rm -rf {remote}"
-    )
-    with folder.locked("labctl class down --hosts"):
-        result = run(list(fleet.hosts), module="shell", args=script)
-        left = {}
-        for host, o in result.hosts.items():
-            if o.ok:
-                report(host, "done", "nothing of the class is left")
-            else:
-                left[host] = ("unreachable: " if o.unreachable else "") + o.message
-                report(host, "failed", left[host].splitlines()[0])
-        cleaned = tuple(h for h in fleet.hosts if h not in left)
-        if left:
-            kept = {h: r for h, r in fleet.hosts.items() if h in left}
-            fleet_state.save(folder, replace(fleet, hosts=kept))
-            cls = folder.load()
-            if cls is not None:
-                folder.save(
-                    replace(cls, seats={k: v for k, v in cls.seats.items() if v.host in left})
-                )
-            return FleetDownResult(name, cleaned, left)
-        files = folder.root / "fleet-files"
-        if files.is_dir():
-            for child in files.iterdir():
-                child.unlink()
-            files.rmdir()
-        fleet_state.forget(folder)  # the rest of the folder goes with the class (below)
-    folder.remove()
-    return FleetDownResult(name, cleaned, {})
-
-
-# -- status and progress --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FleetRow:
-    """One student's row of ``class status`` over several hosts."""
-
-    student: str
-    name: str
-    host: str | None
-    guests_ready: int
-    guests: int
-    exercises_done: int
-    exercises: int
-    last_activity: str | None
-    outcome: str
-    error: str | None
-    answered: bool = True  # False: the host did not answer (the row is the last known)
-
-
-def _status_script(name: str) -> str:
-    return (
-        f"{REMOTE_LABCTL} class status --class {name} --json; echo '{CUT}'; "
-        f"{REMOTE_LABCTL} class report --class {name} --attempts --format json"
-    )
-
-
-def status(
-    folder: ClassDir,
-    fleet: FleetState,
-    run: Runner,
-    record: Callable[[list[tuple[str, str]], list[dict[str, Any]]], None] | None = None,
-) -> list[FleetRow]:
-    """Every student of the class, asked of their host.
-
-    ``record(instances, attempts)`` gets each host's attempts of its students' instances
-    (``collect`` puts them in this controller's store).
-    """
-    cls = folder.require()
-    hosts = sorted({s.host for s in cls.seats.values() if s.host})
-    result = run(hosts, module="shell", args=_status_script(cls.name))
-    rows: dict[str, dict[str, Any]] = {}
-    trouble: dict[str, str] = {}
-    for host, o in result.hosts.items():
-        if not o.ok:
-            trouble[host] = ("unreachable: " if o.unreachable else "") + o.message
-            continue
-        head, _, tail = o.stdout.partition(CUT)
-        try:
-            for r in json.loads(head)["students"]:
-                rows[r["student"]] = r
-            attempts = json.loads(tail) if tail.strip() else []
-        except (ValueError, KeyError, TypeError):
-            trouble[host] = f"answered {o.stdout.strip()[:200]!r}"
-            continue
-        if record is not None:
-            mine = [(cls.lab, s.instance) for s in cls.seats.values() if s.host == host]
-            record(mine, attempts)
-    out = []
-    for seat in cls.seats.values():
-        r = rows.get(seat.student)
-        if r is None:
-            why = seat.error
-            if seat.host in trouble:
-                why = f"host {seat.host}: {trouble[seat.host]}"
-            out.append(
-                FleetRow(
-                    seat.student,
-                    seat.name,
-                    seat.host,
-                    0,
-                    0,
-                    0,
-                    0,
-                    None,
-                    seat.outcome,
-                    why,
-                    answered=seat.host not in trouble,
-                )
-            )
-            continue
-        out.append(
-            FleetRow(
-                seat.student,
-                seat.name,
-                seat.host,
-                int(r["guests_ready"]),
-                int(r["guests"]),
-                int(r["exercises_done"]),
-                int(r["exercises"]),
-                r.get("last_activity"),
-                str(r["outcome"]),
-                r.get("error"),
-            )
-        )
-    return out
-
-
-def collect(pairs: list[tuple[str, str]], attempts: list[dict[str, Any]]) -> None:
-    """A host's attempts of its instances, as the controller's store's copy of them."""
-    from labctl.exercises.progress import shared
-    from labctl.store.transfer import from_json, replace_instances
-
-    replace_instances(shared(), pairs, [from_json(a) for a in attempts])

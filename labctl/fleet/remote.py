@@ -1,0 +1,43 @@
+"""How the controller reaches a class's lab hosts: Ansible's fan-out, and where labctl is there."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from labctl.fleet.inventory import Inventory
+from labctl.host.ansible import FanOut, fan_out
+
+#: labctl as ``fleet-install.yml`` installs it on a lab host
+REMOTE_LABCTL = "/usr/local/bin/labctl"
+#: labctl's state on a lab host (its default ``LABCTL_STATE``)
+REMOTE_STATE = "/var/lib/labctl"
+
+
+class Runner(Protocol):
+    """``labctl.host.ansible.fan_out`` over the class's inventory (a fake in unit tests)."""
+
+    def __call__(
+        self,
+        hosts: list[str],
+        *,
+        playbook: Path | None = None,
+        module: str | None = None,
+        args: str = "",
+        extravars: dict[str, Any] | None = None,
+    ) -> FanOut: ...
+
+
+def ansible_runner_for(inventory: Inventory, forks: int, log: Path | None) -> Runner:
+    """The real :data:`Runner`: ansible-runner on ``inventory``."""
+    return partial(fan_out, inventory.path, forks=forks, log_path=log)
+
+
+#: the Ansible output of every fan-out of a class, in its folder (gone with the class)
+ANSIBLE_LOG = "ansible.log"
+
+
+def remote_dir(class_name: str) -> str:
+    """Where the controller puts a class's roster and lab on a host."""
+    return f"{REMOTE_STATE}/fleet/{class_name}"
