@@ -24,8 +24,9 @@ from labctl.classroom import roster
 from labctl.classroom.state import FAILED, UP, ClassDir
 from labctl.errors import HostError, LabctlError, SpecError
 from labctl.exercises.progress import shared
-from labctl.fleet import down, inventory, place, remote, ship, status, up
+from labctl.fleet import down, inventory, place, remote, ship, status
 from labctl.fleet import state as fleet_state
+from labctl.fleet import up as fleet_up
 from labctl.host.ansible import FanOut, HostOutcome
 from labctl.images.cache import ImageStore
 from labctl.spec.model import load_lab
@@ -206,12 +207,12 @@ class Fleet:
     hosts: FakeHosts
     inv: inventory.Inventory
 
-    def up(self, roster_text: str = SIX, **kw: Any) -> up.FleetUpResult:
+    def up(self, roster_text: str = SIX, **kw: Any) -> fleet_up.FleetUpResult:
         (self.tmp / "r.csv").write_text(roster_text)
         lab_path = self.tmp / "lab" / "lab.yaml"
         store = ImageStore([Empty("vm-amd64"), Empty("docker-app")], root=self.tmp / "cache")
         store.build(["vm-amd64", "docker-app"])
-        return up.up(
+        return fleet_up.up(
             roster.load(self.tmp / "r.csv"),
             self.inv,
             "fl",
