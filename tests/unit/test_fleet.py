@@ -254,6 +254,11 @@ def test_a_class_is_spread_over_the_hosts_by_their_room_and_sheets_come_back(
     # the order of the stages on the hosts
     kinds = [w.split()[0] if " " in w else w for w, _ in fleet.hosts.calls]
     assert kinds[:4] == ["raw", "host-setup.yml", "fleet-install.yml", "fleet-images.yml"]
+    # then each host makes what lives in its engines from what was shipped (LXD's image)
+    assert fleet.hosts.calls[4] == (
+        f"command {remote.REMOTE_LABCTL} images build docker-app vm-amd64",
+        ("h1", "h2", "h3"),
+    )
 
 
 def test_a_host_that_cannot_be_used_stops_the_first_run_before_anything_exists(

@@ -147,6 +147,27 @@ def test_image_vars_name_files_and_engine_images_with_their_ids(tmp_path: Path) 
     assert by_name["docker-base"]["manifest_sha256"] == hashlib.sha256(manifest_bytes).hexdigest()
 
 
+def test_lxds_image_is_made_on_the_host_and_podmans_travel_as_podman_archives(
+    tmp_path: Path,
+) -> None:
+    store = ImageStore(all_recipes(), root=tmp_path)
+    _manifest(store, "system-rootfs", artifacts=(Artifact("rootfs.tar.xz", 4, "e" * 64),))
+    _manifest(store, "lxd-system", engine_ref="f" * 64)
+    _manifest(store, "docker-base", engine_ref="sha256:" + "1" * 64, facts={"tag": "b:1"})
+    _manifest(store, "podman-base", engine_ref="sha256:" + "3" * 64, facts={"tag": "pb:1"})
+    _manifest(
+        store, "podman-app", engine_ref="sha256:" + "4" * 64,
+        facts={"tag": "labctl/webapp:h-podman-app", "latest": "labctl/webapp:latest"},
+    )  # fmt: skip
+    got = {e["name"]: e for e in fleet_hosts.image_vars(store, ["lxd-system", "podman-app"])}
+    # the rootfs travels; LXD's copy of it is the host's to make (``labctl images build``)
+    assert got["system-rootfs"]["files"] == [{"path": "rootfs.tar.xz", "sha256": "e" * 64}]
+    assert "lxd-system" not in got
+    assert got["podman-app"]["engine"] == "podman"
+    assert got["podman-app"]["engine_ref"] == "sha256:" + "4" * 64
+    assert got["podman-base"]["engine"] == "podman" and got["docker-base"]["engine"] == "docker"
+
+
 def test_image_vars_refuse_an_image_that_is_not_built(tmp_path: Path) -> None:
     store = ImageStore(all_recipes(), root=tmp_path)
     with pytest.raises(BuildError, match="vm-amd64-tiny is not built"):
