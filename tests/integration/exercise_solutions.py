@@ -15,7 +15,7 @@ import re
 import shlex
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,20 +64,43 @@ class Student:
         assert proc.returncode == 0, f"host: {command}: {proc.stderr or proc.stdout}"
         return proc.stdout
 
+    @property
+    def _whose(self) -> list[str]:
+        """The options naming this student's lab, instance and id."""
+        return ["-l", str(self.ws.exercises_dir.parent), "-i", self.ws.instance, "-s", self.student]
+
     def answer(self, step: str, value: object) -> None:
         """``labctl exercise answer``, in-process."""
-        result = cli.invoke(
-            app,
-            [
-                "exercise", "answer", self.exercise.id, step, str(value),
-                "-l", str(self.ws.exercises_dir.parent), "-i", self.ws.instance,
-                "-s", self.student,
-            ],
-        )  # fmt: skip
+        args = ["exercise", "answer", self.exercise.id, step, str(value), *self._whose]
+        result = cli.invoke(app, args)
         assert result.exit_code == 0, result.output
+
+    def check(self, *extra: str) -> tuple[int, list[str]]:
+        """``labctl exercise check --json`` in-process: exit code and every check's status."""
+        args = ["exercise", "check", self.exercise.id, *self._whose, "--json", "--lang", "en"]
+        result = cli.invoke(app, [*args, *extra])
+        assert result.exit_code in (0, 1), (result.output, result.exception)
+        report = json.loads(result.stdout)
+        return result.exit_code, [r["status"] for st in report["steps"] for r in st["results"]]
 
     def resource(self, guest: str) -> str:
         return self.values[f"guest.{guest}.resource"]
+
+
+def fails_untouched_passes_solved_refuses_wrong(
+    s: Student, solve: Callable[[Student], None], wrong: Mapping[str, str], checks: int
+) -> None:
+    """The exercise's ``checks`` all fail as the guest is, all pass once ``solve`` ran, and
+    each of the ``wrong`` answers (step: value) fails its step again."""
+    code, before = s.check()
+    assert code == 1 and before == ["failed"] * checks, before
+    solve(s)
+    code, after = s.check()
+    assert code == 0 and after == ["passed"] * checks, after
+    for step, value in wrong.items():
+        s.answer(step, value)
+        code, results = s.check("--step", step)
+        assert code == 1 and results == ["failed"], (step, results)
 
 
 def _timed(action: Callable[[], object]) -> float:

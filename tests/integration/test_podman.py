@@ -18,10 +18,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from typer.testing import CliRunner
 
 from labctl import backends
-from labctl.cli import app
 from labctl.docker_client import PODMAN
 from labctl.docker_client import connect as docker_connect
 from labctl.errors import EngineError
@@ -34,7 +32,10 @@ from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR
 from labctl.spec.model import Lab
 from tests.integration.engines import inventory
-from tests.integration.exercise_solutions import Student
+from tests.integration.exercise_solutions import (
+    Student,
+    fails_untouched_passes_solved_refuses_wrong,
+)
 from tests.integration.labs import instance_names, taken_down, write_lab
 from tests.integration.podman_solutions import WRONG, app_motores, app_motores_cleanup
 
@@ -150,17 +151,6 @@ def test_the_podman_container_has_no_daemon_above_it(apps: Apps) -> None:
     assert parents["docker-app"].startswith("containerd-shim")
 
 
-def _check(s: Student, *extra: str) -> tuple[int, list[str]]:
-    """``labctl exercise check --json`` in-process: exit code and every check's status."""
-    args = ["-l", str(s.ws.exercises_dir.parent), "-i", s.ws.instance, "-s", s.student]
-    result = CliRunner().invoke(
-        app, ["exercise", "check", s.exercise.id, *args, "--json", "--lang", "en", *extra]
-    )
-    assert result.exit_code in (0, 1), (result.output, result.exception)
-    report = json.loads(result.stdout)
-    return result.exit_code, [r["status"] for st in report["steps"] for r in st["results"]]
-
-
 def test_the_engines_exercise_fails_untouched_passes_solved_and_refuses_wrong_answers(
     apps: Apps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -168,14 +158,6 @@ def test_the_engines_exercise_fails_untouched_passes_solved_and_refuses_wrong_an
     ws = runner.open_workspace(str(apps.path.parent), apps.instance)
     s = Student(ws, ws.exercise("app-motores"), "t" + secrets.token_hex(3), tmp_path)
     try:
-        code, before = _check(s)
-        assert code == 1 and before == ["failed"] * 4, before
-        app_motores(s)
-        code, after = _check(s)
-        assert code == 0 and after == ["passed"] * 4, after
-        for step, wrong in WRONG.items():
-            s.answer(step, wrong)
-            code, results = _check(s, "--step", step)
-            assert code == 1 and results == ["failed"], (step, results)
+        fails_untouched_passes_solved_refuses_wrong(s, app_motores, WRONG, checks=4)
     finally:
         app_motores_cleanup(s)

@@ -8,7 +8,6 @@ to build, so neither CI nor the session fixture builds it: this module runs wher
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import shutil
@@ -18,10 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from labctl import backends
-from labctl.cli import app
 from labctl.exercises import runner
 from labctl.host.accel import detect
 from labctl.images.registry import store
@@ -29,7 +26,10 @@ from labctl.instance.state import LabState
 from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR
 from labctl.spec.model import Lab
-from tests.integration.exercise_solutions import Student
+from tests.integration.exercise_solutions import (
+    Student,
+    fails_untouched_passes_solved_refuses_wrong,
+)
 from tests.integration.labs import instance_names, taken_down, write_lab
 
 pytestmark = pytest.mark.integration
@@ -94,16 +94,6 @@ def test_the_guest_is_an_emulated_mainframe_with_virtio_on_the_channel_subsystem
     print(f"\ns390x up in {zlab.up_seconds:.1f} s (ready after {rec.ready_seconds} s)")
 
 
-def _check(s: Student, *extra: str) -> tuple[int, list[str]]:
-    args = ["-l", str(s.ws.exercises_dir.parent), "-i", s.ws.instance, "-s", s.student]
-    result = CliRunner().invoke(
-        app, ["exercise", "check", s.exercise.id, *args, "--json", "--lang", "en", *extra]
-    )
-    assert result.exit_code in (0, 1), (result.output, result.exception)
-    report = json.loads(result.stdout)
-    return result.exit_code, [r["status"] for st in report["steps"] for r in st["results"]]
-
-
 def pv_canales(s: Student) -> None:
     """As a student: lscss, the CU type of its rows, and eth0's path up to its ccw device."""
     rows = re.findall(
@@ -125,12 +115,4 @@ def test_pv_canales_fails_untouched_passes_solved_and_refuses_wrong_answers(
     monkeypatch.setenv("HOME", str(tmp_path))
     ws = runner.open_workspace(str(zlab.path.parent), zlab.instance)
     s = Student(ws, ws.exercise("pv-canales"), "t" + secrets.token_hex(3), tmp_path)
-    code, before = _check(s)
-    assert code == 1 and before == ["failed"] * 3, before
-    pv_canales(s)
-    code, after = _check(s)
-    assert code == 0 and after == ["passed"] * 3, after
-    for step, wrong in WRONG.items():
-        s.answer(step, wrong)
-        code, results = _check(s, "--step", step)
-        assert code == 1 and results == ["failed"], (step, results)
+    fails_untouched_passes_solved_refuses_wrong(s, pv_canales, WRONG, checks=3)
