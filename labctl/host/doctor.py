@@ -25,7 +25,14 @@ LAB_MEMORY_BYTES = 4 * GIB
 LAB_DISK_BYTES = 6 * GIB
 #: A getCapabilities() slower than this means libvirt re-probes QEMU on every call.
 SLOW_CAPS_SECONDS = 2.0
-QEMU_ARCHES = ("x86_64", "aarch64")
+QEMU_ARCHES = ("x86_64", "aarch64", "s390x")
+#: each emulator's Debian package, and whether every lab needs it (s390x: only the optional
+#: ``virtualization-full/s390x.yaml`` lab does)
+QEMU_PACKAGES = {
+    "x86_64": ("qemu-system-x86", True),
+    "aarch64": ("qemu-system-arm", True),
+    "s390x": ("qemu-system-misc", False),
+}
 SETUP_HINT = "run: labctl host setup"
 
 
@@ -206,11 +213,18 @@ def check_kvm(a: AccelProbe, in_vm: bool = False) -> Check:
 
 
 def check_qemu(q: probe.QemuInfo) -> Check:
-    """Both system emulators are needed: the lab boots an x86_64 and an arm64 guest."""
+    """The lab boots an x86_64 and an arm64 guest; the optional s390x lab an s390x one."""
     name = f"qemu {q.arch}"
     if q.found:
         return Check(name, Status.OK, f"QEMU {q.version} ({q.binary})")
-    package = "qemu-system-arm" if q.arch == "aarch64" else "qemu-system-x86"
+    package, needed = QEMU_PACKAGES[q.arch]
+    if not needed:
+        return Check(
+            name,
+            Status.WARN,
+            f"{q.error or 'not found'}: only the optional {q.arch} lab needs it",
+            f"apt-get install {package}",
+        )
     return Check(
         name, Status.FAIL, q.error or "not found", f"{SETUP_HINT} (or apt-get install {package})"
     )

@@ -124,6 +124,17 @@ def test_missing_qemu_arch_fails() -> None:
     assert row.status is Status.FAIL and "qemu-system-arm" in (row.hint or "")
 
 
+def test_missing_s390x_emulator_only_warns_and_the_lab_still_runs() -> None:
+    facts = replace(
+        healthy(), qemu=(*healthy().qemu[:2], probe.QemuInfo("s390x", None, None, "not found"))
+    )
+    checks = by_name(facts)
+    row = checks["qemu s390x"]
+    assert row.status is Status.WARN and "qemu-system-misc" in (row.hint or ""), row
+    assert "optional" in row.detail
+    assert doctor.lab_can_run(list(checks.values()))
+
+
 def test_slow_capability_trap_is_a_warning() -> None:
     trap = engines.LibvirtInfo(
         "qemu:///system", True, "9.0.0", "7.2.22", 8.2, "libvirt-qemu", False
