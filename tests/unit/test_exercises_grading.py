@@ -9,42 +9,29 @@ import pytest
 
 from labctl.errors import SpecError
 from labctl.exercises import grading
-from labctl.exercises.model import Exercise, load_exercise
+from labctl.exercises.model import load_exercise
 from labctl.spec.model import Grading
 from labctl.store import ExerciseState, StepState
+from tests.unit.exercise_data import exercise, step, text
 
 T = datetime(2026, 3, 1, tzinfo=timezone.utc)
-STEP = {"title": {"es": "t", "en": "t"}, "instructions": {"es": "i", "en": "i"}}
 
 
 def answer_step(step_id: str, **check: object) -> dict[str, object]:
     truth = check.pop("truth", {"target": "box", "run": "uname -m"})
-    return {
-        "id": step_id,
-        **STEP,
-        "checks": [{"kind": "answer", "what": {"es": "w", "en": "w"}, "truth": truth, **check}],
-    }
+    return step(step_id, {"kind": "answer", "what": text("w"), "truth": truth, **check})
 
 
-EXERCISE = Exercise.model_validate(
-    {
-        "id": "quiz",
-        "technique": "emulation",
-        "title": {"es": "q", "en": "q"},
-        "instructions": {"es": "i", "en": "i"},
-        "guests": ["box"],
-        "steps": [
-            answer_step("yesno", synonyms={"si": ["si", "yes"], "no": ["no"]}),
-            answer_step("abc", synonyms={"a": ["a"], "b": ["b"], "c": ["c"]}),
-            answer_step("fact", truth={"target": "box", "fact": "apt-mirror"}),
-            answer_step("arch", synonyms={"x86_64": ["amd64"], "aarch64": ["arm64"]}),
-            answer_step("secs", match="number", factor=2),
-            answer_step("accel", synonyms={"tcg": ["tiny code generator"]}),
-            answer_step(
-                "accel2", synonyms={"tcg": ["tiny code generator"]}, options=["tcg", "kvm"]
-            ),
-        ],
-    }
+EXERCISE = exercise(
+    "quiz",
+    "emulation",
+    answer_step("yesno", synonyms={"si": ["si", "yes"], "no": ["no"]}),
+    answer_step("abc", synonyms={"a": ["a"], "b": ["b"], "c": ["c"]}),
+    answer_step("fact", truth={"target": "box", "fact": "apt-mirror"}),
+    answer_step("arch", synonyms={"x86_64": ["amd64"], "aarch64": ["arm64"]}),
+    answer_step("secs", match="number", factor=2),
+    answer_step("accel", synonyms={"tcg": ["tiny code generator"]}),
+    answer_step("accel2", synonyms={"tcg": ["tiny code generator"]}, options=["tcg", "kvm"]),
 )
 
 

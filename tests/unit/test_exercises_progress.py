@@ -12,37 +12,24 @@ from labctl.errors import SpecError
 from labctl.exercises import runner
 from labctl.exercises.checks import CheckResult
 from labctl.exercises.i18n import detect
-from labctl.exercises.model import Exercise
 from labctl.exercises.progress import ProgressStore, current_step, score, shared
+from tests.unit.exercise_data import exercise, step, text
 from tests.unit.fake_connection import FakeConnection
 
-EXERCISE = Exercise.model_validate(
-    {
-        "id": "demo",
-        "technique": "system-container",
-        "title": {"es": "Demo", "en": "Demo"},
-        "instructions": {"es": "x", "en": "x"},
-        "guests": ["box"],
-        "setup": [{"target": "box", "run": "prepare {student}"}],
-        "steps": [
-            {
-                "id": step,
-                "title": {"es": step, "en": step},
-                "instructions": {"es": "x", "en": "x"},
-                "hints": [{"es": "h1", "en": "h1"}],
-                "checks": [
-                    {
-                        "kind": "command",
-                        "what": {"es": step, "en": step},
-                        "target": "box",
-                        "run": f"check-{step} {{param.user}}",
-                    }
-                ],
-            }
-            for step in ("one", "two")
-        ],
-        "params": {"user": {"kind": "name"}},
-    }
+
+def command_step(step_id: str) -> dict[str, object]:
+    run = f"check-{step_id} {{param.user}}"
+    check = {"kind": "command", "what": text(step_id), "target": "box", "run": run}
+    return step(step_id, check, hints=[text("h1")])
+
+
+EXERCISE = exercise(
+    "demo",
+    "system-container",
+    command_step("one"),
+    command_step("two"),
+    setup=[{"target": "box", "run": "prepare {student}"}],
+    params={"user": {"kind": "name"}},
 )
 
 
