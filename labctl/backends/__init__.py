@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import importlib
 
+from labctl.backends.apps import AppEngine
 from labctl.backends.base import Backend
 from labctl.connection import Connection
 from labctl.instance.state import GuestRecord
@@ -31,6 +32,14 @@ def get(engine: str) -> Backend:
     module, _, cls = _BACKENDS[engine].partition(":")
     backend: Backend = getattr(importlib.import_module(module), cls)()
     return backend
+
+
+@functools.cache
+def apps() -> AppEngine:
+    """The engine of students' own images and containers (``labctl app``): Docker's."""
+    from labctl.backends.docker_apps import DockerApps
+
+    return DockerApps()
 
 
 def connect(record: GuestRecord, key: KeyPair) -> Connection:

@@ -18,6 +18,7 @@ from docker.types import IPAMConfig, IPAMPool
 
 from labctl import cancel
 from labctl.backends import base
+from labctl.backends.docker_apps import DockerApps
 from labctl.backends.host_side import MIB
 from labctl.backends.params import DockerParams
 from labctl.command import CommandResult
@@ -113,6 +114,8 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
         return replace(state, **fields)
 
     def cleanup(self, state: LabState) -> None:
+        # the images a student built with `labctl app` (their containers went with the guests)
+        DockerApps(self.client, self.api).remove_all(state.lab, state.instance)
         name = naming.network(state.lab, state.instance)
         try:
             with self._errors(f"remove network {name}"):

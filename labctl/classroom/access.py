@@ -8,7 +8,8 @@ the one command the class's sudo rule allows (``sudo.py``). As root, the entry p
 1. finds the student from ``SUDO_USER``/``SUDO_UID``, which sudo sets and the student cannot,
    and labctl's own record of the account (:func:`identify`): no record, no lab;
 2. allows only the student's commands: ``exercise list/show/check/hint/answer/progress``,
-   ``ssh``, ``exec`` and ``status``; ``--lab``, ``--instance`` and ``--student`` may only
+   ``ssh``, ``exec``, ``status`` and ``app build/history/run/ls/rm`` (their own images and
+   containers, ``cli/apps.py``); ``--lab``, ``--instance`` and ``--student`` may only
    repeat the student's own values, and are then replaced by them (:func:`confine`);
 3. runs labctl's usual command. Progress files, state and the lab's key stay root's (0600 in
    0700 directories): a student never reads them, not even their own, and ``labctl ssh`` runs
@@ -30,14 +31,18 @@ from labctl.errors import ExitCode, HostError, LabctlError
 #: what a student may run, and for ``exercise`` which subcommands (``reset`` is the
 #: instructor's: ``labctl class reset``)
 EXERCISE = frozenset({"list", "show", "check", "hint", "answer", "progress"})
-COMMANDS = frozenset({"exercise", "ssh", "exec", "status"})
+APP = frozenset({"build", "history", "run", "ls", "rm"})
+#: the commands with subcommands, and which of them a student may run
+GROUPS = {"exercise": EXERCISE, "app": APP}
+COMMANDS = frozenset({"exercise", "ssh", "exec", "status", "app"})
 #: the options that name whose lab a command works on: the account decides them
 OWN = {"--lab": "lab", "-l": "lab", "--instance": "instance", "-i": "instance"}
 OWN |= {"--student": "student", "-s": "student"}
 GLOBAL = frozenset({"-v", "--verbose"})
 USAGE = (
     "as a student you can run: labctl exercise list|show|check|hint|answer|progress, "
-    "labctl ssh GUEST, labctl exec GUEST -- CMD, labctl status"
+    "labctl ssh GUEST, labctl exec GUEST -- CMD, labctl status, "
+    "labctl app build|history|run|ls|rm"
 )
 
 
@@ -86,7 +91,7 @@ def identify(
 class Confined:
     """A student's command line, made to work on their own lab only."""
 
-    command: str  # exercise, ssh, exec or status
+    command: str  # exercise, ssh, exec, status or app
     words: list[str]  # the command and, for exercise, its subcommand
     given: list[str]  # the student's own arguments after the command (and subcommand)
     argv: list[str]  # for labctl's own command line (``labctl`` left out)
@@ -123,10 +128,10 @@ def confine(args: Sequence[str], account: Account) -> Confined:
         raise Refused(f"{asked} is not for students", USAGE)
     command, rest = rest[0], rest[1:]
     words = [command]
-    if command == "exercise":
+    if command in GROUPS:
         rest = rest or ["--help"]  # what typer shows for the group alone
-        if rest[0] not in EXERCISE and rest[0] != "--help":
-            raise Refused(f"labctl exercise {rest[0]} is not for students", USAGE)
+        if rest[0] not in GROUPS[command] and rest[0] != "--help":
+            raise Refused(f"labctl {command} {rest[0]} is not for students", USAGE)
         words.append(rest.pop(0))
     cut = rest.index("--") if "--" in rest else len(rest)
     options, tail = rest[:cut], rest[cut:]
@@ -144,7 +149,7 @@ def confine(args: Sequence[str], account: Account) -> Confined:
             raise _not_yours(account, field, value, command)
         i += used
     forced = ["--lab", account.lab, "--instance", account.instance]
-    if command == "exercise":
+    if command in GROUPS:
         forced += ["--student", account.student]
     return Confined(command, words, [*kept, *tail], [*head, *words, *kept, *forced, *tail])
 

@@ -16,6 +16,7 @@ from labctl.errors import ExitCode, LabctlError
 from labctl.cli import classroom, compare, doctor, exercise, host, images, inventory, lab  # noqa: F401  isort: skip
 from labctl.cli import class_report  # noqa: F401  isort: skip
 from labctl.cli import class_serve  # noqa: F401  isort: skip
+from labctl.cli import apps  # noqa: F401  isort: skip
 
 __all__ = ["app", "main", "render_error"]
 

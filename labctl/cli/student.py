@@ -20,7 +20,7 @@ from labctl.lab import status as lab_status
 
 #: commands that need the student's lab up (ssh finds out itself): a student hears how
 #: labs come up in a class, not `labctl up`, which is the instructor's
-NEEDS_LAB = {("exec",), ("status",), ("exercise", "check")}
+NEEDS_LAB = {("exec",), ("status",), ("exercise", "check"), ("app", "build"), ("app", "run")}
 NOT_UP_HINT = "your instructor brings the class's labs up (labctl class up): ask them"
 
 

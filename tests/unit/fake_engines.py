@@ -151,9 +151,17 @@ class FakeContainer:
             "NetworkSettings": {"Ports": {}},
         }
         self.removed = False
+        self.labels: dict[str, str] = {}
+        self.options: dict[str, Any] = {}  # what create was given besides name and ports
 
     def start(self) -> None:
         self.status = "running"
+
+    def reload(self) -> None:
+        pass
+
+    def remove(self, force: bool = False) -> None:
+        self.removed = True
 
     def exec_run(
         self, cmd: list[str], demux: bool = False, user: str = ""
@@ -167,14 +175,20 @@ class FakeContainers:
         self.by_name: dict[str, FakeContainer] = {}
 
     def get(self, name: str) -> FakeContainer:
-        if name not in self.by_name:
+        if name not in self.by_name or self.by_name[name].removed:
             raise not_found(f"No such container: {name}")
         return self.by_name[name]
 
-    def create(self, image: str, name: str, ports: dict[str, Any], **_: Any) -> FakeContainer:
+    def create(self, image: str, name: str, ports: dict[str, Any], **kw: Any) -> FakeContainer:
         c = FakeContainer(name, ports)
+        c.labels = dict(kw.get("labels") or {})
+        c.options = {"image": image, **kw}
+        c.attrs["Config"] = {"Image": image}
         self.by_name[name] = c
         return c
+
+    def list(self, all: bool = False, filters: dict[str, Any] | None = None) -> list[FakeContainer]:
+        return [c for c in self.by_name.values() if not c.removed and _labelled(c.labels, filters)]
 
     def remove(self, name: str) -> None:
         """Behind labctl's back, as `docker rm -f` would."""
@@ -207,7 +221,75 @@ class FakeNetworks:
         return net
 
 
+def _labelled(labels: dict[str, str], filters: dict[str, Any] | None) -> bool:
+    """True when ``labels`` has every ``key=value`` of a docker ``label`` filter."""
+    wanted = (filters or {}).get("label") or []
+    return all(labels.get(k) == v for k, _, v in (w.partition("=") for w in wanted))
+
+
+class FakeImage:
+    """An image: its tags, labels, filesystem layers and history rows (newest first)."""
+
+    def __init__(
+        self, id: str, tags: list[str], labels: dict[str, str], layers: list[str], created: str
+    ) -> None:
+        self.id = id
+        self.tags = tags
+        self.labels = labels
+        self.rows = [{"Id": id, "CreatedBy": "/bin/sh -c #(nop) step", "Size": 0}]
+        self.attrs: dict[str, Any] = {
+            "RootFS": {"Layers": layers},
+            "Size": 1000 * len(layers),
+            "Created": created,
+            "Config": {"ExposedPorts": {"8080/tcp": {}}, "Labels": labels},
+        }
+
+    def history(self) -> list[dict[str, Any]]:
+        return self.rows
+
+
+class FakeImages:
+    """Images by id; a build adds one layer on its FROM image and tags the result."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, FakeImage] = {}
+        self.builds: list[dict[str, Any]] = []  # what each build was given
+
+    def add(self, tag: str, labels: dict[str, str], layers: int = 4) -> FakeImage:
+        n = len(self.by_id)
+        image = FakeImage(
+            f"sha256:{n:064x}", [tag], labels, [f"l{n}.{i}" for i in range(layers)], f"t{n:03}"
+        )
+        for other in self.by_id.values():
+            other.tags = [t for t in other.tags if t != tag]
+        self.by_id[image.id] = image
+        return image
+
+    def get(self, ref: str) -> FakeImage:
+        for image in self.by_id.values():
+            if ref in (image.id, *image.tags):
+                return image
+        raise not_found(f"No such image: {ref}")
+
+    def list(self, filters: dict[str, Any] | None = None) -> list[FakeImage]:
+        return [i for i in self.by_id.values() if _labelled(i.labels, filters)]
+
+    def build(self, fileobj: Any, tag: str, labels: dict[str, str], **kw: Any) -> tuple[Any, Any]:
+        self.builds.append({"context": fileobj.read(), "tag": tag, "labels": labels, **kw})
+        base = self.get("labctl/webapp:latest")
+        image = self.add(tag, {**base.labels, **labels}, len(base.attrs["RootFS"]["Layers"]) + 1)
+        return image, iter([])
+
+    def remove(self, ref: str, force: bool = False) -> None:
+        image = self.get(ref)
+        if ref in image.tags and len(image.tags) > 1 and not force:
+            image.tags.remove(ref)
+            return
+        del self.by_id[image.id]
+
+
 class FakeDockerClient:
     def __init__(self) -> None:
         self.containers = FakeContainers()
         self.networks = FakeNetworks()
+        self.images = FakeImages()

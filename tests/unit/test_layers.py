@@ -26,6 +26,7 @@ ENGINE_MODULES = {
     "labctl.backends.vm_files",
     "labctl.backends.lxd",
     "labctl.backends.docker",
+    "labctl.backends.docker_apps",
     "labctl.backends.domain_xml",
     "labctl.backends.host_side",
     "labctl.libvirt_client",

@@ -1,0 +1,350 @@
+"""A student's own application images and containers (``labctl app``): scope and contract.
+
+In class mode a student has no Docker access (the docker group is root), yet two exercises
+ask them to build an image, read its history and run it. ``labctl app`` does that for them,
+as root through the class's entry point, inside one scope: their lab, instance and student
+id. Every name they give must be theirs by its shape (a tag ``labctl/NAME:WORD-<student>``,
+a container ``WORD-<student>``: the word has no dash, so a name has exactly one owner), and
+everything made carries the scope's labels, which is how ``labctl down`` finds and removes
+it. The lab's own images (``labctl/webapp:latest``: labelled ``labctl.image``, and no
+instance's) may be read and run, nobody else's.
+
+A build context is read as the student (:func:`read_context` runs a child process under
+their uid), from a directory of theirs inside their home; the Dockerfile may start only
+from the lab's images or their own and fetch nothing by URL (:func:`dockerfile_sources`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from labctl.errors import ExitCode, HostError, LabctlError, SpecError
+
+#: the label every object ``labctl app`` makes carries, beside lab, instance and student
+MARK = "labctl.app"
+#: a build context larger than this is refused (it is read into memory as root)
+CONTEXT_LIMIT = 64 * 1024 * 1024
+#: the word before the student id in a tag or a container name: no dash, so one owner
+WORD = r"[a-z0-9]+"
+REPO_RE = re.compile(r"^labctl/[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
+
+class NotYours(LabctlError):
+    """A name, image or option outside the student's scope. Exit 2: nothing ran."""
+
+    code = ExitCode.USAGE
+
+
+@dataclass(frozen=True)
+class AppScope:
+    """Whose images and containers these are: a lab instance and a student id."""
+
+    lab: str
+    instance: str
+    student: str
+    class_name: str | None = None  # class mode: labelled with the class too
+    network: str | None = None  # the instance's app network (None: the lab is down)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Labels of everything made in this scope (``down`` removes by lab and instance)."""
+        labels = {
+            "labctl.lab": self.lab,
+            "labctl.instance": self.instance,
+            "labctl.student": self.student,
+            MARK: "student",
+        }
+        if self.class_name is not None:
+            labels["labctl.class"] = self.class_name
+        return labels
+
+    def owns(self, labels: dict[str, str] | None) -> bool:
+        """True when an engine object's labels put it in this scope."""
+        labels = labels or {}
+        return all(labels.get(k) == v for k, v in self.labels.items() if k != "labctl.class")
+
+    def example_tag(self) -> str:
+        return f"labctl/webapp:v2-{self.student}"
+
+    def tag(self, ref: str) -> str:
+        """``ref`` when it is a tag of this student's (``labctl/NAME:WORD-<student>``)."""
+        repo, _, tag = ref.partition(":")
+        if REPO_RE.match(repo) and _owner(tag) == self.student:
+            return ref
+        raise NotYours(
+            f"{ref} is not a tag of yours ({self.student})",
+            f"name your images labctl/NAME:WORD-{self.student}, e.g. {self.example_tag()}",
+        )
+
+    def container(self, name: str) -> str:
+        """``name`` when it is a container name of this student's (``WORD-<student>``)."""
+        if _owner(name) == self.student:
+            return name
+        raise NotYours(
+            f"{name} is not a container name of yours ({self.student})",
+            f"name your containers WORD-{self.student}, e.g. web-{self.student}",
+        )
+
+    def is_mine(self, ref: str) -> bool:
+        """True when ``ref`` has the shape of this student's tag (the engine not asked)."""
+        repo, _, tag = ref.partition(":")
+        return bool(REPO_RE.match(repo)) and _owner(tag) == self.student
+
+
+def owner(ref: str) -> str | None:
+    """The student an image reference's tag names (None: no student's, as ``latest``)."""
+    return _owner(ref.rpartition(":")[2]) if ":" in ref.rpartition("/")[2] else None
+
+
+def _owner(name: str) -> str | None:
+    """The student a tag or container name belongs to: what follows its word's dash."""
+    m = re.match(rf"^{WORD}-(.+)$", name)
+    return m.group(1) if m is not None else None
+
+
+def lab_image(ref: str, labels: dict[str, str] | None) -> bool:
+    """True for one of the lab's own images: ``labctl/...``, built by labctl, nobody's."""
+    labels = labels or {}
+    repo = ref.rpartition(":")[0] if ":" in ref else ref
+    built_by_labctl = "labctl.image" in labels and "labctl.instance" not in labels
+    return bool(REPO_RE.match(repo)) and built_by_labctl
+
+
+# ---- results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppImage:
+    """An image of the student's (or the lab's)."""
+
+    tag: str
+    id: str
+    layers: int  # filesystem layers (RootFS)
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One row of an image's history: one instruction, and the layer it made (if any)."""
+
+    id: str  # the intermediate image's id, or "<missing>"
+    created_by: str
+    size: int
+
+
+@dataclass(frozen=True)
+class History:
+    """An image's history, newest first, and its filesystem layers."""
+
+    tag: str
+    rows: tuple[HistoryRow, ...]
+    layers: int
+
+
+@dataclass(frozen=True)
+class AppContainer:
+    """A container of the student's."""
+
+    name: str
+    image: str
+    status: str  # running, exited...
+    port: int | None  # published on 127.0.0.1
+    answered_after: float | None = None  # seconds from creation to its first HTTP answer
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Everything of one scope the engine holds."""
+
+    images: tuple[AppImage, ...]
+    containers: tuple[AppContainer, ...]
+
+
+# ---- the contract ---------------------------------------------------------------------------
+
+
+class AppEngine(ABC):
+    """What ``labctl app`` asks of an engine; every call checks the scope first."""
+
+    @abstractmethod
+    def build(self, scope: AppScope, context: bytes, tag: str) -> AppImage:
+        """Build the tar ``context`` (its ``Dockerfile``) as ``tag``, on the scope's network."""
+
+    @abstractmethod
+    def history(self, scope: AppScope, ref: str) -> History:
+        """The history of an image of the student's, or of the lab's."""
+
+    @abstractmethod
+    def run(
+        self, scope: AppScope, ref: str, name: str, port: int, inner: int | None, wait: float
+    ) -> AppContainer:
+        """Start ``name`` from ``ref``, its port ``inner`` (default: the one the image
+        exposes) on 127.0.0.1:``port``; with ``wait`` > 0, until it answers HTTP."""
+
+    @abstractmethod
+    def listing(self, scope: AppScope) -> Listing:
+        """The scope's images and containers."""
+
+    @abstractmethod
+    def remove(self, scope: AppScope, name: str) -> str:
+        """Remove a container (by name) or an image (by tag) of the student's; what it was."""
+
+    @abstractmethod
+    def remove_all(self, lab: str, instance: str) -> list[str]:
+        """Remove every image ``labctl app`` made for the instance (``down``); their tags."""
+
+
+# ---- the build context, read as the student -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Whose rights read a build context: a uid and gid, and the home it must lie in."""
+
+    uid: int
+    gid: int
+    home: Path
+
+
+def read_context(path: str, reader: Reader | None, limit: int = CONTEXT_LIMIT) -> bytes:
+    """The directory ``path`` as a tar, read by a child process with ``reader``'s rights.
+
+    With a reader the directory must be theirs and inside their home (followed links
+    included); without one (root for themselves) any directory. The child runs this
+    module's ``__main__`` under the reader's uid, so the kernel decides what it may read.
+    """
+    argv = [sys.executable, "-I", "-m", "labctl.backends.docker_context", os.path.abspath(path)]
+    extra: dict[str, object] = {}
+    if reader is not None:
+        argv.append(str(reader.home))
+        extra = {"user": reader.uid, "group": reader.gid, "extra_groups": []}
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"},
+        cwd="/",
+        **extra,  # type: ignore[call-overload]
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    data = proc.stdout.read(limit + 1)
+    if len(data) > limit:
+        proc.kill()
+        proc.wait()
+        raise NotYours(
+            f"the build context {path} is larger than {limit // (1024 * 1024)} MiB",
+            "build from a directory holding only the Dockerfile and the files it copies",
+        )
+    err = proc.stderr.read().decode(errors="replace").strip()
+    if proc.wait() != 0:
+        raise NotYours(err or f"cannot read the build context {path}", CONTEXT_HINT)
+    return data
+
+
+CONTEXT_HINT = "build from a directory of yours in your home, holding a Dockerfile"
+
+
+# ---- what a Dockerfile may ask --------------------------------------------------------------
+
+
+def _instructions(text: str) -> list[tuple[int, str, str]]:
+    """(line, INSTRUCTION, arguments) of a Dockerfile, continuation lines joined."""
+    escape = "\\"
+    lines = text.splitlines()
+    for line in lines:  # parser directives come first, before any instruction or comment
+        m = re.match(r"^#\s*(\w+)\s*=\s*(\S+)\s*$", line)
+        if m is None:
+            break
+        if m.group(1).lower() == "escape":
+            escape = m.group(2)
+    found: list[tuple[int, str, str]] = []
+    start, parts = 0, list[str]()
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if not parts and (not stripped or stripped.startswith("#")):
+            continue
+        if parts and stripped.startswith("#"):
+            continue  # comments inside a continued instruction are dropped
+        if not parts:
+            start = number
+        if stripped.endswith(escape):
+            parts.append(stripped[: -len(escape)])
+            continue
+        parts.append(stripped)
+        word, _, args = " ".join(parts).partition(" ")
+        found.append((start, word.upper(), args.strip()))
+        parts = []
+    if parts:
+        word, _, args = " ".join(parts).partition(" ")
+        found.append((start, word.upper(), args.strip()))
+    return found
+
+
+def dockerfile_sources(text: str, where: str = "Dockerfile") -> list[tuple[int, str]]:
+    """The images a Dockerfile builds from (``FROM``, ``COPY --from``): (line, reference).
+
+    Raises :class:`NotYours` for what ``labctl app build`` never runs: a variable in an
+    image reference, or an ``ADD`` of a URL (the engine would fetch it from the host's
+    network, outside the student's lab). Stage names are resolved, not returned.
+    """
+    stages: set[str] = set()
+    refs: list[tuple[int, str]] = []
+    count = 0
+    for line, word, args in _instructions(text):
+        if word == "ONBUILD":
+            word, _, args = args.partition(" ")
+            word, args = word.upper(), args.strip()
+        words = args.split()
+        if word == "FROM":
+            flags = [w for w in words if w.startswith("--")]
+            rest = [w for w in words if not w.startswith("--")]
+            if not rest or any("$" in w for w in [*flags, *rest]):
+                raise _bad(where, line, "FROM names its image plainly, without variables")
+            if rest[0] not in stages:
+                refs.append((line, rest[0]))
+            if len(rest) >= 3 and rest[1].lower() == "as":
+                stages.add(rest[2].lower())
+            stages.add(str(count))
+            count += 1
+        elif word in ("COPY", "ADD"):
+            for w in words:
+                if not w.startswith("--from="):
+                    continue
+                source = w.partition("=")[2]
+                if "$" in source:
+                    raise _bad(where, line, f"{word} --from names its stage plainly")
+                if source.lower() not in stages:
+                    refs.append((line, source))
+            if word == "ADD" and any(
+                "://" in w or w.startswith(("git@", '["git@')) or "$" in w for w in words
+            ):
+                raise _bad(
+                    where,
+                    line,
+                    "ADD takes files of the build context only (no URL, no variable)",
+                )
+    if count == 0:
+        raise _bad(where, 1, "a Dockerfile starts FROM an image")
+    return refs
+
+
+def _bad(where: str, line: int, what: str) -> SpecError:
+    return SpecError(
+        f"{where}:{line}: {what}",
+        "labctl app build starts from the lab's images (labctl/webapp:latest) or your own, "
+        "and copies files of your directory",
+    )
+
+
+def no_app_network() -> HostError:
+    """The error when a lab has no Docker network for a student's containers."""
+    return HostError(
+        "this lab has no Docker network: labctl app works in labs with a Docker guest",
+        "bring the lab up first (labctl up, or labctl class up for a class)",
+    )

@@ -1,0 +1,222 @@
+"""``labctl app build/history/run/ls/rm``: a student's own images and containers, no Docker group.
+
+The rules are the backend's (``backends/apps.py``); here the scope is found (the lab
+instance, the student, in class mode the instance's owner whose rights read a build
+context), the ports a student may publish are those their exercises give them, and a
+published port joins labctl's firewall before the container listens on it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from labctl import backends, console
+from labctl.backends.apps import AppScope, NotYours, Reader, read_context
+from labctl.cli import tables
+from labctl.cli.app import app
+from labctl.exercises import params, runner
+from labctl.exercises.progress import check_student
+from labctl.instance import isolation
+from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance, check_lab_name
+from labctl.instance.state import Owner
+
+app_app = typer.Typer(
+    help="Your own application images and containers (docker build/history/run, for you).",
+    no_args_is_help=True,
+)
+app.add_typer(app_app, name="app")
+
+LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name or directory.")
+InstanceOpt = typer.Option(DEFAULT_INSTANCE, "--instance", "-i", help="Lab instance.")
+StudentOpt = typer.Option(
+    None, "--student", "-s", help="Student id; default: $LABCTL_STUDENT or the instance name."
+)
+JsonOpt = typer.Option(False, "--json", help="Print as JSON.")
+#: how long ``run --wait`` waits for the first HTTP answer
+WAIT_SECONDS = 60.0
+
+
+class _Where:
+    """The scope of one ``labctl app`` command, and what class mode adds to it."""
+
+    def __init__(self, lab: str, instance: str, student: str | None) -> None:
+        if not Path(lab).exists():
+            check_lab_name(lab)
+        check_instance(instance)
+        who = check_student(student or os.environ.get("LABCTL_STUDENT") or instance)
+        self.ws = runner.open_workspace(lab, instance)
+        self.owner: Owner | None = self.ws.inst.owner()
+        if self.owner is not None and self.owner.student != who:
+            raise NotYours(
+                f"instance {instance} is {self.owner.student}'s, not {who}'s",
+                f"leave --student out, or give --student {self.owner.student}",
+            )
+        state = self.ws.state
+        self.scope = AppScope(
+            self.ws.lab,
+            instance,
+            who,
+            self.owner.class_name if self.owner is not None else None,
+            state.docker_network if state is not None else None,
+        )
+
+    def reader(self) -> Reader | None:
+        """Whose rights read a build context: the instance's student in class mode."""
+        if self.owner is None or self.owner.uid is None:
+            return None
+        entry = pwd.getpwuid(self.owner.uid)
+        return Reader(entry.pw_uid, entry.pw_gid, Path(entry.pw_dir))
+
+    def ports(self) -> dict[int, str]:
+        """The ports the student's exercises give them: port -> ``exercise (param)``."""
+        found: dict[int, str] = {}
+        for exercise in self.ws.exercises():
+            for name, spec in exercise.params.items():
+                if spec.kind == "port":
+                    value = params.value(spec, self.ws.lab, exercise.id, name, self.scope.student)
+                    found[int(value)] = f"{exercise.id} ({{param.{name}}})"
+        return found
+
+    def publish(self, port: int) -> None:
+        """Only the student reaches ``port`` from the server (class mode: their uid)."""
+        isolation.publish(self.scope.lab, self.scope.instance, [port])
+        if self.owner is not None and self.owner.uid is not None:
+            isolation.admit(self.scope.lab, self.scope.instance, self.owner.uid)
+
+
+def _port(spec: str, where: _Where) -> tuple[int, int | None]:
+    outer, _, inner = spec.partition(":")
+    if not outer.isdigit() or (inner and not inner.isdigit()):
+        raise NotYours(f"--port {spec}: give HOST or HOST:CONTAINER, in numbers")
+    allowed = where.ports()
+    if int(outer) not in allowed:
+        yours = ", ".join(f"{p} for {what}" for p, what in sorted(allowed.items())) or "none"
+        raise NotYours(
+            f"port {outer} is not one of yours ({where.scope.student})",
+            f"your exercises give you: {yours} (always on 127.0.0.1)",
+        )
+    return int(outer), int(inner) if inner else None
+
+
+@app_app.command()
+def build(
+    directory: str = typer.Argument(..., metavar="DIR", help="Directory with a Dockerfile."),
+    tag: str = typer.Option(..., "--tag", "-t", help="labctl/NAME:WORD-<you>."),
+    lab: str = LabOpt,
+    instance: str = InstanceOpt,
+    student: str | None = StudentOpt,
+) -> None:
+    """Build DIR's Dockerfile into your image TAG (DIR read with your own rights)."""
+    where = _Where(lab, instance, student)
+    where.scope.tag(tag)  # refused before anything is read
+    context = read_context(directory, where.reader())
+    image = backends.apps().build(where.scope, context, tag)
+    console.out.print(
+        f"Built {escape(image.tag)} ({image.id.removeprefix('sha256:')[:12]}, "
+        f"{image.layers} filesystem layers)."
+    )
+
+
+@app_app.command()
+def history(
+    image: str = typer.Argument(..., metavar="IMAGE", help="Your image, or the lab's."),
+    lab: str = LabOpt,
+    instance: str = InstanceOpt,
+    student: str | None = StudentOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """One row per instruction of IMAGE, newest first, and its filesystem layers."""
+    found = backends.apps().history(_Where(lab, instance, student).scope, image)
+    if json_out:
+        console.print_json(asdict(found))
+        return
+    t = tables.table("image", "size", "created by")
+    for row in found.rows:
+        short = row.id.removeprefix("sha256:")[:12]
+        t.add_row(escape(short), _size(row.size), escape(" ".join(row.created_by.split())[:200]))
+    console.out.print(t)
+    console.out.print(f"{escape(found.tag)}: {found.layers} filesystem layers (RootFS.Layers)")
+
+
+@app_app.command()
+def run(
+    image: str = typer.Argument(..., metavar="IMAGE", help="Your image, or the lab's."),
+    name: str = typer.Option(..., "--name", help="Container name: WORD-<you>."),
+    port: str = typer.Option(
+        ..., "--port", "-p", help="HOST[:CONTAINER]: a port your exercise gives you."
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="Wait until it answers HTTP; say how long it took."
+    ),
+    lab: str = LabOpt,
+    instance: str = InstanceOpt,
+    student: str | None = StudentOpt,
+) -> None:
+    """Start container NAME from IMAGE on your lab's network, on 127.0.0.1:PORT."""
+    where = _Where(lab, instance, student)
+    where.scope.container(name)
+    outer, inner = _port(port, where)
+    where.publish(outer)  # in the firewall before anything listens on it
+    c = backends.apps().run(where.scope, image, name, outer, inner, WAIT_SECONDS if wait else 0)
+    console.out.print(f"{escape(c.name)} runs {escape(c.image)} on http://127.0.0.1:{c.port}/")
+    if c.answered_after is not None:
+        console.out.print(f"It answered {c.answered_after:.2f} s after labctl asked for it.")
+
+
+@app_app.command("ls")
+def ls(
+    lab: str = LabOpt,
+    instance: str = InstanceOpt,
+    student: str | None = StudentOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Your images and containers."""
+    found = backends.apps().listing(_Where(lab, instance, student).scope)
+    if json_out:
+        console.print_json(asdict(found))
+        return
+    if found.images:
+        t = tables.table("image", "id", "layers", "size")
+        for i in found.images:
+            short = i.id.removeprefix("sha256:")[:12]
+            t.add_row(escape(i.tag), short, str(i.layers), _size(i.size))
+        console.out.print(t)
+    if found.containers:
+        t = tables.table("container", "image", "state", "published on")
+        for c in found.containers:
+            port = f"127.0.0.1:{c.port}" if c.port else "-"
+            t.add_row(escape(c.name), escape(c.image), escape(c.status), port)
+        console.out.print(t)
+    if not found.images and not found.containers:
+        console.out.print("You have no images or containers of your own (labctl app build, run).")
+
+
+@app_app.command("rm")
+def rm(
+    names: list[str] = typer.Argument(..., metavar="NAME...", help="Containers or image tags."),
+    lab: str = LabOpt,
+    instance: str = InstanceOpt,
+    student: str | None = StudentOpt,
+) -> None:
+    """Remove your containers (by name) and images (by tag)."""
+    scope = _Where(lab, instance, student).scope
+    for name in names:
+        console.out.print(f"Removed {escape(backends.apps().remove(scope, name))}.")
+
+
+def _size(n: int) -> str:
+    """Bytes as ``docker history`` shows them (0 B: no filesystem layer)."""
+    if n < 1000:
+        return f"{n} B"
+    value = n / 1000
+    for unit in ("kB", "MB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
