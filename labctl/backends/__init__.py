@@ -35,7 +35,7 @@ def get(engine: str) -> Backend:
 
 
 @functools.cache
-def apps() -> AppEngine:
+def app_engine() -> AppEngine:
     """The engine of students' own images and containers (``labctl app``): Docker's."""
     from labctl.backends.docker_apps import DockerApps
 

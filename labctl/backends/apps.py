@@ -224,26 +224,24 @@ def read_context(path: str, reader: Reader | None, limit: int = CONTEXT_LIMIT) -
     if reader is not None:
         argv.append(str(reader.home))
         extra = {"user": reader.uid, "group": reader.gid, "extra_groups": []}
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"},
         cwd="/",
         **extra,  # type: ignore[call-overload]
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    data = proc.stdout.read(limit + 1)
-    if len(data) > limit:
-        proc.kill()
-        proc.wait()
-        raise NotYours(
-            f"the build context {path} is larger than {limit // (1024 * 1024)} MiB",
-            "build from a directory holding only the Dockerfile and the files it copies",
-        )
-    err = proc.stderr.read().decode(errors="replace").strip()
-    if proc.wait() != 0:
-        raise NotYours(err or f"cannot read the build context {path}", CONTEXT_HINT)
+    ) as proc:
+        data = proc.stdout.read(limit + 1)
+        if len(data) > limit:
+            proc.kill()
+            raise NotYours(
+                f"the build context {path} is larger than {limit // (1024 * 1024)} MiB",
+                "build from a directory holding only the Dockerfile and the files it copies",
+            )
+        err = proc.stderr.read().decode(errors="replace").strip()
+        if proc.wait() != 0:
+            raise NotYours(err or f"cannot read the build context {path}", CONTEXT_HINT)
     return data
 
 

@@ -116,7 +116,7 @@ def build(
     where = _Where(lab, instance, student)
     where.scope.tag(tag)  # refused before anything is read
     context = read_context(directory, where.reader())
-    image = backends.apps().build(where.scope, context, tag)
+    image = backends.app_engine().build(where.scope, context, tag)
     console.out.print(
         f"Built {escape(image.tag)} ({image.id.removeprefix('sha256:')[:12]}, "
         f"{image.layers} filesystem layers)."
@@ -132,7 +132,7 @@ def history(
     json_out: bool = JsonOpt,
 ) -> None:
     """One row per instruction of IMAGE, newest first, and its filesystem layers."""
-    found = backends.apps().history(_Where(lab, instance, student).scope, image)
+    found = backends.app_engine().history(_Where(lab, instance, student).scope, image)
     if json_out:
         console.print_json(asdict(found))
         return
@@ -163,7 +163,9 @@ def run(
     where.scope.container(name)
     outer, inner = _port(port, where)
     where.publish(outer)  # in the firewall before anything listens on it
-    c = backends.apps().run(where.scope, image, name, outer, inner, WAIT_SECONDS if wait else 0)
+    c = backends.app_engine().run(
+        where.scope, image, name, outer, inner, WAIT_SECONDS if wait else 0
+    )
     console.out.print(f"{escape(c.name)} runs {escape(c.image)} on http://127.0.0.1:{c.port}/")
     if c.answered_after is not None:
         console.out.print(f"It answered {c.answered_after:.2f} s after labctl asked for it.")
@@ -177,7 +179,7 @@ def ls(
     json_out: bool = JsonOpt,
 ) -> None:
     """Your images and containers."""
-    found = backends.apps().listing(_Where(lab, instance, student).scope)
+    found = backends.app_engine().listing(_Where(lab, instance, student).scope)
     if json_out:
         console.print_json(asdict(found))
         return
@@ -207,7 +209,7 @@ def rm(
     """Remove your containers (by name) and images (by tag)."""
     scope = _Where(lab, instance, student).scope
     for name in names:
-        console.out.print(f"Removed {escape(backends.apps().remove(scope, name))}.")
+        console.out.print(f"Removed {escape(backends.app_engine().remove(scope, name))}.")
 
 
 def _size(n: int) -> str:

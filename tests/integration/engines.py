@@ -1,6 +1,7 @@
 """What the engines hold for one lab instance, to prove that `down` leaves nothing behind.
 
-Only the instance's own objects are listed (by name, and the bridges of its networks), so
+Only the instance's own objects are listed (by name, by the instance's labels for what a
+student made with ``labctl app``, and the bridges of its networks), so
 other labs on the same host, coming and going meanwhile, do not disturb the check.
 """
 
@@ -26,6 +27,7 @@ class Inventory:
     libvirt_networks: frozenset[str]
     containers: frozenset[str]
     docker_networks: frozenset[str]
+    labelled: frozenset[str]  # docker containers and images labelled the instance's (labctl app)
     podman_containers: frozenset[str]
     podman_networks: frozenset[str]
     lxd_instances: frozenset[str]  # in LXD and in Incus, wherever either answers
@@ -97,6 +99,9 @@ def inventory(lab: str, instance: str) -> Inventory:
         podman = docker_connect(engine=PODMAN)
         podman_containers = {c.name for c in podman.containers.list(all=True)}
         podman_nets = {n.name for n in podman.networks.list()}
+    labels = {"label": [f"labctl.lab={lab}", f"labctl.instance={instance}"]}
+    labelled = {f"container {c.name}" for c in docker.containers.list(all=True, filters=labels)}
+    labelled |= {f"image {i.id}" for i in docker.images.list(filters=labels)}
     if prefix in docker_nets:  # docker names a network's bridge after its id
         our_bridges.add(f"br-{docker_nets[prefix][:12]}")
     return Inventory(
@@ -104,6 +109,7 @@ def inventory(lab: str, instance: str) -> Inventory:
         libvirt_networks=ours(nets),
         containers=ours({c.name for c in docker.containers.list(all=True)}),
         docker_networks=ours(set(docker_nets)),
+        labelled=frozenset(labelled),
         podman_containers=ours(podman_containers),
         podman_networks=ours(podman_nets),
         lxd_instances=ours(lxd_instances),

@@ -98,6 +98,11 @@ OWN = ["--lab", "net", "--instance", "so24a-ana"]
         (["status", "--lab=net"], ["status", *OWN]),
         (["ssh", "box"], ["ssh", "box", *OWN]),
         (["exercise"], ["exercise", "--help", *OWN, "--student", "ana"]),
+        (
+            ["app", "build", ".", "--tag", "labctl/webapp:v2-ana"],
+            ["app", "build", ".", "--tag", "labctl/webapp:v2-ana", *OWN, "--student", "ana"],
+        ),
+        (["app", "rm", "web-ana", "-s", "ana"], ["app", "rm", "web-ana", *OWN, "--student", "ana"]),
         # after --, -i and --instance belong to the student's command
         (
             ["exec", "box", "--", "grep", "-i", "x", "--instance", "bob"],
@@ -123,6 +128,8 @@ def test_a_student_s_command_runs_on_their_own_lab(
         (["status", "--lab", "other"], "--lab other"),
         (["exec", "box", "-l", "other", "--", "true"], "--lab other"),
         (["ssh", "box", "--instance", "main"], "--instance main"),
+        (["app", "ls", "--student", "bob"], "--student bob"),
+        (["app", "run", "labctl/webapp:v2-bob", "-i", "so24a-bob"], "--instance so24a-bob"),
     ],
 )
 def test_someone_else_s_lab_instance_or_student_is_refused(
@@ -159,6 +166,7 @@ def test_an_option_that_could_name_another_lab_is_refused(ana: Account, args: li
         ["compare"],
         ["exercise", "reset", "e1", "--yes"],
         ["exercise", "schema"],
+        ["app", "prune"],
         ["-v"],
     ],
 )

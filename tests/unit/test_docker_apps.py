@@ -1,0 +1,386 @@
+"""``labctl app``: a student's images and containers stay in their scope; a fake at docker-py.
+
+The fake (``fake_engines.FakeDockerClient``) holds the lab's image ``labctl/webapp:latest``
+and whatever the tests build; every refusal is checked to leave the engine untouched.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from labctl import backends
+from labctl.backends import apps as app_rules
+from labctl.backends.apps import AppScope, NotYours, Reader, dockerfile_sources, read_context
+from labctl.backends.docker import DockerBackend
+from labctl.backends.docker_apps import DockerApps
+from labctl.cli import app
+from labctl.errors import HostError, NotFoundError, SpecError
+from labctl.instance.state import LabState
+from labctl.paths import LABS_DIR
+from tests.unit.fake_engines import FakeDockerClient
+
+LAB_IMAGE = {"labctl.image": "docker-app", "labctl.recipe": "abc"}
+ANA = AppScope("virtualization", "so-ana", "ana", "so", network="labctl-virtualization-so-ana")
+BOB = AppScope("virtualization", "so-bob", "bob", "so", network="labctl-virtualization-so-bob")
+DOCKERFILE = "FROM labctl/webapp:latest\nCOPY index.html /srv/www/index.html\n"
+
+
+def context(dockerfile: str = DOCKERFILE) -> bytes:
+    """A build context as labctl's reader makes it: a tar with the Dockerfile at its root."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, text in (("Dockerfile", dockerfile), ("index.html", "<h1>v2</h1>\n")):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@pytest.fixture
+def fake() -> FakeDockerClient:
+    client = FakeDockerClient()
+    client.images.add("labctl/webapp:latest", dict(LAB_IMAGE))
+    client.images.add("debian:bookworm", {})
+    return client
+
+
+@pytest.fixture
+def engine(fake: FakeDockerClient) -> DockerApps:
+    return DockerApps(fake)  # type: ignore[arg-type]
+
+
+# ---- names: one owner each -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tag", ["labctl/webapp:v2-ana", "labctl/mi.web:v3-ana"])
+def test_a_student_names_images_and_containers_after_themselves(tag: str) -> None:
+    assert ANA.tag(tag) == tag
+    assert ANA.container("web-ana") == "web-ana"
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "labctl/webapp:v2-bob",  # another student's
+        "labctl/webapp:latest",  # the lab's
+        "labctl/webapp:ana",  # no word before the id: it could be anyone's
+        "labctl/webapp:v2-x-ana",  # student x-ana's, not ana's
+        "other/webapp:v2-ana",  # outside labctl/
+        "registry.example.org:5000/labctl/webapp:v2-ana",
+    ],
+)
+def test_a_tag_of_someone_else_s_shape_is_refused(tag: str) -> None:
+    with pytest.raises(NotYours, match="is not a tag of yours") as err:
+        ANA.tag(tag)
+    assert err.value.code == 2 and "labctl/webapp:v2-ana" in (err.value.hint or "")
+
+
+def test_a_dash_in_a_student_id_still_gives_one_owner() -> None:
+    x_ana = AppScope("virtualization", "so-x-ana", "x-ana")
+    assert x_ana.tag("labctl/webapp:v2-x-ana") and x_ana.container("web-x-ana")
+    with pytest.raises(NotYours):
+        ANA.container("web-x-ana")
+    with pytest.raises(NotYours):
+        x_ana.container("web-ana")
+
+
+# ---- build ---------------------------------------------------------------------------------
+
+
+def test_a_build_is_labelled_on_the_student_s_network_from_their_context(
+    engine: DockerApps, fake: FakeDockerClient
+) -> None:
+    image = engine.build(ANA, context(), "labctl/webapp:v2-ana")
+    assert image.tag == "labctl/webapp:v2-ana" and image.layers == 5
+    build = fake.images.builds[0]
+    assert build["context"] == context() and build["custom_context"] is True
+    assert build["labels"] == {
+        "labctl.lab": "virtualization",
+        "labctl.instance": "so-ana",
+        "labctl.student": "ana",
+        "labctl.app": "student",
+        "labctl.class": "so",
+    }
+    assert build["network_mode"] == "labctl-virtualization-so-ana"
+    assert build["pull"] is False and build["use_config_proxy"] is False
+    assert build["rm"] and build["forcerm"] and build["container_limits"]["memory"] > 0
+
+
+def test_a_rebuild_takes_the_tag_and_drops_the_old_image(
+    engine: DockerApps, fake: FakeDockerClient
+) -> None:
+    first = engine.build(ANA, context(), "labctl/webapp:v2-ana")
+    second = engine.build(ANA, context(), "labctl/webapp:v2-ana")
+    assert first.id != second.id and first.id not in fake.images.by_id
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    [
+        "FROM labctl/webapp:v2-bob\n",  # bob's image
+        "FROM debian:bookworm\n",  # not the lab's
+        "FROM labctl/webapp:latest AS a\nFROM scratch\nCOPY --from=labctl/webapp:v2-bob / /\n",
+    ],
+)
+def test_a_build_from_someone_else_s_image_is_refused(
+    engine: DockerApps, fake: FakeDockerClient, dockerfile: str
+) -> None:
+    engine.build(BOB, context(), "labctl/webapp:v2-bob")
+    with pytest.raises(NotYours, match="is not yours"):
+        engine.build(ANA, context(dockerfile), "labctl/webapp:v2-ana")
+    assert len(fake.images.builds) == 1
+
+
+def test_a_build_from_the_student_s_own_image_and_stages_is_fine(engine: DockerApps) -> None:
+    engine.build(ANA, context(), "labctl/webapp:v2-ana")
+    text = "FROM labctl/webapp:v2-ana AS base\nFROM scratch\nCOPY --from=base /srv /srv\n"
+    assert engine.build(ANA, context(text), "labctl/webapp:v3-ana").tag == "labctl/webapp:v3-ana"
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "problem"),
+    [
+        ("FROM $BASE\n", "Dockerfile:1: FROM names its image plainly"),
+        (
+            "FROM labctl/webapp:latest\nADD http://10.0.0.5/x /x\n",
+            "Dockerfile:2: ADD takes files of the build context only",
+        ),
+        (
+            "# a comment\nFROM labctl/webapp:latest\nRUN true \\\n  && true\n"
+            "ONBUILD ADD https://example.org/x /x\n",
+            "Dockerfile:5: ADD takes files",
+        ),
+        ("RUN true\n", "a Dockerfile starts FROM an image"),
+    ],
+)
+def test_a_dockerfile_that_would_reach_outside_is_refused_at_its_line(
+    dockerfile: str, problem: str
+) -> None:
+    with pytest.raises(SpecError) as err:
+        dockerfile_sources(dockerfile)
+    assert problem in err.value.message
+
+
+def test_the_sources_of_a_dockerfile_are_its_images_not_its_stages() -> None:
+    text = (
+        "FROM labctl/webapp:latest AS b\nFROM b\nCOPY --from=0 / /\nCOPY --from=labctl/x:y /a /\n"
+    )
+    assert dockerfile_sources(text) == [(1, "labctl/webapp:latest"), (4, "labctl/x:y")]
+
+
+def test_a_build_without_the_lab_s_network_is_refused(engine: DockerApps) -> None:
+    down = AppScope("virtualization", "so-ana", "ana")
+    with pytest.raises(HostError, match="no Docker network"):
+        engine.build(down, context(), "labctl/webapp:v2-ana")
+
+
+# ---- history, run, ls, rm ------------------------------------------------------------------
+
+
+def test_history_of_one_s_own_and_the_lab_s_images_only(engine: DockerApps) -> None:
+    engine.build(ANA, context(), "labctl/webapp:v2-ana")
+    engine.build(BOB, context(), "labctl/webapp:v2-bob")
+    assert engine.history(ANA, "labctl/webapp:v2-ana").layers == 5
+    assert engine.history(ANA, "labctl/webapp").layers == 4  # :latest
+    for other in ("labctl/webapp:v2-bob", "debian:bookworm"):
+        with pytest.raises(NotYours):
+            engine.history(ANA, other)
+
+
+def test_a_tag_of_the_student_s_shape_not_made_by_labctl_app_is_not_theirs(
+    engine: DockerApps, fake: FakeDockerClient
+) -> None:
+    fake.images.add("labctl/webapp:v9-ana", dict(LAB_IMAGE))  # root's own docker tag
+    with pytest.raises(NotYours):
+        engine.history(ANA, "labctl/webapp:v9-ana")
+    with pytest.raises(NotYours):
+        engine.build(ANA, context(), "labctl/webapp:v9-ana")
+
+
+def test_a_container_runs_confined_on_the_student_s_network(
+    engine: DockerApps, fake: FakeDockerClient
+) -> None:
+    engine.build(ANA, context(), "labctl/webapp:v2-ana")
+    c = engine.run(ANA, "labctl/webapp:v2-ana", "web-ana", 23737, None, 0)
+    assert (c.name, c.image, c.port) == ("web-ana", "labctl/webapp:v2-ana", 23737)
+    made = fake.containers.by_name["web-ana"]
+    assert made.status == "running" and made.labels == ANA.labels
+    assert made.attrs["HostConfig"]["PortBindings"] == {
+        "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "23737"}]
+    }
+    options = made.options
+    assert options["network"] == ANA.network and options["image"] == "labctl/webapp:v2-ana"
+    assert options["security_opt"] == ["no-new-privileges"] and options["pids_limit"] > 0
+    for forbidden in ("privileged", "cap_add", "volumes", "devices", "network_mode", "pid_mode"):
+        assert forbidden not in options
+
+
+@pytest.mark.parametrize(
+    ("image", "name"),
+    [
+        ("labctl/webapp:v2-bob", "web-ana"),
+        ("debian:bookworm", "web-ana"),
+        ("labctl/webapp:latest", "web-bob"),
+        ("labctl/webapp:latest", "labctl-virtualization-so-ana-docker-app"),  # the lab's guest
+    ],
+)
+def test_running_someone_else_s_image_or_name_is_refused(
+    engine: DockerApps, fake: FakeDockerClient, image: str, name: str
+) -> None:
+    engine.build(BOB, context(), "labctl/webapp:v2-bob")
+    with pytest.raises(NotYours):
+        engine.run(ANA, image, name, 23737, None, 0)
+    assert fake.containers.by_name == {}
+
+
+def test_ls_and_rm_see_the_student_s_own_things_only(
+    engine: DockerApps, fake: FakeDockerClient
+) -> None:
+    engine.build(ANA, context(), "labctl/webapp:v2-ana")
+    engine.build(BOB, context(), "labctl/webapp:v2-bob")
+    engine.run(ANA, "labctl/webapp:latest", "prueba-ana", 31000, None, 0)
+    engine.run(BOB, "labctl/webapp:latest", "prueba-bob", 31001, None, 0)
+    mine = engine.listing(ANA)
+    assert [i.tag for i in mine.images] == ["labctl/webapp:v2-ana"]
+    assert [c.name for c in mine.containers] == ["prueba-ana"]
+    with pytest.raises(NotYours):
+        engine.remove(ANA, "prueba-bob")
+    with pytest.raises(NotYours):
+        engine.remove(ANA, "labctl/webapp:v2-bob")
+    fake.containers.create("labctl/webapp:latest", "x-ana", {})  # by hand, not labctl app's
+    with pytest.raises(NotYours, match="not made by labctl app for you"):
+        engine.remove(ANA, "x-ana")
+    with pytest.raises(NotFoundError, match="you have no container"):
+        engine.remove(ANA, "nada-ana")
+    assert engine.remove(ANA, "prueba-ana") == "container prueba-ana"
+    assert engine.remove(ANA, "labctl/webapp:v2-ana") == "image labctl/webapp:v2-ana"
+    assert engine.listing(ANA).images == () and engine.listing(ANA).containers == ()
+    assert [c.name for c in engine.listing(BOB).containers] == ["prueba-bob"]
+
+
+def test_down_removes_the_instance_s_student_images_and_nothing_else(
+    fake: FakeDockerClient,
+) -> None:
+    engine = DockerApps(fake)  # type: ignore[arg-type]
+    engine.build(ANA, context(), "labctl/webapp:v2-ana")
+    engine.build(ANA, context("FROM labctl/webapp:v2-ana\n"), "labctl/webapp:v3-ana")
+    engine.build(BOB, context(), "labctl/webapp:v2-bob")
+    state = LabState("virtualization", "so-ana", "x")
+    DockerBackend(fake).cleanup(state)  # type: ignore[arg-type]
+    tags = {t for i in fake.images.by_id.values() for t in i.tags}
+    assert tags == {"labctl/webapp:latest", "debian:bookworm", "labctl/webapp:v2-bob"}
+
+
+# ---- the build context, read with the student's rights -------------------------------------
+
+
+def _names(data: bytes) -> dict[str, str]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: "link" if m.issym() else "file" for m in tar.getmembers()}
+
+
+def test_the_context_is_a_tar_of_the_directory_with_links_kept_as_links(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    work = home / "web"
+    work.mkdir(parents=True)
+    (work / "Dockerfile").write_text(DOCKERFILE)
+    (work / "index.html").write_text("hi")
+    (work / "shadow").symlink_to("/etc/shadow")  # a link, never followed
+    os.mkfifo(work / "pipe")  # left out
+    me = Reader(os.getuid(), os.getgid(), home)
+    assert _names(read_context(str(work), me)) == {
+        "Dockerfile": "file",
+        "index.html": "file",
+        "shadow": "link",
+    }
+
+
+def test_a_context_outside_the_home_or_escaping_it_by_a_link_is_refused(tmp_path: Path) -> None:
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "Dockerfile").write_text(DOCKERFILE)
+    (home / "web").symlink_to(elsewhere)
+    me = Reader(os.getuid(), os.getgid(), home)
+    for path in (elsewhere, home / "web"):
+        with pytest.raises(NotYours, match="is not inside your home") as err:
+            read_context(str(path), me)
+        assert err.value.code == 2
+    with pytest.raises(NotYours, match="has no Dockerfile"):
+        read_context(str(home), me)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads as another uid")
+def test_the_context_is_read_with_the_student_s_rights_not_root_s() -> None:
+    top = Path(tempfile.mkdtemp(dir="/var/tmp"))  # /tmp/pytest-of-root is root's only
+    try:
+        _read_as_nobody(top)
+    finally:
+        shutil.rmtree(top)
+
+
+def _read_as_nobody(top: Path) -> None:
+    top.chmod(0o755)
+    home = top / "home"
+    work = home / "web"
+    work.mkdir(parents=True)
+    (work / "Dockerfile").write_text(DOCKERFILE)
+    secret = work / "root-only"
+    secret.write_text("x")
+    secret.chmod(0o600)
+    for path in (home, work, work / "Dockerfile"):
+        shutil.chown(path, 65534, 65534)
+    nobody = Reader(65534, 65534, home)
+    with pytest.raises(NotYours, match="Permission denied: .*root-only"):
+        read_context(str(work), nobody)
+    secret.unlink()
+    assert _names(read_context(str(work), nobody)) == {"Dockerfile": "file"}
+    shutil.chown(work, 0, 0)  # a directory in their home that is not theirs
+    with pytest.raises(NotYours, match="is not yours"):
+        read_context(str(work), nobody)
+
+
+# ---- the command line: ports from the student's exercises ----------------------------------
+
+
+class RecordingApps:
+    """The engine the CLI talks to, recording what it was asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def run(self, scope: AppScope, ref: str, name: str, port: int, inner: Any, wait: float) -> Any:
+        self.calls.append(("run", (scope, ref, name, port)))
+        return app_rules.AppContainer(name, ref, "running", port, 0.5 if wait else None)
+
+
+def test_a_student_publishes_only_the_ports_their_exercises_give_them(
+    state_root: Path, monkeypatch: pytest.MonkeyPatch, fake_nft: Any
+) -> None:
+    recording = RecordingApps()
+    monkeypatch.setattr(backends, "app_engine", lambda: recording)
+    lab = str(LABS_DIR / "virtualization")
+    base = ["app", "run", "labctl/webapp:latest", "--name", "web-ana", "-l", lab, "-s", "ana"]
+    refused = CliRunner().invoke(app, [*base, "--port", "12345"]).exception
+    assert isinstance(refused, NotYours) and refused.code == 2
+    assert refused.message == "port 12345 is not one of yours (ana)"
+    assert "for app-imagen" in (refused.hint or "") and recording.calls == []
+    hint = (refused.hint or "").replace(",", " ").split()
+    port = next(int(p) for p in hint if p.isdigit() and 20000 <= int(p) <= 29999)
+    ran = CliRunner().invoke(app, [*base, "--port", str(port), "--wait"])
+    assert ran.exit_code == 0, ran.output
+    assert "answered 0.50 s" in ran.output
+    scope, _ref, _name, published = recording.calls[0][1]
+    assert (scope.student, scope.instance, published) == ("ana", "main", port)
+    # in labctl's firewall (students reach their own published ports only) before it listens
+    assert fake_nft.sets["ports"] == {port: "labctl virtualization/main"}
