@@ -489,6 +489,21 @@ def _v2(s: Student) -> str:
     return f"labctl/webapp:v2-{s.student}"
 
 
+def _app(s: Student, *args: str, check: bool = True) -> str:
+    """``labctl app ARGS`` for the student, in-process (a class's student types the same)."""
+    lab = str(s.ws.exercises_dir.parent)
+    result = cli.invoke(
+        app, ["app", *args, "-l", lab, "-i", s.ws.instance, "-s", s.student], env={"COLUMNS": "80"}
+    )
+    assert result.exit_code == 0 or not check, result.output
+    return result.stdout
+
+
+def _history(s: Student, image: str) -> list[int]:
+    """The sizes of an image's history rows, newest first (``labctl app history``)."""
+    return [row["size"] for row in json.loads(_app(s, "history", image, "--json"))["rows"]]
+
+
 def app_imagen(s: Student) -> None:
     work = s.home / "web-v2"
     work.mkdir(parents=True, exist_ok=True)
@@ -496,15 +511,11 @@ def app_imagen(s: Student) -> None:
     (work / "Dockerfile").write_text(
         "FROM labctl/webapp:latest\nCOPY index.html /srv/www/index.html\n"
     )
-    s.host(f"docker build -q -t {_v2(s)} {shlex.quote(str(work))}")
-    history = s.host(f"docker history --format '{{{{.Size}}}}' {_v2(s)}").split()
-    base = s.host("docker history --format '{{.Size}}' labctl/webapp:latest").split()
-    added = [size for size in history[: len(history) - len(base)] if size != "0B"]
+    _app(s, "build", str(work), "--tag", _v2(s))
+    mine, base = _history(s, _v2(s)), _history(s, "labctl/webapp:latest")
+    added = [size for size in mine[: len(mine) - len(base)] if size != 0]
     s.answer("capas", len(added))
-    s.host(
-        f"docker run -d --name web-{s.student} -p 127.0.0.1:{s.p('port')}:8080"
-        f" --label labctl.lab={s.ws.lab} --label labctl.instance={s.ws.instance} {_v2(s)}"
-    )
+    _app(s, "run", _v2(s), "--name", f"web-{s.student}", "--port", s.p("port"))
     s.host(
         f"for i in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:{s.p('port')}/"
         " && exit 0; sleep 0.1; done; exit 1"
@@ -512,23 +523,19 @@ def app_imagen(s: Student) -> None:
 
 
 def app_imagen_cleanup(s: Student) -> None:
-    subprocess.run(["docker", "rm", "-f", f"web-{s.student}"], capture_output=True, check=False)
-    subprocess.run(["docker", "rmi", "-f", _v2(s)], capture_output=True, check=False)
+    _app(s, "rm", f"web-{s.student}", check=False)
+    _app(s, "rm", _v2(s), check=False)
 
 
 def app_arranque(s: Student) -> None:
     port, name = s.p("port"), f"prueba-{s.student}"
-
-    def start() -> None:
-        s.host(f"docker run -d --rm --name {name} -p 127.0.0.1:{port}:8080 labctl/webapp:latest")
-        s.host(
-            f"until curl -fs -o /dev/null http://127.0.0.1:{port}/; do sleep 0.1; done",
-        )
-
     try:
-        seconds = _timed(start)
+        out = _app(s, "run", "labctl/webapp:latest", "--name", name, "--port", port, "--wait")
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        _app(s, "rm", name, check=False)
+    answered = re.search(r"answered ([0-9.]+) s", out)
+    assert answered is not None, out
+    seconds = float(answered.group(1))
     s.answer("contenedor", f"{seconds:.2f}")
     status = cli.invoke(app, ["status", "--json", "-l", s.ws.lab, "-i", s.ws.instance])
     assert status.exit_code == 0, status.output
