@@ -226,4 +226,32 @@ def reexec_argv(args: Sequence[str], euid: int) -> list[str] | None:
             f"as a student, log in with the account your instructor gave you; as the "
             f"instructor: sudo labctl {words[0]} ...",
         )
-    return [sudo.SUDO, "-n", str(entry), *args]
+    return [sudo.SUDO, "-n", str(entry), *_absolute_context(args)]
+
+
+#: the options of ``labctl app build`` that take a value (the rest of its line is DIR)
+_BUILD_VALUED = frozenset({"--tag", "-t", *OWN})
+
+
+def _absolute_context(args: Sequence[str]) -> list[str]:
+    """``args`` with ``app build``'s DIR made absolute: the entry point runs in ``/``, so a
+    directory the student names relative to where they are is resolved here, as them."""
+    args = list(args)
+    words = [(i, a) for i, a in enumerate(args) if a not in GLOBAL]
+    if [a for _, a in words[:2]] != ["app", "build"]:
+        return args
+    i = words[1][0] + 1
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            i += 1
+            break
+        if token in _BUILD_VALUED:
+            i += 2
+        elif token.startswith("-"):
+            i += 1
+        else:
+            break
+    if i < len(args):
+        args[i] = os.path.abspath(args[i])
+    return args

@@ -354,3 +354,21 @@ def test_a_non_root_labctl_hands_a_student_s_command_to_sudo(
     monkeypatch.setattr(sys, "argv", ["labctl", "exercise", "list"])
     CliRunner().invoke(app, ["exercise", "list"])
     assert execs == [wanted]
+
+
+@pytest.mark.parametrize(
+    ("args", "at"),
+    [
+        (["app", "build", "web", "--tag", "labctl/w:v2-ana"], 2),
+        (["-v", "app", "build", "-t", "labctl/w:v2-ana", "--lab=net", "web"], 6),
+        (["app", "build", "--tag", "labctl/w:v2-ana", "-i", "so24a-ana", "web"], 6),
+    ],
+)
+def test_a_student_s_build_directory_is_made_absolute_before_sudo(
+    args: list[str], at: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the entry point runs in /: the student's own cwd is here
+    made = access._absolute_context(args)
+    assert made[at] == str(tmp_path / "web")
+    assert made[:at] + made[at + 1 :] == args[:at] + args[at + 1 :]
+    assert access._absolute_context(["app", "run", "x"]) == ["app", "run", "x"]
