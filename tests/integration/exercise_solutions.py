@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shlex
 import subprocess
 import time
@@ -36,6 +37,12 @@ class Student:
     exercise: Exercise
     student: str
     home: Path  # the student's $HOME on the host (host commands see it as ~)
+
+    @classmethod
+    def new(cls, lab_dir: str | Path, instance: str, exercise_id: str, home: Path) -> Student:
+        """A student of a fresh id (``t<hex>``) on one exercise of the lab's instance."""
+        ws = runner.open_workspace(str(lab_dir), instance)
+        return cls(ws, ws.exercise(exercise_id), "t" + secrets.token_hex(3), home)
 
     @property
     def values(self) -> dict[str, str]:

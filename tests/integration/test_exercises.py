@@ -10,7 +10,6 @@ two guests that are cheap to recreate, after every other test (it changes their 
 from __future__ import annotations
 
 import json
-import secrets
 import shlex
 import subprocess
 import sys
@@ -80,8 +79,7 @@ def student(
     made: list[Student] = []
 
     def make(exercise_id: str) -> Student:
-        ws = runner.open_workspace(str(LAB_DIR), running_lab.instance)
-        s = Student(ws, ws.exercise(exercise_id), "t" + secrets.token_hex(3), tmp_path)
+        s = Student.new(LAB_DIR, running_lab.instance, exercise_id, tmp_path)
         made.append(s)
         return s
 

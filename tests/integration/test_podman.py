@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,6 @@ from labctl import backends
 from labctl.docker_client import PODMAN
 from labctl.docker_client import connect as docker_connect
 from labctl.errors import EngineError
-from labctl.exercises import runner
 from labctl.host.accel import detect
 from labctl.images.registry import store
 from labctl.instance.state import InstanceDir, LabState
@@ -155,8 +153,7 @@ def test_the_engines_exercise_fails_untouched_passes_solved_and_refuses_wrong_an
     apps: Apps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    ws = runner.open_workspace(str(apps.path.parent), apps.instance)
-    s = Student(ws, ws.exercise("app-motores"), "t" + secrets.token_hex(3), tmp_path)
+    s = Student.new(apps.path.parent, apps.instance, "app-motores", tmp_path)
     try:
         fails_untouched_passes_solved_refuses_wrong(s, app_motores, WRONG, checks=4)
     finally:

@@ -9,7 +9,6 @@ to build, so neither CI nor the session fixture builds it: this module runs wher
 from __future__ import annotations
 
 import re
-import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -113,6 +112,5 @@ def test_pv_canales_fails_untouched_passes_solved_and_refuses_wrong_answers(
     zlab: Z, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    ws = runner.open_workspace(str(zlab.path.parent), zlab.instance)
-    s = Student(ws, ws.exercise("pv-canales"), "t" + secrets.token_hex(3), tmp_path)
+    s = Student.new(zlab.path.parent, zlab.instance, "pv-canales", tmp_path)
     fails_untouched_passes_solved_refuses_wrong(s, pv_canales, WRONG, checks=3)
