@@ -74,6 +74,27 @@ ARCHES = {
 }
 
 
+def find_arch(name: str) -> Arch:
+    """The architecture of a VM image by its Debian name; BuildError naming those known."""
+    if name not in ARCHES:
+        raise BuildError(f"no VM image for architecture {name!r}", f"known: {', '.join(ARCHES)}")
+    return ARCHES[name]
+
+
+def boot_facts(arch: Arch, kernel: str) -> dict[str, str]:
+    """What a VM image's manifest says of its boot contract: architecture, console, kernel,
+    root disk (the same facts for the tiny and the Debian images)."""
+    return {
+        "arch": arch.debian,
+        "qemu_arch": arch.qemu,
+        "console": arch.console,
+        "kernel": kernel,
+        "suite": SUITE,
+        "root_label": ROOT_LABEL,
+        "disk_size": str(DISK_SIZE),
+    }
+
+
 #: Kernel options that shorten a lab VM's boot: no CPU-bug mitigations (the guest's own
 #: processes are the student's), no crypto self-tests, no watchdogs, no audit.
 BOOT_TUNING = ("mitigations=off", "cryptomgr.notests", "nowatchdog", "audit=0")
@@ -134,10 +155,7 @@ class VmImage(Recipe):
     code_deps = ("labctl.images.debian", "labctl.images.initramfs")
 
     def __init__(self, arch: str) -> None:
-        if arch not in ARCHES:
-            known = ", ".join(ARCHES)
-            raise BuildError(f"no VM image for architecture {arch!r}", f"known: {known}")
-        self.arch = ARCHES[arch]
+        self.arch = find_arch(arch)
         self.name = f"vm-{arch}-tiny"
         self.description = (
             f"{self.arch.qemu} Debian {SUITE} VM: busybox init, OpenSSH, direct kernel boot"
@@ -187,16 +205,10 @@ class VmImage(Recipe):
         finally:
             remove_tree(work)
         return None, {
-            "arch": self.arch.debian,
-            "qemu_arch": self.arch.qemu,
-            "console": self.arch.console,
-            "kernel": version,
-            "suite": SUITE,
+            **boot_facts(self.arch, version),
             "packages": str(len(debs)),
             "modules": str(len(tree.deps)),
             "modules_absent": " ".join(missing),
-            "root_label": ROOT_LABEL,
-            "disk_size": str(DISK_SIZE),
         }
 
     def _unpack(self, rootfs: Path) -> list[tuple[str, str]]:

@@ -58,10 +58,7 @@ class DebianVmImage(Recipe):
     code_deps = ("labctl.images.vm", "labctl.images.debian", "labctl.images.initramfs")
 
     def __init__(self, arch: str) -> None:
-        if arch not in vm.ARCHES:
-            known = ", ".join(vm.ARCHES)
-            raise BuildError(f"no VM image for architecture {arch!r}", f"known: {known}")
-        self.arch = vm.ARCHES[arch]
+        self.arch = vm.find_arch(arch)
         self.name = f"vm-{arch}"
         self.description = (
             f"{self.arch.qemu} Debian {SUITE} VM: systemd, apt, sudo, OpenSSH, direct kernel boot"
@@ -115,16 +112,10 @@ class DebianVmImage(Recipe):
         finally:
             remove_tree(work)
         return None, {
-            "arch": self.arch.debian,
-            "qemu_arch": self.arch.qemu,
-            "console": self.arch.console,
-            "kernel": version,
-            "suite": SUITE,
+            **vm.boot_facts(self.arch, version),
             "init": "systemd",
             "packages": str(len(installed)),
             "modules": str(modules),
-            "root_label": vm.ROOT_LABEL,
-            "disk_size": str(vm.DISK_SIZE),
         }
 
     def _install(self, rootfs: Path, package_list: Path) -> None:
