@@ -35,10 +35,6 @@ MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 PACKAGES = "packages.tsv"
 
 
-def _packages() -> list[str]:
-    return read_list(RECIPE_DIR / "packages.txt")
-
-
 def _dropped_modules() -> list[str]:
     return read_list(RECIPE_DIR / "modules-drop.txt")
 
@@ -56,6 +52,8 @@ class DebianVmImage(Recipe):
 
     recipe_dir = "vm-debian"
     code_deps = ("labctl.images.vm", "labctl.images.debian", "labctl.images.initramfs")
+    #: the packages mmdebstrap installs, one a line
+    package_list = RECIPE_DIR / "packages.txt"
 
     def __init__(self, arch: str) -> None:
         self.arch = vm.find_arch(arch)
@@ -64,13 +62,17 @@ class DebianVmImage(Recipe):
             f"{self.arch.qemu} Debian {SUITE} VM: systemd, apt, sudo, OpenSSH, direct kernel boot"
         )
 
+    def packages(self) -> list[str]:
+        """The packages of ``package_list``."""
+        return read_list(self.package_list)
+
     def inputs(self) -> Mapping[str, object]:
         """Architecture, package and module lists, and the shared initramfs files."""
         keep, boot = vm.boot_modules()
         return {
             "arch": self.arch.debian,
             "suite": SUITE,
-            "packages": sorted(_packages()),
+            "packages": sorted(self.packages()),
             "modules_dropped": sorted(_dropped_modules()),
             "initramfs_modules": keep,
             "boot_modules": boot,
@@ -90,7 +92,7 @@ class DebianVmImage(Recipe):
                 kernel_tree, self.arch.debian, [f"linux-image-{self.arch.debian}", "busybox-static"]
             )
             version = vm.kernel_version(kernel_tree)
-            ctx.report(f"mmdebstrap ({len(_packages())} packages)")
+            ctx.report(f"mmdebstrap ({len(self.packages())} packages)")
             self._install(rootfs, ctx.out / PACKAGES)
             ctx.report("modules")
             modules = _copy_modules(kernel_tree, rootfs, version)
@@ -132,12 +134,14 @@ class DebianVmImage(Recipe):
         mmdebstrap(
             rootfs,
             arch=self.arch.debian,
-            packages=_packages(),
-            lists=[RECIPE_DIR / "packages.txt"],
+            packages=self.packages(),
+            lists=[self.package_list],
             extra_args=[*extra, *(f"--customize-hook={hook}" for hook in hooks)],
         )
         if not (rootfs / "usr/lib/systemd/systemd").is_file():
-            raise BuildError("the Debian VM image has no systemd", "check images/vm-debian/")
+            raise BuildError(
+                f"the {self.name} image has no systemd", f"check images/{self.recipe_dir}/"
+            )
 
 
 def _copy_modules(kernel_tree: Path, rootfs: Path, version: str) -> int:

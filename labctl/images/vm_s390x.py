@@ -16,14 +16,10 @@ suite) leave it alone; ``labctl images build vm-s390x`` builds it.
 from __future__ import annotations
 
 import hashlib
-import shlex
 from collections.abc import Mapping
-from pathlib import Path
 
-from labctl.errors import BuildError
 from labctl.images import vm
-from labctl.images.debian import mmdebstrap, read_list
-from labctl.images.vm_debian import MERGED_USR_HOOKS, RECIPE_DIR, DebianVmImage
+from labctl.images.vm_debian import RECIPE_DIR, DebianVmImage
 from labctl.paths import IMAGES_DIR
 
 #: s390x as Debian, QEMU and the kernel name it; its console is the SCLP line-mode terminal.
@@ -34,14 +30,11 @@ vm.ARCHES.setdefault(S390X.debian, S390X)
 OWN_DIR = IMAGES_DIR / "vm-s390x"
 
 
-def _packages() -> list[str]:
-    return read_list(OWN_DIR / "packages.txt")
-
-
 class S390xVmImage(DebianVmImage):
     """A complete Debian guest (systemd, sshd, s390-tools) for the s390-ccw-virtio machine."""
 
     recipe_dir = "vm-s390x"
+    package_list = OWN_DIR / "packages.txt"
     # its build is DebianVmImage's: that module's source is part of this recipe too
     code_deps = (*DebianVmImage.code_deps, "labctl.images.vm_debian")  # type: ignore[assignment]
     optional = True
@@ -58,31 +51,12 @@ class S390xVmImage(DebianVmImage):
         shared = sorted(p for p in RECIPE_DIR.rglob("*") if p.is_file() and p.name != "README.md")
         return {
             **super().inputs(),
-            "packages": sorted(_packages()),
             # the guest configuration (customize.sh, rootfs/) is vm-debian's
             "vm_debian_files": {
                 str(p.relative_to(RECIPE_DIR)): hashlib.sha256(p.read_bytes()).hexdigest()
                 for p in shared
             },
         }
-
-    def _install(self, rootfs: Path, package_list: Path) -> None:
-        """As the Debian VM images do, with this image's package list."""
-        listing = shlex.quote(str(package_list))
-        hooks = [
-            f'sh {shlex.quote(str(RECIPE_DIR / "customize.sh"))} "$1"',
-            "chroot \"$1\" dpkg-query -W -f='${Package}\\t${Version}\\n' > " + listing,
-        ]
-        extra = [f"--hook-dir={MERGED_USR_HOOKS}"] if MERGED_USR_HOOKS.is_dir() else []
-        mmdebstrap(
-            rootfs,
-            arch=S390X.debian,
-            packages=_packages(),
-            lists=[OWN_DIR / "packages.txt"],
-            extra_args=[*extra, *(f"--customize-hook={hook}" for hook in hooks)],
-        )
-        if not (rootfs / "usr/lib/systemd/systemd").is_file():
-            raise BuildError("the s390x VM image has no systemd", "check images/vm-s390x/")
 
 
 def recipes() -> list[S390xVmImage]:

@@ -11,7 +11,7 @@ import pytest
 from labctl.backends.domain_xml import domain_xml, kernel_cmdline
 from labctl.backends.params import LibvirtParams
 from labctl.errors import SpecError
-from labctl.images import registry
+from labctl.images import registry, vm_debian, vm_s390x
 from labctl.lab import plan
 from labctl.paths import LABS_DIR
 from labctl.spec.model import load_lab
@@ -73,3 +73,12 @@ def test_the_s390x_image_is_built_only_when_named() -> None:
     assert "vm-s390x" not in registry.standard_images()
     assert "vm-s390x" not in plan.lab_images()  # no labs/*/lab.yaml runs it
     assert set(registry.standard_images()) == set(registry.store().recipes) - {"vm-s390x"}
+
+
+def test_the_s390x_image_installs_its_own_package_list_with_the_debian_guest_setup() -> None:
+    (image,) = vm_s390x.recipes()
+    (amd64, _) = vm_debian.recipes()
+    assert "s390-tools" in image.packages() and "s390-tools" not in amd64.packages()
+    assert not {"pciutils", "dmidecode"} & set(image.packages())
+    assert image.inputs()["packages"] == sorted(image.packages())
+    assert "customize.sh" in image.inputs()["vm_debian_files"]  # vm-debian's, hashed here too

@@ -127,7 +127,7 @@ def test_debian_recipes_take_the_default_names_and_share_the_boot_files() -> Non
 
 
 def test_debian_recipe_lists_are_well_formed() -> None:
-    packages = vm_debian._packages()
+    packages = vm_debian.recipes()[0].packages()
     # a complete system: init, package manager, admin tools, Ansible's interpreter
     assert {"systemd-sysv", "udev", "openssh-server", "sudo", "adduser", "python3"} <= set(packages)
     # the kernel is unpacked beside the rootfs, never installed (its postinst builds an initramfs)
