@@ -5,6 +5,8 @@
 set -eu
 root="$1"
 pubkey="$2"
+# the system container's hook shares its host-key setup with this box
+. "$(dirname "$0")/../container/rootfs/host-keys.sh"
 
 cat > "$root/etc/fstab" <<'EOF'
 LABEL=vagrant-root  /  ext4  errors=remount-ro  0  1
@@ -59,15 +61,7 @@ UseDNS no
 EOF
 
 # Host keys are made on each machine's first boot, so two machines never share them.
-rm -f "$root"/etc/ssh/ssh_host_*
-mkdir -p "$root/etc/systemd/system/ssh.service.d"
-cat > "$root/etc/systemd/system/ssh.service.d/hostkeys.conf" <<'EOF'
-[Service]
-# The list is reset so the keys exist before Debian's own "sshd -t" runs.
-ExecStartPre=
-ExecStartPre=/usr/bin/ssh-keygen -A
-ExecStartPre=/usr/sbin/sshd -t
-EOF
+fresh_host_keys "$root"
 
 # Per-machine identity: systemd makes a machine-id on first boot; dhclient writes
 # resolv.conf. mmdebstrap copied the build host's resolv.conf in.

@@ -3,6 +3,7 @@
 # $1 is the finished root filesystem (before it is packed). See HOST-NOTES section 2.
 set -eu
 root="$1"
+. "$(dirname "$0")/host-keys.sh"
 
 # eth0 by DHCP through ifupdown. "auto", not "allow-hotplug": there is no udev in a
 # container to send the hotplug event, networking.service must bring it up itself.
@@ -36,15 +37,7 @@ UseDNS no
 EOF
 
 # Host keys are made per container on first start, so clones do not share them.
-rm -f "$root"/etc/ssh/ssh_host_*
-mkdir -p "$root/etc/systemd/system/ssh.service.d"
-cat > "$root/etc/systemd/system/ssh.service.d/labctl-hostkeys.conf" <<'EOF'
-[Service]
-# The list is reset so the keys exist before Debian's own "sshd -t" runs.
-ExecStartPre=
-ExecStartPre=/usr/bin/ssh-keygen -A
-ExecStartPre=/usr/sbin/sshd -t
-EOF
+fresh_host_keys "$root"
 
 # No passwords: root logs in with a key only ("*" matches no password).
 sed -i 's/^root:[^:]*:/root:*:/' "$root/etc/shadow"
