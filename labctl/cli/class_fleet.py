@@ -91,8 +91,9 @@ def up(
             f"of {len(result.hosts)} hosts."
         )
     lost_host = any(h.status == "failed" for h in result.hosts)
-    if result.failed or lost_host:
-        # as ansible-playbook: a host that failed fails the run, even with every student up
+    # as ansible-playbook: a host that failed fails the run, even with every student up,
+    # unless the instructor has just moved its students away (--replace-failed)
+    if result.failed or (lost_host and not replace_failed):
         hint = "fix the cause and run the same `labctl class up` again"
         if lost_host and result.failed:
             hint += ", or add --replace-failed to move a failed host's students to the others"

@@ -12,6 +12,9 @@ up); ``class status`` over every host; a student logs in to their host with thei
 sheet's key and runs a check, which reaches the controller's store and ``class report``; the
 dashboard shows every host's students; ``--replace-failed`` moves the frozen host's students to
 the other two; ``class down`` leaves every host as it was before the class (compared).
+Then a host whose libvirt cannot start fails host setup for real: it is reported at that
+stage with systemd's reason, the class goes to the other host, and a rerun once it is
+mended makes it ready without moving anyone.
 """
 
 from __future__ import annotations
@@ -68,7 +71,9 @@ class Sims:
 
     def json(self, *args: str, code: int | None = 0) -> Any:
         """``labctl ARGS`` whose stdout is JSON (warnings go to stderr)."""
-        return json.loads(self.run(*args, code=code).stdout)
+        done = self.run(*args, code=code)
+        assert done.stdout.strip(), (args, done.returncode, done.stderr)
+        return json.loads(done.stdout)
 
     def run(
         self, *args: str, code: int | None = 0, timeout: float = 1800
@@ -260,6 +265,49 @@ def test_a_class_over_three_hosts_one_lost_mid_run(sims: Sims) -> None:
     sims.labctl("class", "down", "--class", CLASS)
     assert not (sims.state / "classes" / CLASS).exists()
     for h in sims.hosts:
+        after = sims.on(h, INVENTORY_SCRIPT).splitlines()
+        was = before[h.name].splitlines()
+        assert after == was, (h.name, sorted(set(after) ^ set(was)))
+
+
+#: a lab host whose libvirt cannot start: host setup fails there for real (systemd says so)
+BREAK_LIBVIRT = (
+    "systemctl stop libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket"
+    " && systemctl mask --runtime libvirtd.service"
+)
+MEND_LIBVIRT = (
+    "systemctl unmask --runtime libvirtd.service"
+    " && systemctl start libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket"
+)
+
+
+def test_a_host_failing_setup_is_reported_and_the_others_go_on(sims: Sims) -> None:
+    good, bad = sims.hosts[0], sims.hosts[1]
+    inventory = fleet_hosts.write_inventory([good, bad], sims.base / "two.ini", sims.key)
+    roster = sims.base / "two.csv"
+    roster.write_text("id,name\neve,Eve Núñez\nfin,Fin Gil\n")
+    up = ["class", "up", str(roster), LAB, "--class", "fs", "--hosts", str(inventory), "--json"]
+    before = {h.name: sims.on(h, INVENTORY_SCRIPT) for h in (good, bad)}
+    sims.on(bad, BREAK_LIBVIRT)
+    try:
+        said = sims.json(*up, code=1)
+    finally:
+        sims.on(bad, MEND_LIBVIRT)
+    hosts = {h["name"]: h for h in said["hosts"]}
+    assert hosts[bad.name]["status"] == "failed" and hosts[bad.name]["stage"] == "setup", hosts
+    assert "libvirtd" in hosts[bad.name]["error"], hosts[bad.name]
+    assert hosts[good.name]["status"] == "ready", hosts[good.name]
+    # nobody waits for the broken host: the class is placed on the one that works
+    assert {(s["outcome"], s["host"]) for s in said["students"]} == {("up", good.name)}
+
+    # mended, a rerun does what is missing: the host passes setup, nobody moves
+    again = sims.json(*up)
+    hosts = {h["name"]: h for h in again["hosts"]}
+    assert hosts[bad.name]["status"] == "ready", hosts[bad.name]
+    assert {(s["outcome"], s["host"]) for s in again["students"]} == {("up", good.name)}
+
+    sims.labctl("class", "down", "--class", "fs")
+    for h in (good, bad):
         after = sims.on(h, INVENTORY_SCRIPT).splitlines()
         was = before[h.name].splitlines()
         assert after == was, (h.name, sorted(set(after) ^ set(was)))
