@@ -35,12 +35,6 @@ WORD = r"[a-z0-9]+"
 REPO_RE = re.compile(r"^labctl/[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
-class NotYours(LabctlError):
-    """A name, image or option outside the student's scope. Exit 2: nothing ran."""
-
-    code = ExitCode.USAGE
-
-
 @dataclass(frozen=True)
 class AppScope:
     """Whose images and containers these are: a lab instance and a student id."""
@@ -108,6 +102,12 @@ def _owner(name: str) -> str | None:
     return m.group(1) if m is not None else None
 
 
+class NotYours(LabctlError):
+    """A name, image or option outside the student's scope. Exit 2: nothing ran."""
+
+    code = ExitCode.USAGE
+
+
 def lab_image(ref: str, labels: dict[str, str] | None) -> bool:
     """True for one of the lab's own images: ``labctl/...``, built by labctl, nobody's."""
     labels = labels or {}
@@ -119,6 +119,11 @@ def lab_image(ref: str, labels: dict[str, str] | None) -> bool:
 # ---- results --------------------------------------------------------------------------------
 
 
+def short_id(image_id: str) -> str:
+    """An image id as Docker's listings show it: 12 hex digits."""
+    return image_id.removeprefix("sha256:")[:12]
+
+
 @dataclass(frozen=True)
 class AppImage:
     """An image of the student's (or the lab's)."""
@@ -127,6 +132,11 @@ class AppImage:
     id: str
     layers: int  # filesystem layers (RootFS)
     size: int  # bytes
+
+    @property
+    def short_id(self) -> str:
+        """The id as ``docker images`` shows it."""
+        return short_id(self.id)
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,11 @@ class HistoryRow:
     created_by: str
     size: int
 
+    @property
+    def short_id(self) -> str:
+        """The intermediate image's id as ``docker history`` shows it."""
+        return short_id(self.id)
+
 
 @dataclass(frozen=True)
 class History:
@@ -146,16 +161,29 @@ class History:
     rows: tuple[HistoryRow, ...]
     layers: int
 
+    @property
+    def summary(self) -> str:
+        """The line below the rows: how many filesystem layers the image has."""
+        return f"{self.tag}: {self.layers} filesystem layers (RootFS.Layers)"
+
 
 @dataclass(frozen=True)
 class AppContainer:
-    """A container of the student's."""
+    """A container of the student's, as ``labctl app ls`` lists it.
+
+    Only ``run --wait`` measures ``answered_after``: what ``app-arranque`` asks for.
+    """
 
     name: str
     image: str
     status: str  # running, exited...
     port: int | None  # published on 127.0.0.1
     answered_after: float | None = None  # seconds from creation to its first HTTP answer
+
+    @property
+    def url(self) -> str:
+        """Where it answers, from the server."""
+        return f"http://127.0.0.1:{self.port}/" if self.port else "-"
 
 
 @dataclass(frozen=True)

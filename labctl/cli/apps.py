@@ -118,8 +118,7 @@ def build(
     context = read_context(directory, where.reader())
     image = backends.app_engine().build(where.scope, context, tag)
     console.out.print(
-        f"Built {escape(image.tag)} ({image.id.removeprefix('sha256:')[:12]}, "
-        f"{image.layers} filesystem layers)."
+        f"Built {escape(image.tag)} ({image.short_id}, {image.layers} filesystem layers)."
     )
 
 
@@ -138,10 +137,10 @@ def history(
         return
     t = tables.table("image", "size", "created by")
     for row in found.rows:
-        short = row.id.removeprefix("sha256:")[:12]
-        t.add_row(escape(short), _size(row.size), escape(" ".join(row.created_by.split())[:200]))
+        created_by = " ".join(row.created_by.split())[:200]
+        t.add_row(escape(row.short_id), _size(row.size), escape(created_by))
     console.out.print(t)
-    console.out.print(f"{escape(found.tag)}: {found.layers} filesystem layers (RootFS.Layers)")
+    console.out.print(escape(found.summary))
 
 
 @app_app.command()
@@ -166,7 +165,7 @@ def run(
     c = backends.app_engine().run(
         where.scope, image, name, outer, inner, WAIT_SECONDS if wait else 0
     )
-    console.out.print(f"{escape(c.name)} runs {escape(c.image)} on http://127.0.0.1:{c.port}/")
+    console.out.print(f"{escape(c.name)} runs {escape(c.image)} on {c.url}")
     if c.answered_after is not None:
         console.out.print(f"It answered {c.answered_after:.2f} s after labctl asked for it.")
 
@@ -186,14 +185,12 @@ def ls(
     if found.images:
         t = tables.table("image", "id", "layers", "size")
         for i in found.images:
-            short = i.id.removeprefix("sha256:")[:12]
-            t.add_row(escape(i.tag), short, str(i.layers), _size(i.size))
+            t.add_row(escape(i.tag), i.short_id, str(i.layers), _size(i.size))
         console.out.print(t)
     if found.containers:
         t = tables.table("container", "image", "state", "published on")
         for c in found.containers:
-            port = f"127.0.0.1:{c.port}" if c.port else "-"
-            t.add_row(escape(c.name), escape(c.image), escape(c.status), port)
+            t.add_row(escape(c.name), escape(c.image), escape(c.status), c.url)
         console.out.print(t)
     if not found.images and not found.containers:
         console.out.print("You have no images or containers of your own (labctl app build, run).")

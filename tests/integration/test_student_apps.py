@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import json
 import secrets
-import shlex
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +32,7 @@ from labctl.instance import naming
 from labctl.instance.state import InstanceDir
 from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR
+from tests.integration import test_students as students
 from tests.integration.engines import inventory
 from tests.integration.labs import taken_down, write_lab
 from tests.labs import lab_yaml
@@ -48,38 +46,17 @@ APP = """\
 """
 LAB = lab_yaml("sapp", APP)
 EXERCISES = LABS_DIR / "virtualization" / "exercises"
-LABCTL = shutil.which("labctl", path=str(Path(__file__).parents[2] / ".venv" / "bin")) or "labctl"
 
 
-@pytest.fixture
-def state(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A state directory others may traverse (as /var/lib/labctl), removed at the end."""
-    root = Path(tempfile.mkdtemp(prefix="labctl-apps-", dir="/var/tmp"))
-    root.chmod(0o755)
-    monkeypatch.setenv("LABCTL_STATE", str(root))
-    yield root
-    shutil.rmtree(root)
-
-
-def shell(user: str, line: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["su", "-", user, "-c", line], capture_output=True, text=True, input="", timeout=300
-    )
-
-
-def as_student(user: str, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    line = f"LABCTL_STATE={shlex.quote(str(state))} COLUMNS=200 {shlex.join([LABCTL, *args])}"
-    return shell(user, line)
+# test_students.py's: a state directory others may traverse (as /var/lib/labctl), and a
+# student's login shell and labctl
+state = students.state
+shell, as_student, refused = students.shell, students.as_student, students.refused
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, (result.stdout, result.stderr)
     return result.stdout
-
-
-def refused(result: subprocess.CompletedProcess[str], words: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert words in result.stderr, result.stderr
 
 
 def test_a_student_builds_runs_and_removes_their_own_app_only(
