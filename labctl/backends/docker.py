@@ -114,8 +114,6 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
         return replace(state, **fields)
 
     def cleanup(self, state: LabState) -> None:
-        # the images a student built with `labctl app` (their containers went with the guests)
-        DockerApps(self.client, self.api).remove_all(state.lab, state.instance)
         name = naming.network(state.lab, state.instance)
         try:
             with self._errors(f"remove network {name}"):
@@ -124,6 +122,8 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
                     net.remove()
         except NotFoundError:
             pass
+        # the images a student built with `labctl app` (their containers went with the guests)
+        DockerApps(self.client, self.api).remove_all(state.lab, state.instance)
 
     def bridges(self, state: LabState) -> list[str]:
         name = naming.network(state.lab, state.instance)

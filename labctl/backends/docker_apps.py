@@ -34,6 +34,7 @@ from labctl.backends.apps import (
     lab_image,
     no_app_network,
     owner,
+    short_id,
 )
 from labctl.docker_client import DOCKER, ApiEngine, bare_name, connect, engine_errors
 from labctl.errors import BuildError, EngineError, NotFoundError, ReadyTimeout
@@ -141,7 +142,7 @@ class DockerApps(AppEngine):
         if image is None or image.tags or not scope.owns(image.labels):
             return
         try:
-            with self._errors(f"remove image {image_id[:19]}"):
+            with self._errors(f"remove image {short_id(image_id)}"):
                 self.client.images.remove(image_id)
         except EngineError:
             pass  # a container of it, or a child image: it goes with them (or with down)
@@ -240,14 +241,23 @@ class DockerApps(AppEngine):
         with self._errors(f"list the images of {lab}/{instance}"):
             images = self.client.images.list(filters={"label": labels})
         removed: list[str] = []
+        refused: list[str] = []
         # newest first: an image built on another of the student's goes before it
         for image in sorted(images, key=lambda i: str(i.attrs.get("Created", "")), reverse=True):
             try:
-                with self._errors(f"remove image {image.id[:19]}"):
+                with self._errors(f"remove image {short_id(image.id)}"):
                     self.client.images.remove(image.id, force=True)
             except NotFoundError:
                 continue
-            removed += [bare_name(t) for t in image.tags] or [image.id[:19]]
+            except EngineError as exc:  # the others still go; then say what stayed
+                refused.append(exc.message)
+                continue
+            removed += [bare_name(t) for t in image.tags] or [short_id(image.id)]
+        if refused:
+            raise EngineError(
+                "; ".join(refused),
+                f"remove what uses them, then run labctl down -i {instance} again",
+            )
         return removed
 
 

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 from typer.testing import CliRunner
 
@@ -23,7 +24,7 @@ from labctl.backends.apps import AppScope, NotYours, Reader, dockerfile_sources,
 from labctl.backends.docker import DockerBackend
 from labctl.backends.docker_apps import DockerApps
 from labctl.cli import app
-from labctl.errors import HostError, NotFoundError, SpecError
+from labctl.errors import EngineError, HostError, NotFoundError, SpecError
 from labctl.instance.state import LabState
 from labctl.paths import LABS_DIR
 from tests.unit.fake_engines import FakeDockerClient
@@ -384,3 +385,27 @@ def test_a_student_publishes_only_the_ports_their_exercises_give_them(
     assert (scope.student, scope.instance, published) == ("ana", "main", port)
     # in labctl's firewall (students reach their own published ports only) before it listens
     assert fake_nft.sets["ports"] == {port: "labctl virtualization/main"}
+
+
+def test_an_image_the_engine_keeps_does_not_keep_the_others_and_is_reported(
+    fake: FakeDockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = DockerApps(fake)  # type: ignore[arg-type]
+    kept = engine.build(ANA, context(), "labctl/webapp:v2-ana")
+    engine.build(ANA, context(), "labctl/webapp:v3-ana")
+    remove = fake.images.remove
+
+    def refuse_one(ref: str, force: bool = False) -> None:
+        if ref == kept.id:
+            raise docker.errors.APIError("409", explanation="image is being used by a container")
+        remove(ref, force)
+
+    monkeypatch.setattr(fake.images, "remove", refuse_one)
+    with pytest.raises(EngineError, match="being used by a container") as err:
+        engine.remove_all("virtualization", "so-ana")
+    assert "labctl down -i so-ana" in (err.value.hint or "")
+    assert {t for i in fake.images.by_id.values() for t in i.tags} == {
+        "labctl/webapp:latest",
+        "debian:bookworm",
+        "labctl/webapp:v2-ana",
+    }
