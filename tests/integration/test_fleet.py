@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -51,6 +52,10 @@ INVENTORY_SCRIPT = (
     # engines' own empty tables, made the first time they add a rule, are not the class's)
     'nft list table inet labctl 2>/dev/null | grep -o \'comment "labctl [^"]*"\' | sort'
 )
+
+
+OS_RELEASE_KEPT = "/root/os-release.labctl-test"
+OLD_DEBIAN = shlex.quote('s/^VERSION_ID=.*/VERSION_ID="11"/')
 
 
 @dataclass
@@ -156,6 +161,18 @@ def test_bad_inventories_are_refused_before_anything_exists(sims: Sims) -> None:
         )
         assert said in out, (name, out)
         assert not (sims.state / "classes" / CLASS).exists(), name
+    # a host of a system labctl does not set up: its os-release says Debian 11 for a while
+    odd = sims.hosts[1]
+    sims.on(odd, f"cp -P /etc/os-release {OS_RELEASE_KEPT} && sed -i {OLD_DEBIAN} /etc/os-release")
+    try:
+        out = sims.labctl(
+            "class", "up", str(roster), LAB, "--class", CLASS, "--hosts", str(sims.inventory),
+            code=3,
+        )  # fmt: skip
+    finally:
+        sims.on(odd, f"rm /etc/os-release && mv {OS_RELEASE_KEPT} /etc/os-release")
+    assert f"{odd.name}: runs debian:11, not one of debian:12" in out, out
+    assert not (sims.state / "classes" / CLASS).exists()
     assert [sims.on(h, INVENTORY_SCRIPT) for h in sims.hosts] == before
 
 
