@@ -279,82 +279,106 @@ CONTEXT_HINT = "build from a directory of yours in your home, holding a Dockerfi
 # ---- what a Dockerfile may ask --------------------------------------------------------------
 
 
-def _instructions(text: str) -> list[tuple[int, str, str]]:
-    """(line, INSTRUCTION, arguments) of a Dockerfile, continuation lines joined."""
-    escape = "\\"
-    lines = text.splitlines()
-    for line in lines:  # parser directives come first, before any instruction or comment
-        m = re.match(r"^#\s*(\w+)\s*=\s*(\S+)\s*$", line)
-        if m is None:
-            break
-        if m.group(1).lower() == "escape":
-            escape = m.group(2)
+#: the instructions ``labctl app build`` takes; ADD (URLs, archives), ONBUILD (instructions
+#: run in someone else's build) and VOLUME (volumes left on the host) are refused
+INSTRUCTIONS = frozenset({
+    "FROM", "COPY", "RUN", "CMD", "ENTRYPOINT", "ENV", "ARG", "EXPOSE", "WORKDIR", "LABEL",
+    "USER", "HEALTHCHECK", "STOPSIGNAL",
+})  # fmt: skip
+#: the largest Dockerfile taken (it is parsed here, as root)
+DOCKERFILE_LIMIT = 64 * 1024
+#: a Dockerfile is printable ASCII, tabs and newlines: nothing the engine reads otherwise
+_TEXT = re.compile(r"[\t\x20-\x7e]*")
+_DIRECTIVE = re.compile(r"#\s*[A-Za-z]+\s*=")
+_CONTINUED = re.compile(r"\\[ \t]*$")
+_STAGE = re.compile(r"[a-z][a-z0-9._-]*")
+_FLAG = re.compile(r"--([a-z]+)=([^\s'\"\\$]+)")
+#: the flags an instruction may carry, ``--NAME=VALUE`` only
+_FLAGS = {"FROM": frozenset(), "COPY": frozenset({"from", "chown", "chmod"})}
+
+
+def _instructions(text: str, where: str) -> list[tuple[int, str, str]]:
+    """(line, INSTRUCTION, arguments) of a Dockerfile in the plain subset labctl takes.
+
+    Rather than read every Dockerfile as the engine would, take only files that any reader
+    reads the same: printable ASCII, no parser directive (``# escape=``, ``# syntax=``), a
+    continuation is a backslash at the end of the line, and no blank or comment line inside
+    a continued instruction (the engine skips them, a simpler reader would not).
+    """
     found: list[tuple[int, str, str]] = []
     start, parts = 0, list[str]()
+    lines = text.split("\n")  # only newlines end a line, as for the engine
+    if lines and lines[-1] == "":
+        lines.pop()  # the file's last newline
     for number, line in enumerate(lines, 1):
-        stripped = line.strip()
-        if not parts and (not stripped or stripped.startswith("#")):
+        if not _TEXT.fullmatch(line):
+            raise _bad(where, number, "a Dockerfile here is printable ASCII text and tabs")
+        stripped = line.strip(" \t")
+        if _DIRECTIVE.match(stripped):
+            raise _bad(where, number, "parser directives (# escape=, # syntax=) are not taken")
+        if not stripped or stripped.startswith("#"):
+            if parts:
+                raise _bad(where, number, "a blank or comment line inside a continued line")
             continue
-        if parts and stripped.startswith("#"):
-            continue  # comments inside a continued instruction are dropped
         if not parts:
             start = number
-        if stripped.endswith(escape):
-            parts.append(stripped[: -len(escape)])
+        if _CONTINUED.search(stripped):
+            parts.append(_CONTINUED.sub("", stripped))
             continue
         parts.append(stripped)
         word, _, args = " ".join(parts).partition(" ")
         found.append((start, word.upper(), args.strip()))
         parts = []
     if parts:
-        word, _, args = " ".join(parts).partition(" ")
-        found.append((start, word.upper(), args.strip()))
+        raise _bad(where, start, "the last instruction ends in a continuation")
     return found
 
 
 def dockerfile_sources(text: str, where: str = "Dockerfile") -> list[tuple[int, str]]:
     """The images a Dockerfile builds from (``FROM``, ``COPY --from``): (line, reference).
 
-    Raises :class:`NotYours` for what ``labctl app build`` never runs: a variable in an
-    image reference, or an ``ADD`` of a URL (the engine would fetch it from the host's
-    network, outside the student's lab). Stage names are resolved, not returned.
+    Raises :class:`SpecError` at the line for what ``labctl app build`` never runs: an
+    instruction outside :data:`INSTRUCTIONS`, a quote, backslash or variable in what
+    ``FROM`` or ``COPY`` name, a flag not written ``--NAME=VALUE`` or not one they take,
+    a stage name outside ``[a-z][a-z0-9._-]*``. Stage names are resolved, not returned.
     """
     stages: set[str] = set()
     refs: list[tuple[int, str]] = []
     count = 0
-    for line, word, args in _instructions(text):
-        if word == "ONBUILD":
-            word, _, args = args.partition(" ")
-            word, args = word.upper(), args.strip()
+    for line, word, args in _instructions(text, where):
+        if word not in INSTRUCTIONS:
+            hint = "use COPY" if word == "ADD" else f"take out {word}"
+            raise _bad(where, line, f"{word} is not taken by labctl app build ({hint})")
+        if word not in _FLAGS:
+            if word == "RUN" and args.startswith("--"):
+                raise _bad(where, line, "RUN takes no flags here")
+            continue
         words = args.split()
+        if any(set(w) & set("'\"\\$") for w in words):
+            raise _bad(where, line, f"{word} names files and images plainly (no quotes, $ or \\)")
+        flags = {}
+        for w in (w for w in words if w.startswith("-")):
+            m = _FLAG.fullmatch(w)
+            if m is None or m.group(1) not in _FLAGS[word]:
+                takes = ", ".join(f"--{f}=VALUE" for f in sorted(_FLAGS[word])) or "no flags"
+                raise _bad(where, line, f"{word} takes {takes} here, not {w}")
+            flags[m.group(1)] = m.group(2)
+        rest = [w for w in words if not w.startswith("-")]
         if word == "FROM":
-            flags = [w for w in words if w.startswith("--")]
-            rest = [w for w in words if not w.startswith("--")]
-            if not rest or any("$" in w for w in [*flags, *rest]):
-                raise _bad(where, line, "FROM names its image plainly, without variables")
+            if len(rest) not in (1, 3) or (len(rest) == 3 and rest[1].lower() != "as"):
+                raise _bad(where, line, "FROM IMAGE, or FROM IMAGE AS NAME")
             if rest[0] not in stages:
                 refs.append((line, rest[0]))
-            if len(rest) >= 3 and rest[1].lower() == "as":
-                stages.add(rest[2].lower())
+            if len(rest) == 3:
+                if not _STAGE.fullmatch(rest[2]):
+                    raise _bad(where, line, f"a stage name is [a-z][a-z0-9._-]*, not {rest[2]}")
+                stages.add(rest[2])
             stages.add(str(count))
             count += 1
-        elif word in ("COPY", "ADD"):
-            for w in words:
-                if not w.startswith("--from="):
-                    continue
-                source = w.partition("=")[2]
-                if "$" in source:
-                    raise _bad(where, line, f"{word} --from names its stage plainly")
-                if source.lower() not in stages:
-                    refs.append((line, source))
-            if word == "ADD" and any(
-                "://" in w or w.startswith(("git@", '["git@')) or "$" in w for w in words
-            ):
-                raise _bad(
-                    where,
-                    line,
-                    "ADD takes files of the build context only (no URL, no variable)",
-                )
+        elif count == 0:
+            raise _bad(where, line, "a Dockerfile starts FROM an image")
+        elif "from" in flags and flags["from"] not in stages:
+            refs.append((line, flags["from"]))
     if count == 0:
         raise _bad(where, 1, "a Dockerfile starts FROM an image")
     return refs

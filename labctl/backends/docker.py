@@ -248,7 +248,7 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
     def destroy(self, resource: str) -> bool:
         try:
             with self._errors(f"remove {resource}"):
-                self.client.containers.get(resource).remove(force=True)
+                self.client.containers.get(resource).remove(force=True, v=True)
         except NotFoundError:
             return False
         return True

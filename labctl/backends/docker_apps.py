@@ -21,6 +21,7 @@ import requests
 
 from labctl import cancel
 from labctl.backends.apps import (
+    DOCKERFILE_LIMIT,
     MARK,
     AppContainer,
     AppEngine,
@@ -42,6 +43,8 @@ from labctl.errors import BuildError, EngineError, NotFoundError, ReadyTimeout
 #: limits of a student's container and of each step of their build
 MEMORY = 256 * 1024 * 1024
 PIDS = 256
+#: a build step's share of the CPU against the lab's guests (Docker's default is 1024)
+BUILD_CPU_SHARES = 256
 BUILD_TIMEOUT = 600
 
 
@@ -122,7 +125,11 @@ class DockerApps(AppEngine):
                     forcerm=True,
                     pull=False,
                     use_config_proxy=False,
-                    container_limits={"memory": MEMORY, "memswap": MEMORY},
+                    container_limits={
+                        "memory": MEMORY,
+                        "memswap": MEMORY,
+                        "cpushares": BUILD_CPU_SHARES,
+                    },
                     timeout=BUILD_TIMEOUT,
                 )
         except docker.errors.BuildError as exc:
@@ -193,7 +200,7 @@ class DockerApps(AppEngine):
                 container.start()
         except EngineError:  # its port taken, say: nothing half-made is left
             with contextlib.suppress(docker.errors.DockerException):
-                container.remove(force=True)
+                container.remove(force=True, v=True)
             raise
         after = _first_answer(container, port, t0, wait) if wait > 0 else None
         return AppContainer(name, ref, "running", port, after)
@@ -233,7 +240,7 @@ class DockerApps(AppEngine):
         if not scope.owns(container.labels):
             raise NotYours(f"container {name} was not made by labctl app for you")
         with self._errors(f"remove container {name}"):
-            container.remove(force=True)
+            container.remove(force=True, v=True)
         return f"container {name}"
 
     def remove_all(self, lab: str, instance: str) -> list[str]:
@@ -269,15 +276,27 @@ def _not_usable(scope: AppScope, ref: str) -> NotYours:
 
 
 def _dockerfile(context: bytes) -> str:
+    """The context's Dockerfile: a regular file (a link is followed by the engine its own
+    way), whole, at most :data:`DOCKERFILE_LIMIT` bytes."""
     try:
         with tarfile.open(fileobj=io.BytesIO(context)) as tar:
-            member = tar.extractfile("Dockerfile")
-            data = member.read(1024 * 1024) if member is not None else None
+            member = tar.getmember("Dockerfile")
+            if not member.isfile():
+                raise NotYours(
+                    "the Dockerfile is a link or not a file", "write the Dockerfile itself there"
+                )
+            if member.size > DOCKERFILE_LIMIT:
+                raise NotYours(
+                    f"the Dockerfile is larger than {DOCKERFILE_LIMIT // 1024} KiB",
+                    "a Dockerfile for labctl app build is a few lines",
+                )
+            f = tar.extractfile(member)
+            data = f.read() if f is not None else None
     except (tarfile.TarError, KeyError):
         data = None
     if data is None:
         raise NotYours("the build context has no Dockerfile", "write one in the directory")
-    return data.decode(errors="replace")
+    return data.decode(errors="replace")  # what is not ASCII is refused at its line
 
 
 def _layers(image: docker.models.images.Image) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -91,15 +92,24 @@ class _Where:
 
 
 def _port(spec: str, where: _Where) -> tuple[int, int | None]:
-    outer, _, inner = spec.partition(":")
-    if not outer.isdigit() or (inner and not inner.isdigit()):
-        raise NotYours(f"--port {spec}: give HOST or HOST:CONTAINER, in numbers")
+    m = re.fullmatch(r"([0-9]{1,5})(?::([0-9]{1,5}))?", spec)
+    if m is None or not all(1 <= int(p) <= 65535 for p in m.groups() if p is not None):
+        raise NotYours(f"--port {spec}: give HOST or HOST:CONTAINER, ports 1-65535")
+    outer, inner = m.group(1), m.group(2)
     allowed = where.ports()
     if int(outer) not in allowed:
         yours = ", ".join(f"{p} for {what}" for p, what in sorted(allowed.items())) or "none"
         raise NotYours(
             f"port {outer} is not one of yours ({where.scope.student})",
             f"your exercises give you: {yours} (always on 127.0.0.1)",
+        )
+    mine = f"{where.scope.lab}/{where.scope.instance}"
+    others = [o for o in isolation.port_owners(int(outer)) if o != mine]
+    if others:
+        # two students given the same port: the first to publish it keeps it
+        raise NotYours(
+            f"port {outer} is already published for {', '.join(others)} on this server",
+            "two labs were given the same port: ask your instructor for another one",
         )
     return int(outer), int(inner) if inner else None
 

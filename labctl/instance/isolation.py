@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import pwd
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -264,24 +264,39 @@ def owned(lab: str, instance: str, nft: NftRunner | None = None) -> Elements:
     return _carrying(owner(lab, instance), nft)
 
 
-def _carrying(note: str, nft: NftRunner | None) -> Elements:
-    """The elements whose comment is ``note`` (none when there is no table)."""
+def _listed(nft: NftRunner | None) -> Iterator[tuple[str, str, Value]]:
+    """(set, comment, value) of every element of labctl's table (none when there is none)."""
     try:
         listing = json.loads((nft or _nft)(["-j", "list", "table", FAMILY, TABLE], None) or "{}")
     except HostError as exc:
         # no table (or no nft at all, so no table either): nothing is ours
         if "No such file or directory" in exc.message or "is not installed" in exc.message:
-            return Elements((), ())
+            return
         raise
-    found: dict[str, list[Value]] = {name: [] for name in SETS}
     for obj in listing.get("nftables", []):
         nset = obj.get("set")
-        if not nset or nset.get("table") != TABLE or nset.get("name") not in found:
+        if not nset or nset.get("table") != TABLE or nset.get("name") not in SETS:
             continue
         for elem in nset.get("elem", []):
             comment, val = _value(elem)
-            if comment == note:
-                found[nset["name"]].append(tuple(val["concat"]) if isinstance(val, dict) else val)
+            yield nset["name"], comment, tuple(val["concat"]) if isinstance(val, dict) else val
+
+
+def port_owners(port: int, nft: NftRunner | None = None) -> list[str]:
+    """The instances (``lab/instance``) that publish ``port`` on loopback now."""
+    return sorted(
+        comment.removeprefix("labctl ")
+        for name, comment, val in _listed(nft)
+        if name == _set_of("ports") and val == port
+    )
+
+
+def _carrying(note: str, nft: NftRunner | None) -> Elements:
+    """The elements whose comment is ``note`` (none when there is no table)."""
+    found: dict[str, list[Value]] = {name: [] for name in SETS}
+    for name, comment, val in _listed(nft):
+        if comment == note:
+            found[name].append(val)
     # one kind of value per set, so each sorts; the dataclass's fields say which kind
     by_field = {
         f.name: tuple(sorted(cast(list[Any], found[_set_of(f.name)]))) for f in fields(Elements)

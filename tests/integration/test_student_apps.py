@@ -203,7 +203,7 @@ def _build_run_and_remove(
     ok(shell(ana, f"mkdir -p ~/bad && printf '{dockerfile}' > ~/bad/Dockerfile"))
     refused(
         as_student(ana, state, "app", "build", "bad", "--tag", f"labctl/x:v1-{ana}"),
-        "Dockerfile:2: ADD takes files of the build context only",
+        "Dockerfile:2: ADD is not taken by labctl app build",
     )
     assert not docker.containers.list(all=True, filters={"name": f"y-{ana}"})
 

@@ -160,8 +160,9 @@ class FakeContainer:
     def reload(self) -> None:
         pass
 
-    def remove(self, force: bool = False) -> None:
+    def remove(self, force: bool = False, v: bool = False) -> None:
         self.removed = True
+        self.volumes_removed = v  # anonymous volumes go with it (docker rm -v)
 
     def exec_run(
         self, cmd: list[str], demux: bool = False, user: str = ""

@@ -20,11 +20,19 @@ from typer.testing import CliRunner
 
 from labctl import backends
 from labctl.backends import apps as app_rules
-from labctl.backends.apps import AppScope, NotYours, Reader, dockerfile_sources, read_context
+from labctl.backends.apps import (
+    DOCKERFILE_LIMIT,
+    AppScope,
+    NotYours,
+    Reader,
+    dockerfile_sources,
+    read_context,
+)
 from labctl.backends.docker import DockerBackend
 from labctl.backends.docker_apps import DockerApps
 from labctl.cli import app
 from labctl.errors import EngineError, HostError, NotFoundError, SpecError
+from labctl.instance import isolation
 from labctl.instance.state import LabState
 from labctl.paths import LABS_DIR
 from tests.unit.fake_engines import FakeDockerClient
@@ -151,17 +159,46 @@ def test_a_build_from_the_student_s_own_image_and_stages_is_fine(engine: DockerA
 @pytest.mark.parametrize(
     ("dockerfile", "problem"),
     [
-        ("FROM $BASE\n", "Dockerfile:1: FROM names its image plainly"),
+        ("FROM $BASE\n", "Dockerfile:1: FROM names files and images plainly"),
         (
             "FROM labctl/webapp:latest\nADD http://10.0.0.5/x /x\n",
-            "Dockerfile:2: ADD takes files of the build context only",
+            "Dockerfile:2: ADD is not taken by labctl app build (use COPY)",
         ),
         (
             "# a comment\nFROM labctl/webapp:latest\nRUN true \\\n  && true\n"
-            "ONBUILD ADD https://example.org/x /x\n",
-            "Dockerfile:5: ADD takes files",
+            "ONBUILD COPY --from=labctl/webapp:v2-bob / /\n",
+            "Dockerfile:5: ONBUILD is not taken",
         ),
         ("RUN true\n", "a Dockerfile starts FROM an image"),
+        ("FROM labctl/webapp:latest\nVOLUME /data\n", "Dockerfile:2: VOLUME is not taken"),
+        # what a reader other than the engine's would read otherwise (a second review's cases)
+        (
+            "FROM labctl/webapp:latest\nRUN echo \\\n\nFROM labctl/webapp:latest AS s\n"
+            "COPY --from=labctl/webapp:v2-bob /srv /x\n",
+            "Dockerfile:3: a blank or comment line inside a continued line",
+        ),
+        (
+            "\ufeff# escape=`\nFROM labctl/webapp:latest\n",
+            "Dockerfile:1: a Dockerfile here is printable ASCII text and tabs",
+        ),
+        ("# syntax=docker/dockerfile:1\nFROM x\n", "Dockerfile:1: parser directives"),
+        (
+            "FROM labctl/webapp:latest\nRUN echo \\\xa0\nFROM labctl/webapp:v2-bob\n",
+            "Dockerfile:2: a Dockerfile here is printable ASCII",
+        ),
+        (
+            'FROM labctl/webapp:latest\nCOPY --fr""om=labctl/webapp:v2-bob / /\n',
+            "Dockerfile:2: COPY names files and images plainly",
+        ),
+        (
+            "FROM labctl/webapp:latest\nCOPY --from labctl/webapp:v2-bob / /\n",
+            "Dockerfile:2: COPY takes --chmod=VALUE, --chown=VALUE, --from=VALUE here, not --from",
+        ),
+        ("FROM --platform=linux/arm64 x\n", "Dockerfile:1: FROM takes no flags here"),
+        ("FROM x AS Bad\n", "Dockerfile:1: a stage name is"),
+        ("FROM x\r\nRUN true\r\n", "Dockerfile:1: a Dockerfile here is printable ASCII"),
+        ("FROM x\nRUN --mount=type=bind,from=y,target=/y true\n", "RUN takes no flags"),
+        ("FROM x\nRUN true \\\n", "Dockerfile:2: the last instruction ends in a continuation"),
     ],
 )
 def test_a_dockerfile_that_would_reach_outside_is_refused_at_its_line(
@@ -263,7 +300,9 @@ def test_ls_and_rm_see_the_student_s_own_things_only(
         engine.remove(ANA, "x-ana")
     with pytest.raises(NotFoundError, match="you have no container"):
         engine.remove(ANA, "nada-ana")
+    container = fake.containers.by_name["prueba-ana"]
     assert engine.remove(ANA, "prueba-ana") == "container prueba-ana"
+    assert container.volumes_removed  # with its anonymous volumes (docker rm -v)
     assert engine.remove(ANA, "labctl/webapp:v2-ana") == "image labctl/webapp:v2-ana"
     assert engine.listing(ANA).images == () and engine.listing(ANA).containers == ()
     assert [c.name for c in engine.listing(BOB).containers] == ["prueba-bob"]
@@ -385,6 +424,60 @@ def test_a_student_publishes_only_the_ports_their_exercises_give_them(
     assert (scope.student, scope.instance, published) == ("ana", "main", port)
     # in labctl's firewall (students reach their own published ports only) before it listens
     assert fake_nft.sets["ports"] == {port: "labctl virtualization/main"}
+
+
+def test_a_port_another_lab_publishes_is_refused_before_anything_is_asked(
+    state_root: Path, monkeypatch: pytest.MonkeyPatch, fake_nft: Any
+) -> None:
+    recording = RecordingApps()
+    monkeypatch.setattr(backends, "app_engine", lambda: recording)
+    lab = str(LABS_DIR / "virtualization")
+    base = ["app", "run", "labctl/webapp:latest", "--name", "web-ana", "-l", lab, "-s", "ana"]
+    hint = CliRunner().invoke(app, [*base, "--port", "1"]).exception.hint  # type: ignore[union-attr]
+    port = next(int(p) for p in (hint or "").replace(",", " ").split() if p.isdigit())
+    # bob's lab was given the same port and published it first: his stays his
+    isolation.publish("virtualization", "so-bob", [port])
+    refused = CliRunner().invoke(app, [*base, "--port", str(port)]).exception
+    assert isinstance(refused, NotYours) and refused.code == 2
+    assert (
+        refused.message
+        == f"port {port} is already published for virtualization/so-bob on this server"
+    )
+    assert recording.calls == [] and fake_nft.sets["ports"] == {
+        port: "labctl virtualization/so-bob"
+    }
+
+
+@pytest.mark.parametrize(
+    "spec", ["²", "\u0662\u0660\u0660\u0660\u0660", "0", "70000", "20080:99999", "1:2:3"]
+)
+def test_a_port_is_plain_digits_in_range(
+    state_root: Path, monkeypatch: pytest.MonkeyPatch, fake_nft: Any, spec: str
+) -> None:
+    monkeypatch.setattr(backends, "app_engine", RecordingApps)
+    lab = str(LABS_DIR / "virtualization")
+    args = ["app", "run", "labctl/webapp:latest", "--name", "web-ana", "-l", lab, "-s", "ana"]
+    refused = CliRunner().invoke(app, [*args, "--port", spec]).exception
+    assert isinstance(refused, NotYours) and "ports 1-65535" in refused.message, refused
+
+
+def _with_dockerfile(info: tarfile.TarInfo, data: bytes = b"") -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_a_dockerfile_that_is_a_link_or_too_large_is_refused(engine: DockerApps) -> None:
+    link = tarfile.TarInfo("Dockerfile")
+    link.type, link.linkname = tarfile.SYMTYPE, "sub/../evil"
+    with pytest.raises(NotYours, match="a link or not a file"):
+        engine.build(ANA, _with_dockerfile(link), "labctl/webapp:v2-ana")
+    big = tarfile.TarInfo("Dockerfile")
+    data = b"#" * (DOCKERFILE_LIMIT + 1)
+    big.size = len(data)
+    with pytest.raises(NotYours, match="larger than 64 KiB"):
+        engine.build(ANA, _with_dockerfile(big, data), "labctl/webapp:v2-ana")
 
 
 def test_an_image_the_engine_keeps_does_not_keep_the_others_and_is_reported(
