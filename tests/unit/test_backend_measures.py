@@ -248,7 +248,7 @@ class MeasuredContainer(FakeContainer):
     def reload(self) -> None:
         pass
 
-    def remove(self, force: bool = False) -> None:
+    def remove(self, force: bool = False, v: bool = False) -> None:
         del self.client.containers.by_name[self.name]
 
     def stats(self, stream: bool, one_shot: bool) -> dict[str, Any]:
