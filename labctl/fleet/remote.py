@@ -9,8 +9,9 @@ from typing import Any, Protocol
 from labctl.fleet.inventory import Inventory
 from labctl.host.ansible import FanOut, fan_out
 
-#: labctl as ``fleet-install.yml`` installs it on a lab host
-REMOTE_LABCTL = "/usr/local/bin/labctl"
+#: labctl as ``fleet-install.yml`` installs it on a lab host: its own venv's script, never the
+#: ``/usr/local/bin/labctl`` link, which goes with a class's last student account on that host
+REMOTE_LABCTL = "/opt/labctl/venv/bin/labctl"
 #: labctl's state on a lab host (its default ``LABCTL_STATE``)
 REMOTE_STATE = "/var/lib/labctl"
 

@@ -327,7 +327,17 @@ def _place(c: _FleetUp) -> None:
     # a student already up on a live host holds room there: ``fits`` counts the rest
     fits = {h: c.fleet.hosts[h].fits or 0 for h in live}
     failed = frozenset(h for h in c.inventory.names if h not in live)
-    placement = placing.place(c.roster.ids, fits, current, failed, c.replace_failed)
+    try:
+        placement = placing.place(c.roster.ids, fits, current, failed, c.replace_failed)
+    except placing.OverCommit as exc:  # say why the hosts that are out are out
+        lost = [
+            f"{h} failed at {r.stage}: {(r.error or '').splitlines()[0] if r.error else '?'}"
+            for h, r in c.fleet.hosts.items()
+            if h in failed and r.status == FAILED
+        ]
+        if not lost:
+            raise
+        raise placing.OverCommit(f"{exc.message}; {'; '.join(lost)}", exc.hint) from None
     c.moved = placement.moved
     for student, host in placement.hosts.items():
         seat = c.cls.seats[student]

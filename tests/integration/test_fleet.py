@@ -299,6 +299,8 @@ MEND_LIBVIRT = (
 
 
 def test_a_host_failing_setup_is_reported_and_the_others_go_on(sims: Sims) -> None:
+    # after the class above went down on these hosts: a second class reuses their install
+    # (labctl's link in /usr/local/bin went with that class's last account; its venv stays)
     good, bad = sims.hosts[0], sims.hosts[1]
     inventory = fleet_hosts.write_inventory([good, bad], sims.base / "two.ini", sims.key)
     roster = sims.base / "two.csv"

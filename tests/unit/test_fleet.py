@@ -286,6 +286,17 @@ def test_a_host_failing_setup_gets_no_students_and_the_others_go_on(fleet: Fleet
     assert all("h2" not in hosts for hosts in after)
 
 
+def test_when_no_host_is_left_the_refusal_says_why_each_is_out(fleet: Fleet) -> None:
+    for host in ("h1", "h2", "h3"):
+        fleet.hosts.fail[f"{host}@host-setup.yml"] = (f"{host}: libvirtd is masked", False)
+    with pytest.raises(place.OverCommit) as refused:
+        fleet.up()
+    said = refused.value.message
+    assert "fit 0 more (none)" in said
+    for host in ("h1", "h2", "h3"):
+        assert f"{host} failed at setup: {host}: libvirtd is masked" in said, said
+
+
 def test_a_host_lost_mid_run_reports_its_students_and_replace_failed_moves_them(
     fleet: Fleet,
 ) -> None:
