@@ -11,6 +11,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -404,20 +405,33 @@ class RecordingApps:
         return app_rules.AppContainer(name, ref, "running", port, 0.5 if wait else None)
 
 
-def test_a_student_publishes_only_the_ports_their_exercises_give_them(
+@pytest.fixture
+def ana_runs(
     state_root: Path, monkeypatch: pytest.MonkeyPatch, fake_nft: Any
-) -> None:
+) -> tuple[RecordingApps, Callable[..., Any]]:
+    """The engine the CLI asks, and ``labctl app run labctl/webapp:latest --name web-ana``
+    as ana on the default lab with more arguments (the result of CliRunner's invoke)."""
     recording = RecordingApps()
     monkeypatch.setattr(backends, "app_engine", lambda: recording)
     lab = str(LABS_DIR / "virtualization")
     base = ["app", "run", "labctl/webapp:latest", "--name", "web-ana", "-l", lab, "-s", "ana"]
-    refused = CliRunner().invoke(app, [*base, "--port", "12345"]).exception
+    return recording, lambda *more: CliRunner().invoke(app, [*base, *more])
+
+
+def _ports_in(hint: str | None) -> list[int]:
+    return [int(p) for p in (hint or "").replace(",", " ").split() if p.isdigit()]
+
+
+def test_a_student_publishes_only_the_ports_their_exercises_give_them(
+    ana_runs: tuple[RecordingApps, Callable[..., Any]], fake_nft: Any
+) -> None:
+    recording, run = ana_runs
+    refused = run("--port", "12345").exception
     assert isinstance(refused, NotYours) and refused.code == 2
     assert refused.message == "port 12345 is not one of yours (ana)"
     assert "for app-imagen" in (refused.hint or "") and recording.calls == []
-    hint = (refused.hint or "").replace(",", " ").split()
-    port = next(int(p) for p in hint if p.isdigit() and 20000 <= int(p) <= 29999)
-    ran = CliRunner().invoke(app, [*base, "--port", str(port), "--wait"])
+    port = next(p for p in _ports_in(refused.hint) if 20000 <= p <= 29999)
+    ran = run("--port", str(port), "--wait")
     assert ran.exit_code == 0, ran.output
     assert "answered 0.50 s" in ran.output
     scope, _ref, _name, published = recording.calls[0][1]
@@ -427,37 +441,27 @@ def test_a_student_publishes_only_the_ports_their_exercises_give_them(
 
 
 def test_a_port_another_lab_publishes_is_refused_before_anything_is_asked(
-    state_root: Path, monkeypatch: pytest.MonkeyPatch, fake_nft: Any
+    ana_runs: tuple[RecordingApps, Callable[..., Any]], fake_nft: Any
 ) -> None:
-    recording = RecordingApps()
-    monkeypatch.setattr(backends, "app_engine", lambda: recording)
-    lab = str(LABS_DIR / "virtualization")
-    base = ["app", "run", "labctl/webapp:latest", "--name", "web-ana", "-l", lab, "-s", "ana"]
-    hint = CliRunner().invoke(app, [*base, "--port", "1"]).exception.hint  # type: ignore[union-attr]
-    port = next(int(p) for p in (hint or "").replace(",", " ").split() if p.isdigit())
+    recording, run = ana_runs
+    port = _ports_in(run("--port", "1").exception.hint)[0]
     # bob's lab was given the same port and published it first: his stays his
     isolation.publish("virtualization", "so-bob", [port])
-    refused = CliRunner().invoke(app, [*base, "--port", str(port)]).exception
+    refused = run("--port", str(port)).exception
     assert isinstance(refused, NotYours) and refused.code == 2
-    assert (
-        refused.message
-        == f"port {port} is already published for virtualization/so-bob on this server"
-    )
-    assert recording.calls == [] and fake_nft.sets["ports"] == {
-        port: "labctl virtualization/so-bob"
-    }
+    said = f"port {port} is already published for virtualization/so-bob on this server"
+    assert refused.message == said
+    assert recording.calls == []
+    assert fake_nft.sets["ports"] == {port: "labctl virtualization/so-bob"}
 
 
 @pytest.mark.parametrize(
     "spec", ["²", "\u0662\u0660\u0660\u0660\u0660", "0", "70000", "20080:99999", "1:2:3"]
 )
 def test_a_port_is_plain_digits_in_range(
-    state_root: Path, monkeypatch: pytest.MonkeyPatch, fake_nft: Any, spec: str
+    ana_runs: tuple[RecordingApps, Callable[..., Any]], spec: str
 ) -> None:
-    monkeypatch.setattr(backends, "app_engine", RecordingApps)
-    lab = str(LABS_DIR / "virtualization")
-    args = ["app", "run", "labctl/webapp:latest", "--name", "web-ana", "-l", lab, "-s", "ana"]
-    refused = CliRunner().invoke(app, [*args, "--port", spec]).exception
+    refused = ana_runs[1]("--port", spec).exception
     assert isinstance(refused, NotYours) and "ports 1-65535" in refused.message, refused
 
 
