@@ -102,11 +102,20 @@ def log_in(driver: object, base: str, token: str) -> None:
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until it is true."""
+    """Poll ``predicate`` until it is true.
+
+    An element the page replaced between finding it and reading it (the live grid swaps its
+    rows), or one not there yet, counts as "not yet", as Selenium's own waits take it.
+    """
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if predicate():
-            return
+        try:
+            if predicate():
+                return
+        except (StaleElementReferenceException, NoSuchElementException):
+            pass
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
