@@ -1,7 +1,8 @@
 """``class up`` and ``class down`` as stage lists on the same executor as a lab's ``up``.
 
 ``class up`` validates the roster against the host, takes the class's lock, refuses an
-overcommit, writes the class state (every student pending) before anything exists, creates
+overcommit, gives each student a seat slot (``slots``: their ports' source, kept on a rerun),
+writes the class state (every student pending) before anything exists, creates
 the students' accounts, then runs each student's own ``lab.lifecycle.up`` with at most
 ``max_parallel`` at a time. A student's failure is recorded with its reason and the others
 go on; a rerun finishes what is missing. ``class down`` removes exactly the class's
@@ -20,11 +21,12 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from labctl import cancel
-from labctl.classroom import accounts, capacity, reach
+from labctl.classroom import accounts, capacity, reach, slots
 from labctl.classroom import window as exam
 from labctl.classroom.roster import Roster, Student, check_accounts, instance_of
 from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
 from labctl.errors import LabctlError
+from labctl.exercises.model import load_exercises
 from labctl.exercises.progress import now
 from labctl.images.cache import ImageStore
 from labctl.instance.state import InstanceDir
@@ -131,8 +133,11 @@ class _ClassUp:
     accounts: Accounts | None = None
     #: the exam window's ends given to ``class up`` (None: not given, the class's own kept)
     window: exam.Window | None = None
+    #: what the class's ports keep clear of (None: this server's, read when needed)
+    ports: slots.HostPorts | None = None
     folder: ClassDir | None = None
     box: Box | None = None
+    slots: dict[str, int] = field(default_factory=dict)
     plan: capacity.Plan | None = None
     results: dict[str, SeatResult] = field(default_factory=dict)
 
@@ -196,6 +201,11 @@ def _describe_capacity(c: _ClassUp) -> str:
     return f"{cost.memory_mib} MiB and {cost.disk_mib} MiB of disk per student"
 
 
+def _slots(c: _ClassUp) -> None:
+    c.slots = slots.assign(c.dir.load(), [s.id for s in c.roster.students])
+    slots.check(load_exercises(c.spec_path.parent / "exercises"), c.slots, c.ports)
+
+
 def _record(c: _ClassUp) -> None:
     state = c.dir.load() or ClassState(
         c.name, c.lab.name, str(c.spec_path.resolve()), str(Path(c.roster.path).resolve())
@@ -209,6 +219,8 @@ def _record(c: _ClassUp) -> None:
         fresh = seat_of(s, instance_of(c.name, s.id))
         # a rerun keeps the outcome until the student's up says otherwise
         state = state.with_seat(fresh if old is None else replace(fresh, outcome=old.outcome))
+    for student, slot in c.slots.items():
+        state = state.with_seat(replace(state.seats[student], slot=slot))
     c.box = Box(state, c.dir.save)
     c.dir.save(state)
     remember_seats(state)
@@ -289,6 +301,7 @@ CLASS_UP_STAGES: tuple[Stage[_ClassUp], ...] = (
     Stage("validate", _validate, describe=lambda c: f"{len(c.roster.students)} students"),
     Stage("lock", hold=_lock, silent=True),
     Stage("capacity", _capacity, describe=_describe_capacity),
+    Stage("slots", _slots, silent=True),
     Stage("record", _record, silent=True),
     Stage("accounts", _accounts, describe=lambda c: "one Linux account per student"),
     Stage("labs", _labs, describe=lambda c: f"at most {c.max_parallel} at a time"),
@@ -313,14 +326,16 @@ def up(
     account_exists: Callable[[str], bool] | None = None,
     accounts: Accounts | None | Literal["host"] = "host",
     window: exam.Window | None = None,
+    ports: slots.HostPorts | None = None,
 ) -> ClassUpResult:
     """Bring up one lab instance per student of ``roster``; resumable, failures per student.
 
     ``window``: the exam window's ends to set (see ``classroom.window.given``); an end not
-    given keeps the class's own. ``up_one`` (a student's ``lab.lifecycle.up``), ``host``,
-    ``account_exists`` and ``accounts`` (None: none made) are for tests and benches; by
-    default the real lifecycle, host, passwd database and accounts (:class:`HostAccounts`)
-    are used.
+    given keeps the class's own. Each student gets a seat slot (``classroom.slots``), their
+    ports' source. ``up_one`` (a student's ``lab.lifecycle.up``), ``host``, ``ports`` (what
+    the class's ports keep clear of), ``account_exists`` and ``accounts`` (None: none made)
+    are for tests and benches; by default the real lifecycle, host, passwd database and
+    accounts (:class:`HostAccounts`) are used.
     """
     c = _ClassUp(
         roster,
@@ -336,6 +351,7 @@ def up(
         account_exists,
         HostAccounts() if accounts == "host" else accounts,
         window,
+        ports,
     )
     execute(CLASS_UP_STAGES, c, report)
     assert c.plan is not None

@@ -4,7 +4,8 @@
 not: the account then reaches no lab at all) and again once their lab is up. It
 
 - records the instance's :class:`~labctl.instance.state.Owner` (class, student, the
-  student's public key): every guest is labelled with the class and student, and the guests
+  student's public key, their seat slot from the class state, whence their exercises'
+  ports): every guest is labelled with the class and student, and the guests
   students log in to (``SSH_ENGINES``) get the student's key beside the lab's, at creation,
   so a guest made anew by a reset has it too;
 - puts the account's uid in labctl's firewall (``isolation.admit``): from the server's shell,
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from labctl.classroom import accounts
 from labctl.classroom.sheet import Forward, Hop
+from labctl.classroom.state import ClassDir
 from labctl.errors import LabctlError
 from labctl.instance import isolation
 from labctl.instance.state import InstanceDir, LabState, Owner
@@ -48,7 +50,10 @@ def admit(user: str, class_name: str, nft: isolation.NftRunner | None = None) ->
             f"run `labctl class up` again for class {class_name}",
         )
     inst = InstanceDir(account.lab, account.instance)
-    inst.save_owner(Owner(class_name, account.student, account.public_key, account.uid))
+    cls = ClassDir(class_name).load()
+    seat = cls.seats.get(account.student) if cls is not None else None
+    slot = seat.slot if seat is not None else None
+    inst.save_owner(Owner(class_name, account.student, account.public_key, account.uid, slot))
     isolation.admit(account.lab, account.instance, account.uid, nft)
     hops, forwards = routes(inst.load())
     accounts.write_sheet(account, hops=hops, forwards=forwards)

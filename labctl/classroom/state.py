@@ -37,6 +37,8 @@ class Seat:
     seconds: float | None = None
     updated_at: str | None = None
     host: str | None = None  # the lab host running the lab (a class over several hosts)
+    #: unique in the class on this server, kept while the seat is (``classroom.slots``)
+    slot: int | None = None
 
 
 @dataclass(frozen=True)

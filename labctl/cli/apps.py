@@ -21,7 +21,7 @@ from labctl import backends, console
 from labctl.backends.apps import AppScope, NotYours, Reader, read_context
 from labctl.cli import tables
 from labctl.cli.app import app
-from labctl.exercises import params, runner
+from labctl.exercises import runner
 from labctl.exercises.progress import check_student
 from labctl.instance import isolation
 from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance, check_lab_name
@@ -78,10 +78,10 @@ class _Where:
         """The ports the student's exercises give them: port -> ``exercise (param)``."""
         found: dict[int, str] = {}
         for exercise in self.ws.exercises():
+            values = runner.parameters(self.ws, exercise, self.scope.student)
             for name, spec in exercise.params.items():
                 if spec.kind == "port":
-                    value = params.value(spec, self.ws.lab, exercise.id, name, self.scope.student)
-                    found[int(value)] = f"{exercise.id} ({{param.{name}}})"
+                    found[int(values[name])] = f"{exercise.id} ({{param.{name}}})"
         return found
 
     def publish(self, port: int) -> None:
@@ -106,10 +106,11 @@ def _port(spec: str, where: _Where) -> tuple[int, int | None]:
     mine = f"{where.scope.lab}/{where.scope.instance}"
     others = [o for o in isolation.port_owners(int(outer)) if o != mine]
     if others:
-        # two students given the same port: the first to publish it keeps it
+        # a class's students never share a port (their seat slots); a student of another
+        # class, or a lab of one's own, may have been given it: the first to publish keeps it
         raise NotYours(
             f"port {outer} is already published for {', '.join(others)} on this server",
-            "two labs were given the same port: ask your instructor for another one",
+            "another lab on this server was given the same port: ask your instructor",
         )
     return int(outer), int(inner) if inner else None
 

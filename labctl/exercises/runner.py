@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from labctl import backends
@@ -89,6 +90,17 @@ class Workspace:
         known = ", ".join(e.id for e in exercises)
         raise SpecError(f"no exercise {exercise_id!r} in lab {self.lab}", f"exercises: {known}")
 
+    @cached_property
+    def seat(self) -> params.Seat | None:
+        """In class mode, where the student's ports come from: the instance owner's seat slot
+        (written by ``class up``, never given on the command line); None for a lab of one's own.
+        """
+        owner = self.inst.owner()
+        if owner is None:
+            return None
+        ports = params.port_keys(load_exercises(self.exercises_dir))
+        return params.Seat(owner.class_name, owner.student, owner.slot, ports)
+
     def require_up(self) -> LabState:
         """The lab state; exit code 2 (nothing could run) when the lab is not up."""
         if self.state is None:
@@ -111,10 +123,17 @@ def open_workspace(lab_ref: str, instance: str) -> Workspace:
     return Workspace(lab_ref, instance, spec.parent / "exercises", inst, state, grading)
 
 
+def parameters(ws: Workspace, exercise: Exercise, student: str) -> dict[str, str]:
+    """The exercise's parameters for ``student``: ports from their seat in class mode."""
+    needs_seat = any(spec.kind == "port" for spec in exercise.params.values())
+    seat = ws.seat if needs_seat else None
+    return params.derive(exercise.params, ws.lab, exercise.id, student, seat)
+
+
 def values(ws: Workspace, exercise: Exercise, student: str) -> dict[str, str]:
     """Placeholder values for one student: ids, parameters, and the guests as they are now."""
     result = {"student": student, "instance": ws.instance, "lab": ws.lab}
-    derived = params.derive(exercise.params, ws.lab, exercise.id, student)
+    derived = parameters(ws, exercise, student)
     result.update({f"param.{k}": v for k, v in derived.items()})
     if ws.state is not None:
         for guest, rec in ws.state.guests.items():

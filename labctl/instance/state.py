@@ -93,7 +93,8 @@ class LabState:
 
 @dataclass(frozen=True)
 class Owner:
-    """Whose instance this is in class mode: its class, its student, the student's SSH key.
+    """Whose instance this is in class mode: its class, its student, the student's SSH key
+    and seat slot.
 
     Written by ``class up`` before the student's lab exists; every guest gets the class and
     student as labels and, where students log in, the key beside the lab's own.
@@ -103,6 +104,8 @@ class Owner:
     student: str
     public_key: str
     uid: int | None = None  # the student's account: kept confined to this instance
+    #: the student's seat slot in the class (``class up``): their exercises' ports come from it
+    slot: int | None = None
 
     def to_json(self) -> str:
         """The owner file's content."""

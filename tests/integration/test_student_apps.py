@@ -3,9 +3,10 @@
 Two real student accounts (random ids, removed in ``finally``), each with an app-container
 lab instance that is really up and the default lab's two Docker exercises. As each student
 (``su - USER -c labctl ...``, through sudo and the class's entry point): ``labctl app build``
-from a directory in their home, ``history``, ``run`` on the port their exercise gives them,
-the page fetched on loopback, ``ls`` and ``rm``. What is not theirs is refused with exit 2:
-the other's tag, container name or port, an option that would lift the confinement, a
+from a directory in their home, ``history``, ``run`` on the port their exercise gives them
+(from the seat slot recorded in the class state, as ``class up`` records it), the page
+fetched on loopback, ``ls`` and ``rm``. What is not theirs is refused with exit 2: the other's
+tag, container name or port, an option that would lift the confinement, a
 directory outside their home (or a link out of it). The other student cannot open the
 student's published port, the student's container cannot reach the other's guest, and
 ``down`` leaves neither their containers nor their images behind.
@@ -21,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from labctl.classroom import accounts, reach
+from labctl.classroom import accounts, reach, slots
 from labctl.classroom.roster import account_exists
+from labctl.classroom.state import ClassDir, ClassState, Seat
 from labctl.docker_client import connect
 from labctl.exercises import params
 from labctl.exercises.model import load_exercises
@@ -73,6 +75,11 @@ def test_a_student_builds_runs_and_removes_their_own_app_only(
     inst = {ana: f"{cls}-{ana}", bob: f"{cls}-{bob}"}
     for user in inst:
         assert not account_exists(user)
+    # as class up's record stage does: a seat slot per student, in roster order
+    given = slots.assign(None, list(inst))
+    slots.check(load_exercises(path.parent / "exercises"), given, None)  # this server's ports
+    seats = {u: Seat(u, f"Test {u}", i, slot=given[u]) for u, i in inst.items()}
+    ClassDir(cls).save(ClassState(cls, lab.name, str(path), "roster.csv", seats))
     try:
         for user, instance in inst.items():  # as class up does: account, admit, up, admit
             accounts.ensure_account(
@@ -84,27 +91,33 @@ def test_a_student_builds_runs_and_removes_their_own_app_only(
                 lifecycle.up(lab, path, instance, store(), detect())
             for user in inst:
                 reach.admit(user, cls)
-            _build_run_and_remove(ana, bob, lab.name, inst, state, path.parent)
+            _build_run_and_remove(ana, bob, lab.name, cls, inst, state, path.parent)
         for instance in inst.values():  # taken_down checked the inventory; say it here too
             assert not inventory(lab.name, instance).labelled
     finally:
         for user in inst:
             accounts.remove_account(user, cls, kill_processes=True)
+        ClassDir(cls).remove()
     for user in inst:
         assert not account_exists(user)
     assert accounts.records() == []
 
 
-def _port(lab: str, lab_dir: Path, exercise: str, student: str) -> int:
-    found = {e.id: e for e in load_exercises(lab_dir / "exercises")}
-    return int(params.value(found[exercise].params["port"], lab, exercise, "port", student))
+def _port(cls: str, lab_dir: Path, exercise: str, student: str) -> int:
+    """The student's port: from the seat slot class up recorded, never from a hash."""
+    exercises = load_exercises(lab_dir / "exercises")
+    slot = ClassDir(cls).require().seats[student].slot
+    seat = params.Seat(cls, student, slot, params.port_keys(exercises))
+    spec = next(e for e in exercises if e.id == exercise).params["port"]
+    return seat.port(spec, exercise, "port")
 
 
 def _build_run_and_remove(
-    ana: str, bob: str, lab: str, inst: dict[str, str], state: Path, lab_dir: Path
+    ana: str, bob: str, lab: str, cls: str, inst: dict[str, str], state: Path, lab_dir: Path
 ) -> None:
     v2 = {u: f"labctl/webapp:v2-{u}" for u in (ana, bob)}
-    port = {u: _port(lab, lab_dir, "app-imagen", u) for u in (ana, bob)}
+    port = {u: _port(cls, lab_dir, "app-imagen", u) for u in (ana, bob)}
+    assert port[ana] != port[bob]  # classmates: their seat slots differ
     token = {u: secrets.token_hex(4) for u in (ana, bob)}
     docker = connect()
     for user in (ana, bob):  # a directory of their own, written as themselves
@@ -217,7 +230,7 @@ def _build_run_and_remove(
         "containers": [],
     }
     # left for down: one of ana's containers (app-arranque's) and bob's image
-    arranque = _port(lab, lab_dir, "app-arranque", ana)
+    arranque = _port(cls, lab_dir, "app-arranque", ana)
     ok(
         as_student(
             ana, state, "app", "run", "labctl/webapp:latest", "--name", f"prueba-{ana}",

@@ -98,6 +98,11 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    return make_world(tmp_path, monkeypatch)
+
+
+def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The lab on fake engines, its images built, accounts in memory (test_classroom_slots)."""
     root = tmp_path / "state"
     monkeypatch.setenv("LABCTL_STATE", str(root))
     path = tmp_path / "lab.yaml"

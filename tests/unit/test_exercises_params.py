@@ -6,8 +6,10 @@ import re
 
 import pytest
 
+from labctl.errors import SpecError
 from labctl.exercises import params, template
-from labctl.exercises.model import ParamSpec, Text
+from labctl.exercises.model import ParamSpec, Text, load_exercises
+from labctl.paths import LABS_DIR
 
 NAME = ParamSpec(kind="name", prefix="alu")
 PORT = ParamSpec(kind="port", min=8100, max=8199)
@@ -81,3 +83,27 @@ def test_names_lists_the_placeholders() -> None:
 def test_render_model_renders_every_string_field() -> None:
     text = Text(es="Hola {param.user}", en="Hello {param.user}")
     assert template.render_model(text, VALUES) == Text(es="Hola aluxyz", en="Hello aluxyz")
+
+
+@pytest.mark.parametrize("lab", ["virtualization", "virtualization-full"])
+def test_every_seat_a_lab_s_port_ranges_hold_gets_ports_no_other_seat_has(lab: str) -> None:
+    exercises = load_exercises(LABS_DIR / lab / "exercises")
+    keys = params.port_keys(exercises)
+    specs = {(e.id, n): e.params[n] for e in exercises for _, n in params.port_keys([e])}
+    seats = min(params.slots_in(specs[k], keys, k) for k in keys)
+    assert len(keys) >= 4 and seats >= 150
+    ports = [
+        params.Seat("so", f"s{slot}", slot, keys).port(specs[k], *k)
+        for slot in range(seats)
+        for k in keys
+    ]
+    assert len(set(ports)) == len(ports) == seats * len(keys)
+    assert all(specs[k].min <= p <= specs[k].max for p, k in zip(ports, keys * seats, strict=True))
+
+
+def test_a_seat_beyond_its_parameter_s_range_is_refused() -> None:
+    keys = (("a", "web"), ("b", "port"))
+    seat = params.Seat("so", "ana", 50, keys)
+    with pytest.raises(SpecError, match=r"\{param.port\} \(8100-8199\) has no port left"):
+        seat.port(PORT, "b", "port")
+    assert params.Seat("so", "ana", 49, keys).port(PORT, "b", "port") == 8101 + 49 * 2
