@@ -10,8 +10,14 @@ QEMU's RSS, the containers' cgroups), then with KSM turned on for --ksm-wait sec
 The default lab and a containers-only lab (its system and app containers). No student accounts are
 made: what is measured is the labs.
 
+The default lab runs with its VMs started from templates (labctl.backends.vm_templates: each
+VM image booted once on this host, its memory saved, every guest a restored copy) and, with
+``--templates both``, again with every VM booted (``LABCTL_VM_TEMPLATES=0``), side by side.
+The templates are made before the clock starts, like the images, and the time that took is
+printed: it is paid once per image, device set and host.
+
 Usage: sudo .venv/bin/python bench/class.py [--full 1,2,4] [--containers 1,2,4,8]
-       [--max-parallel N] [--ksm-wait 45]
+       [--max-parallel N] [--ksm-wait 45] [--templates on|off|both]
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from labctl.errors import LabctlError
 from labctl.host.accel import detect
 from labctl.images.registry import standard_images, store
 from labctl.instance.state import InstanceDir
+from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR
 from labctl.spec.model import Lab, load_lab
 from tests.labs import CONTAINERS, lab_yaml
@@ -49,6 +56,7 @@ FAST_SCAN = "4000"
 @dataclass(frozen=True)
 class Row:
     lab: str
+    templates: bool
     students: int
     up_s: float
     slowest_s: float  # the slowest student's own up
@@ -98,7 +106,10 @@ def _engine_memory_mib(lab: Lab, instances: list[str]) -> float:
     return total / 2**20
 
 
-def run(lab: Lab, path: Path, n: int, folder: Path, parallel: int, ksm_wait: float) -> Row:
+def run(
+    lab: Lab, path: Path, n: int, folder: Path, parallel: int, ksm_wait: float, templates: bool
+) -> Row:
+    os.environ["LABCTL_VM_TEMPLATES"] = "1" if templates else "0"
     name = f"{lab.name[0]}{n:02d}"[:5]
     r = _roster(folder, n)
     ksm_was = KSM_RUN.read_text().strip() if KSM_RUN.exists() else None
@@ -128,7 +139,18 @@ def run(lab: Lab, path: Path, n: int, folder: Path, parallel: int, ksm_wait: flo
             KSM_RUN.write_text(("2" if ksm_was == "0" else ksm_was) + "\n")
     slowest = max((s.seconds for s in result.results), default=0.0)
     failed = len(result.failed)
-    return Row(lab.name, n, up_s, slowest, per, engines, ksm_per, saved, down_s, failed)
+    return Row(lab.name, templates, n, up_s, slowest, per, engines, ksm_per, saved, down_s, failed)
+
+
+def _make_templates(lab: Lab, path: Path) -> float:
+    """Seconds one ``up`` of the lab took with templates on (made then if not yet), down after."""
+    os.environ["LABCTL_VM_TEMPLATES"] = "1"
+    t0 = time.monotonic()
+    try:
+        lifecycle.up(lab, path, "tmpl", store(), detect())
+        return time.monotonic() - t0
+    finally:
+        lifecycle.down(lab.name, "tmpl")
 
 
 def _counts(text: str) -> list[int]:
@@ -146,6 +168,7 @@ def main() -> None:
     args.add_argument("--containers", type=_counts, default=[1, 2, 4, 8], help="N, containers")
     args.add_argument("--max-parallel", type=int, default=os.cpu_count() or 1)
     args.add_argument("--ksm-wait", type=float, default=45.0, help="0: no KSM measurement")
+    args.add_argument("--templates", choices=("on", "off", "both"), default="on")
     opts = args.parse_args()
     os.environ.setdefault("LABCTL_STATE", tempfile.mkdtemp(prefix="labctl-bench-"))
     folder = Path(tempfile.mkdtemp(prefix="labctl-bench-class-"))
@@ -158,25 +181,32 @@ def main() -> None:
         f"host: {os.cpu_count()} cores, {capacity.memory_available_mib()} MiB available; "
         f"KVM usable: {probe.usable}; --max-parallel {opts.max_parallel}"
     )
+    modes = {"on": [True], "off": [False], "both": [True, False]}[opts.templates]
+    if True in modes and opts.full:
+        seconds = _make_templates(load_lab(full_path), full_path)
+        print(f"templates ready (one up of the default lab, made if not cached): {seconds:.1f} s")
     rows = []
-    for path, counts, ksm_wait in (
-        (full_path, opts.full, opts.ksm_wait),
-        (small_path, opts.containers, 0.0),
+    for path, counts, ksm_wait, kinds in (
+        (full_path, opts.full, opts.ksm_wait, modes),
+        (small_path, opts.containers, 0.0, [True]),
     ):
         lab = load_lab(path)
         for n in counts:
-            row = run(lab, path, n, folder, opts.max_parallel, ksm_wait)
-            rows.append(row)
-            print(f"  {row}", flush=True)
+            for templates in kinds:
+                row = run(lab, path, n, folder, opts.max_parallel, ksm_wait, templates)
+                rows.append(row)
+                print(f"  {row}", flush=True)
     print(
-        f"\n{'lab':15}{'N':>3}{'all usable':>11}{'slowest':>8}{'MiB/st.':>8}{'engines':>8}"
+        f"\n{'lab':15}{'templates':>10}{'N':>3}"
+        f"{'all usable':>11}{'slowest':>8}{'MiB/st.':>8}{'engines':>8}"
         f"{'KSM on':>8}{'KSM saved':>10}{'down':>7}{'failed':>7}"
     )
     for r in rows:
         ksm = f"{r.ksm_mib_per_student:.0f}" if r.ksm_mib_per_student is not None else "-"
         saved = f"{r.ksm_saved_mib}" if r.ksm_saved_mib is not None else "-"
         print(
-            f"{r.lab:15}{r.students:>3}{r.up_s:>10.1f}s{r.slowest_s:>7.1f}s"
+            f"{r.lab:15}{'yes' if r.templates else 'no':>10}{r.students:>3}"
+            f"{r.up_s:>10.1f}s{r.slowest_s:>7.1f}s"
             f"{r.mib_per_student:>8.0f}{r.engine_mib_per_student:>8.0f}{ksm:>8}{saved:>10}"
             f"{r.down_s:>6.1f}s{r.failed:>7}"
         )

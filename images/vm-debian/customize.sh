@@ -9,13 +9,14 @@ here="$(dirname "$0")"
 
 # Our files: the boot-time setup, its units, sshd's drop-in.
 cp -R "$here/rootfs/." "$root/"
-chmod 0755 "$root/usr/local/sbin/labctl-setup"
+chmod 0755 "$root/usr/local/sbin/labctl-setup" "$root/usr/local/sbin/labctl-clone"
 mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
 ln -sf /etc/systemd/system/labctl-setup.service \
     "$root/etc/systemd/system/sysinit.target.wants/labctl-setup.service"
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
-ln -sf /etc/systemd/system/labctl-ready.service \
-    "$root/etc/systemd/system/multi-user.target.wants/labctl-ready.service"
+for unit in labctl-ready.service labctl-clone.service; do
+    ln -sf "/etc/systemd/system/$unit" "$root/etc/systemd/system/multi-user.target.wants/$unit"
+done
 
 # Units a lab VM does not need, masked so the boot does not wait for them: clock sync (the
 # host keeps the clock), the apt timers (they would take the dpkg lock while a student or a

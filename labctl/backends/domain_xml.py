@@ -46,7 +46,7 @@ class DomainParams:
     initrd: Path
     disk: Path
     console_log: Path
-    network: str
+    network: str | None  # None: a tap on no bridge (a template's boot, see vm_templates)
     mac: str
     hostname: str
     address: str  # a.b.c.d/nn
@@ -55,19 +55,31 @@ class DomainParams:
     labels: dict[str, str]
     uuid: str | None = None  # recorded in the state: a redefinition must keep it
     apt_proxy: str | None = None  # the host's apt cache for the guest, if host setup made one
+    #: a template's boot: the kernel command line says ``labctl.template``, no identity
+    template: bool = False
+    #: QEMU firmware config entry (name, value): a template's clone reads its settings there
+    fw_cfg: tuple[str, str] | None = None
 
 
-def kernel_cmdline(p: DomainParams) -> str:
-    """The guest kernel command line (the contract is the image's: labctl.images.vm)."""
-    return vm_image.kernel_cmdline(
-        DEBIAN_ARCH[p.guest.arch],
+def settings(p: DomainParams) -> list[str]:
+    """The guest's ``labctl.*`` settings (the contract is the image's: labctl.images.vm)."""
+    return vm_image.guest_settings(
         hostname=p.hostname,
         authorized_key=p.authorized_key,
         address=p.address,
         gateway=p.gateway,
         dns=p.gateway,  # the lab network's dnsmasq answers DNS on the gateway address
         apt_proxy=p.apt_proxy,
+        mac=p.mac,
     )
+
+
+def kernel_cmdline(p: DomainParams) -> str:
+    """The guest kernel command line (the contract is the image's: labctl.images.vm)."""
+    arch = DEBIAN_ARCH[p.guest.arch]
+    if p.template:
+        return vm_image.template_cmdline(arch)
+    return " ".join([*vm_image.boot_args(arch), *settings(p)])
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -110,6 +122,9 @@ def domain_xml(p: DomainParams) -> str:
         _sub(features, "gic", version="3" if p.accel == "kvm" else "2")
         cpu = _sub(dom, "cpu", mode="custom", match="exact")
         _sub(cpu, "model", "cortex-a57", fallback="forbid")
+    if p.fw_cfg is not None:
+        sysinfo = _sub(dom, "sysinfo", type="fwcfg")
+        _sub(sysinfo, "entry", p.fw_cfg[1], name=p.fw_cfg[0])
     _sub(dom, "clock", offset="utc")
     _sub(dom, "on_poweroff", "destroy")
     _sub(dom, "on_reboot", "restart")
@@ -120,8 +135,11 @@ def domain_xml(p: DomainParams) -> str:
     _sub(disk, "driver", name="qemu", type="qcow2", cache="unsafe" if p.accel == "tcg" else "none")
     _sub(disk, "source", file=str(p.disk))
     _sub(disk, "target", dev=DISK_TARGET[g.disk_bus], bus=g.disk_bus)
-    nic = _sub(dev, "interface", type="network")
-    _sub(nic, "source", network=p.network)
+    if p.network is None:
+        nic = _sub(dev, "interface", type="ethernet")
+    else:
+        nic = _sub(dev, "interface", type="network")
+        _sub(nic, "source", network=p.network)
     _sub(nic, "mac", address=p.mac)
     _sub(nic, "model", type=g.nic_model)
     if g.arch != "s390x":  # a channel-attached NIC has no option ROM to turn off

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -10,7 +11,7 @@ from pathlib import Path
 import libvirt
 
 from labctl import libvirt_client
-from labctl.backends import base, libvirt_measure, vm_files
+from labctl.backends import base, libvirt_measure, vm_files, vm_templates
 from labctl.backends.domain_xml import (
     DomainParams,
     devices_summary,
@@ -30,12 +31,13 @@ from labctl.instance.reservations import Reservations
 from labctl.instance.state import GuestRecord, LabState
 from labctl.keys import KeyPair
 from labctl.paths import guest_apt_proxy
-from labctl.private import make_private
+from labctl.private import make_private, write_private
 from labctl.procs import run as run_cmd
 from labctl.ssh import KeyRefused, SshError, SshTarget, wait_for_login
 from labctl.ssh import run as ssh_run
 
 Plan = base.GuestPlan[LibvirtParams]
+log = logging.getLogger(__name__)
 
 
 def _paused(dom: libvirt.virDomain) -> bool:
@@ -153,28 +155,55 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
             apt_proxy=guest_apt_proxy(),
         )
 
+    def _template(self, plan: Plan) -> vm_templates.Template | None:
+        """The template the guest starts from (made now if need be); None: it boots."""
+        if not vm_templates.supports(plan.params, plan.manifest):
+            return None
+        assert plan.accel
+        spec = vm_templates.spec_for(plan.image, plan.manifest, plan.params, plan.accel)
+        entry = plan.manifest.facts[vm_templates.CLONE_FACT]
+        return vm_templates.ensure(spec, plan.image_dir, entry)
+
     def create(self, plan: Plan) -> GuestRecord:
         params = self._params(plan)
         guest = params.guest
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         for artifact in ("vmlinuz", "initrd.img", "disk.qcow2"):
             vm_files.pin(plan, artifact)
+        clone = vm_templates.marker(plan.run_dir, plan.name)
+        template = None
         if not params.disk.exists():
+            template = self._template(plan)
+            backing = (
+                vm_templates.pin(template, plan.run_dir)
+                if template is not None
+                else vm_files.pinned(plan, "disk.qcow2")
+            )
             run_cmd(
-                [
-                    "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                    "-b", vm_files.pinned(plan, "disk.qcow2"), params.disk,
-                ],
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing,
+                 params.disk],
                 error=EngineError,
             )  # fmt: skip
+            if template is not None:  # a fresh clone: start() restores the template's memory
+                clone.write_text(template.directory.name)
+        elif clone.exists():  # created, never started (an interrupted up): still a clone
+            template = self._template(plan)
+            if template is None or clone.read_text() != template.directory.name:
+                clone.unlink()  # its template is gone: it boots
+                template = None
         make_private(params.disk)  # the student's writes: root only
         with libvirt_client.connection() as conn:
             dom = libvirt_client.domain(conn, plan.resource)
             # A stopped domain is (re)defined, so it boots with this plan's key and address;
             # the recorded UUID makes that a redefinition instead of a refused second domain.
             if dom is None or not dom.isActive():
+                xml = domain_xml(params)
+                if template is not None and clone.exists():
+                    xml = vm_templates.clone_xml(template, params)
+                    settings = vm_templates.settings_file(params.disk)
+                    write_private(settings, vm_templates.clone_settings(params))
                 try:
-                    conn.defineXML(domain_xml(params))
+                    conn.defineXML(xml)
                 except libvirt.libvirtError as exc:
                     raise libvirt_client.error(f"define {plan.resource}", exc) from exc
         return GuestRecord(
@@ -196,11 +225,27 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
                 raise EngineError(f"domain {plan.resource} does not exist", "run labctl up again")
             try:
                 if not dom.isActive():
-                    dom.create()
+                    if not self._restore(conn, dom, plan):
+                        dom.create()
                 elif _paused(dom):  # paused by hand (virsh suspend) or by libvirt: go on
                     dom.resume()
             except libvirt.libvirtError as exc:
                 raise libvirt_client.error(f"start {plan.resource}", exc) from exc
+
+    def _restore(self, conn: libvirt.virConnect, dom: libvirt.virDomain, plan: Plan) -> bool:
+        """Start a fresh clone from its template's memory; False: it boots instead."""
+        clone = vm_templates.marker(plan.run_dir, plan.name)
+        if not clone.exists():
+            return False
+        template_dir = vm_templates.templates_dir() / clone.read_text().strip()
+        clone.unlink()  # whatever happens now, the overlay is no longer the template's disk
+        try:
+            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+            vm_templates.restore(conn, template_dir, xml, plan.run_dir, plan.name)
+        except EngineError as exc:
+            log.warning("%s boots instead: %s", plan.name, exc.message)
+            return False
+        return True
 
     def wait_ready(self, plan: Plan, deadline: float) -> base.Ready:
         assert plan.address
@@ -288,6 +333,8 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
                 raise libvirt_client.error(f"remove {resource}", exc) from exc
         for disk in disks:  # the guest's own writes go with it; the image stays cached
             disk.unlink(missing_ok=True)
+            vm_templates.marker(disk.parent, disk.stem).unlink(missing_ok=True)
+            vm_templates.settings_file(disk).unlink(missing_ok=True)
         return True
 
     def connect(self, record: GuestRecord, key: KeyPair) -> Connection:

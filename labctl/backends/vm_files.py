@@ -36,7 +36,11 @@ def pin(plan: base.GuestPlan[LibvirtParams], artifact: str) -> None:
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    source = plan.image_dir / artifact
+    link_or_copy(plan.image_dir / artifact, target)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` as ``target`` (a copy across file systems), atomically."""
     tmp = target.with_name(target.name + ".tmp")
     tmp.unlink(missing_ok=True)
     try:

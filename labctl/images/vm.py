@@ -22,6 +22,8 @@ Kernel command line contract (:func:`kernel_cmdline` builds it)::
     labctl.dns=A.B.C.D             optional nameserver
     labctl.apt_proxy=URL           optional: apt's HTTP proxy (the host's apt cache)
     labctl.key=BASE64              base64 of root's authorized_keys line (the only way in)
+    labctl.mac=MAC                 optional: eth0's MAC address (Debian images)
+    labctl.template                a template's boot (Debian images; labctl.backends.vm_templates)
     labctl.shell                   optional: a shell on the console if the root is not found
 
 The guest prints ``LABCTL-READY`` on the console once sshd listens.
@@ -100,6 +102,46 @@ def boot_facts(arch: Arch, kernel: str) -> dict[str, str]:
 BOOT_TUNING = ("mitigations=off", "cryptomgr.notests", "nowatchdog", "audit=0")
 
 
+def guest_settings(
+    *,
+    hostname: str,
+    authorized_key: str,
+    address: str | None = None,
+    gateway: str | None = None,
+    dns: str | None = None,
+    apt_proxy: str | None = None,
+    mac: str | None = None,
+) -> list[str]:
+    """One guest's ``labctl.*`` words (the module docstring), as its kernel command line or a
+    template's clone receives them."""
+    key = base64.b64encode(authorized_key.strip().encode()).decode()
+    args = [f"labctl.hostname={hostname}"]
+    if address:
+        args.append(f"labctl.ip={address}")
+    if gateway:
+        args.append(f"labctl.gw={gateway}")
+    if dns:
+        args.append(f"labctl.dns={dns}")
+    if apt_proxy:
+        args.append(f"labctl.apt_proxy={apt_proxy}")
+    if mac:
+        args.append(f"labctl.mac={mac}")
+    args.append(f"labctl.key={key}")
+    return args
+
+
+def boot_args(arch: str) -> list[str]:
+    """What every guest's kernel command line starts with: root disk, console, tuning."""
+    return [
+        f"root=LABEL={ROOT_LABEL}",
+        "rw",
+        f"console={ARCHES[arch].console}",
+        "net.ifnames=0",
+        "quiet",
+        *BOOT_TUNING,
+    ]
+
+
 def kernel_cmdline(
     arch: str,
     *,
@@ -109,28 +151,24 @@ def kernel_cmdline(
     gateway: str | None = None,
     dns: str | None = None,
     apt_proxy: str | None = None,
+    mac: str | None = None,
 ) -> str:
     """The kernel command line a ``vm-<arch>`` image expects (see the module docstring)."""
-    key = base64.b64encode(authorized_key.strip().encode()).decode()
-    args = [
-        f"root=LABEL={ROOT_LABEL}",
-        "rw",
-        f"console={ARCHES[arch].console}",
-        "net.ifnames=0",
-        "quiet",
-        *BOOT_TUNING,
-        f"labctl.hostname={hostname}",
-    ]
-    if address:
-        args.append(f"labctl.ip={address}")
-    if gateway:
-        args.append(f"labctl.gw={gateway}")
-    if dns:
-        args.append(f"labctl.dns={dns}")
-    if apt_proxy:
-        args.append(f"labctl.apt_proxy={apt_proxy}")
-    args.append(f"labctl.key={key}")
-    return " ".join(args)
+    settings = guest_settings(
+        hostname=hostname,
+        authorized_key=authorized_key,
+        address=address,
+        gateway=gateway,
+        dns=dns,
+        apt_proxy=apt_proxy,
+        mac=mac,
+    )
+    return " ".join([*boot_args(arch), *settings])
+
+
+def template_cmdline(arch: str) -> str:
+    """The kernel command line of a template's boot: no identity, ``labctl.template``."""
+    return " ".join([*boot_args(arch), "labctl.hostname=labctl-template", "labctl.template"])
 
 
 def _packages(arch: str) -> list[str]:

@@ -33,6 +33,8 @@ from labctl.paths import IMAGES_DIR
 RECIPE_DIR = IMAGES_DIR / "vm-debian"
 MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 PACKAGES = "packages.tsv"
+#: QEMU firmware config entry a template boot reads its clone's settings from
+CLONE_ENTRY = "opt/org.labctl/guest"
 
 
 def _dropped_modules() -> list[str]:
@@ -116,6 +118,9 @@ class DebianVmImage(Recipe):
         return None, {
             **vm.boot_facts(self.arch, version),
             "init": "systemd",
+            # a template boot waits for its clone's settings in this QEMU firmware config entry
+            # (images/vm-debian/rootfs/usr/local/sbin/labctl-clone)
+            "clone_entry": CLONE_ENTRY,
             "packages": str(len(installed)),
             "modules": str(modules),
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker.errors
@@ -119,6 +120,21 @@ class FakeConn:
 
     def listAllDomains(self) -> list[FakeDomain]:
         return list(self.domains.values())
+
+    restore_error: libvirt.libvirtError | None = None
+
+    def restore(self, path: str) -> None:
+        """Start the domain a save file names (its XML in libvirt's header), as libvirt does."""
+        from labctl.backends.vm_templates import read_save_image
+
+        self.calls.append("restore")
+        if self.restore_error is not None:
+            raise self.restore_error
+        saved = FakeDomain(read_save_image(Path(path)).xml)
+        dom = self.domains.get(saved.name())
+        if dom is None or dom.uuid != saved.uuid:
+            raise libvirt_error(libvirt.VIR_ERR_OPERATION_FAILED, "no such domain to restore")
+        dom.active = True
 
     def networkLookupByName(self, name: str) -> FakeNetwork:
         return _found(self.networks, name, libvirt.VIR_ERR_NO_NETWORK, "Network")

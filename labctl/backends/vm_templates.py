@@ -1,0 +1,464 @@
+"""VM templates: a Debian VM image booted once, its memory saved; guests start from a copy.
+
+A Debian guest's boot costs 15-25 s of a core under TCG, and a class of eight default labs
+boots 24 of them. A template is one such boot, done once per image and device set on this
+host, stopped by libvirt's own save (``virDomainSave``) once the guest has settled; a guest
+of a lab is then a *clone*: a qcow2 overlay on the template's disk, started from the
+template's memory (``virDomainRestore``) in about a second, and given its own hostname,
+address, MAC, keys and clock by ``labctl-setup --clone`` inside (the image's
+``labctl-clone`` waits for those settings in a QEMU firmware config entry, which QEMU reads
+from the new domain's XML, not from the saved memory).
+
+libvirt restores a save file only under the name and UUID it was saved with. A clone's save
+file is therefore the template's with another domain XML in libvirt's header (format 2 of
+``src/qemu/qemu_saveimage.h``: magic, version, XML length, cookie offset), followed by the
+template's QEMU migration stream, unchanged: :func:`write_clone_image`. Anything that is not
+a version-2 libvirt save file is refused, and the guest boots instead.
+
+The template is made where it is first needed (``create`` of a guest), under a lock, and kept
+in the image cache under a key of everything its memory depends on (:class:`TemplateSpec`).
+A guest pins the template's disk files in its run directory (hard links, like the image's
+own), so a template can be replaced or removed while its clones run.
+
+A guest that was started once is never restored again: its disk has moved on. Its next
+start is an ordinary boot with its own kernel command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import struct
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import libvirt
+
+from labctl import libvirt_client
+from labctl.backends import vm_files
+from labctl.backends.domain_xml import NS, DomainParams, domain_xml, settings
+from labctl.backends.params import LibvirtParams
+from labctl.errors import EngineError, ReadyTimeout
+from labctl.images.recipe import Manifest
+from labctl.paths import cache_dir
+from labctl.private import make_private
+from labctl.procs import run as run_cmd
+
+#: what a template's boot prints on its console once it has settled and waits to be saved
+TEMPLATE_MARKER = "LABCTL-TEMPLATE"
+#: the manifest fact of a VM image whose template boot waits for a clone's settings
+CLONE_FACT = "clone_entry"
+#: the firmware config entry's fixed size: the guest reads the size it saw at the template's boot
+ENTRY_SIZE = 4096
+#: how long a template's boot may take (TCG on a busy host included)
+BOOT_TIMEOUT = 600.0
+#: architectures whose templates are made (a clone needs the RTC and fw_cfg of pc and virt)
+ARCHES = ("x86_64", "aarch64")
+
+_MAGIC = b"LibvirtQemudSave"
+_HEADER = struct.Struct("<16s5I56s")  # magic, version, data_len, was_running, format, cookie
+_VERSION = 2
+
+
+def templates_dir() -> Path:
+    """Where templates are kept: beside the images, in the cache."""
+    return cache_dir() / "vm-templates"
+
+
+def enabled() -> bool:
+    """Whether guests start from templates: ``LABCTL_VM_TEMPLATES=0`` boots every guest."""
+    return os.environ.get("LABCTL_VM_TEMPLATES", "1") != "0"
+
+
+def supports(params: LibvirtParams, manifest: Manifest) -> bool:
+    """Whether a guest of this image and architecture can be a template's clone."""
+    return enabled() and params.arch in ARCHES and CLONE_FACT in manifest.facts
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """Everything a template's saved memory depends on; its key names its directory."""
+
+    image: str
+    recipe_hash: str
+    params: LibvirtParams
+    accel: str
+    qemu: int  # libvirt's hypervisor version (QEMU's, as major*1e6 + minor*1e3 + micro)
+    libvirt: int
+    host_cpu: str  # a digest of the host CPU's flags (what a KVM guest's CPU is made of)
+
+    @property
+    def key(self) -> str:
+        """A short digest of the spec."""
+        facts = asdict(self) | {"params": asdict(self.params)}
+        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def directory(self) -> Path:
+        """``<cache>/vm-templates/<image>-<recipe hash>-<key>``."""
+        return templates_dir() / f"{self.image}-{self.recipe_hash[:12]}-{self.key}"
+
+
+@dataclass(frozen=True)
+class Template:
+    """A made template: its directory and the domain XML its memory was saved with."""
+
+    spec: TemplateSpec
+    saved_xml: str
+    boot_seconds: float
+
+    @property
+    def directory(self) -> Path:
+        """Where its files are: ``base.qcow2``, ``disk.qcow2``, ``memory.save``."""
+        return self.spec.directory
+
+    @property
+    def memory(self) -> Path:
+        """libvirt's save file of the template's boot."""
+        return self.directory / "memory.save"
+
+
+def spec_for(image: str, manifest: Manifest, params: LibvirtParams, accel: str) -> TemplateSpec:
+    """The template a guest of this image, these devices and this accelerator starts from."""
+    with libvirt_client.connection() as conn:
+        try:
+            qemu, lib = conn.getVersion(), conn.getLibVersion()
+        except libvirt.libvirtError as exc:
+            raise libvirt_client.error("read the versions of libvirt and QEMU", exc) from exc
+    return TemplateSpec(image, manifest.recipe_hash, params, accel, qemu, lib, _host_cpu())
+
+
+def _host_cpu() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    flags = next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
+    return hashlib.sha256(flags.encode()).hexdigest()[:16]
+
+
+# -- libvirt's save file -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SaveImage:
+    """What :func:`read_save_image` found in a libvirt save file's header."""
+
+    xml: str
+    cookie: bytes  # libvirt's own (the CPU the guest was saved with), kept as it is
+    was_running: int
+    format: int
+    unused: bytes
+    stream_offset: int  # where QEMU's migration stream starts
+
+
+def read_save_image(path: Path) -> SaveImage:
+    """Parse the header of a libvirt QEMU save file; EngineError if it is not version 2."""
+    with path.open("rb") as f:
+        head = f.read(_HEADER.size)
+        if len(head) < _HEADER.size:
+            raise EngineError(f"{path} is too short for a libvirt save file")
+        magic, version, data_len, was_running, fmt, cookie_at, unused = _HEADER.unpack(head)
+        if magic != _MAGIC or version != _VERSION:
+            raise EngineError(
+                f"{path} is not a libvirt save file of version {_VERSION} "
+                f"(magic {magic!r}, version {version})",
+                "LABCTL_VM_TEMPLATES=0 boots every guest instead",
+            )
+        data = f.read(data_len)
+    if len(data) != data_len or not 0 < cookie_at <= data_len:
+        raise EngineError(f"{path}: libvirt's header is cut short")
+    xml = data[:cookie_at].split(b"\0", 1)[0].decode()
+    cookie = data[cookie_at:].split(b"\0", 1)[0]
+    return SaveImage(xml, cookie, was_running, fmt, unused, _HEADER.size + data_len)
+
+
+def write_clone_image(template: Path, xml: str, target: Path) -> None:
+    """``template``'s save file with ``xml`` as its domain: libvirt then restores it as that
+    domain. The header is rewritten, QEMU's stream copied as it is."""
+    image = read_save_image(template)
+    data = xml.encode() + b"\0"
+    cookie_at = len(data)
+    data += image.cookie + b"\0"
+    data += b"\0" * (-len(data) % 4096)  # libvirt pads its own XML too, so it can edit it
+    header = _HEADER.pack(
+        _MAGIC, _VERSION, len(data), image.was_running, image.format, cookie_at, image.unused
+    )
+    tmp = target.with_name(target.name + ".tmp")
+    with template.open("rb") as src, tmp.open("wb") as dst:
+        os.fchmod(dst.fileno(), 0o600)
+        dst.write(header + data)
+        src.seek(image.stream_offset)
+        shutil.copyfileobj(src, dst, 4 * 1024**2)
+    tmp.rename(target)
+
+
+# -- templates ---------------------------------------------------------------------------
+
+
+def fw_cfg_value(words: list[str]) -> str:
+    """The firmware config entry's text: one line of words, padded to :data:`ENTRY_SIZE`."""
+    line = " ".join(words)
+    if len(line) >= ENTRY_SIZE - 1:
+        raise EngineError(f"a clone's settings take {len(line)} bytes, over {ENTRY_SIZE - 2}")
+    return line + "\n" + "#" * (ENTRY_SIZE - len(line) - 1)
+
+
+def template_params(spec: TemplateSpec, entry: str) -> DomainParams:
+    """The template's own domain: its files, no network, no identity."""
+    d = spec.directory
+    return DomainParams(
+        name=f"labctl-template-{spec.key}",
+        guest=spec.params,
+        accel=spec.accel,
+        kernel=d / "vmlinuz",
+        initrd=d / "initrd.img",
+        disk=d / "disk.qcow2",
+        console_log=d / "console.log",
+        network=None,
+        mac=_template_mac(spec),
+        hostname="labctl-template",
+        address="",
+        gateway="",
+        authorized_key="",
+        labels={"labctl.template": spec.key},
+        template=True,
+        fw_cfg=(entry, fw_cfg_value(["template"])),
+    )
+
+
+def _template_mac(spec: TemplateSpec) -> str:
+    digest = hashlib.sha256(spec.key.encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure(spec: TemplateSpec, image_dir: Path, entry: str) -> Template:
+    """The template of ``spec``, made now (one boot, then libvirt's save) if it is not yet.
+
+    Other processes that want the same template wait for it (a file lock).
+    """
+    with _locked(spec.directory.with_name(spec.directory.name + ".lock")):
+        made = _load(spec)
+        if made is not None:
+            return made
+        remove_tree(spec.directory)
+        try:
+            return _make(spec, image_dir, entry)
+        except BaseException:
+            _discard(spec)
+            raise
+
+
+def _load(spec: TemplateSpec) -> Template | None:
+    facts = spec.directory / "template.json"
+    try:
+        recorded = json.loads(facts.read_text())
+        return Template(spec, read_save_image(spec.directory / "memory.save").xml,
+                        float(recorded["boot_seconds"]))  # fmt: skip
+    except (OSError, ValueError, KeyError, EngineError):
+        return None
+
+
+def _make(spec: TemplateSpec, image_dir: Path, entry: str) -> Template:
+    d = spec.directory
+    d.mkdir(parents=True)
+    for artifact, name in (("vmlinuz", "vmlinuz"), ("initrd.img", "initrd.img"),
+                           ("disk.qcow2", "base.qcow2")):  # fmt: skip
+        vm_files.link_or_copy(image_dir / artifact, d / name)
+    # relative backing: a guest's hard links of both files, side by side, work as well
+    run_cmd(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "base.qcow2",
+         str(d / "disk.qcow2")],
+        error=EngineError, cwd=d,
+    )  # fmt: skip
+    params = template_params(spec, entry)
+    started = time.monotonic()
+    with libvirt_client.connection() as conn:
+        try:
+            dom = conn.createXML(domain_xml(params), 0)
+        except libvirt.libvirtError as exc:
+            raise libvirt_client.error(f"boot the template {params.name}", exc) from exc
+        try:
+            vm_files.wait_for_marker(params.console_log, TEMPLATE_MARKER, started + BOOT_TIMEOUT)
+            seconds = time.monotonic() - started
+            dom.save(str(d / "memory.save.tmp"))
+        except ReadyTimeout as exc:
+            raise ReadyTimeout(
+                f"the template of {spec.image} did not settle: {exc.message}\n"
+                f"serial console log {params.console_log}, last lines:\n"
+                f"{vm_files.tail(params.console_log, 15)}",
+                "LABCTL_VM_TEMPLATES=0 boots every guest instead",
+            ) from exc
+        except libvirt.libvirtError as exc:
+            raise libvirt_client.error(f"save the template {params.name}", exc) from exc
+        finally:
+            _stop(conn, params.name)
+    (d / "memory.save.tmp").rename(d / "memory.save")
+    make_private(d / "memory.save")
+    template = Template(spec, read_save_image(d / "memory.save").xml, seconds)
+    (d / "template.json").write_text(
+        json.dumps({"image": spec.image, "key": spec.key, "boot_seconds": round(seconds, 1)})
+    )
+    _prune(spec)
+    return template
+
+
+def _stop(conn: libvirt.virConnect, name: str) -> None:
+    dom = libvirt_client.domain(conn, name)
+    if dom is None:
+        return
+    try:
+        dom.destroy()
+    except libvirt.libvirtError as exc:
+        stopped = exc.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID
+        if not (stopped or libvirt_client.gone(exc)):
+            raise libvirt_client.error(f"stop the template {name}", exc) from exc
+
+
+def _discard(spec: TemplateSpec) -> None:
+    with (
+        contextlib.suppress(libvirt.libvirtError, EngineError),
+        libvirt_client.connection() as conn,
+    ):
+        _stop(conn, f"labctl-template-{spec.key}")
+    remove_tree(spec.directory)
+
+
+def _prune(spec: TemplateSpec) -> None:
+    """Remove this image's templates made from an older build of it (their clones run from
+    their own hard links)."""
+    current = f"{spec.image}-{spec.recipe_hash[:12]}-"
+    for other in templates_dir().glob(f"{spec.image}-*"):
+        if other.is_dir() and not other.name.startswith(current):
+            suffix = other.name[len(spec.image) + 1 :]
+            if suffix.count("-") == 1:  # <hash>-<key>: this image's, not vm-amd64-tiny's
+                remove_tree(other)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a template's directory (nothing if it is not there)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# -- clones ------------------------------------------------------------------------------
+
+
+def settings_file(disk: Path) -> Path:
+    """Where a clone's settings are kept for QEMU: beside its disk, root only."""
+    return disk.with_suffix(".settings")
+
+
+def clone_settings(p: DomainParams) -> str:
+    """What a clone reads in its firmware config entry: its settings and a fresh random seed
+    (its kernel's pool must not stay its template's)."""
+    return fw_cfg_value([*settings(p), f"labctl.seed={secrets.token_hex(32)}"])
+
+
+def clone_xml(template: Template, p: DomainParams) -> str:
+    """The domain XML of a clone of ``template``: the template's own as libvirt saved it
+    (machine, devices and their addresses: what the saved memory expects), with the guest's
+    name, UUID, labels, files, network, MAC and kernel command line; its firmware config
+    entry is read from :func:`settings_file` (a file: QEMU's command line, which any user
+    of the host may read in ``ps``, names it without showing the seed)."""
+    assert p.network and p.uuid
+    root = ET.fromstring(template.saved_xml)
+    _set(root, "name", p.name)
+    _set(root, "uuid", p.uuid)
+    meta = root.find("metadata")
+    if meta is None:
+        meta = ET.SubElement(root, "metadata")
+    for el in list(meta):
+        meta.remove(el)
+    ET.register_namespace("labctl", NS)
+    ET.SubElement(meta, f"{{{NS}}}guest", {**p.labels, "accel": p.accel})
+    os_el = _find(root, "os")
+    _set(os_el, "kernel", str(p.kernel))
+    _set(os_el, "initrd", str(p.initrd))
+    _set(os_el, "cmdline", " ".join(_boot_words(template, p)))
+    _find(root, "devices/disk/source").set("file", str(p.disk))
+    nic = _find(root, "devices/interface")
+    nic.set("type", "network")
+    for tag in ("source", "target"):
+        for el in nic.findall(tag):
+            nic.remove(el)
+    ET.SubElement(nic, "source", network=p.network)
+    _find(nic, "mac").set("address", p.mac)
+    _find(root, "devices/serial/log").set("file", str(p.console_log))
+    for el in root.findall("devices/serial/source"):  # the template's pty
+        _find(root, "devices/serial").remove(el)
+    entry = _find(root, "sysinfo/entry")
+    entry.text = None
+    entry.set("file", str(settings_file(p.disk)))
+    return ET.tostring(root, encoding="unicode")
+
+
+def _boot_words(template: Template, p: DomainParams) -> list[str]:
+    """The clone's kernel command line: the template's, with the guest's settings instead of
+    ``labctl.template`` (used when the clone boots again, after a reboot or a stop)."""
+    words = _find(ET.fromstring(template.saved_xml), "os/cmdline").text or ""
+    base = [w for w in words.split() if not w.startswith("labctl.")]
+    return [*base, *settings(p)]
+
+
+def _find(root: ET.Element, path: str) -> ET.Element:
+    el = root.find(path)
+    if el is None:
+        raise EngineError(f"the template's saved domain has no {path}")
+    return el
+
+
+def _set(root: ET.Element, tag: str, text: str) -> None:
+    el = root.find(tag)
+    if el is None:
+        el = ET.SubElement(root, tag)
+    el.text = text
+
+
+def pin(template: Template, run_dir: Path) -> Path:
+    """Hard-link the template's disk files into a guest's run directory; the pinned disk."""
+    target = run_dir / f"template-{template.directory.name}"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("base.qcow2", "disk.qcow2"):
+        if not (target / name).exists():
+            vm_files.link_or_copy(template.directory / name, target / name)
+    return target / "disk.qcow2"
+
+
+def marker(run_dir: Path, guest: str) -> Path:
+    """Present while the guest's overlay is a fresh clone, never started: ``start`` restores
+    it from its template (the file names the template's directory)."""
+    return run_dir / f"{guest}.clone"
+
+
+def restore(
+    conn: libvirt.virConnect, template_dir: Path, xml: str, run_dir: Path, guest: str
+) -> None:
+    """Start the defined domain of ``xml`` from its template's memory."""
+    image = run_dir / f"{guest}.memory"
+    try:
+        write_clone_image(template_dir / "memory.save", xml, image)
+        conn.restore(str(image))
+    except libvirt.libvirtError as exc:
+        raise libvirt_client.error(f"start {guest} from its template", exc) from exc
+    finally:
+        image.unlink(missing_ok=True)
+        image.with_name(image.name + ".tmp").unlink(missing_ok=True)

@@ -1,0 +1,274 @@
+"""VM templates: libvirt's save header rewritten for a clone, the clone's domain, and the
+backend's choice between restoring a fresh clone and booting (fakes at libvirt's boundary;
+tests/integration/test_vm_templates.py starts real clones)."""
+
+from __future__ import annotations
+
+import struct
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from labctl.backends import base, vm_templates
+from labctl.backends.domain_xml import NS, domain_xml
+from labctl.backends.libvirt import LibvirtBackend
+from labctl.backends.params import LibvirtParams
+from labctl.errors import EngineError
+from labctl.images.recipe import Manifest
+from labctl.keys import ensure_keypair
+from tests.unit.domains import domain_params
+from tests.unit.fake_engines import FakeConn, libvirt_error
+
+ENTRY = "opt/org.labctl/guest"
+STREAM = bytes(range(256)) * 64  # stands for QEMU's migration stream
+
+
+def save_file(path: Path, xml: str, cookie: bytes = b"<cookie><cpu/></cookie>\n") -> Path:
+    """A save file as libvirt 9.0 writes one (header, padded XML and cookie, stream)."""
+    data = xml.encode() + b"\0"
+    cookie_at = len(data)
+    data += cookie + b"\0" + b"\0" * 1000
+    head = struct.pack("<16s5I56s", b"LibvirtQemudSave", 2, len(data), 1, 0, cookie_at, bytes(56))
+    path.write_bytes(head + data + STREAM)
+    return path
+
+
+def spec(**changes: object) -> vm_templates.TemplateSpec:
+    params = LibvirtParams(arch="x86_64", cpus=1, memory=384, disk_bus="ide", nic_model="e1000")
+    base = vm_templates.TemplateSpec("vm-amd64", "f" * 64, params, "tcg", 7002000, 9000000, "c")
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> vm_templates.Template:
+    monkeypatch.setenv("LABCTL_CACHE", str(tmp_path / "cache"))
+    s = spec()
+    s.directory.mkdir(parents=True)
+    for name in ("base.qcow2", "disk.qcow2"):
+        (s.directory / name).write_bytes(b"QFI\xfb" + name.encode())
+    xml = domain_xml(vm_templates.template_params(s, ENTRY))
+    save_file(s.directory / "memory.save", xml)
+    return vm_templates.Template(s, xml, 20.0)
+
+
+# -- libvirt's save file ---------------------------------------------------------------
+
+
+def test_a_clone_image_has_the_new_domain_and_the_template_s_stream(tmp_path: Path) -> None:
+    original = save_file(tmp_path / "t.save", "<domain><name>labctl-template-1</name></domain>")
+    new_xml = "<domain><name>labctl-lab-s1-kvm-full</name></domain>"
+    vm_templates.write_clone_image(original, new_xml, tmp_path / "c.save")
+    clone = vm_templates.read_save_image(tmp_path / "c.save")
+    assert clone.xml == new_xml
+    assert clone.cookie == b"<cookie><cpu/></cookie>\n"  # libvirt's, untouched
+    assert clone.was_running == 1 and clone.format == 0
+    raw = (tmp_path / "c.save").read_bytes()
+    assert raw[clone.stream_offset :] == STREAM
+    assert (clone.stream_offset - 92) % 4096 == 0  # padded as libvirt pads its own
+    assert (tmp_path / "c.save").stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "c.save.tmp").exists()
+
+
+@pytest.mark.parametrize(
+    ("magic", "version"), [(b"LibvirtQemudPart", 2), (b"LibvirtQemudSave", 3), (b"x" * 16, 2)]
+)
+def test_what_is_not_a_finished_version_2_save_file_is_refused(
+    tmp_path: Path, magic: bytes, version: int
+) -> None:
+    path = tmp_path / "t.save"
+    path.write_bytes(struct.pack("<16s5I56s", magic, version, 4, 1, 0, 1, bytes(56)) + b"<d/>")
+    with pytest.raises(EngineError, match="not a libvirt save file of version 2"):
+        vm_templates.read_save_image(path)
+
+
+def test_a_header_longer_than_its_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.save"
+    path.write_bytes(struct.pack("<16s5I56s", b"LibvirtQemudSave", 2, 9999, 1, 0, 5, bytes(56)))
+    with pytest.raises(EngineError, match="cut short"):
+        vm_templates.read_save_image(path)
+
+
+# -- the template and its key -----------------------------------------------------------
+
+
+def test_the_key_follows_everything_the_saved_memory_depends_on() -> None:
+    keys = {
+        spec().key,
+        spec(recipe_hash="e" * 64).key,
+        spec(params=replace(spec().params, nic_model="virtio")).key,
+        spec(params=replace(spec().params, memory=512)).key,
+        spec(accel="kvm").key,
+        spec(qemu=8002000).key,
+        spec(libvirt=10000000).key,
+        spec(host_cpu="other").key,
+    }
+    assert len(keys) == 8
+    assert spec().key == spec().key
+
+
+def test_the_template_boots_without_identity_and_waits_on_the_firmware_entry() -> None:
+    root = ET.fromstring(domain_xml(vm_templates.template_params(spec(), ENTRY)))
+    cmdline = root.findtext("os/cmdline") or ""
+    assert "labctl.template" in cmdline.split()
+    assert not [w for w in cmdline.split() if w.startswith(("labctl.ip=", "labctl.key="))]
+    assert root.find("devices/interface").get("type") == "ethernet"  # on no bridge at all
+    assert root.find("devices/interface/source") is None
+    entry = root.find("sysinfo[@type='fwcfg']/entry")
+    assert entry is not None and entry.get("name") == ENTRY
+    assert entry.text and entry.text.startswith("template\n") and len(entry.text) == 4096
+
+
+def test_settings_that_do_not_fit_the_entry_are_refused() -> None:
+    assert len(vm_templates.fw_cfg_value(["a" * 4000])) == 4096
+    with pytest.raises(EngineError, match="over 4094"):
+        vm_templates.fw_cfg_value(["a" * 4095])
+
+
+def test_templates_are_used_for_images_that_wait_for_a_clone_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    params = spec().params
+    debian = Manifest("vm-amd64", "h", "t", 1.0, (), None, {vm_templates.CLONE_FACT: ENTRY})
+    tiny = replace(debian, image="vm-amd64-tiny", facts={})
+    assert vm_templates.supports(params, debian)
+    assert not vm_templates.supports(params, tiny)
+    assert not vm_templates.supports(replace(params, arch="s390x"), debian)
+    monkeypatch.setenv("LABCTL_VM_TEMPLATES", "0")
+    assert not vm_templates.supports(params, debian)
+
+
+# -- the clone's domain -----------------------------------------------------------------
+
+
+def test_a_clone_keeps_the_template_s_machine_and_gets_its_own_identity(
+    template: vm_templates.Template,
+) -> None:
+    p = replace(domain_params("kvm-full"), uuid="0f0f0f0f-0000-4000-8000-000000000001")
+    root = ET.fromstring(vm_templates.clone_xml(template, p))
+    saved = ET.fromstring(template.saved_xml)
+    assert root.findtext("name") == p.name and root.findtext("uuid") == p.uuid
+    guest = root.find(f"metadata/{{{NS}}}guest")
+    assert guest is not None and guest.get("labctl.instance") == "main"
+    assert root.find("devices/disk/source").get("file") == str(p.disk)
+    nic = root.find("devices/interface")
+    assert nic.get("type") == "network" and nic.find("source").get("network") == p.network
+    assert nic.find("mac").get("address") == p.mac and nic.find("target") is None
+    assert nic.find("model").get("type") == "e1000"  # the devices are the template's
+    assert root.find("devices/serial/log").get("file") == str(p.console_log)
+    for path in ("memory", "vcpu", "os/type", "devices/disk/target"):
+        assert ET.tostring(root.find(path)) == ET.tostring(saved.find(path))
+    cmdline = (root.findtext("os/cmdline") or "").split()  # for a later boot of its own
+    assert "labctl.template" not in cmdline and "labctl.ip=10.210.0.10/24" in cmdline
+    assert f"labctl.mac={p.mac}" in cmdline
+    entry = root.find("sysinfo/entry")
+    assert entry is not None and entry.get("name") == ENTRY and not (entry.text or "").strip()
+    assert entry.get("file") == str(vm_templates.settings_file(p.disk))  # not on QEMU's argv
+
+
+def test_a_clone_s_settings_are_its_own_with_a_fresh_seed_each_time() -> None:
+    p = domain_params("kvm-full")
+    text = vm_templates.clone_settings(p)
+    assert len(text) == 4096
+    settings = text.split("\n")[0].split()
+    assert "labctl.ip=10.210.0.10/24" in settings and "labctl.hostname=kvm-full" in settings
+    seeds = [w for w in settings if w.startswith("labctl.seed=")]
+    assert len(seeds) == 1 and len(seeds[0]) == len("labctl.seed=") + 64
+    assert seeds[0] not in vm_templates.clone_settings(p)
+
+
+# -- the backend: restore a fresh clone, boot anything else --------------------------------
+
+
+@pytest.fixture
+def vm_plan(tmp_path: Path) -> base.GuestPlan[LibvirtParams]:
+    image_dir = tmp_path / "image"
+    image_dir.mkdir()
+    for artifact in ("vmlinuz", "initrd.img", "disk.qcow2"):
+        (image_dir / artifact).write_bytes(artifact.encode())
+    manifest = Manifest("vm-amd64", "f" * 64, "t", 1.0, (), None, {vm_templates.CLONE_FACT: ENTRY})
+    return base.GuestPlan(
+        name="vm",
+        resource="labctl-lab-s1-vm",
+        params=spec().params,
+        lab="lab",
+        instance="s1",
+        image="vm-amd64",
+        manifest=manifest,
+        image_dir=image_dir,
+        run_dir=tmp_path / "run",
+        key=ensure_keypair(tmp_path / "key", "t"),
+        accel="tcg",
+        address="10.210.7.10",
+        gateway="10.210.7.1",
+        prefix=24,
+        network="labctl-lab-s1",
+        uuid="0f0f0f0f-0000-4000-8000-000000000002",
+        mac="52:54:00:01:02:03",
+    )
+
+
+@pytest.fixture
+def backend(
+    template: vm_templates.Template, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[LibvirtBackend, FakeConn]]:
+    from contextlib import contextmanager
+
+    fake = FakeConn()
+
+    @contextmanager
+    def connection():  # type: ignore[no-untyped-def]
+        yield fake
+
+    monkeypatch.setattr("labctl.libvirt_client.connection", connection)
+    backings: list[str] = []
+
+    def qemu_img(argv: list[object], **_: object) -> None:
+        backings.append(str(argv[argv.index("-b") + 1]))
+        Path(str(argv[-1])).write_bytes(b"QFI\xfb")
+
+    monkeypatch.setattr("labctl.backends.libvirt.run_cmd", qemu_img)
+    monkeypatch.setattr(LibvirtBackend, "_template", lambda self, plan: template)
+    fake.backings = backings  # type: ignore[attr-defined]
+    yield LibvirtBackend(), fake
+
+
+def test_a_fresh_clone_starts_from_the_template_s_memory_once(
+    backend: tuple[LibvirtBackend, FakeConn], vm_plan: base.GuestPlan[LibvirtParams]
+) -> None:
+    b, conn = backend
+    p, run = vm_plan, vm_plan.run_dir
+    b.create(p)
+    pinned = run / f"template-{spec().directory.name}"
+    assert conn.backings == [str(pinned / "disk.qcow2")]  # type: ignore[attr-defined]
+    assert (pinned / "base.qcow2").exists()  # its backing file, pinned beside it
+    dom = conn.domains[p.resource]
+    settings = vm_templates.settings_file(run / "vm.qcow2")
+    assert ET.fromstring(dom.xml).find("sysinfo/entry").get("file") == str(settings)
+    assert settings.stat().st_mode & 0o777 == 0o600 and "labctl.seed=" in settings.read_text()
+    b.start(p)
+    assert conn.calls == ["defineXML", "restore"] and dom.active
+    assert list(run.glob("*.memory*")) == [] and not (run / "vm.clone").exists()
+    dom.active = False  # the student powered it off: its disk has moved on
+    b.create(p)
+    b.start(p)
+    assert conn.calls == ["defineXML", "restore", "defineXML"] and dom.active  # booted
+
+
+def test_a_clone_libvirt_will_not_restore_boots_instead(
+    backend: tuple[LibvirtBackend, FakeConn],
+    vm_plan: base.GuestPlan[LibvirtParams],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    b, conn = backend
+    conn.restore_error = libvirt_error(
+        libvirt.VIR_ERR_OPERATION_FAILED, "incoming migration failed"
+    )
+    b.create(vm_plan)
+    b.start(vm_plan)
+    assert conn.calls == ["defineXML", "restore"]
+    assert conn.domains[vm_plan.resource].active
+    assert "boots instead" in caplog.text and "incoming migration failed" in caplog.text
