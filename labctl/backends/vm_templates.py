@@ -272,8 +272,8 @@ def _load(spec: TemplateSpec) -> Template | None:
     facts = spec.directory / "template.json"
     try:
         recorded = json.loads(facts.read_text())
-        return Template(spec, read_save_image(spec.directory / "memory.save").xml,
-                        float(recorded["boot_seconds"]))  # fmt: skip
+        saved = read_save_image(spec.directory / "memory.save")
+        return Template(spec, saved.xml, float(recorded["boot_seconds"]))
     except (OSError, ValueError, KeyError, EngineError):
         return None
 
@@ -281,18 +281,16 @@ def _load(spec: TemplateSpec) -> Template | None:
 def _make(spec: TemplateSpec, image_dir: Path, entry: str) -> Template:
     d = spec.directory
     d.mkdir(parents=True)
-    for artifact, name in (("vmlinuz", "vmlinuz"), ("initrd.img", "initrd.img"),
-                           ("disk.qcow2", "base.qcow2")):  # fmt: skip
+    files = {"vmlinuz": "vmlinuz", "initrd.img": "initrd.img", "disk.qcow2": "base.qcow2"}
+    for artifact, name in files.items():
         vm_files.link_or_copy(image_dir / artifact, d / name)
     # relative backing: a guest's hard links of both files, side by side, work as well
-    run_cmd(
-        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "base.qcow2",
-         str(d / "disk.qcow2")],
-        error=EngineError, cwd=d,
-    )  # fmt: skip
+    overlay = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "base.qcow2"]
+    run_cmd([*overlay, d / "disk.qcow2"], error=EngineError, cwd=d)
     params = template_params(spec, entry)
     started = time.monotonic()
     with libvirt_client.connection() as conn:
+        _stop(conn, params.name)  # left running by a labctl killed while it made this one
         try:
             dom = conn.createXML(domain_xml(params), 0)
         except libvirt.libvirtError as exc:
@@ -346,12 +344,16 @@ def _discard(spec: TemplateSpec) -> None:
 def _prune(spec: TemplateSpec) -> None:
     """Remove this image's templates made from an older build of it (their clones run from
     their own hard links)."""
-    current = f"{spec.image}-{spec.recipe_hash[:12]}-"
-    for other in templates_dir().glob(f"{spec.image}-*"):
-        if other.is_dir() and not other.name.startswith(current):
-            suffix = other.name[len(spec.image) + 1 :]
-            if suffix.count("-") == 1:  # <hash>-<key>: this image's, not vm-amd64-tiny's
-                remove_tree(other)
+    current = spec.directory.name[: -len(spec.key)]  # <image>-<recipe hash>-
+    for other in templates_dir().iterdir():
+        if not other.is_dir() or other.name.startswith(current):
+            continue
+        try:
+            image = json.loads((other / "template.json").read_text())["image"]
+        except (OSError, ValueError, KeyError):
+            continue  # being made, or not a template
+        if image == spec.image:
+            remove_tree(other)
 
 
 def remove_tree(path: Path) -> None:

@@ -272,3 +272,22 @@ def test_a_clone_libvirt_will_not_restore_boots_instead(
     assert conn.calls == ["defineXML", "restore"]
     assert conn.domains[vm_plan.resource].active
     assert "boots instead" in caplog.text and "incoming migration failed" in caplog.text
+
+
+def test_making_a_template_removes_only_the_same_image_s_older_builds(
+    template: vm_templates.Template,
+) -> None:
+    def made(s: vm_templates.TemplateSpec) -> Path:
+        s.directory.mkdir(parents=True, exist_ok=True)
+        (s.directory / "template.json").write_text(f'{{"image": "{s.image}"}}')
+        return s.directory
+
+    older = made(spec(recipe_hash="0" * 64))
+    other_devices = made(spec(params=replace(spec().params, nic_model="virtio")))
+    other_image = made(spec(image="vm-arm64", recipe_hash="0" * 64))
+    being_made = spec(recipe_hash="1" * 64).directory
+    being_made.mkdir(parents=True)  # no template.json yet: another process is making it
+    vm_templates._prune(template.spec)
+    assert not older.exists()
+    assert other_devices.exists() and other_image.exists() and being_made.exists()
+    assert template.directory.exists()
