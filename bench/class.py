@@ -56,7 +56,7 @@ FAST_SCAN = "4000"
 @dataclass(frozen=True)
 class Row:
     lab: str
-    templates: bool
+    templates: bool | None  # None: a lab without VMs
     students: int
     up_s: float
     slowest_s: float  # the slowest student's own up
@@ -107,9 +107,15 @@ def _engine_memory_mib(lab: Lab, instances: list[str]) -> float:
 
 
 def run(
-    lab: Lab, path: Path, n: int, folder: Path, parallel: int, ksm_wait: float, templates: bool
+    lab: Lab,
+    path: Path,
+    n: int,
+    folder: Path,
+    parallel: int,
+    ksm_wait: float,
+    templates: bool | None,
 ) -> Row:
-    os.environ["LABCTL_VM_TEMPLATES"] = "1" if templates else "0"
+    os.environ["LABCTL_VM_TEMPLATES"] = "0" if templates is False else "1"
     name = f"{lab.name[0]}{n:02d}"[:5]
     r = _roster(folder, n)
     ksm_was = KSM_RUN.read_text().strip() if KSM_RUN.exists() else None
@@ -188,7 +194,7 @@ def main() -> None:
     rows = []
     for path, counts, ksm_wait, kinds in (
         (full_path, opts.full, opts.ksm_wait, modes),
-        (small_path, opts.containers, 0.0, [True]),
+        (small_path, opts.containers, 0.0, [None]),
     ):
         lab = load_lab(path)
         for n in counts:
@@ -205,7 +211,7 @@ def main() -> None:
         ksm = f"{r.ksm_mib_per_student:.0f}" if r.ksm_mib_per_student is not None else "-"
         saved = f"{r.ksm_saved_mib}" if r.ksm_saved_mib is not None else "-"
         print(
-            f"{r.lab:15}{'yes' if r.templates else 'no':>10}{r.students:>3}"
+            f"{r.lab:15}{ {True: 'yes', False: 'no', None: '-'}[r.templates]:>10}{r.students:>3}"
             f"{r.up_s:>10.1f}s{r.slowest_s:>7.1f}s"
             f"{r.mib_per_student:>8.0f}{r.engine_mib_per_student:>8.0f}{ksm:>8}{saved:>10}"
             f"{r.down_s:>6.1f}s{r.failed:>7}"
