@@ -61,9 +61,9 @@ class DomainParams:
     fw_cfg: tuple[str, str] | None = None
 
 
-def settings(p: DomainParams) -> list[str]:
-    """The guest's ``labctl.*`` settings (the contract is the image's: labctl.images.vm)."""
-    return vm_image.guest_settings(
+def settings(p: DomainParams) -> vm_image.GuestSettings:
+    """The guest's own settings (the contract is the image's: labctl.images.vm)."""
+    return vm_image.GuestSettings(
         hostname=p.hostname,
         authorized_key=p.authorized_key,
         address=p.address,
@@ -79,7 +79,7 @@ def kernel_cmdline(p: DomainParams) -> str:
     arch = DEBIAN_ARCH[p.guest.arch]
     if p.template:
         return vm_image.template_cmdline(arch)
-    return " ".join([*vm_image.boot_args(arch), *settings(p)])
+    return vm_image.kernel_cmdline(arch, settings(p))
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -40,14 +41,19 @@ def pin(plan: base.GuestPlan[LibvirtParams], artifact: str) -> None:
 
 
 def link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link ``source`` as ``target`` (a copy across file systems), atomically."""
-    tmp = target.with_name(target.name + ".tmp")
+    """Hard-link ``source`` as ``target`` (a copy across file systems), atomically.
+
+    Guests of one lab are created side by side and pin the same files: each writes its own
+    temporary name, and the last rename wins with the same content.
+    """
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
         os.link(source, tmp)
     except OSError:
         shutil.copy2(source, tmp)
     tmp.rename(target)
+    tmp.unlink(missing_ok=True)  # rename does nothing when both are links of one file already
 
 
 def wait_for_marker(path: Path, marker: str, deadline: float) -> None:

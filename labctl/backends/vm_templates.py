@@ -372,7 +372,7 @@ def settings_file(disk: Path) -> Path:
 def clone_settings(p: DomainParams) -> str:
     """What a clone reads in its firmware config entry: its settings and a fresh random seed
     (its kernel's pool must not stay its template's)."""
-    return fw_cfg_value([*settings(p), f"labctl.seed={secrets.token_hex(32)}"])
+    return fw_cfg_value([*settings(p).words(), f"labctl.seed={secrets.token_hex(32)}"])
 
 
 def clone_xml(template: Template, p: DomainParams) -> str:
@@ -418,7 +418,7 @@ def _boot_words(template: Template, p: DomainParams) -> list[str]:
     ``labctl.template`` (used when the clone boots again, after a reboot or a stop)."""
     words = _find(ET.fromstring(template.saved_xml), "os/cmdline").text or ""
     base = [w for w in words.split() if not w.startswith("labctl.")]
-    return [*base, *settings(p)]
+    return [*base, *settings(p).words()]
 
 
 def _find(root: ET.Element, path: str) -> ET.Element:

@@ -102,32 +102,34 @@ def boot_facts(arch: Arch, kernel: str) -> dict[str, str]:
 BOOT_TUNING = ("mitigations=off", "cryptomgr.notests", "nowatchdog", "audit=0")
 
 
-def guest_settings(
-    *,
-    hostname: str,
-    authorized_key: str,
-    address: str | None = None,
-    gateway: str | None = None,
-    dns: str | None = None,
-    apt_proxy: str | None = None,
-    mac: str | None = None,
-) -> list[str]:
-    """One guest's ``labctl.*`` words (the module docstring), as its kernel command line or a
-    template's clone receives them."""
-    key = base64.b64encode(authorized_key.strip().encode()).decode()
-    args = [f"labctl.hostname={hostname}"]
-    if address:
-        args.append(f"labctl.ip={address}")
-    if gateway:
-        args.append(f"labctl.gw={gateway}")
-    if dns:
-        args.append(f"labctl.dns={dns}")
-    if apt_proxy:
-        args.append(f"labctl.apt_proxy={apt_proxy}")
-    if mac:
-        args.append(f"labctl.mac={mac}")
-    args.append(f"labctl.key={key}")
-    return args
+@dataclass(frozen=True)
+class GuestSettings:
+    """One guest's own settings: the ``labctl.*`` words of the module docstring, which its
+    kernel command line (or, for a template's clone, a firmware config entry) carries."""
+
+    hostname: str
+    authorized_key: str  # root's authorized_keys, one key a line
+    address: str | None = None  # a.b.c.d/nn; None: DHCP
+    gateway: str | None = None
+    dns: str | None = None
+    apt_proxy: str | None = None
+    mac: str | None = None  # eth0's (Debian images)
+
+    def words(self) -> list[str]:
+        """The ``labctl.*`` words, in the contract's order."""
+        key = base64.b64encode(self.authorized_key.strip().encode()).decode()
+        optional = {
+            "ip": self.address,
+            "gw": self.gateway,
+            "dns": self.dns,
+            "apt_proxy": self.apt_proxy,
+            "mac": self.mac,
+        }
+        return [
+            f"labctl.hostname={self.hostname}",
+            *(f"labctl.{name}={value}" for name, value in optional.items() if value),
+            f"labctl.key={key}",
+        ]
 
 
 def boot_args(arch: str) -> list[str]:
@@ -142,28 +144,9 @@ def boot_args(arch: str) -> list[str]:
     ]
 
 
-def kernel_cmdline(
-    arch: str,
-    *,
-    hostname: str,
-    authorized_key: str,
-    address: str | None = None,
-    gateway: str | None = None,
-    dns: str | None = None,
-    apt_proxy: str | None = None,
-    mac: str | None = None,
-) -> str:
+def kernel_cmdline(arch: str, settings: GuestSettings) -> str:
     """The kernel command line a ``vm-<arch>`` image expects (see the module docstring)."""
-    settings = guest_settings(
-        hostname=hostname,
-        authorized_key=authorized_key,
-        address=address,
-        gateway=gateway,
-        dns=dns,
-        apt_proxy=apt_proxy,
-        mac=mac,
-    )
-    return " ".join([*boot_args(arch), *settings])
+    return " ".join([*boot_args(arch), *settings.words()])
 
 
 def template_cmdline(arch: str) -> str:

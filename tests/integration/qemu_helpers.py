@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from labctl.images.vm import kernel_cmdline
+from labctl.images.vm import GuestSettings, kernel_cmdline
 from labctl.keys import KeyPair
 from labctl.ssh import SshTarget
 
@@ -160,9 +160,8 @@ def booted(
     The guest gets QEMU's user-mode address on the command line, or asks for it by DHCP.
     """
     port = free_port()
-    cmdline = kernel_cmdline(
-        arch, hostname=hostname, authorized_key=key.public_line, **({} if dhcp else USER_NET)
-    )
+    settings = GuestSettings(hostname, key.public_line, **({} if dhcp else USER_NET))
+    cmdline = kernel_cmdline(arch, settings)
     argv = qemu_argv(
         image_dir, arch, workdir, disk_bus=disk_bus, nic=nic, port=port, cmdline=cmdline
     )

@@ -207,6 +207,25 @@ def test_a_record_left_by_a_killed_server_is_taken_over(tmp_path: Path) -> None:
     assert serving.current(root) == me
 
 
+def _until_every_seat_wrote(lab: str, timeout: float = 60.0) -> None:
+    """Wait until each seat's writer has committed a batch to the store."""
+    import time
+
+    from labctl.store import open_store
+
+    deadline = time.monotonic() + timeout
+    while True:
+        store = open_store()
+        try:
+            wrote = {(a.instance, a.student) for a in store.attempts(lab)}
+        finally:
+            store.close()
+        if all((s.instance, s.student) in wrote for s in SEATS):
+            return
+        assert time.monotonic() < deadline, f"writers never wrote: only {sorted(wrote)}"
+        time.sleep(0.2)
+
+
 def test_class_serve_killed_while_students_write_restarts_on_a_whole_store(
     state_root: Path,
 ) -> None:
@@ -239,6 +258,7 @@ def test_class_serve_killed_while_students_write_restarts_on_a_whole_store(
     bearer = {"Authorization": f"Bearer {token}"}
     base = f"http://127.0.0.1:{port}/"
     try:
+        _until_every_seat_wrote(LAB)  # a loaded host starts a writer late: the kill must not
         for _ in range(3):  # the grid read while writes go on, then the server killed
             assert requests.get(base + "api/grid", headers=bearer, timeout=10).ok
         os.kill(server.pid, signal.SIGKILL)

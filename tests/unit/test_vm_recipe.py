@@ -11,7 +11,7 @@ import pytest
 from labctl.images import vm_debian
 from labctl.images.debian import read_list, sources
 from labctl.images.initramfs import Cpio, ModuleTree, module_name
-from labctl.images.vm import ARCHES, RECIPE_DIR, kernel_cmdline, recipes
+from labctl.images.vm import ARCHES, RECIPE_DIR, GuestSettings, kernel_cmdline, recipes
 
 
 def _read_newc(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
@@ -78,17 +78,16 @@ def test_kernel_cmdline_carries_the_contract() -> None:
     line = "ssh-ed25519 AAAAC3Nza test@host"
     args = kernel_cmdline(
         "arm64",
-        hostname="g1",
-        authorized_key=line + "\n",
-        address="10.0.0.5/24",
-        gateway="10.0.0.1",
+        GuestSettings(
+            hostname="g1", authorized_key=line + "\n", address="10.0.0.5/24", gateway="10.0.0.1"
+        ),
     ).split()
     assert args[:5] == ["root=LABEL=labctl-root", "rw", "console=ttyAMA0", "net.ifnames=0", "quiet"]
     values = dict(a.split("=", 1) for a in args if a.startswith("labctl."))
     assert values["labctl.hostname"] == "g1"
     assert values["labctl.ip"] == "10.0.0.5/24" and values["labctl.gw"] == "10.0.0.1"
     assert base64.b64decode(values["labctl.key"]).decode() == line
-    dhcp = kernel_cmdline("amd64", hostname="g2", authorized_key=line)
+    dhcp = kernel_cmdline("amd64", GuestSettings(hostname="g2", authorized_key=line))
     assert "console=ttyS0" in dhcp and "labctl.ip=" not in dhcp
 
 
@@ -140,15 +139,16 @@ def test_debian_recipe_lists_are_well_formed() -> None:
 def test_debian_guest_setup_reads_every_key_of_the_command_line() -> None:
     """labctl-setup in the image handles each labctl.* key that kernel_cmdline can write."""
     script = (vm_debian.RECIPE_DIR / "rootfs/usr/local/sbin/labctl-setup").read_text()
-    line = kernel_cmdline(
-        "amd64",
+    settings = GuestSettings(
         hostname="g",
         authorized_key="ssh-ed25519 AAAA k",
         address="10.0.0.5/24",
         gateway="10.0.0.1",
         dns="10.0.0.1",
         apt_proxy="http://10.0.0.1:3142",
+        mac="52:54:00:00:00:01",
     )
+    line = kernel_cmdline("amd64", settings)
     keys = {a.split("=", 1)[0] for a in line.split() if a.startswith("labctl.")}
     assert keys == {
         "labctl.hostname",
@@ -157,9 +157,12 @@ def test_debian_guest_setup_reads_every_key_of_the_command_line() -> None:
         "labctl.dns",
         "labctl.key",
         "labctl.apt_proxy",
+        "labctl.mac",
     }
     for key in keys:
         assert f"{key}=*)" in script, key
+    # what only a template's boot and its clones are given (labctl.backends.vm_templates)
+    assert "labctl.template)" in script and "labctl.seed=*)" in script
 
 
 def test_a_package_apt_cannot_find_is_named_with_its_list_line(tmp_path: Path) -> None:

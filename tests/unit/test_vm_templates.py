@@ -291,3 +291,18 @@ def test_making_a_template_removes_only_the_same_image_s_older_builds(
     assert not older.exists()
     assert other_devices.exists() and other_image.exists() and being_made.exists()
     assert template.directory.exists()
+
+
+def test_guests_created_side_by_side_pin_the_same_file_without_tripping(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labctl.backends import vm_files
+
+    source = tmp_path / "base.qcow2"
+    source.write_bytes(b"QFI\xfb")
+    targets = [tmp_path / "run" / "base.qcow2"] * 16
+    targets[0].parent.mkdir()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda t: vm_files.link_or_copy(source, t), targets))
+    assert targets[0].read_bytes() == b"QFI\xfb"
+    assert [p.name for p in targets[0].parent.iterdir()] == ["base.qcow2"]  # no temporary left
