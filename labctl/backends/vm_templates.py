@@ -44,7 +44,7 @@ import libvirt
 
 from labctl import libvirt_client
 from labctl.backends import vm_files
-from labctl.backends.domain_xml import NS, DomainParams, domain_xml, settings
+from labctl.backends.domain_xml import LAYOUT, NS, DomainParams, domain_xml, settings
 from labctl.backends.params import LibvirtParams
 from labctl.errors import EngineError, ReadyTimeout
 from labctl.images.recipe import Manifest
@@ -94,6 +94,7 @@ class TemplateSpec:
     qemu: int  # libvirt's hypervisor version (QEMU's, as major*1e6 + minor*1e3 + micro)
     libvirt: int
     host_cpu: str  # a digest of the host CPU's flags (what a KVM guest's CPU is made of)
+    layout: int = LAYOUT  # the shape of labctl's domain XML (domain_xml.LAYOUT)
 
     @property
     def key(self) -> str:

@@ -1,6 +1,7 @@
 """VM templates on the real engines: two guests of one image and one device set, on one lab
 network, both started from the same saved boot, must be two machines (name, address, MAC,
-SSH host key, clock of their own) that reach each other; one powered off boots by itself."""
+SSH host key, clock of their own) that reach each other; one powered off boots by itself, and
+one whose plug is pulled right after its start comes back with the host key it was given."""
 
 from __future__ import annotations
 
@@ -111,3 +112,24 @@ def test_a_clone_powered_off_boots_from_its_own_kernel_command_line(
     assert name == "twin-a" and address.split("/")[0] == state.guests["twin-a"].address
     mac = sh(lab, again, "twin-a", "cat /sys/class/net/eth0/address")
     assert mac == state.guests["twin-a"].mac  # labctl.mac: not the template's
+
+
+HOST_KEY = "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | awk '{print $2}'"
+
+
+def test_a_clone_stopped_by_force_at_once_keeps_its_host_key(
+    twins: tuple[Lab, Path, LabState],
+) -> None:
+    """A pulled plug (virsh destroy) seconds after a clone's start: the SSH host key that
+    labctl-setup made for it was written through to the disk, and sshd starts at the boot."""
+    lab, path, state = twins
+    resource = state.guests["twin-b"].resource
+    assert backends.get("libvirt").destroy(resource)  # gone: the next up makes a new clone
+    fresh = up(lab, path, state.instance)
+    assert "started from a template's saved boot" in console(fresh, "twin-b")
+    key = sh(lab, fresh, "twin-b", HOST_KEY)
+    with libvirt_client.connection() as conn:
+        conn.lookupByName(resource).destroy()  # stopped, still defined: the plug is pulled
+    again = up(lab, path, state.instance)
+    assert "labctl: up after" in console(again, "twin-b")  # a boot, on the clone's own disk
+    assert sh(lab, again, "twin-b", HOST_KEY) == key

@@ -97,3 +97,16 @@ def test_a_tcg_guest_gets_a_bounded_translation_cache_and_a_kvm_guest_none() -> 
     tcg = parse(domain_params("kvm-full", accel="tcg")).find("features/tcg/tb-cache")
     assert tcg is not None and tcg.get("unit") == "MiB" and int(tcg.text or 0) == 256
     assert parse(domain_params("kvm-full", accel="kvm")).find("features/tcg") is None
+
+
+def test_a_one_cpu_tcg_guest_can_have_a_second_cpu_and_a_kvm_guest_cannot() -> None:
+    # QEMU keeps a TCG guest's memory barriers only for a machine that may have two CPUs
+    tcg = parse(domain_params("kvm-virtio", accel="tcg")).find("vcpu")
+    assert tcg is not None and (tcg.text, tcg.get("current")) == ("2", "1")
+    kvm = parse(domain_params("kvm-virtio", accel="kvm")).find("vcpu")
+    assert kvm is not None and (kvm.text, kvm.get("current")) == ("1", None)
+    two = replace(
+        domain_params("kvm-virtio"), guest=replace(domain_params("kvm-virtio").guest, cpus=2)
+    )
+    both = parse(two).find("vcpu")
+    assert both is not None and (both.text, both.get("current")) == ("2", None)

@@ -105,8 +105,9 @@ def test_the_key_follows_everything_the_saved_memory_depends_on() -> None:
         spec(qemu=8002000).key,
         spec(libvirt=10000000).key,
         spec(host_cpu="other").key,
+        spec(layout=1).key,
     }
-    assert len(keys) == 8
+    assert len(keys) == 9
     assert spec().key == spec().key
 
 
