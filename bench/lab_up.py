@@ -7,8 +7,9 @@ labctl has logged in to it, or for the app container once it answers HTTP):
      host memory of the whole lab once it is up (RSS of each QEMU, each container's cgroup),
      a second `up` on the running lab, then `down`;
   2. the naive baseline: the Debian lab's guests brought up one after another. Each VM then
-     boots alone, so the sum of their boot times over the cores is the floor for a parallel
-     `up` on this host (boots are CPU-bound under TCG).
+     starts alone (restored from its template, or booted with LABCTL_VM_TEMPLATES=0), so the
+     sum of their start times over the cores is the floor for a parallel `up` on this host
+     (starts are CPU-bound under TCG).
 Prints the table and the ratios. Usage: sudo .venv/bin/python bench/lab_up.py [--rounds N]
 """
 
@@ -106,7 +107,7 @@ def main() -> None:
     )
     alone = ", ".join(f"{g} {seq['  ' + g]:.1f} s" for g in vms)
     print(
-        f"Debian VMs booted alone: {alone}; "
+        f"Debian VMs started alone: {alone}; "
         f"floor on {os.cpu_count()} cores ~{floor:.1f} s; up reaches it at "
         f"{deb['up'] / floor:.2f}x"
     )
