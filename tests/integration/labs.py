@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from labctl import backends
 from labctl.host.accel import detect
 from labctl.images.registry import store
 from labctl.instance.state import LabState
@@ -55,6 +56,15 @@ class Pair:
     a: LabState
     b: LabState
     up_seconds: float
+
+
+def wait_powered_off(resource: str, seconds: float = 180) -> None:
+    """Until the VM ``resource`` has powered off (as after a student's poweroff inside)."""
+    vm = backends.get("libvirt")
+    deadline = time.monotonic() + seconds
+    while vm.state(resource) != "stopped":
+        assert time.monotonic() < deadline, f"{resource} did not power off in {seconds:.0f} s"
+        time.sleep(1)
 
 
 def up(lab: Lab, path: Path, instance: str) -> LabState:

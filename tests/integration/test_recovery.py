@@ -32,7 +32,7 @@ from labctl.keys import KeyPair
 from labctl.lab import lifecycle
 from labctl.spec.model import Lab
 from tests.integration.engines import inventory
-from tests.integration.labs import Pair, two_instances, up
+from tests.integration.labs import Pair, two_instances, up, wait_powered_off
 from tests.labs import APP, VM, lab_yaml
 
 REC = lab_yaml("rec", VM, APP)
@@ -112,10 +112,7 @@ def test_a_vm_its_student_powered_off_starts_again_with_up(pair: Pair) -> None:
         run(lab, a, "vm", "poweroff")
     except (AssertionError, EngineError):
         pass  # the session may end with the guest
-    deadline = time.monotonic() + 120
-    while vm.state(resource) != "stopped":
-        assert time.monotonic() < deadline, "the VM never powered off"
-        time.sleep(1)
+    wait_powered_off(resource, 120)
     t0 = time.monotonic()
     again = up(lab, pair.path, a.instance)
     print(f"powered-off VM up again in {time.monotonic() - t0:.1f} s")

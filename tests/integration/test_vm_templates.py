@@ -16,7 +16,7 @@ from labctl.backends import vm_templates
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.spec.model import Lab
-from tests.integration.labs import instance_names, taken_down, up, write_lab
+from tests.integration.labs import instance_names, taken_down, up, wait_powered_off, write_lab
 from tests.labs import lab_yaml
 
 TWIN = """\
@@ -96,13 +96,7 @@ def test_a_clone_powered_off_boots_from_its_own_kernel_command_line(
     # a student's poweroff (a clean one: the image's disk cache is QEMU's "unsafe" under TCG,
     # and a pulled plug may lose the guest's last writes, template or not)
     backends.connect(record, KeyPair(inst.key)).run("systemctl poweroff")
-    deadline = time.monotonic() + 180
-    while True:
-        with libvirt_client.connection() as conn:
-            if not conn.lookupByName(resource).isActive():
-                break
-        assert time.monotonic() < deadline, "twin-a did not power off"
-        time.sleep(1)
+    wait_powered_off(resource)
     again = up(lab, path, state.instance)
     log = console(again, "twin-a")
     assert "labctl: up after" in log and "template" not in log  # a boot, not a restore
