@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Generic, Literal, TypeVar
@@ -79,6 +80,38 @@ class Ready:
     address: str
     port: int
     connect: str
+
+
+#: How :meth:`Backend.start` started a guest (``Started.how``).
+BOOTED, RESTORED, RESUMED, RUNNING = "booted", "restored", "resumed", "running"
+
+
+@dataclass(frozen=True)
+class Started:
+    """How a guest was started: ``booted`` (its system or process from the beginning),
+    ``restored`` (a VM from its template's saved memory), ``resumed`` (it was paused) or
+    ``running`` (nothing to do); ``note`` says why it is not what was expected."""
+
+    how: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class VmTemplate:
+    """A VM's settled boot, saved once on this host; guests of its kind start from it.
+
+    ``stale`` says why no guest will start from it again (its image was rebuilt, QEMU was
+    upgraded, ...); ``labctl images prune`` removes those. ``size``: bytes of its own.
+    """
+
+    name: str
+    image: str
+    devices: str | None
+    accel: str | None
+    size: int
+    made_at: str | None
+    boot_seconds: float | None
+    stale: str | None
 
 
 @dataclass(frozen=True)
@@ -166,8 +199,8 @@ class Backend(ABC, Generic[P]):
         """Create the guest (stopped) unless it exists; return its record."""
 
     @abstractmethod
-    def start(self, plan: GuestPlan[P]) -> None:
-        """Start the guest unless it runs."""
+    def start(self, plan: GuestPlan[P]) -> Started:
+        """Start the guest unless it runs; say how."""
 
     @abstractmethod
     def wait_ready(self, plan: GuestPlan[P], deadline: float) -> Ready:
@@ -247,6 +280,17 @@ class Backend(ABC, Generic[P]):
         raise NotSupported(
             f"{self.engine} guests are not restarted in place; a throwaway copy is timed instead"
         )
+
+    # -- what the engine keeps between labs ------------------------------------------------
+
+    def templates(self, recipes: Mapping[str, str]) -> list[VmTemplate]:
+        """The saved starts this engine keeps on the host (VM templates), each judged
+        against the images' current recipe hashes (image name -> hash). None by default."""
+        return []
+
+    def prune_templates(self, recipes: Mapping[str, str]) -> list[VmTemplate]:
+        """Remove the stale ones (no guest will start from them again); those removed."""
+        return []
 
 
 class ClientBackend(Backend[P], Generic[P, ClientT]):

@@ -191,11 +191,16 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
             )
         return record
 
-    def start(self, plan: base.GuestPlan[DockerParams]) -> None:
+    def start(self, plan: base.GuestPlan[DockerParams]) -> base.Started:
         with self._errors(f"start {plan.resource}"):
             container = self.client.containers.get(plan.resource)
-            if container.status != "running":
-                container.start()
+            if container.status == "running":
+                return base.Started(base.RUNNING)
+            if container.status == "paused":
+                container.unpause()
+                return base.Started(base.RESUMED)
+            container.start()
+            return base.Started(base.BOOTED)
 
     def _published_port(self, resource: str, port: int) -> int | None:
         container = self.client.containers.get(resource)

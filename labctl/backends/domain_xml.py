@@ -221,7 +221,7 @@ NIC_NAMES = {"virtio": "virtio-net", "e1000": "e1000"}
 
 def devices_summary(guest: LibvirtParams) -> str:
     """Human summary of the device models, for status tables."""
-    return _summary(guest.disk_bus, guest.nic_model)
+    return devices_text(guest.disk_bus, guest.nic_model)
 
 
 def live_devices(xml: str) -> Devices:
@@ -233,10 +233,11 @@ def live_devices(xml: str) -> Devices:
     driver = disk.find("driver") if disk is not None else None
     bus = target.get("bus", "none") if target is not None else "none"
     model = nic.get("type", "none") if nic is not None else "none"
-    return Devices(_summary(bus, model), driver.get("cache") if driver is not None else None)
+    return Devices(devices_text(bus, model), driver.get("cache") if driver is not None else None)
 
 
-def _summary(disk_bus: str, nic_model: str) -> str:
+def devices_text(disk_bus: str, nic_model: str) -> str:
+    """Human summary of a disk bus and a NIC model."""
     text = f"{DISK_NAMES.get(disk_bus, disk_bus)} + {NIC_NAMES.get(nic_model, nic_model)}"
     virtio = [disk_bus == "virtio", nic_model == "virtio"]
     if all(virtio):

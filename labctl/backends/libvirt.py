@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +37,6 @@ from labctl.ssh import KeyRefused, SshError, SshTarget, wait_for_login
 from labctl.ssh import run as ssh_run
 
 Plan = base.GuestPlan[LibvirtParams]
-log = logging.getLogger(__name__)
 
 
 def _paused(dom: libvirt.virDomain) -> bool:
@@ -218,34 +217,42 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
             console_log=str(params.console_log),
         )
 
-    def start(self, plan: Plan) -> None:
+    def start(self, plan: Plan) -> base.Started:
         with libvirt_client.connection() as conn:
             dom = libvirt_client.domain(conn, plan.resource)
             if dom is None:
                 raise EngineError(f"domain {plan.resource} does not exist", "run labctl up again")
             try:
                 if not dom.isActive():
-                    if not self._restore(conn, dom, plan):
+                    started = self._restore(conn, dom, plan)
+                    if started.how != base.RESTORED:
                         dom.create()
-                elif _paused(dom):  # paused by hand (virsh suspend) or by libvirt: go on
+                    return started
+                if _paused(dom):  # paused by hand (virsh suspend) or by libvirt: go on
                     dom.resume()
+                    return base.Started(base.RESUMED)
+                return base.Started(base.RUNNING)
             except libvirt.libvirtError as exc:
                 raise libvirt_client.error(f"start {plan.resource}", exc) from exc
 
-    def _restore(self, conn: libvirt.virConnect, dom: libvirt.virDomain, plan: Plan) -> bool:
-        """Start a fresh clone from its template's memory; False: it boots instead."""
+    def _restore(
+        self, conn: libvirt.virConnect, dom: libvirt.virDomain, plan: Plan
+    ) -> base.Started:
+        """Start a fresh clone from its template's memory; else say it is to boot, and why
+        when a restore was meant."""
         clone = vm_templates.marker(plan.run_dir, plan.name)
         if not clone.exists():
-            return False
+            return base.Started(base.BOOTED)
         template_dir = vm_templates.templates_dir() / clone.read_text().strip()
         clone.unlink()  # whatever happens now, the overlay is no longer the template's disk
         try:
             xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_MIGRATABLE)
             vm_templates.restore(conn, template_dir, xml, plan.run_dir, plan.name)
         except EngineError as exc:
-            log.warning("%s boots instead: %s", plan.name, exc.message)
-            return False
-        return True
+            return base.Started(
+                base.BOOTED, f"booted instead of restored from its template: {exc.message}"
+            )
+        return base.Started(base.RESTORED)
 
     def wait_ready(self, plan: Plan, deadline: float) -> base.Ready:
         assert plan.address
@@ -313,6 +320,12 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
     def restart(self, record: GuestRecord, key: KeyPair, timeout: float) -> base.StartTimes:
         guest = self.connect(record, key)
         return libvirt_measure.restart(record, key, guest, timeout, self.ready_means)
+
+    def templates(self, recipes: Mapping[str, str]) -> list[base.VmTemplate]:
+        return vm_templates.inventory(vm_templates.Now.here(recipes))
+
+    def prune_templates(self, recipes: Mapping[str, str]) -> list[base.VmTemplate]:
+        return vm_templates.prune(vm_templates.Now.here(recipes))
 
     def destroy(self, resource: str) -> bool:
         with libvirt_client.connection() as conn:

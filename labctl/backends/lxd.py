@@ -198,11 +198,16 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
             port=22,
         )
 
-    def start(self, plan: base.GuestPlan[LxdParams]) -> None:
+    def start(self, plan: base.GuestPlan[LxdParams]) -> base.Started:
         instance = self._must_get(plan.resource)
-        if instance.status != "Running":
-            with engine_errors(f"start {plan.resource}"):
-                instance.start(wait=True)
+        if instance.status == "Running":
+            return base.Started(base.RUNNING)
+        with engine_errors(f"start {plan.resource}"):
+            if instance.status == "Frozen":
+                instance.unfreeze(wait=True)
+                return base.Started(base.RESUMED)
+            instance.start(wait=True)
+        return base.Started(base.BOOTED)
 
     def _address(self, resource: str) -> str | None:
         with engine_errors(f"read the address of {resource}"):

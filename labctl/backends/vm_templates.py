@@ -36,15 +36,17 @@ import shutil
 import struct
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import libvirt
 
 from labctl import libvirt_client
-from labctl.backends import vm_files
-from labctl.backends.domain_xml import LAYOUT, NS, DomainParams, domain_xml, settings
+from labctl.backends import base, vm_files
+from labctl.backends.domain_xml import LAYOUT, NS, DomainParams, devices_text, domain_xml, settings
 from labctl.backends.params import LibvirtParams
 from labctl.errors import EngineError, ReadyTimeout
 from labctl.images.recipe import Manifest
@@ -274,9 +276,36 @@ def _load(spec: TemplateSpec) -> Template | None:
     try:
         recorded = json.loads(facts.read_text())
         saved = read_save_image(spec.directory / "memory.save")
-        return Template(spec, saved.xml, float(recorded["boot_seconds"]))
+        template = Template(spec, saved.xml, float(recorded["boot_seconds"]))
     except (OSError, ValueError, KeyError, EngineError):
         return None
+    if "spec" not in recorded:  # made by a labctl that did not record its facts
+        _record(template, _saved_at(spec.directory))
+    return template
+
+
+def _saved_at(directory: Path) -> str | None:
+    """When the template's memory was saved (its save file's time), in ISO 8601, UTC."""
+    try:
+        mtime = (directory / "memory.save").stat().st_mtime
+    except OSError:
+        return None
+    return datetime.fromtimestamp(mtime, timezone.utc).isoformat("T", "seconds")
+
+
+def _record(template: Template, made_at: str | None = None) -> None:
+    """Write ``template.json``: what :func:`inventory` tells of the template."""
+    spec = template.spec
+    facts = {
+        "image": spec.image,
+        "key": spec.key,
+        "boot_seconds": round(template.boot_seconds, 1),
+        "made_at": made_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "spec": asdict(spec),
+    }
+    tmp = template.directory / "template.json.tmp"
+    tmp.write_text(json.dumps(facts, indent=1))
+    tmp.rename(template.directory / "template.json")
 
 
 def _make(spec: TemplateSpec, image_dir: Path, entry: str) -> Template:
@@ -314,9 +343,7 @@ def _make(spec: TemplateSpec, image_dir: Path, entry: str) -> Template:
     (d / "memory.save.tmp").rename(d / "memory.save")
     make_private(d / "memory.save")
     template = Template(spec, read_save_image(d / "memory.save").xml, seconds)
-    (d / "template.json").write_text(
-        json.dumps({"image": spec.image, "key": spec.key, "boot_seconds": round(seconds, 1)})
-    )
+    _record(template)
     _prune(spec)
     return template
 
@@ -355,6 +382,129 @@ def _prune(spec: TemplateSpec) -> None:
             continue  # being made, or not a template
         if image == spec.image:
             remove_tree(other)
+
+
+# -- what the cache holds -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Now:
+    """What a template must match to be started from: each image's recipe hash, QEMU's and
+    libvirt's versions (None: libvirtd did not answer, so they are not judged), the host CPU."""
+
+    recipes: Mapping[str, str]
+    versions: tuple[int, int] | None
+    host_cpu: str
+    layout: int = LAYOUT
+
+    @classmethod
+    def here(cls, recipes: Mapping[str, str]) -> Now:
+        """This host's, now."""
+        try:
+            with libvirt_client.connection() as conn:
+                versions: tuple[int, int] | None = (conn.getVersion(), conn.getLibVersion())
+        except (EngineError, libvirt.libvirtError):
+            versions = None
+        return cls(recipes, versions, _host_cpu())
+
+
+def stale(name: str, facts: Mapping[str, Any], now: Now) -> str | None:
+    """Why no guest will start from the template ``name`` of ``facts`` again (None: one may).
+
+    A template recorded by an older labctl has only its name's facts (image and recipe);
+    the rest is recorded the next time a guest starts from it.
+    """
+    spec = facts.get("spec")
+    image, recipe_prefix, _key = name.rsplit("-", 2)
+    recipe = now.recipes.get(image)
+    if recipe is None:
+        return f"no image {image} is known now"
+    if not recipe.startswith(recipe_prefix):
+        return f"{image} was rebuilt since"
+    if not isinstance(spec, dict):
+        return None
+    if spec.get("layout") != now.layout:
+        return "labctl now defines VMs otherwise (domain layout)"
+    if now.versions is not None and (spec["qemu"], spec["libvirt"]) != now.versions:
+        return "QEMU or libvirt was upgraded since"
+    if spec["host_cpu"] != now.host_cpu:
+        return "made on a host CPU with other flags"
+    return None
+
+
+def _own_bytes(directory: Path) -> int:
+    """Disk the template holds of its own: its disk's writes and its saved memory (the
+    kernel, initrd and base disk are hard links of the image's files)."""
+    total = 0
+    for name in ("disk.qcow2", "memory.save"):
+        with contextlib.suppress(OSError):
+            total += (directory / name).stat().st_blocks * 512
+    return total
+
+
+def inventory(now: Now) -> list[base.VmTemplate]:
+    """Every template in the cache, current or stale, by name."""
+    root = templates_dir()
+    if not root.is_dir():
+        return []
+    found = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            facts: dict[str, Any] = json.loads((d / "template.json").read_text())
+        except (OSError, ValueError):
+            facts = {}
+        spec = facts.get("spec") or {}
+        params = spec.get("params") or {}
+        made = _saved_at(d)
+        whole = bool(facts) and made is not None and d.name.count("-") >= 2
+        found.append(
+            base.VmTemplate(
+                name=d.name,
+                image=str(facts.get("image") or d.name.rsplit("-", 2)[0]),
+                devices=devices_text(params["disk_bus"], params["nic_model"]) if params else None,
+                accel=spec.get("accel"),
+                size=_own_bytes(d),
+                made_at=facts.get("made_at") or made,
+                boot_seconds=facts.get("boot_seconds"),
+                stale=stale(d.name, facts, now)
+                if whole
+                else "incomplete: its making was cut short",
+            )
+        )
+    return found
+
+
+def prune(now: Now) -> list[base.VmTemplate]:
+    """Remove every stale template that no ``labctl`` is making or reading now; those removed.
+
+    Guests started from one keep running: their run directories hold hard links of its disk.
+    """
+    removed = []
+    for t in inventory(now):
+        if t.stale is None:
+            continue
+        directory = templates_dir() / t.name
+        if _try_locked(directory.with_name(directory.name + ".lock"), remove_tree, directory):
+            directory.with_name(directory.name + ".lock").unlink(missing_ok=True)
+            removed.append(t)
+    return removed
+
+
+def _try_locked(path: Path, action: Callable[[Path], None], arg: Path) -> bool:
+    """Run ``action(arg)`` holding ``path``'s lock if nobody holds it; whether it ran."""
+    if not path.exists():
+        action(arg)
+        return True
+    with path.open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            action(arg)
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+    return True
 
 
 def remove_tree(path: Path) -> None:

@@ -38,7 +38,7 @@ InstanceOpt = typer.Option(DEFAULT_INSTANCE, "--instance", "-i", help="Lab insta
 StudentOpt = typer.Option(
     None, "--student", "-s", help="Student id; default: $LABCTL_STUDENT or the instance name."
 )
-JsonOpt = typer.Option(False, "--json", help="Print as JSON.")
+JsonOpt = tables.JsonOpt
 #: how long ``run --wait`` waits for the first HTTP answer
 WAIT_SECONDS = 60.0
 

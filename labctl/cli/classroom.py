@@ -26,7 +26,7 @@ LabArg = typer.Argument(DEFAULT_LAB, metavar="[LAB]", help="Lab name or file.")
 ClassOpt = typer.Option(
     None, "--class", "-c", help="Class name (1-5 letters/digits); default: the only class."
 )
-JsonOpt = typer.Option(False, "--json", help="Print as JSON.")
+JsonOpt = tables.JsonOpt
 
 
 def _plan_lines(p: capacity.Plan) -> list[tuple[str, str]]:

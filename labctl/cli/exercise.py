@@ -18,6 +18,7 @@ from rich.markup import escape
 from labctl import console
 from labctl.classroom.window import class_of, require_open, scored_at
 from labctl.cli import exercise_view as view
+from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.errors import LabctlError, SpecError
 from labctl.exercises import grading, runner, template
@@ -41,7 +42,7 @@ StudentOpt = typer.Option(
     None, "--student", "-s", help="Student id; default: $LABCTL_STUDENT or the instance name."
 )
 LangOpt = typer.Option(None, "--lang", help="es or en; default: from LC_ALL / LANG.")
-JsonOpt = typer.Option(False, "--json", help="Print as JSON.")
+JsonOpt = tables.JsonOpt
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,11 @@ import time
 from dataclasses import dataclass
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from labctl import console
+from labctl import backends, console
+from labctl.backends.base import Backend, VmTemplate
 from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.images.cache import BuildOutcome
@@ -97,7 +99,7 @@ def build(
 
 @images_app.command("list")
 def list_images(
-    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+    json_out: bool = tables.JsonOpt,
     wide: bool = tables.WideOpt,
 ) -> None:
     """Show each image: built or missing, size, when it was built and how long it took."""
@@ -124,3 +126,75 @@ def list_images(
             *([r.description] * wide),
         )
     console.out.print(table)
+    made = _templates().templates(hashes)
+    if made:
+        console.out.print("\nVM templates (a VM's boot saved once; its guests start from it):")
+        _print_templates(made, wide)
+
+
+def _templates() -> Backend:
+    """The engine that keeps VM templates."""
+    return backends.get("libvirt")
+
+
+def _print_templates(made: list[VmTemplate], wide: bool) -> None:
+    table = tables.table("image", "devices", "size", "made", *(["accel", "boot", "name"] * wide))
+    for t in made:
+        table.add_row(
+            t.image,
+            escape(t.devices or "-"),
+            _size(t.size),
+            (t.made_at or "-").replace("T", " ")[:16],
+            *(
+                [t.accel or "-", f"{t.boot_seconds:.0f} s" if t.boot_seconds else "-", t.name]
+                * wide
+            ),
+        )
+    if wide:
+        tables.print_unwrapped(console.out, table)
+    else:
+        console.out.print(table)
+    stale = [t for t in made if t.stale]
+    for t in stale:
+        console.out.print(
+            f"[yellow]{escape(t.image)}[/yellow] ({t.name}): stale, {escape(t.stale or '')}"
+        )
+    if stale:
+        freed = _size(sum(t.size for t in stale))
+        console.out.print(f"labctl images prune removes the {len(stale)} stale ({freed}).")
+
+
+@images_app.command("templates")
+def templates(
+    json_out: bool = tables.JsonOpt,
+    wide: bool = tables.WideOpt,
+) -> None:
+    """Show the VM templates kept on this host: image, devices, size, and whether one is stale."""
+    s = store()
+    made = _templates().templates(s.hashes(s.recipes))
+    if json_out:
+        console.print_json(made)
+    elif made:
+        _print_templates(made, wide)
+    else:
+        console.err.print("No VM templates: the first labctl up of a Debian VM makes one.")
+
+
+@images_app.command("prune")
+def prune(
+    json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
+) -> None:
+    """Remove the VM templates no guest will start from again (image rebuilt, QEMU upgraded, ...).
+
+    Running guests are not touched: each holds its own links to its template's disk.
+    """
+    s = store()
+    removed = _templates().prune_templates(s.hashes(s.recipes))
+    if json_out:
+        console.print_json(removed)
+        return
+    for t in removed:
+        console.out.print(f"removed {t.name} ({_size(t.size)}): {t.stale}")
+    console.err.print(
+        f"{len(removed)} stale templates removed, {_size(sum(t.size for t in removed))} freed."
+    )

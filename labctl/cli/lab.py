@@ -129,7 +129,7 @@ def _connect_hint(r: lab_status.GuestStatus, instance: str) -> str:
 def _print_status(rows: list[lab_status.GuestStatus], instance: str, wide: bool = False) -> None:
     """The guests as a table; narrow: how to connect below it, whole, one guest a line."""
     headers = ["guest", "engine", "state", "accel", "address"]
-    table = tables.table(*headers, *(["devices", "connect"] if wide else []))
+    table = tables.table(*headers, *(["started", "devices", "connect"] if wide else []))
     for r in rows:
         accel = escape(r.accel or "-")
         if r.accel_note:
@@ -137,7 +137,11 @@ def _print_status(rows: list[lab_status.GuestStatus], instance: str, wide: bool 
         state = escape(r.state) if not r.error else f"{escape(r.state)} [red](error)[/red]"
         cells = [escape(r.guest), r.engine, state, accel, escape(r.address or "-")]
         if wide:
-            cells += [escape(r.devices or "-"), escape(_connect_hint(r, instance))]
+            cells += [
+                escape(r.started or "-"),
+                escape(r.devices or "-"),
+                escape(_connect_hint(r, instance)),
+            ]
         table.add_row(*cells)
     if wide:
         tables.print_unwrapped(console.out, table)
@@ -153,6 +157,9 @@ def _print_status(rows: list[lab_status.GuestStatus], instance: str, wide: bool 
     notes = [
         f"[yellow]*{escape(r.guest)}[/yellow]: {escape(r.accel_note)}" for r in rows if r.accel_note
     ]
+    notes += [
+        f"[yellow]{escape(r.guest)}[/yellow]: {escape(r.start_note)}" for r in rows if r.start_note
+    ]
     notes += [f"[red]{escape(r.guest)}[/red]: {escape(r.error)}" for r in rows if r.error]
     if notes:
         console.out.print("\n" + "\n".join(notes))
@@ -162,12 +169,13 @@ def _print_status(rows: list[lab_status.GuestStatus], instance: str, wide: bool 
 def status(
     lab: str = LabOpt,
     instance: str = InstanceOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+    json_out: bool = tables.JsonOpt,
     wide: bool = tables.WideOpt,
 ) -> None:
     """One row per guest: engine, state, accelerator in use, address, how to connect.
 
-    --wide adds the device models and puts the way to connect in the table.
+    --wide adds how each guest was last started (booted, or restored from its template), the
+    device models, and puts the way to connect in the table.
     """
     _inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
     rows = lab_status.status(state)

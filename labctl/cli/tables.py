@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
+JsonOpt = typer.Option(False, "--json", help="Print as JSON.")
 WideOpt = typer.Option(
     False,
     "--wide",

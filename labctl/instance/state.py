@@ -48,6 +48,8 @@ class GuestRecord:
     connect: str | None = None  # how a student reaches it
     console_log: str | None = None
     ready_seconds: float | None = None
+    started: str | None = None  # how up last started it: booted, restored, resumed, running
+    start_note: str | None = None  # why, when it is not what up meant (a template that failed)
     error: str | None = None
     # Identities chosen once, recorded before the engine object exists, reused ever after:
     # a domain redefined with another UUID is refused, a new MAC or port surprises the user.

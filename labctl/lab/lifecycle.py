@@ -347,9 +347,10 @@ def _guest_up(
         rec = replace(rec, accel=choice.accel, accel_note=choice.note)
     box.put(rec)
     report(name, "start", "")
-    backend.start(p)
+    started = backend.start(p)
+    rec = replace(rec, started=started.how, start_note=started.note)
     box.put(replace(rec, stage="started", error=None))
-    report(name, "ready", "waiting")
+    report(name, "ready", f"{started.how}, waiting")
     ready = backend.wait_ready(p, time.monotonic() + timeout)
     box.put(
         replace(
@@ -362,7 +363,7 @@ def _guest_up(
             error=None,
         )
     )
-    report(name, "done", f"{time.monotonic() - t0:.1f} s")
+    report(name, "done", f"{started.how}, {time.monotonic() - t0:.1f} s")
 
 
 @dataclass

@@ -22,6 +22,8 @@ class GuestStatus:
     address: str | None
     connect: str | None
     ready_seconds: float | None
+    started: str | None  # how up last started it (booted, restored, resumed, running)
+    start_note: str | None
     error: str | None
 
 
@@ -66,6 +68,8 @@ def status(state: LabState) -> list[GuestStatus]:
                 address=rec.address,
                 connect=rec.connect,
                 ready_seconds=rec.ready_seconds,
+                started=rec.started,
+                start_note=rec.start_note,
                 error=rec.error,
             )
         )

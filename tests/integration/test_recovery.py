@@ -122,15 +122,23 @@ def test_a_vm_its_student_powered_off_starts_again_with_up(pair: Pair) -> None:
     assert run(lab, again, "vm", "uname -m") == "x86_64"
 
 
-def test_a_paused_vm_is_resumed_by_up(pair: Pair) -> None:
+def test_a_paused_vm_and_a_paused_container_are_resumed_by_up(pair: Pair) -> None:
     lab, a = pair.lab, pair.a
     resource = a.guests["vm"].resource
     subprocess.run(["virsh", "-c", libvirt_client.URI, "suspend", resource], check=True)
-    vm = backends.get("libvirt")
+    app = a.guests["app"].resource
+    docker_connect().containers.get(app).pause()  # docker pause: Docker refuses a plain start
+    vm, docker = backends.get("libvirt"), backends.get("docker")
     assert vm.state(resource) == "stopped"  # alive but answering nothing: not "running"
+    assert docker.state(app) == "stopped"
     again = up(lab, pair.path, a.instance)
-    assert vm.state(resource) == "running"
+    assert vm.state(resource) == "running" and docker.state(app) == "running"
+    assert {g: again.guests[g].started for g in ("vm", "app")} == {
+        "vm": "resumed",
+        "app": "resumed",
+    }
     assert run(lab, again, "vm", "uname -m") == "x86_64"
+    assert requests.get(again.guests["app"].connect or "", timeout=10).ok
 
 
 def test_a_lost_state_file_is_rebuilt_and_the_lab_is_complete(pair: Pair) -> None:

@@ -171,6 +171,14 @@ class FakeContainer:
         self.options: dict[str, Any] = {}  # what create was given besides name and ports
 
     def start(self) -> None:
+        if self.status == "paused":  # Docker's own refusal
+            raise docker.errors.APIError("cannot start a paused container, try unpause instead")
+        self.status = "running"
+
+    def pause(self) -> None:
+        self.status = "paused"
+
+    def unpause(self) -> None:
         self.status = "running"
 
     def reload(self) -> None:

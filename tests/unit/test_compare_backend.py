@@ -73,7 +73,7 @@ class FakeBackend(Backend):
     def create(self, plan: object) -> GuestRecord:  # type: ignore[override]
         raise AssertionError
 
-    def start(self, plan: object) -> None:  # type: ignore[override]
+    def start(self, plan: object) -> object:  # type: ignore[override]
         raise AssertionError
 
     def wait_ready(self, plan: object, deadline: float) -> object:  # type: ignore[override]

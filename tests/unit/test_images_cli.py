@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from labctl import console
+from labctl.backends.base import VmTemplate
 from labctl.cli import app
 from labctl.cli import images as images_cli
 from labctl.images.cache import ImageStore
@@ -33,6 +35,7 @@ def images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ImageStore:
     store = ImageStore([Named("vm-amd64"), Named("vm-arm64-tiny"), Named("docker-app")], tmp_path)
     store.build(["vm-amd64", "docker-app"])
     monkeypatch.setattr(images_cli, "store", lambda: store)
+    monkeypatch.setattr(images_cli, "_templates", lambda: Keeper([]))  # not this host's cache
     monkeypatch.setattr(console, "out", Console(width=80, highlight=False))
     return store
 
@@ -57,3 +60,64 @@ def test_images_list_wide_adds_the_description(images: ImageStore) -> None:
     assert max(len(line) for line in lines) <= 80  # the prose wraps within the terminal
     words = " ".join(" ".join(lines).split())
     assert "description" in lines[0] and "long description of its contents" in words
+
+
+class Keeper:
+    """The libvirt backend's template calls, on a list."""
+
+    def __init__(self, made: list[VmTemplate]) -> None:
+        self.made = made
+        self.asked: list[Mapping[str, str]] = []
+
+    def templates(self, recipes: Mapping[str, str]) -> list[VmTemplate]:
+        self.asked.append(recipes)
+        return list(self.made)
+
+    def prune_templates(self, recipes: Mapping[str, str]) -> list[VmTemplate]:
+        gone = [t for t in self.made if t.stale]
+        self.made = [t for t in self.made if not t.stale]
+        return gone
+
+
+def made(name: str, devices: str, stale: str | None = None) -> VmTemplate:
+    return VmTemplate(
+        name, "vm-amd64", devices, "tcg", 139 * 2**20, "2026-12-04T03:55:00+00:00", 15.0, stale
+    )
+
+
+@pytest.fixture
+def keeper(images: ImageStore, monkeypatch: pytest.MonkeyPatch) -> Keeper:
+    k = Keeper(
+        [
+            made("vm-amd64-ffff-aaaa", "IDE + e1000 (emulated)"),
+            made(
+                "vm-amd64-0000-bbbb",
+                "virtio-blk + virtio-net (paravirtual)",
+                "vm-amd64 was rebuilt since",
+            ),
+        ]
+    )
+    monkeypatch.setattr(images_cli, "_templates", lambda: k)
+    return k
+
+
+def test_images_list_shows_the_templates_and_which_are_stale(
+    keeper: Keeper, images: ImageStore
+) -> None:
+    lines = run()
+    assert max(len(line) for line in lines) <= 80
+    text = " ".join(" ".join(lines).split())
+    assert "VM templates" in text and "IDE + e1000 (emulated)" in text
+    assert "vm-amd64 (vm-amd64-0000-bbbb): stale, vm-amd64 was rebuilt since" in text
+    assert "labctl images prune removes the 1 stale (139 MiB)" in text
+    assert keeper.asked == [images.hashes(images.recipes)]  # judged against today's recipes
+
+
+def test_images_prune_removes_only_the_stale_and_says_so(keeper: Keeper) -> None:
+    result = CliRunner().invoke(app, ["images", "prune", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [t["name"] for t in json.loads(result.stdout)] == ["vm-amd64-0000-bbbb"]
+    result = CliRunner().invoke(app, ["images", "templates", "--json"])
+    assert [t["name"] for t in json.loads(result.stdout)] == ["vm-amd64-ffff-aaaa"]
+    result = CliRunner().invoke(app, ["images", "prune"])
+    assert result.exit_code == 0 and "0 stale templates removed, 0 MiB freed." in result.stderr

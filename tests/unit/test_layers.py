@@ -24,6 +24,7 @@ ENGINE_MODULES = {
     "labctl.backends.libvirt",
     "labctl.backends.libvirt_measure",
     "labctl.backends.vm_files",
+    "labctl.backends.vm_templates",
     "labctl.backends.lxd",
     "labctl.backends.docker",
     "labctl.backends.docker_apps",

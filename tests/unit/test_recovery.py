@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -166,7 +167,7 @@ def test_a_paused_vm_is_not_running_for_up_and_start_resumes_it(vm: VmCase, conn
     assert backend.state(p.resource) == "running"
     conn.domains[p.resource].paused = True  # virsh suspend: alive, answering nothing
     assert backend.state(p.resource) == "stopped"  # so up does not call the lab "already up"
-    backend.start(p)
+    assert backend.start(p) == base.Started(base.RESUMED)
     assert not conn.domains[p.resource].paused and backend.state(p.resource) == "running"
 
 
@@ -316,6 +317,19 @@ def test_exec_on_a_container_removed_behind_labctls_back_says_so(state_root: Pat
     assert backend.destroy("labctl-rec-t1-app") is False
 
 
+def test_a_paused_container_is_not_running_for_up_and_start_unpauses_it(state_root: Path) -> None:
+    fake = FakeDockerClient()
+    backend = DockerBackend(fake)  # type: ignore[arg-type]
+    p = SimpleNamespace(resource="labctl-rec-t1-app")
+    c = fake.containers.create("img", name=p.resource, ports={})
+    assert backend.start(p) == base.Started(base.BOOTED)  # type: ignore[arg-type]
+    c.pause()
+    assert backend.state(p.resource) == "stopped"
+    assert backend.start(p) == base.Started(base.RESUMED)  # type: ignore[arg-type]
+    assert c.status == "running" and backend.state(p.resource) == "running"
+    assert backend.start(p) == base.Started(base.RUNNING)  # type: ignore[arg-type]
+
+
 def test_a_recreated_container_is_published_on_its_recorded_port(
     state_root: Path, lab: tuple[Lab, Path], store: ImageStore, tmp_path: Path
 ) -> None:
@@ -380,8 +394,10 @@ class FakeBackend(base.Backend):
         self.guests.setdefault(plan.resource, "stopped")
         return GuestRecord(plan.name, self.engine, plan.resource, stage="created")
 
-    def start(self, plan: base.GuestPlan) -> None:
+    def start(self, plan: base.GuestPlan) -> base.Started:
+        was = self.guests.get(plan.resource)
         self.guests[plan.resource] = "running"
+        return base.Started(base.RUNNING if was == "running" else base.BOOTED)
 
     def wait_ready(self, plan: base.GuestPlan, deadline: float) -> base.Ready:
         if plan.name in self.fail:
@@ -458,6 +474,21 @@ def test_the_subnet_is_saved_before_the_network_is_created_and_kept_by_a_rerun(
     )
     lifecycle.down("rec", "t1")
     assert Reservations().entries()["subnets"] == {}
+
+
+def test_up_records_and_says_how_each_guest_was_started(
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    said: list[tuple[str, str, str]] = []
+    first = up(lab, store, report=lambda *a: said.append(a))
+    assert {r.name: r.started for r in first.guests.values()} == {"vm": "booted", "app": "booted"}
+    assert any(g == "vm" and step == "done" and d.startswith("booted, ") for g, step, d in said)
+    # A guest left running by an interrupted up (its record not ready) is started no further.
+    InstanceDir("rec", "t1").save(first.with_guest(replace(first.guests["vm"], stage="started")))
+    again = up(lab, store)
+    assert again.guests["vm"].started == "running" and again.guests["app"].started == "booted"
+    assert again.guests["vm"].start_note is None
+    lifecycle.down("rec", "t1")
 
 
 def test_a_second_up_says_whom_it_waits_for(

@@ -15,6 +15,7 @@ from labctl.lab.status import GuestStatus
 
 TCG_NOTE = "KVM cannot run guests here (present but unusable: kvm_pvm); this guest runs under TCG"
 PARAVIRTUAL = "virtio-blk + virtio-net (paravirtual)"
+RESTORE_NOTE = "booted instead of restored from its template: libvirt refused the save file"
 
 
 def guest(name: str, engine: str, address: str, **kw: str | None) -> GuestStatus:
@@ -26,6 +27,8 @@ def guest(name: str, engine: str, address: str, **kw: str | None) -> GuestStatus
         "devices": PARAVIRTUAL if engine == "libvirt" else "shared host kernel",
         "connect": f"ssh -i /var/lib/labctl/key root@{address}",
         "ready_seconds": 12.0,
+        "started": "restored" if engine == "libvirt" else "booted",
+        "start_note": None,
         "error": None,
     }
     fields.update(kw)
@@ -33,7 +36,7 @@ def guest(name: str, engine: str, address: str, **kw: str | None) -> GuestStatus
 
 
 ROWS = [
-    guest("arm-emulated", "libvirt", "192.168.123.10"),
+    guest("arm-emulated", "libvirt", "192.168.123.10", started="booted", start_note=RESTORE_NOTE),
     guest("kvm-full", "libvirt", "192.168.123.11", accel_note=TCG_NOTE, devices="IDE + e1000"),
     guest("kvm-virtio", "libvirt", "192.168.123.12", state="stopped", error="domain crashed"),
     guest("lxc-system", "lxd", "10.236.114.205"),
@@ -74,6 +77,8 @@ def test_status_fits_80_columns_with_every_name_and_address_whole(
     assert not any(PARAVIRTUAL in line for line in lines)  # devices are --wide's
     assert "*kvm-full: KVM cannot run guests here" in "\n".join(lines)
     assert any("kvm-virtio: domain crashed" in line for line in lines)
+    assert f"arm-emulated: {RESTORE_NOTE}" in " ".join(" ".join(lines).split())  # said, wrapped
+    assert "restored" not in next(line for line in lines if line.startswith("kvm-full"))  # wide
 
 
 def test_status_wide_adds_devices_and_connect_one_line_per_guest(
@@ -81,11 +86,14 @@ def test_status_wide_adds_devices_and_connect_one_line_per_guest(
 ) -> None:
     lines = run("--wide")
     header = lines[0].split()
-    assert header == ["guest", "engine", "state", "accel", "address", "devices", "connect"]
+    assert header == [
+        "guest", "engine", "state", "accel", "address", "started", "devices", "connect"
+    ]  # fmt: skip
     for r in status_of:
         row = next(line for line in lines if line.startswith(r.guest))
         hint = r.connect if r.connect.startswith("http") else f"labctl ssh {r.guest}"
         assert r.address in row and (r.devices or "") in row and hint in row
+        assert r.started in row.split()
     assert "Connect:" not in lines
 
 

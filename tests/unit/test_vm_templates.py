@@ -4,6 +4,7 @@ tests/integration/test_vm_templates.py starts real clones)."""
 
 from __future__ import annotations
 
+import shutil
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import libvirt
 import pytest
 
 from labctl.backends import base, vm_templates
-from labctl.backends.domain_xml import NS, domain_xml
+from labctl.backends.domain_xml import LAYOUT, NS, domain_xml
 from labctl.backends.libvirt import LibvirtBackend
 from labctl.backends.params import LibvirtParams
 from labctl.errors import EngineError
@@ -250,29 +251,31 @@ def test_a_fresh_clone_starts_from_the_template_s_memory_once(
     settings = vm_templates.settings_file(run / "vm.qcow2")
     assert ET.fromstring(dom.xml).find("sysinfo/entry").get("file") == str(settings)
     assert settings.stat().st_mode & 0o777 == 0o600 and "labctl.seed=" in settings.read_text()
-    b.start(p)
+    assert b.start(p) == base.Started(base.RESTORED)
     assert conn.calls == ["defineXML", "restore"] and dom.active
     assert list(run.glob("*.memory*")) == [] and not (run / "vm.clone").exists()
+    assert b.start(p) == base.Started(base.RUNNING)
     dom.active = False  # the student powered it off: its disk has moved on
     b.create(p)
-    b.start(p)
-    assert conn.calls == ["defineXML", "restore", "defineXML"] and dom.active  # booted
+    assert b.start(p) == base.Started(base.BOOTED)
+    assert conn.calls == ["defineXML", "restore", "defineXML"] and dom.active
 
 
 def test_a_clone_libvirt_will_not_restore_boots_instead(
     backend: tuple[LibvirtBackend, FakeConn],
     vm_plan: base.GuestPlan[LibvirtParams],
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
     b, conn = backend
     conn.restore_error = libvirt_error(
         libvirt.VIR_ERR_OPERATION_FAILED, "incoming migration failed"
     )
     b.create(vm_plan)
-    b.start(vm_plan)
+    started = b.start(vm_plan)
     assert conn.calls == ["defineXML", "restore"]
     assert conn.domains[vm_plan.resource].active
-    assert "boots instead" in caplog.text and "incoming migration failed" in caplog.text
+    assert started.how == base.BOOTED  # what the student's status shows, and why:
+    assert started.note and "restored from its template" in started.note
+    assert "incoming migration failed" in started.note
 
 
 def test_making_a_template_removes_only_the_same_image_s_older_builds(
@@ -307,3 +310,87 @@ def test_guests_created_side_by_side_pin_the_same_file_without_tripping(tmp_path
         list(pool.map(lambda t: vm_files.link_or_copy(source, t), targets))
     assert targets[0].read_bytes() == b"QFI\xfb"
     assert [p.name for p in targets[0].parent.iterdir()] == ["base.qcow2"]  # no temporary left
+
+
+# -- what the cache holds ----------------------------------------------------------------
+
+
+def made_like(t: vm_templates.Template, **changes: object) -> vm_templates.Template:
+    """A copy of ``t``'s files under another spec, recorded as labctl records a made one."""
+    s = spec(**changes)
+    shutil.copytree(t.directory, s.directory)
+    made = vm_templates.Template(s, t.saved_xml, 14.0)
+    vm_templates._record(made)
+    return made
+
+
+def now_of(s: vm_templates.TemplateSpec, **changes: object) -> vm_templates.Now:
+    """The host as ``s`` was made on it; ``changes``: what moved on since."""
+    now = vm_templates.Now({s.image: s.recipe_hash}, (s.qemu, s.libvirt), s.host_cpu)
+    return replace(now, **changes)  # type: ignore[arg-type]
+
+
+def test_the_inventory_tells_each_template_s_facts_and_why_one_is_stale(
+    template: vm_templates.Template,
+) -> None:
+    vm_templates._record(template)
+    virtio = made_like(
+        template, params=replace(spec().params, disk_bus="virtio", nic_model="virtio")
+    )
+    now = now_of(template.spec)
+    found = {t.name: t for t in vm_templates.inventory(now)}
+    assert set(found) == {template.directory.name, virtio.directory.name}
+    t = found[template.directory.name]
+    assert (t.image, t.devices, t.accel, t.boot_seconds) == (
+        "vm-amd64",
+        "IDE + e1000 (emulated)",
+        "tcg",
+        20.0,
+    )
+    assert found[virtio.directory.name].devices == "virtio-blk + virtio-net (paravirtual)"
+    assert t.stale is None and t.made_at and t.size > 0
+
+    # Whatever the saved memory depends on, moved on, makes each stale, with the reason.
+    def why(**changes: object) -> set[str | None]:
+        return {x.stale for x in vm_templates.inventory(now_of(template.spec, **changes))}
+
+    assert why(recipes={"vm-amd64": "0" * 64}) == {"vm-amd64 was rebuilt since"}
+    assert why(recipes={}) == {"no image vm-amd64 is known now"}
+    assert why(versions=(8002000, 9000000)) == {"QEMU or libvirt was upgraded since"}
+    assert why(versions=None) == {None}  # libvirtd silent: versions are not judged
+    assert why(host_cpu="d") == {"made on a host CPU with other flags"}
+    assert why(layout=LAYOUT + 1) == {"labctl now defines VMs otherwise (domain layout)"}
+
+
+def test_an_older_labctl_s_record_is_judged_by_its_name_then_completed_when_used(
+    template: vm_templates.Template,
+) -> None:
+    (template.directory / "template.json").write_text('{"image": "vm-amd64", "boot_seconds": 20.0}')
+    [t] = vm_templates.inventory(now_of(template.spec))
+    assert t.stale is None and t.devices is None and t.made_at  # made: the save file's time
+    [t] = vm_templates.inventory(now_of(template.spec, recipes={"vm-amd64": "0" * 64}))
+    assert t.stale == "vm-amd64 was rebuilt since"
+    assert vm_templates._load(template.spec) is not None  # a guest starts from it
+    [t] = vm_templates.inventory(now_of(template.spec))
+    assert t.devices == "IDE + e1000 (emulated)" and t.accel == "tcg"
+
+
+def test_prune_removes_the_stale_and_the_unfinished_never_one_being_made(
+    template: vm_templates.Template,
+) -> None:
+    vm_templates._record(template)
+    older = made_like(template, recipe_hash="0" * 64)
+    cut_short = spec(params=replace(spec().params, memory=512)).directory
+    cut_short.mkdir()  # its boot was killed: no save file, no record, nobody holds its lock
+    busy = made_like(template, recipe_hash="1" * 64).directory
+    lock = busy.with_name(busy.name + ".lock")
+    with vm_templates._locked(lock):  # another labctl is making or reading it
+        removed = vm_templates.prune(now_of(template.spec))
+    assert {t.name for t in removed} == {older.directory.name, cut_short.name}
+    assert [t.stale for t in removed if t.name == older.directory.name] == [
+        "vm-amd64 was rebuilt since"
+    ]
+    assert not older.directory.exists() and not cut_short.exists()
+    assert busy.exists() and template.directory.exists()
+    assert vm_templates.prune(now_of(template.spec, recipes={"vm-amd64": "1" * 64})) != []
+    assert [t.name for t in vm_templates.inventory(now_of(template.spec))] == [busy.name]
