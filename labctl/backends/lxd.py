@@ -256,7 +256,7 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
                 return False
             try:
                 with engine_errors(f"remove {resource}"):
-                    if instance.status == "Running":
+                    if instance.status in ("Running", "Frozen"):  # frozen: lxc pause
                         instance.stop(force=True, wait=True)
                     instance.delete(wait=True)
                 return True

@@ -257,7 +257,8 @@ def down(
         console.print_json({"removed": removed, "seconds": round(seconds, 1)})
     else:
         console.err.print(
-            f"Lab {lab} ({instance}) down in {seconds:.1f} s: {len(removed)} guests removed."
+            f"Lab {lab} ({instance}) down in {seconds:.1f} s: {len(removed)} "
+            f"guest{'' if len(removed) == 1 else 's'} removed."
         )
 
 

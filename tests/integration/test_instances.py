@@ -18,6 +18,7 @@ from labctl.images.registry import store
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab import lifecycle
+from labctl.lxd_client import connect as lxd_connect
 from labctl.spec.model import Lab, load_lab
 from tests.integration.engines import inventory
 from tests.labs import APP, BOX, VM, lab_yaml
@@ -74,6 +75,8 @@ def test_down_of_one_instance_leaves_the_other_working(
     two_students: tuple[Lab, LabState, LabState],
 ) -> None:
     lab, a, b = two_students
+    # its student paused the system container (lxc pause): down removes it all the same
+    lxd_connect().instances.get(a.guests["box"].resource).freeze(wait=True)
     removed = lifecycle.down(lab.name, "alumno01")
     assert sorted(removed) == sorted(r.resource for r in a.guests.values())
     assert inventory(lab.name, "alumno01").empty

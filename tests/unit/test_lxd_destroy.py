@@ -1,4 +1,5 @@
-"""LxdBackend.destroy while the daemon still runs an operation of a labctl killed in its middle."""
+"""LxdBackend.start and destroy: a daemon still running an operation of a labctl killed in its
+middle, and a container a student paused."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from pylxd.exceptions import LXDAPIException
 
 from labctl.backends import lxd
+from labctl.backends.base import RESUMED, RUNNING, Started
 from labctl.backends.lxd import LxdBackend
 from labctl.errors import EngineError
 
@@ -62,3 +64,38 @@ def test_destroy_gives_up_on_other_refusals_at_once_and_on_busy_after_its_wait(
     with pytest.raises(EngineError, match="is busy running"):
         _backend(stuck).destroy("labctl-lab-t1-lxc-system")
     assert not stuck.deleted
+
+
+class _Paused:
+    """A container frozen by ``lxc pause``: LXD refuses to start or delete it as it is."""
+
+    def __init__(self) -> None:
+        self.status = "Frozen"
+        self.calls: list[str] = []
+
+    def start(self, wait: bool) -> None:
+        raise _refusal("The instance is already running")
+
+    def unfreeze(self, wait: bool) -> None:
+        self.calls.append("unfreeze")
+        self.status = "Running"
+
+    def stop(self, force: bool, wait: bool) -> None:
+        self.calls.append("stop")
+        self.status = "Stopped"
+
+    def delete(self, wait: bool) -> None:
+        if self.status != "Stopped":
+            raise _refusal("Instance is running")
+        self.calls.append("delete")
+
+
+def test_a_paused_container_is_resumed_by_start_and_stopped_before_it_is_removed() -> None:
+    plan = SimpleNamespace(resource="labctl-lab-t1-lxc-system", name="lxc-system")
+    paused = _Paused()
+    backend = _backend(paused)  # type: ignore[arg-type]
+    assert backend.start(plan) == Started(RESUMED)  # type: ignore[arg-type]
+    assert backend.start(plan) == Started(RUNNING)  # type: ignore[arg-type]
+    paused.status = "Frozen"
+    assert backend.destroy(plan.resource)
+    assert paused.calls == ["unfreeze", "stop", "delete"]
