@@ -13,10 +13,12 @@ checking at once queue in order instead of one failing on a lock upgrade.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import tenacity
 
 from labctl.errors import HostError
 from labctl.paths import state_dir
@@ -61,12 +63,30 @@ def _sqlite_file(url: sa.URL) -> None:
         os.close(fd)
 
 
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+@tenacity.retry(
+    retry=tenacity.retry_if_exception(_locked),
+    wait=tenacity.wait_random(0.01, 0.1),
+    stop=tenacity.stop_after_delay(BUSY_TIMEOUT_MS / 1000),
+    reraise=True,
+)
+def _wal(cur: sqlite3.Cursor) -> None:
+    """Put the file in WAL mode (kept in the file: asked only, once done). SQLite may refuse
+    this at once, without its busy timeout ("database is locked": seen with four threads
+    opening and closing stores on one new file, 1 run in 7), so it is tried again."""
+    if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        cur.execute("PRAGMA journal_mode = WAL")
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # pysqlite's own transaction handling is turned off: SQLAlchemy's begin() emits BEGIN below
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA journal_mode = WAL")
+    _wal(cur)
     cur.execute("PRAGMA synchronous = NORMAL")
     cur.execute("PRAGMA foreign_keys = ON")
     cur.close()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from labctl.store import NewAttempt, open_store
+from labctl.store import engine as engines
 
 WRITERS, EACH = 8, 40
 
@@ -48,3 +52,38 @@ def test_threads_share_one_store(store_url: str) -> None:
     states = store.exercise_states("virt")
     assert sum(s.step("s1").hints for s in states) == 200
     store.close()
+
+
+class _Cursor:
+    """SQLite refusing the WAL switch ``refusals`` times, as it does to a connection opened
+    while another one checkpoints the file on closing (no busy wait there)."""
+
+    def __init__(self, refusals: int, error: str = "database is locked") -> None:
+        self.refusals = refusals
+        self.error = error
+        self.mode = "delete"
+        self.run: list[str] = []
+
+    def execute(self, sql: str) -> _Cursor:
+        self.run.append(sql)
+        if self.refusals:
+            self.refusals -= 1
+            raise sqlite3.OperationalError(self.error)
+        if sql.endswith("= WAL"):
+            self.mode = "wal"
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return (self.mode,)
+
+
+def test_the_wal_switch_is_tried_again_when_sqlite_refuses_it_at_once() -> None:
+    cur = _Cursor(refusals=3)
+    engines._wal(cur)  # type: ignore[arg-type]
+    assert cur.mode == "wal" and cur.run[-1] == "PRAGMA journal_mode = WAL"
+    engines._wal(cur)  # type: ignore[arg-type]
+    assert cur.run[-1] == "PRAGMA journal_mode"  # already WAL: only asked
+    other = _Cursor(refusals=1, error="disk I/O error")  # any other error: at once
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        engines._wal(other)  # type: ignore[arg-type]
+    assert other.run == ["PRAGMA journal_mode"]
