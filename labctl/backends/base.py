@@ -101,7 +101,8 @@ class VmTemplate:
     """A VM's settled boot, saved once on this host; guests of its kind start from it.
 
     ``stale`` says why no guest will start from it again (its image was rebuilt, QEMU was
-    upgraded, ...); ``labctl images prune`` removes those. ``size``: bytes of its own.
+    upgraded, ...); ``labctl images prune`` removes those. ``busy``: another labctl holds
+    it now (making it). ``size``: bytes of its own.
     """
 
     name: str
@@ -112,6 +113,7 @@ class VmTemplate:
     made_at: str | None
     boot_seconds: float | None
     stale: str | None
+    busy: bool = False
 
 
 @dataclass(frozen=True)
@@ -285,7 +287,8 @@ class Backend(ABC, Generic[P]):
 
     def templates(self, recipes: Mapping[str, str]) -> list[VmTemplate]:
         """The saved starts this engine keeps on the host (VM templates), each judged
-        against the images' current recipe hashes (image name -> hash). None by default."""
+        against the recipe hashes of the images built now (image name -> hash). None by
+        default."""
         return []
 
     def prune_templates(self, recipes: Mapping[str, str]) -> list[VmTemplate]:

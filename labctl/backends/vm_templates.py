@@ -36,7 +36,7 @@ import shutil
 import struct
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -243,15 +243,38 @@ def _template_mac(spec: TemplateSpec) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
+def lock_of(directory: Path) -> Path:
+    """The lock file of a template's directory (beside it: ``<name>.lock``)."""
+    return directory.with_name(directory.name + ".lock")
+
+
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold the lock of ``path`` (an flock on the file at that path); True once held. With
+    ``wait=False``, False at once if another process holds it.
+
+    A lock file is removed only by its holder (:func:`_remove_if_free`); one who waited on
+    the removed file locks the file at the path again, so two never hold one path.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    while True:
+        f = path.open("a")
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            f.close()
+            yield False
+            return
+        try:
+            if os.fstat(f.fileno()).st_ino == path.stat().st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        f.close()  # removed while this one waited: lock the file at the path now
+    try:
+        yield True
+    finally:
+        f.close()  # closing lets the lock go
 
 
 def ensure(spec: TemplateSpec, image_dir: Path, entry: str) -> Template:
@@ -259,7 +282,7 @@ def ensure(spec: TemplateSpec, image_dir: Path, entry: str) -> Template:
 
     Other processes that want the same template wait for it (a file lock).
     """
-    with _locked(spec.directory.with_name(spec.directory.name + ".lock")):
+    with _locked(lock_of(spec.directory)):
         made = _load(spec)
         if made is not None:
             return made
@@ -381,7 +404,7 @@ def _prune(spec: TemplateSpec) -> None:
         except (OSError, ValueError, KeyError):
             continue  # being made, or not a template
         if image == spec.image:
-            remove_tree(other)
+            _remove_if_free(other)
 
 
 # -- what the cache holds -----------------------------------------------------------------
@@ -418,7 +441,7 @@ def stale(name: str, facts: Mapping[str, Any], now: Now) -> str | None:
     image, recipe_prefix, _key = name.rsplit("-", 2)
     recipe = now.recipes.get(image)
     if recipe is None:
-        return f"no image {image} is known now"
+        return f"no image {image} is built now"
     if not recipe.startswith(recipe_prefix):
         return f"{image} was rebuilt since"
     if not isinstance(spec, dict):
@@ -443,7 +466,7 @@ def _own_bytes(directory: Path) -> int:
 
 
 def inventory(now: Now) -> list[base.VmTemplate]:
-    """Every template in the cache, current or stale, by name."""
+    """Every template in the cache, current, stale or busy (being made now), by name."""
     root = templates_dir()
     if not root.is_dir():
         return []
@@ -456,7 +479,14 @@ def inventory(now: Now) -> list[base.VmTemplate]:
         spec = facts.get("spec") or {}
         params = spec.get("params") or {}
         made = _saved_at(d)
-        whole = bool(facts) and made is not None and d.name.count("-") >= 2
+        with _locked(lock_of(d), wait=False) as free:
+            busy = not free
+        if busy:
+            why = None
+        elif facts and made is not None and d.name.count("-") >= 2:
+            why = stale(d.name, facts, now)
+        else:
+            why = "incomplete: its making was cut short"
         found.append(
             base.VmTemplate(
                 name=d.name,
@@ -466,45 +496,36 @@ def inventory(now: Now) -> list[base.VmTemplate]:
                 size=_own_bytes(d),
                 made_at=facts.get("made_at") or made,
                 boot_seconds=facts.get("boot_seconds"),
-                stale=stale(d.name, facts, now)
-                if whole
-                else "incomplete: its making was cut short",
+                stale=why,
+                busy=busy,
             )
         )
     return found
 
 
 def prune(now: Now) -> list[base.VmTemplate]:
-    """Remove every stale template that no ``labctl`` is making or reading now; those removed.
+    """Remove every stale template that no ``labctl`` holds now (making it, or choosing it
+    for a guest); those removed.
 
     Guests started from one keep running: their run directories hold hard links of its disk.
+    A fresh clone not started yet boots instead of being restored (``LibvirtBackend.start``).
     """
-    removed = []
-    for t in inventory(now):
-        if t.stale is None:
-            continue
-        directory = templates_dir() / t.name
-        if _try_locked(directory.with_name(directory.name + ".lock"), remove_tree, directory):
-            directory.with_name(directory.name + ".lock").unlink(missing_ok=True)
-            removed.append(t)
-    return removed
+    return [
+        t
+        for t in inventory(now)
+        if t.stale is not None and _remove_if_free(templates_dir() / t.name)
+    ]
 
 
-def _try_locked(path: Path, action: Callable[[Path], None], arg: Path) -> bool:
-    """Run ``action(arg)`` holding ``path``'s lock if nobody holds it; whether it ran."""
-    if not path.exists():
-        action(arg)
-        return True
-    with path.open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        try:
-            action(arg)
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-    return True
+def _remove_if_free(directory: Path) -> bool:
+    """Remove a template's directory and its lock file unless another process holds the
+    lock; whether it was removed."""
+    lock = lock_of(directory)
+    with _locked(lock, wait=False) as free:
+        if free:
+            remove_tree(directory)
+            lock.unlink(missing_ok=True)  # by its holder: see _locked
+    return free
 
 
 def remove_tree(path: Path) -> None:
@@ -612,6 +633,8 @@ def restore(
         conn.restore(str(image))
     except libvirt.libvirtError as exc:
         raise libvirt_client.error(f"start {guest} from its template", exc) from exc
+    except OSError as exc:  # the template was removed (labctl images prune) since create
+        raise EngineError(f"cannot read the template of {guest}: {exc.strerror}") from exc
     finally:
         image.unlink(missing_ok=True)
         image.with_name(image.name + ".tmp").unlink(missing_ok=True)

@@ -126,7 +126,7 @@ def list_images(
             *([r.description] * wide),
         )
     console.out.print(table)
-    made = _templates().templates(hashes)
+    made = _templates().templates(_built(rows))
     if made:
         console.out.print("\nVM templates (a VM's boot saved once; its guests start from it):")
         _print_templates(made, wide)
@@ -137,6 +137,19 @@ def _templates() -> Backend:
     return backends.get("libvirt")
 
 
+def _built(rows: list[ImageRow] | None = None) -> dict[str, str]:
+    """Image name -> recipe hash of the build in the cache: what guests start from now (an
+    outdated image still runs until it is built again), so what templates are judged by."""
+    if rows is None:
+        s = store()
+        return {n: m.recipe_hash for n in s.recipes if (m := s.manifest(n)) is not None}
+    return {r.name: r.manifest.recipe_hash for r in rows if r.manifest is not None}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _print_templates(made: list[VmTemplate], wide: bool) -> None:
     table = tables.table("image", "devices", "size", "made", *(["accel", "boot", "name"] * wide))
     for t in made:
@@ -144,7 +157,7 @@ def _print_templates(made: list[VmTemplate], wide: bool) -> None:
             t.image,
             escape(t.devices or "-"),
             _size(t.size),
-            (t.made_at or "-").replace("T", " ")[:16],
+            "being made" if t.busy else (t.made_at or "-").replace("T", " ")[:16],
             *(
                 [t.accel or "-", f"{t.boot_seconds:.0f} s" if t.boot_seconds else "-", t.name]
                 * wide
@@ -161,7 +174,9 @@ def _print_templates(made: list[VmTemplate], wide: bool) -> None:
         )
     if stale:
         freed = _size(sum(t.size for t in stale))
-        console.out.print(f"labctl images prune removes the {len(stale)} stale ({freed}).")
+        console.out.print(
+            f"labctl images prune removes {_plural(len(stale), 'stale template')} ({freed})."
+        )
 
 
 @images_app.command("templates")
@@ -170,8 +185,7 @@ def templates(
     wide: bool = tables.WideOpt,
 ) -> None:
     """Show the VM templates kept on this host: image, devices, size, and whether one is stale."""
-    s = store()
-    made = _templates().templates(s.hashes(s.recipes))
+    made = _templates().templates(_built())
     if json_out:
         console.print_json(made)
     elif made:
@@ -186,15 +200,20 @@ def prune(
 ) -> None:
     """Remove the VM templates no guest will start from again (image rebuilt, QEMU upgraded, ...).
 
-    Running guests are not touched: each holds its own links to its template's disk.
+    Running guests are not touched: each holds its own links to its template's disk. A
+    template another labctl holds now is left for the next prune.
     """
-    s = store()
-    removed = _templates().prune_templates(s.hashes(s.recipes))
+    keeper, built = _templates(), _built()
+    removed = keeper.prune_templates(built)
+    left = [t for t in keeper.templates(built) if t.stale]
     if json_out:
-        console.print_json(removed)
+        console.print_json({"removed": removed, "left": left})
         return
     for t in removed:
         console.out.print(f"removed {t.name} ({_size(t.size)}): {t.stale}")
+    for t in left:
+        console.out.print(f"[yellow]left {t.name}[/yellow]: another labctl holds it now")
     console.err.print(
-        f"{len(removed)} stale templates removed, {_size(sum(t.size for t in removed))} freed."
+        f"{_plural(len(removed), 'stale template')} removed, "
+        f"{_size(sum(t.size for t in removed))} freed."
     )

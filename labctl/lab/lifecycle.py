@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from labctl import backends, cancel
-from labctl.backends.base import Backend, GuestPlan
+from labctl.backends.base import RUNNING, Backend, GuestPlan, Started
 from labctl.errors import ExitCode, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
 from labctl.instance import isolation, naming
@@ -335,7 +335,7 @@ def _guest_up(
     report: Reporter,
 ) -> None:
     t0 = time.monotonic()
-    rec = box.state.guests.get(name)
+    rec = before = box.state.guests.get(name)
     engine_state = backend.state(p.resource)
     if rec is not None and rec.stage == "ready" and engine_state == "running":
         report(name, "ready", "already running")
@@ -348,6 +348,8 @@ def _guest_up(
     box.put(rec)
     report(name, "start", "")
     started = backend.start(p)
+    if started.how == RUNNING and before is not None and before.started:
+        started = Started(before.started, before.start_note)  # an earlier up started it
     rec = replace(rec, started=started.how, start_note=started.note)
     box.put(replace(rec, stage="started", error=None))
     report(name, "ready", f"{started.how}, waiting")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,8 +75,8 @@ class Keeper:
         return list(self.made)
 
     def prune_templates(self, recipes: Mapping[str, str]) -> list[VmTemplate]:
-        gone = [t for t in self.made if t.stale]
-        self.made = [t for t in self.made if not t.stale]
+        gone = [t for t in self.made if t.stale and not t.busy]
+        self.made = [t for t in self.made if t not in gone]
         return gone
 
 
@@ -109,15 +110,25 @@ def test_images_list_shows_the_templates_and_which_are_stale(
     text = " ".join(" ".join(lines).split())
     assert "VM templates" in text and "IDE + e1000 (emulated)" in text
     assert "vm-amd64 (vm-amd64-0000-bbbb): stale, vm-amd64 was rebuilt since" in text
-    assert "labctl images prune removes the 1 stale (139 MiB)" in text
-    assert keeper.asked == [images.hashes(images.recipes)]  # judged against today's recipes
+    assert "labctl images prune removes 1 stale template (139 MiB)" in text
+    # judged by the builds in the cache (vm-arm64-tiny is not built), not by the recipes
+    built = images.hashes(["vm-amd64", "docker-app"])
+    assert keeper.asked == [built]
 
 
 def test_images_prune_removes_only_the_stale_and_says_so(keeper: Keeper) -> None:
+    held = made("vm-amd64-1111-cccc", "IDE + e1000 (emulated)", "vm-amd64 was rebuilt since")
+    keeper.made.append(replace(held, busy=True))  # another labctl holds it: prune leaves it
     result = CliRunner().invoke(app, ["images", "prune", "--json"])
     assert result.exit_code == 0, result.output
-    assert [t["name"] for t in json.loads(result.stdout)] == ["vm-amd64-0000-bbbb"]
+    out = json.loads(result.stdout)
+    assert [t["name"] for t in out["removed"]] == ["vm-amd64-0000-bbbb"]
+    assert [t["name"] for t in out["left"]] == ["vm-amd64-1111-cccc"]
     result = CliRunner().invoke(app, ["images", "templates", "--json"])
-    assert [t["name"] for t in json.loads(result.stdout)] == ["vm-amd64-ffff-aaaa"]
+    assert [t["name"] for t in json.loads(result.stdout)] == [
+        "vm-amd64-ffff-aaaa",
+        "vm-amd64-1111-cccc",
+    ]
+    keeper.made.pop()
     result = CliRunner().invoke(app, ["images", "prune"])
     assert result.exit_code == 0 and "0 stale templates removed, 0 MiB freed." in result.stderr

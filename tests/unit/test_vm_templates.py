@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import replace
@@ -278,6 +279,20 @@ def test_a_clone_libvirt_will_not_restore_boots_instead(
     assert "incoming migration failed" in started.note
 
 
+def test_a_clone_whose_template_was_pruned_before_its_start_boots_instead(
+    backend: tuple[LibvirtBackend, FakeConn],
+    vm_plan: base.GuestPlan[LibvirtParams],
+    template: vm_templates.Template,
+) -> None:
+    b, conn = backend
+    b.create(vm_plan)
+    vm_templates.remove_tree(template.directory)  # labctl images prune, between create and start
+    started = b.start(vm_plan)
+    assert started.how == base.BOOTED and conn.domains[vm_plan.resource].active
+    assert started.note and "cannot read the template of vm" in started.note
+    assert conn.calls == ["defineXML"]  # no restore was tried: the domain booted
+
+
 def test_making_a_template_removes_only_the_same_image_s_older_builds(
     template: vm_templates.Template,
 ) -> None:
@@ -355,7 +370,7 @@ def test_the_inventory_tells_each_template_s_facts_and_why_one_is_stale(
         return {x.stale for x in vm_templates.inventory(now_of(template.spec, **changes))}
 
     assert why(recipes={"vm-amd64": "0" * 64}) == {"vm-amd64 was rebuilt since"}
-    assert why(recipes={}) == {"no image vm-amd64 is known now"}
+    assert why(recipes={}) == {"no image vm-amd64 is built now"}
     assert why(versions=(8002000, 9000000)) == {"QEMU or libvirt was upgraded since"}
     assert why(versions=None) == {None}  # libvirtd silent: versions are not judged
     assert why(host_cpu="d") == {"made on a host CPU with other flags"}
@@ -383,14 +398,42 @@ def test_prune_removes_the_stale_and_the_unfinished_never_one_being_made(
     cut_short = spec(params=replace(spec().params, memory=512)).directory
     cut_short.mkdir()  # its boot was killed: no save file, no record, nobody holds its lock
     busy = made_like(template, recipe_hash="1" * 64).directory
-    lock = busy.with_name(busy.name + ".lock")
-    with vm_templates._locked(lock):  # another labctl is making or reading it
+    lock = vm_templates.lock_of(busy)
+    with vm_templates._locked(lock):  # another labctl is making it
+        held = {t.name: t for t in vm_templates.inventory(now_of(template.spec))}[busy.name]
+        assert held.busy and held.stale is None  # being made: neither stale nor current
         removed = vm_templates.prune(now_of(template.spec))
     assert {t.name for t in removed} == {older.directory.name, cut_short.name}
     assert [t.stale for t in removed if t.name == older.directory.name] == [
         "vm-amd64 was rebuilt since"
     ]
     assert not older.directory.exists() and not cut_short.exists()
+    assert not vm_templates.lock_of(older.directory).exists()  # its lock file went with it
     assert busy.exists() and template.directory.exists()
     assert vm_templates.prune(now_of(template.spec, recipes={"vm-amd64": "1" * 64})) != []
     assert [t.name for t in vm_templates.inventory(now_of(template.spec))] == [busy.name]
+
+
+def test_one_who_waited_on_a_lock_file_removed_meanwhile_locks_the_one_at_the_path(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    lock, order = tmp_path / "t.lock", []
+
+    def waiter(name: str) -> None:
+        with vm_templates._locked(lock):
+            order.append(f"{name} in")
+            time.sleep(0.05)
+            order.append(f"{name} out")
+
+    with vm_templates._locked(lock):  # the holder (a prune) removes the file it holds
+        first = threading.Thread(target=waiter, args=("a",))
+        first.start()  # opens the file now at the path, waits on its lock
+        time.sleep(0.1)
+        lock.unlink()
+    second = threading.Thread(target=waiter, args=("b",))  # opens a new file at the path
+    second.start()
+    first.join()
+    second.join()
+    assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
