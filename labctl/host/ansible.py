@@ -35,14 +35,6 @@ class TaskEvent:
 
 
 @dataclass(frozen=True)
-class FailedTask:
-    """A task that failed the run, with Ansible's message."""
-
-    task: str
-    msg: str
-
-
-@dataclass(frozen=True)
 class PlaybookResult:
     """Outcome of one playbook run, from the runner's final stats."""
 
@@ -53,7 +45,7 @@ class PlaybookResult:
     changed: int
     ok_tasks: int
     skipped: int
-    failed_tasks: tuple[FailedTask, ...]
+    failed_tasks: tuple[TaskEvent, ...]  # status failed, message: Ansible's words
     changed_tasks: tuple[str, ...]
     seconds: float
     log: str | None = None  # where the full Ansible output was written
@@ -84,12 +76,14 @@ class _Collector:
 
     def __init__(self, on_task: TaskCallback | None) -> None:
         self.on_task = on_task
-        self.failed: list[FailedTask] = []
+        self.failed: list[TaskEvent] = []
         self.changed: list[str] = []
 
-    def _emit(self, task: str, status: str, message: str = "") -> None:
+    def _emit(self, task: str, status: str, message: str = "") -> TaskEvent:
+        event = TaskEvent(task, status, message)
         if self.on_task is not None:
-            self.on_task(TaskEvent(task, status, message))
+            self.on_task(event)
+        return event
 
     def __call__(self, event: Mapping[str, Any]) -> bool:
         kind = event.get("event", "")
@@ -109,8 +103,7 @@ class _Collector:
             if data.get("ignore_errors"):
                 self._emit(task, "ignored", msg)
             else:
-                self.failed.append(FailedTask(task, msg))
-                self._emit(task, "failed", msg)
+                self.failed.append(self._emit(task, "failed", msg))
         return True
 
 
@@ -197,7 +190,7 @@ def _failure(result: PlaybookResult, output: str) -> HostError:
         return HostError(f"{result.playbook} was interrupted", hint)
     if result.failed_tasks:
         last = result.failed_tasks[-1]
-        return HostError(f"{result.playbook} failed at task {last.task!r}: {last.msg}", hint)
+        return HostError(f"{result.playbook} failed at task {last.task!r}: {last.message}", hint)
     tail = " | ".join(line for line in output.strip().splitlines()[-5:] if line.strip())
     return HostError(
         f"{result.playbook} failed ({result.status}, exit code {result.rc}): {tail}", hint
