@@ -196,6 +196,11 @@ class Backend(ABC, Generic[P]):
         """
         return record
 
+    def creating(self, plan: GuestPlan[P]) -> str | None:
+        """What :meth:`create` will do beyond the usual, in words to show while it runs (a
+        VM's template is made first); None when there is nothing to say."""
+        return None
+
     @abstractmethod
     def create(self, plan: GuestPlan[P]) -> GuestRecord:
         """Create the guest (stopped) unless it exists; return its record."""
@@ -203,6 +208,12 @@ class Backend(ABC, Generic[P]):
     @abstractmethod
     def start(self, plan: GuestPlan[P]) -> Started:
         """Start the guest unless it runs; say how."""
+
+    def outdated(self, plan: GuestPlan[P]) -> str | None:
+        """How the running guest's definition differs from what :meth:`create` would define
+        from ``plan`` now (the lab file or labctl changed since it was defined), in words;
+        None when it does not, or the engine has nothing it keeps until a new definition."""
+        return None
 
     @abstractmethod
     def wait_ready(self, plan: GuestPlan[P], deadline: float) -> Ready:

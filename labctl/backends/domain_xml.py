@@ -245,3 +245,50 @@ def devices_text(disk_bus: str, nic_model: str) -> str:
     if not any(virtio):
         return f"{text} (emulated)"
     return text
+
+
+#: libvirt's memory units, in KiB (libvirt's own default unit)
+_KIB = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "m": 1024, "mib": 1024,
+        "g": 1024**2, "gib": 1024**2, "kb": 1000 / 1024, "mb": 1000**2 / 1024,
+        "gb": 1000**3 / 1024}  # fmt: skip
+
+
+def _mib(el: ET.Element | None) -> str | None:
+    """A memory element's size in MiB, as text (None without the element)."""
+    if el is None or not (el.text or "").strip():
+        return None
+    kib = float(el.text or 0) * _KIB.get(el.get("unit", "KiB").lower(), 1)
+    return f"{kib / 1024:g} MiB"
+
+
+def shape(xml: str) -> dict[str, str | None]:
+    """What a domain is defined to have that a running guest keeps until it is defined anew:
+    CPUs, memory, accelerator, disk bus, NIC model, the TCG translation cache."""
+    dom = ET.fromstring(xml)
+    vcpu = dom.find("vcpu")
+    cpus = None
+    if vcpu is not None:
+        most, now = (vcpu.text or "").strip(), vcpu.get("current")
+        cpus = f"{now} of {most}" if now and now != most else most
+    target = dom.find("devices/disk[@device='disk']/target")
+    nic = dom.find("devices/interface/model")
+    return {
+        "CPUs": cpus,
+        "memory": _mib(dom.find("memory")),
+        "accelerator": "kvm" if dom.get("type") == "kvm" else "tcg",
+        "disk bus": target.get("bus") if target is not None else None,
+        "NIC": nic.get("type") if nic is not None else None,
+        "translation cache": _mib(dom.find("features/tcg/tb-cache")),
+    }
+
+
+def differences(live: str, wanted: str) -> list[str]:
+    """How a running domain's XML differs from the XML labctl would define now, in words:
+    ``CPUs 1 -> 1 of 2``; empty when it does not. Names, paths, addresses and the machine
+    version libvirt expands (``pc`` -> ``pc-i440fx-7.2``) are not compared."""
+    now, then = shape(wanted), shape(live)
+    return [
+        f"{what} {then[what] or 'default'} -> {now[what] or 'default'}"
+        for what in now
+        if then[what] != now[what]
+    ]

@@ -15,6 +15,7 @@ from labctl.backends import base, libvirt_measure, vm_files, vm_templates
 from labctl.backends.domain_xml import (
     DomainParams,
     devices_summary,
+    differences,
     domain_mac,
     domain_xml,
     network_subnet,
@@ -163,6 +164,17 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
         entry = plan.manifest.facts[vm_templates.CLONE_FACT]
         return vm_templates.ensure(spec, plan.image_dir, entry)
 
+    def creating(self, plan: Plan) -> str | None:
+        if self._params(plan).disk.exists() or not vm_templates.supports(
+            plan.params, plan.manifest
+        ):
+            return None
+        assert plan.accel
+        spec = vm_templates.spec_for(plan.image, plan.manifest, plan.params, plan.accel)
+        if vm_templates.made(spec):
+            return None
+        return "(its template first: one boot, saved for every later start on this host)"
+
     def create(self, plan: Plan) -> GuestRecord:
         params = self._params(plan)
         guest = params.guest
@@ -234,6 +246,14 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
                 return base.Started(base.RUNNING)
             except libvirt.libvirtError as exc:
                 raise libvirt_client.error(f"start {plan.resource}", exc) from exc
+
+    def outdated(self, plan: Plan) -> str | None:
+        with libvirt_client.connection() as conn:
+            dom = libvirt_client.domain(conn, plan.resource)
+            if dom is None or not dom.isActive():  # a stopped domain is defined anew by create
+                return None
+            live = libvirt_client.xml(dom, plan.resource)
+        return "; ".join(differences(live, domain_xml(self._params(plan)))) or None
 
     def _restore(
         self, conn: libvirt.virConnect, dom: libvirt.virDomain, plan: Plan

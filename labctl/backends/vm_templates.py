@@ -294,6 +294,11 @@ def ensure(spec: TemplateSpec, image_dir: Path, entry: str) -> Template:
             raise
 
 
+def made(spec: TemplateSpec) -> bool:
+    """Whether the template of ``spec`` has been made (what :func:`ensure` then loads)."""
+    return (spec.directory / "template.json").exists() and (spec.directory / "memory.save").exists()
+
+
 def _load(spec: TemplateSpec) -> Template | None:
     facts = spec.directory / "template.json"
     try:

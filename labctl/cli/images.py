@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from labctl import backends, console
 from labctl.backends.base import Backend, VmTemplate
 from labctl.cli import tables
 from labctl.cli.app import app
+from labctl.cli.progress import Steps
 from labctl.images.cache import BuildOutcome
 from labctl.images.recipe import Manifest
 from labctl.images.registry import standard_images, store
@@ -57,29 +57,14 @@ def build(
     wanted = names or (standard_images() if all_images else lab_images())
     outcomes: list[BuildOutcome] = []
     started = time.monotonic()
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.fields[image]}[/bold]"),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console.err,
-        transient=False,
-        disable=json_out,
-    ) as progress:
-        tasks: dict[str, TaskID] = {}
+    with Steps(console.err, quiet=json_out) as steps:
 
         def on_stage(image: str, stage: str) -> None:
-            if image not in tasks:
-                tasks[image] = progress.add_task(stage, image=image, total=None)
-            progress.update(tasks[image], description=stage)
+            steps.step(image, stage)
 
         def on_done(outcome: BuildOutcome) -> None:
             outcomes.append(outcome)
-            text = f"{outcome.verb} ({_size(outcome.manifest.total_size)})"
-            if outcome.name in tasks:
-                progress.update(tasks[outcome.name], description=text, total=1, completed=1)
-            else:
-                progress.add_task(text, image=outcome.name, total=1, completed=1)
+            steps.step(outcome.name, f"{outcome.verb} ({_size(outcome.manifest.total_size)})", True)
 
         s.build(wanted, force=force, on_stage=on_stage, on_done=on_done)
     if json_out:
@@ -146,10 +131,6 @@ def _built(rows: list[ImageRow] | None = None) -> dict[str, str]:
     return {r.name: r.manifest.recipe_hash for r in rows if r.manifest is not None}
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _print_templates(made: list[VmTemplate], wide: bool) -> None:
     table = tables.table("image", "devices", "size", "made", *(["accel", "boot", "name"] * wide))
     for t in made:
@@ -175,7 +156,7 @@ def _print_templates(made: list[VmTemplate], wide: bool) -> None:
     if stale:
         freed = _size(sum(t.size for t in stale))
         console.out.print(
-            f"labctl images prune removes {_plural(len(stale), 'stale template')} ({freed})."
+            f"labctl images prune removes {tables.plural(len(stale), 'stale template')} ({freed})."
         )
 
 
@@ -214,6 +195,6 @@ def prune(
     for t in left:
         console.out.print(f"[yellow]left {t.name}[/yellow]: another labctl holds it now")
     console.err.print(
-        f"{_plural(len(removed), 'stale template')} removed, "
+        f"{tables.plural(len(removed), 'stale template')} removed, "
         f"{_size(sum(t.size for t in removed))} freed."
     )

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Column
 
 from labctl import console
 from labctl.cli import tables
 from labctl.cli.app import app
+from labctl.cli.progress import Steps
 from labctl.instance.naming import (
     DEFAULT_INSTANCE,
     DEFAULT_LAB,
@@ -42,22 +41,17 @@ def resolve_lab(ref: str) -> tuple[Lab, Path]:
 
 
 class _UpView:
-    """Visible stages and one live line per guest."""
+    """Visible stages and one line per guest."""
 
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, TaskID] = {}
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
 
     def __call__(self, guest: str, step: str, detail: str) -> None:
         if not guest:
-            self.progress.console.print(f"[bold]▸ {step}[/bold] {detail}")
+            self.steps.say(f"[bold]▸ {escape(step)}[/bold] {escape(detail)}".rstrip())
             return
-        text = f"{step} {detail}".strip()
-        if guest not in self.tasks:
-            self.tasks[guest] = self.progress.add_task(text, guest=guest, total=None)
-        self.progress.update(self.tasks[guest], description=text)
-        if step in ("done", "failed") or detail == "already running":
-            self.progress.update(self.tasks[guest], total=1, completed=1)
+        done = step in ("done", "failed") or detail.startswith("already running")
+        self.steps.step(guest, f"{step} {detail}".strip(), done)
 
 
 @app.command()
@@ -87,16 +81,7 @@ def up(
     probe = detect()
     if not probe.usable and not json_out:
         console.err.print(f"[yellow]Note:[/yellow] KVM cannot run guests here ({probe.reason}).")
-    with Progress(
-        SpinnerColumn(),
-        TextColumn(
-            "[bold]{task.fields[guest]}[/bold]", table_column=Column(min_width=14, no_wrap=True)
-        ),
-        TextColumn("{task.description}", table_column=Column(overflow="ellipsis", no_wrap=True)),
-        TimeElapsedColumn(),
-        console=console.err,
-        disable=json_out,
-    ) as progress:
+    with Steps(console.err, width=14, quiet=json_out) as steps:
         result = lifecycle.up(
             lab,
             path,
@@ -105,7 +90,7 @@ def up(
             probe,
             require_kvm=require_kvm,
             ready_timeout=ready_timeout,
-            report=_UpView(progress),
+            report=_UpView(steps),
         )
     rows = lab_status.status(result.state)
     if json_out:
@@ -113,7 +98,12 @@ def up(
             {"seconds": round(result.seconds, 1), "already_up": result.already_up, "guests": rows}
         )
         return
-    if result.already_up:
+    outdated = sum(1 for r in rows if r.outdated)
+    if result.already_up and outdated:
+        console.err.print(
+            f"Lab already up; {tables.plural(outdated, 'guest')} defined before a change:"
+        )
+    elif result.already_up:
         console.err.print("Lab already up: nothing to do.")
     _print_status(rows, instance)
     console.err.print(f"Lab {lab.name} ({instance}) up in {result.seconds:.1f} s.")
@@ -159,6 +149,13 @@ def _print_status(rows: list[lab_status.GuestStatus], instance: str, wide: bool 
     ]
     notes += [
         f"[yellow]{escape(r.guest)}[/yellow]: {escape(r.start_note)}" for r in rows if r.start_note
+    ]
+    notes += [
+        f"[yellow]{escape(r.guest)}[/yellow]: runs as defined before a change "
+        f"({escape(r.outdated)}); stop it (labctl exec {escape(r.guest)} -- poweroff) and run "
+        "labctl up to define it anew, its disk kept"
+        for r in rows
+        if r.outdated
     ]
     notes += [f"[red]{escape(r.guest)}[/red]: {escape(r.error)}" for r in rows if r.error]
     if notes:
@@ -257,8 +254,8 @@ def down(
         console.print_json({"removed": removed, "seconds": round(seconds, 1)})
     else:
         console.err.print(
-            f"Lab {lab} ({instance}) down in {seconds:.1f} s: {len(removed)} "
-            f"guest{'' if len(removed) == 1 else 's'} removed."
+            f"Lab {lab} ({instance}) down in {seconds:.1f} s: "
+            f"{tables.plural(len(removed), 'guest')} removed."
         )
 
 

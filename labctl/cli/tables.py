@@ -29,6 +29,11 @@ WideOpt = typer.Option(
 _UNBOUNDED = 10_000
 
 
+def plural(n: int, word: str) -> str:
+    """``1 guest``, ``2 guests``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def table(*headers: str, title: str | None = None) -> Table:
     """A borderless table, kubectl-like, whose every column wraps rather than truncates.
 

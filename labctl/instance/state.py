@@ -50,6 +50,8 @@ class GuestRecord:
     ready_seconds: float | None = None
     started: str | None = None  # how up last started it: booted, restored, resumed, running
     start_note: str | None = None  # why, when it is not what up meant (a template that failed)
+    #: how the running guest differs from what the lab defines now (up defines a stopped one anew)
+    outdated: str | None = None
     error: str | None = None
     # Identities chosen once, recorded before the engine object exists, reused ever after:
     # a domain redefined with another UUID is refused, a new MAC or port surprises the user.

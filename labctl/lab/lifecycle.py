@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from labctl import backends, cancel
-from labctl.backends.base import RUNNING, Backend, GuestPlan, Started
+from labctl.backends.base import RESUMED, RUNNING, Backend, GuestPlan, Started
 from labctl.errors import ExitCode, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
 from labctl.instance import isolation, naming
@@ -208,7 +208,7 @@ UP_STAGES: tuple[Stage[_Up], ...] = (
     Stage("validate", _validate, describe=lambda c: f"lab {c.lab.name}, instance {c.instance}"),
     Stage("lock", hold=_lock("labctl up"), silent=True),
     Stage("preflight", _preflight, describe=_engines_named),
-    Stage("network", _network),
+    Stage("network", _network, describe=lambda c: "one per engine, kept from other instances"),
     Stage("identify", _identify_guests, silent=True),
     Stage("guests", _guests, describe=lambda c: f"{len(c.names)} guests"),
 )
@@ -338,9 +338,12 @@ def _guest_up(
     rec = before = box.state.guests.get(name)
     engine_state = backend.state(p.resource)
     if rec is not None and rec.stage == "ready" and engine_state == "running":
-        report(name, "ready", "already running")
+        outdated = backend.outdated(p)
+        if outdated != rec.outdated:
+            box.put(replace(rec, outdated=outdated))
+        report(name, "ready", "already running" + (", defined before a change" if outdated else ""))
         return
-    report(name, "create", "")
+    report(name, "create", backend.creating(p) or "")
     rec = replace(backend.create(p), uuid=p.uuid, mac=p.mac, host_port=p.host_port)
     choice = accel.get(name)
     if choice is not None:
@@ -350,7 +353,8 @@ def _guest_up(
     started = backend.start(p)
     if started.how == RUNNING and before is not None and before.started:
         started = Started(before.started, before.start_note)  # an earlier up started it
-    rec = replace(rec, started=started.how, start_note=started.note)
+    outdated = backend.outdated(p) if started.how in (RUNNING, RESUMED) else None
+    rec = replace(rec, started=started.how, start_note=started.note, outdated=outdated)
     box.put(replace(rec, stage="started", error=None))
     report(name, "ready", f"{started.how}, waiting")
     ready = backend.wait_ready(p, time.monotonic() + timeout)

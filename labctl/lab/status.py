@@ -24,6 +24,7 @@ class GuestStatus:
     ready_seconds: float | None
     started: str | None  # how up last started it (booted, restored, resumed, running)
     start_note: str | None
+    outdated: str | None  # how it differs from what the lab defines now (see Backend.outdated)
     error: str | None
 
 
@@ -70,6 +71,7 @@ def status(state: LabState) -> list[GuestStatus]:
                 ready_seconds=rec.ready_seconds,
                 started=rec.started,
                 start_note=rec.start_note,
+                outdated=rec.outdated if live == "running" else None,
                 error=rec.error,
             )
         )

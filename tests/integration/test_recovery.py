@@ -30,6 +30,7 @@ from labctl.instance.reservations import Reservations
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab import lifecycle
+from labctl.lab import status as lab_status
 from labctl.spec.model import Lab
 from tests.integration.engines import inventory
 from tests.integration.labs import Pair, two_instances, up, wait_powered_off
@@ -139,6 +140,22 @@ def test_a_paused_vm_and_a_paused_container_are_resumed_by_up(pair: Pair) -> Non
     }
     assert run(lab, again, "vm", "uname -m") == "x86_64"
     assert requests.get(again.guests["app"].connect or "", timeout=10).ok
+
+
+def test_up_says_which_running_vm_was_defined_before_its_lab_file_changed(pair: Pair) -> None:
+    lab, a = pair.lab, pair.a
+    spec = lab.guests["vm"]
+    more = spec.memory + 64
+    changed = lab.model_copy(
+        update={"guests": {**lab.guests, "vm": spec.model_copy(update={"memory": more})}}
+    )
+    again = up(changed, pair.path, a.instance)
+    # libvirt's own XML of the running domain (memory in KiB, its machine version) is read
+    assert again.guests["vm"].outdated == f"memory {spec.memory} MiB -> {more} MiB"
+    assert again.guests["app"].outdated is None
+    assert [r.outdated for r in lab_status.status(again)] == [again.guests["vm"].outdated, None]
+    # The lab file as it was: the running guest matches it again.
+    assert up(lab, pair.path, a.instance).guests["vm"].outdated is None
 
 
 def test_a_lost_state_file_is_rebuilt_and_the_lab_is_complete(pair: Pair) -> None:

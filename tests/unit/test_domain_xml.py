@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from labctl.backends.domain_xml import (
     DomainParams,
+    differences,
     domain_xml,
     kernel_cmdline,
     network_xml,
@@ -110,3 +111,49 @@ def test_a_one_cpu_tcg_guest_can_have_a_second_cpu_and_a_kvm_guest_cannot() -> N
     )
     both = parse(two).find("vcpu")
     assert both is not None and (both.text, both.get("current")) == ("2", None)
+
+
+def libvirts_copy(xml: str) -> str:
+    """The XML libvirt keeps of a defined domain: memory in KiB, other attributes added."""
+    dom = ET.fromstring(xml)
+    memory = dom.find("memory")
+    assert memory is not None and memory.get("unit") == "MiB"
+    memory.set("unit", "KiB")
+    memory.text = str(int(memory.text or 0) * 1024)
+    dom.find("os/type").set("machine", "pc-i440fx-7.2")  # type: ignore[union-attr]
+    dom.find("vcpu").set("placement", "static")  # type: ignore[union-attr]
+    return ET.tostring(dom, encoding="unicode")
+
+
+def test_a_domain_as_libvirt_keeps_it_does_not_differ_from_its_own_definition() -> None:
+    for name in ("kvm-full", "kvm-virtio", "arm-emulated"):
+        for accel in ("kvm", "tcg"):
+            wanted = domain_xml(domain_params(name, accel))
+            assert differences(libvirts_copy(wanted), wanted) == [], (name, accel)
+
+
+def test_a_domain_defined_by_an_older_labctl_or_lab_file_says_what_changed() -> None:
+    p = domain_params("kvm-virtio", "tcg")
+    now = domain_xml(p)
+    # Before LAYOUT 2: one CPU and nothing more, QEMU's own translation cache.
+    old = ET.fromstring(libvirts_copy(now))
+    old.find("vcpu").attrib.pop("current")  # type: ignore[union-attr]
+    old.find("vcpu").text = "1"  # type: ignore[union-attr]
+    old.find("features").remove(old.find("features/tcg"))  # type: ignore[arg-type, union-attr]
+    assert differences(ET.tostring(old, encoding="unicode"), now) == [
+        "CPUs 1 -> 1 of 2",
+        "translation cache default -> 256 MiB",
+    ]
+    # The lab file changed under a running guest: more memory, the devices of kvm-full.
+    bigger = replace(p, guest=replace(p.guest, memory=p.guest.memory * 2, disk_bus="ide",
+                                      nic_model="e1000"))  # fmt: skip
+    assert differences(libvirts_copy(now), domain_xml(bigger)) == [
+        f"memory {p.guest.memory} MiB -> {p.guest.memory * 2} MiB",
+        "disk bus virtio -> ide",
+        "NIC virtio -> e1000",
+    ]
+    assert differences(libvirts_copy(now), domain_xml(replace(p, accel="kvm"))) == [
+        "CPUs 1 of 2 -> 1",
+        "accelerator tcg -> kvm",
+        "translation cache 256 MiB -> default",
+    ]

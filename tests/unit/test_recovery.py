@@ -41,6 +41,7 @@ from labctl.instance.reservations import Reservations
 from labctl.instance.state import GuestRecord, InstanceDir, LabState
 from labctl.keys import KeyPair, ensure_keypair
 from labctl.lab import lifecycle, plan
+from labctl.lab import status as lab_status
 from labctl.lab.accel import AccelChoice
 from labctl.spec.model import Lab, load_lab
 from labctl.ssh import SshError
@@ -169,6 +170,28 @@ def test_a_paused_vm_is_not_running_for_up_and_start_resumes_it(vm: VmCase, conn
     assert backend.state(p.resource) == "stopped"  # so up does not call the lab "already up"
     assert backend.start(p) == base.Started(base.RESUMED)
     assert not conn.domains[p.resource].paused and backend.state(p.resource) == "running"
+
+
+def test_a_running_vm_says_how_its_definition_differs_from_the_plan(
+    vm: VmCase, conn: FakeConn
+) -> None:
+    backend = LibvirtBackend()
+    rec = backend.identify(vm.plan, GuestRecord("vm", "libvirt", vm.plan.resource), Reservations())
+    p = vm.replanned(rec)
+    backend.create(p)
+    assert backend.outdated(p) is None  # defined, not running: create defines it anew
+    backend.start(p)
+    assert backend.outdated(p) is None
+    dom = conn.domains[p.resource]
+    bigger = replace(p, params=replace(p.params, memory=p.params.memory + 128))
+    assert (
+        backend.outdated(bigger) == f"memory {p.params.memory} MiB -> {p.params.memory + 128} MiB"
+    )
+    dom.active = False  # powered off: the next create defines it with the new plan
+    assert backend.outdated(bigger) is None
+    backend.create(bigger)
+    backend.start(bigger)
+    assert backend.outdated(bigger) is None
 
 
 def test_a_vm_without_recorded_identities_keeps_those_of_its_domain(
@@ -363,6 +386,7 @@ class FakeBackend(base.Backend):
         self.fail: dict[str, LabctlError] = {}
         self.saw: list[str | None] = []
         self.planned: dict[str, base.GuestPlan] = {}  # the last plan each guest was created from
+        self.changed: dict[str, str] = {}  # guest -> how its definition differs from the plan
 
     def preflight(self) -> None:
         pass
@@ -398,6 +422,9 @@ class FakeBackend(base.Backend):
         was = self.guests.get(plan.resource)
         self.guests[plan.resource] = "running"
         return base.Started(base.RUNNING if was == "running" else base.BOOTED)
+
+    def outdated(self, plan: base.GuestPlan) -> str | None:
+        return self.changed.get(plan.name) if self.guests.get(plan.resource) == "running" else None
 
     def wait_ready(self, plan: base.GuestPlan, deadline: float) -> base.Ready:
         if plan.name in self.fail:
@@ -493,6 +520,27 @@ def test_up_records_and_says_how_each_guest_was_started(
         "vm": "restored",
         "app": "running",
     }
+    lifecycle.down("rec", "t1")
+
+
+def test_up_records_a_running_guest_defined_before_a_change_until_it_is_defined_anew(
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    up(lab, store)
+    fakes["libvirt"].changed["vm"] = "CPUs 1 -> 1 of 2"
+    said: list[tuple[str, str, str]] = []
+    again = lifecycle.up(*lab, "t1", store, NoKvm(), report=lambda *a: said.append(a))  # type: ignore[arg-type]
+    assert again.already_up
+    assert again.state.guests["vm"].outdated == "CPUs 1 -> 1 of 2"
+    assert again.state.guests["app"].outdated is None
+    assert ("vm", "ready", "already running, defined before a change") in said
+    assert ("app", "ready", "already running") in said
+    assert [r.outdated for r in lab_status.status(again.state)] == ["CPUs 1 -> 1 of 2", None]
+    # Stopped (poweroff), the guest is defined anew by the next up, and says nothing more.
+    fakes["libvirt"].guests[again.state.guests["vm"].resource] = "stopped"
+    assert [r.outdated for r in lab_status.status(again.state)] == [None, None]
+    fakes["libvirt"].changed.clear()
+    assert up(lab, store).guests["vm"].outdated is None
     lifecycle.down("rec", "t1")
 
 

@@ -29,6 +29,7 @@ def guest(name: str, engine: str, address: str, **kw: str | None) -> GuestStatus
         "ready_seconds": 12.0,
         "started": "restored" if engine == "libvirt" else "booted",
         "start_note": None,
+        "outdated": None,
         "error": None,
     }
     fields.update(kw)
@@ -40,6 +41,7 @@ ROWS = [
     guest("kvm-full", "libvirt", "192.168.123.11", accel_note=TCG_NOTE, devices="IDE + e1000"),
     guest("kvm-virtio", "libvirt", "192.168.123.12", state="stopped", error="domain crashed"),
     guest("lxc-system", "lxd", "10.236.114.205"),
+    guest("kvm-old", "libvirt", "192.168.123.13", outdated="CPUs 1 -> 1 of 2"),
     guest("docker-app", "docker", "127.0.0.1", connect="http://127.0.0.1:18080/"),
     # The widest row a lab file allows: a 24-character name (NAME_RE), an error, a long IPv4.
     guest("debian-bookworm-web-0001", "lxd", "192.168.123.254", state="running", error="no ssh"),
@@ -79,6 +81,11 @@ def test_status_fits_80_columns_with_every_name_and_address_whole(
     assert any("kvm-virtio: domain crashed" in line for line in lines)
     assert f"arm-emulated: {RESTORE_NOTE}" in " ".join(" ".join(lines).split())  # said, wrapped
     assert "restored" not in next(line for line in lines if line.startswith("kvm-full"))  # wide
+    said = " ".join(" ".join(lines).split())
+    assert (
+        "kvm-old: runs as defined before a change (CPUs 1 -> 1 of 2); stop it "
+        "(labctl exec kvm-old -- poweroff) and run labctl up to define it anew" in said
+    )
 
 
 def test_status_wide_adds_devices_and_connect_one_line_per_guest(

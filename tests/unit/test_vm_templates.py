@@ -262,6 +262,29 @@ def test_a_fresh_clone_starts_from_the_template_s_memory_once(
     assert conn.calls == ["defineXML", "restore", "defineXML"] and dom.active
 
 
+def test_up_is_told_while_a_guest_s_template_is_made_first(
+    tmp_path: Path, vm_plan: base.GuestPlan[LibvirtParams], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABCTL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(vm_templates, "spec_for", lambda *a: spec())
+    b = LibvirtBackend()
+    assert b.creating(vm_plan) == (
+        "(its template first: one boot, saved for every later start on this host)"
+    )
+    spec().directory.mkdir(parents=True)
+    (spec().directory / "memory.save").write_bytes(b"saved")
+    assert b.creating(vm_plan) is not None  # not finished: template.json is written last
+    vm_templates._record(vm_templates.Template(spec(), "<domain/>", 20.0))
+    assert b.creating(vm_plan) is None
+    (spec().directory / "template.json").unlink()
+    vm_plan.run_dir.mkdir()
+    (vm_plan.run_dir / "vm.qcow2").write_bytes(b"QFI\xfb")  # created already: nothing to make
+    assert b.creating(vm_plan) is None
+    monkeypatch.setenv("LABCTL_VM_TEMPLATES", "0")
+    (vm_plan.run_dir / "vm.qcow2").unlink()
+    assert b.creating(vm_plan) is None  # templates off: it boots
+
+
 def test_a_clone_libvirt_will_not_restore_boots_instead(
     backend: tuple[LibvirtBackend, FakeConn],
     vm_plan: base.GuestPlan[LibvirtParams],
