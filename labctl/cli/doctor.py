@@ -11,6 +11,7 @@ from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.errors import LabctlError
 from labctl.host import doctor
+from labctl.host.probe import TemplatesInfo
 from labctl.lab.plan import lab_images
 
 _STYLE = {
@@ -38,6 +39,20 @@ def _hint(c: doctor.Check) -> str:
     return c.hint if c.hint and c.status is not doctor.Status.OK else ""
 
 
+def _templates() -> TemplatesInfo:
+    """The VM templates as the engine that keeps them lists them."""
+    from labctl.cli.images import built, keeper
+
+    try:
+        made = keeper().templates(built())
+    except LabctlError as exc:  # libvirt down: its own row says so
+        return TemplatesInfo(error=exc.message.splitlines()[0])
+    stale = [t for t in made if t.stale]
+    return TemplatesInfo(
+        len(made), sum(t.size for t in made), len(stale), sum(t.size for t in stale)
+    )
+
+
 @app.command("doctor")
 def doctor_command(
     json_out: bool = typer.Option(False, "--json", help="Print the checks as a JSON list."),
@@ -52,7 +67,7 @@ def doctor_command(
         images: list[str] | None = lab_images()
     except LabctlError:  # a broken lab file or profile: the rows below say what is wrong
         images = None
-    checks = doctor.evaluate(doctor.gather(images))
+    checks = doctor.evaluate(doctor.gather(images, _templates))
     if json_out:
         console.print_json([c.as_dict() for c in checks])
     else:

@@ -111,18 +111,18 @@ def list_images(
             *([r.description] * wide),
         )
     console.out.print(table)
-    made = _templates().templates(_built(rows))
+    made = keeper().templates(built(rows))
     if made:
         console.out.print("\nVM templates (a VM's boot saved once; its guests start from it):")
         _print_templates(made, wide)
 
 
-def _templates() -> Backend:
+def keeper() -> Backend:
     """The engine that keeps VM templates."""
     return backends.get("libvirt")
 
 
-def _built(rows: list[ImageRow] | None = None) -> dict[str, str]:
+def built(rows: list[ImageRow] | None = None) -> dict[str, str]:
     """Image name -> recipe hash of the build in the cache: what guests start from now (an
     outdated image still runs until it is built again), so what templates are judged by."""
     if rows is None:
@@ -166,7 +166,7 @@ def templates(
     wide: bool = tables.WideOpt,
 ) -> None:
     """Show the VM templates kept on this host: image, devices, size, and whether one is stale."""
-    made = _templates().templates(_built())
+    made = keeper().templates(built())
     if json_out:
         console.print_json(made)
     elif made:
@@ -184,9 +184,9 @@ def prune(
     Running guests are not touched: each holds its own links to its template's disk. A
     template another labctl holds now is left for the next prune.
     """
-    keeper, built = _templates(), _built()
-    removed = keeper.prune_templates(built)
-    left = [t for t in keeper.templates(built) if t.stale]
+    engine, hashes = keeper(), built()
+    removed = engine.prune_templates(hashes)
+    left = [t for t in engine.templates(hashes) if t.stale]
     if json_out:
         console.print_json({"removed": removed, "left": left})
         return

@@ -85,6 +85,7 @@ class HostFacts:
     memory: probe.MemoryInfo
     images: probe.ImagesInfo
     apt_cache: probe.AptCacheInfo = probe.AptCacheInfo(None)
+    templates: probe.TemplatesInfo = probe.TemplatesInfo()
     podman: engines.DockerInfo = engines.DockerInfo(False, set_up=False)  # an optional engine
     nft: bool = True  # the nft command, which keeps lab instances apart
     arm64_programs: bool = True  # binfmt_misc runs arm64 programs through qemu-user
@@ -97,8 +98,12 @@ class HostFacts:
     second_lxd: tuple[str, engines.LxdInfo] | None = None
 
 
-def gather(images: Sequence[str] | None = None) -> HostFacts:
-    """Run every probe on this host; ``images`` are those the labs run here (default: all)."""
+def gather(
+    images: Sequence[str] | None = None,
+    templates: Callable[[], probe.TemplatesInfo] = probe.TemplatesInfo,
+) -> HostFacts:
+    """Run every probe on this host; ``images`` are those the labs run here (default: all);
+    ``templates`` lists the VM templates (the backend's, which the CLI passes in)."""
     profile, profile_error = _profile()
     return HostFacts(
         distro=probe.os_release(),
@@ -113,6 +118,7 @@ def gather(images: Sequence[str] | None = None) -> HostFacts:
         disk=probe.disk(),
         memory=probe.memory(),
         images=probe.images_probe(images),
+        templates=templates(),
         apt_cache=probe.apt_cache_probe(),
         nft=shutil.which("nft") is not None,
         arm64_programs=probe.runs_arm64_programs(),
@@ -400,6 +406,19 @@ def check_images(im: probe.ImagesInfo) -> Check:
     return Check("images", Status.WARN, "; ".join(parts), "run: labctl images build")
 
 
+def check_templates(t: probe.TemplatesInfo) -> Check:
+    """VM templates cost disk; the stale ones are only that: a warning with the command."""
+    if t.error:
+        return Check("templates", Status.UNKNOWN, f"cannot list VM templates: {t.error}")
+    if not t.kept:
+        return Check("templates", Status.OK, "none yet: up makes one per kind of VM")
+    detail = f"{t.kept} kept, {t.size / 1024**2:.0f} MiB"
+    if not t.stale:
+        return Check("templates", Status.OK, detail)
+    detail += f"; {t.stale} stale, {t.stale_size / 1024**2:.0f} MiB"
+    return Check("templates", Status.WARN, detail, "run: labctl images prune")
+
+
 def check_apt_cache(ac: probe.AptCacheInfo) -> Check:
     """Whether the system containers can install packages (through the host's apt cache)."""
     name = "guest packages"
@@ -468,6 +487,7 @@ RULES: Sequence[Callable[[HostFacts], Check | list[Check]]] = (
     lambda f: check_disk(f.disk),
     lambda f: check_memory(f.memory, lab_up=f.lab_up),
     lambda f: check_images(f.images),
+    lambda f: check_templates(f.templates),
     lambda f: check_arm64_builds(f.arm64_programs, f.vm_profile, f.vm_profile_error),
     lambda f: check_apt_cache(f.apt_cache),
     lambda f: check_nft(f.nft),

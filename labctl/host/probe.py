@@ -281,6 +281,18 @@ def images_probe(names: Sequence[str] | None = None) -> ImagesInfo:
     return ImagesInfo(True, tuple(states))
 
 
+@dataclass(frozen=True)
+class TemplatesInfo:
+    """The VM templates kept on this host (``labctl images templates``): how many, their own
+    bytes, and of those the stale ones, which no guest will start from again."""
+
+    kept: int = 0
+    size: int = 0
+    stale: int = 0
+    stale_size: int = 0
+    error: str | None = None  # why they could not be listed
+
+
 def is_root() -> bool:
     """True when running as root."""
     return os.geteuid() == 0

@@ -162,6 +162,50 @@ def test_images_missing_warn_and_unknown_when_registry_breaks() -> None:
     assert doctor.lab_can_run([unknown])
 
 
+def test_vm_templates_are_counted_and_the_stale_ones_are_a_warning_with_the_command() -> None:
+    def row(**kw: object) -> Check:
+        return by_name(replace(healthy(), templates=probe.TemplatesInfo(**kw)))["templates"]  # type: ignore[arg-type]
+
+    assert row() == Check("templates", Status.OK, "none yet: up makes one per kind of VM")
+    assert row(kept=3, size=420 * 2**20) == Check("templates", Status.OK, "3 kept, 420 MiB")
+    stale = row(kept=4, size=560 * 2**20, stale=1, stale_size=140 * 2**20)
+    assert stale == Check(
+        "templates", Status.WARN, "4 kept, 560 MiB; 1 stale, 140 MiB", "run: labctl images prune"
+    )
+    unknown = row(error="libvirt: cannot connect")
+    assert unknown.status is Status.UNKNOWN and "libvirt: cannot connect" in unknown.detail
+    assert doctor.lab_can_run([stale, unknown])
+
+
+def test_the_doctor_lists_templates_through_the_backend_that_keeps_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from labctl.backends.base import VmTemplate
+    from labctl.cli import doctor as doctor_cli
+    from labctl.cli import images as images_cli
+    from labctl.errors import EngineError
+
+    def made(name: str, stale: str | None) -> VmTemplate:
+        return VmTemplate(name, "vm-amd64", "IDE + e1000", "tcg", 2**20 * 100, None, 9.0, stale)
+
+    class Keeper:
+        def templates(self, recipes: object) -> list[VmTemplate]:
+            return [made("a", None), made("b", "vm-amd64 was rebuilt since")]
+
+    monkeypatch.setattr(images_cli, "built", lambda: {"vm-amd64": "f" * 64})
+    monkeypatch.setattr(images_cli, "keeper", Keeper)
+    assert doctor_cli._templates() == probe.TemplatesInfo(2, 2**20 * 200, 1, 2**20 * 100)
+
+    class Down:
+        def templates(self, recipes: object) -> list[VmTemplate]:
+            raise EngineError("libvirt could not connect: no socket\nmore words")
+
+    monkeypatch.setattr(images_cli, "keeper", Down)
+    assert doctor_cli._templates() == probe.TemplatesInfo(
+        error="libvirt could not connect: no socket"
+    )
+
+
 def test_unsupported_distribution_is_a_warning() -> None:
     row = by_name(replace(healthy(), distro=probe.Distro("fedora", "40", "Fedora 40")))
     assert row["distribution"].status is Status.WARN
@@ -193,7 +237,7 @@ def test_doctor_command_json_and_exit_code(monkeypatch: pytest.MonkeyPatch, brok
     facts = healthy()
     if broken:
         facts = replace(facts, docker=engines.DockerInfo(False, error="connection refused"))
-    monkeypatch.setattr(doctor, "gather", lambda images=None: facts)
+    monkeypatch.setattr(doctor, "gather", lambda images=None, templates=None: facts)
     result = CliRunner().invoke(app, ["doctor", "--json"])
     rows = json.loads(result.stdout)
     assert {r["name"] for r in rows} >= {"kvm", "libvirt", "docker", "lxd", "images"}
@@ -235,7 +279,7 @@ def test_doctor_reads_in_80_columns_and_wide_adds_what_to_do(
 
     from labctl import console
 
-    monkeypatch.setattr(doctor, "gather", lambda images=None: a_troubled_host())
+    monkeypatch.setattr(doctor, "gather", lambda images=None, templates=None: a_troubled_host())
     monkeypatch.setattr(console, "out", Console(width=80, highlight=False))
     checks = doctor.evaluate(a_troubled_host())
     result = CliRunner().invoke(app, ["doctor"], env={"COLUMNS": "80"})

@@ -36,7 +36,7 @@ def images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ImageStore:
     store = ImageStore([Named("vm-amd64"), Named("vm-arm64-tiny"), Named("docker-app")], tmp_path)
     store.build(["vm-amd64", "docker-app"])
     monkeypatch.setattr(images_cli, "store", lambda: store)
-    monkeypatch.setattr(images_cli, "_templates", lambda: Keeper([]))  # not this host's cache
+    monkeypatch.setattr(images_cli, "keeper", lambda: Keeper([]))  # not this host's cache
     monkeypatch.setattr(console, "out", Console(width=80, highlight=False))
     return store
 
@@ -98,7 +98,7 @@ def keeper(images: ImageStore, monkeypatch: pytest.MonkeyPatch) -> Keeper:
             ),
         ]
     )
-    monkeypatch.setattr(images_cli, "_templates", lambda: k)
+    monkeypatch.setattr(images_cli, "keeper", lambda: k)
     return k
 
 
