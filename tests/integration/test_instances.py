@@ -71,6 +71,18 @@ def test_instances_have_their_own_names_networks_and_keys(
     assert run(lab, a, "vm", "hostname") == run(lab, b, "vm", "hostname") == "vm"
 
 
+def test_a_paused_system_container_is_resumed_by_up(
+    two_students: tuple[Lab, LabState, LabState], mini: Path
+) -> None:
+    lab, _, b = two_students
+    box = b.guests["box"].resource
+    lxd_connect().instances.get(box).freeze(wait=True)  # lxc pause: alive, answering nothing
+    assert backends.get("lxd").state(box) == "stopped"  # so up does not call the lab "already up"
+    again = lifecycle.up(lab, mini, "alumno02", store(), detect())
+    assert not again.already_up and again.state.guests["box"].started == "resumed"
+    assert run(lab, again.state, "box", "cat /proc/1/comm") == "systemd"
+
+
 def test_down_of_one_instance_leaves_the_other_working(
     two_students: tuple[Lab, LabState, LabState],
 ) -> None:
