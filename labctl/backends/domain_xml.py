@@ -32,6 +32,8 @@ DISK_TARGET = {"virtio": "vda", "ide": "hda", "sata": "sda"}
 #: MiB of translated code QEMU keeps per TCG guest (QEMU's own default: 1 GiB, which let a
 #: Debian VM grow to 1.6 GiB of host memory). bench/lab_up.py, the default lab: 128 MiB gave
 #: `up` 46.0 s median (max 48.5) and 1110 MiB; 256 MiB gave 43.3 s (max 43.8) and 1486 MiB.
+#: The domains' shape compares it (:func:`shape`): a change here goes with a new LAYOUT, so
+#: templates are made again instead of every clone being named outdated.
 TB_CACHE_MIB = 256
 #: The shape of the domains this module writes, in what a saved VM's memory depends on: a
 #: template made with another layout is not restored (vm_templates puts it in the key).

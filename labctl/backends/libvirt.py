@@ -248,12 +248,15 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
                 raise libvirt_client.error(f"start {plan.resource}", exc) from exc
 
     def outdated(self, plan: Plan) -> str | None:
-        with libvirt_client.connection() as conn:
-            dom = libvirt_client.domain(conn, plan.resource)
-            if dom is None or not dom.isActive():  # a stopped domain is defined anew by create
-                return None
-            live = libvirt_client.xml(dom, plan.resource)
-        return "; ".join(differences(live, domain_xml(self._params(plan)))) or None
+        try:
+            with libvirt_client.connection() as conn:
+                dom = libvirt_client.domain(conn, plan.resource)
+                if dom is None or not dom.isActive():  # a stopped domain is defined anew
+                    return None
+                live = libvirt_client.xml(dom, plan.resource)
+            return "; ".join(differences(live, domain_xml(self._params(plan)))) or None
+        except (EngineError, libvirt.libvirtError, ET.ParseError):
+            return None  # a note only: a guest that runs is not failed for it
 
     def _restore(
         self, conn: libvirt.virConnect, dom: libvirt.virDomain, plan: Plan

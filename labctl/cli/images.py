@@ -79,7 +79,7 @@ def build(
         )
     else:
         total = time.monotonic() - started
-        console.err.print(f"{len(outcomes)} images ready in {total:.1f} s")
+        console.err.print(f"{tables.plural(len(outcomes), 'image')} ready in {total:.1f} s")
 
 
 @images_app.command("list")

@@ -116,8 +116,23 @@ def _connect_hint(r: lab_status.GuestStatus, instance: str) -> str:
     return f"labctl ssh {r.guest}{flag}"
 
 
-def _print_status(rows: list[lab_status.GuestStatus], instance: str, wide: bool = False) -> None:
-    """The guests as a table; narrow: how to connect below it, whole, one guest a line."""
+def _outdated_note(guest: str, differs: str, in_class: bool) -> str:
+    """What differs in a guest defined before a change, and who applies it how."""
+    how = (
+        "your instructor applies it (the guest powered off, then labctl class up)"
+        if in_class
+        else f"stop it (labctl exec {guest} -- poweroff) and run labctl up to define it anew, "
+        "its disk kept"
+    )
+    return f"runs as defined before a change ({differs}); {how}"
+
+
+def _print_status(
+    rows: list[lab_status.GuestStatus], instance: str, wide: bool = False, in_class: bool = False
+) -> None:
+    """The guests as a table; narrow: how to connect below it, whole, one guest a line.
+
+    ``in_class``: the instance is a student's (class mode), who cannot run ``labctl up``."""
     headers = ["guest", "engine", "state", "accel", "address"]
     table = tables.table(*headers, *(["started", "devices", "connect"] if wide else []))
     for r in rows:
@@ -151,11 +166,9 @@ def _print_status(rows: list[lab_status.GuestStatus], instance: str, wide: bool 
         f"[yellow]{escape(r.guest)}[/yellow]: {escape(r.start_note)}" for r in rows if r.start_note
     ]
     notes += [
-        f"[yellow]{escape(r.guest)}[/yellow]: runs as defined before a change "
-        f"({escape(r.outdated)}); stop it (labctl exec {escape(r.guest)} -- poweroff) and run "
-        "labctl up to define it anew, its disk kept"
+        f"[yellow]{escape(r.guest)}[/yellow]: {escape(_outdated_note(r.guest, differs, in_class))}"
         for r in rows
-        if r.outdated
+        if (differs := r.outdated)
     ]
     notes += [f"[red]{escape(r.guest)}[/red]: {escape(r.error)}" for r in rows if r.error]
     if notes:
@@ -174,12 +187,12 @@ def status(
     --wide adds how each guest was last started (booted, or restored from its template), the
     device models, and puts the way to connect in the table.
     """
-    _inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
+    inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
     rows = lab_status.status(state)
     if json_out:
         console.print_json({"lab": state.lab, "instance": state.instance, "guests": rows})
     else:
-        _print_status(rows, instance, wide)
+        _print_status(rows, instance, wide, in_class=inst.owner() is not None)
 
 
 @app.command()

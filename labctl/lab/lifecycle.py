@@ -210,7 +210,7 @@ UP_STAGES: tuple[Stage[_Up], ...] = (
     Stage("preflight", _preflight, describe=_engines_named),
     Stage("network", _network, describe=lambda c: "one per engine, kept from other instances"),
     Stage("identify", _identify_guests, silent=True),
-    Stage("guests", _guests, describe=lambda c: f"{len(c.names)} guests"),
+    Stage("guests", _guests, describe=lambda c: f"{len(c.names)} guest{'s' * (len(c.names) != 1)}"),
 )
 
 
@@ -351,9 +351,10 @@ def _guest_up(
     box.put(rec)
     report(name, "start", "")
     started = backend.start(p)
+    # running already (create left it as it was): its definition may predate a change
+    outdated = backend.outdated(p) if started.how in (RUNNING, RESUMED) else None
     if started.how == RUNNING and before is not None and before.started:
         started = Started(before.started, before.start_note)  # an earlier up started it
-    outdated = backend.outdated(p) if started.how in (RUNNING, RESUMED) else None
     rec = replace(rec, started=started.how, start_note=started.note, outdated=outdated)
     box.put(replace(rec, stage="started", error=None))
     report(name, "ready", f"{started.how}, waiting")

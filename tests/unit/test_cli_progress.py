@@ -41,9 +41,11 @@ def test_on_a_terminal_an_item_keeps_one_line() -> None:
         steps.step("kvm-full", "create")
         steps.step("kvm-full", "done restored, 9.2 s", done=True)
         steps.step("docker-app", "done booted, 1.0 s", done=True)
-    final = out.getvalue().rsplit("\x1b[?25l", 1)[-1]  # the last frame drawn
-    assert "kvm-full: create" not in out.getvalue()
-    assert "done restored, 9.2 s" in final and "docker-app" in final
+    # a live display clears its lines (ESC [2K) and draws them again: the last frame is last
+    last = out.getvalue().rsplit("\x1b[2K", 1)[-1].splitlines()[:-1]
+    assert [line.split()[0] for line in last] == ["kvm-full", "docker-app"]  # one line each
+    assert "done restored, 9.2 s" in last[0] and "done booted, 1.0 s" in last[1]
+    assert "kvm-full: create" not in out.getvalue()  # no plain log lines on a terminal
 
 
 def test_quiet_shows_nothing() -> None:

@@ -114,12 +114,14 @@ def test_a_one_cpu_tcg_guest_can_have_a_second_cpu_and_a_kvm_guest_cannot() -> N
 
 
 def libvirts_copy(xml: str) -> str:
-    """The XML libvirt keeps of a defined domain: memory in KiB, other attributes added."""
+    """The XML libvirt keeps of a running domain: sizes in KiB, other attributes added."""
     dom = ET.fromstring(xml)
-    memory = dom.find("memory")
-    assert memory is not None and memory.get("unit") == "MiB"
-    memory.set("unit", "KiB")
-    memory.text = str(int(memory.text or 0) * 1024)
+    dom.set("id", "7")
+    for size in (dom.find("memory"), dom.find("features/tcg/tb-cache")):
+        if size is not None:
+            assert size.get("unit") == "MiB"
+            size.set("unit", "KiB")
+            size.text = str(int(size.text or 0) * 1024)
     dom.find("os/type").set("machine", "pc-i440fx-7.2")  # type: ignore[union-attr]
     dom.find("vcpu").set("placement", "static")  # type: ignore[union-attr]
     return ET.tostring(dom, encoding="unicode")

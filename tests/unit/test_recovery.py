@@ -536,11 +536,18 @@ def test_up_records_a_running_guest_defined_before_a_change_until_it_is_defined_
     assert ("vm", "ready", "already running, defined before a change") in said
     assert ("app", "ready", "already running") in said
     assert [r.outdated for r in lab_status.status(again.state)] == ["CPUs 1 -> 1 of 2", None]
+    # An up interrupted after the start (a ready timeout) left the record short of ready:
+    # the next up starts nothing, and still says the running guest predates the change.
+    inst = InstanceDir("rec", "t1")
+    vm = replace(again.state.guests["vm"], stage="started", started="restored", outdated=None)
+    inst.save(again.state.with_guest(vm))
+    resumed = up(lab, store).guests["vm"]
+    assert (resumed.started, resumed.outdated) == ("restored", "CPUs 1 -> 1 of 2")
     # Stopped (poweroff), the guest is defined anew by the next up, and says nothing more.
-    fakes["libvirt"].guests[again.state.guests["vm"].resource] = "stopped"
-    assert [r.outdated for r in lab_status.status(again.state)] == [None, None]
-    fakes["libvirt"].changed.clear()
-    assert up(lab, store).guests["vm"].outdated is None
+    fakes["libvirt"].guests[vm.resource] = "stopped"
+    assert [r.outdated for r in lab_status.status(inst.load())] == [None, None]  # type: ignore[arg-type]
+    redefined = up(lab, store).guests["vm"]
+    assert (redefined.started, redefined.outdated) == ("booted", None)
     lifecycle.down("rec", "t1")
 
 

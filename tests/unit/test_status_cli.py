@@ -52,7 +52,8 @@ ROWS = [
 def status_of(monkeypatch: pytest.MonkeyPatch) -> list[GuestStatus]:
     """``labctl status`` sees ROWS, printed on an 80-column console."""
     state = SimpleNamespace(lab="virtualization", instance="student42")
-    monkeypatch.setattr(lab_status, "load", lambda lab, instance: (None, state))
+    inst = SimpleNamespace(owner=lambda: None)  # not a class's instance
+    monkeypatch.setattr(lab_status, "load", lambda lab, instance: (inst, state))
     monkeypatch.setattr(lab_status, "status", lambda state: ROWS)
     monkeypatch.setattr(console, "out", Console(width=80, highlight=False))
     return ROWS
@@ -110,3 +111,17 @@ def test_status_json_is_unchanged_by_width(status_of: list[GuestStatus]) -> None
     result = CliRunner().invoke(app, ["status", "--json"], env={"COLUMNS": "80"})
     assert [g["guest"] for g in json.loads(result.stdout)["guests"]] == [r.guest for r in ROWS]
     assert set(json.loads(result.stdout)["guests"][0]) == set(GuestStatus.__dataclass_fields__)
+
+
+def test_a_student_is_told_their_instructor_applies_a_change(
+    status_of: list[GuestStatus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = SimpleNamespace(lab="virtualization", instance="student42")
+    inst = SimpleNamespace(owner=lambda: object())  # class mode: the student cannot run up
+    monkeypatch.setattr(lab_status, "load", lambda lab, instance: (inst, state))
+    said = " ".join(" ".join(run("-i", "student42")).split())
+    assert (
+        "kvm-old: runs as defined before a change (CPUs 1 -> 1 of 2); your instructor applies "
+        "it (the guest powered off, then labctl class up)" in said
+    )
+    assert "labctl exec kvm-old -- poweroff" not in said
