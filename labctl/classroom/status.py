@@ -33,6 +33,8 @@ class StudentStatus:
     exercises: int
     last_activity: str | None  # ISO 8601, UTC
     error: str | None
+    #: "guest: what differs" of each running guest defined before a change (Backend.outdated)
+    outdated: tuple[str, ...] = ()
 
 
 def _progress(lab: str, instance: str) -> list[ExerciseState]:
@@ -68,10 +70,12 @@ def seat_status(
     lab_state = InstanceDir(state.lab, seat.instance).load()
     ready = 0
     error = seat.error
+    outdated: tuple[str, ...] = ()
     if lab_state is not None:
         rows = lab_status.status(lab_state)
         ready = sum(1 for r in rows if r.state == "running" and not r.error)
         error = error or next((f"{r.guest}: {r.error}" for r in rows if r.error), None)
+        outdated = tuple(f"{r.guest}: {r.outdated}" for r in rows if r.outdated)
     progress = _progress(state.lab, seat.instance)
     done = sum(1 for x in progress if x.exercise in steps and x.completed_at(steps[x.exercise]))
     return StudentStatus(
@@ -85,6 +89,7 @@ def seat_status(
         len(steps),
         last_activity(progress),
         error,
+        outdated,
     )
 
 

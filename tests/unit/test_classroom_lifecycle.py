@@ -6,6 +6,7 @@ The backends are test_recovery's in-memory FakeBackend; accounts are a fake reco
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -419,6 +420,19 @@ def test_the_status_table_fits_80_columns(world: World, no_host: None) -> None:
     lines = result.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines), lines
     assert "Córdoba" in result.stdout and "2/2" in result.stdout
+
+
+def test_class_status_names_the_guests_defined_before_a_change(world: World) -> None:
+    world.up(world.roster("id,name\nana,Ana\nbo,Bo\n"))
+    world.engines["libvirt"].changed["vm"] = "memory 384 MiB -> 512 MiB"
+    world.up(world.roster("id,name\nana,Ana\nbo,Bo\n"))  # the instructor's class up again
+    result = CliRunner().invoke(app, ["class", "status"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert "Running as defined before a change" in said
+    assert "ana vm: memory 384 MiB -> 512 MiB" in said and "bo vm: memory 384 MiB" in said
+    rows = json.loads(CliRunner().invoke(app, ["class", "status", "--json"]).stdout)["students"]
+    assert [r["outdated"] for r in rows] == [["vm: memory 384 MiB -> 512 MiB"]] * 2
 
 
 def test_class_plan_exits_1_when_the_roster_does_not_fit(
