@@ -130,6 +130,18 @@ def status(folder: ClassDir, state: FleetState, json_out: bool) -> None:
     errors = [(r.student, r.error) for r in rows if r.error]
     if errors:
         console.out.print(tables.pairs((escape(s), escape(e or "")) for s, e in errors))
+    print_outdated([(r.student, r.outdated) for r in rows])
+
+
+def print_outdated(rows: list[tuple[str, tuple[str, ...]]]) -> None:
+    """Each student's guests that run as defined before a change, and how to apply it."""
+    changed = [(escape(student), escape("; ".join(o))) for student, o in rows if o]
+    if changed:
+        console.out.print(
+            "\nRunning as defined before a change (each guest powered off, then labctl class up "
+            "defines it anew, its disk kept):"
+        )
+        console.out.print(tables.pairs(changed))
 
 
 def collect(folder: ClassDir, state: FleetState) -> dict[str, str]:

@@ -222,13 +222,7 @@ def status(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
     errors = [(r.student, r.error) for r in rows if r.error]
     if errors:
         console.out.print(tables.pairs((escape(s), escape(e or "")) for s, e in errors))
-    changed = [(r.student, "; ".join(r.outdated)) for r in rows if r.outdated]
-    if changed:
-        console.out.print(
-            "\nRunning as defined before a change (each guest powered off, then labctl class up "
-            "defines it anew, its disk kept):"
-        )
-        console.out.print(tables.pairs((escape(s), escape(d)) for s, d in changed))
+    class_fleet.print_outdated([(r.student, r.outdated) for r in rows])
 
 
 @class_app.command("verify")

@@ -36,6 +36,7 @@ class FleetRow:
     outcome: str
     error: str | None
     answered: bool = True  # False: the host did not answer (the row is the last known)
+    outdated: tuple[str, ...] = ()  # "guest: what differs", as the host's class status says
 
 
 def _status_script(name: str) -> str:
@@ -111,6 +112,7 @@ def status(
                 r.get("last_activity"),
                 str(r["outcome"]),
                 r.get("error"),
+                outdated=tuple(str(x) for x in r.get("outdated") or ()),
             )
         )
     return out

@@ -189,6 +189,8 @@ class FakeHosts:
                     "last_activity": None,
                     "outcome": "up",
                     "error": None,
+                    # a host's labctl of before outdated gives no such key
+                    **({"outdated": ["vm: CPUs 1 -> 1 of 2"]} if s == "s0" else {}),
                 }
                 for s in self.up_on.get(host, [])
             ]
@@ -360,6 +362,9 @@ def test_status_merges_every_host_and_collects_attempts_into_this_store(fleet: F
     assert dark and all(r.guests == 0 and not r.answered for r in dark)
     assert all(r.answered for r in rows if r not in dark)
     assert all(r.guests_ready == 2 for r in rows if not r.error)
+    assert [(r.student, r.outdated) for r in rows if r.outdated] == [
+        ("s0", ("vm: CPUs 1 -> 1 of 2",))
+    ]
     got = shared().attempts("flab", [s0.instance])
     assert [(a.student, a.exercise, a.passed, a.at) for a in got] == [("s0", "ex1", True, at)]
     # collecting again replaces, never doubles
