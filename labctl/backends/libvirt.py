@@ -11,7 +11,14 @@ from pathlib import Path
 import libvirt
 
 from labctl import libvirt_client
-from labctl.backends import base, libvirt_measure, vm_files, vm_templates
+from labctl.backends import (
+    base,
+    libvirt_measure,
+    vm_clones,
+    vm_files,
+    vm_template_cache,
+    vm_templates,
+)
 from labctl.backends.domain_xml import (
     DomainParams,
     devices_summary,
@@ -181,12 +188,12 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         for artifact in ("vmlinuz", "initrd.img", "disk.qcow2"):
             vm_files.pin(plan, artifact)
-        clone = vm_templates.marker(plan.run_dir, plan.name)
+        clone = vm_clones.marker(plan.run_dir, plan.name)
         template = None
         if not params.disk.exists():
             template = self._template(plan)
             backing = (
-                vm_templates.pin(template, plan.run_dir)
+                vm_clones.pin(template, plan.run_dir)
                 if template is not None
                 else vm_files.pinned(plan, "disk.qcow2")
             )
@@ -210,9 +217,9 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
             if dom is None or not dom.isActive():
                 xml = domain_xml(params)
                 if template is not None and clone.exists():
-                    xml = vm_templates.clone_xml(template, params)
-                    settings = vm_templates.settings_file(params.disk)
-                    write_private(settings, vm_templates.clone_settings(params))
+                    xml = vm_clones.clone_xml(template, params)
+                    settings = vm_clones.settings_file(params.disk)
+                    write_private(settings, vm_clones.clone_settings(params))
                 try:
                     conn.defineXML(xml)
                 except libvirt.libvirtError as exc:
@@ -263,14 +270,14 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
     ) -> base.Started:
         """Start a fresh clone from its template's memory; else say it is to boot, and why
         when a restore was meant."""
-        clone = vm_templates.marker(plan.run_dir, plan.name)
+        clone = vm_clones.marker(plan.run_dir, plan.name)
         if not clone.exists():
             return base.Started(base.BOOTED)
         template_dir = vm_templates.templates_dir() / clone.read_text().strip()
         clone.unlink()  # whatever happens now, the overlay is no longer the template's disk
         try:
             xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_MIGRATABLE)
-            vm_templates.restore(conn, template_dir, xml, plan.run_dir, plan.name)
+            vm_clones.restore(conn, template_dir, xml, plan.run_dir, plan.name)
         except EngineError as exc:
             return base.Started(
                 base.BOOTED, f"booted instead of restored from its template: {exc.message}"
@@ -345,10 +352,10 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
         return libvirt_measure.restart(record, key, guest, timeout, self.ready_means)
 
     def templates(self, recipes: Mapping[str, str]) -> list[base.VmTemplate]:
-        return vm_templates.inventory(vm_templates.Now.here(recipes))
+        return vm_template_cache.inventory(vm_template_cache.Now.here(recipes))
 
     def prune_templates(self, recipes: Mapping[str, str]) -> list[base.VmTemplate]:
-        return vm_templates.prune(vm_templates.Now.here(recipes))
+        return vm_template_cache.prune(vm_template_cache.Now.here(recipes))
 
     def destroy(self, resource: str) -> bool:
         with libvirt_client.connection() as conn:
@@ -369,8 +376,8 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
                 raise libvirt_client.error(f"remove {resource}", exc) from exc
         for disk in disks:  # the guest's own writes go with it; the image stays cached
             disk.unlink(missing_ok=True)
-            vm_templates.marker(disk.parent, disk.stem).unlink(missing_ok=True)
-            vm_templates.settings_file(disk).unlink(missing_ok=True)
+            vm_clones.marker(disk.parent, disk.stem).unlink(missing_ok=True)
+            vm_clones.settings_file(disk).unlink(missing_ok=True)
         return True
 
     def connect(self, record: GuestRecord, key: KeyPair) -> Connection:

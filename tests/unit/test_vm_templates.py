@@ -15,7 +15,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from labctl.backends import base, vm_templates
+from labctl.backends import base, libvirt_save, vm_clones, vm_template_cache, vm_templates
 from labctl.backends.domain_xml import LAYOUT, NS, domain_xml
 from labctl.backends.libvirt import LibvirtBackend
 from labctl.backends.params import LibvirtParams
@@ -63,8 +63,8 @@ def template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> vm_templates.Te
 def test_a_clone_image_has_the_new_domain_and_the_template_s_stream(tmp_path: Path) -> None:
     original = save_file(tmp_path / "t.save", "<domain><name>labctl-template-1</name></domain>")
     new_xml = "<domain><name>labctl-lab-s1-kvm-full</name></domain>"
-    vm_templates.write_clone_image(original, new_xml, tmp_path / "c.save")
-    clone = vm_templates.read_save_image(tmp_path / "c.save")
+    libvirt_save.write_clone_image(original, new_xml, tmp_path / "c.save")
+    clone = libvirt_save.read_save_image(tmp_path / "c.save")
     assert clone.xml == new_xml
     assert clone.cookie == b"<cookie><cpu/></cookie>\n"  # libvirt's, untouched
     assert clone.was_running == 1 and clone.format == 0
@@ -84,14 +84,14 @@ def test_what_is_not_a_finished_version_2_save_file_is_refused(
     path = tmp_path / "t.save"
     path.write_bytes(struct.pack("<16s5I56s", magic, version, 4, 1, 0, 1, bytes(56)) + b"<d/>")
     with pytest.raises(EngineError, match="not a libvirt save file of version 2"):
-        vm_templates.read_save_image(path)
+        libvirt_save.read_save_image(path)
 
 
 def test_a_header_longer_than_its_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "t.save"
     path.write_bytes(struct.pack("<16s5I56s", b"LibvirtQemudSave", 2, 9999, 1, 0, 5, bytes(56)))
     with pytest.raises(EngineError, match="cut short"):
-        vm_templates.read_save_image(path)
+        libvirt_save.read_save_image(path)
 
 
 # -- the template and its key -----------------------------------------------------------
@@ -151,7 +151,7 @@ def test_a_clone_keeps_the_template_s_machine_and_gets_its_own_identity(
     template: vm_templates.Template,
 ) -> None:
     p = replace(domain_params("kvm-full"), uuid="0f0f0f0f-0000-4000-8000-000000000001")
-    root = ET.fromstring(vm_templates.clone_xml(template, p))
+    root = ET.fromstring(vm_clones.clone_xml(template, p))
     saved = ET.fromstring(template.saved_xml)
     assert root.findtext("name") == p.name and root.findtext("uuid") == p.uuid
     guest = root.find(f"metadata/{{{NS}}}guest")
@@ -169,18 +169,18 @@ def test_a_clone_keeps_the_template_s_machine_and_gets_its_own_identity(
     assert f"labctl.mac={p.mac}" in cmdline
     entry = root.find("sysinfo/entry")
     assert entry is not None and entry.get("name") == ENTRY and not (entry.text or "").strip()
-    assert entry.get("file") == str(vm_templates.settings_file(p.disk))  # not on QEMU's argv
+    assert entry.get("file") == str(vm_clones.settings_file(p.disk))  # not on QEMU's argv
 
 
 def test_a_clone_s_settings_are_its_own_with_a_fresh_seed_each_time() -> None:
     p = domain_params("kvm-full")
-    text = vm_templates.clone_settings(p)
+    text = vm_clones.clone_settings(p)
     assert len(text) == 4096
     settings = text.split("\n")[0].split()
     assert "labctl.ip=10.210.0.10/24" in settings and "labctl.hostname=kvm-full" in settings
     seeds = [w for w in settings if w.startswith("labctl.seed=")]
     assert len(seeds) == 1 and len(seeds[0]) == len("labctl.seed=") + 64
-    assert seeds[0] not in vm_templates.clone_settings(p)
+    assert seeds[0] not in vm_clones.clone_settings(p)
 
 
 # -- the backend: restore a fresh clone, boot anything else --------------------------------
@@ -249,7 +249,7 @@ def test_a_fresh_clone_starts_from_the_template_s_memory_once(
     assert conn.backings == [str(pinned / "disk.qcow2")]  # type: ignore[attr-defined]
     assert (pinned / "base.qcow2").exists()  # its backing file, pinned beside it
     dom = conn.domains[p.resource]
-    settings = vm_templates.settings_file(run / "vm.qcow2")
+    settings = vm_clones.settings_file(run / "vm.qcow2")
     assert ET.fromstring(dom.xml).find("sysinfo/entry").get("file") == str(settings)
     assert settings.stat().st_mode & 0o777 == 0o600 and "labctl.seed=" in settings.read_text()
     assert b.start(p) == base.Started(base.RESTORED)
@@ -272,10 +272,13 @@ def test_up_is_told_while_a_guest_s_template_is_made_first(
         "(its template first: one boot, saved for every later start on this host)"
     )
     spec().directory.mkdir(parents=True)
-    (spec().directory / "memory.save").write_bytes(b"saved")
+    save_file(spec().directory / "memory.save", "<domain/>")
     assert b.creating(vm_plan) is not None  # not finished: template.json is written last
     vm_templates._record(vm_templates.Template(spec(), "<domain/>", 20.0))
     assert b.creating(vm_plan) is None
+    (spec().directory / "memory.save").write_bytes(b"torn")  # ensure would make it again
+    assert b.creating(vm_plan) is not None
+    save_file(spec().directory / "memory.save", "<domain/>")
     (spec().directory / "template.json").unlink()
     vm_plan.run_dir.mkdir()
     (vm_plan.run_dir / "vm.qcow2").write_bytes(b"QFI\xfb")  # created already: nothing to make
@@ -362,9 +365,9 @@ def made_like(t: vm_templates.Template, **changes: object) -> vm_templates.Templ
     return made
 
 
-def now_of(s: vm_templates.TemplateSpec, **changes: object) -> vm_templates.Now:
+def now_of(s: vm_templates.TemplateSpec, **changes: object) -> vm_template_cache.Now:
     """The host as ``s`` was made on it; ``changes``: what moved on since."""
-    now = vm_templates.Now({s.image: s.recipe_hash}, (s.qemu, s.libvirt), s.host_cpu)
+    now = vm_template_cache.Now({s.image: s.recipe_hash}, (s.qemu, s.libvirt), s.host_cpu)
     return replace(now, **changes)  # type: ignore[arg-type]
 
 
@@ -376,7 +379,7 @@ def test_the_inventory_tells_each_template_s_facts_and_why_one_is_stale(
         template, params=replace(spec().params, disk_bus="virtio", nic_model="virtio")
     )
     now = now_of(template.spec)
-    found = {t.name: t for t in vm_templates.inventory(now)}
+    found = {t.name: t for t in vm_template_cache.inventory(now)}
     assert set(found) == {template.directory.name, virtio.directory.name}
     t = found[template.directory.name]
     assert (t.image, t.devices, t.accel, t.boot_seconds) == (
@@ -390,7 +393,7 @@ def test_the_inventory_tells_each_template_s_facts_and_why_one_is_stale(
 
     # Whatever the saved memory depends on, moved on, makes each stale, with the reason.
     def why(**changes: object) -> set[str | None]:
-        return {x.stale for x in vm_templates.inventory(now_of(template.spec, **changes))}
+        return {x.stale for x in vm_template_cache.inventory(now_of(template.spec, **changes))}
 
     assert why(recipes={"vm-amd64": "0" * 64}) == {"vm-amd64 was rebuilt since"}
     assert why(recipes={}) == {"no image vm-amd64 is built now"}
@@ -404,12 +407,12 @@ def test_an_older_labctl_s_record_is_judged_by_its_name_then_completed_when_used
     template: vm_templates.Template,
 ) -> None:
     (template.directory / "template.json").write_text('{"image": "vm-amd64", "boot_seconds": 20.0}')
-    [t] = vm_templates.inventory(now_of(template.spec))
+    [t] = vm_template_cache.inventory(now_of(template.spec))
     assert t.stale is None and t.devices is None and t.made_at  # made: the save file's time
-    [t] = vm_templates.inventory(now_of(template.spec, recipes={"vm-amd64": "0" * 64}))
+    [t] = vm_template_cache.inventory(now_of(template.spec, recipes={"vm-amd64": "0" * 64}))
     assert t.stale == "vm-amd64 was rebuilt since"
     assert vm_templates._load(template.spec) is not None  # a guest starts from it
-    [t] = vm_templates.inventory(now_of(template.spec))
+    [t] = vm_template_cache.inventory(now_of(template.spec))
     assert t.devices == "IDE + e1000 (emulated)" and t.accel == "tcg"
 
 
@@ -422,10 +425,10 @@ def test_prune_removes_the_stale_and_the_unfinished_never_one_being_made(
     cut_short.mkdir()  # its boot was killed: no save file, no record, nobody holds its lock
     busy = made_like(template, recipe_hash="1" * 64).directory
     lock = vm_templates.lock_of(busy)
-    with vm_templates._locked(lock):  # another labctl is making it
-        held = {t.name: t for t in vm_templates.inventory(now_of(template.spec))}[busy.name]
+    with vm_templates.locked(lock):  # another labctl is making it
+        held = {t.name: t for t in vm_template_cache.inventory(now_of(template.spec))}[busy.name]
         assert held.busy and held.stale is None  # being made: neither stale nor current
-        removed = vm_templates.prune(now_of(template.spec))
+        removed = vm_template_cache.prune(now_of(template.spec))
     assert {t.name for t in removed} == {older.directory.name, cut_short.name}
     assert [t.stale for t in removed if t.name == older.directory.name] == [
         "vm-amd64 was rebuilt since"
@@ -433,8 +436,8 @@ def test_prune_removes_the_stale_and_the_unfinished_never_one_being_made(
     assert not older.directory.exists() and not cut_short.exists()
     assert not vm_templates.lock_of(older.directory).exists()  # its lock file went with it
     assert busy.exists() and template.directory.exists()
-    assert vm_templates.prune(now_of(template.spec, recipes={"vm-amd64": "1" * 64})) != []
-    assert [t.name for t in vm_templates.inventory(now_of(template.spec))] == [busy.name]
+    assert vm_template_cache.prune(now_of(template.spec, recipes={"vm-amd64": "1" * 64})) != []
+    assert [t.name for t in vm_template_cache.inventory(now_of(template.spec))] == [busy.name]
 
 
 def test_one_who_waited_on_a_lock_file_removed_meanwhile_locks_the_one_at_the_path(
@@ -445,12 +448,12 @@ def test_one_who_waited_on_a_lock_file_removed_meanwhile_locks_the_one_at_the_pa
     lock, order = tmp_path / "t.lock", []
 
     def waiter(name: str) -> None:
-        with vm_templates._locked(lock):
+        with vm_templates.locked(lock):
             order.append(f"{name} in")
             time.sleep(0.05)
             order.append(f"{name} out")
 
-    with vm_templates._locked(lock):  # the holder (a prune) removes the file it holds
+    with vm_templates.locked(lock):  # the holder (a prune) removes the file it holds
         first = threading.Thread(target=waiter, args=("a",))
         first.start()  # opens the file now at the path, waits on its lock
         time.sleep(0.1)
