@@ -59,11 +59,11 @@ class PlaybookResult:
 TaskCallback = Callable[[TaskEvent], None]
 
 
-def _message(res: Mapping[str, Any]) -> str:
+def failure_message(res: Mapping[str, Any]) -> str:
     """Ansible's own words for a failure: msg, then the command's stderr/stdout tail."""
     items = [r for r in res.get("results", []) if isinstance(r, dict) and r.get("failed")]
     if items:
-        return "; ".join(_message(r) for r in items)
+        return "; ".join(failure_message(r) for r in items)
     parts = [str(res.get("msg", "")).strip()]
     output = str(res.get("stderr") or res.get("stdout") or "").strip()
     if output and output not in parts[0]:
@@ -99,7 +99,7 @@ class _Collector:
         elif kind == "runner_on_skipped":
             self._emit(task, "skipped")
         elif kind in ("runner_on_failed", "runner_on_unreachable"):
-            msg = _message(res)
+            msg = failure_message(res)
             if data.get("ignore_errors"):
                 self._emit(task, "ignored", msg)
             else:
@@ -272,11 +272,13 @@ class _PerHost:
                 self.stdout[host] = str(res.get("stdout") or "")
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             self.seen.add(host)
-            self.failed.setdefault(host, f"{str(data.get('task', '')).strip()}: {_message(res)}")
+            self.failed.setdefault(
+                host, f"{str(data.get('task', '')).strip()}: {failure_message(res)}"
+            )
             if "stdout" in res:
                 self.stdout[host] = str(res.get("stdout") or "")
         elif kind == "runner_on_unreachable":
-            self.dark.setdefault(host, _message(res))
+            self.dark.setdefault(host, failure_message(res))
         return True
 
     def outcome(self, host: str, status: str) -> HostOutcome:

@@ -39,6 +39,7 @@ import yaml
 from filelock import FileLock
 
 from labctl.fleet import ship
+from labctl.host.ansible import failure_message
 from labctl.images.cache import ImageStore
 from labctl.keys import ensure_keypair
 from labctl.paths import PLAYBOOKS_DIR, cache_dir, guest_apt_proxy, system_containers
@@ -489,18 +490,6 @@ def image_vars(store: ImageStore, names: Iterable[str]) -> list[dict[str, Any]]:
 # -- Ansible against an inventory ------------------------------------------------------------
 
 
-def _message(res: Mapping[str, Any]) -> str:
-    """Ansible's words for a failure; a loop's are those of its failed items."""
-    items = [r for r in res.get("results", []) if isinstance(r, dict) and r.get("failed")]
-    if items:
-        return "; ".join(_message(r) for r in items)
-    parts = [str(res.get("msg", "")).strip()]
-    tail = str(res.get("stderr") or res.get("stdout") or "").strip()
-    if tail and tail not in parts[0]:
-        parts.append(" | ".join(tail.splitlines()[-5:]))
-    return ": ".join(p for p in parts if p) or "failed (no message)"
-
-
 def run_playbook(
     playbook: Path,
     inventory: Path,
@@ -513,7 +502,8 @@ def run_playbook(
     """Run ``playbook`` against every host of ``inventory`` through ansible-runner.
 
     The test side's own runner, so the simulated hosts can be proven without the
-    controller's code; it reads results from the runner's events and final stats.
+    controller's code; it reads results from the runner's events and final stats (a failure
+    in Ansible's words as :func:`labctl.host.ansible.failure_message` puts them).
     """
     import ansible_runner
 
@@ -539,7 +529,7 @@ def run_playbook(
         elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get(
             "ignore_errors"
         ):
-            failed.append((host, task, _message(res)[:500]))
+            failed.append((host, task, failure_message(res)[:500]))
         return True
 
     private_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from labctl.errors import HostError
-from labctl.host.ansible import TaskEvent, _message, run_playbook
+from labctl.host.ansible import TaskEvent, failure_message, run_playbook
 
 PLAY = """
 - hosts: all
@@ -64,8 +64,8 @@ def test_missing_playbook(tmp_path: Path) -> None:
 
 
 def test_message_keeps_command_output_and_loop_items() -> None:
-    assert _message({"msg": "non-zero return code", "stderr": "boom\nreal cause"}) == (
+    assert failure_message({"msg": "non-zero return code", "stderr": "boom\nreal cause"}) == (
         "non-zero return code: boom | real cause"
     )
     looped = {"results": [{"failed": False}, {"failed": True, "msg": "item 2 broke"}]}
-    assert _message(looped) == "item 2 broke"
+    assert failure_message(looped) == "item 2 broke"
