@@ -9,8 +9,9 @@ rootfs, the shared busybox initramfs and boot contract of :mod:`labctl.images.vm
 package list is its own (``images/vm-s390x/packages.txt``: no dmidecode or pciutils, plus
 s390-tools for ``lscss``).
 
-Optional: no lab under ``labs/*/lab.yaml`` names it, so ``labctl images build`` (and the test
-suite) leave it alone; ``labctl images build vm-s390x`` builds it.
+Optional: no lab under ``labs/*/lab.yaml`` names it, so ``labctl images build`` and the test
+session's images leave it alone; ``labctl images build vm-s390x`` builds it, as
+``tests/integration/test_s390x.py`` does under CI.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def built_images(in_ci: bool) -> list[str]:
     """Every image, built (or found cached) once per session; Podman's where it is set up.
 
     Podman is optional on a developer's host; in CI its images must build like the rest. The
-    optional s390x VM image is not built here (test_s390x uses it where it was built).
+    optional s390x VM image is not built here: test_s390x builds it under CI, and elsewhere uses
+    it where it was built.
     """
     podman = in_ci or podman_set_up()
     names = [n for n in standard_images() if podman or not n.startswith("podman-")]
