@@ -227,11 +227,14 @@ def ensure(spec: TemplateSpec, image_dir: Path, entry: str) -> Template:
 
 
 def made(spec: TemplateSpec) -> bool:
-    """Whether the template of ``spec`` is made and whole: :func:`ensure` loads it as it is."""
-    return _load(spec) is not None
+    """Whether the template of ``spec`` is made and whole: :func:`ensure` loads it as it is.
+
+    Only reads: an old template's missing facts are written by the load that uses it.
+    """
+    return _load(spec, complete=False) is not None
 
 
-def _load(spec: TemplateSpec) -> Template | None:
+def _load(spec: TemplateSpec, complete: bool = True) -> Template | None:
     facts = spec.directory / "template.json"
     try:
         recorded = json.loads(facts.read_text())
@@ -239,7 +242,7 @@ def _load(spec: TemplateSpec) -> Template | None:
         template = Template(spec, saved.xml, float(recorded["boot_seconds"]))
     except (OSError, ValueError, KeyError, EngineError):
         return None
-    if "spec" not in recorded:  # made by a labctl that did not record its facts
+    if complete and "spec" not in recorded:  # made by a labctl that did not record its facts
         _record(template, saved_at(spec.directory))
     return template
 

@@ -411,6 +411,9 @@ def test_an_older_labctl_s_record_is_judged_by_its_name_then_completed_when_used
     assert t.stale is None and t.devices is None and t.made_at  # made: the save file's time
     [t] = vm_template_cache.inventory(now_of(template.spec, recipes={"vm-amd64": "0" * 64}))
     assert t.stale == "vm-amd64 was rebuilt since"
+    old = (template.directory / "template.json").read_text()
+    assert vm_templates.made(template.spec)  # asking (up's progress line) writes nothing
+    assert (template.directory / "template.json").read_text() == old
     assert vm_templates._load(template.spec) is not None  # a guest starts from it
     [t] = vm_template_cache.inventory(now_of(template.spec))
     assert t.devices == "IDE + e1000 (emulated)" and t.accel == "tcg"
