@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ci import running_in_ci
+
 SHOTS = Path(__file__).parent / "artifacts" / "screenshots"
 
 
@@ -44,7 +46,7 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[object]:
     tools = _tools()
     if tools is None:
         reason = "chromium and chromium-driver are not installed (labctl host setup --test-tools)"
-        if os.environ.get("CI", "").lower() == "true":
+        if running_in_ci():
             pytest.fail(reason)
         pytest.skip(reason)
     from selenium import webdriver

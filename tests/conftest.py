@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from tests.ci import running_in_ci
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -19,4 +19,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def in_ci() -> bool:
     """True under CI (CI=true): a missing engine must fail there, never skip."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    return running_in_ci()

@@ -53,7 +53,7 @@ def test_a_two_student_class_is_isolated_and_leaves_nothing(
         assert [(s["student"], s["ok"]) for s in up["students"]] == [(i, True) for i in ids]
         # a rerun finds every lab up and changes nothing
         again = json.loads(run("class", "up", str(roster), str(path), "--class", name, "--json"))
-        assert all(s["ok"] for s in again["students"])
+        assert [(s["student"], s["ok"]) for s in again["students"]] == [(i, True) for i in ids]
 
         status = json.loads(run("class", "status", "--class", name, "--json"))
         rows = {r["student"]: r for r in status["students"]}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +40,7 @@ class Fleet:
     run: str
 
     def play(
-        self, name: str, extravars: dict[str, object] | None, tag: str, **kw: int
+        self, name: str, extravars: Mapping[str, object] | None, tag: str, **kw: int
     ) -> fleet_hosts.PlayRun:
         return fleet_hosts.run_playbook(
             PLAYBOOKS_DIR / name, self.inventory, extravars, self.tmp / tag, **kw
@@ -132,6 +132,7 @@ def test_fleet_images_then_nothing_is_shipped(fleet: Fleet) -> None:
     first = fleet.play("fleet-images.yml", extravars, "images-1")
     assert first.ok, first.explain()
     statuses = _host_images(fleet)
+    assert {e["name"] for e in wanted} >= set(IMAGES), wanted  # each named image is shipped
     for entry in wanted:  # the host's labctl sees each as built for its recipe, in its engine
         assert statuses[entry["name"]] == "ready", (entry["name"], statuses)
         there = fleet_hosts.exec_in(

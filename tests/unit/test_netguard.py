@@ -33,7 +33,10 @@ class FakeIp:
 
 def test_a_guest_on_the_labs_bridge_that_is_up_may_be_contacted() -> None:
     ip = FakeIp({"10.210.1.12": "lcbr12345678"}, up={"lcbr12345678"})
-    netguard.require_lab_bridge("10.210.1.12", {"lcbr12345678"}, "kvm-full", ip)
+    netguard.require_lab_bridge("10.210.1.12", {"lcbr12345678"}, "kvm-full", ip)  # no raise
+    # it asked the kernel the way out, then whether that bridge is up
+    assert [c[:2] for c in ip.calls] == [["route", "get"], ["link", "show"]]
+    assert ip.calls[1][-1] == "lcbr12345678"
 
 
 def test_an_address_routed_by_the_default_route_is_refused() -> None:
