@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,6 +71,37 @@ def wait_powered_off(resource: str, seconds: float = 180) -> None:
 def up(lab: Lab, path: Path, instance: str) -> LabState:
     """``labctl up`` of one instance of the lab at ``path``, on this host's images."""
     return lifecycle.up(lab, path, instance, store(), detect()).state
+
+
+@dataclass(frozen=True)
+class One:
+    """One instance of a lab, up: the lab, its file, the instance, its state, how long ``up``
+    took."""
+
+    lab: Lab
+    path: Path
+    instance: str
+    state: LabState
+    up_seconds: float
+
+
+@contextmanager
+def one_instance(
+    factory: pytest.TempPathFactory, folder: str, text: str, exercises: Iterable[Path] = ()
+) -> Iterator[One]:
+    """A new instance of the lab ``text`` (written into ``folder``, beside a copy of each of
+    ``exercises``), up; taken down at the end, and nothing of it left."""
+    path, lab = write_lab(factory, folder, text)
+    (path.parent / "exercises").mkdir()
+    for exercise in exercises:
+        shutil.copy(exercise, path.parent / "exercises")
+    (instance,) = instance_names(1)
+    left = inventory(lab.name, instance)
+    assert left.empty, f"{instance} exists before its test: {left}"
+    with taken_down(lab, [instance]):
+        t0 = time.monotonic()
+        state = up(lab, path, instance)
+        yield One(lab, path, instance, state, time.monotonic() - t0)
 
 
 @contextmanager

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,19 +20,16 @@ from labctl import backends
 from labctl.docker_client import PODMAN
 from labctl.docker_client import connect as docker_connect
 from labctl.errors import EngineError
-from labctl.host.accel import detect
 from labctl.images.registry import store
-from labctl.instance.state import InstanceDir, LabState
+from labctl.instance.state import InstanceDir
 from labctl.keys import ensure_keypair
-from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR
-from labctl.spec.model import Lab
 from tests.integration.engines import inventory
 from tests.integration.exercise_solutions import (
     Student,
     fails_untouched_passes_solved_refuses_wrong,
 )
-from tests.integration.labs import instance_names, taken_down, write_lab
+from tests.integration.labs import One, one_instance
 from tests.integration.podman_solutions import WRONG, app_motores, app_motores_cleanup
 
 pytestmark = pytest.mark.integration
@@ -54,16 +49,8 @@ guests:
 """
 
 
-@dataclass(frozen=True)
-class Apps:
-    lab: Lab
-    path: Path
-    instance: str
-    state: LabState
-
-
 @pytest.fixture(scope="module")
-def apps(tmp_path_factory: pytest.TempPathFactory, state_root: Path, in_ci: bool) -> Iterator[Apps]:
+def apps(tmp_path_factory: pytest.TempPathFactory, state_root: Path, in_ci: bool) -> Iterator[One]:
     """Both app containers up in one instance, for the module; down and leak-checked after."""
     for api in (None, PODMAN):
         try:
@@ -72,18 +59,14 @@ def apps(tmp_path_factory: pytest.TempPathFactory, state_root: Path, in_ci: bool
             if in_ci:
                 raise
             pytest.skip(f"{exc.message} ({exc.hint})")
-    path, lab = write_lab(tmp_path_factory, "apps", APPS_LAB)
-    # the full lab's Docker/Podman exercise names only these two guests
-    shutil.copytree(LABS_DIR / "virtualization-full" / "exercises", path.parent / "exercises")
     store().build(["docker-app", "podman-app"])
-    (instance,) = instance_names(1)
-    assert inventory(lab.name, instance).empty
-    with taken_down(lab, [instance]):
-        result = lifecycle.up(lab, path, instance, store(), detect())
-        yield Apps(lab, path, instance, result.state)
+    # the full lab's Docker/Podman exercise names only these two guests
+    exercises = sorted((LABS_DIR / "virtualization-full" / "exercises").glob("*.yaml"))
+    with one_instance(tmp_path_factory, "apps", APPS_LAB, exercises) as apps:
+        yield apps
 
 
-def test_both_engines_publish_their_port_and_answer_at_once(apps: Apps) -> None:
+def test_both_engines_publish_their_port_and_answer_at_once(apps: One) -> None:
     docker_rec, podman_rec = (apps.state.guests[n] for n in ("docker-app", "podman-app"))
     assert (docker_rec.engine, podman_rec.engine) == ("docker", "podman")
     assert docker_rec.stage == podman_rec.stage == "ready"
@@ -96,7 +79,7 @@ def test_both_engines_publish_their_port_and_answer_at_once(apps: Apps) -> None:
     assert pages[0] == pages[1]  # the same image, so the same site
 
 
-def test_each_engine_keeps_its_own_network_bridge_and_subnet(apps: Apps) -> None:
+def test_each_engine_keeps_its_own_network_bridge_and_subnet(apps: One) -> None:
     state = apps.state
     assert state.docker_subnet and state.podman_subnet
     assert state.docker_subnet != state.podman_subnet
@@ -113,7 +96,7 @@ def test_each_engine_keeps_its_own_network_bridge_and_subnet(apps: Apps) -> None
     assert held.podman_containers == {"labctl-apps-" + apps.instance + "-podman-app"}
 
 
-def test_a_check_runs_in_the_podman_guest_through_its_connection(apps: Apps) -> None:
+def test_a_check_runs_in_the_podman_guest_through_its_connection(apps: One) -> None:
     rec = apps.state.guests["podman-app"]
     key = ensure_keypair(InstanceDir(apps.lab.name, apps.instance).key, "test")
     conn = backends.connect(rec, key)
@@ -122,7 +105,7 @@ def test_a_check_runs_in_the_podman_guest_through_its_connection(apps: Apps) -> 
     assert conn.shell_argv()[:2] == ["podman", "exec"]
 
 
-def test_status_names_the_podman_guest_and_its_engine(apps: Apps) -> None:
+def test_status_names_the_podman_guest_and_its_engine(apps: One) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "labctl", "status", "-l", "apps", "-i", apps.instance, "--json"],
         capture_output=True,
@@ -135,7 +118,7 @@ def test_status_names_the_podman_guest_and_its_engine(apps: Apps) -> None:
     assert rows["docker-app"]["engine"] == "docker" and rows["docker-app"]["state"] == "running"
 
 
-def test_the_podman_container_has_no_daemon_above_it(apps: Apps) -> None:
+def test_the_podman_container_has_no_daemon_above_it(apps: One) -> None:
     """Docker's container runs under containerd's shim; Podman's under conmon, no daemon."""
     parents = {}
     for name, cli in (("docker-app", "docker"), ("podman-app", "podman")):
@@ -150,7 +133,7 @@ def test_the_podman_container_has_no_daemon_above_it(apps: Apps) -> None:
 
 
 def test_the_engines_exercise_fails_untouched_passes_solved_and_refuses_wrong_answers(
-    apps: Apps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    apps: One, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     s = Student.new(apps.path.parent, apps.instance, "app-motores", tmp_path)

@@ -10,27 +10,20 @@ cached) and runs, as every engine test does there; elsewhere it runs where someo
 from __future__ import annotations
 
 import re
-import shutil
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from labctl import backends
 from labctl.exercises import runner
-from labctl.host.accel import detect
 from labctl.images.registry import store
-from labctl.instance.state import LabState
-from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR
-from labctl.spec.model import Lab
 from tests.integration.exercise_solutions import (
     Student,
     fails_untouched_passes_solved_refuses_wrong,
 )
-from tests.integration.labs import instance_names, taken_down, write_lab
+from tests.integration.labs import One, one_instance
 
 pytestmark = pytest.mark.integration
 
@@ -51,34 +44,19 @@ guests:
 EXERCISE = LABS_DIR / "virtualization-full" / "exercises" / "35-pv-canales.yaml"
 
 
-@dataclass(frozen=True)
-class Z:
-    lab: Lab
-    path: Path
-    instance: str
-    state: LabState
-    up_seconds: float
-
-
 @pytest.fixture(scope="module")
-def zlab(tmp_path_factory: pytest.TempPathFactory, state_root: Path, in_ci: bool) -> Iterator[Z]:
+def zlab(tmp_path_factory: pytest.TempPathFactory, state_root: Path, in_ci: bool) -> Iterator[One]:
     """The s390x guest up in one instance for the module; down and leak-checked after."""
     images = store()
     if in_ci:
         images.build([IMAGE])  # a build that fails raises: the module errors, never skips
     elif not images.is_current(IMAGE, images.hashes([IMAGE])[IMAGE]):
         pytest.skip(f"the optional image {IMAGE} is not built here: labctl images build {IMAGE}")
-    path, lab = write_lab(tmp_path_factory, "zlab", Z_LAB)
-    (path.parent / "exercises").mkdir()
-    shutil.copy(EXERCISE, path.parent / "exercises")
-    (instance,) = instance_names(1)
-    with taken_down(lab, [instance]):
-        t0 = time.monotonic()
-        result = lifecycle.up(lab, path, instance, images, detect())
-        yield Z(lab, path, instance, result.state, time.monotonic() - t0)
+    with one_instance(tmp_path_factory, "zlab", Z_LAB, [EXERCISE]) as z:
+        yield z
 
 
-def test_the_guest_is_an_emulated_mainframe_with_virtio_on_the_channel_subsystem(zlab: Z) -> None:
+def test_the_guest_is_an_emulated_mainframe_with_virtio_on_the_channel_subsystem(zlab: One) -> None:
     rec = zlab.state.guests["s390x"]
     assert rec.stage == "ready", rec
     backend = backends.get("libvirt")
@@ -112,7 +90,7 @@ WRONG = {"subcanales": "0", "unidad": "1af4", "driver": "virtio-pci"}
 
 
 def test_pv_canales_fails_untouched_passes_solved_and_refuses_wrong_answers(
-    zlab: Z, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    zlab: One, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     s = Student.new(zlab.path.parent, zlab.instance, "pv-canales", tmp_path)

@@ -16,7 +16,7 @@ from labctl.backends import vm_templates
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.spec.model import Lab
-from tests.integration.labs import instance_names, taken_down, up, wait_powered_off, write_lab
+from tests.integration.labs import One, one_instance, up, wait_powered_off
 from tests.labs import lab_yaml
 
 TWIN = """\
@@ -32,12 +32,10 @@ LAB = lab_yaml("twins", TWIN.format(name="twin-a"), TWIN.format(name="twin-b"))
 @pytest.fixture(scope="module")
 def twins(
     tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
-) -> Iterator[tuple[Lab, Path, LabState]]:
-    path, lab = write_lab(tmp_path_factory, "twins", LAB)
-    names = instance_names(1)
-    with taken_down(lab, names):
-        yield lab, path, up(lab, path, names[0])
-    run_dir = InstanceDir(lab.name, names[0]).run
+) -> Iterator[One]:
+    with one_instance(tmp_path_factory, "twins", LAB) as twins:
+        yield twins
+    run_dir = InstanceDir(twins.lab.name, twins.instance).run
     assert not list(run_dir.glob("*.memory*")) and not list(run_dir.glob("*.clone"))
 
 
@@ -57,9 +55,9 @@ def console(state: LabState, guest: str) -> str:
 
 
 def test_two_clones_of_one_template_are_two_machines(
-    twins: tuple[Lab, Path, LabState],
+    twins: One,
 ) -> None:
-    lab, _, state = twins
+    lab, state = twins.lab, twins.state
     for guest in ("twin-a", "twin-b"):  # both started from the template's memory
         assert "started from a template's saved boot" in console(state, guest), guest
     templates = vm_templates.templates_dir().glob("vm-amd64-*/memory.save")
@@ -87,9 +85,9 @@ def test_two_clones_of_one_template_are_two_machines(
 
 
 def test_a_clone_powered_off_boots_from_its_own_kernel_command_line(
-    twins: tuple[Lab, Path, LabState],
+    twins: One,
 ) -> None:
-    lab, path, state = twins
+    lab, path, state = twins.lab, twins.path, twins.state
     resource = state.guests["twin-a"].resource
     inst = InstanceDir(lab.name, state.instance)
     record = state.guests["twin-a"]
@@ -112,11 +110,11 @@ HOST_KEY = "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | awk '{print $2}'"
 
 
 def test_a_clone_stopped_by_force_at_once_keeps_its_host_key(
-    twins: tuple[Lab, Path, LabState],
+    twins: One,
 ) -> None:
     """A pulled plug (virsh destroy) seconds after a clone's start: the SSH host key that
     labctl-setup made for it was written through to the disk, and sshd starts at the boot."""
-    lab, path, state = twins
+    lab, path, state = twins.lab, twins.path, twins.state
     resource = state.guests["twin-b"].resource
     assert backends.get("libvirt").destroy(resource)  # gone: the next up makes a new clone
     fresh = up(lab, path, state.instance)
