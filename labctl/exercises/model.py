@@ -189,6 +189,14 @@ class AnswerCheck(CheckBase):
     factor: float | None = Field(
         None, gt=1, description="number: accepted if within truth/factor .. truth*factor."
     )
+    remeasure: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="number: before calling an answer wrong, measure again up to this many "
+        "times; any measurement that agrees accepts it. For timings, which a busy host makes "
+        "vary from one run to the next.",
+    )
 
     @field_validator("options")
     @classmethod
@@ -209,6 +217,8 @@ class AnswerCheck(CheckBase):
         numeric = (self.tolerance, self.margin, self.factor)
         if self.match == "text" and any(v is not None for v in numeric):
             raise ValueError("tolerance, margin and factor need match: number")
+        if self.match == "text" and self.remeasure:
+            raise ValueError("remeasure needs match: number")
         if self.match == "number" and self.synonyms:
             raise ValueError("synonyms need match: text")
         return self

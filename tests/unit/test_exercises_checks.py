@@ -278,6 +278,28 @@ def test_a_ratio_divides_two_measurements() -> None:
     assert not run(check, guest, answer="4").passed
 
 
+def measured(*values: str) -> FakeConnection:
+    """A guest whose measurement prints the next of ``values`` each time it is taken."""
+    left = iter(values)
+    return FakeConnection(respond=lambda cmd: CommandResult(cmd, 0, next(left) + "\n", ""))
+
+
+def test_a_noisy_timing_is_measured_again_before_an_answer_is_wrong() -> None:
+    # the student measured 25 while the machine was busy; the lab first measures 10, then 30
+    assert not run(answer(match="number", factor=2), measured("10", "30"), answer="25").passed
+    guest = measured("10", "9", "30", "31")
+    check = answer(match="number", factor=2, remeasure=2)
+    result = run(check, guest, answer="25")
+    assert result.passed and "el laboratorio mide 30" in result.detail
+    assert len(guest.commands) == 3  # stops at the first measurement that agrees
+
+
+def test_remeasuring_never_makes_a_far_answer_right() -> None:
+    guest = measured("10", "11", "9")
+    result = run(answer(match="number", factor=2, remeasure=2), guest, answer="1")
+    assert result.status == "failed" and len(guest.commands) == 3
+
+
 def test_not_a_number_is_said_so() -> None:
     result = run(answer(match="number"), FakeConnection({"uname": (0, "3\n")}), answer="tres")
     assert result.detail == "«tres» no es un número"

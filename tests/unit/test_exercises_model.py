@@ -163,6 +163,9 @@ def test_numeric_tolerances_need_a_number_match(tmp_path: Path) -> None:
         "        factor: 2\n"
     )
     assert "tolerance, margin and factor need match: number" in problem(tmp_path, GOOD + answer)
+    assert "remeasure needs match: number" in problem(
+        tmp_path, GOOD + answer.replace("factor: 2", "remeasure: 1")
+    )
 
 
 def _with_options(options: str, extra: str = "", truth: str = "run: uname -m") -> str:
