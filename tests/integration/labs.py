@@ -36,7 +36,11 @@ def instance_names(count: int = 2) -> list[str]:
 
 @contextmanager
 def taken_down(lab: Lab, names: list[str]) -> Iterator[None]:
-    """Take the instances ``names`` down at the end; once that worked, nothing may be left."""
+    """Instances ``names`` that must not exist yet, taken down at the end; once that worked,
+    nothing of them may be left."""
+    for name in names:
+        left = inventory(lab.name, name)
+        assert left.empty, f"{name} exists before its test: {left}"
     try:
         yield
     finally:
@@ -96,8 +100,6 @@ def one_instance(
     for exercise in exercises:
         shutil.copy(exercise, path.parent / "exercises")
     (instance,) = instance_names(1)
-    left = inventory(lab.name, instance)
-    assert left.empty, f"{instance} exists before its test: {left}"
     with taken_down(lab, [instance]):
         t0 = time.monotonic()
         state = up(lab, path, instance)
@@ -112,9 +114,6 @@ def two_instances(
     both ``up`` at the same moment; taken down at the end, and nothing of them left."""
     path, lab = write_lab(factory, folder, text)
     names = instance_names()
-    for name in names:
-        left = inventory(lab.name, name)
-        assert left.empty, f"{name} exists before its test: {left}"
     with taken_down(lab, names):
         t0 = time.monotonic()
         if at_once:
