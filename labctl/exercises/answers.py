@@ -61,14 +61,20 @@ def _truth_number(c: AnswerCheck, value: str, connect: Connect, lang: Lang) -> f
 def _truths(c: AnswerCheck, first: str, connect: Connect, lang: Lang) -> Iterator[float]:
     """The measured truth as a number, then up to ``c.remeasure`` fresh measurements of it.
 
-    Lazy: a measurement is taken again only while the answer has not yet agreed with one.
+    Lazy: a measurement is taken again only while the answer has not yet agreed with one. A
+    fresh measurement that fails ends the series: the answer was already judged by one that
+    worked, so it stays wrong (failed, never an error of the exercise).
     """
     yield _truth_number(c, first, connect, lang)
     for _ in range(c.remeasure):
-        value, why = _measure(c.truth, connect, lang)
+        value, _why = _measure(c.truth, connect, lang)
         if value is None:
-            raise CheckError(why)
-        yield _truth_number(c, value, connect, lang)
+            return
+        try:
+            truth = _truth_number(c, value, connect, lang)
+        except CheckError:
+            return
+        yield truth
 
 
 def fmt(x: float) -> str:

@@ -194,8 +194,8 @@ class AnswerCheck(CheckBase):
         ge=0,
         le=5,
         description="number: before calling an answer wrong, measure again up to this many "
-        "times; any measurement that agrees accepts it. For timings, which a busy host makes "
-        "vary from one run to the next.",
+        "times; any measurement that agrees accepts it. For timings, which vary from run to "
+        "run on a busy host.",
     )
 
     @field_validator("options")

@@ -287,17 +287,38 @@ def measured(*values: str) -> FakeConnection:
 def test_a_noisy_timing_is_measured_again_before_an_answer_is_wrong() -> None:
     # the student measured 25 while the machine was busy; the lab first measures 10, then 30
     assert not run(answer(match="number", factor=2), measured("10", "30"), answer="25").passed
-    guest = measured("10", "9", "30", "31")
+    guest = measured("10", "30", "31")
     check = answer(match="number", factor=2, remeasure=2)
     result = run(check, guest, answer="25")
     assert result.passed and "el laboratorio mide 30" in result.detail
-    assert len(guest.commands) == 3  # stops at the first measurement that agrees
+    assert len(guest.commands) == 2  # stops at the first measurement that agrees
 
 
 def test_remeasuring_never_makes_a_far_answer_right() -> None:
     guest = measured("10", "11", "9")
     result = run(answer(match="number", factor=2, remeasure=2), guest, answer="1")
     assert result.status == "failed" and len(guest.commands) == 3
+
+
+def ratio_guest(slow: list[str], fast: list[str]) -> FakeConnection:
+    """A guest whose ``slow`` and ``fast`` print their next value each time; then they fail."""
+    left = {"slow": iter(slow), "fast": iter(fast)}
+
+    def respond(cmd: str) -> CommandResult:
+        out = next(left[cmd], None)
+        return CommandResult(cmd, 0, f"{out}\n", "") if out else CommandResult(cmd, 1, "", "gone")
+
+    return FakeConnection(respond=respond)
+
+
+def test_a_ratio_is_measured_again_whole_and_a_failed_remeasurement_leaves_it_wrong() -> None:
+    truth = {"target": "g", "run": "slow", "divided_by": {"target": "g", "run": "fast"}}
+    check = answer(match="number", factor=1.5, remeasure=2, truth=truth)
+    # 4000/100 = 40 is far from 180; 9000/50 = 180 is the answer (both sides measured again)
+    assert run(check, ratio_guest(["4000", "9000"], ["100", "50"]), answer="180").passed
+    # 40, 180, then the guest fails: the answer stays wrong, not an error of the exercise
+    wrong = run(check, ratio_guest(["4000", "9000"], ["100", "50"]), answer="500")
+    assert wrong.status == "failed" and "vuelve a medir" in wrong.detail
 
 
 def test_not_a_number_is_said_so() -> None:

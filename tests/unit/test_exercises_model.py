@@ -166,6 +166,7 @@ def test_numeric_tolerances_need_a_number_match(tmp_path: Path) -> None:
     assert "remeasure needs match: number" in problem(
         tmp_path, GOOD + answer.replace("factor: 2", "remeasure: 1")
     )
+    assert "remeasure" in problem(tmp_path, GOOD + answer + "        remeasure: 6\n")
 
 
 def _with_options(options: str, extra: str = "", truth: str = "run: uname -m") -> str:
