@@ -19,6 +19,7 @@ from labctl.command import CommandResult
 from labctl.errors import HostError
 from labctl.instance.state import GuestRecord, LabState
 from labctl.lab import status as lab_status
+from tests.ci import require
 from tests.unit.fake_accounts import FakeSystem
 from tests.unit.fake_connection import FakeConnection
 
@@ -223,8 +224,7 @@ def test_ssh_for_a_student_cannot_open_forwardings_or_escapes() -> None:
         "c",
         "sh",
     ]
-    if shutil.which("ssh") is None:
-        pytest.skip("no ssh client to ask how it reads these options")
+    require(shutil.which("ssh") is not None, "no ssh client to ask how it reads these options")
     # ssh -G prints the configuration it would use, without connecting
     shown = subprocess.run([*hardened[:-1], "-G", "root@10.1.2.3"], capture_output=True, text=True)
     config = dict(line.split(" ", 1) for line in shown.stdout.splitlines())

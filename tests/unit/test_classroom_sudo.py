@@ -13,10 +13,11 @@ import pytest
 
 from labctl.classroom import sudo
 from labctl.errors import HostError
+from tests.ci import needs
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="files are chowned to root")
-needs_visudo = pytest.mark.skipif(
-    shutil.which("visudo", path="/usr/sbin:/usr/bin") is None, reason="sudo is not installed"
+needs_root = needs(os.geteuid() == 0, "files are chowned to root")
+needs_visudo = needs(
+    shutil.which("visudo", path="/usr/sbin:/usr/bin") is not None, "sudo is not installed"
 )
 
 

@@ -26,6 +26,7 @@ from labctl.connection import Connection
 from labctl.errors import ExitCode, LabctlError
 from labctl.instance.state import GuestRecord, InstanceDir, LabState
 from labctl.keys import KeyPair
+from tests.ci import needs
 from tests.labs import APP, BOX, VM, lab_yaml
 from tests.unit.fake_accounts import FakeSystem
 from tests.unit.fake_connection import FakeConnection
@@ -223,7 +224,7 @@ def test_the_tcp_probe_tells_open_from_closed(listening: int) -> None:
     assert found == {("tcp", "127.0.0.1", listening): True, ("tcp", "127.0.0.1", closed): False}
 
 
-@pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox on the host")
+@needs(shutil.which("busybox") is not None, "needs busybox on the host")
 def test_the_busybox_fallback_tells_open_from_closed(listening: int, tmp_path: Path) -> None:
     """Without python3 or OpenBSD's nc (the app container), busybox's nc decides."""
     bin_dir = tmp_path / "bin"

@@ -36,6 +36,7 @@ from labctl.errors import EngineError, HostError, NotFoundError, SpecError
 from labctl.instance import isolation
 from labctl.instance.state import LabState
 from labctl.paths import LABS_DIR
+from tests.ci import needs
 from tests.unit.fake_engines import FakeDockerClient
 
 LAB_IMAGE = {"labctl.image": "docker-app", "labctl.recipe": "abc"}
@@ -361,7 +362,7 @@ def test_a_context_outside_the_home_or_escaping_it_by_a_link_is_refused(tmp_path
         read_context(str(home), me)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="reads as another uid")
+@needs(os.geteuid() == 0, "reads as another uid")
 def test_the_context_is_read_with_the_student_s_rights_not_root_s() -> None:
     top = Path(tempfile.mkdtemp(dir="/var/tmp"))  # /tmp/pytest-of-root is root's only
     try:

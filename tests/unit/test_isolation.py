@@ -13,6 +13,7 @@ import pytest
 
 from labctl.errors import HostError
 from labctl.instance import isolation
+from tests.ci import require
 from tests.unit.fake_nft import FakeNft
 
 A = ["lcbr1111aaaa", "br-0123456789ab", "lclx1111aaaa"]
@@ -223,8 +224,10 @@ def test_an_apt_cache_the_firewall_cannot_name_is_refused(
 def test_the_scripts_are_ones_the_kernel_takes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fake takes any rule: real nft runs every script, in a throwaway network namespace
     (nothing of the host's own table is touched)."""
-    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("nft")):
-        pytest.skip("needs root, unshare and nft")
+    require(
+        os.geteuid() == 0 and all(shutil.which(t) for t in ("unshare", "nft")),
+        "needs root, unshare and nft",
+    )
     monkeypatch.setattr(isolation, "_uid_of", lambda user: 103)  # the apt cache's rule too
     nft = FakeNft()
     isolation.apply("mini", "ta", A, nft)
@@ -247,8 +250,10 @@ def test_a_guest_asks_only_its_own_bridge_on_the_real_kernel(
     (tests/unit/netns_host.py): before the table the kernel delivers the guest's DNS to every
     address of the host; after it, only its own bridge's address answers DNS and DHCP
     (broadcasts too), the apt cache only on its address and port, nothing else."""
-    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("unshare", "nft", "ip")):
-        pytest.skip("needs root, unshare, nft and ip")
+    require(
+        os.geteuid() == 0 and all(shutil.which(t) for t in ("unshare", "nft", "ip")),
+        "needs root, unshare, nft and ip",
+    )
     monkeypatch.setenv("LABCTL_GUEST_APT_PROXY", "http://10.9.0.1:3142")
     nft = FakeNft()
     isolation.apply("mini", "ta", ["lcbr1111aaaa"], nft)
