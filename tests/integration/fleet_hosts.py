@@ -39,6 +39,7 @@ import yaml
 from filelock import FileLock
 
 from labctl.fleet import ship
+from labctl.fleet.inventory import LabHost
 from labctl.host.ansible import failure_message
 from labctl.images.cache import ImageStore
 from labctl.keys import ensure_keypair
@@ -71,14 +72,6 @@ VM_PROFILE = "tiny"  # the VM images simulated hosts run (labctl.paths.vm_profil
 
 class SimHostError(RuntimeError):
     """A simulated host could not be made, reached or removed; carries the engine's words."""
-
-
-@dataclass(frozen=True)
-class SimHost:
-    """A simulated lab host: its container name and its address on the engine's bridge."""
-
-    name: str
-    address: str
 
 
 @dataclass(frozen=True)
@@ -283,11 +276,13 @@ def launch(
     image: str | None = None,
     memory: str = MEMORY,
     timeout: float = SSH_READY_SECONDS,
-) -> list[SimHost]:
+) -> list[LabHost]:
     """Create and start one host per name from ``image`` (default: the prepared one).
 
     Root's ``authorized_keys`` holds ``pubkey``; each host is returned once its sshd answers
-    with an SSH banner on its address. A host that never gets there is removed again.
+    with an SSH banner on its address, as the controller would reach it: a ``LabHost`` named
+    as its container, at its address on the engine's bridge. A host that never gets there is
+    removed again.
     """
     image = image or prepare_image()
     runs = [_check_name(n) for n in names]
@@ -319,7 +314,7 @@ def launch(
             for future in [pool.submit(create, n, r) for n, r in zip(names, runs, strict=True)]:
                 future.result()
         deadline = time.monotonic() + timeout
-        return [SimHost(n, _wait_ssh(n, deadline)) for n in names]
+        return [LabHost(n, _wait_ssh(n, deadline), vm_profile=VM_PROFILE) for n in names]
     except BaseException:
         destroy(made)
         raise
@@ -359,7 +354,7 @@ def _wait_ssh(name: str, deadline: float) -> str:
 
 
 def write_inventory(
-    hosts: Iterable[SimHost],
+    hosts: Iterable[LabHost],
     path: Path,
     key: Path,
     fmt: str = "ini",
@@ -408,12 +403,12 @@ def write_inventory(
     return path
 
 
-def exec_in(host: SimHost, *argv: str, timeout: float = 120) -> str:
+def exec_in(host: LabHost, *argv: str, timeout: float = 120) -> str:
     """Run ``argv`` in the host through the engine (not SSH); its output, or SimHostError."""
     return _cli("exec", host.name, "--", *argv, timeout=timeout)
 
 
-def cut_off(host: SimHost, how: str = "freeze") -> None:
+def cut_off(host: LabHost, how: str = "freeze") -> None:
     """Make ``host`` unreachable mid-run.
 
     ``freeze`` pauses every process in the container (``lxc pause``): the kernel still
@@ -429,7 +424,7 @@ def cut_off(host: SimHost, how: str = "freeze") -> None:
         raise ValueError(f"cut_off how={how!r}: use freeze or sshd")
 
 
-def restore(host: SimHost) -> None:
+def restore(host: LabHost) -> None:
     """Undo :func:`cut_off`: thaw the container and start its sshd."""
     if _state(host.name) == "Frozen":
         _cli("start", host.name, timeout=60)  # resumes a paused container
@@ -446,10 +441,10 @@ def _state(name: str) -> str | None:
     return str(json.loads(out).get("status"))
 
 
-def destroy(hosts: Iterable[SimHost | str]) -> None:
+def destroy(hosts: Iterable[LabHost | str]) -> None:
     """Delete each host by its exact name (running, frozen or stopped); absent ones are fine."""
     for host in hosts:
-        name = host.name if isinstance(host, SimHost) else host
+        name = host.name if isinstance(host, LabHost) else host
         _check_name(name)
         state = _state(name)
         if state is None:
@@ -472,7 +467,7 @@ def leftovers(run: str | None = None) -> list[str]:
     return sorted(found)
 
 
-def memory_mib(host: SimHost) -> float:
+def memory_mib(host: LabHost) -> float:
     """Memory the host's container uses now (its cgroup's figure, as LXD reports it)."""
     out = _cli("query", f"/1.0/instances/{host.name}/state", timeout=30)
     usage = (json.loads(out).get("memory") or {}).get("usage", 0)

@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from labctl.fleet.inventory import LabHost
 from labctl.keys import ensure_keypair
 from tests import browser
 from tests.integration import fleet_hosts
@@ -61,7 +62,7 @@ OLD_DEBIAN = shlex.quote('s/^VERSION_ID=.*/VERSION_ID="11"/')
 @dataclass
 class Sims:
     base: Path
-    hosts: list[fleet_hosts.SimHost]
+    hosts: list[LabHost]
     inventory: Path
     key: Path
     state: Path
@@ -95,7 +96,7 @@ class Sims:
             assert done.returncode == code, (args, done.returncode, done.stdout, done.stderr)
         return done
 
-    def on(self, host: fleet_hosts.SimHost, script: str) -> str:
+    def on(self, host: LabHost, script: str) -> str:
         done = subprocess.run(
             [fleet_hosts.client(), "exec", host.name, "--", "sh", "-c", script],
             capture_output=True,

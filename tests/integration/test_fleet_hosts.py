@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from labctl.fleet import ship
+from labctl.fleet.inventory import LabHost
 from labctl.images.registry import store
 from labctl.keys import ensure_keypair
 from labctl.paths import PLAYBOOKS_DIR
@@ -34,7 +35,7 @@ IMAGES = ["docker-app", "vm-amd64-tiny"]
 
 @dataclass(frozen=True)
 class Fleet:
-    host: fleet_hosts.SimHost
+    host: LabHost
     inventory: Path
     tmp: Path
     run: str

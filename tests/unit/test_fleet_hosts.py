@@ -18,6 +18,7 @@ import pytest
 
 from labctl import paths
 from labctl.errors import BuildError
+from labctl.fleet.inventory import LabHost
 from labctl.images.cache import ImageStore
 from labctl.images.recipe import MANIFEST, Artifact, Manifest
 from labctl.images.registry import all_recipes
@@ -78,8 +79,8 @@ def _ansible_inventory(path: Path) -> dict[str, object]:
 @pytest.mark.parametrize("fmt", ["ini", "yaml"])
 def test_inventories_are_read_by_ansible_with_every_setting(tmp_path: Path, fmt: str) -> None:
     hosts = [
-        fleet_hosts.SimHost("labctl-fleet-r1-1", "10.203.0.11"),
-        fleet_hosts.SimHost("labctl-fleet-r1-2", "10.203.0.12"),
+        LabHost("labctl-fleet-r1-1", "10.203.0.11"),
+        LabHost("labctl-fleet-r1-2", "10.203.0.12"),
     ]
     key = tmp_path / "id key"  # a space, quoted in INI
     path = fleet_hosts.write_inventory(hosts, tmp_path / f"hosts.{fmt}", key, fmt, host_vars=VARS)
