@@ -83,12 +83,12 @@ def up(
             why = f"{h.stage}: {h.error}" if h.error else ""
             t.add_row(escape(h.name), escape(h.address), state, str(n), escape(why))
         console.out.print(t)
-        for s in result.failed:
-            console.out.print(f"[red]{escape(s.student)}[/red] ({s.host}): {escape(s.error or '')}")
-        console.err.print(
-            f"Class {result.name}: {len(result.seats) - len(result.failed)} of "
-            f"{len(result.seats)} labs up on {sum(h.status == 'ready' for h in result.hosts)} "
-            f"of {len(result.hosts)} hosts."
+        ready = sum(h.status == "ready" for h in result.hosts)
+        print_labs_up(
+            result.name,
+            len(result.seats),
+            [(f"{s.student} ({s.host})", s.error) for s in result.failed],
+            f" on {ready} of {len(result.hosts)} hosts",
         )
     lost_host = any(h.status == "failed" for h in result.hosts)
     # as ansible-playbook: a host that failed fails the run, even with every student up,
@@ -131,6 +131,15 @@ def status(folder: ClassDir, state: FleetState, json_out: bool) -> None:
     if errors:
         console.out.print(tables.pairs((escape(s), escape(e or "")) for s, e in errors))
     print_outdated([(r.student, r.outdated) for r in rows])
+
+
+def print_labs_up(
+    name: str, total: int, failed: list[tuple[str, str | None]], where: str = ""
+) -> None:
+    """After ``class up``: each student whose lab failed, and why; then how many are up."""
+    for who, error in failed:
+        console.out.print(f"[red]{escape(who)}[/red]: {escape(error or '')}")
+    console.err.print(f"Class {name}: {total - len(failed)} of {total} labs up{where}.")
 
 
 def print_outdated(rows: list[tuple[str, tuple[str, ...]]]) -> None:

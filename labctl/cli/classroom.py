@@ -174,12 +174,10 @@ def up(
             state = "[green]up[/green]" if s.ok else "[red]failed[/red]"
             t.add_row(escape(s.student), escape(s.instance), state, f"{s.seconds:.1f}")
         console.out.print(t)
-        for s in result.failed:
-            console.out.print(f"[red]{escape(s.student)}[/red]: {escape(s.error or '')}")
-        console.err.print(
-            f"Class {result.name}: {len(result.results) - len(result.failed)} of "
-            f"{len(result.results)} labs up."
-        )
+        from labctl.cli import class_fleet
+
+        failed = [(s.student, s.error) for s in result.failed]
+        class_fleet.print_labs_up(result.name, len(result.results), failed)
     if result.failed:
         console.err.print("Hint: fix the cause and run the same `labctl class up` again.")
         raise typer.Exit(ExitCode.FAILED)

@@ -435,3 +435,22 @@ def test_a_host_given_nobody_is_ready_all_the_same(fleet: Fleet) -> None:
     result = fleet.up("id,name\nana,Ana\n")
     assert [s.host for s in result.seats] == ["h1"]
     assert [h.status for h in result.hosts] == ["ready"] * 3
+
+
+# -- the CLI's summary of class up -------------------------------------------------------------
+
+
+def test_class_up_summary_names_each_failed_lab_and_counts_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rich.console import Console
+
+    from labctl import console
+    from labctl.cli.class_fleet import print_labs_up
+
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(console, "out", Console(file=out, width=80, no_color=True))
+    monkeypatch.setattr(console, "err", Console(file=err, width=80, no_color=True))
+    print_labs_up("c1", 3, [("bo (lab-b)", "no disk [full]"), ("cy", None)], " on 1 of 2 hosts")
+    assert out.getvalue().splitlines() == ["bo (lab-b): no disk [full]", "cy: "]
+    assert err.getvalue().strip() == "Class c1: 1 of 3 labs up on 1 of 2 hosts."
