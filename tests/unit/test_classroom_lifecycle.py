@@ -33,7 +33,7 @@ from labctl.lab import lifecycle
 from labctl.spec.model import Lab, load_lab
 from labctl.stages import Reporter
 from labctl.store import NewAttempt
-from tests.labs import APP, VM, lab_yaml
+from tests.labs import APP, VM, exercise_yaml, lab_yaml
 from tests.unit.test_recovery import Empty, FakeBackend, NoKvm
 
 LAB = lab_yaml("cls", VM, APP)
@@ -117,19 +117,6 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
 
 
 THREE = "id,name\nana,Ana García\nbo,Bo\ncy,Cy\n"
-EXERCISE = """\
-id: {id}
-technique: app-container
-title: {{es: T, en: T}}
-instructions: {{es: I, en: I}}
-guests: [app]
-steps:
-  - id: s1
-    title: {{es: S, en: S}}
-    instructions: {{es: I, en: I}}
-    checks:
-      - {{kind: command, what: {{es: W, en: W}}, target: host, run: "true"}}
-"""
 
 
 def failing_for(student_instance: str, why: str) -> class_lifecycle.UpOne:
@@ -353,7 +340,7 @@ def test_status_has_a_row_per_student_with_guests_and_progress(world: World) -> 
     world.up(world.roster(THREE), up_one=failing_for("so-cy", "docker: pull refused"))
     (world.path.parent / "exercises").mkdir()
     for ex in ("ex1", "ex2"):
-        (world.path.parent / "exercises" / f"{ex}.yaml").write_text(EXERCISE.format(id=ex))
+        (world.path.parent / "exercises" / f"{ex}.yaml").write_text(exercise_yaml(ex))
     store, t = ProgressStore("cls", "so-ana", "ana").store, datetime.fromisoformat
 
     def new(ex: str, kind: str, at: str, **kw: object) -> NewAttempt:

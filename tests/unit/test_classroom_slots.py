@@ -27,6 +27,7 @@ from labctl.exercises.model import ParamSpec
 from labctl.instance.state import InstanceDir, Owner
 from labctl.spec.model import Lab
 from labctl.stages import Reporter
+from tests.labs import exercise_yaml
 from tests.unit.fake_accounts import FakeSystem
 from tests.unit.test_classroom_lifecycle import World, make_world
 
@@ -38,21 +39,6 @@ PORTS = {
     "dos": "  port: {kind: port, min: 20500, max: 21999}\n  token: {kind: token, length: 8}",
     "tres": "  user: {kind: name}",
 }
-EXERCISE = """\
-id: {id}
-technique: app-container
-title: {{es: T, en: T}}
-instructions: {{es: "{{param.{first}}}", en: I}}
-guests: [app]
-params:
-{params}
-steps:
-  - id: s1
-    title: {{es: S, en: S}}
-    instructions: {{es: I, en: I}}
-    checks:
-      - {{kind: command, what: {{es: W, en: W}}, target: host, run: "true"}}
-"""
 
 
 @pytest.fixture
@@ -65,7 +51,7 @@ def with_exercises(world: World, ports: dict[str, str] = PORTS) -> None:
     folder.mkdir(exist_ok=True)
     for n, (ex, p) in enumerate(ports.items()):
         first = p.split(":")[0].strip()
-        text = EXERCISE.format(id=ex, params=p, first=first)
+        text = exercise_yaml(ex, instructions=f'"{{param.{first}}}"', params=p)
         (folder / f"{n:02d}-{ex}.yaml").write_text(text)
 
 
