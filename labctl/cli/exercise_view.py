@@ -9,6 +9,7 @@ from rich.markdown import Markdown
 from rich.markup import escape
 from rich.table import Table
 
+from labctl.cli import tables
 from labctl.exercises.grading import Score, option_list
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import Exercise
@@ -53,27 +54,37 @@ def score_json(s: Score) -> dict[str, object]:
 
 
 def _table(lang: Lang, title: tuple[str, str], *headers: tuple[str, str]) -> Table:
-    """A table whose title and column headers are said in ``lang`` (each given as es, en)."""
-    return Table(*(tr(lang, es, en) for es, en in headers), title=tr(lang, *title))
+    """A table whose title and column headers are said in ``lang`` (each given as es, en).
+
+    Borderless, as ``labctl status``: it reads in 80 columns. The first column holds the
+    exercise ids students type, so it is never cut or wrapped; the others wrap.
+    """
+    table = tables.table(*(tr(lang, es, en) for es, en in headers), title=tr(lang, *title))
+    table.columns[0].no_wrap = True
+    return table
 
 
 def exercises_table(
     rows: list[tuple[Exercise, Score]], lab: str, student: str, lang: Lang
 ) -> Table:
-    """``labctl exercise list``."""
+    """``labctl exercise list``: the exercises under a line naming their technique."""
     table = _table(
         lang,
         (f"Ejercicios de {lab} ({student})", f"Exercises of {lab} ({student})"),
         ("id", "id"),
-        ("técnica", "technique"),
         ("título", "title"),
         ("pasos", "steps"),
         ("estado", "state"),
     )
+    technique = None
     for e, s in rows:
+        if e.technique != technique:
+            technique = e.technique
+            table.add_row(f"[bold]{escape(technique)}[/bold]")
         table.add_row(
-            e.id, e.technique, e.title.get(lang), f"{s.passed}/{s.total}", state_word(s, lang)
-        )
+            f"  {escape(e.id)}", escape(e.title.get(lang)), f"{s.passed}/{s.total}",
+            state_word(s, lang),
+        )  # fmt: skip
     return table
 
 

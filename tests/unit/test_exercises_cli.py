@@ -336,3 +336,26 @@ def test_a_step_that_breaks_after_passing_is_shown_as_failing_now(project: Proje
     assert "Pasaron una vez y ahora fallan: notas/nota" in text
     data = json.loads(labctl(project, "progress", "--json", "-s", "ana")[1])
     assert (data["steps_passed"], data["steps_passing_now"]) == (1, 0)
+
+
+@pytest.mark.parametrize("command", ["list", "progress"])
+@pytest.mark.parametrize("lang", ["es", "en"])
+def test_the_default_labs_tables_fit_80_columns_with_every_id_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, lang: str
+) -> None:
+    from rich.console import Console
+
+    from labctl import console
+    from labctl.exercises.model import load_exercises
+    from labctl.paths import LABS_DIR
+
+    monkeypatch.setenv("LABCTL_STATE", str(tmp_path / "state"))
+    monkeypatch.setattr(console, "out", Console(width=80, highlight=False))
+    lab = LABS_DIR / "virtualization"
+    result = runner.invoke(app, ["exercise", command, "-l", str(lab), "--lang", lang, "-s", "ana"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in result.stdout
+    firsts = {line.split()[0] for line in lines if line.strip()}
+    ids = [e.id for e in load_exercises(lab / "exercises")]
+    assert len(ids) > 10 and not set(ids) - firsts  # each id whole at the start of its row
