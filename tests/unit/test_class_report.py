@@ -19,7 +19,7 @@ from labctl.cli import app
 from labctl.errors import LabctlError
 from labctl.exercises.progress import shared
 from labctl.store import NewAttempt
-from tests.unit.test_classroom_lifecycle import EXERCISE
+from tests.labs import exercise_yaml
 
 LAB = """\
 name: cls
@@ -36,7 +36,7 @@ def klass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ClassDir:
     (tmp_path / "lab" / "exercises").mkdir(parents=True)
     (tmp_path / "lab" / "lab.yaml").write_text(LAB)
     for ex in ("ex1", "ex2"):
-        (tmp_path / "lab" / "exercises" / f"{ex}.yaml").write_text(EXERCISE.format(id=ex))
+        (tmp_path / "lab" / "exercises" / f"{ex}.yaml").write_text(exercise_yaml(ex))
     seats = {
         "ana": Seat("ana", "Ana Núñez", "so-ana", email="ana@example.org"),
         "bo": Seat("bo", 'Bo, "the" <b>', "so-bo", email="bo@example.org"),
