@@ -7,7 +7,9 @@ import sys
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
+from rich import box
 from rich.console import Console
+from rich.table import Table
 
 #: Tables and results go to stdout; progress and errors to stderr.
 out = Console(highlight=False)
@@ -27,6 +29,20 @@ def _default(obj: Any) -> Any:
 def print_json(data: Any) -> None:
     """Print ``data`` (dataclasses included) as indented JSON on stdout."""
     sys.stdout.write(json.dumps(data, indent=2, default=_default, sort_keys=False) + "\n")
+
+
+def table(*headers: str, title: str | None = None) -> Table:
+    """A borderless table, kubectl-like, whose every column wraps rather than truncates.
+
+    Borders cost three columns per column; without them five short columns and an address fit
+    80 columns with room to spare.
+    """
+    t = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
+    )
+    for header in headers:
+        t.add_column(header, overflow="fold")
+    return t
 
 
 def debug(message: str) -> None:

@@ -341,8 +341,8 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
 
     def fresh_start(self, copy: base.Copy[LibvirtParams], starts: int) -> base.StartTimes:
         raise NotSupported(
-            f"{copy.record.name}: a VM is not copied for a fresh start (a copy needs an address "
-            "of its own on the lab network, and a boot under TCG takes minutes)",
+            f"{copy.record.name}: a VM is not copied for a fresh start (a copy would need an "
+            "address of its own on the lab network, and a whole boot of its own)",
             "labctl compare --restart-guests cold-boots the lab's own VMs instead "
             "(what runs inside them is lost)",
         )

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
+
+from labctl.console import table as table  # the house's table, for the CLI's modules
 
 JsonOpt = typer.Option(False, "--json", help="Print as JSON.")
 WideOpt = typer.Option(
@@ -32,18 +33,6 @@ _UNBOUNDED = 10_000
 def plural(n: int, word: str) -> str:
     """``1 guest``, ``2 guests``."""
     return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def table(*headers: str, title: str | None = None) -> Table:
-    """A borderless table, kubectl-like, whose every column wraps rather than truncates.
-
-    Borders cost three columns per column; without them five short columns and an address fit
-    80 columns with room to spare.
-    """
-    t = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for header in headers:
-        t.add_column(header, overflow="fold")
-    return t
 
 
 def print_unwrapped(con: Console, t: Table) -> None:

@@ -1,13 +1,17 @@
-"""The comparison in the terminal: the host, the figures and the claims as rich tables."""
+"""The comparison in the terminal: the host, the subjects, the figures and the claims.
+
+Borderless tables that read in 80 columns: each subject's accelerator and devices are said
+once, in the subjects table, so a metric's table needs only the subject's name beside it.
+"""
 
 from __future__ import annotations
 
 from rich.console import Group, RenderableType
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
-from labctl.compare.model import METRICS, NOT_MEASURABLE, SHOWN, Report
+from labctl import console
+from labctl.compare.model import METRICS, NOT_MEASURABLE, SHOWN, Figure, Report
 
 VERDICT_STYLE = {SHOWN: "bold green", NOT_MEASURABLE: "yellow", "not shown": "bold red"}
 
@@ -50,44 +54,67 @@ def header(report: Report) -> RenderableType:
     warning = kvm_warning(report)
     if warning:
         lines.append(f"[bold yellow]Note:[/bold yellow] {escape(warning)}")
-    return Text.from_markup("\n".join(lines))
+    return Text.from_markup("\n" + "\n".join(lines))
 
 
-def figures_tables(report: Report) -> list[Table]:
-    """One small table per metric: median, min-max and number of counted runs."""
-    tables = []
+def subjects_table(report: Report) -> RenderableType:
+    """Each subject once: its technique, its accelerator and its devices."""
+    table = console.table("subject", "technique", "accel", "devices")
+    table.columns[0].no_wrap = True
+    for s in report.subjects:
+        table.add_row(s.name, s.technique, _accel(s.accel), escape(s.devices))
+    return Group(_title("Subjects"), table)
+
+
+def _accel(accel: str) -> str:
+    return "[yellow]tcg[/yellow]" if accel == "tcg" else escape(accel)
+
+
+def _differs(report: Report, f: Figure) -> str:
+    """`` (tcg, IDE …)`` when a figure ran otherwise than its subject row says, else ``""``."""
+    s = report.subject(f.subject)
+    if s is None or (s.accel, s.devices) == (f.accel, f.devices):
+        return ""
+    return f" ({_accel(f.accel)}, {escape(f.devices)})"
+
+
+def _grouped(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``(names, text)`` with the names that share a text joined, in first-seen order."""
+    names: dict[str, list[str]] = {}
+    for name, text in pairs:
+        names.setdefault(text, []).append(name)
+    return [(", ".join(n), text) for text, n in names.items()]
+
+
+def figures_tables(report: Report) -> list[RenderableType]:
+    """One small table per metric (median, min-max, counted runs), its notes below it."""
+    out: list[RenderableType] = []
     for key, metric in METRICS.items():
         rows = [f for f in report.figures if f.metric == key]
         if not rows:
             continue
-        table = Table(
-            "subject",
-            "accel",
-            "devices",
-            "median",
-            "min-max",
-            "n",
-            title=f"{metric.title} ({metric.unit}, {metric.better} is better)",
-            title_justify="left",
-            title_style="bold",
-        )
+        table = console.table("subject", "median", "min-max", "n")
+        table.columns[0].no_wrap = True
         for f in rows:
             s = f.samples
-            table.add_row(
-                f.subject,
-                f.accel if f.accel != "tcg" else "[yellow]tcg[/yellow]",
-                escape(f.devices),
-                num(s.median),
-                "-" if s.n == 1 else f"{num(s.min)}-{num(s.max)}",
-                str(s.n),
-            )
-        tables.append(table)
-    return tables
+            span = "-" if s.n == 1 else f"{num(s.min)}-{num(s.max)}"
+            table.add_row(f.subject + _differs(report, f), num(s.median), span, str(s.n))
+        notes = _grouped([(f.subject, f.note) for f in rows if f.note])
+        lines = [f"  [dim]{escape(who)}: {escape(note)}[/dim]" for who, note in notes]
+        title = _title(f"{metric.title} ({metric.unit}, {metric.better} is better)")
+        out.append(Group(title, table, *([Text.from_markup("\n".join(lines))] if lines else [])))
+    return out
+
+
+def _title(text: str) -> Text:
+    """A section's title, on a line of its own after a blank one (a table's own title would
+    wrap within the table's width)."""
+    return Text("\n" + text, style="bold")
 
 
 def claims_table(report: Report) -> RenderableType:
     """The lesson's claims with ratio and verdict; evidence, threshold and reason below."""
-    table = Table("#", "claim", "ratio (worst case)", "verdict", title="Claims", title_style="bold")
+    table = console.table("#", "claim", "ratio (worst case)", "verdict")
     notes = []
     for i, c in enumerate(report.claims, 1):
         ratio = "-" if c.ratio is None else f"{c.ratio:.2f}× ({c.conservative:.2f}×)"
@@ -96,24 +123,34 @@ def claims_table(report: Report) -> RenderableType:
             f"{i}. [dim]{escape(c.evidence)}; threshold: {escape(c.threshold)}[/dim]\n"
             f"   {escape(c.reason)}"
         )
-    return Group(table, Text.from_markup("\n".join(notes)))
+    return Group(_title("Claims"), table, Text.from_markup("\n".join(notes)))
 
 
 def gaps_text(report: Report) -> RenderableType | None:
-    """What was not measured, and why."""
+    """What was not measured, and why: the subjects that share a reason on one line."""
     if not report.gaps:
         return None
-    lines = [
-        f"{'[red]failed[/red]' if g.failed else 'skipped'} {escape(g.metric)} "
-        f"{escape(g.subject)}: {escape(g.reason)}"
-        for g in report.gaps
-    ]
-    return Text.from_markup("\n".join(lines))
+    lines = []
+    for failed in (True, False):
+        for metric in dict.fromkeys(g.metric for g in report.gaps):
+            gaps = [g for g in report.gaps if g.failed is failed and g.metric == metric]
+            reasons = [(g.subject, g.reason.removeprefix(f"{g.subject}: ")) for g in gaps]
+            word = "[red]failed[/red]" if failed else "skipped"
+            lines += [
+                f"{word} {escape(metric)} {escape(who)}: {escape(why)}"
+                for who, why in _grouped(reasons)
+            ]
+    return Text.from_markup("\n" + "\n".join(lines))
 
 
 def render(report: Report) -> RenderableType:
     """Everything, in reading order."""
-    parts: list[RenderableType] = [header(report), *figures_tables(report), claims_table(report)]
+    parts: list[RenderableType] = [
+        header(report),
+        subjects_table(report),
+        *figures_tables(report),
+        claims_table(report),
+    ]
     gaps = gaps_text(report)
     if gaps is not None:
         parts.append(gaps)

@@ -26,9 +26,12 @@ def lab_subjects(accel: str = "kvm") -> tuple[Subject, ...]:
     )
 
 
-def fig(metric: str, subject: str, values: Sequence[float], accel: str = "kvm") -> Figure:
-    """A figure with the given counted samples."""
-    return Figure(metric, subject, Samples(tuple(values)), accel, "dev", "test method")
+def fig(
+    metric: str, subject: str, values: Sequence[float], accel: str = "kvm", note: str | None = None
+) -> Figure:
+    """A figure with the given counted samples, on its subject's devices."""
+    devices = {s.name: s.devices for s in lab_subjects()}.get(subject, "dev")
+    return Figure(metric, subject, Samples(tuple(values)), accel, devices, "test method", note)
 
 
 def report(

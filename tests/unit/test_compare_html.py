@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from labctl.compare import claims, report_html, report_term
-from labctl.compare.model import Report
+from labctl.compare.model import Figure, Gap, Report, Samples
 from tests.unit.compare_data import TCG_HOST, fig, report
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -92,6 +92,31 @@ def test_terminal_view_shows_figures_claims_and_the_kvm_note() -> None:
     text = console.export_text()
     assert "CPU: fixed workload" in text and "Claims" in text
     assert "ran under TCG" in text and "not measurable on this host" in text
+
+
+def test_terminal_view_reads_in_80_columns_devices_once_notes_and_gaps_grouped() -> None:
+    cache = "QEMU disk cache=unsafe: the guest's direct I/O ends in the host's page cache"
+    figures = [
+        fig("disk_write", "host", [500.0, 510.0, 520.0], "native"),
+        fig("disk_write", "kvm-full", [1000.0, 1100.0, 1200.0], "tcg", note=cache),
+        fig("disk_write", "kvm-virtio", [1100.0, 1150.0, 1160.0], "tcg", note=cache),
+        # a figure taken otherwise than its subject row says shows how, beside its name
+        Figure("cpu", "kvm-full", Samples((1.0, 1.1, 1.2)), "kvm", "IDE + e1000", "m"),
+    ]
+    why = "a VM is not copied for a fresh start"
+    gaps = [Gap("boot_fresh", n, f"{n}: {why}", failed=False) for n in ("kvm-full", "kvm-virtio")]
+    r = report(figures, accel="tcg", host=TCG_HOST, gaps=gaps)
+    console = Console(record=True, width=80, highlight=False)
+    console.print(report_term.render(Report(**{**r.__dict__, "claims": claims.evaluate(r)})))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in "\n".join(lines)
+    text = " ".join(" ".join(lines).split())
+    figures_part = text[: text.index(" Claims ")]  # the claims' evidence names devices again
+    assert figures_part.count("IDE + e1000") == 2  # the subjects table; the cpu row under kvm
+    assert "kvm-full (kvm, IDE + e1000)" in text
+    assert text.count("page cache") == 1 and f"kvm-full, kvm-virtio: {cache}" in text
+    assert f"skipped boot_fresh kvm-full, kvm-virtio: {why}" in text
+    assert "Disk: sequential write, direct I/O (MB/s, higher is better)" in lines
 
 
 @pytest.mark.parametrize(
