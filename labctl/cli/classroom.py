@@ -22,7 +22,7 @@ class_app = typer.Typer(help="Class mode: one isolated lab instance per student 
 app.add_typer(class_app, name="class")
 
 RosterArg = typer.Argument(..., help="CSV with the header id,name[,email][,ssh_key].")
-LabArg = typer.Argument(DEFAULT_LAB, metavar="[LAB]", help="Lab name or file.")
+LabArg = typer.Argument(DEFAULT_LAB, metavar="LAB", help="Lab name or file.")
 ClassOpt = typer.Option(
     None, "--class", "-c", help="Class name (1-5 letters/digits); default: the only class."
 )

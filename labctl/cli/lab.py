@@ -56,7 +56,7 @@ class _UpView:
 
 @app.command()
 def up(
-    lab_ref: str = typer.Argument(DEFAULT_LAB, metavar="[LAB]", help="Lab name or file."),
+    lab_ref: str = typer.Argument(DEFAULT_LAB, metavar="LAB", help="Lab name or file."),
     instance: str = InstanceOpt,
     require_kvm: bool = typer.Option(
         False, "--require-kvm", help="Refuse instead of running the KVM guests under TCG."
@@ -273,7 +273,7 @@ def down(
 
 
 @lab_app.command("validate")
-def validate(lab_ref: str = typer.Argument(DEFAULT_LAB, metavar="[LAB]")) -> None:
+def validate(lab_ref: str = typer.Argument(DEFAULT_LAB, metavar="LAB")) -> None:
     """Check a lab file; errors name the file, the line and the field."""
     lab, path = resolve_lab(lab_ref)
     console.out.print(f"{path}: valid lab {lab.name!r} with {len(lab.guests)} guests")
