@@ -138,7 +138,7 @@ def print_labs_up(
 ) -> None:
     """After ``class up``: each student whose lab failed, and why; then how many are up."""
     for who, error in failed:
-        console.out.print(f"[red]{escape(who)}[/red]: {escape(error or '')}")
+        console.out.print(f"[red]{escape(who)}[/red]" + (f": {escape(error)}" if error else ""))
     console.err.print(f"Class {name}: {total - len(failed)} of {total} labs up{where}.")
 
 

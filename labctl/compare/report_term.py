@@ -62,7 +62,7 @@ def subjects_table(report: Report) -> RenderableType:
     table = console.table("subject", "technique", "accel", "devices")
     table.columns[0].no_wrap = True
     for s in report.subjects:
-        table.add_row(s.name, s.technique, _accel(s.accel), escape(s.devices))
+        table.add_row(escape(s.name), escape(s.technique), _accel(s.accel), escape(s.devices))
     return Group(_title("Subjects"), table)
 
 
@@ -71,9 +71,10 @@ def _accel(accel: str) -> str:
 
 
 def _differs(report: Report, f: Figure) -> str:
-    """`` (tcg, IDE …)`` when a figure ran otherwise than its subject row says, else ``""``."""
+    """`` (tcg, IDE …)`` when a figure ran otherwise than its subject row says (or has no
+    subject row), else ``""``."""
     s = report.subject(f.subject)
-    if s is None or (s.accel, s.devices) == (f.accel, f.devices):
+    if s is not None and (s.accel, s.devices) == (f.accel, f.devices):
         return ""
     return f" ({_accel(f.accel)}, {escape(f.devices)})"
 
@@ -98,7 +99,8 @@ def figures_tables(report: Report) -> list[RenderableType]:
         for f in rows:
             s = f.samples
             span = "-" if s.n == 1 else f"{num(s.min)}-{num(s.max)}"
-            table.add_row(f.subject + _differs(report, f), num(s.median), span, str(s.n))
+            who = escape(f.subject) + _differs(report, f)
+            table.add_row(who, num(s.median), span, str(s.n))
         notes = _grouped([(f.subject, f.note) for f in rows if f.note])
         lines = [f"  [dim]{escape(who)}: {escape(note)}[/dim]" for who, note in notes]
         title = _title(f"{metric.title} ({metric.unit}, {metric.better} is better)")
@@ -147,7 +149,7 @@ def render(report: Report) -> RenderableType:
     """Everything, in reading order."""
     parts: list[RenderableType] = [
         header(report),
-        subjects_table(report),
+        *([subjects_table(report)] if report.subjects else []),
         *figures_tables(report),
         claims_table(report),
     ]

@@ -144,6 +144,8 @@ def create_app(settings: Settings) -> ASGIApp:
             raise HTTPException(403, "you may see your own page only")
         mine = s.source.attempts(student=student_id)
         health = s.health().get(student_id)
+        if not who.instructor:  # a student's page, its JSON too, names no classmate
+            d = dataclasses.replace(d, seats=(seat,))
         return views.student_page(d, seat, mine, health, s.now(), s.rules)
 
     def exercise(exercise_id: str) -> views.ExercisePage:

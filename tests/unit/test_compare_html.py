@@ -119,6 +119,17 @@ def test_terminal_view_reads_in_80_columns_devices_once_notes_and_gaps_grouped()
     assert "Disk: sequential write, direct I/O (MB/s, higher is better)" in lines
 
 
+def test_terminal_view_of_a_figure_without_a_subject_row_says_how_it_ran_and_escapes() -> None:
+    ghost = Figure("cpu", "ghost[b]x[/b]", Samples((1.0, 1.1, 1.2)), "tcg", "IDE + e1000", "m")
+    r = report([ghost])
+    r = Report(**{**r.__dict__, "subjects": ()})
+    console = Console(record=True, width=80, highlight=False)
+    console.print(report_term.render(r))
+    text = console.export_text()
+    assert "ghost[b]x[/b] (tcg, IDE + e1000)" in text
+    assert "Subjects" not in text  # no empty table
+
+
 @pytest.mark.parametrize(
     ("value", "top", "ticks"),
     [

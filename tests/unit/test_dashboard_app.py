@@ -112,6 +112,10 @@ def test_a_student_sees_only_their_own_page(client: TestClient) -> None:
         assert client.get(path).status_code == 403, path
     page = client.get("/students/ana").text
     assert "Bo Núñez" not in page and "reset…" not in page
+    own = client.get("/api/students/ana")
+    assert own.status_code == 200 and own.json()["row"]["seat"]["student"] == "ana"
+    assert [s["student"] for s in own.json()["data"]["seats"]] == ["ana"]  # no classmate
+    assert "Bo Núñez" not in own.text and "demo-bo" not in own.text
 
 
 def test_the_grid_shows_progress_health_and_marks(client: TestClient) -> None:

@@ -452,5 +452,5 @@ def test_class_up_summary_names_each_failed_lab_and_counts_the_rest(
     monkeypatch.setattr(console, "out", Console(file=out, width=80, no_color=True))
     monkeypatch.setattr(console, "err", Console(file=err, width=80, no_color=True))
     print_labs_up("c1", 3, [("bo (lab-b)", "no disk [full]"), ("cy", None)], " on 1 of 2 hosts")
-    assert out.getvalue().splitlines() == ["bo (lab-b): no disk [full]", "cy: "]
+    assert out.getvalue().splitlines() == ["bo (lab-b): no disk [full]", "cy"]
     assert err.getvalue().strip() == "Class c1: 1 of 3 labs up on 1 of 2 hosts."
