@@ -54,7 +54,7 @@ def header(report: Report) -> RenderableType:
     warning = kvm_warning(report)
     if warning:
         lines.append(f"[bold yellow]Note:[/bold yellow] {escape(warning)}")
-    return Text.from_markup("\n" + "\n".join(lines))
+    return Text.from_markup("\n".join(lines))
 
 
 def subjects_table(report: Report) -> RenderableType:
