@@ -12,6 +12,7 @@ from __future__ import annotations
 from labctl import backends
 from labctl.backends.base import Copy
 from labctl.compare.model import Figure, Samples, Subject
+from labctl.compare.workloads import Runs
 from labctl.errors import LabctlError, NotSupported
 from labctl.instance.state import GuestRecord
 
@@ -39,20 +40,20 @@ def from_lab_up(record: GuestRecord, subject: Subject) -> Figure:
     )
 
 
-def fresh(copy: Copy, subject: Subject, runs: int, warmup: int, restart: bool) -> Figure:
-    """Fresh starts of a throwaway copy (``warmup`` discarded, then ``runs``).
+def fresh(copy: Copy, subject: Subject, runs: Runs, restart: bool) -> Figure:
+    """Fresh starts of a throwaway copy (the warm-up discarded, then the counted ones).
 
     Where the engine copies no guest, and ``restart`` allows it, the guest itself is
     powered off and cold-booted once; otherwise the engine's :class:`NotSupported` stands.
     """
     backend = backends.get(copy.record.engine)
     try:
-        times = backend.fresh_start(copy, warmup + runs)
-        if len(times.seconds) != warmup + runs:
+        times = backend.fresh_start(copy, runs.total)
+        if len(times.seconds) != runs.total:
             raise LabctlError(
-                f"{copy.record.name}: {len(times.seconds)} fresh starts, {warmup + runs} asked"
+                f"{copy.record.name}: {len(times.seconds)} fresh starts, {runs.total} asked"
             )
-        samples = Samples(times.seconds[warmup:], times.seconds[:warmup])
+        samples = Samples(times.seconds[runs.warmup :], times.seconds[: runs.warmup])
     except NotSupported:
         if not restart:
             raise

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from labctl import backends
 from labctl.compare import workloads
-from labctl.compare.model import HOST, Figure, Samples, Subject
+from labctl.compare.model import HOST, Figure, Subject
 from labctl.compare.workloads import ParseError, Profile
 from labctl.connection import Connection, LocalConnection
 from labctl.errors import HostError, LabctlError
@@ -48,19 +48,11 @@ def _run_tagged(
     return values, wall
 
 
-def _split(values: list[float], warmup: int, reps: int, what: str) -> Samples:
-    if len(values) != warmup + reps:
-        raise ParseError(f"{what}: expected {warmup + reps} runs, got {len(values)}")
-    if any(v <= 0 for v in values):
-        raise ParseError(f"{what}: a run reported a non-positive value: {values}")
-    return Samples(tuple(values[warmup:]), tuple(values[:warmup]))
-
-
 def cpu(target: Connection, subject: Subject, profile: Profile) -> Figure:
     """The fixed CPU workload, timed inside the target."""
     values, wall = _run_tagged(target, workloads.cpu_script(profile), ("cpu",))
     secs = workloads.parse_ns(values["cpu"])
-    samples = _split(secs, profile.cpu_warmup, profile.cpu_reps, f"{target.name} cpu")
+    samples = profile.cpu.split(secs, f"{target.name} cpu")
     note = None
     # The guest times itself; its clock must not claim more time than the host saw pass.
     if sum(secs) > wall * 1.05 + 0.2:
@@ -84,7 +76,7 @@ def disk(target: Connection, subject: Subject, profile: Profile, directory: str)
     figures = []
     for tag in ("write", "read"):
         rates = [workloads.dd_rate(line) for line in values[tag]]
-        samples = _split(rates, profile.disk_warmup, profile.disk_reps, f"{target.name} {tag}")
+        samples = profile.disk.split(rates, f"{target.name} {tag}")
         figures.append(
             Figure(
                 f"disk_{tag}",
@@ -152,14 +144,13 @@ def network(
     try:
         for reverse, metric in ((False, "net_to_guest"), (True, "net_from_guest")):
             runs = [
-                _iperf_once(address, profile.net_seconds, reverse)
-                for _ in range(profile.net_warmup + profile.net_reps)
+                _iperf_once(address, profile.net_seconds, reverse) for _ in range(profile.net.total)
             ]
             figures.append(
                 Figure(
                     metric,
                     subject.name,
-                    _split(runs, profile.net_warmup, profile.net_reps, f"{target.name} {metric}"),
+                    profile.net.split(runs, f"{target.name} {metric}"),
                     subject.accel,
                     subject.devices,
                     workloads.net_method(profile.net_seconds, reverse),

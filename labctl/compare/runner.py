@@ -344,9 +344,8 @@ def _boot(
 ) -> None:
     for name, rec in records.items():
         r.attempt("boot_lab_up", name, partial(boot.from_lab_up, rec, guests[name]), "boot")
-    runs, warmup = profile.boot_reps, profile.boot_warmup
     timeout = plan.ready_timeout(lab)
     for name, rec in records.items():
         copy = Copy(state.lab, state.instance, rec, plan.params(lab.guests[name]), key, timeout)
-        fresh = partial(boot.fresh, copy, guests[name], runs, warmup, restart_guests)
+        fresh = partial(boot.fresh, copy, guests[name], profile.boot, restart_guests)
         r.attempt("boot_fresh", name, fresh, "boot")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from labctl.compare.model import Samples
 from labctl.errors import LabctlError
 
 IPERF_PORT = 5201
@@ -24,37 +26,54 @@ class ParseError(LabctlError):
 
 
 @dataclass(frozen=True)
+class Runs:
+    """How often a workload runs: ``counted`` runs after ``warmup`` discarded ones."""
+
+    counted: int
+    warmup: int = 1
+
+    @property
+    def total(self) -> int:
+        """Every run, the warm-up included."""
+        return self.warmup + self.counted
+
+    def split(self, values: Sequence[float], what: str) -> Samples:
+        """The runs' values as samples, the warm-up kept apart; a wrong count is an error."""
+        if len(values) != self.total:
+            raise ParseError(f"{what}: expected {self.total} runs, got {len(values)}")
+        if any(v <= 0 for v in values):
+            raise ParseError(f"{what}: a run reported a non-positive value: {list(values)}")
+        return Samples(tuple(values[self.warmup :]), tuple(values[: self.warmup]))
+
+
+@dataclass(frozen=True)
 class Profile:
-    """How much of each workload to run: sizes, repetitions and discarded warm-up runs."""
+    """How much of each workload to run: sizes and runs."""
 
     name: str
     cpu_mib: int
-    cpu_reps: int
-    cpu_warmup: int
+    cpu: Runs
     disk_mib: int
-    disk_reps: int
-    disk_warmup: int
+    disk: Runs
     net_seconds: int
-    net_reps: int
-    net_warmup: int
+    net: Runs
     memory_samples: int
-    boot_reps: int  # fresh container starts (VMs: one cold restart each)
-    boot_warmup: int
+    boot: Runs  # fresh container starts (VMs: one cold restart each)
 
 
 QUICK = Profile(
     "quick",
-    cpu_mib=64, cpu_reps=3, cpu_warmup=1,
-    disk_mib=64, disk_reps=3, disk_warmup=1,
-    net_seconds=2, net_reps=3, net_warmup=1,
-    memory_samples=3, boot_reps=3, boot_warmup=1,
+    cpu_mib=64, cpu=Runs(3),
+    disk_mib=64, disk=Runs(3),
+    net_seconds=2, net=Runs(3),
+    memory_samples=3, boot=Runs(3),
 )  # fmt: skip
 FULL = Profile(
     "full",
-    cpu_mib=128, cpu_reps=7, cpu_warmup=2,
-    disk_mib=256, disk_reps=5, disk_warmup=1,
-    net_seconds=5, net_reps=5, net_warmup=1,
-    memory_samples=5, boot_reps=5, boot_warmup=1,
+    cpu_mib=128, cpu=Runs(7, warmup=2),
+    disk_mib=256, disk=Runs(5),
+    net_seconds=5, net=Runs(5),
+    memory_samples=5, boot=Runs(5),
 )  # fmt: skip
 
 # A nanosecond clock in any POSIX shell: GNU/busybox ``date +%s%N``, else /proc/uptime
@@ -72,7 +91,7 @@ def cpu_method(profile: Profile) -> str:
 
 def cpu_script(profile: Profile) -> str:
     """Hash ``cpu_mib`` MiB of zeros, warm-up + reps times; prints ``@cpu <ns>`` per run."""
-    total = profile.cpu_warmup + profile.cpu_reps
+    total = profile.cpu.total
     return "\n".join(
         [
             "export LC_ALL=C",
@@ -105,7 +124,7 @@ def disk_script(profile: Profile, directory: str) -> str:
     ``conv=notrunc`` rewrites the same blocks every run, so after the first (warm-up) run the
     figure is the device path, not the allocation of new blocks in a qcow2 overlay.
     """
-    total = profile.disk_warmup + profile.disk_reps
+    total = profile.disk.total
     path = shlex.quote(f"{directory.rstrip('/')}/{TEST_FILE}")
     n = profile.disk_mib
     return "\n".join(

@@ -15,7 +15,7 @@ from labctl.backends.base import Backend, Copy, Devices, HostUse, StartTimes
 from labctl.backends.params import LxdParams
 from labctl.compare import boot, probes, runner
 from labctl.compare.model import NATIVE, Gap, Subject
-from labctl.compare.workloads import QUICK
+from labctl.compare.workloads import QUICK, Runs
 from labctl.connection import Connection
 from labctl.errors import EngineError, LabctlError, NotSupported
 from labctl.instance.reservations import Reservations
@@ -148,7 +148,7 @@ def test_footprint_is_the_backends_in_mib(fakes: dict[str, FakeBackend]) -> None
 
 def test_fresh_start_discards_the_warmup_runs(fakes: dict[str, FakeBackend]) -> None:
     copy = Copy("virtualization", "t1", rec("sys", "lxd"), None, KEY)  # type: ignore[arg-type]
-    f = boot.fresh(copy, subject("sys", "lxd"), runs=3, warmup=1, restart=False)
+    f = boot.fresh(copy, subject("sys", "lxd"), runs=Runs(3), restart=False)
     assert fakes["lxd"].copies == [(copy, 4)]
     assert f.metric == "boot_fresh" and f.samples.discarded == (1.0,)
     assert f.samples.values == (2.0, 3.0, 4.0) and f.method == "copy method"
@@ -159,9 +159,9 @@ def test_a_guest_that_cannot_be_copied_is_restarted_only_when_allowed(
 ) -> None:
     copy = Copy("virtualization", "t1", rec("vm", "libvirt"), None, KEY)  # type: ignore[arg-type]
     with pytest.raises(NotSupported):
-        boot.fresh(copy, subject("vm", "libvirt"), runs=3, warmup=1, restart=False)
+        boot.fresh(copy, subject("vm", "libvirt"), runs=Runs(3), restart=False)
     assert fakes["libvirt"].restarts == []
-    f = boot.fresh(copy, subject("vm", "libvirt"), runs=3, warmup=1, restart=True)
+    f = boot.fresh(copy, subject("vm", "libvirt"), runs=Runs(3), restart=True)
     assert fakes["libvirt"].restarts == ["vm"]
     assert f.samples.values == (9.0,) and f.note == "one sample"
 
@@ -172,7 +172,7 @@ def test_a_backend_giving_the_wrong_number_of_starts_is_an_error(
     monkeypatch.setattr(fakes["lxd"], "fresh_start", lambda c, n: StartTimes((1.0,), "m"))
     copy = Copy("virtualization", "t1", rec("sys", "lxd"), None, KEY)  # type: ignore[arg-type]
     with pytest.raises(LabctlError, match="1 fresh starts, 4 asked"):
-        boot.fresh(copy, subject("sys", "lxd"), runs=3, warmup=1, restart=False)
+        boot.fresh(copy, subject("sys", "lxd"), runs=Runs(3), restart=False)
 
 
 def test_lab_up_time_says_what_usable_means_for_the_engine(fakes: dict[str, FakeBackend]) -> None:
@@ -200,7 +200,7 @@ def test_boot_stage_records_not_supported_as_a_gap_that_is_no_failure(
     [gap] = r.gaps
     assert gap == Gap("boot_fresh", "kvm-virtio", "no copies here (use --restart-guests)", False)
     [(copy, starts)] = fakes["lxd"].copies
-    assert starts == QUICK.boot_reps + QUICK.boot_warmup
+    assert starts == QUICK.boot.total
     assert (copy.lab, copy.instance, copy.params) == ("virtualization", "t1", LxdParams(256))
     assert copy.labels["labctl.guest"] == "lxc-system-compare"
 

@@ -11,7 +11,7 @@ from labctl import backends
 from labctl.backends.host_side import parse_vmrss
 from labctl.compare import measure, workloads
 from labctl.compare.model import Subject
-from labctl.compare.workloads import ParseError, Profile
+from labctl.compare.workloads import ParseError, Profile, Runs
 from labctl.errors import LabctlError
 from labctl.instance import netguard
 from labctl.instance.state import GuestRecord, LabState
@@ -100,7 +100,7 @@ def test_vmrss_from_proc_status() -> None:
 
 
 def test_cpu_script_prints_one_duration_per_run_in_a_posix_shell() -> None:
-    profile = Profile("t", 1, 2, 1, 1, 1, 0, 1, 1, 0, 1, 1, 0)
+    profile = Profile("t", 1, Runs(2), 1, Runs(1, 0), 1, Runs(1, 0), 1, Runs(1, 0))
     out = subprocess.run(
         ["sh", "-c", workloads.cpu_script(profile)], capture_output=True, text=True, check=True
     ).stdout
@@ -115,10 +115,22 @@ def test_disk_script_quotes_the_directory_and_cleans_up() -> None:
     assert "oflag=direct conv=notrunc,fsync" in script and "iflag=direct" in script
 
 
+def test_runs_keep_the_warmup_apart_and_refuse_a_wrong_count() -> None:
+    runs = Runs(3, warmup=2)
+    assert runs.total == 5
+    samples = runs.split([9.0, 8.0, 1.0, 2.0, 3.0], "vm cpu")
+    assert (samples.values, samples.discarded) == ((1.0, 2.0, 3.0), (9.0, 8.0))
+    with pytest.raises(ParseError, match="vm cpu: expected 5 runs, got 4"):
+        runs.split([9.0, 8.0, 1.0, 2.0], "vm cpu")
+    with pytest.raises(ParseError, match="non-positive"):
+        runs.split([9.0, 8.0, 1.0, 0.0, 3.0], "vm cpu")
+
+
 def test_profiles_keep_at_least_three_counted_runs_after_a_warmup() -> None:
     for p in (workloads.QUICK, workloads.FULL):
-        assert min(p.cpu_reps, p.disk_reps, p.net_reps, p.memory_samples, p.boot_reps) >= 3
-        assert min(p.cpu_warmup, p.disk_warmup, p.net_warmup, p.boot_warmup) >= 1
+        runs = (p.cpu, p.disk, p.net, p.boot)
+        assert min(*(r.counted for r in runs), p.memory_samples) >= 3
+        assert min(r.warmup for r in runs) >= 1
 
 
 class Bridges:
