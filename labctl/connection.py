@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import subprocess
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ Timeout = float | None | _Default
 TIMED_OUT = 124
 #: exit code of ``read_file``'s script when the file does not exist
 _ABSENT = 100
+#: seconds a command bounded by the guest's ``timeout`` gets between TERM and KILL
+_GRACE = 5
 
 
 class ReadError(LabctlError):
@@ -153,6 +156,40 @@ def _said(result: CommandResult) -> str:
     """The last line a command printed (stderr first), or its exit code."""
     lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
     return lines[-1][:160] if lines else f"exit {result.rc}"
+
+
+class ExecConnection(Connection):
+    """A guest reached through its engine's exec (a container), not through the network.
+
+    The engine's exec has no bound of its own, so the guest keeps ``timeout``: its
+    ``timeout`` command ends the command and all it started (TERM, then KILL
+    :data:`_GRACE` seconds later) and the result has exit 124, as on the host. A guest
+    without a ``timeout`` command runs it unbounded.
+    """
+
+    #: containers are processes of the host: the host's bound
+    timeout: float | None = 300.0
+
+    @abstractmethod
+    def _exec(self, argv: list[str]) -> tuple[int, str, str]:
+        """Run ``argv`` in the guest to its end: exit code, stdout, stderr."""
+
+    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
+        """Run ``command`` with ``sh -c`` in the guest."""
+        bound = self._timeout(timeout)
+        if bound is None:
+            return CommandResult(command, *self._exec(["sh", "-c", command]))
+        inner = shlex.quote(command)
+        line = (
+            "if command -v timeout >/dev/null 2>&1; then "
+            f"exec timeout -k {_GRACE} {bound:g} sh -c {inner}; else exec sh -c {inner}; fi"
+        )
+        t0 = time.monotonic()
+        rc, out, err = self._exec(["sh", "-c", line])
+        ended = rc in (TIMED_OUT, 128 + signal.SIGKILL) and time.monotonic() - t0 >= bound
+        if ended:
+            return CommandResult(command, TIMED_OUT, out, f"{err}timed out after {bound:g} s\n")
+        return CommandResult(command, rc, out, err)
 
 
 class LocalConnection(Connection):

@@ -21,8 +21,7 @@ from labctl.backends import base
 from labctl.backends.docker_apps import DockerApps
 from labctl.backends.host_side import MIB
 from labctl.backends.params import DockerParams
-from labctl.command import CommandResult
-from labctl.connection import DEFAULT, Connection, Timeout
+from labctl.connection import Connection, ExecConnection
 from labctl.docker_client import DOCKER, ApiEngine, connect, engine_errors
 from labctl.errors import EngineError, NotFoundError, ReadyTimeout
 from labctl.instance import naming
@@ -341,13 +340,12 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
         return seconds
 
 
-class AppConnection(Connection):
+class AppConnection(ExecConnection):
     """An application container through ``docker exec`` (or Podman's), no SSH and no users.
 
     Commands run as root, whatever user the application runs as: as in every other guest
     (``labctl ssh``), a student is root inside their own guests, and class mode gives
-    students ``labctl exec``, not Docker. The engine's exec has no bound on a silent
-    command: ``timeout`` is not applied.
+    students ``labctl exec``, not Docker.
     """
 
     def __init__(self, backend: DockerBackend, record: GuestRecord) -> None:
@@ -355,24 +353,18 @@ class AppConnection(Connection):
         self._backend = backend
         self._record = record
 
-    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
-        """Run ``command`` with ``sh -c`` in the container, to its end."""
+    def _exec(self, argv: list[str]) -> tuple[int, str, str]:
         rec = self._record
         try:
             with self._backend._errors(f"run a command in {rec.resource}"):
                 container = self._backend.client.containers.get(rec.resource)
-                rc, (out, err) = container.exec_run(["sh", "-c", command], demux=True, user="root")
+                rc, (out, err) = container.exec_run(argv, demux=True, user="root")
         except NotFoundError as exc:
             raise NotFoundError(
                 f"{rec.name} is gone: {exc.message}",
                 "labctl up creates it again (from its image, on the same port)",
             ) from exc
-        return CommandResult(
-            command,
-            rc,
-            (out or b"").decode(errors="replace"),
-            (err or b"").decode(errors="replace"),
-        )
+        return rc, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
 
     def shell_argv(self) -> list[str]:
         """``docker exec`` (``podman exec``) with a terminal."""

@@ -15,8 +15,7 @@ from labctl import cancel
 from labctl.backends import base
 from labctl.backends.host_side import du_bytes
 from labctl.backends.params import LxdParams
-from labctl.command import CommandResult
-from labctl.connection import DEFAULT, Connection, Timeout
+from labctl.connection import Connection, ExecConnection
 from labctl.errors import EngineError, NotFoundError, NotSupported, ReadyTimeout
 from labctl.instance import naming, netguard
 from labctl.instance.reservations import Reservations
@@ -355,11 +354,10 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
         return seconds
 
 
-class ContainerConnection(Connection):
+class ContainerConnection(ExecConnection):
     """A system container: commands through LXD's exec, the student's shell over SSH.
 
-    LXD's exec reaches the container through the daemon, not the network, and has no bound
-    on a silent command: ``timeout`` is not applied.
+    LXD's exec reaches the container through the daemon, not the network.
     """
 
     def __init__(self, backend: LxdBackend, record: GuestRecord, key: KeyPair) -> None:
@@ -368,13 +366,12 @@ class ContainerConnection(Connection):
         self._record = record
         self._key = key
 
-    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
-        """Run ``command`` with ``sh -c`` in the container, to its end."""
+    def _exec(self, argv: list[str]) -> tuple[int, str, str]:
         resource = self._record.resource
         instance = self._backend._must_get(resource)
         with engine_errors(f"run a command in {resource}"):
-            result = instance.execute(["sh", "-c", command])
-        return CommandResult(command, result.exit_code, result.stdout, result.stderr)
+            result = instance.execute(argv)
+        return result.exit_code, result.stdout, result.stderr
 
     def shell_argv(self) -> list[str]:
         """``ssh`` into the container, only while its address lies behind its own bridge."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from labctl.command import CommandResult
 from labctl.connection import (
     DEFAULT,
     Connection,
+    ExecConnection,
     FetchError,
     HttpAnswer,
     LocalConnection,
@@ -76,6 +79,74 @@ def test_a_timeout_given_to_run_wins_over_the_connections_own() -> None:
     assert slow.run("sleep 1").rc == 124
     assert slow.run("sleep 1", timeout=None).rc == 0
     assert LocalConnection().run("sleep 1", timeout=0.2).rc == 124
+
+
+class LocalExec(ExecConnection):
+    """An engine's exec played by this host: ``argv`` runs here, unbounded, as exec runs it."""
+
+    name = "box"
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self.argvs: list[list[str]] = []
+
+    def _exec(self, argv: list[str]) -> tuple[int, str, str]:
+        self.argvs.append(argv)
+        env = {**os.environ, "PATH": self.path} if self.path else None
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        rc = done.returncode if done.returncode >= 0 else 128 - done.returncode  # as engines say
+        return rc, done.stdout, done.stderr
+
+    def shell_argv(self) -> list[str]:
+        return ["sh"]
+
+
+def test_an_exec_connection_ends_a_command_and_all_it_started_at_its_timeout(
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "child.pid"
+    t0 = time.monotonic()
+    result = LocalExec().run(f"sleep 60 & echo $! > {pidfile}; echo begun; wait", timeout=0.5)
+    assert time.monotonic() - t0 < 10
+    assert result.rc == 124 and result.stdout == "begun\n"
+    assert result.stderr.endswith("timed out after 0.5 s\n")
+    assert result.command.startswith("sleep 60 &")  # the command as asked, not its wrapping
+    child = int(pidfile.read_text())
+    for _ in range(50):
+        if not Path(f"/proc/{child}").exists() or "Z" in _state(child):
+            break
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
+
+
+def test_an_exec_connection_kills_a_command_that_ignores_the_polite_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("labctl.connection._GRACE", 1)
+    t0 = time.monotonic()
+    result = LocalExec().run("trap '' TERM; sleep 60", timeout=0.5)
+    assert result.rc == 124 and "timed out after 0.5 s" in result.stderr
+    assert 1.4 < time.monotonic() - t0 < 10  # TERM at 0.5 s did nothing, KILL 1 s later did
+
+
+def test_an_exec_connection_keeps_the_commands_own_exit_codes() -> None:
+    box = LocalExec()
+    assert box.run("exit 124", timeout=30).stderr == ""  # its own 124: no time ran out
+    assert box.run("exit 124", timeout=30).rc == 124
+    assert box.run("echo out; echo err >&2; exit 3") == CommandResult(
+        "echo out; echo err >&2; exit 3", 3, "out\n", "err\n"
+    )
+    box.run("true", timeout=None)
+    assert box.argvs[-1] == ["sh", "-c", "true"]  # no bound asked: nothing wrapped
+
+
+def test_an_exec_connection_runs_unbounded_in_a_guest_without_timeout(tmp_path: Path) -> None:
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("sh", "sleep"):
+        (bare / tool).symlink_to(shutil.which(tool) or tool)
+    result = LocalExec(path=str(bare)).run("sleep 1; echo done", timeout=0.2)
+    assert (result.rc, result.stdout) == (0, "done\n")
 
 
 def test_the_hosts_shell_is_the_users() -> None:
@@ -213,6 +284,6 @@ def test_an_app_container_is_entered_as_root_whatever_user_its_app_runs_as() -> 
     box = fake.containers.by_name["labctl-v-i-app"] = FakeContainer("labctl-v-i-app", {})
     rec = GuestRecord("app", "docker", "labctl-v-i-app", "ready")
     conn = DockerBackend(fake).connect(rec, None)  # type: ignore[arg-type]
-    assert conn.run("id -u").stdout == "ok\n"
+    assert conn.run("id -u", timeout=None).stdout == "ok\n"
     assert box.execs == [(["sh", "-c", "id -u"], "root")]
     assert conn.shell_argv()[-4:] == ["-u", "root", "labctl-v-i-app", "sh"]
