@@ -49,11 +49,15 @@ def link_or_copy(source: Path, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copy2(source, tmp)
-    tmp.rename(target)
-    tmp.unlink(missing_ok=True)  # rename does nothing when both are links of one file already
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copy2(source, tmp)
+        tmp.rename(target)
+    finally:
+        # rename does nothing when both are links of one file already; a failed copy (a full
+        # disk) leaves no half file behind
+        tmp.unlink(missing_ok=True)
 
 
 def wait_for_marker(path: Path, marker: str, deadline: float) -> None:

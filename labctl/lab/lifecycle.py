@@ -23,7 +23,7 @@ from pathlib import Path
 
 from labctl import backends, cancel
 from labctl.backends.base import RESUMED, RUNNING, Backend, GuestPlan, Started
-from labctl.errors import ExitCode, LabctlError, ReadyTimeout
+from labctl.errors import ExitCode, HostError, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
 from labctl.instance import isolation, naming
 from labctl.instance.reservations import Reservations
@@ -314,12 +314,14 @@ def _bring_up(
             finally:
                 if heavy:
                     vm_slots.release()
-        except LabctlError as exc:
-            failed[name] = exc
+        except (LabctlError, OSError) as exc:
+            # A full disk or a file the host refuses fails this guest, as an engine would.
+            error = exc if isinstance(exc, LabctlError) else HostError(f"{name}: {exc}")
+            failed[name] = error
             rec = box.state.guests.get(name)
             if rec is not None:
-                box.put(replace(rec, error=exc.message))
-            report(name, "failed", exc.message.splitlines()[0])
+                box.put(replace(rec, error=error.message))
+            report(name, "failed", error.message.splitlines()[0])
 
     cancel.in_parallel(one, list(plans), 1 if sequential else len(plans), "up")
     return failed

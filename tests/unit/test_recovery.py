@@ -6,6 +6,7 @@ runs on fake backends that keep guests in memory.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -483,6 +484,53 @@ def test_exit_codes_follow_the_errors_types_not_their_words(
     with pytest.raises(LabctlError) as err:
         up(lab, store)
     assert err.value.code == ExitCode.TIMEOUT
+
+
+def test_a_host_that_refuses_a_file_fails_that_guest_the_others_come_up(
+    state_root: Path,
+    lab: tuple[Lab, Path],
+    store: ImageStore,
+    fakes: dict[str, FakeBackend],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def full_disk(plan: base.GuestPlan) -> GuestRecord:
+        raise OSError(errno.ENOSPC, "No space left on device", "/var/lib/labctl/vm.qcow2")
+
+    monkeypatch.setattr(fakes["libvirt"], "create", full_disk)
+    said: list[tuple[str, str, str]] = []
+    with pytest.raises(LabctlError, match="No space left on device") as err:
+        up(lab, store, report=lambda *a: said.append(a))
+    assert err.value.code == ExitCode.HOST
+    assert (
+        "vm",
+        "failed",
+        "vm: [Errno 28] No space left on device: '/var/lib/labctl/vm.qcow2'",
+    ) in said
+    state = InstanceDir("rec", "t1").load()
+    assert state is not None and state.guests["app"].stage == "ready"
+    lifecycle.down("rec", "t1")
+
+
+def test_a_copy_that_fails_leaves_no_half_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labctl.backends import vm_files
+
+    source, target = tmp_path / "base.qcow2", tmp_path / "pinned.qcow2"
+    source.write_bytes(b"qcow")
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    def half_copy(src: object, dst: Path) -> None:
+        dst.write_bytes(b"q")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(vm_files.os, "link", no_link)
+    monkeypatch.setattr(vm_files.shutil, "copy2", half_copy)
+    with pytest.raises(OSError):
+        vm_files.link_or_copy(source, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.qcow2"]
 
 
 def test_the_subnet_is_saved_before_the_network_is_created_and_kept_by_a_rerun(
