@@ -10,7 +10,7 @@ then cold-booted in place, which is why that needs ``--restart-guests``.
 from __future__ import annotations
 
 from labctl import backends
-from labctl.backends.base import Copy
+from labctl.backends.base import BOOTED, Copy
 from labctl.compare.model import Figure, Samples, Subject
 from labctl.compare.workloads import Runs
 from labctl.errors import LabctlError, NotSupported
@@ -23,7 +23,17 @@ LAB_UP_METHOD = (
 
 
 def from_lab_up(record: GuestRecord, subject: Subject) -> Figure:
-    """The guest's ``ready_seconds`` from the state file (one sample)."""
+    """The guest's ``ready_seconds`` from the state file (one sample), if up booted it.
+
+    A guest that ``up`` restored from a saved template, resumed or found running was not
+    booted: its ready time says nothing about a start from scratch, so it is no figure.
+    """
+    if record.started != BOOTED:
+        how = record.started or "started (how, the state does not say)"
+        raise NotSupported(
+            f"{record.name}: {how} by labctl up, not booted: its ready time is no boot",
+            "labctl compare --restart-guests starts each such guest from power-off and times that",
+        )
     if record.ready_seconds is None:
         raise LabctlError(
             f"{record.name} has no ready time in the lab state (stage {record.stage})"

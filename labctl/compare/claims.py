@@ -143,7 +143,8 @@ def _missing(report: Report, metric: str, *names: str) -> str | None:
     for name in names:
         if report.figure(metric, name) is None:
             gap = next((g for g in report.gaps if g.metric == metric and g.subject == name), None)
-            return f"no {metric} figure for {name}" + (f": {gap.reason}" if gap else "")
+            why = f": {gap.reason.removeprefix(f'{name}: ')}" if gap else ""
+            return f"no {metric} figure for {name}{why}"
     return None
 
 

@@ -176,8 +176,20 @@ def test_a_backend_giving_the_wrong_number_of_starts_is_an_error(
 
 
 def test_lab_up_time_says_what_usable_means_for_the_engine(fakes: dict[str, FakeBackend]) -> None:
-    f = boot.from_lab_up(rec("sys", "lxd", ready_seconds=2.5), subject("sys", "lxd"))
+    booted = rec("sys", "lxd", ready_seconds=2.5, started="booted")
+    f = boot.from_lab_up(booted, subject("sys", "lxd"))
     assert f.samples.values == (2.5,) and f.method.endswith("usable = the fake says so")
+
+
+@pytest.mark.parametrize("how", ["restored", "resumed", "running", None])
+def test_a_guest_up_did_not_boot_has_no_boot_time(
+    fakes: dict[str, FakeBackend], how: str | None
+) -> None:
+    """A VM restored from a saved template is usable in seconds: that is no boot."""
+    vm = rec("vm", "libvirt", ready_seconds=6.4, started=how)
+    with pytest.raises(NotSupported, match="not booted: its ready time is no boot") as info:
+        boot.from_lab_up(vm, subject("vm", "libvirt"))
+    assert info.value.hint and "--restart-guests" in info.value.hint
 
 
 def test_boot_stage_records_not_supported_as_a_gap_that_is_no_failure(
@@ -186,8 +198,9 @@ def test_boot_stage_records_not_supported_as_a_gap_that_is_no_failure(
     lab = load_lab(LABS_DIR / "virtualization" / "lab.yaml")
     state = LabState("virtualization", "t1", "lab.yaml")
     records = {
-        "kvm-virtio": rec("kvm-virtio", "libvirt", ready_seconds=30.0),
-        "lxc-system": rec("lxc-system", "lxd", ready_seconds=3.0),
+        "kvm-virtio": rec("kvm-virtio", "libvirt", ready_seconds=30.0, started="booted"),
+        "kvm-full": rec("kvm-full", "libvirt", ready_seconds=6.0, started="restored"),
+        "lxc-system": rec("lxc-system", "lxd", ready_seconds=3.0, started="booted"),
     }
     guests = {n: subject(n, r.engine) for n, r in records.items()}
     r = runner._Run(lambda stage, detail: None)
@@ -197,7 +210,12 @@ def test_boot_stage_records_not_supported_as_a_gap_that_is_no_failure(
         ("boot_lab_up", "lxc-system"),
         ("boot_fresh", "lxc-system"),
     }
-    [gap] = r.gaps
+    assert {(g.metric, g.subject, g.failed) for g in r.gaps} == {
+        ("boot_lab_up", "kvm-full", False),  # restored from a template: no boot to time
+        ("boot_fresh", "kvm-virtio", False),
+        ("boot_fresh", "kvm-full", False),
+    }
+    [gap] = [g for g in r.gaps if g.subject == "kvm-virtio"]
     assert gap == Gap("boot_fresh", "kvm-virtio", "no copies here (use --restart-guests)", False)
     [(copy, starts)] = fakes["lxd"].copies
     assert starts == QUICK.boot.total

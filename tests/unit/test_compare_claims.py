@@ -189,6 +189,17 @@ def test_containers_fall_back_to_the_lab_up_times() -> None:
     assert c.evidence.startswith("boot_lab_up") and c.verdict == NOT_SHOWN
 
 
+def test_containers_start_is_not_measurable_when_up_restored_the_vms() -> None:
+    """A VM restored from a saved template is no boot: the claim says so, not a verdict."""
+    figures = [f for f in _start_and_memory(25.0, 0.4) if f.metric != "boot_fresh"]
+    figures += [fig("boot_lab_up", n, [10.0]) for n in ("lxc-system", "docker-app")]
+    why = "restored by labctl up, not booted: its ready time is no boot"
+    gaps = [Gap("boot_lab_up", n, f"{n}: {why}", False) for n in ("arm-emulated", "kvm-full")]
+    c = by_id(claims.evaluate(report(figures, gaps=gaps)), "containers-start")
+    assert c.verdict == NOT_MEASURABLE
+    assert c.reason == f"no boot_lab_up figure for arm-emulated: {why}"
+
+
 def test_every_claim_has_a_verdict_and_a_reason() -> None:
     for c in claims.evaluate(report([])):
         assert c.verdict in (SHOWN, NOT_SHOWN, NOT_MEASURABLE)
