@@ -202,16 +202,18 @@ def harden_ssh(argv: Sequence[str]) -> list[str]:
 
 
 def reexec_argv(args: Sequence[str], euid: int) -> list[str] | None:
-    """``sudo -n <entry point> ARGS`` for a student's command, or None (not for a student).
+    """``sudo -n <entry point> ARGS`` for a student's command, or None (labctl goes on).
 
-    None when root runs labctl, the command is not a student's, or no class is set up here
-    (no entry point): labctl then goes on as it always did. A non-root user the sudo rule
-    does not name gets a :class:`HostError` instead of sudo's password prompt.
+    None when root runs labctl, no command is given, or no class is set up here (no entry
+    point): labctl then goes on as it always did, and so it does for a non-root user who
+    is no student and asks for another command. A student (whom the sudo rule names) asking
+    for the instructor's commands is :class:`Refused`; a non-root user the rule does not
+    name gets a :class:`HostError` for a student's command instead of sudo's password prompt.
     """
     if euid == 0:
         return None
     words = [a for a in args if a not in GLOBAL]
-    if not words or words[0] not in COMMANDS:
+    if not words or words[0].startswith("-"):
         return None
     entry = sudo.Installation.of().entry
     if not entry.exists():
@@ -219,6 +221,10 @@ def reexec_argv(args: Sequence[str], euid: int) -> list[str] | None:
     allowed = subprocess.run(
         [sudo.SUDO, "-n", "-l", str(entry)], capture_output=True, check=False
     ).returncode
+    if words[0] not in COMMANDS:
+        if allowed == 0:
+            raise Refused(f"labctl {words[0]} is not for students", USAGE)
+        return None
     if allowed != 0:
         raise HostError(
             f"labctl {words[0]} needs root, and this account is not a student of a labctl "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -10,7 +11,7 @@ from typer.exceptions import TyperException
 
 from labctl import console
 from labctl.cli.app import app
-from labctl.errors import ExitCode, LabctlError
+from labctl.errors import ExitCode, HostError, LabctlError
 
 # Each command group lives in its own module; importing it adds its commands to ``app``.
 from labctl.cli import classroom, compare, doctor, exercise, host, images, inventory, lab  # noqa: F401  isort: skip
@@ -36,6 +37,11 @@ def main() -> None:
     except LabctlError as exc:
         render_error(exc)
         sys.exit(exc.code)
+    except OSError as exc:  # the host refused a file (not root, a full disk): said, no traceback
+        not_root = isinstance(exc, PermissionError) and os.geteuid() != 0
+        hint = "labctl keeps its labs and images as root's: run it as root" if not_root else None
+        render_error(HostError(str(exc), hint))
+        sys.exit(ExitCode.HOST)
     except (KeyboardInterrupt, typer.Abort):
         console.err.print("Interrupted.")
         sys.exit(ExitCode.INTERRUPTED)

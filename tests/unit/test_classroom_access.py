@@ -309,9 +309,16 @@ def test_a_student_s_command_goes_through_sudo_and_the_entry_point(
     argv = access.reexec_argv(["-v", "exec", "box", "--", "id"], 1000)
     assert argv == ["/usr/bin/sudo", "-n", str(entry), "-v", "exec", "box", "--", "id"]
     assert asked == [["/usr/bin/sudo", "-n", "-l", str(entry)]]
+    # the instructor's commands: refused for a student, nothing run as root
+    for command in ("down", "up", "doctor", "class", "compare", "images"):
+        with pytest.raises(access.Refused, match=f"labctl {command} is not for students") as no:
+            access.reexec_argv(["-v", command, "x"], 1000)
+        assert no.value.code == 2 and no.value.hint == access.USAGE
     answer = 1  # sudo -l: this user may not
     with pytest.raises(HostError, match="not a student of a labctl class"):
         access.reexec_argv(["exercise", "list"], 1000)
+    assert access.reexec_argv(["down"], 1000) is None  # no student: labctl goes on as ever
+    assert access.reexec_argv(["--help"], 1000) is None
 
 
 @pytest.mark.parametrize("args", [["exec", "box", "--", "id"], ["ssh", "box"], ["status"]])

@@ -1,0 +1,49 @@
+"""What the command line's edge says when a command fails: a sentence and an exit code."""
+
+from __future__ import annotations
+
+import pytest
+
+import labctl.cli as cli
+from labctl.errors import EngineError
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch, raised: BaseException) -> int:
+    def command(**kw: object) -> int:
+        raise raised
+
+    monkeypatch.setattr(cli, "app", command)
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    return int(done.value.code or 0)
+
+
+def test_a_labctl_error_is_its_message_hint_and_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_main(monkeypatch, EngineError("libvirt said no", "start libvirtd")) == 4
+    assert capsys.readouterr().err == "Error: libvirt said no\nHint: start libvirtd\n"
+
+
+@pytest.mark.parametrize(("euid", "hint"), [(1000, True), (0, False)])
+def test_a_file_the_host_refuses_is_said_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], euid: int, hint: bool
+) -> None:
+    monkeypatch.setattr(cli.os, "geteuid", lambda: euid)
+    refused = PermissionError(13, "Permission denied", "/var/lib/labctl/v-main/run/state.json")
+    assert run_main(monkeypatch, refused) == 3
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "Error: [Errno 13] Permission denied: '/var/lib/labctl/v-main/run/state.json'\n"
+    )
+    assert ("Hint: labctl keeps its labs and images as root's: run it as root" in err) is hint
+    assert "Traceback" not in err
+
+
+def test_a_full_disk_is_said_with_the_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_main(monkeypatch, OSError(28, "No space left on device", "/var/cache/x")) == 3
+    assert capsys.readouterr().err == (
+        "Error: [Errno 28] No space left on device: '/var/cache/x'\n"
+    )
