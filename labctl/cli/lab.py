@@ -263,8 +263,11 @@ def down(
             s.forget(image)
             report(image, "forget image", "")
     seconds = time.monotonic() - t0
+    never = not InstanceDir(lab, instance).path.exists()  # down keeps an instance's directory
     if json_out:
-        console.print_json({"removed": removed, "seconds": round(seconds, 1)})
+        console.print_json({"removed": removed, "seconds": round(seconds, 1), "found": not never})
+    elif never:
+        console.err.print(f"Nothing of lab {lab} (instance {instance}) is here: nothing removed.")
     else:
         console.err.print(
             f"Lab {lab} ({instance}) down in {seconds:.1f} s: "

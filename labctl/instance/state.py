@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from labctl.errors import ExitCode, LabctlError
+from labctl.instance.naming import DEFAULT_LAB
 from labctl.paths import state_dir, within
 from labctl.private import locked, private_dir, read_saved, write_private
 
@@ -26,9 +27,10 @@ class NotUp(LabctlError):
     code = ExitCode.NOTHING_RAN
 
     def __init__(self, lab: str, instance: str, consequence: str = "") -> None:
-        flag = "" if instance == "main" else f" --instance {instance}"
+        up = ["labctl up", *([lab] if lab != DEFAULT_LAB else [])]
+        up += [f"--instance {instance}"] if instance != "main" else []
         super().__init__(
-            f"lab {lab} (instance {instance}) is not up{consequence}", f"run: labctl up{flag}"
+            f"lab {lab} (instance {instance}) is not up{consequence}", f"run: {' '.join(up)}"
         )
 
 

@@ -456,8 +456,17 @@ DOWN_STAGES: tuple[Stage[_Down], ...] = (
 
 
 def down(lab_name: str, instance: str, report: Reporter = _quiet) -> list[str]:
-    """Remove every guest and network of the instance; return the names removed."""
-    return execute(DOWN_STAGES, _Down(lab_name, instance, report), report).removed
+    """Remove every guest and network of the instance; return the names removed.
+
+    An instance never seen here (no directory, no guest in any engine) is left alone: not
+    even a lock file is made for it.
+    """
+    c = _Down(lab_name, instance, report)
+    if not c.inst.path.exists() and not any(
+        backends.get(e).list_guests(lab_name, instance) for e in backends.engines_here()
+    ):
+        return []
+    return execute(DOWN_STAGES, c, report).removed
 
 
 #: ``labctl exercise reset``: one guest destroyed with its disk and brought up again.

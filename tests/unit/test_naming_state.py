@@ -106,3 +106,4 @@ def test_not_up_is_one_error_with_exit_2_and_the_command_to_run() -> None:
     assert err.code == 2 and err.message.endswith("is not up: nothing to check")
     assert err.hint == "run: labctl up --instance alumno07"
     assert NotUp("virtualization", "main").hint == "run: labctl up"
+    assert NotUp("net", "main").hint == "run: labctl up net"  # not the default lab: named

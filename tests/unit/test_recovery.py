@@ -463,6 +463,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeBackend]:
     engines = {e: FakeBackend(e) for e in ("libvirt", "docker")}
     monkeypatch.setattr(backends, "get", engines.__getitem__)
     monkeypatch.setattr(backends, "engines", lambda: list(engines))
+    monkeypatch.setattr(backends, "engines_here", lambda: list(engines))
     return engines
 
 
@@ -509,6 +510,19 @@ def test_a_host_that_refuses_a_file_fails_that_guest_the_others_come_up(
     state = InstanceDir("rec", "t1").load()
     assert state is not None and state.guests["app"].stage == "ready"
     lifecycle.down("rec", "t1")
+
+
+def test_down_of_an_instance_never_here_touches_nothing_not_even_a_lock(
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    assert lifecycle.down("nolab", "main") == []
+    assert not InstanceDir("nolab", "main").path.exists()
+    up(lab, store)
+    assert sorted(lifecycle.down("rec", "t1")) == sorted(
+        f"labctl-rec-t1-{g}" for g in ("vm", "app")
+    )
+    assert lifecycle.down("rec", "t1") == []  # again: nothing left, and no error
+    assert InstanceDir("rec", "t1").path.is_dir()  # its key and progress stay
 
 
 def test_a_copy_that_fails_leaves_no_half_file(
