@@ -187,9 +187,10 @@ def show(
     step: str | None = typer.Option(None, "--step", help="Step id or number; default: current."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """The instructions of the current step (starts the exercise's clock)."""
+    """The instructions of the current step (starts the exercise's clock once the lab is up)."""
     ex = c.ws.exercise(exercise_id)
-    p = c.store.start(ex.id)
+    # reading ahead while the lab is down records nothing: the clock starts with the lab
+    p = c.store.start(ex.id) if c.ws.state is not None else c.store.state(ex.id)
     _prepare(c, ex)
     index = current_step(ex, p) if step is None else ex.steps.index(ex.step(step))
     s, L = ex.steps[index], c.lang
@@ -305,7 +306,14 @@ def answer(
         )
     value = value.strip()
     if not value:
-        raise SpecError("the answer is empty", "give a value, e.g. aarch64")
+        raise SpecError(
+            tr(c.lang, "la respuesta está vacía", "the answer is empty"),
+            tr(
+                c.lang,
+                f"escribe el valor tras el paso: labctl exercise answer {ex.id} {s.id} VALOR",
+                f"give the value after the step: labctl exercise answer {ex.id} {s.id} VALUE",
+            ),
+        )
     grading.require_option(ex, s, value, c.lang)
     p = c.store.start(ex.id)
     grading.require_attempt_left(ex, s, p.step(s.id), c.ws.grading_of(ex), c.lang)

@@ -152,6 +152,32 @@ def test_show_with_the_lab_up_fills_in_the_guests(project: Project) -> None:
     assert code == 0 and "10.9.9.9" in out
 
 
+def test_reading_ahead_while_the_lab_is_down_starts_no_clock(project: Project) -> None:
+    def state(student: str) -> str:
+        listed = json.loads(labctl(project, "list", "--json", "-s", student, "--lang", "en")[1])
+        return str(listed[0]["state"])
+
+    assert labctl(project, "show", "notas", "-s", "ana")[0] == 0
+    assert state("ana") == "not started"
+    project.up()
+    assert labctl(project, "show", "notas", "-s", "ana")[0] == 0
+    assert state("ana") != "not started"
+
+
+def test_an_empty_answer_says_how_to_give_one_in_the_students_language(
+    project: Project,
+) -> None:
+    code, message = labctl(project, "answer", "notas", "cpus", " ", "-s", "ana")
+    assert code == 2 and message == "la respuesta está vacía"
+    result = runner.invoke(
+        app, ["exercise", "answer", "notas", "cpus", "", "-l", str(project.lab), "--lang", "en"]
+    )
+    assert isinstance(result.exception, LabctlError)
+    assert result.exception.hint == (
+        "give the value after the step: labctl exercise answer notas cpus VALUE"
+    )
+
+
 def test_hints_come_one_at_a_time_and_are_counted(project: Project) -> None:
     assert "Usa echo." in labctl(project, "hint", "notas", "-s", "ana")[1]
     second = labctl(project, "hint", "notas", "-s", "ana")[1]
