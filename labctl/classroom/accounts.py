@@ -31,10 +31,8 @@ only while its uid is still the recorded one, then the sheet, the generated key 
 from __future__ import annotations
 
 import json
-import os
 import pwd
 import re
-import socket
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +44,7 @@ from labctl import procs
 from labctl.classroom import sheet, sudo
 from labctl.classroom.homes import authorize
 from labctl.classroom.roster import key_problem
+from labctl.classroom.server import find as find_server
 from labctl.errors import HostError, LabctlError, SpecError
 from labctl.instance import isolation
 from labctl.instance.naming import DEFAULT_LAB, check_instance, check_lab_name, matching
@@ -153,9 +152,11 @@ def class_dir(class_name: str) -> Path:
 
 
 def server_name() -> str:
-    """What students' laptops call this server: ``LABCTL_SERVER`` (set by a controller that
-    placed the class over several hosts: the inventory's address), else its FQDN."""
-    return os.environ.get("LABCTL_SERVER", "").strip() or socket.getfqdn()
+    """What students' laptops call this server: ``LABCTL_SERVER`` (the instructor's, or set
+    by a controller that placed the class over several hosts: the inventory's address), else
+    labctl's guess (:func:`labctl.classroom.server.find`: never a loopback name if the host
+    has an address on its default route)."""
+    return find_server().name
 
 
 def access_dir(class_name: str) -> Path:
@@ -269,8 +270,9 @@ def ensure_account(
     """Create (or find, on a rerun) the student's account; see the module's docstring.
 
     ``instance`` defaults to ``<class>-<student>`` (as ``roster.instance_of``); ``server``
-    (what students' laptops call this host in the ssh_config snippet) to this host's fully
-    qualified name. Raises
+    (what students' laptops call this host in the ssh_config snippet) to :func:`server_name`
+    now, not to the record's: ``class up`` again with another ``LABCTL_SERVER`` rewrites the
+    sheet. Raises
     :class:`SpecError` for a bad id, key or name and :class:`HostError` when the account
     exists but is not labctl's for this class, or a command fails.
     """
@@ -343,7 +345,9 @@ def _claim(
         key=source,
         public_key=public,
         created_at=mine.created_at if mine is not None else _now(),
-        server=server or (mine.server if mine is not None else None) or server_name(),
+        # what class up says now, not an earlier run's (a rerun is how the name is changed);
+        # the record keeps it for the sheets rewritten later (reach.admit)
+        server=server or server_name(),
     )
     if account != mine:
         _save(account)

@@ -24,6 +24,7 @@ from labctl import cancel
 from labctl.classroom import accounts, capacity, reach, slots
 from labctl.classroom import window as exam
 from labctl.classroom.roster import Roster, Student, check_accounts, instance_of
+from labctl.classroom.roster import account_exists as roster_account_exists
 from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
 from labctl.errors import LabctlError
 from labctl.exercises.model import load_exercises
@@ -54,12 +55,25 @@ class Accounts(Protocol):
 
 
 class HostAccounts:
-    """:class:`Accounts` on this host: ``classroom.accounts`` (useradd, its registry)."""
+    """:class:`Accounts` on this host: ``classroom.accounts`` (useradd, its registry).
+
+    ``server``: what the access sheets call this host (None: ``accounts.server_name()``,
+    found again for each student).
+    """
+
+    def __init__(self, server: str | None = None) -> None:
+        self.server = server
 
     def ensure(self, student: Student, class_name: str, lab: str, instance: str) -> None:
         """Create (or find) the account; the roster's key or a generated one in the sheet."""
         accounts.ensure_account(
-            student.id, student.name, student.ssh_key, class_name, lab=lab, instance=instance
+            student.id,
+            student.name,
+            student.ssh_key,
+            class_name,
+            lab=lab,
+            instance=instance,
+            server=self.server,
         )
 
     def remove(self, student: str, class_name: str) -> None:
@@ -152,10 +166,23 @@ class _ClassUp:
         return self.box
 
 
+def check_roster(
+    roster: Roster,
+    name: str,
+    account_exists: Callable[[str], bool] | None = None,
+    accounts: Accounts | None = None,
+) -> None:
+    """The roster's checks against this host that change nothing, as ``class up`` makes
+    them (``class plan`` too): every instance name fits, and no id is an existing account
+    that labctl did not make for the class (``accounts.owned``; None: none is ours)."""
+    for s in roster.students:
+        instance_of(name, s.id)  # within the instance-name limit by construction
+    ours = accounts.owned if accounts else (lambda _user, _cls: False)
+    check_accounts(roster, name, account_exists or roster_account_exists, ours)
+
+
 def _validate(c: _ClassUp) -> None:
     c.folder = ClassDir(c.name)
-    for s in c.roster.students:
-        instance_of(c.name, s.id)  # within the instance-name limit by construction
     previous = c.folder.load()
     if previous is not None and previous.lab != c.lab.name:
         raise LabctlError(
@@ -169,11 +196,7 @@ def _validate(c: _ClassUp) -> None:
             f"the roster has {len(c.roster.students)} students, --max-students is {c.max_students}",
             "bring up part of the class with a shorter roster, or raise --max-students",
         )
-    ours = c.accounts.owned if c.accounts else (lambda _user, _cls: False)
-    if c.account_exists is None:
-        check_accounts(c.roster, c.name, ours=ours)
-    else:
-        check_accounts(c.roster, c.name, c.account_exists, ours)
+    check_roster(c.roster, c.name, c.account_exists, c.accounts)
     for image in lab_plan.check_images(c.lab, c.store):
         c.report("", "warning", f"image {image} is older than its recipe: labctl images build")
 
@@ -494,6 +517,7 @@ __all__ = [
     "Accounts",
     "HostAccounts",
     "ClassUpResult",
+    "check_roster",
     "SeatDown",
     "SeatResult",
     "down",

@@ -12,6 +12,7 @@ from labctl import console
 from labctl.classroom import capacity, roster
 from labctl.classroom import lifecycle as class_lifecycle
 from labctl.classroom import state as class_state
+from labctl.classroom.server import find as find_server
 from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.cli.lab import resolve_lab
@@ -59,10 +60,20 @@ def _plan_lines(p: capacity.Plan) -> list[tuple[str, str]]:
 
 
 @class_app.command("plan")
-def plan_(roster_file: Path = RosterArg, lab_ref: str = LabArg, json_out: bool = JsonOpt) -> None:
+def plan_(
+    roster_file: Path = RosterArg,
+    lab_ref: str = LabArg,
+    class_name: str = typer.Option(
+        "class", "--class", "-c", help="Class name, as class up will be given (1-5 chars)."
+    ),
+    json_out: bool = JsonOpt,
+) -> None:
     """What one student's lab costs on this host and how many students fit."""
+    roster.check_class(class_name)
     r = roster.load(roster_file)
     lab, _ = resolve_lab(lab_ref)
+    # what class up refuses without changing anything is refused here the same way
+    class_lifecycle.check_roster(r, class_name, accounts=class_lifecycle.HostAccounts())
     p = capacity.plan(lab, len(r.students))
     if json_out:
         console.print_json(
@@ -154,6 +165,7 @@ def up(
     roster.check_class(class_name)
     r = roster.load(roster_file)
     lab, path = resolve_lab(lab_ref)
+    server = find_server()  # once: every student's sheet names the server alike
     result = class_lifecycle.up(
         r,
         class_name,
@@ -165,9 +177,18 @@ def up(
         max_students=max_students,
         report=_Lines() if not json_out else lambda *a: None,
         window=ends,
+        accounts=class_lifecycle.HostAccounts(server.name),
     )
+    note = server.note()
     if json_out:
-        console.print_json({"class": result.name, "lab": result.lab, "students": result.results})
+        console.print_json(
+            {
+                "class": result.name,
+                "lab": result.lab,
+                "server": server.name,
+                "students": result.results,
+            }
+        )
     else:
         t = tables.table("student", "instance", "result", "seconds")
         for s in result.results:
@@ -178,6 +199,9 @@ def up(
 
         failed = [(s.student, s.error) for s in result.failed]
         class_fleet.print_labs_up(result.name, len(result.results), failed)
+    if note is not None:  # labctl guessed the name: say which, and how to change it
+        colour = "yellow" if server.source == "unreachable" else "bold"
+        console.err.print(f"[{colour}]{escape(note)}[/{colour}]", soft_wrap=True)
     if result.failed:
         console.err.print("Hint: fix the cause and run the same `labctl class up` again.")
         raise typer.Exit(ExitCode.FAILED)

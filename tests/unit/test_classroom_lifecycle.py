@@ -21,6 +21,7 @@ from labctl.classroom import capacity, roster
 from labctl.classroom import lifecycle as class_lifecycle
 from labctl.classroom.reset import reset
 from labctl.classroom.roster import Student
+from labctl.classroom.server import Server
 from labctl.classroom.state import FAILED, UP, ClassDir, classes, pick
 from labctl.classroom.status import status
 from labctl.cli import app
@@ -435,6 +436,42 @@ def test_class_plan_exits_1_when_the_roster_does_not_fit(
     assert all(len(line) <= 80 for line in result.stdout.splitlines())
     data = CliRunner().invoke(app, [*args, "--json"])
     assert '"fit": 2' in data.stdout and '"fits": false' in data.stdout
+
+
+def test_class_plan_refuses_an_id_that_is_an_account_of_the_host_as_class_up_does(
+    world: World,
+    no_host: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from labctl.cli import main
+
+    monkeypatch.setattr(capacity, "host_capacity", lambda: ROOMY)
+    given = Server("lab.example.org", "env")  # not this host's DNS
+    monkeypatch.setattr("labctl.cli.classroom.find_server", lambda: given)
+    world.roster("id,name\nana,Ana\nroot,Root\n")  # root is an account of every host
+    said = f"{world.roster_file}:3: id 'root' is an existing account on this host"
+
+    def run(*args: str) -> tuple[int, str]:
+        monkeypatch.setattr("sys.argv", ["labctl", "class", *args])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        return int(exit_.value.code or 0), capsys.readouterr().err
+
+    code, err = run("plan", str(world.roster_file), str(world.path))
+    assert code == 2 and said in err and "Traceback" not in err
+    assert "fits" not in capsys.readouterr().out
+    up_code, up_err = run("up", str(world.roster_file), str(world.path))  # refused alike
+    assert (up_code, said in up_err) == (2, True)
+    assert classes() == [] and world.running() == set()
+    # the same roster without root fits, and so does one whose accounts labctl made
+    world.roster("id,name\nana,Ana\n")
+    assert run("plan", str(world.roster_file), str(world.path))[0] == 0
+    monkeypatch.setattr(class_lifecycle, "roster_account_exists", lambda name: name == "ana")
+    monkeypatch.setattr(class_lifecycle.accounts, "owned", lambda u, c: (u, c) == ("ana", "so"))
+    assert run("plan", str(world.roster_file), str(world.path), "-c", "so")[0] == 0
+    code, err = run("plan", str(world.roster_file), str(world.path), "-c", "b")
+    assert code == 2 and "id 'ana' is an existing account" in err
 
 
 def test_an_interrupted_class_up_stops_and_a_rerun_finishes_it(world: World) -> None:
