@@ -7,8 +7,8 @@ caller records as a gap; nothing is retried silently except iperf3's connection 
 from __future__ import annotations
 
 import contextlib
+import shlex
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
@@ -18,7 +18,7 @@ from labctl import backends
 from labctl.compare import workloads
 from labctl.compare.model import HOST, Figure, Subject
 from labctl.compare.workloads import ParseError, Profile
-from labctl.connection import Connection, LocalConnection
+from labctl.connection import TIMED_OUT, Connection, LocalConnection
 from labctl.errors import HostError, LabctlError
 from labctl.instance import netguard
 from labctl.instance.state import GuestRecord, LabState
@@ -103,16 +103,15 @@ def host_disk_directory(base: Path) -> Path:
 TRANSIENT_IPERF = ("unable to connect", "busy", "control message", "Connection reset")
 
 
-def _iperf_once(address: str, seconds: int, reverse: bool) -> float:
-    argv = workloads.iperf_client_argv(address, seconds, reverse)
+def _iperf_once(host: Connection, address: str, seconds: int, reverse: bool) -> float:
+    line = shlex.join(workloads.iperf_client_argv(address, seconds, reverse))
     last: ParseError | None = None
     for _attempt in range(6):
+        result = host.run(line, timeout=seconds + 30)
+        if result.rc == TIMED_OUT:
+            raise LabctlError(f"iperf3 to {address} did not finish in {seconds + 30} s")
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
-        except subprocess.TimeoutExpired as exc:
-            raise LabctlError(f"iperf3 to {address} did not finish in {seconds + 30} s") from exc
-        try:
-            return workloads.parse_iperf3(proc.stdout)
+            return workloads.parse_iperf3(result.stdout)
         except ParseError as exc:
             # The server takes a moment to listen again after each test, longer under TCG.
             if not any(t in exc.message for t in TRANSIENT_IPERF):
@@ -124,7 +123,12 @@ def _iperf_once(address: str, seconds: int, reverse: bool) -> float:
 
 
 def network(
-    target: Connection, record: GuestRecord, subject: Subject, state: LabState, profile: Profile
+    target: Connection,
+    host: Connection,
+    record: GuestRecord,
+    subject: Subject,
+    state: LabState,
+    profile: Profile,
 ) -> list[Figure]:
     """iperf3 throughput host → guest and guest → host, server in the guest.
 
@@ -144,7 +148,8 @@ def network(
     try:
         for reverse, metric in ((False, "net_to_guest"), (True, "net_from_guest")):
             runs = [
-                _iperf_once(address, profile.net_seconds, reverse) for _ in range(profile.net.total)
+                _iperf_once(host, address, profile.net_seconds, reverse)
+                for _ in range(profile.net.total)
             ]
             figures.append(
                 Figure(

@@ -238,7 +238,15 @@ def _network(c: _Compare) -> None:
     assert c.state is not None
     for name, s in c.guests.items():
         if s.is_vm and s.technique in NET_TECHNIQUES:
-            net = partial(measure.network, c.targets[name], c.records[name], s, c.state, c.profile)
+            net = partial(
+                measure.network,
+                c.targets[name],
+                c.targets[HOST],
+                c.records[name],
+                s,
+                c.state,
+                c.profile,
+            )
             c.r.attempt("network", name, net)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from labctl import backends
 from labctl.backends.host_side import parse_vmrss
+from labctl.command import CommandResult
 from labctl.compare import measure, workloads
 from labctl.compare.model import Subject
 from labctl.compare.workloads import ParseError, Profile, Runs
@@ -159,9 +160,34 @@ def test_iperf3_only_to_a_guest_behind_the_labs_bridge(
     subject = Subject("kvm-full", "full-virtualization", "libvirt", "x86_64", "tcg", "-")
     state = LabState("lab", "main", "x", subnet="10.210.2.0/24", bridge="lcbr1")
     # Past the guard, the fake guest's iperf3 server fails to start: nothing else is sent.
+    host = FakeConnection(name="host")
     with pytest.raises(LabctlError) as err:
-        measure.network(guest, rec, subject, state, workloads.QUICK)
+        measure.network(guest, host, rec, subject, state, workloads.QUICK)
+    assert host.commands == []  # no iperf3 client ran
     if sent:
         assert "iperf3 server did not start" in err.value.message
     else:
         assert isinstance(err.value, netguard.NotOurNetwork) and guest.commands == []
+
+
+IPERF_DONE = json.dumps(
+    {"end": {"sum_sent": {"seconds": 2.0}, "sum_received": {"seconds": 2.0, "bytes": 250e6}}}
+)
+
+
+def test_the_iperf3_client_runs_on_the_hosts_connection_and_retries_a_busy_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(measure.time, "sleep", lambda _s: None)
+    answers = iter([json.dumps({"error": "the server is busy running a test"}), IPERF_DONE])
+    host = FakeConnection(respond=lambda line: CommandResult(line, 0, next(answers), ""))
+    assert measure._iperf_once(host, "10.210.2.11", 2, reverse=True) == 1000.0
+    assert len(host.commands) == 2 and host.commands[0].startswith("iperf3 ")
+    assert "10.210.2.11" in host.commands[0] and " -R" in f"{host.commands[0]} "
+    assert host.timeouts == [32, 32]  # the test's seconds and 30 more
+
+
+def test_an_iperf3_client_that_runs_out_of_time_fails_the_figure() -> None:
+    host = FakeConnection({"iperf3": (124, "", "timed out after 32 s")})
+    with pytest.raises(LabctlError, match="iperf3 to 10.210.2.11 did not finish in 32 s"):
+        measure._iperf_once(host, "10.210.2.11", 2, reverse=False)

@@ -93,6 +93,28 @@ def test_no_engine_library_or_concrete_backend_above_the_backends(path: Path) ->
     assert downcasts(tree) == [], "no isinstance downcast of a backend: use the contract"
 
 
+#: rooms that reach an engine only through its client module (``labctl.<engine>_client``)
+CLIENT_USERS = ("images", "host")
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for room in CLIENT_USERS for p in (ROOT / room).rglob("*.py")),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_image_builders_and_the_doctor_reach_engines_through_the_client_modules(
+    path: Path,
+) -> None:
+    tree = ast.parse(path.read_text(), str(path))
+    where = path.relative_to(ROOT)
+    bad = [
+        f"{where}:{line}: {name}"
+        for line, name in imported(tree)
+        if name.split(".")[0] in ENGINE_LIBRARIES
+    ]
+    assert bad == [], "use labctl.libvirt_client, labctl.lxd_client or labctl.docker_client"
+
+
 def test_the_checker_sees_what_it_must_refuse() -> None:
     source = """
 import libvirt

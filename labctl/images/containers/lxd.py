@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pylxd.exceptions import NotFound
 
 from labctl import lxd_client
 from labctl.errors import BuildError, EngineError
@@ -128,7 +127,7 @@ class LxdSystem(Recipe):
             client = lxd_client.connect()
             with lxd_client.engine_errors("read the image alias"):
                 alias = client.api.images.aliases[LXD_ALIAS].get().json()["metadata"]
-        except (EngineError, NotFound):
+        except EngineError:  # NotFoundError too: no alias, no image
             return False
         return bool(alias.get("target") == manifest.engine_ref)
 
