@@ -47,13 +47,13 @@ def _plan_lines(p: capacity.Plan) -> list[tuple[str, str]]:
         ("KSM", h.ksm.summary),
         (
             "fit",
-            f"{p.fit} students (memory {p.fit_memory}, disk {p.fit_disk}"
+            f"{tables.plural(p.fit, 'student')} (memory {p.fit_memory}, disk {p.fit_disk}"
             + (f", inotify instances {p.fit_inotify}" if p.fit_inotify is not None else "")
             + f"; {p.limit} is the limit)",
         ),
         (
             "roster",
-            f"{p.students} students: {'fits' if p.fits else 'does NOT fit'}; "
+            f"{tables.plural(p.students, 'student')}: {'fits' if p.fits else 'does NOT fit'}; "
             f"{p.cpu_share:.2f} cores each, {p.vcpus_per_core:.1f} vCPUs per core",
         ),
     ]
@@ -335,9 +335,10 @@ def down(
         console.print_json({"students": done})
         return
     kept = [d for d in done if d.progress_kept]
-    console.err.print(f"{len(done)} students' labs removed.")
+    labs = "1 student's lab" if len(done) == 1 else f"{len(done)} students' labs"
+    console.err.print(f"{labs} removed.")
     if kept:
         console.err.print(
-            f"Progress of {len(kept)} students kept for grading (in the progress store: "
-            "labctl class report)."
+            f"Progress of {tables.plural(len(kept), 'student')} kept for grading (in the "
+            "progress store: labctl class report)."
         )

@@ -64,6 +64,16 @@ def _table(lang: Lang, title: tuple[str, str], *headers: tuple[str, str]) -> Tab
     return table
 
 
+#: a technique's name as the lesson says it (Spanish) and in English, by its id
+TECHNIQUE_NAMES: dict[str, tuple[str, str]] = {
+    "emulation": ("emulación", "emulation"),
+    "full-virtualization": ("virtualización completa", "full virtualization"),
+    "paravirtualization": ("paravirtualización", "paravirtualization"),
+    "system-container": ("contenedor de sistema", "system container"),
+    "app-container": ("contenedor de aplicación", "application container"),
+}
+
+
 def exercises_table(
     rows: list[tuple[Exercise, Score]], lab: str, student: str, lang: Lang
 ) -> Table:
@@ -80,7 +90,7 @@ def exercises_table(
     for e, s in rows:
         if e.technique != technique:
             technique = e.technique
-            table.add_row(f"[bold]{escape(technique)}[/bold]")
+            table.add_row(f"[bold]{escape(tr(lang, *TECHNIQUE_NAMES[technique]))}[/bold]")
         table.add_row(
             f"  {escape(e.id)}", escape(e.title.get(lang)), f"{s.passed}/{s.total}",
             state_word(s, lang),
@@ -125,17 +135,13 @@ def print_step(out: Console, v: StepView, lang: Lang) -> None:
         if s.answer_check.options is not None:
             choices = option_list(s.answer_check)
             out.print(escape(tr(lang, f"Opciones: {choices}", f"Options: {choices}")))
-    out.print(
-        escape(
-            tr(
-                lang,
-                f"Comprueba tu trabajo: labctl exercise check {ex.id}   ·   "
-                f"pista: labctl exercise hint {ex.id}",
-                f"Check your work: labctl exercise check {ex.id}   ·   "
-                f"hint: labctl exercise hint {ex.id}",
-            )
-        )
-    )
+    # one command a line, never broken by rich: a student copies it whole
+    for es, en, command in (
+        ("Comprueba tu trabajo", "Check your work", "check"),
+        ("Pista", "Hint", "hint"),
+    ):
+        line = f"{tr(lang, es, en)}: labctl exercise {command} {ex.id}"
+        out.print(escape(line), soft_wrap=True)
 
 
 def print_check(

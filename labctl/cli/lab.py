@@ -103,10 +103,13 @@ def up(
         console.err.print(
             f"Lab already up; {tables.plural(outdated, 'guest')} defined before a change:"
         )
-    elif result.already_up:
-        console.err.print("Lab already up: nothing to do.")
     _print_status(rows, instance)
-    console.err.print(f"Lab {lab.name} ({instance}) up in {result.seconds:.1f} s.")
+    if result.already_up and not outdated:
+        console.err.print(
+            f"Lab {lab.name} ({instance}) already up: nothing to do ({result.seconds:.1f} s)."
+        )
+    else:
+        console.err.print(f"Lab {lab.name} ({instance}) up in {result.seconds:.1f} s.")
 
 
 def _connect_hint(r: lab_status.GuestStatus, instance: str) -> str:

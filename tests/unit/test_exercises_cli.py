@@ -385,3 +385,23 @@ def test_the_default_labs_tables_fit_80_columns_with_every_id_whole(
     firsts = {line.split()[0] for line in lines if line.strip()}
     ids = [e.id for e in load_exercises(lab / "exercises")]
     assert len(ids) > 10 and not set(ids) - firsts  # each id whole at the start of its row
+    if command == "list":  # the techniques in the student's language
+        named = {"es": "virtualización completa", "en": "full virtualization"}[lang]
+        assert named in [line.strip() for line in lines]
+
+
+@pytest.mark.parametrize("lang", ["es", "en"])
+def test_show_ends_with_each_command_whole_on_its_own_line_at_80_columns(
+    project: Project, monkeypatch: pytest.MonkeyPatch, lang: str
+) -> None:
+    from rich.console import Console
+
+    from labctl import console
+
+    monkeypatch.setattr(console, "out", Console(width=80, highlight=False))
+    out = labctl(project, "show", "notas", "-s", "ana", "--lang", lang)[1]
+    check, hint = out.rstrip("\n").splitlines()[-2:]
+    assert check.endswith(": labctl exercise check notas") and check.startswith(
+        {"es": "Comprueba tu trabajo", "en": "Check your work"}[lang]
+    )
+    assert hint == {"es": "Pista", "en": "Hint"}[lang] + ": labctl exercise hint notas"
