@@ -39,6 +39,7 @@ def compare(
     and check the lesson's claims against the numbers."""
     from labctl.compare import report_html, report_term, runner
     from labctl.compare.workloads import FULL, QUICK
+    from labctl.private import write_private
 
     def progress(stage: str, detail: str) -> None:
         if not json_out:
@@ -51,8 +52,11 @@ def compare(
         restart_guests=restart_guests,
         report=progress,
     )
-    html = html or path.with_suffix(".html")
-    html.write_text(report_html.render(report))
+    if html is None:  # beside the saved results: root's, as everything in the lab's state
+        html = path.with_suffix(".html")
+        write_private(html, report_html.render(report))
+    else:  # where the user asked for it: theirs to share
+        html.write_text(report_html.render(report))
     if json_out:
         sys.stdout.write(report.to_json() + "\n")
     else:

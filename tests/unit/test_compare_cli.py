@@ -77,6 +77,8 @@ def test_compare_writes_its_html_beside_the_results_unless_told_where(
     assert result.exit_code == 0, result.output
     html = chosen if given else saved.with_suffix(".html")
     assert html.read_text().startswith("<!DOCTYPE html>")
+    if not given:  # beside the results it is root's, as they are
+        assert html.stat().st_mode & 0o777 == 0o600
     assert not (saved.with_suffix(".html").exists() and given)
     # Each path whole on its own line, however long, so it can be pasted into a browser.
     assert f"HTML report: {html}" in result.stderr.splitlines()
