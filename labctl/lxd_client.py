@@ -48,6 +48,10 @@ NONE_HINT = (
 )
 
 
+class NoSystemContainers(EngineError):
+    """Host setup chose no system-container engine for this host: no socket is looked for."""
+
+
 def _quiet_ws4py_shutdown_race(args: threading.ExceptHookArgs) -> None:
     """Drop one known, harmless exception of pylxd's exec; pass every other one on.
 
@@ -124,7 +128,7 @@ def connect_socket(
         chosen = system_containers()
         candidates = socket_candidates(chosen=chosen)
         if chosen == NO_SYSTEM_CONTAINERS and not candidates:
-            raise EngineError(NONE_CHOSEN, NONE_HINT)
+            raise NoSystemContainers(NONE_CHOSEN, NONE_HINT)
     tried: list[str] = []
     for path in candidates:
         if not path.exists():

@@ -198,7 +198,7 @@ def lxd_probe(candidates: list[Path] | None = None, engine: str | None = None) -
     try:
         path, client = lxd_client.connect_socket(candidates, timeout=_TIMEOUT)
     except EngineError as exc:
-        chose_none = candidates is None and exc.message == lxd_client.NONE_CHOSEN
+        chose_none = candidates is None and isinstance(exc, lxd_client.NoSystemContainers)
         return LxdInfo(None, False, error=error_line(exc), none_chosen=chose_none)
     try:
         env = client.host_info.get("environment", {})

@@ -269,8 +269,12 @@ def _listed(nft: NftRunner | None) -> Iterator[tuple[str, str, Value]]:
     try:
         listing = json.loads((nft or _nft)(["-j", "list", "table", FAMILY, TABLE], None) or "{}")
     except HostError as exc:
-        # no table (or no nft at all, so no table either): nothing is ours
-        if "No such file or directory" in exc.message or "is not installed" in exc.message:
+        # no nft at all (so no table either), or nft's own answer for a missing table:
+        # nothing is ours
+        if (
+            isinstance(exc.__cause__, FileNotFoundError)
+            or "No such file or directory" in exc.message
+        ):
             return
         raise
     for obj in listing.get("nftables", []):

@@ -104,6 +104,7 @@ def test_a_missing_nft_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> 
         isolation._nft(["list", "tables"], None)
     assert "nft is not installed" in info.value.message
     assert info.value.hint is not None and "nftables" in info.value.hint
+    assert isolation.owned("mini", "ta", isolation._nft).empty  # no nft: nothing is ours
 
 
 def test_guests_ask_their_own_bridge_for_dns_and_dhcp_and_the_apt_cache_at_its_address(
