@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import libvirt
 
-from labctl.errors import EngineError
+from labctl.errors import EngineError, NotFoundError
 
 URI = "qemu:///system"
 START_HINT = "start libvirtd: labctl host setup (labctl doctor shows what is missing)"
@@ -21,8 +21,11 @@ libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
 def error(action: str, exc: libvirt.libvirtError, hint: str = START_HINT) -> EngineError:
-    """An EngineError that keeps libvirt's own message."""
-    return EngineError(f"libvirt could not {action}: {exc.get_error_message()}", hint)
+    """An EngineError that keeps libvirt's own message; NotFoundError when the object is gone."""
+    message = f"libvirt could not {action}: {exc.get_error_message()}"
+    if gone(exc):  # libvirtd answered: starting it is no remedy
+        return NotFoundError(message, None if hint == START_HINT else hint)
+    return EngineError(message, hint)
 
 
 @contextmanager
@@ -69,6 +72,25 @@ def network(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork | None:
 def gone(exc: libvirt.libvirtError) -> bool:
     """The object went away between listing and reading it (another labctl's ``down``)."""
     return exc.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_NETWORK)
+
+
+#: what a domain is doing; ``paused`` is up but answers nothing, ``absent`` not defined
+DomainState = Literal["running", "paused", "stopped", "absent"]
+
+
+def domain_state(dom: libvirt.virDomain | None, name: str) -> DomainState:
+    """What a looked-up domain (None: none) is doing now; one removed since is ``absent``."""
+    if dom is None:
+        return "absent"
+    try:
+        if not dom.isActive():
+            return "stopped"
+        paused = dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED
+    except libvirt.libvirtError as exc:
+        if gone(exc):  # removed between the look-up and now (another labctl's ``down``)
+            return "absent"
+        raise error(f"read the state of {name}", exc) from exc
+    return "paused" if paused else "running"
 
 
 def xml(obj: libvirt.virDomain | libvirt.virNetwork, name: str) -> str:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -348,10 +350,16 @@ class AppConnection(ExecConnection):
     students ``labctl exec``, not Docker.
     """
 
-    def __init__(self, backend: DockerBackend, record: GuestRecord) -> None:
+    def __init__(
+        self,
+        backend: DockerBackend,
+        record: GuestRecord,
+        terminal: Callable[[], bool] | None = None,
+    ) -> None:
         self.name = record.name
         self._backend = backend
         self._record = record
+        self._terminal = terminal or _stdin_is_terminal
 
     def _exec(self, argv: list[str]) -> tuple[int, str, str]:
         rec = self._record
@@ -367,8 +375,18 @@ class AppConnection(ExecConnection):
         return rc, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
 
     def shell_argv(self) -> list[str]:
-        """``docker exec`` (``podman exec``) with a terminal."""
-        return [self._backend.cli, "exec", "-it", "-u", "root", self._record.resource, "sh"]
+        """``docker exec`` (``podman exec``), with a terminal when labctl's stdin is one."""
+        # `-t` on a pipe (`echo cmd | labctl ssh app`) is refused: "the input device is not a TTY"
+        mode = "-it" if self._terminal() else "-i"
+        return [self._backend.cli, "exec", mode, "-u", "root", self._record.resource, "sh"]
+
+
+def _stdin_is_terminal() -> bool:
+    """Whether labctl's stdin is a terminal now (None or closed: not one)."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:  # closed
+        return False
 
 
 def _answers(container: docker.models.containers.Container, guest: DockerParams) -> bool:

@@ -32,7 +32,7 @@ from labctl.backends.domain_xml import (
 from labctl.backends.params import LibvirtParams
 from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
-from labctl.errors import EngineError, NotSupported, ReadyTimeout
+from labctl.errors import EngineError, NotFoundError, NotSupported, ReadyTimeout
 from labctl.images.vm import READY_MARKER
 from labctl.instance import naming, netguard
 from labctl.instance.reservations import Reservations
@@ -45,16 +45,6 @@ from labctl.ssh import KeyRefused, SshError, SshTarget, wait_for_login
 from labctl.ssh import run as ssh_run
 
 Plan = base.GuestPlan[LibvirtParams]
-
-
-def _paused(dom: libvirt.virDomain) -> bool:
-    """The domain exists and runs, but its CPUs are stopped."""
-    try:
-        return bool(dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED)
-    except libvirt.libvirtError as exc:
-        if libvirt_client.gone(exc):
-            return False
-        raise libvirt_client.error(f"read the state of {dom.name()}", exc) from exc
 
 
 def _network_subnets(conn: libvirt.virConnect) -> list[str | None]:
@@ -133,7 +123,10 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
         with libvirt_client.connection() as conn:
             dom = libvirt_client.domain(conn, plan.resource)
             if dom is not None:  # libvirt refuses to redefine a domain under another UUID
-                uuid = dom.UUIDString()
+                try:
+                    uuid = dom.UUIDString()
+                except libvirt.libvirtError as exc:
+                    raise libvirt_client.error(f"read the UUID of {plan.resource}", exc) from exc
                 mac = domain_mac(libvirt_client.xml(dom, plan.resource)) or mac
         return replace(
             record,
@@ -214,7 +207,7 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
             dom = libvirt_client.domain(conn, plan.resource)
             # A stopped domain is (re)defined, so it boots with this plan's key and address;
             # the recorded UUID makes that a redefinition instead of a refused second domain.
-            if dom is None or not dom.isActive():
+            if libvirt_client.domain_state(dom, plan.resource) in ("stopped", "absent"):
                 xml = domain_xml(params)
                 if template is not None and clone.exists():
                     xml = vm_clones.clone_xml(template, params)
@@ -241,16 +234,17 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
             dom = libvirt_client.domain(conn, plan.resource)
             if dom is None:
                 raise EngineError(f"domain {plan.resource} does not exist", "run labctl up again")
+            now = libvirt_client.domain_state(dom, plan.resource)
             try:
-                if not dom.isActive():
-                    started = self._restore(conn, dom, plan)
-                    if started.how != base.RESTORED:
-                        dom.create()
-                    return started
-                if _paused(dom):  # paused by hand (virsh suspend) or by libvirt: go on
+                if now == "running":
+                    return base.Started(base.RUNNING)
+                if now == "paused":  # paused by hand (virsh suspend) or by libvirt: go on
                     dom.resume()
                     return base.Started(base.RESUMED)
-                return base.Started(base.RUNNING)
+                started = self._restore(conn, dom, plan)
+                if started.how != base.RESTORED:
+                    dom.create()
+                return started
             except libvirt.libvirtError as exc:
                 raise libvirt_client.error(f"start {plan.resource}", exc) from exc
 
@@ -305,25 +299,31 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
         """Refuse to contact ``address`` unless it lies behind the domain's own bridge, up."""
         with libvirt_client.connection() as conn:
             dom = libvirt_client.domain(conn, resource)
-            xml = libvirt_client.xml(dom, resource) if dom is not None else "<domain/>"
+            if dom is None:
+                raise _not_running(guest, "absent")
+            xml = libvirt_client.xml(dom, resource)
             bridges = set()
             for source in ET.fromstring(xml).findall("devices/interface/source"):
                 name = source.get("network")
                 net = libvirt_client.network(conn, name) if name else None
                 if net is not None:
-                    bridges.add(net.bridgeName())
+                    try:
+                        bridges.add(net.bridgeName())
+                    except libvirt.libvirtError as exc:  # removed meanwhile: no bridge to use
+                        if not libvirt_client.gone(exc):
+                            raise libvirt_client.error(f"read the bridge of {name}", exc) from exc
                 elif source.get("bridge"):
                     bridges.add(str(source.get("bridge")))
         netguard.require_lab_bridge(address, bridges, guest)
 
-    def state(self, resource: str) -> base.EngineState:
+    def _now(self, resource: str) -> libvirt_client.DomainState:
+        """Running, paused, stopped or absent, as libvirt says now."""
         with libvirt_client.connection() as conn:
-            dom = libvirt_client.domain(conn, resource)
-            if dom is None:
-                return "absent"
-            if not dom.isActive() or _paused(dom):  # a paused VM answers nothing
-                return "stopped"
-            return "running"
+            return libvirt_client.domain_state(libvirt_client.domain(conn, resource), resource)
+
+    def state(self, resource: str) -> base.EngineState:
+        now = self._now(resource)
+        return "stopped" if now == "paused" else now  # a paused VM answers nothing
 
     # -- what compare measures (labctl/backends/libvirt_measure.py) ----------------------
 
@@ -362,7 +362,12 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
             dom = libvirt_client.domain(conn, resource)
             if dom is None:
                 return False
-            disks = vm_files.overlays(dom.XMLDesc())
+            try:
+                disks = vm_files.overlays(dom.XMLDesc())
+            except libvirt.libvirtError as exc:
+                if libvirt_client.gone(exc):  # removed meanwhile, its disks with it
+                    return False
+                raise libvirt_client.error(f"read the XML of {resource}", exc) from exc
             try:
                 if dom.isActive():
                     dom.destroy()
@@ -408,7 +413,8 @@ class VmConnection(Connection):
         self._target = SshTarget(record.address, record.port or 22, "root", key.private)
 
     def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
-        """Run ``command`` over SSH; a session that fails shows the console's last lines."""
+        """Run ``command`` over SSH; a session that fails says the VM is not running, else
+        shows the console's last lines."""
         rec = self._record
         self._backend._guard(rec.resource, self._target.host, rec.name)
         try:
@@ -416,6 +422,7 @@ class VmConnection(Connection):
         except KeyRefused:
             raise
         except SshError as exc:
+            self._require_running(exc)
             # A running VM that stops answering: its console usually says why (a panic, an
             # oops, a stuck NIC), so the error carries the console's last lines.
             tail = ""
@@ -429,6 +436,25 @@ class VmConnection(Connection):
             ) from exc
 
     def shell_argv(self) -> list[str]:
-        """``ssh`` into the VM as root with the lab key."""
+        """``ssh`` into the VM as root with the lab key, while it runs."""
+        self._require_running()
         self._backend._guard(self._record.resource, self._target.host, self._record.name)
         return self._target.argv
+
+    def _require_running(self, cause: SshError | None = None) -> None:
+        """Raise :func:`_not_running` unless libvirt says the VM runs (its failing to say
+        leaves the ``cause`` to be told)."""
+        try:
+            now = self._backend._now(self._record.resource)
+        except EngineError:
+            if cause is None:
+                raise
+            return
+        if now != "running":
+            raise _not_running(self._record.name, now) from cause
+
+
+def _not_running(guest: str, now: libvirt_client.DomainState) -> EngineError:
+    """The error of a VM that cannot answer: stopped, paused or absent."""
+    message = f"{guest} is {now} (not running): `labctl up` starts it again"
+    return NotFoundError(message) if now == "absent" else EngineError(message)

@@ -27,7 +27,7 @@ def accelerator(resource: str) -> str | None:
 
     with libvirt_client.connection() as conn:
         dom = libvirt_client.domain(conn, resource)
-        if dom is None or not dom.isActive():
+        if libvirt_client.domain_state(dom, resource) in ("stopped", "absent"):
             return None
         try:
             reply = libvirt_qemu.qemuMonitorCommand(dom, '{"execute":"query-kvm"}', 0)

@@ -78,8 +78,11 @@ def test_wait_for_login_gives_up_at_the_deadline_with_the_last_reason(tmp_path: 
 
 
 def test_vm_exec_that_cannot_connect_names_the_guest_and_shows_its_console(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # libvirt says the VM runs, behind its own bridge: it just does not answer
+    monkeypatch.setattr(LibvirtBackend, "_guard", lambda self, resource, address, guest: None)
+    monkeypatch.setattr(LibvirtBackend, "_now", lambda self, resource: "running")
     key = ensure_keypair(tmp_path / "id", "t")
     console = tmp_path / "kvm-virtio.console.log"
     console.write_text("LABCTL-READY\nvirtio_net virtio0 eth0: TX timeout on queue: 0\n")
