@@ -27,6 +27,7 @@ ENGINE_MODULES = {
     "labctl.backends.vm_templates",
     "labctl.backends.vm_template_cache",
     "labctl.backends.vm_clones",
+    "labctl.backends.vm_connection",
     "labctl.backends.libvirt_save",
     "labctl.backends.lxd",
     "labctl.backends.docker",
