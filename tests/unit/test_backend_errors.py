@@ -119,7 +119,7 @@ def guest(conn: FakeConn, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> An
     def timed_out(*_: object, **__: object) -> CommandResult:
         raise SshError("no SSH session with root@10.210.1.11:22: TimeoutError: timed out")
 
-    monkeypatch.setattr("labctl.backends.libvirt.ssh_run", timed_out)
+    monkeypatch.setattr("labctl.backends.vm_connection.ssh_run", timed_out)
     connection = backend.connect(rec, KEY)
     return SimpleNamespace(connection=connection, dom=conn.domains[RESOURCE], asked=asked)
 
@@ -153,7 +153,7 @@ def test_the_vms_state_is_asked_only_when_ssh_fails(
 ) -> None:
     guest.dom.active = True
     ok = CommandResult("true", 0, "", "")
-    monkeypatch.setattr("labctl.backends.libvirt.ssh_run", lambda *a, **k: ok)
+    monkeypatch.setattr("labctl.backends.vm_connection.ssh_run", lambda *a, **k: ok)
     assert guest.connection.run("true") is ok
     assert guest.asked == []
 
