@@ -488,16 +488,12 @@ def test_exit_codes_follow_the_errors_types_not_their_words(
 
 
 def test_a_host_that_refuses_a_file_fails_that_guest_the_others_come_up(
-    state_root: Path,
-    lab: tuple[Lab, Path],
-    store: ImageStore,
-    fakes: dict[str, FakeBackend],
-    monkeypatch: pytest.MonkeyPatch,
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
 ) -> None:
     def full_disk(plan: base.GuestPlan) -> GuestRecord:
         raise OSError(errno.ENOSPC, "No space left on device", "/var/lib/labctl/vm.qcow2")
 
-    monkeypatch.setattr(fakes["libvirt"], "create", full_disk)
+    fakes["libvirt"].create = full_disk  # type: ignore[method-assign]  # this test's fake only
     said: list[tuple[str, str, str]] = []
     with pytest.raises(LabctlError, match="No space left on device") as err:
         up(lab, store, report=lambda *a: said.append(a))
