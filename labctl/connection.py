@@ -162,8 +162,8 @@ class ExecConnection(Connection):
     """A guest reached through its engine's exec (a container), not through the network.
 
     The engine's exec has no bound of its own, so the guest keeps ``timeout``: its
-    ``timeout`` command ends the command and all it started (TERM, then KILL
-    :data:`_GRACE` seconds later) and the result has exit 124, as on the host. A guest
+    ``timeout`` command ends the command (TERM, then KILL :data:`_GRACE` seconds later),
+    whatever it started goes with it, and the result has exit 124, as on the host. A guest
     without a ``timeout`` command runs it unbounded.
     """
 
@@ -180,9 +180,13 @@ class ExecConnection(Connection):
         if bound is None:
             return CommandResult(command, *self._exec(["sh", "-c", command]))
         inner = shlex.quote(command)
+        # timeout leads its own process group; once it is done with its child, whatever of
+        # the group outlived TERM (a grandchild holding the output open) goes too
         line = (
             "if command -v timeout >/dev/null 2>&1; then "
-            f"exec timeout -k {_GRACE} {bound:g} sh -c {inner}; else exec sh -c {inner}; fi"
+            f"timeout -k {_GRACE} {bound:g} sh -c {inner} & p=$!; wait $p; rc=$?; "
+            "case $rc in 124|137) kill -9 -$p 2>/dev/null;; esac; exit $rc; "
+            f"else exec sh -c {inner}; fi"
         )
         t0 = time.monotonic()
         rc, out, err = self._exec(["sh", "-c", line])

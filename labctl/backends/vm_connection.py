@@ -77,5 +77,6 @@ class VmConnection(Connection):
 
 def not_running(guest: str, now: libvirt_client.DomainState) -> EngineError:
     """The error of a VM that cannot answer: stopped, paused or absent."""
-    message = f"{guest} is {now} (not running): `labctl up` starts it again"
-    return NotFoundError(message) if now == "absent" else EngineError(message)
+    message = f"{guest} is {now} (not running)"
+    hint = "labctl up starts it again (a class's student: the instructor's labctl class up)"
+    return NotFoundError(message, hint) if now == "absent" else EngineError(message, hint)

@@ -244,6 +244,19 @@ def _gecos(full_name: str, class_name: str) -> str:
     return f"{name},,,,{MARK} {class_name}"
 
 
+def made_by_labctl(uid: int) -> bool:
+    """True when the account ``uid`` says (in its GECOS) labctl made it for a class.
+
+    What the account's own ``labctl`` asks to refuse the instructor's commands kindly; not a
+    safeguard (sudo's rule and the entry point are).
+    """
+    try:
+        gecos = pwd.getpwuid(uid).pw_gecos
+    except KeyError:
+        return False
+    return any(f.startswith(f"{MARK} ") for f in gecos.split(",")[4:5])
+
+
 def marked(entry: PasswdEntry, class_name: str) -> bool:
     """True when the account's GECOS says labctl created it for ``class_name``."""
     return entry.gecos.split(",")[4:5] == [f"{MARK} {class_name}"]

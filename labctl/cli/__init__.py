@@ -38,6 +38,8 @@ def main() -> None:
         render_error(exc)
         sys.exit(exc.code)
     except OSError as exc:  # the host refused a file (not root, a full disk): said, no traceback
+        if console.VERBOSE:  # -v: where it came from, for a bug report
+            console.err.print_exception()
         not_root = isinstance(exc, PermissionError) and os.geteuid() != 0
         hint = "labctl keeps its labs and images as root's: run it as root" if not_root else None
         render_error(HostError(str(exc), hint))

@@ -167,6 +167,11 @@ class Reservations:
         with self._book() as book:
             _put(book["ports"], str(port), _tag(lab, instance, use))
 
+    def holds(self, lab: str, instance: str) -> bool:
+        """True when the instance has any subnet or port reserved."""
+        book = self.entries()
+        return any(_ours(t, lab, instance) for table in book.values() for t in table.values())
+
     def release(self, lab: str, instance: str) -> int:
         """Drop every reservation of the instance; how many there were."""
         with self._book() as book:

@@ -458,12 +458,16 @@ DOWN_STAGES: tuple[Stage[_Down], ...] = (
 def down(lab_name: str, instance: str, report: Reporter = _quiet) -> list[str]:
     """Remove every guest and network of the instance; return the names removed.
 
-    An instance never seen here (no directory, no guest in any engine) is left alone: not
-    even a lock file is made for it.
+    An instance never seen here (no directory, no guest in any engine, no reservation, no
+    firewall element) is left alone: not even a lock file is made for it. A subnet is
+    reserved before its network is made, so a network left behind has its reservation.
     """
     c = _Down(lab_name, instance, report)
-    if not c.inst.path.exists() and not any(
-        backends.get(e).list_guests(lab_name, instance) for e in backends.engines_here()
+    if not (
+        c.inst.path.exists()
+        or Reservations().holds(lab_name, instance)
+        or not isolation.owned(lab_name, instance).empty
+        or any(backends.get(e).list_guests(lab_name, instance) for e in backends.engines_here())
     ):
         return []
     return execute(DOWN_STAGES, c, report).removed

@@ -309,11 +309,15 @@ def test_a_student_s_command_goes_through_sudo_and_the_entry_point(
     argv = access.reexec_argv(["-v", "exec", "box", "--", "id"], 1000)
     assert argv == ["/usr/bin/sudo", "-n", str(entry), "-v", "exec", "box", "--", "id"]
     assert asked == [["/usr/bin/sudo", "-n", "-l", str(entry)]]
-    # the instructor's commands: refused for a student, nothing run as root
+    # the instructor's commands: refused for a student's account, nothing run as root
+    monkeypatch.setattr(access.accounts, "made_by_labctl", lambda uid: uid == 1000)
     for command in ("down", "up", "doctor", "class", "compare", "images"):
         with pytest.raises(access.Refused, match=f"labctl {command} is not for students") as no:
             access.reexec_argv(["-v", command, "x"], 1000)
         assert no.value.code == 2 and no.value.hint == access.USAGE
+    assert access.reexec_argv(["lab", "schema"], 1000) is None  # reads no lab state
+    # an instructor whom sudo lets run anything (NOPASSWD) is no student: labctl goes on
+    assert access.reexec_argv(["class", "status"], 1001) is None
     answer = 1  # sudo -l: this user may not
     with pytest.raises(HostError, match="not a student of a labctl class"):
         access.reexec_argv(["exercise", "list"], 1000)

@@ -226,3 +226,19 @@ def test_an_account_is_confined_before_its_key_lets_it_in_and_released_when_remo
     assert "lab.example.org" in account.sheet.read_text() and account.server == "lab.example.org"
     assert accounts.remove_account("ana", "so24a", system=fake)
     assert not fake_nft.sets["students"]  # its uid may be someone else's tomorrow
+
+
+def test_an_account_labctl_made_says_so_in_its_gecos(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    gecos = {1000: "Ana Pérez,,,,labctl class so24a", 1001: "Instructor,,,", 1002: ""}
+
+    def getpwuid(uid: int) -> SimpleNamespace:
+        if uid not in gecos:
+            raise KeyError(uid)
+        return SimpleNamespace(pw_gecos=gecos[uid])
+
+    monkeypatch.setattr(accounts.pwd, "getpwuid", getpwuid)
+    assert accounts.made_by_labctl(1000)
+    assert not accounts.made_by_labctl(1001) and not accounts.made_by_labctl(1002)
+    assert not accounts.made_by_labctl(4242)  # no such account

@@ -47,3 +47,13 @@ def test_a_full_disk_is_said_with_the_path(
     assert capsys.readouterr().err == (
         "Error: [Errno 28] No space left on device: '/var/cache/x'\n"
     )
+
+
+def test_verbose_shows_where_a_refused_file_came_from(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli.console, "VERBOSE", True)
+    assert run_main(monkeypatch, OSError(28, "No space left on device", "/var/cache/x")) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "in command" in err
+    assert err.rstrip().endswith("Error: [Errno 28] No space left on device: '/var/cache/x'")

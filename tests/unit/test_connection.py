@@ -119,6 +119,13 @@ def test_an_exec_connection_ends_a_command_and_all_it_started_at_its_timeout(
     assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
 
 
+def test_an_exec_connection_ends_a_grandchild_that_ignores_the_polite_end() -> None:
+    """The output stays open while anything holds it: the exec returns only when all died."""
+    t0 = time.monotonic()
+    result = LocalExec().run("(trap '' TERM; sleep 60) & sleep 60", timeout=0.5)
+    assert result.rc == 124 and time.monotonic() - t0 < 10
+
+
 def test_an_exec_connection_kills_a_command_that_ignores_the_polite_end(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
