@@ -304,7 +304,11 @@ def _ship_lab(c: _FleetUp, hosts: list[str]) -> list[str]:
 def _measure(c: _FleetUp) -> None:
     hosts = _ship_lab(c, c.live())
     remote = remote_dir(c.name)
-    plan = f"{REMOTE_LABCTL} class plan {remote}/roster-all.csv {remote}/lab --json"
+    # the class's name: plan refuses ids that are accounts of another class (a rerun's own
+    # accounts are this class's)
+    plan = (
+        f"{REMOTE_LABCTL} class plan {remote}/roster-all.csv {remote}/lab --class {c.name} --json"
+    )
     # ``class plan`` exits 1 when the whole roster does not fit: its JSON says how many do
     result = c.run(hosts, module="shell", args=f"{plan}; true")
     for host, o in result.hosts.items():
