@@ -251,15 +251,20 @@ def made_by_labctl(uid: int) -> bool:
     safeguard (sudo's rule and the entry point are).
     """
     try:
-        gecos = pwd.getpwuid(uid).pw_gecos
+        return _marked_class(pwd.getpwuid(uid).pw_gecos) is not None
     except KeyError:
         return False
-    return any(f.startswith(f"{MARK} ") for f in gecos.split(",")[4:5])
+
+
+def _marked_class(gecos: str) -> str | None:
+    """The class labctl's mark in a GECOS names (its fifth field), or None: no mark."""
+    mark = (gecos.split(",")[4:5] or [""])[0]
+    return mark.removeprefix(f"{MARK} ") if mark.startswith(f"{MARK} ") else None
 
 
 def marked(entry: PasswdEntry, class_name: str) -> bool:
     """True when the account's GECOS says labctl created it for ``class_name``."""
-    return entry.gecos.split(",")[4:5] == [f"{MARK} {class_name}"]
+    return _marked_class(entry.gecos) == class_name
 
 
 def _now() -> str:

@@ -41,11 +41,6 @@ class Server:
     source: Literal["env", "fqdn", "route", "unreachable"]
     fqdn: str = ""
 
-    @property
-    def guessed(self) -> bool:
-        """True when labctl chose the name (no ``LABCTL_SERVER``)."""
-        return self.source != "env"
-
     def note(self) -> str | None:
         """The line ``class up`` prints when labctl guessed the name; None when it was given."""
         change = f"{ENV}=NAME (what students' laptops reach) and run the same class up again"

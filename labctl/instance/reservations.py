@@ -43,7 +43,8 @@ class Reservations:
         self.wait = wait
 
     @contextmanager
-    def _book(self) -> Iterator[Book]:
+    def _book(self, write: bool = True) -> Iterator[Book]:
+        """The reservations under the lock; written back at the end unless only read."""
         private_dir(self.root)
 
         def refuse() -> LabctlError:
@@ -64,11 +65,12 @@ class Reservations:
             book.setdefault("subnets", {})
             book.setdefault("ports", {})
             yield book
-            write_private(self.path, json.dumps(book, indent=2, sort_keys=True))
+            if write:
+                write_private(self.path, json.dumps(book, indent=2, sort_keys=True))
 
     def entries(self) -> Book:
-        """Everything reserved now (a copy)."""
-        with self._book() as book:
+        """Everything reserved now (a copy); nothing is written."""
+        with self._book(write=False) as book:
             copy: Book = json.loads(json.dumps(book))
             return copy
 

@@ -513,6 +513,7 @@ def test_down_of_an_instance_never_here_touches_nothing_not_even_a_lock(
 ) -> None:
     assert lifecycle.down("nolab", "main") == []
     assert not InstanceDir("nolab", "main").path.exists()
+    assert not (state_root / "reservations.json").exists()  # asked, not written
     # its directory removed by hand, a reservation left: down still cleans up after it
     Reservations().claim_subnet("ghost", "main", "libvirt", "10.250.7.0/24")
     assert lifecycle.down("ghost", "main") == []
