@@ -21,6 +21,14 @@ EngineState = Literal["running", "stopped", "absent"]
 ClientT = TypeVar("ClientT")
 
 
+def up_again(does: str) -> str:
+    """The hint for a guest that is gone or not running: who brings it back.
+
+    A student of a class cannot run ``labctl up``; the instructor's ``class up`` does it.
+    """
+    return f"labctl up {does} (for a class's student, the instructor's labctl class up does)"
+
+
 @dataclass(frozen=True)
 class GuestPlan(Generic[P]):
     """Everything a backend needs to create one guest of one lab instance, resolved."""

@@ -370,7 +370,7 @@ class AppConnection(ExecConnection):
         except NotFoundError as exc:
             raise NotFoundError(
                 f"{rec.name} is gone: {exc.message}",
-                "labctl up creates it again (from its image, on the same port)",
+                base.up_again("creates it again, from its image, on the same port"),
             ) from exc
         return rc, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
 

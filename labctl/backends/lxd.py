@@ -142,7 +142,7 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
     def _must_get(self, resource: str) -> pylxd.models.Instance:
         instance = self._get(resource)
         if instance is None:
-            raise EngineError(f"container {resource} does not exist", "run: labctl up")
+            raise EngineError(f"container {resource} does not exist", base.up_again("creates it"))
         return instance
 
     def create(self, plan: base.GuestPlan[LxdParams]) -> GuestRecord:
@@ -379,7 +379,7 @@ class ContainerConnection(ExecConnection):
         if not rec.address:
             raise EngineError(
                 f"{rec.name} has no address yet: it never became ready",
-                "run `labctl up`; inside it without SSH: lxc exec " + rec.resource + " -- bash",
+                base.up_again("makes it ready") + f"; without SSH: lxc exec {rec.resource} -- bash",
             )
         self._backend._guard(rec.resource, rec.address, rec.name)
         return SshTarget(rec.address, 22, "root", self._key.private).argv

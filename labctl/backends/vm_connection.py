@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from labctl import libvirt_client
 from labctl.backends import vm_files
+from labctl.backends.base import up_again
 from labctl.command import CommandResult
 from labctl.connection import DEFAULT, Connection, Timeout
 from labctl.errors import EngineError, NotFoundError
@@ -78,5 +79,5 @@ class VmConnection(Connection):
 def not_running(guest: str, now: libvirt_client.DomainState) -> EngineError:
     """The error of a VM that cannot answer: stopped, paused or absent."""
     message = f"{guest} is {now} (not running)"
-    hint = "labctl up starts it again (a class's student: the instructor's labctl class up)"
+    hint = up_again("starts it again")
     return NotFoundError(message, hint) if now == "absent" else EngineError(message, hint)

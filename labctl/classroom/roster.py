@@ -294,7 +294,7 @@ def check_accounts(
     if clashes:
         lines = "\n  ".join(
             f"{roster.path}:{s.line}: id {s.id!r} is an existing account on this host, "
-            f"not one labctl made for class {class_name}"
+            f"not one labctl made for class {class_name!r}"
             for s in clashes
         )
         raise SpecError(

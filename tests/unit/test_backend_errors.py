@@ -209,6 +209,19 @@ def test_an_app_containers_shell_has_a_terminal_only_when_stdin_is_one(
     assert connection.shell_argv()[2] == "-i"
 
 
+@pytest.mark.parametrize("backend", [DockerBackend, PodmanBackend])
+def test_a_removed_app_container_says_who_brings_it_back(backend: type[DockerBackend]) -> None:
+    rec = GuestRecord("app", backend.engine, "labctl-v-i-app", "ready")
+    connection = backend(FakeDockerClient()).connect(rec, KEY)  # docker rm -f: no container
+    with pytest.raises(NotFoundError) as err:
+        connection.run("true")
+    assert err.value.message.startswith("app is gone: ")
+    assert err.value.hint == (
+        "labctl up creates it again, from its image, on the same port "
+        "(for a class's student, the instructor's labctl class up does)"
+    )
+
+
 def test_whether_there_is_a_terminal_can_be_told() -> None:
     rec = GuestRecord("app", "docker", "labctl-v-i-app", "ready")
     backend = DockerBackend(FakeDockerClient())
