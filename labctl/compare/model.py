@@ -14,10 +14,12 @@ from typing import Any, Literal
 FORMAT = 1
 
 Better = Literal["lower", "higher"]
-Verdict = Literal["shown", "not shown", "not measurable on this host"]
+Verdict = Literal["shown", "not shown", "not measurable"]
 SHOWN: Verdict = "shown"
 NOT_SHOWN: Verdict = "not shown"
-NOT_MEASURABLE: Verdict = "not measurable on this host"
+NOT_MEASURABLE: Verdict = "not measurable"  # why (the host, the lab, this run): the reason
+#: verdicts as results files of earlier versions wrote them
+_OLD_VERDICTS = {"not measurable on this host": NOT_MEASURABLE}
 
 HOST = "host"  # the subject name of the bare host, measured as the reference
 NATIVE = "native"  # the "accelerator" of the host and of containers: the CPU itself
@@ -249,7 +251,10 @@ class Report:
             subjects=tuple(Subject(**s) for s in data["subjects"]),
             figures=tuple(figures),
             gaps=tuple(Gap(**g) for g in data.get("gaps", ())),
-            claims=tuple(Claim(**c) for c in data.get("claims", ())),
+            claims=tuple(
+                Claim(**{**c, "verdict": _OLD_VERDICTS.get(c["verdict"], c["verdict"])})
+                for c in data.get("claims", ())
+            ),
             format=data.get("format", FORMAT),
             extra=data.get("extra", {}),
         )

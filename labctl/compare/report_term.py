@@ -6,8 +6,12 @@ once, in the subjects table, so a metric's table needs only the subject's name b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Group, RenderableType
 from rich.markup import escape
+from rich.padding import Padding
+from rich.table import Table
 from rich.text import Text
 
 from labctl import console
@@ -102,10 +106,21 @@ def figures_tables(report: Report) -> list[RenderableType]:
             who = escape(f.subject) + _differs(report, f)
             table.add_row(who, num(s.median), span, str(s.n))
         notes = _grouped([(f.subject, f.note) for f in rows if f.note])
-        lines = [f"  [dim]{escape(who)}: {escape(note)}[/dim]" for who, note in notes]
+        said = [(f"[dim]{escape(who)}:[/dim]", f"[dim]{escape(note)}[/dim]") for who, note in notes]
         title = _title(f"{metric.title} ({metric.unit}, {metric.better} is better)")
-        out.append(Group(title, table, *([Text.from_markup("\n".join(lines))] if lines else [])))
+        out.append(Group(title, table, *([_hanging(said, indent=2)] if said else [])))
     return out
+
+
+def _hanging(rows: Sequence[tuple[str, ...]], indent: int = 0) -> RenderableType:
+    """Rows of markup whose last cell wraps under itself, so a long note never runs back to
+    the left margin; the other cells stay on one line."""
+    grid = Table.grid(padding=(0, 1, 0, 0))
+    for i in range(len(rows[0])):
+        grid.add_column(no_wrap=i < len(rows[0]) - 1)
+    for row in rows:
+        grid.add_row(*row)
+    return Padding(grid, (0, 0, 0, indent)) if indent else grid
 
 
 def _title(text: str) -> Text:
@@ -118,14 +133,13 @@ def claims_table(report: Report) -> RenderableType:
     """The lesson's claims with ratio and verdict; evidence, threshold and reason below."""
     table = console.table("#", "claim", "ratio (worst case)", "verdict")
     notes = []
+    width = len(f"{len(report.claims)}.")
     for i, c in enumerate(report.claims, 1):
         ratio = "-" if c.ratio is None else f"{c.ratio:.2f}× ({c.conservative:.2f}×)"
         table.add_row(str(i), escape(c.text), ratio, f"[{VERDICT_STYLE[c.verdict]}]{c.verdict}[/]")
-        notes.append(
-            f"{i}. [dim]{escape(c.evidence)}; threshold: {escape(c.threshold)}[/dim]\n"
-            f"   {escape(c.reason)}"
-        )
-    return Group(_title("Claims"), table, Text.from_markup("\n".join(notes)))
+        evidence = f"[dim]{escape(c.evidence)}; threshold: {escape(c.threshold)}[/dim]"
+        notes.append((f"{i}.".rjust(width), f"{evidence}\n{escape(c.reason)}"))
+    return Group(_title("Claims"), table, *([_hanging(notes)] if notes else []))
 
 
 def gaps_text(report: Report) -> RenderableType | None:
@@ -139,10 +153,10 @@ def gaps_text(report: Report) -> RenderableType | None:
             reasons = [(g.subject, g.reason.removeprefix(f"{g.subject}: ")) for g in gaps]
             word = "[red]failed[/red]" if failed else "skipped"
             lines += [
-                f"{word} {escape(metric)} {escape(who)}: {escape(why)}"
+                (word, escape(metric), f"{escape(who)}: {escape(why)}")
                 for who, why in _grouped(reasons)
             ]
-    return Text.from_markup("\n" + "\n".join(lines))
+    return Group(Text(), _hanging(lines))
 
 
 def render(report: Report) -> RenderableType:

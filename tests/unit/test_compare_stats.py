@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from labctl.compare.model import Gap, Report, Samples
+from labctl.compare.claims import evaluate
+from labctl.compare.model import NOT_MEASURABLE, Gap, Report, Samples
 from tests.unit.compare_data import fig, report
 
 
@@ -50,6 +51,17 @@ def test_report_round_trips_through_json() -> None:
     assert data["figures"][0]["samples"]["median"] == 0.11
     assert data["figures"][0]["unit"] == "s"
     assert Report.from_json(text) == r
+
+
+def test_results_saved_by_an_earlier_version_read_their_old_verdict() -> None:
+    r = report([fig("cpu", "host", [0.1, 0.11, 0.12])], accel="tcg")
+    r = Report(**{**r.__dict__, "claims": evaluate(r)})
+    data = json.loads(r.to_json())
+    unmeasurable = [c for c in data["claims"] if c["verdict"] == NOT_MEASURABLE]
+    assert unmeasurable  # nothing of kvm-full was measured
+    for c in unmeasurable:
+        c["verdict"] = "not measurable on this host"  # as results files said before
+    assert Report.from_dict(data) == r
 
 
 def test_report_names_the_guests_that_ran_under_tcg_instead_of_kvm() -> None:
