@@ -98,10 +98,15 @@ BOOTED, RESTORED, RESUMED, RUNNING = "booted", "restored", "resumed", "running"
 class Started:
     """How a guest was started: ``booted`` (its system or process from the beginning),
     ``restored`` (a VM from its template's saved memory), ``resumed`` (it was paused) or
-    ``running`` (nothing to do); ``note`` says why it is not what was expected."""
+    ``running`` (nothing to do); ``note`` says why it is not what was expected.
+
+    ``boot_seconds``: a whole boot of the guest measured on this host when this start was
+    none (a restored VM: the boot that made its template).
+    """
 
     how: str
     note: str | None = None
+    boot_seconds: float | None = None
 
 
 @dataclass(frozen=True)

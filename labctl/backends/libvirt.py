@@ -274,7 +274,7 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
             return base.Started(
                 base.BOOTED, f"booted instead of restored from its template: {exc.message}"
             )
-        return base.Started(base.RESTORED)
+        return base.Started(base.RESTORED, boot_seconds=vm_templates.boot_seconds(template_dir))
 
     def wait_ready(self, plan: Plan, deadline: float) -> base.Ready:
         assert plan.address

@@ -247,6 +247,14 @@ def _load(spec: TemplateSpec, complete: bool = True) -> Template | None:
     return template
 
 
+def boot_seconds(directory: Path) -> float | None:
+    """How long the boot that made the template in ``directory`` took, if it says."""
+    try:
+        return float(json.loads((directory / "template.json").read_text())["boot_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def saved_at(directory: Path) -> str | None:
     """When the template's memory was saved (its save file's time), in ISO 8601, UTC."""
     try:

@@ -26,7 +26,7 @@ from labctl.errors import LabctlError
 PLACEHOLDER = re.compile(
     r"\{(student|instance|lab|param\.[a-z][a-z0-9_]*|guest\.[a-z][a-z0-9-]*\.[a-z_]+)\}"
 )
-GUEST_FIELDS = ("address", "port", "resource", "ready_seconds", "accel")
+GUEST_FIELDS = ("address", "port", "resource", "ready_seconds", "boot_seconds", "accel")
 
 M = TypeVar("M", bound=BaseModel)
 

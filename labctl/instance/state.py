@@ -51,6 +51,9 @@ class GuestRecord:
     console_log: str | None = None
     ready_seconds: float | None = None
     started: str | None = None  # how up last started it: booted, restored, resumed, running
+    #: a whole boot (firmware, kernel, init) measured on this host: ready_seconds when up
+    #: booted it, the boot that made its template when up restored it
+    boot_seconds: float | None = None
     start_note: str | None = None  # why, when it is not what up meant (a template that failed)
     #: how the running guest differs from what the lab defines now (up defines a stopped one anew)
     outdated: str | None = None

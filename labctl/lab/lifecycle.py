@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from labctl import backends, cancel
-from labctl.backends.base import RESUMED, RUNNING, Backend, GuestPlan, Started
+from labctl.backends.base import BOOTED, RESUMED, RUNNING, Backend, GuestPlan, Started
 from labctl.errors import ExitCode, HostError, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
 from labctl.instance import isolation, naming
@@ -355,12 +355,17 @@ def _guest_up(
     started = backend.start(p)
     # running already (create left it as it was): its definition may predate a change
     outdated = backend.outdated(p) if started.how in (RUNNING, RESUMED) else None
-    if started.how == RUNNING and before is not None and before.started:
-        started = Started(before.started, before.start_note)  # an earlier up started it
+    if started.how == RUNNING and before is not None and before.started:  # an earlier up did
+        boot = before.boot_seconds or (before.ready_seconds if before.started == BOOTED else None)
+        started = Started(before.started, before.start_note, boot)
     rec = replace(rec, started=started.how, start_note=started.note, outdated=outdated)
     box.put(replace(rec, stage="started", error=None))
     report(name, "ready", f"{started.how}, waiting")
     ready = backend.wait_ready(p, time.monotonic() + timeout)
+    seconds = round(time.monotonic() - t0, 1)
+    boot = started.boot_seconds
+    if boot is None and started.how == BOOTED:
+        boot = seconds  # this start was a whole boot
     box.put(
         replace(
             rec,
@@ -368,7 +373,8 @@ def _guest_up(
             address=ready.address,
             port=ready.port,
             connect=ready.connect,
-            ready_seconds=round(time.monotonic() - t0, 1),
+            ready_seconds=seconds,
+            boot_seconds=boot,
             error=None,
         )
     )

@@ -23,6 +23,7 @@ class GuestStatus:
     connect: str | None
     ready_seconds: float | None
     started: str | None  # how up last started it (booted, restored, resumed, running)
+    boot_seconds: float | None  # a whole boot measured here (GuestRecord.boot_seconds)
     start_note: str | None
     outdated: str | None  # how it differs from what the lab defines now (see Backend.outdated)
     error: str | None
@@ -70,6 +71,7 @@ def status(state: LabState) -> list[GuestStatus]:
                 connect=rec.connect,
                 ready_seconds=rec.ready_seconds,
                 started=rec.started,
+                boot_seconds=rec.boot_seconds,
                 start_note=rec.start_note,
                 outdated=rec.outdated if live == "running" else None,
                 error=rec.error,

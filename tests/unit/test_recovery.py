@@ -388,6 +388,7 @@ class FakeBackend(base.Backend):
         self.saw: list[str | None] = []
         self.planned: dict[str, base.GuestPlan] = {}  # the last plan each guest was created from
         self.changed: dict[str, str] = {}  # guest -> how its definition differs from the plan
+        self.templates: dict[str, float] = {}  # guest -> its template's boot: it is restored
 
     def preflight(self) -> None:
         pass
@@ -422,7 +423,11 @@ class FakeBackend(base.Backend):
     def start(self, plan: base.GuestPlan) -> base.Started:
         was = self.guests.get(plan.resource)
         self.guests[plan.resource] = "running"
-        return base.Started(base.RUNNING if was == "running" else base.BOOTED)
+        if was == "running":
+            return base.Started(base.RUNNING)
+        if plan.name in self.templates:
+            return base.Started(base.RESTORED, boot_seconds=self.templates[plan.name])
+        return base.Started(base.BOOTED)
 
     def outdated(self, plan: base.GuestPlan) -> str | None:
         return self.changed.get(plan.name) if self.guests.get(plan.resource) == "running" else None
@@ -583,6 +588,24 @@ def test_up_records_and_says_how_each_guest_was_started(
         "vm": "restored",
         "app": "running",
     }
+    lifecycle.down("rec", "t1")
+
+
+def test_up_records_a_whole_boot_for_each_guest_booted_or_restored(
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    fakes["libvirt"].templates["vm"] = 41.5  # the boot that made its template took 41.5 s
+    first = up(lab, store)
+    vm, app = first.guests["vm"], first.guests["app"]
+    assert (vm.started, vm.boot_seconds) == ("restored", 41.5)
+    assert vm.ready_seconds is not None and vm.ready_seconds < 41.5  # the restore, not a boot
+    assert app.started == "booted" and app.boot_seconds == app.ready_seconds
+    # left running by an interrupted up: the next up keeps the boot it knew
+    InstanceDir("rec", "t1").save(first.with_guest(replace(vm, stage="started")))
+    again = up(lab, store).guests["vm"]
+    assert (again.started, again.boot_seconds) == ("restored", 41.5)
+    rows = {r.guest: r for r in lab_status.status(InstanceDir("rec", "t1").load())}  # type: ignore[arg-type]
+    assert (rows["vm"].boot_seconds, rows["app"].boot_seconds) == (41.5, app.ready_seconds)
     lifecycle.down("rec", "t1")
 
 

@@ -28,6 +28,7 @@ def guest(name: str, engine: str, address: str, **kw: str | None) -> GuestStatus
         "connect": f"ssh -i /var/lib/labctl/key root@{address}",
         "ready_seconds": 12.0,
         "started": "restored" if engine == "libvirt" else "booted",
+        "boot_seconds": 12.0,
         "start_note": None,
         "outdated": None,
         "error": None,
