@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+
 import pytest
 
 from tests.ci import running_in_ci
+from tests.interrupts import SIGNALS
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -20,3 +24,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def in_ci() -> bool:
     """True under CI (CI=true): a missing engine must fail there, never skip."""
     return running_in_ci()
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """A test that leaves SIGINT/SIGTERM handled otherwise fails (and they are put back).
+
+    A leaked handler (ansible-runner's, with no ``cancel_callback``) swallows every later
+    Ctrl-C and SIGTERM: the run could no longer be stopped.
+    """
+    before = {s: signal.getsignal(s) for s in SIGNALS}
+    yield
+    leaked = [s.name for s in SIGNALS if signal.getsignal(s) != before[s]]
+    for s, handler in before.items():
+        signal.signal(s, handler)
+    if leaked:
+        pytest.fail(f"the test left its own handler of {', '.join(leaked)}", pytrace=False)

@@ -75,6 +75,7 @@ def serve(
     claim(folder.root, state.name, Server.this_process(url, datetime.now(timezone.utc).isoformat()))
     watch = Watch(folder.require)
     store = None
+    before = signal.getsignal(signal.SIGTERM)
     try:
         _check_port(host, port)
         tokens = TokenFile(folder.root)
@@ -117,10 +118,13 @@ def serve(
         signal.signal(signal.SIGTERM, _interrupted)
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
     finally:
-        watch.stop()
-        release(folder.root, pid)
-        if store is not None:
-            store.close()
+        try:
+            watch.stop()
+            release(folder.root, pid)
+            if store is not None:
+                store.close()
+        finally:  # called in-process (tests), it leaves SIGTERM as it found it
+            signal.signal(signal.SIGTERM, before)
 
 
 def _stamp(when: datetime | None) -> str:

@@ -44,6 +44,7 @@ from labctl.host.ansible import failure_message
 from labctl.images.cache import ImageStore
 from labctl.keys import ensure_keypair
 from labctl.paths import PLAYBOOKS_DIR, cache_dir, guest_apt_proxy, system_containers
+from tests.interrupts import cancel_on_signals
 
 LAB = "fleet"  # the leak inventory's lab name for every simulated host
 BASE_ALIAS = "labctl/system"  # labctl's system container image (labctl images build lxd-system)
@@ -529,16 +530,18 @@ def run_playbook(
 
     private_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    runner = ansible_runner.run(
-        private_data_dir=str(private_dir),
-        playbook=str(playbook.resolve()),
-        inventory=str(inventory),
-        extravars=dict(extravars or {}),
-        envvars=envvars,
-        forks=forks,
-        quiet=True,
-        event_handler=on_event,
-    )
+    with cancel_on_signals() as canceled:
+        runner = ansible_runner.run(
+            private_data_dir=str(private_dir),
+            playbook=str(playbook.resolve()),
+            inventory=str(inventory),
+            extravars=dict(extravars or {}),
+            envvars=envvars,
+            forks=forks,
+            quiet=True,
+            event_handler=on_event,
+            cancel_callback=canceled,
+        )
     with runner.stdout as out:
         text = out.read()
     stats = runner.stats or {}

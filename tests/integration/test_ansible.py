@@ -32,6 +32,7 @@ from labctl.exercises import facts
 from labctl.host.ansible import has_plugin
 from labctl.keys import KeyPair
 from tests.integration.conftest import RunningLab
+from tests.interrupts import cancel_on_signals
 
 BIN = Path(sys.executable).parent
 LIMIT = os.environ.get("LABCTL_ANSIBLE_LIMIT", "ssh")
@@ -237,16 +238,18 @@ def test_ansible_modules_work_on_every_ssh_guest(
     private = workdir / "runner"
     private.mkdir(exist_ok=True)
     started = time.monotonic()
-    run = ansible_runner.run(
-        private_data_dir=str(private),
-        playbook=str(play),
-        inventory=str(inventory_file),
-        limit=LIMIT,
-        extravars={"mirror_hosts": [h for h, v in mirror.items() if v == "si"]},
-        envvars=env,
-        quiet=True,
-        timeout=1200,
-    )
+    with cancel_on_signals() as canceled:
+        run = ansible_runner.run(
+            private_data_dir=str(private),
+            playbook=str(play),
+            inventory=str(inventory_file),
+            limit=LIMIT,
+            extravars={"mirror_hosts": [h for h, v in mirror.items() if v == "si"]},
+            envvars=env,
+            quiet=True,
+            timeout=1200,
+            cancel_callback=canceled,
+        )
     seconds = time.monotonic() - started
     seen = outcomes(list(run.events))
     table = "\n".join(f"  {h:13} {t:16} {o}" for (h, t), o in sorted(seen.items()))
