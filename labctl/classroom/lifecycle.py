@@ -23,7 +23,7 @@ from typing import Literal, Protocol
 from labctl import cancel
 from labctl.classroom import accounts, capacity, reach, slots
 from labctl.classroom import window as exam
-from labctl.classroom.roster import Roster, Student, check_accounts, instance_of
+from labctl.classroom.roster import Roster, Student, check_accounts, check_size, instance_of
 from labctl.classroom.roster import account_exists as roster_account_exists
 from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
 from labctl.errors import LabctlError
@@ -191,11 +191,7 @@ def _validate(c: _ClassUp) -> None:
         )
     if c.window is not None:  # an end before the start is refused before anything exists
         exam.merged(previous, c.window)
-    if c.max_students is not None and len(c.roster.students) > c.max_students:
-        raise LabctlError(
-            f"the roster has {len(c.roster.students)} students, --max-students is {c.max_students}",
-            "bring up part of the class with a shorter roster, or raise --max-students",
-        )
+    check_size(c.roster, c.max_students)
     check_roster(c.roster, c.name, c.account_exists, c.accounts)
     for image in lab_plan.check_images(c.lab, c.store):
         c.report("", "warning", f"image {image} is older than its recipe: labctl images build")

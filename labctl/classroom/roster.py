@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from labctl.errors import SpecError
+from labctl.errors import LabctlError, SpecError
 from labctl.instance import naming
 
 #: A class name: part of every student's instance name (``<class>-<id>``).
@@ -276,6 +276,15 @@ def account_exists(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+def check_size(roster: Roster, max_students: int | None) -> None:
+    """Refuse a roster longer than ``--max-students`` (None: no limit given)."""
+    if max_students is not None and len(roster.students) > max_students:
+        raise LabctlError(
+            f"the roster has {len(roster.students)} students, --max-students is {max_students}",
+            "bring up part of the class with a shorter roster, or raise --max-students",
+        )
 
 
 def check_accounts(

@@ -10,6 +10,7 @@ from rich.markup import escape
 from labctl import console
 from labctl.classroom import roster
 from labctl.classroom.state import ClassDir
+from labctl.classroom.window import Window
 from labctl.cli import tables
 from labctl.errors import ExitCode
 from labctl.fleet import down as fleet_down
@@ -40,9 +41,12 @@ def up(
     lab_ref: str,
     class_name: str,
     inventory_file: Path,
-    max_parallel: int,
+    *,
+    max_parallel: int | None,
     replace_failed: bool,
     forks: int,
+    window: Window | None,
+    max_students: int | None,
     json_out: bool,
 ) -> None:
     """``labctl class up ROSTER LAB --hosts INVENTORY``."""
@@ -64,6 +68,8 @@ def up(
         _runner(folder, inv, forks),
         max_parallel=max_parallel,
         replace_failed=replace_failed,
+        window=window,
+        max_students=max_students,
         report=_lines if not json_out else lambda *a: None,
     )
     if json_out:

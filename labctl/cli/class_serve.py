@@ -134,8 +134,12 @@ def _stamp(when: datetime | None) -> str:
 @class_app.command("window")
 def window(
     class_name: str | None = ClassOpt,
-    start: str | None = typer.Option(None, "--start", help="ISO 8601; exercises hidden before."),
-    end: str | None = typer.Option(None, "--end", help="ISO 8601; attempts after it do not score."),
+    start: str | None = typer.Option(
+        None, "--start", help="ISO 8601 (no zone: UTC); exercises hidden before."
+    ),
+    end: str | None = typer.Option(
+        None, "--end", help="ISO 8601 (no zone: UTC); attempts after it do not score."
+    ),
     clear: bool = typer.Option(False, "--clear", help="Remove the window: always open."),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -144,6 +148,15 @@ def window(
     if clear and (start or end):
         raise LabctlError("give --clear or --start/--end, not both", code=ExitCode.USAGE)
     if clear or start or end:
+        from labctl.fleet import state as fleet_state
+
+        if fleet_state.load(folder) is not None:  # the hosts judge the attempts, not this one
+            raise LabctlError(
+                f"class {folder.name} runs over lab hosts: its window is set on each of them",
+                "run its class up --hosts again with --window-start/--window-end: the hosts "
+                "and this controller get the window (a rerun changes no lab that is up)",
+                ExitCode.USAGE,
+            )
         ends = exam.given(start, end, ("--start", "--end"))
         with folder.locked("labctl class window"):
             st = folder.require()

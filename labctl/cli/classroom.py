@@ -118,12 +118,13 @@ def up(
     roster_file: Path = RosterArg,
     lab_ref: str = LabArg,
     class_name: str = typer.Option("class", "--class", "-c", help="Class name (1-5 chars)."),
-    max_parallel: int = typer.Option(
-        max(1, os.cpu_count() or 1),
+    max_parallel: int | None = typer.Option(
+        None,
         "--max-parallel",
         min=1,
         max=64,
-        help="Students' labs brought up at once (default: one per core).",
+        help="Students' labs brought up at once on each host (default: one per core).",
+        show_default=False,
     ),
     max_students: int | None = typer.Option(
         None, "--max-students", min=1, help="Refuse a roster longer than this."
@@ -131,10 +132,12 @@ def up(
     window_start: str | None = typer.Option(
         None,
         "--window-start",
-        help="Exam window, ISO 8601: exercises hidden before (as class window --start).",
+        help="Exam window's start, ISO 8601 (no zone: UTC): exercises hidden before.",
     ),
     window_end: str | None = typer.Option(
-        None, "--window-end", help="Exam window, ISO 8601: attempts after it do not score."
+        None,
+        "--window-end",
+        help="Exam window's end, ISO 8601 (no zone: UTC): attempts after it do not score.",
     ),
     hosts: Path | None = typer.Option(
         None,
@@ -148,20 +151,30 @@ def up(
     json_out: bool = JsonOpt,
 ) -> None:
     """One lab instance per student; a rerun finishes what is missing."""
-    if hosts is not None:
-        from labctl.cli import class_fleet
-
-        class_fleet.up(
-            roster_file, lab_ref, class_name, hosts, max_parallel, replace_failed, forks, json_out
-        )
-        return
     from labctl.classroom import window as exam
-    from labctl.host.accel import detect
-    from labctl.images.registry import store
 
     ends = None
     if window_start or window_end:  # a bad time is refused before anything is read or made
         ends = exam.given(window_start, window_end, ("--window-start", "--window-end"))
+    if hosts is not None:
+        from labctl.cli import class_fleet
+
+        class_fleet.up(
+            roster_file,
+            lab_ref,
+            class_name,
+            hosts,
+            max_parallel=max_parallel,
+            replace_failed=replace_failed,
+            forks=forks,
+            window=ends,
+            max_students=max_students,
+            json_out=json_out,
+        )
+        return
+    from labctl.host.accel import detect
+    from labctl.images.registry import store
+
     roster.check_class(class_name)
     r = roster.load(roster_file)
     lab, path = resolve_lab(lab_ref)
@@ -173,7 +186,7 @@ def up(
         path,
         store(),
         detect(),
-        max_parallel=max_parallel,
+        max_parallel=max_parallel or max(1, os.cpu_count() or 1),
         max_students=max_students,
         report=_Lines() if not json_out else lambda *a: None,
         window=ends,

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from labctl.classroom import window as exam
 from labctl.classroom.lifecycle import remember_seats
-from labctl.classroom.roster import Roster, Student, check_class, instance_of
+from labctl.classroom.roster import Roster, Student, check_class, check_size, instance_of
 from labctl.classroom.state import FAILED, PENDING, UP, ClassDir, ClassState, Seat, seat_of
 from labctl.errors import HostError, LabctlError
 from labctl.exercises.progress import now
@@ -85,8 +86,10 @@ class _FleetUp:
     images: ImageStore
     run: Runner
     report: Reporter = quiet
-    max_parallel: int = 2
+    max_parallel: int | None = None  # students' labs at once on each host (None: its cores)
     replace_failed: bool = False
+    window: exam.Window | None = None  # the exam window's ends given (None: the class's kept)
+    max_students: int | None = None
     folder: ClassDir = field(init=False)
     fleet: FleetState = field(init=False)
     cls: ClassState = field(init=False)
@@ -134,6 +137,7 @@ class _FleetUp:
 
 def _validate(c: _FleetUp) -> None:
     check_class(c.name)
+    check_size(c.roster, c.max_students)
     c.folder = ClassDir(c.name)
     for s in c.roster.students:
         instance_of(c.name, s.id)
@@ -186,8 +190,24 @@ def _validate(c: _FleetUp) -> None:
     c.cls = previous or ClassState(
         c.name, c.lab.name, str(c.spec_path.resolve()), str(Path(c.roster.path).resolve())
     )
+    if c.window is not None:  # kept here (dashboard, grades) and given whole to every host
+        window = exam.merged(previous, c.window)
+        c.cls = exam.with_window(c.cls, window.start, window.end)
     for profile in {h.vm_profile for h in c.inventory.hosts}:  # built here, shipped later
         lab_plan.check_images(c.lab, c.images, profile)
+
+
+def _host_options(c: _FleetUp) -> str:
+    """What each host's ``class up`` is told besides the roster: the class's exam window as
+    this controller keeps it, and ``--max-parallel`` when one was given."""
+    options = [] if c.max_parallel is None else ["--max-parallel", str(c.max_parallel)]
+    for option, value in (
+        ("--window-start", c.cls.window_start),
+        ("--window-end", c.cls.window_end),
+    ):
+        if value is not None:
+            options += [option, value]
+    return "".join(f" {shlex.quote(o)}" for o in options)
 
 
 def _lock(c: _FleetUp) -> AbstractContextManager[object]:
@@ -376,8 +396,8 @@ def _labs(c: _FleetUp) -> None:
     )
     up = (
         "LABCTL_SERVER={{ ansible_host | default(inventory_hostname) }} "
-        f"{REMOTE_LABCTL} class up {remote}/roster.csv {remote}/lab --class {c.name} --json "
-        f"--max-parallel {c.max_parallel}"
+        f"{REMOTE_LABCTL} class up {remote}/roster.csv {remote}/lab --class {c.name} --json"
+        + _host_options(c)
     )
     # ``class up`` exits 1 when a student failed: its JSON says who and why
     result = c.run(ok, module="shell", args=f"{up}; true")
@@ -453,9 +473,15 @@ FLEET_UP_STAGES: tuple[Stage[_FleetUp], ...] = (
     Stage("images", _images, describe=lambda c: "built here, shipped where missing"),
     Stage("measure", _measure, describe=lambda c: "each host's own class plan"),
     Stage("place", _place, describe=lambda c: "students by the hosts' room"),
-    Stage("labs", _labs, describe=lambda c: f"class up on each host, {c.max_parallel} at a time"),
+    Stage("labs", _labs, describe=lambda c: f"class up on each host, {_at_once(c)}"),
     Stage("sheets", _sheets, describe=lambda c: "the access sheets, back here"),
 )
+
+
+def _at_once(c: _FleetUp) -> str:
+    if c.max_parallel is None:
+        return "one student's lab per core of the host at a time"
+    return f"{c.max_parallel} at a time"
 
 
 def up(
@@ -467,13 +493,30 @@ def up(
     images: ImageStore,
     run: Runner,
     *,
-    max_parallel: int = 2,
+    max_parallel: int | None = None,
     replace_failed: bool = False,
+    window: exam.Window | None = None,
+    max_students: int | None = None,
     report: Reporter = quiet,
 ) -> FleetUpResult:
-    """Bring the class up over the inventory's hosts (see the module)."""
+    """Bring the class up over the inventory's hosts (see the module).
+
+    ``window``: the exam window's ends to set, on this controller and on every host;
+    ``max_parallel``: each host's students' labs at once (None: one per core of that host).
+    """
     c = _FleetUp(
-        roster, inventory, name, lab, spec_path, images, run, report, max_parallel, replace_failed
+        roster,
+        inventory,
+        name,
+        lab,
+        spec_path,
+        images,
+        run,
+        report,
+        max_parallel,
+        replace_failed,
+        window,
+        max_students,
     )
     execute(FLEET_UP_STAGES, c, report)
     return FleetUpResult(

@@ -22,7 +22,7 @@ import pytest
 
 from labctl.classroom import roster
 from labctl.classroom.state import FAILED, UP, ClassDir
-from labctl.errors import HostError, LabctlError, SpecError
+from labctl.errors import ExitCode, HostError, LabctlError, SpecError
 from labctl.exercises.progress import shared
 from labctl.fleet import down, inventory, place, remote, ship, status
 from labctl.fleet import state as fleet_state
@@ -438,6 +438,58 @@ def test_a_host_given_nobody_is_ready_all_the_same(fleet: Fleet) -> None:
     result = fleet.up("id,name\nana,Ana\n")
     assert [s.host for s in result.seats] == ["h1"]
     assert [h.status for h in result.hosts] == ["ready"] * 3
+
+
+def test_the_exam_window_reaches_every_host_and_stays_on_the_controller(fleet: Fleet) -> None:
+    from labctl.classroom import window as exam
+
+    start = datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc)
+    end = datetime(2026, 12, 7, 11, 0, tzinfo=timezone.utc)
+    fleet.up(window=exam.Window(start, end), max_parallel=3)
+    ups = [what for what, _ in fleet.hosts.calls if "class up" in what]
+    assert len(ups) == 1 and ups[0].endswith(
+        " --max-parallel 3 --window-start 2026-12-07T09:00:00+00:00"
+        " --window-end 2026-12-07T11:00:00+00:00; true"
+    )
+    kept = ClassDir("fl").require()
+    assert exam.window_of(kept) == exam.Window(start, end)  # the dashboard and grades read it
+    # a rerun that names only a new end keeps the start, and tells the hosts both ends again;
+    # each host's own cores decide how many labs at once when --max-parallel is not given
+    later = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
+    fleet.up(window=exam.Window(None, later))
+    again = [what for what, _ in fleet.hosts.calls if "class up" in what][-1]
+    assert "--max-parallel" not in again
+    assert again.endswith(
+        " --window-start 2026-12-07T09:00:00+00:00 --window-end 2026-12-07T12:00:00+00:00; true"
+    )
+    with pytest.raises(SpecError, match="before it starts"):
+        fleet.up(window=exam.Window(datetime(2026, 12, 7, 13, 0, tzinfo=timezone.utc), None))
+
+
+def test_class_window_of_a_class_over_hosts_says_how_to_reach_them(fleet: Fleet) -> None:
+    from typer.testing import CliRunner
+
+    from labctl.cli import app
+
+    fleet.up()
+    said = CliRunner().invoke(
+        app, ["class", "window", "--class", "fl", "--end", "2026-12-07T12:00"]
+    )
+    err = said.exception
+    assert isinstance(err, LabctlError) and err.code == ExitCode.USAGE, said.output
+    assert err.message == "class fl runs over lab hosts: its window is set on each of them"
+    assert err.hint and "--window-end" in err.hint
+    assert ClassDir("fl").require().window_end is None  # nothing changed here either
+    shown = CliRunner().invoke(app, ["class", "window", "--class", "fl", "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["end"] == "-"
+
+
+def test_a_roster_longer_than_max_students_is_refused_before_any_host_is_asked(
+    fleet: Fleet,
+) -> None:
+    with pytest.raises(LabctlError, match="the roster has 6 students, --max-students is 5"):
+        fleet.up(max_students=5)
+    assert fleet.hosts.calls == [] and ClassDir("fl").load() is None
 
 
 # -- the CLI's summary of class up -------------------------------------------------------------
