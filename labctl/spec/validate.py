@@ -34,10 +34,31 @@ def _field(loc: tuple[str | int, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
+def _said(error: Any) -> str:
+    """pydantic's message for one problem, said with the value the file holds."""
+    kind, ctx, value = error["type"], error.get("ctx", {}), error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "missing (required)"
+    if kind == "union_tag_invalid":
+        return f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+    if kind == "literal_error":
+        return f"{value!r} is not one of {ctx.get('expected')}"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} does not have the form {ctx.get('pattern')}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{value!r} is not a whole number"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{value!r} is not true or false"
+    return str(error["msg"])
+
+
 def validate(
     model: type[M],
     doc: Located,
-    hint: str = "see labs/README.md; `labctl lab schema` prints the JSON Schema",
+    hint: str = "`labctl lab schema` prints every key with its type and meaning; "
+    "labs/virtualization/lab.yaml is a whole example",
 ) -> M:
     """Build ``model`` from ``doc``; raise one SpecError listing every problem with its line."""
     try:
@@ -50,10 +71,7 @@ def validate(
                 loc = (*loc, str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
             line = doc.line_of(loc)
             where = f"{doc.path}:{line}" if line else str(doc.path)
-            msg = error["msg"]
-            if error["type"] == "extra_forbidden":
-                msg = "unknown key"
-            problems.append(f"{where}: {_field(loc)}: {msg}")
+            problems.append(f"{where}: {_field(loc)}: {_said(error)}")
         first, *rest = problems
         if rest:
             first = f"{len(problems)} problems in {doc.path}:\n  " + "\n  ".join(problems)

@@ -105,7 +105,7 @@ def test_unknown_key_names_file_line_and_field(tmp_path: Path) -> None:
 
 def test_both_languages_are_required(tmp_path: Path) -> None:
     text = GOOD.replace("instructions: {es: Hola, en: Hello}", "instructions: {es: Hola}")
-    assert ":4: instructions.en: Field required" in problem(tmp_path, text)
+    assert ":4: instructions.en: missing (required)" in problem(tmp_path, text)
 
 
 def test_a_check_must_target_a_guest_of_the_exercise_or_the_host(tmp_path: Path) -> None:

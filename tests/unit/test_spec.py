@@ -71,11 +71,25 @@ def test_every_problem_is_listed_with_its_line(tmp_path: Path) -> None:
     assert f"{path}:8: guests.vm.disk_bus" in message
 
 
+def test_each_problem_says_the_value_the_file_holds_and_the_hint_names_the_schema(
+    tmp_path: Path,
+) -> None:
+    text = GOOD_GUEST.replace("name: demo", "name: Demo_1").replace("libvirt", "libvrt")
+    path, message = refusal(tmp_path, text)
+    assert f"{path}:1: name: 'Demo_1' does not have the form ^[a-z][a-z0-9-]{{0,23}}$" in message
+    assert f"{path}:4: guests.vm.engine: 'libvrt' is not one of 'libvirt', 'lxd', " in message
+    path, message = refusal(tmp_path, GOOD_GUEST + "    memory: lots\n")
+    assert f"{path}:7: guests.vm.memory: 'lots' is not a whole number" in message
+    with pytest.raises(SpecError) as err:
+        load_lab(path)
+    assert err.value.hint and err.value.hint.startswith("`labctl lab schema` prints every key")
+
+
 def test_missing_field_points_at_its_parent(tmp_path: Path) -> None:
     path, message = refusal(
         tmp_path, "name: demo\nguests:\n  c:\n    engine: docker\n    technique: app-container\n"
     )
-    assert f"{path}:3: guests.c.image: Field required" in message
+    assert f"{path}:3: guests.c.image: missing (required)" in message
 
 
 def test_unknown_engine_is_rejected(tmp_path: Path) -> None:
