@@ -18,7 +18,7 @@ from labctl.classroom.window import Window, window_of
 from labctl.errors import LabctlError
 from labctl.exercises import grading
 from labctl.exercises.grading import Score
-from labctl.exercises.model import Exercise, load_exercises
+from labctl.exercises.model import Exercise, of_lab
 from labctl.exercises.progress import shared
 from labctl.spec.model import Grading, load_lab
 from labctl.store import ExerciseState, Store, fold
@@ -118,7 +118,8 @@ def _exercises(lab: str, spec_path: str) -> tuple[list[Exercise], Grading]:
                 "run the report from the checkout that holds the lab",
             ) from exc
     path = Path(spec_path)
-    return load_exercises(path.parent / "exercises"), load_lab(path).grading
+    lab_spec = load_lab(path)
+    return list(of_lab(path, lab_spec).exercises), lab_spec.grading
 
 
 def class_grades(class_name: str, store: Store | None = None) -> ClassGrades:

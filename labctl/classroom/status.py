@@ -12,7 +12,7 @@ from pathlib import Path
 from labctl.classroom.state import ClassState, Seat
 from labctl.errors import LabctlError
 from labctl.exercises import progress as exercise_progress
-from labctl.exercises.model import load_exercises
+from labctl.exercises.model import of_lab
 from labctl.instance.state import InstanceDir
 from labctl.lab import status as lab_status
 from labctl.spec.model import load_lab
@@ -55,9 +55,8 @@ def last_activity(states: list[ExerciseState]) -> str | None:
 
 def _exercise_steps(spec_path: str) -> dict[str, list[str]]:
     """Each exercise's step ids, by exercise id."""
-    folder = Path(spec_path).parent / "exercises"
     try:
-        found = load_exercises(folder) if folder.is_dir() else []
+        found = of_lab(Path(spec_path)).exercises
     except LabctlError:
         return {}
     return {e.id: [s.id for s in e.steps] for e in found}

@@ -148,6 +148,16 @@ def list_(
         )
         return
     console.out.print(view.exercises_table(rows, c.ws.lab, c.student, c.lang))
+    elsewhere = c.ws.left_out()
+    if elsewhere:
+        said = ", ".join(f"{e.id} ({', '.join(need)})" for e, need in elsewhere)
+        console.out.print(
+            tr(
+                c.lang,
+                f"Necesitan un invitado que este laboratorio no tiene: {said}",
+                f"These need a guest this lab does not run: {said}",
+            )
+        )
     refused = [e.id for e, _ in rows if c.ws.unavailable(e)]
     if refused:
         console.out.print(

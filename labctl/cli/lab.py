@@ -279,10 +279,36 @@ def down(
 
 
 @lab_app.command("validate")
-def validate(lab_ref: str = typer.Argument(DEFAULT_LAB, metavar="LAB")) -> None:
-    """Check a lab file; errors name the file, the line and the field."""
+def validate(
+    lab_ref: str = typer.Argument(DEFAULT_LAB, metavar="LAB"),
+    json_out: bool = tables.JsonOpt,
+) -> None:
+    """Check a lab file and its exercises; errors name the file, the line and the field."""
+    from labctl.exercises.model import of_lab
+
     lab, path = resolve_lab(lab_ref)
-    console.out.print(f"{path}: valid lab {lab.name!r} with {len(lab.guests)} guests")
+    found = of_lab(path, lab)
+    left_out = [(e.id, list(need)) for e, need in found.left_out]
+    if json_out:
+        console.print_json(
+            {
+                "path": str(path),
+                "lab": lab.name,
+                "guests": list(lab.guests),
+                "exercises": [e.id for e in found.exercises],
+                "left_out": [{"exercise": e, "needs": need} for e, need in left_out],
+            }
+        )
+        return
+    console.out.print(
+        f"{escape(str(path))}: valid lab {lab.name!r} with "
+        f"{tables.plural(len(lab.guests), 'guest')} and "
+        f"{tables.plural(len(found.exercises), 'exercise')}"
+    )
+    for exercise, need in left_out:
+        console.out.print(
+            f"  {exercise} is left out: it needs {', '.join(need)}, which this lab does not run"
+        )
 
 
 @lab_app.command("schema")

@@ -144,13 +144,10 @@ class ClassData:
 
 def exercises_of(spec_path: str, lang: Lang = "en") -> tuple[ExerciseInfo, ...]:
     """The exercises beside the class's lab file (``exercises/``), titles in ``lang``."""
-    from labctl.exercises.model import load_exercises
+    from labctl.exercises.model import of_lab
 
-    folder = Path(spec_path).parent / "exercises"
-    if not folder.is_dir():
-        return ()
     try:
-        found = load_exercises(folder)
+        found = of_lab(Path(spec_path)).exercises  # those whose guests the lab file has
     except LabctlError:
         return ()  # exercise list reports a broken exercise file; the grid shows none
     return tuple(

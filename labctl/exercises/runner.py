@@ -21,7 +21,15 @@ from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises import params, template
 from labctl.exercises.checks import CheckResult, Connect, evaluate
 from labctl.exercises.i18n import Lang, tr
-from labctl.exercises.model import HOST, AnswerCheck, Exercise, Step, load_exercises
+from labctl.exercises.model import (
+    HOST,
+    AnswerCheck,
+    Exercise,
+    Step,
+    for_guests,
+    labs_with,
+    load_exercises,
+)
 from labctl.instance import netguard
 from labctl.instance.state import InstanceDir, LabState, NotUp
 from labctl.keys import KeyPair
@@ -51,20 +59,51 @@ class Workspace:
     inst: InstanceDir
     state: LabState | None
     grading: Grading = Grading.model_validate({})
+    #: the lab file's guests: an exercise needing another guest is not this lab's (None: all)
+    guests: frozenset[str] | None = None
 
     def grading_of(self, exercise: Exercise) -> Grading:
         """The exercise's own grading, else the lab's."""
         return exercise.grading or self.grading
 
     def exercises(self) -> list[Exercise]:
-        """Every exercise of the lab, in order."""
+        """Every exercise of the lab, in order: those whose guests the lab file has."""
         found = load_exercises(self.exercises_dir)
         if not found:
             raise SpecError(
                 f"lab {self.lab} has no exercises in {self.exercises_dir}",
                 "exercises live in <lab dir>/exercises/*.yaml",
             )
-        return found
+        if self.guests is None:
+            return found
+        return list(for_guests(found, self.guests).exercises)
+
+    def _needing_another_lab(self, exercise_id: str) -> LabctlError | None:
+        """The error for an exercise of the folder that this lab file leaves out."""
+        if self.guests is None:
+            return None
+        found = for_guests(load_exercises(self.exercises_dir), self.guests)
+        need = found.missing(exercise_id)
+        if not need:
+            return None
+        names = ", ".join(need)
+        files = [_shown(p) for p in labs_with(self.exercises_dir.parent, need)]
+        hint = (
+            " or ".join(f"labctl up {p}" for p in files) + f" brings up the lab with {names}"
+            if files
+            else f"no lab file beside it has {names}"
+        )
+        return LabctlError(
+            f"exercise {exercise_id} needs the guest {names}, which this lab does not run",
+            hint,
+            code=ExitCode.NOTHING_RAN,
+        )
+
+    def left_out(self) -> list[tuple[Exercise, tuple[str, ...]]]:
+        """The exercises of the folder this lab file leaves out, with the guests they need."""
+        if self.guests is None:
+            return []
+        return list(for_guests(load_exercises(self.exercises_dir), self.guests).left_out)
 
     def unavailable(self, exercise: Exercise) -> str | None:
         """Why ``exercise`` cannot run on this instance (its VM images), or None."""
@@ -87,6 +126,9 @@ class Workspace:
                         code=2,
                     )
                 return exercise
+        elsewhere = self._needing_another_lab(exercise_id)
+        if elsewhere is not None:
+            raise elsewhere
         known = ", ".join(e.id for e in exercises)
         raise SpecError(f"no exercise {exercise_id!r} in lab {self.lab}", f"exercises: {known}")
 
@@ -108,6 +150,14 @@ class Workspace:
         return self.state
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def open_workspace(lab_ref: str, instance: str) -> Workspace:
     """A lab by file or directory, or by name (then the running instance's own lab file)."""
     if Path(lab_ref).exists():
@@ -115,12 +165,14 @@ def open_workspace(lab_ref: str, instance: str) -> Workspace:
         lab = load_lab(spec)
         inst = InstanceDir(lab.name, instance)
         folder = spec.parent / "exercises"
-        return Workspace(inst.lab, instance, folder, inst, inst.load(), lab.grading)
+        guests = frozenset(lab.guests)
+        return Workspace(inst.lab, instance, folder, inst, inst.load(), lab.grading, guests)
     inst = InstanceDir(lab_ref, instance)
     state = inst.load()
     spec = find_lab(lab_ref, recorded=state.spec_path if state is not None else None)
-    grading = load_lab(spec).grading
-    return Workspace(lab_ref, instance, spec.parent / "exercises", inst, state, grading)
+    lab = load_lab(spec)
+    folder = spec.parent / "exercises"
+    return Workspace(lab_ref, instance, folder, inst, state, lab.grading, frozenset(lab.guests))
 
 
 def parameters(ws: Workspace, exercise: Exercise, student: str) -> dict[str, str]:
