@@ -205,7 +205,16 @@ def full_soporte(s: Student) -> None:
     s.answer("modulo", module)
     s.answer("acelerador", _qemu_accel(s, "kvm-full"))
     vendor = module in ("kvm_intel", "kvm_amd")
-    s.answer("explica", "b" if not has_flags else ("a" if vendor else "c"))
+    s.answer("explica", _explanation(_qemu_accel(s, "kvm-full"), has_flags, vendor))
+
+
+def _explanation(accel: str, has_flags: bool, vendor: bool) -> str:
+    """full-soporte's letter: a (KVM in use), b (no VT-x/AMD-V), c (no vendor module), d."""
+    if accel == "kvm":
+        return "a"
+    if not has_flags:
+        return "b"
+    return "d" if vendor else "c"
 
 
 def full_invitado(s: Student) -> None:
@@ -571,10 +580,12 @@ def _other_accel(s: Student) -> str:
     return "kvm" if _qemu_accel(s, "kvm-full") == "tcg" else "tcg"
 
 
-def _wrong_explanation(_s: Student) -> str:
-    # With VT-x/AMD-V the answer is a or c (module loaded or not), without it b.
-    has_flags = re.search(r"\b(vmx|svm)\b", Path("/proc/cpuinfo").read_text())
-    return "b" if has_flags else "c"
+def _wrong_explanation(s: Student) -> str:
+    # the letter of this host, shifted: wrong wherever it runs
+    has_flags = bool(re.search(r"\b(vmx|svm)\b", Path("/proc/cpuinfo").read_text()))
+    vendor = any(os.path.isdir(f"/sys/module/{m}") for m in ("kvm_intel", "kvm_amd"))
+    right = _explanation(_qemu_accel(s, "kvm-full"), has_flags, vendor)
+    return {"a": "b", "b": "c", "c": "d", "d": "a"}[right]
 
 
 def _four_times_the_saved_ratio(s: Student) -> str:
