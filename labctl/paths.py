@@ -30,6 +30,11 @@ PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
 LABS_DIR = REPO_ROOT / "labs"
 
 
+def known_labs() -> list[str]:
+    """The names of the labs shipped with labctl (``labs/<name>/lab.yaml``)."""
+    return sorted(p.name for p in LABS_DIR.iterdir() if (p / "lab.yaml").is_file())
+
+
 def cache_dir() -> Path:
     """Image cache; ``LABCTL_CACHE`` overrides ``/var/cache/labctl``."""
     return Path(os.environ.get("LABCTL_CACHE", "/var/cache/labctl"))

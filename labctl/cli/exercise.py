@@ -362,10 +362,15 @@ def reset(
 
     runner.recreate_guests(c.ws, ex, c.student, report)
     c.store.reset(ex.id)
+    fresh = (
+        "vuelve a estar como recién creado"
+        if len(ex.guests) == 1
+        else ("vuelven a estar como recién creados")
+    )
     console.out.print(
         tr(
             L,
-            f"{ex.id}: {guests} como recién creado; el ejercicio empieza de nuevo.",
+            f"{ex.id}: {guests} {fresh}; el ejercicio empieza de nuevo.",
             f"{ex.id}: {guests} fresh again; the exercise starts over.",
         )
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from labctl.errors import ExitCode, LabctlError
 from labctl.instance.naming import DEFAULT_LAB
-from labctl.paths import state_dir, within
+from labctl.paths import known_labs, state_dir, within
 from labctl.private import locked, private_dir, read_saved, write_private
 
 
@@ -27,11 +27,15 @@ class NotUp(LabctlError):
     code = ExitCode.NOTHING_RAN
 
     def __init__(self, lab: str, instance: str, consequence: str = "") -> None:
+        shipped = known_labs()
         up = ["labctl up", *([lab] if lab != DEFAULT_LAB else [])]
+        if lab not in shipped:  # a lab of one's own is brought up from its file
+            up = ["labctl up", "LAB_FILE"]
         up += [f"--instance {instance}"] if instance != "main" else []
-        super().__init__(
-            f"lab {lab} (instance {instance}) is not up{consequence}", f"run: {' '.join(up)}"
-        )
+        hint = f"run: {' '.join(up)}"
+        if lab not in shipped:
+            hint += f" (the file that names lab {lab}; labs shipped: {', '.join(shipped)})"
+        super().__init__(f"lab {lab} (instance {instance}) is not up{consequence}", hint)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pydantic import (
 from labctl.errors import SpecError
 from labctl.instance import naming
 from labctl.instance.naming import NAME_RE
-from labctl.paths import LABS_DIR
+from labctl.paths import LABS_DIR, known_labs
 from labctl.spec import yamlpos
 from labctl.spec.validate import validate
 
@@ -268,7 +268,7 @@ def find_lab(ref: str, recorded: str | None = None) -> Path:
         found = Path(recorded) if recorded else LABS_DIR / ref / "lab.yaml"
         if found.parent.is_dir():
             return found
-    known = ", ".join(sorted(p.name for p in LABS_DIR.iterdir() if (p / "lab.yaml").is_file()))
+    known = ", ".join(known_labs())
     raise SpecError(f"no lab {ref!r}", f"give a lab file or directory, or one of: {known}")
 
 

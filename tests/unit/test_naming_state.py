@@ -106,4 +106,9 @@ def test_not_up_is_one_error_with_exit_2_and_the_command_to_run() -> None:
     assert err.code == 2 and err.message.endswith("is not up: nothing to check")
     assert err.hint == "run: labctl up --instance alumno07"
     assert NotUp("virtualization", "main").hint == "run: labctl up"
-    assert NotUp("net", "main").hint == "run: labctl up net"  # not the default lab: named
+    assert NotUp("fleet-mini", "main").hint == "run: labctl up fleet-mini"  # not the default
+    # a lab labctl does not ship comes up from its own file: `labctl up net` would be refused
+    assert NotUp("net", "a1").hint == (
+        "run: labctl up LAB_FILE --instance a1 (the file that names lab net; labs shipped: "
+        "fleet-mini, virtualization, virtualization-full)"
+    )
