@@ -49,6 +49,10 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class Damaged(LabctlError):
+    """A file labctl saved no longer parses (truncated, edited by hand)."""
+
+
 def read_saved(path: Path, parse: Callable[[str], T], what: str, hint: str) -> T | None:
     """A file labctl saved, parsed; None when there is none.
 
@@ -60,7 +64,7 @@ def read_saved(path: Path, parse: Callable[[str], T], what: str, hint: str) -> T
     except FileNotFoundError:
         return None
     except (ValueError, TypeError, AttributeError) as exc:
-        raise LabctlError(f"{what} is damaged: {exc}", hint) from exc
+        raise Damaged(f"{what} is damaged: {exc}", hint) from exc
 
 
 def make_private(path: Path) -> None:

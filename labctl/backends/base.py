@@ -18,15 +18,18 @@ from labctl.instance.state import GuestRecord, LabState, Owner
 from labctl.keys import KeyPair
 
 EngineState = Literal["running", "stopped", "absent"]
+#: the labels (Docker, Podman, libvirt's metadata) naming a guest's lab instance
+LAB, INSTANCE = "labctl.lab", "labctl.instance"
 ClientT = TypeVar("ClientT")
 
 
-def up_again(does: str) -> str:
-    """The hint for a guest that is gone or not running: who brings it back.
+def up_again(does: str, up: str = "labctl up") -> str:
+    """The hint for a guest that is gone or not running: who brings it back (``up``: the
+    command of its instance, see ``instance.state.up_command``).
 
     A student of a class cannot run ``labctl up``; the instructor's ``class up`` does it.
     """
-    return f"labctl up {does} (for a class's student, the instructor's labctl class up does)"
+    return f"{up} {does} (for a class's student, the instructor's labctl class up does)"
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,8 @@ class GuestPlan(Generic[P]):
         """Labels put on every engine object, so leftovers can be traced to their lab (and,
         in class mode, to their class and student)."""
         labels = {
-            "labctl.lab": self.lab,
-            "labctl.instance": self.instance,
+            LAB: self.lab,
+            INSTANCE: self.instance,
             "labctl.guest": self.name,
         }
         if self.owner is not None:
@@ -144,7 +147,7 @@ class Copy(Generic[P]):
     def labels(self) -> dict[str, str]:
         """The copy's labels: its lab instance (``down`` finds a leftover), a guest of its own."""
         guest = f"{self.record.name}-compare"
-        return {"labctl.lab": self.lab, "labctl.instance": self.instance, "labctl.guest": guest}
+        return {LAB: self.lab, INSTANCE: self.instance, "labctl.guest": guest}
 
     def new_name(self) -> str:
         """A name no other object has: the guest's resource name and a random suffix."""

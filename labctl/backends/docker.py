@@ -109,7 +109,7 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
                     driver="bridge",
                     ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]),
                     options=self._network_options(state),
-                    labels={"labctl.lab": state.lab, "labctl.instance": state.instance},
+                    labels={base.LAB: state.lab, base.INSTANCE: state.instance},
                 )
         fields: dict[str, Any] = {self.network_field: name}
         return replace(state, **fields)
@@ -171,7 +171,20 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
             stage="created",
             devices="shared host kernel",
         )
-        if self.state(plan.resource) != "absent":
+        try:
+            with self._errors(f"inspect {plan.resource}"):
+                found = self.client.containers.get(plan.resource)
+        except NotFoundError:
+            found = None
+        if found is not None:
+            mine = (found.labels or {}).get(base.LAB), (found.labels or {}).get(base.INSTANCE)
+            if mine != (plan.lab, plan.instance):  # never taken over, never started by us
+                raise EngineError(
+                    f"a container named {plan.resource} exists, not made by labctl for lab "
+                    f"{plan.lab} (instance {plan.instance}): {plan.name} cannot be created",
+                    f"if nothing needs it, remove it ({self.cli} rm -f {plan.resource}), then "
+                    "run the same command again",
+                )
             return record
         host_port = plan.host_port if plan.host_port is not None else guest.host_port
         if host_port is not None and not _port_free(host_port):
@@ -254,7 +267,13 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
     def destroy(self, resource: str) -> bool:
         try:
             with self._errors(f"remove {resource}"):
-                self.client.containers.get(resource).remove(force=True, v=True)
+                container = self.client.containers.get(resource)
+                if base.LAB not in (container.labels or {}):  # someone's own, named like a guest
+                    raise EngineError(
+                        f"{resource} was not made by labctl: it is left as it is",
+                        f"if nothing needs it, remove it yourself ({self.cli} rm -f {resource})",
+                    )
+                container.remove(force=True, v=True)
         except NotFoundError:
             return False
         return True
@@ -263,7 +282,7 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
         return AppConnection(self, record)
 
     def list_guests(self, lab: str, instance: str) -> list[str]:
-        labels = [f"labctl.lab={lab}", f"labctl.instance={instance}"]
+        labels = [f"{base.LAB}={lab}", f"{base.INSTANCE}={instance}"]
         with self._errors("list containers"):
             found = self.client.containers.list(all=True, filters={"label": labels})
         return sorted(c.name for c in found)

@@ -19,7 +19,7 @@ from labctl.instance.naming import (
     check_instance,
     check_lab_name,
 )
-from labctl.instance.state import InstanceDir
+from labctl.instance.state import InstanceDir, up_command
 from labctl.lab import lifecycle
 from labctl.lab import status as lab_status
 from labctl.lab.plan import READY_TIMEOUT_ENV, READY_TIMEOUT_RANGE, image_of, instance_profile
@@ -103,7 +103,7 @@ def up(
         console.err.print(
             f"Lab already up; {tables.plural(outdated, 'guest')} defined before a change:"
         )
-    _print_status(rows, instance)
+    _print_status(rows, result.state.lab, instance)
     if result.already_up and not outdated:
         console.err.print(
             f"Lab {lab.name} ({instance}) already up: nothing to do ({result.seconds:.1f} s)."
@@ -119,19 +119,24 @@ def _connect_hint(r: lab_status.GuestStatus, instance: str) -> str:
     return f"labctl ssh {r.guest}{flag}"
 
 
-def _outdated_note(guest: str, differs: str, in_class: bool) -> str:
+def _outdated_note(guest: str, differs: str, lab: str, instance: str, in_class: bool) -> str:
     """What differs in a guest defined before a change, and who applies it how."""
+    flag = "" if instance == DEFAULT_INSTANCE else f" -i {instance}"
     how = (
         "your instructor applies it (the guest powered off, then labctl class up)"
         if in_class
-        else f"stop it (labctl exec {guest} -- poweroff) and run labctl up to define it anew, "
-        "its disk kept"
+        else f"stop it (labctl exec{flag} {guest} -- poweroff) and run "
+        f"{up_command(lab, instance)} to define it anew, its disk kept"
     )
     return f"runs as defined before a change ({differs}); {how}"
 
 
 def _print_status(
-    rows: list[lab_status.GuestStatus], instance: str, wide: bool = False, in_class: bool = False
+    rows: list[lab_status.GuestStatus],
+    lab: str,
+    instance: str,
+    wide: bool = False,
+    in_class: bool = False,
 ) -> None:
     """The guests as a table; narrow: how to connect below it, whole, one guest a line.
 
@@ -169,7 +174,8 @@ def _print_status(
         f"[yellow]{escape(r.guest)}[/yellow]: {escape(r.start_note)}" for r in rows if r.start_note
     ]
     notes += [
-        f"[yellow]{escape(r.guest)}[/yellow]: {escape(_outdated_note(r.guest, differs, in_class))}"
+        f"[yellow]{escape(r.guest)}[/yellow]: "
+        + escape(_outdated_note(r.guest, differs, lab, instance, in_class))
         for r in rows
         if (differs := r.outdated)
     ]
@@ -195,7 +201,7 @@ def status(
     if json_out:
         console.print_json({"lab": state.lab, "instance": state.instance, "guests": rows})
     else:
-        _print_status(rows, instance, wide, in_class=inst.owner() is not None)
+        _print_status(rows, state.lab, instance, wide, in_class=inst.owner() is not None)
 
 
 @app.command()

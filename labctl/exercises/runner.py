@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 from labctl import backends
+from labctl.backends.base import up_again
 from labctl.connection import Connection, LocalConnection
 from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises import params, template
@@ -31,7 +32,7 @@ from labctl.exercises.model import (
     load_exercises,
 )
 from labctl.instance import netguard
-from labctl.instance.state import InstanceDir, LabState, NotUp
+from labctl.instance.state import InstanceDir, LabState, NotUp, up_command
 from labctl.keys import KeyPair
 from labctl.spec.model import Grading, find_lab, load_lab
 from labctl.stages import Reporter
@@ -234,15 +235,19 @@ class Connections:
 
     def _guest(self, name: str) -> Connection:
         rec = self.state.guests.get(name)
+        up = up_command(self.state.lab, self.state.instance)
         if rec is None:
             raise GuestUnavailable(
                 f"guest {name} is not in lab {self.state.lab} (instance {self.state.instance})",
-                "this exercise needs the full lab: labctl up",
+                f"this exercise needs the full lab: {up}",
             )
         backend = backends.get(rec.engine)
         live = backend.state(rec.resource)
         if live != "running":
-            raise GuestUnavailable(f"guest {name} is {live}", "run `labctl up` to start it again")
+            raise GuestUnavailable(
+                f"guest {name} is {live}",
+                up_again("starts it again", up),
+            )
         return backend.connect(rec, self.key)
 
 

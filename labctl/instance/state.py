@@ -27,15 +27,23 @@ class NotUp(LabctlError):
     code = ExitCode.NOTHING_RAN
 
     def __init__(self, lab: str, instance: str, consequence: str = "") -> None:
-        shipped = known_labs()
-        up = ["labctl up", *([lab] if lab != DEFAULT_LAB else [])]
-        if lab not in shipped:  # a lab of one's own is brought up from its file
-            up = ["labctl up", "LAB_FILE"]
-        up += [f"--instance {instance}"] if instance != "main" else []
-        hint = f"run: {' '.join(up)}"
-        if lab not in shipped:
-            hint += f" (the file that names lab {lab}; labs shipped: {', '.join(shipped)})"
-        super().__init__(f"lab {lab} (instance {instance}) is not up{consequence}", hint)
+        super().__init__(
+            f"lab {lab} (instance {instance}) is not up{consequence}",
+            f"run: {up_command(lab, instance)}",
+        )
+
+
+def up_command(lab: str, instance: str) -> str:
+    """``labctl up`` of this lab instance, as its user types it."""
+    shipped = known_labs()
+    up = ["labctl up", *([lab] if lab != DEFAULT_LAB else [])]
+    if lab not in shipped:  # a lab of one's own is brought up from its file
+        up = ["labctl up", "LAB_FILE"]
+    up += [f"--instance {instance}"] if instance != "main" else []
+    said = " ".join(up)
+    if lab not in shipped:
+        said += f" (the file that names lab {lab}; labs shipped: {', '.join(shipped)})"
+    return said
 
 
 @dataclass(frozen=True)
@@ -173,7 +181,8 @@ class InstanceDir:
             self.state_file,
             LabState.from_json,
             f"state file {self.state_file}",
-            "run `labctl down` to remove what the lab created, then `labctl up`",
+            f"{up_command(self.lab, self.instance)} sets it aside and rebuilds it from the "
+            "guests that run (nothing of theirs is lost)",
         )
         if state is None:
             return None

@@ -27,12 +27,12 @@ from labctl.errors import ExitCode, HostError, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
 from labctl.instance import isolation, naming
 from labctl.instance.reservations import Reservations
-from labctl.instance.state import GuestRecord, InstanceDir, LabState, NotUp
+from labctl.instance.state import GuestRecord, InstanceDir, LabState, NotUp, up_command
 from labctl.keys import KeyPair, ensure_keypair
 from labctl.lab import plan
 from labctl.lab.accel import KvmProbe
 from labctl.paths import vm_profile
-from labctl.private import SavedState
+from labctl.private import Damaged, SavedState
 from labctl.spec.model import Lab
 from labctl.stages import Reporter, Stage, execute
 from labctl.stages import quiet as _quiet
@@ -116,7 +116,11 @@ class _Up:
 
 def _validate(c: _Up) -> None:
     c.timeout = plan.ready_timeout(c.lab, c.ready_timeout)
-    c.profile = plan.instance_profile(c.inst.load())
+    try:
+        saved = c.inst.load()
+    except Damaged:
+        saved = None  # the preflight sets it aside, under the instance's lock
+    c.profile = plan.instance_profile(saved)
     if c.profile != vm_profile():
         c.report(
             "",
@@ -139,7 +143,13 @@ def _preflight(c: _Up) -> None:
     c.engines = {e: backends.get(e) for e in sorted(names)}
     for backend in c.engines.values():
         backend.preflight()
-    previous = c.inst.load()
+    try:
+        previous = c.inst.load()
+    except Damaged as exc:  # the engines still know what runs: set it aside, adopt them
+        aside = c.inst.state_file.with_name(f"state.json.damaged-{int(time.time())}")
+        c.inst.state_file.rename(aside)
+        c.report("", "adopt", f"{exc.message}; kept as {aside.name}")
+        previous = None
     if previous is None and c.only is not None:
         raise NotUp(c.lab.name, c.instance)
     if previous is None:  # new, or its state file was lost: the engines know what exists
@@ -242,7 +252,8 @@ def up(
         lines = "\n".join(f"- {g}: {msg}" for g, msg in messages.items())
         raise LabctlError(
             f"{len(c.failed)} of {len(c.plans)} guests did not come up:\n{lines}",
-            "the other guests were left running; fix the cause and run `labctl up` again",
+            "the other guests were left running; fix the cause and run "
+            f"{up_command(c.lab.name, c.instance)} again",
             exit_code(c.failed.values()),
         )
     return result
@@ -512,7 +523,7 @@ def recreate_guest(
     if c.failed:
         raise LabctlError(
             f"{guest} did not come up again: {c.failed[guest].message}",
-            "run `labctl up` to retry",
+            f"run {up_command(lab.name, instance)} to retry",
             exit_code(c.failed.values()),
         )
     return c.state.state.guests[guest]

@@ -264,6 +264,7 @@ class MeasuredDocker(FakeDockerClient):
         def create(image: str, name: str, ports: dict[str, Any], **kw: Any) -> MeasuredContainer:
             c = MeasuredContainer(client, name, ports)
             c.kwargs = {"image": image, **kw}
+            c.labels = dict(kw.get("labels") or {})
             c.attrs["HostConfig"].update(
                 {"NetworkMode": kw.get("network"), "Memory": 128 * 1024 * 1024}
             )

@@ -10,6 +10,7 @@ import pytest
 from labctl.errors import LabctlError, SpecError
 from labctl.instance import naming
 from labctl.instance.state import GuestRecord, InstanceDir, LabState, NotUp
+from labctl.private import Damaged
 from tests.unit.lock_holder import held
 
 
@@ -44,12 +45,15 @@ def test_state_round_trips_and_is_written_atomically(tmp_path: Path) -> None:
 
 
 def test_damaged_state_file_says_what_to_do(tmp_path: Path) -> None:
-    inst = InstanceDir("lab", "main", root=tmp_path)
+    inst = InstanceDir("virtualization", "a1", root=tmp_path)
     inst.run.mkdir(parents=True)
     inst.state_file.write_text("{not json")
-    with pytest.raises(LabctlError, match="damaged") as err:
+    with pytest.raises(Damaged, match="damaged") as err:
         inst.load()
-    assert err.value.hint and "labctl down" in err.value.hint
+    assert err.value.hint == (  # never a down: it would remove what the students made
+        "labctl up --instance a1 sets it aside and rebuilds it from the guests that run "
+        "(nothing of theirs is lost)"
+    )
 
 
 def test_second_process_on_the_same_lab_is_refused(tmp_path: Path) -> None:

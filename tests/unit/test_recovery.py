@@ -375,6 +375,33 @@ def test_a_recreated_container_is_published_on_its_recorded_port(
     assert again.host_port == rec.host_port  # recreated on the same port
 
 
+def test_a_container_labctl_did_not_make_is_never_taken_over_nor_removed(
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, tmp_path: Path
+) -> None:
+    spec, _ = lab
+    fake = FakeDockerClient()
+    backend = DockerBackend(fake)  # type: ignore[arg-type]
+    state = LabState("rec", "t1", "x", subnet="10.210.5.0/24", network="n", docker_network="d")
+    p = plans_for(spec, state, store, ensure_keypair(tmp_path / "key", "t"))["app"]
+    # someone's own container, named as the guest would be (docker create --name ...)
+    theirs = fake.containers.create("labctl/webapp:latest", name=p.resource, ports={})
+    with pytest.raises(EngineError) as err:
+        backend.create(p)
+    assert err.value.message == (
+        f"a container named {p.resource} exists, not made by labctl for lab rec "
+        "(instance t1): app cannot be created"
+    )
+    assert err.value.hint and f"docker rm -f {p.resource}" in err.value.hint
+    with pytest.raises(EngineError, match="was not made by labctl: it is left as it is"):
+        backend.destroy(p.resource)  # down of the instance leaves it
+    assert not theirs.removed and theirs.status == "created"  # never started either
+    theirs.labels = {"labctl.lab": "rec", "labctl.instance": "t2"}  # another instance's guest
+    with pytest.raises(EngineError, match="not made by labctl for lab rec"):
+        backend.create(p)
+    theirs.labels = {"labctl.lab": "rec", "labctl.instance": "t1"}  # ours: found, kept
+    assert backend.create(p).stage == "created" and backend.destroy(p.resource)
+
+
 # -- the lifecycle, on fake backends -------------------------------------------------------
 
 
@@ -569,6 +596,25 @@ def test_the_subnet_is_saved_before_the_network_is_created_and_kept_by_a_rerun(
     )
     lifecycle.down("rec", "t1")
     assert Reservations().entries()["subnets"] == {}
+
+
+def test_a_damaged_state_file_is_set_aside_and_up_rebuilds_it_from_the_guests(
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    first = up(lab, store)
+    inst = InstanceDir("rec", "t1")
+    inst.state_file.write_text(inst.state_file.read_text()[:40])  # cut short (a full disk)
+    said: list[tuple[str, str, str]] = []
+    again = up(lab, store, report=lambda *a: said.append(a))
+    [aside] = inst.run.glob("state.json.damaged-*")
+    assert aside.read_text() == first.to_json()[:40]  # kept for a look, never removed
+    adopt = [d for _, step, d in said if step == "adopt"]
+    assert adopt[0].startswith(f"state file {inst.state_file} is damaged: ")
+    assert adopt[0].endswith(f"; kept as {aside.name}")
+    assert adopt[1] == "no state file: rebuilding it from vm, app"
+    assert again.subnet == first.subnet and set(again.guests) == {"vm", "app"}
+    assert all(r.stage == "ready" for r in again.guests.values())
+    lifecycle.down("rec", "t1")
 
 
 def test_up_records_and_says_how_each_guest_was_started(

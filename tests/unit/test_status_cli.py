@@ -86,7 +86,8 @@ def test_status_fits_80_columns_with_every_name_and_address_whole(
     said = " ".join(" ".join(lines).split())
     assert (
         "kvm-old: runs as defined before a change (CPUs 1 -> 1 of 2); stop it "
-        "(labctl exec kvm-old -- poweroff) and run labctl up to define it anew" in said
+        "(labctl exec -i student42 kvm-old -- poweroff) and run labctl up --instance "
+        "student42 to define it anew" in said  # the commands of this instance, not main's
     )
 
 
