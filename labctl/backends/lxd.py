@@ -366,9 +366,20 @@ class ContainerConnection(ExecConnection):
         self._record = record
         self._key = key
 
+    def _running(self) -> pylxd.models.Instance:
+        """The container, if it runs; else the error a stopped VM gets too."""
+        rec = self._record
+        instance = self._backend._must_get(rec.resource)
+        if instance.status.lower() != "running":  # Stopped, Frozen
+            now = "paused" if instance.status.lower() == "frozen" else "stopped"
+            raise EngineError(
+                f"{rec.name} is {now} (not running)", base.up_again("starts it again")
+            )
+        return instance
+
     def _exec(self, argv: list[str]) -> tuple[int, str, str]:
         resource = self._record.resource
-        instance = self._backend._must_get(resource)
+        instance = self._running()
         with engine_errors(f"run a command in {resource}"):
             result = instance.execute(argv)
         return result.exit_code, result.stdout, result.stderr
@@ -376,6 +387,7 @@ class ContainerConnection(ExecConnection):
     def shell_argv(self) -> list[str]:
         """``ssh`` into the container, only while its address lies behind its own bridge."""
         rec = self._record
+        self._running()  # `ssh` to a stopped one would only say "No route to host"
         if not rec.address:
             raise EngineError(
                 f"{rec.name} has no address yet: it never became ready",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from labctl.classroom.window import class_of, require_open, scored_at
 from labctl.cli import exercise_view as view
 from labctl.cli import tables
 from labctl.cli.app import app
-from labctl.errors import LabctlError, SpecError
+from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises import grading, runner, template
 from labctl.exercises.grading import Score, current_step
 from labctl.exercises.i18n import Lang, detect, tr
@@ -324,7 +325,7 @@ def answer(
                 f"give the value after the step: labctl exercise answer {ex.id} {s.id} VALUE",
             ),
         )
-    grading.require_option(ex, s, value, c.lang)
+    grading.require_answerable(ex, s, value, c.lang)
     p = c.store.start(ex.id)
     grading.require_attempt_left(ex, s, p.step(s.id), c.ws.grading_of(ex), c.lang)
     c.store.answer(ex.id, s.id, value)
@@ -347,6 +348,12 @@ def reset(
     ex = c.ws.exercise(exercise_id)
     c.ws.require_up()
     L, guests = c.lang, ", ".join(ex.guests)
+    if not yes and not (sys.stdin is not None and sys.stdin.isatty()):
+        raise LabctlError(  # a script's empty stdin is no answer
+            f"exercise reset removes what was done in {guests}, and there is no terminal to ask",
+            f"add --yes: labctl exercise reset {ex.id} --yes",
+            ExitCode.USAGE,
+        )
     if not yes:
         typer.confirm(
             tr(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from labctl.errors import ExitCode, LabctlError
+from labctl.exercises.answers import parse_number
 from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import AnswerCheck, Exercise, Step
 from labctl.spec.model import Grading
@@ -65,9 +66,23 @@ def option_list(check: AnswerCheck) -> str:
     return " | ".join(f"{o} ({', '.join(s)})" if s else o for o, s in check.spellings().items())
 
 
-def require_option(exercise: Exercise, step: Step, answer: str, lang: Lang) -> None:
-    """Refuse an answer that is none of the step's options (nothing is recorded, nothing counts)."""
+def require_answerable(exercise: Exercise, step: Step, answer: str, lang: Lang) -> None:
+    """Refuse an answer the step cannot take: none of its options, or no number where it asks
+    for one (nothing is recorded, nothing counts)."""
     check = step.answer_check
+    if check is not None and check.match == "number" and parse_number(answer) is None:
+        raise NotAnOption(
+            tr(
+                lang,
+                f"el paso {step.id} de {exercise.id} pide un número y «{answer}» no lo tiene",
+                f"step {step.id} of {exercise.id} asks for a number, and “{answer}” has none",
+            ),
+            tr(
+                lang,
+                "no se ha guardado ni cuenta como intento; responde con un número",
+                "it was not recorded and does not count as an attempt; answer with a number",
+            ),
+        )
     if check is None or check.is_option(answer):
         return
     raise NotAnOption(

@@ -328,6 +328,12 @@ def _bring_up(
         except (LabctlError, OSError) as exc:
             # A full disk or a file the host refuses fails this guest, as an engine would.
             error = exc if isinstance(exc, LabctlError) else HostError(f"{name}: {exc}")
+            if isinstance(error, ReadyTimeout):  # the bound may be the cause: say which it was
+                error = ReadyTimeout(
+                    f"not ready within {timeout} s (the lab's ready_timeout, or --ready-timeout)"
+                    f": {error.message}",
+                    error.hint,
+                )
             failed[name] = error
             rec = box.state.guests.get(name)
             if rec is not None:

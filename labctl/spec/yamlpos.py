@@ -192,6 +192,8 @@ def _walk(loader: _Loader, node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> 
 def _read(path: Path) -> str:
     """The file's text: a regular file, at most MAX_BYTES, UTF-8."""
     try:
+        if not path.exists():
+            raise SpecError(f"{path} does not exist", "give a lab file (YAML), or its directory")
         if not path.is_file():
             raise SpecError(f"cannot read {path}: not a regular file", "give a lab file (YAML)")
         with path.open("rb") as fh:

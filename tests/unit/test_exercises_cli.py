@@ -328,6 +328,18 @@ def test_an_answer_outside_the_options_is_refused_and_not_recorded(project: Proj
     assert ("answer", "Tiny Code Generator") in _recorded(project, "ana")
 
 
+def test_an_answer_without_a_number_where_one_is_asked_is_refused_and_not_recorded(
+    project: Project,
+) -> None:
+    project.up()
+    code, message = labctl(project, "answer", "notas", "cpus", "muchas", "-s", "ana")
+    assert code == 2
+    assert message == "el paso cpus de notas pide un número y «muchas» no lo tiene"
+    assert _recorded(project, "ana") == []
+    assert labctl(project, "answer", "notas", "cpus", "unas 4", "-s", "ana")[0] == 0
+    assert ("answer", "unas 4") in _recorded(project, "ana")
+
+
 def test_the_same_wrong_answer_given_again_is_another_attempt(project: Project) -> None:
     (project.lab / "exercises" / "20-accel.yaml").write_text(ACCEL)
     project.up()
@@ -405,3 +417,13 @@ def test_show_ends_with_each_command_whole_on_its_own_line_at_80_columns(
         {"es": "Comprueba tu trabajo", "en": "Check your work"}[lang]
     )
     assert hint == {"es": "Pista", "en": "Hint"}[lang] + ": labctl exercise hint notas"
+
+
+def test_reset_without_a_terminal_to_ask_on_wants_yes(project: Project) -> None:
+    project.up()
+    code, message = labctl(project, "reset", "notas", "-i", "main", "-s", "ana")  # stdin: a pipe
+    assert code == 2
+    assert message == (
+        "exercise reset removes what was done in box, and there is no terminal to ask"
+    )
+    assert InstanceDir("mini", "main", project.state).load() is not None  # nothing removed

@@ -3,6 +3,7 @@ middle, and a container a student paused."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -99,3 +100,21 @@ def test_a_paused_container_is_resumed_by_start_and_stopped_before_it_is_removed
     paused.status = "Frozen"
     assert backend.destroy(plan.resource)
     assert paused.calls == ["unfreeze", "stop", "delete"]
+
+
+@pytest.mark.parametrize(("status", "said"), [("Stopped", "stopped"), ("Frozen", "paused")])
+def test_a_container_that_does_not_run_says_so_to_exec_and_ssh(
+    status: str, said: str, tmp_path: Path
+) -> None:
+    from labctl.instance.state import GuestRecord
+    from labctl.keys import ensure_keypair
+
+    box = _Paused()
+    box.status = status
+    rec = GuestRecord("lxc-system", "lxd", "labctl-lab-t1-lxc-system", "ready", address="10.0.3.9")
+    connection = _backend(box).connect(rec, ensure_keypair(tmp_path / "key", "t"))  # type: ignore[arg-type]
+    for attempt in (lambda: connection.run("true", timeout=None), connection.shell_argv):
+        with pytest.raises(EngineError) as err:
+            attempt()
+        assert err.value.message == f"lxc-system is {said} (not running)"  # not "No route to host"
+        assert err.value.hint and err.value.hint.startswith("labctl up starts it again")

@@ -515,8 +515,12 @@ def test_exit_codes_follow_the_errors_types_not_their_words(
     assert err.value.code == ExitCode.ENGINE  # "already" contains "ready": it used to say 5
     fakes["libvirt"].fail["vm"] = ReadyTimeout("vm did not become ready")
     with pytest.raises(LabctlError) as err:
-        up(lab, store)
+        up(lab, store, ready_timeout=12)
     assert err.value.code == ExitCode.TIMEOUT
+    # the bound is named: a short --ready-timeout may be the whole cause
+    assert "- vm: not ready within 12 s (the lab's ready_timeout, or --ready-timeout): vm did " in (
+        err.value.message
+    )
 
 
 def test_a_host_that_refuses_a_file_fails_that_guest_the_others_come_up(

@@ -86,6 +86,9 @@ def test_huge_file_and_non_regular_file_are_refused(tmp_path: Path) -> None:
     big = write(tmp_path, "name: demo\n" + "# padding\n" * 30_000)
     assert "larger than" in refused(big)
     assert "not a regular file" in refused(Path("/dev/zero"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert refused(empty) == f"{empty / 'lab.yaml'} does not exist"  # a folder without one
 
 
 # ---- aliases ---------------------------------------------------------------------------
