@@ -20,8 +20,13 @@ def run(
     timeout: float | None = None,
     error: type[LabctlError] = LabctlError,
     hint: str | None = None,
+    check: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``argv``; on failure raise ``error`` with the command and its last output lines."""
+    """Run ``argv``; on failure raise ``error`` with the command and its last output lines.
+
+    ``check=False``: a non-zero exit is the caller's to judge (a missing program or a
+    timeout still raise ``error``).
+    """
     args = [str(a) for a in argv]
     try:
         proc = subprocess.run(
@@ -31,7 +36,7 @@ def run(
         raise error(f"{args[0]} is not installed", hint or "run: labctl host setup") from exc
     except subprocess.TimeoutExpired as exc:
         raise error(f"{shlex.join(args)} did not finish in {timeout:.0f} s", hint) from exc
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-8:]
         detail = "\n  ".join(tail)
         raise error(

@@ -20,10 +20,10 @@ the one command the class's sudo rule allows (``sudo.py``). As root, the entry p
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from labctl import procs
 from labctl.classroom import accounts, sudo
 from labctl.classroom.accounts import Account
 from labctl.errors import ExitCode, HostError, LabctlError
@@ -219,9 +219,7 @@ def reexec_argv(args: Sequence[str], euid: int) -> list[str] | None:
     entry = sudo.Installation.of().entry
     if not entry.exists():
         return None
-    allowed = subprocess.run(
-        [sudo.SUDO, "-n", "-l", str(entry)], capture_output=True, check=False
-    ).returncode
+    allowed = procs.run([sudo.SUDO, "-n", "-l", str(entry)], check=False).returncode
     if words[0] not in COMMANDS:
         if allowed == 0 and words[0] != "lab" and accounts.made_by_labctl(euid):
             raise Refused(f"labctl {words[0]} is not for students", USAGE)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import pwd
 import re
-import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -97,7 +96,8 @@ class System:
     def kill(self, uid: int) -> None:
         """End every process of ``uid`` (``userdel`` refuses to remove a user still running)."""
         # pkill exits 1 when nothing matched: that is the goal, not a failure.
-        proc = subprocess.run(["pkill", "--signal", "KILL", "--uid", str(uid)], check=False)
+        argv = ["pkill", "--signal", "KILL", "--uid", str(uid)]
+        proc = procs.run(argv, error=HostError, check=False)
         if proc.returncode not in (0, 1):
             raise HostError(f"pkill --uid {uid} failed with exit code {proc.returncode}")
 

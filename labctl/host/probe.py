@@ -11,12 +11,13 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from labctl import procs
+from labctl.errors import LabctlError
 from labctl.paths import cache_dir
 
 #: Distributions ``labctl host setup`` supports, as (os-release ID, VERSION_ID).
@@ -144,14 +145,14 @@ def qemu(arch: str) -> QemuInfo:
     if binary is None:
         return QemuInfo(arch, None, None, f"{name} not found")
     try:
-        proc = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=_TIMEOUT, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = procs.run([binary, "--version"], timeout=_TIMEOUT, check=False)
+    except (OSError, LabctlError) as exc:  # not runnable, or no answer in time
         return QemuInfo(arch, binary, None, error_line(exc))
-    match = re.search(r"version (\S+)", proc.stdout)
+    out = proc.stdout.decode(errors="replace")
+    match = re.search(r"version (\S+)", out)
     if proc.returncode != 0 or match is None:
-        return QemuInfo(arch, binary, None, (proc.stderr or proc.stdout).strip()[:200])
+        said = proc.stderr.decode(errors="replace") or out
+        return QemuInfo(arch, binary, None, said.strip()[:200])
     return QemuInfo(arch, binary, match.group(1))
 
 

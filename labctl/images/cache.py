@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -74,7 +73,7 @@ def remove_tree(path: Path) -> None:
     through such a mount would delete the host's own files.
     """
     for mountpoint in _mounts_under(path):
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)
+        procs.run(["umount", "-l", str(mountpoint)], error=BuildError, check=False)
     if _mounts_under(path):
         raise BuildError(
             f"{path} still has file systems mounted inside; not deleting it",

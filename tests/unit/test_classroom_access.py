@@ -305,7 +305,7 @@ def test_a_student_s_command_goes_through_sudo_and_the_entry_point(
         asked.append(argv)
         return SimpleNamespace(returncode=answer)
 
-    monkeypatch.setattr(access.subprocess, "run", run)
+    monkeypatch.setattr(access.procs, "run", run)
     argv = access.reexec_argv(["-v", "exec", "box", "--", "id"], 1000)
     assert argv == ["/usr/bin/sudo", "-n", str(entry), "-v", "exec", "box", "--", "id"]
     assert asked == [["/usr/bin/sudo", "-n", "-l", str(entry)]]

@@ -32,11 +32,13 @@ ENGINE_MODULES = {
     "labctl.backends.lxd",
     "labctl.backends.docker",
     "labctl.backends.docker_apps",
+    "labctl.backends.podman",
     "labctl.backends.domain_xml",
     "labctl.backends.host_side",
     "labctl.libvirt_client",
     "labctl.lxd_client",
     "labctl.docker_client",
+    "labctl.ssh",  # paramiko's
 }
 BACKEND_CLASSES = {"LibvirtBackend", "LxdBackend", "DockerBackend", "PodmanBackend"}
 #: the lab file's models: a backend receives an engine's own parameters instead
