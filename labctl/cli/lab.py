@@ -180,6 +180,14 @@ def _print_status(
         if (differs := r.outdated)
     ]
     notes += [f"[red]{escape(r.guest)}[/red]: {escape(r.error)}" for r in rows if r.error]
+    down = [r.guest for r in rows if r.state != "running"]
+    if down:
+        who = (
+            "your instructor's labctl class up starts them"
+            if in_class
+            else f"{up_command(lab, instance)} starts them"
+        )
+        notes.append(f"[yellow]Not running:[/yellow] {escape(', '.join(down))}; {escape(who)}")
     if notes:
         console.out.print("\n" + "\n".join(notes))
 

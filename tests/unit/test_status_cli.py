@@ -89,6 +89,7 @@ def test_status_fits_80_columns_with_every_name_and_address_whole(
         "(labctl exec -i student42 kvm-old -- poweroff) and run labctl up --instance "
         "student42 to define it anew" in said  # the commands of this instance, not main's
     )
+    assert "Not running: kvm-virtio; labctl up --instance student42 starts them" in said
 
 
 def test_status_wide_adds_devices_and_connect_one_line_per_guest(
@@ -127,3 +128,4 @@ def test_a_student_is_told_their_instructor_applies_a_change(
         "it (the guest powered off, then labctl class up)" in said
     )
     assert "labctl exec kvm-old -- poweroff" not in said
+    assert "Not running: kvm-virtio; your instructor's labctl class up starts them" in said
