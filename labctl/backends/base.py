@@ -17,7 +17,9 @@ from labctl.instance.reservations import Reservations
 from labctl.instance.state import GuestRecord, LabState, Owner
 from labctl.keys import KeyPair
 
-EngineState = Literal["running", "stopped", "absent"]
+#: a paused guest (virsh suspend, lxc pause, docker pause) answers nothing: not running for
+#: up (whose start resumes it), said as it is by status
+EngineState = Literal["running", "paused", "stopped", "absent"]
 #: the labels (Docker, Podman, libvirt's metadata) naming a guest's lab instance
 LAB, INSTANCE = "labctl.lab", "labctl.instance"
 ClientT = TypeVar("ClientT")

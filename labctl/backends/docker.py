@@ -262,7 +262,9 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
                 container = self.client.containers.get(resource)
         except NotFoundError:
             return "absent"
-        return "running" if container.status == "running" else "stopped"
+        if container.status in ("running", "paused"):
+            return "running" if container.status == "running" else "paused"
+        return "stopped"
 
     def destroy(self, resource: str) -> bool:
         try:

@@ -320,8 +320,7 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
             return libvirt_client.domain_state(libvirt_client.domain(conn, resource), resource)
 
     def state(self, resource: str) -> base.EngineState:
-        now = self._now(resource)
-        return "stopped" if now == "paused" else now  # a paused VM answers nothing
+        return self._now(resource)
 
     # -- what compare measures (labctl/backends/libvirt_measure.py) ----------------------
 

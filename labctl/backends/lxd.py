@@ -245,7 +245,9 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
         instance = self._get(resource)
         if instance is None:
             return "absent"
-        return "running" if instance.status == "Running" else "stopped"
+        if instance.status == "Running":
+            return "running"
+        return "paused" if instance.status == "Frozen" else "stopped"
 
     def destroy(self, resource: str) -> bool:
         deadline = time.monotonic() + BUSY_WAIT

@@ -15,7 +15,7 @@ class GuestStatus:
 
     guest: str
     engine: str  # the daemon that runs it now: libvirt, docker, podman, lxd or incus
-    state: str  # running / stopped / absent, as the engine says now
+    state: str  # running / paused / stopped / absent, as the engine says now
     accel: str | None  # accelerator QEMU reports for a running VM (kvm/tcg)
     accel_note: str | None
     devices: str | None

@@ -77,7 +77,7 @@ def test_a_paused_system_container_is_resumed_by_up(
     lab, _, b = two_students
     box = b.guests["box"].resource
     lxd_connect().instances.get(box).freeze(wait=True)  # lxc pause: alive, answering nothing
-    assert backends.get("lxd").state(box) == "stopped"  # so up does not call the lab "already up"
+    assert backends.get("lxd").state(box) == "paused"  # not running: up does not say "already up"
     again = lifecycle.up(lab, mini, "alumno02", store(), detect())
     assert not again.already_up and again.state.guests["box"].started == "resumed"
     assert run(lab, again.state, "box", "cat /proc/1/comm") == "systemd"

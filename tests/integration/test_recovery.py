@@ -130,8 +130,8 @@ def test_a_paused_vm_and_a_paused_container_are_resumed_by_up(pair: Pair) -> Non
     app = a.guests["app"].resource
     docker_connect().containers.get(app).pause()  # docker pause: Docker refuses a plain start
     vm, docker = backends.get("libvirt"), backends.get("docker")
-    assert vm.state(resource) == "stopped"  # alive but answering nothing: not "running"
-    assert docker.state(app) == "stopped"
+    assert vm.state(resource) == "paused"  # alive but answering nothing: not "running"
+    assert docker.state(app) == "paused"
     again = up(lab, pair.path, a.instance)
     assert vm.state(resource) == "running" and docker.state(app) == "running"
     assert {g: again.guests[g].started for g in ("vm", "app")} == {

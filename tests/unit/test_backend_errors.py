@@ -305,11 +305,11 @@ def test_libvirts_not_found_is_a_not_found_error_other_errors_keep_the_start_hin
     assert isinstance(other, LabctlError) and other.message == "libvirt could not read x: boom"
 
 
-def test_the_engine_state_of_a_paused_vm_stays_stopped(conn: FakeConn) -> None:
+def test_the_engine_state_of_a_paused_vm_is_paused(conn: FakeConn) -> None:
     dom = conn.domains[RESOURCE]
     backend = LibvirtBackend()
     assert backend.state(RESOURCE) == "stopped"
     dom.active = dom.paused = True
-    assert backend.state(RESOURCE) == "stopped" and backend._now(RESOURCE) == "paused"
+    assert backend.state(RESOURCE) == "paused" == backend._now(RESOURCE)  # status says it so
     dom.paused = False
     assert backend.state(RESOURCE) == "running" and backend._now(RESOURCE) == "running"

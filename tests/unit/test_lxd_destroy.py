@@ -95,6 +95,7 @@ def test_a_paused_container_is_resumed_by_start_and_stopped_before_it_is_removed
     plan = SimpleNamespace(resource="labctl-lab-t1-lxc-system", name="lxc-system")
     paused = _Paused()
     backend = _backend(paused)  # type: ignore[arg-type]
+    assert backend.state(plan.resource) == "paused"  # status says so; not running for up
     assert backend.start(plan) == Started(RESUMED)  # type: ignore[arg-type]
     assert backend.start(plan) == Started(RUNNING)  # type: ignore[arg-type]
     paused.status = "Frozen"

@@ -168,7 +168,7 @@ def test_a_paused_vm_is_not_running_for_up_and_start_resumes_it(vm: VmCase, conn
     backend.start(p)
     assert backend.state(p.resource) == "running"
     conn.domains[p.resource].paused = True  # virsh suspend: alive, answering nothing
-    assert backend.state(p.resource) == "stopped"  # so up does not call the lab "already up"
+    assert backend.state(p.resource) == "paused"  # not running: up does not call it "already up"
     assert backend.start(p) == base.Started(base.RESUMED)
     assert not conn.domains[p.resource].paused and backend.state(p.resource) == "running"
 
@@ -348,7 +348,7 @@ def test_a_paused_container_is_not_running_for_up_and_start_unpauses_it(state_ro
     c = fake.containers.create("img", name=p.resource, ports={})
     assert backend.start(p) == base.Started(base.BOOTED)  # type: ignore[arg-type]
     c.pause()
-    assert backend.state(p.resource) == "stopped"
+    assert backend.state(p.resource) == "paused"
     assert backend.start(p) == base.Started(base.RESUMED)  # type: ignore[arg-type]
     assert c.status == "running" and backend.state(p.resource) == "running"
     assert backend.start(p) == base.Started(base.RUNNING)  # type: ignore[arg-type]
