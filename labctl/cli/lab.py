@@ -19,10 +19,16 @@ from labctl.instance.naming import (
     check_instance,
     check_lab_name,
 )
-from labctl.instance.state import InstanceDir, up_command
+from labctl.instance.state import InstanceDir, saved_states, up_command
 from labctl.lab import lifecycle
 from labctl.lab import status as lab_status
-from labctl.lab.plan import READY_TIMEOUT_ENV, READY_TIMEOUT_RANGE, image_of, instance_profile
+from labctl.lab.plan import (
+    READY_TIMEOUT_ENV,
+    READY_TIMEOUT_RANGE,
+    image_of,
+    images_of,
+    instance_profile,
+)
 from labctl.spec.model import Lab, find_lab, json_schema, load_lab
 
 lab_app = typer.Typer(help="Check and describe lab files.")
@@ -255,7 +261,8 @@ def down(
     keep_images: bool = typer.Option(
         True,
         "--keep-images/--remove-images",
-        help="Keep the cached images (default) or remove the ones this lab uses.",
+        help="Keep the cached images (default), or remove the ones this lab uses that no "
+        "other lab instance runs.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
@@ -271,18 +278,35 @@ def down(
     # the images it ran (its recorded VM profile), read before its state goes
     profile = instance_profile(InstanceDir(check_lab_name(lab), check_instance(instance)).load())
     removed = lifecycle.down(check_lab_name(lab), check_instance(instance), report=report)
+    forgotten: list[str] = []
+    kept: dict[str, list[str]] = {}  # image -> the other instances that run it
     if not keep_images:
         from labctl.images.registry import store
 
         spec, _ = resolve_lab(lab)
+        for other in saved_states():
+            if (other.lab, other.instance) != (lab, instance):
+                for image in images_of(other):
+                    kept.setdefault(image, []).append(f"{other.lab} ({other.instance})")
         s = store()
         for image in sorted({image_of(g, profile) for g in spec.guests.values()}):
+            if image in kept:
+                report(image, "keep image", f"run by {', '.join(kept[image])}")
+                continue
             s.forget(image)
+            forgotten.append(image)
             report(image, "forget image", "")
     seconds = time.monotonic() - t0
     never = not InstanceDir(lab, instance).path.exists()  # down keeps an instance's directory
     if json_out:
-        console.print_json({"removed": removed, "seconds": round(seconds, 1), "found": not never})
+        console.print_json(
+            {
+                "removed": removed,
+                "seconds": round(seconds, 1),
+                "found": not never,
+                **({} if keep_images else {"images_removed": forgotten}),
+            }
+        )
     elif never:
         console.err.print(f"Nothing of lab {lab} (instance {instance}) is here: nothing removed.")
     else:

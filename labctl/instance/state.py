@@ -33,6 +33,16 @@ class NotUp(LabctlError):
         )
 
 
+def saved_states(root: Path | None = None) -> Iterator[LabState]:
+    """The state of every lab instance on this host (a damaged one is skipped)."""
+    base = root or state_dir()
+    for state_file in sorted(base.glob("*/run/state.json")):
+        try:
+            yield LabState.from_json(state_file.read_text())
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue  # its own commands say it is damaged
+
+
 def up_command(lab: str, instance: str) -> str:
     """``labctl up`` of this lab instance, as its user types it."""
     shipped = known_labs()

@@ -60,6 +60,16 @@ def instance_profile(state: LabState | None) -> str:
     return (state.vm_profile if state is not None else None) or vm_profile()
 
 
+def images_of(state: LabState) -> set[str]:
+    """The images an instance's guests run, from its lab file (empty if it is gone)."""
+    try:
+        lab = load_lab(Path(state.spec_path))
+    except LabctlError:
+        return set()
+    profile = instance_profile(state)
+    return {image_of(g, profile) for name, g in lab.guests.items() if name in state.guests}
+
+
 def lab_images() -> list[str]:
     """The images the labs under ``labs/`` run on this host (its VM profile decides).
 
