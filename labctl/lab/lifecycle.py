@@ -362,12 +362,14 @@ def _guest_up(
             box.put(replace(rec, outdated=outdated))
         report(name, "ready", "already running" + (", defined before a change" if outdated else ""))
         return
+    cancel.check()  # Ctrl-C: no new engine work starts (what runs gives up at its next check)
     report(name, "create", backend.creating(p) or "")
     rec = replace(backend.create(p), uuid=p.uuid, mac=p.mac, host_port=p.host_port)
     choice = accel.get(name)
     if choice is not None:
         rec = replace(rec, accel=choice.accel, accel_note=choice.note)
     box.put(rec)
+    cancel.check()
     report(name, "start", "")
     started = backend.start(p)
     # running already (create left it as it was): its definition may predate a change

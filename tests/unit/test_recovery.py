@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from labctl import backends
+from labctl import backends, cancel
 from labctl.backends import base
 from labctl.backends.docker import DockerBackend
 from labctl.backends.domain_xml import network_xml
@@ -521,6 +521,28 @@ def test_exit_codes_follow_the_errors_types_not_their_words(
     assert "- vm: not ready within 12 s (the lab's ready_timeout, or --ready-timeout): vm did " in (
         err.value.message
     )
+
+
+def test_after_ctrl_c_no_guest_starts_new_engine_work(
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    create = fakes["libvirt"].create
+
+    def create_then_interrupted(plan: base.GuestPlan) -> GuestRecord:
+        record = create(plan)
+        cancel.CANCEL.set()  # Ctrl-C while the VM was being created
+        return record
+
+    fakes["libvirt"].create = create_then_interrupted  # type: ignore[method-assign]
+    try:
+        with pytest.raises(LabctlError) as err:
+            up(lab, store, sequential=True)  # the VM first, then the app
+    finally:
+        cancel.CANCEL.clear()
+    assert "interrupted" in err.value.message and err.value.code == ExitCode.INTERRUPTED
+    assert fakes["libvirt"].guests == {fakes["libvirt"].planned["vm"].resource: "stopped"}
+    assert fakes["docker"].planned == {}  # the app was never created
+    lifecycle.down("rec", "t1")
 
 
 def test_a_host_that_refuses_a_file_fails_that_guest_the_others_come_up(
