@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 
@@ -20,6 +21,21 @@ from labctl.cli import class_serve  # noqa: F401  isort: skip
 from labctl.cli import apps  # noqa: F401  isort: skip
 
 __all__ = ["app", "main", "render_error"]
+
+
+def _reflow_help(group: typer.Typer) -> None:
+    """Each command's help as paragraphs that the terminal wraps: typer's rich help keeps a
+    docstring's line breaks, which cut sentences in the middle at 80 columns."""
+    for info in group.registered_commands:
+        doc = info.help or (inspect.getdoc(info.callback) if info.callback else None)
+        if doc:
+            info.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _reflow_help(sub.typer_instance)
+
+
+_reflow_help(app)
 
 
 def render_error(exc: LabctlError) -> None:

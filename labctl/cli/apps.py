@@ -209,7 +209,7 @@ def ls(
 
 @app_app.command("rm")
 def rm(
-    names: list[str] = typer.Argument(..., metavar="NAME...", help="Containers or image tags."),
+    names: list[str] = typer.Argument(..., metavar="NAME", help="Containers or image tags."),
     lab: str = LabOpt,
     instance: str = InstanceOpt,
     student: str | None = StudentOpt,

@@ -22,7 +22,9 @@ from labctl.instance.naming import DEFAULT_LAB
 class_app = typer.Typer(help="Class mode: one isolated lab instance per student of a roster.")
 app.add_typer(class_app, name="class")
 
-RosterArg = typer.Argument(..., help="CSV with the header id,name[,email][,ssh_key].")
+RosterArg = typer.Argument(
+    ..., metavar="ROSTER", help="CSV with the header id,name[,email][,ssh_key]."
+)
 LabArg = typer.Argument(DEFAULT_LAB, metavar="LAB", help="Lab name or file.")
 ClassOpt = typer.Option(
     None, "--class", "-c", help="Class name (1-5 letters/digits); default: the only class."
@@ -304,7 +306,7 @@ def verify(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
 
 @class_app.command("reset")
 def reset(
-    student: str = typer.Argument(..., help="Student id."),
+    student: str = typer.Argument(..., metavar="STUDENT", help="Student id."),
     exercise: str | None = typer.Option(None, "--exercise", "-e", help="Reset this exercise."),
     guest: str | None = typer.Option(None, "--guest", "-g", help="Re-create this guest."),
     class_name: str | None = ClassOpt,

@@ -42,7 +42,7 @@ def _size(n: int) -> str:
 @images_app.command("build")
 def build(
     names: list[str] = typer.Argument(
-        None, help="Images to build (default: those the labs run on this host)."
+        None, metavar="NAME", help="Images to build (default: those the labs run on this host)."
     ),
     all_images: bool = typer.Option(
         False,

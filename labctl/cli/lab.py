@@ -35,7 +35,7 @@ lab_app = typer.Typer(help="Check and describe lab files.")
 app.add_typer(lab_app, name="lab")
 
 InstanceOpt = typer.Option(
-    DEFAULT_INSTANCE, "--instance", "-i", help="Lab instance (e.g. a student id); default: main."
+    DEFAULT_INSTANCE, "--instance", "-i", help="Lab instance (e.g. a student id)."
 )
 LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name.")
 
@@ -198,6 +198,9 @@ def _print_status(
         console.out.print("\n" + "\n".join(notes))
 
 
+GuestArg = typer.Argument(..., metavar="GUEST", help="A guest of the lab (see labctl status).")
+
+
 @app.command()
 def status(
     lab: str = LabOpt,
@@ -219,7 +222,7 @@ def status(
 
 
 @app.command()
-def ssh(guest: str, lab: str = LabOpt, instance: str = InstanceOpt) -> None:
+def ssh(guest: str = GuestArg, lab: str = LabOpt, instance: str = InstanceOpt) -> None:
     """Open a shell in GUEST (SSH for VMs and the system container, docker exec for the app)."""
     from labctl import backends
     from labctl.keys import KeyPair
@@ -233,8 +236,8 @@ def ssh(guest: str, lab: str = LabOpt, instance: str = InstanceOpt) -> None:
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def exec_(
-    guest: str,
-    command: list[str] = typer.Argument(..., help="Command to run (after --)."),
+    guest: str = GuestArg,
+    command: list[str] = typer.Argument(..., metavar="COMMAND", help="Command to run (after --)."),
     lab: str = LabOpt,
     instance: str = InstanceOpt,
 ) -> None:
