@@ -210,6 +210,17 @@ def domain_mac(xml: str) -> str | None:
     return el.get("address") if el is not None else None
 
 
+def taps_on(xml: str, network: str) -> list[str]:
+    """The host-side tap devices of a running domain's NICs on ``network`` (live XML)."""
+    taps = []
+    for iface in ET.fromstring(xml).findall("devices/interface"):
+        source, target = iface.find("source"), iface.find("target")
+        dev = target.get("dev") if target is not None else None
+        if source is not None and source.get("network") == network and dev:
+            taps.append(dev)
+    return taps
+
+
 def read_labels(xml: str) -> dict[str, str]:
     """The labctl labels stored in a domain's metadata (empty if it is not ours)."""
     root = ET.fromstring(xml)

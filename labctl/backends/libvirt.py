@@ -27,11 +27,12 @@ from labctl.backends.domain_xml import (
     network_subnet,
     network_xml,
     read_labels,
+    taps_on,
 )
 from labctl.backends.params import LibvirtParams
 from labctl.backends.vm_connection import VmConnection, not_running
 from labctl.connection import Connection
-from labctl.errors import EngineError, NotSupported, ReadyTimeout
+from labctl.errors import EngineError, HostError, NotSupported, ReadyTimeout
 from labctl.images.vm import READY_MARKER
 from labctl.instance import naming, netguard
 from labctl.instance.reservations import Reservations
@@ -89,9 +90,26 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
                     net = conn.networkDefineXML(network_xml(name, state.bridge, state.subnet))
                 if not net.isActive():
                     net.create()
+                    self._replug(conn, state, name)
             except libvirt.libvirtError as exc:
                 raise libvirt_client.error(f"create network {name} ({state.subnet})", exc) from exc
         return state
+
+    def _replug(self, conn: libvirt.virConnect, state: LabState, network: str) -> None:
+        """Put the running VMs' network cards back on the lab's bridge.
+
+        A network destroyed from outside (``virsh net-destroy``) takes its bridge with it;
+        started again, it comes back empty, and libvirt does not plug the running guests'
+        tap devices in again: they would run cut off from the lab.
+        """
+        assert state.bridge
+        for rec in state.guests.values():
+            dom = libvirt_client.domain(conn, rec.resource) if rec.engine == self.engine else None
+            if dom is None or not dom.isActive():
+                continue
+            for tap in taps_on(libvirt_client.xml(dom, rec.resource), network):
+                run_cmd(["ip", "link", "set", "dev", tap, "master", state.bridge], error=HostError)
+                run_cmd(["ip", "link", "set", "dev", tap, "up"], error=HostError)
 
     def cleanup(self, state: LabState) -> None:
         name = naming.network(state.lab, state.instance)

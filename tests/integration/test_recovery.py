@@ -142,6 +142,22 @@ def test_a_paused_vm_and_a_paused_container_are_resumed_by_up(pair: Pair) -> Non
     assert requests.get(again.guests["app"].connect or "", timeout=10).ok
 
 
+def test_a_network_destroyed_behind_labctls_back_comes_back_with_its_vm(pair: Pair) -> None:
+    """virsh net-destroy takes the bridge away; started again, libvirt plugs no running
+    guest back in: up does, and the VM answers over the lab's network again."""
+    lab, a = pair.lab, pair.a
+    assert a.network
+    subprocess.run(["virsh", "-c", libvirt_client.URI, "net-destroy", a.network], check=True)
+    t0 = time.monotonic()
+    again = up(lab, pair.path, a.instance)
+    print(f"network and VM back in {time.monotonic() - t0:.1f} s")
+    bridge = again.bridge or ""
+    assert Path(f"/sys/class/net/{bridge}/brif").is_dir()
+    assert os.listdir(f"/sys/class/net/{bridge}/brif"), "the VM's tap is back on the bridge"
+    assert again.guests["vm"].started != "booted"  # mended in place, not restarted
+    assert run(lab, again, "vm", "uname -m") == "x86_64"  # SSH over the lab's bridge
+
+
 def test_up_says_which_running_vm_was_defined_before_its_lab_file_changed(pair: Pair) -> None:
     lab, a = pair.lab, pair.a
     spec = lab.guests["vm"]

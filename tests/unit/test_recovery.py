@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -225,6 +226,36 @@ def test_the_libvirt_subnet_is_chosen_without_creating_anything(
     assert conn.calls == ["networkDefineXML"]
     gateway = ipaddress.ip_network(state.subnet).network_address + 1
     assert f'address="{gateway}"' in conn.networks[state.network].xml
+
+
+def test_a_network_destroyed_from_outside_comes_back_with_the_running_vms_plugged_in(
+    vm: VmCase, conn: FakeConn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LibvirtBackend()
+    state = replace(vm.state, network=naming.network("rec", "t1"), bridge="lcbrtest1")
+    p = plans_for(vm.spec, state, vm.store, vm.key)["vm"]
+    backend.prepare(state)
+    backend.create(p)
+    backend.start(p)
+    dom = conn.domains[p.resource]
+    root = ET.fromstring(dom.xml)
+    nic = root.find("devices/interface")
+    source = nic.find("source") if nic is not None else None
+    assert nic is not None and source is not None and source.get("network") == state.network
+    nic.append(ET.Element("target", dev="vnet7"))  # its tap, as libvirt shows a running domain
+    dom.xml = ET.tostring(root, encoding="unicode")
+    ran: list[list[str]] = []
+    monkeypatch.setattr("labctl.backends.libvirt.run_cmd", lambda argv, **_: ran.append(argv))
+    state = state.with_guest(GuestRecord("vm", "libvirt", p.resource, "ready"))
+    backend.prepare(state)  # the network runs: nothing to mend
+    assert ran == []
+    conn.networks[state.network].active = False  # virsh net-destroy: the bridge is gone
+    backend.prepare(state)
+    assert conn.networks[state.network].active
+    assert ran == [
+        ["ip", "link", "set", "dev", "vnet7", "master", "lcbrtest1"],
+        ["ip", "link", "set", "dev", "vnet7", "up"],
+    ]
 
 
 def test_an_existing_networks_real_subnet_wins_over_the_record(
