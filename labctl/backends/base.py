@@ -191,6 +191,9 @@ class Backend(ABC, Generic[P]):
 
     engine: ClassVar[str]
     ready_means: ClassVar[str]  # what wait_ready waits for, in words
+    #: the guest learns the lab key only when it boots (a VM: its kernel command line);
+    #: ``create`` gives it to the others at once
+    key_at_boot: ClassVar[bool] = False
 
     @abstractmethod
     def preflight(self) -> None:
@@ -302,6 +305,10 @@ class Backend(ABC, Generic[P]):
         stopped between starts (its creation is not timed) and is removed in every case.
         :class:`NotSupported` where the engine cannot copy the guest cheaply.
         """
+
+    def power_off(self, resource: str) -> None:
+        """Stop the running guest so that its next start is a boot (its disk is kept)."""
+        raise NotSupported(f"{self.engine} guests are not powered off by labctl")
 
     def restart(self, record: GuestRecord, key: KeyPair, timeout: float) -> StartTimes:
         """Power the lab's own guest off and start it again, timed to usable (one start).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -9,7 +10,7 @@ from dataclasses import replace
 
 import libvirt
 
-from labctl import libvirt_client
+from labctl import cancel, libvirt_client
 from labctl.backends import (
     base,
     libvirt_measure,
@@ -51,11 +52,15 @@ def _network_subnets(conn: libvirt.virConnect) -> list[str | None]:
     return [network_subnet(xml) for xml in libvirt_client.descriptions(conn.listAllNetworks())]
 
 
+SHUTDOWN_WAIT = 30.0  # seconds an ACPI shutdown gets before power_off pulls the plug
+
+
 class LibvirtBackend(base.Backend[LibvirtParams]):
     """VMs as libvirt domains; disks are qcow2 overlays on the cached image."""
 
     engine = "libvirt"
     ready_means = "SSH login with the lab key runs a command"
+    key_at_boot = True
 
     def preflight(self) -> None:
         with libvirt_client.connection() as conn:
@@ -361,6 +366,26 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
             "labctl compare --restart-guests cold-boots the lab's own VMs instead "
             "(what runs inside them is lost)",
         )
+
+    def power_off(self, resource: str) -> None:
+        """ACPI shutdown, given :data:`SHUTDOWN_WAIT` seconds; then the plug is pulled (the
+        aarch64 machine has no ACPI)."""
+        with libvirt_client.connection() as conn:
+            dom = libvirt_client.domain(conn, resource)
+            if dom is None:
+                return
+            try:
+                if dom.isActive():
+                    dom.shutdown()
+                deadline = time.monotonic() + SHUTDOWN_WAIT
+                while dom.isActive() and time.monotonic() < deadline:
+                    cancel.check()
+                    time.sleep(0.3)
+                if dom.isActive():
+                    dom.destroy()
+            except libvirt.libvirtError as exc:
+                if not libvirt_client.gone(exc):
+                    raise libvirt_client.error(f"power off {resource}", exc) from exc
 
     def restart(self, record: GuestRecord, key: KeyPair, timeout: float) -> base.StartTimes:
         guest = self.connect(record, key)

@@ -99,6 +99,7 @@ class _Up:
     already: bool = False
     failed: dict[str, LabctlError] = field(default_factory=dict)
     profile: str = "debian"  # the VM profile: recorded by the instance, else this host's
+    new_key: bool = False  # the lab key was lost and made anew: every guest is given it
 
     @property
     def inst(self) -> InstanceDir:
@@ -162,6 +163,10 @@ def _preflight(c: _Up) -> None:
     state = previous or LabState(c.lab.name, c.instance, str(c.spec_path.resolve()))
     if state.vm_profile is None:  # new (or recorded before profiles existed)
         state = replace(state, vm_profile=c.profile)
+    key = KeyPair(c.inst.key)
+    if state.guests and not (key.private.is_file() and key.public.is_file()):
+        c.new_key = True  # the guests know only the lost one: without this, none lets us in
+        c.report("", "key", "the lab key is gone: a new one goes to every guest")
     c.key = ensure_keypair(c.inst.key, f"labctl-{c.lab.name}-{c.instance}")
     c.box = _StateBox(state, c.inst.save)
 
@@ -203,9 +208,16 @@ def _identify_guests(c: _Up) -> None:
 
 
 def _guests(c: _Up) -> None:
-    c.already = _all_running(c.state.state, c.plans, c.engines)
+    c.already = not c.new_key and _all_running(c.state.state, c.plans, c.engines)
     c.failed = _bring_up(
-        c.plans, c.engines, c.state, c.accel, c.timeout, c.report, c.sequential or bool(c.only)
+        c.plans,
+        c.engines,
+        c.state,
+        c.accel,
+        c.timeout,
+        c.report,
+        c.sequential or bool(c.only),
+        c.new_key,
     )
 
 
@@ -308,6 +320,7 @@ def _bring_up(
     timeout: int,
     report: Reporter,
     sequential: bool,
+    new_key: bool = False,
 ) -> dict[str, LabctlError]:
     # TCG guests are CPU-bound: boot at most one per core at a time; containers are cheap.
     vm_slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
@@ -321,7 +334,7 @@ def _bring_up(
             if heavy:
                 vm_slots.acquire()
             try:
-                _guest_up(name, p, backend, box, accel, timeout, report)
+                _guest_up(name, p, backend, box, accel, timeout, report, new_key)
             finally:
                 if heavy:
                     vm_slots.release()
@@ -352,11 +365,15 @@ def _guest_up(
     accel: dict[str, plan.AccelChoice],
     timeout: int,
     report: Reporter,
+    new_key: bool = False,
 ) -> None:
     t0 = time.monotonic()
     rec = before = box.state.guests.get(name)
     engine_state = backend.state(p.resource)
-    if rec is not None and rec.stage == "ready" and engine_state == "running":
+    if new_key and engine_state == "running" and backend.key_at_boot:
+        report(name, "stop", "it learns the new lab key when it boots")
+        backend.power_off(p.resource)
+    elif rec is not None and rec.stage == "ready" and engine_state == "running" and not new_key:
         outdated = backend.outdated(p)
         if outdated != rec.outdated:
             box.put(replace(rec, outdated=outdated))

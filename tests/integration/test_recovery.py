@@ -158,6 +158,21 @@ def test_a_network_destroyed_behind_labctls_back_comes_back_with_its_vm(pair: Pa
     assert run(lab, again, "vm", "uname -m") == "x86_64"  # SSH over the lab's bridge
 
 
+def test_a_lost_lab_key_is_made_anew_and_every_guest_lets_the_new_one_in(pair: Pair) -> None:
+    lab, a = pair.lab, pair.a
+    inst = InstanceDir(lab.name, a.instance)
+    old = inst.key.read_text()
+    inst.key.unlink()
+    inst.key.with_suffix(".pub").unlink()
+    t0 = time.monotonic()
+    again = up(lab, pair.path, a.instance)
+    print(f"new lab key given to the guests in {time.monotonic() - t0:.1f} s")
+    assert inst.key.read_text() != old
+    assert again.guests["vm"].started == "booted"  # it read the key from its command line
+    assert run(lab, again, "vm", "uname -m") == "x86_64"  # SSH with the new key
+    assert requests.get(again.guests["app"].connect or "", timeout=10).ok
+
+
 def test_up_says_which_running_vm_was_defined_before_its_lab_file_changed(pair: Pair) -> None:
     lab, a = pair.lab, pair.a
     spec = lab.guests["vm"]

@@ -447,6 +447,12 @@ class FakeBackend(base.Backend):
         self.planned: dict[str, base.GuestPlan] = {}  # the last plan each guest was created from
         self.changed: dict[str, str] = {}  # guest -> how its definition differs from the plan
         self.templates: dict[str, float] = {}  # guest -> its template's boot: it is restored
+        self.key_at_boot = engine == "libvirt"  # type: ignore[misc]  # a VM, as the real one
+        self.powered_off: list[str] = []
+
+    def power_off(self, resource: str) -> None:
+        self.powered_off.append(resource)
+        self.guests[resource] = "stopped"
 
     def preflight(self) -> None:
         pass
@@ -709,6 +715,28 @@ def test_up_records_a_whole_boot_for_each_guest_booted_or_restored(
     assert (again.started, again.boot_seconds) == ("restored", 41.5)
     rows = {r.guest: r for r in lab_status.status(InstanceDir("rec", "t1").load())}  # type: ignore[arg-type]
     assert (rows["vm"].boot_seconds, rows["app"].boot_seconds) == (41.5, app.ready_seconds)
+    lifecycle.down("rec", "t1")
+
+
+def test_a_lost_lab_key_is_made_anew_and_given_to_every_guest(
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    first = up(lab, store)
+    inst = InstanceDir("rec", "t1")
+    old = inst.key.read_text()
+    inst.key.unlink()  # deleted by hand: the guests accept only the lost key
+    said: list[tuple[str, str, str]] = []
+    result = lifecycle.up(*lab, "t1", store, NoKvm(), report=lambda *a: said.append(a))  # type: ignore[arg-type]
+    assert not result.already_up and inst.key.read_text() != old
+    assert ("", "key", "the lab key is gone: a new one goes to every guest") in said
+    vm, app = first.guests["vm"].resource, first.guests["app"].resource
+    assert fakes["libvirt"].powered_off == [vm]  # a VM reads the key from its command line
+    assert ("vm", "stop", "it learns the new lab key when it boots") in said
+    assert fakes["libvirt"].planned["vm"].key.private == inst.key  # defined anew, new key
+    assert fakes["docker"].powered_off == [] and fakes["docker"].guests[app] == "running"
+    assert result.state.guests["vm"].started == "booted"
+    again = lifecycle.up(*lab, "t1", store, NoKvm())  # type: ignore[arg-type]
+    assert again.already_up and fakes["libvirt"].powered_off == [vm]  # once
     lifecycle.down("rec", "t1")
 
 
