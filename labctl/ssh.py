@@ -98,7 +98,9 @@ def run(
     except paramiko.AuthenticationException as exc:
         raise KeyRefused(
             f"{where} refuses the lab key ({exc})",
-            "the guest carries another key: run `labctl down` and `labctl up` again",
+            "the guest knows another key than the lab's (one restored or replaced by hand): "
+            "put the lab's back, or remove it (id_ed25519 and .pub in the instance's folder) "
+            "and run labctl up, which makes a new one and gives it to every guest",
         ) from exc
     except (OSError, EOFError, paramiko.SSHException) as exc:  # socket errors are OSErrors
         raise SshError(f"no SSH session with {where}: {_describe(exc)}") from exc
