@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -385,18 +385,35 @@ def test_a_paused_container_is_not_running_for_up_and_start_unpauses_it(state_ro
     assert backend.start(p) == base.Started(base.RUNNING)  # type: ignore[arg-type]
 
 
-def test_a_recreated_container_is_published_on_its_recorded_port(
-    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, tmp_path: Path
-) -> None:
+@dataclass
+class AppCase:
+    """The lab's app container in instance t1, on a fake Docker."""
+
+    fake: FakeDockerClient
+    backend: DockerBackend
+    state: LabState
+    plan: base.GuestPlan
+    replan: Callable[[LabState], base.GuestPlan]
+
+
+@pytest.fixture
+def app_case(state_root: Path, lab: tuple[Lab, Path], store: ImageStore, tmp_path: Path) -> AppCase:
     spec, _ = lab
     fake = FakeDockerClient()
-    backend = DockerBackend(fake)  # type: ignore[arg-type]
     key = ensure_keypair(tmp_path / "key", "t")
     state = LabState("rec", "t1", "x", subnet="10.210.5.0/24", network="n", docker_network="d")
-    p = plans_for(spec, state, store, key)["app"]
+
+    def replan(s: LabState) -> base.GuestPlan:
+        return plans_for(spec, s, store, key)["app"]
+
+    return AppCase(fake, DockerBackend(fake), state, replan(state), replan)  # type: ignore[arg-type]
+
+
+def test_a_recreated_container_is_published_on_its_recorded_port(app_case: AppCase) -> None:
+    fake, backend, state, p = app_case.fake, app_case.backend, app_case.state, app_case.plan
     rec = backend.identify(p, GuestRecord("app", "docker", p.resource), Reservations())
     assert rec.host_port
-    p = plans_for(spec, state.with_guest(rec), store, key)["app"]
+    p = app_case.replan(state.with_guest(rec))
     backend.create(p)
     bound = fake.containers.get(p.resource).attrs["HostConfig"]["PortBindings"]["8080/tcp"]
     assert bound == [{"HostIp": "127.0.0.1", "HostPort": str(rec.host_port)}]
@@ -407,13 +424,9 @@ def test_a_recreated_container_is_published_on_its_recorded_port(
 
 
 def test_a_container_labctl_did_not_make_is_never_taken_over_nor_removed(
-    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, tmp_path: Path
+    app_case: AppCase,
 ) -> None:
-    spec, _ = lab
-    fake = FakeDockerClient()
-    backend = DockerBackend(fake)  # type: ignore[arg-type]
-    state = LabState("rec", "t1", "x", subnet="10.210.5.0/24", network="n", docker_network="d")
-    p = plans_for(spec, state, store, ensure_keypair(tmp_path / "key", "t"))["app"]
+    fake, backend, p = app_case.fake, app_case.backend, app_case.plan
     # someone's own container, named as the guest would be (docker create --name ...)
     theirs = fake.containers.create("labctl/webapp:latest", name=p.resource, ports={})
     with pytest.raises(EngineError) as err:
