@@ -37,18 +37,17 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from labctl.classroom.state import Seat
 from labctl.dashboard.auth import TokenBook, digest, new_token
-from labctl.dashboard.data import ClassData, ExerciseInfo, Health, SeatInfo, StepInfo
+from labctl.dashboard.data import ClassData, ExerciseInfo, Health, StepInfo
 from labctl.store import Message, NewAttempt, open_store
 
 LAB = "bench"
 PAGES = ("live grid", "grid", "student", "exercise")
 
 
-def seats(n: int) -> tuple[SeatInfo, ...]:
-    return tuple(
-        SeatInfo(f"s{i:02d}", f"Student {i:02d}", f"bench-s{i:02d}") for i in range(1, n + 1)
-    )
+def seats(n: int) -> tuple[Seat, ...]:
+    return tuple(Seat(f"s{i:02d}", f"Student {i:02d}", f"bench-s{i:02d}") for i in range(1, n + 1))
 
 
 def exercises(n: int, steps: int) -> tuple[ExerciseInfo, ...]:
@@ -89,7 +88,7 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def student_loop(
-    db: str, seat: SeatInfo, exs: tuple[ExerciseInfo, ...], deadline: float, seed: int
+    db: str, seat: Seat, exs: tuple[ExerciseInfo, ...], deadline: float, seed: int
 ) -> tuple[int, int]:
     """One student until the deadline: (attempts recorded, write errors)."""
     rng = random.Random(seed)
@@ -135,7 +134,7 @@ def student_loop(
     return recorded, errors
 
 
-def writer(db: str, group: list[SeatInfo], exs: tuple[ExerciseInfo, ...], deadline: float,
+def writer(db: str, group: list[Seat], exs: tuple[ExerciseInfo, ...], deadline: float,
            out: mp.Queue) -> None:  # type: ignore[type-arg]  # fmt: skip
     """A process of students, one thread each."""
     results: list[tuple[int, int]] = []

@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labctl.dashboard.data import SeatInfo
+from labctl.classroom.state import Seat
 from labctl.private import private_dir, read_saved, write_private
 
 INSTRUCTOR, STUDENT = "instructor", "student"
@@ -132,7 +132,7 @@ class TokenFile:
         self.save(TokenBook(digest(token), book.students))
         return token
 
-    def ensure_students(self, seats: tuple[SeatInfo, ...], url: str) -> list[str]:
+    def ensure_students(self, seats: tuple[Seat, ...], url: str) -> list[str]:
         """Give every student whose sheet has no valid token a new one; their ids.
 
         The token goes into the student's access sheet (``access/<student>.txt``, made if

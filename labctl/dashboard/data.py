@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-from labctl.classroom.state import ClassState
+from labctl.classroom.state import ClassState, Seat
 from labctl.classroom.window import Window, window_of
 from labctl.errors import LabctlError
 from labctl.exercises.i18n import Lang
@@ -100,15 +100,6 @@ class ExerciseInfo:
 
 
 @dataclass(frozen=True)
-class SeatInfo:
-    """A student of the class."""
-
-    student: str
-    name: str
-    instance: str
-
-
-@dataclass(frozen=True)
 class Health:
     """A student's guests as ``class status`` last saw them."""
 
@@ -129,11 +120,11 @@ class ClassData:
 
     name: str
     lab: str
-    seats: tuple[SeatInfo, ...]
+    seats: tuple[Seat, ...]
     exercises: tuple[ExerciseInfo, ...]
     window: Window = field(default_factory=lambda: Window(None, None))
 
-    def seat(self, student: str) -> SeatInfo | None:
+    def seat(self, student: str) -> Seat | None:
         """The student's seat, or None for someone not in the class."""
         return next((s for s in self.seats if s.student == student), None)
 
@@ -162,7 +153,7 @@ def exercises_of(spec_path: str, lang: Lang = "en") -> tuple[ExerciseInfo, ...]:
 
 def class_data(state: ClassState, exercises: tuple[ExerciseInfo, ...]) -> ClassData:
     """The dashboard's view of a class state (read at every request: it is one small file)."""
-    seats = tuple(SeatInfo(s.student, s.name, s.instance) for s in state.seats.values())
+    seats = tuple(state.seats.values())
     return ClassData(state.name, state.lab, seats, exercises, window_of(state))
 
 

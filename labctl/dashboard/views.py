@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from labctl.classroom.state import Seat
 from labctl.dashboard import flags as marks
 from labctl.dashboard.data import (
     ANSWER,
@@ -23,7 +24,6 @@ from labctl.dashboard.data import (
     ClassData,
     ExerciseInfo,
     Health,
-    SeatInfo,
 )
 from labctl.dashboard.flags import Flag, Rules
 
@@ -53,7 +53,7 @@ class Cell:
 class Row:
     """One student in the grid."""
 
-    seat: SeatInfo
+    seat: Seat
     health: Health | None
     cells: tuple[Cell, ...]
     flags: tuple[Flag, ...]
@@ -146,7 +146,7 @@ def cell(exercise: ExerciseInfo, attempts: Sequence[Attempt], failing: set[str])
 
 def row(
     data: ClassData,
-    seat: SeatInfo,
+    seat: Seat,
     attempts: Sequence[Attempt],
     health: Health | None,
     now: datetime,
@@ -190,7 +190,7 @@ def grid(
 
 def student_page(
     data: ClassData,
-    seat: SeatInfo,
+    seat: Seat,
     attempts: Sequence[Attempt],
     health: Health | None,
     now: datetime,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from labctl.classroom.state import Seat
 from labctl.classroom.window import Window
 from labctl.dashboard.auth import TokenBook, digest
 from labctl.dashboard.data import (
@@ -12,7 +13,6 @@ from labctl.dashboard.data import (
     ExerciseInfo,
     Health,
     ListSource,
-    SeatInfo,
     StepInfo,
 )
 from labctl.dashboard.flags import Rules
@@ -25,9 +25,9 @@ DATA = ClassData(
     "demo",
     "virtualization",
     (
-        SeatInfo("ana", "Ana García", "demo-ana"),
-        SeatInfo("bo", "Bo Núñez", "demo-bo"),
-        SeatInfo("cy", "Cy <script>", "demo-cy"),
+        Seat("ana", "Ana García", "demo-ana"),
+        Seat("bo", "Bo Núñez", "demo-bo"),
+        Seat("cy", "Cy <script>", "demo-cy"),
     ),
     (
         ExerciseInfo("emu", "Emulation", (StepInfo("arch", "Which CPU?"), StepInfo("run", "Run"))),

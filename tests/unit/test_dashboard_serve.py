@@ -19,11 +19,10 @@ from labctl.classroom.state import ClassDir, ClassState, Seat
 from labctl.cli import app
 from labctl.dashboard import serving
 from labctl.dashboard.auth import TokenFile, digest, sheet_token
-from labctl.dashboard.data import SeatInfo
 from labctl.dashboard.serving import AlreadyServed, Server
 from labctl.errors import SpecError
 
-SEATS = (SeatInfo("ana", "Ana", "c-ana"), SeatInfo("bo", "Bo", "c-bo"))
+SEATS = (Seat("ana", "Ana", "c-ana"), Seat("bo", "Bo", "c-bo"))
 LAB = "virtualization"
 
 

@@ -240,13 +240,11 @@ def backend(
 
 
 def test_a_fresh_clone_starts_from_the_template_s_memory_once(
-    backend: tuple[LibvirtBackend, FakeConn],
-    vm_plan: base.GuestPlan[LibvirtParams],
-    template: vm_templates.Template,
+    backend: tuple[LibvirtBackend, FakeConn], vm_plan: base.GuestPlan[LibvirtParams]
 ) -> None:
     b, conn = backend
     p, run = vm_plan, vm_plan.run_dir
-    vm_templates._record(template)  # its facts: the boot that made it took 20 s
+    vm_templates._record(vm_templates.Template(spec(), "<domain/>", 20.0))  # its boot: 20 s
     b.create(p)
     pinned = run / f"template-{spec().directory.name}"
     assert conn.backings == [str(pinned / "disk.qcow2")]  # type: ignore[attr-defined]
