@@ -107,7 +107,13 @@ class ClassDir:
         """The class's state, or an error saying there is no such class."""
         state = self.load()
         if state is None:
-            raise NoClass(f"there is no class {self.name!r} on this host", "labctl class up")
+            others = classes(self.root.parent.parent)  # <state>/classes/<name>
+            raise NoClass(
+                f"there is no class {self.name!r} on this host",
+                f"classes here: {', '.join(others)}"
+                if others
+                else f"labctl class up ROSTER [LAB] --class {self.name} brings one up",
+            )
         return state
 
     def save(self, state: ClassState) -> None:

@@ -33,7 +33,7 @@ app_app = typer.Typer(
 )
 app.add_typer(app_app, name="app")
 
-LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name or directory.")
+LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name, file or directory.")
 InstanceOpt = typer.Option(DEFAULT_INSTANCE, "--instance", "-i", help="Lab instance.")
 StudentOpt = typer.Option(
     None, "--student", "-s", help="Student id; default: $LABCTL_STUDENT or the instance name."

@@ -26,9 +26,8 @@ RosterArg = typer.Argument(
     ..., metavar="ROSTER", help="CSV with the header id,name[,email][,ssh_key]."
 )
 LabArg = typer.Argument(DEFAULT_LAB, metavar="LAB", help="Lab name or file.")
-ClassOpt = typer.Option(
-    None, "--class", "-c", help="Class name (1-5 letters/digits); default: the only class."
-)
+CLASS_NAME_HELP = "Class name: 1-5 lowercase letters and digits, starting with a letter."
+ClassOpt = typer.Option(None, "--class", "-c", help="Class name; default: the only class.")
 JsonOpt = tables.JsonOpt
 
 
@@ -66,7 +65,7 @@ def plan_(
     roster_file: Path = RosterArg,
     lab_ref: str = LabArg,
     class_name: str = typer.Option(
-        "class", "--class", "-c", help="Class name, as class up will be given (1-5 chars)."
+        "class", "--class", "-c", help=CLASS_NAME_HELP + " As class up will be given."
     ),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -119,7 +118,7 @@ class _Lines:
 def up(
     roster_file: Path = RosterArg,
     lab_ref: str = LabArg,
-    class_name: str = typer.Option("class", "--class", "-c", help="Class name (1-5 chars)."),
+    class_name: str = typer.Option("class", "--class", "-c", help=CLASS_NAME_HELP),
     max_parallel: int | None = typer.Option(
         None,
         "--max-parallel",

@@ -16,7 +16,7 @@ from labctl.instance.naming import check_instance
 @app.command()
 def compare(
     quick: bool = typer.Option(
-        False, "--quick", help="Smaller workloads, 3 runs each after a warm-up (about 2 min)."
+        False, "--quick", help="Smaller workloads, 3 runs each after a warm-up (the shortest run)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     html: Path | None = typer.Option(

@@ -37,12 +37,12 @@ exercise_app = typer.Typer(
 app.add_typer(exercise_app, name="exercise")
 
 IdArg = typer.Argument(..., metavar="ID", help="Exercise id (see `labctl exercise list`).")
-LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name or directory.")
+LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name, file or directory.")
 InstanceOpt = typer.Option(DEFAULT_INSTANCE, "--instance", "-i", help="Lab instance.")
 StudentOpt = typer.Option(
     None, "--student", "-s", help="Student id; default: $LABCTL_STUDENT or the instance name."
 )
-LangOpt = typer.Option(None, "--lang", help="es or en; default: from LC_ALL / LANG.")
+LangOpt = typer.Option(None, "--lang", help="es or en; default: from LC_ALL, LC_MESSAGES or LANG.")
 JsonOpt = tables.JsonOpt
 
 

@@ -9,6 +9,7 @@ student's answers are compared in Python, so nothing a student types reaches a s
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -130,8 +131,12 @@ class Workspace:
         elsewhere = self._needing_another_lab(exercise_id)
         if elsewhere is not None:
             raise elsewhere
-        known = ", ".join(e.id for e in exercises)
-        raise SpecError(f"no exercise {exercise_id!r} in lab {self.lab}", f"exercises: {known}")
+        close = difflib.get_close_matches(exercise_id, [e.id for e in exercises], n=1)
+        raise SpecError(
+            f"no exercise {exercise_id!r} in lab {self.lab}",
+            (f"did you mean {close[0]}? " if close else "")
+            + "labctl exercise list shows the lab's exercises",
+        )
 
     @cached_property
     def seat(self) -> params.Seat | None:

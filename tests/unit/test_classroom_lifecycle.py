@@ -505,3 +505,16 @@ def test_a_class_taken_down_leaves_no_folder_whatever_its_dashboard_kept(world: 
         (folder.root / name).write_text("{}")
     class_lifecycle.down(folder, None, lambda *_a: None, accounts=world.accounts)
     assert not folder.root.exists()
+
+
+def test_a_class_that_is_not_here_names_those_that_are(tmp_path: Path) -> None:
+    from labctl.classroom.state import ClassState
+
+    with pytest.raises(LabctlError) as none:
+        ClassDir("zz9", tmp_path).require()
+    assert none.value.message == "there is no class 'zz9' on this host"
+    assert none.value.hint == "labctl class up ROSTER [LAB] --class zz9 brings one up"
+    ClassDir("so24a", tmp_path).save(ClassState("so24a", "virtualization", "lab.yaml", "r.csv"))
+    with pytest.raises(LabctlError) as other:
+        ClassDir("zz9", tmp_path).require()
+    assert other.value.hint == "classes here: so24a"

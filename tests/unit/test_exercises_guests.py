@@ -58,8 +58,14 @@ def test_a_student_is_told_which_lab_file_runs_it(
     assert err.value.hint == (
         "labctl up labs/virtualization-full/s390x.yaml brings up the lab with s390x"
     )
-    with pytest.raises(LabctlError, match="no exercise 'nosuch' in lab virtualization-full"):
+    with pytest.raises(LabctlError, match="no exercise 'nosuch' in lab virtualization-full") as no:
         ws.exercise("nosuch")
+    assert no.value.hint == "labctl exercise list shows the lab's exercises"
+    with pytest.raises(LabctlError) as typo:
+        ws.exercise("app-motors")
+    assert typo.value.hint == (
+        "did you mean app-motores? labctl exercise list shows the lab's exercises"
+    )
     assert runner.open_workspace(str(FULL / "s390x.yaml"), "t").exercise("pv-canales")
 
 
