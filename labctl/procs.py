@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from labctl import console
 from labctl.errors import LabctlError
 
 
@@ -28,6 +30,7 @@ def run(
     timeout still raise ``error``).
     """
     args = [str(a) for a in argv]
+    t0 = time.monotonic()
     try:
         proc = subprocess.run(
             args, cwd=cwd, env=env, input=input, timeout=timeout, capture_output=True, check=False
@@ -36,6 +39,7 @@ def run(
         raise error(f"{args[0]} is not installed", hint or "run: labctl host setup") from exc
     except subprocess.TimeoutExpired as exc:
         raise error(f"{shlex.join(args)} did not finish in {timeout:.0f} s", hint) from exc
+    console.debug(f"$ {shlex.join(args)}: exit {proc.returncode}, {time.monotonic() - t0:.2f} s")
     if check and proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-8:]
         detail = "\n  ".join(tail)

@@ -10,12 +10,13 @@ carries the exit code (:mod:`labctl.errors`), rendered once at the CLI edge.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from labctl import cancel
+from labctl import cancel, console
 
 C = TypeVar("C")
 
@@ -49,7 +50,9 @@ def execute(stages: Sequence[Stage[C]], ctx: C, report: Reporter = quiet) -> C:
             if stage.hold is not None:
                 undo.enter_context(stage.hold(ctx))
             if stage.run is not None:
+                t0 = time.monotonic()
                 stage.run(ctx)
+                console.debug(f"stage {stage.name}: {time.monotonic() - t0:.2f} s")
             if stage.undo is not None:
                 undo.callback(stage.undo, ctx)
     return ctx

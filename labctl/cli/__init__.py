@@ -51,6 +51,8 @@ def main() -> None:
         # Without standalone mode, typer returns a command's exit code instead of exiting.
         code = app(standalone_mode=False)
     except LabctlError as exc:
+        if console.VERBOSE and exc.__cause__ is not None:  # -v: what it came from
+            console.err.print_exception()
         render_error(exc)
         sys.exit(exc.code)
     except OSError as exc:  # the host refused a file (not root, a full disk): said, no traceback

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -102,3 +103,24 @@ def test_lab_lifecycles_are_stage_lists() -> None:
     for stages in stage_lists:
         lock = next(s for s in stages if s.name == "lock")
         assert lock.hold is not None and lock.run is None
+
+
+def test_verbose_shows_each_stage_and_host_command_with_its_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rich.console import Console
+
+    from labctl import console, procs
+
+    said = Console(record=True, width=200)
+    monkeypatch.setattr(console, "err", said)
+    monkeypatch.setattr(console, "VERBOSE", False)
+    execute([step("a")], Ctx())
+    procs.run(["true"])
+    assert said.export_text() == ""  # not asked for: nothing
+    monkeypatch.setattr(console, "VERBOSE", True)
+    execute([step("a")], Ctx())
+    procs.run(["sh", "-c", "exit 3"], check=False)
+    lines = said.export_text().splitlines()
+    assert re.fullmatch(r"stage a: \d+\.\d\d s", lines[0]), lines
+    assert re.fullmatch(r"\$ sh -c 'exit 3': exit 3, \d+\.\d\d s", lines[1]), lines
