@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,24 @@ class KeyPair:
         """The ``authorized_keys`` line."""
         return self.public.read_text().strip()
 
+    @property
+    def id(self) -> str:
+        """A short name of the key (its public half's SHA-256): which key a guest was given."""
+        key = " ".join(self.public_line.split()[:2])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
 
 def ensure_keypair(path: Path, comment: str) -> KeyPair:
     """Return the key pair at ``path``, creating it (0600) if it does not exist yet."""
     pair = KeyPair(path)
     if path.is_file() and pair.public.is_file():
+        return pair
+    if path.is_file():  # only the public half is gone: it follows from the private one
+        key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        pair.public.write_text(f"{public.decode()} {comment}\n")
         return pair
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()

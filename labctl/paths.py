@@ -30,6 +30,14 @@ PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
 LABS_DIR = REPO_ROOT / "labs"
 
 
+def shown(path: Path) -> str:
+    """``path`` as a message names it: relative to the working directory when below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def known_labs() -> list[str]:
     """The names of the labs shipped with labctl (``labs/<name>/lab.yaml``)."""
     return sorted(p.name for p in LABS_DIR.iterdir() if (p / "lab.yaml").is_file())

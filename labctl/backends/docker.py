@@ -270,11 +270,8 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
         try:
             with self._errors(f"remove {resource}"):
                 container = self.client.containers.get(resource)
-                if base.LAB not in (container.labels or {}):  # someone's own, named like a guest
-                    raise EngineError(
-                        f"{resource} was not made by labctl: it is left as it is",
-                        f"if nothing needs it, remove it yourself ({self.cli} rm -f {resource})",
-                    )
+                if base.LAB not in (container.labels or {}):
+                    return False  # someone's own, named like a guest: never ours to remove
                 container.remove(force=True, v=True)
         except NotFoundError:
             return False

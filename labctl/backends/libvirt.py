@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -10,10 +9,11 @@ from dataclasses import replace
 
 import libvirt
 
-from labctl import cancel, libvirt_client
+from labctl import libvirt_client
 from labctl.backends import (
     base,
     libvirt_measure,
+    libvirt_repair,
     vm_clones,
     vm_files,
     vm_template_cache,
@@ -28,12 +28,11 @@ from labctl.backends.domain_xml import (
     network_subnet,
     network_xml,
     read_labels,
-    taps_on,
 )
 from labctl.backends.params import LibvirtParams
 from labctl.backends.vm_connection import VmConnection, not_running
 from labctl.connection import Connection
-from labctl.errors import EngineError, HostError, NotSupported, ReadyTimeout
+from labctl.errors import EngineError, NotSupported, ReadyTimeout
 from labctl.images.vm import READY_MARKER
 from labctl.instance import naming, netguard
 from labctl.instance.reservations import Reservations
@@ -50,9 +49,6 @@ Plan = base.GuestPlan[LibvirtParams]
 def _network_subnets(conn: libvirt.virConnect) -> list[str | None]:
     """Subnets of every libvirt network, active or not."""
     return [network_subnet(xml) for xml in libvirt_client.descriptions(conn.listAllNetworks())]
-
-
-SHUTDOWN_WAIT = 30.0  # seconds an ACPI shutdown gets before power_off pulls the plug
 
 
 class LibvirtBackend(base.Backend[LibvirtParams]):
@@ -95,26 +91,10 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
                     net = conn.networkDefineXML(network_xml(name, state.bridge, state.subnet))
                 if not net.isActive():
                     net.create()
-                    self._replug(conn, state, name)
+                    libvirt_repair.replug(conn, state, name)
             except libvirt.libvirtError as exc:
                 raise libvirt_client.error(f"create network {name} ({state.subnet})", exc) from exc
         return state
-
-    def _replug(self, conn: libvirt.virConnect, state: LabState, network: str) -> None:
-        """Put the running VMs' network cards back on the lab's bridge.
-
-        A network destroyed from outside (``virsh net-destroy``) takes its bridge with it;
-        started again, it comes back empty, and libvirt does not plug the running guests'
-        tap devices in again: they would run cut off from the lab.
-        """
-        assert state.bridge
-        for rec in state.guests.values():
-            dom = libvirt_client.domain(conn, rec.resource) if rec.engine == self.engine else None
-            if dom is None or not dom.isActive():
-                continue
-            for tap in taps_on(libvirt_client.xml(dom, rec.resource), network):
-                run_cmd(["ip", "link", "set", "dev", tap, "master", state.bridge], error=HostError)
-                run_cmd(["ip", "link", "set", "dev", tap, "up"], error=HostError)
 
     def cleanup(self, state: LabState) -> None:
         name = naming.network(state.lab, state.instance)
@@ -368,24 +348,7 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
         )
 
     def power_off(self, resource: str) -> None:
-        """ACPI shutdown, given :data:`SHUTDOWN_WAIT` seconds; then the plug is pulled (the
-        aarch64 machine has no ACPI)."""
-        with libvirt_client.connection() as conn:
-            dom = libvirt_client.domain(conn, resource)
-            if dom is None:
-                return
-            try:
-                if dom.isActive():
-                    dom.shutdown()
-                deadline = time.monotonic() + SHUTDOWN_WAIT
-                while dom.isActive() and time.monotonic() < deadline:
-                    cancel.check()
-                    time.sleep(0.3)
-                if dom.isActive():
-                    dom.destroy()
-            except libvirt.libvirtError as exc:
-                if not libvirt_client.gone(exc):
-                    raise libvirt_client.error(f"power off {resource}", exc) from exc
+        libvirt_repair.power_off(resource)
 
     def restart(self, record: GuestRecord, key: KeyPair, timeout: float) -> base.StartTimes:
         guest = self.connect(record, key)

@@ -18,7 +18,8 @@ from labctl.classroom.window import Window, window_of
 from labctl.errors import LabctlError
 from labctl.exercises import grading
 from labctl.exercises.grading import Score
-from labctl.exercises.model import Exercise, of_lab
+from labctl.exercises.lab_exercises import of_lab
+from labctl.exercises.model import Exercise
 from labctl.exercises.progress import shared
 from labctl.spec.model import Grading, load_lab
 from labctl.store import ExerciseState, Store, fold

@@ -12,7 +12,7 @@ from pathlib import Path
 from labctl.classroom.state import ClassState, Seat
 from labctl.errors import LabctlError
 from labctl.exercises import progress as exercise_progress
-from labctl.exercises.model import of_lab
+from labctl.exercises.lab_exercises import of_lab
 from labctl.instance.state import InstanceDir
 from labctl.lab import status as lab_status
 from labctl.spec.model import load_lab

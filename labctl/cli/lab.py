@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -13,13 +15,14 @@ from labctl import console
 from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.cli.progress import Steps
+from labctl.errors import LabctlError
 from labctl.instance.naming import (
     DEFAULT_INSTANCE,
     DEFAULT_LAB,
     check_instance,
     check_lab_name,
 )
-from labctl.instance.state import InstanceDir, saved_states, up_command
+from labctl.instance.state import InstanceDir, LabState, saved_states, up_command
 from labctl.lab import lifecycle
 from labctl.lab import status as lab_status
 from labctl.lab.plan import (
@@ -109,7 +112,7 @@ def up(
         console.err.print(
             f"Lab already up; {tables.plural(outdated, 'guest')} defined before a change:"
         )
-    _print_status(rows, result.state.lab, instance)
+    _print_status(rows, result.state)
     if result.already_up and not outdated:
         console.err.print(
             f"Lab {lab.name} ({instance}) already up: nothing to do ({result.seconds:.1f} s)."
@@ -125,36 +128,36 @@ def _connect_hint(r: lab_status.GuestStatus, instance: str) -> str:
     return f"labctl ssh {r.guest}{flag}"
 
 
-def _outdated_note(guest: str, differs: str, lab: str, instance: str, in_class: bool) -> str:
+def _outdated_note(guest: str, differs: str, instance: str, up: str, in_class: bool) -> str:
     """What differs in a guest defined before a change, and who applies it how."""
     flag = "" if instance == DEFAULT_INSTANCE else f" -i {instance}"
     how = (
         "your instructor applies it (the guest powered off, then labctl class up)"
         if in_class
         else f"stop it (labctl exec{flag} {guest} -- poweroff) and run "
-        f"{up_command(lab, instance)} to define it anew, its disk kept"
+        f"{up} to define it anew, its disk kept"
     )
     return f"runs as defined before a change ({differs}); {how}"
 
 
 def _print_status(
     rows: list[lab_status.GuestStatus],
-    lab: str,
-    instance: str,
+    state: LabState,
     wide: bool = False,
     in_class: bool = False,
 ) -> None:
     """The guests as a table; narrow: how to connect below it, whole, one guest a line.
 
     ``in_class``: the instance is a student's (class mode), who cannot run ``labctl up``."""
+    instance, up = state.instance, up_command(state.lab, state.instance, state.spec_path)
     headers = ["guest", "engine", "state", "accel", "address"]
     table = tables.table(*headers, *(["started", "devices", "connect"] if wide else []))
     for r in rows:
         accel = escape(r.accel or "-")
         if r.accel_note:
             accel = f"[yellow]{accel}[/yellow]*"
-        state = escape(r.state) if not r.error else f"{escape(r.state)} [red](error)[/red]"
-        cells = [escape(r.guest), r.engine, state, accel, escape(r.address or "-")]
+        now = escape(r.state) if not r.error else f"{escape(r.state)} [red](error)[/red]"
+        cells = [escape(r.guest), r.engine, now, accel, escape(r.address or "-")]
         if wide:
             cells += [
                 escape(r.started or "-"),
@@ -181,18 +184,14 @@ def _print_status(
     ]
     notes += [
         f"[yellow]{escape(r.guest)}[/yellow]: "
-        + escape(_outdated_note(r.guest, differs, lab, instance, in_class))
+        + escape(_outdated_note(r.guest, differs, instance, up, in_class))
         for r in rows
         if (differs := r.outdated)
     ]
     notes += [f"[red]{escape(r.guest)}[/red]: {escape(r.error)}" for r in rows if r.error]
     down = [r.guest for r in rows if r.state != "running"]
     if down:
-        who = (
-            "your instructor's labctl class up starts them"
-            if in_class
-            else f"{up_command(lab, instance)} starts them"
-        )
+        who = "your instructor's labctl class up starts them" if in_class else f"{up} starts them"
         notes.append(f"[yellow]Not running:[/yellow] {escape(', '.join(down))}; {escape(who)}")
     if notes:
         console.out.print("\n" + "\n".join(notes))
@@ -218,7 +217,7 @@ def status(
     if json_out:
         console.print_json({"lab": state.lab, "instance": state.instance, "guests": rows})
     else:
-        _print_status(rows, state.lab, instance, wide, in_class=inst.owner() is not None)
+        _print_status(rows, state, wide, in_class=inst.owner() is not None)
 
 
 @app.command()
@@ -229,9 +228,22 @@ def ssh(guest: str = GuestArg, lab: str = LabOpt, instance: str = InstanceOpt) -
 
     inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
     rec = lab_status.record(state, guest)
-    argv = backends.connect(rec, KeyPair(inst.key)).shell_argv()
+    with _hints_of(state):
+        argv = backends.connect(rec, KeyPair(inst.key)).shell_argv()
     sys.stdout.flush()
     os.execvp(argv[0], argv)
+
+
+@contextmanager
+def _hints_of(state: LabState) -> Iterator[None]:
+    """A guest's errors name ``labctl up``; say this instance's (``--instance``, its file)."""
+    try:
+        yield
+    except LabctlError as exc:
+        if exc.hint and exc.hint.startswith("labctl up "):
+            here = up_command(state.lab, state.instance, state.spec_path)
+            exc.hint = here + exc.hint.removeprefix("labctl up")
+        raise
 
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -251,7 +263,8 @@ def exec_(
     rec = lab_status.record(state, guest)
     line = command[0] if len(command) == 1 else shlex.join(command)
     # No bound on silence: a student's command in a VM may rightly say nothing for long.
-    result = backends.connect(rec, KeyPair(inst.key)).run(line, timeout=None)
+    with _hints_of(state):
+        result = backends.connect(rec, KeyPair(inst.key)).run(line, timeout=None)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     raise typer.Exit(result.rc)
@@ -325,7 +338,7 @@ def validate(
     json_out: bool = tables.JsonOpt,
 ) -> None:
     """Check a lab file and its exercises; errors name the file, the line and the field."""
-    from labctl.exercises.model import of_lab
+    from labctl.exercises.lab_exercises import of_lab
 
     lab, path = resolve_lab(lab_ref)
     found = of_lab(path, lab)

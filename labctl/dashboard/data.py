@@ -135,7 +135,7 @@ class ClassData:
 
 def exercises_of(spec_path: str, lang: Lang = "en") -> tuple[ExerciseInfo, ...]:
     """The exercises beside the class's lab file (``exercises/``), titles in ``lang``."""
-    from labctl.exercises.model import of_lab
+    from labctl.exercises.lab_exercises import of_lab
 
     try:
         found = of_lab(Path(spec_path)).exercises  # those whose guests the lab file has

@@ -8,8 +8,6 @@ what pydantic checks, the loader makes sure each check targets one of the exerci
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -27,7 +25,7 @@ from labctl.exercises.facts import FACT_VALUES, FactName
 from labctl.exercises.i18n import Lang
 from labctl.exercises.words import normalise, options_problem
 from labctl.spec import yamlpos
-from labctl.spec.model import Grading, Lab, Strict, Technique, load_lab
+from labctl.spec.model import Grading, Strict, Technique
 from labctl.spec.validate import validate
 
 ID_RE = r"^[a-z][a-z0-9-]{0,39}$"
@@ -407,55 +405,6 @@ def load_exercises(directory: Path) -> list[Exercise]:
         found[exercise.id] = path
         result.append(exercise)
     return result
-
-
-@dataclass(frozen=True)
-class LabExercises:
-    """A lab file's exercises: those whose guests it has, and those it leaves out.
-
-    A folder of exercises may serve several lab files (``virtualization-full/lab.yaml``
-    and ``s390x.yaml``, which adds the guest ``s390x``): an exercise counts for a lab only
-    when the lab has every guest it runs against.
-    """
-
-    exercises: tuple[Exercise, ...]
-    #: each exercise left out, with the guests it needs that the lab lacks
-    left_out: tuple[tuple[Exercise, tuple[str, ...]], ...] = ()
-
-    def missing(self, exercise_id: str) -> tuple[str, ...]:
-        """The guests the lab lacks for ``exercise_id`` (empty: it counts, or is unknown)."""
-        return next((need for e, need in self.left_out if e.id == exercise_id), ())
-
-
-def for_guests(exercises: list[Exercise], guests: Collection[str]) -> LabExercises:
-    """Split ``exercises`` by whether ``guests`` has every guest each runs against."""
-    kept, left = [], []
-    for e in exercises:
-        need = tuple(g for g in e.guests if g not in guests)
-        if need:
-            left.append((e, need))
-        else:
-            kept.append(e)
-    return LabExercises(tuple(kept), tuple(left))
-
-
-def of_lab(spec_path: Path, lab: Lab | None = None) -> LabExercises:
-    """The exercises beside the lab file (``exercises/``) that count for that lab."""
-    lab = lab or load_lab(spec_path)
-    return for_guests(load_exercises(spec_path.parent / "exercises"), lab.guests)
-
-
-def labs_with(directory: Path, guests: Collection[str]) -> list[Path]:
-    """The lab files in ``directory`` that have every one of ``guests``."""
-    found = []
-    for path in sorted(directory.glob("*.yaml")):
-        try:
-            lab = load_lab(path)
-        except SpecError:
-            continue  # not a lab file (or a broken one: lab validate says why)
-        if all(g in lab.guests for g in guests):
-            found.append(path)
-    return found
 
 
 def json_schema() -> dict[str, object]:

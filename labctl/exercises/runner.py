@@ -23,18 +23,18 @@ from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises import params, template
 from labctl.exercises.checks import CheckResult, Connect, evaluate
 from labctl.exercises.i18n import Lang, tr
+from labctl.exercises.lab_exercises import for_guests, labs_with
 from labctl.exercises.model import (
     HOST,
     AnswerCheck,
     Exercise,
     Step,
-    for_guests,
-    labs_with,
     load_exercises,
 )
 from labctl.instance import netguard
 from labctl.instance.state import InstanceDir, LabState, NotUp, up_command
 from labctl.keys import KeyPair
+from labctl.paths import shown
 from labctl.spec.model import Grading, find_lab, load_lab
 from labctl.stages import Reporter
 
@@ -89,7 +89,7 @@ class Workspace:
         if not need:
             return None
         names = ", ".join(need)
-        files = [_shown(p) for p in labs_with(self.exercises_dir.parent, need)]
+        files = [shown(p) for p in labs_with(self.exercises_dir.parent, need)]
         hint = (
             " or ".join(f"labctl up {p}" for p in files) + f" brings up the lab with {names}"
             if files
@@ -154,14 +154,6 @@ class Workspace:
         if self.state is None:
             raise NotUp(self.lab, self.instance, ": nothing to check")
         return self.state
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the working directory when it lies below it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def open_workspace(lab_ref: str, instance: str) -> Workspace:
@@ -240,7 +232,7 @@ class Connections:
 
     def _guest(self, name: str) -> Connection:
         rec = self.state.guests.get(name)
-        up = up_command(self.state.lab, self.state.instance)
+        up = up_command(self.state.lab, self.state.instance, self.state.spec_path)
         if rec is None:
             raise GuestUnavailable(
                 f"guest {name} is not in lab {self.state.lab} (instance {self.state.instance})",

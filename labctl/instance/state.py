@@ -17,7 +17,7 @@ from pathlib import Path
 
 from labctl.errors import ExitCode, LabctlError
 from labctl.instance.naming import DEFAULT_LAB
-from labctl.paths import known_labs, state_dir, within
+from labctl.paths import LABS_DIR, known_labs, shown, state_dir, within
 from labctl.private import locked, private_dir, read_saved, write_private
 
 
@@ -43,11 +43,15 @@ def saved_states(root: Path | None = None) -> Iterator[LabState]:
             continue  # its own commands say it is damaged
 
 
-def up_command(lab: str, instance: str) -> str:
-    """``labctl up`` of this lab instance, as its user types it."""
+def up_command(lab: str, instance: str, spec_path: str | None = None) -> str:
+    """``labctl up`` of this lab instance, as its user types it (``spec_path``: the lab file
+    it came up from, named when it is not the lab's own ``labs/<lab>/lab.yaml``)."""
     shipped = known_labs()
     up = ["labctl up", *([lab] if lab != DEFAULT_LAB else [])]
-    if lab not in shipped:  # a lab of one's own is brought up from its file
+    if spec_path and Path(spec_path).resolve() != (LABS_DIR / lab / "lab.yaml").resolve():
+        up = ["labctl up", shown(Path(spec_path))]
+        shipped = [lab]  # named by its file: nothing more to say
+    elif lab not in shipped:  # a lab of one's own is brought up from its file
         up = ["labctl up", "LAB_FILE"]
     up += [f"--instance {instance}"] if instance != "main" else []
     said = " ".join(up)
@@ -76,6 +80,9 @@ class GuestRecord:
     #: a whole boot (firmware, kernel, init) measured on this host: ready_seconds when up
     #: booted it, the boot that made its template when up restored it
     boot_seconds: float | None = None
+    #: the lab key the guest was last given (``KeyPair.id``); None: recorded before labctl
+    #: kept it; ``lost``: the key it knows is gone, it must be given the new one
+    key_id: str | None = None
     start_note: str | None = None  # why, when it is not what up meant (a template that failed)
     #: how the running guest differs from what the lab defines now (up defines a stopped one anew)
     outdated: str | None = None

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from labctl import backends, cancel
-from labctl.backends.base import BOOTED, RESUMED, RUNNING, Backend, GuestPlan, Started
+from labctl.backends.base import BOOTED, RESTORED, RESUMED, RUNNING, Backend, GuestPlan, Started
 from labctl.errors import ExitCode, HostError, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
 from labctl.instance import isolation, naming
@@ -99,7 +99,6 @@ class _Up:
     already: bool = False
     failed: dict[str, LabctlError] = field(default_factory=dict)
     profile: str = "debian"  # the VM profile: recorded by the instance, else this host's
-    new_key: bool = False  # the lab key was lost and made anew: every guest is given it
 
     @property
     def inst(self) -> InstanceDir:
@@ -163,12 +162,16 @@ def _preflight(c: _Up) -> None:
     state = previous or LabState(c.lab.name, c.instance, str(c.spec_path.resolve()))
     if state.vm_profile is None:  # new (or recorded before profiles existed)
         state = replace(state, vm_profile=c.profile)
-    key = KeyPair(c.inst.key)
-    if state.guests and not (key.private.is_file() and key.public.is_file()):
-        c.new_key = True  # the guests know only the lost one: without this, none lets us in
+    if state.guests and not c.inst.key.is_file():  # the guests know only the lost key
         c.report("", "key", "the lab key is gone: a new one goes to every guest")
+        lost = {n: replace(r, key_id=LOST_KEY) for n, r in state.guests.items()}
+        state = replace(state, guests=lost)
+        c.inst.save(state)  # until each guest has the new key, whatever stops this run
     c.key = ensure_keypair(c.inst.key, f"labctl-{c.lab.name}-{c.instance}")
     c.box = _StateBox(state, c.inst.save)
+
+
+LOST_KEY = "lost"  # GuestRecord.key_id of a guest whose lab key is gone
 
 
 def _network(c: _Up) -> None:
@@ -208,7 +211,8 @@ def _identify_guests(c: _Up) -> None:
 
 
 def _guests(c: _Up) -> None:
-    c.already = not c.new_key and _all_running(c.state.state, c.plans, c.engines)
+    assert c.key is not None
+    c.already = _all_running(c.state.state, c.plans, c.engines, c.key.id)
     c.failed = _bring_up(
         c.plans,
         c.engines,
@@ -217,7 +221,7 @@ def _guests(c: _Up) -> None:
         c.timeout,
         c.report,
         c.sequential or bool(c.only),
-        c.new_key,
+        c.key.id,
     )
 
 
@@ -265,7 +269,7 @@ def up(
         raise LabctlError(
             f"{len(c.failed)} of {len(c.plans)} guests did not come up:\n{lines}",
             "the other guests were left running; fix the cause and run "
-            f"{up_command(c.lab.name, c.instance)} again",
+            f"{up_command(c.lab.name, c.instance, str(c.spec_path))} again",
             exit_code(c.failed.values()),
         )
     return result
@@ -303,13 +307,21 @@ def _identify(
     return {n: planned[n] for n in names}
 
 
-def _all_running(state: LabState, plans: dict[str, GuestPlan], engines: dict[str, Backend]) -> bool:
+def _all_running(
+    state: LabState, plans: dict[str, GuestPlan], engines: dict[str, Backend], key_id: str
+) -> bool:
     return all(
         (rec := state.guests.get(name)) is not None
         and rec.stage == "ready"
+        and not _needs_key(rec, key_id)
         and engines[p.engine].state(p.resource) == "running"
         for name, p in plans.items()
     )
+
+
+def _needs_key(rec: GuestRecord | None, key_id: str) -> bool:
+    """The guest was given another lab key than this one (None: not known, taken as this)."""
+    return rec is not None and rec.key_id not in (None, key_id)
 
 
 def _bring_up(
@@ -320,7 +332,7 @@ def _bring_up(
     timeout: int,
     report: Reporter,
     sequential: bool,
-    new_key: bool = False,
+    key_id: str,
 ) -> dict[str, LabctlError]:
     # TCG guests are CPU-bound: boot at most one per core at a time; containers are cheap.
     vm_slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
@@ -334,19 +346,13 @@ def _bring_up(
             if heavy:
                 vm_slots.acquire()
             try:
-                _guest_up(name, p, backend, box, accel, timeout, report, new_key)
+                _guest_up(name, p, backend, box, accel, timeout, report, key_id)
             finally:
                 if heavy:
                     vm_slots.release()
         except (LabctlError, OSError) as exc:
             # A full disk or a file the host refuses fails this guest, as an engine would.
             error = exc if isinstance(exc, LabctlError) else HostError(f"{name}: {exc}")
-            if isinstance(error, ReadyTimeout):  # the bound may be the cause: say which it was
-                error = ReadyTimeout(
-                    f"not ready within {timeout} s (the lab's ready_timeout, or --ready-timeout)"
-                    f": {error.message}",
-                    error.hint,
-                )
             failed[name] = error
             rec = box.state.guests.get(name)
             if rec is not None:
@@ -365,23 +371,27 @@ def _guest_up(
     accel: dict[str, plan.AccelChoice],
     timeout: int,
     report: Reporter,
-    new_key: bool = False,
+    key_id: str,
 ) -> None:
     t0 = time.monotonic()
     rec = before = box.state.guests.get(name)
     engine_state = backend.state(p.resource)
-    if new_key and engine_state == "running" and backend.key_at_boot:
+    needs_key = _needs_key(rec, key_id)
+    if needs_key and engine_state in ("running", "paused") and backend.key_at_boot:
         report(name, "stop", "it learns the new lab key when it boots")
         backend.power_off(p.resource)
-    elif rec is not None and rec.stage == "ready" and engine_state == "running" and not new_key:
+        t0 = time.monotonic()  # its start is timed, not the power-off
+    elif rec is not None and rec.stage == "ready" and engine_state == "running" and not needs_key:
         outdated = backend.outdated(p)
-        if outdated != rec.outdated:
-            box.put(replace(rec, outdated=outdated))
+        known = rec.boot_seconds or (rec.ready_seconds if rec.started == BOOTED else None)
+        if (outdated, known) != (rec.outdated, rec.boot_seconds):  # and a record of before
+            box.put(replace(rec, outdated=outdated, boot_seconds=known))
         report(name, "ready", "already running" + (", defined before a change" if outdated else ""))
         return
     cancel.check()  # Ctrl-C: no new engine work starts (what runs gives up at its next check)
     report(name, "create", backend.creating(p) or "")
-    rec = replace(backend.create(p), uuid=p.uuid, mac=p.mac, host_port=p.host_port)
+    had = before.key_id if before is not None else None  # until it is given this one
+    rec = replace(backend.create(p), uuid=p.uuid, mac=p.mac, host_port=p.host_port, key_id=had)
     choice = accel.get(name)
     if choice is not None:
         rec = replace(rec, accel=choice.accel, accel_note=choice.note)
@@ -397,11 +407,25 @@ def _guest_up(
     rec = replace(rec, started=started.how, start_note=started.note, outdated=outdated)
     box.put(replace(rec, stage="started", error=None))
     report(name, "ready", f"{started.how}, waiting")
-    ready = backend.wait_ready(p, time.monotonic() + timeout)
+    deadline = time.monotonic() + timeout
+    try:
+        ready = backend.wait_ready(p, deadline)
+    except ReadyTimeout as exc:
+        if time.monotonic() < deadline:  # refused at once (a key): no bound to blame
+            raise
+        raise ReadyTimeout(
+            f"not ready within {timeout} s (the lab's ready_timeout, or --ready-timeout): "
+            f"{exc.message}",
+            exc.hint,
+        ) from exc
     seconds = round(time.monotonic() - t0, 1)
     boot = started.boot_seconds
     if boot is None and started.how == BOOTED:
         boot = seconds  # this start was a whole boot
+    if boot is None and before is not None:
+        boot = before.boot_seconds  # resumed, or found running: its boot is as it was
+    # a VM learns the key only when it boots (or is restored, given it by its settings)
+    given = not backend.key_at_boot or started.how in (BOOTED, RESTORED)
     box.put(
         replace(
             rec,
@@ -411,6 +435,7 @@ def _guest_up(
             connect=ready.connect,
             ready_seconds=seconds,
             boot_seconds=boot,
+            key_id=key_id if given else (before.key_id if before is not None else None),
             error=None,
         )
     )
@@ -548,7 +573,7 @@ def recreate_guest(
     if c.failed:
         raise LabctlError(
             f"{guest} did not come up again: {c.failed[guest].message}",
-            f"run {up_command(lab.name, instance)} to retry",
+            f"run {up_command(lab.name, instance, str(spec_path))} to retry",
             exit_code(c.failed.values()),
         )
     return c.state.state.guests[guest]

@@ -57,3 +57,38 @@ def test_verbose_shows_where_a_refused_file_came_from(
     err = capsys.readouterr().err
     assert "Traceback" in err and "in command" in err
     assert err.rstrip().endswith("Error: [Errno 28] No space left on device: '/var/cache/x'")
+
+
+def test_a_guests_hint_names_this_instance(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from labctl import backends
+    from labctl.backends.base import up_again
+    from labctl.instance.state import GuestRecord, InstanceDir, LabState
+    from labctl.paths import LABS_DIR
+
+    monkeypatch.setenv("LABCTL_STATE", str(tmp_path))
+    rec = GuestRecord("lxc-system", "lxd", "labctl-virtualization-walk-lxc-system", "ready")
+    InstanceDir("virtualization", "walk").save(
+        LabState(
+            "virtualization",
+            "walk",
+            str(LABS_DIR / "virtualization" / "lab.yaml"),
+            guests={"lxc-system": rec},
+        )
+    )
+
+    def stopped(*_: object, **__: object) -> None:
+        raise EngineError("lxc-system is stopped (not running)", up_again("starts it again"))
+
+    monkeypatch.setattr(backends, "connect", lambda *_: SimpleNamespace(run=stopped))
+    said = CliRunner().invoke(cli.app, ["exec", "-i", "walk", "lxc-system", "--", "true"])
+    assert isinstance(said.exception, EngineError), said.output
+    assert said.exception.hint == (  # `labctl up` alone would bring up instance main
+        "labctl up --instance walk starts it again "
+        "(for a class's student, the instructor's labctl class up does)"
+    )

@@ -23,6 +23,7 @@ ENGINE_LIBRARIES = {"libvirt", "libvirt_qemu", "docker", "pylxd", "paramiko"}
 ENGINE_MODULES = {
     "labctl.backends.libvirt",
     "labctl.backends.libvirt_measure",
+    "labctl.backends.libvirt_repair",
     "labctl.backends.vm_files",
     "labctl.backends.vm_templates",
     "labctl.backends.vm_template_cache",

@@ -116,3 +116,18 @@ def test_not_up_is_one_error_with_exit_2_and_the_command_to_run() -> None:
         "run: labctl up LAB_FILE --instance a1 (the file that names lab net; labs shipped: "
         "fleet-mini, virtualization, virtualization-full)"
     )
+
+
+def test_up_names_the_lab_file_an_instance_came_up_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    from labctl.instance.state import up_command
+    from labctl.paths import LABS_DIR
+
+    monkeypatch.chdir(LABS_DIR.parent)
+    full = LABS_DIR / "virtualization-full"
+    assert up_command("virtualization-full", "a1", str(full / "lab.yaml")) == (
+        "labctl up virtualization-full --instance a1"
+    )
+    # the same lab's other file (with the s390x guest): `up virtualization-full` would not do
+    assert up_command("virtualization-full", "a1", str(full / "s390x.yaml")) == (
+        "labctl up labs/virtualization-full/s390x.yaml --instance a1"
+    )

@@ -52,7 +52,7 @@ ROWS = [
 @pytest.fixture
 def status_of(monkeypatch: pytest.MonkeyPatch) -> list[GuestStatus]:
     """``labctl status`` sees ROWS, printed on an 80-column console."""
-    state = SimpleNamespace(lab="virtualization", instance="student42")
+    state = SimpleNamespace(lab="virtualization", instance="student42", spec_path=None)
     inst = SimpleNamespace(owner=lambda: None)  # not a class's instance
     monkeypatch.setattr(lab_status, "load", lambda lab, instance: (inst, state))
     monkeypatch.setattr(lab_status, "status", lambda state: ROWS)
@@ -119,7 +119,7 @@ def test_status_json_is_unchanged_by_width(status_of: list[GuestStatus]) -> None
 def test_a_student_is_told_their_instructor_applies_a_change(
     status_of: list[GuestStatus], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = SimpleNamespace(lab="virtualization", instance="student42")
+    state = SimpleNamespace(lab="virtualization", instance="student42", spec_path=None)
     inst = SimpleNamespace(owner=lambda: object())  # class mode: the student cannot run up
     monkeypatch.setattr(lab_status, "load", lambda lab, instance: (inst, state))
     said = " ".join(" ".join(run("-i", "student42")).split())
