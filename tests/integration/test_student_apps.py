@@ -229,12 +229,21 @@ def _build_run_and_remove(
         "images": [],
         "containers": [],
     }
-    # left for down: one of ana's containers (app-arranque's) and bob's image
+    # app-arranque needs kvm-full, which this lab does not run: it is not the lab's exercise,
+    # and its port is not the student's
     arranque = _port(cls, lab_dir, "app-arranque", ana)
-    ok(
+    refused(
         as_student(
             ana, state, "app", "run", "labctl/webapp:latest", "--name", f"prueba-{ana}",
             "--port", str(arranque),
+        ),
+        f"port {arranque} is not one of yours",
+    )  # fmt: skip
+    # left for down: one of ana's containers and bob's image
+    ok(
+        as_student(
+            ana, state, "app", "run", "labctl/webapp:latest", "--name", f"prueba-{ana}",
+            "--port", str(port[ana]),
         )
     )  # fmt: skip
     assert f"container prueba-{ana}" in inventory(lab, inst[ana]).labelled

@@ -45,6 +45,7 @@ from labctl.keys import KeyPair, ensure_keypair
 from labctl.lab import lifecycle, plan
 from labctl.lab import status as lab_status
 from labctl.lab.accel import AccelChoice
+from labctl.private import Damaged
 from labctl.spec.model import Lab, load_lab
 from labctl.ssh import SshError
 from tests.labs import APP, VM, lab_yaml
@@ -696,6 +697,13 @@ def test_a_damaged_state_file_is_set_aside_and_up_rebuilds_it_from_the_guests(
     assert adopt[1] == "no state file: rebuilding it from vm, app"
     assert again.subnet == first.subnet and set(again.guests) == {"vm", "app"}
     assert all(r.stage == "ready" for r in again.guests.values())
+    # an exercise's reset does not mend it: it says so, and leaves the file where it is
+    inst.state_file.write_text("{")
+    with pytest.raises(Damaged) as err:
+        lifecycle.recreate_guest(lab[0], lab[1], "t1", "app", store, NoKvm())  # type: ignore[arg-type]
+    assert err.value.hint and "sets it aside" in err.value.hint
+    assert inst.state_file.read_text() == "{"
+    inst.state_file.write_text(again.to_json())
     lifecycle.down("rec", "t1")
 
 
