@@ -116,7 +116,7 @@ def test_bad_guest_name_and_network_pool(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match="cannot read"):
+    with pytest.raises(SpecError, match="nope.yaml does not exist"):
         load_lab(tmp_path / "nope.yaml")
 
 
