@@ -23,7 +23,7 @@ from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises import params, template
 from labctl.exercises.checks import CheckResult, Connect, evaluate
 from labctl.exercises.i18n import Lang, tr
-from labctl.exercises.lab_exercises import for_guests, labs_with
+from labctl.exercises.lab_exercises import LabExercises, for_guests, labs_with
 from labctl.exercises.model import (
     HOST,
     AnswerCheck,
@@ -68,24 +68,28 @@ class Workspace:
         """The exercise's own grading, else the lab's."""
         return exercise.grading or self.grading
 
-    def exercises(self) -> list[Exercise]:
-        """Every exercise of the lab, in order: those whose guests the lab file has."""
+    @cached_property
+    def _folder(self) -> LabExercises:
+        """The folder's exercises, read once: the lab file's, and those it leaves out."""
         found = load_exercises(self.exercises_dir)
         if not found:
             raise SpecError(
                 f"lab {self.lab} has no exercises in {self.exercises_dir}",
                 "exercises live in <lab dir>/exercises/*.yaml",
             )
-        if self.guests is None:
-            return found
-        return list(for_guests(found, self.guests).exercises)
+        return LabExercises(tuple(found)) if self.guests is None else for_guests(found, self.guests)
+
+    def exercises(self) -> list[Exercise]:
+        """Every exercise of the lab, in order: those whose guests the lab file has."""
+        return list(self._folder.exercises)
+
+    def left_out(self) -> list[tuple[Exercise, tuple[str, ...]]]:
+        """The exercises of the folder this lab file leaves out, with the guests they need."""
+        return list(self._folder.left_out)
 
     def _needing_another_lab(self, exercise_id: str) -> LabctlError | None:
         """The error for an exercise of the folder that this lab file leaves out."""
-        if self.guests is None:
-            return None
-        found = for_guests(load_exercises(self.exercises_dir), self.guests)
-        need = found.missing(exercise_id)
+        need = self._folder.missing(exercise_id)
         if not need:
             return None
         names = ", ".join(need)
@@ -100,12 +104,6 @@ class Workspace:
             hint,
             code=ExitCode.NOTHING_RAN,
         )
-
-    def left_out(self) -> list[tuple[Exercise, tuple[str, ...]]]:
-        """The exercises of the folder this lab file leaves out, with the guests they need."""
-        if self.guests is None:
-            return []
-        return list(for_guests(load_exercises(self.exercises_dir), self.guests).left_out)
 
     def unavailable(self, exercise: Exercise) -> str | None:
         """Why ``exercise`` cannot run on this instance (its VM images), or None."""
