@@ -326,6 +326,12 @@ def _needs_key(rec: GuestRecord | None, key_id: str) -> bool:
     return rec is not None and rec.key_id not in (None, key_id)
 
 
+def _known_boot(rec: GuestRecord) -> float | None:
+    """A whole boot the record knows: its own, or its ready time when up booted it (a record
+    written before boot_seconds existed)."""
+    return rec.boot_seconds or (rec.ready_seconds if rec.started == BOOTED else None)
+
+
 def _bring_up(
     plans: dict[str, GuestPlan],
     engines: dict[str, Backend],
@@ -385,7 +391,7 @@ def _guest_up(
         t0 = time.monotonic()  # its start is timed, not the power-off
     elif rec is not None and rec.stage == "ready" and engine_state == "running" and not needs_key:
         outdated = backend.outdated(p)
-        known = rec.boot_seconds or (rec.ready_seconds if rec.started == BOOTED else None)
+        known = _known_boot(rec)
         if (outdated, known) != (rec.outdated, rec.boot_seconds):  # and a record of before
             box.put(replace(rec, outdated=outdated, boot_seconds=known))
         report(name, "ready", "already running" + (", defined before a change" if outdated else ""))
@@ -404,8 +410,7 @@ def _guest_up(
     # running already (create left it as it was): its definition may predate a change
     outdated = backend.outdated(p) if started.how in (RUNNING, RESUMED) else None
     if started.how == RUNNING and before is not None and before.started:  # an earlier up did
-        boot = before.boot_seconds or (before.ready_seconds if before.started == BOOTED else None)
-        started = Started(before.started, before.start_note, boot)
+        started = Started(before.started, before.start_note, _known_boot(before))
     rec = replace(rec, started=started.how, start_note=started.note, outdated=outdated)
     box.put(replace(rec, stage="started", error=None))
     report(name, "ready", f"{started.how}, waiting")
@@ -437,7 +442,7 @@ def _guest_up(
             connect=ready.connect,
             ready_seconds=seconds,
             boot_seconds=boot,
-            key_id=key_id if given else (before.key_id if before is not None else None),
+            key_id=key_id if given else rec.key_id,  # else still the one it had
             error=None,
         )
     )
