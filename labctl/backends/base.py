@@ -249,6 +249,26 @@ class Backend(ABC, Generic[P]):
         """Remove the guest and its volumes; False if there was nothing to remove."""
 
     @abstractmethod
+    def labels_of(self, resource: str) -> dict[str, str] | None:
+        """The labels on the engine's guest named ``resource`` (empty when it has none);
+        None when the engine has no such guest."""
+
+    def foreign(self, resource: str, lab: str, instance: str) -> str | None:
+        """Whose the guest named ``resource`` is when it exists and is not this lab
+        instance's (``lab net (instance 1)``, ``not labctl``); None when it is ours or absent.
+
+        Names can meet: lab ``net`` instance ``adv-1`` and lab ``net-adv`` instance ``1``
+        name a guest ``www`` alike. Such a guest is never taken over, given keys or removed.
+        """
+        labels = self.labels_of(resource)
+        if labels is None:
+            return None
+        owner = labels.get(LAB), labels.get(INSTANCE)
+        if owner == (lab, instance):
+            return None
+        return f"lab {owner[0]} (instance {owner[1]})" if owner[0] else "not labctl"
+
+    @abstractmethod
     def cleanup(self, state: LabState) -> None:
         """Remove the lab's shared engine objects created by :meth:`prepare`."""
 

@@ -176,15 +176,7 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
                 found = self.client.containers.get(plan.resource)
         except NotFoundError:
             found = None
-        if found is not None:
-            mine = (found.labels or {}).get(base.LAB), (found.labels or {}).get(base.INSTANCE)
-            if mine != (plan.lab, plan.instance):  # never taken over, never started by us
-                raise EngineError(
-                    f"a container named {plan.resource} exists, not made by labctl for lab "
-                    f"{plan.lab} (instance {plan.instance}): {plan.name} cannot be created",
-                    f"if nothing needs it, remove it ({self.cli} rm -f {plan.resource}), then "
-                    "run the same command again",
-                )
+        if found is not None:  # ours: up refuses another's (Backend.foreign)
             return record
         host_port = plan.host_port if plan.host_port is not None else guest.host_port
         if host_port is not None and not _port_free(host_port):
@@ -266,13 +258,17 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
             return "running" if container.status == "running" else "paused"
         return "stopped"
 
+    def labels_of(self, resource: str) -> dict[str, str] | None:
+        try:
+            with self._errors(f"inspect {resource}"):
+                return dict(self.client.containers.get(resource).labels or {})
+        except NotFoundError:
+            return None
+
     def destroy(self, resource: str) -> bool:
         try:
             with self._errors(f"remove {resource}"):
-                container = self.client.containers.get(resource)
-                if base.LAB not in (container.labels or {}):
-                    return False  # someone's own, named like a guest: never ours to remove
-                container.remove(force=True, v=True)
+                self.client.containers.get(resource).remove(force=True, v=True)
         except NotFoundError:
             return False
         return True

@@ -325,6 +325,18 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
     def state(self, resource: str) -> base.EngineState:
         return self._now(resource)
 
+    def labels_of(self, resource: str) -> dict[str, str] | None:
+        with libvirt_client.connection() as conn:
+            dom = libvirt_client.domain(conn, resource)
+            if dom is None:
+                return None
+            try:
+                return read_labels(dom.XMLDesc())
+            except libvirt.libvirtError as exc:
+                if libvirt_client.gone(exc):
+                    return None
+                raise libvirt_client.error(f"read the XML of {resource}", exc) from exc
+
     # -- what compare measures (labctl/backends/libvirt_measure.py) ----------------------
 
     def accelerator(self, resource: str) -> str | None:

@@ -249,6 +249,13 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
             return "running"
         return "paused" if instance.status == "Frozen" else "stopped"
 
+    def labels_of(self, resource: str) -> dict[str, str] | None:
+        instance = self._get(resource)
+        if instance is None:
+            return None
+        config = instance.config or {}
+        return {k.removeprefix("user."): v for k, v in config.items() if k.startswith("user.")}
+
     def destroy(self, resource: str) -> bool:
         deadline = time.monotonic() + BUSY_WAIT
         while True:

@@ -208,8 +208,9 @@ class InstanceDir:
             raise LabctlError(
                 f"{self.state_file} belongs to lab {state.lab} instance {state.instance}, "
                 f"not to lab {self.lab} instance {self.instance}",
-                f"use --lab {state.lab} --instance {state.instance}; labctl touches nothing "
-                "of another instance",
+                "names are LAB-INSTANCE, so names with dashes can meet: give this instance "
+                f"another name (--instance), or, for that one, use --lab {state.lab} "
+                f"--instance {state.instance}; labctl touches nothing of another instance",
             )
         return state
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from labctl import backends, cancel
 from labctl.backends.base import BOOTED, RESTORED, RESUMED, RUNNING, Backend, GuestPlan, Started
-from labctl.errors import ExitCode, HostError, LabctlError, ReadyTimeout
+from labctl.errors import EngineError, ExitCode, HostError, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
 from labctl.instance import isolation, naming
 from labctl.instance.reservations import Reservations
@@ -187,11 +187,26 @@ def _network(c: _Up) -> None:
     isolation.apply(c.lab.name, c.instance, bridges)  # before any guest exists
 
 
+def _refuse_foreign(backend: Backend, resource: str, lab: str, instance: str) -> None:
+    """An engine's guest named as one of ours but made for another (see Backend.foreign)."""
+    whose = backend.foreign(resource, lab, instance)
+    if whose is not None:
+        raise EngineError(
+            f"{backend.daemon()} already has a guest named {resource}, {whose}: "
+            f"lab {lab} (instance {instance}) neither uses nor removes it",
+            "names are labctl-LAB-INSTANCE-GUEST, so names with dashes can meet: give this "
+            f"instance another name (--instance); or, if nothing needs {resource}, remove it "
+            "and run the same command again",
+        )
+
+
 def _destroy_chosen(c: _Up) -> None:
     for name in c.names:  # with its disk: a fresh start from the image
         c.report(name, "destroy", "")
         engine = c.engines[c.lab.guests[name].engine]
-        engine.destroy(naming.resource(c.lab.name, c.instance, name))
+        resource = naming.resource(c.lab.name, c.instance, name)
+        _refuse_foreign(engine, resource, c.lab.name, c.instance)
+        engine.destroy(resource)
 
 
 def _identify_guests(c: _Up) -> None:
@@ -268,10 +283,16 @@ def up(
     )
     if c.failed:
         lines = "\n".join(f"- {g}: {msg}" for g, msg in messages.items())
+        advice = [f"{g}: {e.hint}" for g, e in c.failed.items() if e.hint]  # each guest's own
         raise LabctlError(
             f"{len(c.failed)} of {len(c.plans)} guests did not come up:\n{lines}",
-            "the other guests were left running; fix the cause and run "
-            f"{up_command(c.lab.name, c.instance, str(c.spec_path))} again",
+            "; ".join(
+                [
+                    *advice,
+                    "the other guests were left running; fix the cause and run "
+                    f"{up_command(c.lab.name, c.instance, str(c.spec_path))} again",
+                ]
+            ),  # fmt: skip
             exit_code(c.failed.values()),
         )
     return result
@@ -384,6 +405,8 @@ def _guest_up(
     t0 = time.monotonic()
     rec = before = box.state.guests.get(name)
     engine_state = backend.state(p.resource)
+    if engine_state != "absent":
+        _refuse_foreign(backend, p.resource, p.lab, p.instance)
     needs_key = _needs_key(rec, key_id)
     if needs_key and engine_state in ("running", "paused") and backend.key_at_boot:
         report(name, "stop", "it learns the new lab key when it boots")
@@ -493,8 +516,14 @@ def _destroy_guests(c: _Down) -> None:
         for name in backend.list_guests(c.lab, c.instance):
             targets.append((backend, name))
     for rec in c.state.guests.values():
-        if (c.engines[rec.engine], rec.resource) not in targets:
-            targets.append((c.engines[rec.engine], rec.resource))
+        backend = c.engines[rec.engine]
+        if (backend, rec.resource) in targets:
+            continue
+        whose = backend.foreign(rec.resource, c.lab, c.instance)
+        if whose is None:  # gone already, or ours without our labels' listing
+            targets.append((backend, rec.resource))
+        else:  # named as ours, made for another: left as it is
+            c.report(rec.resource, "kept", f"{whose}: not this instance's")
 
     def destroy(item: tuple[Backend, str]) -> None:
         backend, name = item

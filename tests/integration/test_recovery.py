@@ -1,5 +1,6 @@
 """Recovery on the real engines: concurrent instances, a VM powered off by its student, a lost
-state file, an app container removed behind labctl's back, and who may read the lab's files.
+state file, an app container removed behind labctl's back, a container named as a guest but
+made for another instance, and who may read the lab's files.
 
 One small lab (a busybox VM and the app container) is brought up twice at the same moment;
 the tests then break those two instances in the ways students and crashes do, and ``up``
@@ -22,16 +23,17 @@ import requests
 
 from labctl import backends, libvirt_client
 from labctl.docker_client import connect as docker_connect
-from labctl.errors import EngineError, NotFoundError
+from labctl.errors import EngineError, LabctlError, NotFoundError
 from labctl.exercises.progress import ProgressStore
 from labctl.host.accel import detect
 from labctl.images.registry import store
+from labctl.instance import naming
 from labctl.instance.reservations import Reservations
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
 from labctl.lab import lifecycle
 from labctl.lab import status as lab_status
-from labctl.spec.model import Lab
+from labctl.spec.model import Lab, load_lab
 from tests.integration.engines import inventory
 from tests.integration.labs import Pair, two_instances, up, wait_powered_off
 from tests.labs import APP, VM, lab_yaml
@@ -242,3 +244,32 @@ def test_an_app_container_removed_behind_labctls_back(pair: Pair) -> None:
     assert again.guests["app"].port == rec.port  # the same published port as before
     answer = requests.get(f"http://127.0.0.1:{rec.port}/", timeout=5)
     assert answer.status_code == 200
+
+
+def test_a_container_named_as_a_guest_but_made_for_another_is_never_used_nor_removed(
+    tmp_path: Path, built_images: list[str], state_root: Path
+) -> None:
+    # lab "own" instance "t1-x" names its guest "app" as instance "t1" names a guest "x-app"
+    path = tmp_path / "lab.yaml"
+    path.write_text(lab_yaml("own", APP))
+    lab = load_lab(path)
+    resource = naming.resource("own", "t1-x", "app")
+    manifest = store().manifest("docker-app")
+    assert manifest is not None  # built by the session's fixture
+    theirs = docker_connect().containers.create(
+        manifest.engine_ref,
+        name=resource,
+        labels={"labctl.lab": "own", "labctl.instance": "t1", "labctl.guest": "x-app"},
+    )
+    try:
+        with pytest.raises(LabctlError) as err:
+            up(lab, path, "t1-x")
+        assert f"docker already has a guest named {resource}, lab own (instance t1)" in (
+            err.value.message
+        )
+        assert lifecycle.down("own", "t1-x") == []  # its record names it: kept all the same
+        theirs.reload()
+        assert theirs.status == "created"  # never started, never given a key, still there
+    finally:
+        theirs.remove(force=True)
+        lifecycle.down("own", "t1-x")

@@ -240,6 +240,18 @@ def test_a_vanished_domain_is_absent_for_status_and_compare(
     assert backend.state(RESOURCE) == "absent"
     assert backend.accelerator(RESOURCE) is None
     assert backend.destroy(RESOURCE) is False  # removed already, by someone else's down
+    assert backend.labels_of(RESOURCE) is None
+
+
+def test_a_domains_labels_say_whose_it_is(conn: FakeConn) -> None:
+    backend = LibvirtBackend()
+    labels = backend.labels_of(RESOURCE) or {}
+    assert (labels["labctl.lab"], labels["labctl.instance"]) == ("virtualization", "main")
+    assert backend.foreign(RESOURCE, "virtualization", "main") is None
+    assert backend.foreign(RESOURCE, "virtualization", "full-main") == (
+        "lab virtualization (instance main)"
+    )
+    assert backend.labels_of("labctl-virtualization-main-nosuch") is None
 
 
 def test_a_vanished_domain_is_a_labctl_error_where_it_must_be_used(

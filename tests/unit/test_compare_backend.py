@@ -85,6 +85,9 @@ class FakeBackend(Backend):
     def destroy(self, resource: str) -> bool:
         raise AssertionError
 
+    def labels_of(self, resource: str) -> dict[str, str] | None:
+        raise AssertionError
+
     def connect(self, record: GuestRecord, key: KeyPair) -> Connection:
         raise AssertionError
 

@@ -1,5 +1,5 @@
 """LxdBackend.start and destroy: a daemon still running an operation of a labctl killed in its
-middle, and a container a student paused."""
+middle, and a container a student paused; whose a container is, by its labels."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pylxd import exceptions as pylxd_exceptions
 from pylxd.exceptions import LXDAPIException
 
 from labctl.backends import lxd
@@ -38,6 +39,12 @@ def _backend(instance: _Instance) -> LxdBackend:
         return instance
 
     return LxdBackend(SimpleNamespace(instances=SimpleNamespace(get=get)))  # type: ignore[arg-type]
+
+
+def _not_found(name: str) -> _Instance:
+    raise pylxd_exceptions.NotFound(
+        SimpleNamespace(status_code=404, json=lambda: {"error": "not found"})
+    )
 
 
 BUSY = 'Failed to create instance delete operation: Instance is busy running a "create" operation'
@@ -119,3 +126,23 @@ def test_a_container_that_does_not_run_says_so_to_exec_and_ssh(
             attempt()
         assert err.value.message == f"lxc-system is {said} (not running)"  # not "No route to host"
         assert err.value.hint and err.value.hint.startswith("labctl up starts it again")
+
+
+def test_a_containers_labels_are_its_user_keys_and_none_when_it_is_absent() -> None:
+    container = _Instance([])
+    container.config = {  # type: ignore[attr-defined]
+        "limits.memory": "256MB",
+        "user.labctl.lab": "net-adv",
+        "user.labctl.instance": "1",
+    }
+    backend = _backend(container)
+    assert backend.labels_of("labctl-net-adv-1-www") == {
+        "labctl.lab": "net-adv",
+        "labctl.instance": "1",
+    }
+    assert backend.foreign("labctl-net-adv-1-www", "net", "adv-1") == "lab net-adv (instance 1)"
+    assert backend.foreign("labctl-net-adv-1-www", "net-adv", "1") is None
+    absent = LxdBackend(
+        SimpleNamespace(instances=SimpleNamespace(get=_not_found))  # type: ignore[arg-type]
+    )
+    assert absent.labels_of("labctl-net-adv-1-www") is None

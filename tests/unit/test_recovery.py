@@ -424,26 +424,17 @@ def test_a_recreated_container_is_published_on_its_recorded_port(app_case: AppCa
     assert again.host_port == rec.host_port  # recreated on the same port
 
 
-def test_a_container_labctl_did_not_make_is_never_taken_over_nor_removed(
-    app_case: AppCase,
-) -> None:
+def test_docker_says_whose_a_container_named_as_a_guest_is(app_case: AppCase) -> None:
     fake, backend, p = app_case.fake, app_case.backend, app_case.plan
+    assert backend.foreign(p.resource, "rec", "t1") is None  # none: nobody's
     # someone's own container, named as the guest would be (docker create --name ...)
     theirs = fake.containers.create("labctl/webapp:latest", name=p.resource, ports={})
-    with pytest.raises(EngineError) as err:
-        backend.create(p)
-    assert err.value.message == (
-        f"a container named {p.resource} exists, not made by labctl for lab rec "
-        "(instance t1): app cannot be created"
-    )
-    assert err.value.hint and f"docker rm -f {p.resource}" in err.value.hint
-    assert backend.destroy(p.resource) is False  # down of the instance leaves it, and goes on
-    assert not theirs.removed and theirs.status == "created"  # never started either
+    assert backend.foreign(p.resource, "rec", "t1") == "not labctl"
     theirs.labels = {"labctl.lab": "rec", "labctl.instance": "t2"}  # another instance's guest
-    with pytest.raises(EngineError, match="not made by labctl for lab rec"):
-        backend.create(p)
+    assert backend.foreign(p.resource, "rec", "t1") == "lab rec (instance t2)"
     theirs.labels = {"labctl.lab": "rec", "labctl.instance": "t1"}  # ours: found, kept
-    assert backend.create(p).stage == "created" and backend.destroy(p.resource)
+    assert backend.foreign(p.resource, "rec", "t1") is None
+    assert backend.create(p).stage == "created" and theirs.status == "created"
 
 
 # -- the lifecycle, on fake backends -------------------------------------------------------
@@ -455,6 +446,7 @@ class FakeBackend(base.Backend):
     def __init__(self, engine: str) -> None:
         self.engine = engine  # type: ignore[misc]
         self.guests: dict[str, base.EngineState] = {}
+        self.labels: dict[str, dict[str, str]] = {}  # resource -> its labels, as create put them
         self.fail: dict[str, LabctlError] = {}
         self.saw: list[str | None] = []
         self.planned: dict[str, base.GuestPlan] = {}  # the last plan each guest was created from
@@ -496,6 +488,7 @@ class FakeBackend(base.Backend):
     def create(self, plan: base.GuestPlan) -> GuestRecord:
         self.planned[plan.name] = plan
         self.guests.setdefault(plan.resource, "stopped")
+        self.labels.setdefault(plan.resource, plan.labels)
         return GuestRecord(plan.name, self.engine, plan.resource, stage="created")
 
     def start(self, plan: base.GuestPlan) -> base.Started:
@@ -521,13 +514,18 @@ class FakeBackend(base.Backend):
         return self.guests.get(resource, "absent")
 
     def destroy(self, resource: str) -> bool:
+        self.labels.pop(resource, None)
         return self.guests.pop(resource, None) is not None
+
+    def labels_of(self, resource: str) -> dict[str, str] | None:
+        return self.labels.get(resource, {}) if resource in self.guests else None
 
     def connect(self, record: GuestRecord, key: KeyPair) -> Connection:
         return FakeConnection(name=record.name)
 
     def list_guests(self, lab: str, instance: str) -> list[str]:
-        return sorted(r for r in self.guests if r.startswith(f"labctl-{lab}-{instance}-"))
+        mine = {base.LAB: lab, base.INSTANCE: instance}
+        return sorted(r for r in self.guests if mine.items() <= self.labels.get(r, {}).items())
 
     # compare's measurements: not what these tests are about
     def devices(self, resource: str) -> base.Devices:
@@ -621,6 +619,38 @@ def test_a_host_that_refuses_a_file_fails_that_guest_the_others_come_up(
     state = InstanceDir("rec", "t1").load()
     assert state is not None and state.guests["app"].stage == "ready"
     lifecycle.down("rec", "t1")
+
+
+def test_a_guest_named_as_ours_but_made_for_another_is_never_used_nor_removed(
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    # names meet when names have dashes: lab net instance adv-1 and lab net-adv instance 1
+    docker = fakes["docker"]
+    app = naming.resource("rec", "t1", "app")
+    docker.guests[app] = "running"
+    docker.labels[app] = {base.LAB: "rec", base.INSTANCE: "t2"}
+    said: list[tuple[str, str, str]] = []
+    with pytest.raises(LabctlError) as err:
+        up(lab, store, report=lambda *a: said.append(a))
+    assert err.value.message.endswith(
+        f"- app: docker already has a guest named {app}, lab rec (instance t2): "
+        "lab rec (instance t1) neither uses nor removes it"
+    )
+    assert err.value.hint and "app: names are labctl-LAB-INSTANCE-GUEST" in err.value.hint
+    state = InstanceDir("rec", "t1").load()
+    assert state is not None and state.guests["vm"].stage == "ready"  # the others came up
+    assert state.guests["app"].error and "lab rec (instance t2)" in state.guests["app"].error
+    assert docker.planned == {} and docker.labels[app][base.INSTANCE] == "t2"
+    # ours until someone else's took its name (a record of it, its labels another's)
+    docker.labels[app] = {}
+    del docker.guests[app]
+    up(lab, store)
+    docker.labels[app] = {"note": "not labctl's"}
+    said.clear()
+    removed = lifecycle.down("rec", "t1", report=lambda *a: said.append(a))
+    assert removed == [naming.resource("rec", "t1", "vm")]
+    assert (app, "kept", "not labctl: not this instance's") in said
+    assert docker.guests[app] == "running"
 
 
 def test_down_of_an_instance_never_here_touches_nothing_not_even_a_lock(
