@@ -16,6 +16,22 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 VERBOSE = False
+#: ``--json`` was given: an error is printed as JSON on stdout too, unless JSON went out already
+JSON_ASKED = False
+_json_out = False
+
+
+def json_reset() -> None:
+    """A new command: no ``--json`` seen yet, no JSON written (the CLI's root callback)."""
+    global JSON_ASKED, _json_out
+    JSON_ASKED = _json_out = False
+
+
+def json_asked(value: bool) -> bool:
+    """The ``--json`` options' callback: remember that a script reads stdout."""
+    global JSON_ASKED
+    JSON_ASKED = JSON_ASKED or value
+    return value
 
 
 def _default(obj: Any) -> Any:
@@ -28,7 +44,21 @@ def _default(obj: Any) -> Any:
 
 def print_json(data: Any) -> None:
     """Print ``data`` (dataclasses included) as indented JSON on stdout."""
-    sys.stdout.write(json.dumps(data, indent=2, default=_default, sort_keys=False) + "\n")
+    write_json(json.dumps(data, indent=2, default=_default, sort_keys=False))
+
+
+def write_json(text: str) -> None:
+    """Write a JSON document on stdout (an error after it is not written as JSON too)."""
+    global _json_out
+    sys.stdout.write(text + "\n")
+    _json_out = True
+
+
+def json_error(message: str, hint: str | None, exit_code: int) -> None:
+    """Under ``--json``, an error as ``{"error": {...}}`` on stdout, where a script reads;
+    nothing when the command wrote its JSON already or ``--json`` was not given."""
+    if JSON_ASKED and not _json_out:
+        print_json({"error": {"message": message, "hint": hint, "exit_code": exit_code}})
 
 
 def table(*headers: str, title: str | None = None) -> Table:

@@ -43,6 +43,7 @@ def render_error(exc: LabctlError) -> None:
     console.err.print(f"[bold red]Error:[/bold red] {escape(exc.message)}", soft_wrap=True)
     if exc.hint:
         console.err.print(f"[yellow]Hint:[/yellow] {escape(exc.hint)}", soft_wrap=True)
+    console.json_error(exc.message, exc.hint, int(exc.code))
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ def _root(
 ) -> None:
     """labctl: one live example of each kind of virtualization, and exercises to explore them."""
     console.VERBOSE = verbose
+    console.json_reset()
     if os.geteuid() != 0:  # a class's student: their commands run through the sudo entry point
         from labctl.classroom.access import reexec_argv
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from labctl import console
+from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.cli.lab import InstanceOpt, LabOpt
 from labctl.instance.naming import check_instance
@@ -18,7 +18,7 @@ def compare(
     quick: bool = typer.Option(
         False, "--quick", help="Smaller workloads, 3 runs each after a warm-up (the shortest run)."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    json_out: bool = tables.json_option("Print the report as JSON."),
     html: Path | None = typer.Option(
         None,
         "--html",
@@ -58,7 +58,7 @@ def compare(
     else:  # where the user asked for it: theirs to share
         html.write_text(report_html.render(report))
     if json_out:
-        sys.stdout.write(report.to_json() + "\n")
+        console.write_json(report.to_json())
     else:
         console.out.print(report_term.render(report))
         # One path a line, never broken by rich: a student copies it into a browser.

@@ -55,7 +55,7 @@ def _templates() -> TemplatesInfo:
 
 @app.command("doctor")
 def doctor_command(
-    json_out: bool = typer.Option(False, "--json", help="Print the checks as a JSON list."),
+    json_out: bool = tables.json_option("Print the checks as a JSON list."),
     wide: bool = tables.WideOpt,
 ) -> None:
     """Check the host: CPU and KVM, QEMU, libvirt, Docker, LXD, Ansible, disk, memory, images.

@@ -50,7 +50,7 @@ def build(
         help="Build every image, the other VM profile's too (not the optional vm-s390x: name it).",
     ),
     force: bool = typer.Option(False, "--force", help="Rebuild even if the recipe did not change."),
-    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+    json_out: bool = tables.json_option("Print the outcome as JSON."),
 ) -> None:
     """Build the images the labs need (and what they are built from); only what changed."""
     s = store()
@@ -177,7 +177,7 @@ def templates(
 
 @images_app.command("prune")
 def prune(
-    json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
+    json_out: bool = tables.json_option("Print what was removed as JSON."),
 ) -> None:
     """Remove the VM templates no guest will start from again (image rebuilt, QEMU upgraded, ...).
 

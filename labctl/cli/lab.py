@@ -79,7 +79,7 @@ def up(
         help=f"Seconds each guest may take to become usable (default: ${READY_TIMEOUT_ENV}, "
         "else the lab file's ready_timeout).",
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_out: bool = tables.json_option("Print the result as JSON."),
 ) -> None:
     """Create and start every guest of the lab, wait until each is usable, say how to reach it."""
     from labctl.host.accel import detect
@@ -280,7 +280,7 @@ def down(
         help="Keep the cached images (default), or remove the ones this lab uses that no "
         "other lab instance runs.",
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
+    json_out: bool = tables.json_option("Print what was removed as JSON."),
 ) -> None:
     """Remove every guest, disk and network the lab instance created, and nothing else."""
     import time

@@ -16,9 +16,16 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
+from labctl.console import json_asked
 from labctl.console import table as table  # the house's table, for the CLI's modules
 
-JsonOpt = typer.Option(False, "--json", help="Print as JSON.")
+
+def json_option(help: str = "Print as JSON.") -> bool:
+    """A command's ``--json``: its errors are JSON on stdout too (``{"error": {...}}``)."""
+    return typer.Option(False, "--json", help=help, callback=json_asked)
+
+
+JsonOpt = json_option()
 WideOpt = typer.Option(
     False,
     "--wide",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +38,21 @@ def ansible_runner_for(inventory: Inventory, forks: int, log: Path | None) -> Ru
 
 #: the Ansible output of every fan-out of a class, in its folder (gone with the class)
 ANSIBLE_LOG = "ansible.log"
+
+
+class Refused(ValueError):
+    """A host's labctl failed and said why (its ``--json`` error)."""
+
+
+def answered(text: str, command: str) -> Any:
+    """The JSON a host's ``labctl ... --json`` printed (``ValueError`` when it is none); a
+    labctl error it printed instead is :class:`Refused` with the host's words."""
+    doc = json.loads(text)
+    error = doc.get("error") if isinstance(doc, dict) and len(doc) == 1 else None
+    if isinstance(error, dict) and "message" in error:
+        hint = f" (hint: {error['hint']})" if error.get("hint") else ""
+        raise Refused(f"{command} failed there: {error['message']}{hint}")
+    return doc
 
 
 def remote_dir(class_name: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl.classroom.state import ClassDir
-from labctl.fleet.remote import REMOTE_LABCTL, Runner
+from labctl.fleet.remote import REMOTE_LABCTL, Refused, Runner, answered
 from labctl.fleet.state import FleetState
 
 #: what separates a host's status from its attempts in one answer
@@ -68,9 +68,12 @@ def status(
             continue
         head, _, tail = o.stdout.partition(CUT)
         try:
-            for r in json.loads(head)["students"]:
+            for r in answered(head, "class status")["students"]:
                 rows[r["student"]] = r
             attempts = json.loads(tail) if tail.strip() else []
+        except Refused as exc:
+            trouble[host] = str(exc)
+            continue
         except (ValueError, KeyError, TypeError):
             trouble[host] = f"answered {o.stdout.strip()[:200]!r}"
             continue

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import json
 import shlex
 import tarfile
 from contextlib import AbstractContextManager
@@ -44,7 +43,7 @@ from labctl.fleet import place as placing
 from labctl.fleet import ship
 from labctl.fleet import state as fleet_state
 from labctl.fleet.inventory import Inventory
-from labctl.fleet.remote import REMOTE_LABCTL, REMOTE_STATE, Runner, remote_dir
+from labctl.fleet.remote import REMOTE_LABCTL, REMOTE_STATE, Refused, Runner, answered, remote_dir
 from labctl.fleet.state import READY, FleetState, HostRecord
 from labctl.host.ansible import FanOut
 from labctl.images.cache import ImageStore
@@ -336,7 +335,10 @@ def _measure(c: _FleetUp) -> None:
             c.fail(host, "measure", o.message)
             continue
         try:
-            fit = int(json.loads(o.stdout)["fit"])
+            fit = int(answered(o.stdout, "class plan")["fit"])
+        except Refused as exc:
+            c.fail(host, "measure", str(exc))
+            continue
         except (ValueError, KeyError, TypeError):
             c.fail(host, "measure", f"class plan answered {o.stdout.strip()[:200]!r}")
             continue
@@ -410,7 +412,9 @@ def _labs(c: _FleetUp) -> None:
             c.fail(host, "labs", o.failure)
         else:
             try:
-                said = {r["student"]: r for r in json.loads(o.stdout)["students"]}
+                said = {r["student"]: r for r in answered(o.stdout, "class up")["students"]}
+            except Refused as exc:
+                c.fail(host, "labs", str(exc))
             except (ValueError, KeyError, TypeError):
                 c.fail(host, "labs", f"class up answered {o.stdout.strip()[-300:]!r}")
         for s in by_host[host]:

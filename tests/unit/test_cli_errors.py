@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 import labctl.cli as cli
+from labctl import console
 from labctl.errors import EngineError
+
+
+@pytest.fixture(autouse=True)
+def _no_json_left() -> Iterator[None]:
+    yield
+    console.json_reset()  # as the next command's start does
+
+
+def main(monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["labctl", *argv])
+    cli.main()
 
 
 def run_main(monkeypatch: pytest.MonkeyPatch, raised: BaseException) -> int:
@@ -92,3 +109,33 @@ def test_a_guests_hint_names_this_instance(
         "labctl up --instance walk starts it again "
         "(for a class's student, the instructor's labctl class up does)"
     )
+
+
+def test_under_json_an_error_is_json_on_stdout_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], state_root: Path
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(monkeypatch, "status", "--lab", "nosuch", "--json")
+    assert done.value.code == 2
+    out, err = capsys.readouterr()
+    said = json.loads(out)["error"]
+    assert said["message"] == "lab nosuch (instance main) is not up" and said["exit_code"] == 2
+    assert said["hint"].startswith("run: labctl up LAB_FILE")
+    assert err.startswith("Error: lab nosuch (instance main) is not up\nHint: run: labctl up")
+    with pytest.raises(SystemExit):  # the next command without --json: its error on stderr only
+        main(monkeypatch, "status", "--lab", "nosuch")
+    assert capsys.readouterr().out == ""
+
+
+def test_an_error_after_the_json_is_not_a_second_document(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def command(**kw: object) -> int:
+        console.json_asked(True)
+        console.print_json({"removed": []})
+        raise EngineError("libvirt said no")
+
+    monkeypatch.setattr(cli, "app", command)
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert json.loads(capsys.readouterr().out) == {"removed": []}

@@ -145,6 +145,8 @@ class FakeHosts:
     up_on: dict[str, list[str]] = field(default_factory=dict)  # host -> students it runs
     downed: list[str] = field(default_factory=list)
     attempts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: "host@command" -> the error its labctl prints under --json (and exits non-zero: "; true")
+    refuse: dict[str, str] = field(default_factory=dict)
 
     def __call__(self, hosts: list[str], **how: Any) -> FanOut:
         """A fan-out as ``fleet.Runner`` asks for it: a playbook, or a module and its args."""
@@ -157,6 +159,10 @@ class FakeHosts:
         for needle, (message, dark) in self.fail.items():
             if needle.split("@")[0] == host and needle.split("@")[1] in what:
                 return HostOutcome(host, ok=False, unreachable=dark, message=message)
+        for needle, message in self.refuse.items():
+            if needle.split("@")[0] == host and needle.split("@")[1] in what:
+                error = {"message": message, "hint": "run labctl doctor", "exit_code": 3}
+                return HostOutcome(host, True, stdout=json.dumps({"error": error}, indent=2))
         if "os-release" in what:
             return HostOutcome(host, True, stdout=self.os_release.get(host, "debian:12\n0\n"))
         if "class plan" in what:
@@ -289,6 +295,28 @@ def test_a_host_failing_setup_gets_no_students_and_the_others_go_on(fleet: Fleet
     # the failed host was asked nothing after setup
     after = [hosts for w, hosts in fleet.hosts.calls if "host-setup" not in w and "raw" not in w]
     assert all("h2" not in hosts for hosts in after)
+
+
+def test_a_hosts_labctl_refusing_is_said_in_its_own_words(fleet: Fleet) -> None:
+    fleet.hosts.refuse["h2@class up"] = "dockerd does not answer"
+    fleet.hosts.refuse["h3@class status"] = "the class state is damaged"
+    result = fleet.up()
+    by = {h.name: h for h in result.hosts}
+    assert by["h2"].status == "failed" and by["h2"].error == (
+        "class up failed there: dockerd does not answer (hint: run labctl doctor)"
+    )
+    assert all(s.outcome == FAILED for s in result.seats if s.host == "h2")
+    assert all(s.outcome == UP for s in result.seats if s.host != "h2")
+    folder = ClassDir("fl")
+    spread = fleet_state.load(folder)
+    assert spread is not None
+    rows = status.status(folder, spread, fleet.hosts)
+    on_h3 = [r for r in rows if r.host == "h3"]
+    assert on_h3 and all(
+        r.error == "host h3: class status failed there: the class state is damaged "
+        "(hint: run labctl doctor)"
+        for r in on_h3
+    )
 
 
 def test_when_no_host_is_left_the_refusal_says_why_each_is_out(fleet: Fleet) -> None:
