@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import pwd
 import shlex
 import signal
 import subprocess
@@ -196,11 +197,46 @@ class ExecConnection(Connection):
         return CommandResult(command, rc, out, err)
 
 
+@dataclass(frozen=True)
+class Account:
+    """A user account of the host that commands run as: its ids, groups and home."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+    @classmethod
+    def of_uid(cls, uid: int) -> Account:
+        """The account with ``uid``, as the host's password database has it now."""
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError:
+            raise LabctlError(
+                f"the host has no account with uid {uid} any more",
+                "labctl class up makes the student's account again",
+            ) from None
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+    def environment(self) -> dict[str, str]:
+        """A login's variables: its own ``HOME``, names and a plain ``PATH``; nothing of root's."""
+        return {
+            "HOME": self.home,
+            "USER": self.name,
+            "LOGNAME": self.name,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+        }
+
+
 class LocalConnection(Connection):
     """The host itself: ``sh -c`` with labctl's environment, the way testinfra's local backend.
 
     ``timeout`` bounds the whole command; one that runs out of it is killed with everything
     it started and gives exit code 124 (as coreutils' ``timeout``), never an exception.
+    With ``account`` (labctl runs as root), commands run as that account instead: its ids
+    and groups, its home as ``HOME`` and working folder, so ``~`` is its own and a file it
+    points at is read with its rights, never root's.
     """
 
     def __init__(
@@ -208,14 +244,17 @@ class LocalConnection(Connection):
         name: str = "host",
         timeout: float | None = 300.0,
         allow: Callable[[str], None] | None = None,
+        account: Account | None = None,
     ) -> None:
         self.name = name
         self.timeout = timeout
         self.allow = allow  # raises unless ``fetch`` may send packets to this host name
+        self.account = account
 
     def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
         """Run ``command`` with ``sh -c`` on the host, stdin closed."""
         bound = self._timeout(timeout)
+        who = self.account
         try:
             proc = subprocess.Popen(
                 ["sh", "-c", command],
@@ -223,6 +262,11 @@ class LocalConnection(Connection):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: a timeout kills all of it
+                user=who.uid if who else None,
+                group=who.gid if who else None,
+                extra_groups=os.getgrouplist(who.name, who.gid) if who else None,
+                env=who.environment() if who else None,
+                cwd=(who.home if os.path.isdir(who.home) else "/") if who else None,
             )
         except OSError as exc:  # no sh at all
             return CommandResult(command, 127, "", f"sh: {exc}")

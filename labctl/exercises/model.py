@@ -30,7 +30,14 @@ from labctl.spec.validate import validate
 
 ID_RE = r"^[a-z][a-z0-9-]{0,39}$"
 HOST = "host"
+#: the host as the student doing the exercise: their account and home (class mode), where
+#: the files they make live; root's own in a lab of one's own
+STUDENT = "student"
 TECHNIQUES: tuple[Technique, ...] = get_args(Technique)
+TARGET = (
+    "Guest name; `host` (the lab host, as root); or `student` (the lab host as the student "
+    "doing the exercise: their account, `~` their home; root in a lab of one's own)."
+)
 HINT = "see the exercises of labs/virtualization; `labctl exercise schema` prints the JSON Schema"
 
 
@@ -86,7 +93,7 @@ class CommandCheck(CheckBase):
     """Run a command in a guest (or on the host); expect an exit code and/or output."""
 
     kind: Literal["command"]
-    target: str = Field(description="Guest name, or `host`.")
+    target: str = Field(description=TARGET)
     run: str = Field(min_length=1, description="Shell command (placeholders allowed).")
     rc: int | None = Field(0, description="Expected exit code; null: any.")
     stdout: Regex | None = Field(None, description="Regular expression the output must match.")
@@ -96,7 +103,7 @@ class FileCheck(CheckBase):
     """A file in a guest (or on the host): exists, mode, owner, contents."""
 
     kind: Literal["file"]
-    target: str = Field(description="Guest name, or `host`.")
+    target: str = Field(description=TARGET)
     path: str = Field(min_length=1, description="Absolute path (or ~/... on the host).")
     exists: bool = Field(True, description="false: the file must not exist.")
     mode: str | None = Field(None, pattern=r"^[0-7]{3,4}$", description="Octal mode, e.g. 600.")
@@ -118,7 +125,7 @@ class PortCheck(CheckBase):
     """A TCP port in a guest: listening or not (read from /proc/net/tcp, no tool needed)."""
 
     kind: Literal["port"]
-    target: str = Field(description="Guest name, or `host`.")
+    target: str = Field(description=TARGET)
     port: int | str = Field(description="Port number, or a placeholder like {param.port}.")
     listening: bool = Field(True, description="false: nothing may listen there.")
 
@@ -140,7 +147,7 @@ class HttpCheck(CheckBase):
 class Measure(Strict):
     """A value the lab measures itself: a command's last line, or a named fact."""
 
-    target: str = Field(description="Guest name, or `host`.")
+    target: str = Field(description=TARGET)
     run: str | None = Field(None, min_length=1, description="Shell command printing the value.")
     fact: FactName | None = Field(
         None,
@@ -339,10 +346,10 @@ def _cross_problems(data: Any, guests: set[str], params: set[str]) -> list[tuple
             for i, value in enumerate(node):
                 walk(value, (*loc, i))
         elif isinstance(node, str):
-            if loc and loc[-1] == "target" and node not in guests | {HOST}:
-                allowed = ", ".join(sorted(guests)) + f" or {HOST}"
+            if loc and loc[-1] == "target" and node not in guests | {HOST, STUDENT}:
+                allowed = ", ".join(sorted(guests)) + f", {HOST} or {STUDENT}"
                 problems.append((loc, f"{node!r} is not one of this exercise's guests ({allowed})"))
-            if loc and loc[0] == "setup" and loc[-1] == "target" and node == HOST:
+            if loc and loc[0] == "setup" and loc[-1] == "target" and node in (HOST, STUDENT):
                 problems.append((loc, "setup runs in guests only, not on the host"))
             for name in template.names(node):
                 problem = _placeholder_problem(name, guests, params)

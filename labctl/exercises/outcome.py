@@ -10,7 +10,7 @@ from labctl.command import CommandResult
 from labctl.connection import Connection
 from labctl.errors import LabctlError
 from labctl.exercises.i18n import Lang, tr
-from labctl.exercises.model import HOST
+from labctl.exercises.model import HOST, STUDENT
 
 #: the connection to a check's target: a guest's name, or ``host``
 Connect = Callable[[str], Connection]
@@ -53,6 +53,8 @@ def where(target: str, lang: Lang) -> str:
     """``en kvm-full`` / ``on the host``."""
     if target == HOST:
         return tr(lang, "en el anfitrión", "on the host")
+    if target == STUDENT:
+        return tr(lang, "en el anfitrión, como tú", "on the host, as you")
     return tr(lang, f"en {target}", f"in {target}")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from labctl import backends
 from labctl.backends.base import up_again
-from labctl.connection import Connection, LocalConnection
+from labctl.connection import Account, Connection, LocalConnection
 from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises import params, template
 from labctl.exercises.checks import CheckResult, Connect, evaluate
@@ -26,6 +26,7 @@ from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.lab_exercises import LabExercises, for_guests, labs_with
 from labctl.exercises.model import (
     HOST,
+    STUDENT,
     AnswerCheck,
     Exercise,
     Step,
@@ -206,7 +207,16 @@ class Connections:
         self.state = ws.require_up()
         self.key = KeyPair(ws.inst.key)
         host = LocalConnection(HOST, timeout=HOST_TIMEOUT, allow=self._lab_address)
-        self._open: dict[str, Connection] = {HOST: host}
+        owner = ws.inst.owner()
+        # the student's own files are read as the student: their home, never with root's rights
+        student = (
+            host
+            if owner is None or owner.uid is None
+            else LocalConnection(
+                HOST, HOST_TIMEOUT, self._lab_address, account=Account.of_uid(owner.uid)
+            )
+        )
+        self._open: dict[str, Connection] = {HOST: host, STUDENT: student}
 
     def __call__(self, name: str) -> Connection:
         if name not in self._open:

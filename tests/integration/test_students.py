@@ -36,6 +36,7 @@ from labctl import backends
 from labctl.classroom import accounts, reach, sheet, sudo
 from labctl.classroom.roster import account_exists
 from labctl.exercises.progress import shared
+from labctl.exercises.runner import open_workspace, values
 from labctl.host.accel import detect
 from labctl.images.registry import store
 from labctl.instance.state import InstanceDir
@@ -47,6 +48,8 @@ from tests.labs import CONTAINERS, lab_yaml
 
 LAB = lab_yaml("stu", CONTAINERS)
 EXERCISE = LABS_DIR / "virtualization" / "exercises" / "51-app-contenido.yaml"
+#: its second step checks a key the student makes in their home on the server
+HOME_FILES = LABS_DIR / "virtualization" / "exercises" / "41-lxc-usuario.yaml"
 LABCTL = shutil.which("labctl", path=str(Path(__file__).parents[2] / ".venv" / "bin")) or "labctl"
 
 
@@ -97,6 +100,7 @@ def test_students_work_on_their_own_lab_and_nobody_else_s(
     path, lab = write_lab(tmp_path_factory, "stu", LAB)
     (path.parent / "exercises").mkdir()
     shutil.copy(EXERCISE, path.parent / "exercises")
+    shutil.copy(HOME_FILES, path.parent / "exercises")
     tag = secrets.token_hex(2)
     cls = "s" + tag
     ana, bob = f"lt{tag}a", f"lt{tag}b"
@@ -119,6 +123,7 @@ def test_students_work_on_their_own_lab_and_nobody_else_s(
                 reach.admit(user, cls)
             _own_lab_works(ana, inst[ana], state)
             _own_lab_works(bob, inst[bob], state)
+            _home_files_are_checked_as_the_student(ana, inst[ana], state, path)
             _others_are_refused(bob, ana, InstanceDir(lab.name, inst[ana]), state)
             _host_paths_lead_to_their_own_lab_only(bob, inst[bob], inst[ana], lab.name)
             # the whole lab again, as `class reset bob` does: bob stays confined to it
@@ -152,6 +157,33 @@ def _own_lab_works(user: str, instance: str, state: Path) -> None:
     status = as_student(user, state, "status", "--json")
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["instance"] == instance
+
+
+def _home_files_are_checked_as_the_student(
+    user: str, instance: str, state: Path, path: Path
+) -> None:
+    """A check of a file the student made in their home (``target: student``) looks in their
+    home, as them: root's home and rights are not the student's (the walkthrough found
+    lxc-usuario's key looked for in /root/.ssh)."""
+    ws = open_workspace(str(path), instance)
+    name = values(ws, ws.exercise("lxc-usuario"), user)["param.user"]
+
+    def key_check() -> dict[str, str]:
+        done = as_student(
+            user, state, "exercise", "check", "lxc-usuario", "--step", "clave", "--json"
+        )
+        assert done.returncode == 1, done.stderr  # authorized_keys in the guest: not done
+        (step,) = json.loads(done.stdout)["steps"]
+        return step["results"][1]  # "the private key is on the host"
+
+    missing = key_check()
+    assert missing["status"] == "failed", missing
+    made = shell(user, f"mkdir -p ~/.ssh && ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/labctl_{name}")
+    assert made.returncode == 0, made.stderr
+    assert key_check()["status"] == "passed"
+    home = pwd.getpwnam(user).pw_dir
+    assert Path(home, ".ssh", f"labctl_{name}").stat().st_uid == pwd.getpwnam(user).pw_uid
+    assert not Path("/root/.ssh", f"labctl_{name}").exists()
 
 
 def _others_are_refused(user: str, other: str, theirs: InstanceDir, state: Path) -> None:

@@ -20,6 +20,7 @@ import pytest
 from labctl.command import CommandResult
 from labctl.connection import (
     DEFAULT,
+    Account,
     Connection,
     ExecConnection,
     FetchError,
@@ -29,6 +30,7 @@ from labctl.connection import (
     Timeout,
 )
 from labctl.errors import LabctlError
+from tests.ci import needs
 from tests.unit.servers import serving, web_page
 
 # ---- run -----------------------------------------------------------------------------------
@@ -38,6 +40,26 @@ def test_run_gives_exit_code_and_both_outputs() -> None:
     result = LocalConnection().run("echo out; echo err >&2; exit 3")
     assert (result.rc, result.stdout, result.stderr) == (3, "out\n", "err\n")
     assert result.command == "echo out; echo err >&2; exit 3" and not result.succeeded
+
+
+@needs(os.geteuid() == 0, "commands run as another account only from root (labctl's own way)")
+def test_as_an_account_a_command_has_its_ids_home_and_rights_not_roots(tmp_path: Path) -> None:
+    nobody = Account.of_uid(65534)  # Debian's nobody: home /nonexistent
+    secret = tmp_path / "root-only"
+    secret.write_text("root's\n")
+    secret.chmod(0o600)
+    tmp_path.chmod(0o755)
+    as_nobody = LocalConnection(account=nobody)
+    said = as_nobody.run('id -un; id -u; echo "$HOME"; pwd; echo "${SUDO_USER:-none}"')
+    assert said.stdout.split() == ["nobody", "65534", nobody.home, "/", "none"]
+    refused = as_nobody.run(f"cat {secret}")
+    assert refused.rc == 1 and "Permission denied" in refused.stderr
+    assert LocalConnection().run(f"cat {secret}").stdout == "root's\n"  # root's own: read
+
+
+def test_an_account_gone_from_the_host_is_said() -> None:
+    with pytest.raises(LabctlError, match="no account with uid 4242424"):
+        Account.of_uid(4242424)
 
 
 def test_stdin_is_closed_so_a_reader_does_not_wait() -> None:

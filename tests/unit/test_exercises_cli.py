@@ -17,9 +17,11 @@ from typer.testing import CliRunner
 from labctl.cli import app
 from labctl.errors import LabctlError
 from labctl.exercises import params
-from labctl.exercises.model import ParamSpec
-from labctl.instance.state import GuestRecord, InstanceDir, LabState
+from labctl.exercises.model import HOST, STUDENT, ParamSpec
+from labctl.exercises.runner import Connections, open_workspace
+from labctl.instance.state import GuestRecord, InstanceDir, LabState, Owner
 from labctl.store import open_store
+from tests.ci import needs
 
 runner = CliRunner()
 
@@ -427,3 +429,19 @@ def test_reset_without_a_terminal_to_ask_on_wants_yes(project: Project) -> None:
         "exercise reset removes what was done in box, and there is no terminal to ask"
     )
     assert InstanceDir("mini", "main", project.state).load() is not None  # nothing removed
+
+
+@needs(os.geteuid() == 0, "commands run as another account only from root (labctl's own way)")
+def test_a_students_checks_on_the_host_run_as_the_student_in_class_mode(project: Project) -> None:
+    project.up()
+    ws = open_workspace(str(project.lab), "main")
+    alone = Connections(ws)  # a lab of one's own: "student" is whoever runs labctl
+    assert alone(STUDENT).run("id -u").stdout == alone(HOST).run("id -u").stdout == "0\n"
+    # class mode: the instance's owner is the account nobody (uid 65534)
+    InstanceDir("mini", "main", project.state).save_owner(
+        Owner("so", "ana", "ssh-ed25519 AAAA x", uid=65534)
+    )
+    ws = open_workspace(str(project.lab), "main")
+    conns = Connections(ws)
+    assert conns(STUDENT).run('id -un; echo "$HOME"').stdout == "nobody\n/nonexistent\n"
+    assert conns(HOST).run("id -u").stdout == "0\n"  # the lab host's own facts: as root

@@ -12,6 +12,7 @@ from labctl.errors import SpecError
 from labctl.exercises import model
 from labctl.exercises.model import (
     HOST,
+    STUDENT,
     TECHNIQUES,
     AnswerCheck,
     load_exercise,
@@ -86,7 +87,7 @@ def test_every_shipped_answer_check_measures_its_truth_in_the_lab() -> None:
             check = step.answer_check
             if check is not None:
                 assert check.truth.fact or (check.truth.run or "").strip()
-                assert check.truth.target in {*exercise.guests, HOST}
+                assert check.truth.target in {*exercise.guests, HOST, STUDENT}
 
 
 def test_a_good_file_loads(tmp_path: Path) -> None:
@@ -114,6 +115,7 @@ def test_a_check_must_target_a_guest_of_the_exercise_or_the_host(tmp_path: Path)
     assert ":15: steps.0.checks.0.target: 'kvm-full' is not one of this exercise's guests" in (
         message
     )
+    assert "(lxc-system, host or student)" in message
 
 
 def test_a_placeholder_must_name_a_parameter(tmp_path: Path) -> None:
@@ -275,9 +277,19 @@ def test_the_scripted_wrong_answers_are_among_the_options() -> None:
     assert checked == 11
 
 
-def test_setup_runs_in_guests_not_on_the_host(tmp_path: Path) -> None:
-    text = GOOD.replace("steps:\n", "setup:\n  - {target: host, run: touch /tmp/x}\nsteps:\n")
-    assert "setup.0.target: setup runs in guests only" in problem(tmp_path, text)
+@pytest.mark.parametrize("target", ["host", "student"])
+def test_setup_runs_in_guests_not_on_the_host(tmp_path: Path, target: str) -> None:
+    setup = f"setup:\n  - {{target: {target}, run: touch /tmp/x}}\nsteps:\n"
+    assert "setup.0.target: setup runs in guests only" in problem(
+        tmp_path, GOOD.replace("steps:\n", setup)
+    )
+
+
+def test_a_check_may_run_on_the_host_as_the_student(tmp_path: Path) -> None:
+    path = tmp_path / "10-demo.yaml"
+    path.write_text(GOOD.replace("        target: lxc-system", "        target: student"))
+    (check,) = load_exercise(path).steps[0].checks
+    assert check.target == "student"
 
 
 def test_the_id_matches_the_file_name(tmp_path: Path) -> None:
