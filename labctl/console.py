@@ -16,14 +16,22 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 VERBOSE = False
+#: a student runs labctl through the class's sudo entry point (``cli/student.py``): hints name
+#: no ``--lab``/``--instance``, which labctl puts in for them
+CONFINED = False
+#: the language of the command's words (``--lang`` of the exercise commands, or the locale
+#: there): an error with Spanish words (``LabctlError.es``) is shown in them
+LANG = "en"
 #: ``--json`` was given: an error is printed as JSON on stdout too, unless JSON went out already
 JSON_ASKED = False
 _json_out = False
 
 
-def json_reset() -> None:
-    """A new command: no ``--json`` seen yet, no JSON written (the CLI's root callback)."""
-    global JSON_ASKED, _json_out
+def reset(lang: str = "en") -> None:
+    """A new command (the CLI's root callback): its language, no ``--json`` seen yet, no JSON
+    written."""
+    global LANG, JSON_ASKED, _json_out
+    LANG = lang
     JSON_ASKED = _json_out = False
 
 

@@ -21,16 +21,32 @@ class ExitCode:
 
 
 class LabctlError(Exception):
-    """An error already explained for the user: a message, a hint and an exit code."""
+    """An error already explained for the user: a message, a hint and an exit code.
+
+    ``es``: the message and hint in Spanish, for what a student meets in the exercises (the
+    command line shows them when the command speaks Spanish: ``--lang es`` or the locale).
+    """
 
     code: int = ExitCode.FAILED
 
-    def __init__(self, message: str, hint: str | None = None, code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        code: int | None = None,
+        *,
+        es: tuple[str, str | None] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.es = es
         if code is not None:
             self.code = code
+
+    def said(self, lang: str) -> tuple[str, str | None]:
+        """The message and hint in ``lang``: Spanish where it was given, else English."""
+        return self.es if lang == "es" and self.es is not None else (self.message, self.hint)
 
     def __str__(self) -> str:
         return self.message

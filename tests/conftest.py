@@ -40,3 +40,21 @@ def _signal_handlers_restored() -> Iterator[None]:
         signal.signal(s, handler)
     if leaked:
         pytest.fail(f"the test left its own handler of {', '.join(leaked)}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _not_confined(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as root's labctl; a test of the student entry point (which marks the
+    process confined for good, as its one command) leaves no student behind."""
+    from labctl import console
+
+    monkeypatch.setattr(console, "CONFINED", False)
+
+
+@pytest.fixture(autouse=True)
+def _english_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's locale does not choose the language tests read (a Spanish one would turn
+    the students' errors Spanish); a test wanting Spanish sets LANG or --lang itself."""
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)

@@ -80,6 +80,10 @@ def identify(
         raise Refused(
             f"{user} is not a student account of a labctl class on this server",
             "ask your instructor: class up makes one account per student of the roster",
+            es=(
+                f"{user} no es una cuenta de alumno de ninguna clase de labctl en este servidor",
+                "pregunta a tu profesor: class up crea una cuenta por alumno de la lista",
+            ),
         )
     return account
 
@@ -125,13 +129,13 @@ def confine(args: Sequence[str], account: Account) -> Confined:
     head, rest = args[:n], args[n:]
     if not rest or rest[0] not in COMMANDS:
         asked = f"labctl {rest[0]}" if rest else "labctl without a command"
-        raise Refused(f"{asked} is not for students", USAGE)
+        raise _not_for_students(asked)
     command, rest = rest[0], rest[1:]
     words = [command]
     if command in GROUPS:
         rest = rest or ["--help"]  # what typer shows for the group alone
         if rest[0] not in GROUPS[command] and rest[0] != "--help":
-            raise Refused(f"labctl {command} {rest[0]} is not for students", USAGE)
+            raise _not_for_students(f"labctl {command} {rest[0]}")
         words.append(rest.pop(0))
     cut = rest.index("--") if "--" in rest else len(rest)
     options, tail = rest[:cut], rest[cut:]
@@ -154,18 +158,41 @@ def confine(args: Sequence[str], account: Account) -> Confined:
     return Confined(command, words, [*kept, *tail], [*head, *words, *kept, *forced, *tail])
 
 
+def _not_for_students(asked: str) -> Refused:
+    return Refused(
+        f"{asked} is not for students",
+        USAGE,
+        es=(
+            f"{asked} no es para alumnos",
+            USAGE.replace("as a student you can run", "como alumno puedes usar"),
+        ),
+    )
+
+
 def _not_yours(account: Account, field: str, value: str | None, command: str) -> Refused:
-    hint = (
-        f"leave --{field} out: labctl knows you are {account.user}, whose lab is "
-        f"{account.lab} (instance {account.instance})"
+    mine = f"{account.lab} (instance {account.instance})"
+    hint = f"leave --{field} out: labctl knows you are {account.user}, whose lab is {mine}"
+    hint_es = (
+        f"quita --{field}: labctl sabe que eres {account.user} y que tu laboratorio es "
+        + mine.replace("instance", "instancia")
     )
     if value is None:
         if command == "exec":
             hint = "put the command after --, e.g. labctl exec GUEST -- ls -l"
-        return Refused(f"--{field} (or -{field[0]}) needs a value, and only yours is allowed", hint)
+            hint_es = "pon la orden tras --, por ejemplo labctl exec GUEST -- ls -l"
+        return Refused(
+            f"--{field} (or -{field[0]}) needs a value, and only yours is allowed",
+            hint,
+            es=(f"--{field} (o -{field[0]}) necesita un valor, y solo vale el tuyo", hint_es),
+        )
     return Refused(
         f"you ({account.user}) can only work on your own lab: --{field} {value} is not yours",
         hint,
+        es=(
+            f"tú ({account.user}) solo puedes trabajar en tu laboratorio: --{field} {value} no "
+            "es tuyo",
+            hint_es,
+        ),
     )
 
 
@@ -222,7 +249,7 @@ def reexec_argv(args: Sequence[str], euid: int) -> list[str] | None:
     allowed = procs.run([sudo.SUDO, "-n", "-l", str(entry)], check=False).returncode
     if words[0] not in COMMANDS:
         if allowed == 0 and words[0] != "lab" and accounts.made_by_labctl(euid):
-            raise Refused(f"labctl {words[0]} is not for students", USAGE)
+            raise _not_for_students(f"labctl {words[0]}")
         return None
     if allowed != 0:
         raise HostError(

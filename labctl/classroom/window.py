@@ -174,4 +174,8 @@ def require_open(lab: str, instance: str, when: datetime | None = None) -> None:
         raise NotOpenYet(
             f"the exercises of class {state.name} open at {_show(window.start)} UTC",
             "wait for the exam to start; your lab is ready in the meantime",
+            es=(
+                f"los ejercicios de la clase {state.name} se abren el {_show(window.start)} UTC",
+                "espera a que empiece el examen; tu laboratorio ya está listo",
+            ),
         )

@@ -40,10 +40,11 @@ _reflow_help(app)
 
 def render_error(exc: LabctlError) -> None:
     """Print a user error as ``Error:`` and ``Hint:`` lines on stderr."""
-    console.err.print(f"[bold red]Error:[/bold red] {escape(exc.message)}", soft_wrap=True)
-    if exc.hint:
-        console.err.print(f"[yellow]Hint:[/yellow] {escape(exc.hint)}", soft_wrap=True)
-    console.json_error(exc.message, exc.hint, int(exc.code))
+    message, hint = exc.said(console.LANG)
+    console.err.print(f"[bold red]Error:[/bold red] {escape(message)}", soft_wrap=True)
+    if hint:
+        console.err.print(f"[yellow]Hint:[/yellow] {escape(hint)}", soft_wrap=True)
+    console.json_error(message, hint, int(exc.code))
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -118,6 +119,8 @@ def _command(name: str | None = None) -> Callable[[Command], Command]:
             lang: str | None,
             **kwargs: Any,
         ) -> None:
+            with contextlib.suppress(SpecError):  # an unknown --lang is said by _ctx, in English
+                console.LANG = detect(lang)  # the language errors are shown in too
             fn(_ctx(lab, instance, student, lang), *args, **kwargs)
 
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -313,7 +316,12 @@ def answer(
     if s.answer_check is None:
         asks = ", ".join(x.id for x in ex.steps if x.answer_check is not None) or "none"
         raise SpecError(
-            f"step {s.id} of {ex.id} does not ask for an answer", f"steps that do: {asks}"
+            tr(
+                c.lang,
+                f"el paso {s.id} de {ex.id} no pide ninguna respuesta",
+                f"step {s.id} of {ex.id} does not ask for an answer",
+            ),
+            tr(c.lang, f"pasos que la piden: {asks}", f"steps that do: {asks}"),
         )
     value = value.strip()
     if not value:
@@ -350,8 +358,13 @@ def reset(
     L, guests = c.lang, ", ".join(ex.guests)
     if not yes and not (sys.stdin is not None and sys.stdin.isatty()):
         raise LabctlError(  # a script's empty stdin is no answer
-            f"exercise reset removes what was done in {guests}, and there is no terminal to ask",
-            f"add --yes: labctl exercise reset {ex.id} --yes",
+            tr(
+                L,
+                f"exercise reset borra lo hecho en {guests} y no hay terminal donde preguntar",
+                f"exercise reset removes what was done in {guests}, and there is no terminal "
+                "to ask",
+            ),
+            tr(L, "añade --yes: ", "add --yes: ") + f"labctl exercise reset {ex.id} --yes",
             ExitCode.USAGE,
         )
     if not yes:

@@ -121,20 +121,27 @@ def up(
         console.err.print(f"Lab {lab.name} ({instance}) up in {result.seconds:.1f} s.")
 
 
-def _connect_hint(r: lab_status.GuestStatus, instance: str) -> str:
+def _which(state: LabState) -> str:
+    """The options naming this lab instance in a command typed here: none for a student
+    (labctl puts in their own) or for the default lab's main instance."""
+    if console.CONFINED:
+        return ""
+    lab = "" if state.lab == DEFAULT_LAB else f" --lab {state.lab}"
+    return lab + ("" if state.instance == DEFAULT_INSTANCE else f" -i {state.instance}")
+
+
+def _connect_hint(r: lab_status.GuestStatus, state: LabState) -> str:
     if r.connect and r.connect.startswith("http"):
         return r.connect
-    flag = "" if instance == DEFAULT_INSTANCE else f" -i {instance}"
-    return f"labctl ssh {r.guest}{flag}"
+    return f"labctl ssh {r.guest}{_which(state)}"
 
 
-def _outdated_note(guest: str, differs: str, instance: str, up: str, in_class: bool) -> str:
+def _outdated_note(guest: str, differs: str, state: LabState, up: str, in_class: bool) -> str:
     """What differs in a guest defined before a change, and who applies it how."""
-    flag = "" if instance == DEFAULT_INSTANCE else f" -i {instance}"
     how = (
         "your instructor applies it (the guest powered off, then labctl class up)"
         if in_class
-        else f"stop it (labctl exec{flag} {guest} -- poweroff) and run "
+        else f"stop it (labctl exec {guest}{_which(state)} -- poweroff) and run "
         f"{up} to define it anew, its disk kept"
     )
     return f"runs as defined before a change ({differs}); {how}"
@@ -149,7 +156,7 @@ def _print_status(
     """The guests as a table; narrow: how to connect below it, whole, one guest a line.
 
     ``in_class``: the instance is a student's (class mode), who cannot run ``labctl up``."""
-    instance, up = state.instance, up_command(state.lab, state.instance, state.spec_path)
+    up = up_command(state.lab, state.instance, state.spec_path)
     headers = ["guest", "engine", "state", "accel", "address"]
     table = tables.table(*headers, *(["started", "devices", "connect"] if wide else []))
     for r in rows:
@@ -162,7 +169,7 @@ def _print_status(
             cells += [
                 escape(r.started or "-"),
                 escape(r.devices or "-"),
-                escape(_connect_hint(r, instance)),
+                escape(_connect_hint(r, state)),
             ]
         table.add_row(*cells)
     if wide:
@@ -174,7 +181,7 @@ def _print_status(
         width = max((len(r.guest) for r in rows), default=0)
         for r in rows:
             # soft_wrap: rich never breaks the command; a terminal too narrow wraps it itself.
-            line = f"  {r.guest.ljust(width)}   {_connect_hint(r, instance)}"
+            line = f"  {r.guest.ljust(width)}   {_connect_hint(r, state)}"
             console.out.print(escape(line), soft_wrap=True)
     notes = [
         f"[yellow]*{escape(r.guest)}[/yellow]: {escape(r.accel_note)}" for r in rows if r.accel_note
@@ -184,7 +191,7 @@ def _print_status(
     ]
     notes += [
         f"[yellow]{escape(r.guest)}[/yellow]: "
-        + escape(_outdated_note(r.guest, differs, instance, up, in_class))
+        + escape(_outdated_note(r.guest, differs, state, up, in_class))
         for r in rows
         if (differs := r.outdated)
     ]

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import sys
 
+from labctl import console
 from labctl.classroom import access
 from labctl.classroom.accounts import Account
 from labctl.cli import main as labctl_main
 from labctl.cli import render_error
 from labctl.errors import HostError, LabctlError
+from labctl.exercises.i18n import of_args
 from labctl.instance.state import NotUp
 from labctl.lab import status as lab_status
 
@@ -22,6 +24,7 @@ from labctl.lab import status as lab_status
 #: labs come up in a class, not `labctl up`, which is the instructor's
 NEEDS_LAB = {("exec",), ("status",), ("exercise", "check"), ("app", "build"), ("app", "run")}
 NOT_UP_HINT = "your instructor brings the class's labs up (labctl class up): ask them"
+NOT_UP_HINT_ES = "tu profesor levanta los laboratorios de la clase (labctl class up): pregúntale"
 
 
 def _ssh(account: Account, guest: str) -> None:
@@ -41,6 +44,7 @@ def _ssh(account: Account, guest: str) -> None:
 
 def main() -> None:
     """Identify the student, confine the command to their lab, run it."""
+    console.LANG = of_args(sys.argv[1:])  # for the refusals below
     try:
         account = access.identify(os.environ, os.geteuid())
         confined = access.confine(sys.argv[1:], account)
@@ -55,9 +59,11 @@ def main() -> None:
     except LabctlError as exc:
         if isinstance(exc, NotUp):
             exc.hint = NOT_UP_HINT
+            exc.es = (exc.said("es")[0], NOT_UP_HINT_ES)
         render_error(exc)
         sys.exit(exc.code)
     sys.argv = ["labctl", *confined.argv]
+    console.CONFINED = True
     labctl_main()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 Lang = Literal["es", "en"]
@@ -28,6 +28,21 @@ def detect(explicit: str | None = None, environ: Mapping[str, str] | None = None
         if value:
             return "es" if value.lower().startswith("es") else "en"
     return "en"
+
+
+def of_args(args: Sequence[str], environ: Mapping[str, str] | None = None) -> Lang:
+    """The language a command line speaks: its ``--lang`` (before ``--``), else the locale;
+    an unknown ``--lang`` counts as none (the command itself refuses it)."""
+    options = list(args[: list(args).index("--")] if "--" in args else args)
+    given = None
+    for i, word in enumerate(options):
+        if word == "--lang" and i + 1 < len(options):
+            given = options[i + 1]
+        elif word.startswith("--lang="):
+            given = word.partition("=")[2]
+    if given and given.strip().lower()[:2] not in LANGS:
+        given = None
+    return detect(given, environ)
 
 
 def tr(lang: Lang, es: str, en: str) -> str:

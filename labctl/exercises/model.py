@@ -328,7 +328,11 @@ class Exercise(Strict):
             if ref in (step.id, str(i)):
                 return step
         known = ", ".join(f"{i} ({s.id})" for i, s in enumerate(self.steps, 1))
-        raise SpecError(f"exercise {self.id} has no step {ref!r}", f"steps: {known}")
+        raise SpecError(
+            f"exercise {self.id} has no step {ref!r}",
+            f"steps: {known}",
+            es=(f"el ejercicio {self.id} no tiene ningún paso {ref!r}", f"pasos: {known}"),
+        )
 
 
 # ---- loading -------------------------------------------------------------------------------

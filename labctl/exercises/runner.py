@@ -95,15 +95,25 @@ class Workspace:
             return None
         names = ", ".join(need)
         files = [shown(p) for p in labs_with(self.exercises_dir.parent, need)]
+        ups = " or ".join(f"labctl up {p}" for p in files)
         hint = (
-            " or ".join(f"labctl up {p}" for p in files) + f" brings up the lab with {names}"
+            f"{ups} brings up the lab with {names}"
             if files
             else f"no lab file beside it has {names}"
+        )
+        hint_es = (
+            f"{ups.replace(' or ', ' o ')} levanta el laboratorio con {names}"
+            if files
+            else f"ningún fichero de laboratorio a su lado tiene {names}"
         )
         return LabctlError(
             f"exercise {exercise_id} needs the guest {names}, which this lab does not run",
             hint,
             code=ExitCode.NOTHING_RAN,
+            es=(
+                f"el ejercicio {exercise_id} necesita {names}, que este laboratorio no tiene",
+                hint_es,
+            ),
         )
 
     def unavailable(self, exercise: Exercise) -> str | None:
@@ -120,11 +130,18 @@ class Workspace:
             if exercise.id == exercise_id:
                 why = self.unavailable(exercise)
                 if why is not None:
+                    profile = exercise.vm_profile
+                    up = f"labctl down, then LABCTL_VM_PROFILE={profile} labctl up"
                     raise LabctlError(
                         f"exercise {exercise.id}: {why}",
-                        f"bring the lab up with the {exercise.vm_profile} VM images: labctl "
-                        f"down, then LABCTL_VM_PROFILE={exercise.vm_profile} labctl up",
+                        f"bring the lab up with the {profile} VM images: {up}",
                         code=2,
+                        es=(
+                            f"el ejercicio {exercise.id} necesita las imágenes de VM {profile} "
+                            "y este laboratorio corre otras",
+                            f"levanta el laboratorio con las imágenes {profile}: "
+                            + up.replace(", then ", " y luego "),
+                        ),
                     )
                 return exercise
         elsewhere = self._needing_another_lab(exercise_id)
@@ -135,6 +152,11 @@ class Workspace:
             f"no exercise {exercise_id!r} in lab {self.lab}",
             (f"did you mean {close[0]}? " if close else "")
             + "labctl exercise list shows the lab's exercises",
+            es=(
+                f"no hay ningún ejercicio {exercise_id!r} en el laboratorio {self.lab}",
+                (f"¿querías decir {close[0]}? " if close else "")
+                + "labctl exercise list muestra los ejercicios del laboratorio",
+            ),
         )
 
     @cached_property
@@ -151,7 +173,9 @@ class Workspace:
     def require_up(self) -> LabState:
         """The lab state; exit code 2 (nothing could run) when the lab is not up."""
         if self.state is None:
-            raise NotUp(self.lab, self.instance, ": nothing to check")
+            raise NotUp(
+                self.lab, self.instance, (": nothing to check", ": no hay nada que comprobar")
+            )
         return self.state
 
 
@@ -242,9 +266,14 @@ class Connections:
         rec = self.state.guests.get(name)
         up = up_command(self.state.lab, self.state.instance, self.state.spec_path)
         if rec is None:
+            where = f"{self.state.lab} (instance {self.state.instance})"
             raise GuestUnavailable(
-                f"guest {name} is not in lab {self.state.lab} (instance {self.state.instance})",
+                f"guest {name} is not in lab {where}",
                 f"this exercise needs the full lab: {up}",
+                es=(
+                    f"{name} no está en el laboratorio {where.replace('instance', 'instancia')}",
+                    f"este ejercicio necesita el laboratorio completo: {up}",
+                ),
             )
         backend = backends.get(rec.engine)
         live = backend.state(rec.resource)
@@ -252,6 +281,11 @@ class Connections:
             raise GuestUnavailable(
                 f"guest {name} is {live}",
                 up_again("starts it again", up),
+                es=(
+                    f"{name} no está en marcha ({live})",
+                    f"{up} lo arranca otra vez (si eres alumno de una clase, lo hace el "
+                    "labctl class up de tu profesor)",
+                ),
             )
         return backend.connect(rec, self.key)
 
@@ -275,6 +309,12 @@ def ensure_setup(exercise: Exercise, connect: Connect, vals: Mapping[str, str]) 
                 raise LabctlError(
                     f"preparing {target} for exercise {exercise.id} failed: {result.detail}",
                     f"run `labctl exercise reset {exercise.id}` to start from a fresh guest",
+                    es=(
+                        f"no se pudo preparar {target} para el ejercicio {exercise.id}: "
+                        f"{result.detail}",
+                        f"`labctl exercise reset {exercise.id}` vuelve a empezar con un "
+                        "invitado recién creado",
+                    ),
                 )
         conn.run(f"touch {mark}")
         ran = True

@@ -26,10 +26,29 @@ class NotUp(LabctlError):
 
     code = ExitCode.NOTHING_RAN
 
-    def __init__(self, lab: str, instance: str, consequence: str = "") -> None:
+    def __init__(self, lab: str, instance: str, consequence: tuple[str, str] = ("", "")) -> None:
+        """``consequence``: what follows, in English and Spanish (": nothing to check")."""
+        elsewhere = sorted(s.lab for s in saved_states() if s.instance == instance and s.lab != lab)
+        up = up_command(lab, instance)
+        hint, hint_es = f"run: {up}", f"ejecuta: {up}"
+        if elsewhere:  # the instance of another lab was meant, more likely than a new one
+            other = elsewhere[0]
+            hint = (
+                f"instance {instance} is up in lab {', '.join(elsewhere)}: add --lab {other}; "
+                f"or, for lab {lab}, {hint}"
+            )
+            hint_es = (
+                f"la instancia {instance} está en marcha en el laboratorio "
+                f"{', '.join(elsewhere)}: añade --lab {other}; o, para el laboratorio {lab}, "
+                f"{hint_es}"
+            )
         super().__init__(
-            f"lab {lab} (instance {instance}) is not up{consequence}",
-            f"run: {up_command(lab, instance)}",
+            f"lab {lab} (instance {instance}) is not up{consequence[0]}",
+            hint,
+            es=(
+                f"el laboratorio {lab} (instancia {instance}) no está en marcha{consequence[1]}",
+                hint_es,
+            ),
         )
 
 

@@ -67,7 +67,9 @@ def as_student(
     user: str, state: Path, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``labctl ARGS`` typed by ``user`` in a login shell (LABCTL_STATE names the test's)."""
-    line = f"LABCTL_STATE={shlex.quote(str(state))} COLUMNS=200 {shlex.join([LABCTL, *args])}"
+    # the words the test reads are English whatever the server's locale
+    env = f"LABCTL_STATE={shlex.quote(str(state))} COLUMNS=200 LC_ALL=C.UTF-8"
+    line = f"{env} {shlex.join([LABCTL, *args])}"
     return shell(user, line, stdin)
 
 

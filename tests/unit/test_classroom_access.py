@@ -175,6 +175,10 @@ def test_only_the_student_commands_are_there(ana: Account, args: list[str]) -> N
     with pytest.raises(access.Refused, match="not for students") as err:
         access.confine(args, ana)
     assert "labctl exercise list" in (err.value.hint or "")
+    message, hint = err.value.said("es")  # a student reading Spanish
+    assert message.endswith("no es para alumnos") and (hint or "").startswith(
+        "como alumno puedes usar: labctl exercise list"
+    )
 
 
 @pytest.fixture

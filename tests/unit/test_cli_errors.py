@@ -17,7 +17,7 @@ from labctl.errors import EngineError
 @pytest.fixture(autouse=True)
 def _no_json_left() -> Iterator[None]:
     yield
-    console.json_reset()  # as the next command's start does
+    console.reset()  # as the next command's start does
 
 
 def main(monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:

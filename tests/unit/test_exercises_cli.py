@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import labctl.cli as cli
 from labctl.cli import app
 from labctl.errors import LabctlError
 from labctl.exercises import params
@@ -216,8 +218,10 @@ def test_another_students_note_does_not_pass(project: Project) -> None:
 
 
 def test_answer_errors_are_user_errors(project: Project) -> None:
-    code, message = labctl(project, "answer", "notas", "nota", "42", "-s", "ana")
+    code, message = labctl(project, "answer", "notas", "nota", "42", "-s", "ana", "--lang", "en")
     assert code == 2 and message == "step nota of notas does not ask for an answer"
+    code, message = labctl(project, "answer", "notas", "nota", "42", "-s", "ana")  # LANG es
+    assert code == 2 and message == "el paso nota de notas no pide ninguna respuesta"
     code, message = labctl(project, "answer", "notas", "9", "42", "-s", "ana")
     assert code == 2 and "has no step '9'" in message
     code, message = labctl(project, "show", "nada", "-s", "ana")
@@ -423,11 +427,13 @@ def test_show_ends_with_each_command_whole_on_its_own_line_at_80_columns(
 
 def test_reset_without_a_terminal_to_ask_on_wants_yes(project: Project) -> None:
     project.up()
-    code, message = labctl(project, "reset", "notas", "-i", "main", "-s", "ana")  # stdin: a pipe
+    code, message = labctl(project, "reset", "notas", "-s", "ana", "--lang", "en")  # stdin: a pipe
     assert code == 2
     assert message == (
         "exercise reset removes what was done in box, and there is no terminal to ask"
     )
+    code, message = labctl(project, "reset", "notas", "-s", "ana")
+    assert message == "exercise reset borra lo hecho en box y no hay terminal donde preguntar"
     assert InstanceDir("mini", "main", project.state).load() is not None  # nothing removed
 
 
@@ -445,3 +451,30 @@ def test_a_students_checks_on_the_host_run_as_the_student_in_class_mode(project:
     conns = Connections(ws)
     assert conns(STUDENT).run('id -un; echo "$HOME"').stdout == "nobody\n/nonexistent\n"
     assert conns(HOST).run("id -u").stdout == "0\n"  # the lab host's own facts: as root
+
+
+def test_errors_speak_the_students_language(
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def said(*args: str) -> str:
+        monkeypatch.setattr(sys, "argv", ["labctl", "exercise", *args, "-l", str(project.lab)])
+        with pytest.raises(SystemExit) as done:
+            cli.main()
+        assert done.value.code == 2
+        return capsys.readouterr().err
+
+    # LANG is es_ES.UTF-8 here
+    assert said("show", "notsa") == (
+        "Error: no hay ningún ejercicio 'notsa' en el laboratorio mini\n"
+        "Hint: ¿querías decir notas? labctl exercise list muestra los ejercicios del "
+        "laboratorio\n"
+    )
+    assert "Error: el ejercicio notas no tiene ningún paso 'tres'\nHint: pasos: 1 (nota)" in (
+        said("answer", "notas", "tres", "x")
+    )
+    assert said("check", "notas").startswith(
+        "Error: el laboratorio mini (instancia main) no está en marcha: no hay nada que comprobar"
+    )
+    assert said("show", "notsa", "--lang", "en").startswith(
+        "Error: no exercise 'notsa' in lab mini\nHint: did you mean notas?"
+    )

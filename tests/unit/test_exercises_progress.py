@@ -11,7 +11,7 @@ from labctl.command import CommandResult
 from labctl.errors import SpecError
 from labctl.exercises import runner
 from labctl.exercises.checks import CheckResult
-from labctl.exercises.i18n import detect
+from labctl.exercises.i18n import detect, of_args
 from labctl.exercises.progress import ProgressStore, current_step, score, shared
 from tests.unit.exercise_data import exercise, step, text
 from tests.unit.fake_connection import FakeConnection
@@ -177,3 +177,17 @@ def test_language_from_flag_or_locale(env: dict[str, str], flag: str | None, lan
 def test_an_unknown_language_is_refused() -> None:
     with pytest.raises(SpecError, match="unknown language"):
         detect("fr", {})
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "lang"),
+    [
+        (["exercise", "check", "x", "--lang", "es"], {}, "es"),
+        (["exercise", "check", "x", "--lang=en"], {"LANG": "es_ES.UTF-8"}, "en"),
+        (["exec", "box", "--", "echo", "--lang", "es"], {}, "en"),  # the guest's command's
+        (["status"], {"LANG": "es_ES.UTF-8"}, "es"),
+        (["exercise", "list", "--lang", "fr"], {"LANG": "es_ES.UTF-8"}, "es"),  # refused later
+    ],
+)
+def test_a_command_lines_language(args: list[str], env: dict[str, str], lang: str) -> None:
+    assert of_args(args, env) == lang

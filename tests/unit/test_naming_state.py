@@ -105,9 +105,14 @@ def test_a_state_file_of_another_instance_is_never_taken_for_this_one(tmp_path: 
     assert theirs.load() == LabState("net", "adv-1", "x")
 
 
-def test_not_up_is_one_error_with_exit_2_and_the_command_to_run() -> None:
-    err = NotUp("virtualization", "alumno07", ": nothing to check")
+def test_not_up_is_one_error_with_exit_2_and_the_command_to_run(state_root: Path) -> None:
+    err = NotUp("virtualization", "alumno07", (": nothing to check", ": no hay nada que comprobar"))
     assert err.code == 2 and err.message.endswith("is not up: nothing to check")
+    assert err.said("es") == (
+        "el laboratorio virtualization (instancia alumno07) no está en marcha: no hay nada que "
+        "comprobar",
+        "ejecuta: labctl up --instance alumno07",
+    )
     assert err.hint == "run: labctl up --instance alumno07"
     assert NotUp("virtualization", "main").hint == "run: labctl up"
     assert NotUp("fleet-mini", "main").hint == "run: labctl up fleet-mini"  # not the default
@@ -116,6 +121,16 @@ def test_not_up_is_one_error_with_exit_2_and_the_command_to_run() -> None:
         "run: labctl up LAB_FILE --instance a1 (the file that names lab net; labs shipped: "
         "fleet-mini, virtualization, virtualization-full)"
     )
+
+
+def test_not_up_names_the_lab_the_instance_is_up_in(state_root: Path) -> None:
+    InstanceDir("fleet-mini", "wk17-ana").save(LabState("fleet-mini", "wk17-ana", "x"))
+    # `labctl exec kvm-virtio -i wk17-ana` without --lab asks lab virtualization
+    assert NotUp("virtualization", "wk17-ana").hint == (
+        "instance wk17-ana is up in lab fleet-mini: add --lab fleet-mini; or, for lab "
+        "virtualization, run: labctl up --instance wk17-ana"
+    )
+    assert NotUp("virtualization", "wk17-bea").hint == "run: labctl up --instance wk17-bea"
 
 
 def test_up_names_the_lab_file_an_instance_came_up_from(monkeypatch: pytest.MonkeyPatch) -> None:

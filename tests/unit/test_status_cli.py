@@ -86,7 +86,7 @@ def test_status_fits_80_columns_with_every_name_and_address_whole(
     said = " ".join(" ".join(lines).split())
     assert (
         "kvm-old: runs as defined before a change (CPUs 1 -> 1 of 2); stop it "
-        "(labctl exec -i student42 kvm-old -- poweroff) and run labctl up --instance "
+        "(labctl exec kvm-old -i student42 -- poweroff) and run labctl up --instance "
         "student42 to define it anew" in said  # the commands of this instance, not main's
     )
     assert "Not running: kvm-virtio; labctl up --instance student42 starts them" in said
@@ -129,3 +129,21 @@ def test_a_student_is_told_their_instructor_applies_a_change(
     )
     assert "labctl exec kvm-old -- poweroff" not in said
     assert "Not running: kvm-virtio; your instructor's labctl class up starts them" in said
+
+
+def test_the_commands_of_another_labs_instance_name_the_lab_and_a_students_name_neither(
+    status_of: list[GuestStatus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = SimpleNamespace(lab="fleet-mini", instance="wk17-ana", spec_path=None)
+    inst = SimpleNamespace(owner=lambda: object())  # a class's instance, seen by root
+    monkeypatch.setattr(lab_status, "load", lambda lab, instance: (inst, state))
+    lines = run("--lab", "fleet-mini", "-i", "wk17-ana")
+    # without --lab, the hint would reach lab virtualization's instance wk17-ana
+    assert any(
+        line.split()
+        == ["lxc-system", "labctl", "ssh", "lxc-system", "--lab", "fleet-mini", "-i", "wk17-ana"]
+        for line in lines
+    )
+    monkeypatch.setattr(console, "CONFINED", True)  # the student, through the sudo entry point
+    lines = run()
+    assert any(line.split() == ["lxc-system", "labctl", "ssh", "lxc-system"] for line in lines)
