@@ -3,8 +3,10 @@
 ``id,name[,email][,ssh_key]`` with a header line; UTF-8 (a BOM is fine), LF or CRLF line
 ends, names with accents. A student's id names their Linux account and, with the class
 name, their lab instance (``<class>-<id>``), so it must suit both: lowercase, starting with a
-letter, short enough that ``labctl-<lab>-<class>-<id>-<guest>`` fits every engine. Every
-problem is reported at once, each at ``FILE:LINE`` with what to do.
+letter, short enough that ``labctl-<lab>-<class>-<id>-<guest>`` fits every engine. No two
+students share an id, an email (the grades export keys its rows by email) or a public key
+(either could log in as the other). Every problem is reported at once, each at ``FILE:LINE``
+with what to do.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pwd
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl.errors import LabctlError, SpecError
@@ -180,18 +182,27 @@ def _header(path: Path, row: list[str], line: int) -> list[str]:
     return names
 
 
-def _row(
-    cells: dict[str, str], line: int, seen: dict[str, int]
-) -> tuple[Student | None, list[str]]:
+@dataclass
+class _Seen:
+    """What the rows read so far hold, by line: a later row holding it again is refused."""
+
+    ids: dict[str, int] = field(default_factory=dict)
+    keys: dict[tuple[str, str], int] = field(default_factory=dict)  # (type, base64)
+    emails: dict[str, int] = field(default_factory=dict)  # lowercase
+
+
+def _row(cells: dict[str, str], line: int, seen: _Seen) -> tuple[Student | None, list[str]]:
     problems: list[str] = []
     sid = cells.get("id", "")
     bad = id_problem(sid)
     if bad:
         problems.append(bad)
-    elif sid in seen:
-        problems.append(f"id {sid!r} is already the student of line {seen[sid]}; ids are unique")
+    elif sid in seen.ids:
+        problems.append(
+            f"id {sid!r} is already the student of line {seen.ids[sid]}; ids are unique"
+        )
     else:
-        seen[sid] = line  # even when the row has other problems: a later duplicate is one too
+        seen.ids[sid] = line  # even when the row has other problems: a later duplicate is one too
     name = cells.get("name", "")
     if not name:
         problems.append("the name is empty; give the student's name")
@@ -200,11 +211,28 @@ def _row(
     email = cells.get("email") or None
     if email is not None and not EMAIL_RE.match(email):
         problems.append(f"email {email!r} is not an address like ana@example.org")
+    elif email is not None and email.lower() in seen.emails:
+        # the grades export keys its rows by email: an LMS would merge the two students
+        problems.append(
+            f"email {email!r} is already the address of line {seen.emails[email.lower()]}; "
+            "give each student their own (the grades export keys its rows by email)"
+        )
+    elif email is not None:
+        seen.emails[email.lower()] = line
     key = cells.get("ssh_key") or None
     if key is not None:
         bad_key = key_problem(key)
         if bad_key:
             problems.append(bad_key)
+        else:
+            kind, blob = key.split()[:2]  # another comment does not make another key
+            if (kind, blob) in seen.keys:
+                problems.append(
+                    f"ssh_key is the key of line {seen.keys[kind, blob]} too (comments aside): "
+                    "either student could log in as the other; give each student their own key"
+                )
+            else:
+                seen.keys[kind, blob] = line
     if problems:
         return None, problems
     return Student(sid, name, line, email, key), []
@@ -215,12 +243,14 @@ def parse(path: Path, data: bytes, max_students: int = MAX_STUDENTS) -> Roster:
     reader = csv.reader(io.StringIO(_decode(path, data), newline=""), strict=True)
     header: list[str] | None = None
     students: list[Student] = []
-    seen: dict[str, int] = {}
+    seen = _Seen()
     problems: list[str] = []
     rows = 0
+    start = 1  # where the record being read begins: a quote left open runs on from there
     try:
         for row in reader:
             line = reader.line_num
+            start = line + 1
             if not any(c.strip() for c in row):
                 continue  # blank lines (a trailing one, say) are not students
             if header is None:
@@ -247,7 +277,13 @@ def parse(path: Path, data: bytes, max_students: int = MAX_STUDENTS) -> Roster:
             if student is not None:
                 students.append(student)
     except csv.Error as exc:
-        problems.append(f"{path}:{reader.line_num}: not valid CSV: {exc}")
+        if "end of data" in str(exc):  # the file ended inside a quoted field
+            problems.append(
+                f"{path}:{start}: not valid CSV: a quote opened on this line is never closed; "
+                "close it, or remove it"
+            )
+        else:
+            problems.append(f"{path}:{reader.line_num}: not valid CSV: {exc}")
     if header is None:
         raise SpecError(f"{path}:1: the roster is empty", HINT)
     if not students and not problems:
