@@ -23,7 +23,15 @@ from typing import Literal, Protocol
 from labctl import cancel
 from labctl.classroom import accounts, capacity, reach, slots
 from labctl.classroom import window as exam
-from labctl.classroom.roster import Roster, Student, check_accounts, check_size, instance_of
+from labctl.classroom.roster import (
+    AccountCheck,
+    Roster,
+    Student,
+    check_accounts,
+    check_size,
+    instance_of,
+)
+from labctl.classroom.roster import account_check as roster_account_check
 from labctl.classroom.roster import account_exists as roster_account_exists
 from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
 from labctl.errors import LabctlError
@@ -179,6 +187,17 @@ def check_roster(
         instance_of(name, s.id)  # within the instance-name limit by construction
     ours = accounts.owned if accounts else (lambda _user, _cls: False)
     check_accounts(roster, name, account_exists or roster_account_exists, ours)
+
+
+def account_check(
+    name: str,
+    account_exists: Callable[[str], bool] | None = None,
+    accounts: Accounts | None = None,
+) -> AccountCheck:
+    """``check_roster``'s check of one id against this host's accounts, for ``roster.load``:
+    a clash is then listed with the roster's other problems."""
+    ours = accounts.owned if accounts else (lambda _user, _cls: False)
+    return roster_account_check(name, account_exists or roster_account_exists, ours)
 
 
 def _validate(c: _ClassUp) -> None:

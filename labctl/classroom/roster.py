@@ -50,6 +50,8 @@ KEY_TYPES = frozenset(
     }
 )
 EMAIL_RE = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+#: Why an id cannot be a student's account of the class, or None (see :func:`account_check`).
+AccountCheck = Callable[[str], str | None]
 #: Shown with every problem: how a roster must look.
 HINT = (
     "a roster is a UTF-8 CSV with the header id,name[,email][,ssh_key]; ids are 1-10 "
@@ -191,7 +193,9 @@ class _Seen:
     emails: dict[str, int] = field(default_factory=dict)  # lowercase
 
 
-def _row(cells: dict[str, str], line: int, seen: _Seen) -> tuple[Student | None, list[str]]:
+def _row(
+    cells: dict[str, str], line: int, seen: _Seen, account: AccountCheck | None
+) -> tuple[Student | None, list[str]]:
     problems: list[str] = []
     sid = cells.get("id", "")
     bad = id_problem(sid)
@@ -203,6 +207,9 @@ def _row(cells: dict[str, str], line: int, seen: _Seen) -> tuple[Student | None,
         )
     else:
         seen.ids[sid] = line  # even when the row has other problems: a later duplicate is one too
+        clash = account(sid) if account is not None else None
+        if clash:
+            problems.append(f"{clash}; give the student another id (e.g. add a digit)")
     name = cells.get("name", "")
     if not name:
         problems.append("the name is empty; give the student's name")
@@ -238,8 +245,17 @@ def _row(cells: dict[str, str], line: int, seen: _Seen) -> tuple[Student | None,
     return Student(sid, name, line, email, key), []
 
 
-def parse(path: Path, data: bytes, max_students: int = MAX_STUDENTS) -> Roster:
-    """Validate roster bytes; one SpecError listing every problem at ``FILE:LINE``."""
+def parse(
+    path: Path,
+    data: bytes,
+    max_students: int = MAX_STUDENTS,
+    account: AccountCheck | None = None,
+) -> Roster:
+    """Validate roster bytes; one SpecError listing every problem at ``FILE:LINE``.
+
+    ``account`` (see :func:`account_check`): ids that clash with this host's accounts are
+    listed with the other problems (None: not asked here).
+    """
     reader = csv.reader(io.StringIO(_decode(path, data), newline=""), strict=True)
     header: list[str] | None = None
     students: list[Student] = []
@@ -272,7 +288,7 @@ def parse(path: Path, data: bytes, max_students: int = MAX_STUDENTS) -> Roster:
             cells = {
                 h: c.strip() for h, c in zip(header, row, strict=False)
             }  # short rows: empty cells
-            student, bad = _row(cells, line, seen)
+            student, bad = _row(cells, line, seen, account)
             problems.extend(f"{path}:{line}: {p}" for p in bad)
             if student is not None:
                 students.append(student)
@@ -296,13 +312,15 @@ def parse(path: Path, data: bytes, max_students: int = MAX_STUDENTS) -> Roster:
     return Roster(str(path), tuple(students))
 
 
-def load(path: Path, max_students: int = MAX_STUDENTS) -> Roster:
-    """Read and validate a roster file."""
+def load(
+    path: Path, max_students: int = MAX_STUDENTS, account: AccountCheck | None = None
+) -> Roster:
+    """Read and validate a roster file (``account``: as :func:`parse`)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot read the roster {path}: {exc.strerror}", HINT) from None
-    return parse(path, data, max_students)
+    return parse(path, data, max_students, account)
 
 
 def account_exists(name: str) -> bool:
@@ -323,25 +341,42 @@ def check_size(roster: Roster, max_students: int | None) -> None:
         )
 
 
+def account_check(
+    class_name: str,
+    exists: Callable[[str], bool] = account_exists,
+    ours: Callable[[str, str], bool] = lambda _user, _cls: False,
+) -> AccountCheck:
+    """Why an id cannot be a student's account of the class, or None: it is an existing
+    account that labctl did not make for the class.
+
+    ``ours(user, class)`` says whether labctl created the account for the class (the
+    accounts module marks them); any other account (``root``, ``www-data``, a colleague's)
+    is never reused as a student's.
+    """
+
+    def problem(student_id: str) -> str | None:
+        if exists(student_id) and not ours(student_id, class_name):
+            return (
+                f"id {student_id!r} is an existing account on this host, "
+                f"not one labctl made for class {class_name!r}"
+            )
+        return None
+
+    return problem
+
+
 def check_accounts(
     roster: Roster,
     class_name: str,
     exists: Callable[[str], bool] = account_exists,
     ours: Callable[[str, str], bool] = lambda _user, _cls: False,
 ) -> None:
-    """Refuse ids that are existing accounts, unless labctl made them for this class.
-
-    ``ours(user, class)`` says whether labctl created the account for the class (the
-    accounts module marks them); any other account (``root``, ``www-data``, a colleague's)
-    is never reused as a student's.
-    """
-    clashes = [s for s in roster.students if exists(s.id) and not ours(s.id, class_name)]
+    """Refuse ids that are existing accounts, unless labctl made them for this class
+    (see :func:`account_check`)."""
+    problem = account_check(class_name, exists, ours)
+    clashes = [(s, why) for s in roster.students if (why := problem(s.id)) is not None]
     if clashes:
-        lines = "\n  ".join(
-            f"{roster.path}:{s.line}: id {s.id!r} is an existing account on this host, "
-            f"not one labctl made for class {class_name!r}"
-            for s in clashes
-        )
+        lines = "\n  ".join(f"{roster.path}:{s.line}: {why}" for s, why in clashes)
         raise SpecError(
             f"{len(clashes)} student id(s) clash with accounts of this host, nothing was "
             f"created:\n  {lines}",

@@ -472,6 +472,14 @@ def test_class_plan_refuses_an_id_that_is_an_account_of_the_host_as_class_up_doe
     assert run("plan", str(world.roster_file), str(world.path), "-c", "so")[0] == 0
     code, err = run("plan", str(world.roster_file), str(world.path), "-c", "b")
     assert code == 2 and "id 'ana' is an existing account" in err
+    # listed with the roster's other problems, not after they are fixed
+    monkeypatch.setattr(class_lifecycle, "roster_account_exists", lambda name: name == "root")
+    world.roster_file.write_text("id,name\nbo,\nroot,Root\n")
+    for command in ("plan", "up"):
+        code, err = run(command, str(world.roster_file), str(world.path))
+        assert code == 2 and "2 problem(s) in the roster" in err
+        assert ":2: the name is empty" in err and said in err
+    assert classes() == [] and world.running() == set()
 
 
 def test_an_interrupted_class_up_stops_and_a_rerun_finishes_it(world: World) -> None:

@@ -225,6 +225,24 @@ def test_ids_of_existing_accounts_are_refused_unless_labctl_made_them(tmp_path: 
         roster.check_accounts(r, "other", {"bo"}.__contains__, lambda u, c: (u, c) in ours)
 
 
+def test_ids_of_existing_accounts_are_listed_with_the_other_problems(tmp_path: Path) -> None:
+    path = write(tmp_path, "id,name\nana,\nroot,Root\nbo,Bo\nroot,Root again\n")
+    ours = {("bo", "so24a")}
+    check = roster.account_check("so24a", {"root", "bo"}.__contains__, lambda u, c: (u, c) in ours)
+    with pytest.raises(SpecError) as err:
+        roster.load(path, account=check)
+    message = err.value.message
+    assert message.startswith("3 problem(s) in the roster")
+    assert "class.csv:2: the name is empty" in message
+    assert (
+        "class.csv:3: id 'root' is an existing account on this host, not one labctl made for "
+        "class 'so24a'; give the student another id" in message
+    )
+    assert "class.csv:5: id 'root' is already the student of line 3" in message
+    assert "'bo'" not in message  # labctl made bo's account for this class
+    assert "class.csv:3: id 'root'" not in refused(tmp_path, path.read_text())  # not asked
+
+
 @pytest.mark.parametrize("name", ["", "So24a", "so-24", "sixchr", "1a"])
 def test_bad_class_names(name: str) -> None:
     with pytest.raises(SpecError, match="class name"):
