@@ -34,6 +34,7 @@ from labctl.classroom.roster import (
 from labctl.classroom.roster import account_check as roster_account_check
 from labctl.classroom.roster import account_exists as roster_account_exists
 from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
+from labctl.console import plural
 from labctl.errors import LabctlError
 from labctl.exercises.model import load_exercises
 from labctl.exercises.progress import now
@@ -336,7 +337,7 @@ def _labs(c: _ClassUp) -> None:
 
 #: ``labctl class up``: one lab instance per student, converging from whatever exists.
 CLASS_UP_STAGES: tuple[Stage[_ClassUp], ...] = (
-    Stage("validate", _validate, describe=lambda c: f"{len(c.roster.students)} students"),
+    Stage("validate", _validate, describe=lambda c: plural(len(c.roster.students), "student")),
     Stage("lock", hold=_lock, silent=True),
     Stage("capacity", _capacity, describe=_describe_capacity),
     Stage("slots", _slots, silent=True),
@@ -502,7 +503,7 @@ def _forget(c: _ClassDown) -> None:
 CLASS_DOWN_STAGES: tuple[Stage[_ClassDown], ...] = (
     Stage("lock", hold=lambda c: c.folder.locked("labctl class down"), silent=True),
     Stage("read", _read, silent=True),
-    Stage("labs", _down_labs, describe=lambda c: f"{len(c.seats)} students"),
+    Stage("labs", _down_labs, describe=lambda c: plural(len(c.seats), "student")),
     Stage("accounts", _down_accounts, silent=True),
     Stage("forget", _forget, silent=True),
 )
@@ -532,6 +533,7 @@ __all__ = [
     "Accounts",
     "HostAccounts",
     "ClassUpResult",
+    "account_check",
     "check_roster",
     "SeatDown",
     "SeatResult",

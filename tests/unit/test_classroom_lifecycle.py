@@ -159,6 +159,18 @@ def test_each_student_gets_an_instance_named_by_class_and_id_and_an_account(worl
     assert world.accounts.admitted == [(s, "so") for s in ("ana", "bo", "cy")] * 2
 
 
+def test_the_validate_stage_counts_students_in_words(world: World) -> None:
+    said: list[tuple[str, str, str]] = []
+    world.up(world.roster("id,name\nana,Ana\n"), report=lambda *a: said.append(a))
+    assert ("", "validate", "1 student") in said  # not "1 students"
+    said.clear()
+    world.up(world.roster(THREE), report=lambda *a: said.append(a))
+    assert ("", "validate", "3 students") in said
+    said.clear()
+    class_lifecycle.down(ClassDir("so"), "bo", lambda *a: said.append(a), accounts=world.accounts)
+    assert ("", "labs", "1 student") in said
+
+
 def test_a_student_whose_lab_failed_is_still_confined(world: World) -> None:
     world.up(world.roster(THREE), up_one=failing_for("so-bo", "libvirt: no space"))
     assert world.accounts.admitted.count(("bo", "so")) == 2
