@@ -35,7 +35,7 @@ from labctl.classroom.roster import account_check as roster_account_check
 from labctl.classroom.roster import account_exists as roster_account_exists
 from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
 from labctl.console import plural
-from labctl.errors import LabctlError
+from labctl.errors import ExitCode, LabctlError
 from labctl.exercises.model import load_exercises
 from labctl.exercises.progress import now
 from labctl.images.cache import ImageStore
@@ -208,6 +208,7 @@ def _validate(c: _ClassUp) -> None:
         raise LabctlError(
             f"class {c.name} runs lab {previous.lab}, not {c.lab.name}",
             f"take it down first (labctl class down --class {c.name}) or use another --class",
+            ExitCode.USAGE,  # nothing was done
         )
     if c.window is not None:  # an end before the start is refused before anything exists
         exam.merged(previous, c.window)

@@ -38,7 +38,7 @@ from labctl.classroom.lifecycle import remember_seats
 from labctl.classroom.roster import Roster, Student, check_class, check_size, instance_of
 from labctl.classroom.state import FAILED, PENDING, UP, ClassDir, ClassState, Seat, seat_of
 from labctl.console import plural
-from labctl.errors import HostError, LabctlError
+from labctl.errors import ExitCode, HostError, LabctlError
 from labctl.exercises.progress import now
 from labctl.fleet import place as placing
 from labctl.fleet import ship
@@ -146,6 +146,7 @@ def _validate(c: _FleetUp) -> None:
         raise LabctlError(
             f"class {c.name} runs lab {previous.lab}, not {c.lab.name}",
             f"take it down first (labctl class down --class {c.name}) or use another --class",
+            ExitCode.USAGE,  # nothing was done
         )
     old = fleet_state.load(c.folder)
     if previous is not None and old is None:

@@ -288,7 +288,7 @@ def test_a_class_keeps_its_lab(world: World, tmp_path: Path) -> None:
     world.up(world.roster("id,name\nana,Ana\n"))
     other = tmp_path / "other.yaml"
     other.write_text(lab_yaml("cls2", APP))
-    with pytest.raises(LabctlError, match="class so runs lab cls, not cls2"):
+    with pytest.raises(LabctlError, match="class so runs lab cls, not cls2") as err:
         class_lifecycle.up(
             world.roster("id,name\nana,Ana\n"),
             "so",
@@ -300,6 +300,7 @@ def test_a_class_keeps_its_lab(world: World, tmp_path: Path) -> None:
             accounts=world.accounts,  # type: ignore[arg-type]
             account_exists=lambda u: True,
         )
+    assert err.value.code == 2  # nothing was done: a usage error, not a failure
 
 
 def test_down_removes_exactly_the_class_and_nothing_else(world: World) -> None:
@@ -410,6 +411,9 @@ def test_reset_recreates_one_guest_or_the_whole_lab_of_one_student_only(
         reset(ClassDir("so"), "zed", guest="app")
     with pytest.raises(LabctlError, match="not both"):
         reset(ClassDir("so"), "bo", exercise="x", guest="app")
+    with pytest.raises(LabctlError, match="no guest 'nosuch' in lab cls") as err:
+        reset(ClassDir("so"), "bo", guest="nosuch")
+    assert (err.value.code, err.value.hint) == (2, "guests: vm, app")  # as --exercise nosuch
 
 
 def test_the_status_table_fits_80_columns(world: World, no_host: None) -> None:

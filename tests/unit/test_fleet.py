@@ -280,6 +280,15 @@ def test_one_student_on_one_host_is_said_in_the_singular(fleet: Fleet) -> None:
     assert ("h1", "placed", "1 student") in said
 
 
+def test_a_class_over_hosts_keeps_its_lab_and_another_is_a_usage_error(fleet: Fleet) -> None:
+    fleet.up()
+    calls = len(fleet.hosts.calls)
+    (fleet.tmp / "lab" / "lab.yaml").write_text(lab_yaml("flab2", VM, APP))
+    with pytest.raises(LabctlError, match="class fl runs lab flab, not flab2") as err:
+        fleet.up()
+    assert err.value.code == ExitCode.USAGE and len(fleet.hosts.calls) == calls
+
+
 def test_a_host_that_cannot_be_used_stops_the_first_run_before_anything_exists(
     fleet: Fleet,
 ) -> None:
