@@ -69,6 +69,11 @@ def json_error(message: str, hint: str | None, exit_code: int) -> None:
         print_json({"error": {"message": message, "hint": hint, "exit_code": exit_code}})
 
 
+def plural(n: int, word: str) -> str:
+    """``1 guest``, ``2 guests``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def table(*headers: str, title: str | None = None) -> Table:
     """A borderless table, kubectl-like, whose every column wraps rather than truncates.
 

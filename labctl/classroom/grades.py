@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from labctl.classroom.state import ClassDir, NoClass
+from labctl.classroom.state import ClassDir, NoClass, classes
 from labctl.classroom.window import Window, window_of
 from labctl.errors import LabctlError
 from labctl.exercises import grading
@@ -95,9 +95,12 @@ def _seats(class_name: str, store: Store) -> tuple[str, str, list[_Seat], Window
         return state.lab, state.spec_path, seats, window_of(state)
     recorded = store.seats(class_name)
     if not recorded:
+        known = sorted({*classes(), *store.class_names()})  # up here, or down and recorded
         raise NoClass(
             f"no class {class_name!r} on this host, and none in the progress store",
-            "labctl class status lists the classes that are up",
+            f"classes here: {', '.join(known)}"
+            if known
+            else f"labctl class up ROSTER [LAB] --class {class_name} brings one up",
         )
     people = {p.student: p for p in store.students([s.student for s in recorded])}
     seats = [

@@ -23,10 +23,19 @@ from typing import Literal, Protocol
 from labctl import cancel
 from labctl.classroom import accounts, capacity, reach, slots
 from labctl.classroom import window as exam
-from labctl.classroom.roster import Roster, Student, check_accounts, check_size, instance_of
+from labctl.classroom.roster import (
+    AccountCheck,
+    Roster,
+    Student,
+    check_accounts,
+    check_size,
+    instance_of,
+)
+from labctl.classroom.roster import account_check as roster_account_check
 from labctl.classroom.roster import account_exists as roster_account_exists
 from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
-from labctl.errors import LabctlError
+from labctl.console import plural
+from labctl.errors import ExitCode, LabctlError
 from labctl.exercises.model import load_exercises
 from labctl.exercises.progress import now
 from labctl.images.cache import ImageStore
@@ -181,6 +190,17 @@ def check_roster(
     check_accounts(roster, name, account_exists or roster_account_exists, ours)
 
 
+def account_check(
+    name: str,
+    account_exists: Callable[[str], bool] | None = None,
+    accounts: Accounts | None = None,
+) -> AccountCheck:
+    """``check_roster``'s check of one id against this host's accounts, for ``roster.load``:
+    a clash is then listed with the roster's other problems."""
+    ours = accounts.owned if accounts else (lambda _user, _cls: False)
+    return roster_account_check(name, account_exists or roster_account_exists, ours)
+
+
 def _validate(c: _ClassUp) -> None:
     c.folder = ClassDir(c.name)
     previous = c.folder.load()
@@ -188,6 +208,7 @@ def _validate(c: _ClassUp) -> None:
         raise LabctlError(
             f"class {c.name} runs lab {previous.lab}, not {c.lab.name}",
             f"take it down first (labctl class down --class {c.name}) or use another --class",
+            ExitCode.USAGE,  # nothing was done
         )
     if c.window is not None:  # an end before the start is refused before anything exists
         exam.merged(previous, c.window)
@@ -317,7 +338,7 @@ def _labs(c: _ClassUp) -> None:
 
 #: ``labctl class up``: one lab instance per student, converging from whatever exists.
 CLASS_UP_STAGES: tuple[Stage[_ClassUp], ...] = (
-    Stage("validate", _validate, describe=lambda c: f"{len(c.roster.students)} students"),
+    Stage("validate", _validate, describe=lambda c: plural(len(c.roster.students), "student")),
     Stage("lock", hold=_lock, silent=True),
     Stage("capacity", _capacity, describe=_describe_capacity),
     Stage("slots", _slots, silent=True),
@@ -483,7 +504,7 @@ def _forget(c: _ClassDown) -> None:
 CLASS_DOWN_STAGES: tuple[Stage[_ClassDown], ...] = (
     Stage("lock", hold=lambda c: c.folder.locked("labctl class down"), silent=True),
     Stage("read", _read, silent=True),
-    Stage("labs", _down_labs, describe=lambda c: f"{len(c.seats)} students"),
+    Stage("labs", _down_labs, describe=lambda c: plural(len(c.seats), "student")),
     Stage("accounts", _down_accounts, silent=True),
     Stage("forget", _forget, silent=True),
 )
@@ -513,6 +534,7 @@ __all__ = [
     "Accounts",
     "HostAccounts",
     "ClassUpResult",
+    "account_check",
     "check_roster",
     "SeatDown",
     "SeatResult",

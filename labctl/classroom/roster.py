@@ -3,8 +3,10 @@
 ``id,name[,email][,ssh_key]`` with a header line; UTF-8 (a BOM is fine), LF or CRLF line
 ends, names with accents. A student's id names their Linux account and, with the class
 name, their lab instance (``<class>-<id>``), so it must suit both: lowercase, starting with a
-letter, short enough that ``labctl-<lab>-<class>-<id>-<guest>`` fits every engine. Every
-problem is reported at once, each at ``FILE:LINE`` with what to do.
+letter, short enough that ``labctl-<lab>-<class>-<id>-<guest>`` fits every engine. No two
+students share an id, an email (the grades export keys its rows by email) or a public key
+(either could log in as the other). Every problem is reported at once, each at ``FILE:LINE``
+with what to do.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pwd
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl.errors import LabctlError, SpecError
@@ -48,6 +50,8 @@ KEY_TYPES = frozenset(
     }
 )
 EMAIL_RE = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+#: Why an id cannot be a student's account of the class, or None (see :func:`account_check`).
+AccountCheck = Callable[[str], str | None]
 #: Shown with every problem: how a roster must look.
 HINT = (
     "a roster is a UTF-8 CSV with the header id,name[,email][,ssh_key]; ids are 1-10 "
@@ -180,18 +184,32 @@ def _header(path: Path, row: list[str], line: int) -> list[str]:
     return names
 
 
+@dataclass
+class _Seen:
+    """What the rows read so far hold, by line: a later row holding it again is refused."""
+
+    ids: dict[str, int] = field(default_factory=dict)
+    keys: dict[tuple[str, str], int] = field(default_factory=dict)  # (type, base64)
+    emails: dict[str, int] = field(default_factory=dict)  # lowercase
+
+
 def _row(
-    cells: dict[str, str], line: int, seen: dict[str, int]
+    cells: dict[str, str], line: int, seen: _Seen, account: AccountCheck | None
 ) -> tuple[Student | None, list[str]]:
     problems: list[str] = []
     sid = cells.get("id", "")
     bad = id_problem(sid)
     if bad:
         problems.append(bad)
-    elif sid in seen:
-        problems.append(f"id {sid!r} is already the student of line {seen[sid]}; ids are unique")
+    elif sid in seen.ids:
+        problems.append(
+            f"id {sid!r} is already the student of line {seen.ids[sid]}; ids are unique"
+        )
     else:
-        seen[sid] = line  # even when the row has other problems: a later duplicate is one too
+        seen.ids[sid] = line  # even when the row has other problems: a later duplicate is one too
+        clash = account(sid) if account is not None else None
+        if clash:
+            problems.append(f"{clash}; give the student another id (e.g. add a digit)")
     name = cells.get("name", "")
     if not name:
         problems.append("the name is empty; give the student's name")
@@ -200,27 +218,55 @@ def _row(
     email = cells.get("email") or None
     if email is not None and not EMAIL_RE.match(email):
         problems.append(f"email {email!r} is not an address like ana@example.org")
+    elif email is not None and email.lower() in seen.emails:
+        # the grades export keys its rows by email: an LMS would merge the two students
+        problems.append(
+            f"email {email!r} is already the address of line {seen.emails[email.lower()]}; "
+            "give each student their own (the grades export keys its rows by email)"
+        )
+    elif email is not None:
+        seen.emails[email.lower()] = line
     key = cells.get("ssh_key") or None
     if key is not None:
         bad_key = key_problem(key)
         if bad_key:
             problems.append(bad_key)
+        else:
+            kind, blob = key.split()[:2]  # another comment does not make another key
+            if (kind, blob) in seen.keys:
+                problems.append(
+                    f"ssh_key is the key of line {seen.keys[kind, blob]} too (comments aside): "
+                    "either student could log in as the other; give each student their own key"
+                )
+            else:
+                seen.keys[kind, blob] = line
     if problems:
         return None, problems
     return Student(sid, name, line, email, key), []
 
 
-def parse(path: Path, data: bytes, max_students: int = MAX_STUDENTS) -> Roster:
-    """Validate roster bytes; one SpecError listing every problem at ``FILE:LINE``."""
+def parse(
+    path: Path,
+    data: bytes,
+    max_students: int = MAX_STUDENTS,
+    account: AccountCheck | None = None,
+) -> Roster:
+    """Validate roster bytes; one SpecError listing every problem at ``FILE:LINE``.
+
+    ``account`` (see :func:`account_check`): ids that clash with this host's accounts are
+    listed with the other problems (None: not asked here).
+    """
     reader = csv.reader(io.StringIO(_decode(path, data), newline=""), strict=True)
     header: list[str] | None = None
     students: list[Student] = []
-    seen: dict[str, int] = {}
+    seen = _Seen()
     problems: list[str] = []
     rows = 0
+    start = 1  # where the record being read begins: a quote left open runs on from there
     try:
         for row in reader:
             line = reader.line_num
+            start = line + 1
             if not any(c.strip() for c in row):
                 continue  # blank lines (a trailing one, say) are not students
             if header is None:
@@ -242,12 +288,18 @@ def parse(path: Path, data: bytes, max_students: int = MAX_STUDENTS) -> Roster:
             cells = {
                 h: c.strip() for h, c in zip(header, row, strict=False)
             }  # short rows: empty cells
-            student, bad = _row(cells, line, seen)
+            student, bad = _row(cells, line, seen, account)
             problems.extend(f"{path}:{line}: {p}" for p in bad)
             if student is not None:
                 students.append(student)
     except csv.Error as exc:
-        problems.append(f"{path}:{reader.line_num}: not valid CSV: {exc}")
+        if "end of data" in str(exc):  # the file ended inside a quoted field
+            problems.append(
+                f"{path}:{start}: not valid CSV: a quote opened on this line is never closed; "
+                "close it, or remove it"
+            )
+        else:
+            problems.append(f"{path}:{reader.line_num}: not valid CSV: {exc}")
     if header is None:
         raise SpecError(f"{path}:1: the roster is empty", HINT)
     if not students and not problems:
@@ -260,13 +312,15 @@ def parse(path: Path, data: bytes, max_students: int = MAX_STUDENTS) -> Roster:
     return Roster(str(path), tuple(students))
 
 
-def load(path: Path, max_students: int = MAX_STUDENTS) -> Roster:
-    """Read and validate a roster file."""
+def load(
+    path: Path, max_students: int = MAX_STUDENTS, account: AccountCheck | None = None
+) -> Roster:
+    """Read and validate a roster file (``account``: as :func:`parse`)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot read the roster {path}: {exc.strerror}", HINT) from None
-    return parse(path, data, max_students)
+    return parse(path, data, max_students, account)
 
 
 def account_exists(name: str) -> bool:
@@ -287,25 +341,42 @@ def check_size(roster: Roster, max_students: int | None) -> None:
         )
 
 
+def account_check(
+    class_name: str,
+    exists: Callable[[str], bool] = account_exists,
+    ours: Callable[[str, str], bool] = lambda _user, _cls: False,
+) -> AccountCheck:
+    """Why an id cannot be a student's account of the class, or None: it is an existing
+    account that labctl did not make for the class.
+
+    ``ours(user, class)`` says whether labctl created the account for the class (the
+    accounts module marks them); any other account (``root``, ``www-data``, a colleague's)
+    is never reused as a student's.
+    """
+
+    def problem(student_id: str) -> str | None:
+        if exists(student_id) and not ours(student_id, class_name):
+            return (
+                f"id {student_id!r} is an existing account on this host, "
+                f"not one labctl made for class {class_name!r}"
+            )
+        return None
+
+    return problem
+
+
 def check_accounts(
     roster: Roster,
     class_name: str,
     exists: Callable[[str], bool] = account_exists,
     ours: Callable[[str, str], bool] = lambda _user, _cls: False,
 ) -> None:
-    """Refuse ids that are existing accounts, unless labctl made them for this class.
-
-    ``ours(user, class)`` says whether labctl created the account for the class (the
-    accounts module marks them); any other account (``root``, ``www-data``, a colleague's)
-    is never reused as a student's.
-    """
-    clashes = [s for s in roster.students if exists(s.id) and not ours(s.id, class_name)]
+    """Refuse ids that are existing accounts, unless labctl made them for this class
+    (see :func:`account_check`)."""
+    problem = account_check(class_name, exists, ours)
+    clashes = [(s, why) for s in roster.students if (why := problem(s.id)) is not None]
     if clashes:
-        lines = "\n  ".join(
-            f"{roster.path}:{s.line}: id {s.id!r} is an existing account on this host, "
-            f"not one labctl made for class {class_name!r}"
-            for s in clashes
-        )
+        lines = "\n  ".join(f"{roster.path}:{s.line}: {why}" for s, why in clashes)
         raise SpecError(
             f"{len(clashes)} student id(s) clash with accounts of this host, nothing was "
             f"created:\n  {lines}",

@@ -1,23 +1,30 @@
 """What students' laptops call this server: the name their access sheets give it.
 
 ``LABCTL_SERVER`` when set (by the instructor, or by a controller that placed the class over
-several hosts: the inventory's address). Otherwise labctl guesses, and ``class up`` says what
-it chose (:meth:`Server.note`): the host's FQDN, unless that is a loopback name (Debian's
-``/etc/hosts`` maps the host's name to 127.0.1.1, containers map it to 127.0.0.1, and
-``getfqdn()`` then answers ``localhost``) or resolves to nothing; then the host's own address
-on its default route; and only when there is none, the FQDN, with a warning.
+several hosts: the inventory's address): a host name or an IPv4 or IPv6 address, refused
+otherwise (it is written into every sheet's ssh_config). Otherwise labctl guesses, and
+``class up`` says what it chose (:meth:`Server.note`): the host's FQDN, unless that is a
+loopback name (Debian's ``/etc/hosts`` maps the host's name to 127.0.1.1, containers map it
+to 127.0.0.1, and ``getfqdn()`` then answers ``localhost``) or resolves to nothing; then the
+host's own address on its default route; and only when there is none, the FQDN, with a
+warning.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from labctl.errors import SpecError
+
 ENV = "LABCTL_SERVER"
+#: one label of a host name (RFC 1123): letters, digits and inner dashes, at most 63
+LABEL_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 #: names of the loopback whatever the resolver says (Debian's /etc/hosts spells the last two)
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 #: documentation addresses (TEST-NET-1, RFC 5737; RFC 3849): a UDP ``connect`` to them only
@@ -98,6 +105,25 @@ def is_loopback(name: str, found: list[str]) -> bool:
     return bool(found) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in found)
 
 
+def host_problem(name: str) -> str | None:
+    """Why ``name`` is neither a host name nor an IP address, or None."""
+    try:
+        ipaddress.ip_address(name)
+        if "%" not in name:  # fe80::1%eth0: a zone means nothing on a laptop (nor to ssh_config)
+            return None
+    except ValueError:
+        pass
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    if len(name) > 253 or not all(LABEL_RE.match(label) for label in labels):
+        return (
+            "a host name is labels of letters, digits and inner dashes (at most 63 each) "
+            "joined by dots"
+        )
+    if labels[-1].isdigit():  # 10.0.0.256: no top-level domain is a number
+        return "it is not an IP address, and a host name does not end in a number"
+    return None
+
+
 def find(
     env: Mapping[str, str] | None = None,
     fqdn: Callable[[], str] = socket.getfqdn,
@@ -107,6 +133,13 @@ def find(
     """The name students' laptops call this server; see the module's docstring."""
     given = (os.environ if env is None else env).get(ENV, "").strip()
     if given:
+        bad = host_problem(given)
+        if bad is not None:
+            raise SpecError(
+                f"{ENV}={given!r} is not a host name or an IP address: {bad}",
+                f"set {ENV} to what students' laptops reach this server by (e.g. "
+                "lab1.example.org, 192.0.2.10 or 2001:db8::10), or unset it and labctl chooses",
+            )
         return Server(given, "env", given)
     name = fqdn()
     found = resolve(name)

@@ -47,11 +47,15 @@ def render_error(exc: LabctlError) -> None:
     console.json_error(message, hint, int(exc.code))
 
 
-def main() -> None:
-    """Console-script entry point: run the app, render labctl errors without a traceback."""
+def main(prog_name: str | None = None) -> None:
+    """Console-script entry point: run the app, render labctl errors without a traceback.
+
+    ``prog_name``: what usage lines call the program (None: Click's guess from the command
+    line).
+    """
     try:
         # Without standalone mode, typer returns a command's exit code instead of exiting.
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name=prog_name)
     except LabctlError as exc:
         if console.VERBOSE and exc.__cause__ is not None:  # -v: what it came from
             console.err.print_exception()

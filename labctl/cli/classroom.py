@@ -71,10 +71,12 @@ def plan_(
 ) -> None:
     """What one student's lab costs on this host and how many students fit."""
     roster.check_class(class_name)
-    r = roster.load(roster_file)
+    accounts = class_lifecycle.HostAccounts()
+    # an id that is an account of this host is listed with the roster's other problems
+    r = roster.load(roster_file, account=class_lifecycle.account_check(class_name, None, accounts))
     lab, _ = resolve_lab(lab_ref)
     # what class up refuses without changing anything is refused here the same way
-    class_lifecycle.check_roster(r, class_name, accounts=class_lifecycle.HostAccounts())
+    class_lifecycle.check_roster(r, class_name, accounts=accounts)
     p = capacity.plan(lab, len(r.students))
     if json_out:
         console.print_json(
@@ -177,9 +179,10 @@ def up(
     from labctl.images.registry import store
 
     roster.check_class(class_name)
-    r = roster.load(roster_file)
-    lab, path = resolve_lab(lab_ref)
     server = find_server()  # once: every student's sheet names the server alike
+    accounts = class_lifecycle.HostAccounts(server.name)
+    r = roster.load(roster_file, account=class_lifecycle.account_check(class_name, None, accounts))
+    lab, path = resolve_lab(lab_ref)
     result = class_lifecycle.up(
         r,
         class_name,
@@ -191,7 +194,7 @@ def up(
         max_students=max_students,
         report=_Lines() if not json_out else lambda *a: None,
         window=ends,
-        accounts=class_lifecycle.HostAccounts(server.name),
+        accounts=accounts,
     )
     note = server.note()
     if json_out:

@@ -64,7 +64,8 @@ def main() -> None:
         sys.exit(exc.code)
     sys.argv = ["labctl", *confined.argv]
     console.CONFINED = True
-    labctl_main()
+    # Click would name it python -m labctl.cli.labctl (run with -m): the student typed labctl
+    labctl_main(prog_name="labctl")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from labctl.console import json_asked
+from labctl.console import plural as plural  # for the CLI's modules, as table
 from labctl.console import table as table  # the house's table, for the CLI's modules
 
 
@@ -35,11 +36,6 @@ WideOpt = typer.Option(
 
 
 _UNBOUNDED = 10_000
-
-
-def plural(n: int, word: str) -> str:
-    """``1 guest``, ``2 guests``."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def print_unwrapped(con: Console, t: Table) -> None:

@@ -37,7 +37,8 @@ from labctl.classroom import window as exam
 from labctl.classroom.lifecycle import remember_seats
 from labctl.classroom.roster import Roster, Student, check_class, check_size, instance_of
 from labctl.classroom.state import FAILED, PENDING, UP, ClassDir, ClassState, Seat, seat_of
-from labctl.errors import HostError, LabctlError
+from labctl.console import plural
+from labctl.errors import ExitCode, HostError, LabctlError
 from labctl.exercises.progress import now
 from labctl.fleet import place as placing
 from labctl.fleet import ship
@@ -145,6 +146,7 @@ def _validate(c: _FleetUp) -> None:
         raise LabctlError(
             f"class {c.name} runs lab {previous.lab}, not {c.lab.name}",
             f"take it down first (labctl class down --class {c.name}) or use another --class",
+            ExitCode.USAGE,  # nothing was done
         )
     old = fleet_state.load(c.folder)
     if previous is not None and old is None:
@@ -375,7 +377,7 @@ def _place(c: _FleetUp) -> None:
         c.cls = c.cls.with_seat(seat)
     c.save()
     for h in live:
-        c.report(h, "placed", f"{len(placement.students_on(h))} students")
+        c.report(h, "placed", plural(len(placement.students_on(h)), "student"))
 
 
 def _labs(c: _FleetUp) -> None:
@@ -466,7 +468,10 @@ FLEET_UP_STAGES: tuple[Stage[_FleetUp], ...] = (
     Stage(
         "validate",
         _validate,
-        describe=lambda c: f"{len(c.roster.students)} students, {len(c.inventory.hosts)} lab hosts",
+        describe=lambda c: (
+            f"{plural(len(c.roster.students), 'student')}, "
+            f"{plural(len(c.inventory.hosts), 'lab host')}"
+        ),
     ),
     # before the lock: a refused first run leaves not even the class's folder behind
     Stage("reach", _reach, describe=lambda c: "SSH and the distribution of every host"),

@@ -603,7 +603,9 @@ def recreate_guest(
     """
     if guest not in lab.guests:
         known = ", ".join(lab.guests)
-        raise LabctlError(f"no guest {guest!r} in lab {lab.name}", f"guests: {known}")
+        raise LabctlError(
+            f"no guest {guest!r} in lab {lab.name}", f"guests: {known}", ExitCode.USAGE
+        )
     c = _Up(lab, spec_path, instance, store, probe, report, only=[guest])
     execute(RECREATE_STAGES, c, report)
     if c.failed:

@@ -160,6 +160,16 @@ class Store:
 
         return self._guard(run)
 
+    def class_names(self) -> list[str]:
+        """The classes whose seats ``class up`` recorded, by name."""
+        query = sa.select(schema.seats.c.class_name).distinct().order_by(schema.seats.c.class_name)
+
+        def run() -> list[str]:
+            with self.engine.connect() as conn:
+                return [str(name) for name in conn.scalars(query)]
+
+        return self._guard(run)
+
     def record(self, *new: NewAttempt, conn: sa.Connection | None = None) -> list[Attempt]:
         """Record attempts, in order, in one transaction (``conn``: the caller's)."""
         if conn is None:

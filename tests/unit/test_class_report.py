@@ -102,6 +102,17 @@ def test_the_class_is_graded_after_down_from_the_store(klass: ClassDir) -> None:
     assert run("--class", "so").splitlines()[1].startswith("ana@example.org,")
 
 
+def test_an_unknown_class_names_the_classes_there_are(klass: ClassDir, tmp_path: Path) -> None:
+    run()  # so's seats are in the store now
+    ClassDir("up1").save(ClassState("up1", "cls", str(tmp_path / "lab" / "lab.yaml"), "r.csv"))
+    shared().add_seat("gone", "cy", "cls", "gone-cy")  # a class taken down, still gradable
+    result = CliRunner().invoke(app, ["class", "report", "--class", "nope"])
+    err = result.exception
+    assert isinstance(err, LabctlError) and err.code == 2
+    assert err.message == "no class 'nope' on this host, and none in the progress store"
+    assert err.hint == "classes here: gone, so, up1"
+
+
 def test_attempts_csv_has_a_row_per_attempt(klass: ClassDir) -> None:
     rows = list(csv.DictReader(io.StringIO(run("--attempts"))))
     assert len(rows) == 5 and rows[0]["kind"] == "hint" and rows[4]["passed"] == "false"

@@ -286,6 +286,25 @@ def test_the_entry_point_refuses_another_s_instance_with_exit_2(
     assert lab_of == []
 
 
+def test_the_entry_point_s_usage_errors_name_the_program_labctl(
+    fake: FakeSystem,
+    ana: Account,
+    lab_of: list[tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(student.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(accounts.System, "lookup", lambda self, user: fake.lookup(user))
+    monkeypatch.setenv("SUDO_USER", "ana")
+    monkeypatch.setenv("SUDO_UID", str(fake.users["ana"].uid))
+    monkeypatch.setattr(sys, "argv", ["labctl-student", "exercise", "list", "--nosuch"])
+    with pytest.raises(SystemExit) as exit_:
+        student.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "No such option: --nosuch" in err
+    assert "Usage: labctl exercise list" in err and "python -m" not in err
+
+
 # ---- from the student's labctl to sudo -----------------------------------------------------
 
 

@@ -159,6 +159,18 @@ def test_each_student_gets_an_instance_named_by_class_and_id_and_an_account(worl
     assert world.accounts.admitted == [(s, "so") for s in ("ana", "bo", "cy")] * 2
 
 
+def test_the_validate_stage_counts_students_in_words(world: World) -> None:
+    said: list[tuple[str, str, str]] = []
+    world.up(world.roster("id,name\nana,Ana\n"), report=lambda *a: said.append(a))
+    assert ("", "validate", "1 student") in said  # not "1 students"
+    said.clear()
+    world.up(world.roster(THREE), report=lambda *a: said.append(a))
+    assert ("", "validate", "3 students") in said
+    said.clear()
+    class_lifecycle.down(ClassDir("so"), "bo", lambda *a: said.append(a), accounts=world.accounts)
+    assert ("", "labs", "1 student") in said
+
+
 def test_a_student_whose_lab_failed_is_still_confined(world: World) -> None:
     world.up(world.roster(THREE), up_one=failing_for("so-bo", "libvirt: no space"))
     assert world.accounts.admitted.count(("bo", "so")) == 2
@@ -276,7 +288,7 @@ def test_a_class_keeps_its_lab(world: World, tmp_path: Path) -> None:
     world.up(world.roster("id,name\nana,Ana\n"))
     other = tmp_path / "other.yaml"
     other.write_text(lab_yaml("cls2", APP))
-    with pytest.raises(LabctlError, match="class so runs lab cls, not cls2"):
+    with pytest.raises(LabctlError, match="class so runs lab cls, not cls2") as err:
         class_lifecycle.up(
             world.roster("id,name\nana,Ana\n"),
             "so",
@@ -288,6 +300,7 @@ def test_a_class_keeps_its_lab(world: World, tmp_path: Path) -> None:
             accounts=world.accounts,  # type: ignore[arg-type]
             account_exists=lambda u: True,
         )
+    assert err.value.code == 2  # nothing was done: a usage error, not a failure
 
 
 def test_down_removes_exactly_the_class_and_nothing_else(world: World) -> None:
@@ -398,6 +411,9 @@ def test_reset_recreates_one_guest_or_the_whole_lab_of_one_student_only(
         reset(ClassDir("so"), "zed", guest="app")
     with pytest.raises(LabctlError, match="not both"):
         reset(ClassDir("so"), "bo", exercise="x", guest="app")
+    with pytest.raises(LabctlError, match="no guest 'nosuch' in lab cls") as err:
+        reset(ClassDir("so"), "bo", guest="nosuch")
+    assert (err.value.code, err.value.hint) == (2, "guests: vm, app")  # as --exercise nosuch
 
 
 def test_the_status_table_fits_80_columns(world: World, no_host: None) -> None:
@@ -472,6 +488,14 @@ def test_class_plan_refuses_an_id_that_is_an_account_of_the_host_as_class_up_doe
     assert run("plan", str(world.roster_file), str(world.path), "-c", "so")[0] == 0
     code, err = run("plan", str(world.roster_file), str(world.path), "-c", "b")
     assert code == 2 and "id 'ana' is an existing account" in err
+    # listed with the roster's other problems, not after they are fixed
+    monkeypatch.setattr(class_lifecycle, "roster_account_exists", lambda name: name == "root")
+    world.roster_file.write_text("id,name\nbo,\nroot,Root\n")
+    for command in ("plan", "up"):
+        code, err = run(command, str(world.roster_file), str(world.path))
+        assert code == 2 and "2 problem(s) in the roster" in err
+        assert ":2: the name is empty" in err and said in err
+    assert classes() == [] and world.running() == set()
 
 
 def test_an_interrupted_class_up_stops_and_a_rerun_finishes_it(world: World) -> None:

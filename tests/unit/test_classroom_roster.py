@@ -87,6 +87,34 @@ def test_duplicate_ids_name_both_lines(tmp_path: Path) -> None:
     assert "nothing was created" in message
 
 
+def test_a_key_or_an_email_given_twice_names_both_lines(tmp_path: Path, public_key: str) -> None:
+    kind, blob, *_ = public_key.split()
+    message = refused(
+        tmp_path,
+        "id,name,email,ssh_key\n"
+        f"ana,Ana,ana@example.org,{public_key}\n"
+        f"bo,Bo,ANA@example.org,{kind} {blob} bo@laptop\n"  # ana's key, another comment
+        "cy,Cy\x07,,\n"
+        f"dan,Dan,,{kind} {blob}\n",
+    )
+    assert "class.csv:3: email 'ANA@example.org' is already the address of line 2" in message
+    assert "class.csv:3: ssh_key is the key of line 2 too (comments aside)" in message
+    assert "class.csv:5: ssh_key is the key of line 2 too" in message
+    assert "give each student their own key" in message
+    assert message.startswith("4 problem(s) in the roster")  # listed with the others
+    assert "class.csv:4: the name must be printable" in message
+
+
+def test_an_unclosed_quote_is_reported_where_it_opens(tmp_path: Path) -> None:
+    message = refused(tmp_path, 'id,name\nana,"Ana\nbo,Bo\n')
+    assert "class.csv:2: not valid CSV: a quote opened on this line is never closed" in message
+    assert "class.csv:3:" not in message
+    message = refused(tmp_path, 'id,name\nana,Ana\n\nbo,"Bo')
+    assert "class.csv:4: not valid CSV: a quote opened on this line" in message
+    message = refused(tmp_path, 'id,name\nana,"Ana"x\n')  # other CSV errors: where they are
+    assert "class.csv:2: not valid CSV: ',' expected after '\"'" in message
+
+
 @pytest.mark.parametrize(
     ("student_id", "says"),
     [
@@ -195,6 +223,24 @@ def test_ids_of_existing_accounts_are_refused_unless_labctl_made_them(tmp_path: 
     roster.check_accounts(r, "so24a", {"bo"}.__contains__, lambda u, c: (u, c) in ours)
     with pytest.raises(SpecError, match="'bo'"):  # made by labctl, but for another class
         roster.check_accounts(r, "other", {"bo"}.__contains__, lambda u, c: (u, c) in ours)
+
+
+def test_ids_of_existing_accounts_are_listed_with_the_other_problems(tmp_path: Path) -> None:
+    path = write(tmp_path, "id,name\nana,\nroot,Root\nbo,Bo\nroot,Root again\n")
+    ours = {("bo", "so24a")}
+    check = roster.account_check("so24a", {"root", "bo"}.__contains__, lambda u, c: (u, c) in ours)
+    with pytest.raises(SpecError) as err:
+        roster.load(path, account=check)
+    message = err.value.message
+    assert message.startswith("3 problem(s) in the roster")
+    assert "class.csv:2: the name is empty" in message
+    assert (
+        "class.csv:3: id 'root' is an existing account on this host, not one labctl made for "
+        "class 'so24a'; give the student another id" in message
+    )
+    assert "class.csv:5: id 'root' is already the student of line 3" in message
+    assert "'bo'" not in message  # labctl made bo's account for this class
+    assert "class.csv:3: id 'root'" not in refused(tmp_path, path.read_text())  # not asked
 
 
 @pytest.mark.parametrize("name", ["", "So24a", "so-24", "sixchr", "1a"])

@@ -11,6 +11,7 @@ from labctl.classroom import accounts, capacity, server
 from labctl.classroom import lifecycle as class_lifecycle
 from labctl.cli import app
 from labctl.cli import classroom as cli_classroom
+from labctl.errors import SpecError
 from tests.unit.fake_accounts import FakeSystem
 from tests.unit.test_classroom_lifecycle import ROOMY, World, make_world
 from tests.unit.test_recovery import NoKvm
@@ -54,6 +55,33 @@ def test_labctl_server_wins_and_nothing_is_said() -> None:
         assert (found.name, found.source) == ("lab.example.org", "env")
         assert found.note() is None
     assert find("localhost", env={"LABCTL_SERVER": "  "}).source == "route"  # blank: unset
+
+
+@pytest.mark.parametrize(
+    "given", ["lab1", "lab1.example.org", "lab1.example.org.", "192.0.2.10", "2001:db8::10"]
+)
+def test_labctl_server_may_be_a_host_name_or_an_address(given: str) -> None:
+    assert find("localhost", env={"LABCTL_SERVER": given}).name == given
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "bad name;rm",
+        "lab1;rm -rf /",
+        "-lab1",
+        "lab1-.example.org",
+        "a..b",
+        "10.0.0.256",
+        "fe80::1%eth0",
+        "a" * 64,
+    ],
+)
+def test_labctl_server_that_is_no_host_name_is_refused_naming_the_variable(given: str) -> None:
+    with pytest.raises(SpecError) as err:
+        find("lab1.example.org", env={"LABCTL_SERVER": given})
+    assert err.value.message.startswith(f"LABCTL_SERVER={given!r} is not a host name or an IP")
+    assert err.value.code == 2 and err.value.hint and "LABCTL_SERVER" in err.value.hint
 
 
 def test_with_nothing_better_the_fqdn_is_used_with_a_warning() -> None:

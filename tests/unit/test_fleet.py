@@ -272,6 +272,23 @@ def test_a_class_is_spread_over_the_hosts_by_their_room_and_sheets_come_back(
     )
 
 
+def test_one_student_on_one_host_is_said_in_the_singular(fleet: Fleet) -> None:
+    said: list[tuple[str, str, str]] = []
+    fleet.inv = inventory.load(_inv(fleet.tmp, "h1 ansible_host=192.0.2.1\n"), lambda _a: True)
+    fleet.up("id,name\ns0,Student 0\n", report=lambda *a: said.append(a))
+    assert ("", "validate", "1 student, 1 lab host") in said
+    assert ("h1", "placed", "1 student") in said
+
+
+def test_a_class_over_hosts_keeps_its_lab_and_another_is_a_usage_error(fleet: Fleet) -> None:
+    fleet.up()
+    calls = len(fleet.hosts.calls)
+    (fleet.tmp / "lab" / "lab.yaml").write_text(lab_yaml("flab2", VM, APP))
+    with pytest.raises(LabctlError, match="class fl runs lab flab, not flab2") as err:
+        fleet.up()
+    assert err.value.code == ExitCode.USAGE and len(fleet.hosts.calls) == calls
+
+
 def test_a_host_that_cannot_be_used_stops_the_first_run_before_anything_exists(
     fleet: Fleet,
 ) -> None:
