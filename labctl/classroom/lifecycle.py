@@ -7,6 +7,7 @@ the students' accounts, then runs each student's own ``lab.lifecycle.up`` with a
 ``max_parallel`` at a time. A student's failure is recorded with its reason and the others
 go on; a rerun finishes what is missing. ``class down`` removes exactly the class's
 instances (through ``lab.lifecycle.down``), accounts and keys, then the class state.
+Interrupted (Ctrl-C), either says how far it got; the same command again resumes it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -372,10 +372,20 @@ def up(
         window,
         ports,
     )
-    execute(CLASS_UP_STAGES, c, report)
+    with cancel.said(lambda: _up_so_far(c)):
+        execute(CLASS_UP_STAGES, c, report)
     assert c.plan is not None
     results = tuple(c.results[s.id] for s in roster.students if s.id in c.results)
     return ClassUpResult(name, lab.name, results, c.plan)
+
+
+def _up_so_far(c: _ClassUp) -> str:
+    """How far an interrupted ``class up`` got."""
+    if c.box is None:
+        return f"class {c.name}: interrupted before any lab was started"
+    seats = c.box.state.seats
+    up = sum(1 for s in c.roster.students if seats[s.id].outcome == UP)
+    return f"class {c.name}: interrupted with {up} of {len(c.roster.students)} labs up"
 
 
 # -- down -------------------------------------------------------------------------------------
@@ -461,8 +471,8 @@ def _down_labs(c: _ClassDown) -> None:
         kept = _remove_key(InstanceDir(lab, seat.instance)) or _has_progress(lab, seat.instance)
         c.done.append(SeatDown(seat.student, seat.instance, tuple(removed), kept))
 
-    with ThreadPoolExecutor(max_workers=max(1, min(4, len(c.seats)))) as pool:
-        list(pool.map(one, c.seats))
+    # Ctrl-C: a lab being removed stops at its next stage, the others are not started
+    cancel.in_parallel(one, c.seats, min(4, len(c.seats)), "down")
 
 
 def _down_accounts(c: _ClassDown) -> None:
@@ -504,7 +514,17 @@ def down(
         down_one or (lambda lab, i: lifecycle.down(lab, i)),
         HostAccounts() if accounts == "host" else accounts,
     )
-    return sorted(execute(CLASS_DOWN_STAGES, c, report).done, key=lambda d: d.student)
+    with cancel.said(lambda: _down_so_far(c)):
+        execute(CLASS_DOWN_STAGES, c, report)
+    return sorted(c.done, key=lambda d: d.student)
+
+
+def _down_so_far(c: _ClassDown) -> str:
+    """How far an interrupted ``class down`` got."""
+    if not c.seats:
+        return f"class {c.folder.name}: interrupted before anything was removed"
+    n = len(c.seats)
+    return f"class {c.folder.name}: interrupted with {len(c.done)} of {n} students' labs removed"
 
 
 __all__ = [
