@@ -25,7 +25,7 @@ from labctl.classroom import accounts, capacity, reach, slots
 from labctl.classroom import window as exam
 from labctl.classroom.roster import Roster, Student, check_accounts, check_size, instance_of
 from labctl.classroom.roster import account_exists as roster_account_exists
-from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
+from labctl.classroom.state import DOWN, FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
 from labctl.errors import LabctlError
 from labctl.exercises.model import load_exercises
 from labctl.exercises.progress import now
@@ -469,6 +469,8 @@ def _down_labs(c: _ClassDown) -> None:
         removed = c.down_one(lab, seat.instance)
         c.report(seat.student, "removed", ", ".join(removed) or "nothing was running")
         kept = _remove_key(InstanceDir(lab, seat.instance)) or _has_progress(lab, seat.instance)
+        # its seat goes at the end: until then (an interrupted down) it says the lab is gone
+        c.state.put(replace(seat, outcome=DOWN, error=None, updated_at=now()))
         c.done.append(SeatDown(seat.student, seat.instance, tuple(removed), kept))
 
     # Ctrl-C: a lab being removed stops at its next stage, the others are not started

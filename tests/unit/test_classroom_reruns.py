@@ -1,5 +1,5 @@
 """Class up and down interrupted and run again, through ``labctl``'s own entry point (what
-the instructor sees and the exit code).
+the instructor sees and the exit code); status says what is there now.
 
 The world is test_classroom_lifecycle's: the real lab lifecycle per student on fake engines.
 """
@@ -15,7 +15,9 @@ from labctl import backends, cancel, console
 from labctl.classroom import capacity
 from labctl.classroom import lifecycle as class_lifecycle
 from labctl.classroom.server import Server
-from labctl.classroom.state import UP, ClassDir
+from labctl.classroom.state import DOWN, UP, ClassDir
+from labctl.classroom.status import INCOMPLETE, status
+from labctl.instance.state import InstanceDir
 from labctl.lab import lifecycle
 from labctl.stages import Reporter
 from tests.unit.test_classroom_lifecycle import ROOMY, THREE, World, make_world
@@ -79,7 +81,7 @@ def test_ctrl_c_in_class_up_says_how_far_it_got_and_the_same_command_resumes(
     assert (code, "Class so: 3 of 3 labs up." in err) == (0, True), err
 
 
-def test_ctrl_c_in_class_down_says_how_far_it_got_and_the_same_command_resumes(
+def test_ctrl_c_in_class_down_says_so_and_the_seats_of_removed_labs_say_down(
     world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.up(world.roster(THREE))
@@ -98,8 +100,26 @@ def test_ctrl_c_in_class_down_says_how_far_it_got_and_the_same_command_resumes(
     assert code == 130
     assert "Error: class so: interrupted with 1 of 3 students' labs removed" in err
     assert "Hint: run the same command again to resume" in err
+    seats = ClassDir("so").require().seats
+    assert {s: seat.outcome for s, seat in seats.items()} == {"ana": DOWN, "bo": UP, "cy": UP}
+    assert [r.outcome for r in status(ClassDir("so").require())] == [DOWN, UP, UP]
     cancel.CANCEL.clear()
     monkeypatch.setattr(lifecycle, "down", real_down)
     code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so")
     assert (code, "3 students' labs removed." in err) == (0, True), err
     assert world.running() == set() and not (world.root / "classes" / "so").exists()
+
+
+def test_class_status_says_a_seat_left_up_is_down_or_incomplete_now(world: World) -> None:
+    world.up(world.roster(THREE))
+    lifecycle.down("cls", "so-bo")  # bo's lab removed behind the class's back
+    world.engines["docker"].guests["labctl-cls-so-cy-app"] = "stopped"
+    before = ClassDir("so").path.read_text()
+    rows = {r.student: r for r in status(ClassDir("so").require())}
+    assert {s: (r.outcome, r.guests_ready) for s, r in rows.items()} == {
+        "ana": (UP, 2),
+        "bo": (DOWN, 0),
+        "cy": (INCOMPLETE, 1),
+    }
+    assert InstanceDir("cls", "so-bo").load() is None
+    assert ClassDir("so").path.read_text() == before  # status reads, never writes
