@@ -273,6 +273,7 @@ def verify(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
             {
                 "class": st.name,
                 "isolated": report.isolated,
+                "verdict": probe.verdict(report),
                 "leaks": report.leaks,
                 "broken": report.broken,
                 "errors": report.errors,
@@ -297,7 +298,9 @@ def verify(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
                 why = e.reason + (f" (hint: {e.hint})" if e.hint else "")
                 t.add_row(escape(e.student), escape(e.source), f"[red]{escape(why)}[/red]")
             console.out.print(t)
-        verdict = "isolated" if report.isolated else "[red]NOT isolated[/red]"
+        said = probe.verdict(report)
+        colour = "red" if report.leaks else "yellow" if not report.isolated else ""
+        verdict = f"[{colour}]{said}[/{colour}]" if colour else said
         console.out.print(f"Class {st.name}: {verdict} ({', '.join(probe.summary(report))}).")
     if not report.isolated:
         raise typer.Exit(ExitCode.FAILED)
