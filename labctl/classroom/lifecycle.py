@@ -508,7 +508,13 @@ def down(
     down_one: Callable[[str, str], list[str]] | None = None,
     accounts: Accounts | None | Literal["host"] = "host",
 ) -> list[SeatDown]:
-    """Remove the class's labs (or one student's), accounts and keys; the state last."""
+    """Remove the class's labs (or one student's), accounts and keys; the state last.
+
+    A class not here (never made, or taken down already) is left alone: nothing is removed,
+    not even a lock file is made for it.
+    """
+    if folder.load() is None:
+        return []
     c = _ClassDown(
         folder,
         student,

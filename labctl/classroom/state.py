@@ -155,6 +155,16 @@ class ClassDir:
         with locked(self.root / "class.lock", wait, refuse):
             yield
 
+    @contextmanager
+    def held(self, command: str) -> Iterator[ClassState]:
+        """The state of a class that exists, under its lock (see :meth:`locked`).
+
+        A class not here raises :class:`NoClass` before its lock's folder is made.
+        """
+        self.require()
+        with self.locked(command):
+            yield self.require()  # it may have gone while this waited for the lock
+
 
 def classes(root: Path | None = None) -> list[str]:
     """The names of every class on this host."""

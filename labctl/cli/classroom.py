@@ -323,6 +323,14 @@ def reset(
     console.out.print(escape(said))
 
 
+def _nothing_removed(why: str, json_out: bool) -> None:
+    """``class down`` of a class not here: done, as ``labctl down`` of a lab never seen."""
+    if json_out:
+        console.print_json({"students": [], "found": False})
+    else:
+        console.err.print(f"{escape(why)}: nothing removed.")
+
+
 @class_app.command("down")
 def down(
     class_name: str | None = ClassOpt,
@@ -337,7 +345,11 @@ def down(
 
     from labctl.cli import class_fleet
 
-    folder = class_state.pick(class_name)
+    try:
+        folder = class_state.pick(class_name)
+    except class_state.NoClass:  # no class on this host at all
+        _nothing_removed("There is no class on this host", json_out)
+        return
     spread = class_fleet.of(folder)
     if spread is not None:
         if student is not None:
@@ -347,9 +359,12 @@ def down(
             )
         class_fleet.down(folder, spread, json_out)
         return
+    if folder.load() is None:  # never here, or taken down already: nothing to do
+        _nothing_removed(f"Nothing of class {folder.name} is here", json_out)
+        return
     done = class_lifecycle.down(folder, student, report)
     if json_out:
-        console.print_json({"students": done})
+        console.print_json({"students": done, "found": True})
         return
     kept = [d for d in done if d.progress_kept]
     labs = "1 student's lab" if len(done) == 1 else f"{len(done)} students' labs"

@@ -6,6 +6,7 @@ The world is test_classroom_lifecycle's: the real lab lifecycle per student on f
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import pytest
 from labctl import backends, cancel, console
 from labctl.classroom import capacity
 from labctl.classroom import lifecycle as class_lifecycle
+from labctl.classroom.reset import reset
 from labctl.classroom.server import Server
-from labctl.classroom.state import DOWN, UP, ClassDir
+from labctl.classroom.state import DOWN, UP, ClassDir, NoClass
 from labctl.classroom.status import INCOMPLETE, status
 from labctl.instance.state import InstanceDir
 from labctl.lab import lifecycle
@@ -123,3 +125,21 @@ def test_class_status_says_a_seat_left_up_is_down_or_incomplete_now(world: World
     }
     assert InstanceDir("cls", "so-bo").load() is None
     assert ClassDir("so").path.read_text() == before  # status reads, never writes
+
+
+def test_class_down_of_a_class_not_here_is_done_and_makes_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.up(world.roster(THREE))
+    assert labctl(monkeypatch, capsys, "class", "down", "-c", "so")[0] == 0
+    code, out, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so")  # again
+    assert (code, out, err) == (0, "", "Nothing of class so is here: nothing removed.")
+    code, out, _ = labctl(monkeypatch, capsys, "class", "down", "-c", "zz", "--json")
+    assert code == 0 and json.loads(out) == {"students": [], "found": False}
+    code, _, err = labctl(monkeypatch, capsys, "class", "down")  # no class at all
+    assert (code, err) == (0, "There is no class on this host: nothing removed.")
+    assert class_lifecycle.down(ClassDir("zz"), accounts=world.accounts) == []
+    with pytest.raises(NoClass, match="no class 'zz'"):
+        reset(ClassDir("zz"), "ana")
+    assert labctl(monkeypatch, capsys, "class", "window", "-c", "zz", "--clear")[0] == 2
+    assert not (world.root / "classes").exists() or not any((world.root / "classes").iterdir())
