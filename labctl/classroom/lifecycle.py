@@ -102,12 +102,17 @@ class SeatResult:
 
 @dataclass(frozen=True)
 class ClassUpResult:
-    """What ``class up`` did: one result per student, in roster order."""
+    """What ``class up`` did: one result per student, in roster order.
+
+    ``kept``: the class's students not in this roster, whose labs were left as they were
+    (never removed for being left out: ``class down --student`` removes one).
+    """
 
     name: str
     lab: str
     results: tuple[SeatResult, ...]
     plan: capacity.Plan
+    kept: tuple[str, ...] = ()
 
     @property
     def failed(self) -> list[SeatResult]:
@@ -154,6 +159,7 @@ class _ClassUp:
     slots: dict[str, int] = field(default_factory=dict)
     plan: capacity.Plan | None = None
     results: dict[str, SeatResult] = field(default_factory=dict)
+    kept: tuple[str, ...] = ()  # the class's students this roster leaves out
 
     @property
     def dir(self) -> ClassDir:
@@ -240,6 +246,8 @@ def _record(c: _ClassUp) -> None:
         state = state.with_seat(fresh if old is None else replace(fresh, outcome=old.outcome))
     for student, slot in c.slots.items():
         state = state.with_seat(replace(state.seats[student], slot=slot))
+    listed = {s.id for s in c.roster.students}
+    c.kept = tuple(s for s in state.seats if s not in listed)
     c.box = Box(state, c.dir.save)
     c.dir.save(state)
     remember_seats(state)
@@ -376,7 +384,7 @@ def up(
         execute(CLASS_UP_STAGES, c, report)
     assert c.plan is not None
     results = tuple(c.results[s.id] for s in roster.students if s.id in c.results)
-    return ClassUpResult(name, lab.name, results, c.plan)
+    return ClassUpResult(name, lab.name, results, c.plan, c.kept)
 
 
 def _up_so_far(c: _ClassUp) -> str:

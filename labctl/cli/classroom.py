@@ -201,6 +201,7 @@ def up(
                 "lab": result.lab,
                 "server": server.name,
                 "students": result.results,
+                "not_in_roster": result.kept,  # their labs kept as they were
             }
         )
     else:
@@ -213,6 +214,13 @@ def up(
 
         failed = [(s.student, s.error) for s in result.failed]
         class_fleet.print_labs_up(result.name, len(result.results), failed)
+        for who in result.kept:  # never removed for being left out: said, and how to
+            console.err.print(
+                f"[yellow]{escape(who)}[/yellow] is in the class but not in this roster: kept "
+                f"(labctl class down --class {result.name} --student {escape(who)} removes "
+                "them)",
+                soft_wrap=True,
+            )
     if note is not None:  # labctl guessed the name: say which, and how to change it
         colour = "yellow" if server.source == "unreachable" else "bold"
         console.err.print(f"[{colour}]{escape(note)}[/{colour}]", soft_wrap=True)

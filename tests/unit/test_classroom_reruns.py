@@ -1,5 +1,5 @@
-"""Class up and down interrupted and run again, through ``labctl``'s own entry point (what
-the instructor sees and the exit code); status says what is there now.
+"""Class up and down interrupted, run again or given a shorter roster, through ``labctl``'s
+own entry point (what the instructor sees and the exit code); status says what is there now.
 
 The world is test_classroom_lifecycle's: the real lab lifecycle per student on fake engines.
 """
@@ -143,3 +143,21 @@ def test_class_down_of_a_class_not_here_is_done_and_makes_nothing(
         reset(ClassDir("zz"), "ana")
     assert labctl(monkeypatch, capsys, "class", "window", "-c", "zz", "--clear")[0] == 2
     assert not (world.root / "classes").exists() or not any((world.root / "classes").iterdir())
+
+
+def test_a_student_left_out_of_a_rerun_is_kept_and_said(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.up(world.roster(THREE))
+    world.roster("id,name\nana,Ana\nbo,Bo\n")  # cy left out
+    up = ("class", "up", str(world.roster_file), str(world.path), "-c", "so")
+    code, _, err = labctl(monkeypatch, capsys, *up)
+    assert code == 0 and "Class so: 2 of 2 labs up." in err
+    assert (
+        "cy is in the class but not in this roster: kept "
+        "(labctl class down --class so --student cy removes them)"
+    ) in err
+    assert {"labctl-cls-so-cy-vm", "labctl-cls-so-cy-app"} <= world.running()
+    assert set(ClassDir("so").require().seats) == {"ana", "bo", "cy"}
+    code, out, _ = labctl(monkeypatch, capsys, *up, "--json")
+    assert code == 0 and json.loads(out)["not_in_roster"] == ["cy"]
