@@ -4,8 +4,9 @@ parallel that sets it."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 from labctl.errors import ExitCode, LabctlError
@@ -15,12 +16,32 @@ CANCEL = threading.Event()
 T = TypeVar("T")
 
 
+def interrupted(message: str = "interrupted") -> LabctlError:
+    """The error of work the user interrupted: the same command again resumes it."""
+    return LabctlError(message, "run the same command again to resume", ExitCode.INTERRUPTED)
+
+
 def check() -> None:
     """Raise if the user interrupted; call this inside wait loops."""
     if CANCEL.is_set():
-        raise LabctlError(
-            "interrupted", "run the same command again to resume", ExitCode.INTERRUPTED
-        )
+        raise interrupted()
+
+
+@contextmanager
+def said(message: Callable[[], str]) -> Iterator[None]:
+    """Ctrl-C in the block, or :func:`check`'s error, raised as ``interrupted(message())``.
+
+    ``message`` says how far the work got. A bare KeyboardInterrupt would not reach the CLI's
+    edge: typer turns it into exit code 130 without a word.
+    """
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        raise interrupted(message()) from exc
+    except LabctlError as exc:
+        if exc.code != ExitCode.INTERRUPTED:
+            raise
+        raise interrupted(message()) from exc
 
 
 def in_parallel(work: Callable[[T], None], items: Iterable[T], workers: int, name: str) -> None:

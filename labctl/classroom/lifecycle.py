@@ -7,6 +7,7 @@ the students' accounts, then runs each student's own ``lab.lifecycle.up`` with a
 ``max_parallel`` at a time. A student's failure is recorded with its reason and the others
 go on; a rerun finishes what is missing. ``class down`` removes exactly the class's
 instances (through ``lab.lifecycle.down``), accounts and keys, then the class state.
+Interrupted (Ctrl-C), either says how far it got; the same command again resumes it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +33,7 @@ from labctl.classroom.roster import (
 )
 from labctl.classroom.roster import account_check as roster_account_check
 from labctl.classroom.roster import account_exists as roster_account_exists
-from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
+from labctl.classroom.state import DOWN, FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
 from labctl.console import plural
 from labctl.errors import ExitCode, LabctlError
 from labctl.exercises.model import load_exercises
@@ -111,12 +111,17 @@ class SeatResult:
 
 @dataclass(frozen=True)
 class ClassUpResult:
-    """What ``class up`` did: one result per student, in roster order."""
+    """What ``class up`` did: one result per student, in roster order.
+
+    ``kept``: the class's students not in this roster, whose labs were left as they were
+    (never removed for being left out: ``class down --student`` removes one).
+    """
 
     name: str
     lab: str
     results: tuple[SeatResult, ...]
     plan: capacity.Plan
+    kept: tuple[str, ...] = ()
 
     @property
     def failed(self) -> list[SeatResult]:
@@ -163,6 +168,7 @@ class _ClassUp:
     slots: dict[str, int] = field(default_factory=dict)
     plan: capacity.Plan | None = None
     results: dict[str, SeatResult] = field(default_factory=dict)
+    kept: tuple[str, ...] = ()  # the class's students this roster leaves out
 
     @property
     def dir(self) -> ClassDir:
@@ -261,6 +267,8 @@ def _record(c: _ClassUp) -> None:
         state = state.with_seat(fresh if old is None else replace(fresh, outcome=old.outcome))
     for student, slot in c.slots.items():
         state = state.with_seat(replace(state.seats[student], slot=slot))
+    listed = {s.id for s in c.roster.students}
+    c.kept = tuple(s for s in state.seats if s not in listed)
     c.box = Box(state, c.dir.save)
     c.dir.save(state)
     remember_seats(state)
@@ -393,10 +401,20 @@ def up(
         window,
         ports,
     )
-    execute(CLASS_UP_STAGES, c, report)
+    with cancel.said(lambda: _up_so_far(c)):
+        execute(CLASS_UP_STAGES, c, report)
     assert c.plan is not None
     results = tuple(c.results[s.id] for s in roster.students if s.id in c.results)
-    return ClassUpResult(name, lab.name, results, c.plan)
+    return ClassUpResult(name, lab.name, results, c.plan, c.kept)
+
+
+def _up_so_far(c: _ClassUp) -> str:
+    """How far an interrupted ``class up`` got."""
+    if c.box is None:
+        return f"class {c.name}: interrupted before any lab was started"
+    seats = c.box.state.seats
+    up = sum(1 for s in c.roster.students if seats[s.id].outcome == UP)
+    return f"class {c.name}: interrupted with {up} of {len(c.roster.students)} labs up"
 
 
 # -- down -------------------------------------------------------------------------------------
@@ -480,10 +498,12 @@ def _down_labs(c: _ClassDown) -> None:
         removed = c.down_one(lab, seat.instance)
         c.report(seat.student, "removed", ", ".join(removed) or "nothing was running")
         kept = _remove_key(InstanceDir(lab, seat.instance)) or _has_progress(lab, seat.instance)
+        # its seat goes at the end: until then (an interrupted down) it says the lab is gone
+        c.state.put(replace(seat, outcome=DOWN, error=None, updated_at=now()))
         c.done.append(SeatDown(seat.student, seat.instance, tuple(removed), kept))
 
-    with ThreadPoolExecutor(max_workers=max(1, min(4, len(c.seats)))) as pool:
-        list(pool.map(one, c.seats))
+    # Ctrl-C: a lab being removed stops at its next stage, the others are not started
+    cancel.in_parallel(one, c.seats, min(4, len(c.seats)), "down")
 
 
 def _down_accounts(c: _ClassDown) -> None:
@@ -517,7 +537,13 @@ def down(
     down_one: Callable[[str, str], list[str]] | None = None,
     accounts: Accounts | None | Literal["host"] = "host",
 ) -> list[SeatDown]:
-    """Remove the class's labs (or one student's), accounts and keys; the state last."""
+    """Remove the class's labs (or one student's), accounts and keys; the state last.
+
+    A class not here (never made, or taken down already) is left alone: nothing is removed,
+    not even a lock file is made for it.
+    """
+    if folder.load() is None:
+        return []
     c = _ClassDown(
         folder,
         student,
@@ -525,7 +551,17 @@ def down(
         down_one or (lambda lab, i: lifecycle.down(lab, i)),
         HostAccounts() if accounts == "host" else accounts,
     )
-    return sorted(execute(CLASS_DOWN_STAGES, c, report).done, key=lambda d: d.student)
+    with cancel.said(lambda: _down_so_far(c)):
+        execute(CLASS_DOWN_STAGES, c, report)
+    return sorted(c.done, key=lambda d: d.student)
+
+
+def _down_so_far(c: _ClassDown) -> str:
+    """How far an interrupted ``class down`` got."""
+    if not c.seats:
+        return f"class {c.folder.name}: interrupted before anything was removed"
+    n = len(c.seats)
+    return f"class {c.folder.name}: interrupted with {len(c.done)} of {n} students' labs removed"
 
 
 __all__ = [

@@ -31,8 +31,7 @@ def reset(
     """
     if exercise is not None and guest is not None:
         raise LabctlError("give --exercise or --guest, not both", code=2)
-    with folder.locked("labctl class reset"):
-        state = folder.require()
+    with folder.held("labctl class reset") as state:
         seat = state.seats.get(student)
         if seat is None:
             raise LabctlError(

@@ -21,6 +21,8 @@ from labctl.paths import state_dir, within
 from labctl.private import SavedState, locked, private_dir, read_saved, write_private
 
 PENDING, UP, FAILED = "pending", "up", "failed"
+#: ``class down`` removed the student's lab; their seat goes when the whole down has run
+DOWN = "down"
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Seat:
     instance: str
     email: str | None = None
     ssh_key: str | None = None
-    outcome: str = PENDING  # pending -> up | failed
+    outcome: str = PENDING  # pending -> up | failed; down: removed by an unfinished class down
     error: str | None = None
     seconds: float | None = None
     updated_at: str | None = None
@@ -152,6 +154,16 @@ class ClassDir:
 
         with locked(self.root / "class.lock", wait, refuse):
             yield
+
+    @contextmanager
+    def held(self, command: str) -> Iterator[ClassState]:
+        """The state of a class that exists, under its lock (see :meth:`locked`).
+
+        A class not here raises :class:`NoClass` before its lock's folder is made.
+        """
+        self.require()
+        with self.locked(command):
+            yield self.require()  # it may have gone while this waited for the lock
 
 
 def classes(root: Path | None = None) -> list[str]:

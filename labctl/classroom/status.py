@@ -1,7 +1,9 @@
 """One row per student: guests ready now, exercises completed, last activity.
 
 Guests are asked of the engines (``lab.status``); exercises and activity come from the
-attempts in the store (``labctl.store``), read, never written.
+attempts in the store (``labctl.store``), read, never written. A seat that the last
+``class up`` left up but whose guests are not all running now says so (``down``,
+``incomplete``); the class state is not changed.
 """
 
 from __future__ import annotations
@@ -9,14 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from labctl.classroom.state import ClassState, Seat
+from labctl.classroom.state import DOWN, UP, ClassState, Seat
 from labctl.errors import LabctlError
 from labctl.exercises import progress as exercise_progress
 from labctl.exercises.lab_exercises import of_lab
-from labctl.instance.state import InstanceDir
+from labctl.instance.state import InstanceDir, LabState
 from labctl.lab import status as lab_status
 from labctl.spec.model import load_lab
 from labctl.store import ExerciseState
+
+#: some of the guests of a seat left up are not running now
+INCOMPLETE = "incomplete"
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,9 @@ class StudentStatus:
     student: str
     name: str
     instance: str
-    outcome: str  # what the last class up did: pending / up / failed
+    #: what the last class up did (pending / up / failed, down: removed by an unfinished
+    #: class down), but up only while every guest runs: else down or incomplete
+    outcome: str
     guests_ready: int
     guests: int
     exercises_done: int
@@ -62,6 +69,15 @@ def _exercise_steps(spec_path: str) -> dict[str, list[str]]:
     return {e.id: [s.id for s in e.steps] for e in found}
 
 
+def _outcome(seat: Seat, lab_state: LabState | None, ready: int, guests: int) -> str:
+    """The seat's outcome, or what its lab is now when the seat says up and it is not."""
+    if seat.outcome != UP:
+        return seat.outcome
+    if lab_state is None or not ready:
+        return DOWN
+    return INCOMPLETE if ready < guests else UP
+
+
 def seat_status(
     state: ClassState, seat: Seat, steps: dict[str, list[str]], guests: int
 ) -> StudentStatus:
@@ -81,7 +97,7 @@ def seat_status(
         seat.student,
         seat.name,
         seat.instance,
-        seat.outcome,
+        _outcome(seat, lab_state, ready, guests),
         ready,
         guests,
         done,

@@ -439,6 +439,19 @@ def verify(
     return Report(tuple(probes), tuple(errors))
 
 
+def verdict(report: Report) -> str:
+    """The last line's word: NOT isolated only for a leak; not verified when something
+    could not be probed (and nothing leaked); isolated, own paths broken when the probes
+    found no leak but a student's own guest did not answer."""
+    if report.leaks:
+        return "NOT isolated"
+    if report.errors:
+        return "not verified"
+    if report.broken:
+        return "isolated, own paths broken"
+    return "isolated"
+
+
 def summary(report: Report) -> Iterable[str]:
     """Counts for the last line: probes made, leaks, broken own paths, known blocks."""
     known = sum(1 for p in report.probes if p.expect_open and not p.reached and p.known)

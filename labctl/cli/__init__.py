@@ -80,4 +80,6 @@ def main(prog_name: str | None = None) -> None:
         else:
             console.err.print(f"Error: {escape(exc.format_message())}")
         sys.exit(exc.exit_code)
+    if code == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into this code and says nothing
+        console.err.print("Interrupted.")
     sys.exit(code if isinstance(code, int) else 0)

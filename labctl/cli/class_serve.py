@@ -158,8 +158,7 @@ def window(
                 ExitCode.USAGE,
             )
         ends = exam.given(start, end, ("--start", "--end"))
-        with folder.locked("labctl class window"):
-            st = folder.require()
+        with folder.held("labctl class window") as st:
             new = exam.Window(None, None) if clear else exam.merged(st, ends)
             folder.save(exam.with_window(st, new.start, new.end))
     st = folder.require()

@@ -204,6 +204,7 @@ def up(
                 "lab": result.lab,
                 "server": server.name,
                 "students": result.results,
+                "not_in_roster": result.kept,  # their labs kept as they were
             }
         )
     else:
@@ -216,6 +217,13 @@ def up(
 
         failed = [(s.student, s.error) for s in result.failed]
         class_fleet.print_labs_up(result.name, len(result.results), failed)
+        for who in result.kept:  # never removed for being left out: said, and how to
+            console.err.print(
+                f"[yellow]{escape(who)}[/yellow] is in the class but not in this roster: kept "
+                f"(labctl class down --class {result.name} --student {escape(who)} removes "
+                "them)",
+                soft_wrap=True,
+            )
     if note is not None:  # labctl guessed the name: say which, and how to change it
         colour = "yellow" if server.source == "unreachable" else "bold"
         console.err.print(f"[{colour}]{escape(note)}[/{colour}]", soft_wrap=True)
@@ -276,6 +284,7 @@ def verify(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
             {
                 "class": st.name,
                 "isolated": report.isolated,
+                "verdict": probe.verdict(report),
                 "leaks": report.leaks,
                 "broken": report.broken,
                 "errors": report.errors,
@@ -300,7 +309,9 @@ def verify(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
                 why = e.reason + (f" (hint: {e.hint})" if e.hint else "")
                 t.add_row(escape(e.student), escape(e.source), f"[red]{escape(why)}[/red]")
             console.out.print(t)
-        verdict = "isolated" if report.isolated else "[red]NOT isolated[/red]"
+        said = probe.verdict(report)
+        colour = "red" if report.leaks else "yellow" if not report.isolated else ""
+        verdict = f"[{colour}]{said}[/{colour}]" if colour else said
         console.out.print(f"Class {st.name}: {verdict} ({', '.join(probe.summary(report))}).")
     if not report.isolated:
         raise typer.Exit(ExitCode.FAILED)
@@ -323,6 +334,14 @@ def reset(
     console.out.print(escape(said))
 
 
+def _nothing_removed(why: str, json_out: bool) -> None:
+    """``class down`` of a class not here: done, as ``labctl down`` of a lab never seen."""
+    if json_out:
+        console.print_json({"students": [], "found": False})
+    else:
+        console.err.print(f"{escape(why)}: nothing removed.")
+
+
 @class_app.command("down")
 def down(
     class_name: str | None = ClassOpt,
@@ -337,7 +356,11 @@ def down(
 
     from labctl.cli import class_fleet
 
-    folder = class_state.pick(class_name)
+    try:
+        folder = class_state.pick(class_name)
+    except class_state.NoClass:  # no class on this host at all
+        _nothing_removed("There is no class on this host", json_out)
+        return
     spread = class_fleet.of(folder)
     if spread is not None:
         if student is not None:
@@ -347,9 +370,12 @@ def down(
             )
         class_fleet.down(folder, spread, json_out)
         return
+    if folder.load() is None:  # never here, or taken down already: nothing to do
+        _nothing_removed(f"Nothing of class {folder.name} is here", json_out)
+        return
     done = class_lifecycle.down(folder, student, report)
     if json_out:
-        console.print_json({"students": done})
+        console.print_json({"students": done, "found": True})
         return
     kept = [d for d in done if d.progress_kept]
     labs = "1 student's lab" if len(done) == 1 else f"{len(done)} students' labs"

@@ -147,6 +147,7 @@ def test_an_isolated_class_passes_with_the_known_nat_block(cls: ClassState) -> N
     host = {(p.address, p.port) for p in report.probes if p.target == "host" and p.source == "vm"}
     assert ("10.210.1.1", 22) in host and ("10.210.1.1", 16509) in host
     assert "0 leaks" in list(verify.summary(report))
+    assert verify.verdict(report) == "isolated"
 
 
 def test_a_leak_between_students_and_to_the_host_is_reported(cls: ClassState) -> None:
@@ -168,6 +169,7 @@ def test_a_leak_between_students_and_to_the_host_is_reported(cls: ClassState) ->
         ("bo", "box", "host", "tcp 10.211.2.1:22"),
         ("ana", "vm", "host", "tcp 10.210.2.1:53"),
     }
+    assert verify.verdict(report) == "NOT isolated"
 
 
 def test_an_own_guest_out_of_reach_is_broken_and_a_silent_guest_an_error(
@@ -181,6 +183,7 @@ def test_an_own_guest_out_of_reach_is_broken_and_a_silent_guest_an_error(
     report = probe(cls, broken)
     assert [(p.student, p.source, p.target) for p in report.broken] == [("bo", "vm", "bo/app")]
     assert not report.leaks and not report.isolated
+    assert verify.verdict(report) == "isolated, own paths broken"  # no leak: not NOT isolated
 
     def mute(rec: GuestRecord, key: KeyPair) -> Connection:
         if rec.name == "box":
@@ -191,6 +194,7 @@ def test_an_own_guest_out_of_reach_is_broken_and_a_silent_guest_an_error(
     assert [(e.student, e.source) for e in report.errors] == [("ana", "box"), ("bo", "box")]
     assert "probes gave no answer" in report.errors[0].reason
     assert not report.isolated and report.unverified == ["ana", "bo"]
+    assert verify.verdict(report) == "not verified"
 
 
 # -- the probe script itself, in a real shell, against loopback ------------------------------
@@ -380,9 +384,12 @@ def test_class_verify_prints_the_unverified_student_and_fails(
     result = CliRunner().invoke(app, ["class", "verify", "--class", "so"], env={"COLUMNS": "80"})
     assert result.exit_code == ExitCode.FAILED, result.output
     out = " ".join(result.stdout.split())
-    assert "bo account no account record" in out and "NOT isolated" in out
+    # nothing leaked: the class could not be verified, which is not a leak
+    assert "bo account no account record" in out and "NOT isolated" not in out
+    assert "Class so: not verified (" in out and "0 leaks" in out
     assert "1 student not verified" in out
     assert all(len(line) <= 80 for line in result.stdout.splitlines())
     as_json = CliRunner().invoke(app, ["class", "verify", "--class", "so", "--json"])
+    assert json.loads(as_json.stdout)["verdict"] == "not verified"
     errors = json.loads(as_json.stdout)["errors"]
     assert [(e["student"], e["source"]) for e in errors] == [("bo", ACCOUNT)]

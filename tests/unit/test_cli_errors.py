@@ -139,3 +139,16 @@ def test_an_error_after_the_json_is_not_a_second_document(
     with pytest.raises(SystemExit):
         cli.main()
     assert json.loads(capsys.readouterr().out) == {"removed": []}
+
+
+def test_ctrl_c_in_a_command_says_interrupted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def pressed(_name: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("labctl.classroom.state.pick", pressed)
+    with pytest.raises(SystemExit) as done:
+        main(monkeypatch, "class", "status")  # typer makes Ctrl-C exit code 130, silently
+    assert done.value.code == 130
+    assert capsys.readouterr().err == "Interrupted.\n"

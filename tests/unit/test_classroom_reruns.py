@@ -1,0 +1,163 @@
+"""Class up and down interrupted, run again or given a shorter roster, through ``labctl``'s
+own entry point (what the instructor sees and the exit code); status says what is there now.
+
+The world is test_classroom_lifecycle's: the real lab lifecycle per student on fake engines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labctl import backends, cancel, console
+from labctl.classroom import capacity
+from labctl.classroom import lifecycle as class_lifecycle
+from labctl.classroom.reset import reset
+from labctl.classroom.server import Server
+from labctl.classroom.state import DOWN, UP, ClassDir, NoClass
+from labctl.classroom.status import INCOMPLETE, status
+from labctl.instance.state import InstanceDir
+from labctl.lab import lifecycle
+from labctl.stages import Reporter
+from tests.unit.test_classroom_lifecycle import ROOMY, THREE, World, make_world
+from tests.unit.test_recovery import NoKvm
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """The world, with what ``labctl class up`` looks up on the host given by fakes."""
+    w = make_world(tmp_path, monkeypatch)
+    monkeypatch.setattr("labctl.images.registry.store", lambda: w.store)
+    monkeypatch.setattr("labctl.host.accel.detect", NoKvm)
+    monkeypatch.setattr(capacity, "host_capacity", lambda: ROOMY)
+    monkeypatch.setattr(
+        "labctl.cli.classroom.find_server", lambda: Server("lab.example.org", "env")
+    )
+    monkeypatch.setattr(class_lifecycle, "HostAccounts", lambda *_a: w.accounts)
+    monkeypatch.setattr(class_lifecycle, "roster_account_exists", lambda _name: False)
+    monkeypatch.setattr(backends, "engines_here", lambda: list(w.engines))
+    yield w
+    cancel.CANCEL.clear()  # a Ctrl-C of a test is not the next test's
+    console.json_reset()
+
+
+def labctl(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    """``labctl ARGS`` in this process: exit code, stdout, stderr (its lines joined)."""
+    from labctl.cli import main
+
+    monkeypatch.setattr("sys.argv", ["labctl", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    said = capsys.readouterr()
+    return int(exit_.value.code or 0), said.out, " ".join(said.err.split())
+
+
+def test_ctrl_c_in_class_up_says_how_far_it_got_and_the_same_command_resumes(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.roster(THREE)
+    docker = world.engines["docker"]
+    real_create = docker.create
+
+    def create(plan):  # type: ignore[no-untyped-def]
+        if plan.resource == "labctl-cls-so-bo-app":
+            raise KeyboardInterrupt  # Ctrl-C while bo's lab comes up
+        return real_create(plan)
+
+    monkeypatch.setattr(docker, "create", create)
+    up = ("class", "up", str(world.roster_file), str(world.path), "-c", "so", "--max-parallel", "1")
+    code, _, err = labctl(monkeypatch, capsys, *up)
+    assert code == 130
+    assert "Error: class so: interrupted with 1 of 3 labs up" in err
+    assert "Hint: run the same command again to resume" in err
+    seats = ClassDir("so").require().seats
+    assert [seats[s].outcome for s in ("ana", "bo", "cy")] == [UP, "pending", "pending"]
+    cancel.CANCEL.clear()  # the process that saw it has ended
+    monkeypatch.setattr(docker, "create", real_create)
+    code, _, err = labctl(monkeypatch, capsys, *up)
+    assert (code, "Class so: 3 of 3 labs up." in err) == (0, True), err
+
+
+def test_ctrl_c_in_class_down_says_so_and_the_seats_of_removed_labs_say_down(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.up(world.roster(THREE))
+    real_down = lifecycle.down
+
+    def down_one(lab: str, instance: str, report: Reporter | None = None) -> list[str]:
+        if instance == "so-bo":
+            raise KeyboardInterrupt  # Ctrl-C while bo's lab goes
+        if instance == "so-cy":  # started beside bo's: gives up once Ctrl-C is known
+            assert cancel.CANCEL.wait(5)
+            cancel.check()
+        return real_down(lab, instance)
+
+    monkeypatch.setattr(lifecycle, "down", down_one)
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so")
+    assert code == 130
+    assert "Error: class so: interrupted with 1 of 3 students' labs removed" in err
+    assert "Hint: run the same command again to resume" in err
+    seats = ClassDir("so").require().seats
+    assert {s: seat.outcome for s, seat in seats.items()} == {"ana": DOWN, "bo": UP, "cy": UP}
+    assert [r.outcome for r in status(ClassDir("so").require())] == [DOWN, UP, UP]
+    cancel.CANCEL.clear()
+    monkeypatch.setattr(lifecycle, "down", real_down)
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so")
+    assert (code, "3 students' labs removed." in err) == (0, True), err
+    assert world.running() == set() and not (world.root / "classes" / "so").exists()
+
+
+def test_class_status_says_a_seat_left_up_is_down_or_incomplete_now(world: World) -> None:
+    world.up(world.roster(THREE))
+    lifecycle.down("cls", "so-bo")  # bo's lab removed behind the class's back
+    world.engines["docker"].guests["labctl-cls-so-cy-app"] = "stopped"
+    before = ClassDir("so").path.read_text()
+    rows = {r.student: r for r in status(ClassDir("so").require())}
+    assert {s: (r.outcome, r.guests_ready) for s, r in rows.items()} == {
+        "ana": (UP, 2),
+        "bo": (DOWN, 0),
+        "cy": (INCOMPLETE, 1),
+    }
+    assert InstanceDir("cls", "so-bo").load() is None
+    assert ClassDir("so").path.read_text() == before  # status reads, never writes
+
+
+def test_class_down_of_a_class_not_here_is_done_and_makes_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.up(world.roster(THREE))
+    assert labctl(monkeypatch, capsys, "class", "down", "-c", "so")[0] == 0
+    code, out, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so")  # again
+    assert (code, out, err) == (0, "", "Nothing of class so is here: nothing removed.")
+    code, out, _ = labctl(monkeypatch, capsys, "class", "down", "-c", "zz", "--json")
+    assert code == 0 and json.loads(out) == {"students": [], "found": False}
+    code, _, err = labctl(monkeypatch, capsys, "class", "down")  # no class at all
+    assert (code, err) == (0, "There is no class on this host: nothing removed.")
+    assert class_lifecycle.down(ClassDir("zz"), accounts=world.accounts) == []
+    with pytest.raises(NoClass, match="no class 'zz'"):
+        reset(ClassDir("zz"), "ana")
+    assert labctl(monkeypatch, capsys, "class", "window", "-c", "zz", "--clear")[0] == 2
+    assert not (world.root / "classes").exists() or not any((world.root / "classes").iterdir())
+
+
+def test_a_student_left_out_of_a_rerun_is_kept_and_said(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.up(world.roster(THREE))
+    world.roster("id,name\nana,Ana\nbo,Bo\n")  # cy left out
+    up = ("class", "up", str(world.roster_file), str(world.path), "-c", "so")
+    code, _, err = labctl(monkeypatch, capsys, *up)
+    assert code == 0 and "Class so: 2 of 2 labs up." in err
+    assert (
+        "cy is in the class but not in this roster: kept "
+        "(labctl class down --class so --student cy removes them)"
+    ) in err
+    assert {"labctl-cls-so-cy-vm", "labctl-cls-so-cy-app"} <= world.running()
+    assert set(ClassDir("so").require().seats) == {"ana", "bo", "cy"}
+    code, out, _ = labctl(monkeypatch, capsys, *up, "--json")
+    assert code == 0 and json.loads(out)["not_in_roster"] == ["cy"]
