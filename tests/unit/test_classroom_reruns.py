@@ -41,7 +41,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setattr(backends, "engines_here", lambda: list(w.engines))
     yield w
     cancel.CANCEL.clear()  # a Ctrl-C of a test is not the next test's
-    console.json_reset()
+    console.reset()
 
 
 def labctl(
