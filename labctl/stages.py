@@ -41,18 +41,25 @@ class Stage(Generic[C]):
 
 
 def execute(stages: Sequence[Stage[C]], ctx: C, report: Reporter = quiet) -> C:
-    """Run ``stages`` in order on ``ctx``; undo what completed, last first, whatever happens."""
+    """Run ``stages`` in order on ``ctx``; undo what completed, last first, whatever happens.
+
+    Ctrl-C is the interrupted error (exit 130, "run the same command again to resume"),
+    naming the stage it came in: what each step did is saved, so a rerun goes on from there.
+    """
     with ExitStack() as undo:
         for stage in stages:
             cancel.check()
             if not stage.silent:
                 report("", stage.name, stage.describe(ctx) if stage.describe else "")
-            if stage.hold is not None:
-                undo.enter_context(stage.hold(ctx))
-            if stage.run is not None:
-                t0 = time.monotonic()
-                stage.run(ctx)
-                console.debug(f"stage {stage.name}: {time.monotonic() - t0:.2f} s")
+            try:
+                if stage.hold is not None:
+                    undo.enter_context(stage.hold(ctx))
+                if stage.run is not None:
+                    t0 = time.monotonic()
+                    stage.run(ctx)
+                    console.debug(f"stage {stage.name}: {time.monotonic() - t0:.2f} s")
+            except KeyboardInterrupt as exc:
+                raise cancel.interrupted(f"interrupted at stage {stage.name}") from exc
             if stage.undo is not None:
                 undo.callback(stage.undo, ctx)
     return ctx

@@ -38,7 +38,7 @@ from labctl.backends.apps import (
     short_id,
 )
 from labctl.docker_client import DOCKER, ApiEngine, bare_name, connect, engine_errors
-from labctl.errors import BuildError, EngineError, NotFoundError, ReadyTimeout
+from labctl.errors import BuildError, EngineError, NotFoundError, ReadyTimeout, SpecError
 
 #: limits of a student's container and of each step of their build
 MEMORY = 256 * 1024 * 1024
@@ -180,6 +180,16 @@ class DockerApps(AppEngine):
         image = self._usable(scope, ref)
         inner = inner or _exposed(image, ref)
         ref = _with_tag(ref)
+        try:
+            with self._errors(f"look up container {name}"):
+                there = self.client.containers.get(name)
+        except NotFoundError:
+            there = None
+        if there is not None:  # the name is the student's (scope.container): theirs, from before
+            raise SpecError(
+                f"you have a container {name} already ({there.status})",
+                f"remove it first (labctl app rm {name}), or give this one another name (--name)",
+            )
         t0 = time.monotonic()
         with self._errors(f"create {name}"):
             container = self.client.containers.create(

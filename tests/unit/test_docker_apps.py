@@ -265,6 +265,17 @@ def test_a_container_runs_confined_on_the_student_s_network(
         assert forbidden not in options
 
 
+def test_a_second_run_under_the_same_name_says_what_to_do_not_the_engines_conflict(
+    engine: DockerApps, fake: FakeDockerClient
+) -> None:
+    engine.run(ANA, "labctl/webapp:latest", "web-ana", 23737, None, 0)
+    with pytest.raises(SpecError) as err:
+        engine.run(ANA, "labctl/webapp:latest", "web-ana", 23738, None, 0)
+    assert err.value.message == "you have a container web-ana already (running)"
+    assert err.value.code == 2 and "labctl app rm web-ana" in (err.value.hint or "")
+    assert fake.containers.by_name["web-ana"].status == "running"  # left as it was
+
+
 @pytest.mark.parametrize(
     ("image", "name"),
     [

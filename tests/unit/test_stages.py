@@ -76,6 +76,19 @@ def test_an_interrupt_between_stages_stops_and_undoes(monkeypatch: pytest.Monkey
     assert ctx.log == ["run a", "undo a"]
 
 
+def test_ctrl_c_in_a_stage_is_the_interrupted_error_naming_it() -> None:
+    def ctrl_c(c: Ctx) -> None:
+        c.log.append("run b")
+        raise KeyboardInterrupt
+
+    ctx = Ctx()
+    with pytest.raises(LabctlError) as info:
+        execute([step("a"), Stage("lock", hold=held), Stage("b", ctrl_c), step("never")], ctx)
+    assert (info.value.message, info.value.code) == ("interrupted at stage b", 130)
+    assert info.value.hint == "run the same command again to resume"
+    assert ctx.log == ["run a", "take lock", "run b", "release lock", "undo a"]
+
+
 def test_describe_gives_the_detail_of_the_stage() -> None:
     reported: list[tuple[str, str, str]] = []
     execute(
