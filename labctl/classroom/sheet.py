@@ -13,6 +13,11 @@ if TYPE_CHECKING:
 APPENDIX = "--- "
 
 
+def ssh_host(class_name: str) -> str:
+    """The ``Host`` of the server in a student's ssh_config snippet."""
+    return f"labctl-{class_name}"
+
+
 @dataclass(frozen=True)
 class Hop:
     """A guest the student logs in to with SSH, through the server (``ProxyJump``)."""
@@ -39,7 +44,7 @@ def ssh_config(
     plain OpenSSH through the server (the guest has the student's key), or forwards the port
     an application container publishes.
     """
-    host = f"labctl-{account.class_name}"
+    host = ssh_host(account.class_name)
     ident = []
     if account.key == "generated":  # a roster key is the student's own: ssh finds it
         ident = [f"    IdentityFile ~/.ssh/{host}", "    IdentitiesOnly yes"]
@@ -88,7 +93,7 @@ def render(
     forwards: tuple[Forward, ...] = (),
 ) -> str:
     """The instructor's access sheet for one student; ``private_key`` when labctl made it."""
-    host = f"labctl-{account.class_name}"
+    host = ssh_host(account.class_name)
     lines = [
         f"labctl class {account.class_name}: access for {account.full_name}",
         "",

@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from labctl import console
+from labctl.classroom import sheet
 from labctl.classroom import state as class_state
 from labctl.classroom import window as exam
 from labctl.cli import tables
@@ -81,7 +82,8 @@ def serve(
         tokens = TokenFile(folder.root)
         token = tokens.new_instructor()
         exercises = exercises_of(state.spec_path)
-        made = tokens.ensure_students(class_data(state, exercises).seats, url)
+        seats = class_data(state, exercises).seats
+        made = tokens.ensure_students(seats, url, sheet.ssh_host(state.name))
         try:
             guests = tuple(load_lab(Path(state.spec_path)).guests)
         except (LabctlError, OSError):

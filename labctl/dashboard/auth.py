@@ -21,6 +21,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from labctl.classroom.state import Seat
 from labctl.private import private_dir, read_saved, write_private
@@ -41,14 +42,25 @@ def sheet_token(text: str) -> str | None:
     return None
 
 
-def with_section(text: str, url: str, token: str) -> str:
-    """The sheet with its progress page section (replacing an older one) at the end."""
+def with_section(text: str, url: str, token: str, ssh_host: str | None = None) -> str:
+    """The sheet with its progress page section (replacing an older one) at the end.
+
+    A page served on the server's loopback is reached from a laptop through SSH: with
+    ``ssh_host`` (the sheet's ssh_config ``Host``), the section says how.
+    """
     kept = text.split(SECTION)[0].rstrip("\n")
     section = [
         SECTION,
         f"Your progress page: {url} (log in with this token; it shows your own work only)",
         f"{TOKEN_LINE}{token}",
     ]
+    parts = urlsplit(url)
+    if ssh_host and parts.port and parts.hostname in ("127.0.0.1", "::1", "localhost"):
+        port = parts.port
+        section.append(
+            f"It listens on the server's loopback: from your laptop, ssh -N -L "
+            f"{port}:127.0.0.1:{port} {ssh_host}, then open http://127.0.0.1:{port}/"
+        )
     return (kept + "\n\n" if kept else "") + "\n".join(section) + "\n"
 
 
@@ -132,11 +144,14 @@ class TokenFile:
         self.save(TokenBook(digest(token), book.students))
         return token
 
-    def ensure_students(self, seats: tuple[Seat, ...], url: str) -> list[str]:
+    def ensure_students(
+        self, seats: tuple[Seat, ...], url: str, ssh_host: str | None = None
+    ) -> list[str]:
         """Give every student whose sheet has no valid token a new one; their ids.
 
         The token goes into the student's access sheet (``access/<student>.txt``, made if
-        labctl made no account); students no longer in the class lose theirs.
+        labctl made no account); students no longer in the class lose theirs. ``ssh_host``:
+        see :func:`with_section`.
         """
         book = self.load()
         hashes = {s: h for s, h in book.students.items() if any(x.student == s for x in seats)}
@@ -147,12 +162,13 @@ class TokenFile:
             text = path.read_text() if path.is_file() else ""
             token = sheet_token(text)
             if token is not None and hashes.get(seat.student) == digest(token):
-                if f"{url}" not in text:  # same token, a new address
-                    write_private(path, with_section(text, url, token))
+                again = with_section(text, url, token, ssh_host)
+                if again != text:  # same token, a new address
+                    write_private(path, again)
                 continue
             token = new_token()
             hashes[seat.student] = digest(token)
-            write_private(path, with_section(text, url, token))
+            write_private(path, with_section(text, url, token, ssh_host))
             made.append(seat.student)
         self.save(TokenBook(book.instructor, hashes))
         return made

@@ -153,6 +153,7 @@ def _validate(c: _FleetUp) -> None:
         raise LabctlError(
             f"class {c.name} runs on this host alone, not over lab hosts",
             f"take it down first (labctl class down --class {c.name}) or use another --class",
+            ExitCode.USAGE,  # nothing was done
         )
     if old is not None:
         gone = {h for h in old.hosts if h not in c.inventory.names}
@@ -399,7 +400,8 @@ def _labs(c: _FleetUp) -> None:
         ),
     )
     up = (
-        "LABCTL_SERVER={{ ansible_host | default(inventory_hostname) }} "
+        # quoted for the host's shell (the host's labctl then checks it is a host name)
+        "LABCTL_SERVER={{ ansible_host | default(inventory_hostname) | quote }} "
         f"{REMOTE_LABCTL} class up {remote}/roster.csv {remote}/lab --class {c.name} --json"
         + _host_options(c)
     )

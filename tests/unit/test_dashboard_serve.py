@@ -67,6 +67,20 @@ def test_students_tokens_go_into_their_sheets_and_survive_a_restart(tmp_path: Pa
     assert tokens.load().who(token) is None
 
 
+def test_a_page_on_the_servers_loopback_says_how_a_laptop_reaches_it(tmp_path: Path) -> None:
+    root = tmp_path / "c1"
+    tokens = TokenFile(root)
+    tokens.ensure_students(SEATS, "http://127.0.0.1:8765/", "labctl-c1")
+    said = (root / "access" / "ana.txt").read_text()
+    assert (
+        "from your laptop, ssh -N -L 8765:127.0.0.1:8765 labctl-c1, then open "
+        "http://127.0.0.1:8765/" in said
+    )
+    tokens.ensure_students(SEATS, "http://lab.example.org:8765/", "labctl-c1")  # on the network
+    said = (root / "access" / "ana.txt").read_text()
+    assert "ssh -N" not in said and "http://lab.example.org:8765/" in said
+
+
 def test_a_second_server_is_refused_with_the_first_ones_address(tmp_path: Path) -> None:
     root = tmp_path / "c1"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

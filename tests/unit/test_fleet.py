@@ -460,8 +460,9 @@ def test_a_class_on_one_host_is_not_taken_over_by_a_fleet(fleet: Fleet) -> None:
     from labctl.classroom.state import ClassState
 
     ClassDir("fl").save(ClassState("fl", "flab", "x", "y"))
-    with pytest.raises(LabctlError, match="runs on this host alone"):
+    with pytest.raises(LabctlError, match="runs on this host alone") as err:
         fleet.up()
+    assert err.value.code == ExitCode.USAGE  # nothing was done
 
 
 def test_the_dashboard_asks_every_host_of_a_spread_class(
