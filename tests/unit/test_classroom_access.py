@@ -238,6 +238,19 @@ def test_ssh_for_a_student_cannot_open_forwardings_or_escapes() -> None:
     assert config["forwardagent"] == "no" and config["permitlocalcommand"] == "no"
 
 
+def _ana_runs(fake: FakeSystem, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    """``labctl ARGS`` typed by ana: the entry point as sudo runs it (root, her name and uid
+    in SUDO_*); its exit code."""
+    monkeypatch.setattr(student.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(accounts.System, "lookup", lambda self, user: fake.lookup(user))
+    monkeypatch.setenv("SUDO_USER", "ana")
+    monkeypatch.setenv("SUDO_UID", str(fake.users["ana"].uid))
+    monkeypatch.setattr(sys, "argv", ["labctl-student", *args])
+    with pytest.raises(SystemExit) as exit_:
+        student.main()
+    return int(exit_.value.code or 0)
+
+
 def test_the_entry_point_runs_a_hardened_ssh_into_the_student_s_own_guest(
     fake: FakeSystem,
     ana: Account,
@@ -254,13 +267,7 @@ def test_the_entry_point_runs_a_hardened_ssh_into_the_student_s_own_guest(
         raise SystemExit(0)  # the real one never returns: ssh took the process over
 
     monkeypatch.setattr(student.os, "execvp", execvp)
-    monkeypatch.setattr(student.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(accounts.System, "lookup", lambda self, user: fake.lookup(user))
-    monkeypatch.setenv("SUDO_USER", "ana")
-    monkeypatch.setenv("SUDO_UID", str(fake.users["ana"].uid))
-    monkeypatch.setattr(sys, "argv", ["labctl-student", "ssh", "box"])
-    with pytest.raises(SystemExit):
-        student.main()
+    _ana_runs(fake, monkeypatch, "ssh", "box")
     assert lab_of == [("net", "so24a-ana")]
     assert ran == [access.harden_ssh(shell)]
 
@@ -272,16 +279,7 @@ def test_the_entry_point_refuses_another_s_instance_with_exit_2(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(student.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(accounts.System, "lookup", lambda self, user: fake.lookup(user))
-    monkeypatch.setenv("SUDO_USER", "ana")
-    monkeypatch.setenv("SUDO_UID", str(fake.users["ana"].uid))
-    monkeypatch.setattr(
-        sys, "argv", ["labctl-student", "exec", "box", "-i", "so24a-bob", "--", "id"]
-    )
-    with pytest.raises(SystemExit) as exit_:
-        student.main()
-    assert exit_.value.code == 2
+    assert _ana_runs(fake, monkeypatch, "exec", "box", "-i", "so24a-bob", "--", "id") == 2
     assert "--instance so24a-bob is not yours" in capsys.readouterr().err
     assert lab_of == []
 
@@ -289,19 +287,12 @@ def test_the_entry_point_refuses_another_s_instance_with_exit_2(
 def test_the_entry_point_s_usage_errors_name_the_program_labctl(
     fake: FakeSystem,
     ana: Account,
-    lab_of: list[tuple[str, str]],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(student.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(accounts.System, "lookup", lambda self, user: fake.lookup(user))
-    monkeypatch.setenv("SUDO_USER", "ana")
-    monkeypatch.setenv("SUDO_UID", str(fake.users["ana"].uid))
-    monkeypatch.setattr(sys, "argv", ["labctl-student", "exercise", "list", "--nosuch"])
-    with pytest.raises(SystemExit) as exit_:
-        student.main()
+    assert _ana_runs(fake, monkeypatch, "exercise", "list", "--nosuch") == 2
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "No such option: --nosuch" in err
+    assert "No such option: --nosuch" in err
     assert "Usage: labctl exercise list" in err and "python -m" not in err
 
 
@@ -356,15 +347,8 @@ def test_a_student_whose_lab_is_down_hears_who_brings_it_up(
     capsys: pytest.CaptureFixture[str],
     args: list[str],
 ) -> None:
-    monkeypatch.setattr(student.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(accounts.System, "lookup", lambda self, user: fake.lookup(user))
-    monkeypatch.setenv("SUDO_USER", "ana")
-    monkeypatch.setenv("SUDO_UID", str(fake.users["ana"].uid))
-    monkeypatch.setattr(sys, "argv", ["labctl-student", *args])
-    with pytest.raises(SystemExit) as exit_:
-        student.main()
+    assert _ana_runs(fake, monkeypatch, *args) == 2
     err = capsys.readouterr().err
-    assert exit_.value.code == 2
     assert "lab net (instance so24a-ana) is not up" in err
     assert "labctl class up" in err and "labctl up" not in err.replace("labctl class up", "")
 
