@@ -49,6 +49,7 @@ def _not_confined(monkeypatch: pytest.MonkeyPatch) -> None:
     from labctl import console
 
     monkeypatch.setattr(console, "CONFINED", False)
+    console.reset()  # English, no --json: as a command's start
 
 
 @pytest.fixture(autouse=True)

@@ -170,11 +170,14 @@ def _not_for_students(asked: str) -> Refused:
 
 
 def _not_yours(account: Account, field: str, value: str | None, command: str) -> Refused:
-    mine = f"{account.lab} (instance {account.instance})"
-    hint = f"leave --{field} out: labctl knows you are {account.user}, whose lab is {mine}"
+    lab, instance = account.lab, account.instance
+    hint = (
+        f"leave --{field} out: labctl knows you are {account.user}, whose lab is {lab} "
+        f"(instance {instance})"
+    )
     hint_es = (
-        f"quita --{field}: labctl sabe que eres {account.user} y que tu laboratorio es "
-        + mine.replace("instance", "instancia")
+        f"quita --{field}: labctl sabe que eres {account.user} y que tu laboratorio es {lab} "
+        f"(instancia {instance})"
     )
     if value is None:
         if command == "exec":

@@ -109,12 +109,12 @@ def host_problem(name: str) -> str | None:
     """Why ``name`` is neither a host name nor an IP address, or None."""
     try:
         ipaddress.ip_address(name)
-        if "%" not in name:  # fe80::1%eth0: a zone means nothing on a laptop (nor to ssh_config)
-            return None
     except ValueError:
         pass
+    else:  # fe80::1%eth0: a zone means nothing on a laptop (nor to ssh_config)
+        return "an address with a zone (%...) means nothing on a laptop" if "%" in name else None
     labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
-    if len(name) > 253 or not all(LABEL_RE.match(label) for label in labels):
+    if len(name) > 253 or not all(LABEL_RE.fullmatch(label) for label in labels):
         return (
             "a host name is labels of letters, digits and inner dashes (at most 63 each) "
             "joined by dots"

@@ -47,6 +47,11 @@ def render_error(exc: LabctlError) -> None:
     console.json_error(message, hint, int(exc.code))
 
 
+def _interrupted() -> None:
+    console.err.print("Interrupted.")
+    console.json_error("interrupted", None, ExitCode.INTERRUPTED)
+
+
 def main(prog_name: str | None = None) -> None:
     """Console-script entry point: run the app, render labctl errors without a traceback.
 
@@ -69,7 +74,7 @@ def main(prog_name: str | None = None) -> None:
         render_error(HostError(str(exc), hint))
         sys.exit(ExitCode.HOST)
     except (KeyboardInterrupt, typer.Abort):
-        console.err.print("Interrupted.")
+        _interrupted()
         sys.exit(ExitCode.INTERRUPTED)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -81,5 +86,5 @@ def main(prog_name: str | None = None) -> None:
             console.err.print(f"Error: {escape(exc.format_message())}")
         sys.exit(exc.exit_code)
     if code == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into this code and says nothing
-        console.err.print("Interrupted.")
+        _interrupted()
     sys.exit(code if isinstance(code, int) else 0)

@@ -24,7 +24,7 @@ from labctl.lab import status as lab_status
 #: labs come up in a class, not `labctl up`, which is the instructor's
 NEEDS_LAB = {("exec",), ("status",), ("exercise", "check"), ("app", "build"), ("app", "run")}
 NOT_UP_HINT = "your instructor brings the class's labs up (labctl class up): ask them"
-NOT_UP_HINT_ES = "tu profesor levanta los laboratorios de la clase (labctl class up): pregúntale"
+NOT_UP_HINT_ES = "tu profesor levanta los laboratorios de la clase (labctl class up): pídeselo"
 
 
 def _ssh(account: Account, guest: str) -> None:
@@ -44,7 +44,9 @@ def _ssh(account: Account, guest: str) -> None:
 
 def main() -> None:
     """Identify the student, confine the command to their lab, run it."""
-    console.LANG = of_args(sys.argv[1:])  # for the refusals below
+    console.LANG = of_args(sys.argv[1:])  # for the refusals below, and as JSON if asked
+    asked = sys.argv[1 : sys.argv.index("--")] if "--" in sys.argv else sys.argv[1:]
+    console.json_asked("--json" in asked)
     try:
         account = access.identify(os.environ, os.geteuid())
         confined = access.confine(sys.argv[1:], account)

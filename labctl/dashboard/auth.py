@@ -56,10 +56,10 @@ def with_section(text: str, url: str, token: str, ssh_host: str | None = None) -
     ]
     parts = urlsplit(url)
     if ssh_host and parts.port and parts.hostname in ("127.0.0.1", "::1", "localhost"):
-        port = parts.port
+        port, there = parts.port, "[::1]" if parts.hostname == "::1" else "127.0.0.1"
         section.append(
             f"It listens on the server's loopback: from your laptop, ssh -N -L "
-            f"{port}:127.0.0.1:{port} {ssh_host}, then open http://127.0.0.1:{port}/"
+            f"{port}:{there}:{port} {ssh_host}, then open http://127.0.0.1:{port}/"
         )
     return (kept + "\n\n" if kept else "") + "\n".join(section) + "\n"
 

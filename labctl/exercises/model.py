@@ -25,14 +25,10 @@ from labctl.exercises.facts import FACT_VALUES, FactName
 from labctl.exercises.i18n import Lang
 from labctl.exercises.words import normalise, options_problem
 from labctl.spec import yamlpos
-from labctl.spec.model import Grading, Strict, Technique
+from labctl.spec.model import HOST, STUDENT, Grading, Strict, Technique
 from labctl.spec.validate import validate
 
 ID_RE = r"^[a-z][a-z0-9-]{0,39}$"
-HOST = "host"
-#: the host as the student doing the exercise: their account and home (class mode), where
-#: the files they make live; root's own in a lab of one's own
-STUDENT = "student"
 TECHNIQUES: tuple[Technique, ...] = get_args(Technique)
 TARGET = (
     "Guest name; `host` (the lab host, as root); or `student` (the lab host as the student "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,7 +20,7 @@ from pathlib import Path
 from labctl import backends
 from labctl.backends.base import up_again
 from labctl.connection import Account, Connection, LocalConnection
-from labctl.errors import ExitCode, LabctlError, SpecError
+from labctl.errors import ExitCode, HostError, LabctlError, SpecError
 from labctl.exercises import params, template
 from labctl.exercises.checks import CheckResult, Connect, evaluate
 from labctl.exercises.i18n import Lang, tr
@@ -40,6 +41,8 @@ from labctl.spec.model import Grading, find_lab, load_lab
 from labctl.stages import Reporter
 
 HOST_TIMEOUT = 300.0
+#: a guest's engine state in Spanish
+STATE_ES = {"stopped": "parado", "paused": "en pausa", "absent": "no existe"}
 SETUP_MARK = "/var/tmp/.labctl-exercise-{id}.setup"
 
 
@@ -138,7 +141,7 @@ class Workspace:
                         code=2,
                         es=(
                             f"el ejercicio {exercise.id} necesita las imágenes de VM {profile} "
-                            "y este laboratorio corre otras",
+                            "y este laboratorio usa otras",
                             f"levanta el laboratorio con las imágenes {profile}: "
                             + up.replace(", then ", " y luego "),
                         ),
@@ -230,22 +233,28 @@ class Connections:
     def __init__(self, ws: Workspace) -> None:
         self.state = ws.require_up()
         self.key = KeyPair(ws.inst.key)
-        host = LocalConnection(HOST, timeout=HOST_TIMEOUT, allow=self._lab_address)
         owner = ws.inst.owner()
-        # the student's own files are read as the student: their home, never with root's rights
-        student = (
-            host
-            if owner is None or owner.uid is None
-            else LocalConnection(
-                HOST, HOST_TIMEOUT, self._lab_address, account=Account.of_uid(owner.uid)
-            )
-        )
-        self._open: dict[str, Connection] = {HOST: host, STUDENT: student}
+        self._student_uid = owner.uid if owner is not None else None
+        host = LocalConnection(HOST, timeout=HOST_TIMEOUT, allow=self._lab_address)
+        self._open: dict[str, Connection] = {HOST: host}
 
     def __call__(self, name: str) -> Connection:
         if name not in self._open:
-            self._open[name] = self._guest(name)
+            self._open[name] = self._student() if name == STUDENT else self._guest(name)
         return self._open[name]
+
+    def _student(self) -> Connection:
+        """The host as the student: their account in class mode (their home, never root's
+        rights on what their paths point at); the host's own connection otherwise."""
+        if self._student_uid is None:
+            return self._open[HOST]
+        if os.geteuid() != 0:
+            raise HostError(
+                "a check on the host as the student runs as their account, which needs root",
+                "run labctl as root (a student's labctl does so through sudo by itself)",
+            )
+        account = Account.of_uid(self._student_uid)
+        return LocalConnection(HOST, HOST_TIMEOUT, self._lab_address, account=account)
 
     def _lab_address(self, host: str) -> None:
         """A check on the host fetches only from loopback or a guest behind the lab's bridges."""
@@ -266,12 +275,12 @@ class Connections:
         rec = self.state.guests.get(name)
         up = up_command(self.state.lab, self.state.instance, self.state.spec_path)
         if rec is None:
-            where = f"{self.state.lab} (instance {self.state.instance})"
+            lab, instance = self.state.lab, self.state.instance
             raise GuestUnavailable(
-                f"guest {name} is not in lab {where}",
+                f"guest {name} is not in lab {lab} (instance {instance})",
                 f"this exercise needs the full lab: {up}",
                 es=(
-                    f"{name} no está en el laboratorio {where.replace('instance', 'instancia')}",
+                    f"{name} no está en el laboratorio {lab} (instancia {instance})",
                     f"este ejercicio necesita el laboratorio completo: {up}",
                 ),
             )
@@ -282,7 +291,7 @@ class Connections:
                 f"guest {name} is {live}",
                 up_again("starts it again", up),
                 es=(
-                    f"{name} no está en marcha ({live})",
+                    f"{name} no está en marcha ({STATE_ES.get(live, live)})",
                     f"{up} lo arranca otra vez (si eres alumno de una clase, lo hace el "
                     "labctl class up de tu profesor)",
                 ),

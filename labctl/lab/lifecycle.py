@@ -312,10 +312,16 @@ def _identify(
     make_plans: Callable[[LabState], dict[str, GuestPlan]],
     report: Reporter,
 ) -> dict[str, GuestPlan]:
-    """Record the guests ``names`` with their lasting identities, then plan with them."""
+    """Record the guests ``names`` with their lasting identities, then plan with them.
+
+    A guest whose name another instance's guest holds gets none: its port, UUID or MAC
+    would be taken from that one (its ``up`` then refuses it, see :func:`_refuse_foreign`).
+    """
     first = make_plans(box.state)
     for name in names:  # records in the lab's order, before anything exists
         p = first[name]
+        if engines[p.engine].foreign(p.resource, p.lab, p.instance) is not None:
+            continue
         old = box.state.guests.get(name) or GuestRecord(name, p.engine, p.resource)
         rec = engines[p.engine].identify(p, old, book)
         if old.host_port is not None and rec.host_port != old.host_port:
@@ -383,9 +389,9 @@ def _bring_up(
             # A full disk or a file the host refuses fails this guest, as an engine would.
             error = exc if isinstance(exc, LabctlError) else HostError(f"{name}: {exc}")
             failed[name] = error
-            rec = box.state.guests.get(name)
-            if rec is not None:
-                box.put(replace(rec, error=error.message))
+            # recorded with its error, for status (a guest another instance's holds has none)
+            rec = box.state.guests.get(name) or GuestRecord(name, p.engine, p.resource)
+            box.put(replace(rec, error=error.message))
             report(name, "failed", error.message.splitlines()[0])
 
     cancel.in_parallel(one, list(plans), 1 if sequential else len(plans), "up")

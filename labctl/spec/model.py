@@ -23,6 +23,12 @@ from labctl.paths import LABS_DIR, known_labs
 from labctl.spec import yamlpos
 from labctl.spec.validate import validate
 
+#: what exercises' checks call the lab host (``target: host``, as root) and the lab host as
+#: the student doing the exercise (``student``: their account in class mode): no guest may
+#: have these names
+HOST, STUDENT = "host", "student"
+RESERVED_GUESTS = frozenset({HOST, STUDENT})
+
 #: An absolute URL path: no scheme, no authority (``//host``, ``@host``), nothing to unquote.
 HTTP_PATH_RE = re.compile(r"/(?!/)[!-~]{0,255}")
 
@@ -231,6 +237,8 @@ class Lab(Strict):
         for name in guests:
             if not re.match(NAME_RE, name):
                 raise ValueError(f"guest name {name!r} must match {NAME_RE}")
+            if name in RESERVED_GUESTS:  # an exercise's check names the host so
+                raise ValueError(f"guest name {name!r} is reserved: exercises mean the host by it")
         lab = info.data.get("name")  # absent when the name itself is invalid
         for name in guests:
             longest = naming.longest_resource(lab, name) if lab else ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -256,10 +257,15 @@ def test_a_container_named_as_a_guest_but_made_for_another_is_never_used_nor_rem
     resource = naming.resource("own", "t1-x", "app")
     manifest = store().manifest("docker-app")
     assert manifest is not None  # built by the session's fixture
-    theirs = docker_connect().containers.create(
+    with socket.socket() as s:  # a free port for theirs, as their up would have published
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    theirs = docker_connect().containers.run(
         manifest.engine_ref,
         name=resource,
         labels={"labctl.lab": "own", "labctl.instance": "t1", "labctl.guest": "x-app"},
+        ports={"8080/tcp": ("127.0.0.1", port)},
+        detach=True,
     )
     try:
         with pytest.raises(LabctlError) as err:
@@ -267,9 +273,13 @@ def test_a_container_named_as_a_guest_but_made_for_another_is_never_used_nor_rem
         assert f"docker already has a guest named {resource}, lab own (instance t1)" in (
             err.value.message
         )
+        held = Reservations().entries().get("ports", {})
+        assert str(port) not in held  # its port was not taken for this instance
+        state = InstanceDir("own", "t1-x").load()
+        assert state is not None and state.guests["app"].host_port is None
         assert lifecycle.down("own", "t1-x") == []  # its record names it: kept all the same
         theirs.reload()
-        assert theirs.status == "created"  # never started, never given a key, still there
+        assert theirs.status == "running"  # left as it was, still there
     finally:
         theirs.remove(force=True)
         lifecycle.down("own", "t1-x")

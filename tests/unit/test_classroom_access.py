@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -351,6 +352,18 @@ def test_a_student_whose_lab_is_down_hears_who_brings_it_up(
     err = capsys.readouterr().err
     assert "lab net (instance so24a-ana) is not up" in err
     assert "labctl class up" in err and "labctl up" not in err.replace("labctl class up", "")
+
+
+def test_a_students_refusal_is_json_under_json_and_spanish_under_lang_es(
+    fake: FakeSystem,
+    ana: Account,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _ana_runs(fake, monkeypatch, "status", "--json", "--lang", "es") == 2
+    said = json.loads(capsys.readouterr().out)["error"]
+    assert said["message"] == "el laboratorio net (instancia so24a-ana) no está en marcha"
+    assert said["hint"].startswith("tu profesor levanta los laboratorios de la clase")
 
 
 def test_a_non_root_labctl_hands_a_student_s_command_to_sudo(

@@ -75,6 +75,7 @@ def test_labctl_server_may_be_a_host_name_or_an_address(given: str) -> None:
         "10.0.0.256",
         "fe80::1%eth0",
         "a" * 64,
+        "lab\n.example.org",  # a line of its own in ssh_config
     ],
 )
 def test_labctl_server_that_is_no_host_name_is_refused_naming_the_variable(given: str) -> None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import http.server
 import os
+import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,18 +45,28 @@ def test_run_gives_exit_code_and_both_outputs() -> None:
 
 
 @needs(os.geteuid() == 0, "commands run as another account only from root (labctl's own way)")
-def test_as_an_account_a_command_has_its_ids_home_and_rights_not_roots(tmp_path: Path) -> None:
-    nobody = Account.of_uid(65534)  # Debian's nobody: home /nonexistent
-    secret = tmp_path / "root-only"
-    secret.write_text("root's\n")
-    secret.chmod(0o600)
-    tmp_path.chmod(0o755)
-    as_nobody = LocalConnection(account=nobody)
-    said = as_nobody.run('id -un; id -u; echo "$HOME"; pwd; echo "${SUDO_USER:-none}"')
-    assert said.stdout.split() == ["nobody", "65534", nobody.home, "/", "none"]
-    refused = as_nobody.run(f"cat {secret}")
-    assert refused.rc == 1 and "Permission denied" in refused.stderr
-    assert LocalConnection().run(f"cat {secret}").stdout == "root's\n"  # root's own: read
+def test_as_an_account_a_command_has_its_ids_home_and_rights_not_roots() -> None:
+    entry = pwd.getpwuid(65534)  # the overflow uid's account (nobody), whatever its home
+    nobody = Account.of_uid(65534)
+    assert (nobody.name, nobody.home) == (entry.pw_name, entry.pw_dir)
+    folder = Path(tempfile.mkdtemp(dir="/var/tmp"))  # one every account may go through
+    try:
+        folder.chmod(0o755)
+        (folder / "open").write_text("anyone's\n")
+        (folder / "open").chmod(0o644)
+        secret = folder / "root-only"
+        secret.write_text("root's\n")
+        secret.chmod(0o600)
+        as_nobody = LocalConnection(account=nobody)
+        said = as_nobody.run('id -un; id -u; echo "$HOME"; pwd; echo "${SUDO_USER:-none}"')
+        here = entry.pw_dir if os.path.isdir(entry.pw_dir) else "/"
+        assert said.stdout.split() == [entry.pw_name, "65534", entry.pw_dir, here, "none"]
+        assert as_nobody.run(f"cat {folder / 'open'}").stdout == "anyone's\n"
+        refused = as_nobody.run(f"cat {secret}")  # the file's mode refuses, not the folder's
+        assert refused.rc == 1 and "Permission denied" in refused.stderr
+        assert LocalConnection().run(f"cat {secret}").stdout == "root's\n"  # root's own: read
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_an_account_gone_from_the_host_is_said() -> None:

@@ -76,6 +76,8 @@ def test_a_page_on_the_servers_loopback_says_how_a_laptop_reaches_it(tmp_path: P
         "from your laptop, ssh -N -L 8765:127.0.0.1:8765 labctl-c1, then open "
         "http://127.0.0.1:8765/" in said
     )
+    tokens.ensure_students(SEATS, "http://[::1]:8765/", "labctl-c1")
+    assert "ssh -N -L 8765:[::1]:8765 labctl-c1" in (root / "access" / "ana.txt").read_text()
     tokens.ensure_students(SEATS, "http://lab.example.org:8765/", "labctl-c1")  # on the network
     said = (root / "access" / "ana.txt").read_text()
     assert "ssh -N" not in said and "http://lab.example.org:8765/" in said

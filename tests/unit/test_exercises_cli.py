@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -443,13 +444,14 @@ def test_a_students_checks_on_the_host_run_as_the_student_in_class_mode(project:
     ws = open_workspace(str(project.lab), "main")
     alone = Connections(ws)  # a lab of one's own: "student" is whoever runs labctl
     assert alone(STUDENT).run("id -u").stdout == alone(HOST).run("id -u").stdout == "0\n"
-    # class mode: the instance's owner is the account nobody (uid 65534)
+    # class mode: the instance's owner is the overflow uid's account (nobody)
     InstanceDir("mini", "main", project.state).save_owner(
         Owner("so", "ana", "ssh-ed25519 AAAA x", uid=65534)
     )
     ws = open_workspace(str(project.lab), "main")
     conns = Connections(ws)
-    assert conns(STUDENT).run('id -un; echo "$HOME"').stdout == "nobody\n/nonexistent\n"
+    nobody = pwd.getpwuid(65534)
+    assert conns(STUDENT).run('id -u; echo "$HOME"').stdout == f"65534\n{nobody.pw_dir}\n"
     assert conns(HOST).run("id -u").stdout == "0\n"  # the lab host's own facts: as root
 
 

@@ -455,6 +455,7 @@ class FakeBackend(base.Backend):
         self.slow: set[str] = set()  # guests whose ReadyTimeout comes at the deadline
         self.key_at_boot = engine == "libvirt"  # type: ignore[misc]  # a VM, as the real one
         self.powered_off: list[str] = []
+        self.identified: list[str] = []  # guests given their identities (port, UUID...)
 
     def power_off(self, resource: str) -> None:
         self.powered_off.append(resource)
@@ -477,6 +478,7 @@ class FakeBackend(base.Backend):
     def identify(
         self, plan: base.GuestPlan, record: GuestRecord, book: Reservations
     ) -> GuestRecord:
+        self.identified.append(plan.name)
         return replace(record, uuid=record.uuid or os.urandom(4).hex())
 
     def cleanup(self, state: LabState) -> None:
@@ -641,6 +643,7 @@ def test_a_guest_named_as_ours_but_made_for_another_is_never_used_nor_removed(
     assert state is not None and state.guests["vm"].stage == "ready"  # the others came up
     assert state.guests["app"].error and "lab rec (instance t2)" in state.guests["app"].error
     assert docker.planned == {} and docker.labels[app][base.INSTANCE] == "t2"
+    assert docker.identified == []  # its port (the other's) neither reserved nor published
     # ours until someone else's took its name (a record of it, its labels another's)
     docker.labels[app] = {}
     del docker.guests[app]

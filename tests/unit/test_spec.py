@@ -115,6 +115,12 @@ def test_bad_guest_name_and_network_pool(tmp_path: Path) -> None:
     assert "network.pool" in message
 
 
+@pytest.mark.parametrize("name", ["host", "student"])
+def test_a_guest_may_not_take_the_name_exercises_give_the_host(tmp_path: Path, name: str) -> None:
+    _, message = refusal(tmp_path, GOOD_GUEST.replace("  vm:", f"  {name}:"))
+    assert f"guest name {name!r} is reserved: exercises mean the host by it" in message
+
+
 def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="nope.yaml does not exist"):
         load_lab(tmp_path / "nope.yaml")
