@@ -35,7 +35,7 @@ from labctl.classroom.roster import account_check as roster_account_check
 from labctl.classroom.roster import account_exists as roster_account_exists
 from labctl.classroom.state import DOWN, FAILED, UP, Box, ClassDir, ClassState, Seat, seat_of
 from labctl.console import plural
-from labctl.errors import ExitCode, LabctlError
+from labctl.errors import LabctlError
 from labctl.exercises.model import load_exercises
 from labctl.exercises.progress import now
 from labctl.images.cache import ImageStore
@@ -209,13 +209,7 @@ def account_check(
 
 def _validate(c: _ClassUp) -> None:
     c.folder = ClassDir(c.name)
-    previous = c.folder.load()
-    if previous is not None and previous.lab != c.lab.name:
-        raise LabctlError(
-            f"class {c.name} runs lab {previous.lab}, not {c.lab.name}",
-            f"take it down first (labctl class down --class {c.name}) or use another --class",
-            ExitCode.USAGE,  # nothing was done
-        )
+    previous = c.folder.load_for(c.lab.name)
     if c.window is not None:  # an end before the start is refused before anything exists
         exam.merged(previous, c.window)
     check_size(c.roster, c.max_students)

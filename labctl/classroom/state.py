@@ -105,6 +105,21 @@ class ClassDir:
             f"{self.name}-ID` removes each; then remove the file",
         )
 
+    def load_for(self, lab: str) -> ClassState | None:
+        """The class's state, or None; refused (nothing done) when the class runs another lab."""
+        previous = self.load()
+        if previous is not None and previous.lab != lab:
+            raise self.taken(f"class {self.name} runs lab {previous.lab}, not {lab}")
+        return previous
+
+    def taken(self, message: str) -> LabctlError:
+        """The class exists as something a command cannot change into (exit 2: nothing done)."""
+        return LabctlError(
+            message,
+            f"take it down first (labctl class down --class {self.name}) or use another --class",
+            ExitCode.USAGE,
+        )
+
     def require(self) -> ClassState:
         """The class's state, or an error saying there is no such class."""
         state = self.load()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -21,6 +23,10 @@ from labctl.fleet import status as fleet_status
 from labctl.fleet import up as fleet_up
 from labctl.fleet.state import FleetState
 from labctl.stages import quiet
+
+if TYPE_CHECKING:
+    from labctl.classroom.status import StudentStatus
+    from labctl.fleet.status import FleetRow
 
 
 def _lines(who: str, step: str, detail: str) -> None:
@@ -119,24 +125,7 @@ def status(folder: ClassDir, state: FleetState, json_out: bool) -> None:
     if json_out:
         console.print_json({"class": folder.name, "students": rows})
         return
-    t = tables.table("student", "host", "guests", "exercises", "last activity", "state")
-    for r in rows:
-        ready = f"{r.guests_ready}/{r.guests}"
-        if r.guests_ready < r.guests or not r.guests:
-            ready = f"[yellow]{ready}[/yellow]"
-        t.add_row(
-            escape(r.student),
-            escape(r.host or "-"),
-            ready,
-            f"{r.exercises_done}/{r.exercises}",
-            (r.last_activity or "-").replace("T", " ")[:16],
-            escape(r.outcome),
-        )
-    console.out.print(t)
-    errors = [(r.student, r.error) for r in rows if r.error]
-    if errors:
-        console.out.print(tables.pairs((escape(s), escape(e or "")) for s, e in errors))
-    print_outdated([(r.student, r.outdated) for r in rows])
+    print_status(rows, "host", [r.host or "-" for r in rows])
 
 
 def print_labs_up(
@@ -148,7 +137,30 @@ def print_labs_up(
     console.err.print(f"Class {name}: {total - len(failed)} of {total} labs up{where}.")
 
 
-def print_outdated(rows: list[tuple[str, tuple[str, ...]]]) -> None:
+def print_status(rows: Sequence[StudentStatus | FleetRow], column: str, cells: list[str]) -> None:
+    """``class status``'s table: a row per student, its second ``column`` holding ``cells``
+    (the student's name, or their lab host), then the errors and the outdated guests."""
+    t = tables.table("student", column, "guests", "exercises", "last activity", "state")
+    for r, cell in zip(rows, cells, strict=True):
+        ready = f"{r.guests_ready}/{r.guests}"
+        if r.guests_ready < r.guests or not r.guests:
+            ready = f"[yellow]{ready}[/yellow]"
+        t.add_row(
+            escape(r.student),
+            escape(cell),
+            ready,
+            f"{r.exercises_done}/{r.exercises}",
+            (r.last_activity or "-").replace("T", " ")[:16],
+            escape(r.outcome),
+        )
+    console.out.print(t)
+    errors = [(escape(r.student), escape(r.error)) for r in rows if r.error]
+    if errors:
+        console.out.print(tables.pairs(errors))
+    _print_outdated([(r.student, r.outdated) for r in rows])
+
+
+def _print_outdated(rows: list[tuple[str, tuple[str, ...]]]) -> None:
     """Each student's guests that run as defined before a change, and how to apply it."""
     changed = [(escape(student), escape("; ".join(o))) for student, o in rows if o]
     if changed:

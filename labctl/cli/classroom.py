@@ -232,10 +232,6 @@ def up(
         raise typer.Exit(ExitCode.FAILED)
 
 
-def _when(stamp: str | None) -> str:
-    return stamp.replace("T", " ")[:16] if stamp else "-"
-
-
 @class_app.command("status")
 def status(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
     """One row per student: guests ready, exercises done, last activity."""
@@ -252,24 +248,7 @@ def status(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
     if json_out:
         console.print_json({"class": st.name, "lab": st.lab, "students": rows})
         return
-    t = tables.table("student", "name", "guests", "exercises", "last activity", "state")
-    for r in rows:
-        ready = f"{r.guests_ready}/{r.guests}"
-        if r.guests_ready < r.guests:
-            ready = f"[yellow]{ready}[/yellow]"
-        t.add_row(
-            escape(r.student),
-            escape(r.name),
-            ready,
-            f"{r.exercises_done}/{r.exercises}",
-            _when(r.last_activity),
-            escape(r.outcome),
-        )
-    console.out.print(t)
-    errors = [(r.student, r.error) for r in rows if r.error]
-    if errors:
-        console.out.print(tables.pairs((escape(s), escape(e or "")) for s, e in errors))
-    class_fleet.print_outdated([(r.student, r.outdated) for r in rows])
+    class_fleet.print_status(rows, "name", [r.name for r in rows])
 
 
 @class_app.command("verify")

@@ -26,6 +26,7 @@ from labctl.exercises.i18n import Lang
 from labctl.exercises.words import normalise, options_problem
 from labctl.spec import yamlpos
 from labctl.spec.model import HOST, STUDENT, Grading, Strict, Technique
+from labctl.spec.validate import json_schema as schema_of
 from labctl.spec.validate import validate
 
 ID_RE = r"^[a-z][a-z0-9-]{0,39}$"
@@ -416,7 +417,4 @@ def load_exercises(directory: Path) -> list[Exercise]:
 
 def json_schema() -> dict[str, object]:
     """The JSON Schema of exercise files, for editors."""
-    schema = Exercise.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "labctl exercise"
-    return schema
+    return schema_of(Exercise, "labctl exercise")

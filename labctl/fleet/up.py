@@ -38,7 +38,7 @@ from labctl.classroom.lifecycle import remember_seats
 from labctl.classroom.roster import Roster, Student, check_class, check_size, instance_of
 from labctl.classroom.state import FAILED, PENDING, UP, ClassDir, ClassState, Seat, seat_of
 from labctl.console import plural
-from labctl.errors import ExitCode, HostError, LabctlError
+from labctl.errors import HostError, LabctlError
 from labctl.exercises.progress import now
 from labctl.fleet import place as placing
 from labctl.fleet import ship
@@ -141,20 +141,10 @@ def _validate(c: _FleetUp) -> None:
     c.folder = ClassDir(c.name)
     for s in c.roster.students:
         instance_of(c.name, s.id)
-    previous = c.folder.load()
-    if previous is not None and previous.lab != c.lab.name:
-        raise LabctlError(
-            f"class {c.name} runs lab {previous.lab}, not {c.lab.name}",
-            f"take it down first (labctl class down --class {c.name}) or use another --class",
-            ExitCode.USAGE,  # nothing was done
-        )
+    previous = c.folder.load_for(c.lab.name)
     old = fleet_state.load(c.folder)
     if previous is not None and old is None:
-        raise LabctlError(
-            f"class {c.name} runs on this host alone, not over lab hosts",
-            f"take it down first (labctl class down --class {c.name}) or use another --class",
-            ExitCode.USAGE,  # nothing was done
-        )
+        raise c.folder.taken(f"class {c.name} runs on this host alone, not over lab hosts")
     if old is not None:
         gone = {h for h in old.hosts if h not in c.inventory.names}
         holding = {

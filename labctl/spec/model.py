@@ -21,6 +21,7 @@ from labctl.instance import naming
 from labctl.instance.naming import NAME_RE
 from labctl.paths import LABS_DIR, known_labs
 from labctl.spec import yamlpos
+from labctl.spec.validate import json_schema as schema_of
 from labctl.spec.validate import validate
 
 #: what exercises' checks call the lab host (``target: host``, as root) and the lab host as
@@ -289,7 +290,4 @@ def load_lab(path: Path) -> Lab:
 
 def json_schema() -> dict[str, object]:
     """The JSON Schema of lab files, for editors."""
-    schema = Lab.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "labctl lab"
-    return schema
+    return schema_of(Lab, "labctl lab")

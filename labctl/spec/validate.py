@@ -76,3 +76,11 @@ def validate(
         if rest:
             first = f"{len(problems)} problems in {doc.path}:\n  " + "\n  ".join(problems)
         raise SpecError(first, hint) from exc
+
+
+def json_schema(model: type[BaseModel], title: str) -> dict[str, object]:
+    """``model``'s JSON Schema (draft 2020-12) titled ``title``, for editors."""
+    schema = model.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = title
+    return schema

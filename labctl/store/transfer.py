@@ -9,6 +9,7 @@ a student's exercise was reset on the host, leaves exactly what the host has.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, cast
 
@@ -20,22 +21,8 @@ from labctl.store.store import Store
 
 
 def to_json(a: Attempt) -> dict[str, Any]:
-    """One attempt as plain JSON values (its time in ISO 8601, UTC)."""
-    return {
-        "id": a.id,
-        "lab": a.lab,
-        "instance": a.instance,
-        "student": a.student,
-        "exercise": a.exercise,
-        "kind": a.kind,
-        "step": a.step,
-        "answer": a.answer,
-        "passed": a.passed,
-        "answer_passed": a.answer_passed,
-        "messages": [m.__dict__ for m in a.messages],
-        "at": a.at.isoformat(),
-        "scored": a.scored,
-    }
+    """One attempt as plain JSON values, by its field names (its time in ISO 8601, UTC)."""
+    return {**asdict(a), "at": a.at.isoformat()}
 
 
 def from_json(data: Mapping[str, Any]) -> NewAttempt:
