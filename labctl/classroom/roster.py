@@ -265,8 +265,8 @@ def parse(
     start = 1  # where the record being read begins: a quote left open runs on from there
     try:
         for row in reader:
-            line = reader.line_num
-            start = line + 1
+            line = start  # a record whose quoted cell holds a newline is cited where it begins
+            start = reader.line_num + 1
             if not any(c.strip() for c in row):
                 continue  # blank lines (a trailing one, say) are not students
             if header is None:

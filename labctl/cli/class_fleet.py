@@ -14,6 +14,7 @@ from labctl.classroom import roster
 from labctl.classroom.state import ClassDir
 from labctl.classroom.window import Window
 from labctl.cli import tables
+from labctl.console import plural
 from labctl.errors import ExitCode
 from labctl.fleet import down as fleet_down
 from labctl.fleet import inventory as fleet_inventory
@@ -100,7 +101,7 @@ def up(
             result.name,
             len(result.seats),
             [(f"{s.student} ({s.host})", s.error) for s in result.failed],
-            f" on {ready} of {len(result.hosts)} hosts",
+            f" on {ready} of {plural(len(result.hosts), 'host')}",
         )
     lost_host = any(h.status == "failed" for h in result.hosts)
     # as ansible-playbook: a host that failed fails the run, even with every student up,
@@ -185,7 +186,7 @@ def down(folder: ClassDir, state: FleetState, json_out: bool) -> None:
     if json_out:
         console.print_json({"class": result.name, "cleaned": result.cleaned, "left": result.left})
     else:
-        console.err.print(f"Class {result.name} is down on {len(result.cleaned)} hosts.")
+        console.err.print(f"Class {result.name} is down on {plural(len(result.cleaned), 'host')}.")
     if result.left:
         for host, why in result.left.items():
             console.err.print(f"[red]{escape(host)}[/red]: {escape(why)}")

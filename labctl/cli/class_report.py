@@ -22,6 +22,7 @@ from labctl import console
 from labctl.classroom import state as class_state
 from labctl.classroom.grades import ClassGrades, class_grades
 from labctl.cli.classroom import ClassOpt, class_app
+from labctl.console import plural
 from labctl.errors import LabctlError
 from labctl.private import write_private
 from labctl.store import Attempt
@@ -121,8 +122,9 @@ def to_html(g: ClassGrades) -> str:
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Class {e(g.class_name)}: grades</title><style>{_STYLE}</style></head><body>"
-        f"<h1>Class {e(g.class_name)} · lab {e(g.lab)}</h1><table><caption>{len(g.students)} "
-        f"students · generated {e(when)} · red: passed once, failing now</caption>"
+        f"<h1>Class {e(g.class_name)} · lab {e(g.lab)}</h1><table>"
+        f"<caption>{plural(len(g.students), 'student')} · generated {e(when)} "
+        "· red: passed once, failing now</caption>"
         f'<tr><th class="who">{e(g.key)}</th><th class="who">name</th>{head}'
         f"<th>total<br>/{g.max_total}</th><th>late</th></tr>{''.join(rows)}</table>"
         f"<p>Exam window: {e(g.window.summary)}; late attempts are kept, never scored.</p>"
@@ -209,4 +211,4 @@ def report(
         sys.stdout.write(text)
         return
     write_private(out, text)
-    console.err.print(f"{len(grades.students)} students' grades written to {out}")
+    console.err.print(f"Grades of {plural(len(grades.students), 'student')} written to {out}")

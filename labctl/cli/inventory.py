@@ -15,6 +15,7 @@ from rich.markup import escape
 from labctl import console
 from labctl.cli.app import app
 from labctl.cli.lab import InstanceOpt, LabOpt
+from labctl.console import plural
 from labctl.errors import ExitCode, LabctlError
 from labctl.instance.naming import check_instance, check_lab_name
 from labctl.lab import inventory as lab_inventory
@@ -138,4 +139,4 @@ def inventory(
             "give --output a file in a directory that exists and you may write to",
             ExitCode.USAGE,
         ) from exc
-    console.err.print(f"Wrote {len(inv.hosts)} hosts to {output}.")
+    console.err.print(f"Wrote {plural(len(inv.hosts), 'host')} to {output}.")

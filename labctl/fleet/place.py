@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from labctl.console import plural
 from labctl.errors import ExitCode, LabctlError
 
 
@@ -67,7 +68,8 @@ def place(
         if best is None:
             total = sum(max(0, n) for n in room.values())
             raise OverCommit(
-                f"{len(waiting)} students need a lab and the hosts that answered fit {total} "
+                f"{plural(len(waiting), 'student')} {'needs' if len(waiting) == 1 else 'need'} "
+                f"a lab and the hosts that answered fit {total} "
                 f"more ({', '.join(f'{h}: {n}' for h, n in sorted(room.items())) or 'none'})",
                 "add lab hosts to the inventory, or bring up part of the class",
             )

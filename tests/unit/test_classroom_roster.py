@@ -247,3 +247,10 @@ def test_ids_of_existing_accounts_are_listed_with_the_other_problems(tmp_path: P
 def test_bad_class_names(name: str) -> None:
     with pytest.raises(SpecError, match="class name"):
         roster.check_class(name)
+
+
+def test_a_record_over_several_lines_is_cited_where_it_begins(tmp_path: Path) -> None:
+    # a quoted name may hold a newline (the CSV is valid): the record is line 3, not 4
+    message = refused(tmp_path, 'id,name\nana,Ana\nana,"Ana\nMaría"\nbo,Bo\n\nbo,Bo\n')
+    assert "class.csv:3: id 'ana' is already the student of line 2" in message
+    assert "class.csv:7: id 'bo' is already the student of line 5" in message
