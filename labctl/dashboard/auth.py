@@ -45,8 +45,8 @@ def sheet_token(text: str) -> str | None:
 def with_section(text: str, url: str, token: str, ssh_host: str | None = None) -> str:
     """The sheet with its progress page section (replacing an older one) at the end.
 
-    A page served on the server's loopback is reached from a laptop through SSH: with
-    ``ssh_host`` (the sheet's ssh_config ``Host``), the section says how.
+    A page served on the server's loopback is reached from a laptop through an SSH tunnel:
+    through ``ssh_host`` when the sheet's ssh_config defines that ``Host``.
     """
     kept = text.split(SECTION)[0].rstrip("\n")
     section = [
@@ -55,11 +55,15 @@ def with_section(text: str, url: str, token: str, ssh_host: str | None = None) -
         f"{TOKEN_LINE}{token}",
     ]
     parts = urlsplit(url)
-    if ssh_host and parts.port and parts.hostname in ("127.0.0.1", "::1", "localhost"):
+    if parts.port and parts.hostname in ("127.0.0.1", "::1", "localhost"):
         port, there = parts.port, "[::1]" if parts.hostname == "::1" else "127.0.0.1"
+        tunnel = f"ssh -N -L {port}:{there}:{port}"
+        if ssh_host and f"Host {ssh_host}\n" in kept:  # the sheet's own ssh_config defines it
+            how = f"from your laptop, {tunnel} {ssh_host}"
+        else:  # a sheet labctl made for the token alone: no account of the student's here
+            how = f"ask your instructor for a way in, then from your laptop {tunnel} YOU@SERVER"
         section.append(
-            f"It listens on the server's loopback: from your laptop, ssh -N -L "
-            f"{port}:{there}:{port} {ssh_host}, then open http://127.0.0.1:{port}/"
+            f"It listens on the server's loopback: {how}, then open http://127.0.0.1:{port}/"
         )
     return (kept + "\n\n" if kept else "") + "\n".join(section) + "\n"
 

@@ -21,6 +21,7 @@ from labctl.dashboard import serving
 from labctl.dashboard.auth import TokenFile, digest, sheet_token
 from labctl.dashboard.serving import AlreadyServed, Server
 from labctl.errors import SpecError
+from labctl.private import private_dir
 
 SEATS = (Seat("ana", "Ana", "c-ana"), Seat("bo", "Bo", "c-bo"))
 LAB = "virtualization"
@@ -70,12 +71,17 @@ def test_students_tokens_go_into_their_sheets_and_survive_a_restart(tmp_path: Pa
 def test_a_page_on_the_servers_loopback_says_how_a_laptop_reaches_it(tmp_path: Path) -> None:
     root = tmp_path / "c1"
     tokens = TokenFile(root)
+    private_dir(root / "access")
+    (root / "access" / "ana.txt").write_text("Host labctl-c1\n    HostName lab\n")  # her sheet
     tokens.ensure_students(SEATS, "http://127.0.0.1:8765/", "labctl-c1")
     said = (root / "access" / "ana.txt").read_text()
     assert (
         "from your laptop, ssh -N -L 8765:127.0.0.1:8765 labctl-c1, then open "
         "http://127.0.0.1:8765/" in said
     )
+    # a sheet made for the token alone defines no Host: it names none
+    alone = (root / "access" / "bo.txt").read_text()
+    assert "labctl-c1" not in alone and "ssh -N -L 8765:127.0.0.1:8765 YOU@SERVER" in alone
     tokens.ensure_students(SEATS, "http://[::1]:8765/", "labctl-c1")
     assert "ssh -N -L 8765:[::1]:8765 labctl-c1" in (root / "access" / "ana.txt").read_text()
     tokens.ensure_students(SEATS, "http://lab.example.org:8765/", "labctl-c1")  # on the network
