@@ -39,11 +39,14 @@ _reflow_help(app)
 
 
 def render_error(exc: LabctlError) -> None:
-    """Print a user error as ``Error:`` and ``Hint:`` lines on stderr."""
+    """Print a user error as ``Error:`` and ``Hint:`` lines on stderr (``Pista:`` when it is
+    said in Spanish)."""
     message, hint = exc.said(console.LANG)
+    spanish = exc.es is not None and (message, hint) == exc.es
     console.err.print(f"[bold red]Error:[/bold red] {escape(message)}", soft_wrap=True)
     if hint:
-        console.err.print(f"[yellow]Hint:[/yellow] {escape(hint)}", soft_wrap=True)
+        label = "Pista:" if spanish else "Hint:"
+        console.err.print(f"[yellow]{label}[/yellow] {escape(hint)}", soft_wrap=True)
     console.json_error(message, hint, int(exc.code))
 
 

@@ -468,10 +468,10 @@ def test_errors_speak_the_students_language(
     # LANG is es_ES.UTF-8 here
     assert said("show", "notsa") == (
         "Error: no hay ningún ejercicio 'notsa' en el laboratorio mini\n"
-        "Hint: ¿querías decir notas? labctl exercise list muestra los ejercicios del "
+        "Pista: ¿querías decir notas? labctl exercise list muestra los ejercicios del "
         "laboratorio\n"
     )
-    assert "Error: el ejercicio notas no tiene ningún paso 'tres'\nHint: pasos: 1 (nota)" in (
+    assert "Error: el ejercicio notas no tiene ningún paso 'tres'\nPista: pasos: 1 (nota)" in (
         said("answer", "notas", "tres", "x")
     )
     assert said("check", "notas").startswith(
