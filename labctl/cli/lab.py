@@ -131,6 +131,8 @@ def _which(state: LabState) -> str:
 
 
 def _connect_hint(r: lab_status.GuestStatus, state: LabState) -> str:
+    if r.state != "running":  # the notes below the table say what starts it
+        return f"- ({r.state})"
     if r.connect and r.connect.startswith("http"):
         return r.connect
     return f"labctl ssh {r.guest}{_which(state)}"

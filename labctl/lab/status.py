@@ -67,8 +67,10 @@ def status(state: LabState) -> list[GuestStatus]:
                 accel=accel,
                 accel_note=rec.accel_note,
                 devices=rec.devices,
-                address=rec.address,
-                connect=rec.connect,
+                # a guest removed behind labctl's back has no address; one not running
+                # cannot be connected to
+                address=rec.address if live != "absent" else None,
+                connect=rec.connect if live == "running" else None,
                 ready_seconds=rec.ready_seconds,
                 started=rec.started,
                 boot_seconds=rec.boot_seconds,

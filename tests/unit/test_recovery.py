@@ -778,6 +778,24 @@ def test_up_records_a_whole_boot_for_each_guest_booted_or_restored(
     lifecycle.down("rec", "t1")
 
 
+def test_status_gives_no_way_in_to_a_guest_that_is_not_running(
+    state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
+) -> None:
+    state = up(lab, store)
+    vm, app = state.guests["vm"].resource, state.guests["app"].resource
+    assert state.guests["vm"].connect and state.guests["app"].address  # as up recorded them
+    fakes["libvirt"].guests[vm] = "stopped"  # powered off: its address may come back
+    del fakes["docker"].guests[app]  # removed behind labctl's back: its address is gone
+    rows = {r.guest: r for r in lab_status.status(state)}
+    assert (rows["vm"].state, rows["vm"].address, rows["vm"].connect) == (
+        "stopped",
+        "127.0.0.1",
+        None,
+    )
+    assert (rows["app"].state, rows["app"].address, rows["app"].connect) == ("absent", None, None)
+    lifecycle.down("rec", "t1")
+
+
 def test_a_lost_lab_key_is_made_anew_and_given_to_every_guest(
     state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
 ) -> None:
