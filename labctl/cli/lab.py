@@ -276,7 +276,9 @@ def exec_(
         result = backends.connect(rec, KeyPair(inst.key)).run(line, timeout=None)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
-    raise typer.Exit(result.rc)
+    # not typer.Exit: typer reads 130 as its own Ctrl-C, and a guest command exiting 130
+    # would be said "Interrupted."
+    sys.exit(result.rc)
 
 
 @app.command()

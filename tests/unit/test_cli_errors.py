@@ -6,12 +6,17 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 import labctl.cli as cli
-from labctl import console
+from labctl import backends, console
+from labctl.command import CommandResult
 from labctl.errors import EngineError
+from labctl.instance.state import GuestRecord, LabState
+from labctl.lab import status as lab_status
+from tests.unit.fake_connection import FakeConnection
 
 
 @pytest.fixture(autouse=True)
@@ -152,3 +157,17 @@ def test_ctrl_c_in_a_command_says_interrupted(
         main(monkeypatch, "class", "status")  # typer makes Ctrl-C exit code 130, silently
     assert done.value.code == 130
     assert capsys.readouterr().err == "Interrupted.\n"
+
+
+def test_a_guest_command_that_exits_130_is_passed_through_not_said_interrupted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rec = GuestRecord("box", "lxd", "labctl-net-t1-box", stage="ready")
+    guest = FakeConnection(respond=lambda c: CommandResult(c, 130, "out\n", ""), name="box")
+    state = LabState("net", "t1", "x", guests={"box": rec})
+    monkeypatch.setattr(lab_status, "load", lambda lab, i: (SimpleNamespace(key=tmp_path), state))
+    monkeypatch.setattr(backends, "get", lambda engine: SimpleNamespace(connect=lambda r, k: guest))
+    with pytest.raises(SystemExit) as done:
+        main(monkeypatch, "exec", "box", "--lab", "net", "--instance", "t1", "--", "exit 130")
+    said = capsys.readouterr()
+    assert done.value.code == 130 and said.out == "out\n" and said.err == ""
