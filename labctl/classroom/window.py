@@ -138,6 +138,11 @@ def merged(state: ClassState | None, ends: Window) -> Window:
     return window
 
 
+def stamp(when: datetime | None) -> str:
+    """An end as ``class window --json`` says it: ISO 8601 to the second, ``-`` when open."""
+    return when.isoformat(timespec="seconds") if when else "-"
+
+
 def with_window(state: ClassState, start: datetime | None, end: datetime | None) -> ClassState:
     """A copy of the state with this window (None, None: no window)."""
     _in_order(start, end)

@@ -129,10 +129,6 @@ def serve(
             signal.signal(signal.SIGTERM, before)
 
 
-def _stamp(when: datetime | None) -> str:
-    return when.isoformat(timespec="seconds") if when else "-"
-
-
 @class_app.command("window")
 def window(
     class_name: str | None = ClassOpt,
@@ -150,30 +146,29 @@ def window(
     if clear and (start or end):
         raise LabctlError("give --clear or --start/--end, not both", code=ExitCode.USAGE)
     if clear or start or end:
-        from labctl.fleet import state as fleet_state
+        from labctl.cli import class_fleet
 
-        if fleet_state.load(folder) is not None:  # the hosts judge the attempts, not this one
-            raise LabctlError(
-                f"class {folder.name} runs over lab hosts: its window is set on each of them",
-                "run its class up --hosts again with --window-start/--window-end: the hosts "
-                "and this controller get the window (a rerun changes no lab that is up)",
-                ExitCode.USAGE,
-            )
-        ends = exam.given(start, end, ("--start", "--end"))
+        ends = None if clear else exam.given(start, end, ("--start", "--end"))
+        spread = class_fleet.of(folder)
+        if spread is not None:  # the hosts judge the attempts: each is given the window
+            class_fleet.window(folder, spread, ends, json_out)
+            return
         with folder.held("labctl class window") as st:
-            new = exam.Window(None, None) if clear else exam.merged(st, ends)
+            new = exam.merged(st, ends) if ends is not None else exam.Window(None, None)
             folder.save(exam.with_window(st, new.start, new.end))
     st = folder.require()
     w = exam.window_of(st)
     if json_out:
-        console.print_json({"class": st.name, "start": _stamp(w.start), "end": _stamp(w.end)})
+        console.print_json(
+            {"class": st.name, "start": exam.stamp(w.start), "end": exam.stamp(w.end)}
+        )
         return
     console.out.print(
         tables.pairs(
             [
                 ("class", escape(st.name)),
-                ("start", _stamp(w.start)),
-                ("end", _stamp(w.end)),
+                ("start", exam.stamp(w.start)),
+                ("end", exam.stamp(w.end)),
                 ("window", escape(w.summary)),
             ]
         )

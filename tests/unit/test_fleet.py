@@ -12,6 +12,7 @@ import base64
 import csv
 import io
 import json
+import shlex
 import tarfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -147,6 +148,7 @@ class FakeHosts:
     attempts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: "host@command" -> the error its labctl prints under --json (and exits non-zero: "; true")
     refuse: dict[str, str] = field(default_factory=dict)
+    windows: dict[str, tuple[str, str]] = field(default_factory=dict)  # host -> start, end
 
     def __call__(self, hosts: list[str], **how: Any) -> FanOut:
         """A fan-out as ``fleet.Runner`` asks for it: a playbook, or a module and its args."""
@@ -187,6 +189,12 @@ class FakeHosts:
         if "class down" in what:
             self.downed.append(host)
             self.up_on.pop(host, None)
+        if "class window" in what:  # cleared, then given the ends named (shlex-quoted)
+            words = shlex.split(what.split("&&")[-1])
+            ends = {w: words[i + 1] for i, w in enumerate(words) if w in ("--start", "--end")}
+            self.windows[host] = (ends.get("--start", "-"), ends.get("--end", "-"))
+            start, end = self.windows[host]
+            return HostOutcome(host, True, stdout=json.dumps({"start": start, "end": end}))
         if "class status" in what:
             students = [
                 {
@@ -245,6 +253,8 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fleet:
     files = tmp_path / "state" / "classes" / "fl" / "fleet-files"
     hosts = FakeHosts(files, {"h1": 4, "h2": 2, "h3": 4})
     inv = inventory.load(_inv(tmp_path, THREE_HOSTS), resolves=lambda _a: True)
+    # a command line test reaches the fake hosts too, never Ansible and SSH
+    monkeypatch.setattr(remote, "ansible_runner_for", lambda *_a: hosts)
     return Fleet(tmp_path, hosts, inv)
 
 
@@ -512,22 +522,37 @@ def test_the_exam_window_reaches_every_host_and_stays_on_the_controller(fleet: F
         fleet.up(window=exam.Window(datetime(2026, 12, 7, 13, 0, tzinfo=timezone.utc), None))
 
 
-def test_class_window_of_a_class_over_hosts_says_how_to_reach_them(fleet: Fleet) -> None:
+def test_class_window_of_a_class_over_hosts_is_set_on_every_host_and_here(fleet: Fleet) -> None:
     from typer.testing import CliRunner
 
     from labctl.cli import app
 
+    def window(*args: str) -> Any:
+        return CliRunner().invoke(app, ["class", "window", "--class", "fl", *args])
+
     fleet.up()
-    said = CliRunner().invoke(
-        app, ["class", "window", "--class", "fl", "--end", "2026-12-07T12:00"]
-    )
-    err = said.exception
-    assert isinstance(err, LabctlError) and err.code == ExitCode.USAGE, said.output
-    assert err.message == "class fl runs over lab hosts: its window is set on each of them"
-    assert err.hint and "--window-end" in err.hint
-    assert ClassDir("fl").require().window_end is None  # nothing changed here either
-    shown = CliRunner().invoke(app, ["class", "window", "--class", "fl", "--json"])
-    assert shown.exit_code == 0 and json.loads(shown.stdout)["end"] == "-"
+    hosts = sorted(fleet_state.load(ClassDir("fl")).hosts)  # type: ignore[union-attr]
+    said = window("--end", "2026-12-07T12:00", "--json")
+    assert said.exit_code == 0, said.output
+    end = "2026-12-07T12:00:00+00:00"
+    shown = json.loads(said.stdout)
+    assert (shown["start"], shown["end"], sorted(shown["set_on"])) == ("-", end, hosts)
+    assert fleet.hosts.windows == {h: ("-", end) for h in hosts}
+    assert ClassDir("fl").require().window_end == end  # the dashboard and grades read it
+    # a start added keeps the end, on every host too (each is given the whole window)
+    assert window("--start", "2026-12-07T09:00").exit_code == 0
+    start = "2026-12-07T09:00:00+00:00"
+    assert fleet.hosts.windows == {h: (start, end) for h in hosts}
+    # a host that does not answer keeps its window: named, exit 1; the others are cleared
+    fleet.hosts.fail["h2@class window"] = ("ssh: connect to host h2: timed out", True)
+    said = window("--clear")
+    assert said.exit_code == ExitCode.FAILED
+    assert "h2" in said.output and "timed out" in said.output
+    assert fleet.hosts.windows["h2"] == (start, end)
+    assert {fleet.hosts.windows[h] for h in hosts if h != "h2"} == {("-", "-")}
+    assert ClassDir("fl").require().window_end is None
+    del fleet.hosts.fail["h2@class window"]
+    assert window("--clear").exit_code == 0 and fleet.hosts.windows["h2"] == ("-", "-")
 
 
 def test_a_roster_longer_than_max_students_is_refused_before_any_host_is_asked(

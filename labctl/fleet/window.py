@@ -1,0 +1,67 @@
+"""``class window`` of a class over several lab hosts: each host's window set, then this one's.
+
+The hosts judge their students' attempts (an attempt after the end does not score), so the
+window that counts is each host's; this controller keeps the same window for its dashboard
+and grades. Every host is given the whole window (cleared, then both ends), so a host that
+missed an earlier change is put right by the next one.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from labctl.classroom import window as exam
+from labctl.classroom.state import ClassDir
+from labctl.fleet.remote import REMOTE_LABCTL, Refused, Runner, answered
+from labctl.fleet.state import FleetState
+
+
+@dataclass(frozen=True)
+class FleetWindow:
+    """What ``class window`` did over the class's hosts."""
+
+    name: str
+    window: exam.Window
+    set_on: tuple[str, ...]
+    left: dict[str, str]  # host -> why its window was not set
+
+
+def script(name: str, window: exam.Window) -> str:
+    """The shell line that gives a host's class exactly ``window``; it prints the result."""
+    command = f"{REMOTE_LABCTL} class window --class {shlex.quote(name)}"
+    ends = [
+        f"{option} {shlex.quote(exam.stamp(at))}"
+        for option, at in (("--start", window.start), ("--end", window.end))
+        if at is not None
+    ]
+    return f"{command} --clear --json >/dev/null && {' '.join([command, *ends, '--json'])}"
+
+
+def set_window(
+    folder: ClassDir, fleet: FleetState, run: Runner, ends: exam.Window | None
+) -> FleetWindow:
+    """Merge ``ends`` into the class's window (None: clear it), give it to every host, keep it
+    here; the hosts that did not take it, and why (the same command again retries them)."""
+    with folder.held("labctl class window") as cls:
+        window = exam.Window(None, None) if ends is None else exam.merged(cls, ends)
+        result = run(list(fleet.hosts), module="shell", args=script(folder.name, window))
+        want = {"start": exam.stamp(window.start), "end": exam.stamp(window.end)}
+        left: dict[str, str] = {}
+        for host, o in result.hosts.items():
+            try:
+                said = answered(o.stdout, "class window") if o.stdout.strip() else None
+            except Refused as exc:
+                left[host] = str(exc)
+                continue
+            except ValueError:
+                said = None
+            if not o.ok:
+                left[host] = o.failure
+            elif not isinstance(said, dict):
+                left[host] = f"its labctl answered {o.stdout.strip()[:200]!r}"
+            elif {k: said.get(k) for k in want} != want:
+                left[host] = f"its window is {said.get('start')} .. {said.get('end')}"
+        folder.save(exam.with_window(cls, window.start, window.end))
+    set_on = tuple(h for h in fleet.hosts if h not in left)
+    return FleetWindow(folder.name, window, set_on, left)
