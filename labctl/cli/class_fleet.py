@@ -185,7 +185,7 @@ def window(folder: ClassDir, state: FleetState, ends: exam.Window | None, json_o
     from labctl.fleet import window as fleet_window
 
     inv = fleet_inventory.load(Path(state.inventory))
-    result = fleet_window.set_window(folder, state, _runner(folder, inv, 10), ends)
+    result = fleet_window.set_window(folder, _runner(folder, inv, 10), ends)
     w = result.window
     if json_out:
         console.print_json(

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from labctl.classroom import window as exam
 from labctl.classroom.state import ClassDir
 from labctl.fleet.remote import REMOTE_LABCTL, Refused, Runner, answered
-from labctl.fleet.state import FleetState
 
 
 @dataclass(frozen=True)
@@ -38,14 +37,16 @@ def script(name: str, window: exam.Window) -> str:
     return f"{command} --clear --json >/dev/null && {' '.join([command, *ends, '--json'])}"
 
 
-def set_window(
-    folder: ClassDir, fleet: FleetState, run: Runner, ends: exam.Window | None
-) -> FleetWindow:
+def set_window(folder: ClassDir, run: Runner, ends: exam.Window | None) -> FleetWindow:
     """Merge ``ends`` into the class's window (None: clear it), give it to every host, keep it
-    here; the hosts that did not take it, and why (the same command again retries them)."""
+    here; the hosts that did not take it, and why (the same command again retries them).
+
+    The hosts asked are those the class's students are on (a host given nobody holds no
+    class to set)."""
     with folder.held("labctl class window") as cls:
         window = exam.Window(None, None) if ends is None else exam.merged(cls, ends)
-        result = run(list(fleet.hosts), module="shell", args=script(folder.name, window))
+        hosts = sorted({s.host for s in cls.seats.values() if s.host})  # those with students
+        result = run(hosts, module="shell", args=script(folder.name, window))
         want = {"start": exam.stamp(window.start), "end": exam.stamp(window.end)}
         left: dict[str, str] = {}
         for host, o in result.hosts.items():
@@ -63,5 +64,5 @@ def set_window(
             elif {k: said.get(k) for k in want} != want:
                 left[host] = f"its window is {said.get('start')} .. {said.get('end')}"
         folder.save(exam.with_window(cls, window.start, window.end))
-    set_on = tuple(h for h in fleet.hosts if h not in left)
+    set_on = tuple(h for h in hosts if h not in left)
     return FleetWindow(folder.name, window, set_on, left)

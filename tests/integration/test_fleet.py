@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from labctl.fleet.inventory import LabHost
+from labctl.fleet.remote import REMOTE_LABCTL
 from labctl.keys import ensure_keypair
 from tests import browser
 from tests.integration import fleet_hosts
@@ -270,6 +271,15 @@ def test_a_class_over_three_hosts_one_lost_mid_run(sims: Sims) -> None:
 
     # the dashboard: every host's students in one grid
     _dashboard(sims, {s: placed[s] for s in seats})
+
+    # the exam window: each host that answers takes it, the lost one is named (exit 1)
+    end = "2030-01-07T12:00:00+00:00"
+    window = sims.json("class", "window", "--class", CLASS, "--end", end, "--json", code=1)
+    assert set(window["left"]) == {lost.name} and window["end"] == end, window
+    for h in sims.hosts[:2]:
+        if h.name in placed.values():
+            there = sims.on(h, f"{REMOTE_LABCTL} class window --class {CLASS} --json")
+            assert json.loads(there)["end"] == end, (h.name, there)
 
     # --replace-failed: the frozen host's students move to the others, nobody else moves
     moved = sims.json(*up, "--replace-failed", "--json")

@@ -531,7 +531,8 @@ def test_class_window_of_a_class_over_hosts_is_set_on_every_host_and_here(fleet:
         return CliRunner().invoke(app, ["class", "window", "--class", "fl", *args])
 
     fleet.up()
-    hosts = sorted(fleet_state.load(ClassDir("fl")).hosts)  # type: ignore[union-attr]
+    hosts = sorted({s.host for s in ClassDir("fl").require().seats.values() if s.host})
+    assert len(hosts) == 3
     said = window("--end", "2026-12-07T12:00", "--json")
     assert said.exit_code == 0, said.output
     end = "2026-12-07T12:00:00+00:00"
