@@ -23,6 +23,7 @@ from labctl.fleet import remote
 from labctl.fleet import state as fleet_state
 from labctl.fleet import status as fleet_status
 from labctl.fleet import up as fleet_up
+from labctl.fleet import window as fleet_window
 from labctl.fleet.state import FleetState
 from labctl.stages import quiet
 
@@ -180,43 +181,12 @@ def collect(folder: ClassDir, state: FleetState) -> dict[str, str]:
     return {r.student: r.error or "no answer" for r in rows if not r.answered}
 
 
-def window(folder: ClassDir, state: FleetState, ends: exam.Window | None, json_out: bool) -> None:
+def window(
+    folder: ClassDir, state: FleetState, ends: exam.Window | None
+) -> fleet_window.FleetWindow:
     """``labctl class window --start/--end/--clear`` of a class over lab hosts."""
-    from labctl.fleet import window as fleet_window
-
     inv = fleet_inventory.load(Path(state.inventory))
-    result = fleet_window.set_window(folder, _runner(folder, inv, 10), ends)
-    w = result.window
-    if json_out:
-        console.print_json(
-            {
-                "class": result.name,
-                "start": exam.stamp(w.start),
-                "end": exam.stamp(w.end),
-                "set_on": result.set_on,
-                "left": result.left,
-            }
-        )
-    else:
-        console.out.print(
-            tables.pairs(
-                [
-                    ("class", escape(result.name)),
-                    ("start", exam.stamp(w.start)),
-                    ("end", exam.stamp(w.end)),
-                    ("window", escape(w.summary)),
-                    ("set on", escape(", ".join(result.set_on) or "no host")),
-                ]
-            )
-        )
-    if result.left:
-        for host, why in result.left.items():
-            console.err.print(f"[red]{escape(host)}[/red]: {escape(why)}")
-        console.err.print(
-            "Hint: those hosts judge their students' attempts by their old window; when they "
-            "answer again, run the same class window."
-        )
-        raise typer.Exit(ExitCode.FAILED)
+    return fleet_window.set_window(folder, _runner(folder, inv, 10), ends)
 
 
 def down(folder: ClassDir, state: FleetState, json_out: bool) -> None:

@@ -8,6 +8,7 @@ import signal
 import socket
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -19,6 +20,9 @@ from labctl.classroom import window as exam
 from labctl.cli import tables
 from labctl.cli.classroom import ClassOpt, JsonOpt, class_app
 from labctl.errors import ExitCode, HostError, LabctlError
+
+if TYPE_CHECKING:
+    from labctl.fleet.window import FleetWindow
 
 
 def _check_port(host: str, port: int) -> None:
@@ -145,31 +149,39 @@ def window(
     folder = class_state.pick(class_name)
     if clear and (start or end):
         raise LabctlError("give --clear or --start/--end, not both", code=ExitCode.USAGE)
+    spread: FleetWindow | None = None  # a class over lab hosts: each host given the window
     if clear or start or end:
         from labctl.cli import class_fleet
 
         ends = None if clear else exam.given(start, end, ("--start", "--end"))
-        spread = class_fleet.of(folder)
-        if spread is not None:  # the hosts judge the attempts: each is given the window
-            class_fleet.window(folder, spread, ends, json_out)
-            return
-        with folder.held("labctl class window") as st:
-            new = exam.merged(st, ends) if ends is not None else exam.Window(None, None)
-            folder.save(exam.with_window(st, new.start, new.end))
+        fleet = class_fleet.of(folder)
+        if fleet is not None:  # the hosts judge the attempts: each is given the window
+            spread = class_fleet.window(folder, fleet, ends)
+        else:
+            with folder.held("labctl class window") as st:
+                new = exam.merged(st, ends) if ends is not None else exam.Window(None, None)
+                folder.save(exam.with_window(st, new.start, new.end))
     st = folder.require()
     w = exam.window_of(st)
+    hosts = {"set_on": spread.set_on, "left": spread.left} if spread else {}
     if json_out:
-        console.print_json(
-            {"class": st.name, "start": exam.stamp(w.start), "end": exam.stamp(w.end)}
+        shown = {"class": st.name, "start": exam.stamp(w.start), "end": exam.stamp(w.end)}
+        console.print_json({**shown, **hosts})
+    else:
+        rows = [
+            ("class", escape(st.name)),
+            ("start", exam.stamp(w.start)),
+            ("end", exam.stamp(w.end)),
+            ("window", escape(w.summary)),
+        ]
+        if spread is not None:
+            rows.append(("set on", escape(", ".join(spread.set_on) or "no host")))
+        console.out.print(tables.pairs(rows))
+    if spread is not None and spread.left:
+        for host, why in spread.left.items():
+            console.err.print(f"[red]{escape(host)}[/red]: {escape(why)}")
+        console.err.print(
+            "Hint: those hosts judge their students' attempts by their old window; when they "
+            "answer again, run the same class window."
         )
-        return
-    console.out.print(
-        tables.pairs(
-            [
-                ("class", escape(st.name)),
-                ("start", exam.stamp(w.start)),
-                ("end", exam.stamp(w.end)),
-                ("window", escape(w.summary)),
-            ]
-        )
-    )
+        raise typer.Exit(ExitCode.FAILED)
