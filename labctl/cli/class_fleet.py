@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from labctl import console
+from labctl.classroom import forget as class_forget
 from labctl.classroom import roster
 from labctl.classroom import window as exam
 from labctl.classroom.state import ClassDir
@@ -189,14 +190,21 @@ def window(
     return fleet_window.set_window(folder, _runner(folder, inv, 10), ends)
 
 
-def down(folder: ClassDir, state: FleetState, json_out: bool) -> None:
+def down(folder: ClassDir, state: FleetState, json_out: bool, forget: bool = False) -> None:
     """``labctl class down`` of a class over lab hosts: every host, or say which is left."""
     inv = fleet_inventory.load(Path(state.inventory))
-    result = fleet_down.down(folder, state, _runner(folder, inv, 10), quiet if json_out else _lines)
+    report = quiet if json_out else _lines
+    result = fleet_down.down(folder, state, _runner(folder, inv, 10), report, forget)
     if json_out:
-        console.print_json({"class": result.name, "cleaned": result.cleaned, "left": result.left})
+        said = {"class": result.name, "cleaned": result.cleaned, "left": result.left}
+        console.print_json(said | ({"forgotten": result.forgotten} if forget else {}))
     else:
         console.err.print(f"Class {result.name} is down on {plural(len(result.cleaned), 'host')}.")
+        if result.forgotten is not None:
+            console.err.print(escape(class_forget.said(result.forgotten)))
+            console.err.print("Each of those hosts forgot its own students' records too.")
+            if result.left:
+                console.err.print("The students of the hosts left keep theirs, here and there.")
     if result.left:
         for host, why in result.left.items():
             console.err.print(f"[red]{escape(host)}[/red]: {escape(why)}")

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from labctl import console
 from labctl.classroom import capacity, roster
+from labctl.classroom import forget as class_forget
 from labctl.classroom import lifecycle as class_lifecycle
 from labctl.classroom import state as class_state
 from labctl.classroom.server import find as find_server
@@ -18,6 +19,7 @@ from labctl.cli.app import app
 from labctl.cli.lab import resolve_lab
 from labctl.errors import ExitCode, LabctlError
 from labctl.instance.naming import DEFAULT_LAB
+from labctl.store import Forgotten
 
 class_app = typer.Typer(help="Class mode: one isolated lab instance per student of a roster.")
 app.add_typer(class_app, name="class")
@@ -313,21 +315,43 @@ def reset(
     console.out.print(escape(said))
 
 
-def _nothing_removed(why: str, json_out: bool) -> None:
-    """``class down`` of a class not here: done, as ``labctl down`` of a lab never seen."""
+def _nothing_removed(
+    why: str, json_out: bool, forget: bool = False, forgotten: Forgotten | None = None
+) -> None:
+    """``class down`` of a class not here: done, as ``labctl down`` of a lab never seen;
+    with ``--forget``, what was forgotten of it (None: no class named)."""
     if json_out:
-        console.print_json({"students": [], "found": False})
-    else:
-        console.err.print(f"{escape(why)}: nothing removed.")
+        console.print_json(
+            {"students": [], "found": False} | ({"forgotten": forgotten} if forget else {})
+        )
+        return
+    console.err.print(f"{escape(why)}: nothing removed.")
+    if forgotten is not None:
+        console.err.print(escape(class_forget.said(forgotten)))
+    elif forget:
+        console.err.print("Nothing forgotten: name the class to forget with --class NAME.")
+
+
+def _again(name: str, student: str | None) -> str:
+    """The ``class down --forget`` that forgets what a ``class down`` kept."""
+    who = f" --student {student}" if student else ""
+    return f"labctl class down --class {name}{who} --forget"
 
 
 @class_app.command("down")
 def down(
     class_name: str | None = ClassOpt,
     student: str | None = typer.Option(None, "--student", "-s", help="Only this student."),
+    forget: bool = typer.Option(
+        False,
+        "--forget",
+        help="Also remove the students' progress and seats from the progress store (after "
+        "exporting grades); a student whose lab could not be removed keeps theirs.",
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Remove the class's labs, accounts and keys (or one student's), and nothing else."""
+    """Remove the class's labs, accounts and keys (or one student's), and nothing else;
+    with --forget, their records in the progress store too."""
 
     def report(who: str, step: str, detail: str) -> None:
         if not json_out:
@@ -338,7 +362,7 @@ def down(
     try:
         folder = class_state.pick(class_name)
     except class_state.NoClass:  # no class on this host at all
-        _nothing_removed("There is no class on this host", json_out)
+        _nothing_removed("There is no class on this host", json_out, forget)
         return
     spread = class_fleet.of(folder)
     if spread is not None:
@@ -347,20 +371,27 @@ def down(
                 f"class {folder.name} runs over lab hosts: --student is for a class on one host",
                 "take the whole class down, or run labctl class down --student there",
             )
-        class_fleet.down(folder, spread, json_out)
+        class_fleet.down(folder, spread, json_out, forget)
         return
-    if folder.load() is None:  # never here, or taken down already: nothing to do
-        _nothing_removed(f"Nothing of class {folder.name} is here", json_out)
+    here = folder.load() is not None
+    result = class_lifecycle.take_down(folder, student, report, forget=forget)
+    if not here:  # never here, or taken down already: nothing to do but forget
+        why = f"Nothing of class {folder.name} is here"
+        _nothing_removed(why, json_out, forget, result.forgotten)
         return
-    done = class_lifecycle.down(folder, student, report)
+    done = result.seats
     if json_out:
-        console.print_json({"students": done, "found": True})
+        said = {"students": done, "found": True}
+        console.print_json(said | ({"forgotten": result.forgotten} if forget else {}))
         return
     kept = [d for d in done if d.progress_kept]
     labs = "1 student's lab" if len(done) == 1 else f"{len(done)} students' labs"
     console.err.print(f"{labs} removed.")
-    if kept:
+    if result.forgotten is not None:
+        console.err.print(escape(class_forget.said(result.forgotten)))
+    elif kept:
         console.err.print(
             f"Progress of {tables.plural(len(kept), 'student')} kept for grading (in the "
-            "progress store: labctl class report)."
+            f"progress store: labctl class report; {_again(folder.name, student)} "
+            "removes it)."
         )

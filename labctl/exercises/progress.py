@@ -3,7 +3,8 @@
 Every ``start``, ``answer``, ``hint``, ``check`` (one attempt per step checked) and ``reset``
 is recorded, not only the last; the state of an exercise (steps passed once and now, the
 answer, hints, time) is folded from them. The store outlives ``labctl down`` and ``class
-down``. Progress files of older labctl versions are imported on first use (``legacy``).
+down`` (``class down --forget`` removes a class's). Progress files of older labctl versions
+are imported on first use (``legacy``).
 """
 
 from __future__ import annotations

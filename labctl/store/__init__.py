@@ -17,7 +17,8 @@ Reading, for the CLI, the class report and the dashboard::
 Writing: ``store.record(NewAttempt(...), ...)`` in one transaction. A class is a lab plus
 its students' instances (``labctl.classroom.state``): pass those instances to the queries.
 ``class up`` also records each seat (``store.add_seat``), so ``store.seats(class_name)``
-still knows the class, with names and emails (``store.students``), after ``class down``.
+still knows the class, with names and emails (``store.students``), after ``class down``;
+``store.forget(class_name, students, instances)`` removes them (``class down --forget``).
 Scores (steps, penalties) need the exercises and live above, in ``labctl.exercises.grading``.
 This package imports nothing above ``paths``, ``private`` and ``errors``.
 """
@@ -30,6 +31,7 @@ from labctl.store.model import (
     KINDS,
     Attempt,
     ExerciseState,
+    Forgotten,
     Kind,
     Message,
     NewAttempt,
@@ -46,6 +48,7 @@ __all__ = [
     "VERSION",
     "Attempt",
     "ExerciseState",
+    "Forgotten",
     "Kind",
     "Message",
     "NewAttempt",

@@ -147,3 +147,24 @@ class StudentRecord:
     student: str
     name: str | None = None
     email: str | None = None
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What ``Store.forget`` removed of a class (``class down --forget``), all in one go.
+
+    ``files``: progress files of an older labctl removed beside it (by the caller: the store
+    keeps no files).
+    """
+
+    class_name: str
+    students: tuple[str, ...] = ()  # whose seat or attempts went, by id
+    attempts: int = 0
+    seats: int = 0
+    records: int = 0  # students' own rows (name, email): no other class's seat names them
+    files: int = 0
+
+    @property
+    def nothing(self) -> bool:
+        """Nothing was there to forget (a second run)."""
+        return not (self.attempts or self.seats or self.records or self.files)

@@ -20,6 +20,7 @@ from labctl.store.model import (
     KINDS,
     Attempt,
     ExerciseState,
+    Forgotten,
     Message,
     NewAttempt,
     SeatRecord,
@@ -199,6 +200,65 @@ class Store:
             assert new_id is not None
             out.append(Attempt(id=int(new_id[0]), **recorded))
         return out
+
+    def forget(
+        self,
+        class_name: str,
+        students: Iterable[str],
+        instances: Iterable[tuple[str, str]],
+        imported_under: Iterable[str] = (),
+    ) -> Forgotten:
+        """Remove the class's seats of ``students`` and every attempt of ``instances`` (lab,
+        instance) in one transaction: all of it or, on an error, nothing.
+
+        The instances' rows and the students' own rows (name, email) go too where no seat or
+        attempt left names them (another class's seat keeps its student); ``imported_under``:
+        folders whose imported progress files are no longer noted. Plain deletes: the same
+        on SQLite and PostgreSQL. A second call finds nothing (``Forgotten.nothing``).
+        """
+        who = sorted(set(students))
+        pairs = sorted(set(instances))
+        a, s, i, st = schema.attempts, schema.seats, schema.instances, schema.students
+
+        def run() -> Forgotten:
+            with self.write() as conn:
+                whose = set(who) & set(
+                    conn.scalars(
+                        sa.select(s.c.student).where(
+                            s.c.class_name == class_name, s.c.student.in_(who)
+                        )
+                    )
+                )
+                seats = conn.execute(
+                    sa.delete(s).where(s.c.class_name == class_name, s.c.student.in_(who))
+                ).rowcount
+                attempts = 0
+                for lab, instance in pairs:
+                    mine = sa.and_(a.c.lab == lab, a.c.instance == instance)
+                    whose |= set(conn.scalars(sa.select(a.c.student).where(mine).distinct()))
+                    attempts += conn.execute(sa.delete(a).where(mine)).rowcount
+                    named = sa.or_(
+                        sa.exists().where(s.c.lab == lab, s.c.instance == instance),
+                        sa.exists().where(mine),
+                    )
+                    conn.execute(
+                        sa.delete(i).where(i.c.lab == lab, i.c.instance == instance, ~named)
+                    )
+                records = 0
+                for student in sorted(whose | set(who)):
+                    named = sa.or_(
+                        sa.exists().where(s.c.student == student),
+                        sa.exists().where(a.c.student == student),
+                    )
+                    records += conn.execute(
+                        sa.delete(st).where(st.c.student == student, ~named)
+                    ).rowcount
+                for folder in imported_under:
+                    t = schema.imported
+                    conn.execute(sa.delete(t).where(t.c.source.startswith(folder, autoescape=True)))
+            return Forgotten(class_name, tuple(sorted(whose)), attempts, seats, records)
+
+        return self._guard(run)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from labctl.classroom.reset import reset
 from labctl.classroom.server import Server
 from labctl.classroom.state import DOWN, UP, ClassDir, NoClass
 from labctl.classroom.status import INCOMPLETE, status
+from labctl.exercises.progress import ProgressStore, shared
 from labctl.instance.state import InstanceDir
 from labctl.lab import lifecycle
 from labctl.stages import Reporter
@@ -161,3 +162,121 @@ def test_a_student_left_out_of_a_rerun_is_kept_and_said(
     assert set(ClassDir("so").require().seats) == {"ana", "bo", "cy"}
     code, out, _ = labctl(monkeypatch, capsys, *up, "--json")
     assert code == 0 and json.loads(out)["not_in_roster"] == ["cy"]
+
+
+# -- class down --forget ----------------------------------------------------------------------
+
+
+def _started(*students: str) -> None:
+    """Each student of class so opened exercise ex1 in their own lab: one attempt each."""
+    for s in students:
+        ProgressStore("cls", f"so-{s}", s).start("ex1")
+
+
+def _attempts() -> dict[str, int]:
+    found = shared().attempts("cls")
+    return {
+        i: sum(1 for a in found if a.instance == i) for i in sorted({a.instance for a in found})
+    }
+
+
+def test_class_down_forget_one_student_then_the_class_and_again_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.up(world.roster(THREE))
+    _started("ana", "bo")
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "-s", "bo", "--forget")
+    assert code == 0, err
+    assert "Forgot 1 attempt of 1 student of class so" in err
+    assert _attempts() == {"so-ana": 1}  # ana's attempts are left
+    assert [s.student for s in shared().seats("so")] == ["ana", "cy"]
+    code, out, _ = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget", "--json")
+    said = json.loads(out)
+    assert code == 0 and said["found"] is True
+    assert [(s["student"], s["progress_kept"]) for s in said["students"]] == [
+        ("ana", False),
+        ("cy", False),
+    ]
+    assert said["forgotten"] == {
+        "class_name": "so",
+        "students": ["ana", "cy"],
+        "attempts": 1,
+        "seats": 2,
+        "records": 2,
+        "files": 0,
+    }
+    assert _attempts() == {} and shared().seats("so") == [] and shared().students() == []
+    code, out, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget")
+    assert (code, out) == (0, "")
+    assert err == (
+        "Nothing of class so is here: nothing removed. "
+        "Nothing of class so to forget: the progress store holds none of it."
+    )
+    code, out, _ = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget", "--json")
+    assert code == 0 and json.loads(out)["forgotten"]["attempts"] == 0
+
+
+def test_a_lab_not_removed_keeps_its_student_s_records_and_says_so(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from labctl.errors import EngineError
+
+    world.up(world.roster(THREE))
+    _started("ana", "bo", "cy")
+    real_down = lifecycle.down
+
+    def down_one(lab: str, instance: str, report: Reporter | None = None) -> list[str]:
+        if instance == "so-bo":
+            raise EngineError("the engine refused to remove labctl-cls-so-bo-vm")
+        return real_down(lab, instance)
+
+    monkeypatch.setattr(lifecycle, "down", down_one)
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget")
+    assert code == 4, err  # the engine's error, with its exit code
+    assert "Error: the engine refused to remove labctl-cls-so-bo-vm" in err
+    assert "Hint: forgot 2 attempts of 2 students of class so" in err
+    assert "the records of bo are kept while the lab is still there" in err
+    assert _attempts() == {"so-bo": 1}
+    assert [s.student for s in shared().seats("so")] == ["bo"]
+    monkeypatch.setattr(lifecycle, "down", real_down)
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget")
+    assert code == 0 and "Forgot 1 attempt of 1 student of class so" in err, err
+    assert _attempts() == {} and world.running() == set()
+
+
+def test_class_down_says_forget_removes_what_it_kept_and_forget_later_does(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.up(world.roster(THREE))
+    _started("ana")
+    older = InstanceDir("cls", "so-bo").path / "progress"  # an older labctl's progress file
+    older.mkdir(parents=True)
+    (older / "bo.json.migrated").write_text("{}")
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so")
+    assert code == 0 and _attempts() == {"so-ana": 1}
+    assert (
+        "Progress of 2 students kept for grading (in the progress store: labctl class report; "
+        "labctl class down --class so --forget removes it)." in err
+    )
+    assert (older / "bo.json.migrated").exists()
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget")
+    assert code == 0
+    assert (
+        "Forgot 1 attempt of 3 students of class so (their seats and records in the progress "
+        "store, and 1 older progress file)." in err
+    )
+    assert _attempts() == {} and not InstanceDir("cls", "so-bo").path.exists()
+
+
+def test_forget_of_a_student_whose_lab_went_before_leaves_the_class_up(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.up(world.roster(THREE))
+    _started("bo", "cy")
+    assert labctl(monkeypatch, capsys, "class", "down", "-c", "so", "-s", "cy")[0] == 0
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "-s", "cy")
+    assert code == 1 and "no student 'cy' in class so" in err  # without --forget, as ever
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "-s", "cy", "--forget")
+    assert code == 0 and "Forgot 1 attempt of 1 student of class so" in err, err
+    assert [s.student for s in shared().seats("so")] == ["ana", "bo"]
+    assert _attempts() == {"so-bo": 1} and len(world.running()) == 4

@@ -451,6 +451,41 @@ def test_down_cleans_every_host_and_forgets_the_class_only_when_all_are_clean(
     assert folder.load() is None and not folder.root.exists()
 
 
+def test_down_forget_runs_on_every_host_and_forgets_the_copy_here_once_its_host_is_clean(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from labctl.cli import app
+
+    fleet.up()
+    folder = ClassDir("fl")
+    seats = folder.require().seats
+    for seat in seats.values():  # the attempts class status collected here
+        shared().record(NewAttempt("flab", seat.instance, seat.student, "ex1", "start"))
+    on_h3 = sorted(s for s, seat in seats.items() if seat.host == "h3")
+    assert on_h3 and len(on_h3) < len(seats)
+    fleet.hosts.fail["h3@class down"] = ("unreachable", True)
+    spread = fleet_state.load(folder)
+    assert spread is not None
+    partial = down.down(folder, spread, fleet.hosts, forget=True)
+    downs = [what for what, _ in fleet.hosts.calls if "class down" in what]
+    assert downs and all("class down --class fl --forget" in what for what in downs)
+    assert partial.forgotten is not None and partial.forgotten.attempts == len(seats) - len(on_h3)
+    assert sorted({a.student for a in shared().attempts("flab")}) == on_h3
+    assert [r.student for r in shared().seats("fl")] == on_h3
+    del fleet.hosts.fail["h3@class down"]
+    monkeypatch.setattr(inventory, "load", lambda _p: fleet.inv)
+    monkeypatch.setattr(remote, "ansible_runner_for", lambda *_a: fleet.hosts)
+    said = CliRunner().invoke(app, ["class", "down", "--class", "fl", "--forget", "--json"])
+    assert said.exit_code == 0, said.output
+    doc = json.loads(said.stdout)
+    assert doc["cleaned"] == ["h3"] and doc["forgotten"]["students"] == on_h3
+    assert shared().attempts("flab") == [] and shared().seats("fl") == []
+    assert folder.load() is None
+    assert "--forget" not in down.script("fl") and "--forget" in down.script("fl", True)
+
+
 def test_attempts_survive_the_trip_as_json() -> None:
     from labctl.store.model import Attempt, Message
 

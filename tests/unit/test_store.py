@@ -215,3 +215,58 @@ def test_class_seats_outlive_the_class(store: Store) -> None:
         ("ana", "so-ana", "/labs/v/lab.yaml")
     ]
     assert store.seats("other") == []
+
+
+def _class_so(store: Store) -> None:
+    """Class so (ana, bo) and class b (bo again), each with attempts in their instances."""
+    store.add_seat("so", "ana", "virt", "so-ana", "Ana", "ana@example.org")
+    store.add_seat("so", "bo", "virt", "so-bo", "Bo")
+    store.add_seat("b", "bo", "virt", "b-bo", "Bo")
+    store.record(
+        new("start", instance="so-ana"),
+        new("check", "s", 1, instance="so-ana", passed=True),
+        new("start", instance="so-bo", student="bo"),
+        new("start", instance="b-bo", student="bo"),
+    )
+
+
+def _instances(store: Store) -> list[str]:
+    with store.engine.connect() as conn:
+        return sorted(conn.scalars(sa.select(schema.instances.c.instance)))
+
+
+def test_forget_removes_a_class_s_seats_and_attempts_and_nothing_else(store: Store) -> None:
+    from labctl.store import Forgotten
+
+    _class_so(store)
+    pairs = [("virt", "so-ana"), ("virt", "so-bo")]
+    gone = store.forget("so", ["ana", "bo"], pairs)
+    assert gone == Forgotten("so", ("ana", "bo"), attempts=3, seats=2, records=1)
+    assert store.seats("so") == [] and [s.class_name for s in store.seats("b")] == ["b"]
+    assert [a.instance for a in store.attempts("virt")] == ["b-bo"]
+    assert [s.student for s in store.students()] == ["bo"]  # class b's seat still names bo
+    assert _instances(store) == ["b-bo"]
+    again = store.forget("so", ["ana", "bo"], pairs)  # idempotent: nothing left to forget
+    assert again == Forgotten("so") and again.nothing
+
+
+def test_forget_of_one_student_leaves_the_others(store: Store) -> None:
+    _class_so(store)
+    gone = store.forget("so", ["ana"], [("virt", "so-ana")])
+    assert (gone.students, gone.attempts, gone.seats) == (("ana",), 2, 1)
+    assert [s.student for s in store.seats("so")] == ["bo"]
+    assert sorted(a.instance for a in store.attempts("virt")) == ["b-bo", "so-bo"]
+    assert store.students(["ana"]) == []
+
+
+def test_forget_is_one_transaction_and_drops_the_imported_notes(store: Store) -> None:
+    _class_so(store)
+    with store.write() as conn:
+        store.mark_imported("/state/virt-so-ana/progress/ana.json", conn)
+        store.mark_imported("/state/virt-so-anabel/progress/anabel.json", conn)
+    with pytest.raises(TypeError):  # fails after the deletes began: every one rolled back
+        store.forget("so", ["ana"], [("virt", "so-ana")], [None])  # type: ignore[list-item]
+    assert len(store.attempts("virt", ["so-ana"])) == 2 and len(store.seats("so")) == 2
+    store.forget("so", ["ana"], [("virt", "so-ana")], ["/state/virt-so-ana/progress/"])
+    assert not store.was_imported("/state/virt-so-ana/progress/ana.json")
+    assert store.was_imported("/state/virt-so-anabel/progress/anabel.json")

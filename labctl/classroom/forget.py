@@ -1,0 +1,90 @@
+"""``class down --forget``: a class's records removed from the progress store once its labs are.
+
+``class down`` keeps every student's attempts and the class's seats for grading; with
+``--forget`` the instructor removes them too (after exporting grades): the seats, every attempt
+of the students' instances, the students' own rows where no other class names them, and the
+progress files an older labctl kept in the instances' folders. The store's part is one
+transaction (``Store.forget``); the files go after it commits, so a failure leaves the store
+whole. Only students whose labs are gone are forgotten: the caller says which.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from labctl.console import plural
+from labctl.instance.state import InstanceDir
+from labctl.store import Forgotten, Store
+
+
+@dataclass(frozen=True)
+class Target:
+    """One student's seat to forget: their instance of the class's lab."""
+
+    student: str
+    lab: str
+    instance: str
+
+
+def _store(store: Store | None) -> Store:
+    from labctl.exercises.progress import shared
+
+    return store or shared()
+
+
+def stored(class_name: str, only: str | None = None, store: Store | None = None) -> list[Target]:
+    """The class's seats the store knows (``only``: that student's), e.g. after ``class down``."""
+    return [
+        Target(r.student, r.lab, r.instance)
+        for r in _store(store).seats(class_name)
+        if only in (None, r.student)
+    ]
+
+
+def forget(class_name: str, targets: Iterable[Target], store: Store | None = None) -> Forgotten:
+    """Remove the targets' seats and attempts (one transaction), then their progress files."""
+    targets = list(targets)
+    pairs = {(t.lab, t.instance) for t in targets}
+    folders = [InstanceDir(lab, instance).path / "progress" for lab, instance in sorted(pairs)]
+    under = [str(f.resolve()) + os.sep for f in folders]
+    done = _store(store).forget(class_name, {t.student for t in targets}, pairs, under)
+    files = sum(_remove_files(InstanceDir(lab, instance)) for lab, instance in sorted(pairs))
+    return replace(done, files=files)
+
+
+def _remove_files(inst: InstanceDir) -> int:
+    """An older labctl's progress files of a removed instance (``exercises.legacy``: each
+    ``<student>.json``, imported or not, and its ``.migrated`` copy), and the folder left."""
+    progress = inst.path / "progress"
+    if not progress.is_dir():
+        return 0
+    files = sorted(progress.glob("*.json*"))
+    for f in files:
+        f.unlink()
+    if not any(progress.iterdir()):
+        progress.rmdir()
+    if inst.load() is None:  # no lab of that name was made again since: its folder's leftovers
+        for leftover in ("lock", "lock.holder"):
+            (inst.path / leftover).unlink(missing_ok=True)
+        try:
+            inst.path.rmdir()
+        except OSError:
+            pass  # something else is in it: not ours to remove
+    return len(files)
+
+
+def said(f: Forgotten) -> str:
+    """What was forgotten, in a sentence (or that there was nothing)."""
+    if f.nothing:
+        return f"Nothing of class {f.class_name} to forget: the progress store holds none of it."
+    line = (
+        f"Forgot {plural(f.attempts, 'attempt')} of {plural(len(f.students), 'student')} "
+        f"of class {f.class_name} (their seats and records in the progress store"
+    )
+    files = f", and {plural(f.files, 'older progress file')})." if f.files else ")."
+    return line + files
+
+
+__all__ = ["Target", "forget", "said", "stored"]
