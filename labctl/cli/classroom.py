@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from labctl import console
 from labctl.classroom import capacity, roster
+from labctl.classroom import down as class_down
 from labctl.classroom import forget as class_forget
 from labctl.classroom import lifecycle as class_lifecycle
 from labctl.classroom import state as class_state
@@ -374,7 +375,7 @@ def down(
         class_fleet.down(folder, spread, json_out, forget)
         return
     here = folder.load() is not None
-    result = class_lifecycle.take_down(folder, student, report, forget=forget)
+    result = class_down.take_down(folder, student, report, forget=forget)
     if not here:  # never here, or taken down already: nothing to do but forget
         why = f"Nothing of class {folder.name} is here"
         _nothing_removed(why, json_out, forget, result.forgotten)

@@ -217,6 +217,15 @@ def test_the_dashboard_of_a_live_class(
     for i in ids:
         left = inventory(lab.name, f"{name}-{i}")
         assert left.empty, f"left behind after class down: {left}"
+    # the progress kept for grading, then forgotten on the instructor's word
+    mine = {f"{name}-{i}" for i in ids}
+    kept = [a for a in _attempts(lab.name) if a[1] in mine]
+    assert kept and "--forget removes it" in " ".join(down.output.split())
+    forgot = cli.invoke(app, ["class", "down", "--class", name, "--forget", "--json"])
+    assert forgot.exit_code == 0, (forgot.output, forgot.exception)
+    assert json.loads(forgot.stdout)["forgotten"]["attempts"] == len(kept)
+    assert not [a for a in _attempts(lab.name) if a[1] in mine]
+    assert not shared().seats(name)
 
 
 def _serve(name: str, port: int) -> tuple[subprocess.Popen[str], str]:

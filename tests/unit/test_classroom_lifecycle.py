@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from labctl import backends, cancel
 from labctl.classroom import capacity, roster
+from labctl.classroom import down as class_down
 from labctl.classroom import lifecycle as class_lifecycle
 from labctl.classroom.reset import reset
 from labctl.classroom.roster import Student
@@ -167,7 +168,7 @@ def test_the_validate_stage_counts_students_in_words(world: World) -> None:
     world.up(world.roster(THREE), report=lambda *a: said.append(a))
     assert ("", "validate", "3 students") in said
     said.clear()
-    class_lifecycle.down(ClassDir("so"), "bo", lambda *a: said.append(a), accounts=world.accounts)
+    class_down.down(ClassDir("so"), "bo", lambda *a: said.append(a), accounts=world.accounts)
     assert ("", "labs", "1 student") in said
 
 
@@ -309,12 +310,12 @@ def test_down_removes_exactly_the_class_and_nothing_else(world: World) -> None:
     world.up(world.roster("id,name\nana,Ana\n"), name="b")
     world.up(world.roster(THREE))
     ProgressStore("cls", "so-ana", "ana").start("ex1")
-    done = class_lifecycle.down(ClassDir("so"), student="bo", accounts=world.accounts)
+    done = class_down.down(ClassDir("so"), student="bo", accounts=world.accounts)
     assert [(d.student, d.instance) for d in done] == [("bo", "so-bo")]
     assert "labctl-cls-so-bo-vm" not in world.running()
     assert set(ClassDir("so").require().seats) == {"ana", "cy"}
     assert not InstanceDir("cls", "so-bo").path.exists()  # its key went too
-    done = class_lifecycle.down(ClassDir("so"), accounts=world.accounts)
+    done = class_down.down(ClassDir("so"), accounts=world.accounts)
     assert [(d.student, d.progress_kept) for d in done] == [("ana", True), ("cy", False)]
     assert world.running() == {
         "labctl-cls-main-vm",
@@ -332,11 +333,11 @@ def test_down_removes_exactly_the_class_and_nothing_else(world: World) -> None:
 
 def test_down_of_an_unknown_class_or_student_changes_nothing(world: World) -> None:
     # nothing to take down is done (a second class down): not even the class's lock is made
-    assert class_lifecycle.down(ClassDir("zz"), accounts=world.accounts) == []
+    assert class_down.down(ClassDir("zz"), accounts=world.accounts) == []
     assert not (world.root / "classes" / "zz").exists()
     world.up(world.roster("id,name\nana,Ana\n"))
     with pytest.raises(LabctlError, match="no student 'bo' in class so"):
-        class_lifecycle.down(ClassDir("so"), student="bo", accounts=world.accounts)
+        class_down.down(ClassDir("so"), student="bo", accounts=world.accounts)
     assert len(world.running()) == 2
 
 
@@ -527,7 +528,7 @@ def test_a_class_taken_down_leaves_no_folder_whatever_its_dashboard_kept(world: 
     folder = ClassDir("so")
     for name in ("dashboard-tokens.json", "dashboard.json", "dashboard.lock"):  # class serve's
         (folder.root / name).write_text("{}")
-    class_lifecycle.down(folder, None, lambda *_a: None, accounts=world.accounts)
+    class_down.down(folder, None, lambda *_a: None, accounts=world.accounts)
     assert not folder.root.exists()
 
 

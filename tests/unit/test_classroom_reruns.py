@@ -14,6 +14,7 @@ import pytest
 
 from labctl import backends, cancel, console
 from labctl.classroom import capacity
+from labctl.classroom import down as class_down
 from labctl.classroom import lifecycle as class_lifecycle
 from labctl.classroom.reset import reset
 from labctl.classroom.server import Server
@@ -38,6 +39,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         "labctl.cli.classroom.find_server", lambda: Server("lab.example.org", "env")
     )
     monkeypatch.setattr(class_lifecycle, "HostAccounts", lambda *_a: w.accounts)
+    monkeypatch.setattr(class_down, "HostAccounts", lambda *_a: w.accounts)
     monkeypatch.setattr(class_lifecycle, "roster_account_exists", lambda _name: False)
     monkeypatch.setattr(backends, "engines_here", lambda: list(w.engines))
     yield w
@@ -139,7 +141,7 @@ def test_class_down_of_a_class_not_here_is_done_and_makes_nothing(
     assert code == 0 and json.loads(out) == {"students": [], "found": False}
     code, _, err = labctl(monkeypatch, capsys, "class", "down")  # no class at all
     assert (code, err) == (0, "There is no class on this host: nothing removed.")
-    assert class_lifecycle.down(ClassDir("zz"), accounts=world.accounts) == []
+    assert class_down.down(ClassDir("zz"), accounts=world.accounts) == []
     with pytest.raises(NoClass, match="no class 'zz'"):
         reset(ClassDir("zz"), "ana")
     assert labctl(monkeypatch, capsys, "class", "window", "-c", "zz", "--clear")[0] == 2

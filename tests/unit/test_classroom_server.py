@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from labctl.classroom import accounts, capacity, server
+from labctl.classroom import down as class_down
 from labctl.classroom import lifecycle as class_lifecycle
 from labctl.cli import app
 from labctl.cli import classroom as cli_classroom
@@ -155,6 +156,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
         return w.accounts
 
     monkeypatch.setattr(class_lifecycle, "HostAccounts", host_accounts)
+    monkeypatch.setattr(class_down, "HostAccounts", host_accounts)
     w.servers = servers  # type: ignore[attr-defined]
     return w
 

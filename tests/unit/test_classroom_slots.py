@@ -17,7 +17,7 @@ from labctl import backends
 from labctl.backends import apps as app_rules
 from labctl.backends.apps import NotYours
 from labctl.classroom import accounts, reach, slots
-from labctl.classroom import lifecycle as class_lifecycle
+from labctl.classroom import down as class_down
 from labctl.classroom.roster import Student
 from labctl.classroom.state import ClassDir, ClassState, Seat
 from labctl.cli import app
@@ -137,7 +137,7 @@ def test_a_slot_is_kept_on_a_rerun_and_never_given_to_another_while_its_student_
     # another order, bo left out (still in the class: he keeps 1), a newcomer
     world.up(roster_of(world, ["dee", "cy", "ana"]), ports=CLEAR)
     assert slots_of() == {"ana": 0, "bo": 1, "cy": 2, "dee": 3}
-    class_lifecycle.down(ClassDir("so"), student="bo", accounts=world.accounts)
+    class_down.down(ClassDir("so"), student="bo", accounts=world.accounts)
     world.up(roster_of(world, ["ana", "cy", "dee", "eve", "fay"]), ports=CLEAR)
     assert slots_of() == {"ana": 0, "cy": 2, "dee": 3, "eve": 1, "fay": 4}  # bo's 1 was freed
 
