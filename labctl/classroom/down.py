@@ -177,21 +177,6 @@ CLASS_DOWN_STAGES: tuple[Stage[_ClassDown], ...] = (
 )
 
 
-def down(
-    folder: ClassDir,
-    student: str | None = None,
-    report: Reporter = quiet,
-    down_one: Callable[[str, str], list[str]] | None = None,
-    accounts: Accounts | None | Literal["host"] = "host",
-) -> list[SeatDown]:
-    """Remove the class's labs (or one student's), accounts and keys; the state last.
-
-    A class not here (never made, or taken down already) is left alone: nothing is removed,
-    not even a lock file is made for it.
-    """
-    return take_down(folder, student, report, down_one, accounts).seats
-
-
 @dataclass(frozen=True)
 class ClassDown:
     """What ``class down`` did: each student's removal, and what ``forget`` removed of the
@@ -201,7 +186,7 @@ class ClassDown:
     forgotten: Forgotten | None = None
 
 
-def take_down(
+def down(
     folder: ClassDir,
     student: str | None = None,
     report: Reporter = quiet,
@@ -209,8 +194,12 @@ def take_down(
     accounts: Accounts | None | Literal["host"] = "host",
     forget: bool = False,
 ) -> ClassDown:
-    """:func:`down`, and with ``forget`` the records (``classroom.forget``) of every
-    student whose lab is gone, in one transaction of the store, after the labs and accounts.
+    """Remove the class's labs (or one student's), accounts and keys, the state last; with
+    ``forget`` the records (``classroom.forget``) of every student whose lab is gone, in one
+    transaction of the store, after the labs and accounts.
+
+    A class not here (never made, or taken down already) is left alone: nothing is removed,
+    not even a lock file is made for it.
 
     A lab that could not be removed keeps its student's records (the error says so); the
     others' are forgotten. A class not here with ``forget``: the store's seats of it (or of
@@ -241,4 +230,4 @@ def _down_so_far(c: _ClassDown) -> str:
     return f"class {c.folder.name}: interrupted with {len(c.done)} of {n} students' labs removed"
 
 
-__all__ = ["CLASS_DOWN_STAGES", "ClassDown", "SeatDown", "down", "take_down"]
+__all__ = ["CLASS_DOWN_STAGES", "ClassDown", "SeatDown", "down"]

@@ -375,7 +375,7 @@ def down(
         class_fleet.down(folder, spread, json_out, forget)
         return
     here = folder.load() is not None
-    result = class_down.take_down(folder, student, report, forget=forget)
+    result = class_down.down(folder, student, report, forget=forget)
     if not here:  # never here, or taken down already: nothing to do but forget
         why = f"Nothing of class {folder.name} is here"
         _nothing_removed(why, json_out, forget, result.forgotten)

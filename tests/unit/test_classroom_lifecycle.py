@@ -310,12 +310,12 @@ def test_down_removes_exactly_the_class_and_nothing_else(world: World) -> None:
     world.up(world.roster("id,name\nana,Ana\n"), name="b")
     world.up(world.roster(THREE))
     ProgressStore("cls", "so-ana", "ana").start("ex1")
-    done = class_down.down(ClassDir("so"), student="bo", accounts=world.accounts)
+    done = class_down.down(ClassDir("so"), student="bo", accounts=world.accounts).seats
     assert [(d.student, d.instance) for d in done] == [("bo", "so-bo")]
     assert "labctl-cls-so-bo-vm" not in world.running()
     assert set(ClassDir("so").require().seats) == {"ana", "cy"}
     assert not InstanceDir("cls", "so-bo").path.exists()  # its key went too
-    done = class_down.down(ClassDir("so"), accounts=world.accounts)
+    done = class_down.down(ClassDir("so"), accounts=world.accounts).seats
     assert [(d.student, d.progress_kept) for d in done] == [("ana", True), ("cy", False)]
     assert world.running() == {
         "labctl-cls-main-vm",
@@ -333,7 +333,7 @@ def test_down_removes_exactly_the_class_and_nothing_else(world: World) -> None:
 
 def test_down_of_an_unknown_class_or_student_changes_nothing(world: World) -> None:
     # nothing to take down is done (a second class down): not even the class's lock is made
-    assert class_down.down(ClassDir("zz"), accounts=world.accounts) == []
+    assert class_down.down(ClassDir("zz"), accounts=world.accounts).seats == []
     assert not (world.root / "classes" / "zz").exists()
     world.up(world.roster("id,name\nana,Ana\n"))
     with pytest.raises(LabctlError, match="no student 'bo' in class so"):

@@ -141,7 +141,7 @@ def test_class_down_of_a_class_not_here_is_done_and_makes_nothing(
     assert code == 0 and json.loads(out) == {"students": [], "found": False}
     code, _, err = labctl(monkeypatch, capsys, "class", "down")  # no class at all
     assert (code, err) == (0, "There is no class on this host: nothing removed.")
-    assert class_down.down(ClassDir("zz"), accounts=world.accounts) == []
+    assert class_down.down(ClassDir("zz"), accounts=world.accounts).seats == []
     with pytest.raises(NoClass, match="no class 'zz'"):
         reset(ClassDir("zz"), "ana")
     assert labctl(monkeypatch, capsys, "class", "window", "-c", "zz", "--clear")[0] == 2
