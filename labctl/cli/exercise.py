@@ -6,6 +6,7 @@ import contextlib
 import functools
 import inspect
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from labctl.exercises.i18n import Lang, detect, tr
 from labctl.exercises.model import Exercise, json_schema
 from labctl.exercises.progress import ProgressStore, check_student
 from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance, check_lab_name
+from labctl.instance.state import up_command
 from labctl.store import ExerciseState
 
 exercise_app = typer.Typer(
@@ -55,6 +57,13 @@ class _Ctx:
     student: str
     lang: Lang
     store: ProgressStore
+    #: the options that named this lab, instance and student, as typed (`` -i walk``), put
+    #: after each command labctl prints; none for a confined student (labctl adds theirs)
+    naming: str = ""
+
+    def cmd(self, words: str) -> str:
+        """``labctl WORDS`` with the options naming this lab instance and student."""
+        return f"labctl {words}{self.naming}"
 
     def score(self, exercise: Exercise, state: ExerciseState) -> Score:
         """The exercise's score under the lab's grading."""
@@ -82,7 +91,20 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
     require_open(ws.lab, instance)  # a class's exam window hides the exercises until it starts
     # after the window's end attempts are still recorded, as not scoring
     scored = scored_at(class_of(ws.lab, instance), datetime.now(timezone.utc))
-    return _Ctx(ws, who, detect(lang), ProgressStore(ws.lab, instance, who, scored=scored))
+    store = ProgressStore(ws.lab, instance, who, scored=scored)
+    return _Ctx(ws, who, detect(lang), store, _naming(lab, instance, student))
+
+
+def _naming(lab: str, instance: str, student: str | None) -> str:
+    """The options a printed command needs to reach the same lab instance and student."""
+    if console.CONFINED:
+        return ""
+    given = [
+        *(["--lab", lab] if lab != DEFAULT_LAB else []),
+        *(["-i", instance] if instance != DEFAULT_INSTANCE else []),
+        *(["-s", student] if student else []),
+    ]
+    return "".join(f" {shlex.quote(w)}" for w in given)
 
 
 #: the options every exercise command takes, in this order after its own
@@ -173,23 +195,25 @@ def list_(
             )
         )
     console.out.print(
-        tr(c.lang, "Empieza con: labctl exercise show ID", "Start with: labctl exercise show ID")
+        escape(tr(c.lang, "Empieza con: ", "Start with: ") + c.cmd("exercise show ID")),
+        soft_wrap=True,
     )
 
 
 def _prepare(c: _Ctx, ex: Exercise) -> None:
     """Run the exercise's setup if the lab is up; if a guest is missing, say so and go on."""
     if c.ws.state is None:
-        console.err.print(
-            tr(
-                c.lang,
-                "[yellow]Nota:[/yellow] el laboratorio no está en marcha (labctl up).",
-                "[yellow]Note:[/yellow] the lab is not up (labctl up).",
-            )
+        up = (
+            tr(c.lang, "el labctl class up de tu profesor", "your instructor's labctl class up")
+            if console.CONFINED
+            else up_command(c.ws.lab, c.ws.instance)
         )
+        said = tr(c.lang, "el laboratorio no está en marcha", "the lab is not up")
+        note = tr(c.lang, "[yellow]Nota:[/yellow]", "[yellow]Note:[/yellow]")
+        console.err.print(f"{note} {escape(said)} ({escape(up)}).", soft_wrap=True)
         return
     try:
-        runner.ensure_setup(ex, runner.Connections(c.ws), c.values(ex))
+        runner.ensure_setup(ex, runner.Connections(c.ws), c.values(ex), c.naming)
     except LabctlError as exc:
         console.err.print(f"[yellow]Note:[/yellow] {escape(exc.message)}")
 
@@ -219,7 +243,7 @@ def show(
         answer=p.step(s.id).answer,
     )
     if not json_out:
-        view.print_step(console.out, v, L)
+        view.print_step(console.out, v, L, c.naming)
         return
     console.print_json(
         {
@@ -253,11 +277,11 @@ def check(
     ex = c.ws.exercise(exercise_id)
     connect = runner.Connections(c.ws)  # exit 2 when the lab is not up
     vals = c.values(ex)
-    runner.ensure_setup(ex, connect, vals)
+    runner.ensure_setup(ex, connect, vals, c.naming)
     before = c.store.state(ex.id)
     answers = {sid: sp.answer for sid, sp in before.steps.items()}
     steps = [ex.step(step)] if step is not None else None
-    result = runner.run_checks(ex, connect, vals, c.lang, answers, steps)
+    result = runner.run_checks(ex, connect, vals, c.lang, answers, steps, c.naming)
     after = before
     if result.exit_code != 2:  # nothing ran: nothing to record
         after = c.store.record_checks(ex, result, before)
@@ -329,8 +353,8 @@ def answer(
             tr(c.lang, "la respuesta está vacía", "the answer is empty"),
             tr(
                 c.lang,
-                f"escribe el valor tras el paso: labctl exercise answer {ex.id} {s.id} VALOR",
-                f"give the value after the step: labctl exercise answer {ex.id} {s.id} VALUE",
+                "escribe el valor tras el paso: " + c.cmd(f"exercise answer {ex.id} {s.id} VALOR"),
+                "give the value after the step: " + c.cmd(f"exercise answer {ex.id} {s.id} VALUE"),
             ),
         )
     grading.require_answerable(ex, s, value, c.lang)
@@ -339,11 +363,10 @@ def answer(
     c.store.answer(ex.id, s.id, value)
     saved = tr(
         c.lang,
-        f"Respuesta del paso {s.id} guardada: «{value}». "
-        f"Compruébala con: labctl exercise check {ex.id}",
-        f"Answer to step {s.id} recorded: “{value}”. Check it with: labctl exercise check {ex.id}",
+        f"Respuesta del paso {s.id} guardada: «{value}». Compruébala con: ",
+        f"Answer to step {s.id} recorded: “{value}”. Check it with: ",
     )
-    console.out.print(escape(saved))
+    console.out.print(escape(saved + c.cmd(f"exercise check {ex.id}")), soft_wrap=True)
 
 
 @_command()
@@ -354,7 +377,7 @@ def reset(
 ) -> None:
     """Recreate the exercise's guests from their images and start the exercise again."""
     ex = c.ws.exercise(exercise_id)
-    c.ws.require_up()
+    c.ws.require_up(("reset", "reiniciar"))
     L, guests = c.lang, ", ".join(ex.guests)
     if not yes and not (sys.stdin is not None and sys.stdin.isatty()):
         raise LabctlError(  # a script's empty stdin is no answer
@@ -364,7 +387,7 @@ def reset(
                 f"exercise reset removes what was done in {guests}, and there is no terminal "
                 "to ask",
             ),
-            tr(L, "añade --yes: ", "add --yes: ") + f"labctl exercise reset {ex.id} --yes",
+            tr(L, "añade --yes: ", "add --yes: ") + c.cmd(f"exercise reset {ex.id} --yes"),
             ExitCode.USAGE,
         )
     if not yes:

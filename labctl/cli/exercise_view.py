@@ -111,8 +111,9 @@ class StepView:
     answer: str | None
 
 
-def print_step(out: Console, v: StepView, lang: Lang) -> None:
-    """``labctl exercise show``: title, introduction, the step, and what to do next."""
+def print_step(out: Console, v: StepView, lang: Lang, naming: str = "") -> None:
+    """``labctl exercise show``: title, introduction, the step, and what to do next
+    (``naming``: the options that reach this lab instance, after each command)."""
     ex, s = v.exercise, v.exercise.steps[v.index]
     out.print(Markdown(f"# {ex.title.get(lang)}"))
     if v.introduction:
@@ -126,21 +127,21 @@ def print_step(out: Console, v: StepView, lang: Lang) -> None:
     if s.answer_check is not None:
         line = tr(
             lang,
-            f"Responde con: labctl exercise answer {ex.id} {s.id} VALOR",
-            f"Answer with: labctl exercise answer {ex.id} {s.id} VALUE",
+            f"Responde con: labctl exercise answer {ex.id} {s.id} VALOR{naming}",
+            f"Answer with: labctl exercise answer {ex.id} {s.id} VALUE{naming}",
         )
         if v.answer is not None:
             line += tr(lang, f"  (tu respuesta: «{v.answer}»)", f"  (your answer: “{v.answer}”)")
-        out.print(escape(line))
+        out.print(escape(line), soft_wrap=True)
         if s.answer_check.options is not None:
             choices = option_list(s.answer_check)
             out.print(escape(tr(lang, f"Opciones: {choices}", f"Options: {choices}")))
     # one command a line, never broken by rich: a student copies it whole
     for es, en, command in (
         ("Comprueba tu trabajo", "Check your work", "check"),
-        ("Pista", "Hint", "hint"),
+        *([("Pista", "Hint", "hint")] if s.hints else []),  # a step without hints: none
     ):
-        line = f"{tr(lang, es, en)}: labctl exercise {command} {ex.id}"
+        line = f"{tr(lang, es, en)}: labctl exercise {command} {ex.id}{naming}"
         out.print(escape(line), soft_wrap=True)
 
 

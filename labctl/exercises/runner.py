@@ -173,11 +173,12 @@ class Workspace:
         ports = params.port_keys(load_exercises(self.exercises_dir))
         return params.Seat(owner.class_name, owner.student, owner.slot, ports)
 
-    def require_up(self) -> LabState:
-        """The lab state; exit code 2 (nothing could run) when the lab is not up."""
+    def require_up(self, to: tuple[str, str] = ("check", "comprobar")) -> LabState:
+        """The lab state; exit code 2 (nothing could run) when the lab is not up (``to``: what
+        there is nothing to do then, in English and Spanish)."""
         if self.state is None:
             raise NotUp(
-                self.lab, self.instance, (": nothing to check", ": no hay nada que comprobar")
+                self.lab, self.instance, (f": nothing to {to[0]}", f": no hay nada que {to[1]}")
             )
         return self.state
 
@@ -302,8 +303,12 @@ class Connections:
 # ---- setup, checks, results ----------------------------------------------------------------
 
 
-def ensure_setup(exercise: Exercise, connect: Connect, vals: Mapping[str, str]) -> bool:
-    """Prepare the guests once per guest lifetime (a mark file in the guest); True if it ran."""
+def ensure_setup(
+    exercise: Exercise, connect: Connect, vals: Mapping[str, str], naming: str = ""
+) -> bool:
+    """Prepare the guests once per guest lifetime (a mark file in the guest); True if it ran.
+
+    ``naming``: the options that reach this lab instance, for the command an error names."""
     ran = False
     mark = SETUP_MARK.format(id=exercise.id)
     for target in dict.fromkeys(cmd.target for cmd in exercise.setup):
@@ -317,11 +322,12 @@ def ensure_setup(exercise: Exercise, connect: Connect, vals: Mapping[str, str]) 
             if not result.succeeded:
                 raise LabctlError(
                     f"preparing {target} for exercise {exercise.id} failed: {result.detail}",
-                    f"run `labctl exercise reset {exercise.id}` to start from a fresh guest",
+                    f"run `labctl exercise reset {exercise.id}{naming}` to start from a fresh "
+                    "guest",
                     es=(
                         f"no se pudo preparar {target} para el ejercicio {exercise.id}: "
                         f"{result.detail}",
-                        f"`labctl exercise reset {exercise.id}` vuelve a empezar con un "
+                        f"`labctl exercise reset {exercise.id}{naming}` vuelve a empezar con un "
                         "invitado recién creado",
                     ),
                 )
@@ -373,8 +379,10 @@ def run_checks(
     lang: Lang,
     answers: Mapping[str, str | None],
     steps: list[Step] | None = None,
+    naming: str = "",
 ) -> ExerciseResult:
-    """Every check of ``steps`` (default: all), each rendered for the student, in order."""
+    """Every check of ``steps`` (default: all), each rendered for the student, in order
+    (``naming``: the options that reach this lab instance, for the commands it names)."""
     chosen = steps if steps is not None else exercise.steps
     out = []
     for step in chosen:
@@ -388,7 +396,8 @@ def run_checks(
                 continue
             given = answers.get(step.id)
             if isinstance(rendered, AnswerCheck) and given is None:
-                results.append(_unanswered(rendered, exercise.id, step.id, lang))
+                answer = f"labctl exercise answer {exercise.id} {step.id}"
+                results.append(_unanswered(rendered, answer, naming, lang))
                 continue
             results.append(evaluate(rendered, connect, lang, given))
         number = exercise.steps.index(step) + 1
@@ -397,15 +406,15 @@ def run_checks(
     return ExerciseResult(exercise.id, tuple(out))
 
 
-def _unanswered(check: AnswerCheck, exercise: str, step: str, lang: Lang) -> CheckResult:
-    """No answer yet: nothing to measure; say how to answer."""
+def _unanswered(check: AnswerCheck, answer: str, naming: str, lang: Lang) -> CheckResult:
+    """No answer yet: nothing to measure; say how to answer (``answer``: the command)."""
     return CheckResult(
         check.what.get(lang),
         "failed",
         tr(
             lang,
-            f"todavía no has respondido: labctl exercise answer {exercise} {step} VALOR",
-            f"no answer yet: labctl exercise answer {exercise} {step} VALUE",
+            f"todavía no has respondido: {answer} VALOR{naming}",
+            f"no answer yet: {answer} VALUE{naming}",
         ),
     )
 

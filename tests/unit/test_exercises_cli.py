@@ -178,9 +178,8 @@ def test_an_empty_answer_says_how_to_give_one_in_the_students_language(
         app, ["exercise", "answer", "notas", "cpus", "", "-l", str(project.lab), "--lang", "en"]
     )
     assert isinstance(result.exception, LabctlError)
-    assert result.exception.hint == (
-        "give the value after the step: labctl exercise answer notas cpus VALUE"
-    )
+    answer = f"labctl exercise answer notas cpus VALUE --lab {project.lab}"  # the lab given
+    assert result.exception.hint == f"give the value after the step: {answer}"
 
 
 def test_hints_come_one_at_a_time_and_are_counted(project: Project) -> None:
@@ -420,10 +419,11 @@ def test_show_ends_with_each_command_whole_on_its_own_line_at_80_columns(
     monkeypatch.setattr(console, "out", Console(width=80, highlight=False))
     out = labctl(project, "show", "notas", "-s", "ana", "--lang", lang)[1]
     check, hint = out.rstrip("\n").splitlines()[-2:]
-    assert check.endswith(": labctl exercise check notas") and check.startswith(
+    same = f"--lab {project.lab} -s ana"  # the options given: the command reaches the same lab
+    assert check.endswith(f": labctl exercise check notas {same}") and check.startswith(
         {"es": "Comprueba tu trabajo", "en": "Check your work"}[lang]
     )
-    assert hint == {"es": "Pista", "en": "Hint"}[lang] + ": labctl exercise hint notas"
+    assert hint == {"es": "Pista", "en": "Hint"}[lang] + f": labctl exercise hint notas {same}"
 
 
 def test_reset_without_a_terminal_to_ask_on_wants_yes(project: Project) -> None:
@@ -436,6 +436,27 @@ def test_reset_without_a_terminal_to_ask_on_wants_yes(project: Project) -> None:
     code, message = labctl(project, "reset", "notas", "-s", "ana")
     assert message == "exercise reset borra lo hecho en box y no hay terminal donde preguntar"
     assert InstanceDir("mini", "main", project.state).load() is not None  # nothing removed
+    # the command it suggests resets this lab instance for this student, not the default ones
+    result = runner.invoke(
+        app, ["exercise", "reset", "notas", "-l", str(project.lab), "-s", "bea", "--lang", "en"]
+    )
+    assert isinstance(result.exception, LabctlError) and result.exception.hint == (
+        f"add --yes: labctl exercise reset notas --yes --lab {project.lab} -s bea"
+    )
+
+
+def test_printed_commands_name_the_instance_unless_labctl_names_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from labctl import console
+    from labctl.cli import exercise
+
+    assert exercise._naming("virtualization", "main", None) == ""  # the defaults
+    assert exercise._naming("virtualization", "walk", None) == " -i walk"
+    assert exercise._naming("net", "walk", "ana") == " --lab net -i walk -s ana"
+    assert exercise._naming("/tmp/my lab", "main", None) == " --lab '/tmp/my lab'"
+    monkeypatch.setattr(console, "CONFINED", True)  # a class's student: labctl adds theirs
+    assert exercise._naming("net", "so24a-ana", None) == ""
 
 
 @needs(os.geteuid() == 0, "commands run as another account only from root (labctl's own way)")
