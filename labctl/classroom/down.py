@@ -58,7 +58,7 @@ def _read(c: _ClassDown) -> None:
     state = c.folder.require()
     c.box = Box(state, c.folder.save)
     if c.only is not None and c.only not in state.seats:
-        if c.forget and records.stored(state.name, c.only):
+        if c.forget and records.went_before(state.name, c.only):
             return  # their lab went before (a class down without --forget): records only
         raise LabctlError(
             f"no student {c.only!r} in class {state.name}",
@@ -122,11 +122,12 @@ def _down_labs(c: _ClassDown) -> None:
 
 def _targets(c: _ClassDown) -> list[records.Target]:
     """Whose records to forget: each student whose lab this run removed, and the class's
-    seats in the store whose lab went before; never one whose lab is still there."""
+    seats in this host's own store whose lab went before; never one whose lab is still
+    there (see ``forget.went_before``)."""
     lab = c.state.state.lab
     tried = {s.student for s in c.seats} | set(c.state.state.seats)
     gone = [records.Target(d.student, lab, d.instance) for d in c.done]
-    earlier = [t for t in records.stored(c.folder.name, c.only) if t.student not in tried]
+    earlier = records.went_before(c.folder.name, c.only, tried)
     return gone + earlier
 
 
@@ -208,7 +209,7 @@ def down(
     if folder.load() is None:
         if not forget:
             return ClassDown([])
-        return ClassDown([], records.forget(folder.name, records.stored(folder.name, student)))
+        return ClassDown([], records.forget(folder.name, records.went_before(folder.name, student)))
     c = _ClassDown(
         folder,
         student,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from labctl.console import plural
 from labctl.instance.state import InstanceDir
-from labctl.store import Forgotten, Store
+from labctl.store import Forgotten, Store, own_url
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,23 @@ def _store(store: Store | None) -> Store:
     return store or shared()
 
 
-def stored(class_name: str, only: str | None = None, store: Store | None = None) -> list[Target]:
-    """The class's seats the store knows (``only``: that student's), e.g. after ``class down``."""
+def went_before(
+    class_name: str, only: str | None = None, here: Iterable[str] = (), store: Store | None = None
+) -> list[Target]:
+    """The class's seats in the store whose labs went before (a ``class down`` without
+    ``--forget``): all but the students ``here`` (this command's own), ``only``: that student.
+
+    None when the store is not this host's own file: a database shared with other servers
+    (``LABCTL_DB``) holds their seats too, whose labs may still run; there only the labs a
+    command removes itself are forgotten.
+    """
+    if store is None and not own_url():
+        return []
+    mine = set(here)
     return [
         Target(r.student, r.lab, r.instance)
         for r in _store(store).seats(class_name)
-        if only in (None, r.student)
+        if only in (None, r.student) and r.student not in mine
     ]
 
 
@@ -87,4 +98,4 @@ def said(f: Forgotten) -> str:
     return line + files
 
 
-__all__ = ["Target", "forget", "said", "stored"]
+__all__ = ["Target", "forget", "said", "went_before"]

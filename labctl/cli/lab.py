@@ -15,7 +15,7 @@ from labctl import console
 from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.cli.progress import Steps
-from labctl.errors import LabctlError
+from labctl.errors import ExitCode, LabctlError
 from labctl.instance.naming import (
     DEFAULT_INSTANCE,
     DEFAULT_LAB,
@@ -268,6 +268,13 @@ def exec_(
     from labctl import backends
     from labctl.keys import KeyPair
 
+    if command[0].startswith("-"):  # click hands on an option it does not know as the command
+        raise LabctlError(
+            f"no such option: {command[0]}",
+            f"labctl exec's options go before --, the command after it: labctl exec {guest} "
+            "[--lab LAB] [-i INSTANCE] -- COMMAND",
+            ExitCode.USAGE,
+        )
     inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
     rec = lab_status.record(state, guest)
     line = command[0] if len(command) == 1 else shlex.join(command)

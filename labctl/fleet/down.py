@@ -54,7 +54,7 @@ def _forget_here(folder: ClassDir, left: dict[str, str]) -> Forgotten:
         seats = cls.seats.values()
         gone = [records.Target(s.student, cls.lab, s.instance) for s in seats if s.host not in left]
         held = {s.student for s in seats}
-    earlier = [t for t in records.stored(folder.name) if t.student not in held]
+    earlier = records.went_before(folder.name, here=held)
     return records.forget(folder.name, gone + earlier)
 
 

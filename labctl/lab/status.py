@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from labctl import backends
@@ -44,9 +45,9 @@ def record(state: LabState, guest: str) -> GuestRecord:
         return state.guests[guest]
     except KeyError:
         known = ", ".join(state.guests) or "none"
-        raise LabctlError(
-            f"no guest {guest!r} in lab {state.lab}", f"guests: {known}", ExitCode.USAGE
-        ) from None
+        close = difflib.get_close_matches(guest, list(state.guests), n=1)
+        said = (f"did you mean {close[0]}? " if close else "") + f"guests: {known}"
+        raise LabctlError(f"no guest {guest!r} in lab {state.lab}", said, ExitCode.USAGE) from None
 
 
 def status(state: LabState) -> list[GuestStatus]:

@@ -25,7 +25,7 @@ This package imports nothing above ``paths``, ``private`` and ``errors``.
 
 from __future__ import annotations
 
-from labctl.store.engine import ENV, default_url
+from labctl.store.engine import ENV, default_url, own_url
 from labctl.store.fold import fold
 from labctl.store.model import (
     KINDS,
@@ -59,4 +59,5 @@ __all__ = [
     "default_url",
     "fold",
     "open_store",
+    "own_url",
 ]

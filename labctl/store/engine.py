@@ -43,6 +43,12 @@ def default_url() -> str:
     return url or f"sqlite:///{state_dir() / FILE_NAME}"
 
 
+def own_url() -> bool:
+    """The store is this host's own SQLite file: every seat in it was recorded here (a
+    ``LABCTL_DB`` database may be shared with other servers)."""
+    return default_url() == f"sqlite:///{state_dir() / FILE_NAME}"
+
+
 def remember_url() -> None:
     """Keep ``LABCTL_DB`` in ``<state>/database-url`` (0600) for commands run without it."""
     url = os.environ.get(ENV, "").strip()

@@ -246,6 +246,27 @@ def test_a_lab_not_removed_keeps_its_student_s_records_and_says_so(
     assert _attempts() == {} and world.running() == set()
 
 
+def test_a_shared_database_forgets_only_the_labs_this_server_removes(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    # LABCTL_DB: one database for several servers (as lab hosts may share a PostgreSQL)
+    monkeypatch.setenv("LABCTL_DB", f"sqlite:///{tmp_path / 'shared.db'}")
+    world.up(world.roster(THREE))
+    _started("ana", "bo")
+    shared().add_seat("so", "dan", "cls", "so-dan")  # another server's student, whose lab runs
+    ProgressStore("cls", "so-dan", "dan").start("ex1")
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget")
+    assert code == 0 and "Forgot 2 attempts of 3 students of class so" in err, err
+    assert _attempts() == {"so-dan": 1} and [s.student for s in shared().seats("so")] == ["dan"]
+    # the class gone from this server: dan's seat is still not this server's to forget
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget")
+    assert code == 0 and "Nothing of class so to forget" in err, err
+    assert _attempts() == {"so-dan": 1}
+
+
 def test_class_down_says_forget_removes_what_it_kept_and_forget_later_does(
     world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

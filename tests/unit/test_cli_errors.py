@@ -171,3 +171,15 @@ def test_a_guest_command_that_exits_130_is_passed_through_not_said_interrupted(
         main(monkeypatch, "exec", "box", "--lab", "net", "--instance", "t1", "--", "exit 130")
     said = capsys.readouterr()
     assert done.value.code == 130 and said.out == "out\n" and said.err == ""
+
+
+def test_an_option_exec_does_not_know_is_refused_not_run_in_the_guest(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # click hands an unknown option on as the command: "--json true" would run in the guest
+    monkeypatch.setattr(lab_status, "load", lambda *_a: pytest.fail("the guest was reached"))
+    with pytest.raises(SystemExit) as done:
+        main(monkeypatch, "exec", "box", "--json", "--", "true")
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "Error: no such option: --json" in err
+    assert "labctl exec box [--lab LAB] [-i INSTANCE] -- COMMAND" in " ".join(err.split())

@@ -75,3 +75,5 @@ def test_a_guest_not_in_the_lab_is_said_so(backend: OneGuest) -> None:
     assert isinstance(result.exception, LabctlError)
     assert result.exception.code == ExitCode.USAGE  # never mistaken for the command's exit 1
     assert backend.asked == []
+    typo = CliRunner().invoke(app, ["exec", "kvm-ful", "--", "true"]).exception
+    assert isinstance(typo, LabctlError) and (typo.hint or "").startswith("did you mean kvm-full?")
