@@ -117,14 +117,32 @@ def _in_order(start: datetime | None, end: datetime | None) -> None:
         )
 
 
+#: an end given as this is open: no start (always visible) or no end (always scores)
+OPEN = "-"
+
+
 def given(start: str | None, end: str | None, names: tuple[str, str]) -> Window:
     """The ends given as options (ISO 8601; ``names``: the options', for errors), checked.
 
-    None stands for an end not given; both given must be in order.
+    None stands for an end not given (or given as :data:`OPEN`); both given must be in order.
     """
     window = Window(
-        parse_instant(start, names[0]) if start else None,
-        parse_instant(end, names[1]) if end else None,
+        parse_instant(start, names[0]) if start and start != OPEN else None,
+        parse_instant(end, names[1]) if end and end != OPEN else None,
+    )
+    _in_order(window.start, window.end)
+    return window
+
+
+def changed(
+    state: ClassState, start: str | None, end: str | None, names: tuple[str, str]
+) -> Window:
+    """The class's window after ``class window --start/--end``: an end not given is kept, one
+    given as :data:`OPEN` is opened, any other replaced; checked."""
+    ends, old = given(start, end, names), window_of(state)
+    window = Window(
+        None if start == OPEN else ends.start or old.start,
+        None if end == OPEN else ends.end or old.end,
     )
     _in_order(window.start, window.end)
     return window

@@ -12,7 +12,6 @@ from rich.markup import escape
 from labctl import console
 from labctl.classroom import forget as class_forget
 from labctl.classroom import roster
-from labctl.classroom import window as exam
 from labctl.classroom.state import ClassDir
 from labctl.classroom.window import Window
 from labctl.cli import tables
@@ -183,11 +182,11 @@ def collect(folder: ClassDir, state: FleetState) -> dict[str, str]:
 
 
 def window(
-    folder: ClassDir, state: FleetState, ends: exam.Window | None
+    folder: ClassDir, state: FleetState, start: str | None, end: str | None
 ) -> fleet_window.FleetWindow:
-    """``labctl class window --start/--end/--clear`` of a class over lab hosts."""
+    """``labctl class window --start/--end`` of a class over lab hosts."""
     inv = fleet_inventory.load(Path(state.inventory))
-    return fleet_window.set_window(folder, _runner(folder, inv, 10), ends)
+    return fleet_window.set_window(folder, _runner(folder, inv, 10), start, end)
 
 
 def down(folder: ClassDir, state: FleetState, json_out: bool, forget: bool = False) -> None:

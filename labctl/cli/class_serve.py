@@ -137,10 +137,10 @@ def serve(
 def window(
     class_name: str | None = ClassOpt,
     start: str | None = typer.Option(
-        None, "--start", help="ISO 8601 (no zone: UTC); exercises hidden before."
+        None, "--start", help="ISO 8601 (no zone: UTC); exercises hidden before; - for none."
     ),
     end: str | None = typer.Option(
-        None, "--end", help="ISO 8601 (no zone: UTC); attempts after it do not score."
+        None, "--end", help="ISO 8601 (no zone: UTC); attempts after it do not score; - for none."
     ),
     clear: bool = typer.Option(False, "--clear", help="Remove the window: always open."),
     json_out: bool = JsonOpt,
@@ -153,13 +153,16 @@ def window(
     if clear or start or end:
         from labctl.cli import class_fleet
 
-        ends = None if clear else exam.given(start, end, ("--start", "--end"))
+        if clear:
+            start = end = exam.OPEN
+        names = ("--start", "--end")
+        exam.given(start, end, names)  # a bad time is refused before anything is read
         fleet = class_fleet.of(folder)
         if fleet is not None:  # the hosts judge the attempts: each is given the window
-            spread = class_fleet.window(folder, fleet, ends)
+            spread = class_fleet.window(folder, fleet, start, end)
         else:
             with folder.held("labctl class window") as st:
-                new = exam.merged(st, ends) if ends is not None else exam.Window(None, None)
+                new = exam.changed(st, start, end, names)
                 folder.save(exam.with_window(st, new.start, new.end))
     st = folder.require()
     w = exam.window_of(st)

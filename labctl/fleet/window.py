@@ -2,18 +2,23 @@
 
 The hosts judge their students' attempts (an attempt after the end does not score), so the
 window that counts is each host's; this controller keeps the same window for its dashboard
-and grades. Every host is given the whole window (cleared, then both ends), so a host that
-missed an earlier change is put right by the next one.
+and grades. Every host is given the whole window in one command (both ends, ``-`` for an
+open one): a host that missed an earlier change is put right by the next one, and a host
+never goes without a window in between.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
 
 from labctl.classroom import window as exam
 from labctl.classroom.state import ClassDir
-from labctl.fleet.remote import REMOTE_LABCTL, Refused, Runner, answered
+from labctl.fleet.remote import REMOTE_LABCTL, REMOTE_STATE, Refused, Runner, answered
+
+#: what a host that holds no such class answers
+ABSENT = '{"absent": true}'
 
 
 @dataclass(frozen=True)
@@ -27,28 +32,33 @@ class FleetWindow:
 
 
 def script(name: str, window: exam.Window) -> str:
-    """The shell line that gives a host's class exactly ``window``; it prints the result."""
-    command = f"{REMOTE_LABCTL} class window --class {shlex.quote(name)}"
-    ends = [
+    """The shell line that gives a host's class exactly ``window`` in one command (both ends,
+    ``-`` for an open one), printing the result; a host that holds no such class (its labs
+    failed before it had one) says so instead."""
+    ends = " ".join(
         f"{option} {shlex.quote(exam.stamp(at))}"
         for option, at in (("--start", window.start), ("--end", window.end))
-        if at is not None
-    ]
-    return f"{command} --clear --json >/dev/null && {' '.join([command, *ends, '--json'])}"
+    )
+    there = f"{REMOTE_STATE}/classes/{name}/class.json"
+    command = f"{REMOTE_LABCTL} class window --class {shlex.quote(name)} {ends} --json"
+    return f"if test -e {there}; then {command}; else echo '{ABSENT}'; fi"
 
 
-def set_window(folder: ClassDir, run: Runner, ends: exam.Window | None) -> FleetWindow:
-    """Merge ``ends`` into the class's window (None: clear it), give it to every host, keep it
-    here; the hosts that did not take it, and why (the same command again retries them).
+def set_window(folder: ClassDir, run: Runner, start: str | None, end: str | None) -> FleetWindow:
+    """The class's window changed by ``start``/``end`` (as ``class window`` takes them), given
+    to every host, kept here; the hosts that did not take it, and why (the same command again
+    retries them).
 
-    The hosts asked are those the class's students are on (a host given nobody holds no
-    class to set)."""
+    The hosts asked are those the class's students are on; one that holds no class (its labs
+    failed before it had one) has nothing to set.
+    """
     with folder.held("labctl class window") as cls:
-        window = exam.Window(None, None) if ends is None else exam.merged(cls, ends)
-        hosts = sorted({s.host for s in cls.seats.values() if s.host})  # those with students
+        window = exam.changed(cls, start, end, ("--start", "--end"))
+        hosts = sorted({s.host for s in cls.seats.values() if s.host})
         result = run(hosts, module="shell", args=script(folder.name, window))
         want = {"start": exam.stamp(window.start), "end": exam.stamp(window.end)}
         left: dict[str, str] = {}
+        absent: set[str] = set()
         for host, o in result.hosts.items():
             try:
                 said = answered(o.stdout, "class window") if o.stdout.strip() else None
@@ -61,8 +71,10 @@ def set_window(folder: ClassDir, run: Runner, ends: exam.Window | None) -> Fleet
                 left[host] = o.failure
             elif not isinstance(said, dict):
                 left[host] = f"its labctl answered {o.stdout.strip()[:200]!r}"
+            elif said == json.loads(ABSENT):
+                absent.add(host)
             elif {k: said.get(k) for k in want} != want:
                 left[host] = f"its window is {said.get('start')} .. {said.get('end')}"
         folder.save(exam.with_window(cls, window.start, window.end))
-    set_on = tuple(h for h in hosts if h not in left)
+    set_on = tuple(h for h in hosts if h not in left and h not in absent)
     return FleetWindow(folder.name, window, set_on, left)

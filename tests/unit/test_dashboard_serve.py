@@ -147,6 +147,10 @@ def test_class_window_sets_shows_and_clears(state_root: Path) -> None:
     )
     bad = cli.invoke(app, ["class", "window", "-c", "c1", "--end", "2026-12-03T09:00"])
     assert isinstance(bad.exception, SpecError) and "before it starts" in bad.exception.message
+    # "-" opens one end and keeps the other
+    assert cli.invoke(app, ["class", "window", "-c", "c1", "--start", "-"]).exit_code == 0
+    st = ClassDir("c1").require()
+    assert (st.window_start, st.window_end) == (None, "2026-12-03T12:00:00+00:00")
     assert cli.invoke(app, ["class", "window", "-c", "c1", "--clear"]).exit_code == 0
     assert ClassDir("c1").require().window_start is None
 

@@ -28,6 +28,7 @@ from labctl.exercises.progress import shared
 from labctl.fleet import down, inventory, place, remote, ship, status
 from labctl.fleet import state as fleet_state
 from labctl.fleet import up as fleet_up
+from labctl.fleet import window as fleet_window
 from labctl.host.ansible import FanOut, HostOutcome
 from labctl.images.cache import ImageStore
 from labctl.spec.model import load_lab
@@ -149,6 +150,7 @@ class FakeHosts:
     #: "host@command" -> the error its labctl prints under --json (and exits non-zero: "; true")
     refuse: dict[str, str] = field(default_factory=dict)
     windows: dict[str, tuple[str, str]] = field(default_factory=dict)  # host -> start, end
+    no_class: set[str] = field(default_factory=set)  # hosts whose class was never made
 
     def __call__(self, hosts: list[str], **how: Any) -> FanOut:
         """A fan-out as ``fleet.Runner`` asks for it: a playbook, or a module and its args."""
@@ -189,10 +191,12 @@ class FakeHosts:
         if "class down" in what:
             self.downed.append(host)
             self.up_on.pop(host, None)
-        if "class window" in what:  # cleared, then given the ends named (shlex-quoted)
-            words = shlex.split(what.split("&&")[-1])
+        if "class window" in what:  # both ends given, "-" for an open one (shlex-quoted)
+            if host in self.no_class:
+                return HostOutcome(host, True, stdout=fleet_window.ABSENT + "\n")
+            words = shlex.split(what.split("then ")[1].split(";")[0])
             ends = {w: words[i + 1] for i, w in enumerate(words) if w in ("--start", "--end")}
-            self.windows[host] = (ends.get("--start", "-"), ends.get("--end", "-"))
+            self.windows[host] = (ends["--start"], ends["--end"])
             start, end = self.windows[host]
             return HostOutcome(host, True, stdout=json.dumps({"start": start, "end": end}))
         if "class status" in what:
@@ -589,6 +593,18 @@ def test_class_window_of_a_class_over_hosts_is_set_on_every_host_and_here(fleet:
     assert ClassDir("fl").require().window_end is None
     del fleet.hosts.fail["h2@class window"]
     assert window("--clear").exit_code == 0 and fleet.hosts.windows["h2"] == ("-", "-")
+    # one end opened: the other kept, on every host alike
+    assert window("--start", "2026-12-07T09:00", "--end", "2026-12-07T12:00").exit_code == 0
+    assert window("--start", "-").exit_code == 0
+    assert set(fleet.hosts.windows.values()) == {("-", end)}
+    # a host whose labs failed before it held the class has nothing to set: not an error
+    fleet.hosts.no_class.add("h3")
+    said = window("--end", "2026-12-07T13:00", "--json")
+    assert said.exit_code == 0, said.output
+    assert json.loads(said.stdout)["set_on"] == ["h1", "h2"] and fleet.hosts.windows["h3"] == (
+        "-",
+        end,
+    )
 
 
 def test_a_roster_longer_than_max_students_is_refused_before_any_host_is_asked(
