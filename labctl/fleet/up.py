@@ -239,7 +239,12 @@ def _reach(c: _FleetUp) -> None:
 
 
 def _record(c: _FleetUp) -> None:
-    state = c.cls
+    # read again under the lock: what another command wrote since (class window) is kept
+    now = c.folder.load_for(c.lab.name)
+    state = c.cls if now is None else now
+    if c.window is not None:
+        window = exam.merged(now, c.window)
+        state = exam.with_window(state, window.start, window.end)
     for s in c.roster.students:
         old = state.seats.get(s.id)
         fresh = seat_of(s, instance_of(c.name, s.id))

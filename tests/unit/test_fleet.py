@@ -561,6 +561,26 @@ def test_the_exam_window_reaches_every_host_and_stays_on_the_controller(fleet: F
         fleet.up(window=exam.Window(datetime(2026, 12, 7, 13, 0, tzinfo=timezone.utc), None))
 
 
+def test_a_window_set_while_class_up_reaches_the_hosts_is_kept(fleet: Fleet) -> None:
+    from labctl.classroom import window as exam
+
+    fleet.up()
+    end = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
+    real = fleet.hosts.one
+
+    def one(host: str, what: str) -> HostOutcome:
+        if "os-release" in what:  # meanwhile, class window (before class up takes the lock)
+            folder = ClassDir("fl")
+            folder.save(exam.with_window(folder.require(), None, end))
+        return real(host, what)
+
+    fleet.hosts.one = one  # type: ignore[method-assign]
+    fleet.up()  # a rerun: it read the class before reaching the hosts
+    assert ClassDir("fl").require().window_end == "2026-12-07T12:00:00+00:00"
+    last = [what for what, _ in fleet.hosts.calls if "class up" in what][-1]
+    assert "--window-end 2026-12-07T12:00:00+00:00" in last
+
+
 def test_class_window_of_a_class_over_hosts_is_set_on_every_host_and_here(fleet: Fleet) -> None:
     from typer.testing import CliRunner
 
