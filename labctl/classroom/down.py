@@ -117,7 +117,8 @@ def _down_labs(c: _ClassDown) -> None:
     except LabctlError as exc:
         if not c.forget or exc.code == ExitCode.INTERRUPTED or cancel.CANCEL.is_set():
             raise
-        raise _forgot_but(c, exc) from exc
+        _forgot_but(c, exc)
+        raise
 
 
 def _targets(c: _ClassDown) -> list[records.Target]:
@@ -137,8 +138,9 @@ def _records(c: _ClassDown) -> None:
         c.done = [replace(d, progress_kept=False) for d in c.done]
 
 
-def _forgot_but(c: _ClassDown, exc: LabctlError) -> LabctlError:
-    """A lab not removed: the others' records forgotten, that student's kept, and said."""
+def _forgot_but(c: _ClassDown, exc: LabctlError) -> None:
+    """A lab not removed: the others' records forgotten, that student's kept, and said in
+    ``exc``'s hint (its own kind and exit code kept)."""
     _records(c)
     assert c.forgotten is not None
     gone = {d.student for d in c.done}
@@ -150,7 +152,8 @@ def _forgot_but(c: _ClassDown, exc: LabctlError) -> LabctlError:
         f"{'their labs are' if len(kept) > 1 else 'the lab is'} still there: run the same "
         "command again to remove and forget them"
     )
-    return LabctlError(exc.message, f"{exc.hint}. {hint}" if exc.hint else hint, exc.code)
+    exc.hint = f"{exc.hint}. {hint}" if exc.hint else hint
+    exc.es = None  # said whole in English rather than half in Spanish
 
 
 def _down_accounts(c: _ClassDown) -> None:

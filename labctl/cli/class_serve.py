@@ -87,7 +87,7 @@ def serve(
         token = tokens.new_instructor()
         exercises = exercises_of(state.spec_path)
         seats = class_data(state, exercises).seats
-        made = tokens.ensure_students(seats, url, sheet.ssh_host(state.name))
+        made = tokens.ensure_students(seats, url, tunnel_host(folder))
         try:
             guests = tuple(load_lab(Path(state.spec_path)).guests)
         except (LabctlError, OSError):
@@ -131,6 +131,15 @@ def serve(
                 store.close()
         finally:  # called in-process (tests), it leaves SIGTERM as it found it
             signal.signal(signal.SIGTERM, before)
+
+
+def tunnel_host(folder: class_state.ClassDir) -> str | None:
+    """The ssh_config ``Host`` of the students' sheets through which a page on this server's
+    loopback is reached; None for a class over lab hosts, whose sheets' Host is the student's
+    lab host, not this controller."""
+    from labctl.fleet import state as fleet_state
+
+    return None if fleet_state.load(folder) is not None else sheet.ssh_host(folder.name)
 
 
 @class_app.command("window")

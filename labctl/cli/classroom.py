@@ -329,6 +329,10 @@ def _nothing_removed(
     console.err.print(f"{escape(why)}: nothing removed.")
     if forgotten is not None:
         console.err.print(escape(class_forget.said(forgotten)))
+        console.err.print(
+            "This server's store only: a class that ran over lab hosts keeps its students' "
+            "records on each host until class down --forget runs there too."
+        )
     elif forget:
         console.err.print("Nothing forgotten: name the class to forget with --class NAME.")
 

@@ -66,6 +66,11 @@ class Store:
                 f"the progress store ({self.url}) failed: {exc.orig}",
                 "is the database reachable and its disk not full? (LABCTL_DB names it)",
             ) from exc
+        except sa.exc.IntegrityError as exc:  # another labctl changed the same rows meanwhile
+            raise HostError(
+                f"the progress store ({self.url}) refused a change: {exc.orig}",
+                "another labctl wrote the same records at the same time: run the command again",
+            ) from exc
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:

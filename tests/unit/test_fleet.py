@@ -561,6 +561,17 @@ def test_the_exam_window_reaches_every_host_and_stays_on_the_controller(fleet: F
         fleet.up(window=exam.Window(datetime(2026, 12, 7, 13, 0, tzinfo=timezone.utc), None))
 
 
+def test_a_progress_page_of_a_class_over_hosts_names_no_tunnel_through_a_lab_host(
+    fleet: Fleet,
+) -> None:
+    from labctl.cli.class_serve import tunnel_host
+
+    fleet.up()
+    assert tunnel_host(ClassDir("fl")) is None  # the sheets' Host is each student's lab host
+    fleet_state.forget(ClassDir("fl"))  # the same class on this server alone
+    assert tunnel_host(ClassDir("fl")) == "labctl-fl"
+
+
 def test_a_window_set_while_class_up_reaches_the_hosts_is_kept(fleet: Fleet) -> None:
     from labctl.classroom import window as exam
 
