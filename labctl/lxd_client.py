@@ -22,6 +22,9 @@ from labctl.errors import EngineError, NotFoundError
 from labctl.paths import NO_SYSTEM_CONTAINERS, system_containers
 
 log = logging.getLogger(__name__)
+#: pylxd's websocket library logs an error when an exec's stream breaks because the container
+#: stopped under it (compare's timed restarts do that): the exec's own result says what counts
+logging.getLogger("ws4py").setLevel(logging.CRITICAL)
 
 #: Where each engine puts its socket, in the order labctl tries them.
 ENGINE_SOCKETS = {

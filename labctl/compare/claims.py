@@ -148,11 +148,13 @@ def _missing(report: Report, metric: str, *names: str) -> str | None:
     return None
 
 
-def _no_kvm(subject: Subject, host: HostInfo) -> str:
+def _no_kvm(subject: Subject, host: HostInfo, against: str = "emulation") -> str:
+    """Why a claim about KVM cannot be judged: ``subject`` was emulated (``against``: what
+    the claim compares it with, emulation or the host's own CPU)."""
     why = host.kvm_reason.split(",")[0] if not host.kvm_usable else "KVM was not used"
     return (
         f"{subject.name} ran under {subject.accel.upper()}, not KVM ({why}); "
-        "the ratio compares emulation with emulation"
+        f"the ratio compares emulation with {against}"
     )
 
 
@@ -228,7 +230,7 @@ def near_native(report: Report) -> Claim:
     ratio = g.samples.median / h.samples.median
     worst = g.samples.max / h.samples.min
     if kvm.accel != "kvm":
-        verdict, reason = NOT_MEASURABLE, _no_kvm(kvm, report.host)
+        verdict, reason = NOT_MEASURABLE, _no_kvm(kvm, report.host, "the host's own CPU")
     elif _few(g, h):
         verdict, reason = NOT_SHOWN, "too few samples to know the spread"
     elif worst <= NEAR_NATIVE:

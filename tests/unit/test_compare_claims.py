@@ -104,6 +104,10 @@ def test_without_kvm_the_kvm_claims_are_not_measurable_but_the_ratio_is_kept() -
         assert c.verdict == NOT_MEASURABLE
         assert "ran under TCG, not KVM" in c.reason and "kvm_pvm" in c.reason
         assert c.ratio is not None
+    assert by_id(found, "emulation-vs-kvm").reason.endswith("compares emulation with emulation")
+    assert by_id(found, "kvm-near-native").reason.endswith(
+        "compares emulation with the host's own CPU"
+    )
     # emulation against the bare CPU is measurable anywhere
     assert by_id(found, "emulation-vs-native").verdict == SHOWN
 
