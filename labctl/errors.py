@@ -36,17 +36,24 @@ class LabctlError(Exception):
         code: int | None = None,
         *,
         es: tuple[str, str | None] | None = None,
+        lang: str = "en",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.es = es
+        #: the language ``message`` and ``hint`` are written in (one made in the student's)
+        self.lang = lang
         if code is not None:
             self.code = code
 
     def said(self, lang: str) -> tuple[str, str | None]:
         """The message and hint in ``lang``: Spanish where it was given, else English."""
         return self.es if lang == "es" and self.es is not None else (self.message, self.hint)
+
+    def spanish(self, lang: str) -> bool:
+        """Whether :meth:`said` in ``lang`` is Spanish (its labels are then Spanish too)."""
+        return self.es is not None and lang == "es" or self.lang == "es"
 
     def __str__(self) -> str:
         return self.message

@@ -42,7 +42,7 @@ def render_error(exc: LabctlError) -> None:
     """Print a user error as ``Error:`` and ``Hint:`` lines on stderr (``Pista:`` when it is
     said in Spanish)."""
     message, hint = exc.said(console.LANG)
-    spanish = exc.es is not None and (message, hint) == exc.es
+    spanish = exc.spanish(console.LANG)
     console.err.print(f"[bold red]Error:[/bold red] {escape(message)}", soft_wrap=True)
     if hint:
         label = "Pista:" if spanish else "Hint:"

@@ -346,6 +346,7 @@ def answer(
                 f"step {s.id} of {ex.id} does not ask for an answer",
             ),
             tr(c.lang, f"pasos que la piden: {asks}", f"steps that do: {asks}"),
+            lang=c.lang,
         )
     value = value.strip()
     if not value:
@@ -356,6 +357,7 @@ def answer(
                 "escribe el valor tras el paso: " + c.cmd(f"exercise answer {ex.id} {s.id} VALOR"),
                 "give the value after the step: " + c.cmd(f"exercise answer {ex.id} {s.id} VALUE"),
             ),
+            lang=c.lang,
         )
     grading.require_answerable(ex, s, value, c.lang)
     p = c.store.start(ex.id)
@@ -389,6 +391,7 @@ def reset(
             ),
             tr(L, "añade --yes: ", "add --yes: ") + c.cmd(f"exercise reset {ex.id} --yes"),
             ExitCode.USAGE,
+            lang=L,
         )
     if not yes:
         typer.confirm(

@@ -82,6 +82,7 @@ def require_answerable(exercise: Exercise, step: Step, answer: str, lang: Lang) 
                 "no se ha guardado ni cuenta como intento; responde con un número",
                 "it was not recorded and does not count as an attempt; answer with a number",
             ),
+            lang=lang,
         )
     if check is None or check.is_option(answer):
         return
@@ -98,6 +99,7 @@ def require_answerable(exercise: Exercise, step: Step, answer: str, lang: Lang) 
             "no se ha guardado ni cuenta como intento; responde una de ellas",
             "it was not recorded and does not count as an attempt; answer one of them",
         ),
+        lang=lang,
     )
 
 
@@ -118,6 +120,7 @@ def require_attempt_left(
             f"{state.wrong_attempts} wrong ones ({tried})",
         ),
         tr(lang, "pide ayuda a tu profesor", "ask your instructor"),
+        lang=lang,
     )
 
 

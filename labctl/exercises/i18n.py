@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+from labctl.errors import SpecError
+
 Lang = Literal["es", "en"]
 LANGS: tuple[Lang, ...] = ("es", "en")
 
@@ -16,10 +18,9 @@ def detect(explicit: str | None = None, environ: Mapping[str, str] | None = None
     A Spanish locale (``es``, ``es_ES.UTF-8``...) gives Spanish; anything else English.
     """
     if explicit:
-        lang = explicit.strip().lower()[:2]
-        if lang not in LANGS:
-            from labctl.errors import SpecError
-
+        given = explicit.strip().lower()
+        lang = given[:2]  # es, en, or a locale of them (es_ES.UTF-8, en-GB): not "esperanto"
+        if lang not in LANGS or given[2:3] not in ("", "_", "-", "."):
             raise SpecError(f"unknown language {explicit!r}", "use --lang es or --lang en")
         return "es" if lang == "es" else "en"
     env = os.environ if environ is None else environ
@@ -40,9 +41,10 @@ def of_args(args: Sequence[str], environ: Mapping[str, str] | None = None) -> La
             given = options[i + 1]
         elif word.startswith("--lang="):
             given = word.partition("=")[2]
-    if given and given.strip().lower()[:2] not in LANGS:
-        given = None
-    return detect(given, environ)
+    try:
+        return detect(given, environ)
+    except SpecError:  # an unknown --lang: the command itself refuses it
+        return detect(None, environ)
 
 
 def tr(lang: Lang, es: str, en: str) -> str:

@@ -501,3 +501,8 @@ def test_errors_speak_the_students_language(
     assert said("show", "notsa", "--lang", "en").startswith(
         "Error: no exercise 'notsa' in lab mini\nHint: did you mean notas?"
     )
+    # an error made in the student's language (not one carrying both) is labelled in it too
+    assert "\nPista: no se ha guardado ni cuenta como intento" in said(
+        "answer", "notas", "cpus", "muchas"
+    )
+    assert "\nHint: it was not recorded" in said("answer", "notas", "cpus", "x", "--lang", "en")

@@ -174,9 +174,11 @@ def test_language_from_flag_or_locale(env: dict[str, str], flag: str | None, lan
     assert detect(flag, env) == lang
 
 
-def test_an_unknown_language_is_refused() -> None:
+@pytest.mark.parametrize("flag", ["fr", "esperanto", "english"])
+def test_an_unknown_language_is_refused(flag: str) -> None:
     with pytest.raises(SpecError, match="unknown language"):
-        detect("fr", {})
+        detect(flag, {})
+    assert detect("es_ES.UTF-8", {}) == "es" and detect("en-GB", {}) == "en"
 
 
 @pytest.mark.parametrize(
