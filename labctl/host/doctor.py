@@ -403,6 +403,10 @@ def check_images(im: probe.ImagesInfo) -> Check:
         names = im.named(status)
         if names:
             parts.append(f"{status}: {', '.join(names)}")
+    if not any(im.named(s) for s in ("missing", "outdated", "missing from engine")):
+        # built, as far as this host knows: their engine did not answer (its own row says so)
+        hint = "their engines did not answer (see the engines' rows); no build is needed"
+        return Check("images", Status.UNKNOWN, "; ".join(parts), hint)
     return Check("images", Status.WARN, "; ".join(parts), "run: labctl images build")
 
 

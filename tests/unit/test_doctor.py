@@ -160,6 +160,13 @@ def test_images_missing_warn_and_unknown_when_registry_breaks() -> None:
     unknown = by_name(replace(healthy(), images=broken))["images"]
     assert unknown.status is Status.UNKNOWN and "ImportError" in unknown.detail
     assert doctor.lab_can_run([unknown])
+    # built, but their engine does not answer (a daemon down): no build is asked for
+    down = probe.ImagesInfo(
+        True, (probe.ImageState("vm-amd64", "ready"), probe.ImageState("docker-app", "unknown"))
+    )
+    row = by_name(replace(healthy(), images=down))["images"]
+    assert row.status is Status.UNKNOWN and "unknown: docker-app" in row.detail
+    assert row.hint and "labctl images build" not in row.hint
 
 
 def test_vm_templates_are_counted_and_the_stale_ones_are_a_warning_with_the_command() -> None:

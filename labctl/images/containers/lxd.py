@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from labctl import lxd_client
-from labctl.errors import BuildError, EngineError
+from labctl.errors import BuildError, NotFoundError
 from labctl.images.containers.rootfs import ARCH, ROOTFS, dep_manifest
 from labctl.images.recipe import BuildContext, Manifest, Recipe
 from labctl.paths import IMAGES_DIR
@@ -127,7 +127,7 @@ class LxdSystem(Recipe):
             client = lxd_client.connect()
             with lxd_client.engine_errors("read the image alias"):
                 alias = client.api.images.aliases[LXD_ALIAS].get().json()["metadata"]
-        except EngineError:  # NotFoundError too: no alias, no image
+        except NotFoundError:  # no alias, no image; a daemon down is said as such
             return False
         return bool(alias.get("target") == manifest.engine_ref)
 
