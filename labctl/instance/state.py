@@ -7,6 +7,7 @@ say whom it is waiting for.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import sys
@@ -28,10 +29,18 @@ class NotUp(LabctlError):
 
     def __init__(self, lab: str, instance: str, consequence: tuple[str, str] = ("", "")) -> None:
         """``consequence``: what follows, in English and Spanish (": nothing to check")."""
-        elsewhere = sorted(s.lab for s in saved_states() if s.instance == instance and s.lab != lab)
+        states = list(saved_states())
+        elsewhere = sorted(s.lab for s in states if s.instance == instance and s.lab != lab)
         up = up_command(lab, instance)
         hint, hint_es = f"run: {up}", f"ejecuta: {up}"
-        if elsewhere:  # the instance of another lab was meant, more likely than a new one
+        labs = sorted({*known_labs(), *(s.lab for s in states)})
+        close = difflib.get_close_matches(lab, labs, n=1) if lab not in labs else []
+        if close:  # a lab's name mistyped, more likely than a lab of one's own
+            hint = f"did you mean --lab {close[0]}? labs here: {', '.join(labs)}; or {hint}"
+            hint_es = (
+                f"¿querías decir --lab {close[0]}? laboratorios: {', '.join(labs)}; o {hint_es}"
+            )
+        elif elsewhere:  # the instance of another lab was meant, more likely than a new one
             other = elsewhere[0]
             hint = (
                 f"instance {instance} is up in lab {', '.join(elsewhere)}: add --lab {other}; "

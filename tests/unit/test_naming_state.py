@@ -121,6 +121,11 @@ def test_not_up_is_one_error_with_exit_2_and_the_command_to_run(state_root: Path
         "run: labctl up LAB_FILE --instance a1 (the file that names lab net; labs shipped: "
         "fleet-mini, virtualization, virtualization-full)"
     )
+    # a shipped lab's name mistyped: said first, the command for a lab of that name after
+    assert (NotUp("virtualisation", "walk").hint or "").startswith(
+        "did you mean --lab virtualization? labs here: fleet-mini, virtualization, "
+        "virtualization-full; or run: labctl up LAB_FILE --instance walk"
+    )
 
 
 def test_not_up_names_the_lab_the_instance_is_up_in(state_root: Path) -> None:
