@@ -250,10 +250,7 @@ def _record(c: _ClassUp) -> None:
     state = c.dir.load() or ClassState(
         c.name, c.lab.name, str(c.spec_path.resolve()), str(Path(c.roster.path).resolve())
     )
-    state = replace(state, roster=str(Path(c.roster.path).resolve()))
-    if c.window is not None:
-        window = exam.merged(state, c.window)
-        state = exam.with_window(state, window.start, window.end)
+    state = exam.with_ends(replace(state, roster=str(Path(c.roster.path).resolve())), c.window)
     for s in c.roster.students:
         old = state.seats.get(s.id)
         fresh = seat_of(s, instance_of(c.name, s.id))

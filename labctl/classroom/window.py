@@ -156,6 +156,14 @@ def merged(state: ClassState | None, ends: Window) -> Window:
     return window
 
 
+def with_ends(state: ClassState, ends: Window | None) -> ClassState:
+    """The state with the ends given merged into its window (None: its own window kept)."""
+    if ends is None:
+        return state
+    window = merged(state, ends)
+    return with_window(state, window.start, window.end)
+
+
 def stamp(when: datetime | None) -> str:
     """An end as ``class window --json`` says it: ISO 8601 to the second, ``-`` when open."""
     return when.isoformat(timespec="seconds") if when else "-"

@@ -182,9 +182,7 @@ def _validate(c: _FleetUp) -> None:
     c.cls = previous or ClassState(
         c.name, c.lab.name, str(c.spec_path.resolve()), str(Path(c.roster.path).resolve())
     )
-    if c.window is not None:  # kept here (dashboard, grades) and given whole to every host
-        window = exam.merged(previous, c.window)
-        c.cls = exam.with_window(c.cls, window.start, window.end)
+    c.cls = exam.with_ends(c.cls, c.window)  # kept here (dashboard, grades), given to each host
     for profile in {h.vm_profile for h in c.inventory.hosts}:  # built here, shipped later
         lab_plan.check_images(c.lab, c.images, profile)
 
@@ -240,11 +238,7 @@ def _reach(c: _FleetUp) -> None:
 
 def _record(c: _FleetUp) -> None:
     # read again under the lock: what another command wrote since (class window) is kept
-    now = c.folder.load_for(c.lab.name)
-    state = c.cls if now is None else now
-    if c.window is not None:
-        window = exam.merged(now, c.window)
-        state = exam.with_window(state, window.start, window.end)
+    state = exam.with_ends(c.folder.load_for(c.lab.name) or c.cls, c.window)
     for s in c.roster.students:
         old = state.seats.get(s.id)
         fresh = seat_of(s, instance_of(c.name, s.id))
