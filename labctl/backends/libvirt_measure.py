@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import libvirt
 
@@ -65,16 +66,27 @@ def footprint(resource: str) -> base.HostUse:
     if not found or not found[0].exists():
         raise EngineError(f"{resource} has no overlay disk in its lab's run directory")
     disk = found[0]
-    note = None
-    backing = host_side.qcow2_backing(disk)
-    if backing and backing.exists():
-        shared = host_side.allocated_bytes(backing) / host_side.MIB
-        note = (
-            f"the shared base image {backing.name} ({shared:.0f} MiB) is not counted; blocks "
-            "the guest has written once stay allocated even after it deletes the file"
-        )
+    note = shared_note(disk)
     method = f"allocated size of the qcow2 overlay {disk}"
     return base.HostUse(host_side.allocated_bytes(disk), method, note)
+
+
+def shared_note(disk: Path) -> str | None:
+    """What a VM's footprint leaves out: the shared images under its overlay, all of them."""
+    chain: list[Path] = []  # nearest first
+    backing = host_side.qcow2_backing(disk)
+    while backing is not None and backing.exists() and backing not in chain and len(chain) < 8:
+        chain.append(backing)
+        backing = host_side.qcow2_backing(backing)
+    if not chain:
+        return None
+    shared = sum(host_side.allocated_bytes(b) for b in chain) / host_side.MIB
+    names = " on ".join(b.name for b in chain)
+    what = "image is" if len(chain) == 1 else "images are"
+    return (
+        f"the shared base {what} not counted: {names} ({shared:.0f} MiB); blocks "
+        "the guest has written once stay allocated even after it deletes the file"
+    )
 
 
 def restart(

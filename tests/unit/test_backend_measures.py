@@ -518,3 +518,35 @@ def test_containers_are_not_restarted_in_place(
     backend, _fake, source = lxd
     with pytest.raises(NotSupported):
         backend.restart(GuestRecord("sys", "lxd", source.name), KEY, 30)
+
+
+def test_a_vms_footprint_names_every_shared_image_it_leaves_out(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    from labctl.backends.libvirt_measure import shared_note
+    from tests.ci import require
+
+    require(shutil.which("qemu-img") is not None, "qemu-img makes the qcow2 chain")
+    require(shutil.which("qemu-io") is not None, "qemu-io writes blocks into it")
+
+    def qcow2(name: str, backing: Path | None = None, data: int = 0) -> Path:
+        path = tmp_path / name
+        chain = ["-b", str(backing), "-F", "qcow2"] if backing else []
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", *chain, str(path), "64M"], check=True
+        )
+        if data:  # written blocks: allocated bytes
+            subprocess.run(
+                ["qemu-io", "-c", f"write 0 {data}M", str(path)], check=True, capture_output=True
+            )
+        return path
+
+    base = qcow2("base.qcow2", data=3)
+    template = qcow2("disk.qcow2", base, data=1)
+    overlay = qcow2("overlay.qcow2", template)
+    note = shared_note(overlay) or ""
+    # both shared images, nearest first, and their bytes together
+    assert note.startswith("the shared base images are not counted: disk.qcow2 on base.qcow2 (")
+    assert shared_note(base) is None  # nothing under a base image
+    assert (shared_note(template) or "").startswith("the shared base image is not counted: base")
