@@ -351,9 +351,10 @@ def _boot(
     restart_guests: bool,
 ) -> None:
     for name, rec in records.items():
-        r.attempt("boot_lab_up", name, partial(boot.from_lab_up, rec, guests[name]), "boot")
+        # the boot up measured (a restore, or a cold boot), then a fresh one timed here
+        r.attempt("boot_lab_up", name, partial(boot.from_lab_up, rec, guests[name]), "boot at up")
     timeout = plan.ready_timeout(lab)
     for name, rec in records.items():
         copy = Copy(state.lab, state.instance, rec, plan.params(lab.guests[name]), key, timeout)
         fresh = partial(boot.fresh, copy, guests[name], profile.boot, restart_guests)
-        r.attempt("boot_fresh", name, fresh, "boot")
+        r.attempt("boot_fresh", name, fresh, "fresh boot")
