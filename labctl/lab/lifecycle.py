@@ -1,6 +1,6 @@
 """``up``, ``down`` and a guest's re-creation as data: stage lists run by :mod:`labctl.stages`.
 
-``up``'s last stage brings every guest up in parallel (create, start, ready).
+``up``'s last stage brings every guest up in parallel (create, start, ready: ``guest_up``).
 
 Every step's result is written to the state file at once, so an interrupted ``up`` resumes
 where it stopped and ``down`` always knows what to remove. What must never change once
@@ -11,9 +11,7 @@ hold for the instance.
 
 from __future__ import annotations
 
-import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +19,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from labctl import backends, cancel
-from labctl.backends.base import BOOTED, RESTORED, RESUMED, RUNNING, Backend, GuestPlan, Started
-from labctl.errors import EngineError, ExitCode, HostError, LabctlError, ReadyTimeout
+from labctl import backends
+from labctl.backends.base import Backend, GuestPlan
+from labctl.errors import ExitCode, LabctlError, ReadyTimeout
 from labctl.images.cache import ImageStore
 from labctl.instance import isolation, naming
 from labctl.instance.reservations import Reservations
@@ -31,8 +29,9 @@ from labctl.instance.state import GuestRecord, InstanceDir, LabState, NotUp, up_
 from labctl.keys import KeyPair, ensure_keypair
 from labctl.lab import plan
 from labctl.lab.accel import KvmProbe
+from labctl.lab.guest_up import StateBox, bring_up, needs_key, refuse_foreign
 from labctl.paths import vm_profile
-from labctl.private import Damaged, SavedState
+from labctl.private import Damaged
 from labctl.spec.model import Lab
 from labctl.stages import Reporter, Stage, execute
 from labctl.stages import quiet as _quiet
@@ -48,16 +47,6 @@ class UpResult:
     seconds: float
     already_up: bool
     failed: dict[str, str]
-
-
-class _StateBox(SavedState[LabState]):
-    """The lab state shared by worker threads; every change is saved at once."""
-
-    def put(self, record: GuestRecord) -> None:
-        self.change(lambda state: state.with_guest(record))
-
-    def set(self, state: LabState) -> None:
-        self.change(lambda _: state)
 
 
 def _waiting(report: Reporter) -> Callable[[str], None]:
@@ -93,7 +82,7 @@ class _Up:
     timeout: int = 0
     accel: dict[str, plan.AccelChoice] = field(default_factory=dict)
     engines: dict[str, Backend] = field(default_factory=dict)
-    box: _StateBox | None = None
+    box: StateBox | None = None
     key: KeyPair | None = None
     plans: dict[str, GuestPlan] = field(default_factory=dict)
     already: bool = False
@@ -109,7 +98,7 @@ class _Up:
         return self.only if self.only is not None else list(self.lab.guests)
 
     @property
-    def state(self) -> _StateBox:
+    def state(self) -> StateBox:
         assert self.box is not None, "the preflight stage opened the state"
         return self.box
 
@@ -170,7 +159,7 @@ def _preflight(c: _Up) -> None:
         state = replace(state, guests=lost)
         c.inst.save(state)  # until each guest has the new key, whatever stops this run
     c.key = ensure_keypair(c.inst.key, f"labctl-{c.lab.name}-{c.instance}")
-    c.box = _StateBox(state, c.inst.save)
+    c.box = StateBox(state, c.inst.save)
 
 
 LOST_KEY = "lost"  # GuestRecord.key_id of a guest whose lab key is gone
@@ -187,25 +176,12 @@ def _network(c: _Up) -> None:
     isolation.apply(c.lab.name, c.instance, bridges)  # before any guest exists
 
 
-def _refuse_foreign(backend: Backend, resource: str, lab: str, instance: str) -> None:
-    """An engine's guest named as one of ours but made for another (see Backend.foreign)."""
-    whose = backend.foreign(resource, lab, instance)
-    if whose is not None:
-        raise EngineError(
-            f"{backend.daemon()} already has a guest named {resource}, {whose}: "
-            f"lab {lab} (instance {instance}) neither uses nor removes it",
-            "names are labctl-LAB-INSTANCE-GUEST, so names with dashes can meet: give this "
-            f"instance another name (--instance); or, if nothing needs {resource}, remove it "
-            "and run the same command again",
-        )
-
-
 def _destroy_chosen(c: _Up) -> None:
     for name in c.names:  # with its disk: a fresh start from the image
         c.report(name, "destroy", "")
         engine = c.engines[c.lab.guests[name].engine]
         resource = naming.resource(c.lab.name, c.instance, name)
-        _refuse_foreign(engine, resource, c.lab.name, c.instance)
+        refuse_foreign(engine, resource, c.lab.name, c.instance)
         engine.destroy(resource)
 
 
@@ -230,7 +206,7 @@ def _identify_guests(c: _Up) -> None:
 def _guests(c: _Up) -> None:
     assert c.key is not None
     c.already = _all_running(c.state.state, c.plans, c.engines, c.key.id)
-    c.failed = _bring_up(
+    c.failed = bring_up(
         c.plans,
         c.engines,
         c.state,
@@ -306,7 +282,7 @@ def _held(lab: Lab, instance: str, engines: dict[str, Backend]) -> list[str]:
 
 def _identify(
     names: list[str],
-    box: _StateBox,
+    box: StateBox,
     engines: dict[str, Backend],
     book: Reservations,
     make_plans: Callable[[LabState], dict[str, GuestPlan]],
@@ -315,7 +291,7 @@ def _identify(
     """Record the guests ``names`` with their lasting identities, then plan with them.
 
     A guest whose name another instance's guest holds gets none: its port, UUID or MAC
-    would be taken from that one (its ``up`` then refuses it, see :func:`_refuse_foreign`).
+    would be taken from that one (its ``up`` then refuses it, see :func:`refuse_foreign`).
     """
     first = make_plans(box.state)
     for name in names:  # records in the lab's order, before anything exists
@@ -342,140 +318,10 @@ def _all_running(
     return all(
         (rec := state.guests.get(name)) is not None
         and rec.stage == "ready"
-        and not _needs_key(rec, key_id)
+        and not needs_key(rec, key_id)
         and engines[p.engine].state(p.resource) == "running"
         for name, p in plans.items()
     )
-
-
-def _needs_key(rec: GuestRecord | None, key_id: str) -> bool:
-    """The guest was given another lab key than this one (None: not known, taken as this)."""
-    return rec is not None and rec.key_id not in (None, key_id)
-
-
-def _known_boot(rec: GuestRecord) -> float | None:
-    """A whole boot the record knows: its own, or its ready time when up booted it (a record
-    written before boot_seconds existed)."""
-    return rec.boot_seconds or (rec.ready_seconds if rec.started == BOOTED else None)
-
-
-def _bring_up(
-    plans: dict[str, GuestPlan],
-    engines: dict[str, Backend],
-    box: _StateBox,
-    accel: dict[str, plan.AccelChoice],
-    timeout: int,
-    report: Reporter,
-    sequential: bool,
-    key_id: str,
-) -> dict[str, LabctlError]:
-    # TCG guests are CPU-bound: boot at most one per core at a time; containers are cheap.
-    vm_slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
-    failed: dict[str, LabctlError] = {}
-
-    def one(name: str) -> None:
-        p = plans[name]
-        backend = engines[p.engine]
-        heavy = p.engine == "libvirt"
-        try:
-            if heavy:
-                vm_slots.acquire()
-            try:
-                _guest_up(name, p, backend, box, accel, timeout, report, key_id)
-            finally:
-                if heavy:
-                    vm_slots.release()
-        except (LabctlError, OSError) as exc:
-            # A full disk or a file the host refuses fails this guest, as an engine would.
-            error = exc if isinstance(exc, LabctlError) else HostError(f"{name}: {exc}")
-            failed[name] = error
-            # recorded with its error, for status (a guest another instance's holds has none)
-            rec = box.state.guests.get(name) or GuestRecord(name, p.engine, p.resource)
-            box.put(replace(rec, error=error.message))
-            report(name, "failed", error.message.splitlines()[0])
-
-    cancel.in_parallel(one, list(plans), 1 if sequential else len(plans), "up")
-    return failed
-
-
-def _guest_up(
-    name: str,
-    p: GuestPlan,
-    backend: Backend,
-    box: _StateBox,
-    accel: dict[str, plan.AccelChoice],
-    timeout: int,
-    report: Reporter,
-    key_id: str,
-) -> None:
-    t0 = time.monotonic()
-    rec = before = box.state.guests.get(name)
-    engine_state = backend.state(p.resource)
-    if engine_state != "absent":
-        _refuse_foreign(backend, p.resource, p.lab, p.instance)
-    needs_key = _needs_key(rec, key_id)
-    if needs_key and engine_state in ("running", "paused") and backend.key_at_boot:
-        report(name, "stop", "it learns the new lab key when it boots")
-        backend.power_off(p.resource)
-        t0 = time.monotonic()  # its start is timed, not the power-off
-    elif rec is not None and rec.stage == "ready" and engine_state == "running" and not needs_key:
-        outdated = backend.outdated(p)
-        known = _known_boot(rec)
-        if (outdated, known) != (rec.outdated, rec.boot_seconds):  # and a record of before
-            box.put(replace(rec, outdated=outdated, boot_seconds=known))
-        report(name, "ready", "already running" + (", defined before a change" if outdated else ""))
-        return
-    cancel.check()  # Ctrl-C: no new engine work starts (what runs gives up at its next check)
-    report(name, "create", backend.creating(p) or "")
-    had = before.key_id if before is not None else None  # until it is given this one
-    rec = replace(backend.create(p), uuid=p.uuid, mac=p.mac, host_port=p.host_port, key_id=had)
-    choice = accel.get(name)
-    if choice is not None:
-        rec = replace(rec, accel=choice.accel, accel_note=choice.note)
-    box.put(rec)
-    cancel.check()
-    report(name, "start", "")
-    started = backend.start(p)
-    # running already (create left it as it was): its definition may predate a change
-    outdated = backend.outdated(p) if started.how in (RUNNING, RESUMED) else None
-    if started.how == RUNNING and before is not None and before.started:  # an earlier up did
-        started = Started(before.started, before.start_note, _known_boot(before))
-    rec = replace(rec, started=started.how, start_note=started.note, outdated=outdated)
-    box.put(replace(rec, stage="started", error=None))
-    report(name, "ready", f"{started.how}, waiting")
-    deadline = time.monotonic() + timeout
-    try:
-        ready = backend.wait_ready(p, deadline)
-    except ReadyTimeout as exc:
-        if time.monotonic() < deadline:  # refused at once (a key): no bound to blame
-            raise
-        raise ReadyTimeout(
-            f"not ready within {timeout} s (the lab's ready_timeout, or --ready-timeout): "
-            f"{exc.message}",
-            exc.hint,
-        ) from exc
-    seconds = round(time.monotonic() - t0, 1)
-    boot = started.boot_seconds
-    if boot is None and started.how == BOOTED:
-        boot = seconds  # this start was a whole boot
-    if boot is None and before is not None:
-        boot = before.boot_seconds  # resumed, or found running: its boot is as it was
-    # a VM learns the key only when it boots (or is restored, given it by its settings)
-    given = not backend.key_at_boot or started.how in (BOOTED, RESTORED)
-    box.put(
-        replace(
-            rec,
-            stage="ready",
-            address=ready.address,
-            port=ready.port,
-            connect=ready.connect,
-            ready_seconds=seconds,
-            boot_seconds=boot,
-            key_id=key_id if given else rec.key_id,  # else still the one it had
-            error=None,
-        )
-    )
-    report(name, "done", f"{started.how}, {time.monotonic() - t0:.1f} s")
 
 
 @dataclass

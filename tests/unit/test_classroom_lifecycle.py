@@ -115,6 +115,8 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     engines = {e: FakeBackend(e) for e in ("libvirt", "docker")}
     monkeypatch.setattr(backends, "get", engines.__getitem__)
     monkeypatch.setattr(backends, "engines", lambda: list(engines))
+    # the roster's ids are no accounts of this host's, whatever the host has (ana, bo...)
+    monkeypatch.setattr(class_lifecycle, "roster_account_exists", lambda _name: False)
     return World(root, load_lab(path), path, store, engines, FakeAccounts(), tmp_path / "r.csv")
 
 
@@ -467,6 +469,8 @@ def test_class_plan_refuses_an_id_that_is_an_account_of_the_host_as_class_up_doe
     given = Server("lab.example.org", "env")  # not this host's DNS
     monkeypatch.setattr("labctl.cli.classroom.find_server", lambda: given)
     world.roster("id,name\nana,Ana\nroot,Root\n")  # root is an account of every host
+    # ... and ana of none, whatever this host has
+    monkeypatch.setattr(class_lifecycle, "roster_account_exists", lambda name: name == "root")
     said = f"{world.roster_file}:3: id 'root' is an existing account on this host"
 
     def run(*args: str) -> tuple[int, str]:
