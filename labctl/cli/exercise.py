@@ -6,7 +6,6 @@ import contextlib
 import functools
 import inspect
 import os
-import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from labctl.classroom.window import class_of, require_open, scored_at
 from labctl.cli import exercise_view as view
 from labctl.cli import tables
 from labctl.cli.app import app
+from labctl.cli.lab import options_of
 from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises import grading, runner, template
 from labctl.exercises.grading import Score, current_step
@@ -92,19 +92,7 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
     # after the window's end attempts are still recorded, as not scoring
     scored = scored_at(class_of(ws.lab, instance), datetime.now(timezone.utc))
     store = ProgressStore(ws.lab, instance, who, scored=scored)
-    return _Ctx(ws, who, detect(lang), store, _naming(lab, instance, student))
-
-
-def _naming(lab: str, instance: str, student: str | None) -> str:
-    """The options a printed command needs to reach the same lab instance and student."""
-    if console.CONFINED:
-        return ""
-    given = [
-        *(["--lab", lab] if lab != DEFAULT_LAB else []),
-        *(["-i", instance] if instance != DEFAULT_INSTANCE else []),
-        *(["-s", student] if student else []),
-    ]
-    return "".join(f" {shlex.quote(w)}" for w in given)
+    return _Ctx(ws, who, detect(lang), store, options_of(lab, instance, student))
 
 
 #: the options every exercise command takes, in this order after its own

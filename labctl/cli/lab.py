@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,13 +122,22 @@ def up(
         console.err.print(f"Lab {lab.name} ({instance}) up in {result.seconds:.1f} s.")
 
 
-def _which(state: LabState) -> str:
-    """The options naming this lab instance in a command typed here: none for a student
-    (labctl puts in their own) or for the default lab's main instance."""
+def options_of(lab: str, instance: str, student: str | None = None) -> str:
+    """The options naming this lab instance (and student) in a command typed here, after
+    it (`` --lab net -i walk``): none for a class's student (labctl puts in their own), none
+    for the default lab's main instance."""
     if console.CONFINED:
         return ""
-    lab = "" if state.lab == DEFAULT_LAB else f" --lab {state.lab}"
-    return lab + ("" if state.instance == DEFAULT_INSTANCE else f" -i {state.instance}")
+    given = [
+        *(["--lab", lab] if lab != DEFAULT_LAB else []),
+        *(["-i", instance] if instance != DEFAULT_INSTANCE else []),
+        *(["-s", student] if student else []),
+    ]
+    return "".join(f" {shlex.quote(w)}" for w in given)
+
+
+def _which(state: LabState) -> str:
+    return options_of(state.lab, state.instance)
 
 
 def _connect_hint(r: lab_status.GuestStatus, state: LabState) -> str:
@@ -263,7 +273,6 @@ def exec_(
     instance: str = InstanceOpt,
 ) -> None:
     """Run a command in GUEST; its output and exit code are passed through."""
-    import shlex
 
     from labctl import backends
     from labctl.keys import KeyPair

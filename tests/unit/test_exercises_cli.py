@@ -449,14 +449,14 @@ def test_printed_commands_name_the_instance_unless_labctl_names_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from labctl import console
-    from labctl.cli import exercise
+    from labctl.cli.lab import options_of
 
-    assert exercise._naming("virtualization", "main", None) == ""  # the defaults
-    assert exercise._naming("virtualization", "walk", None) == " -i walk"
-    assert exercise._naming("net", "walk", "ana") == " --lab net -i walk -s ana"
-    assert exercise._naming("/tmp/my lab", "main", None) == " --lab '/tmp/my lab'"
+    assert options_of("virtualization", "main", None) == ""  # the defaults
+    assert options_of("virtualization", "walk", None) == " -i walk"
+    assert options_of("net", "walk", "ana") == " --lab net -i walk -s ana"
+    assert options_of("/tmp/my lab", "main", None) == " --lab '/tmp/my lab'"
     monkeypatch.setattr(console, "CONFINED", True)  # a class's student: labctl adds theirs
-    assert exercise._naming("net", "so24a-ana", None) == ""
+    assert options_of("net", "so24a-ana", None) == ""
 
 
 @needs(os.geteuid() == 0, "commands run as another account only from root (labctl's own way)")
