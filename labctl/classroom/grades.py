@@ -22,7 +22,7 @@ from labctl.exercises.lab_exercises import of_lab
 from labctl.exercises.model import Exercise
 from labctl.exercises.progress import shared
 from labctl.spec.model import Grading, load_lab
-from labctl.store import ExerciseState, Store, fold
+from labctl.store import ExerciseState, SeatRecord, Store, fold
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,10 @@ def _seats(class_name: str, store: Store) -> tuple[str, str, list[_Seat], Window
             store.add_seat(
                 class_name, s.student, state.lab, s.instance, s.name, s.email, state.spec_path
             )
-        return state.lab, state.spec_path, seats, window_of(state)
+        # a student taken down alone (class down --student) is graded all the same
+        here = {s.student for s in seats}
+        gone = [r for r in store.seats(class_name) if r.student not in here and r.lab == state.lab]
+        return state.lab, state.spec_path, seats + _recorded(store, gone), window_of(state)
     recorded = store.seats(class_name)
     if not recorded:
         known = sorted({*classes(), *store.class_names()})  # up here, or down and recorded
@@ -102,12 +105,21 @@ def _seats(class_name: str, store: Store) -> tuple[str, str, list[_Seat], Window
             if known
             else f"labctl class up ROSTER [LAB] --class {class_name} brings one up",
         )
+    return (
+        recorded[0].lab,
+        recorded[0].spec_path or "",
+        _recorded(store, recorded),
+        Window(None, None),
+    )
+
+
+def _recorded(store: Store, recorded: list[SeatRecord]) -> list[_Seat]:
+    """Seats as the store recorded them, each with the student's name and email."""
     people = {p.student: p for p in store.students([s.student for s in recorded])}
-    seats = [
+    return [
         _Seat(s.student, people[s.student].name, people[s.student].email, s.instance)
         for s in recorded
     ]
-    return recorded[0].lab, recorded[0].spec_path or "", seats, Window(None, None)
 
 
 def _exercises(lab: str, spec_path: str) -> tuple[list[Exercise], Grading]:

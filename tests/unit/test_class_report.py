@@ -102,6 +102,15 @@ def test_the_class_is_graded_after_down_from_the_store(klass: ClassDir) -> None:
     assert run("--class", "so").splitlines()[1].startswith("ana@example.org,")
 
 
+def test_a_student_taken_down_alone_is_still_graded_while_the_class_runs(klass: ClassDir) -> None:
+    run()  # the report notes the seats (class up does too)
+    st = klass.require()
+    klass.save(ClassState(st.name, st.lab, st.spec_path, st.roster, {"ana": st.seats["ana"]}))
+    graded = class_grades("so").students  # bo's lab went (class down --student bo)
+    assert [(s.student, s.name) for s in graded] == [("ana", "Ana Núñez"), ("bo", 'Bo, "the" <b>')]
+    assert run("--class", "so").splitlines()[2].startswith("bo@example.org,")
+
+
 def test_an_unknown_class_names_the_classes_there_are(klass: ClassDir, tmp_path: Path) -> None:
     run()  # so's seats are in the store now
     ClassDir("up1").save(ClassState("up1", "cls", str(tmp_path / "lab" / "lab.yaml"), "r.csv"))
