@@ -18,6 +18,17 @@ from labctl.spec.model import load_lab
 from labctl.stages import Reporter, quiet
 
 
+def passed_steps(folder: ClassDir, student: str, exercise: str) -> int:
+    """Steps of ``exercise`` the student passed since it last started over: the points an
+    exercise's reset takes back (0 for a student or an exercise not known: reset says so)."""
+    state = folder.require()
+    seat = state.seats.get(student)
+    if seat is None:
+        return 0
+    done = ProgressStore(state.lab, seat.instance, student).state(exercise)
+    return sum(1 for step in done.steps.values() if step.passed_once)
+
+
 def reset(
     folder: ClassDir,
     student: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import typer
@@ -305,14 +306,34 @@ def reset(
     exercise: str | None = typer.Option(None, "--exercise", "-e", help="Reset this exercise."),
     guest: str | None = typer.Option(None, "--guest", "-g", help="Re-create this guest."),
     class_name: str | None = ClassOpt,
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Do not ask before an exercise's passed steps are taken back."
+    ),
 ) -> None:
     """Put one student's exercise, guest or whole lab back as new; others untouched."""
+    from labctl.classroom.reset import passed_steps
     from labctl.classroom.reset import reset as do_reset
 
     def report(who: str, step: str, detail: str) -> None:
         console.err.print(f"▸ {who} {step} {detail}".replace("  ", " ").strip())
 
-    said = do_reset(class_state.pick(class_name), student, exercise, guest, report)
+    folder = class_state.pick(class_name)
+    passed = passed_steps(folder, student, exercise) if exercise and not guest else 0
+    if passed and not yes:  # an exercise starting over takes its points back: said first
+        lost = (
+            f"{student} has passed {tables.plural(passed, 'step')} of {exercise}: its reset "
+            "takes them back (the attempts stay recorded)"
+        )
+        if sys.stdin is not None and sys.stdin.isatty():
+            typer.confirm(f"{lost}. Go on?", abort=True)
+        else:
+            raise LabctlError(
+                lost,
+                f"add --yes to reset it all the same, or give {student} fresh guests and keep "
+                f"the points: labctl class reset {student} --guest GUEST",
+                ExitCode.USAGE,
+            )
+    said = do_reset(folder, student, exercise, guest, report)
     console.out.print(escape(said))
 
 

@@ -305,3 +305,30 @@ def test_forget_of_a_student_whose_lab_went_before_leaves_the_class_up(
     assert code == 0 and "Forgot 1 attempt of 1 student of class so" in err, err
     assert [s.student for s in shared().seats("so")] == ["ana", "bo"]
     assert _attempts() == {"so-bo": 1} and len(world.running()) == 4
+
+
+def test_an_exercise_reset_that_takes_points_back_asks_first(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from labctl.store import NewAttempt
+
+    world.up(world.roster(THREE))
+    shared().record(NewAttempt("cls", "so-bo", "bo", "ex1", "check", step="s1", passed=True))
+    made: list[str] = []
+    for e in world.engines.values():
+        real = e.create
+
+        def create(plan, real=real):  # type: ignore[no-untyped-def]
+            made.append(plan.resource)
+            return real(plan)
+
+        e.create = create  # type: ignore[method-assign]
+    # no terminal to ask on (stdin: a pipe): refused before anything is re-created
+    code, _, err = labctl(monkeypatch, capsys, "class", "reset", "bo", "-e", "ex1", "-c", "so")
+    assert code == 2 and made == []
+    assert "bo has passed 1 step of ex1: its reset takes them back" in err
+    assert "labctl class reset bo --guest GUEST" in err
+    assert ProgressStore("cls", "so-bo", "bo").state("ex1").step("s1").passed_once
+    # a fresh guest keeps the points, and needs no question
+    code, _, err = labctl(monkeypatch, capsys, "class", "reset", "bo", "-g", "app", "-c", "so")
+    assert code == 0 and made == ["labctl-cls-so-bo-app"], err
