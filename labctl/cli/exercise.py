@@ -18,7 +18,7 @@ from rich.markdown import Markdown
 from rich.markup import escape
 
 from labctl import console
-from labctl.classroom.window import class_of, require_open, scored_at
+from labctl.classroom.window import class_of, require_open, scored_at, window_of
 from labctl.cli import exercise_view as view
 from labctl.cli import tables
 from labctl.cli.app import app
@@ -60,6 +60,8 @@ class _Ctx:
     #: the options that named this lab, instance and student, as typed (`` -i walk``), put
     #: after each command labctl prints; none for a confined student (labctl adds theirs)
     naming: str = ""
+    #: the end of the class's exam window, if it has one (after it, attempts do not score)
+    ends: datetime | None = None
 
     def cmd(self, words: str) -> str:
         """``labctl WORDS`` with the options naming this lab instance and student."""
@@ -90,9 +92,25 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
     ws = runner.open_workspace(lab, instance)
     require_open(ws.lab, instance)  # a class's exam window hides the exercises until it starts
     # after the window's end attempts are still recorded, as not scoring
-    scored = scored_at(class_of(ws.lab, instance), datetime.now(timezone.utc))
+    cls = class_of(ws.lab, instance)
+    scored = scored_at(cls, datetime.now(timezone.utc))
     store = ProgressStore(ws.lab, instance, who, scored=scored)
-    return _Ctx(ws, who, detect(lang), store, options_of(lab, instance, student))
+    ends = window_of(cls).end if cls is not None else None
+    return _Ctx(ws, who, detect(lang), store, options_of(lab, instance, student), ends)
+
+
+def _exam_line(c: _Ctx) -> str | None:
+    """When the class's exam window ends, or that it has (what is recorded now never scores)."""
+    if c.ends is None:
+        return None
+    end = c.ends.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if c.store.scored:
+        return tr(c.lang, f"El examen termina el {end}.", f"The exam ends at {end}.")
+    return tr(
+        c.lang,
+        f"[yellow]El examen terminó el {end}: lo que hagas se registra, pero no puntúa.[/yellow]",
+        f"[yellow]The exam ended at {end}: what you do is recorded but does not score.[/yellow]",
+    )
 
 
 #: the options every exercise command takes, in this order after its own
@@ -232,6 +250,8 @@ def show(
     )
     if not json_out:
         view.print_step(console.out, v, L, c.naming)
+        if (exam := _exam_line(c)) is not None:
+            console.out.print(exam)
         return
     console.print_json(
         {
@@ -282,11 +302,14 @@ def check(
                 "passed": result.passed,
                 "exit_code": result.exit_code,
                 "steps": result.steps,
+                "scored": c.store.scored,  # False: after the exam's end, recorded only
                 "progress": view.score_json(sc),
             }
         )
     else:
         view.print_check(console.out, ex, result, sc, c.student, c.lang)
+        if not c.store.scored and (exam := _exam_line(c)) is not None:
+            console.out.print(exam)
     raise typer.Exit(result.exit_code)
 
 

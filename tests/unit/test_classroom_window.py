@@ -64,3 +64,25 @@ def test_exercise_list_and_show_refuse_before_the_window_opens(state_root: Path)
     # the same commands on a lab of one's own are not affected
     ok = CliRunner().invoke(app, ["exercise", "list", "--instance", "mine", "--json"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_show_says_when_the_exam_ends_and_that_it_has(state_root: Path) -> None:
+    from typer.testing import CliRunner
+
+    from labctl.cli import app
+
+    def show() -> str:
+        args = ["exercise", "show", "emu-arquitecturas", "-i", "c1-ana", "-s", "ana"]
+        result = CliRunner().invoke(app, [*args, "--lang", "en"])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.stdout.split())
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    ClassDir("c1").save(state(None, now + timedelta(hours=1)))
+    end = (now + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f"The exam ends at {end}." in show()
+    ClassDir("c1").save(state(None, now - timedelta(minutes=1)))  # late now
+    ended = (now - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f"The exam ended at {ended}: what you do is recorded but does not score." in show()
+    ClassDir("c1").save(state(None, None))  # no window: nothing said
+    assert "exam" not in show()

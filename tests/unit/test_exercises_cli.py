@@ -210,6 +210,24 @@ def test_check_fails_then_passes_and_saves_progress(project: Project) -> None:
     assert (progress["score"], progress["completed"]) == (100, 1)
 
 
+def test_a_check_after_the_exam_ended_says_it_does_not_score(project: Project) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from labctl.classroom.state import ClassDir, ClassState, Seat
+    from labctl.classroom.window import with_window
+
+    project.up()
+    (project.home / "nota.txt").write_text(f"mi nota {project.token('ana')}\n")
+    seats = {"ana": Seat("ana", "Ana", "main")}  # the class's seat of this instance
+    ended = datetime.now(timezone.utc) - timedelta(minutes=5)
+    klass = ClassState("c1", "mini", str(project.lab / "lab.yaml"), "r.csv", seats)
+    ClassDir("c1", project.state).save(with_window(klass, None, ended))
+    code, out = labctl(project, "check", "notas", "-s", "ana", "--step", "nota", "--lang", "en")
+    assert code == 0 and "what you do is recorded but does not score" in " ".join(out.split())
+    data = json.loads(labctl(project, "check", "notas", "-s", "ana", "--json")[1])
+    assert data["scored"] is False
+
+
 def test_another_students_note_does_not_pass(project: Project) -> None:
     project.up()
     (project.home / "nota.txt").write_text(f"{project.token('ana')}\n")
