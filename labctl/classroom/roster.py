@@ -213,6 +213,8 @@ def _row(
     name = cells.get("name", "")
     if not name:
         problems.append("the name is empty; give the student's name")
+    elif "\n" in name or "\r" in name:  # a quoted cell that runs over a line's end
+        problems.append("the name holds a line break; put it on one line")
     elif len(name) > MAX_NAME or any(not c.isprintable() for c in name):
         problems.append(f"the name must be printable text of at most {MAX_NAME} characters")
     email = cells.get("email") or None

@@ -81,7 +81,7 @@ class _Where:
             values = runner.parameters(self.ws, exercise, self.scope.student)
             for name, spec in exercise.params.items():
                 if spec.kind == "port":
-                    found[int(values[name])] = f"{exercise.id} ({{param.{name}}})"
+                    found[int(values[name])] = f"{exercise.id} (its {name})"
         return found
 
     def publish(self, port: int) -> None:

@@ -281,7 +281,8 @@ def exec_(
         raise LabctlError(
             f"no such option: {command[0]}",
             f"labctl exec's options go before --, the command after it: labctl exec {guest} "
-            "[--lab LAB] [-i INSTANCE] -- COMMAND",
+            + ("" if console.CONFINED else "[--lab LAB] [-i INSTANCE] ")
+            + "-- COMMAND",
             ExitCode.USAGE,
         )
     inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))

@@ -69,8 +69,11 @@ def with_section(text: str, url: str, token: str, ssh_host: str | None = None) -
 
 
 def new_token() -> str:
-    """A fresh token: 32 URL-safe characters."""
-    return secrets.token_urlsafe(24)
+    """A fresh token: 32 URL-safe characters, never starting with ``-`` (a command line would
+    read it as an option)."""
+    while (token := secrets.token_urlsafe(24)).startswith("-"):
+        pass
+    return token
 
 
 def digest(token: str) -> str:

@@ -254,6 +254,7 @@ def test_a_record_over_several_lines_is_cited_where_it_begins(tmp_path: Path) ->
     message = refused(tmp_path, 'id,name\nana,Ana\nana,"Ana\nMaría"\nbo,Bo\n\nbo,Bo\n')
     assert "class.csv:3: id 'ana' is already the student of line 2" in message
     assert "class.csv:7: id 'bo' is already the student of line 5" in message
+    assert "class.csv:3: the name holds a line break; put it on one line" in message
 
 
 def test_an_account_of_this_host_is_found_in_its_passwd_database() -> None:

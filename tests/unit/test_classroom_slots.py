@@ -232,7 +232,7 @@ def test_app_run_takes_the_seat_s_ports_and_refuses_a_classmate_s(
     refused = run(bo[("dos", "port")]).exception
     assert isinstance(refused, NotYours), refused
     assert refused.message == f"port {bo[('dos', 'port')]} is not one of yours (ana)"
-    assert f"{ana[('dos', 'port')]} for dos ({{param.port}})" in (refused.hint or "")
+    assert f"{ana[('dos', 'port')]} for dos (its port)" in (refused.hint or "")
     ran = run(ana[("dos", "port")])
     assert ran.exit_code == 0, ran.output
     assert recording.ran == [ana[("dos", "port")]]

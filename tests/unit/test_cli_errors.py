@@ -183,3 +183,9 @@ def test_an_option_exec_does_not_know_is_refused_not_run_in_the_guest(
     err = capsys.readouterr().err
     assert done.value.code == 2 and "Error: no such option: --json" in err
     assert "labctl exec box [--lab LAB] [-i INSTANCE] -- COMMAND" in " ".join(err.split())
+    # a class's student is not offered the options labctl refuses them
+    monkeypatch.setattr(console, "CONFINED", True)
+    with pytest.raises(SystemExit):
+        main(monkeypatch, "exec", "box", "--json", "--", "true")
+    said = " ".join(capsys.readouterr().err.split())
+    assert "labctl exec box -- COMMAND" in said and "--lab LAB" not in said
