@@ -164,9 +164,15 @@ def with_ends(state: ClassState, ends: Window | None) -> ClassState:
     return with_window(state, window.start, window.end)
 
 
+def iso(when: datetime | None) -> str | None:
+    """An end as JSON says it: ISO 8601 to the second, null when open."""
+    return when.isoformat(timespec="seconds") if when else None
+
+
 def stamp(when: datetime | None) -> str:
-    """An end as ``class window --json`` says it: ISO 8601 to the second, ``-`` when open."""
-    return when.isoformat(timespec="seconds") if when else "-"
+    """An end as ``class window`` prints and takes it: ISO 8601 to the second, ``-`` (OPEN)
+    when open."""
+    return iso(when) or OPEN
 
 
 def with_window(state: ClassState, start: datetime | None, end: datetime | None) -> ClassState:

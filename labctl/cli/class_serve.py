@@ -177,7 +177,7 @@ def window(
     w = exam.window_of(st)
     hosts = {"set_on": spread.set_on, "left": spread.left} if spread else {}
     if json_out:
-        shown = {"class": st.name, "start": exam.stamp(w.start), "end": exam.stamp(w.end)}
+        shown = {"class": st.name, "start": exam.iso(w.start), "end": exam.iso(w.end)}
         console.print_json({**shown, **hosts})
     else:
         rows = [

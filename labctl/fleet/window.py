@@ -56,7 +56,7 @@ def set_window(folder: ClassDir, run: Runner, start: str | None, end: str | None
         window = exam.changed(cls, start, end, ("--start", "--end"))
         hosts = sorted({s.host for s in cls.seats.values() if s.host})
         result = run(hosts, module="shell", args=script(folder.name, window))
-        want = {"start": exam.stamp(window.start), "end": exam.stamp(window.end)}
+        want = {"start": exam.iso(window.start), "end": exam.iso(window.end)}
         left: dict[str, str] = {}
         absent: set[str] = set()
         for host, o in result.hosts.items():

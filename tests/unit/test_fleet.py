@@ -197,8 +197,11 @@ class FakeHosts:
             words = shlex.split(what.split("then ")[1].split(";")[0])
             ends = {w: words[i + 1] for i, w in enumerate(words) if w in ("--start", "--end")}
             self.windows[host] = (ends["--start"], ends["--end"])
-            start, end = self.windows[host]
-            return HostOutcome(host, True, stdout=json.dumps({"start": start, "end": end}))
+            said = {
+                k: None if v == "-" else v
+                for k, v in zip(("start", "end"), self.windows[host], strict=True)
+            }
+            return HostOutcome(host, True, stdout=json.dumps(said))
         if "class status" in what:
             students = [
                 {
@@ -607,7 +610,7 @@ def test_class_window_of_a_class_over_hosts_is_set_on_every_host_and_here(fleet:
     assert said.exit_code == 0, said.output
     end = "2026-12-07T12:00:00+00:00"
     shown = json.loads(said.stdout)
-    assert (shown["start"], shown["end"], sorted(shown["set_on"])) == ("-", end, hosts)
+    assert (shown["start"], shown["end"], sorted(shown["set_on"])) == (None, end, hosts)
     assert fleet.hosts.windows == {h: ("-", end) for h in hosts}
     assert ClassDir("fl").require().window_end == end  # the dashboard and grades read it
     # a start added keeps the end, on every host too (each is given the whole window)
