@@ -7,7 +7,7 @@ Nothing here changes a score. ``idle`` and ``failing`` say "walk over to this st
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -70,21 +70,38 @@ def idle(
     return Flag(IDLE, (student,), None, None, f"no progress for {minutes:.0f} min")
 
 
-def failing(student: str, attempts: Sequence[Attempt], rules: Rules) -> list[Flag]:
-    """Each step whose latest checks (at least ``failures_in_a_row``) all failed."""
+def failing(
+    student: str,
+    attempts: Sequence[Attempt],
+    rules: Rules,
+    order: Mapping[str, Sequence[str]] | None = None,
+) -> list[Flag]:
+    """Each step whose latest checks (at least ``failures_in_a_row``) all failed.
+
+    ``order``: each exercise's steps in order; then only the step the student is on (the
+    first not passed since the exercise last started over) is marked: a check runs every
+    step, and those ahead fail until the student gets there.
+    """
     runs: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
+    passed: dict[str, set[str]] = defaultdict(set)
     for a in attempts:
         if a.kind == RESET:
             for key in [k for k in runs if k[0] == a.exercise]:
                 runs[key].clear()
+            passed[a.exercise].clear()
         elif a.kind in (CHECK, ANSWER) and a.step is not None and a.passed is not None:
             run = runs[(a.exercise, a.step)]
             if a.passed:
                 run.clear()
+                passed[a.exercise].add(a.step)
             else:
                 run.append(a)
     flags = []
     for (exercise, step), run in runs.items():
+        steps = (order or {}).get(exercise, ())
+        on = next((s for s in steps if s not in passed[exercise]), None)
+        if step in steps and step != on:
+            continue  # not the step the student is on
         if len(run) >= rules.failures_in_a_row:
             said = next(iter(run[-1].failing or run[-1].messages), "")
             detail = f"failed {len(run)} times in a row" + (f": {said}" if said else "")

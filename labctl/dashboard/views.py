@@ -140,7 +140,7 @@ def cell(exercise: ExerciseInfo, attempts: Sequence[Attempt], failing: set[str])
         state = STUCK
     else:
         state = IN_PROGRESS
-    late = sum(1 for a in attempts if a.late)
+    late = len({(a.kind, a.at) for a in attempts if a.late})  # a check records every step
     return Cell(exercise.id, done, len(steps), len(tries), hints, seconds, state, late)
 
 
@@ -156,7 +156,8 @@ def row(
     by_exercise: dict[str, list[Attempt]] = defaultdict(list)
     for a in attempts:
         by_exercise[a.exercise].append(a)
-    failing = marks.failing(seat.student, attempts, rules)
+    order = {e.id: [s.id for s in e.steps] for e in data.exercises}
+    failing = marks.failing(seat.student, attempts, rules, order)
     stuck = {f.exercise for f in failing if f.exercise}
     cells = tuple(cell(e, by_exercise.get(e.id, []), stuck) for e in data.exercises)
     unfinished = any(c.state != DONE for c in cells)

@@ -39,6 +39,19 @@ def test_failing_the_same_check_three_times_in_a_row_marks_the_step() -> None:
     assert flags.failing("bo", [*two, reset, check("bo", "arch", 3, False)], rules) == []
     # other steps do not add up
     assert flags.failing("bo", [*two, check("bo", "run", 3, False)], rules) == []
+    # a check runs every step: one the student has not reached yet is not marked
+    ahead = [
+        c
+        for m in (1, 2, 3)
+        for c in (
+            check("bo", "arch", m, True),
+            check("bo", "run", m, False),
+            check("bo", "end", m, False),
+        )
+    ]
+    order = {"emu": ["arch", "run", "end"]}
+    assert [f.step for f in flags.failing("bo", ahead, rules, order)] == ["run"]
+    assert [f.step for f in flags.failing("bo", ahead, rules)] == ["run", "end"]  # no order
 
 
 def test_no_progress_for_the_idle_time_marks_a_student_with_work_left() -> None:
@@ -133,6 +146,7 @@ def test_attempts_after_the_window_are_late_even_if_recorded_as_scored() -> None
     late = Attempt("ana", "kvm", "accel", "check", at(61), True, None, ("ok",))
     g = views.grid(d.DATA, [after, late], {}, d.NOW, d.RULES)
     kvm = g.rows[0].cells[1]
-    assert (kvm.label, kvm.late) == ("0/1", 2)  # recorded, shown late, not counted
+    # recorded, shown late, not counted; one check of two steps is one late action
+    assert (kvm.label, kvm.late) == ("0/1", 1)
     page = views.student_page(d.DATA, d.DATA.seats[0], [late], None, d.NOW, d.RULES)
     assert [a.late for a in page.attempts] == [True]
