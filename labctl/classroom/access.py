@@ -158,14 +158,22 @@ def confine(args: Sequence[str], account: Account) -> Confined:
     return Confined(command, words, [*kept, *tail], [*head, *words, *kept, *forced, *tail])
 
 
+#: what the instructor does for a student, by the command the student may not run
+INSTRUCTORS = {
+    "exercise reset": (
+        "your instructor resets an exercise for you (labctl class reset)",
+        "tu profesor reinicia un ejercicio por ti (labctl class reset)",
+    ),
+}
+
+
 def _not_for_students(asked: str) -> Refused:
+    usage_es = USAGE.replace("as a student you can run", "como alumno puedes usar")
+    theirs = INSTRUCTORS.get(asked.removeprefix("labctl "))
     return Refused(
         f"{asked} is not for students",
-        USAGE,
-        es=(
-            f"{asked} no es para alumnos",
-            USAGE.replace("as a student you can run", "como alumno puedes usar"),
-        ),
+        f"{theirs[0]}; {USAGE}" if theirs else USAGE,
+        es=(f"{asked} no es para alumnos", f"{theirs[1]}; {usage_es}" if theirs else usage_es),
     )
 
 

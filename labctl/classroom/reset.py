@@ -13,7 +13,9 @@ from labctl.classroom.state import ClassDir
 from labctl.errors import LabctlError
 from labctl.exercises import runner
 from labctl.exercises.progress import ProgressStore
+from labctl.instance import naming
 from labctl.lab import lifecycle
+from labctl.paths import known_labs
 from labctl.spec.model import load_lab
 from labctl.stages import Reporter, quiet
 
@@ -52,7 +54,10 @@ def reset(
             )
         spec_path = Path(state.spec_path)
         if exercise is not None:
-            ws = runner.open_workspace(str(spec_path), seat.instance)
+            # the instructor's commands reach the student's lab: by name when labctl ships it
+            lab_ref = state.lab if state.lab in known_labs() else str(spec_path)
+            where = naming.options(lab_ref, seat.instance)
+            ws = runner.open_workspace(str(spec_path), seat.instance, where)
             ex = ws.exercise(exercise)
             runner.recreate_guests(ws, ex, student, report)
             ProgressStore(state.lab, seat.instance, student).reset(ex.id)

@@ -89,14 +89,15 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
         check_lab_name(lab)
     check_instance(instance)
     who = check_student(student or os.environ.get("LABCTL_STUDENT") or instance)
-    ws = runner.open_workspace(lab, instance)
+    naming = options_of(lab, instance, student)
+    ws = runner.open_workspace(lab, instance, naming)
     require_open(ws.lab, instance)  # a class's exam window hides the exercises until it starts
     # after the window's end attempts are still recorded, as not scoring
     cls = class_of(ws.lab, instance)
     scored = scored_at(cls, datetime.now(timezone.utc))
     store = ProgressStore(ws.lab, instance, who, scored=scored)
     ends = window_of(cls).end if cls is not None else None
-    return _Ctx(ws, who, detect(lang), store, options_of(lab, instance, student), ends)
+    return _Ctx(ws, who, detect(lang), store, naming, ends)
 
 
 def _exam_line(c: _Ctx) -> str | None:

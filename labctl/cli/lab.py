@@ -17,6 +17,7 @@ from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.cli.progress import Steps
 from labctl.errors import ExitCode, LabctlError
+from labctl.instance import naming
 from labctl.instance.naming import (
     DEFAULT_INSTANCE,
     DEFAULT_LAB,
@@ -126,14 +127,7 @@ def options_of(lab: str, instance: str, student: str | None = None) -> str:
     """The options naming this lab instance (and student) in a command typed here, after
     it (`` --lab net -i walk``): none for a class's student (labctl puts in their own), none
     for the default lab's main instance."""
-    if console.CONFINED:
-        return ""
-    given = [
-        *(["--lab", lab] if lab != DEFAULT_LAB else []),
-        *(["-i", instance] if instance != DEFAULT_INSTANCE else []),
-        *(["-s", student] if student else []),
-    ]
-    return "".join(f" {shlex.quote(w)}" for w in given)
+    return "" if console.CONFINED else naming.options(lab, instance, student)
 
 
 def _which(state: LabState) -> str:

@@ -67,6 +67,8 @@ class Workspace:
     grading: Grading = Grading.model_validate({})
     #: the lab file's guests: an exercise needing another guest is not this lab's (None: all)
     guests: frozenset[str] | None = None
+    #: the options after a printed command that reach this lab instance (`` -i walk``)
+    naming: str = ""
 
     def grading_of(self, exercise: Exercise) -> Grading:
         """The exercise's own grading, else the lab's."""
@@ -154,11 +156,11 @@ class Workspace:
         raise SpecError(
             f"no exercise {exercise_id!r} in lab {self.lab}",
             (f"did you mean {close[0]}? " if close else "")
-            + "labctl exercise list shows the lab's exercises",
+            + f"labctl exercise list{self.naming} shows the lab's exercises",
             es=(
                 f"no hay ningún ejercicio {exercise_id!r} en el laboratorio {self.lab}",
                 (f"¿querías decir {close[0]}? " if close else "")
-                + "labctl exercise list muestra los ejercicios del laboratorio",
+                + f"labctl exercise list{self.naming} muestra los ejercicios del laboratorio",
             ),
         )
 
@@ -183,21 +185,24 @@ class Workspace:
         return self.state
 
 
-def open_workspace(lab_ref: str, instance: str) -> Workspace:
-    """A lab by file or directory, or by name (then the running instance's own lab file)."""
+def open_workspace(lab_ref: str, instance: str, naming: str = "") -> Workspace:
+    """A lab by file or directory, or by name (then the running instance's own lab file);
+    ``naming``: the options printed commands need to reach it (see ``Workspace.naming``)."""
     if Path(lab_ref).exists():
         spec = find_lab(lab_ref)
         lab = load_lab(spec)
         inst = InstanceDir(lab.name, instance)
         folder = spec.parent / "exercises"
         guests = frozenset(lab.guests)
-        return Workspace(inst.lab, instance, folder, inst, inst.load(), lab.grading, guests)
+        state = inst.load()
+        return Workspace(inst.lab, instance, folder, inst, state, lab.grading, guests, naming)
     inst = InstanceDir(lab_ref, instance)
     state = inst.load()
     spec = find_lab(lab_ref, recorded=state.spec_path if state is not None else None)
     lab = load_lab(spec)
     folder = spec.parent / "exercises"
-    return Workspace(lab_ref, instance, folder, inst, state, lab.grading, frozenset(lab.guests))
+    guests = frozenset(lab.guests)
+    return Workspace(lab_ref, instance, folder, inst, state, lab.grading, guests, naming)
 
 
 def parameters(ws: Workspace, exercise: Exercise, student: str) -> dict[str, str]:

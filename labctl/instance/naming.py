@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import shlex
 
 from labctl.errors import SpecError
 
@@ -21,6 +22,17 @@ MAX_INSTANCE = 16
 MAX_RESOURCE = 63
 DEFAULT_INSTANCE = "main"
 DEFAULT_LAB = "virtualization"  # the lab under labs/ that commands use when none is named
+
+
+def options(lab: str, instance: str, student: str | None = None) -> str:
+    """The options after a printed command that reach this lab instance (and student) as
+    given (`` --lab net -i walk``): none for the default lab's main instance."""
+    given = [
+        *(["--lab", lab] if lab != DEFAULT_LAB else []),
+        *(["-i", instance] if instance != DEFAULT_INSTANCE else []),
+        *(["-s", student] if student else []),
+    ]
+    return "".join(f" {shlex.quote(w)}" for w in given)
 
 
 def matching(value: str, pattern: str | re.Pattern[str], problem: str, hint: str) -> str:

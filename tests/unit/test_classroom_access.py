@@ -177,9 +177,17 @@ def test_only_the_student_commands_are_there(ana: Account, args: list[str]) -> N
         access.confine(args, ana)
     assert "labctl exercise list" in (err.value.hint or "")
     message, hint = err.value.said("es")  # a student reading Spanish
-    assert message.endswith("no es para alumnos") and (hint or "").startswith(
-        "como alumno puedes usar: labctl exercise list"
+    assert message.endswith("no es para alumnos")
+    assert "como alumno puedes usar: labctl exercise list" in (hint or "")
+
+
+def test_a_student_asking_to_reset_an_exercise_is_told_the_instructor_does(ana: Account) -> None:
+    with pytest.raises(access.Refused) as err:
+        access.confine(["exercise", "reset", "app-contenido", "-y"], ana)
+    assert (err.value.hint or "").startswith(
+        "your instructor resets an exercise for you (labctl class reset); as a student you can"
     )
+    assert (err.value.said("es")[1] or "").startswith("tu profesor reinicia un ejercicio por ti")
 
 
 @pytest.fixture

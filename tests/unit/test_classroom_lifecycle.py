@@ -417,6 +417,12 @@ def test_reset_recreates_one_guest_or_the_whole_lab_of_one_student_only(
     with pytest.raises(LabctlError, match="no guest 'nosuch' in lab cls") as err:
         reset(ClassDir("so"), "bo", guest="nosuch")
     assert (err.value.code, err.value.hint) == (2, "guests: vm, app")  # as --exercise nosuch
+    (world.path.parent / "exercises").mkdir()
+    (world.path.parent / "exercises" / "ex1.yaml").write_text(exercise_yaml("ex1"))
+    with pytest.raises(LabctlError, match="no exercise 'nosuch'") as err:
+        reset(ClassDir("so"), "bo", exercise="nosuch")
+    # the instructor's command lists bo's lab (a lab not shipped: by its file)
+    assert f"labctl exercise list --lab {world.path} -i so-bo shows" in (err.value.hint or "")
 
 
 def test_the_status_table_fits_80_columns(world: World, no_host: None) -> None:

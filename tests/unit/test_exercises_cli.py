@@ -507,8 +507,8 @@ def test_errors_speak_the_students_language(
     # LANG is es_ES.UTF-8 here
     assert said("show", "notsa") == (
         "Error: no hay ningún ejercicio 'notsa' en el laboratorio mini\n"
-        "Pista: ¿querías decir notas? labctl exercise list muestra los ejercicios del "
-        "laboratorio\n"
+        f"Pista: ¿querías decir notas? labctl exercise list --lab {project.lab} muestra los "
+        "ejercicios del laboratorio\n"
     )
     assert "Error: el ejercicio notas no tiene ningún paso 'tres'\nPista: pasos: 1 (nota)" in (
         said("answer", "notas", "tres", "x")
