@@ -98,6 +98,19 @@ class World:
     def running(self) -> set[str]:
         return {r for e in self.engines.values() for r in e.guests}
 
+    def creates(self) -> list[str]:
+        """From now on, each guest the engines create, by resource name, in order."""
+        made: list[str] = []
+        for e in self.engines.values():
+            real = e.create
+
+            def create(plan, real=real):  # type: ignore[no-untyped-def]
+                made.append(plan.resource)
+                return real(plan)
+
+            e.create = create  # type: ignore[method-assign]
+        return made
+
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
@@ -396,15 +409,7 @@ def test_reset_recreates_one_guest_or_the_whole_lab_of_one_student_only(
     world: World, no_host: None
 ) -> None:
     world.up(world.roster(THREE))
-    made: list[str] = []
-    for e in world.engines.values():
-        real = e.create
-
-        def create(plan, real=real):  # type: ignore[no-untyped-def]
-            made.append(plan.resource)
-            return real(plan)
-
-        e.create = create  # type: ignore[method-assign]
+    made = world.creates()
     said = reset(ClassDir("so"), "bo", guest="app")
     assert said == "bo: app fresh from its image" and made == ["labctl-cls-so-bo-app"]
     made.clear()

@@ -314,15 +314,7 @@ def test_an_exercise_reset_that_takes_points_back_asks_first(
 
     world.up(world.roster(THREE))
     shared().record(NewAttempt("cls", "so-bo", "bo", "ex1", "check", step="s1", passed=True))
-    made: list[str] = []
-    for e in world.engines.values():
-        real = e.create
-
-        def create(plan, real=real):  # type: ignore[no-untyped-def]
-            made.append(plan.resource)
-            return real(plan)
-
-        e.create = create  # type: ignore[method-assign]
+    made = world.creates()
     # no terminal to ask on (stdin: a pipe): refused before anything is re-created
     code, _, err = labctl(monkeypatch, capsys, "class", "reset", "bo", "-e", "ex1", "-c", "so")
     assert code == 2 and made == []
