@@ -128,7 +128,8 @@ def status(folder: ClassDir, state: FleetState, json_out: bool) -> None:
     if json_out:
         console.print_json({"class": folder.name, "students": rows})
         return
-    print_status(rows, "host", [r.host or "-" for r in rows])
+    title = f"Class {folder.name}, over {plural(len(state.hosts), 'lab host')}"
+    print_status(rows, "host", [r.host or "-" for r in rows], title)
 
 
 def print_labs_up(
@@ -140,10 +141,14 @@ def print_labs_up(
     console.err.print(f"Class {name}: {total - len(failed)} of {total} labs up{where}.")
 
 
-def print_status(rows: Sequence[StudentStatus | FleetRow], column: str, cells: list[str]) -> None:
-    """``class status``'s table: a row per student, its second ``column`` holding ``cells``
-    (the student's name, or their lab host), then the errors and the outdated guests."""
-    t = tables.table("student", column, "guests", "exercises", "last activity", "state")
+def print_status(
+    rows: Sequence[StudentStatus | FleetRow], column: str, cells: list[str], title: str
+) -> None:
+    """``class status``'s table under ``title``: a row per student, its second ``column``
+    holding ``cells`` (the student's name, or their lab host), then the errors and the
+    outdated guests."""
+    columns = ("student", column, "guests", "exercises", "last activity", "state")
+    t = tables.table(*columns, title=escape(title))
     for r, cell in zip(rows, cells, strict=True):
         ready = f"{r.guests_ready}/{r.guests}"
         if r.guests_ready < r.guests or not r.guests:

@@ -252,7 +252,13 @@ def status(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
     if json_out:
         console.print_json({"class": st.name, "lab": st.lab, "students": rows})
         return
-    class_fleet.print_status(rows, "name", [r.name for r in rows])
+    from labctl.classroom.window import window_of
+
+    window = window_of(st)
+    title = f"Class {st.name}, lab {st.lab}" + (
+        f", exam {window.summary}" if window.start or window.end else ""
+    )
+    class_fleet.print_status(rows, "name", [r.name for r in rows], title)
 
 
 @class_app.command("verify")
@@ -412,12 +418,13 @@ def down(
         return
     kept = [d for d in done if d.progress_kept]
     labs = "1 student's lab" if len(done) == 1 else f"{len(done)} students' labs"
-    console.err.print(f"{labs} removed.")
+    console.err.print(f"{labs} removed, with their accounts and keys.")
     if result.forgotten is not None:
         console.err.print(escape(class_forget.said(result.forgotten)))
     elif kept:
         console.err.print(
-            f"Progress of {tables.plural(len(kept), 'student')} kept for grading (in the "
+            f"Progress of {tables.plural(len(kept), 'student')} "
+            f"({escape(', '.join(d.student for d in kept))}) kept for grading (in the "
             f"progress store: labctl class report; {_again(folder.name, student)} "
             "removes it)."
         )

@@ -47,7 +47,13 @@ def record(state: LabState, guest: str) -> GuestRecord:
         known = ", ".join(state.guests) or "none"
         close = difflib.get_close_matches(guest, list(state.guests), n=1)
         said = (f"did you mean {close[0]}? " if close else "") + f"guests: {known}"
-        raise LabctlError(f"no guest {guest!r} in lab {state.lab}", said, ExitCode.USAGE) from None
+        said_es = (f"¿querías decir {close[0]}? " if close else "") + f"invitados: {known}"
+        raise LabctlError(
+            f"no guest {guest!r} in lab {state.lab}",
+            said,
+            ExitCode.USAGE,
+            es=(f"no hay ningún invitado {guest!r} en el laboratorio {state.lab}", said_es),
+        ) from None
 
 
 def status(state: LabState) -> list[GuestStatus]:

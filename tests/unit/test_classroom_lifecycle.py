@@ -438,6 +438,7 @@ def test_the_status_table_fits_80_columns(world: World, no_host: None) -> None:
     lines = result.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines), lines
     assert "Córdoba" in result.stdout and "2/2" in result.stdout
+    assert lines[0].strip() == "Class so, lab cls"  # which class, when --class is left out
 
 
 def test_class_status_names_the_guests_defined_before_a_change(world: World) -> None:

@@ -111,7 +111,9 @@ def test_ctrl_c_in_class_down_says_so_and_the_seats_of_removed_labs_say_down(
     cancel.CANCEL.clear()
     monkeypatch.setattr(lifecycle, "down", real_down)
     code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so")
-    assert (code, "3 students' labs removed." in err) == (0, True), err
+    assert (code, "3 students' labs removed, with their accounts and keys." in err) == (0, True), (
+        err
+    )
     assert world.running() == set() and not (world.root / "classes" / "so").exists()
 
 
@@ -280,8 +282,8 @@ def test_class_down_says_forget_removes_what_it_kept_and_forget_later_does(
     code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so")
     assert code == 0 and _attempts() == {"so-ana": 1}
     assert (
-        "Progress of 2 students kept for grading (in the progress store: labctl class report; "
-        "labctl class down --class so --forget removes it)." in err
+        "Progress of 2 students (ana, bo) kept for grading (in the progress store: labctl "
+        "class report; labctl class down --class so --forget removes it)." in err
     )
     assert (older / "bo.json.migrated").exists()
     code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget")
