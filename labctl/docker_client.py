@@ -10,7 +10,7 @@ import docker
 import docker.errors
 import requests
 
-from labctl.errors import EngineError, NotFoundError
+from labctl.errors import DaemonDown, EngineError, NotFoundError
 from labctl.paths import podman_socket
 
 START_HINT = "start dockerd: labctl host setup (DOCKER_HOST names another daemon)"
@@ -49,7 +49,7 @@ def connect(timeout: int = 600, engine: ApiEngine = DOCKER) -> docker.DockerClie
         client = engine.client(timeout)
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
-        raise EngineError(
+        raise DaemonDown(
             f"the {engine.name} daemon does not answer: {exc}", engine.start_hint
         ) from exc
     return client

@@ -77,6 +77,13 @@ class EngineError(LabctlError):
     code = ExitCode.ENGINE
 
 
+class DaemonDown(EngineError):
+    """An engine's daemon does not answer at all: the host is not fit yet (exit 3, as README's
+    table says), not an engine refusing an operation."""
+
+    code = ExitCode.HOST
+
+
 class NotFoundError(EngineError):
     """The engine has no such object (removed behind labctl's back, or never made)."""
 

@@ -11,7 +11,7 @@ from typing import Literal, TypeVar
 
 import libvirt
 
-from labctl.errors import EngineError, NotFoundError
+from labctl.errors import DaemonDown, EngineError, NotFoundError
 
 URI = "qemu:///system"
 START_HINT = "start libvirtd: labctl host setup (labctl doctor shows what is missing)"
@@ -34,7 +34,8 @@ def connection(uri: str = URI) -> Iterator[libvirt.virConnect]:
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError as exc:
-        raise error(f"connect to {uri}", exc) from exc
+        said = error(f"connect to {uri}", exc)
+        raise DaemonDown(said.message, said.hint) from exc
     try:
         yield conn
     finally:

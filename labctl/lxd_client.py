@@ -18,7 +18,7 @@ import pylxd
 import requests
 from pylxd.exceptions import ClientConnectionFailed, LXDAPIException, NotFound
 
-from labctl.errors import EngineError, NotFoundError
+from labctl.errors import DaemonDown, EngineError, NotFoundError
 from labctl.paths import NO_SYSTEM_CONTAINERS, system_containers
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,8 @@ def connect_socket(
             tried.append(f"{path}: {exc or 'no answer'}")
     if not tried:
         where = ", ".join(str(p) for p in candidates)
-        raise EngineError(f"no LXD or Incus socket found (looked at {where})", START_HINT)
-    raise EngineError("no LXD or Incus daemon answers: " + "; ".join(tried), START_HINT)
+        raise DaemonDown(f"no LXD or Incus socket found (looked at {where})", START_HINT)
+    raise DaemonDown("no LXD or Incus daemon answers: " + "; ".join(tried), START_HINT)
 
 
 def server_name(client: pylxd.Client) -> str:

@@ -333,10 +333,11 @@ def reset(
         if sys.stdin is not None and sys.stdin.isatty():
             typer.confirm(f"{lost}. Go on?", abort=True)
         else:
+            again = f"labctl class reset {student} --class {folder.name}"
             raise LabctlError(
                 lost,
-                f"add --yes to reset it all the same, or give {student} fresh guests and keep "
-                f"the points: labctl class reset {student} --guest GUEST",
+                f"to reset it all the same: {again} --exercise {exercise} --yes; to give "
+                f"{student} a fresh guest and keep the points: {again} --guest GUEST",
                 ExitCode.USAGE,
             )
     said = do_reset(folder, student, exercise, guest, report)

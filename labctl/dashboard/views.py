@@ -140,7 +140,9 @@ def cell(exercise: ExerciseInfo, attempts: Sequence[Attempt], failing: set[str])
         state = STUCK
     else:
         state = IN_PROGRESS
-    late = len({(a.kind, a.at) for a in attempts if a.late})  # a check records every step
+    # what the student did late (a check records every step at once; starts and an
+    # instructor's resets are no doing of theirs)
+    late = len({(a.kind, a.at) for a in attempts if a.late and a.kind in (CHECK, ANSWER, HINT)})
     return Cell(exercise.id, done, len(steps), len(tries), hints, seconds, state, late)
 
 

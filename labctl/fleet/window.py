@@ -44,6 +44,11 @@ def script(name: str, window: exam.Window) -> str:
     return f"if test -e {there}; then {command}; else echo '{ABSENT}'; fi"
 
 
+def _ends(said: dict[str, object]) -> dict[str, object]:
+    """A host's ``class window --json`` ends, an open one None (a labctl of before said "-")."""
+    return {k: None if said.get(k) in (None, exam.OPEN) else said.get(k) for k in ("start", "end")}
+
+
 def set_window(folder: ClassDir, run: Runner, start: str | None, end: str | None) -> FleetWindow:
     """The class's window changed by ``start``/``end`` (as ``class window`` takes them), given
     to every host, kept here; the hosts that did not take it, and why (the same command again
@@ -73,7 +78,7 @@ def set_window(folder: ClassDir, run: Runner, start: str | None, end: str | None
                 left[host] = f"its labctl answered {o.stdout.strip()[:200]!r}"
             elif said == json.loads(ABSENT):
                 absent.add(host)
-            elif {k: said.get(k) for k in want} != want:
+            elif _ends(said) != want:
                 left[host] = f"its window is {said.get('start')} .. {said.get('end')}"
         folder.save(exam.with_window(cls, window.start, window.end))
     set_on = tuple(h for h in hosts if h not in left and h not in absent)

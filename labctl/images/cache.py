@@ -19,9 +19,12 @@ from pathlib import Path
 from filelock import FileLock
 
 from labctl import procs
-from labctl.errors import BuildError, HostError
+from labctl.errors import BuildError, EngineError, HostError
 from labctl.images.recipe import MANIFEST, Artifact, BuildContext, Manifest, Recipe, Report
 from labctl.paths import cache_dir
+
+#: an image whose engine did not answer when asked whether it holds it
+UNKNOWN = "unknown"
 
 MIN_FREE_BYTES = 4 * 1024**3
 #: Builds run side by side, at most this many (``LABCTL_BUILD_JOBS`` overrides): most of a
@@ -157,13 +160,18 @@ class ImageStore:
         )
 
     def status(self, name: str, recipe_hash: str) -> str:
-        """``ready``, ``missing``, ``outdated`` or ``missing from engine``."""
+        """``ready``, ``missing``, ``outdated``, ``missing from engine``, or ``unknown`` when
+        its engine does not answer (built, as far as the cache knows)."""
         manifest = self.manifest(name)
         if manifest is None:
             return "missing"
         if manifest.recipe_hash != recipe_hash:
             return "outdated"
-        return "ready" if self.recipes[name].present(manifest) else "missing from engine"
+        try:
+            present = self.recipes[name].present(manifest)
+        except EngineError:  # a daemon down: said by doctor and by what needs the engine
+            return UNKNOWN
+        return "ready" if present else "missing from engine"
 
     def clean_stale(self) -> None:
         """Remove temporary directories left by builds that were interrupted."""

@@ -321,7 +321,8 @@ def test_an_exercise_reset_that_takes_points_back_asks_first(
     code, _, err = labctl(monkeypatch, capsys, "class", "reset", "bo", "-e", "ex1", "-c", "so")
     assert code == 2 and made == []
     assert "bo has passed 1 step of ex1: its reset takes them back" in err
-    assert "labctl class reset bo --guest GUEST" in err
+    assert "labctl class reset bo --class so --exercise ex1 --yes;" in err  # whole commands
+    assert "labctl class reset bo --class so --guest GUEST" in err
     assert ProgressStore("cls", "so-bo", "bo").state("ex1").step("s1").passed_once
     # a fresh guest keeps the points, and needs no question
     code, _, err = labctl(monkeypatch, capsys, "class", "reset", "bo", "-g", "app", "-c", "so")

@@ -532,3 +532,57 @@ def test_remove_image_drops_all_our_names_and_the_image() -> None:
     docker_client.remove_image(fake, app_id, "labctl/webapp")
     assert app_id not in fake.api.images and BASE_ID in fake.api.images
     docker_client.remove_image(fake, app_id, "labctl/webapp")  # gone: fine
+
+
+def test_an_engine_that_does_not_answer_is_never_taken_for_a_missing_image(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from labctl.errors import DaemonDown, NotFoundError
+
+    built = Manifest("docker-base", "h1", "2024-01-01T00:00:00+00:00", 1.0, engine_ref="sha256:1")
+    recipe = docker_images.DockerBase()
+
+    def down(**_kw: object) -> object:
+        raise DaemonDown("the Docker daemon does not answer: refused", "start it")
+
+    monkeypatch.setattr(docker_client, "connect", down)
+    with pytest.raises(DaemonDown) as err:
+        recipe.present(built)
+    assert err.value.code == 3  # the host is not fit yet: README's table
+    # answering: only the image it knows is there
+    ids = {f"{docker_images.BASE_REPO}:h1": "sha256:1"}
+    monkeypatch.setattr(docker_client, "connect", lambda **_kw: object())
+    monkeypatch.setattr(docker_client, "image_id", lambda _c, ref, _api: ids.get(ref))
+    assert recipe.present(built)
+    assert not recipe.present(Manifest("docker-base", "h2", "t", 1.0, engine_ref="sha256:1"))
+    # LXD: no alias is a missing image, a daemon down is said
+    lxd = lxd_images.LxdSystem()
+    mine = Manifest("lxd-system", "h", "t", 1.0, engine_ref="fp")
+
+    def no_alias() -> object:
+        raise NotFoundError("no such alias")
+
+    monkeypatch.setattr(lxd_client, "connect", lambda: SimpleNamespace(api=None))
+    monkeypatch.setattr(lxd_client, "engine_errors", lambda _what: _raising(no_alias))
+    assert not lxd.present(mine)
+    monkeypatch.setattr(lxd_client, "connect", lambda: down())
+    with pytest.raises(DaemonDown):
+        lxd.present(mine)
+    # the cache's listing says so, not "missing from engine"
+    store = ImageStore([recipe], root=tmp_path)
+    monkeypatch.setattr(store, "manifest", lambda _name: built)
+    monkeypatch.setattr(docker_client, "connect", down)
+    assert store.status("docker-base", "h1") == "unknown"
+
+
+class _raising:
+    """A context manager that raises what ``make`` makes when its block ends."""
+
+    def __init__(self, make: Callable[[], object]) -> None:
+        self.make = make
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        raise self.make()  # type: ignore[misc]

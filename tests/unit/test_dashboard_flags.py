@@ -146,7 +146,12 @@ def test_attempts_after_the_window_are_late_even_if_recorded_as_scored() -> None
     late = Attempt("ana", "kvm", "accel", "check", at(61), True, None, ("ok",))
     g = views.grid(d.DATA, [after, late], {}, d.NOW, d.RULES)
     kvm = g.rows[0].cells[1]
-    # recorded, shown late, not counted; one check of two steps is one late action
+    # recorded, shown late, not counted; one check of two steps is one late action, and
+    # the start it records, or an instructor's reset, is none
+    start = Attempt("ana", "kvm", None, "start", at(61))
+    reset = Attempt("ana", "kvm", None, "reset", at(62))
+    g = views.grid(d.DATA, [start, after, late, reset], {}, d.NOW, d.RULES)
+    kvm = g.rows[0].cells[1]
     assert (kvm.label, kvm.late) == ("0/1", 1)
     page = views.student_page(d.DATA, d.DATA.seats[0], [late], None, d.NOW, d.RULES)
     assert [a.late for a in page.attempts] == [True]

@@ -666,3 +666,15 @@ def test_class_up_summary_names_each_failed_lab_and_counts_the_rest(
     print_labs_up("c1", 3, [("bo (lab-b)", "no disk [full]"), ("cy", None)], " on 1 of 2 hosts")
     assert out.getvalue().splitlines() == ["bo (lab-b): no disk [full]", "cy"]
     assert err.getvalue().strip() == "Class c1: 1 of 3 labs up on 1 of 2 hosts."
+
+
+def test_a_hosts_window_answer_is_read_whichever_labctl_wrote_it() -> None:
+    # this labctl says an open end null; one of before said "-": both are open
+    assert fleet_window._ends({"start": "-", "end": "2030-01-07T12:00:00+00:00"}) == {
+        "start": None,
+        "end": "2030-01-07T12:00:00+00:00",
+    }
+    assert fleet_window._ends({"class": "c", "start": None, "end": None}) == {
+        "start": None,
+        "end": None,
+    }
