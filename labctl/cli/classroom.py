@@ -331,7 +331,7 @@ def reset(
             "takes them back (the attempts stay recorded)"
         )
         if sys.stdin is not None and sys.stdin.isatty():
-            typer.confirm(f"{lost}. Go on?", abort=True)
+            tables.confirm(f"{lost}. Go on?", "Nothing reset.")
         else:
             again = f"labctl class reset {student} --class {folder.name}"
             raise LabctlError(

@@ -406,13 +406,13 @@ def reset(
             lang=L,
         )
     if not yes:
-        typer.confirm(
+        tables.confirm(
             tr(
                 L,
                 f"Se borrará todo lo hecho en {guests} (también para otros ejercicios). ¿Seguir?",
                 f"Everything done in {guests} will be lost (for other exercises too). Go on?",
             ),
-            abort=True,
+            tr(L, "No se ha reiniciado nada.", "Nothing reset."),
         )
 
     def report(guest: str, step: str, detail: str) -> None:

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.status import Status
 
 from labctl import console
+from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.host import setup as host_setup
 from labctl.host.ansible import PlaybookResult, TaskEvent
@@ -70,9 +71,8 @@ class _TaskView:
 
 
 def _confirm(question: str, yes: bool) -> None:
-    if not yes and not typer.confirm(question, default=False, err=True):
-        console.err.print("Nothing done.")
-        raise typer.Exit(1)
+    if not yes:
+        tables.confirm(question)
 
 
 def _run(action: Callable[..., PlaybookResult], title: str) -> PlaybookResult:

@@ -67,3 +67,15 @@ def pairs(rows: Iterable[tuple[str, str]]) -> Table:
     for left, right in rows:
         grid.add_row(f"  {left}", right)
     return grid
+
+
+def confirm(question: str, declined: str = "Nothing done.") -> None:
+    """Ask on the terminal (default no); a "no" says ``declined`` and exits 1, nothing done.
+
+    Not ``typer.confirm(abort=True)``: its Abort reads as Ctrl-C ("Interrupted.", 130).
+    """
+    if not typer.confirm(question, default=False, err=True):
+        from labctl import console
+
+        console.err.print(declined)
+        raise typer.Exit(1)

@@ -324,6 +324,16 @@ def test_an_exercise_reset_that_takes_points_back_asks_first(
     assert "labctl class reset bo --class so --exercise ex1 --yes;" in err  # whole commands
     assert "labctl class reset bo --class so --guest GUEST" in err
     assert ProgressStore("cls", "so-bo", "bo").state("ex1").step("s1").passed_once
+    # on a terminal it asks; "no" resets nothing (exit 1, not an interrupt's 130)
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    code, _, err = labctl(monkeypatch, capsys, "class", "reset", "bo", "-e", "ex1", "-c", "so")
+    assert (code, made) == (1, []) and err.endswith("Nothing reset.") and "Interrupted" not in err
     # a fresh guest keeps the points, and needs no question
     code, _, err = labctl(monkeypatch, capsys, "class", "reset", "bo", "-g", "app", "-c", "so")
     assert code == 0 and made == ["labctl-cls-so-bo-app"], err
