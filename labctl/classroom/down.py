@@ -84,20 +84,12 @@ def _remove_key(inst: InstanceDir) -> bool:
     for path in (inst.key, inst.key.with_name(inst.key.name + ".pub"), inst.owner_file):
         path.unlink(missing_ok=True)
     progress = inst.path / "progress"
-    if progress.is_dir() and any(progress.glob("*.json*")):
-        return True
-    if inst.path.is_dir():
-        for leftover in ("lock", "lock.holder"):
-            (inst.path / leftover).unlink(missing_ok=True)
-        if progress.is_dir():
-            for f in progress.iterdir():
-                f.unlink()
-            progress.rmdir()
-        try:
-            inst.path.rmdir()
-        except OSError:
-            return True  # something else is in it: not ours to remove
-    return False
+    if progress.is_dir():
+        if any(progress.glob("*.json*")):
+            return True
+        for f in progress.iterdir():
+            f.unlink()
+    return not inst.remove_leftovers()
 
 
 def _down_labs(c: _ClassDown) -> None:

@@ -74,15 +74,10 @@ def _remove_files(inst: InstanceDir) -> int:
     files = sorted(progress.glob("*.json*"))
     for f in files:
         f.unlink()
-    if not any(progress.iterdir()):
-        progress.rmdir()
     if inst.load() is None:  # no lab of that name was made again since: its folder's leftovers
-        for leftover in ("lock", "lock.holder"):
-            (inst.path / leftover).unlink(missing_ok=True)
-        try:
-            inst.path.rmdir()
-        except OSError:
-            pass  # something else is in it: not ours to remove
+        inst.remove_leftovers()
+    elif not any(progress.iterdir()):
+        progress.rmdir()
     return len(files)
 
 

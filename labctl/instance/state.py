@@ -206,6 +206,22 @@ class InstanceDir:
         """Whose instance this is (class mode), kept until the instance is removed."""
         return self.path / "owner.json"
 
+    def remove_leftovers(self) -> bool:
+        """Remove the instance's folder when only what labctl leaves in it is there (its lock
+        files, an empty progress folder); True when it is gone (or never was)."""
+        if not self.path.is_dir():
+            return True
+        for leftover in ("lock", "lock.holder"):
+            (self.path / leftover).unlink(missing_ok=True)
+        for folder in (self.path / "progress", self.path):
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return False  # something else is in it: not ours to remove
+        return True
+
     def owner(self) -> Owner | None:
         """The instance's :class:`Owner`, or None outside class mode."""
         return read_saved(

@@ -151,3 +151,16 @@ def test_up_names_the_lab_file_an_instance_came_up_from(monkeypatch: pytest.Monk
     assert up_command("virtualization-full", "a1", str(full / "s390x.yaml")) == (
         "labctl up labs/virtualization-full/s390x.yaml --instance a1"
     )
+
+
+def test_an_instance_folder_goes_only_when_nothing_but_labctls_leftovers_are_in_it(
+    state_root: Path,
+) -> None:
+    inst = InstanceDir("net", "a1")
+    assert inst.remove_leftovers()  # never there
+    (inst.path / "progress").mkdir(parents=True)
+    (inst.path / "lock").write_text("")
+    assert inst.remove_leftovers() and not inst.path.exists()
+    (inst.path / "progress").mkdir(parents=True)
+    (inst.path / "progress" / "ana.json").write_text("{}")  # a student's work: kept
+    assert not inst.remove_leftovers() and (inst.path / "progress" / "ana.json").exists()
