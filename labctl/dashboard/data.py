@@ -40,6 +40,8 @@ class Attempt:
     messages: tuple[str, ...] = ()
     scored: bool = True
     failing: tuple[str, ...] = ()  # the messages of the checks that did not pass
+    #: those checks as (place among the step's checks, status), where the record says
+    failed_checks: tuple[tuple[int, str], ...] = ()
 
     @property
     def late(self) -> bool:
@@ -84,10 +86,11 @@ class ListSource:
 
 @dataclass(frozen=True)
 class StepInfo:
-    """A step of an exercise: its id and title."""
+    """A step of an exercise: its id, title and what each of its checks looks at."""
 
     id: str
     title: str
+    checks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,10 @@ def exercises_of(spec_path: str, lang: Lang = "en") -> tuple[ExerciseInfo, ...]:
         ExerciseInfo(
             e.id,
             e.title.get(lang),
-            tuple(StepInfo(s.id, s.title.get(lang)) for s in e.steps),
+            tuple(
+                StepInfo(s.id, s.title.get(lang), tuple(c.what.get(lang) for c in s.checks))
+                for s in e.steps
+            ),
         )
         for e in found
     )
@@ -179,6 +185,9 @@ def from_store(a: StoreAttempt) -> Attempt:
         tuple(_said(m) for m in a.messages),
         a.scored,
         tuple(_said(m) for m in a.messages if m.status != "passed"),
+        tuple(
+            (m.check, m.status) for m in a.messages if m.status != "passed" and m.check is not None
+        ),
     )
 
 

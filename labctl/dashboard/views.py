@@ -24,6 +24,7 @@ from labctl.dashboard.data import (
     ClassData,
     ExerciseInfo,
     Health,
+    StepInfo,
 )
 from labctl.dashboard.flags import Flag, Rules
 
@@ -204,6 +205,16 @@ def student_page(
     return StudentPage(data, row(data, seat, attempts, health, now, rules), tuple(attempts), now)
 
 
+def first_failure(attempt: Attempt, step: StepInfo) -> str:
+    """The attempt's first failing check, in the dashboard's words where the record names the
+    check: students' messages are in their own language and carry their own parameters, so
+    the same failure is counted once however each student saw it."""
+    for place, status in attempt.failed_checks[:1]:
+        if place < len(step.checks):
+            return f"{step.checks[place]}: {status}"
+    return next(iter(attempt.failing or attempt.messages), "")
+
+
 def exercise_page(
     data: ClassData,
     exercise: ExerciseInfo,
@@ -230,7 +241,8 @@ def exercise_page(
         failed = [a for a in on_step if a.failed]
         failed_by = {a.student for a in failed}
         stuck = tuple(sorted(s for s, sid in current.items() if sid == info.id and s in failed_by))
-        said = Counter(m for a in failed for m in (a.failing or a.messages)[:1] if m)
+        said = Counter(first_failure(a, info) for a in failed)
+        del said[""]
         stats.append(
             StepStats(
                 info.id,

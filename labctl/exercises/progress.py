@@ -145,8 +145,8 @@ class ProgressStore:
                     passed=step_result.passed,
                     answer_passed=verdict,
                     messages=tuple(
-                        Message(r.what, r.status, r.detail, r.note or "")
-                        for r in step_result.results
+                        Message(r.what, r.status, r.detail, r.note or "", i)
+                        for i, r in enumerate(step_result.results)
                     ),
                 )
             )

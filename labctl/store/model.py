@@ -22,6 +22,8 @@ class Message:
     status: str  # passed / failed / error
     detail: str = ""
     note: str = ""  # the teacher's note shown with a failure
+    #: its place among the step's checks: names the check whatever language ``what`` is in
+    check: int | None = None
 
 
 @dataclass(frozen=True)

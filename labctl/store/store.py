@@ -38,7 +38,8 @@ def utc(at: datetime) -> datetime:
 def _messages(raw: Any) -> tuple[Message, ...]:
     items = json.loads(raw) if isinstance(raw, str) else raw or []
     return tuple(
-        Message(m["what"], m["status"], m.get("detail", ""), m.get("note", "")) for m in items
+        Message(m["what"], m["status"], m.get("detail", ""), m.get("note", ""), m.get("check"))
+        for m in items
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from labctl.dashboard import flags, views
-from labctl.dashboard.data import Attempt
+from labctl.dashboard.data import Attempt, ExerciseInfo, StepInfo
 from labctl.dashboard.flags import Rules
 from tests.unit import dashboard_data as d
 from tests.unit.dashboard_data import at
@@ -155,3 +157,23 @@ def test_attempts_after_the_window_are_late_even_if_recorded_as_scored() -> None
     assert (kvm.label, kvm.late) == ("0/1", 1)
     page = views.student_page(d.DATA, d.DATA.seats[0], [late], None, d.NOW, d.RULES)
     assert [a.late for a in page.attempts] == [True]
+
+
+def test_one_failure_seen_in_two_languages_is_counted_once_by_its_check() -> None:
+    step = StepInfo("arch", "Which CPU?", ("the guest's CPU", "{param.user} exists"))
+    exercise = ExerciseInfo("emu", "Emulation", (step,))
+    data = replace(d.DATA, exercises=(exercise,))
+
+    def failed(student: str, said: str, place: int | None) -> Attempt:
+        where = () if place is None else ((place, "failed"),)
+        return Attempt(
+            student, "emu", "arch", "check", at(1), False, None, (said,), True, (said,), where
+        )
+
+    attempts = [
+        failed("ana", "ana existe: failed: no existe", 1),
+        failed("bo", "bo exists: failed: no such user", 1),
+        failed("cy", "older record: failed", None),  # recorded before messages named a check
+    ]
+    page = views.exercise_page(data, exercise, attempts, d.NOW, d.RULES)
+    assert page.steps[0].common == (("{param.user} exists: failed", 2), ("older record: failed", 1))

@@ -92,6 +92,16 @@ def test_record_marks_steps_and_completion_once(tmp_path: Path) -> None:
     assert kinds[0] == ("start", None, None) and len(kinds) == 5  # every check kept
 
 
+def test_each_message_names_its_check_by_place(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    two = runner.StepResult(
+        "one", 1, "one", (CheckResult("a", "passed", ""), CheckResult("b", "failed", "no"))
+    )
+    s.record_checks(EXERCISE, runner.ExerciseResult("demo", (two,)), s.state("demo"))
+    (check,) = [a for a in s.store.attempts("lab") if a.kind == "check"]
+    assert [(m.what, m.check) for m in check.messages] == [("a", 0), ("b", 1)]
+
+
 def test_a_step_broken_after_passing_does_not_pass_now(tmp_path: Path) -> None:
     s = store(tmp_path)
     p = s.record_checks(EXERCISE, result(True, True), s.state("demo"))

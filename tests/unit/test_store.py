@@ -55,7 +55,7 @@ def test_migrations_run_once_and_record_their_version(store_url: str) -> None:
 
 def test_every_attempt_is_kept_with_its_messages(store: Store) -> None:
     msgs = (
-        Message("uname -m", "failed", "x86_64 ≠ aarch64", "look again"),
+        Message("uname -m", "failed", "x86_64 ≠ aarch64", "look again", 1),
         Message("ñandú", "passed"),
     )
     store.record(
