@@ -45,6 +45,7 @@ from labctl.classroom.homes import authorize
 from labctl.classroom.roster import key_problem
 from labctl.classroom.server import find as find_server
 from labctl.errors import HostError, LabctlError, SpecError
+from labctl.exercises.i18n import Lang
 from labctl.instance import isolation
 from labctl.instance.naming import DEFAULT_LAB, check_instance, check_lab_name, matching
 from labctl.keys import ensure_keypair
@@ -125,6 +126,7 @@ class Account:
     public_key: str
     created_at: str
     server: str | None = None  # what the students' laptops call this host (the sheet's)
+    lang: Lang = "en"  # the language of the sheet (the class's, ``class up --lang``)
 
     @property
     def sheet(self) -> Path:
@@ -284,6 +286,7 @@ def ensure_account(
     instance: str | None = None,
     server: str | None = None,
     system: System | None = None,
+    lang: Lang = "en",
 ) -> Account:
     """Create (or find, on a rerun) the student's account; see the module's docstring.
 
@@ -301,7 +304,7 @@ def ensure_account(
     key = check_public_key(ssh_public_key) if ssh_public_key else None
     sys_ = system or System()
     with _registry_lock():
-        account = _claim(user, full_name, key, class_name, lab, instance, sys_, server)
+        account = _claim(user, full_name, key, class_name, lab, instance, sys_, server, lang)
         entry = sys_.lookup(user)
         if entry is None:
             sys_.run(_useradd(user, full_name, class_name))
@@ -327,6 +330,7 @@ def _claim(
     instance: str,
     sys_: System,
     server: str | None = None,
+    lang: Lang = "en",
 ) -> Account:
     """The account's record, written before ``useradd``; refuses accounts that are not ours."""
     mine = record(user)
@@ -366,6 +370,7 @@ def _claim(
         # what class up says now, not an earlier run's (a rerun is how the name is changed);
         # the record keeps it for the sheets rewritten later (reach.admit)
         server=server or server_name(),
+        lang=lang,
     )
     if account != mine:
         _save(account)

@@ -36,6 +36,7 @@ from labctl.classroom.roster import account_exists as roster_account_exists
 from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, seat_of
 from labctl.console import plural
 from labctl.errors import LabctlError
+from labctl.exercises.i18n import Lang
 from labctl.exercises.model import load_exercises
 from labctl.exercises.progress import now
 from labctl.images.cache import ImageStore
@@ -67,11 +68,11 @@ class HostAccounts:
     """:class:`Accounts` on this host: ``classroom.accounts`` (useradd, its registry).
 
     ``server``: what the access sheets call this host (None: ``accounts.server_name()``,
-    found again for each student).
+    found again for each student); ``lang``: the sheets' language.
     """
 
-    def __init__(self, server: str | None = None) -> None:
-        self.server = server
+    def __init__(self, server: str | None = None, lang: Lang = "en") -> None:
+        self.server, self.lang = server, lang
 
     def ensure(self, student: Student, class_name: str, lab: str, instance: str) -> None:
         """Create (or find) the account; the roster's key or a generated one in the sheet."""
@@ -83,6 +84,7 @@ class HostAccounts:
             lab=lab,
             instance=instance,
             server=self.server,
+            lang=self.lang,
         )
 
     def remove(self, student: str, class_name: str) -> None:
@@ -163,6 +165,7 @@ class _ClassUp:
     window: exam.Window | None = None
     #: what the class's ports keep clear of (None: this server's, read when needed)
     ports: slots.HostPorts | None = None
+    lang: Lang | None = None  # the access sheets' language (None: the class's own kept)
     folder: ClassDir | None = None
     box: Box | None = None
     slots: dict[str, int] = field(default_factory=dict)
@@ -251,6 +254,7 @@ def _record(c: _ClassUp) -> None:
         c.name, c.lab.name, str(c.spec_path.resolve()), str(Path(c.roster.path).resolve())
     )
     state = exam.with_ends(replace(state, roster=str(Path(c.roster.path).resolve())), c.window)
+    state = replace(state, lang=c.lang or state.lang)
     for s in c.roster.students:
         old = state.seats.get(s.id)
         fresh = seat_of(s, instance_of(c.name, s.id))
@@ -366,15 +370,17 @@ def up(
     accounts: Accounts | None | Literal["host"] = "host",
     window: exam.Window | None = None,
     ports: slots.HostPorts | None = None,
+    lang: Lang | None = None,
 ) -> ClassUpResult:
     """Bring up one lab instance per student of ``roster``; resumable, failures per student.
 
     ``window``: the exam window's ends to set (see ``classroom.window.given``); an end not
-    given keeps the class's own. Each student gets a seat slot (``classroom.slots``), their
-    ports' source. ``up_one`` (a student's ``lab.lifecycle.up``), ``host``, ``ports`` (what
-    the class's ports keep clear of), ``account_exists`` and ``accounts`` (None: none made)
-    are for tests and benches; by default the real lifecycle, host, passwd database and
-    accounts (:class:`HostAccounts`) are used.
+    given keeps the class's own; ``lang``, the access sheets' language, likewise. Each
+    student gets a seat slot (``classroom.slots``), their ports' source. ``up_one`` (a
+    student's ``lab.lifecycle.up``), ``host``, ``ports`` (what the class's ports keep clear
+    of), ``account_exists`` and ``accounts`` (None: none made) are for tests and benches; by
+    default the real lifecycle, host, passwd database and accounts (:class:`HostAccounts`)
+    are used.
     """
     c = _ClassUp(
         roster,
@@ -391,6 +397,7 @@ def up(
         HostAccounts() if accounts == "host" else accounts,
         window,
         ports,
+        lang,
     )
     with cancel.said(lambda: _up_so_far(c)):
         execute(CLASS_UP_STAGES, c, report)

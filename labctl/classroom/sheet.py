@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from labctl.exercises.i18n import tr
+
 if TYPE_CHECKING:
     from labctl.classroom.accounts import Account
 
@@ -44,7 +46,7 @@ def ssh_config(
     plain OpenSSH through the server (the guest has the student's key), or forwards the port
     an application container publishes.
     """
-    host = ssh_host(account.class_name)
+    host, lang = ssh_host(account.class_name), account.lang
     ident = []
     if account.key == "generated":  # a roster key is the student's own: ssh finds it
         ident = [f"    IdentityFile ~/.ssh/{host}", "    IdentitiesOnly yes"]
@@ -62,7 +64,11 @@ def ssh_config(
             "    User root",
             f"    ProxyJump {host}",
             *ident,
-            "    # made anew by every reset, with a new host key: not worth remembering",
+            tr(
+                lang,
+                "    # cada reinicio lo crea de nuevo, con otra clave de host: no se recuerda",
+                "    # made anew by every reset, with a new host key: not worth remembering",
+            ),
             "    StrictHostKeyChecking no",
             "    UserKnownHostsFile /dev/null",
             "    LogLevel ERROR",
@@ -75,11 +81,24 @@ def ssh_config(
             *ident,
             f"    LocalForward 127.0.0.1:{fwd.port} 127.0.0.1:{fwd.port}",
         ]
-    lines.append(f"# A shell in one of your guests: ssh -t {host} labctl ssh GUEST")
-    lines += [f"#   or straight in: ssh {host}-{hop.guest}" for hop in hops]
+    lines.append(
+        tr(
+            lang,
+            f"# Una shell en uno de tus invitados: ssh -t {host} labctl ssh INVITADO",
+            f"# A shell in one of your guests: ssh -t {host} labctl ssh GUEST",
+        )
+    )
     lines += [
-        f"# {fwd.guest} on your laptop: ssh -N {host}-{fwd.guest}, then open "
-        f"http://127.0.0.1:{fwd.port}/"
+        tr(lang, "#   o directo: ", "#   or straight in: ") + f"ssh {host}-{hop.guest}"
+        for hop in hops
+    ]
+    lines += [
+        tr(
+            lang,
+            f"# {fwd.guest} en tu portátil: ssh -N {host}-{fwd.guest}, y abre ",
+            f"# {fwd.guest} on your laptop: ssh -N {host}-{fwd.guest}, then open ",
+        )
+        + f"http://127.0.0.1:{fwd.port}/"
         for fwd in forwards
     ]
     return "\n".join(lines) + "\n"
@@ -93,30 +112,53 @@ def render(
     forwards: tuple[Forward, ...] = (),
 ) -> str:
     """The instructor's access sheet for one student; ``private_key`` when labctl made it."""
-    host = ssh_host(account.class_name)
+    host, lang = ssh_host(account.class_name), account.lang
     lines = [
-        f"labctl class {account.class_name}: access for {account.full_name}",
+        tr(
+            lang,
+            f"labctl class {account.class_name}: acceso de {account.full_name}",
+            f"labctl class {account.class_name}: access for {account.full_name}",
+        ),
         "",
-        f"Server:   {server}",
-        f"User:     {account.user}",
-        f"Lab:      {account.lab} (instance {account.instance})",
-        "Password: none (SSH keys only)",
+        tr(lang, "Servidor:   ", "Server:   ") + server,
+        tr(lang, "Usuario:    ", "User:     ") + account.user,
+        tr(
+            lang,
+            f"Laboratorio: {account.lab} (instancia {account.instance})",
+            f"Lab:      {account.lab} (instance {account.instance})",
+        ),
+        tr(lang, "Contraseña: ninguna (solo claves SSH)", "Password: none (SSH keys only)"),
         "",
     ]
     if private_key is not None:
         lines += [
-            f"Save the private key below as ~/.ssh/{host} (chmod 600):",
+            tr(
+                lang,
+                f"Guarda esta clave privada como ~/.ssh/{host} (chmod 600):",
+                f"Save the private key below as ~/.ssh/{host} (chmod 600):",
+            ),
             "",
             private_key.rstrip(),
             "",
         ]
     else:
-        lines += ["Key: the public key from the roster (use its private half).", ""]
+        lines += [
+            tr(
+                lang,
+                "Clave: la clave pública de la lista de clase (usa su mitad privada).",
+                "Key: the public key from the roster (use its private half).",
+            ),
+            "",
+        ]
     lines += [
-        "Add to ~/.ssh/config:",
+        tr(lang, "Añade a ~/.ssh/config:", "Add to ~/.ssh/config:"),
         "",
         ssh_config(account, server, hops, forwards),
-        f"Then: ssh {host}   and there: labctl exercise list",
+        tr(
+            lang,
+            f"Después: ssh {host}   y allí: labctl exercise list",
+            f"Then: ssh {host}   and there: labctl exercise list",
+        ),
     ]
     return "\n".join(lines) + "\n"
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from labctl.classroom.roster import Student, check_class
 from labctl.errors import ExitCode, LabctlError
+from labctl.exercises.i18n import Lang, detect
 from labctl.paths import state_dir, within
 from labctl.private import SavedState, locked, private_dir, read_saved, write_private
 
@@ -55,6 +56,7 @@ class ClassState:
     #: the exam window (ISO 8601, UTC), see ``classroom.window``; None: always open
     window_start: str | None = None
     window_end: str | None = None
+    lang: Lang = "en"  # the access sheets' language (``class up --lang``)
 
     def with_seat(self, seat: Seat) -> ClassState:
         """A copy with ``seat`` replacing the seat of the same student."""
@@ -104,6 +106,14 @@ class ClassDir:
             "its students' labs are still labelled: `labctl down --lab LAB --instance "
             f"{self.name}-ID` removes each; then remove the file",
         )
+
+    def lang(self, given: str | None) -> Lang:
+        """The language of the class's access sheets: ``given`` (``--lang``) if any, else the
+        class's own on a rerun, else the locale's."""
+        if given:
+            return detect(given)
+        cls = self.load()
+        return cls.lang if cls is not None else detect(None)
 
     def load_for(self, lab: str) -> ClassState | None:
         """The class's state, or None; refused (nothing done) when the class runs another lab."""

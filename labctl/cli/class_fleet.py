@@ -17,6 +17,7 @@ from labctl.classroom.window import Window
 from labctl.cli import tables
 from labctl.console import plural
 from labctl.errors import ExitCode
+from labctl.exercises.i18n import Lang
 from labctl.fleet import down as fleet_down
 from labctl.fleet import inventory as fleet_inventory
 from labctl.fleet import remote
@@ -56,6 +57,7 @@ def up(
     forks: int,
     window: Window | None,
     max_students: int | None,
+    lang: Lang,
     json_out: bool,
 ) -> None:
     """``labctl class up ROSTER LAB --hosts INVENTORY``."""
@@ -79,6 +81,7 @@ def up(
         replace_failed=replace_failed,
         window=window,
         max_students=max_students,
+        lang=lang,
         report=_lines if not json_out else lambda *a: None,
     )
     if json_out:

@@ -87,7 +87,7 @@ def serve(
         token = tokens.new_instructor()
         exercises = exercises_of(state.spec_path)
         seats = class_data(state, exercises).seats
-        made = tokens.ensure_students(seats, url, tunnel_host(folder))
+        made = tokens.ensure_students(seats, url, tunnel_host(folder), state.lang)
         try:
             guests = tuple(load_lab(Path(state.spec_path)).guests)
         except (LabctlError, OSError):

@@ -155,6 +155,12 @@ def up(
         False, "--replace-failed", help="With --hosts: move a failed host's students elsewhere."
     ),
     forks: int = typer.Option(10, "--forks", min=1, max=100, help="With --hosts: hosts at once."),
+    lang: str | None = typer.Option(
+        None,
+        "--lang",
+        help="The access sheets' language, es or en (default: the class's, else the locale's).",
+        show_default=False,
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """One lab instance per student; a rerun finishes what is missing."""
@@ -163,6 +169,7 @@ def up(
     ends = None
     if window_start or window_end:  # a bad time is refused before anything is read or made
         ends = exam.given(window_start, window_end, ("--window-start", "--window-end"))
+    sheets = class_state.ClassDir(class_name).lang(lang)
     if hosts is not None:
         from labctl.cli import class_fleet
 
@@ -176,6 +183,7 @@ def up(
             forks=forks,
             window=ends,
             max_students=max_students,
+            lang=sheets,
             json_out=json_out,
         )
         return
@@ -184,7 +192,7 @@ def up(
 
     roster.check_class(class_name)
     server = find_server()  # once: every student's sheet names the server alike
-    accounts = class_lifecycle.HostAccounts(server.name)
+    accounts = class_lifecycle.HostAccounts(server.name, sheets)
     r = roster.load(roster_file, account=class_lifecycle.account_check(class_name, None, accounts))
     lab, path = resolve_lab(lab_ref)
     result = class_lifecycle.up(
@@ -199,6 +207,7 @@ def up(
         report=_Lines() if not json_out else lambda *a: None,
         window=ends,
         accounts=accounts,
+        lang=sheets,
     )
     note = server.note()
     if json_out:

@@ -24,46 +24,69 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from labctl.classroom.state import Seat
+from labctl.exercises.i18n import Lang, tr
 from labctl.private import private_dir, read_saved, write_private
 
 INSTRUCTOR, STUDENT = "instructor", "student"
 TOKENS_FILE = "dashboard-tokens.json"
-#: the access sheet's section about the progress page; it starts with ``--- `` so that a
-#: sheet ``class up`` writes anew keeps it (``classroom.sheet``'s appendix)
-SECTION = "--- progress page (labctl class serve) ---"
-TOKEN_LINE = "Progress page token: "
+#: the access sheet's section about the progress page, by language; it starts with ``--- ``
+#: so that a sheet ``class up`` writes anew keeps it (``classroom.sheet``'s appendix)
+SECTIONS = {
+    "en": "--- progress page (labctl class serve) ---",
+    "es": "--- página de progreso (labctl class serve) ---",
+}
+TOKEN_LINES = {"en": "Progress page token: ", "es": "Token de la página de progreso: "}
 
 
 def sheet_token(text: str) -> str | None:
-    """The progress page token written in an access sheet, or None."""
+    """The progress page token written in an access sheet (in either language), or None."""
     for line in text.splitlines():
-        if line.startswith(TOKEN_LINE):
-            return line[len(TOKEN_LINE) :].strip() or None
+        for label in TOKEN_LINES.values():
+            if line.startswith(label):
+                return line[len(label) :].strip() or None
     return None
 
 
-def with_section(text: str, url: str, token: str, ssh_host: str | None = None) -> str:
-    """The sheet with its progress page section (replacing an older one) at the end.
+def with_section(
+    text: str, url: str, token: str, ssh_host: str | None = None, lang: Lang = "en"
+) -> str:
+    """The sheet with its progress page section (replacing an older one, in either language)
+    at the end, in ``lang``.
 
     A page served on the server's loopback is reached from a laptop through an SSH tunnel:
     through ``ssh_host`` when the sheet's ssh_config defines that ``Host``.
     """
-    kept = text.split(SECTION)[0].rstrip("\n")
+    kept = text
+    for heading in SECTIONS.values():
+        kept = kept.split(heading)[0]
+    kept = kept.rstrip("\n")
     section = [
-        SECTION,
-        f"Your progress page: {url} (log in with this token; it shows your own work only)",
-        f"{TOKEN_LINE}{token}",
+        SECTIONS[lang],
+        tr(
+            lang,
+            f"Tu página de progreso: {url} (entra con este token; solo muestra tu trabajo)",
+            f"Your progress page: {url} (log in with this token; it shows your own work only)",
+        ),
+        f"{TOKEN_LINES[lang]}{token}",
     ]
     parts = urlsplit(url)
     if parts.port and parts.hostname in ("127.0.0.1", "::1", "localhost"):
         port, there = parts.port, "[::1]" if parts.hostname == "::1" else "127.0.0.1"
         tunnel = f"ssh -N -L {port}:{there}:{port}"
         if ssh_host and f"Host {ssh_host}\n" in kept:  # the sheet's own ssh_config defines it
-            how = f"from your laptop, {tunnel} {ssh_host}"
+            how = tr(lang, "desde tu portátil, ", "from your laptop, ") + f"{tunnel} {ssh_host}"
         else:  # a sheet labctl made for the token alone: no account of the student's here
-            how = f"ask your instructor for a way in, then from your laptop {tunnel} YOU@SERVER"
+            how = tr(
+                lang,
+                f"pide a tu profesor un acceso; luego, desde tu portátil, {tunnel} TU@SERVIDOR",
+                f"ask your instructor for a way in, then from your laptop {tunnel} YOU@SERVER",
+            )
         section.append(
-            f"It listens on the server's loopback: {how}, then open http://127.0.0.1:{port}/"
+            tr(
+                lang,
+                f"Escucha en el loopback del servidor: {how}, y abre http://127.0.0.1:{port}/",
+                f"It listens on the server's loopback: {how}, then open http://127.0.0.1:{port}/",
+            )
         )
     return (kept + "\n\n" if kept else "") + "\n".join(section) + "\n"
 
@@ -152,13 +175,13 @@ class TokenFile:
         return token
 
     def ensure_students(
-        self, seats: tuple[Seat, ...], url: str, ssh_host: str | None = None
+        self, seats: tuple[Seat, ...], url: str, ssh_host: str | None = None, lang: Lang = "en"
     ) -> list[str]:
         """Give every student whose sheet has no valid token a new one; their ids.
 
         The token goes into the student's access sheet (``access/<student>.txt``, made if
-        labctl made no account); students no longer in the class lose theirs. ``ssh_host``:
-        see :func:`with_section`.
+        labctl made no account); students no longer in the class lose theirs. ``ssh_host``
+        and ``lang`` (the sheets'): see :func:`with_section`.
         """
         book = self.load()
         hashes = {s: h for s, h in book.students.items() if any(x.student == s for x in seats)}
@@ -169,13 +192,13 @@ class TokenFile:
             text = path.read_text() if path.is_file() else ""
             token = sheet_token(text)
             if token is not None and hashes.get(seat.student) == digest(token):
-                again = with_section(text, url, token, ssh_host)
+                again = with_section(text, url, token, ssh_host, lang)
                 if again != text:  # same token, a new address
                     write_private(path, again)
                 continue
             token = new_token()
             hashes[seat.student] = digest(token)
-            write_private(path, with_section(text, url, token, ssh_host))
+            write_private(path, with_section(text, url, token, ssh_host, lang))
             made.append(seat.student)
         self.save(TokenBook(book.instructor, hashes))
         return made

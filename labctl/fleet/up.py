@@ -39,6 +39,7 @@ from labctl.classroom.roster import Roster, Student, check_class, check_size, in
 from labctl.classroom.state import FAILED, PENDING, UP, ClassDir, ClassState, Seat, seat_of
 from labctl.console import plural
 from labctl.errors import HostError, LabctlError
+from labctl.exercises.i18n import Lang
 from labctl.exercises.progress import now
 from labctl.fleet import place as placing
 from labctl.fleet import ship
@@ -90,6 +91,7 @@ class _FleetUp:
     replace_failed: bool = False
     window: exam.Window | None = None  # the exam window's ends given (None: the class's kept)
     max_students: int | None = None
+    lang: Lang | None = None  # the access sheets' language (None: the class's kept)
     folder: ClassDir = field(init=False)
     fleet: FleetState = field(init=False)
     cls: ClassState = field(init=False)
@@ -183,14 +185,16 @@ def _validate(c: _FleetUp) -> None:
         c.name, c.lab.name, str(c.spec_path.resolve()), str(Path(c.roster.path).resolve())
     )
     c.cls = exam.with_ends(c.cls, c.window)  # kept here (dashboard, grades), given to each host
+    c.cls = replace(c.cls, lang=c.lang or c.cls.lang)
     for profile in {h.vm_profile for h in c.inventory.hosts}:  # built here, shipped later
         lab_plan.check_images(c.lab, c.images, profile)
 
 
 def _host_options(c: _FleetUp) -> str:
-    """What each host's ``class up`` is told besides the roster: the class's exam window as
-    this controller keeps it, and ``--max-parallel`` when one was given."""
-    options = [] if c.max_parallel is None else ["--max-parallel", str(c.max_parallel)]
+    """What each host's ``class up`` is told besides the roster: the class's exam window and
+    sheets' language as this controller keeps them, and ``--max-parallel`` when given."""
+    options = ["--lang", c.cls.lang]
+    options += [] if c.max_parallel is None else ["--max-parallel", str(c.max_parallel)]
     for option, value in (
         ("--window-start", c.cls.window_start),
         ("--window-end", c.cls.window_end),
@@ -239,6 +243,7 @@ def _reach(c: _FleetUp) -> None:
 def _record(c: _FleetUp) -> None:
     # read again under the lock: what another command wrote since (class window) is kept
     state = exam.with_ends(c.folder.load_for(c.lab.name) or c.cls, c.window)
+    state = replace(state, lang=c.cls.lang)
     for s in c.roster.students:
         old = state.seats.get(s.id)
         fresh = seat_of(s, instance_of(c.name, s.id))
@@ -497,11 +502,13 @@ def up(
     replace_failed: bool = False,
     window: exam.Window | None = None,
     max_students: int | None = None,
+    lang: Lang | None = None,
     report: Reporter = quiet,
 ) -> FleetUpResult:
     """Bring the class up over the inventory's hosts (see the module).
 
-    ``window``: the exam window's ends to set, on this controller and on every host;
+    ``window``: the exam window's ends to set, on this controller and on every host (and
+    ``lang``, the access sheets' language, likewise; None keeps the class's);
     ``max_parallel``: each host's students' labs at once (None: one per core of that host).
     """
     c = _FleetUp(
@@ -517,6 +524,7 @@ def up(
         replace_failed,
         window,
         max_students,
+        lang,
     )
     execute(FLEET_UP_STAGES, c, report)
     return FleetUpResult(

@@ -64,6 +64,20 @@ def test_a_new_student_gets_a_locked_account_a_generated_key_and_a_private_sheet
     assert fake.allowed == [["ana"]]  # the sudo rule lets the new student in
 
 
+def test_a_spanish_class_gets_its_sheet_in_spanish_and_a_rerun_rewrites_it(
+    state_root: Path, fake: FakeSystem
+) -> None:
+    args = ("ana", "Ana", None, "so24a")
+    account = accounts.ensure_account(*args, server="lab", system=fake, lang="es")
+    sheet = account.sheet.read_text()
+    assert "Guarda esta clave privada como ~/.ssh/labctl-so24a (chmod 600):" in sheet
+    assert "Usuario:    ana" in sheet and "Añade a ~/.ssh/config:" in sheet
+    assert "Save the private key" not in sheet and "HostName lab" in sheet  # ssh's own words
+    assert accounts.record("ana").lang == "es"  # type: ignore[union-attr]
+    again = accounts.ensure_account(*args, server="lab", system=fake, lang="en")
+    assert "Save the private key below as ~/.ssh/labctl-so24a" in again.sheet.read_text()
+
+
 def test_a_roster_key_is_authorised_and_no_key_is_generated(
     tmp_path: Path, state_root: Path, fake: FakeSystem
 ) -> None:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from labctl.classroom import accounts, capacity, server
 from labctl.classroom import down as class_down
 from labctl.classroom import lifecycle as class_lifecycle
+from labctl.classroom.state import ClassDir
 from labctl.cli import app
 from labctl.cli import classroom as cli_classroom
 from labctl.errors import SpecError
@@ -150,14 +151,17 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setattr("labctl.host.accel.detect", NoKvm)
     monkeypatch.setattr(capacity, "host_capacity", lambda: ROOMY)
     servers: list[str | None] = []
+    langs: list[str] = []
 
-    def host_accounts(name: str | None = None) -> object:
+    def host_accounts(name: str | None = None, lang: str = "en") -> object:
         servers.append(name)
+        langs.append(lang)
         return w.accounts
 
     monkeypatch.setattr(class_lifecycle, "HostAccounts", host_accounts)
     monkeypatch.setattr(class_down, "HostAccounts", host_accounts)
     w.servers = servers  # type: ignore[attr-defined]
+    w.langs = langs  # type: ignore[attr-defined]
     return w
 
 
@@ -182,3 +186,31 @@ def test_class_up_says_which_server_the_sheets_name_and_how_to_change_it(
     assert again.exit_code == 0, again.output
     assert "access sheets" not in again.stderr
     assert world.servers[-1] == "lab.example.org"  # type: ignore[attr-defined]
+
+
+def test_the_sheets_language_is_given_once_and_kept_by_a_rerun(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.roster_file.write_text("id,name\nana,Ana\n")
+    monkeypatch.setattr(cli_classroom, "find_server", lambda: find("localhost"))
+    args = ["class", "up", str(world.roster_file), str(world.path), "-c", "so"]
+    assert CliRunner().invoke(app, [*args, "--lang", "es"]).exit_code == 0
+    assert ClassDir("so").require().lang == "es"
+    # a rerun from an English shell keeps the class's language; --lang changes it
+    assert CliRunner().invoke(app, args, env={"LANG": "en_GB.UTF-8"}).exit_code == 0
+    assert CliRunner().invoke(app, [*args, "--lang", "en"]).exit_code == 0
+    assert world.langs == ["es", "es", "en"]  # type: ignore[attr-defined]
+    assert ClassDir("so").require().lang == "en"
+    refused = CliRunner().invoke(app, [*args, "--lang", "fr"])
+    assert isinstance(refused.exception, SpecError)
+    assert refused.exception.message == "unknown language 'fr'"
+
+
+def test_a_new_class_takes_the_sheets_language_from_the_locale(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.roster_file.write_text("id,name\nana,Ana\n")
+    monkeypatch.setattr(cli_classroom, "find_server", lambda: find("localhost"))
+    args = ["class", "up", str(world.roster_file), str(world.path), "-c", "so"]
+    assert CliRunner().invoke(app, args, env={"LANG": "es_ES.UTF-8"}).exit_code == 0
+    assert world.langs == ["es"]  # type: ignore[attr-defined]

@@ -89,6 +89,23 @@ def test_a_page_on_the_servers_loopback_says_how_a_laptop_reaches_it(tmp_path: P
     assert "ssh -N" not in said and "http://lab.example.org:8765/" in said
 
 
+def test_a_spanish_class_gets_its_token_section_in_spanish_and_keeps_the_token(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "c1"
+    tokens = TokenFile(root)
+    tokens.ensure_students(SEATS, "http://127.0.0.1:8765/")
+    english = (root / "access" / "ana.txt").read_text()
+    token = sheet_token(english)
+    # the class turned Spanish: the section is rewritten in place, the token kept
+    assert tokens.ensure_students(SEATS, "http://127.0.0.1:8765/", lang="es") == []
+    said = (root / "access" / "ana.txt").read_text()
+    assert said.startswith("--- página de progreso (labctl class serve) ---")
+    assert f"Token de la página de progreso: {token}" in said
+    assert "progress page" not in said and sheet_token(said) == token
+    assert "pide a tu profesor un acceso" in said
+
+
 def test_a_second_server_is_refused_with_the_first_ones_address(tmp_path: Path) -> None:
     root = tmp_path / "c1"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

@@ -546,7 +546,7 @@ def test_the_exam_window_reaches_every_host_and_stays_on_the_controller(fleet: F
     fleet.up(window=exam.Window(start, end), max_parallel=3)
     ups = [what for what, _ in fleet.hosts.calls if "class up" in what]
     assert len(ups) == 1 and ups[0].endswith(
-        " --max-parallel 3 --window-start 2026-12-07T09:00:00+00:00"
+        " --lang en --max-parallel 3 --window-start 2026-12-07T09:00:00+00:00"
         " --window-end 2026-12-07T11:00:00+00:00; true"
     )
     kept = ClassDir("fl").require()
@@ -562,6 +562,14 @@ def test_the_exam_window_reaches_every_host_and_stays_on_the_controller(fleet: F
     )
     with pytest.raises(SpecError, match="before it starts"):
         fleet.up(window=exam.Window(datetime(2026, 12, 7, 13, 0, tzinfo=timezone.utc), None))
+
+
+def test_the_sheets_language_reaches_every_host_and_a_rerun_keeps_it(fleet: Fleet) -> None:
+    fleet.up(lang="es")
+    fleet.up()
+    ups = [what for what, _ in fleet.hosts.calls if "class up" in what]
+    assert len(ups) == 2 and all(" --lang es" in what for what in ups)
+    assert ClassDir("fl").require().lang == "es"  # the progress page's section follows it
 
 
 def test_a_progress_page_of_a_class_over_hosts_names_no_tunnel_through_a_lab_host(
