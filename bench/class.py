@@ -35,12 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labctl import backends
 from labctl.classroom import capacity, roster
+from labctl.classroom import down as class_down
 from labctl.classroom import lifecycle as class_lifecycle
 from labctl.classroom.state import ClassDir
 from labctl.errors import LabctlError
 from labctl.host.accel import detect
 from labctl.images.registry import standard_images, store
 from labctl.instance.state import InstanceDir
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR
 from labctl.spec.model import Lab, load_lab
@@ -139,7 +141,7 @@ def run(
     finally:
         t1 = time.monotonic()
         if ClassDir(name).load() is not None:  # refused before anything: nothing to take down
-            class_lifecycle.down(ClassDir(name), accounts=None)
+            class_down.down(ClassDir(name), accounts=None)
         down_s = time.monotonic() - t1
         if ksm_was is not None and ksm_wait > 0:
             KSM_RUN.write_text(("2" if ksm_was == "0" else ksm_was) + "\n")
@@ -156,7 +158,7 @@ def _make_templates(lab: Lab, path: Path) -> float:
         lifecycle.up(lab, path, "tmpl", store(), detect())
         return time.monotonic() - t0
     finally:
-        lifecycle.down(lab.name, "tmpl")
+        lab_down.down(lab.name, "tmpl")
 
 
 def _counts(text: str) -> list[int]:

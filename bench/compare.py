@@ -21,6 +21,7 @@ from labctl.compare import runner
 from labctl.compare.workloads import FULL, QUICK
 from labctl.host.accel import detect
 from labctl.images.registry import standard_images, store
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR
 from labctl.spec.model import load_lab
@@ -47,7 +48,7 @@ def main() -> None:
                 ratio = f"{claim.ratio:.2f}x" if claim.ratio is not None else "-"
                 print(f"  {claim.verdict:28} {ratio:>8}  {claim.text}")
     finally:
-        lifecycle.down(lab.name, instance)
+        lab_down.down(lab.name, instance)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from labctl import backends
 from labctl.host.accel import detect
 from labctl.images.registry import store
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.lab.plan import image_of
 from labctl.paths import LABS_DIR
@@ -54,7 +55,7 @@ def one_up(instance: str, *, sequential: bool = False, keep: bool = False) -> di
         lifecycle.up(lab, LAB_FILE, instance, store(), probe)
         row["second up"] = time.monotonic() - t0
     t0 = time.monotonic()
-    lifecycle.down(lab.name, instance)
+    lab_down.down(lab.name, instance)
     row["down"] = time.monotonic() - t0
     return row
 

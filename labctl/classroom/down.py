@@ -20,7 +20,7 @@ from labctl.console import plural
 from labctl.errors import ExitCode, LabctlError
 from labctl.exercises.progress import now
 from labctl.instance.state import InstanceDir
-from labctl.lab import lifecycle
+from labctl.lab import down as lab_down
 from labctl.stages import Reporter, Stage, execute, quiet
 from labctl.store import Forgotten
 
@@ -209,7 +209,7 @@ def down(
         folder,
         student,
         report,
-        down_one or (lambda lab, i: lifecycle.down(lab, i)),
+        down_one or (lambda lab, i: lab_down.down(lab, i)),
         HostAccounts() if accounts == "host" else accounts,
         forget,
     )

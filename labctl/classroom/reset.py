@@ -14,6 +14,7 @@ from labctl.errors import LabctlError
 from labctl.exercises import runner
 from labctl.exercises.progress import ProgressStore
 from labctl.instance import naming
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.paths import known_labs
 from labctl.spec.model import load_lab
@@ -71,6 +72,6 @@ def reset(
                 lab, spec_path, seat.instance, guest, store(), detect(), report
             )
             return f"{student}: {guest} fresh from its image"
-        lifecycle.down(lab.name, seat.instance, report)
+        lab_down.down(lab.name, seat.instance, report)
         lifecycle.up(lab, spec_path, seat.instance, store(), detect(), report=report)
         return f"{student}: every guest fresh from its image (progress kept)"

@@ -25,6 +25,7 @@ from labctl.instance.naming import (
     check_lab_name,
 )
 from labctl.instance.state import InstanceDir, LabState, saved_states, up_command
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.lab import status as lab_status
 from labctl.lab.plan import (
@@ -315,7 +316,7 @@ def down(
 
     # the images it ran (its recorded VM profile), read before its state goes
     profile = instance_profile(InstanceDir(check_lab_name(lab), check_instance(instance)).load())
-    removed = lifecycle.down(check_lab_name(lab), check_instance(instance), report=report)
+    removed = lab_down.down(check_lab_name(lab), check_instance(instance), report=report)
     forgotten: list[str] = []
     kept: dict[str, list[str]] = {}  # image -> the other instances that run it
     if not keep_images:

@@ -18,6 +18,7 @@ import pytest
 from labctl.host.accel import detect
 from labctl.images.registry import standard_images, store
 from labctl.instance.state import InstanceDir, LabState
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR, podman_set_up
 from labctl.spec.model import Lab, load_lab
@@ -80,7 +81,7 @@ def running_lab(built_images: list[str], state_root: Path) -> Iterator[RunningLa
             inventory(lab.name, instance),
         )
     finally:
-        lifecycle.down(lab.name, instance)
+        lab_down.down(lab.name, instance)
     left = inventory(lab.name, instance)
     assert left.empty, f"left behind after down: {left}"
 

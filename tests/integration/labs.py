@@ -17,6 +17,7 @@ from labctl import backends
 from labctl.host.accel import detect
 from labctl.images.registry import store
 from labctl.instance.state import LabState
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.spec.model import Lab, load_lab
 from tests.integration.engines import inventory
@@ -45,7 +46,7 @@ def taken_down(lab: Lab, names: list[str]) -> Iterator[None]:
         yield
     finally:
         for name in names:
-            lifecycle.down(lab.name, name)
+            lab_down.down(lab.name, name)
     for name in names:
         left = inventory(lab.name, name)
         assert left.empty, f"left behind after down: {left}"

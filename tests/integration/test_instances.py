@@ -17,6 +17,7 @@ from labctl.host.accel import detect
 from labctl.images.registry import store
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.lxd_client import connect as lxd_connect
 from labctl.spec.model import Lab, load_lab
@@ -43,8 +44,8 @@ def two_students(mini: Path) -> Iterator[tuple[Lab, LabState, LabState]]:
         b = lifecycle.up(lab, mini, "alumno02", store(), detect()).state
         yield lab, a, b
     finally:
-        lifecycle.down(lab.name, "alumno01")
-        lifecycle.down(lab.name, "alumno02")
+        lab_down.down(lab.name, "alumno01")
+        lab_down.down(lab.name, "alumno02")
 
 
 def run(lab: Lab, state: LabState, guest: str, command: str) -> str:
@@ -89,7 +90,7 @@ def test_down_of_one_instance_leaves_the_other_working(
     lab, a, b = two_students
     # its student paused the system container (lxc pause): down removes it all the same
     lxd_connect().instances.get(a.guests["box"].resource).freeze(wait=True)
-    removed = lifecycle.down(lab.name, "alumno01")
+    removed = lab_down.down(lab.name, "alumno01")
     assert sorted(removed) == sorted(r.resource for r in a.guests.values())
     assert inventory(lab.name, "alumno01").empty
     assert len(inventory(lab.name, "alumno02").bridges) == 3  # libvirt, docker, lxd

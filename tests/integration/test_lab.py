@@ -17,6 +17,7 @@ from labctl.cli import app
 from labctl.host.accel import detect
 from labctl.images.registry import store
 from labctl.keys import KeyPair
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.lab.status import status
 from labctl.ssh import SshTarget
@@ -190,7 +191,7 @@ def test_up_brings_back_a_guest_that_vanished(running_lab: RunningLab) -> None:
 @pytest.mark.teardown_last
 def test_down_removes_everything_up_created(running_lab: RunningLab) -> None:
     t0 = time.monotonic()
-    removed = lifecycle.down(running_lab.lab.name, running_lab.instance)
+    removed = lab_down.down(running_lab.lab.name, running_lab.instance)
     seconds = time.monotonic() - t0
     assert sorted(removed) == sorted(r.resource for r in running_lab.state.guests.values())
     held = running_lab.held  # 5 guests, 3 networks (one per engine) and their 3 bridges

@@ -32,6 +32,7 @@ from labctl.instance import naming
 from labctl.instance.reservations import Reservations
 from labctl.instance.state import InstanceDir, LabState
 from labctl.keys import KeyPair
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.lab import status as lab_status
 from labctl.spec.model import Lab, load_lab
@@ -277,9 +278,9 @@ def test_a_container_named_as_a_guest_but_made_for_another_is_never_used_nor_rem
         assert str(port) not in held  # its port was not taken for this instance
         state = InstanceDir("own", "t1-x").load()
         assert state is not None and state.guests["app"].host_port is None
-        assert lifecycle.down("own", "t1-x") == []  # its record names it: kept all the same
+        assert lab_down.down("own", "t1-x") == []  # its record names it: kept all the same
         theirs.reload()
         assert theirs.status == "running"  # left as it was, still there
     finally:
         theirs.remove(force=True)
-        lifecycle.down("own", "t1-x")
+        lab_down.down("own", "t1-x")

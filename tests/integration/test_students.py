@@ -41,6 +41,7 @@ from labctl.host.accel import detect
 from labctl.images.registry import store
 from labctl.instance.state import InstanceDir
 from labctl.keys import KeyPair
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.paths import LABS_DIR
 from tests.integration.labs import taken_down, write_lab
@@ -129,7 +130,7 @@ def test_students_work_on_their_own_lab_and_nobody_else_s(
             _others_are_refused(bob, ana, InstanceDir(lab.name, inst[ana]), state)
             _host_paths_lead_to_their_own_lab_only(bob, inst[bob], inst[ana], lab.name)
             # the whole lab again, as `class reset bob` does: bob stays confined to it
-            lifecycle.down(lab.name, inst[bob])
+            lab_down.down(lab.name, inst[bob])
             lifecycle.up(lab, path, inst[bob], store(), detect())
             _host_paths_lead_to_their_own_lab_only(bob, inst[bob], inst[ana], lab.name)
             _proxyjump_from_a_laptop(bob, cls, inst[bob], inst[ana], lab.name, tmp_path_factory)

@@ -22,7 +22,7 @@ from labctl.classroom.state import DOWN, UP, ClassDir, NoClass
 from labctl.classroom.status import INCOMPLETE, status
 from labctl.exercises.progress import ProgressStore, shared
 from labctl.instance.state import InstanceDir
-from labctl.lab import lifecycle
+from labctl.lab import down as lab_down
 from labctl.stages import Reporter
 from tests.unit.test_classroom_lifecycle import ROOMY, THREE, World, make_world
 from tests.unit.test_recovery import NoKvm
@@ -90,7 +90,7 @@ def test_ctrl_c_in_class_down_says_so_and_the_seats_of_removed_labs_say_down(
     world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.up(world.roster(THREE))
-    real_down = lifecycle.down
+    real_down = lab_down.down
 
     def down_one(lab: str, instance: str, report: Reporter | None = None) -> list[str]:
         if instance == "so-bo":
@@ -100,7 +100,7 @@ def test_ctrl_c_in_class_down_says_so_and_the_seats_of_removed_labs_say_down(
             cancel.check()
         return real_down(lab, instance)
 
-    monkeypatch.setattr(lifecycle, "down", down_one)
+    monkeypatch.setattr(lab_down, "down", down_one)
     code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so")
     assert code == 130
     assert "Error: class so: interrupted with 1 of 3 students' labs removed" in err
@@ -109,7 +109,7 @@ def test_ctrl_c_in_class_down_says_so_and_the_seats_of_removed_labs_say_down(
     assert {s: seat.outcome for s, seat in seats.items()} == {"ana": DOWN, "bo": UP, "cy": UP}
     assert [r.outcome for r in status(ClassDir("so").require())] == [DOWN, UP, UP]
     cancel.CANCEL.clear()
-    monkeypatch.setattr(lifecycle, "down", real_down)
+    monkeypatch.setattr(lab_down, "down", real_down)
     code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so")
     assert (code, "3 students' labs removed, with their accounts and keys." in err) == (0, True), (
         err
@@ -119,7 +119,7 @@ def test_ctrl_c_in_class_down_says_so_and_the_seats_of_removed_labs_say_down(
 
 def test_class_status_says_a_seat_left_up_is_down_or_incomplete_now(world: World) -> None:
     world.up(world.roster(THREE))
-    lifecycle.down("cls", "so-bo")  # bo's lab removed behind the class's back
+    lab_down.down("cls", "so-bo")  # bo's lab removed behind the class's back
     world.engines["docker"].guests["labctl-cls-so-cy-app"] = "stopped"
     before = ClassDir("so").path.read_text()
     rows = {r.student: r for r in status(ClassDir("so").require())}
@@ -229,14 +229,14 @@ def test_a_lab_not_removed_keeps_its_student_s_records_and_says_so(
 
     world.up(world.roster(THREE))
     _started("ana", "bo", "cy")
-    real_down = lifecycle.down
+    real_down = lab_down.down
 
     def down_one(lab: str, instance: str, report: Reporter | None = None) -> list[str]:
         if instance == "so-bo":
             raise EngineError("the engine refused to remove labctl-cls-so-bo-vm")
         return real_down(lab, instance)
 
-    monkeypatch.setattr(lifecycle, "down", down_one)
+    monkeypatch.setattr(lab_down, "down", down_one)
     code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget")
     assert code == 4, err  # the engine's error, with its exit code
     assert "Error: the engine refused to remove labctl-cls-so-bo-vm" in err
@@ -244,7 +244,7 @@ def test_a_lab_not_removed_keeps_its_student_s_records_and_says_so(
     assert "the records of bo are kept while the lab is still there" in err
     assert _attempts() == {"so-bo": 1}
     assert [s.student for s in shared().seats("so")] == ["bo"]
-    monkeypatch.setattr(lifecycle, "down", real_down)
+    monkeypatch.setattr(lab_down, "down", real_down)
     code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget")
     assert code == 0 and "Forgot 1 attempt of 1 student of class so" in err, err
     assert _attempts() == {} and world.running() == set()

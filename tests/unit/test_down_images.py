@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from labctl.cli import app
 from labctl.instance.state import GuestRecord, InstanceDir, LabState, saved_states
-from labctl.lab import lifecycle
+from labctl.lab import down as lab_down
 from labctl.lab.plan import images_of
 from labctl.paths import LABS_DIR
 
@@ -37,7 +37,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     monkeypatch.setenv("LABCTL_STATE", str(tmp_path))
     s = Store()
     monkeypatch.setattr("labctl.images.registry.store", lambda: s)
-    monkeypatch.setattr(lifecycle, "down", lambda lab, instance, report: [])  # no engines here
+    monkeypatch.setattr(lab_down, "down", lambda lab, instance, report: [])  # no engines here
     return s
 
 

@@ -42,6 +42,7 @@ from labctl.instance import naming
 from labctl.instance.reservations import Reservations
 from labctl.instance.state import GuestRecord, InstanceDir, LabState
 from labctl.keys import KeyPair, ensure_keypair
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle, plan
 from labctl.lab import status as lab_status
 from labctl.lab.accel import AccelChoice
@@ -599,7 +600,7 @@ def test_after_ctrl_c_no_guest_starts_new_engine_work(
     assert "interrupted" in err.value.message and err.value.code == ExitCode.INTERRUPTED
     assert fakes["libvirt"].guests == {fakes["libvirt"].planned["vm"].resource: "stopped"}
     assert fakes["docker"].planned == {}  # the app was never created
-    lifecycle.down("rec", "t1")
+    lab_down.down("rec", "t1")
 
 
 def test_a_host_that_refuses_a_file_fails_that_guest_the_others_come_up(
@@ -620,7 +621,7 @@ def test_a_host_that_refuses_a_file_fails_that_guest_the_others_come_up(
     ) in said
     state = InstanceDir("rec", "t1").load()
     assert state is not None and state.guests["app"].stage == "ready"
-    lifecycle.down("rec", "t1")
+    lab_down.down("rec", "t1")
 
 
 def test_a_guest_named_as_ours_but_made_for_another_is_never_used_nor_removed(
@@ -650,7 +651,7 @@ def test_a_guest_named_as_ours_but_made_for_another_is_never_used_nor_removed(
     up(lab, store)
     docker.labels[app] = {"note": "not labctl's"}
     said.clear()
-    removed = lifecycle.down("rec", "t1", report=lambda *a: said.append(a))
+    removed = lab_down.down("rec", "t1", report=lambda *a: said.append(a))
     assert removed == [naming.resource("rec", "t1", "vm")]
     assert (app, "kept", "not labctl: not this instance's") in said
     assert docker.guests[app] == "running"
@@ -659,18 +660,16 @@ def test_a_guest_named_as_ours_but_made_for_another_is_never_used_nor_removed(
 def test_down_of_an_instance_never_here_touches_nothing_not_even_a_lock(
     state_root: Path, lab: tuple[Lab, Path], store: ImageStore, fakes: dict[str, FakeBackend]
 ) -> None:
-    assert lifecycle.down("nolab", "main") == []
+    assert lab_down.down("nolab", "main") == []
     assert not InstanceDir("nolab", "main").path.exists()
     assert not (state_root / "reservations.json").exists()  # asked, not written
     # its directory removed by hand, a reservation left: down still cleans up after it
     Reservations().claim_subnet("ghost", "main", "libvirt", "10.250.7.0/24")
-    assert lifecycle.down("ghost", "main") == []
+    assert lab_down.down("ghost", "main") == []
     assert not Reservations().holds("ghost", "main")
     up(lab, store)
-    assert sorted(lifecycle.down("rec", "t1")) == sorted(
-        f"labctl-rec-t1-{g}" for g in ("vm", "app")
-    )
-    assert lifecycle.down("rec", "t1") == []  # again: nothing left, and no error
+    assert sorted(lab_down.down("rec", "t1")) == sorted(f"labctl-rec-t1-{g}" for g in ("vm", "app"))
+    assert lab_down.down("rec", "t1") == []  # again: nothing left, and no error
     assert InstanceDir("rec", "t1").path.is_dir()  # its key and progress stay
 
 
@@ -710,7 +709,7 @@ def test_the_subnet_is_saved_before_the_network_is_created_and_kept_by_a_rerun(
     assert set(again.guests) == {"vm", "app"} and all(
         r.stage == "ready" for r in again.guests.values()
     )
-    lifecycle.down("rec", "t1")
+    lab_down.down("rec", "t1")
     assert Reservations().entries()["subnets"] == {}
 
 
@@ -737,7 +736,7 @@ def test_a_damaged_state_file_is_set_aside_and_up_rebuilds_it_from_the_guests(
     assert err.value.hint and "sets it aside" in err.value.hint
     assert inst.state_file.read_text() == "{"
     inst.state_file.write_text(again.to_json())
-    lifecycle.down("rec", "t1")
+    lab_down.down("rec", "t1")
 
 
 def test_up_records_and_says_how_each_guest_was_started(
@@ -757,7 +756,7 @@ def test_up_records_and_says_how_each_guest_was_started(
         "vm": "restored",
         "app": "running",
     }
-    lifecycle.down("rec", "t1")
+    lab_down.down("rec", "t1")
 
 
 def test_up_records_a_whole_boot_for_each_guest_booted_or_restored(
@@ -775,7 +774,7 @@ def test_up_records_a_whole_boot_for_each_guest_booted_or_restored(
     assert (again.started, again.boot_seconds) == ("restored", 41.5)
     rows = {r.guest: r for r in lab_status.status(InstanceDir("rec", "t1").load())}  # type: ignore[arg-type]
     assert (rows["vm"].boot_seconds, rows["app"].boot_seconds) == (41.5, app.ready_seconds)
-    lifecycle.down("rec", "t1")
+    lab_down.down("rec", "t1")
 
 
 def test_status_gives_no_way_in_to_a_guest_that_is_not_running(
@@ -793,7 +792,7 @@ def test_status_gives_no_way_in_to_a_guest_that_is_not_running(
         None,
     )
     assert (rows["app"].state, rows["app"].address, rows["app"].connect) == ("absent", None, None)
-    lifecycle.down("rec", "t1")
+    lab_down.down("rec", "t1")
 
 
 def test_a_lost_lab_key_is_made_anew_and_given_to_every_guest(
@@ -828,7 +827,7 @@ def test_a_lost_lab_key_is_made_anew_and_given_to_every_guest(
     mended = up(lab, store)  # no key is missing now: the record says who still needs it
     assert fakes["libvirt"].powered_off == [vm]
     assert {r.key_id for r in mended.guests.values()} == {KeyPair(inst.key).id}
-    lifecycle.down("rec", "t1")
+    lab_down.down("rec", "t1")
 
 
 def test_only_the_public_half_gone_is_made_again_from_the_private_one(tmp_path: Path) -> None:
@@ -852,7 +851,7 @@ def test_a_resumed_guest_keeps_its_boot_and_an_older_record_gets_one(
     older = replace(vm, boot_seconds=None, started="booted", ready_seconds=7.5)
     inst.save(inst.load().with_guest(older))  # type: ignore[union-attr]  # before boot_seconds
     assert up(lab, store).guests["vm"].boot_seconds == 7.5  # already running: filled in
-    lifecycle.down("rec", "t1")
+    lab_down.down("rec", "t1")
 
 
 def test_up_records_a_running_guest_defined_before_a_change_until_it_is_defined_anew(
@@ -880,7 +879,7 @@ def test_up_records_a_running_guest_defined_before_a_change_until_it_is_defined_
     assert [r.outdated for r in lab_status.status(inst.load())] == [None, None]  # type: ignore[arg-type]
     redefined = up(lab, store).guests["vm"]
     assert (redefined.started, redefined.outdated) == ("booted", None)
-    lifecycle.down("rec", "t1")
+    lab_down.down("rec", "t1")
 
 
 def test_a_second_up_says_whom_it_waits_for(
@@ -932,6 +931,6 @@ def test_an_instance_keeps_the_vm_profile_it_came_up_with(
     assert again.vm_profile == "tiny"  # a rerun (or an exercise reset) never mixes images
     assert fakes["libvirt"].planned["vm"].image == "vm-amd64-tiny"
     assert any("keeps the tiny VM images" in detail for _, _, detail in said)
-    lifecycle.down("rec", "t1")
+    lab_down.down("rec", "t1")
     assert up(lab, both).vm_profile == "debian"  # a new instance takes the host's
     assert fakes["libvirt"].planned["vm"].image == "vm-amd64"

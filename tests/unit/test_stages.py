@@ -12,6 +12,7 @@ import pytest
 from labctl import cancel
 from labctl.compare import runner as compare_runner
 from labctl.errors import EngineError, ExitCode, LabctlError
+from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.stages import Stage, execute
 
@@ -102,14 +103,14 @@ def test_describe_gives_the_detail_of_the_stage() -> None:
 def test_lab_lifecycles_are_stage_lists() -> None:
     up = [s.name for s in lifecycle.UP_STAGES]
     assert up == ["validate", "lock", "preflight", "network", "identify", "guests"]
-    assert [s.name for s in lifecycle.DOWN_STAGES][0] == "lock"
+    assert [s.name for s in lab_down.DOWN_STAGES][0] == "lock"
     assert "destroy" in [s.name for s in lifecycle.RECREATE_STAGES]
     compare = [s.name for s in compare_runner.STAGES]
     assert compare[:3] == ["open", "lock", "host"] and compare[-1] == "claims"
     # a lock is held (released in finally), never taken by a stage that might not undo it
     stage_lists = (
         lifecycle.UP_STAGES,
-        lifecycle.DOWN_STAGES,
+        lab_down.DOWN_STAGES,
         lifecycle.RECREATE_STAGES,
         compare_runner.STAGES,
     )
