@@ -19,8 +19,8 @@ from rich.markup import escape
 
 from labctl import console
 from labctl.classroom.window import class_of, require_open, scored_at, window_of
+from labctl.cli import commands, tables
 from labctl.cli import exercise_view as view
-from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.cli.lab import options_of
 from labctl.errors import ExitCode, LabctlError, SpecError
@@ -62,6 +62,8 @@ class _Ctx:
     naming: str = ""
     #: the end of the class's exam window, if it has one (after it, attempts do not score)
     ends: datetime | None = None
+    #: the lab, instance and student as typed (a student's ``-s`` or None), for ``text``
+    typed: tuple[str, str, str | None] = (DEFAULT_LAB, DEFAULT_INSTANCE, None)
 
     def cmd(self, words: str) -> str:
         """``labctl WORDS`` with the options naming this lab instance and student."""
@@ -80,8 +82,13 @@ class _Ctx:
         return runner.values(self.ws, exercise, self.student)
 
     def text(self, exercise: Exercise, text: str) -> str:
-        """Placeholders filled in; those without a value yet (lab down) stay visible."""
-        return template.render(text, self.values(exercise), strict=False)
+        """Placeholders filled in (those without a value yet, lab down, stay visible); the
+        labctl commands it names reach this lab instance (``cli.commands``)."""
+        return self.commands(template.render(text, self.values(exercise), strict=False))
+
+    def commands(self, text: str) -> str:
+        """The labctl commands ``text`` names, with the options that reach this instance."""
+        return commands.in_text(text, *self.typed)
 
 
 def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx:
@@ -97,7 +104,7 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
     scored = scored_at(cls, datetime.now(timezone.utc))
     store = ProgressStore(ws.lab, instance, who, scored=scored)
     ends = window_of(cls).end if cls is not None else None
-    return _Ctx(ws, who, detect(lang), store, naming, ends)
+    return _Ctx(ws, who, detect(lang), store, naming, ends, (lab, instance, student))
 
 
 def _exam_line(c: _Ctx) -> str | None:
@@ -291,6 +298,7 @@ def check(
     answers = {sid: sp.answer for sid, sp in before.steps.items()}
     steps = [ex.step(step)] if step is not None else None
     result = runner.run_checks(ex, connect, vals, c.lang, answers, steps, c.naming)
+    result = result.with_notes(c.commands)  # a teacher's note may name a command too
     after = before
     if result.exit_code != 2:  # nothing ran: nothing to record
         after = c.store.record_checks(ex, result, before)

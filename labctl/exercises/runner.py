@@ -12,8 +12,8 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -375,6 +375,14 @@ class ExerciseResult:
         if results and all(r.status == "error" for r in results):
             return ExitCode.NOTHING_RAN
         return ExitCode.OK if self.passed else ExitCode.FAILED
+
+    def with_notes(self, change: Callable[[str], str]) -> ExerciseResult:
+        """A copy with ``change`` applied to every teacher's note."""
+        steps = tuple(
+            replace(s, results=tuple(replace(r, note=r.note and change(r.note)) for r in s.results))
+            for s in self.steps
+        )
+        return replace(self, steps=steps)
 
 
 def run_checks(

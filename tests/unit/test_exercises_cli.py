@@ -528,3 +528,12 @@ def test_errors_speak_the_students_language(
         "answer", "notas", "cpus", "muchas"
     )
     assert "\nHint: it was not recorded" in said("answer", "notas", "cpus", "x", "--lang", "en")
+
+
+def test_the_commands_a_text_names_reach_the_instance_in_use(project: Project) -> None:
+    said = "Create `~/nota.txt` with `{param.token}`"
+    text = EXERCISE.replace(said, f"{said}; look with `labctl ssh box`")
+    (project.lab / "exercises" / "10-notas.yaml").write_text(text)
+    args = ("show", "notas", "-i", "walk", "--json", "--lang", "en")
+    step = json.loads(labctl(project, *args)[1])["step"]
+    assert f"look with `labctl ssh --lab {project.lab} -i walk box`" in step["instructions"]
