@@ -89,11 +89,14 @@ class Connection(ABC):
     timeout: float | None = 60.0
 
     @abstractmethod
-    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
+    def run(
+        self, command: str, timeout: Timeout = DEFAULT, stdin: bytes | None = None
+    ) -> CommandResult:
         """Run a shell command line; its failure is a result with its exit code.
 
         ``timeout`` (default :attr:`timeout`, ``None``: none) bounds the wait as the
-        transport can: each connection says how. A connection that breaks raises a
+        transport can: each connection says how. The command reads ``stdin``, then end of
+        file (None: end of file at once). A connection that breaks raises a
         :class:`LabctlError` (``SshError``, ``EngineError``...), never anything else.
         """
 
@@ -172,25 +175,30 @@ class ExecConnection(Connection):
     timeout: float | None = 300.0
 
     @abstractmethod
-    def _exec(self, argv: list[str]) -> tuple[int, str, str]:
-        """Run ``argv`` in the guest to its end: exit code, stdout, stderr."""
+    def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
+        """Run ``argv`` in the guest to its end, ``stdin`` then end of file on its input:
+        exit code, stdout, stderr."""
 
-    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
+    def run(
+        self, command: str, timeout: Timeout = DEFAULT, stdin: bytes | None = None
+    ) -> CommandResult:
         """Run ``command`` with ``sh -c`` in the guest."""
         bound = self._timeout(timeout)
         if bound is None:
-            return CommandResult(command, *self._exec(["sh", "-c", command]))
+            return CommandResult(command, *self._exec(["sh", "-c", command], stdin))
         inner = shlex.quote(command)
         # timeout leads its own process group; once it is done with its child, whatever of
-        # the group outlived TERM (a grandchild holding the output open) goes too
+        # the group outlived TERM (a grandchild holding the output open) goes too; fd 3
+        # keeps stdin for it, which sh gives a job run with `&` as /dev/null
         line = (
             "if command -v timeout >/dev/null 2>&1; then "
-            f"timeout -k {_GRACE} {bound:g} sh -c {inner} & p=$!; wait $p; rc=$?; "
+            f"exec 3<&0; timeout -k {_GRACE} {bound:g} sh -c {inner} <&3 3<&- & p=$!; "
+            "exec 3<&-; wait $p; rc=$?; "
             "case $rc in 124|137) kill -9 -$p 2>/dev/null;; esac; exit $rc; "
             f"else exec sh -c {inner}; fi"
         )
         t0 = time.monotonic()
-        rc, out, err = self._exec(["sh", "-c", line])
+        rc, out, err = self._exec(["sh", "-c", line], stdin)
         ended = rc in (TIMED_OUT, 128 + signal.SIGKILL) and time.monotonic() - t0 >= bound
         if ended:
             return CommandResult(command, TIMED_OUT, out, f"{err}timed out after {bound:g} s\n")
@@ -251,14 +259,16 @@ class LocalConnection(Connection):
         self.allow = allow  # raises unless ``fetch`` may send packets to this host name
         self.account = account
 
-    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
-        """Run ``command`` with ``sh -c`` on the host, stdin closed."""
+    def run(
+        self, command: str, timeout: Timeout = DEFAULT, stdin: bytes | None = None
+    ) -> CommandResult:
+        """Run ``command`` with ``sh -c`` on the host (stdin: ``stdin``, else none)."""
         bound = self._timeout(timeout)
         who = self.account
         try:
             proc = subprocess.Popen(
                 ["sh", "-c", command],
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: a timeout kills all of it
@@ -271,7 +281,7 @@ class LocalConnection(Connection):
         except OSError as exc:  # no sh at all
             return CommandResult(command, 127, "", f"sh: {exc}")
         try:
-            out, err = proc.communicate(timeout=bound)
+            out, err = proc.communicate(stdin, timeout=bound)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             try:

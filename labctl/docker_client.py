@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import docker
 import docker.errors
 import requests
+from docker.utils.socket import consume_socket_output, frames_iter
 
 from labctl.errors import DaemonDown, EngineError, NotFoundError
 from labctl.paths import podman_socket
@@ -53,6 +56,34 @@ def connect(timeout: int = 600, engine: ApiEngine = DOCKER) -> docker.DockerClie
             f"the {engine.name} daemon does not answer: {exc}", engine.start_hint
         ) from exc
     return client
+
+
+def exec_with_stdin(
+    api: docker.APIClient, container: str, argv: list[str], stdin: bytes, user: str = "root"
+) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` in ``container`` with ``stdin`` on its input, then end of file: exit code,
+    stdout, stderr (docker-py's ``exec_run`` sends no input)."""
+    exec_id = api.exec_create(container, argv, stdin=True, user=user)["Id"]
+    stream = api.exec_start(exec_id, socket=True)
+    raw = getattr(stream, "_sock", stream)  # the socket under the HTTP response's file
+
+    def feed() -> None:
+        try:
+            raw.sendall(stdin)
+        except OSError:
+            return  # the command ended without reading it all: its result says the rest
+        finally:
+            with suppress(OSError):
+                raw.shutdown(socket.SHUT_WR)
+
+    feeding = threading.Thread(target=feed, daemon=True)
+    feeding.start()  # while the output is read: neither side waits on a full pipe
+    try:
+        out, err = consume_socket_output(frames_iter(stream, tty=False), demux=True)
+    finally:
+        feeding.join(timeout=5)
+        stream.close()
+    return int(api.exec_inspect(exec_id)["ExitCode"] or 0), out or b"", err or b""
 
 
 def bare_name(ref: str) -> str:

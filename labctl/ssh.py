@@ -7,6 +7,7 @@ readiness means: the SSH handshake completes, the key is accepted and a command 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,20 @@ def _connect(target: SshTarget, timeout: float) -> paramiko.SSHClient:
     return client
 
 
+def _feed(channel_file: paramiko.ChannelFile, data: bytes) -> None:
+    """Write ``data`` to a command's stdin, then end of file."""
+    try:
+        channel_file.write(data)
+        channel_file.flush()
+    except (OSError, EOFError, paramiko.SSHException):
+        return  # the command ended without reading it all: its result says the rest
+    finally:
+        try:
+            channel_file.channel.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -84,11 +99,14 @@ def run(
     command: str,
     timeout: float | None = 60.0,
     connect_timeout: float = 15.0,
+    stdin: bytes | None = None,
 ) -> CommandResult:
     """Run ``command`` on the target over SSH and return its result.
 
     ``connect_timeout`` bounds the TCP connection, the handshake and the login; ``timeout``
     each wait for the command's output (``None``: it may run silently as long as it likes).
+    The command reads ``stdin``, then end of file (at once without it: never a command left
+    waiting for input nobody sends).
     Raises :class:`SshError` (:class:`KeyRefused` for a refused key) when there is no session
     or it breaks; the command's own failure is a result with its exit code, not an error.
     """
@@ -105,7 +123,12 @@ def run(
     except (OSError, EOFError, paramiko.SSHException) as exc:  # socket errors are OSErrors
         raise SshError(f"no SSH session with {where}: {_describe(exc)}") from exc
     try:
-        _stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
+        given, stdout, stderr = client.exec_command(command, timeout=timeout)
+        if stdin:
+            feeding = threading.Thread(target=_feed, args=(given, stdin), daemon=True)
+            feeding.start()  # while the output is read: neither side waits on a full pipe
+        else:
+            given.channel.shutdown_write()
         out = stdout.read().decode(errors="replace")
         err = stderr.read().decode(errors="replace")
         rc = stdout.channel.recv_exit_status()

@@ -24,7 +24,7 @@ from labctl.backends.docker_apps import DockerApps
 from labctl.backends.host_side import MIB
 from labctl.backends.params import DockerParams
 from labctl.connection import Connection, ExecConnection
-from labctl.docker_client import DOCKER, ApiEngine, connect, engine_errors
+from labctl.docker_client import DOCKER, ApiEngine, connect, engine_errors, exec_with_stdin
 from labctl.errors import EngineError, NotFoundError, ReadyTimeout
 from labctl.instance import naming
 from labctl.instance.reservations import Reservations
@@ -375,12 +375,16 @@ class AppConnection(ExecConnection):
         self._record = record
         self._terminal = terminal or _stdin_is_terminal
 
-    def _exec(self, argv: list[str]) -> tuple[int, str, str]:
+    def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
         rec = self._record
         try:
             with self._backend._errors(f"run a command in {rec.resource}"):
                 container = self._backend.client.containers.get(rec.resource)
-                rc, (out, err) = container.exec_run(argv, demux=True, user="root")
+                if stdin is None:
+                    rc, (out, err) = container.exec_run(argv, demux=True, user="root")
+                else:
+                    api = self._backend.client.api
+                    rc, out, err = exec_with_stdin(api, rec.resource, argv, stdin)
         except NotFoundError as exc:
             raise NotFoundError(
                 f"{rec.name} is gone: {exc.message}",

@@ -386,11 +386,11 @@ class ContainerConnection(ExecConnection):
             )
         return instance
 
-    def _exec(self, argv: list[str]) -> tuple[int, str, str]:
+    def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
         resource = self._record.resource
         instance = self._running()
         with engine_errors(f"run a command in {resource}"):
-            result = instance.execute(argv)
+            result = instance.execute(argv, stdin_payload=stdin)
         return result.exit_code, result.stdout, result.stderr
 
     def shell_argv(self) -> list[str]:

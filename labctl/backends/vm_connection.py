@@ -34,13 +34,15 @@ class VmConnection(Connection):
         self._record = record
         self._target = SshTarget(record.address, record.port or 22, "root", key.private)
 
-    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
+    def run(
+        self, command: str, timeout: Timeout = DEFAULT, stdin: bytes | None = None
+    ) -> CommandResult:
         """Run ``command`` over SSH; a session that fails says the VM is not running, else
         shows the console's last lines."""
         rec = self._record
         self._backend._guard(rec.resource, self._target.host, rec.name)
         try:
-            return ssh_run(self._target, command, timeout=self._timeout(timeout))
+            return ssh_run(self._target, command, timeout=self._timeout(timeout), stdin=stdin)
         except KeyRefused:
             raise
         except SshError as exc:

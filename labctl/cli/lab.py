@@ -266,6 +266,12 @@ def exec_(
     command: list[str] = typer.Argument(..., metavar="COMMAND", help="Command to run (after --)."),
     lab: str = LabOpt,
     instance: str = InstanceOpt,
+    stdin: bool = typer.Option(
+        False,
+        "--stdin",
+        help="Pass labctl's standard input to the command (labctl exec A -- cat f | labctl exec "
+        "--stdin B -- sh -c 'cat > f'); without it the command reads end of file at once.",
+    ),
 ) -> None:
     """Run a command in GUEST; its output and exit code are passed through."""
 
@@ -283,9 +289,10 @@ def exec_(
     inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
     rec = lab_status.record(state, guest)
     line = command[0] if len(command) == 1 else shlex.join(command)
+    given = sys.stdin.buffer.read() if stdin else None  # all of it: the command gets it whole
     # No bound on silence: a student's command in a VM may rightly say nothing for long.
     with _hints_of(state):
-        result = backends.connect(rec, KeyPair(inst.key)).run(line, timeout=None)
+        result = backends.connect(rec, KeyPair(inst.key)).run(line, timeout=None, stdin=given)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     # not typer.Exit: typer reads 130 as its own Ctrl-C, and a guest command exiting 130

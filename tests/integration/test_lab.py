@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -124,6 +125,23 @@ def test_exec_passes_the_exit_code_through(running_lab: RunningLab) -> None:
             app, ["exec", guest, "--instance", running_lab.instance, "--", "exit 3"]
         )
         assert result.exit_code == 3, (guest, result.output)
+
+
+def test_exec_passes_stdin_with_the_option_and_end_of_file_without(
+    running_lab: RunningLab,
+) -> None:
+    """One guest's output piped into another's command, through each transport."""
+    text = "\n".join(f"line {i} ñ" for i in range(20_000)) + "\n"  # over 200 kB
+    for guest in ("kvm-virtio", "lxc-system", "docker-app"):
+        args = ["exec", "--stdin", guest, "--instance", running_lab.instance]
+        kept = "/tmp/labctl-test-stdin"
+        line = f"cat > {kept}; md5sum < {kept}; wc -l < {kept}; rm -f {kept}"
+        result = runner.invoke(app, [*args, "--", line], input=text.encode())
+        assert result.exit_code == 0, (guest, result.output)
+        expected = hashlib.md5(text.encode()).hexdigest()
+        assert result.stdout.split() == [expected, "-", "20000"], guest
+        # without --stdin a command reading it ends at once: it never waits for input
+        assert sh(running_lab, guest, "cat; echo read") == "read\n"
 
 
 @pytest.mark.parametrize("guest", ["lxc-system", "docker-app"])

@@ -36,7 +36,9 @@ class FakeConnection(Connection):
         self.commands: list[str] = []
         self.timeouts: list[float | None] = []
 
-    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
+    def run(
+        self, command: str, timeout: Timeout = DEFAULT, stdin: bytes | None = None
+    ) -> CommandResult:
         self.commands.append(command)
         self.timeouts.append(self._timeout(timeout))
         if self.respond is not None:

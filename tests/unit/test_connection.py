@@ -80,6 +80,13 @@ def test_stdin_is_closed_so_a_reader_does_not_wait() -> None:
     assert time.monotonic() - t0 < 5
 
 
+def test_input_given_is_read_then_end_of_file() -> None:
+    big = b"x" * 300_000  # more than a pipe holds: written while the output is read
+    result = LocalConnection().run("wc -c; echo done >&2", stdin=big)
+    assert (result.stdout.strip(), result.stderr) == ("300000", "done\n")
+    assert LocalExec().run("tr a-z A-Z", timeout=30, stdin=b"hola\n").stdout == "HOLA\n"
+
+
 def test_bytes_that_are_no_utf8_are_replaced_not_a_traceback() -> None:
     assert LocalConnection().run("printf 'a\\377b'").stdout == "a\ufffdb"
 
@@ -124,10 +131,13 @@ class LocalExec(ExecConnection):
         self.path = path
         self.argvs: list[list[str]] = []
 
-    def _exec(self, argv: list[str]) -> tuple[int, str, str]:
+    def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
         self.argvs.append(argv)
         env = {**os.environ, "PATH": self.path} if self.path else None
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        given = (stdin or b"").decode()  # as the engines: end of file after it
+        done = subprocess.run(
+            argv, input=given, capture_output=True, text=True, env=env, check=False
+        )
         rc = done.returncode if done.returncode >= 0 else 128 - done.returncode  # as engines say
         return rc, done.stdout, done.stderr
 
@@ -245,8 +255,10 @@ class InGuest(LocalConnection):
 class NoCurl(InGuest):
     """A guest whose shell finds no curl."""
 
-    def run(self, command: str, timeout: Timeout = DEFAULT) -> CommandResult:
-        return super().run(f"PATH=/nonexistent; {command}", timeout)
+    def run(
+        self, command: str, timeout: Timeout = DEFAULT, stdin: bytes | None = None
+    ) -> CommandResult:
+        return super().run(f"PATH=/nonexistent; {command}", timeout, stdin)
 
 
 @pytest.mark.parametrize("conn", [LocalConnection(), InGuest("g")], ids=["host", "guest"])

@@ -115,8 +115,8 @@ def test_a_command_that_outlives_its_timeout_is_an_ssh_error(
     class Client:
         closed = False
 
-        def exec_command(self, command: str, timeout: float) -> tuple[None, Stalled, Stalled]:
-            return None, Stalled(), Stalled()
+        def exec_command(self, command: str, timeout: float) -> tuple[_Stdin, Stalled, Stalled]:
+            return _Stdin(_Channel()), Stalled(), Stalled()
 
         def close(self) -> None:
             Client.closed = True
@@ -126,6 +126,62 @@ def test_a_command_that_outlives_its_timeout_is_an_ssh_error(
     with pytest.raises(SshError, match=r"'sleep 99' said nothing for 3 s"):
         run(SshTarget("10.0.0.9", 22, "root", key.private), "sleep 99", timeout=3)
     assert Client.closed
+
+
+class _Channel:
+    def __init__(self) -> None:
+        self.closed_for_writing = False
+
+    def shutdown_write(self) -> None:
+        self.closed_for_writing = True
+
+    def recv_exit_status(self) -> int:
+        return 0
+
+
+class _Stdin:
+    """A command's stdin over SSH: what was written, and whether it was ended."""
+
+    def __init__(self, channel: _Channel) -> None:
+        self.channel, self.written = channel, b""
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def flush(self) -> None:
+        pass
+
+
+class _Output:
+    def __init__(self, channel: _Channel) -> None:
+        self.channel = channel
+
+    def read(self) -> bytes:
+        return b""
+
+
+@pytest.mark.parametrize("given", [None, b"hola\n"])
+def test_a_command_gets_what_is_given_then_end_of_file_never_an_open_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: bytes | None
+) -> None:
+    channel = _Channel()
+    stdin = _Stdin(channel)
+
+    class Client:
+        def exec_command(self, command: str, timeout: float) -> tuple[_Stdin, _Output, _Output]:
+            return stdin, _Output(channel), _Output(channel)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("labctl.ssh._connect", lambda target, timeout: Client())
+    key = ensure_keypair(tmp_path / "id", "t")
+    run(SshTarget("10.0.0.9", 22, "root", key.private), "cat", stdin=given)
+    for _ in range(100):  # the input is written beside the reading of the output
+        if channel.closed_for_writing:
+            break
+        time.sleep(0.01)
+    assert channel.closed_for_writing and stdin.written == (given or b"")
 
 
 def test_a_slow_handshake_gets_twice_as_long_next_time_a_refusal_does_not(
