@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import docker
 import docker.errors
 import requests
-from docker.utils.socket import consume_socket_output, frames_iter
+from docker.utils.socket import consume_socket_output, demux_adaptor, frames_iter
 
 from labctl.errors import DaemonDown, EngineError, NotFoundError
 from labctl.paths import podman_socket
@@ -79,7 +79,8 @@ def exec_with_stdin(
     feeding = threading.Thread(target=feed, daemon=True)
     feeding.start()  # while the output is read: neither side waits on a full pipe
     try:
-        out, err = consume_socket_output(frames_iter(stream, tty=False), demux=True)
+        frames = (demux_adaptor(*frame) for frame in frames_iter(stream, tty=False))
+        out, err = consume_socket_output(frames, demux=True)
     finally:
         feeding.join(timeout=5)
         stream.close()

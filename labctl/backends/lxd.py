@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -387,10 +388,17 @@ class ContainerConnection(ExecConnection):
         return instance
 
     def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
+        """``stdin`` goes in as a file the command reads and removes: exec's stdin websocket
+        takes one message, and the daemon drops one of a few hundred kB."""
         resource = self._record.resource
         instance = self._running()
         with engine_errors(f"run a command in {resource}"):
-            result = instance.execute(argv, stdin_payload=stdin)
+            if stdin is not None:
+                given = f"/tmp/.labctl-stdin-{uuid.uuid4().hex}"
+                instance.files.put(given, stdin, mode="0600")
+                script = 'f=$1; shift; "$@" < "$f"; rc=$?; rm -f "$f"; exit $rc'
+                argv = ["sh", "-c", script, "sh", given, *argv]
+            result = instance.execute(argv)
         return result.exit_code, result.stdout, result.stderr
 
     def shell_argv(self) -> list[str]:

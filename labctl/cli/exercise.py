@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 import typer
-from rich.markdown import Markdown
 from rich.markup import escape
 
 from labctl import console
@@ -342,7 +341,7 @@ def hint(
         console.out.print(tr(L, f"{head}: este paso no tiene pistas.", f"{head}: no hints here."))
         return
     console.out.print(f"[bold]{head}, {tr(L, 'pista', 'hint')} {given}/{len(s.hints)}[/bold]")
-    console.out.print(Markdown(c.text(ex, s.hints[given - 1].get(L))))
+    view.print_markdown(console.out, c.text(ex, s.hints[given - 1].get(L)))
     if given == len(s.hints):
         console.out.print(tr(L, "(no quedan más pistas)", "(no more hints)"))
 
@@ -421,6 +420,7 @@ def reset(
                 f"Everything done in {guests} will be lost (for other exercises too). Go on?",
             ),
             tr(L, "No se ha reiniciado nada.", "Nothing reset."),
+            L,
         )
 
     def report(guest: str, step: str, detail: str) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from labctl.cli import tables
 from labctl.exercises.grading import Score, option_list
@@ -111,18 +113,39 @@ class StepView:
     answer: str | None
 
 
+#: a fenced code block of Markdown: its lines
+_FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def print_markdown(out: Console, text: str) -> None:
+    """Markdown, but each line of a fenced code block printed whole: rich wraps a code block
+    at the terminal's width, and a command copied in two pieces no longer runs (the
+    terminal wraps a long line for the eye and copies it as one)."""
+    at = 0
+    for block in _FENCE.finditer(text):
+        if text[at : block.start()].strip():
+            out.print(Markdown(text[at : block.start()]))
+            out.print()
+        for line in block.group(1).rstrip("\n").splitlines():
+            out.print(Text(f"    {line}", style="bold"), soft_wrap=True)
+        out.print()
+        at = block.end()
+    if text[at:].strip():
+        out.print(Markdown(text[at:]))
+
+
 def print_step(out: Console, v: StepView, lang: Lang, naming: str = "") -> None:
     """``labctl exercise show``: title, introduction, the step, and what to do next
     (``naming``: the options that reach this lab instance, after each command)."""
     ex, s = v.exercise, v.exercise.steps[v.index]
     out.print(Markdown(f"# {ex.title.get(lang)}"))
     if v.introduction:
-        out.print(Markdown(v.introduction))
+        print_markdown(out, v.introduction)
     done = "✓ " if v.passed else ""
     n = len(ex.steps)
     head = tr(lang, f"Paso {v.index + 1} de {n}", f"Step {v.index + 1} of {n}")
     out.print(Markdown(f"## {done}{head}: {v.title}"))
-    out.print(Markdown(v.instructions))
+    print_markdown(out, v.instructions)
     out.print()
     if s.answer_check is not None:
         line = tr(
@@ -163,8 +186,8 @@ def print_check(
     out.print(
         tr(
             lang,
-            f"{good} de {len(results)} comprobaciones correctas; pasos: {sc.passed}/{sc.total}.",
-            f"{good} of {len(results)} checks passed; steps: {sc.passed}/{sc.total}.",
+            f"{good} de {len(results)} comprobaciones correctas; pasos: {steps_done(sc, lang)}.",
+            f"{good} of {len(results)} checks passed; steps: {steps_done(sc, lang)}.",
         )
     )
     if sc.completed and result.passed:
@@ -195,17 +218,24 @@ def progress_table(scores: list[Score], student: str, lang: Lang) -> Table:
     )
     for s in scores:
         time = duration(s.seconds) if s.started else "-"
-        steps = f"{s.passed}/{s.total}"
-        if s.broken:  # passed once, failing now: never silently counted as passing
-            n = len(s.broken)
-            steps += tr(
-                lang,
-                f" [red]({n} {'falla' if n == 1 else 'fallan'} ahora)[/red]",
-                f" [red]({n} failing now)[/red]",
-            )
         points = f"{s.points:g}"
-        table.add_row(s.exercise, steps, points, str(s.hints), time, state_word(s, lang))
+        row = (s.exercise, steps_done(s, lang), points, str(s.hints), time, state_word(s, lang))
+        table.add_row(*row)
     return table
+
+
+def steps_done(s: Score, lang: Lang) -> str:
+    """Steps passed of all (markup), and how many of them fail now: a step that passed once
+    and fails now is never silently counted as passing."""
+    steps = f"{s.passed}/{s.total}"
+    if s.broken:
+        n = len(s.broken)
+        steps += tr(
+            lang,
+            f" [red]({n} {'falla' if n == 1 else 'fallan'} ahora)[/red]",
+            f" [red]({n} failing now)[/red]",
+        )
+    return steps
 
 
 def progress_line(scores: list[Score], lang: Lang) -> str:

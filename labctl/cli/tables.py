@@ -19,6 +19,7 @@ from rich.table import Table
 from labctl.console import json_asked
 from labctl.console import plural as plural  # for the CLI's modules, as table
 from labctl.console import table as table  # the house's table, for the CLI's modules
+from labctl.exercises.i18n import Lang, tr
 
 
 def json_option(help: str = "Print as JSON.") -> bool:
@@ -69,12 +70,29 @@ def pairs(rows: Iterable[tuple[str, str]]) -> Table:
     return grid
 
 
-def confirm(question: str, declined: str = "Nothing done.") -> None:
+#: what a yes and a no may be typed as, in either language (an empty answer is no)
+_YES, _NO = {"y", "yes", "s", "si", "sí"}, {"n", "no"}
+
+
+def confirm(question: str, declined: str = "Nothing done.", lang: Lang = "en") -> None:
     """Ask on the terminal (default no); a "no" says ``declined`` and exits 1, nothing done.
 
-    Not ``typer.confirm(abort=True)``: its Abort reads as Ctrl-C ("Interrupted.", 130).
+    Either language's yes and no are taken (``s``/``sí`` as ``y``/``yes``); ``lang`` says
+    the choices and asks again after anything else. Not ``typer.confirm(abort=True)``: its
+    Abort reads as Ctrl-C ("Interrupted.", 130).
     """
-    if not typer.confirm(question, default=False, err=True):
+
+    def answer(value: str) -> bool:
+        word = value.strip().lower()
+        if word in _YES or word in _NO or not word:
+            return word in _YES
+        raise typer.BadParameter(tr(lang, "responde s (sí) o n (no)", "answer y (yes) or n (no)"))
+
+    suffix = tr(lang, " [s/N]: ", " [y/N]: ")
+    said = typer.prompt(
+        question, default="", show_default=False, value_proc=answer, prompt_suffix=suffix, err=True
+    )
+    if not said:
         from labctl import console
 
         console.err.print(declined)

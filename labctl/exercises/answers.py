@@ -131,12 +131,15 @@ def check_answer(c: AnswerCheck, connect: Connect, lang: Lang, answer: str | Non
                     f"correct: the lab measures {fmt(truth)} and you said {fmt(given)}",
                 ),
             )
+        exact = c.factor is None and not c.tolerance and not c.margin  # a wrong digit: not "far"
         return failed(
             lang,
-            f"tu respuesta {fmt(given)} está lejos de lo que mide el laboratorio "
-            f"({_accepted_range(c, lang)}); vuelve a medir",
-            f"your answer {fmt(given)} is far from what the lab measures "
-            f"({_accepted_range(c, lang)}); measure again",
+            f"tu respuesta {fmt(given)} "
+            + ("no es lo que mide" if exact else "está lejos de lo que mide")
+            + f" el laboratorio ({_accepted_range(c, lang)}); vuelve a medir",
+            f"your answer {fmt(given)} "
+            + ("is not what" if exact else "is far from what")
+            + f" the lab measures ({_accepted_range(c, lang)}); measure again",
         )
     synonyms = {normalise(k): v for k, v in c.synonyms.items()}
     accepted = {normalise(value), *(normalise(s) for s in synonyms.get(normalise(value), []))}

@@ -103,6 +103,8 @@ def test_a_check_runs_in_the_podman_guest_through_its_connection(apps: One) -> N
     result = conn.run("grep -c 'labctl webapp' /srv/www/index.html")
     assert result.rc == 0 and int(result.stdout) >= 1, result.detail
     assert conn.shell_argv()[:2] == ["podman", "exec"]
+    given = conn.run("wc -c; echo read >&2", stdin=b"x" * 300_000)  # an attached exec
+    assert (given.rc, given.stdout.strip(), given.stderr) == (0, "300000", "read\n")
 
 
 def test_status_names_the_podman_guest_and_its_engine(apps: One) -> None:

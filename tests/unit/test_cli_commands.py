@@ -7,6 +7,8 @@ import pytest
 import labctl.cli  # noqa: F401  (every command registered)
 from labctl import console
 from labctl.cli.commands import in_text
+from labctl.cli.tables import confirm
+from labctl.exercises.i18n import Lang
 
 
 def test_each_command_gets_the_options_it_takes_right_after_its_words() -> None:
@@ -50,3 +52,52 @@ def test_the_default_instance_and_a_class_student_get_the_text_as_written(
     assert in_text(text, "virtualization", "main") == text
     monkeypatch.setattr(console, "CONFINED", True)  # labctl puts in their own
     assert in_text(text, "net", "walk") == text
+
+
+@pytest.mark.parametrize(
+    ("typed", "lang", "yes"),
+    [
+        ("s\n", "es", True),
+        ("Sí\n", "es", True),
+        ("y\n", "es", True),  # either language's yes
+        ("yes\n", "en", True),
+        ("si\n", "en", True),
+        ("\n", "es", False),  # no answer: no
+        ("n\n", "en", False),
+        ("quizá\nno\n", "es", False),  # anything else: asked again
+    ],
+)
+def test_a_confirmation_takes_a_yes_or_no_in_either_language(
+    typed: str, lang: Lang, yes: bool
+) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    ask = typer.Typer()
+
+    @ask.command()
+    def main() -> None:
+        confirm("¿Seguir?", "Nada.", lang)
+        print("done")
+
+    result = CliRunner().invoke(ask, [], input=typed)
+    assert (result.exit_code, "done" in result.stdout) == ((0, True) if yes else (1, False))
+    assert ("[s/N]" if lang == "es" else "[y/N]") in result.output
+    if typed.startswith("quizá"):
+        assert "responde s (sí) o n (no)" in result.output
+
+
+def test_a_code_blocks_lines_are_printed_whole_at_any_width() -> None:
+    import io
+
+    from rich.console import Console
+
+    from labctl.cli.exercise_view import print_markdown
+
+    command = "labctl exec -i walk arm-emulated -- base64 /bin/busybox | base64 -d > ~/b"
+    said = io.StringIO()
+    text = f"Copy it:\n\n```sh\nmkdir -p ~/x\n{command}\n```\n\nThen look at it."
+    print_markdown(Console(file=said, width=40), text)
+    lines = [line.strip() for line in said.getvalue().splitlines()]
+    assert command in lines and "mkdir -p ~/x" in lines  # one line each, past the width
+    assert lines[0] == "Copy it:" and lines[-1] == "Then look at it."

@@ -256,13 +256,16 @@ def test_a_wrong_answer_fails_without_revealing_the_truth() -> None:
 def test_number_answers_with_tolerance_margin_and_factor() -> None:
     ten = FakeConnection({"uname": (0, "10\n")})
     assert run(answer(match="number"), ten, answer="10").passed
-    assert not run(answer(match="number"), ten, answer="11").passed
+    off_by_one = run(answer(match="number"), ten, answer="11")
+    assert not off_by_one.passed  # an exact answer one off is wrong, not "far"
+    assert off_by_one.detail.startswith("tu respuesta 11 no es lo que mide el laboratorio (tiene")
     assert run(answer(match="number", tolerance=0.2), ten, answer="12").passed
     assert not run(answer(match="number", tolerance=0.2), ten, answer="12,5").passed
     assert run(answer(match="number", margin=3), ten, answer="7").passed
     assert run(answer(match="number", factor=2), ten, answer="5 veces").passed
     assert not run(answer(match="number", factor=2), ten, answer="4.9").passed
     far = run(answer(match="number", factor=2), ten, answer="21")
+    assert "está lejos de lo que mide" in far.detail
     assert "se acepta hasta 2 veces por encima o por debajo" in far.detail
     assert "10" not in far.detail.replace("21", "")
 

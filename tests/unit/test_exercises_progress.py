@@ -9,7 +9,7 @@ import pytest
 
 from labctl.command import CommandResult
 from labctl.errors import SpecError
-from labctl.exercises import runner
+from labctl.exercises import grading, runner
 from labctl.exercises.checks import CheckResult
 from labctl.exercises.i18n import detect, of_args
 from labctl.exercises.progress import ProgressStore, current_step, score, shared
@@ -203,3 +203,19 @@ def test_an_unknown_language_is_refused(flag: str) -> None:
 )
 def test_a_command_lines_language(args: list[str], env: dict[str, str], lang: str) -> None:
     assert of_args(args, env) == lang
+
+
+def test_check_says_a_step_that_passed_once_fails_now() -> None:
+    import io
+
+    from rich.console import Console
+
+    from labctl.cli import exercise_view as view
+
+    broken = runner.ExerciseResult(
+        "demo", (runner.StepResult("one", 1, "one", (CheckResult("x", "failed", "gone"),)),)
+    )
+    said = io.StringIO()
+    got = grading.Score("demo", 2, 2, 0, 60.0, True, now=1, broken=("one",))
+    view.print_check(Console(file=said, width=100), EXERCISE, broken, got, "ana", "es")
+    assert "pasos: 2/2 (1 falla ahora)." in said.getvalue()
