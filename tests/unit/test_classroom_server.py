@@ -165,12 +165,17 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     return w
 
 
+def class_up(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``class up``'s arguments for Ana alone in class so; the server found as localhost."""
+    world.roster_file.write_text("id,name\nana,Ana\n")
+    monkeypatch.setattr(cli_classroom, "find_server", lambda: find("localhost"))
+    return ["class", "up", str(world.roster_file), str(world.path), "-c", "so"]
+
+
 def test_class_up_says_which_server_the_sheets_name_and_how_to_change_it(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world.roster_file.write_text("id,name\nana,Ana\n")
-    monkeypatch.setattr(cli_classroom, "find_server", lambda: find("localhost"))
-    args = ["class", "up", str(world.roster_file), str(world.path), "-c", "so"]
+    args = class_up(world, monkeypatch)
     result = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     said = [line for line in result.stderr.splitlines() if "access sheets" in line]
@@ -191,9 +196,7 @@ def test_class_up_says_which_server_the_sheets_name_and_how_to_change_it(
 def test_the_sheets_language_is_given_once_and_kept_by_a_rerun(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world.roster_file.write_text("id,name\nana,Ana\n")
-    monkeypatch.setattr(cli_classroom, "find_server", lambda: find("localhost"))
-    args = ["class", "up", str(world.roster_file), str(world.path), "-c", "so"]
+    args = class_up(world, monkeypatch)
     assert CliRunner().invoke(app, [*args, "--lang", "es"]).exit_code == 0
     assert ClassDir("so").require().lang == "es"
     # a rerun from an English shell keeps the class's language; --lang changes it
@@ -209,8 +212,6 @@ def test_the_sheets_language_is_given_once_and_kept_by_a_rerun(
 def test_a_new_class_takes_the_sheets_language_from_the_locale(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world.roster_file.write_text("id,name\nana,Ana\n")
-    monkeypatch.setattr(cli_classroom, "find_server", lambda: find("localhost"))
-    args = ["class", "up", str(world.roster_file), str(world.path), "-c", "so"]
+    args = class_up(world, monkeypatch)
     assert CliRunner().invoke(app, args, env={"LANG": "es_ES.UTF-8"}).exit_code == 0
     assert world.langs == ["es"]  # type: ignore[attr-defined]
