@@ -23,6 +23,7 @@ import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from labctl.errors import ExitCode, HostError, LabctlError, SpecError
 
@@ -161,10 +162,16 @@ class History:
     rows: tuple[HistoryRow, ...]
     layers: int
 
-    @property
-    def summary(self) -> str:
-        """The line below the rows: how many filesystem layers the image has."""
-        return f"{self.tag}: {self.layers} filesystem layers (RootFS.Layers)"
+
+@dataclass(frozen=True)
+class Removed:
+    """What ``labctl app rm`` removed: an image (by its tag) or a container (by its name)."""
+
+    kind: Literal["image", "container"]
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
 
 
 @dataclass(frozen=True)
@@ -220,7 +227,7 @@ class AppEngine(ABC):
         """The scope's images and containers."""
 
     @abstractmethod
-    def remove(self, scope: AppScope, name: str) -> str:
+    def remove(self, scope: AppScope, name: str) -> Removed:
         """Remove a container (by name) or an image (by tag) of the student's; what it was."""
 
     @abstractmethod

@@ -31,6 +31,7 @@ from labctl.backends.apps import (
     HistoryRow,
     Listing,
     NotYours,
+    Removed,
     dockerfile_sources,
     lab_image,
     no_app_network,
@@ -230,7 +231,7 @@ class DockerApps(AppEngine):
             tuple(sorted((_app_container(c) for c in containers), key=lambda c: c.name)),
         )
 
-    def remove(self, scope: AppScope, name: str) -> str:
+    def remove(self, scope: AppScope, name: str) -> Removed:
         if ":" in name or "/" in name:  # an image's tag
             tag = _with_tag(scope.tag(name))
             image = self._image(tag)
@@ -240,7 +241,7 @@ class DockerApps(AppEngine):
                 raise _not_usable(scope, tag)
             with self._errors(f"remove image {tag}"):
                 self.client.images.remove(tag)
-            return f"image {tag}"
+            return Removed("image", tag)
         name = scope.container(name)
         try:
             with self._errors(f"look up container {name}"):
@@ -251,7 +252,7 @@ class DockerApps(AppEngine):
             raise NotYours(f"container {name} was not made by labctl app for you")
         with self._errors(f"remove container {name}"):
             container.remove(force=True, v=True)
-        return f"container {name}"
+        return Removed("container", name)
 
     def remove_all(self, lab: str, instance: str) -> list[str]:
         labels = [f"labctl.lab={lab}", f"labctl.instance={instance}", f"{MARK}=student"]

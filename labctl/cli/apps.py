@@ -22,6 +22,7 @@ from labctl.backends.apps import AppScope, NotYours, Reader, read_context
 from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.exercises import runner
+from labctl.exercises.i18n import tr
 from labctl.exercises.progress import check_student
 from labctl.instance import isolation
 from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance, check_lab_name
@@ -128,9 +129,8 @@ def build(
     where.scope.tag(tag)  # refused before anything is read
     context = read_context(directory, where.reader())
     image = backends.app_engine().build(where.scope, context, tag)
-    console.out.print(
-        f"Built {escape(image.tag)} ({image.short_id}, {image.layers} filesystem layers)."
-    )
+    said = f"{escape(image.tag)} ({image.short_id}, {_layers(image.layers)})"
+    console.out.print(tr(console.LANG, f"Construida {said}.", f"Built {said}."))
 
 
 @app_app.command()
@@ -146,12 +146,15 @@ def history(
     if json_out:
         console.print_json(asdict(found))
         return
-    t = tables.table("image", "size", "created by")
+    L = console.LANG
+    t = tables.table(
+        tr(L, "imagen", "image"), tr(L, "tamaño", "size"), tr(L, "creada por", "created by")
+    )
     for row in found.rows:
         created_by = " ".join(row.created_by.split())[:200]
         t.add_row(escape(row.short_id), _size(row.size), escape(created_by))
     console.out.print(t)
-    console.out.print(escape(found.summary))
+    console.out.print(f"{escape(found.tag)}: {_layers(found.layers)} (RootFS.Layers)")
 
 
 @app_app.command()
@@ -176,9 +179,19 @@ def run(
     c = backends.app_engine().run(
         where.scope, image, name, outer, inner, WAIT_SECONDS if wait else 0
     )
-    console.out.print(f"{escape(c.name)} runs {escape(c.image)} on {c.url}")
+    L, name, image = console.LANG, escape(c.name), escape(c.image)
+    console.out.print(
+        tr(L, f"{name} ejecuta {image} en {c.url}", f"{name} runs {image} on {c.url}")
+    )
     if c.answered_after is not None:
-        console.out.print(f"It answered {c.answered_after:.2f} s after labctl asked for it.")
+        after = f"{c.answered_after:.2f} s"
+        console.out.print(
+            tr(
+                L,
+                f"Respondió {after} después de que labctl lo arrancara.",
+                f"It answered {after} after labctl asked for it.",
+            )
+        )
 
 
 @app_app.command("ls")
@@ -193,18 +206,32 @@ def ls(
     if json_out:
         console.print_json(asdict(found))
         return
+    L = console.LANG
     if found.images:
-        t = tables.table("image", "id", "layers", "size")
+        t = tables.table(
+            tr(L, "imagen", "image"), "id", tr(L, "capas", "layers"), tr(L, "tamaño", "size")
+        )
         for i in found.images:
             t.add_row(escape(i.tag), i.short_id, str(i.layers), _size(i.size))
         console.out.print(t)
     if found.containers:
-        t = tables.table("container", "image", "state", "published on")
+        t = tables.table(
+            tr(L, "contenedor", "container"),
+            tr(L, "imagen", "image"),
+            tr(L, "estado", "state"),
+            tr(L, "publicado en", "published on"),
+        )
         for c in found.containers:
             t.add_row(escape(c.name), escape(c.image), escape(c.status), c.url)
         console.out.print(t)
     if not found.images and not found.containers:
-        console.out.print("You have no images or containers of your own (labctl app build, run).")
+        console.out.print(
+            tr(
+                L,
+                "No tienes imágenes ni contenedores tuyos (labctl app build, run).",
+                "You have no images or containers of your own (labctl app build, run).",
+            )
+        )
 
 
 @app_app.command("rm")
@@ -217,7 +244,19 @@ def rm(
     """Remove your containers (by name) and images (by tag)."""
     scope = _Where(lab, instance, student).scope
     for name in names:
-        console.out.print(f"Removed {escape(backends.app_engine().remove(scope, name))}.")
+        gone = backends.app_engine().remove(scope, name)
+        what = escape(gone.name)
+        es = (
+            f"Eliminada la imagen {what}."
+            if gone.kind == "image"
+            else f"Eliminado el contenedor {what}."
+        )
+        console.out.print(tr(console.LANG, es, f"Removed {gone}."))
+
+
+def _layers(n: int) -> str:
+    """How many filesystem layers, in the command's language."""
+    return tr(console.LANG, f"{n} capas de sistema de ficheros", f"{n} filesystem layers")
 
 
 def _size(n: int) -> str:

@@ -26,6 +26,7 @@ from labctl.backends.apps import (
     AppScope,
     NotYours,
     Reader,
+    Removed,
     dockerfile_sources,
     read_context,
 )
@@ -314,9 +315,9 @@ def test_ls_and_rm_see_the_student_s_own_things_only(
     with pytest.raises(NotFoundError, match="you have no container"):
         engine.remove(ANA, "nada-ana")
     container = fake.containers.by_name["prueba-ana"]
-    assert engine.remove(ANA, "prueba-ana") == "container prueba-ana"
+    assert str(engine.remove(ANA, "prueba-ana")) == "container prueba-ana"
     assert container.volumes_removed  # with its anonymous volumes (docker rm -v)
-    assert engine.remove(ANA, "labctl/webapp:v2-ana") == "image labctl/webapp:v2-ana"
+    assert engine.remove(ANA, "labctl/webapp:v2-ana") == Removed("image", "labctl/webapp:v2-ana")
     assert engine.listing(ANA).images == () and engine.listing(ANA).containers == ()
     assert [c.name for c in engine.listing(BOB).containers] == ["prueba-bob"]
 
@@ -450,6 +451,18 @@ def test_a_student_publishes_only_the_ports_their_exercises_give_them(
     assert (scope.student, scope.instance, published) == ("ana", "main", port)
     # in labctl's firewall (students reach their own published ports only) before it listens
     assert fake_nft.sets["ports"] == {port: "labctl virtualization/main"}
+
+
+def test_run_speaks_the_students_language(
+    ana_runs: tuple[RecordingApps, Callable[..., Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _recording, run = ana_runs
+    port = next(p for p in _ports_in(run("--port", "1").exception.hint) if 20000 <= p <= 29999)
+    monkeypatch.setenv("LANG", "es_ES.UTF-8")
+    ran = run("--port", str(port), "--wait")
+    assert ran.exit_code == 0, ran.output
+    assert f"web-ana ejecuta labctl/webapp:latest en http://127.0.0.1:{port}/" in ran.output
+    assert "Respondió 0.50 s después de que labctl lo arrancara." in ran.output
 
 
 def test_a_port_another_lab_publishes_is_refused_before_anything_is_asked(
