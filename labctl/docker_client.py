@@ -81,10 +81,17 @@ def exec_with_stdin(
     try:
         frames = (demux_adaptor(*frame) for frame in frames_iter(stream, tty=False))
         out, err = consume_socket_output(frames, demux=True)
+    except OSError as exc:
+        raise EngineError(f"the exec's stream in {container} broke: {exc}") from exc
     finally:
         feeding.join(timeout=5)
         stream.close()
-    return int(api.exec_inspect(exec_id)["ExitCode"] or 0), out or b"", err or b""
+        with suppress(OSError):
+            raw.close()
+    rc = api.exec_inspect(exec_id)["ExitCode"]
+    if rc is None:
+        raise EngineError(f"the exec in {container} ended its output but has no exit code")
+    return int(rc), out or b"", err or b""
 
 
 def bare_name(ref: str) -> str:

@@ -6,6 +6,7 @@ import ipaddress
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
@@ -393,12 +394,18 @@ class ContainerConnection(ExecConnection):
         resource = self._record.resource
         instance = self._running()
         with engine_errors(f"run a command in {resource}"):
-            if stdin is not None:
-                given = f"/tmp/.labctl-stdin-{uuid.uuid4().hex}"
-                instance.files.put(given, stdin, mode="0600")
-                script = 'f=$1; shift; "$@" < "$f"; rc=$?; rm -f "$f"; exit $rc'
-                argv = ["sh", "-c", script, "sh", given, *argv]
-            result = instance.execute(argv)
+            if stdin is None:
+                result = instance.execute(argv)
+                return result.exit_code, result.stdout, result.stderr
+            given = f"/tmp/.labctl-stdin-{uuid.uuid4().hex}"
+            instance.files.put(given, stdin, mode="0600")
+            script = 'f=$1; shift; "$@" < "$f"; rc=$?; rm -f "$f"; exit $rc'
+            try:
+                result = instance.execute(["sh", "-c", script, "sh", given, *argv])
+            except Exception:
+                with suppress(Exception):  # best effort: the error said is the exec's
+                    instance.files.delete(given)
+                raise
         return result.exit_code, result.stdout, result.stderr
 
     def shell_argv(self) -> list[str]:

@@ -1,5 +1,5 @@
 """``class down`` as a stage list: exactly the class's instances (through
-``lab.lifecycle.down``), accounts and keys, then the class state; with ``forget``, the
+``lab.down``), accounts and keys, then the class state; with ``forget``, the
 records in the progress store of each student whose lab went (``classroom.forget``).
 
 Interrupted (Ctrl-C), it says how far it got; the same command again resumes it. A lab that

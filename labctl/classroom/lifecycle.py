@@ -382,6 +382,7 @@ def up(
     default the real lifecycle, host, passwd database and accounts (:class:`HostAccounts`)
     are used.
     """
+    lang = lang or ClassDir(name).lang(None)  # the sheets': the class's own, if not given
     c = _ClassUp(
         roster,
         name,
@@ -394,7 +395,7 @@ def up(
         max_students,
         host,
         account_exists,
-        HostAccounts() if accounts == "host" else accounts,
+        HostAccounts(lang=lang) if accounts == "host" else accounts,
         window,
         ports,
         lang,

@@ -66,7 +66,7 @@ def ssh_config(
             *ident,
             tr(
                 lang,
-                "    # cada reinicio lo crea de nuevo, con otra clave de host: no se recuerda",
+                "    # cada reset lo crea de nuevo, con otra clave de host: no merece guardarla",
                 "    # made anew by every reset, with a new host key: not worth remembering",
             ),
             "    StrictHostKeyChecking no",
@@ -120,14 +120,14 @@ def render(
             f"labctl class {account.class_name}: access for {account.full_name}",
         ),
         "",
-        tr(lang, "Servidor:   ", "Server:   ") + server,
-        tr(lang, "Usuario:    ", "User:     ") + account.user,
+        tr(lang, "Servidor:    ", "Server:   ") + server,
+        tr(lang, "Usuario:     ", "User:     ") + account.user,
         tr(
             lang,
             f"Laboratorio: {account.lab} (instancia {account.instance})",
             f"Lab:      {account.lab} (instance {account.instance})",
         ),
-        tr(lang, "Contraseña: ninguna (solo claves SSH)", "Password: none (SSH keys only)"),
+        tr(lang, "Contraseña:  ninguna (solo claves SSH)", "Password: none (SSH keys only)"),
         "",
     ]
     if private_key is not None:

@@ -84,6 +84,9 @@ def up(
         lang=lang,
         report=_lines if not json_out else lambda *a: None,
     )
+    from labctl.cli.class_serve import restate_sheets
+
+    restate_sheets(folder)  # the sheets came back from the hosts: their progress page's part
     if json_out:
         console.print_json(
             {

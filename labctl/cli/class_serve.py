@@ -133,6 +133,20 @@ def serve(
             signal.signal(signal.SIGTERM, before)
 
 
+def restate_sheets(folder: class_state.ClassDir) -> None:
+    """After ``class up`` rewrote the sheets: the running ``class serve``'s section in each,
+    said again in the class's language (its tokens kept; the next serve gives new students
+    theirs)."""
+    from labctl.dashboard.auth import TokenFile
+    from labctl.dashboard.serving import current
+
+    server, cls = current(folder.root), folder.load()
+    if server is None or cls is None:
+        return
+    seats = tuple(cls.seats.values())
+    TokenFile(folder.root).ensure_students(seats, server.url, tunnel_host(folder), cls.lang, False)
+
+
 def tunnel_host(folder: class_state.ClassDir) -> str | None:
     """The ssh_config ``Host`` of the students' sheets through which a page on this server's
     loopback is reached; None for a class over lab hosts, whose sheets' Host is the student's

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import typer
@@ -209,6 +212,9 @@ def up(
         accounts=accounts,
         lang=sheets,
     )
+    from labctl.cli.class_serve import restate_sheets
+
+    restate_sheets(class_state.ClassDir(class_name))  # their progress page's part too
     note = server.note()
     if json_out:
         console.print_json(
@@ -380,6 +386,22 @@ def _again(name: str, student: str | None) -> str:
     return f"labctl class down --class {name}{who} --forget"
 
 
+@contextmanager
+def _dashboard_goes_with(folder: class_state.ClassDir, json_out: bool) -> Iterator[None]:
+    """The class's running ``class serve`` is stopped (SIGTERM to the PID its record names,
+    checked by start time) once the class is gone: it served only errors."""
+    from labctl.dashboard.serving import current
+
+    server = current(folder.root)
+    yield
+    if server is None or folder.load() is not None or not server.running:
+        return
+    with suppress(ProcessLookupError):
+        os.kill(server.pid, signal.SIGTERM)
+    if not json_out:
+        console.err.print(f"Its dashboard (labctl class serve, pid {server.pid}) stopped too.")
+
+
 @class_app.command("down")
 def down(
     class_name: str | None = ClassOpt,
@@ -413,10 +435,12 @@ def down(
                 f"class {folder.name} runs over lab hosts: --student is for a class on one host",
                 "take the whole class down, or run labctl class down --student there",
             )
-        class_fleet.down(folder, spread, json_out, forget)
+        with _dashboard_goes_with(folder, json_out):
+            class_fleet.down(folder, spread, json_out, forget)
         return
     here = folder.load() is not None
-    result = class_down.down(folder, student, report, forget=forget)
+    with _dashboard_goes_with(folder, json_out):
+        result = class_down.down(folder, student, report, forget=forget)
     if not here:  # never here, or taken down already: nothing to do but forget
         why = f"Nothing of class {folder.name} is here"
         _nothing_removed(why, json_out, forget, result.forgotten)

@@ -27,6 +27,10 @@ from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, options
 _COMMAND = re.compile(r"(?<![\w/.-])labctl ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?")
 #: an argument after a command (a lab's path, say), not an option
 _ARGUMENT = re.compile(r" +[^\s`'\"-]")
+#: the rest of the command's line already names an instance or a lab
+_NAMED = re.compile(r"[^`\n]*?(?<!\S)(-i|--instance|-l|--lab)(?=[\s=])")
+#: the commands whose ``--lab`` (``up``: ``LAB``) may be a lab file or folder, not only a name
+_LAB_FILES = frozenset({"exercise", "app", "up"})
 
 
 @cache
@@ -51,26 +55,34 @@ def _takes(command: Any) -> set[str]:
     return named | ({"LAB"} if any(p.name == "lab_ref" for p in command.params) else set())
 
 
-def in_text(text: str, lab: str, instance: str, student: str | None = None) -> str:
+def in_text(
+    text: str, lab: str, instance: str, student: str | None = None, lab_ref: str | None = None
+) -> str:
     """``text`` with this lab instance's options after every labctl command it names that
-    works on a lab instance (``--instance``); ``labctl up`` naming no lab gets this one."""
+    works on a lab instance (``--instance``); ``labctl up`` naming no lab gets this one.
+
+    ``lab`` is the lab's name; ``lab_ref``, as typed (a file or folder), goes to the commands
+    that read a lab file (``exercise``, ``app``, ``up``). A command whose line already names
+    an instance or a lab is left as written (a hint labctl built, or the text's own choice).
+    """
     if console.CONFINED or (lab == DEFAULT_LAB and instance == DEFAULT_INSTANCE and not student):
         return text
 
     def place(m: re.Match[str]) -> str:
         found = _command(m.group(1), m.group(2))
         takes = _takes(found[0]) if found is not None else set()
-        if found is None or "--instance" not in takes:
+        if found is None or "--instance" not in takes or _NAMED.match(text, m.end()):
             return m.group(0)
         both = found[1]
+        ref = lab_ref if lab_ref is not None and m.group(1) in _LAB_FILES else lab
         given = options(
-            lab if "--lab" in takes else DEFAULT_LAB,
+            ref if "--lab" in takes else DEFAULT_LAB,
             instance,
             student if "--student" in takes else None,
         )
         names_lab = m.group(2) is not None or _ARGUMENT.match(text, m.end()) is not None
         if "LAB" in takes and lab != DEFAULT_LAB and not names_lab:
-            given = f" {shlex.quote(lab)}{given}"
+            given = f" {shlex.quote(ref)}{given}"
         words = f"{m.group(1)} {m.group(2)}" if both else m.group(1)
         rest = "" if both or m.group(2) is None else f" {m.group(2)}"
         return f"labctl {words}{given}{rest}"

@@ -61,8 +61,9 @@ class _Ctx:
     naming: str = ""
     #: the end of the class's exam window, if it has one (after it, attempts do not score)
     ends: datetime | None = None
-    #: the lab, instance and student as typed (a student's ``-s`` or None), for ``text``
-    typed: tuple[str, str, str | None] = (DEFAULT_LAB, DEFAULT_INSTANCE, None)
+    #: the lab as typed (a name, file or folder) and the student's ``-s`` (or None), for
+    #: ``commands``
+    typed: tuple[str, str | None] = (DEFAULT_LAB, None)
 
     def cmd(self, words: str) -> str:
         """``labctl WORDS`` with the options naming this lab instance and student."""
@@ -87,7 +88,8 @@ class _Ctx:
 
     def commands(self, text: str) -> str:
         """The labctl commands ``text`` names, with the options that reach this instance."""
-        return commands.in_text(text, *self.typed)
+        lab_ref, student = self.typed
+        return commands.in_text(text, self.ws.lab, self.ws.instance, student, lab_ref)
 
 
 def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx:
@@ -103,7 +105,7 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
     scored = scored_at(cls, datetime.now(timezone.utc))
     store = ProgressStore(ws.lab, instance, who, scored=scored)
     ends = window_of(cls).end if cls is not None else None
-    return _Ctx(ws, who, detect(lang), store, naming, ends, (lab, instance, student))
+    return _Ctx(ws, who, detect(lang), store, naming, ends, (lab, student))
 
 
 def _exam_line(c: _Ctx) -> str | None:

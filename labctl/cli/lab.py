@@ -269,8 +269,9 @@ def exec_(
     stdin: bool = typer.Option(
         False,
         "--stdin",
-        help="Pass labctl's standard input to the command (labctl exec A -- cat f | labctl exec "
-        "--stdin B -- sh -c 'cat > f'); without it the command reads end of file at once.",
+        help="Pass labctl's standard input (up to 64 MiB) to the command: labctl exec A -- cat "
+        "notes.txt | labctl exec --stdin B -- sh -c 'cat > notes.txt'. Without it the command "
+        "reads end of file at once. Output is text: base64 a binary file.",
     ),
 ) -> None:
     """Run a command in GUEST; its output and exit code are passed through."""
@@ -289,7 +290,7 @@ def exec_(
     inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
     rec = lab_status.record(state, guest)
     line = command[0] if len(command) == 1 else shlex.join(command)
-    given = sys.stdin.buffer.read() if stdin else None  # all of it: the command gets it whole
+    given = _read_stdin() if stdin else None  # all of it: the command gets it whole
     # No bound on silence: a student's command in a VM may rightly say nothing for long.
     with _hints_of(state):
         result = backends.connect(rec, KeyPair(inst.key)).run(line, timeout=None, stdin=given)
@@ -298,6 +299,21 @@ def exec_(
     # not typer.Exit: typer reads 130 as its own Ctrl-C, and a guest command exiting 130
     # would be said "Interrupted."
     sys.exit(result.rc)
+
+
+#: how much ``exec --stdin`` reads: labctl holds it whole (as root, for a class's student)
+STDIN_LIMIT = 64 * 1024 * 1024
+
+
+def _read_stdin() -> bytes:
+    data = sys.stdin.buffer.read(STDIN_LIMIT + 1)
+    if len(data) > STDIN_LIMIT:
+        raise LabctlError(
+            "more than 64 MiB on labctl exec's standard input",
+            "copy a file that large with scp or rsync (labctl status says how to reach the guest)",
+            ExitCode.USAGE,
+        )
+    return data
 
 
 @app.command()

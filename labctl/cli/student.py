@@ -16,7 +16,7 @@ from labctl.classroom.accounts import Account
 from labctl.cli import main as labctl_main
 from labctl.cli import render_error
 from labctl.errors import HostError, LabctlError
-from labctl.exercises.i18n import of_args
+from labctl.exercises.i18n import FALLBACK_VAR, of_args
 from labctl.instance.state import NotUp
 from labctl.lab import status as lab_status
 
@@ -49,6 +49,9 @@ def main() -> None:
     console.json_asked("--json" in asked)
     try:
         account = access.identify(os.environ, os.geteuid())
+        # a locale naming no language (C, POSIX: many a server's default) gets the class's
+        os.environ[FALLBACK_VAR] = account.lang
+        console.LANG = of_args(sys.argv[1:])
         confined = access.confine(sys.argv[1:], account)
         if tuple(confined.words) in NEEDS_LAB and "--help" not in confined.given:
             lab_status.load(account.lab, account.instance)

@@ -84,7 +84,8 @@ def with_section(
         section.append(
             tr(
                 lang,
-                f"Escucha en el loopback del servidor: {how}, y abre http://127.0.0.1:{port}/",
+                f"La página solo se abre en el propio servidor (127.0.0.1): {how}, y abre "
+                f"http://127.0.0.1:{port}/",
                 f"It listens on the server's loopback: {how}, then open http://127.0.0.1:{port}/",
             )
         )
@@ -175,13 +176,20 @@ class TokenFile:
         return token
 
     def ensure_students(
-        self, seats: tuple[Seat, ...], url: str, ssh_host: str | None = None, lang: Lang = "en"
+        self,
+        seats: tuple[Seat, ...],
+        url: str,
+        ssh_host: str | None = None,
+        lang: Lang = "en",
+        make: bool = True,
     ) -> list[str]:
         """Give every student whose sheet has no valid token a new one; their ids.
 
         The token goes into the student's access sheet (``access/<student>.txt``, made if
         labctl made no account); students no longer in the class lose theirs. ``ssh_host``
-        and ``lang`` (the sheets'): see :func:`with_section`.
+        and ``lang`` (the sheets'): see :func:`with_section`. ``make=False`` only says each
+        valid token's section again (``class up`` while a server runs, which knows the
+        tokens it started with): nobody gets or loses one.
         """
         book = self.load()
         hashes = {s: h for s, h in book.students.items() if any(x.student == s for x in seats)}
@@ -196,11 +204,14 @@ class TokenFile:
                 if again != text:  # same token, a new address
                     write_private(path, again)
                 continue
+            if not make:
+                continue
             token = new_token()
             hashes[seat.student] = digest(token)
             write_private(path, with_section(text, url, token, ssh_host, lang))
             made.append(seat.student)
-        self.save(TokenBook(book.instructor, hashes))
+        if make:
+            self.save(TokenBook(book.instructor, hashes))
         return made
 
 

@@ -12,10 +12,16 @@ Lang = Literal["es", "en"]
 LANGS: tuple[Lang, ...] = ("es", "en")
 
 
+#: the language when the locale names none (C, POSIX or unset): a class's student gets the
+#: class's this way (``cli.student``), whatever the server's default locale
+FALLBACK_VAR = "LABCTL_LANG"
+
+
 def detect(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Lang:
     """``--lang`` if given, else the locale (LC_ALL, LC_MESSAGES, LANG, as POSIX orders them).
 
-    A Spanish locale (``es``, ``es_ES.UTF-8``...) gives Spanish; anything else English.
+    A Spanish locale (``es``, ``es_ES.UTF-8``...) gives Spanish; another language's English;
+    the C or POSIX locale, or none, names no language: then ``$LABCTL_LANG``, else English.
     """
     if explicit:
         given = explicit.strip().lower()
@@ -27,8 +33,10 @@ def detect(explicit: str | None = None, environ: Mapping[str, str] | None = None
     for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
         value = env.get(var, "")
         if value:
+            if value.split(".")[0] in ("C", "POSIX"):
+                break
             return "es" if value.lower().startswith("es") else "en"
-    return "en"
+    return "es" if env.get(FALLBACK_VAR, "").lower().startswith("es") else "en"
 
 
 def of_args(args: Sequence[str], environ: Mapping[str, str] | None = None) -> Lang:

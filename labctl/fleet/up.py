@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from labctl.classroom import sheet
 from labctl.classroom import window as exam
 from labctl.classroom.lifecycle import remember_seats
 from labctl.classroom.roster import Roster, Student, check_class, check_size, instance_of
@@ -452,7 +453,11 @@ def _sheets(c: _FleetUp) -> None:
                     continue  # only this host's students' sheets and keys, by plain name
                 data = tar.extractfile(member)
                 if data is not None:
-                    write_private(target / name, data.read().decode())
+                    text = data.read().decode()
+                    if name.endswith(".txt") and (target / name).is_file():
+                        # the progress page's part class serve added here stays below it
+                        text += sheet.appendix((target / name).read_text())
+                    write_private(target / name, text)
         c.mark(host, "sheets")
     for host in c.live():  # every stage passed, with students or none
         c.fleet = c.fleet.with_host(replace(c.fleet.hosts[host], status=READY))

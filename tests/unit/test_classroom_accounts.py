@@ -71,7 +71,7 @@ def test_a_spanish_class_gets_its_sheet_in_spanish_and_a_rerun_rewrites_it(
     account = accounts.ensure_account(*args, server="lab", system=fake, lang="es")
     sheet = account.sheet.read_text()
     assert "Guarda esta clave privada como ~/.ssh/labctl-so24a (chmod 600):" in sheet
-    assert "Usuario:    ana" in sheet and "Añade a ~/.ssh/config:" in sheet
+    assert "Usuario:     ana" in sheet and "Añade a ~/.ssh/config:" in sheet
     assert "Save the private key" not in sheet and "HostName lab" in sheet  # ssh's own words
     assert accounts.record("ana").lang == "es"  # type: ignore[union-attr]
     again = accounts.ensure_account(*args, server="lab", system=fake, lang="en")

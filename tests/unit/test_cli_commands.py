@@ -24,6 +24,20 @@ def test_each_command_gets_the_options_it_takes_right_after_its_words() -> None:
     )
 
 
+def test_a_lab_given_as_a_path_reaches_only_the_commands_that_read_lab_files() -> None:
+    text = "`labctl ssh box`, `labctl exercise check x`, `labctl up`"
+    assert in_text(text, "virtualization", "main", lab_ref="labs/virtualization") == text
+    assert in_text(text, "net", "walk", lab_ref="labs/net") == (
+        "`labctl ssh --lab net -i walk box`, `labctl exercise check --lab labs/net -i walk x`, "
+        "`labctl up labs/net -i walk`"
+    )
+
+
+def test_a_command_that_names_its_instance_or_lab_is_left_as_written() -> None:
+    text = "run `labctl up net --instance walk` again, or `labctl ssh -l other box`"
+    assert in_text(text, "net", "walk") == text
+
+
 def test_up_gets_the_lab_only_when_the_text_names_none() -> None:
     assert in_text("`labctl up`", "net", "walk") == "`labctl up net -i walk`"
     assert in_text("`labctl up labs/x/s390x.yaml`", "net", "walk") == (

@@ -123,6 +123,54 @@ def test_a_second_server_is_refused_with_the_first_ones_address(tmp_path: Path) 
     assert serving.current(root) is None
 
 
+def test_class_up_while_a_server_runs_says_each_tokens_part_in_the_classs_language(
+    state_root: Path,
+) -> None:
+    from labctl.cli.class_serve import restate_sheets
+
+    folder = make_class(state_root)
+    url = "http://lab.example.org:8765/"
+    tokens = TokenFile(folder.root)
+    tokens.ensure_students(SEATS[:1], url)  # ana's sheet has her token; bo has none yet
+    token = sheet_token((folder.root / "access" / "ana.txt").read_text())
+    book = tokens.path.read_text()
+    restate_sheets(folder)  # no server runs: nothing to say again
+    assert "progress page" in (folder.root / "access" / "ana.txt").read_text()
+    serving.claim(folder.root, "c1", Server.this_process(url, "t"))
+    folder.save(dataclasses.replace(folder.require(), lang="es"))  # class up --lang es
+    try:
+        restate_sheets(folder)
+    finally:
+        serving.release(folder.root, os.getpid())
+    said = (folder.root / "access" / "ana.txt").read_text()
+    assert f"Token de la página de progreso: {token}" in said and "progress page" not in said
+    # the server knows the tokens it started with: nobody got a new one
+    assert not (folder.root / "access" / "bo.txt").exists() and tokens.path.read_text() == book
+
+
+def test_taking_the_class_down_stops_its_dashboard_and_nothing_else(
+    state_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from labctl.cli.classroom import _dashboard_goes_with
+
+    folder = make_class(state_root)
+    served = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ticks = procs.start_ticks(served.pid)
+        serving.claim(folder.root, "c1", Server(served.pid, "http://127.0.0.1:8765/", "t", ticks))
+        with _dashboard_goes_with(folder, json_out=False):
+            pass  # one student taken down: the class stays, and so does its dashboard
+        assert served.poll() is None
+        with _dashboard_goes_with(folder, json_out=False):
+            folder.remove()  # the whole class
+        assert served.wait(timeout=10) == -15  # SIGTERM, to the PID the record named
+        said = capsys.readouterr().err
+        assert f"Its dashboard (labctl class serve, pid {served.pid}) stopped too." in said
+    finally:
+        served.kill()
+        served.wait()
+
+
 def test_class_serve_refuses_a_served_class_before_starting(state_root: Path) -> None:
     folder = make_class(state_root)
     (folder.root / serving.SERVER_FILE).write_text(

@@ -178,6 +178,12 @@ def test_a_check_whose_placeholder_has_no_value_is_an_error() -> None:
         ({}, None, "en"),
         ({"LANG": "es_ES.UTF-8"}, "en", "en"),
         ({}, "ES", "es"),
+        # a locale naming no language leaves it to $LABCTL_LANG (a class's, for its students)
+        ({"LANG": "C.UTF-8", "LABCTL_LANG": "es"}, None, "es"),
+        ({"LC_ALL": "POSIX", "LANG": "en_GB.UTF-8", "LABCTL_LANG": "es"}, None, "es"),
+        ({"LABCTL_LANG": "es"}, None, "es"),
+        ({"LANG": "en_GB.UTF-8", "LABCTL_LANG": "es"}, None, "en"),  # the student's own wins
+        ({"LANG": "C.UTF-8", "LABCTL_LANG": "es"}, "en", "en"),
     ],
 )
 def test_language_from_flag_or_locale(env: dict[str, str], flag: str | None, lang: str) -> None:

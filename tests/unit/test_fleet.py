@@ -532,6 +532,21 @@ def test_the_dashboard_asks_every_host_of_a_spread_class(
     assert any("class status" in w for w, _ in fleet.hosts.calls)
 
 
+def test_a_rerun_keeps_the_progress_page_part_below_each_sheet_it_brings_back(
+    fleet: Fleet,
+) -> None:
+    from labctl.dashboard.auth import with_section
+
+    result = fleet.up()
+    seat = result.seats[0]
+    sheet = ClassDir("fl").root / "access" / f"{seat.student}.txt"
+    sheet.write_text(with_section(sheet.read_text(), "http://ctl:8765/", "tok-123"))
+    fleet.up()
+    said = sheet.read_text()
+    assert said.startswith(f"sheet of {seat.student} on {seat.host}\n")
+    assert said.endswith("Progress page token: tok-123\n")
+
+
 def test_a_host_given_nobody_is_ready_all_the_same(fleet: Fleet) -> None:
     result = fleet.up("id,name\nana,Ana\n")
     assert [s.host for s in result.seats] == ["h1"]

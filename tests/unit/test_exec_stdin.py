@@ -1,0 +1,139 @@
+"""A command's stdin through the engines' own exec, at the library boundary: LXD (a file the
+command reads, then removes) and Docker/Podman (an attached exec's multiplexed stream)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labctl.backends.lxd import LxdBackend
+from labctl.docker_client import exec_with_stdin
+from labctl.errors import EngineError
+from labctl.instance.state import GuestRecord
+from labctl.keys import KeyPair
+
+
+class _Result:
+    def __init__(self, rc: int, out: str, err: str) -> None:
+        self.exit_code, self.stdout, self.stderr = rc, out, err
+
+
+class _Files:
+    """The container's files, kept in a host folder (the path's last part names them)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.deleted = root, []  # type: ignore[var-annotated]
+
+    def here(self, path: str) -> Path:
+        return self.root / Path(path).name
+
+    def put(self, path: str, data: bytes, mode: str) -> None:
+        assert mode == "0600"
+        self.here(path).write_bytes(data)
+
+    def delete(self, path: str) -> None:
+        self.deleted.append(path)
+        self.here(path).unlink()
+
+
+class _Container:
+    """A running container whose exec runs the command on the host, its files remapped."""
+
+    def __init__(self, root: Path) -> None:
+        self.status, self.files, self.broken = "Running", _Files(root), False
+
+    def execute(self, argv: list[str]) -> _Result:
+        if self.broken:
+            raise EngineError("the daemon went away")
+        argv = [str(self.files.here(a)) if a.startswith("/tmp/.labctl-") else a for a in argv]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return _Result(done.returncode, done.stdout, done.stderr)
+
+
+class _Lxd:
+    def __init__(self, box: _Container) -> None:
+        class Instances:
+            def get(_self, name: str) -> _Container:
+                return box
+
+        self.instances = Instances()
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> tuple[Any, _Container]:
+    container = _Container(tmp_path)
+    backend = LxdBackend(_Lxd(container))  # type: ignore[arg-type]
+    record = GuestRecord("sys", "lxd", "labctl-lab-t1-sys", "ready")
+    return backend.connect(record, KeyPair(tmp_path / "key")), container
+
+
+def test_lxd_gives_the_input_as_a_file_the_command_reads_then_removes(
+    box: tuple[Any, _Container], tmp_path: Path
+) -> None:
+    conn, container = box
+    result = conn.run("wc -c; read -r first < /dev/null; exit 3", timeout=None, stdin=b"x" * 70_000)
+    assert (result.rc, result.stdout.strip()) == (3, "70000")
+    assert list(tmp_path.glob(".labctl-stdin-*")) == []  # the command's wrapper removed it
+    bounded = conn.run("tr a-z A-Z", timeout=30, stdin=b"hola\n")  # inside the guest's timeout
+    assert bounded.stdout == "HOLA\n"
+    assert conn.run("cat; echo eof", timeout=None).stdout == "eof\n"  # none: end of file
+
+
+def test_lxd_removes_the_input_when_the_exec_fails(
+    box: tuple[Any, _Container], tmp_path: Path
+) -> None:
+    conn, container = box
+    container.broken = True
+    with pytest.raises(EngineError, match="went away"):
+        conn.run("cat", timeout=None, stdin=b"secret")
+    assert len(container.files.deleted) == 1 and list(tmp_path.glob(".labctl-stdin-*")) == []
+
+
+class _Api:
+    """Docker's exec API: the daemon's end of an attached exec is a socket pair's other end."""
+
+    def __init__(self, exit_code: int | None) -> None:
+        self.exit_code = exit_code
+        self.ours, self.theirs = socket.socketpair()
+
+    def exec_create(
+        self, container: str, argv: list[str], stdin: bool, user: str
+    ) -> dict[str, str]:
+        assert stdin and user == "root"
+        threading.Thread(target=self._daemon, daemon=True).start()
+        return {"Id": "e1"}
+
+    def _daemon(self) -> None:
+        """Read the input to its end, then answer as Docker frames it: stdout, stderr."""
+        got = b""
+        while chunk := self.theirs.recv(65536):
+            got += chunk
+        for stream, data in ((1, f"{len(got)}\n".encode()), (2, b"err\n")):
+            self.theirs.sendall(struct.pack(">BxxxL", stream, len(data)) + data)
+        self.theirs.close()
+
+    def exec_start(self, exec_id: str, socket: bool) -> Any:
+        return self.ours
+
+    def exec_inspect(self, exec_id: str) -> dict[str, int | None]:
+        return {"ExitCode": self.exit_code}
+
+
+def test_docker_sends_the_input_and_splits_the_answer_by_stream() -> None:
+    api = _Api(3)
+    assert exec_with_stdin(api, "c", ["wc", "-c"], b"y" * 300_000) == (  # type: ignore[arg-type]
+        3,
+        b"300000\n",
+        b"err\n",
+    )
+
+
+def test_docker_without_an_exit_code_is_an_engine_error_not_a_success() -> None:
+    with pytest.raises(EngineError, match="no exit code"):
+        exec_with_stdin(_Api(None), "c", ["true"], b"")  # type: ignore[arg-type]
