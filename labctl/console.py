@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict, is_dataclass
-from typing import Any, Literal
+from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from labctl.i18n import Lang
 
 #: Tables and results go to stdout; progress and errors to stderr.
 out = Console(highlight=False)
@@ -21,13 +23,13 @@ VERBOSE = False
 CONFINED = False
 #: the language of the command's words (``--lang`` of the exercise commands, or the locale
 #: there): an error with Spanish words (``LabctlError.es``) is shown in them
-LANG: Literal["es", "en"] = "en"
+LANG: Lang = "en"
 #: ``--json`` was given: an error is printed as JSON on stdout too, unless JSON went out already
 JSON_ASKED = False
 _json_out = False
 
 
-def reset(lang: Literal["es", "en"] = "en") -> None:
+def reset(lang: Lang = "en") -> None:
     """A new command (the CLI's root callback): its language, no ``--json`` seen yet, no JSON
     written."""
     global LANG, JSON_ASKED, _json_out

@@ -45,7 +45,7 @@ from labctl.classroom.homes import authorize
 from labctl.classroom.roster import key_problem
 from labctl.classroom.server import find as find_server
 from labctl.errors import HostError, LabctlError, SpecError
-from labctl.exercises.i18n import Lang
+from labctl.i18n import Lang
 from labctl.instance import isolation
 from labctl.instance.naming import DEFAULT_LAB, check_instance, check_lab_name, matching
 from labctl.keys import ensure_keypair

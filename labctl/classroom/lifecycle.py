@@ -36,9 +36,9 @@ from labctl.classroom.roster import account_exists as roster_account_exists
 from labctl.classroom.state import FAILED, UP, Box, ClassDir, ClassState, seat_of
 from labctl.console import plural
 from labctl.errors import LabctlError
-from labctl.exercises.i18n import Lang
 from labctl.exercises.model import load_exercises
 from labctl.exercises.progress import now
+from labctl.i18n import Lang
 from labctl.images.cache import ImageStore
 from labctl.instance.state import InstanceDir
 from labctl.lab import lifecycle

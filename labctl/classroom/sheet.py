@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from labctl.exercises.i18n import tr
+from labctl.i18n import tr
 
 if TYPE_CHECKING:
     from labctl.classroom.accounts import Account

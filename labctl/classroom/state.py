@@ -17,7 +17,7 @@ from pathlib import Path
 
 from labctl.classroom.roster import Student, check_class
 from labctl.errors import ExitCode, LabctlError
-from labctl.exercises.i18n import Lang, detect
+from labctl.i18n import Lang, detect
 from labctl.paths import state_dir, within
 from labctl.private import SavedState, locked, private_dir, read_saved, write_private
 

@@ -39,7 +39,7 @@ def _root(
 ) -> None:
     """labctl: one live example of each kind of virtualization, and exercises to explore them."""
     console.VERBOSE = verbose
-    from labctl.exercises.i18n import of_args
+    from labctl.i18n import of_args
 
     console.reset(of_args(sys.argv[1:]))  # what the refusals below, or the command, speak
     if os.geteuid() != 0:  # a class's student: their commands run through the sudo entry point

@@ -22,8 +22,8 @@ from labctl.backends.apps import AppScope, NotYours, Reader, read_context
 from labctl.cli import tables
 from labctl.cli.app import app
 from labctl.exercises import runner
-from labctl.exercises.i18n import tr
 from labctl.exercises.progress import check_student
+from labctl.i18n import tr
 from labctl.instance import isolation
 from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance, check_lab_name
 from labctl.instance.state import Owner

@@ -17,7 +17,6 @@ from labctl.classroom.window import Window
 from labctl.cli import tables
 from labctl.console import plural
 from labctl.errors import ExitCode
-from labctl.exercises.i18n import Lang
 from labctl.fleet import down as fleet_down
 from labctl.fleet import inventory as fleet_inventory
 from labctl.fleet import remote
@@ -26,6 +25,7 @@ from labctl.fleet import status as fleet_status
 from labctl.fleet import up as fleet_up
 from labctl.fleet import window as fleet_window
 from labctl.fleet.state import FleetState
+from labctl.i18n import Lang
 from labctl.stages import quiet
 
 if TYPE_CHECKING:

@@ -25,9 +25,9 @@ from labctl.cli.lab import options_of
 from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises import grading, runner, template
 from labctl.exercises.grading import Score, current_step
-from labctl.exercises.i18n import Lang, detect, tr
 from labctl.exercises.model import Exercise, json_schema
 from labctl.exercises.progress import ProgressStore, check_student
+from labctl.i18n import Lang, detect, tr
 from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance, check_lab_name
 from labctl.instance.state import up_command
 from labctl.store import ExerciseState

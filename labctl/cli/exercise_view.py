@@ -13,9 +13,9 @@ from rich.text import Text
 
 from labctl.cli import tables
 from labctl.exercises.grading import Score, option_list
-from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import Exercise
 from labctl.exercises.runner import ExerciseResult
+from labctl.i18n import Lang, tr
 
 MARK = {"passed": "[green]✓[/green]", "failed": "[red]✗[/red]", "error": "[yellow]![/yellow]"}
 

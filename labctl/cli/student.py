@@ -16,7 +16,7 @@ from labctl.classroom.accounts import Account
 from labctl.cli import main as labctl_main
 from labctl.cli import render_error
 from labctl.errors import HostError, LabctlError
-from labctl.exercises.i18n import FALLBACK_VAR, of_args
+from labctl.i18n import FALLBACK_VAR, of_args
 from labctl.instance.state import NotUp
 from labctl.lab import status as lab_status
 

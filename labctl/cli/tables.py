@@ -19,7 +19,7 @@ from rich.table import Table
 from labctl.console import json_asked
 from labctl.console import plural as plural  # for the CLI's modules, as table
 from labctl.console import table as table  # the house's table, for the CLI's modules
-from labctl.exercises.i18n import Lang, tr
+from labctl.i18n import Lang, tr
 
 
 def json_option(help: str = "Print as JSON.") -> bool:

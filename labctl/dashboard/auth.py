@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from labctl.classroom.state import Seat
-from labctl.exercises.i18n import Lang, tr
+from labctl.i18n import Lang, tr
 from labctl.private import private_dir, read_saved, write_private
 
 INSTRUCTOR, STUDENT = "instructor", "student"

@@ -19,7 +19,7 @@ from typing import Protocol
 from labctl.classroom.state import ClassState, Seat
 from labctl.classroom.window import Window, window_of
 from labctl.errors import LabctlError
-from labctl.exercises.i18n import Lang
+from labctl.i18n import Lang
 from labctl.store import Attempt as StoreAttempt
 from labctl.store import Message, Store
 

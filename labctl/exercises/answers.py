@@ -12,10 +12,10 @@ import re
 from collections.abc import Iterator
 
 from labctl.exercises import facts
-from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import AnswerCheck, Measure
 from labctl.exercises.outcome import CheckError, Connect, Verdict, failed, last_line, where
 from labctl.exercises.words import normalise
+from labctl.i18n import Lang, tr
 
 NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
 

@@ -15,7 +15,6 @@ import shlex
 from labctl.connection import Connection, FetchError, ReadError, shell_path
 from labctl.errors import LabctlError
 from labctl.exercises.answers import check_answer
-from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import (
     AnswerCheck,
     Check,
@@ -35,6 +34,7 @@ from labctl.exercises.outcome import (
     last_line,
     where,
 )
+from labctl.i18n import Lang, tr
 
 __all__ = ["CheckError", "CheckResult", "Connect", "Status", "evaluate"]
 

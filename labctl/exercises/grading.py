@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 
 from labctl.errors import ExitCode, LabctlError
 from labctl.exercises.answers import parse_number
-from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import AnswerCheck, Exercise, Step
+from labctl.i18n import Lang, tr
 from labctl.spec.model import Grading
 from labctl.store import ExerciseState, StepState
 

@@ -22,8 +22,8 @@ from pydantic import (
 from labctl.errors import SpecError
 from labctl.exercises import template
 from labctl.exercises.facts import FACT_VALUES, FactName
-from labctl.exercises.i18n import Lang
 from labctl.exercises.words import normalise, options_problem
+from labctl.i18n import Lang
 from labctl.spec import yamlpos
 from labctl.spec.model import HOST, STUDENT, Grading, Strict, Technique
 from labctl.spec.validate import json_schema as schema_of

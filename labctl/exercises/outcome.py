@@ -9,8 +9,8 @@ from typing import Literal
 from labctl.command import CommandResult
 from labctl.connection import Connection
 from labctl.errors import LabctlError
-from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.model import HOST, STUDENT
+from labctl.i18n import Lang, tr
 
 #: the connection to a check's target: a guest's name, or ``host``
 Connect = Callable[[str], Connection]

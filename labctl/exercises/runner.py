@@ -23,7 +23,6 @@ from labctl.connection import Account, Connection, LocalConnection
 from labctl.errors import ExitCode, HostError, LabctlError, SpecError
 from labctl.exercises import params, template
 from labctl.exercises.checks import CheckResult, Connect, evaluate
-from labctl.exercises.i18n import Lang, tr
 from labctl.exercises.lab_exercises import LabExercises, for_guests, labs_with
 from labctl.exercises.model import (
     HOST,
@@ -33,6 +32,7 @@ from labctl.exercises.model import (
     Step,
     load_exercises,
 )
+from labctl.i18n import Lang, tr
 from labctl.instance import netguard
 from labctl.instance.state import InstanceDir, LabState, NotUp, up_command
 from labctl.keys import KeyPair

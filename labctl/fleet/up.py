@@ -40,7 +40,6 @@ from labctl.classroom.roster import Roster, Student, check_class, check_size, in
 from labctl.classroom.state import FAILED, PENDING, UP, ClassDir, ClassState, Seat, seat_of
 from labctl.console import plural
 from labctl.errors import HostError, LabctlError
-from labctl.exercises.i18n import Lang
 from labctl.exercises.progress import now
 from labctl.fleet import place as placing
 from labctl.fleet import ship
@@ -49,6 +48,7 @@ from labctl.fleet.inventory import Inventory
 from labctl.fleet.remote import REMOTE_LABCTL, REMOTE_STATE, Refused, Runner, answered, remote_dir
 from labctl.fleet.state import READY, FleetState, HostRecord
 from labctl.host.ansible import FanOut
+from labctl.i18n import Lang
 from labctl.images.cache import ImageStore
 from labctl.lab import plan as lab_plan
 from labctl.paths import PLAYBOOKS_DIR

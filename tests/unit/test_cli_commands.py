@@ -8,7 +8,7 @@ import labctl.cli  # noqa: F401  (every command registered)
 from labctl import console
 from labctl.cli.commands import in_text
 from labctl.cli.tables import confirm
-from labctl.exercises.i18n import Lang
+from labctl.i18n import Lang
 
 
 def test_each_command_gets_the_options_it_takes_right_after_its_words() -> None:

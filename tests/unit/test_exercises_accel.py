@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from labctl.exercises import runner, template
-from labctl.exercises.i18n import Lang
 from labctl.exercises.model import Exercise, Text, load_exercises
+from labctl.i18n import Lang
 from labctl.instance.state import GuestRecord, InstanceDir, LabState
 from labctl.paths import LABS_DIR
 from labctl.spec.model import load_lab

@@ -13,7 +13,6 @@ from labctl.connection import Connection, HttpAnswer, LocalConnection, ReadError
 from labctl.errors import EngineError
 from labctl.exercises import checks
 from labctl.exercises.checks import CheckResult, evaluate
-from labctl.exercises.i18n import Lang
 from labctl.exercises.model import (
     HOST,
     AnswerCheck,
@@ -23,6 +22,7 @@ from labctl.exercises.model import (
     PortCheck,
     ServiceCheck,
 )
+from labctl.i18n import Lang
 from tests.unit.fake_connection import FakeConnection
 from tests.unit.servers import web_page
 

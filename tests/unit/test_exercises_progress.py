@@ -11,8 +11,8 @@ from labctl.command import CommandResult
 from labctl.errors import SpecError
 from labctl.exercises import grading, runner
 from labctl.exercises.checks import CheckResult
-from labctl.exercises.i18n import detect, of_args
 from labctl.exercises.progress import ProgressStore, current_step, score, shared
+from labctl.i18n import detect, of_args
 from tests.unit.exercise_data import exercise, step, text
 from tests.unit.fake_connection import FakeConnection
 
