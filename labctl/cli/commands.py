@@ -27,8 +27,9 @@ from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, options
 _COMMAND = re.compile(r"(?<![\w/.-])labctl ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?")
 #: an argument after a command (a lab's path, say), not an option
 _ARGUMENT = re.compile(r" +[^\s`'\"-]")
-#: the rest of the command's line already names an instance or a lab
-_NAMED = re.compile(r"[^`\n]*?(?<!\S)(-i|--instance|-l|--lab)(?=[\s=])")
+#: the rest of the command's line, before ``--`` (a guest command's own options follow it),
+#: already names an instance or a lab
+_NAMED = re.compile(r"(?:(?! -- )[^`\n])*?(?<!\S)(-i|--instance|-l|--lab)(?=[\s=])")
 #: the commands whose ``--lab`` (``up``: ``LAB``) may be a lab file or folder, not only a name
 _LAB_FILES = frozenset({"exercise", "app", "up"})
 

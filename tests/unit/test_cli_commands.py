@@ -36,6 +36,10 @@ def test_a_lab_given_as_a_path_reaches_only_the_commands_that_read_lab_files() -
 def test_a_command_that_names_its_instance_or_lab_is_left_as_written() -> None:
     text = "run `labctl up net --instance walk` again, or `labctl ssh -l other box`"
     assert in_text(text, "net", "walk") == text
+    # a guest command's own -l or -i, after --, names nothing of labctl's
+    assert in_text("labctl exec box -- ls -l /srv", "net", "walk") == (
+        "labctl exec --lab net -i walk box -- ls -l /srv"
+    )
 
 
 def test_up_gets_the_lab_only_when_the_text_names_none() -> None:
