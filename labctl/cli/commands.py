@@ -22,11 +22,12 @@ from typer.core import TyperGroup
 from labctl import console
 from labctl.cli.app import app
 from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, options
+from labctl.paths import LABS_DIR
 
 #: ``labctl`` as a word of the text (not ``labctl/webapp``), then up to two words
 _COMMAND = re.compile(r"(?<![\w/.-])labctl ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?")
-#: an argument after a command (a lab's path, say), not an option
-_ARGUMENT = re.compile(r" +[^\s`'\"-]")
+#: the word after a command, up to a space or the end of its code span
+_ARGUMENT = re.compile(r" +([^\s`'\"]+)")
 #: the rest of the command's line, before ``--`` (a guest command's own options follow it),
 #: already names an instance or a lab
 _NAMED = re.compile(r"(?:(?! -- )[^`\n])*?(?<!\S)(-i|--instance|-l|--lab)(?=[\s=])")
@@ -56,6 +57,16 @@ def _takes(command: Any) -> set[str]:
     return named | ({"LAB"} if any(p.name == "lab_ref" for p in command.params) else set())
 
 
+def _names_lab(text: str, at: int) -> bool:
+    """Whether the word after ``labctl up`` (at ``at``) is a lab (a path, a lab file, a lab
+    under ``labs/``) rather than the sentence going on ("labctl up to start it")."""
+    found = _ARGUMENT.match(text, at)
+    word = found.group(1).rstrip(".,;:)") if found else ""
+    if not word or word.startswith("-"):
+        return False
+    return "/" in word or word.endswith((".yaml", ".yml")) or (LABS_DIR / word).is_dir()
+
+
 def in_text(
     text: str, lab: str, instance: str, student: str | None = None, lab_ref: str | None = None
 ) -> str:
@@ -81,8 +92,7 @@ def in_text(
             instance,
             student if "--student" in takes else None,
         )
-        names_lab = m.group(2) is not None or _ARGUMENT.match(text, m.end()) is not None
-        if "LAB" in takes and lab != DEFAULT_LAB and not names_lab:
+        if "LAB" in takes and lab != DEFAULT_LAB and not _names_lab(text, m.end(1)):
             given = f" {shlex.quote(ref)}{given}"
         words = f"{m.group(1)} {m.group(2)}" if both else m.group(1)
         rest = "" if both or m.group(2) is None else f" {m.group(2)}"

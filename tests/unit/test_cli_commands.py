@@ -48,6 +48,13 @@ def test_up_gets_the_lab_only_when_the_text_names_none() -> None:
         "`labctl up -i walk labs/x/s390x.yaml`"
     )
     assert in_text("run labctl up.", "virtualization", "walk") == "run labctl up -i walk."
+    # the sentence going on is not a lab; a lab's name under labs/ is
+    assert in_text("run labctl up to start it", "net", "walk") == (
+        "run labctl up net -i walk to start it"
+    )
+    assert in_text("`labctl up virtualization-full`", "net", "walk") == (
+        "`labctl up -i walk virtualization-full`"
+    )
 
 
 @pytest.mark.parametrize(
