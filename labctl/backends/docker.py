@@ -205,8 +205,21 @@ class DockerBackend(base.ClientBackend[DockerParams, docker.DockerClient]):
             if container.status == "paused":
                 container.unpause()
                 return base.Started(base.RESUMED)
+            self._reattach(container, plan.network)
             container.start()
             return base.Started(base.BOOTED)
+
+    def _reattach(self, container: Any, network: str | None) -> None:
+        """A stopped container whose network was removed (``docker network prune``) and made
+        again by ``prepare`` still names the old one's id, and the engine refuses to start
+        it ("network ... not found"): it is attached to the network of that name again."""
+        attached = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        was = attached.get(network) if network else None
+        now = self._network(network) if network else None
+        if was is None or now is None or was.get("NetworkID") in ("", None, now.id):
+            return
+        now.disconnect(container)
+        now.connect(container)
 
     def _published_port(self, resource: str, port: int) -> int | None:
         container = self.client.containers.get(resource)

@@ -172,6 +172,22 @@ def test_a_network_destroyed_behind_labctls_back_comes_back_with_its_vm(pair: Pa
     assert run(lab, again, "vm", "uname -m") == "x86_64"  # SSH over the lab's bridge
 
 
+def test_a_docker_network_pruned_while_its_container_was_stopped_comes_back_with_it(
+    pair: Pair,
+) -> None:
+    """Made again, the network has another id; Docker refuses to start a container that
+    names the old one ("network ... not found"): up attaches it to the new one."""
+    lab, a = pair.lab, pair.a
+    app = a.guests["app"]
+    client = docker_connect()
+    client.containers.get(app.resource).stop(timeout=1)
+    assert a.docker_network
+    client.networks.get(a.docker_network).remove()
+    again = up(lab, pair.path, a.instance)
+    assert backends.get("docker").state(app.resource) == "running"
+    assert requests.get(again.guests["app"].connect or "", timeout=10).ok
+
+
 def test_a_lost_lab_key_is_made_anew_and_every_guest_lets_the_new_one_in(pair: Pair) -> None:
     lab, a = pair.lab, pair.a
     inst = InstanceDir(lab.name, a.instance)

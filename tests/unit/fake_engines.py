@@ -169,10 +169,15 @@ class FakeContainer:
         self.removed = False
         self.labels: dict[str, str] = {}
         self.options: dict[str, Any] = {}  # what create was given besides name and ports
+        self.networks: FakeNetworks | None = None  # the engine's, to check what it joins
 
     def start(self) -> None:
         if self.status == "paused":  # Docker's own refusal
             raise docker.errors.APIError("cannot start a paused container, try unpause instead")
+        ids = {n.id for n in self.networks.by_name.values()} if self.networks else set()
+        for joined in (self.attrs["NetworkSettings"].get("Networks") or {}).values():
+            if joined["NetworkID"] and joined["NetworkID"] not in ids:  # removed, made again
+                raise docker.errors.APIError(f"network {joined['NetworkID']} not found")
         self.status = "running"
 
     def pause(self) -> None:
@@ -196,8 +201,9 @@ class FakeContainer:
 
 
 class FakeContainers:
-    def __init__(self) -> None:
+    def __init__(self, networks: FakeNetworks | None = None) -> None:
         self.by_name: dict[str, FakeContainer] = {}
+        self.networks = networks
 
     def get(self, name: str) -> FakeContainer:
         if name not in self.by_name or self.by_name[name].removed:
@@ -209,6 +215,11 @@ class FakeContainers:
         c.labels = dict(kw.get("labels") or {})
         c.options = {"image": image, **kw}
         c.attrs["Config"] = {"Image": image}
+        c.networks = self.networks
+        joins = kw.get("network")
+        if joins and self.networks is not None and joins in self.networks.by_name:
+            net = self.networks.by_name[joins]
+            c.attrs["NetworkSettings"]["Networks"] = {joins: {"NetworkID": net.id}}
         self.by_name[name] = c
         return c
 
@@ -221,9 +232,20 @@ class FakeContainers:
 
 
 class FakeDockerNetwork:
+    made = 0
+
     def __init__(self, name: str, subnet: str) -> None:
+        FakeDockerNetwork.made += 1
         self.name = name
+        self.id = f"{FakeDockerNetwork.made:064x}"
         self.attrs = {"IPAM": {"Config": [{"Subnet": subnet, "Gateway": ""}]}}
+
+    def disconnect(self, container: FakeContainer) -> None:
+        container.attrs["NetworkSettings"].setdefault("Networks", {}).pop(self.name)
+
+    def connect(self, container: FakeContainer) -> None:
+        joined = container.attrs["NetworkSettings"].setdefault("Networks", {})
+        joined[self.name] = {"NetworkID": ""}  # a stopped container's: set when it starts
 
 
 class FakeNetworks:
@@ -244,6 +266,10 @@ class FakeNetworks:
         net = FakeDockerNetwork(name, subnet)
         self.by_name[name] = net
         return net
+
+    def remove(self, name: str) -> None:
+        """Behind labctl's back, as `docker network prune` would once its containers stop."""
+        del self.by_name[name]
 
 
 def _labelled(labels: dict[str, str], filters: dict[str, Any] | None) -> bool:
@@ -315,6 +341,6 @@ class FakeImages:
 
 class FakeDockerClient:
     def __init__(self) -> None:
-        self.containers = FakeContainers()
         self.networks = FakeNetworks()
+        self.containers = FakeContainers(self.networks)
         self.images = FakeImages()

@@ -377,7 +377,7 @@ def test_exec_on_a_container_removed_behind_labctls_back_says_so(state_root: Pat
 def test_a_paused_container_is_not_running_for_up_and_start_unpauses_it(state_root: Path) -> None:
     fake = FakeDockerClient()
     backend = DockerBackend(fake)  # type: ignore[arg-type]
-    p = SimpleNamespace(resource="labctl-rec-t1-app")
+    p = SimpleNamespace(resource="labctl-rec-t1-app", network="labctl-rec-t1")
     c = fake.containers.create("img", name=p.resource, ports={})
     assert backend.start(p) == base.Started(base.BOOTED)  # type: ignore[arg-type]
     c.pause()
@@ -423,6 +423,23 @@ def test_a_recreated_container_is_published_on_its_recorded_port(app_case: AppCa
     fake.containers.remove(p.resource)
     again = backend.identify(p, rec, Reservations())
     assert again.host_port == rec.host_port  # recreated on the same port
+
+
+def test_a_stopped_container_whose_network_was_removed_starts_on_the_one_made_again(
+    app_case: AppCase,
+) -> None:
+    fake, backend = app_case.fake, app_case.backend
+    state = backend.prepare(replace(app_case.state, docker_subnet="10.210.9.0/24"))
+    p = app_case.replan(state)
+    backend.create(p)
+    assert backend.start(p) == base.Started(base.BOOTED)
+    container = fake.containers.get(p.resource)
+    container.status = "exited"  # stopped, then `docker network prune` removed its network
+    fake.networks.remove(str(p.network))
+    state = backend.prepare(state)  # up makes the network again: another id
+    assert backend.start(p) == base.Started(base.BOOTED)  # Docker refused: "network not found"
+    assert container.status == "running"
+    assert container.attrs["NetworkSettings"]["Networks"] == {p.network: {"NetworkID": ""}}
 
 
 def test_docker_says_whose_a_container_named_as_a_guest_is(app_case: AppCase) -> None:
