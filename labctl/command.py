@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -13,6 +13,14 @@ class CommandResult:
     rc: int
     stdout: str
     stderr: str
+    #: stdout byte for byte as the command wrote it (``stdout`` is its text), where kept
+    raw_stdout: bytes | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, command: str, rc: int, out: bytes, err: bytes) -> CommandResult:
+        """From what the command wrote: its text (an undecodable byte said as U+FFFD) and
+        its stdout kept whole, for who passes it on (``labctl exec``)."""
+        return cls(command, rc, out.decode(errors="replace"), err.decode(errors="replace"), out)
 
     @property
     def succeeded(self) -> bool:

@@ -175,9 +175,9 @@ class ExecConnection(Connection):
     timeout: float | None = 300.0
 
     @abstractmethod
-    def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
+    def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
         """Run ``argv`` in the guest to its end, ``stdin`` then end of file on its input:
-        exit code, stdout, stderr."""
+        exit code, stdout, stderr as the command wrote them."""
 
     def run(
         self, command: str, timeout: Timeout = DEFAULT, stdin: bytes | None = None
@@ -185,7 +185,7 @@ class ExecConnection(Connection):
         """Run ``command`` with ``sh -c`` in the guest."""
         bound = self._timeout(timeout)
         if bound is None:
-            return CommandResult(command, *self._exec(["sh", "-c", command], stdin))
+            return CommandResult.of(command, *self._exec(["sh", "-c", command], stdin))
         inner = shlex.quote(command)
         # timeout leads its own process group; once it is done with its child, whatever of
         # the group outlived TERM (a grandchild holding the output open) goes too; fd 3
@@ -201,8 +201,9 @@ class ExecConnection(Connection):
         rc, out, err = self._exec(["sh", "-c", line], stdin)
         ended = rc in (TIMED_OUT, 128 + signal.SIGKILL) and time.monotonic() - t0 >= bound
         if ended:
-            return CommandResult(command, TIMED_OUT, out, f"{err}timed out after {bound:g} s\n")
-        return CommandResult(command, rc, out, err)
+            note = f"timed out after {bound:g} s\n".encode()
+            return CommandResult.of(command, TIMED_OUT, out, err + note)
+        return CommandResult.of(command, rc, out, err)
 
 
 @dataclass(frozen=True)
@@ -288,14 +289,9 @@ class LocalConnection(Connection):
                 out, err = proc.communicate(timeout=5)
             except subprocess.TimeoutExpired as exc:  # a child left its session, pipes open
                 out, err = exc.stdout or b"", exc.stderr or b""
-            said = err.decode(errors="replace")
-            note = f"timed out after {bound:g} s"
-            return CommandResult(
-                command, TIMED_OUT, out.decode(errors="replace"), f"{said}{note}\n"
-            )
-        return CommandResult(
-            command, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-        )
+            note = f"timed out after {bound:g} s\n".encode()
+            return CommandResult.of(command, TIMED_OUT, out, err + note)
+        return CommandResult.of(command, proc.returncode, out, err)
 
     def shell_argv(self) -> list[str]:
         """The user's shell."""

@@ -129,8 +129,8 @@ def run(
             feeding.start()  # while the output is read: neither side waits on a full pipe
         else:
             given.channel.shutdown_write()
-        out = stdout.read().decode(errors="replace")
-        err = stderr.read().decode(errors="replace")
+        out = stdout.read()
+        err = stderr.read()
         rc = stdout.channel.recv_exit_status()
     except TimeoutError as exc:
         raise SshError(f"on {where}, {command!r} said nothing for {timeout:.0f} s") from exc
@@ -138,7 +138,7 @@ def run(
         raise SshError(f"SSH session with {where} broke: {_describe(exc)}") from exc
     finally:
         client.close()
-    return CommandResult(command, rc, out, err)
+    return CommandResult.of(command, rc, out, err)
 
 
 #: first and largest time one login attempt may take (handshake, login and the command)

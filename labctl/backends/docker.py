@@ -388,7 +388,7 @@ class AppConnection(ExecConnection):
         self._record = record
         self._terminal = terminal or _stdin_is_terminal
 
-    def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
+    def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
         rec = self._record
         try:
             with self._backend._errors(f"run a command in {rec.resource}"):
@@ -403,7 +403,7 @@ class AppConnection(ExecConnection):
                 f"{rec.name} is gone: {exc.message}",
                 base.up_again("creates it again, from its image, on the same port"),
             ) from exc
-        return rc, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+        return rc, out or b"", err or b""
 
     def shell_argv(self) -> list[str]:
         """``docker exec`` (``podman exec``), with a terminal when labctl's stdin is one."""

@@ -28,6 +28,11 @@ from labctl.paths import guest_apt_proxy
 from labctl.ssh import SshTarget, wait_for_login
 
 
+def _bytes(output: bytes | str | None) -> bytes:
+    """An exec's output as bytes (pylxd gives them with ``decode=False``, text otherwise)."""
+    return output if isinstance(output, bytes) else (output or "").encode()
+
+
 def _network_subnet(config: dict[str, str]) -> str | None:
     """The IPv4 subnet of an LXD network from its ``ipv4.address`` (``10.210.5.1/24``)."""
     address = config.get("ipv4.address", "")
@@ -388,25 +393,26 @@ class ContainerConnection(ExecConnection):
             )
         return instance
 
-    def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
+    def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
         """``stdin`` goes in as a file the command reads and removes: exec's stdin websocket
-        takes one message, and the daemon drops one of a few hundred kB."""
+        takes one message, and the daemon drops one of a few hundred kB. The output comes
+        back as bytes: pylxd decodes it as strict UTF-8 otherwise, and fails on a binary."""
         resource = self._record.resource
         instance = self._running()
         with engine_errors(f"run a command in {resource}"):
             if stdin is None:
-                result = instance.execute(argv)
-                return result.exit_code, result.stdout, result.stderr
+                result = instance.execute(argv, decode=False)
+                return result.exit_code, _bytes(result.stdout), _bytes(result.stderr)
             given = f"/tmp/.labctl-stdin-{uuid.uuid4().hex}"
             instance.files.put(given, stdin, mode="0600")
             script = 'f=$1; shift; "$@" < "$f"; rc=$?; rm -f "$f"; exit $rc'
             try:
-                result = instance.execute(["sh", "-c", script, "sh", given, *argv])
+                result = instance.execute(["sh", "-c", script, "sh", given, *argv], decode=False)
             except Exception:
                 with suppress(Exception):  # best effort: the error said is the exec's
                     instance.files.delete(given)
                 raise
-        return result.exit_code, result.stdout, result.stderr
+        return result.exit_code, _bytes(result.stdout), _bytes(result.stderr)
 
     def shell_argv(self) -> list[str]:
         """``ssh`` into the container, only while its address lies behind its own bridge."""

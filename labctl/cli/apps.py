@@ -21,11 +21,12 @@ from labctl import backends, console
 from labctl.backends.apps import AppScope, NotYours, Reader, read_context
 from labctl.cli import tables
 from labctl.cli.app import app
+from labctl.cli.options import InstanceOpt, LabOpt, StudentOpt
 from labctl.exercises import runner
 from labctl.exercises.progress import check_student
 from labctl.i18n import tr
 from labctl.instance import isolation
-from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance, check_lab_name
+from labctl.instance.naming import check_instance, check_lab_name
 from labctl.instance.state import Owner
 
 app_app = typer.Typer(
@@ -34,11 +35,6 @@ app_app = typer.Typer(
 )
 app.add_typer(app_app, name="app")
 
-LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name, file or directory.")
-InstanceOpt = typer.Option(DEFAULT_INSTANCE, "--instance", "-i", help="Lab instance.")
-StudentOpt = typer.Option(
-    None, "--student", "-s", help="Student id; default: $LABCTL_STUDENT or the instance name."
-)
 JsonOpt = tables.JsonOpt
 #: how long ``run --wait`` waits for the first HTTP answer
 WAIT_SECONDS = 60.0

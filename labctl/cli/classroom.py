@@ -359,6 +359,33 @@ def reset(
     console.out.print(escape(said))
 
 
+def _ask_before_down(
+    folder: class_state.ClassDir, student: str | None, spread: bool, forget: bool
+) -> None:
+    """What goes, said before it goes: each account's home holds the student's own files.
+
+    Only on a terminal (as Vagrant's destroy): a script, or the controller running each lab
+    host's part, takes the class down as asked."""
+    state = folder.load()
+    seats = state.seats if state is not None else {}
+    if spread:
+        whose = f"every student of class {folder.name}, on each lab host it uses"
+    elif student is not None:
+        if student not in seats:
+            return  # nothing of theirs here: down says so
+        whose = f"{student} of class {folder.name}"
+    elif seats:
+        whose = f"{tables.plural(len(seats), 'student')} of class {folder.name}"
+    else:
+        return  # nothing here to remove
+    kept = "and their progress records" if forget else "(their progress stays, for grading)"
+    tables.confirm(
+        f"This removes the lab and the account of {whose}, with the files in their home "
+        f"folders {kept}. Go on?",
+        "Nothing removed.",
+    )
+
+
 def _nothing_removed(
     why: str, json_out: bool, forget: bool = False, forgotten: Forgotten | None = None
 ) -> None:
@@ -412,10 +439,13 @@ def down(
         help="Also remove the students' progress and seats from the progress store (after "
         "exporting grades); a student whose lab could not be removed keeps theirs.",
     ),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Do not ask on a terminal before the accounts and homes go."
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """Remove the class's labs, accounts and keys (or one student's), and nothing else;
-    with --forget, their records in the progress store too."""
+    with --forget, their records in the progress store too. On a terminal it asks first."""
 
     def report(who: str, step: str, detail: str) -> None:
         if not json_out:
@@ -429,6 +459,8 @@ def down(
         _nothing_removed("There is no class on this host", json_out, forget)
         return
     spread = class_fleet.of(folder)
+    if not (yes or json_out) and sys.stdin is not None and sys.stdin.isatty():
+        _ask_before_down(folder, student, spread is not None, forget)
     if spread is not None:
         if student is not None:
             raise LabctlError(

@@ -9,7 +9,7 @@ import typer
 from labctl import console
 from labctl.cli import tables
 from labctl.cli.app import app
-from labctl.cli.lab import InstanceOpt, LabOpt
+from labctl.cli.options import InstanceOpt, LabNameOpt
 from labctl.instance.naming import check_instance
 
 
@@ -32,7 +32,7 @@ def compare(
         help="Also cold-boot each VM to time a fresh start (powers the VMs off and on; "
         "what runs inside them is lost).",
     ),
-    lab: str = LabOpt,
+    lab: str = LabNameOpt,
     instance: str = InstanceOpt,
 ) -> None:
     """Measure start time, CPU, disk, network, memory and disk use of every guest and the host,

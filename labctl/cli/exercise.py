@@ -22,13 +22,14 @@ from labctl.cli import commands, tables
 from labctl.cli import exercise_view as view
 from labctl.cli.app import app
 from labctl.cli.lab import options_of
+from labctl.cli.options import InstanceOpt, LabOpt, LangOpt, StudentOpt
 from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises import grading, runner, template
 from labctl.exercises.grading import Score, current_step
 from labctl.exercises.model import Exercise, json_schema
 from labctl.exercises.progress import ProgressStore, check_student
 from labctl.i18n import Lang, detect, tr
-from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB, check_instance, check_lab_name
+from labctl.instance.naming import DEFAULT_LAB, check_instance, check_lab_name
 from labctl.instance.state import up_command
 from labctl.store import ExerciseState
 
@@ -39,12 +40,6 @@ exercise_app = typer.Typer(
 app.add_typer(exercise_app, name="exercise")
 
 IdArg = typer.Argument(..., metavar="ID", help="Exercise id (see `labctl exercise list`).")
-LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name, file or directory.")
-InstanceOpt = typer.Option(DEFAULT_INSTANCE, "--instance", "-i", help="Lab instance.")
-StudentOpt = typer.Option(
-    None, "--student", "-s", help="Student id; default: $LABCTL_STUDENT or the instance name."
-)
-LangOpt = typer.Option(None, "--lang", help="es or en; default: from LC_ALL, LC_MESSAGES or LANG.")
 JsonOpt = tables.JsonOpt
 
 

@@ -55,13 +55,25 @@ def score_json(s: Score) -> dict[str, object]:
     }
 
 
-def _table(lang: Lang, title: tuple[str, str], *headers: tuple[str, str]) -> Table:
-    """A table whose title and column headers are said in ``lang`` (each given as es, en).
+#: the Spanish of each column the exercise tables show, by its English header
+HEADERS_ES = {
+    "id": "id",
+    "title": "título",
+    "steps": "pasos",
+    "points": "puntos",
+    "hints": "pistas",
+    "time": "tiempo",
+    "state": "estado",
+}
+
+
+def _table(lang: Lang, title: tuple[str, str], headers: tuple[str, ...]) -> Table:
+    """A table whose title (es, en) and column headers (``HEADERS_ES``'s keys) say ``lang``.
 
     Borderless, as ``labctl status``: it reads in 80 columns. The first column holds the
     exercise ids students type, so it is never cut or wrapped; the others wrap.
     """
-    table = tables.table(*(tr(lang, es, en) for es, en in headers), title=tr(lang, *title))
+    table = tables.table(*(tr(lang, HEADERS_ES[h], h) for h in headers), title=tr(lang, *title))
     table.columns[0].no_wrap = True
     return table
 
@@ -83,10 +95,7 @@ def exercises_table(
     table = _table(
         lang,
         (f"Ejercicios de {lab} ({student})", f"Exercises of {lab} ({student})"),
-        ("id", "id"),
-        ("título", "title"),
-        ("pasos", "steps"),
-        ("estado", "state"),
+        ("id", "title", "steps", "state"),
     )
     technique = None
     for e, s in rows:
@@ -209,12 +218,7 @@ def progress_table(scores: list[Score], student: str, lang: Lang) -> Table:
     table = _table(
         lang,
         (f"Progreso de {student}", f"Progress of {student}"),
-        ("id", "id"),
-        ("pasos", "steps"),
-        ("puntos", "points"),
-        ("pistas", "hints"),
-        ("tiempo", "time"),
-        ("estado", "state"),
+        ("id", "steps", "points", "hints", "time", "state"),
     )
     for s in scores:
         time = duration(s.seconds) if s.started else "-"

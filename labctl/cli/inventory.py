@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from labctl import console
 from labctl.cli.app import app
-from labctl.cli.lab import InstanceOpt, LabOpt
+from labctl.cli.options import InstanceOpt, LabNameOpt
 from labctl.console import plural
 from labctl.errors import ExitCode, LabctlError
 from labctl.instance.naming import check_instance, check_lab_name
@@ -96,7 +96,7 @@ RENDER = {Format.ini: render_ini, Format.yaml: render_yaml}
 
 @app.command()
 def inventory(
-    lab: str = LabOpt,
+    lab: str = LabNameOpt,
     instance: str = InstanceOpt,
     fmt: Format = typer.Option(Format.ini, "--format", "-f", help="Ansible's INI or YAML."),
     output: Path | None = typer.Option(

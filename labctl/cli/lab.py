@@ -15,11 +15,11 @@ from rich.markup import escape
 from labctl import console
 from labctl.cli import tables
 from labctl.cli.app import app
+from labctl.cli.options import InstanceOpt, LabNameOpt
 from labctl.cli.progress import Steps
 from labctl.errors import ExitCode, LabctlError
 from labctl.instance import naming
 from labctl.instance.naming import (
-    DEFAULT_INSTANCE,
     DEFAULT_LAB,
     check_instance,
     check_lab_name,
@@ -39,11 +39,6 @@ from labctl.spec.model import Lab, find_lab, json_schema, load_lab
 
 lab_app = typer.Typer(help="Check and describe lab files.")
 app.add_typer(lab_app, name="lab")
-
-InstanceOpt = typer.Option(
-    DEFAULT_INSTANCE, "--instance", "-i", help="Lab instance (e.g. a student id)."
-)
-LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name.")
 
 
 def resolve_lab(ref: str) -> tuple[Lab, Path]:
@@ -216,7 +211,7 @@ GuestArg = typer.Argument(..., metavar="GUEST", help="A guest of the lab (see la
 
 @app.command()
 def status(
-    lab: str = LabOpt,
+    lab: str = LabNameOpt,
     instance: str = InstanceOpt,
     json_out: bool = tables.JsonOpt,
     wide: bool = tables.WideOpt,
@@ -235,7 +230,7 @@ def status(
 
 
 @app.command()
-def ssh(guest: str = GuestArg, lab: str = LabOpt, instance: str = InstanceOpt) -> None:
+def ssh(guest: str = GuestArg, lab: str = LabNameOpt, instance: str = InstanceOpt) -> None:
     """Open a shell in GUEST (SSH for VMs and the system container, docker exec for the app)."""
     from labctl import backends
     from labctl.keys import KeyPair
@@ -264,14 +259,14 @@ def _hints_of(state: LabState) -> Iterator[None]:
 def exec_(
     guest: str = GuestArg,
     command: list[str] = typer.Argument(..., metavar="COMMAND", help="Command to run (after --)."),
-    lab: str = LabOpt,
+    lab: str = LabNameOpt,
     instance: str = InstanceOpt,
     stdin: bool = typer.Option(
         False,
         "--stdin",
         help="Pass labctl's standard input (up to 64 MiB) to the command: labctl exec A -- cat "
         "notes.txt | labctl exec --stdin B -- sh -c 'cat > notes.txt'. Without it the command "
-        "reads end of file at once. Output is text: base64 a binary file.",
+        "reads end of file at once.",
     ),
 ) -> None:
     """Run a command in GUEST; its output and exit code are passed through."""
@@ -294,7 +289,12 @@ def exec_(
     # No bound on silence: a student's command in a VM may rightly say nothing for long.
     with _hints_of(state):
         result = backends.connect(rec, KeyPair(inst.key)).run(line, timeout=None, stdin=given)
-    sys.stdout.write(result.stdout)
+    # byte for byte: `labctl exec A -- cat photo.png > photo.png` keeps the photo
+    sys.stdout.flush()
+    sys.stdout.buffer.write(
+        result.stdout.encode() if result.raw_stdout is None else result.raw_stdout
+    )
+    sys.stdout.buffer.flush()
     sys.stderr.write(result.stderr)
     # not typer.Exit: typer reads 130 as its own Ctrl-C, and a guest command exiting 130
     # would be said "Interrupted."
@@ -318,7 +318,7 @@ def _read_stdin() -> bytes:
 
 @app.command()
 def down(
-    lab: str = LabOpt,
+    lab: str = LabNameOpt,
     instance: str = InstanceOpt,
     keep_images: bool = typer.Option(
         True,

@@ -44,23 +44,12 @@ class NewAttempt:
     at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Attempt:
-    """One recorded attempt: who (lab, instance, student), what, when, and whether it scored."""
+@dataclass(frozen=True, kw_only=True)
+class Attempt(NewAttempt):
+    """One recorded attempt: what was recorded, with the id the store gave it and its time."""
 
     id: int
-    lab: str
-    instance: str
-    student: str
-    exercise: str
-    kind: Kind
-    step: str | None
-    answer: str | None
-    passed: bool | None
-    answer_passed: bool | None
-    messages: tuple[Message, ...]
     at: datetime  # aware, UTC
-    scored: bool
 
 
 @dataclass(frozen=True)

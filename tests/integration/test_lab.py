@@ -140,6 +140,10 @@ def test_exec_passes_stdin_with_the_option_and_end_of_file_without(
         assert result.exit_code == 0, (guest, result.output)
         expected = hashlib.md5(text.encode()).hexdigest()
         assert result.stdout.split() == [expected, "-", "20000"], guest
+        # and back: every byte value (NULs, no UTF-8) comes out as it went in
+        binary = bytes(range(256)) * 400
+        back = runner.invoke(app, [*args, "--", "cat"], input=binary)
+        assert back.exit_code == 0 and back.stdout_bytes == binary, (guest, back.stderr)
         # without --stdin a command reading it ends at once: it never waits for input
         assert sh(running_lab, guest, "cat; echo read") == "read\n"
 

@@ -29,7 +29,7 @@ from tests.integration.exercise_solutions import (
     Student,
     fails_untouched_passes_solved_refuses_wrong,
 )
-from tests.integration.labs import One, one_instance
+from tests.integration.labs import One, one_instance, up
 from tests.integration.podman_solutions import WRONG, app_motores, app_motores_cleanup
 
 pytestmark = pytest.mark.integration
@@ -105,6 +105,8 @@ def test_a_check_runs_in_the_podman_guest_through_its_connection(apps: One) -> N
     assert conn.shell_argv()[:2] == ["podman", "exec"]
     given = conn.run("wc -c; echo read >&2", stdin=b"x" * 300_000)  # an attached exec
     assert (given.rc, given.stdout.strip(), given.stderr) == (0, "300000", "read\n")
+    binary = bytes(range(256)) * 400  # NULs, no UTF-8: comes back byte for byte
+    assert conn.run("cat", stdin=binary).raw_stdout == binary
 
 
 def test_status_names_the_podman_guest_and_its_engine(apps: One) -> None:
@@ -143,3 +145,18 @@ def test_the_engines_exercise_fails_untouched_passes_solved_and_refuses_wrong_an
         fails_untouched_passes_solved_refuses_wrong(s, app_motores, WRONG, checks=4)
     finally:
         app_motores_cleanup(s)
+
+
+def test_a_podman_network_pruned_while_its_container_was_stopped_comes_back_with_it(
+    apps: One,
+) -> None:
+    """As with Docker (test_recovery): made again, the network has another id, and up
+    attaches the stopped container to it before starting it."""
+    rec = apps.state.guests["podman-app"]
+    client = docker_connect(engine=PODMAN)
+    client.containers.get(rec.resource).stop(timeout=1)
+    assert apps.state.podman_network
+    client.networks.get(apps.state.podman_network).remove()
+    again = up(apps.lab, apps.path, apps.instance)
+    assert backends.get("podman").state(rec.resource) == "running"
+    assert requests.get(again.guests["podman-app"].connect or "", timeout=10).ok

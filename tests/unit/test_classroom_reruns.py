@@ -337,3 +337,30 @@ def test_an_exercise_reset_that_takes_points_back_asks_first(
     # a fresh guest keeps the points, and needs no question
     code, _, err = labctl(monkeypatch, capsys, "class", "reset", "bo", "-g", "app", "-c", "so")
     assert code == 0 and made == ["labctl-cls-so-bo-app"], err
+
+
+def test_down_on_a_terminal_asks_first_and_no_removes_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    world.up(world.roster(THREE))
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so")
+    assert "This removes the lab and the account of 3 students of class so," in err
+    assert "(their progress stays, for grading). Go on? [y/N]:" in err
+    assert (code, err.endswith("Nothing removed.")) == (1, True)
+    assert set(ClassDir("so").load().seats) == {"ana", "bo", "cy"}  # type: ignore[union-attr]
+    assert world.accounts.removed == [] and world.running()  # nobody's account nor lab went
+    monkeypatch.setattr("sys.stdin", Terminal("s\n"))  # a yes in Spanish is a yes too
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "-s", "bo")
+    assert code == 0 and "of bo of class so," in err, err
+    assert set(ClassDir("so").load().seats) == {"ana", "cy"}  # type: ignore[union-attr]
+    assert world.accounts.removed == [("bo", "so")]
+    # --yes, or no terminal (a script, a lab host's part of a class over hosts): no question
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--yes")
+    assert code == 0 and "Go on?" not in err and ClassDir("so").load() is None

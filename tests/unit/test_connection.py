@@ -131,13 +131,11 @@ class LocalExec(ExecConnection):
         self.path = path
         self.argvs: list[list[str]] = []
 
-    def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
+    def _exec(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
         self.argvs.append(argv)
         env = {**os.environ, "PATH": self.path} if self.path else None
-        given = (stdin or b"").decode()  # as the engines: end of file after it
-        done = subprocess.run(
-            argv, input=given, capture_output=True, text=True, env=env, check=False
-        )
+        # as the engines: end of file after stdin, the output as bytes
+        done = subprocess.run(argv, input=stdin or b"", capture_output=True, env=env, check=False)
         rc = done.returncode if done.returncode >= 0 else 128 - done.returncode  # as engines say
         return rc, done.stdout, done.stderr
 
@@ -340,3 +338,11 @@ def test_an_app_container_is_entered_as_root_whatever_user_its_app_runs_as() -> 
     assert conn.run("id -u", timeout=None).stdout == "ok\n"
     assert box.execs == [(["sh", "-c", "id -u"], "root")]
     assert conn.shell_argv()[-4:] == ["-u", "root", "labctl-v-i-app", "sh"]
+
+
+@pytest.mark.parametrize("conn", [LocalConnection(), LocalExec()], ids=["host", "exec"])
+@pytest.mark.parametrize("bound", [None, 30.0], ids=["unbounded", "bounded"])
+def test_the_output_is_also_kept_byte_for_byte(conn: Connection, bound: float | None) -> None:
+    raw = bytes(range(256))
+    result = conn.run("cat", timeout=bound, stdin=raw)
+    assert result.raw_stdout == raw and result.stdout == raw.decode(errors="replace")

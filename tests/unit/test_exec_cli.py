@@ -54,6 +54,13 @@ def test_exec_passes_output_and_exit_code_through_without_a_silence_bound(
     assert backend.asked == [("kvm-full", tmp_path / "key")]
 
 
+def test_exec_passes_a_binary_output_byte_for_byte(backend: OneGuest) -> None:
+    raw = bytes(range(256))
+    backend.guest.respond = lambda command: CommandResult.of(command, 0, raw, b"")
+    result = CliRunner().invoke(app, ["exec", "kvm-full", "--", "cat", "photo.png"])
+    assert result.exit_code == 0 and result.stdout_bytes == raw
+
+
 def test_exec_of_one_argument_runs_it_as_a_shell_line(backend: OneGuest) -> None:
     CliRunner().invoke(app, ["exec", "kvm-full", "--", "echo a | wc -c"])
     assert backend.guest.commands == ["echo a | wc -c"]

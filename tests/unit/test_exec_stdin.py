@@ -20,7 +20,7 @@ from labctl.keys import KeyPair
 
 
 class _Result:
-    def __init__(self, rc: int, out: str, err: str) -> None:
+    def __init__(self, rc: int, out: bytes | str, err: bytes | str) -> None:
         self.exit_code, self.stdout, self.stderr = rc, out, err
 
 
@@ -48,11 +48,13 @@ class _Container:
     def __init__(self, root: Path) -> None:
         self.status, self.files, self.broken = "Running", _Files(root), False
 
-    def execute(self, argv: list[str]) -> _Result:
+    def execute(self, argv: list[str], decode: bool = True) -> _Result:
         if self.broken:
             raise EngineError("the daemon went away")
         argv = [str(self.files.here(a)) if a.startswith("/tmp/.labctl-") else a for a in argv]
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        done = subprocess.run(argv, capture_output=True, check=False)
+        if decode:  # as pylxd: strict UTF-8, a binary output raises
+            return _Result(done.returncode, done.stdout.decode(), done.stderr.decode())
         return _Result(done.returncode, done.stdout, done.stderr)
 
 
@@ -83,6 +85,17 @@ def test_lxd_gives_the_input_as_a_file_the_command_reads_then_removes(
     bounded = conn.run("tr a-z A-Z", timeout=30, stdin=b"hola\n")  # inside the guest's timeout
     assert bounded.stdout == "HOLA\n"
     assert conn.run("cat; echo eof", timeout=None).stdout == "eof\n"  # none: end of file
+
+
+#: every byte value, and a UTF-8 sequence cut in two: what a text decoding loses
+BINARY = bytes(range(256)) + "ñ".encode()[:1]
+
+
+def test_lxd_keeps_a_binary_output_whole(box: tuple[Any, _Container]) -> None:
+    conn, _ = box
+    result = conn.run("cat", timeout=None, stdin=BINARY)
+    assert result.raw_stdout == BINARY and result.stdout.endswith("\ufffd")
+    assert conn.run("cat", timeout=30, stdin=BINARY).raw_stdout == BINARY  # under timeout too
 
 
 def test_lxd_removes_the_input_when_the_exec_fails(
