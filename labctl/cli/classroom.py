@@ -359,31 +359,40 @@ def reset(
     console.out.print(escape(said))
 
 
+def _on_a_terminal() -> bool:
+    """Someone to ask: the question goes to stderr, the answer comes from stdin."""
+    return sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
+
+
 def _ask_before_down(
     folder: class_state.ClassDir, student: str | None, spread: bool, forget: bool
 ) -> None:
-    """What goes, said before it goes: each account's home holds the student's own files.
+    """What goes, said before it goes: each account's home holds the student's own files,
+    and ``--forget`` takes the progress records no export kept.
 
-    Only on a terminal (as Vagrant's destroy): a script, or the controller running each lab
-    host's part, takes the class down as asked."""
+    Only on a terminal (as Vagrant's destroy): a script takes the class down as asked, and
+    the controller, having asked, runs each lab host's part with ``--yes``."""
+    if not _on_a_terminal():
+        return
     state = folder.load()
     seats = state.seats if state is not None else {}
+    records = " and their progress records" if forget else " (their progress stays, for grading)"
     if spread:
-        whose = f"every student of class {folder.name}, on each lab host it uses"
-    elif student is not None:
-        if student not in seats:
-            return  # nothing of theirs here: down says so
-        whose = f"{student} of class {folder.name}"
-    elif seats:
-        whose = f"{tables.plural(len(seats), 'student')} of class {folder.name}"
+        what = f"the labs and accounts of every student of class {folder.name}, on each lab host"
+        what += f" it uses, with the files in their home folders{records}"
+    elif student is not None and student in seats:
+        what = f"the lab and account of {student} of class {folder.name}, with the files in "
+        what += f"their home folder{records}"
+    elif student is None and seats:
+        count = tables.plural(len(seats), "student")
+        what = f"the labs and accounts of {count} of class {folder.name}, with the files in "
+        what += f"their home folders{records}"
+    elif forget:  # nothing here any more: the records are what goes
+        whose = f"{student} of class {folder.name}" if student else f"class {folder.name}"
+        what = f"the progress records of {whose}: export the grades first"
     else:
-        return  # nothing here to remove
-    kept = "and their progress records" if forget else "(their progress stays, for grading)"
-    tables.confirm(
-        f"This removes the lab and the account of {whose}, with the files in their home "
-        f"folders {kept}. Go on?",
-        "Nothing removed.",
-    )
+        return  # nothing here to remove: down says so
+    tables.confirm(f"This removes {what}. Go on?", "Nothing removed.")
 
 
 def _nothing_removed(
@@ -459,14 +468,14 @@ def down(
         _nothing_removed("There is no class on this host", json_out, forget)
         return
     spread = class_fleet.of(folder)
-    if not (yes or json_out) and sys.stdin is not None and sys.stdin.isatty():
+    if spread is not None and student is not None:
+        raise LabctlError(
+            f"class {folder.name} runs over lab hosts: --student is for a class on one host",
+            "take the whole class down, or run labctl class down --student there",
+        )
+    if not (yes or json_out):
         _ask_before_down(folder, student, spread is not None, forget)
     if spread is not None:
-        if student is not None:
-            raise LabctlError(
-                f"class {folder.name} runs over lab hosts: --student is for a class on one host",
-                "take the whole class down, or run labctl class down --student there",
-            )
         with _dashboard_goes_with(folder, json_out):
             class_fleet.down(folder, spread, json_out, forget)
         return

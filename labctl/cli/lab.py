@@ -290,11 +290,13 @@ def exec_(
     with _hints_of(state):
         result = backends.connect(rec, KeyPair(inst.key)).run(line, timeout=None, stdin=given)
     # byte for byte: `labctl exec A -- cat photo.png > photo.png` keeps the photo
-    sys.stdout.flush()
-    sys.stdout.buffer.write(
-        result.stdout.encode() if result.raw_stdout is None else result.raw_stdout
-    )
-    sys.stdout.buffer.flush()
+    out = result.stdout.encode() if result.raw_stdout is None else result.raw_stdout
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(out)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:  # the reader had enough (`| head`): not the command's failure
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing said at exit
     sys.stderr.write(result.stderr)
     # not typer.Exit: typer reads 130 as its own Ctrl-C, and a guest command exiting 130
     # would be said "Interrupted."

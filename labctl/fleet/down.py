@@ -34,14 +34,17 @@ class FleetDownResult:
 
 
 def script(name: str, forget: bool = False) -> str:
-    """What each host runs: its part of the class down (``forget``: its records too)."""
+    """What each host runs: its part of the class down (``forget``: its records too).
+
+    ``--yes``: Ansible's SSH gives the command a terminal, on which class down would ask
+    a question nobody is there to answer (the controller asked before)."""
     state = f"{REMOTE_STATE}/classes/{name}/class.json"
     there = f"test -e {state}"
     if forget:  # a host whose class went before still holds its students' records
         there += f" || test -x {REMOTE_LABCTL}"
-        command = f"{REMOTE_LABCTL} class down --class {name} --forget"
+        command = f"{REMOTE_LABCTL} class down --class {name} --yes --forget"
     else:
-        command = f"{REMOTE_LABCTL} class down --class {name}"
+        command = f"{REMOTE_LABCTL} class down --class {name} --yes"
     return f"if {there}; then {command}; fi && rm -rf {remote_dir(name)}"
 
 

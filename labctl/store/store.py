@@ -197,7 +197,8 @@ class Store:
         for a in new:
             # an attempt is what was asked to be recorded, at its time, with the id it got
             at = utc(a.at or now)
-            recorded = {f.name: getattr(a, f.name) for f in fields(a)} | {"at": at}
+            # NewAttempt's fields: an Attempt given again is recorded anew, with a new id
+            recorded = {f.name: getattr(a, f.name) for f in fields(NewAttempt)} | {"at": at}
             row = recorded | {
                 "messages": [m.__dict__ for m in a.messages],
                 "at": at if conn.dialect.name == "postgresql" else at.replace(tzinfo=None),

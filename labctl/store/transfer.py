@@ -22,7 +22,7 @@ from labctl.store.store import Store
 
 def to_json(a: Attempt) -> dict[str, Any]:
     """One attempt as plain JSON values, by its field names (its time in ISO 8601, UTC)."""
-    return {**asdict(a), "at": a.at.isoformat()}
+    return {"id": a.id, **asdict(a), "at": a.at.isoformat()}
 
 
 def from_json(data: Mapping[str, Any]) -> NewAttempt:

@@ -344,23 +344,30 @@ def test_down_on_a_terminal_asks_first_and_no_removes_nothing(
 ) -> None:
     import io
 
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+    from labctl.cli import classroom
+
+    from labctl.store import NewAttempt
 
     world.up(world.roster(THREE))
-    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    shared().record(NewAttempt("cls", "so-ana", "ana", "ex1", "check", step="s1", passed=True))
+    monkeypatch.setattr(classroom, "_on_a_terminal", lambda: True)  # stdin and stderr
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so")
-    assert "This removes the lab and the account of 3 students of class so," in err
-    assert "(their progress stays, for grading). Go on? [y/N]:" in err
+    assert "This removes the labs and accounts of 3 students of class so, with the files" in err
+    assert "their home folders (their progress stays, for grading). Go on? [y/N]:" in err
     assert (code, err.endswith("Nothing removed.")) == (1, True)
     assert set(ClassDir("so").load().seats) == {"ana", "bo", "cy"}  # type: ignore[union-attr]
     assert world.accounts.removed == [] and world.running()  # nobody's account nor lab went
-    monkeypatch.setattr("sys.stdin", Terminal("s\n"))  # a yes in Spanish is a yes too
+    monkeypatch.setattr("sys.stdin", io.StringIO("s\n"))  # a yes in Spanish is a yes too
     code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "-s", "bo")
-    assert code == 0 and "of bo of class so," in err, err
+    assert code == 0 and "the lab and account of bo of class so," in err, err
     assert set(ClassDir("so").load().seats) == {"ana", "cy"}  # type: ignore[union-attr]
     assert world.accounts.removed == [("bo", "so")]
-    # --yes, or no terminal (a script, a lab host's part of a class over hosts): no question
+    # --yes (a script; the controller, for each lab host's part of a class over hosts)
     code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--yes")
     assert code == 0 and "Go on?" not in err and ClassDir("so").load() is None
+    # nothing left here but the records: --forget asks before they go
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    code, _, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget")
+    assert code == 1 and "This removes the progress records of class so: export" in err, err
+    assert ProgressStore("cls", "so-ana", "ana").state("ex1").step("s1").passed_once

@@ -477,7 +477,7 @@ def test_down_forget_runs_on_every_host_and_forgets_the_copy_here_once_its_host_
     assert spread is not None
     partial = down.down(folder, spread, fleet.hosts, forget=True)
     downs = [what for what, _ in fleet.hosts.calls if "class down" in what]
-    assert downs and all("class down --class fl --forget" in what for what in downs)
+    assert downs and all("class down --class fl --yes --forget" in what for what in downs)
     assert partial.forgotten is not None and partial.forgotten.attempts == len(seats) - len(on_h3)
     assert sorted({a.student for a in shared().attempts("flab")}) == on_h3
     assert [r.student for r in shared().seats("fl")] == on_h3
