@@ -42,6 +42,37 @@ __all__ = ["CheckError", "CheckResult", "Connect", "Status", "evaluate"]
 # ---- command -------------------------------------------------------------------------------
 
 
+#: a pattern that is only text: characters that mean themselves, punctuation escaped
+_TEXT = re.compile(r"(?:\\[^A-Za-z0-9]|[^\\\[\](){}*+?|^$.])*")
+
+
+def _text_of(pattern: str) -> str | None:
+    """What ``pattern`` matches when that is one text (``^/bin/bash$``: ``/bin/bash``);
+    None for a pattern that is more than text, which a student should not have to read."""
+    body = pattern.removeprefix("^")
+    if body.endswith("$") and not body.endswith("\\$"):
+        body = body[:-1]
+    if not body or not _TEXT.fullmatch(body):
+        return None
+    return re.sub(r"\\(.)", r"\1", body)
+
+
+def _expected(pattern: str, lang: Lang) -> str:
+    """The end of a failure: what was expected, as text when the pattern is text."""
+    text = _text_of(pattern)
+    if text is None:
+        return tr(lang, "no es lo que se pide", "not what is asked for")
+    return tr(lang, f"se esperaba «{text}»", f"expected “{text}”")
+
+
+def _lacks(pattern: str, lang: Lang) -> str:
+    """``does not contain`` what ``pattern`` asks for, as text when it is text."""
+    text = _text_of(pattern)
+    if text is None:
+        return tr(lang, "no contiene lo que se pide", "does not contain what is asked for")
+    return tr(lang, f"no contiene «{text}»", f"does not contain “{text}”")
+
+
 def _short(command: str, width: int = 60) -> str:
     line = " ".join(command.split())
     return line if len(line) <= width else line[: width - 1] + "…"
@@ -71,13 +102,13 @@ def check_command(c: CommandCheck, connect: Connect, lang: Lang) -> Verdict:
         if not out:
             return failed(
                 lang,
-                f"`{cmd}` {at} no escribió nada (se esperaba algo como /{c.stdout}/)",
-                f"`{cmd}` {at} printed nothing (expected something like /{c.stdout}/)",
+                f"`{cmd}` {at} no escribió nada ({_expected(c.stdout, lang)})",
+                f"`{cmd}` {at} printed nothing ({_expected(c.stdout, lang)})",
             )
         return failed(
             lang,
-            f"`{cmd}` {at} escribió «{out}» (se esperaba algo como /{c.stdout}/)",
-            f"`{cmd}` {at} printed “{out}” (expected something like /{c.stdout}/)",
+            f"`{cmd}` {at} escribió «{out}» ({_expected(c.stdout, lang)})",
+            f"`{cmd}` {at} printed “{out}” ({_expected(c.stdout, lang)})",
         )
     return Verdict(True, tr(lang, "correcto", "correct"))
 
@@ -129,13 +160,7 @@ def check_file(c: FileCheck, connect: Connect, lang: Lang) -> Verdict:
                 )
             )
         elif not re.search(c.contains, content.decode(errors="replace"), re.MULTILINE):
-            problems.append(
-                tr(
-                    lang,
-                    f"{c.path} no contiene /{c.contains}/",
-                    f"{c.path} does not contain /{c.contains}/",
-                )
-            )
+            problems.append(f"{c.path} {_lacks(c.contains, lang)}")
     if problems:
         return Verdict(False, "; ".join(problems))
     return Verdict(True, tr(lang, f"{c.path} está bien {at}", f"{c.path} is right {at}"))
@@ -262,8 +287,8 @@ def check_http(c: HttpCheck, connect: Connect, lang: Lang) -> Verdict:
     if (start := _unmatched(c.body, answer.body)) is not None:
         return failed(
             lang,
-            f"la página de {c.url} no contiene /{c.body}/ (empieza por «{start}»)",
-            f"the page at {c.url} does not match /{c.body}/ (it starts with “{start}”)",
+            f"la página de {c.url} {_lacks(c.body, lang)} (empieza por «{start}»)",
+            f"the page at {c.url} {_lacks(c.body, lang)} (it starts with “{start}”)",
         )
     return Verdict(True, tr(lang, f"{c.url} responde bien", f"{c.url} answers as expected"))
 

@@ -69,7 +69,17 @@ def test_command_output_mismatch_in_english() -> None:
         FakeConnection({"getent": (0, "/bin/sh\n")}),
         "en",
     )
-    assert result.detail.endswith("printed “/bin/sh” (expected something like /^/bin/bash$/)")
+    assert result.detail.endswith("printed “/bin/sh” (expected “/bin/bash”)")
+
+
+def test_a_pattern_that_is_more_than_text_is_not_shown_to_the_student() -> None:
+    result = run(
+        command(run="date +%T", stdout=r"^\d\d:\d\d:\d\d$"),
+        FakeConnection({"date": (0, "noon\n")}),
+    )
+    assert result.detail == "`date +%T` en g escribió «noon» (no es lo que se pide)"
+    nothing = run(command(run="true", stdout=r"\bdummy\b"), FakeConnection({"true": (0, "")}))
+    assert nothing.detail == "`true` en g no escribió nada (no es lo que se pide)"
 
 
 # ---- file ----------------------------------------------------------------------------------
@@ -91,7 +101,9 @@ def test_file_mode_owner_and_content_are_all_reported() -> None:
     assert result.status == "failed"
     assert "tiene permisos 644 y deberían ser 600" in result.detail
     assert "pertenece a root y debería pertenecer a ana" in result.detail
-    assert "no contiene /^ssh-ed25519 /" in result.detail
+    assert "/etc/x no contiene «ssh-ed25519 »" in result.detail
+    other = run(file(contains=r"(?m)^ssh-(ed25519|rsa) "), guest)
+    assert other.detail == "/etc/x no contiene lo que se pide"
 
 
 def test_file_passes_when_everything_matches() -> None:
@@ -197,7 +209,7 @@ def http_check(url: str, **kw: Any) -> HttpCheck:
 
 def test_http_status_and_body(web: str) -> None:
     assert run(http_check(f"{web}/", body="1a2b3c4d"), FakeConnection({})).passed
-    assert "no contiene /zzz/" in run(http_check(f"{web}/", body="zzz"), FakeConnection({})).detail
+    assert "no contiene «zzz»" in run(http_check(f"{web}/", body="zzz"), FakeConnection({})).detail
     assert (
         "responde 404 (se esperaba 200)" in run(http_check(f"{web}/x"), FakeConnection({})).detail
     )

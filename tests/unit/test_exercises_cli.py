@@ -232,7 +232,7 @@ def test_another_students_note_does_not_pass(project: Project) -> None:
     project.up()
     (project.home / "nota.txt").write_text(f"{project.token('ana')}\n")
     code, out = labctl(project, "check", "notas", "-s", "bea", "--step", "nota")
-    assert code == 1 and f"no contiene /{project.token('bea')}/" in out
+    assert code == 1 and f"no contiene «{project.token('bea')}»" in out
 
 
 def test_answer_errors_are_user_errors(project: Project) -> None:
