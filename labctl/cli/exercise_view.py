@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from markdown_it import MarkdownIt
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.markup import escape
@@ -123,24 +125,93 @@ class StepView:
 
 
 #: a fenced code block of Markdown: its lines
-_FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.MULTILINE | re.DOTALL)
+#: rich's own Markdown parser, to split a text into the blocks rich renders
+_PARSER = MarkdownIt().enable("strikethrough").enable("table")
+#: inline code of several words, long enough that rich would wrap it inside
+_LONG_CODE = re.compile(r"`[^`\n]*\s[^`\n]*`")
+LONG_CODE_CHARS = 24
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
+#: a space of inline code while rich lays a paragraph out (a private-use character: rich
+#: breaks lines at any Unicode space, the no-break one too)
+_HELD_SPACE = "\ue000"
+#: the width rich lays such a block out at: each paragraph and list item on one line
+UNBOUNDED = 100_000
+#: a list item's number or bullet, as rich prints it: its other lines are indented as wide
+_BULLET = re.compile(r"(?: *(?:\d+|•) )?")
+
+
+def _blocks(text: str) -> list[tuple[str, str]]:
+    """The text's top-level blocks in order, as (kind, source): ``fence`` for a fenced code
+    block (its content), ``whole`` for one holding a command rich must not cut, ``prose``."""
+    lines = text.splitlines(keepends=True)
+    blocks: list[tuple[str, str]] = []
+    for token in _PARSER.parse(text):
+        if token.level != 0 or token.nesting == -1 or token.map is None:
+            continue
+        if token.type == "fence":
+            blocks.append(("fence", token.content))
+            continue
+        source = "".join(lines[token.map[0] : token.map[1]])
+        long = any(len(m.group()) > LONG_CODE_CHARS for m in _LONG_CODE.finditer(source))
+        blocks.append(("whole" if long else "prose", source))
+    return blocks
 
 
 def print_markdown(out: Console, text: str) -> None:
-    """Markdown, but each line of a fenced code block printed whole: rich wraps a code block
-    at the terminal's width, and a command copied in two pieces no longer runs (the
-    terminal wraps a long line for the eye and copies it as one)."""
-    at = 0
-    for block in _FENCE.finditer(text):
-        if text[at : block.start()].strip():
-            out.print(Markdown(text[at : block.start()]))
+    """Markdown, but no command cut in two: rich wraps at the terminal's width, and a
+    command copied in two pieces no longer runs (the terminal wraps a long line for the
+    eye and copies it as one). A fenced code block's lines are printed whole; a paragraph
+    or list whose inline code holds a command is printed unwrapped, the terminal wrapping it;
+    other prose is wrapped as usual."""
+    for n, (kind, source) in enumerate(_blocks(text)):
+        if n:
             out.print()
-        for line in block.group(1).rstrip("\n").splitlines():
-            out.print(Text(f"    {line}", style="bold"), soft_wrap=True)
-        out.print()
-        at = block.end()
-    if text[at:].strip():
-        out.print(Markdown(text[at:]))
+        if kind == "fence":
+            for line in source.rstrip("\n").splitlines():
+                out.print(Text(f"    {line}", style="bold"), soft_wrap=True)
+        elif kind == "whole":
+            _print_unwrapped(out, source)
+        else:
+            out.print(Markdown(source))
+
+
+def _print_unwrapped(out: Console, source: str) -> None:
+    """Markdown wrapped at the terminal's width, but never inside inline code: rich lays it
+    out on unbounded lines, each command one word (its spaces held by a stand-in), and the
+    lines are wrapped between words here; a command longer than a line is printed whole,
+    the terminal wrapping it for the eye. A list item's lines hang under its text."""
+    held = _INLINE_CODE.sub(lambda m: m.group().replace(" ", _HELD_SPACE), source)
+    unbounded = out.options.update_width(UNBOUNDED)
+    lines = [
+        Text.assemble(*((s.text, s.style or "") for s in segs if not s.control))
+        for segs in out.render_lines(Markdown(held), unbounded, pad=False)
+    ]
+    for line in lines:
+        line.rstrip()  # the layout's padding to its width
+    while lines and not lines[-1].plain:
+        lines.pop()
+    while lines and not lines[0].plain:
+        lines.pop(0)
+    for line in lines:
+        hang = len(_BULLET.match(line.plain).group())  # type: ignore[union-attr]
+        width = max(out.width - hang, 20)
+        for n, part in enumerate(line.divide(_breaks(line.plain, width))):
+            part.rstrip()
+            part.plain = part.plain.replace(_HELD_SPACE, " ")  # as long: the styles stay put
+            out.print(Text(" " * hang) + part if n else part, soft_wrap=True)
+
+
+def _breaks(text: str, width: int) -> list[int]:
+    """Where ``text`` goes on a new line to fit ``width`` cells: before a word that would
+    pass it, never inside one (a word wider than a line stands alone)."""
+    breaks, used = [], 0
+    for word in re.finditer(r"\S+\s*", text):
+        size = cell_len(word.group().rstrip())
+        if used and used + size > width:
+            breaks.append(word.start())
+            used = 0
+        used += cell_len(word.group())
+    return breaks
 
 
 def print_step(out: Console, v: StepView, lang: Lang, naming: str = "") -> None:

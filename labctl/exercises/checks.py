@@ -78,10 +78,10 @@ def _short(command: str, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def _unmatched(pattern: str | None, text: str) -> str | None:
+def _unmatched(pattern: str, text: str) -> str | None:
     """How ``text`` starts (one line, at most 80 characters) when no line of it matches
-    ``pattern``; None when one does, or when there is no pattern."""
-    if pattern is None or re.search(pattern, text, re.MULTILINE):
+    ``pattern``; None when one does."""
+    if re.search(pattern, text, re.MULTILINE):
         return None
     return " ".join(text.split())[:80]
 
@@ -98,7 +98,7 @@ def check_command(c: CommandCheck, connect: Connect, lang: Lang) -> Verdict:
             f"`{cmd}` {at} terminó con código {r.rc} (se esperaba {c.rc}){said}",
             f"`{cmd}` {at} exited with {r.rc} (expected {c.rc}){said}",
         )
-    if (out := _unmatched(c.stdout, r.stdout)) is not None:
+    if c.stdout is not None and (out := _unmatched(c.stdout, r.stdout)) is not None:
         if not out:
             return failed(
                 lang,
@@ -284,7 +284,7 @@ def check_http(c: HttpCheck, connect: Connect, lang: Lang) -> Verdict:
             f"{c.url} responde {answer.status} (se esperaba {c.status})",
             f"{c.url} answers {answer.status} (expected {c.status})",
         )
-    if (start := _unmatched(c.body, answer.body)) is not None:
+    if c.body is not None and (start := _unmatched(c.body, answer.body)) is not None:
         return failed(
             lang,
             f"la página de {c.url} {_lacks(c.body, lang)} (empieza por «{start}»)",

@@ -345,7 +345,6 @@ def test_down_on_a_terminal_asks_first_and_no_removes_nothing(
     import io
 
     from labctl.cli import classroom
-
     from labctl.store import NewAttempt
 
     world.up(world.roster(THREE))

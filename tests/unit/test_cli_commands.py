@@ -126,3 +126,28 @@ def test_a_code_blocks_lines_are_printed_whole_at_any_width() -> None:
     lines = [line.strip() for line in said.getvalue().splitlines()]
     assert command in lines and "mkdir -p ~/x" in lines  # one line each, past the width
     assert lines[0] == "Copy it:" and lines[-1] == "Then look at it."
+
+
+def test_inline_commands_are_never_cut_while_the_prose_around_them_wraps() -> None:
+    import io
+
+    from rich.console import Console
+
+    from labctl.cli.exercise_view import print_markdown
+
+    command = "labctl exec -i walk kvm-full -- grep -c -wE 'vmx|svm' /proc/cpuinfo"
+    prose = "A paragraph of plain words, long enough to be wrapped at forty columns."
+    text = (
+        f"# Title\n\n{prose}\n\nRun `{command}` and compare it with the host's.\n\n"
+        f"1. First `{command}` and then more words in the item\n2. Then `ls -l`\n\n"
+        "```sh\nls -l\n```\n"
+    )
+    said = io.StringIO()
+    print_markdown(Console(file=said, width=40), text)
+    lines = said.getvalue().splitlines()
+    # the command stands whole on a line of its own (a list item's under its text)
+    assert lines.count(command) == 1 and lines.count(f"   {command}") == 1, lines
+    assert all(len(line) <= 40 for line in lines if command not in line)
+    assert "Run" in lines and "and compare it with the host's." in lines  # wrapped around it
+    assert " 1 First" in lines and "   and then more words in the item" in lines
+    assert " 2 Then ls -l" in lines and "    ls -l" in lines
