@@ -51,9 +51,6 @@ class _Ctx:
     student: str
     lang: Lang
     store: ProgressStore
-    #: the options that named this lab, instance and student, as typed (`` -i walk``), put
-    #: after each command labctl prints; none for a confined student (labctl adds theirs)
-    naming: str = ""
     #: the end of the class's exam window, if it has one (after it, attempts do not score)
     ends: datetime | None = None
     #: the lab as typed (a name, file or folder) and the student's ``-s`` (or None), for
@@ -63,6 +60,13 @@ class _Ctx:
     def cmd(self, words: str) -> str:
         """``labctl WORDS`` with the options naming this lab instance and student."""
         return f"labctl {words}{self.naming}"
+
+    @property
+    def naming(self) -> str:
+        """The options that named this lab, instance and student, as typed (`` -i walk``),
+        put after each command labctl prints; none for a confined student (labctl adds
+        theirs)."""
+        return self.ws.naming
 
     def score(self, exercise: Exercise, state: ExerciseState) -> Score:
         """The exercise's score under the lab's grading."""
@@ -92,15 +96,14 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
         check_lab_name(lab)
     check_instance(instance)
     who = check_student(student or os.environ.get("LABCTL_STUDENT") or instance)
-    naming = options_of(lab, instance, student)
-    ws = runner.open_workspace(lab, instance, naming)
+    ws = runner.open_workspace(lab, instance, options_of(lab, instance, student))
     require_open(ws.lab, instance)  # a class's exam window hides the exercises until it starts
     # after the window's end attempts are still recorded, as not scoring
     cls = class_of(ws.lab, instance)
     scored = scored_at(cls, datetime.now(timezone.utc))
     store = ProgressStore(ws.lab, instance, who, scored=scored)
     ends = window_of(cls).end if cls is not None else None
-    return _Ctx(ws, who, detect(lang), store, naming, ends, (lab, student))
+    return _Ctx(ws, who, detect(lang), store, ends, (lab, student))
 
 
 def _exam_line(c: _Ctx) -> str | None:
