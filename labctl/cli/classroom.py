@@ -360,8 +360,9 @@ def reset(
 
 
 def _on_a_terminal() -> bool:
-    """Someone to ask: the question goes to stderr, the answer comes from stdin."""
-    return sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
+    """Someone at a terminal to ask: stdin is one (stderr may be a log, ``2>&1 | tee``: the
+    question goes there, but the homes do not go unasked)."""
+    return sys.stdin is not None and sys.stdin.isatty()
 
 
 def _ask_before_down(
