@@ -127,10 +127,8 @@ class StepView:
 #: a fenced code block of Markdown: its lines
 #: rich's own Markdown parser, to split a text into the blocks rich renders
 _PARSER = MarkdownIt().enable("strikethrough").enable("table")
-#: inline code of several words, long enough that rich would wrap it inside
-_LONG_CODE = re.compile(r"`[^`\n]*\s[^`\n]*`")
-LONG_CODE_CHARS = 24
-_INLINE_CODE = re.compile(r"`[^`\n]+`")
+#: inline code (it may go on over a line break of the text, which it reads as a space)
+_INLINE_CODE = re.compile(r"`[^`]+`")
 #: a space of inline code while rich lays a paragraph out (a private-use character: rich
 #: breaks lines at any Unicode space, the no-break one too)
 _HELD_SPACE = "\ue000"
@@ -152,8 +150,8 @@ def _blocks(text: str) -> list[tuple[str, str]]:
             blocks.append(("fence", token.content))
             continue
         source = "".join(lines[token.map[0] : token.map[1]])
-        long = any(len(m.group()) > LONG_CODE_CHARS for m in _LONG_CODE.finditer(source))
-        blocks.append(("whole" if long else "prose", source))
+        spaced = any(re.search(r"\s", m.group()) for m in _INLINE_CODE.finditer(source))
+        blocks.append(("whole" if spaced else "prose", source))
     return blocks
 
 
@@ -180,7 +178,7 @@ def _print_unwrapped(out: Console, source: str) -> None:
     out on unbounded lines, each command one word (its spaces held by a stand-in), and the
     lines are wrapped between words here; a command longer than a line is printed whole,
     the terminal wrapping it for the eye. A list item's lines hang under its text."""
-    held = _INLINE_CODE.sub(lambda m: m.group().replace(" ", _HELD_SPACE), source)
+    held = _INLINE_CODE.sub(_hold, source)
     unbounded = out.options.update_width(UNBOUNDED)
     lines = [
         Text.assemble(*((s.text, s.style or "") for s in segs if not s.control))
@@ -199,6 +197,12 @@ def _print_unwrapped(out: Console, source: str) -> None:
             part.rstrip()
             part.plain = part.plain.replace(_HELD_SPACE, " ")  # as long: the styles stay put
             out.print(Text(" " * hang) + part if n else part, soft_wrap=True)
+
+
+def _hold(code: re.Match[str]) -> str:
+    """Inline code as one word: a line break in it is a space (as Markdown reads it), and
+    each space is held."""
+    return re.sub(r"\n[ \t]*", " ", code.group()).replace(" ", _HELD_SPACE)
 
 
 def _breaks(text: str, width: int) -> list[int]:

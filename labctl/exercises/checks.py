@@ -73,9 +73,13 @@ def _lacks(pattern: str, lang: Lang) -> str:
     return tr(lang, f"no contiene «{text}»", f"does not contain “{text}”")
 
 
-def _short(command: str, width: int = 60) -> str:
+def _shown(command: str, lang: Lang, width: int = 60) -> str:
+    """The check's command in backquotes, when it is short enough to read and run again;
+    a longer one (the check's plumbing) is named, not shown cut."""
     line = " ".join(command.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+    if len(line) <= width:
+        return f"`{line}`"
+    return tr(lang, "la orden de la comprobación", "the check's command")
 
 
 def _unmatched(pattern: str, text: str) -> str | None:
@@ -89,26 +93,26 @@ def _unmatched(pattern: str, text: str) -> str | None:
 def check_command(c: CommandCheck, connect: Connect, lang: Lang) -> Verdict:
     """Exit code and/or output of a command."""
     r = connect(c.target).run(c.run)
-    cmd, at = _short(c.run), where(c.target, lang)
+    cmd, at = _shown(c.run, lang), where(c.target, lang)
     if c.rc is not None and r.rc != c.rc:
         last = last_line(r)
         said = tr(lang, f": «{last}»", f": “{last}”") if last else ""
         return failed(
             lang,
-            f"`{cmd}` {at} terminó con código {r.rc} (se esperaba {c.rc}){said}",
-            f"`{cmd}` {at} exited with {r.rc} (expected {c.rc}){said}",
+            f"{cmd} {at} terminó con código {r.rc} (se esperaba {c.rc}){said}",
+            f"{cmd} {at} exited with {r.rc} (expected {c.rc}){said}",
         )
     if c.stdout is not None and (out := _unmatched(c.stdout, r.stdout)) is not None:
         if not out:
             return failed(
                 lang,
-                f"`{cmd}` {at} no escribió nada ({_expected(c.stdout, lang)})",
-                f"`{cmd}` {at} printed nothing ({_expected(c.stdout, lang)})",
+                f"{cmd} {at} no escribió nada ({_expected(c.stdout, lang)})",
+                f"{cmd} {at} printed nothing ({_expected(c.stdout, lang)})",
             )
         return failed(
             lang,
-            f"`{cmd}` {at} escribió «{out}» ({_expected(c.stdout, lang)})",
-            f"`{cmd}` {at} printed “{out}” ({_expected(c.stdout, lang)})",
+            f"{cmd} {at} escribió «{out}» ({_expected(c.stdout, lang)})",
+            f"{cmd} {at} printed “{out}” ({_expected(c.stdout, lang)})",
         )
     return Verdict(True, tr(lang, "correcto", "correct"))
 
@@ -191,21 +195,21 @@ def check_service(c: ServiceCheck, connect: Connect, lang: Lang) -> Verdict:
     if c.running is not None and (active == "active") != c.running:
         want = tr(lang, "en marcha", "running") if c.running else tr(lang, "parado", "stopped")
         problems.append(
-            tr(lang, f"está «{active}» y debería estar {want}", f"is “{active}”, expected {want}")
+            tr(lang, f"«{active}» (debería estar {want})", f"“{active}” (should be {want})")
         )
     enabled = props.get("UnitFileState") or "?"
     if c.enabled is not None and (enabled == "enabled") != c.enabled:
         want = (
-            tr(lang, "habilitado (que arranque solo)", "enabled (to start at boot)")
+            tr(lang, "habilitado, que arranque solo", "enabled, to start at boot")
             if c.enabled
             else tr(lang, "deshabilitado", "disabled")
         )
         problems.append(
-            tr(lang, f"está «{enabled}» y debería estar {want}", f"is “{enabled}”, expected {want}")
+            tr(lang, f"«{enabled}» (debería estar {want})", f"“{enabled}” (should be {want})")
         )
     if problems:
         joined = tr(lang, " y ", " and ").join(problems)
-        return failed(lang, f"el servicio {c.name} {joined}", f"service {c.name} {joined}")
+        return failed(lang, f"el servicio {c.name} está {joined}", f"service {c.name} is {joined}")
     return Verdict(
         True, tr(lang, f"{c.name}: {active}, {enabled}", f"{c.name}: {active}, {enabled}")
     )

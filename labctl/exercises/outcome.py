@@ -54,7 +54,7 @@ def where(target: str, lang: Lang) -> str:
     if target == HOST:
         return tr(lang, "en el anfitrión", "on the host")
     if target == STUDENT:
-        return tr(lang, "en el anfitrión, como el alumno", "on the host, as the student")
+        return tr(lang, "en tu cuenta del anfitrión", "in your account on the host")
     return tr(lang, f"en {target}", f"in {target}")
 
 

@@ -151,3 +151,21 @@ def test_inline_commands_are_never_cut_while_the_prose_around_them_wraps() -> No
     assert "Run" in lines and "and compare it with the host's." in lines  # wrapped around it
     assert " 1 First" in lines and "   and then more words in the item" in lines
     assert " 2 Then ls -l" in lines and "    ls -l" in lines
+
+
+def test_a_short_command_and_one_over_a_line_break_of_the_text_stay_whole() -> None:
+    import io
+
+    from rich.console import Console
+
+    from labctl.cli.exercise_view import print_markdown
+
+    text = (
+        "Words enough to reach the end of the line: `labctl app run` then the module\n"
+        "list, `ls /sys/module\n  | grep -e kvm` and the end."
+    )
+    said = io.StringIO()
+    print_markdown(Console(file=said, width=40), text)
+    out = said.getvalue()
+    assert "labctl app run" in out and "ls /sys/module | grep -e kvm" in out, out
+    assert all(len(line) <= 40 for line in out.splitlines())

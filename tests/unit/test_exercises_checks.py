@@ -72,6 +72,12 @@ def test_command_output_mismatch_in_english() -> None:
     assert result.detail.endswith("printed “/bin/sh” (expected “/bin/bash”)")
 
 
+def test_a_long_command_is_named_not_shown_cut() -> None:
+    long = "u=$(systemctl show -P User reloj); runuser -u \"${u:-root}\" -- test -w /srv/reloj"
+    result = run(command(run=long, rc=0), FakeConnection({"u=": (1, "")}))
+    assert result.detail == "la orden de la comprobación en g terminó con código 1 (se esperaba 0)"
+
+
 def test_a_pattern_that_is_more_than_text_is_not_shown_to_the_student() -> None:
     result = run(
         command(run="date +%T", stdout=r"^\d\d:\d\d:\d\d$"),
@@ -155,8 +161,8 @@ def test_service_not_found() -> None:
 def test_service_failed_and_disabled_is_reported_once() -> None:
     result = run(service(enabled=True), units("loaded", "failed", "disabled"), "en")
     assert result.detail == (
-        "service web is “failed”, expected running and is “disabled”, "
-        "expected enabled (to start at boot)"
+        "service web is “failed” (should be running) and “disabled” "
+        "(should be enabled, to start at boot)"
     )
 
 
