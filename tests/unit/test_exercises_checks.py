@@ -73,7 +73,7 @@ def test_command_output_mismatch_in_english() -> None:
 
 
 def test_a_long_command_is_named_not_shown_cut() -> None:
-    long = "u=$(systemctl show -P User reloj); runuser -u \"${u:-root}\" -- test -w /srv/reloj"
+    long = 'u=$(systemctl show -P User reloj); runuser -u "${u:-root}" -- test -w /srv/reloj'
     result = run(command(run=long, rc=0), FakeConnection({"u=": (1, "")}))
     assert result.detail == "la orden de la comprobación en g terminó con código 1 (se esperaba 0)"
 
