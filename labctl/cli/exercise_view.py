@@ -124,7 +124,6 @@ class StepView:
     answer: str | None
 
 
-#: a fenced code block of Markdown: its lines
 #: rich's own Markdown parser, to split a text into the blocks rich renders
 _PARSER = MarkdownIt().enable("strikethrough").enable("table")
 #: inline code (it may go on over a line break of the text, which it reads as a space)
@@ -134,6 +133,8 @@ _INLINE_CODE = re.compile(r"`[^`]+`")
 _HELD_SPACE = "\ue000"
 #: the width rich lays such a block out at: each paragraph and list item on one line
 UNBOUNDED = 100_000
+#: the blocks rich lays out from the left, which can hold a command kept whole
+_LEFT_ALIGNED = {"paragraph_open", "bullet_list_open", "ordered_list_open", "blockquote_open"}
 #: a list item's number or bullet, as rich prints it: its other lines are indented as wide
 _BULLET = re.compile(r"(?: *(?:\d+|•) )?")
 
@@ -151,7 +152,8 @@ def _blocks(text: str) -> list[tuple[str, str]]:
             continue
         source = "".join(lines[token.map[0] : token.map[1]])
         spaced = any(re.search(r"\s", m.group()) for m in _INLINE_CODE.finditer(source))
-        blocks.append(("whole" if spaced else "prose", source))
+        left = token.type in _LEFT_ALIGNED  # a heading is centred: laid out as rich does
+        blocks.append(("whole" if spaced and left else "prose", source))
     return blocks
 
 
@@ -159,8 +161,8 @@ def print_markdown(out: Console, text: str) -> None:
     """Markdown, but no command cut in two: rich wraps at the terminal's width, and a
     command copied in two pieces no longer runs (the terminal wraps a long line for the
     eye and copies it as one). A fenced code block's lines are printed whole; a paragraph
-    or list whose inline code holds a command is printed unwrapped, the terminal wrapping it;
-    other prose is wrapped as usual."""
+    or list whose inline code holds a command is wrapped between words, each command one
+    word (:func:`_print_unwrapped`); other blocks are rich's."""
     for n, (kind, source) in enumerate(_blocks(text)):
         if n:
             out.print()
@@ -191,7 +193,8 @@ def _print_unwrapped(out: Console, source: str) -> None:
     while lines and not lines[0].plain:
         lines.pop(0)
     for line in lines:
-        hang = len(_BULLET.match(line.plain).group())  # type: ignore[union-attr]
+        bullet = _BULLET.match(line.plain)
+        hang = len(bullet.group()) if bullet else 0
         width = max(out.width - hang, 20)
         for n, part in enumerate(line.divide(_breaks(line.plain, width))):
             part.rstrip()

@@ -161,6 +161,7 @@ def test_a_short_command_and_one_over_a_line_break_of_the_text_stay_whole() -> N
     from labctl.cli.exercise_view import print_markdown
 
     text = (
+        "# Run `labctl app run`\n\n"  # a heading is centred by rich, not laid out here
         "Words enough to reach the end of the line: `labctl app run` then the module\n"
         "list, `ls /sys/module\n  | grep -e kvm` and the end."
     )
