@@ -98,9 +98,18 @@ def log_in(driver: object, base: str, token: str) -> None:
     """Log in through the form, as a person would."""
     from selenium.webdriver.common.by import By
 
+    from labctl.dashboard.app import COOKIE
+
     driver.get(base + "login")  # type: ignore[attr-defined]
     driver.find_element(By.ID, "token").send_keys(token)  # type: ignore[attr-defined]
     driver.find_element(By.ID, "login").click()  # type: ignore[attr-defined]
+    # the click only starts the form's POST: a page asked for before its answer has set the
+    # session cookie is the login page again, for good (likely what failed CI's fleet test once)
+    wait_for(
+        lambda: driver.get_cookie(COOKIE) is not None,  # type: ignore[attr-defined]
+        20,
+        "the login's session cookie",
+    )
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]

@@ -28,6 +28,7 @@ class Runner(Protocol):
         module: str | None = None,
         args: str = "",
         extravars: dict[str, Any] | None = None,
+        timeout: int | None = None,
     ) -> FanOut: ...
 
 

@@ -19,6 +19,10 @@ from labctl.fleet.state import FleetState
 
 #: what separates a host's status from its attempts in one answer
 CUT = "---8<--- labctl attempts ---8<---"
+#: a host whose labctl hangs (an engine that stops answering) is reported as not answering
+#: after this long, instead of holding ``class status`` and the dashboard's grid for good;
+#: SSH's own keepalives already end a connection the host stopped answering on
+STATUS_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def status(
     """
     cls = folder.require()
     hosts = sorted({s.host for s in cls.seats.values() if s.host})
-    result = run(hosts, module="shell", args=_status_script(cls.name))
+    result = run(hosts, module="shell", args=_status_script(cls.name), timeout=STATUS_SECONDS)
     rows: dict[str, dict[str, Any]] = {}
     trouble: dict[str, str] = {}
     for host, o in result.hosts.items():

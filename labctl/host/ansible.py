@@ -289,7 +289,9 @@ class _PerHost:
                 host, ok=False, message=self.failed[host], stdout=self.stdout.get(host, "")
             )
         if host not in self.seen:
-            why = "interrupted" if status == "canceled" else f"not run ({status})"
+            why = {"canceled": "interrupted", "timeout": "no answer in the time allowed"}.get(
+                status, f"not run ({status})"
+            )
             return HostOutcome(host, ok=False, message=why)
         return HostOutcome(
             host, ok=True, changed=self.changed.get(host, 0), stdout=self.stdout.get(host, "")

@@ -109,7 +109,8 @@ class Sims:
 
 
 @pytest.fixture(scope="module")
-def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sims]:
+def sims(built_images: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sims]:
+    # the hosts are labctl/system containers, and class up wants the lab's images built here
     base = tmp_path_factory.mktemp("fleet")
     run = f"t{os.getpid() % 100000}"
     key = ensure_keypair(base / "id_ed25519", "labctl fleet test")
@@ -352,15 +353,23 @@ def _dashboard(sims: Sims, placed: dict[str, str]) -> None:
             browser.log_in(b, base, token)
 
             def every_host() -> bool:
-                b.get(base)  # type: ignore[attr-defined]
                 page = str(b.page_source)  # type: ignore[attr-defined]
                 return all(h in page for h in set(placed.values()))
 
-            # the health thread asks every host over SSH; the grid names each student's host
-            browser.wait_for(every_host, 180, "every host in the grid")
+            # the health thread asks every host over SSH; the live grid (not reloaded here)
+            # names each student's host once it has the answer
+            try:
+                browser.wait_for(every_host, 180, "every host in the grid")
+            except AssertionError:  # what the page and the server said, for the next reader
+                text = b.find_element("tag name", "body").text  # type: ignore[attr-defined]
+                server.terminate()
+                _, err = server.communicate(timeout=30)
+                raise AssertionError(f"hosts {sorted(set(placed.values()))} not all in:\n"
+                                     f"{text}\nclass serve's stderr:\n{err}") from None  # fmt: skip
             browser.shoot(b, "fleet-grid")
             page = str(b.page_source)  # type: ignore[attr-defined]
             assert all(f"row-{s}" in page for s in placed), page
     finally:
-        server.terminate()
-        server.communicate(timeout=30)
+        if server.poll() is None:
+            server.terminate()
+            server.communicate(timeout=30)

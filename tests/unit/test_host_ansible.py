@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from labctl.errors import HostError
-from labctl.host.ansible import TaskEvent, failure_message, run_playbook
+from labctl.host.ansible import TaskEvent, failure_message, fan_out, run_playbook
 
 PLAY = """
 - hosts: all
@@ -69,3 +71,45 @@ def test_message_keeps_command_output_and_loop_items() -> None:
     )
     looped = {"results": [{"failed": False}, {"failed": True, "msg": "item 2 broke"}]}
     assert failure_message(looped) == "item 2 broke"
+
+
+# -- fan_out: one module over several hosts, an outcome per host ------------------------------
+
+
+@pytest.fixture()
+def three_local_hosts(tmp_path: Path) -> Path:
+    """Three inventory hosts that are all this machine (Ansible's local connection)."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        "".join(
+            f"{name} ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+            for name in ("quick", "broken", "slow")
+        )
+    )
+    return inventory
+
+
+#: what each host does: says its name, fails, or hangs far beyond the fan-out's time
+BY_HOST = (
+    "case {{ inventory_hostname }} in broken) echo out; echo why >&2; exit 3;; "
+    "slow) sleep 120;; esac; echo {{ inventory_hostname }}"
+)
+
+
+def test_fan_out_gives_each_host_its_outcome(three_local_hosts: Path) -> None:
+    done = fan_out(three_local_hosts, ["quick", "broken"], module="shell", args=BY_HOST)
+    assert done.hosts["quick"].ok and done.hosts["quick"].stdout == "quick"
+    broken = done.hosts["broken"]
+    assert not broken.ok and not broken.unreachable and broken.stdout == "out"
+    assert list(done.failed) == ["broken"] and "why" in broken.failure
+
+
+def test_a_host_over_the_time_allowed_is_said_so_and_the_others_keep_their_answer(
+    three_local_hosts: Path,
+) -> None:
+    started = time.monotonic()
+    done = fan_out(three_local_hosts, ["quick", "slow"], module="shell", args=BY_HOST, timeout=10)
+    assert time.monotonic() - started < 60  # not the slow host's 120 s
+    assert done.hosts["quick"].ok and done.hosts["quick"].stdout == "quick"
+    assert not done.hosts["slow"].ok
+    assert done.hosts["slow"].failure == "no answer in the time allowed"
