@@ -101,6 +101,7 @@ def log_in(driver: object, base: str, token: str) -> None:
     from labctl.dashboard.app import COOKIE
 
     driver.get(base + "login")  # type: ignore[attr-defined]
+    driver.delete_cookie(COOKIE)  # type: ignore[attr-defined]  # an earlier login's, if any
     driver.find_element(By.ID, "token").send_keys(token)  # type: ignore[attr-defined]
     driver.find_element(By.ID, "login").click()  # type: ignore[attr-defined]
     # the click only starts the form's POST: a page asked for before its answer has set the

@@ -281,18 +281,24 @@ class _PerHost:
             self.dark.setdefault(host, failure_message(res))
         return True
 
-    def outcome(self, host: str, status: str) -> HostOutcome:
+    def outcome(
+        self, host: str, status: str, *, one_task: bool, timeout: int | None
+    ) -> HostOutcome:
+        """``host``'s outcome of a run that ended as ``status`` says.
+
+        A run cut short (interrupted, out of time) leaves a playbook's host unfinished even
+        when some of its tasks were seen; a module's one task seen is done.
+        """
         if host in self.dark:
             return HostOutcome(host, ok=False, unreachable=True, message=self.dark[host])
         if host in self.failed:
             return HostOutcome(
                 host, ok=False, message=self.failed[host], stdout=self.stdout.get(host, "")
             )
-        if host not in self.seen:
-            why = {"canceled": "interrupted", "timeout": "no answer in the time allowed"}.get(
-                status, f"not run ({status})"
-            )
-            return HostOutcome(host, ok=False, message=why)
+        cut_short = status in ("canceled", "timeout")
+        if host not in self.seen or (cut_short and not one_task):
+            why = {"canceled": "interrupted", "timeout": f"not done within {timeout} s"}
+            return HostOutcome(host, ok=False, message=why.get(status, f"not run ({status})"))
         return HostOutcome(
             host, ok=True, changed=self.changed.get(host, 0), stdout=self.stdout.get(host, "")
         )
@@ -323,6 +329,8 @@ def fan_out(
 
     Never raises for a host's failure: each host's outcome says it (unreachable hosts are
     Ansible's "dark" ones), so the caller decides what one host's fault means for the rest.
+    ``timeout`` (seconds) bounds the whole run: a host not done by then is said so, the
+    others keep their outcome.
     """
     import ansible_runner
 
@@ -364,6 +372,6 @@ def fan_out(
             pass
     return FanOut(
         what,
-        {h: folded.outcome(h, status) for h in hosts},
+        {h: folded.outcome(h, status, one_task=module is not None, timeout=timeout) for h in hosts},
         round(time.monotonic() - started, 1),
     )

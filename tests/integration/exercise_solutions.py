@@ -160,6 +160,7 @@ def emu_binario(s: Student) -> None:
             [sys.executable, "-m", "labctl", *exe, "cat", "/bin/busybox"],
             stdout=copy,
             stderr=subprocess.PIPE,
+            timeout=600,  # exec itself waits as long as the command runs
             check=False,
         )
     assert done.returncode == 0, done.stderr

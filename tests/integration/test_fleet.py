@@ -362,8 +362,7 @@ def _dashboard(sims: Sims, placed: dict[str, str]) -> None:
                 browser.wait_for(every_host, 180, "every host in the grid")
             except AssertionError:  # what the page and the server said, for the next reader
                 text = b.find_element("tag name", "body").text  # type: ignore[attr-defined]
-                server.terminate()
-                _, err = server.communicate(timeout=30)
+                err = _stop(server)
                 raise AssertionError(f"hosts {sorted(set(placed.values()))} not all in:\n"
                                      f"{text}\nclass serve's stderr:\n{err}") from None  # fmt: skip
             browser.shoot(b, "fleet-grid")
@@ -371,5 +370,14 @@ def _dashboard(sims: Sims, placed: dict[str, str]) -> None:
             assert all(f"row-{s}" in page for s in placed), page
     finally:
         if server.poll() is None:
-            server.terminate()
-            server.communicate(timeout=30)
+            _stop(server)
+
+
+def _stop(server: subprocess.Popen[str]) -> str:
+    """Stop ``class serve`` (killed if it does not end on SIGTERM); what it said on stderr."""
+    server.terminate()
+    try:
+        return server.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        server.kill()
+        return server.communicate()[1]

@@ -151,12 +151,14 @@ class FakeHosts:
     refuse: dict[str, str] = field(default_factory=dict)
     windows: dict[str, tuple[str, str]] = field(default_factory=dict)  # host -> start, end
     no_class: set[str] = field(default_factory=set)  # hosts whose class was never made
+    bounds: dict[str, int | None] = field(default_factory=dict)  # what -> its timeout
 
     def __call__(self, hosts: list[str], **how: Any) -> FanOut:
         """A fan-out as ``fleet.Runner`` asks for it: a playbook, or a module and its args."""
         playbook = how.get("playbook")
         what = playbook.name if playbook else f"{how.get('module')} {how.get('args', '')}"
         self.calls.append((what, tuple(hosts)))
+        self.bounds[what] = how.get("timeout")
         return FanOut(what, {h: self.one(h, what) for h in hosts}, 0.1)
 
     def one(self, host: str, what: str) -> HostOutcome:
@@ -435,6 +437,22 @@ def test_status_merges_every_host_and_collects_attempts_into_this_store(fleet: F
     # collecting again replaces, never doubles
     status.status(folder, spread, fleet.hosts, status.collect)
     assert len(shared().attempts("flab", [s0.instance])) == 1
+
+
+def test_status_bounds_its_wait_and_a_host_past_it_is_named_not_answered(fleet: Fleet) -> None:
+    fleet.up()
+    folder = ClassDir("fl")
+    spread = fleet_state.load(folder)
+    assert spread is not None
+    # as fan_out says a host its labctl hangs on (an engine that stopped answering)
+    fleet.hosts.fail["h2@class status"] = (f"not done within {status.STATUS_SECONDS} s", False)
+    rows = status.status(folder, spread, fleet.hosts)
+    asked = [what for what, _ in fleet.hosts.calls if "class status" in what]
+    assert [fleet.hosts.bounds[what] for what in asked] == [status.STATUS_SECONDS]
+    late = [r for r in rows if r.host == "h2"]
+    assert late and all(not r.answered for r in late)
+    assert all(r.error == f"host h2: not done within {status.STATUS_SECONDS} s" for r in late)
+    assert all(r.answered and r.guests_ready == 2 for r in rows if r.host != "h2")
 
 
 def test_down_cleans_every_host_and_forgets_the_class_only_when_all_are_clean(

@@ -77,12 +77,15 @@ def test_message_keeps_command_output_and_loop_items() -> None:
 
 
 @pytest.fixture()
-def three_local_hosts(tmp_path: Path) -> Path:
-    """Three inventory hosts that are all this machine (Ansible's local connection)."""
+def three_local_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Three inventory hosts that are all this machine (Ansible's local connection), Ansible's
+    temporary files under ``tmp_path`` (a run cut short leaves its own behind)."""
+    monkeypatch.setenv("ANSIBLE_LOCAL_TEMP", str(tmp_path / "local"))
     inventory = tmp_path / "hosts.ini"
     inventory.write_text(
         "".join(
-            f"{name} ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+            f"{name} ansible_connection=local ansible_python_interpreter={sys.executable}"
+            f" ansible_remote_tmp={tmp_path / 'remote'}\n"
             for name in ("quick", "broken", "slow")
         )
     )
@@ -112,4 +115,19 @@ def test_a_host_over_the_time_allowed_is_said_so_and_the_others_keep_their_answe
     assert time.monotonic() - started < 60  # not the slow host's 120 s
     assert done.hosts["quick"].ok and done.hosts["quick"].stdout == "quick"
     assert not done.hosts["slow"].ok
-    assert done.hosts["slow"].failure == "no answer in the time allowed"
+    assert done.hosts["slow"].failure == "not done within 10 s"
+
+
+def test_a_playbook_cut_short_leaves_no_host_done(three_local_hosts: Path, tmp_path: Path) -> None:
+    # every host passes the first task, then the run is out of time in the second: none is done
+    play = tmp_path / "two.yml"
+    play.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.command: 'true'\n"
+        "    - ansible.builtin.command: sleep 120\n"
+    )
+    done = fan_out(three_local_hosts, ["quick", "slow"], playbook=play, timeout=10)
+    assert {h: o.failure for h, o in done.hosts.items()} == {
+        "quick": "not done within 10 s",
+        "slow": "not done within 10 s",
+    }
