@@ -102,7 +102,7 @@ def serve(
             source=StoreSource(store, state.lab, instances),
             tokens=tokens.load(),
             health=watch.snapshot,
-            notice=lambda: f"Guests' health unknown: {watch.error}" if watch.error else None,
+            notice=watch.notice,
             rules=Rules(idle_minutes=idle_minutes),
             reset=lambda student, ex, guest: reset(folder, student, ex, guest),
             guests=guests,
