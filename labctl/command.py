@@ -13,14 +13,17 @@ class CommandResult:
     rc: int
     stdout: str
     stderr: str
-    #: stdout byte for byte as the command wrote it (``stdout`` is its text), where kept
+    #: stdout and stderr byte for byte as the command wrote them (``stdout`` and ``stderr``
+    #: are their text), where kept
     raw_stdout: bytes | None = field(default=None, repr=False, compare=False)
+    raw_stderr: bytes | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, command: str, rc: int, out: bytes, err: bytes) -> CommandResult:
         """From what the command wrote: its text (an undecodable byte said as U+FFFD) and
-        its stdout kept whole, for who passes it on (``labctl exec``)."""
-        return cls(command, rc, out.decode(errors="replace"), err.decode(errors="replace"), out)
+        its output kept whole, for who passes it on (``labctl exec``)."""
+        text = out.decode(errors="replace"), err.decode(errors="replace")
+        return cls(command, rc, *text, raw_stdout=out, raw_stderr=err)
 
     @property
     def succeeded(self) -> bool:

@@ -291,13 +291,14 @@ def exec_(
         result = backends.connect(rec, KeyPair(inst.key)).run(line, timeout=None, stdin=given)
     # byte for byte: `labctl exec A -- cat photo.png > photo.png` keeps the photo
     out = result.stdout.encode() if result.raw_stdout is None else result.raw_stdout
-    try:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(out)
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:  # the reader had enough (`| head`): not the command's failure
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing said at exit
-    sys.stderr.write(result.stderr)
+    err = result.stderr.encode() if result.raw_stderr is None else result.raw_stderr
+    for stream, data in ((sys.stdout, out), (sys.stderr, err)):
+        try:
+            stream.flush()
+            stream.buffer.write(data)
+            stream.buffer.flush()
+        except BrokenPipeError:  # the reader had enough (`| head`): not the command's failure
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())  # nothing said at exit
     # not typer.Exit: typer reads 130 as its own Ctrl-C, and a guest command exiting 130
     # would be said "Interrupted."
     sys.exit(result.rc)

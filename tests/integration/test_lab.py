@@ -144,6 +144,8 @@ def test_exec_passes_stdin_with_the_option_and_end_of_file_without(
         binary = bytes(range(256)) * 400
         back = runner.invoke(app, [*args, "--", "cat"], input=binary)
         assert back.exit_code == 0 and back.stdout_bytes == binary, (guest, back.stderr)
+        said = runner.invoke(app, [*args, "--", "cat >&2"], input=binary[:2560])  # stderr too
+        assert said.exit_code == 0 and said.stderr_bytes == binary[:2560], guest
         # without --stdin a command reading it ends at once: it never waits for input
         assert sh(running_lab, guest, "cat; echo read") == "read\n"
 

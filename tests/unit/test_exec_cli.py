@@ -55,10 +55,10 @@ def test_exec_passes_output_and_exit_code_through_without_a_silence_bound(
 
 
 def test_exec_passes_a_binary_output_byte_for_byte(backend: OneGuest) -> None:
-    raw = bytes(range(256))
-    backend.guest.respond = lambda command: CommandResult.of(command, 0, raw, b"")
+    raw, said = bytes(range(256)), "cat: aviso en latin-1: año\n".encode("latin-1")
+    backend.guest.respond = lambda command: CommandResult.of(command, 0, raw, said)
     result = CliRunner().invoke(app, ["exec", "kvm-full", "--", "cat", "photo.png"])
-    assert result.exit_code == 0 and result.stdout_bytes == raw
+    assert result.exit_code == 0 and result.stdout_bytes == raw and result.stderr_bytes == said
 
 
 def test_exec_of_one_argument_runs_it_as_a_shell_line(backend: OneGuest) -> None:
