@@ -57,16 +57,22 @@ def remember_url() -> None:
 
 
 def _sqlite_file(url: sa.URL) -> None:
-    """Make the database file (and its folder) root-only before SQLite creates it."""
+    """Make the database file (and its folder) root-only before SQLite creates it.
+
+    A file that exists is never opened here: closing any descriptor of a file drops every
+    POSIX lock the process holds on it, SQLite's own connections' too, and another process
+    closing its last connection would then take itself for the last user and delete the WAL
+    this process still reads (a dashboard froze so, its store opened twice).
+    """
     if not url.database or url.database == ":memory:":
         return
     path = Path(url.database)
     private_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    except FileExistsError:
+        pass
+    os.chmod(path, FILE_MODE)  # by its name: no descriptor (a umask may have narrowed it)
 
 
 def _locked(exc: BaseException) -> bool:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +90,31 @@ def test_the_wal_switch_is_tried_again_when_sqlite_refuses_it_at_once() -> None:
     with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
         engines._wal(other)  # type: ignore[arg-type]
     assert other.run == ["PRAGMA journal_mode"]
+
+
+def test_opening_the_store_again_keeps_this_process_locks_so_another_sees_it_in_use(
+    tmp_path: Path,
+) -> None:
+    """POSIX drops every lock a process holds on a file when it closes any descriptor of it.
+    Opening the store again (as ``class serve`` does beside the exercises' own store) must not
+    open the file itself: a student's command closing its last connection would then think
+    it the last user, checkpoint and delete the WAL, and this process would read a stale copy
+    for good (a walkthrough's dashboard froze so)."""
+    path = tmp_path / "labctl.db"
+    url = f"sqlite:///{path}"
+    first = engines.create(url)
+    with first.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    reading = first.connect()  # kept open, as a server's pooled connection is
+    reading.exec_driver_sql("SELECT count(*) FROM t").scalar()
+    reading.rollback()
+    engines.create(url).dispose()  # the store opened again in this process
+
+    other = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+    other += "c.execute('INSERT INTO t VALUES (1)'); c.commit(); c.close()"
+    subprocess.run([sys.executable, "-c", other, str(path)], check=True, timeout=60)
+
+    assert path.with_name("labctl.db-wal").exists()  # still in use here: not taken away
+    assert reading.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+    reading.close()
+    first.dispose()
