@@ -126,13 +126,29 @@ def _passed_steps(attempts: Sequence[Attempt]) -> set[str]:
     }
 
 
+def _seconds(attempts: Sequence[Attempt], steps: Sequence[str]) -> float:
+    """From the exercise's start (its last reset) to when every step had passed, else to the
+    last thing done in it: as ``exercise progress`` and ``class report`` count it."""
+    if not attempts:
+        return 0.0
+    resets = [a for a in attempts if a.kind == RESET]
+    start = resets[-1].at if resets else attempts[0].at
+    passed: set[str] = set()
+    for a in _since_reset(attempts):
+        if a.kind == CHECK and a.passed and a.scored and a.step is not None:
+            passed.add(a.step)
+            if steps and passed >= set(steps):
+                return (a.at - start).total_seconds()
+    return (attempts[-1].at - start).total_seconds()
+
+
 def cell(exercise: ExerciseInfo, attempts: Sequence[Attempt], failing: set[str]) -> Cell:
     """One student's exercise from its attempts (oldest first)."""
     steps = [s.id for s in exercise.steps]
     done = len(_passed_steps(attempts) & set(steps))
     tries = {(a.kind, a.at) for a in attempts if a.kind in (CHECK, ANSWER)}
     hints = sum(1 for a in attempts if a.kind == HINT)
-    seconds = (attempts[-1].at - attempts[0].at).total_seconds() if attempts else 0.0
+    seconds = _seconds(attempts, steps)
     if not attempts:
         state = NOT_STARTED
     elif steps and done == len(steps):

@@ -14,7 +14,7 @@ refused before it is recorded, so it is no attempt at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from labctl.errors import ExitCode, LabctlError
 from labctl.exercises.answers import parse_number
@@ -169,7 +169,9 @@ def score(exercise: Exercise, state: ExerciseState, grading: Grading = DEFAULT) 
     completed = state.completed_at(ids)
     seconds = 0.0
     if state.started_at is not None:
-        end = completed or datetime.now(timezone.utc)
+        # from the start to its completion, else to the last thing done in it: the same
+        # figure whenever it is asked (a report made a day later), as the dashboard shows
+        end = completed or state.last_at or state.started_at
         seconds = max(0.0, (end - state.started_at).total_seconds())
     return Score(
         exercise=exercise.id,
@@ -187,8 +189,9 @@ def score(exercise: Exercise, state: ExerciseState, grading: Grading = DEFAULT) 
 
 
 def current_step(exercise: Exercise, state: ExerciseState) -> int:
-    """Index of the first step not passed yet (the last step when all passed)."""
+    """Index of the first step not passed yet (the last step when all passed); a step passed
+    after an exam's end, not scored, is passed here: the student goes on, for practice."""
     for i, step in enumerate(exercise.steps):
-        if not state.step(step.id).passed_once:
+        if state.step(step.id).reached_at is None:
             return i
     return len(exercise.steps) - 1

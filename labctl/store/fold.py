@@ -44,6 +44,7 @@ def _apply(state: ExerciseState, a: Attempt) -> ExerciseState:
             passes_now=passed,
             last_checked_at=a.at,
             first_passed_at=s.first_passed_at or (a.at if passed and a.scored else None),
+            reached_at=s.reached_at or (a.at if passed else None),
         )
         # each answer given is one attempt: judged once, however many checks run after it
         # (a check with no answer attempt before it, as old records have, is its own)

@@ -56,8 +56,10 @@ class Attempt(NewAttempt):
 class StepState:
     """One step of one student's exercise, since the exercise last started over.
 
-    ``passes_now`` is the result of its last check; ``first_passed_at`` when it first passed.
-    A step that passed once and fails now is ``broken``: it has a first pass but does not pass.
+    ``passes_now`` is the result of its last check; ``first_passed_at`` when it first passed
+    in a scored check, ``reached_at`` when it first passed at all (after an exam's end too:
+    the student goes on from there, for practice). A step that passed once and fails now is
+    ``broken``: it has a first pass but does not pass.
     Hints and wrong answers count over every run: a reset does not give them back.
 
     A wrong attempt is an answer given (an ``answer`` attempt) that the next scored check
@@ -69,6 +71,7 @@ class StepState:
     checks: int = 0
     passes_now: bool = False
     first_passed_at: datetime | None = None
+    reached_at: datetime | None = None
     last_checked_at: datetime | None = None
     answer: str | None = None
     answered_at: datetime | None = None

@@ -123,8 +123,11 @@ def test_cells_count_steps_since_the_last_reset_and_only_scored_passes() -> None
     ]
     c = views.cell(ex, runs, set())
     assert (c.done, c.steps, c.attempts, c.hints, c.state, c.seconds) == (2, 2, 2, 1, "done", 120)
+    # its time stops when it is done: checking again later adds none
+    assert views.cell(ex, [*runs, check("ana", "run", 30, True)], set()).seconds == 120
     again = [*runs, Attempt("ana", "emu", None, "reset", at(3)), check("ana", "arch", 4, True)]
-    assert views.cell(ex, again, set()).label == "1/2"
+    c = views.cell(ex, again, set())
+    assert (c.label, c.seconds) == ("1/2", 60)  # from the reset to the last thing done
     late = Attempt("ana", "emu", "run", "check", at(5), True, scored=False)
     c = views.cell(ex, [*again, late], set())
     assert (c.label, c.late, c.state) == ("1/2", 1, "in-progress")

@@ -92,6 +92,18 @@ def test_record_marks_steps_and_completion_once(tmp_path: Path) -> None:
     assert kinds[0] == ("start", None, None) and len(kinds) == 5  # every check kept
 
 
+def test_after_an_exams_end_a_step_passed_lets_the_student_go_on_without_scoring(
+    tmp_path: Path,
+) -> None:
+    late = ProgressStore(
+        "lab", "main", "ana", root=tmp_path, store=shared(db(tmp_path)), scored=False
+    )
+    p = late.record_checks(EXERCISE, result(True, False), late.state("demo"))
+    assert current_step(EXERCISE, p) == 1  # on to step two, for practice
+    sc = score(EXERCISE, p)
+    assert (sc.passed, sc.points) == (0, 0.0)  # and nothing scored
+
+
 def test_each_message_names_its_check_by_place(tmp_path: Path) -> None:
     s = store(tmp_path)
     two = runner.StepResult(
@@ -225,3 +237,20 @@ def test_check_says_a_step_that_passed_once_fails_now() -> None:
     got = grading.Score("demo", 2, 2, 0, 60.0, True, now=1, broken=("one",))
     view.print_check(Console(file=said, width=100), EXERCISE, broken, got, "ana", "es")
     assert "pasos: 2/2 (1 falla ahora)." in said.getvalue()
+
+
+def test_an_exercises_time_runs_to_its_completion_else_to_the_last_thing_done() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from labctl.store.model import ExerciseState, StepState
+
+    t0 = datetime(2026, 12, 6, 10, 0, tzinfo=timezone.utc)
+    minute = timedelta(minutes=1)
+    one = StepState("one", first_passed_at=t0 + minute, reached_at=t0 + minute)
+    working = ExerciseState("lab", "main", "ana", "demo", {"one": one}, t0, last_at=t0 + 3 * minute)
+    assert score(EXERCISE, working).seconds == 180  # not until now: a report a day later agrees
+    two = StepState("two", first_passed_at=t0 + 5 * minute, reached_at=t0 + 5 * minute)
+    done = ExerciseState(
+        "lab", "main", "ana", "demo", {"one": one, "two": two}, t0, last_at=t0 + 9 * minute
+    )
+    assert score(EXERCISE, done).seconds == 300  # checks after completion add nothing

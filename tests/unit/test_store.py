@@ -134,10 +134,13 @@ def test_every_wrong_answer_given_is_an_attempt_and_a_recheck_is_not(store: Stor
     assert step.wrong_attempts == 4 and step.wrong == {"si", "no"}
 
 
-def test_a_late_pass_does_not_score(store: Store) -> None:
+def test_a_late_pass_does_not_score_but_is_reached(store: Store) -> None:
     store.record(new("check", "a", 1, passed=True, scored=False))
     step = store.exercise_state("virt", "ana", "ana", "emu").step("a")
-    assert step.passes_now and step.first_passed_at is None
+    assert step.passes_now and step.first_passed_at is None and step.reached_at == at(1)
+    store.record(new("check", "a", 2, passed=True))  # scored later: both kept from the first
+    step = store.exercise_state("virt", "ana", "ana", "emu").step("a")
+    assert step.first_passed_at == at(2) and step.reached_at == at(1)
 
 
 def test_states_per_student_and_per_instance(store: Store) -> None:
