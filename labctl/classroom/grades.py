@@ -9,6 +9,7 @@ apart, never scored.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,8 @@ from labctl.exercises.lab_exercises import of_lab
 from labctl.exercises.model import Exercise
 from labctl.exercises.progress import shared
 from labctl.spec.model import Grading, load_lab
-from labctl.store import ExerciseState, SeatRecord, Store, fold
+from labctl.store import Attempt, ExerciseState, SeatRecord, Store, fold
+from labctl.store.fold import DONE_LATE, times_done
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,8 @@ class StudentGrades:
     email: str | None
     instance: str
     scores: dict[str, Score]
-    attempts: int
-    late: int = 0  # attempts after the exam window closed: recorded, not scored
+    attempts: int  # answers given and checks run (``store.fold.times_done``)
+    late: int = 0  # answers, checks and hints after the exam window closed: kept, not scored
 
     @property
     def total(self) -> float:
@@ -147,32 +149,24 @@ def class_grades(class_name: str, store: Store | None = None) -> ClassGrades:
         ExerciseColumn(e.id, e.title.en, len(e.steps), e.grading or lab_grading) for e in exercises
     )
     judged = window.judged(store.attempts(lab, [s.instance for s in seats]))
-    late: dict[tuple[str, str], int] = {}
+    mine: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
     for a in judged:
-        if not a.scored:
-            late[(a.instance, a.student)] = late.get((a.instance, a.student), 0) + 1
+        mine[(a.instance, a.student)].append(a)
     states: dict[tuple[str, str, str], ExerciseState] = {
         (x.instance, x.student, x.exercise): x for x in fold(judged).values()
     }
     rows = []
     for seat in seats:
         scores = {}
-        attempts = 0
         for ex, col in zip(exercises, columns, strict=True):
             st = states.get((seat.instance, seat.student, ex.id))
             st = st or ExerciseState(lab, seat.instance, seat.student, ex.id)
-            attempts += st.attempts
             scores[ex.id] = grading.score(ex, st, col.grading)
-        who = (seat.instance, seat.student)
+        done = mine[(seat.instance, seat.student)]
+        late = times_done([a for a in done if not a.scored], DONE_LATE)
         rows.append(
             StudentGrades(
-                seat.student,
-                seat.name,
-                seat.email,
-                seat.instance,
-                scores,
-                attempts,
-                late.get(who, 0),
+                seat.student, seat.name, seat.email, seat.instance, scores, times_done(done), late
             )
         )
     now = datetime.now(timezone.utc)

@@ -27,6 +27,7 @@ from labctl.dashboard.data import (
     StepInfo,
 )
 from labctl.dashboard.flags import Flag, Rules
+from labctl.store.fold import DONE_LATE, times_done
 
 NOT_STARTED, IN_PROGRESS, STUCK, DONE = "not-started", "in-progress", "stuck", "done"
 
@@ -146,7 +147,7 @@ def cell(exercise: ExerciseInfo, attempts: Sequence[Attempt], failing: set[str])
     """One student's exercise from its attempts (oldest first)."""
     steps = [s.id for s in exercise.steps]
     done = len(_passed_steps(attempts) & set(steps))
-    tries = {(a.kind, a.at) for a in attempts if a.kind in (CHECK, ANSWER)}
+    tries = times_done(attempts)
     hints = sum(1 for a in attempts if a.kind == HINT)
     seconds = _seconds(attempts, steps)
     if not attempts:
@@ -157,10 +158,8 @@ def cell(exercise: ExerciseInfo, attempts: Sequence[Attempt], failing: set[str])
         state = STUCK
     else:
         state = IN_PROGRESS
-    # what the student did late (a check records every step at once; starts and an
-    # instructor's resets are no doing of theirs)
-    late = len({(a.kind, a.at) for a in attempts if a.late and a.kind in (CHECK, ANSWER, HINT)})
-    return Cell(exercise.id, done, len(steps), len(tries), hints, seconds, state, late)
+    late = times_done([a for a in attempts if a.late], DONE_LATE)
+    return Cell(exercise.id, done, len(steps), tries, hints, seconds, state, late)
 
 
 def row(

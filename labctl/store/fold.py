@@ -4,10 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import datetime
+from typing import Protocol
 
 from labctl.store.model import Attempt, ExerciseState, StepState
 
 Key = tuple[str, str, str, str]  # lab, instance, student, exercise
+
+
+class _Done(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def at(self) -> datetime: ...
+
+
+#: what a student tries: an answer given, a check run
+TRIED = ("answer", "check")
+#: what a student does after an exam's end that is counted late (a start and an instructor's
+#: reset are no doing of theirs)
+DONE_LATE = ("answer", "check", "hint")
+
+
+def times_done(attempts: Iterable[_Done], kinds: Iterable[str] = TRIED) -> int:
+    """How many times the student did one of ``kinds``: a check records a row per step, all
+    at one time, and counts once. The dashboard and ``class report`` count with this."""
+    wanted = set(kinds)
+    return len({(a.kind, a.at) for a in attempts if a.kind in wanted})
 
 
 def key_of(a: Attempt) -> Key:

@@ -135,10 +135,22 @@ def test_an_unknown_format_is_refused(klass: ClassDir) -> None:
 def test_attempts_after_the_exam_window_are_late_and_never_score(klass: ClassDir) -> None:
     state = klass.require()
     klass.save(with_window(state, None, T))  # closed at T: every attempt above came at T
-    late = NewAttempt("cls", "so-bo", "bo", "ex2", "check", "s1", passed=True, at=T + timedelta(1))
-    shared().record(late)
+
+    def late(kind: str, step: str | None, days: int, **kw: object) -> NewAttempt:
+        when = T + timedelta(days)
+        return NewAttempt("cls", "so-bo", "bo", "ex2", kind, step, at=when, **kw)  # type: ignore[arg-type]
+
+    shared().record(
+        late("check", "s1", 1, passed=True),
+        late("check", "s2", 1, passed=False),  # the same check run, its other step
+        late("hint", "s2", 2),
+        late("start", None, 3),  # no doing of bo's to count
+    )
     data = json.loads(run("--format", "json"))
     bo = data["students"][1]
-    assert bo["late_attempts"] == 1 and bo["exercises"]["ex2"]["points"] == 0
+    # as the dashboard counts: a check run once whatever its steps; answers and checks tried,
+    # a hint late too
+    assert (bo["attempts"], bo["late_attempts"]) == (2, 2)
+    assert bo["exercises"]["ex2"]["points"] == 0
     assert data["window"]["end"].startswith("2026-03-01T09:00")
     assert "late attempts are kept, never scored" in run("--format", "html")
