@@ -189,6 +189,12 @@ def report(
     """The class's grades: a row per student, a column per exercise, a total."""
     if fmt not in ("csv", "json", "html"):
         raise LabctlError(f"unknown format {fmt!r}", "use csv, json or html", 2)
+    if attempts and fmt == "html":
+        raise LabctlError(
+            "--attempts writes CSV or JSON, not HTML",
+            "use --attempts with --format csv or --format json",
+            2,
+        )
     name = _class_name(class_name)
     _collect(name)
     grades = class_grades(name)

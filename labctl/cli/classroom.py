@@ -41,7 +41,11 @@ JsonOpt = tables.JsonOpt
 def _plan_lines(p: capacity.Plan) -> list[tuple[str, str]]:
     c, h = p.cost, p.host
     return [
-        ("lab", f"{p.lab}: {c.guests} guests, {c.vcpus} virtual CPUs in VMs"),
+        (
+            "lab",
+            f"{p.lab}: {tables.plural(c.guests, 'guest')}, "
+            f"{tables.plural(c.vcpus, 'virtual CPU')} in VMs",
+        ),
         ("per student", f"{c.memory_mib} MiB memory, {c.disk_mib} MiB disk (upper bounds)"),
         (
             "host",

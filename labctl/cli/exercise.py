@@ -254,6 +254,7 @@ def show(
         instructions=c.text(ex, s.instructions.get(L)),
         passed=p.step(s.id).passed_once,
         answer=p.step(s.id).answer,
+        hints_taken=p.step(s.id).hints,
     )
     if not json_out:
         view.print_step(console.out, v, L, c.naming)

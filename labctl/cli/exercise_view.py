@@ -122,6 +122,7 @@ class StepView:
     instructions: str
     passed: bool
     answer: str | None
+    hints_taken: int = 0
 
 
 #: rich's own Markdown parser, to split a text into the blocks rich renders
@@ -249,7 +250,8 @@ def print_step(out: Console, v: StepView, lang: Lang, naming: str = "") -> None:
     # one command a line, never broken by rich: a student copies it whole
     for es, en, command in (
         ("Comprueba tu trabajo", "Check your work", "check"),
-        *([("Pista", "Hint", "hint")] if s.hints else []),  # a step without hints: none
+        # a step without hints, or whose hints were all taken: none
+        *([("Pista", "Hint", "hint")] if v.hints_taken < len(s.hints) else []),
     ):
         line = f"{tr(lang, es, en)}: labctl exercise {command} {ex.id}{naming}"
         out.print(escape(line), soft_wrap=True)

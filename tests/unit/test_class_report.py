@@ -130,6 +130,10 @@ def test_attempts_csv_has_a_row_per_attempt(klass: ClassDir) -> None:
 def test_an_unknown_format_is_refused(klass: ClassDir) -> None:
     result = CliRunner().invoke(app, ["class", "report", "--format", "xls"])
     assert isinstance(result.exception, LabctlError) and result.exception.code == 2
+    # every attempt as HTML is no format there is: said, not CSV given instead
+    result = CliRunner().invoke(app, ["class", "report", "--attempts", "--format", "html"])
+    assert isinstance(result.exception, LabctlError) and result.exception.code == 2
+    assert result.exception.message == "--attempts writes CSV or JSON, not HTML"
 
 
 def test_attempts_after_the_exam_window_are_late_and_never_score(klass: ClassDir) -> None:

@@ -183,9 +183,12 @@ def test_an_empty_answer_says_how_to_give_one_in_the_students_language(
 
 
 def test_hints_come_one_at_a_time_and_are_counted(project: Project) -> None:
+    offered = "Pista: labctl exercise hint notas"
+    assert offered in labctl(project, "show", "notas", "-s", "ana")[1]
     assert "Usa echo." in labctl(project, "hint", "notas", "-s", "ana")[1]
     second = labctl(project, "hint", "notas", "-s", "ana")[1]
     assert project.token("ana") in second and "no quedan más pistas" in second
+    assert offered not in labctl(project, "show", "notas", "-s", "ana")[1]  # none left to offer
     progress = json.loads(labctl(project, "progress", "--json", "-s", "ana")[1])
     assert progress["exercises"][0]["hints"] == 2
 
