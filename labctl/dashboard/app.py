@@ -135,7 +135,7 @@ def create_app(settings: Settings) -> ASGIApp:
     def grid() -> views.Grid:
         return views.grid(data(), s.source.attempts(), s.health(), s.now(), s.rules)
 
-    def student(who: Who, student_id: str) -> views.StudentPage:
+    def student_page(who: Who, student_id: str) -> views.StudentPage:
         d = data()
         seat = d.seat(student_id)
         if seat is None:
@@ -206,12 +206,12 @@ def create_app(settings: Settings) -> ASGIApp:
     @app.get("/students/{student_id}", response_class=HTMLResponse)
     def student_html(request: Request, student_id: str) -> Response:
         who, _ = who_of(request)
-        return page(request, "student.html", view=student(who, student_id))
+        return page(request, "student.html", view=student_page(who, student_id))
 
     @app.get("/live/students/{student_id}", response_class=HTMLResponse)
     def live_student(request: Request, student_id: str) -> Response:
         who, _ = who_of(request)
-        return page(request, "_student.html", view=student(who, student_id))
+        return page(request, "_student.html", view=student_page(who, student_id))
 
     @app.get("/exercises/{exercise_id}", response_class=HTMLResponse)
     def exercise_html(request: Request, exercise_id: str) -> Response:
@@ -237,7 +237,7 @@ def create_app(settings: Settings) -> ASGIApp:
     @app.get("/api/students/{student_id}")
     def api_student(request: Request, student_id: str) -> Response:
         who, _ = who_of(request)
-        return as_json(student(who, student_id))
+        return as_json(student_page(who, student_id))
 
     @app.get("/api/exercises/{exercise_id}")
     def api_exercise(request: Request, exercise_id: str) -> Response:
@@ -262,10 +262,21 @@ def create_app(settings: Settings) -> ASGIApp:
     def confirm_reset(
         request: Request, student: str = "", exercise: str = "", guest: str = ""
     ) -> Response:
-        instructor(request)
+        who, _ = instructor(request)
         ex, g = target(student, exercise, guest)
-        seat = data().seat(student)
-        return page(request, "confirm.html", seat=seat, exercise=ex, guest=g)
+        view = student_page(who, student)
+        # what an exercise's reset takes back, and whether it can be earned again
+        passed = next((c.done for c in view.row.cells if c.exercise == ex), 0)
+        ended = not view.data.window.scores(s.now())
+        return page(
+            request,
+            "confirm.html",
+            seat=view.row.seat,
+            exercise=ex,
+            guest=g,
+            passed=passed,
+            ended=ended,
+        )
 
     @app.post("/actions/reset", response_class=HTMLResponse)
     def do_reset(

@@ -254,3 +254,19 @@ def test_a_labctl_error_behind_a_page_is_said_not_crashed() -> None:
     assert r.status_code == 503 and "there is no class" in r.text
     api = TestClient(app).get("/api/grid", headers=BEARER)
     assert api.status_code == 503 and "labctl class up" in api.json()["error"]
+
+
+def test_the_reset_confirmation_says_what_it_takes_back_and_if_the_exam_is_over(
+    client: TestClient,
+) -> None:
+    login(client, d.INSTRUCTOR)
+    ana = client.get("/actions/reset?student=ana&exercise=emu").text
+    assert "the 2 steps ana passed count no more" in ana and "exam-over" not in ana
+    bo = client.get("/actions/reset?student=bo&exercise=emu").text
+    assert "no step passed yet, so no points are taken back" in bo
+    later = Settings(load=lambda: d.DATA, source=d.SOURCE, tokens=d.TOKENS,
+                     now=lambda: d.at(90), reset=Resets())  # fmt: skip
+    over = TestClient(create_app(later)).get(
+        "/actions/reset?student=ana&exercise=emu", headers=BEARER
+    )
+    assert "The exam window has ended: what ana passes again now is late" in over.text
