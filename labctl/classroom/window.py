@@ -67,6 +67,14 @@ class Window:
             a if not a.scored or self.scores(a.at) else replace(a, scored=False) for a in attempts
         ]
 
+    def state(self, now: datetime) -> str | None:
+        """``not open yet``, ``open`` or ``ended`` at ``now``; None without a window."""
+        if self.start is None and self.end is None:
+            return None
+        if not self.opened(now):
+            return "not open yet"
+        return "open" if self.scores(now) else "ended"
+
     @property
     def summary(self) -> str:
         """One line for people: ``2026-12-03 10:00 → 12:00 UTC``."""

@@ -270,3 +270,15 @@ def test_the_reset_confirmation_says_what_it_takes_back_and_if_the_exam_is_over(
         "/actions/reset?student=ana&exercise=emu", headers=BEARER
     )
     assert "The exam window has ended: what ana passes again now is late" in over.text
+
+
+def test_the_header_says_whether_the_exam_window_is_open() -> None:
+    def header(minutes: float) -> str:
+        app = create_app(Settings(load=lambda: d.DATA, source=d.SOURCE, tokens=d.TOKENS,
+                                  now=lambda: d.at(minutes)))  # fmt: skip
+        page = TestClient(app).get("/", headers=BEARER).text
+        return page.split("<header>")[1].split("</header>")[0]
+
+    assert "(not open yet)" in header(-5)  # the window is T0 to T0 + 1 h
+    assert "(open)" in header(30)
+    assert "(ended)" in header(90)
