@@ -189,20 +189,27 @@ def window(
                 folder.save(exam.with_window(st, new.start, new.end))
     st = folder.require()
     w = exam.window_of(st)
+    now = w.state(datetime.now(timezone.utc))  # open, not open yet, ended; None: no window
     hosts = {"set_on": spread.set_on, "left": spread.left} if spread else {}
     if json_out:
         shown = {"class": st.name, "start": exam.iso(w.start), "end": exam.iso(w.end)}
-        console.print_json({**shown, **hosts})
+        console.print_json({**shown, "now": now, **hosts})
     else:
         rows = [
             ("class", escape(st.name)),
             ("start", exam.stamp(w.start)),
             ("end", exam.stamp(w.end)),
             ("window", escape(w.summary)),
+            ("now", now or "no exam window: always open"),
         ]
         if spread is not None:
             rows.append(("set on", escape(", ".join(spread.set_on) or "no host")))
         console.out.print(tables.pairs(rows))
+    if end and end != exam.OPEN and now == "ended" and not json_out:
+        console.err.print(
+            "[yellow]Note:[/yellow] that end has passed already: every attempt from now on is "
+            "late (recorded, not scored)."
+        )
     if spread is not None and spread.left:
         for host, why in spread.left.items():
             console.err.print(f"[red]{escape(host)}[/red]: {escape(why)}")

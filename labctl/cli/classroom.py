@@ -410,14 +410,17 @@ def _nothing_removed(
             {"students": [], "found": False} | ({"forgotten": forgotten} if forget else {})
         )
         return
-    console.err.print(f"{escape(why)}: nothing removed.")
-    if forgotten is not None:
+    if forgotten is None:
+        console.err.print(f"{escape(why)}: nothing removed.")
+    else:  # "nothing removed" and then "forgot ..." would read as a contradiction
+        console.err.print(f"{escape(why)}: no lab or account to remove.")
         console.err.print(escape(class_forget.said(forgotten)))
+    if forgotten is not None and not forgotten.nothing:
         console.err.print(
             "This server's store only: a class that ran over lab hosts keeps its students' "
             "records on each host until class down --forget runs there too."
         )
-    elif forget:
+    if forgotten is None and forget:
         console.err.print("Nothing forgotten: name the class to forget with --class NAME.")
 
 

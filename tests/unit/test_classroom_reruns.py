@@ -213,10 +213,8 @@ def test_class_down_forget_one_student_then_the_class_and_again_nothing(
     code, out, err = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget")
     assert (code, out) == (0, "")
     assert err == (
-        "Nothing of class so is here: nothing removed. "
-        "Nothing of class so to forget: the progress store holds none of it. "
-        "This server's store only: a class that ran over lab hosts keeps its students' "
-        "records on each host until class down --forget runs there too."
+        "Nothing of class so is here: no lab or account to remove. "
+        "Nothing of class so to forget: the progress store holds none of it."
     )
     code, out, _ = labctl(monkeypatch, capsys, "class", "down", "-c", "so", "--forget", "--json")
     assert code == 0 and json.loads(out)["forgotten"]["attempts"] == 0

@@ -204,7 +204,11 @@ def test_class_window_sets_shows_and_clears(state_root: Path) -> None:
         "class": "c1",
         "start": "2026-12-03T10:00:00+00:00",
         "end": "2026-12-03T12:00:00+00:00",
+        "now": "ended",  # it is in the past
     }
+    said = cli.invoke(app, ["class", "window", "-c", "c1", "--end", "2026-12-03T12:00Z"])
+    assert said.exit_code == 0 and "that end has passed already" in said.stderr
+    assert "ended" in said.stdout
     st = ClassDir("c1").require()
     assert (st.window_start, st.window_end) == (
         "2026-12-03T10:00:00+00:00",
