@@ -109,12 +109,14 @@ def serve(
             refresh_seconds=refresh,
         )
         watch.start()
-        console.out.print(f"Dashboard of class {escape(state.name)}: {escape(url)}")
-        console.out.print(f"Instructor token (shown once, stored hashed): {token}")
+        # whole lines (a path or a token cut by the terminal's width is copied wrong)
+        console.out.print(f"Dashboard of class {escape(state.name)}: {escape(url)}", soft_wrap=True)
+        console.out.print(f"Instructor token (shown once, stored hashed): {token}", soft_wrap=True)
         access = folder.root / "access"
         console.out.print(
             f"Students' tokens: in their access sheets ({escape(str(access))}/ID.txt); "
-            f"{len(made)} new."
+            f"{len(made)} new.",
+            soft_wrap=True,
         )
         if host not in ("127.0.0.1", "::1", "localhost"):
             console.err.print(

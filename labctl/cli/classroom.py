@@ -7,6 +7,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime, timezone
 from pathlib import Path
 
 import typer
@@ -274,10 +275,9 @@ def status(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
     from labctl.classroom.window import window_of
 
     window = window_of(st)
-    title = f"Class {st.name}, lab {st.lab}" + (
-        f", exam {window.summary}" if window.start or window.end else ""
-    )
-    class_fleet.print_status(rows, "name", [r.name for r in rows], title)
+    class_fleet.print_status(rows, "name", [r.name for r in rows], f"Class {st.name}, lab {st.lab}")
+    if (now := window.state(datetime.now(timezone.utc))) is not None:  # whole, under the table
+        console.out.print(f"Exam window {window.summary} ({now}).", soft_wrap=True)
 
 
 @class_app.command("verify")

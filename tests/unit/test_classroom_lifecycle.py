@@ -439,6 +439,11 @@ def test_the_status_table_fits_80_columns(world: World, no_host: None) -> None:
     assert all(len(line) <= 80 for line in lines), lines
     assert "Córdoba" in result.stdout and "2/2" in result.stdout
     assert lines[0].strip() == "Class so, lab cls"  # which class, when --class is left out
+    window = ["class", "window", "--start", "2026-03-01T09:00", "--end", "2026-03-01T11:00"]
+    assert CliRunner().invoke(app, window).exit_code == 0
+    lines = CliRunner().invoke(app, ["class", "status"], env={"COLUMNS": "80"}).stdout.splitlines()
+    assert lines[0].strip() == "Class so, lab cls" and all(len(line) <= 80 for line in lines)
+    assert lines[-1] == "Exam window 2026-03-01 09:00 → 2026-03-01 11:00 UTC (ended)."
 
 
 def test_class_status_names_the_guests_defined_before_a_change(world: World) -> None:
