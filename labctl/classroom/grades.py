@@ -24,7 +24,7 @@ from labctl.exercises.model import Exercise
 from labctl.exercises.progress import shared
 from labctl.spec.model import Grading, load_lab
 from labctl.store import Attempt, ExerciseState, SeatRecord, Store, fold
-from labctl.store.fold import DONE_LATE, times_done
+from labctl.store.fold import times_done
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class StudentGrades:
     instance: str
     scores: dict[str, Score]
     attempts: int  # answers given and checks run (``store.fold.times_done``)
-    late: int = 0  # answers, checks and hints after the exam window closed: kept, not scored
+    late: int = 0  # of those, the ones after the exam window closed: kept, not scored
 
     @property
     def total(self) -> float:
@@ -163,7 +163,7 @@ def class_grades(class_name: str, store: Store | None = None) -> ClassGrades:
             st = st or ExerciseState(lab, seat.instance, seat.student, ex.id)
             scores[ex.id] = grading.score(ex, st, col.grading)
         done = mine[(seat.instance, seat.student)]
-        late = times_done([a for a in done if not a.scored], DONE_LATE)
+        late = times_done([a for a in done if not a.scored])
         rows.append(
             StudentGrades(
                 seat.student, seat.name, seat.email, seat.instance, scores, times_done(done), late

@@ -209,8 +209,8 @@ def window(
         console.out.print(tables.pairs(rows))
     if end and end != exam.OPEN and now == "ended" and not json_out:
         console.err.print(
-            "[yellow]Note:[/yellow] that end has passed already: every attempt from now on is "
-            "late (recorded, not scored)."
+            "[yellow]Note:[/yellow] that end has passed already: every attempt made after it, "
+            "those made already included, is late (recorded, not scored)."
         )
     if spread is not None and spread.left:
         for host, why in spread.left.items():

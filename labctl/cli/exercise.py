@@ -243,18 +243,20 @@ def show(
     # reading ahead while the lab is down records nothing: the clock starts with the lab
     p = c.store.start(ex.id) if c.ws.state is not None else c.store.state(ex.id)
     _prepare(c, ex)
-    index = current_step(ex, p) if step is None else ex.steps.index(ex.step(step))
+    on = current_step(ex, p)
+    index = on if step is None else ex.steps.index(ex.step(step))
     s, L = ex.steps[index], c.lang
-    sc = c.score(ex, p)
+    begun = any(p.step(x.id).reached_at for x in ex.steps)  # a step passed, late ones too
     v = view.StepView(
         exercise=ex,
         index=index,
         title=c.text(ex, s.title.get(L)),
-        introduction=c.text(ex, ex.instructions.get(L)) if index == 0 or sc.passed == 0 else None,
+        introduction=c.text(ex, ex.instructions.get(L)) if index == 0 or not begun else None,
         instructions=c.text(ex, s.instructions.get(L)),
         passed=p.step(s.id).passed_once,
         answer=p.step(s.id).answer,
-        hints_taken=p.step(s.id).hints,
+        # `exercise hint` gives the current step's hints: offered there, while some are left
+        hints_taken=p.step(s.id).hints if index == on else len(s.hints),
     )
     if not json_out:
         view.print_step(console.out, v, L, c.naming)
@@ -277,7 +279,7 @@ def show(
                 "answer": v.answer,
                 "passed": v.passed,
             },
-            "progress": view.score_json(sc),
+            "progress": view.score_json(c.score(ex, p)),
         }
     )
 

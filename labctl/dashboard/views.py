@@ -27,7 +27,7 @@ from labctl.dashboard.data import (
     StepInfo,
 )
 from labctl.dashboard.flags import Flag, Rules
-from labctl.store.fold import DONE_LATE, times_done
+from labctl.store.fold import times_done
 
 NOT_STARTED, IN_PROGRESS, STUCK, DONE = "not-started", "in-progress", "stuck", "done"
 
@@ -119,17 +119,19 @@ def _since_reset(attempts: Sequence[Attempt]) -> list[Attempt]:
     return list(attempts[last + 1 :])
 
 
-def _passed_steps(attempts: Sequence[Attempt]) -> set[str]:
+def _passed_steps(attempts: Sequence[Attempt], scored_only: bool = True) -> set[str]:
+    """Steps passed since the last reset: in scored checks, or (``scored_only=False``) in any,
+    late ones too, which is where a student goes on from (``exercise show`` does so)."""
     return {
         a.step
         for a in _since_reset(attempts)
-        if a.kind == CHECK and a.passed and a.scored and a.step is not None
+        if a.kind == CHECK and a.passed and (a.scored or not scored_only) and a.step is not None
     }
 
 
 def _seconds(attempts: Sequence[Attempt], steps: Sequence[str]) -> float:
     """From the exercise's start (its last reset) to when every step had passed, else to the
-    last thing done in it: as ``exercise progress`` and ``class report`` count it."""
+    last thing done in it: as ``exercise progress`` counts it."""
     if not attempts:
         return 0.0
     resets = [a for a in attempts if a.kind == RESET]
@@ -158,7 +160,7 @@ def cell(exercise: ExerciseInfo, attempts: Sequence[Attempt], failing: set[str])
         state = STUCK
     else:
         state = IN_PROGRESS
-    late = times_done([a for a in attempts if a.late], DONE_LATE)
+    late = times_done([a for a in attempts if a.late])
     return Cell(exercise.id, done, len(steps), tries, hints, seconds, state, late)
 
 
@@ -248,8 +250,9 @@ def exercise_page(
         done = _passed_steps(theirs)
         for sid in done & set(order):
             passed[sid].add(student)
-        current[student] = next((sid for sid in order if sid not in done), None)
-        completed += current[student] is None
+        reached = _passed_steps(theirs, scored_only=False)
+        current[student] = next((sid for sid in order if sid not in reached), None)
+        completed += set(order) <= done
     stats = []
     for info in exercise.steps:
         on_step = [a for a in attempts if a.step == info.id and a.kind in (CHECK, ANSWER)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import tenacity
 
 from labctl.errors import HostError
 from labctl.paths import state_dir
-from labctl.private import FILE_MODE, private_dir, write_private
+from labctl.private import FILE_MODE, make_private, private_dir, write_private
 
 ENV = "LABCTL_DB"
 FILE_NAME = "labctl.db"
@@ -59,20 +60,27 @@ def remember_url() -> None:
 def _sqlite_file(url: sa.URL) -> None:
     """Make the database file (and its folder) root-only before SQLite creates it.
 
-    A file that exists is never opened here: closing any descriptor of a file drops every
-    POSIX lock the process holds on it, SQLite's own connections' too, and another process
-    closing its last connection would then take itself for the last user and delete the WAL
-    this process still reads (a dashboard froze so, its store opened twice).
+    The file itself is never opened here: closing any descriptor of a file drops every POSIX
+    lock the process holds on it, SQLite's own connections' too, and another process closing
+    its last connection would then take itself for the last user and delete the WAL this
+    process still reads (a dashboard froze so, its store opened twice). A missing file is
+    made under another name and linked in whole, so no thread of this process connects to
+    it while another still holds it open.
     """
     if not url.database or url.database == ":memory:":
         return
     path = Path(url.database)
     private_dir(path.parent)
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))
-    except FileExistsError:
-        pass
-    os.chmod(path, FILE_MODE)  # by its name: no descriptor (a umask may have narrowed it)
+    if not path.exists():
+        made = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+        os.close(os.open(made, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        try:
+            os.link(made, path)
+        except FileExistsError:  # another made it first: theirs is the one
+            pass
+        finally:
+            made.unlink()
+    make_private(path)  # by its name (a umask may have narrowed it, another program widened)
 
 
 def _locked(exc: BaseException) -> bool:

@@ -14,6 +14,8 @@ Key = tuple[str, str, str, str]  # lab, instance, student, exercise
 
 class _Done(Protocol):
     @property
+    def exercise(self) -> str: ...
+    @property
     def kind(self) -> str: ...
     @property
     def at(self) -> datetime: ...
@@ -21,16 +23,13 @@ class _Done(Protocol):
 
 #: what a student tries: an answer given, a check run
 TRIED = ("answer", "check")
-#: what a student does after an exam's end that is counted late (a start and an instructor's
-#: reset are no doing of theirs)
-DONE_LATE = ("answer", "check", "hint")
 
 
-def times_done(attempts: Iterable[_Done], kinds: Iterable[str] = TRIED) -> int:
-    """How many times the student did one of ``kinds``: a check records a row per step, all
-    at one time, and counts once. The dashboard and ``class report`` count with this."""
-    wanted = set(kinds)
-    return len({(a.kind, a.at) for a in attempts if a.kind in wanted})
+def times_done(attempts: Iterable[_Done]) -> int:
+    """How many times the student tried (answered, checked): a check records a row per step,
+    all at one time, and counts once. The dashboard and ``class report`` count with this,
+    their late attempts too (a start, a hint or a reset is no attempt)."""
+    return len({(a.exercise, a.kind, a.at) for a in attempts if a.kind in TRIED})
 
 
 def key_of(a: Attempt) -> Key:

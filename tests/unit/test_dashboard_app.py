@@ -272,13 +272,14 @@ def test_the_reset_confirmation_says_what_it_takes_back_and_if_the_exam_is_over(
     assert "The exam window has ended: what ana passes again now is late" in over.text
 
 
-def test_the_header_says_whether_the_exam_window_is_open() -> None:
-    def header(minutes: float) -> str:
+def test_the_live_pages_say_whether_the_exam_window_is_open() -> None:
+    def said(minutes: float, path: str) -> str:
         app = create_app(Settings(load=lambda: d.DATA, source=d.SOURCE, tokens=d.TOKENS,
                                   now=lambda: d.at(minutes)))  # fmt: skip
-        page = TestClient(app).get("/", headers=BEARER).text
-        return page.split("<header>")[1].split("</header>")[0]
+        page = TestClient(app).get(path, headers=BEARER).text  # refreshed while it is open
+        return page.split('<p class="stamp">')[1].split("</p>")[0]
 
-    assert "(not open yet)" in header(-5)  # the window is T0 to T0 + 1 h
-    assert "(open)" in header(30)
-    assert "(ended)" in header(90)
+    for path in ("/live/grid", "/live/students/ana", "/live/exercises/emu"):
+        assert 'exam window <b class="window-state">not open yet</b>' in said(-5, path)
+        assert 'exam window <b class="window-state">open</b>' in said(30, path)
+        assert 'exam window <b class="window-state">ended</b>' in said(90, path)

@@ -180,3 +180,18 @@ def test_one_failure_seen_in_two_languages_is_counted_once_by_its_check() -> Non
     ]
     page = views.exercise_page(data, exercise, attempts, d.NOW, d.RULES)
     assert page.steps[0].common == (("{param.user} exists: failed", 2), ("older record: failed", 1))
+
+
+def test_a_step_passed_late_moves_the_student_on_but_scores_nothing() -> None:
+    ex = d.DATA.exercises[0]  # emu: arch, then run; the window ends at minute 60
+    theirs = [
+        check("bo", "arch", 10, False),
+        check("bo", "arch", 70, True),  # late: after the window
+        *(check("bo", "run", 71 + i, False) for i in range(3)),
+    ]
+    page = views.exercise_page(d.DATA, ex, theirs, d.at(80), d.RULES)
+    stuck = {s.id: s.stuck for s in page.steps}
+    assert stuck == {"arch": (), "run": ("bo",)}  # where the student is, as the CLI says
+    assert {s.id: s.passed for s in page.steps} == {"arch": 0, "run": 0} and page.completed == 0
+    (flag,) = flags.failing("bo", theirs, d.RULES, {"emu": ["arch", "run"]})
+    assert flag.step == "run"

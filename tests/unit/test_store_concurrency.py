@@ -118,3 +118,12 @@ def test_opening_the_store_again_keeps_this_process_locks_so_another_sees_it_in_
     assert reading.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
     reading.close()
     first.dispose()
+
+
+def test_threads_making_the_file_at_once_leave_one_private_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'labctl.db'}"
+    with ThreadPoolExecutor(8) as pool:
+        for engine in pool.map(lambda _n: engines.create(url), range(8)):
+            engine.dispose()
+    assert [p.name for p in tmp_path.iterdir()] == ["labctl.db"]  # nothing made beside it
+    assert (tmp_path / "labctl.db").stat().st_mode & 0o777 == 0o600
