@@ -70,7 +70,9 @@ def _sqlite_file(url: sa.URL) -> None:
     if not url.database or url.database == ":memory:":
         return
     path = Path(url.database)
-    private_dir(path.parent)
+    if path.parent == state_dir() or not path.parent.exists():
+        private_dir(path.parent)  # labctl's own folder; another that LABCTL_DB names (/tmp...)
+        # is left as it is: the file is root-only itself
     if not path.exists():
         made = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
         os.close(os.open(made, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))

@@ -127,3 +127,15 @@ def test_threads_making_the_file_at_once_leave_one_private_file(tmp_path: Path) 
             engine.dispose()
     assert [p.name for p in tmp_path.iterdir()] == ["labctl.db"]  # nothing made beside it
     assert (tmp_path / "labctl.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_folder_labctl_db_names_is_left_as_it_is(tmp_path: Path) -> None:
+    shared_folder = tmp_path / "shared"  # as /tmp or an instructor's home would be
+    shared_folder.mkdir(mode=0o755)
+    shared_folder.chmod(0o1777)
+    engines.create(f"sqlite:///{shared_folder / 'labctl.db'}").dispose()
+    assert shared_folder.stat().st_mode & 0o7777 == 0o1777  # not made root-only
+    assert (shared_folder / "labctl.db").stat().st_mode & 0o777 == 0o600
+    made = tmp_path / "new" / "db"  # a folder made for it is root-only
+    engines.create(f"sqlite:///{made / 'labctl.db'}").dispose()
+    assert made.stat().st_mode & 0o777 == 0o700
