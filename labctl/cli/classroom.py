@@ -266,17 +266,26 @@ def status(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
     st = folder.require()
     spread = class_fleet.of(folder)
     if spread is not None:
-        class_fleet.status(folder, spread, json_out)
+        try:
+            class_fleet.status(folder, spread, json_out)
+        finally:  # a host that did not answer ends it with exit 1: the window is still said
+            if not json_out:
+                _exam_line(st)
         return
     rows = class_status(st)
     if json_out:
         console.print_json({"class": st.name, "lab": st.lab, "students": rows})
         return
+    class_fleet.print_status(rows, "name", [r.name for r in rows], f"Class {st.name}, lab {st.lab}")
+    _exam_line(st)
+
+
+def _exam_line(st: class_state.ClassState) -> None:
+    """The exam window and its state now, whole, under a status table (none: nothing)."""
     from labctl.classroom.window import window_of
 
     window = window_of(st)
-    class_fleet.print_status(rows, "name", [r.name for r in rows], f"Class {st.name}, lab {st.lab}")
-    if (now := window.state(datetime.now(timezone.utc))) is not None:  # whole, under the table
+    if (now := window.state(datetime.now(timezone.utc))) is not None:
         console.out.print(f"Exam window {window.summary} ({now}).", soft_wrap=True)
 
 

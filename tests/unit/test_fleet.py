@@ -680,6 +680,12 @@ def test_class_window_of_a_class_over_hosts_is_set_on_every_host_and_here(fleet:
         "-",
         end,
     )
+    # class status over the hosts says the window too, under its table
+    shown = CliRunner().invoke(app, ["class", "status", "--class", "fl"], env={"COLUMNS": "80"})
+    closes = datetime(2026, 12, 7, 13, 0, tzinfo=timezone.utc)
+    said_now = "open" if datetime.now(timezone.utc) <= closes else "ended"  # any day it runs
+    last = shown.stdout.splitlines()[-1]
+    assert last == f"Exam window … → 2026-12-07 13:00 UTC ({said_now})."
 
 
 def test_a_roster_longer_than_max_students_is_refused_before_any_host_is_asked(
