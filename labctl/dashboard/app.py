@@ -276,6 +276,7 @@ def create_app(settings: Settings) -> ASGIApp:
             guest=g,
             passed=passed,
             ended=ended,
+            cls=view.data,
         )
 
     @app.post("/actions/reset", response_class=HTMLResponse)
@@ -296,6 +297,8 @@ def create_app(settings: Settings) -> ASGIApp:
             said, ok = s.reset(student, ex, g), True
         except LabctlError as err:
             said, ok = err.message + (f" ({err.hint})" if err.hint else ""), False
-        return page(request, "done.html", 200 if ok else 500, said=said, ok=ok, student=student)
+        return page(
+            request, "done.html", 200 if ok else 500, said=said, ok=ok, student=student, cls=data()
+        )
 
     return Guard(app, s.limit)

@@ -191,6 +191,7 @@ def test_a_reset_is_confirmed_then_done_with_the_sessions_csrf(
     assert resets.done == []
     done = client.post("/actions/reset", data={**form, "csrf": csrf_of(confirm.text)})
     assert done.status_code == 200 and "bo: reset" in done.text
+    assert "class <b>demo</b>" in done.text
     assert resets.done == [("bo", "emu", None)]
     guest = {"student": "ana", "exercise": "", "guest": "vm", "csrf": csrf_of(confirm.text)}
     assert client.post("/actions/reset", data=guest).status_code == 200
@@ -262,6 +263,7 @@ def test_the_reset_confirmation_says_what_it_takes_back_and_if_the_exam_is_over(
     login(client, d.INSTRUCTOR)
     ana = client.get("/actions/reset?student=ana&exercise=emu").text
     assert "the 2 steps ana passed count no more" in ana and "exam-over" not in ana
+    assert "class <b>demo</b> · lab virtualization" in ana  # the header of every page
     bo = client.get("/actions/reset?student=bo&exercise=emu").text
     assert "no step passed yet, so no points are taken back" in bo
     later = Settings(load=lambda: d.DATA, source=d.SOURCE, tokens=d.TOKENS,
