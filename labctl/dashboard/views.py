@@ -68,24 +68,28 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Grid:
-    """The class page: a row per student, a cell per exercise, the "looks copied" marks."""
+class Page:
+    """What every page shows: the class, as read at ``at``."""
 
     data: ClassData
-    rows: tuple[Row, ...]
-    copied: tuple[Flag, ...]
-    attempts: int
     at: datetime
 
 
 @dataclass(frozen=True)
-class StudentPage:
+class Grid(Page):
+    """The class page: a row per student, a cell per exercise, the "looks copied" marks."""
+
+    rows: tuple[Row, ...]
+    copied: tuple[Flag, ...]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class StudentPage(Page):
     """A student's page: their row and every attempt in order."""
 
-    data: ClassData
     row: Row
     attempts: tuple[Attempt, ...]
-    at: datetime
 
 
 @dataclass(frozen=True)
@@ -102,16 +106,14 @@ class StepStats:
 
 
 @dataclass(frozen=True)
-class ExercisePage:
+class ExercisePage(Page):
     """An exercise's page: each step, where students get stuck."""
 
-    data: ClassData
     exercise: ExerciseInfo
     steps: tuple[StepStats, ...]
     students: int
     completed: int
     copied: tuple[Flag, ...]
-    at: datetime
 
 
 def _since_reset(attempts: Sequence[Attempt]) -> list[Attempt]:
@@ -206,7 +208,7 @@ def grid(
     rows = tuple(
         row(data, s, mine.get(s.student, []), health.get(s.student), now, rules) for s in data.seats
     )
-    return Grid(data, rows, tuple(marks.copied(attempts, rules)), len(attempts), now)
+    return Grid(data, now, rows, tuple(marks.copied(attempts, rules)), len(attempts))
 
 
 def student_page(
@@ -219,7 +221,7 @@ def student_page(
 ) -> StudentPage:
     """A student's page from their attempts (oldest first)."""
     attempts = data.window.judged(attempts)
-    return StudentPage(data, row(data, seat, attempts, health, now, rules), tuple(attempts), now)
+    return StudentPage(data, now, row(data, seat, attempts, health, now, rules), tuple(attempts))
 
 
 def first_failure(attempt: Attempt, step: StepInfo) -> str:
@@ -273,4 +275,4 @@ def exercise_page(
             )
         )
     copied = tuple(f for f in marks.copied(attempts, rules) if f.exercise == exercise.id)
-    return ExercisePage(data, exercise, tuple(stats), len(data.seats), completed, copied, now)
+    return ExercisePage(data, now, exercise, tuple(stats), len(data.seats), completed, copied)

@@ -185,26 +185,13 @@ class InstanceDir:
         self.lab = lab
         self.instance = instance
         self.path = within(root or state_dir(), f"{lab}-{instance}")
-
-    @property
-    def run(self) -> Path:
-        """Disks, console logs and the state file of the running lab."""
-        return self.path / "run"
-
-    @property
-    def state_file(self) -> Path:
-        """The state file."""
-        return self.run / "state.json"
-
-    @property
-    def key(self) -> Path:
-        """The lab's private SSH key."""
-        return self.path / "id_ed25519"
-
-    @property
-    def owner_file(self) -> Path:
-        """Whose instance this is (class mode), kept until the instance is removed."""
-        return self.path / "owner.json"
+        #: disks, console logs and the state file of the running lab
+        self.run = self.path / "run"
+        self.state_file = self.run / "state.json"
+        #: the lab's private SSH key
+        self.key = self.path / "id_ed25519"
+        #: whose instance this is (class mode), kept until the instance is removed
+        self.owner_file = self.path / "owner.json"
 
     def remove_leftovers(self) -> bool:
         """Remove the instance's folder when only what labctl leaves in it is there (its lock

@@ -693,67 +693,72 @@ def _apt_opposite(s: Student) -> str:
 
 #: A wrong answer to every answer step: mostly the misconception the step is about (the PID
 #: a container process has inside, "no slowdown", the host's CPU model...).
-WRONG: dict[tuple[str, str], str | Callable[[Student], str]] = {
-    ("emu-arquitecturas", "invitado"): "x86_64",
-    ("emu-arquitecturas", "anfitrion"): _other_host_arch,
-    ("emu-arquitecturas", "modelo"): "cortex-a72",
-    ("emu-binario", "ejecuta"): _binary_runs_here,
-    ("emu-rendimiento", "invitado"): "60",
-    ("emu-rendimiento", "factor"): "1",
-    ("emu-proceso", "pid"): "1",
-    ("emu-proceso", "acelerador"): "kvm",
-    ("emu-proceso", "memoria"): "40000",
-    ("full-dispositivos", "red"): "virtio_net",
-    ("full-dispositivos", "mac"): "52:54:00:00:00:01",  # nobody's
-    ("full-dispositivos", "disco"): "virtio",
-    ("full-soporte", "flags"): _host_has_vmx,
-    ("full-soporte", "modulo"): _kvm_module_not_loaded,
-    ("full-soporte", "acelerador"): _other_accel,
-    ("full-soporte", "explica"): _wrong_explanation,
-    ("full-invitado", "cpu"): _host_cpu_model,
-    ("full-invitado", "fabricante"): "Intel",
-    ("full-invitado", "identidad"): "00000000-0000-4000-8000-000000000000",  # nobody's
-    ("full-invitado", "virt-what"): "vmware",
-    ("pv-dispositivos", "bus"): "0",
-    ("pv-dispositivos", "drivers"): "e1000",
-    ("pv-dispositivos", "pila"): "sda",
-    ("pv-disco", "cociente"): _four_times_the_saved_ratio,
-    ("pv-interfaz", "fabricante"): "8086",
-    ("pv-interfaz", "funciones"): "64",
-    ("pv-interfaz", "colas"): "eth0",
-    ("pv-hipervisores", "donde"): "VirtualBox",  # the misconception: some other hypervisor
-    ("pv-hipervisores", "xen-pv"): "Xen PV",
-    ("pv-hipervisores", "hyper-v"): "virtio_net",
-    ("pv-hipervisores", "vmware"): "8086",
-    ("pv-hipervisores", "zvm"): "PCI",
-    ("lxc-servicio", "mirror"): _apt_opposite,
-    ("lxc-nucleo", "nucleo"): _other_kernel,
-    ("lxc-nucleo", "init"): "sshd",
-    ("lxc-nucleo", "desde-fuera"): "1",
-    ("lxc-averia", "diagnostico"): "127",
-    ("lxc-gemelos", "nucleo"): _kernel_not_the_vms,
-    ("lxc-gemelos", "red"): "virtio_net",
-    ("lxc-gemelos", "anfitrion"): _one_more_host_process,
-    ("lxc-modulos", "fichero"): _module_of_another_kernel,
-    ("lxc-modulos", "directorio"): _modules_dir_opposite,
-    ("lxc-modulos", "capacidad"): _sys_module_opposite,
-    ("lxc-modulos", "raiz"): _host_root,
-    ("lxc-diario", "firmware"): _bios_not_the_vms,
-    ("lxc-diario", "initramfs"): "0",
-    ("lxc-diario", "fases"): _kernel_phase_tripled,
-    ("lxc-diario", "contenedor"): _container_phase_wrong,
-    ("lxc-diario", "mensajes"): _kernel_messages_of_the_vm,
-    ("app-contenido", "pid1"): "systemd",
-    ("app-contenido", "pid-anfitrion"): "1",
-    ("app-imagen", "capas"): "14",
-    ("app-arranque", "contenedor"): "30",
-    ("app-arranque", "comparacion"): "1",
+WRONG: dict[str, dict[str, str | Callable[[Student], str]]] = {
+    "emu-arquitecturas": {
+        "invitado": "x86_64",
+        "anfitrion": _other_host_arch,
+        "modelo": "cortex-a72",
+    },
+    "emu-binario": {"ejecuta": _binary_runs_here},
+    "emu-rendimiento": {"invitado": "60", "factor": "1"},
+    "emu-proceso": {"pid": "1", "acelerador": "kvm", "memoria": "40000"},
+    "full-dispositivos": {
+        "red": "virtio_net",
+        "mac": "52:54:00:00:00:01",  # nobody's
+        "disco": "virtio",
+    },
+    "full-soporte": {
+        "flags": _host_has_vmx,
+        "modulo": _kvm_module_not_loaded,
+        "acelerador": _other_accel,
+        "explica": _wrong_explanation,
+    },
+    "full-invitado": {
+        "cpu": _host_cpu_model,
+        "fabricante": "Intel",
+        "identidad": "00000000-0000-4000-8000-000000000000",  # nobody's
+        "virt-what": "vmware",
+    },
+    "pv-dispositivos": {"bus": "0", "drivers": "e1000", "pila": "sda"},
+    "pv-disco": {"cociente": _four_times_the_saved_ratio},
+    "pv-interfaz": {"fabricante": "8086", "funciones": "64", "colas": "eth0"},
+    "pv-hipervisores": {
+        "donde": "VirtualBox",  # the misconception: some other hypervisor
+        "xen-pv": "Xen PV",
+        "hyper-v": "virtio_net",
+        "vmware": "8086",
+        "zvm": "PCI",
+    },
+    "lxc-servicio": {"mirror": _apt_opposite},
+    "lxc-nucleo": {"nucleo": _other_kernel, "init": "sshd", "desde-fuera": "1"},
+    "lxc-averia": {"diagnostico": "127"},
+    "lxc-gemelos": {
+        "nucleo": _kernel_not_the_vms,
+        "red": "virtio_net",
+        "anfitrion": _one_more_host_process,
+    },
+    "lxc-modulos": {
+        "fichero": _module_of_another_kernel,
+        "directorio": _modules_dir_opposite,
+        "capacidad": _sys_module_opposite,
+        "raiz": _host_root,
+    },
+    "lxc-diario": {
+        "firmware": _bios_not_the_vms,
+        "initramfs": "0",
+        "fases": _kernel_phase_tripled,
+        "contenedor": _container_phase_wrong,
+        "mensajes": _kernel_messages_of_the_vm,
+    },
+    "app-contenido": {"pid1": "systemd", "pid-anfitrion": "1"},
+    "app-imagen": {"capas": "14"},
+    "app-arranque": {"contenedor": "30", "comparacion": "1"},
 }
 
 
 def wrong_answer(s: Student, step: str) -> str:
     """The wrong answer to ``step`` of the student's exercise."""
-    value = WRONG[(s.exercise.id, step)]
+    value = WRONG[s.exercise.id][step]
     return value if isinstance(value, str) else value(s)
 
 

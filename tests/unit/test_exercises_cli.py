@@ -25,6 +25,7 @@ from labctl.exercises.runner import Connections, open_workspace
 from labctl.instance.state import GuestRecord, InstanceDir, LabState, Owner
 from labctl.store import open_store
 from tests.ci import needs
+from tests.unit.exercise_data import step, text, write
 
 runner = CliRunner()
 
@@ -270,27 +271,19 @@ def test_schema_is_json() -> None:
     assert result.exit_code == 0 and json.loads(result.stdout)["title"] == "labctl exercise"
 
 
-QUIZ = """\
-id: quiz
-technique: system-container
-title: {es: Quiz, en: Quiz}
-instructions: {es: x, en: x}
-guests: [box]
-grading: {max_attempts: 1, wrong_penalty: 0.5}
-steps:
-  - id: host
-    title: {es: Anfitrión, en: Host}
-    instructions: {es: "¿Es esto un anfitrión?", en: "Is this a host?"}
-    checks:
-      - kind: answer
-        what: {es: "Anfitrión", en: "Host"}
-        truth: {target: host, run: echo si}
-        synonyms: {"si": [si, "yes"], "no": ["no"]}
-"""
+def _quiz(exercises: Path) -> None:
+    """A yes/no question answered once, half a point off for a wrong answer."""
+    truth = {"target": "host", "run": "echo si"}
+    synonyms = {"si": ["si", "yes"], "no": ["no"]}
+    check = {"kind": "answer", "what": text("Host"), "truth": truth, "synonyms": synonyms}
+    grading = {"max_attempts": 1, "wrong_penalty": 0.5}
+    write(
+        exercises / "20-quiz.yaml", "quiz", "system-container", step("host", check), grading=grading
+    )
 
 
 def test_a_yes_no_question_refuses_a_second_guess_and_the_penalty_shows(project: Project) -> None:
-    (project.lab / "exercises" / "20-quiz.yaml").write_text(QUIZ)
+    _quiz(project.lab / "exercises")
     project.up()
     assert labctl(project, "answer", "quiz", "host", "no", "-s", "ana")[0] == 0
     assert labctl(project, "check", "quiz", "-s", "ana")[0] == 1
@@ -308,24 +301,23 @@ def test_a_yes_no_question_refuses_a_second_guess_and_the_penalty_shows(project:
     assert ana["exercises"][1]["wrong_answers"] == 1
 
 
-ACCEL = """\
-id: accel
-technique: full-virtualization
-title: {es: Acelerador, en: Accelerator}
-instructions: {es: x, en: x}
-guests: [box]
-grading: {max_attempts: 2, wrong_penalty: 0.25}
-steps:
-  - id: accel
-    title: {es: Acelerador, en: Accelerator}
-    instructions: {es: "¿tcg o kvm?", en: "tcg or kvm?"}
-    checks:
-      - kind: answer
-        what: {es: "Acelerador", en: "Accelerator"}
-        truth: {target: host, run: echo tcg}
-        synonyms: {tcg: [tcg, tiny code generator]}
-        options: [tcg, kvm]
-"""
+def _accel(exercises: Path) -> None:
+    """Which accelerator, out of two options (one with a synonym), with two answers allowed."""
+    check = {
+        "kind": "answer",
+        "what": text("Accelerator"),
+        "truth": {"target": "host", "run": "echo tcg"},
+        "synonyms": {"tcg": ["tcg", "tiny code generator"]},
+        "options": ["tcg", "kvm"],
+    }
+    grading = {"max_attempts": 2, "wrong_penalty": 0.25}
+    write(
+        exercises / "20-accel.yaml",
+        "accel",
+        "full-virtualization",
+        step("accel", check),
+        grading=grading,
+    )
 
 
 def _recorded(project: Project, student: str) -> list[tuple[str, str | None]]:
@@ -337,7 +329,7 @@ def _recorded(project: Project, student: str) -> list[tuple[str, str | None]]:
 
 
 def test_an_answer_outside_the_options_is_refused_and_not_recorded(project: Project) -> None:
-    (project.lab / "exercises" / "20-accel.yaml").write_text(ACCEL)
+    _accel(project.lab / "exercises")
     project.up()
     code, message = labctl(project, "answer", "accel", "accel", "xen", "-s", "ana", "--lang", "en")
     assert code == 2
@@ -368,7 +360,7 @@ def test_an_answer_without_a_number_where_one_is_asked_is_refused_and_not_record
 
 
 def test_the_same_wrong_answer_given_again_is_another_attempt(project: Project) -> None:
-    (project.lab / "exercises" / "20-accel.yaml").write_text(ACCEL)
+    _accel(project.lab / "exercises")
     project.up()
     for _ in range(2):  # kvm, checked (twice: one attempt), then kvm again, checked
         assert labctl(project, "answer", "accel", "accel", "kvm", "-s", "ana")[0] == 0
