@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labctl.classroom.state import DOWN, UP, ClassState, Seat
+from labctl.classroom.window import Window, window_of
 from labctl.errors import LabctlError
 from labctl.exercises import progress as exercise_progress
 from labctl.exercises.lab_exercises import of_lab
 from labctl.instance.state import InstanceDir, LabState
 from labctl.lab import status as lab_status
 from labctl.spec.model import load_lab
-from labctl.store import ExerciseState
+from labctl.store import ExerciseState, fold
 
 #: some of the guests of a seat left up are not running now
 INCOMPLETE = "incomplete"
@@ -44,14 +45,15 @@ class StudentStatus:
     outdated: tuple[str, ...] = ()
 
 
-def _progress(lab: str, instance: str) -> list[ExerciseState]:
-    """Every exercise state of the instance (the student's, whoever ran the checks)."""
+def _progress(lab: str, instance: str, window: Window) -> list[ExerciseState]:
+    """Every exercise state of the instance (the student's, whoever ran the checks), judged by
+    the class's window as it is now (as the report and the dashboard judge them)."""
     store = exercise_progress.shared()
     try:
         exercise_progress.import_legacy(store, lab, instance)
     except LabctlError:
         pass  # a damaged old progress file is exercise's to report, not the class view's
-    return store.exercise_states(lab, [instance])
+    return list(fold(window.judged(store.attempts(lab, [instance]))).values())
 
 
 def last_activity(states: list[ExerciseState]) -> str | None:
@@ -91,7 +93,7 @@ def seat_status(
         ready = sum(1 for r in rows if r.state == "running" and not r.error)
         error = error or next((f"{r.guest}: {r.error}" for r in rows if r.error), None)
         outdated = tuple(f"{r.guest}: {r.outdated}" for r in rows if r.outdated)
-    progress = _progress(state.lab, seat.instance)
+    progress = _progress(state.lab, seat.instance, window_of(state))
     done = sum(1 for x in progress if x.exercise in steps and x.completed_at(steps[x.exercise]))
     return StudentStatus(
         seat.student,

@@ -3,8 +3,9 @@
 The window is two ISO 8601 instants kept in the class state (``ClassState.window_start`` and
 ``window_end``, either may be None: open on that side). Before the start a student's
 ``exercise list/show/check/hint/answer`` refuse (:func:`require_open`); after the end checks
-still run and are recorded, but :func:`scored_at` says False, so they no longer count, and
-reports and the dashboard mark them late.
+still run and are recorded as not scoring (:meth:`Window.scores`), and reports, the dashboard
+and the student's own progress judge every attempt by the window as it is now
+(:meth:`Window.judged`: an end moved earlier makes attempts after it late).
 """
 
 from __future__ import annotations
@@ -110,11 +111,6 @@ def window_of(state: ClassState) -> Window:
 
 def _aware(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
-def scored_at(state: ClassState | None, when: datetime) -> bool:
-    """True when an attempt made at ``when`` scores: no class, no window, or not after its end."""
-    return state is None or window_of(state).scores(_aware(when))
 
 
 def _in_order(start: datetime | None, end: datetime | None) -> None:

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from labctl import console
-from labctl.classroom.window import class_of, require_open, scored_at, window_of
+from labctl.classroom.window import Window, class_of, require_open, window_of
 from labctl.cli import commands, tables
 from labctl.cli import exercise_view as view
 from labctl.cli.app import app
@@ -100,10 +100,14 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
     require_open(ws.lab, instance)  # a class's exam window hides the exercises until it starts
     # after the window's end attempts are still recorded, as not scoring
     cls = class_of(ws.lab, instance)
-    scored = scored_at(cls, datetime.now(timezone.utc))
-    store = ProgressStore(ws.lab, instance, who, scored=scored)
-    ends = window_of(cls).end if cls is not None else None
-    return _Ctx(ws, who, detect(lang), store, ends, (lab, student))
+    window = window_of(cls) if cls is not None else Window(None, None)
+    scored = window.scores(datetime.now(timezone.utc))
+    store = ProgressStore(ws.lab, instance, who, scored=scored, judge=window.judged)
+    return _Ctx(ws, who, detect(lang), store, window.end, (lab, student))
+    window = window_of(cls)
+    scored = window.scores(datetime.now(timezone.utc))
+    store = ProgressStore(ws.lab, instance, who, scored=scored, judge=window.judged)
+    return _Ctx(ws, who, detect(lang), store, window.end, (lab, student))
 
 
 def _exam_line(c: _Ctx) -> str | None:

@@ -10,7 +10,7 @@ are imported on first use (``legacy``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,7 +20,16 @@ from labctl.exercises.grading import Score, current_step, score
 from labctl.exercises.model import Exercise
 from labctl.exercises.runner import ExerciseResult
 from labctl.instance.state import InstanceDir
-from labctl.store import ExerciseState, Message, NewAttempt, Store, default_url, open_store
+from labctl.store import (
+    Attempt,
+    ExerciseState,
+    Message,
+    NewAttempt,
+    Store,
+    default_url,
+    fold,
+    open_store,
+)
 
 __all__ = ["ProgressStore", "Score", "check_student", "current_step", "now", "score", "shared"]
 
@@ -69,9 +78,13 @@ class ProgressStore:
         root: Path | None = None,
         store: Store | None = None,
         scored: bool = True,
+        judge: Callable[[Sequence[Attempt]], list[Attempt]] = list,
     ) -> None:
-        """``scored``: False records this student's attempts as not counting (an exam's end)."""
+        """``scored``: False records this student's attempts as not counting (an exam's end);
+        ``judge`` marks those that count no more (a class's window as it is now: its end may
+        have been moved since), as the class's report does."""
         self.scored = scored
+        self.judge = judge
         self.lab = lab
         self.instance = instance
         self.student = check_student(student)
@@ -92,11 +105,16 @@ class ProgressStore:
 
     def state(self, exercise: str) -> ExerciseState:
         """One exercise's state (empty when nothing was done yet)."""
-        return self.store.exercise_state(self.lab, self.instance, self.student, exercise)
+        found = self._states(exercise).get(exercise)
+        return found or ExerciseState(self.lab, self.instance, self.student, exercise)
 
     def states(self) -> Mapping[str, ExerciseState]:
         """Every exercise touched, by id."""
-        return self.store.student_states(self.lab, self.instance, self.student)
+        return self._states()
+
+    def _states(self, exercise: str | None = None) -> dict[str, ExerciseState]:
+        found = self.store.attempts(self.lab, [self.instance], self.student, exercise)
+        return {s.exercise: s for s in fold(self.judge(found)).values()}
 
     def of(self, exercise: str, states: Mapping[str, ExerciseState]) -> ExerciseState:
         """``states[exercise]``, or an empty state."""

@@ -25,6 +25,7 @@ from labctl.classroom.roster import Student
 from labctl.classroom.server import Server
 from labctl.classroom.state import FAILED, UP, ClassDir, classes, pick
 from labctl.classroom.status import status
+from labctl.classroom.window import with_window
 from labctl.cli import app
 from labctl.errors import EngineError, HostError, LabctlError, SpecError
 from labctl.exercises.progress import ProgressStore
@@ -393,6 +394,9 @@ def test_status_has_a_row_per_student_with_guests_and_progress(world: World) -> 
         0,
         "docker: pull refused",
     )
+    # an exam's end set before ana's pass (after it was made): status counts it no more
+    ended = with_window(ClassDir("so").require(), None, t("2026-12-03T08:05:00+00:00"))
+    assert {r.student: r for r in status(ended)}["ana"].exercises_done == 0
 
 
 # -- reset and the CLI ------------------------------------------------------------------------

@@ -22,13 +22,11 @@ def state(start: datetime | None, end: datetime | None) -> ClassState:
 
 
 def test_scored_inside_the_window_and_not_after_it() -> None:
-    st = state(T, T + timedelta(hours=2))
-    assert window.scored_at(st, T + timedelta(hours=1))
-    assert window.scored_at(st, T + timedelta(hours=2))
-    assert not window.scored_at(st, T + timedelta(hours=2, seconds=1))
-    assert window.scored_at(None, T) and window.scored_at(state(None, None), T + timedelta(days=9))
-    # a naive time is UTC
-    assert not window.scored_at(st, datetime(2026, 12, 3, 12, 0, 1))
+    w = window.window_of(state(T, T + timedelta(hours=2)))
+    assert w.scores(T + timedelta(hours=1))
+    assert w.scores(T + timedelta(hours=2))
+    assert not w.scores(T + timedelta(hours=2, seconds=1))
+    assert window.window_of(state(None, None)).scores(T + timedelta(days=9))
 
 
 def test_a_window_that_ends_before_it_starts_is_refused() -> None:

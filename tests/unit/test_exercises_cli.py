@@ -232,6 +232,33 @@ def test_a_check_after_the_exam_ended_says_it_does_not_score(project: Project) -
     assert data["scored"] is False
 
 
+def test_a_pass_after_an_end_moved_earlier_scores_no_more_in_the_students_progress(
+    project: Project,
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from labctl.classroom.state import ClassDir, ClassState, Seat
+    from labctl.classroom.window import with_window
+
+    project.up()
+    seats = {"ana": Seat("ana", "Ana", "main")}
+    klass = ClassState("c1", "mini", str(project.lab / "lab.yaml"), "r.csv", seats)
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    ClassDir("c1", project.state).save(with_window(klass, None, later))
+    (project.home / "nota.txt").write_text(f"mi nota {project.token('ana')}\n")
+    assert labctl(project, "check", "notas", "-s", "ana", "--step", "nota")[0] == 0
+
+    def steps_passed() -> int:
+        progress = json.loads(labctl(project, "progress", "--json", "-s", "ana")[1])
+        return int(progress["steps_passed"])
+
+    assert steps_passed() == 1
+    # the instructor ends the exam before that check: as in the class's report, it is late
+    earlier = datetime.now(timezone.utc) - timedelta(hours=1)
+    ClassDir("c1", project.state).save(with_window(klass, None, earlier))
+    assert steps_passed() == 0
+
+
 def test_another_students_note_does_not_pass(project: Project) -> None:
     project.up()
     (project.home / "nota.txt").write_text(f"{project.token('ana')}\n")
