@@ -20,6 +20,9 @@ from labctl.paths import known_labs
 from labctl.spec.model import load_lab
 from labctl.stages import Reporter, quiet
 
+#: who an instructor's reset was made by, in the student's record
+INSTRUCTOR = "instructor"
+
 
 def passed_steps(folder: ClassDir, student: str, exercise: str) -> int:
     """Steps of ``exercise`` the student passed since it last started over: the points an
@@ -61,7 +64,7 @@ def reset(
             ws = runner.open_workspace(str(spec_path), seat.instance, where)
             ex = ws.exercise(exercise)
             runner.recreate_guests(ws, ex, student, report)
-            ProgressStore(state.lab, seat.instance, student).reset(ex.id)
+            ProgressStore(state.lab, seat.instance, student).reset(ex.id, made_by=INSTRUCTOR)
             return f"{student}: exercise {ex.id} starts over ({', '.join(ex.guests)} fresh)"
         from labctl.host.accel import detect
         from labctl.images.registry import store

@@ -57,8 +57,9 @@ def _progress(lab: str, instance: str, window: Window) -> list[ExerciseState]:
 
 
 def last_activity(states: list[ExerciseState]) -> str | None:
-    """The latest time anything was checked, answered, asked or started."""
-    stamps = [s.last_at for s in states if s.last_at is not None]
+    """The latest time the student checked, answered, asked or started anything (an
+    instructor's reset of their exercise is not theirs)."""
+    stamps = [s.active_at for s in states if s.active_at is not None]
     return max(stamps).isoformat(timespec="seconds") if stamps else None
 
 

@@ -134,7 +134,7 @@ def to_html(g: ClassGrades) -> str:
 
 ATTEMPT_COLUMNS = (
     "id", "at", "student", "instance", "exercise", "step", "kind", "answer", "passed",
-    "answer_passed", "scored", "messages",
+    "answer_passed", "scored", "messages", "made_by",
 )  # fmt: skip
 
 
@@ -149,6 +149,7 @@ def attempts_csv(attempts: list[Attempt]) -> str:
         w.writerow(
             [a.id, a.at.isoformat(timespec="seconds"), a.student, a.instance, a.exercise]
             + [a.step or "", a.kind, a.answer or "", *flags, str(a.scored).lower(), msgs]
+            + [a.made_by or ""]  # who did it for the student (an instructor's reset)
         )
     return out.getvalue()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import click
 import typer
 from rich.console import Console
 from rich.measure import Measurement
@@ -89,11 +90,21 @@ def confirm(question: str, declined: str = "Nothing done.", lang: Lang = "en") -
         raise typer.BadParameter(tr(lang, "responde s (sí) o n (no)", "answer y (yes) or n (no)"))
 
     suffix = tr(lang, " [s/N]: ", " [y/N]: ")
-    said = typer.prompt(
-        question, default="", show_default=False, value_proc=answer, prompt_suffix=suffix, err=True
-    )
+    try:
+        said = typer.prompt(
+            question,
+            default="",
+            show_default=False,
+            value_proc=answer,
+            prompt_suffix=suffix,
+            err=True,
+        )
+    except (click.exceptions.Abort, typer.Abort) as exc:
+        if not isinstance(exc.__context__, EOFError):
+            raise  # Ctrl-C: "Interrupted.", 130
+        said = None  # end of input (Ctrl-D) is no answer: a no, on a line of its own
     if not said:
         from labctl import console
 
-        console.err.print(declined)
+        console.err.print(declined if said is not None else f"\n{declined}")
         raise typer.Exit(1)

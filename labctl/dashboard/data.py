@@ -42,6 +42,7 @@ class Attempt:
     failing: tuple[str, ...] = ()  # the messages of the checks that did not pass
     #: those checks as (place among the step's checks, status), where the record says
     failed_checks: tuple[tuple[int, str], ...] = ()
+    made_by: str | None = None  # who did it for the student (an instructor's reset)
 
     @property
     def late(self) -> bool:
@@ -188,6 +189,7 @@ def from_store(a: StoreAttempt) -> Attempt:
         tuple(
             (m.check, m.status) for m in a.messages if m.status != "passed" and m.check is not None
         ),
+        a.made_by,
     )
 
 

@@ -57,6 +57,7 @@ def idle(
     """
     if not unfinished:
         return None
+    attempts = [a for a in attempts if a.made_by is None]  # an instructor's reset is not theirs
     if not attempts:
         if opened is None or (now - opened).total_seconds() / 60 < rules.idle_minutes:
             return None

@@ -59,7 +59,7 @@ class Row:
     health: Health | None
     cells: tuple[Cell, ...]
     flags: tuple[Flag, ...]
-    last_at: datetime | None
+    last_at: datetime | None  # their own last attempt (an instructor's reset is not theirs)
 
     @property
     def done(self) -> int:
@@ -185,7 +185,8 @@ def row(
     unfinished = any(c.state != DONE for c in cells)
     idle = marks.idle(seat.student, attempts, unfinished, now, rules, data.window.start)
     found = ([idle] if idle else []) + failing
-    return Row(seat, health, cells, tuple(found), attempts[-1].at if attempts else None)
+    own = [a.at for a in attempts if a.made_by is None]  # an instructor's reset is not theirs
+    return Row(seat, health, cells, tuple(found), own[-1] if own else None)
 
 
 def _by_student(attempts: Sequence[Attempt]) -> dict[str, list[Attempt]]:

@@ -137,9 +137,10 @@ class ProgressStore:
         """An answer was given (the next check judges it)."""
         self.store.record(self._new(exercise, "answer", step, answer=value))
 
-    def reset(self, exercise: str) -> None:
-        """The exercise starts over: steps and answers cleared; hints, wrong answers kept."""
-        self.store.record(self._new(exercise, "reset"))
+    def reset(self, exercise: str, made_by: str | None = None) -> None:
+        """The exercise starts over: steps and answers cleared; hints, wrong answers kept.
+        ``made_by``: who reset it for the student (not the student's own activity)."""
+        self.store.record(self._new(exercise, "reset", made_by=made_by))
 
     def record_checks(
         self, exercise: Exercise, result: ExerciseResult, state: ExerciseState

@@ -40,6 +40,8 @@ def key_of(a: Attempt) -> Key:
 def _apply(state: ExerciseState, a: Attempt) -> ExerciseState:
     """One attempt more."""
     state = replace(state, attempts=state.attempts + 1, last_at=a.at)
+    if a.made_by is None:
+        state = replace(state, active_at=a.at)
     if a.kind == "reset":
         # start over: steps, answers and first passes go; hints taken stay counted
         kept = {

@@ -41,6 +41,8 @@ class NewAttempt:
     answer_passed: bool | None = None  # check: the answer check's own verdict (None: not judged)
     messages: tuple[Message, ...] = ()
     scored: bool = True  # False: recorded for the record only (e.g. after an exam's end)
+    #: who made it for the student (``class reset``: ``instructor``); None: the student
+    made_by: str | None = None
     at: datetime | None = None
 
 
@@ -102,6 +104,7 @@ class ExerciseState:
     steps: dict[str, StepState] = field(default_factory=dict)
     started_at: datetime | None = None
     last_at: datetime | None = None
+    active_at: datetime | None = None  # the student's own last attempt (not an instructor's)
     attempts: int = 0  # every attempt of the exercise, resets and late ones included
     checks: int = 0  # check attempts (one per step checked)
     resets: int = 0

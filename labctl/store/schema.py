@@ -55,6 +55,8 @@ attempts = sa.Table(
     sa.Column("messages", sa.JSON, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("scored", sa.Boolean, nullable=False),
+    #: version 3: who made the attempt for the student (NULL: the student)
+    sa.Column("made_by", sa.String(64)),
     sa.ForeignKeyConstraint(["lab", "instance"], ["instances.lab", "instances.instance"]),
     sa.CheckConstraint(
         "kind IN ('start', 'check', 'answer', 'hint', 'reset')", name="attempt_kind"
@@ -93,8 +95,14 @@ def _v2(conn: sa.Connection) -> None:
     seats.create(conn, checkfirst=True)
 
 
+def _v3(conn: sa.Connection) -> None:
+    """Who made an attempt for the student (an instructor's reset is not the student's work)."""
+    if "made_by" not in {c["name"] for c in sa.inspect(conn).get_columns("attempts")}:
+        conn.execute(sa.text("ALTER TABLE attempts ADD COLUMN made_by VARCHAR(64)"))
+
+
 #: The migrations, in order: ``MIGRATIONS[n - 1]`` brings the store to version ``n``.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3]
 VERSION = len(MIGRATIONS)
 
 

@@ -42,6 +42,7 @@ def from_json(data: Mapping[str, Any]) -> NewAttempt:
         answer_passed=data.get("answer_passed"),
         messages=tuple(Message(**m) for m in data.get("messages", [])),
         scored=bool(data.get("scored", True)),
+        made_by=data.get("made_by"),
         at=datetime.fromisoformat(str(data["at"])),
     )
 

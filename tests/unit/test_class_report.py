@@ -125,6 +125,7 @@ def test_an_unknown_class_names_the_classes_there_are(klass: ClassDir, tmp_path:
 def test_attempts_csv_has_a_row_per_attempt(klass: ClassDir) -> None:
     rows = list(csv.DictReader(io.StringIO(run("--attempts"))))
     assert len(rows) == 5 and rows[0]["kind"] == "hint" and rows[4]["passed"] == "false"
+    assert {r["made_by"] for r in rows} == {""}  # every one the student's own
 
 
 def test_an_unknown_format_is_refused(klass: ClassDir) -> None:

@@ -24,6 +24,7 @@ from labctl.exercises.progress import ProgressStore, shared
 from labctl.instance.state import InstanceDir
 from labctl.lab import down as lab_down
 from labctl.stages import Reporter
+from tests.labs import exercise_yaml
 from tests.unit.test_classroom_lifecycle import ROOMY, THREE, World, make_world
 from tests.unit.test_recovery import NoKvm
 
@@ -332,9 +333,25 @@ def test_an_exercise_reset_that_takes_points_back_asks_first(
     monkeypatch.setattr("sys.stdin", Terminal("n\n"))
     code, _, err = labctl(monkeypatch, capsys, "class", "reset", "bo", "-e", "ex1", "-c", "so")
     assert (code, made) == (1, []) and err.endswith("Nothing reset.") and "Interrupted" not in err
+    # end of input (Ctrl-D) is a no too, not an interrupt
+    monkeypatch.setattr("sys.stdin", Terminal(""))
+    code, _, err = labctl(monkeypatch, capsys, "class", "reset", "bo", "-e", "ex1", "-c", "so")
+    assert (code, made) == (1, []) and err.endswith("Nothing reset.") and "Interrupted" not in err
     # a fresh guest keeps the points, and needs no question
     code, _, err = labctl(monkeypatch, capsys, "class", "reset", "bo", "-g", "app", "-c", "so")
     assert code == 0 and made == ["labctl-cls-so-bo-app"], err
+    # the instructor's reset of an exercise is recorded as theirs: not bo's last activity
+    (world.path.parent / "exercises").mkdir()
+    (world.path.parent / "exercises" / "ex1.yaml").write_text(exercise_yaml("ex1"))
+    checked = shared().attempts("cls", ["so-bo"])[0].at
+    code, _, err = labctl(
+        monkeypatch, capsys, "class", "reset", "bo", "-e", "ex1", "-c", "so", "-y"
+    )
+    assert code == 0, err
+    done = shared().attempts("cls", ["so-bo"])
+    assert [(a.kind, a.made_by) for a in done] == [("check", None), ("reset", "instructor")]
+    bo = next(r for r in status(ClassDir("so").require()) if r.student == "bo")
+    assert bo.last_activity == checked.isoformat(timespec="seconds")
 
 
 def test_down_on_a_terminal_asks_first_and_no_removes_nothing(

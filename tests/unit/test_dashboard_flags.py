@@ -195,3 +195,13 @@ def test_a_step_passed_late_moves_the_student_on_but_scores_nothing() -> None:
     assert {s.id: s.passed for s in page.steps} == {"arch": 0, "run": 0} and page.completed == 0
     (flag,) = flags.failing("bo", theirs, d.RULES, {"emu": ["arch", "run"]})
     assert flag.step == "run"
+
+
+def test_an_instructors_reset_is_not_the_students_last_activity() -> None:
+    seat = d.DATA.seats[0]
+    reset = Attempt(seat.student, "emu", None, "reset", at(50), made_by="instructor")
+    mine = [check(seat.student, "arch", 1, False), reset]
+    row = views.row(d.DATA, seat, mine, None, at(60), Rules(idle_minutes=30))
+    assert row.last_at == at(1)
+    # nor progress: a student who did nothing since minute 1 is idle at minute 60
+    assert [f.kind for f in row.flags] == ["idle"]

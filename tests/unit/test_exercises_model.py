@@ -266,7 +266,9 @@ def test_the_scripted_wrong_answers_are_among_the_options() -> None:
     }
     exercises = {e.id: e for e in load_exercises(LAB / "exercises")}
     checked = 0
-    for (ex_id, step_id), wrong in sol.WRONG.items():
+    for ex_id, step_id, wrong in (
+        (e, step, value) for e, steps in sol.WRONG.items() for step, value in steps.items()
+    ):
         check = exercises[ex_id].step(step_id).answer_check
         assert check is not None
         if check.options is None:

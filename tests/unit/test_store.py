@@ -273,3 +273,21 @@ def test_forget_is_one_transaction_and_drops_the_imported_notes(store: Store) ->
     store.forget("so", ["ana"], [("virt", "so-ana")], ["/state/virt-so-ana/progress/"])
     assert not store.was_imported("/state/virt-so-ana/progress/ana.json")
     assert store.was_imported("/state/virt-so-anabel/progress/anabel.json")
+
+
+def test_a_version_2_store_learns_who_made_an_attempt(store_url: str) -> None:
+    old = open_store(store_url)
+    old.record(new("start"))
+    with old.write() as conn:  # back to version 2: the column did not exist
+        conn.execute(sa.text("ALTER TABLE attempts DROP COLUMN made_by"))
+        conn.execute(sa.delete(schema.schema_version).where(schema.schema_version.c.version == 3))
+    old.close()
+    store = open_store(store_url)
+    assert store.version() == 3
+    store.record(new("reset", minute=5, made_by="instructor"))
+    found = store.attempts("virt")
+    assert [(a.kind, a.made_by) for a in found] == [("start", None), ("reset", "instructor")]
+    state = store.exercise_state("virt", "ana", "ana", "emu")
+    # the instructor's reset starts the exercise over; the student was last active before it
+    assert (state.started_at, state.last_at, state.active_at) == (at(5), at(5), at(0))
+    store.close()
