@@ -43,6 +43,7 @@ class Attempt:
     #: those checks as (place among the step's checks, status), where the record says
     failed_checks: tuple[tuple[int, str], ...] = ()
     made_by: str | None = None  # who did it for the student (an instructor's reset)
+    answer_passed: bool | None = None  # a check: its answer check's own verdict, if it ran
 
     @property
     def late(self) -> bool:
@@ -190,6 +191,7 @@ def from_store(a: StoreAttempt) -> Attempt:
             (m.check, m.status) for m in a.messages if m.status != "passed" and m.check is not None
         ),
         a.made_by,
+        a.answer_passed,
     )
 
 

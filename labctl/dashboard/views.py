@@ -9,7 +9,7 @@ over (what ``labctl.store`` folds too); late attempts are shown, and counted apa
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -103,6 +103,8 @@ class StepStats:
     failures: int  # failed checks and answers, every student
     stuck: tuple[str, ...]  # students whose current step it is and who failed it
     common: tuple[tuple[str, int], ...]  # the most frequent failure messages
+    #: the wrong answers most students gave (as first typed), with how many gave each
+    wrong_answers: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,21 @@ def first_failure(attempt: Attempt, step: StepInfo) -> str:
     return next(iter(attempt.failing or attempt.messages), "")
 
 
+def _wrong_answers(judged: Iterable[Attempt], most: int = 3) -> tuple[tuple[str, int], ...]:
+    """The wrong answers checks judged, each counted once per student who gave it (the same
+    answer however it was spelt: case and spaces aside), the most given first."""
+    spelt: dict[str, str] = {}
+    students: dict[str, set[str]] = defaultdict(set)
+    for a in judged:
+        if a.answer is None:
+            continue
+        key = " ".join(a.answer.split()).casefold()
+        spelt.setdefault(key, a.answer.strip())
+        students[key].add(a.student)
+    ranked = sorted(students.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return tuple((spelt[key], len(who)) for key, who in ranked[:most])
+
+
 def exercise_page(
     data: ClassData,
     exercise: ExerciseInfo,
@@ -264,6 +281,7 @@ def exercise_page(
         stuck = tuple(sorted(s for s, sid in current.items() if sid == info.id and s in failed_by))
         said = Counter(first_failure(a, info) for a in failed)
         del said[""]
+        wrong = _wrong_answers(a for a in on_step if a.kind == CHECK and a.answer_passed is False)
         stats.append(
             StepStats(
                 info.id,
@@ -273,6 +291,7 @@ def exercise_page(
                 len(failed),
                 stuck,
                 tuple(said.most_common(3)),
+                wrong,
             )
         )
     copied = tuple(f for f in marks.copied(attempts, rules) if f.exercise == exercise.id)

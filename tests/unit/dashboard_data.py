@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from labctl.classroom.state import Seat
@@ -64,9 +65,11 @@ def attempts() -> list[Attempt]:
                 False,
                 "x86_64",
                 ("arch: failed: the guest's CPU is not x86_64",),
+                answer_passed=False,
             )
         )
-    a.append(Attempt("cy", "emu", "arch", "check", at(2.5), False, " X86_64", ("arch: failed",)))
+    cy_wrong = Attempt("cy", "emu", "arch", "check", at(2.5), False, " X86_64", ("arch: failed",))
+    a.append(replace(cy_wrong, answer_passed=False))
     a.append(Attempt("cy", "emu", "arch", "check", at(3.05), True, "aarch64", ("arch: passed",)))
     a.append(Attempt("cy", "kvm", "accel", "check", at(29), False, "x86_64", ("accel: failed",)))
     a.append(Attempt("cy", "emu", "run", "check", at(70), True, None, ("ran: passed",), False))

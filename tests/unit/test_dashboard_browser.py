@@ -66,6 +66,7 @@ def test_the_dashboard_in_chromium() -> None:
         b.get(base + "exercises/emu")  # type: ignore[attr-defined]
         steps = b.find_element(By.ID, "steps").text  # type: ignore[attr-defined]
         assert "Which CPU?" in steps and "bo" in steps
+        assert "wrong answers: " in steps and "x86_64" in steps and "(2 students)" in steps
         browser.shoot(b, "unit-exercise")
 
         b.get(base + "actions/reset?student=bo&exercise=emu")  # type: ignore[attr-defined]

@@ -205,3 +205,22 @@ def test_an_instructors_reset_is_not_the_students_last_activity() -> None:
     assert row.last_at == at(1)
     # nor progress: a student who did nothing since minute 1 is idle at minute 60
     assert [f.kind for f in row.flags] == ["idle"]
+
+
+def test_an_exercise_page_names_the_wrong_answers_most_students_gave() -> None:
+    ex = d.DATA.exercises[0]
+
+    def judged(student: str, answer: str, right: bool) -> Attempt:
+        return replace(check(student, "arch", 1, right, answer), answer_passed=right)
+
+    attempts = [
+        judged("ana", "x86_64", False),
+        judged("ana", "x86_64", False),  # checked again: still one student
+        judged("bo", " X86_64 ", False),  # spelt otherwise: the same answer
+        judged("cy", "arm", False),
+        judged("cy", "aarch64", True),
+        check("dan", "arch", 1, False, "i386"),  # failed for another check: not judged wrong
+    ]
+    page = views.exercise_page(d.DATA, ex, attempts, d.NOW, d.RULES)
+    assert page.steps[0].wrong_answers == (("x86_64", 2), ("arm", 1))
+    assert page.steps[1].wrong_answers == ()
