@@ -10,18 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from labctl.classroom.state import ClassDir
+from labctl.classroom.window import window_of
 from labctl.errors import LabctlError
 from labctl.exercises import runner
-from labctl.exercises.progress import ProgressStore
+from labctl.exercises.progress import INSTRUCTOR, ProgressStore
 from labctl.instance import naming
 from labctl.lab import down as lab_down
 from labctl.lab import lifecycle
 from labctl.paths import known_labs
 from labctl.spec.model import load_lab
 from labctl.stages import Reporter, quiet
-
-#: who an instructor's reset was made by, in the student's record
-INSTRUCTOR = "instructor"
 
 
 def passed_steps(folder: ClassDir, student: str, exercise: str) -> int:
@@ -31,7 +29,8 @@ def passed_steps(folder: ClassDir, student: str, exercise: str) -> int:
     seat = state.seats.get(student)
     if seat is None:
         return 0
-    done = ProgressStore(state.lab, seat.instance, student).state(exercise)
+    judged = ProgressStore(state.lab, seat.instance, student, judge=window_of(state).judged)
+    done = judged.state(exercise)
     return sum(1 for step in done.steps.values() if step.passed_once)
 
 
@@ -64,7 +63,7 @@ def reset(
             ws = runner.open_workspace(str(spec_path), seat.instance, where)
             ex = ws.exercise(exercise)
             runner.recreate_guests(ws, ex, student, report)
-            ProgressStore(state.lab, seat.instance, student).reset(ex.id, made_by=INSTRUCTOR)
+            ProgressStore(state.lab, seat.instance, student, made_by=INSTRUCTOR).reset(ex.id)
             return f"{student}: exercise {ex.id} starts over ({', '.join(ex.guests)} fresh)"
         from labctl.host.accel import detect
         from labctl.images.registry import store

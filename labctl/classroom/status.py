@@ -19,7 +19,7 @@ from labctl.exercises.lab_exercises import of_lab
 from labctl.instance.state import InstanceDir, LabState
 from labctl.lab import status as lab_status
 from labctl.spec.model import load_lab
-from labctl.store import ExerciseState, fold
+from labctl.store import ExerciseState
 
 #: some of the guests of a seat left up are not running now
 INCOMPLETE = "incomplete"
@@ -53,7 +53,7 @@ def _progress(lab: str, instance: str, window: Window) -> list[ExerciseState]:
         exercise_progress.import_legacy(store, lab, instance)
     except LabctlError:
         pass  # a damaged old progress file is exercise's to report, not the class view's
-    return list(fold(window.judged(store.attempts(lab, [instance]))).values())
+    return store.exercise_states(lab, [instance], judge=window.judged)
 
 
 def last_activity(states: list[ExerciseState]) -> str | None:

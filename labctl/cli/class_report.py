@@ -204,10 +204,10 @@ def report(
         from labctl.store.transfer import to_json as attempt_json
 
         found = shared().attempts(grades.lab, [s.instance for s in grades.students])
-        if fmt == "json":  # what a controller collects from a lab host (labctl.fleet)
+        if fmt == "json":  # what a controller collects from a lab host (labctl.fleet): as made
             text = json.dumps([attempt_json(a) for a in found], ensure_ascii=False) + "\n"
-        else:
-            text = attempts_csv(found)
+        else:  # for audits: scored as the grades count it (the window as it is now)
+            text = attempts_csv(grades.window.judged(found))
     elif fmt == "csv":
         text = to_csv(grades)
     elif fmt == "json":

@@ -27,7 +27,7 @@ from labctl.errors import ExitCode, LabctlError, SpecError
 from labctl.exercises import grading, runner, template
 from labctl.exercises.grading import Score, current_step
 from labctl.exercises.model import Exercise, json_schema
-from labctl.exercises.progress import ProgressStore, check_student
+from labctl.exercises.progress import INSTRUCTOR, ProgressStore, check_student
 from labctl.i18n import Lang, detect, tr
 from labctl.instance.naming import DEFAULT_LAB, check_instance, check_lab_name
 from labctl.instance.state import up_command
@@ -102,11 +102,9 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
     cls = class_of(ws.lab, instance)
     window = window_of(cls) if cls is not None else Window(None, None)
     scored = window.scores(datetime.now(timezone.utc))
-    store = ProgressStore(ws.lab, instance, who, scored=scored, judge=window.judged)
-    return _Ctx(ws, who, detect(lang), store, window.end, (lab, student))
-    window = window_of(cls)
-    scored = window.scores(datetime.now(timezone.utc))
-    store = ProgressStore(ws.lab, instance, who, scored=scored, judge=window.judged)
+    # in a student's class lab, root is the instructor (a student's commands run confined)
+    by = INSTRUCTOR if cls is not None and not console.CONFINED else None
+    store = ProgressStore(ws.lab, instance, who, scored=scored, judge=window.judged, made_by=by)
     return _Ctx(ws, who, detect(lang), store, window.end, (lab, student))
 
 

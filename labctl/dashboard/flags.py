@@ -110,7 +110,8 @@ def failing(
     return flags
 
 
-def _norm(answer: str) -> str:
+def same_answer(answer: str) -> str:
+    """An answer as compared with others: case and spaces aside."""
     return " ".join(answer.split()).casefold()
 
 
@@ -120,7 +121,7 @@ def same_wrong_answer(attempts: Iterable[Attempt], rules: Rules) -> list[Flag]:
     shown: dict[tuple[str, str, str], str] = {}
     for a in attempts:
         if a.answer and a.step is not None and a.passed is False:
-            key = (a.exercise, a.step, _norm(a.answer))
+            key = (a.exercise, a.step, same_answer(a.answer))
             who[key].add(a.student)
             shown.setdefault(key, a.answer.strip())
     return [

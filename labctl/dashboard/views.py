@@ -133,13 +133,22 @@ def _passed_steps(attempts: Sequence[Attempt], scored_only: bool = True) -> set[
     }
 
 
+def _start(attempts: Sequence[Attempt]) -> datetime | None:
+    """When the exercise's clock started, as ``store.fold`` says: the student's own last
+    reset, else the first thing done since the last reset (an instructor's reset puts the
+    exercise back as never started); None: not started."""
+    last = max((i for i, a in enumerate(attempts) if a.kind == RESET), default=-1)
+    if last >= 0 and attempts[last].made_by is None:
+        return attempts[last].at
+    return attempts[last + 1].at if last + 1 < len(attempts) else None
+
+
 def _seconds(attempts: Sequence[Attempt], steps: Sequence[str]) -> float:
-    """From the exercise's start (its last reset) to when every step had passed, else to the
-    last thing done in it: as ``exercise progress`` counts it."""
-    if not attempts:
+    """From the exercise's start to when every step had passed, else to the last thing done
+    in it: as ``exercise progress`` counts it."""
+    start = _start(attempts)
+    if start is None:
         return 0.0
-    resets = [a for a in attempts if a.kind == RESET]
-    start = resets[-1].at if resets else attempts[0].at
     passed: set[str] = set()
     for a in _since_reset(attempts):
         if a.kind == CHECK and a.passed and a.scored and a.step is not None:
@@ -156,7 +165,7 @@ def cell(exercise: ExerciseInfo, attempts: Sequence[Attempt], failing: set[str])
     tries = times_done(attempts)
     hints = sum(1 for a in attempts if a.kind == HINT)
     seconds = _seconds(attempts, steps)
-    if not attempts:
+    if _start(attempts) is None:
         state = NOT_STARTED
     elif steps and done == len(steps):
         state = DONE
@@ -245,7 +254,7 @@ def _wrong_answers(judged: Iterable[Attempt], most: int = 3) -> tuple[tuple[str,
     for a in judged:
         if a.answer is None:
             continue
-        key = " ".join(a.answer.split()).casefold()
+        key = marks.same_answer(a.answer)
         spelt.setdefault(key, a.answer.strip())
         students[key].add(a.student)
     ranked = sorted(students.items(), key=lambda kv: (-len(kv[1]), kv[0]))

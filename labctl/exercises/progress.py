@@ -10,7 +10,7 @@ are imported on first use (``legacy``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,18 +20,13 @@ from labctl.exercises.grading import Score, current_step, score
 from labctl.exercises.model import Exercise
 from labctl.exercises.runner import ExerciseResult
 from labctl.instance.state import InstanceDir
-from labctl.store import (
-    Attempt,
-    ExerciseState,
-    Message,
-    NewAttempt,
-    Store,
-    default_url,
-    fold,
-    open_store,
-)
+from labctl.store import ExerciseState, Judge, Message, NewAttempt, Store, default_url, open_store
 
 __all__ = ["ProgressStore", "Score", "check_student", "current_step", "now", "score", "shared"]
+
+#: ``made_by`` of what an instructor does in a student's class lab (as root: a student's own
+#: commands run confined, through ``labctl-student``)
+INSTRUCTOR = "instructor"
 
 STUDENT_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 
@@ -78,13 +73,16 @@ class ProgressStore:
         root: Path | None = None,
         store: Store | None = None,
         scored: bool = True,
-        judge: Callable[[Sequence[Attempt]], list[Attempt]] = list,
+        judge: Judge = list,
+        made_by: str | None = None,
     ) -> None:
         """``scored``: False records this student's attempts as not counting (an exam's end);
         ``judge`` marks those that count no more (a class's window as it is now: its end may
-        have been moved since), as the class's report does."""
+        have been moved since), as the class's report does; ``made_by``: who records them
+        for the student (:data:`INSTRUCTOR`), None for the student themself."""
         self.scored = scored
         self.judge = judge
+        self.made_by = made_by
         self.lab = lab
         self.instance = instance
         self.student = check_student(student)
@@ -100,21 +98,18 @@ class ProgressStore:
             kind,  # type: ignore[arg-type]
             step,
             scored=self.scored,
+            made_by=self.made_by,
             **kw,  # type: ignore[arg-type]
         )
 
     def state(self, exercise: str) -> ExerciseState:
         """One exercise's state (empty when nothing was done yet)."""
-        found = self._states(exercise).get(exercise)
-        return found or ExerciseState(self.lab, self.instance, self.student, exercise)
+        who = (self.lab, self.instance, self.student)
+        return self.store.exercise_state(*who, exercise, judge=self.judge)
 
     def states(self) -> Mapping[str, ExerciseState]:
         """Every exercise touched, by id."""
-        return self._states()
-
-    def _states(self, exercise: str | None = None) -> dict[str, ExerciseState]:
-        found = self.store.attempts(self.lab, [self.instance], self.student, exercise)
-        return {s.exercise: s for s in fold(self.judge(found)).values()}
+        return self.store.student_states(self.lab, self.instance, self.student, judge=self.judge)
 
     def of(self, exercise: str, states: Mapping[str, ExerciseState]) -> ExerciseState:
         """``states[exercise]``, or an empty state."""
@@ -137,10 +132,9 @@ class ProgressStore:
         """An answer was given (the next check judges it)."""
         self.store.record(self._new(exercise, "answer", step, answer=value))
 
-    def reset(self, exercise: str, made_by: str | None = None) -> None:
-        """The exercise starts over: steps and answers cleared; hints, wrong answers kept.
-        ``made_by``: who reset it for the student (not the student's own activity)."""
-        self.store.record(self._new(exercise, "reset", made_by=made_by))
+    def reset(self, exercise: str) -> None:
+        """The exercise starts over: steps and answers cleared; hints, wrong answers kept."""
+        self.store.record(self._new(exercise, "reset"))
 
     def record_checks(
         self, exercise: Exercise, result: ExerciseResult, state: ExerciseState

@@ -13,6 +13,7 @@ Reading, for the CLI, the class report and the dashboard::
     store.attempts(lab, instances=[...], student=..., exercise=..., after_id=N)
     store.exercise_states(lab, instances=[...])  # -> list[ExerciseState]
     store.student_states(lab, instance, student) # -> {exercise: ExerciseState}
+    # either with judge=window.judged: attempts after a class's exam window count no more
 
 Writing: ``store.record(NewAttempt(...), ...)`` in one transaction. A class is a lab plus
 its students' instances (``labctl.classroom.state``): pass those instances to the queries.
@@ -40,7 +41,7 @@ from labctl.store.model import (
     StudentRecord,
 )
 from labctl.store.schema import VERSION
-from labctl.store.store import Store, open_store
+from labctl.store.store import Judge, Store, open_store
 
 __all__ = [
     "ENV",
@@ -49,6 +50,7 @@ __all__ = [
     "Attempt",
     "ExerciseState",
     "Forgotten",
+    "Judge",
     "Kind",
     "Message",
     "NewAttempt",

@@ -49,7 +49,10 @@ def _apply(state: ExerciseState, a: Attempt) -> ExerciseState:
             for k, s in state.steps.items()
             if s.hints or s.wrong_attempts
         }
-        return replace(state, steps=kept, started_at=a.at, resets=state.resets + 1)
+        # the student's own reset starts the clock again; an instructor's puts the exercise
+        # back as never started: the student's next attempt starts it
+        started = a.at if a.made_by is None else None
+        return replace(state, steps=kept, started_at=started, resets=state.resets + 1)
     if state.started_at is None:
         state = replace(state, started_at=a.at)
     if a.kind == "start" or a.step is None:

@@ -28,6 +28,8 @@ from labctl.store.model import (
 )
 
 T = TypeVar("T")
+#: what marks the attempts that count no more before they are folded (a class's exam window)
+Judge = Callable[[Sequence[Attempt]], list[Attempt]]
 
 
 def utc(at: datetime) -> datetime:
@@ -304,19 +306,27 @@ class Store:
         instances: Iterable[str] | None = None,
         student: str | None = None,
         exercise: str | None = None,
+        judge: Judge = list,
     ) -> list[ExerciseState]:
-        """The state of every (instance, student, exercise) with attempts, in first-seen order."""
-        found = self.attempts(lab, instances, student, exercise)
-        return list(fold(found).values())
+        """The state of every (instance, student, exercise) with attempts, in first-seen order.
 
-    def exercise_state(self, lab: str, instance: str, student: str, exercise: str) -> ExerciseState:
+        ``judge`` marks, before they are folded, the attempts that count no more (a class's
+        exam window as it is now: ``classroom.window.Window.judged``)."""
+        found = self.attempts(lab, instances, student, exercise)
+        return list(fold(judge(found)).values())
+
+    def exercise_state(
+        self, lab: str, instance: str, student: str, exercise: str, judge: Judge = list
+    ) -> ExerciseState:
         """One student's exercise (empty when nothing was done yet)."""
-        found = self.exercise_states(lab, [instance], student, exercise)
+        found = self.exercise_states(lab, [instance], student, exercise, judge)
         return found[0] if found else ExerciseState(lab, instance, student, exercise)
 
-    def student_states(self, lab: str, instance: str, student: str) -> dict[str, ExerciseState]:
+    def student_states(
+        self, lab: str, instance: str, student: str, judge: Judge = list
+    ) -> dict[str, ExerciseState]:
         """Every exercise a student touched in one instance, by exercise id."""
-        return {s.exercise: s for s in self.exercise_states(lab, [instance], student)}
+        return {s.exercise: s for s in self.exercise_states(lab, [instance], student, None, judge)}
 
     def students(self, ids: Sequence[str] | None = None) -> list[StudentRecord]:
         """The students the store knows (``ids``: only those), by id."""

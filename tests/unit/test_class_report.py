@@ -126,6 +126,9 @@ def test_attempts_csv_has_a_row_per_attempt(klass: ClassDir) -> None:
     rows = list(csv.DictReader(io.StringIO(run("--attempts"))))
     assert len(rows) == 5 and rows[0]["kind"] == "hint" and rows[4]["passed"] == "false"
     assert {r["made_by"] for r in rows} == {""}  # every one the student's own
+    shared().record(NewAttempt("cls", "so-bo", "bo", "ex2", "reset", made_by="instructor"))
+    last = list(csv.DictReader(io.StringIO(run("--attempts"))))[-1]
+    assert (last["kind"], last["made_by"]) == ("reset", "instructor")
 
 
 def test_an_unknown_format_is_refused(klass: ClassDir) -> None:
@@ -159,3 +162,9 @@ def test_attempts_after_the_exam_window_are_late_and_never_score(klass: ClassDir
     assert bo["exercises"]["ex2"]["points"] == 0
     assert data["window"]["end"].startswith("2026-03-01T09:00")
     assert "late attempts are kept, never scored" in run("--format", "html")
+    # recorded while the window was open (no end then), judged late now: so says the audit
+    audit = csv.DictReader(io.StringIO(run("--attempts")))
+    after = [r for r in audit if datetime.fromisoformat(r["at"]) > T]
+    assert len(after) == 4 and {r["scored"] for r in after} == {"false"}
+    shipped = json.loads(run("--attempts", "--format", "json"))  # to a controller: as made
+    assert {a["scored"] for a in shipped if datetime.fromisoformat(a["at"]) > T} == {True}

@@ -205,6 +205,15 @@ def test_an_instructors_reset_is_not_the_students_last_activity() -> None:
     assert row.last_at == at(1)
     # nor progress: a student who did nothing since minute 1 is idle at minute 60
     assert [f.kind for f in row.flags] == ["idle"]
+    # an exercise the instructor reset is back to never started, its clock stopped
+    (cell,) = [c for c in row.cells if c.exercise == "emu"]
+    assert (cell.state, cell.done, cell.seconds) == ("not-started", 0, 0.0)
+    # a student whose only record is the instructor's reset did nothing: idle counts from the
+    # window's opening, not from the reset
+    opened = at(0)
+    only = [replace(reset, at=at(55))]
+    assert flags.idle(seat.student, only, True, at(60), Rules(idle_minutes=30), opened) is not None
+    assert flags.idle(seat.student, only, True, at(60), Rules(idle_minutes=30)) is None
 
 
 def test_an_exercise_page_names_the_wrong_answers_most_students_gave() -> None:

@@ -253,6 +253,19 @@ def test_a_pass_after_an_end_moved_earlier_scores_no_more_in_the_students_progre
         return int(progress["steps_passed"])
 
     assert steps_passed() == 1
+    # root working in a student's class lab is the instructor; the student's own commands
+    # run confined (labctl-student)
+    from labctl import console
+
+    with pytest.MonkeyPatch.context() as confined:
+        confined.setattr(console, "CONFINED", True)
+        assert labctl(project, "answer", "notas", "cpus", "3", "-s", "ana")[0] == 0
+    store = open_store(f"sqlite:///{project.state / 'labctl.db'}")
+    try:
+        made = [(a.kind, a.made_by) for a in store.attempts("mini", student="ana")]
+    finally:
+        store.close()
+    assert made == [("start", "instructor"), ("check", "instructor"), ("answer", None)]
     # the instructor ends the exam before that check: as in the class's report, it is late
     earlier = datetime.now(timezone.utc) - timedelta(hours=1)
     ClassDir("c1", project.state).save(with_window(klass, None, earlier))

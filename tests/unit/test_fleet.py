@@ -519,6 +519,7 @@ def test_attempts_survive_the_trip_as_json() -> None:
         "lab": "l", "instance": "c-ana", "student": "ana", "exercise": "e", "kind": "check",
         "step": "s", "answer": "x", "passed": False, "answer_passed": True,
         "messages": (Message("w", "failed", "d", "n"),), "scored": False, "at": at,
+        "made_by": "instructor",
     }  # fmt: skip
     a = Attempt(id=7, **same)
     assert from_json(json.loads(json.dumps(to_json(a)))) == NewAttempt(**same)

@@ -288,6 +288,10 @@ def test_a_version_2_store_learns_who_made_an_attempt(store_url: str) -> None:
     found = store.attempts("virt")
     assert [(a.kind, a.made_by) for a in found] == [("start", None), ("reset", "instructor")]
     state = store.exercise_state("virt", "ana", "ana", "emu")
-    # the instructor's reset starts the exercise over; the student was last active before it
-    assert (state.started_at, state.last_at, state.active_at) == (at(5), at(5), at(0))
+    # the instructor's reset puts the exercise back as never started; the student was last
+    # active before it, and their next attempt starts its clock
+    assert (state.started_at, state.last_at, state.active_at) == (None, at(5), at(0))
+    store.record(new("hint", "arch", minute=9))
+    again = store.exercise_state("virt", "ana", "ana", "emu")
+    assert (again.started_at, again.active_at, again.resets) == (at(9), at(9), 1)
     store.close()
