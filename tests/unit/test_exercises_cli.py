@@ -10,6 +10,7 @@ import json
 import os
 import pwd
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -339,6 +340,31 @@ def test_a_yes_no_question_refuses_a_second_guess_and_the_penalty_shows(project:
     assert bea["exercises"][1]["exercise"] == "quiz" and bea["exercises"][1]["points"] == 1.0
     assert ana["exercises"][1]["points"] == 0.0
     assert ana["exercises"][1]["wrong_answers"] == 1
+
+
+def test_after_the_exam_a_question_whose_answers_ran_out_may_be_practised(
+    project: Project,
+) -> None:
+    from datetime import datetime, timezone
+
+    from labctl.classroom.state import ClassDir, ClassState, Seat
+    from labctl.classroom.window import with_window
+
+    _quiz(project.lab / "exercises")
+    project.up()
+    assert labctl(project, "answer", "quiz", "host", "no", "-s", "ana")[0] == 0
+    assert labctl(project, "check", "quiz", "-s", "ana")[0] == 1
+    code, message = labctl(project, "answer", "quiz", "host", "si", "-s", "ana", "--lang", "en")
+    assert code == 1 and "allows 1 answers" in message  # the exam runs: no more answers
+    seats = {"ana": Seat("ana", "Ana", "main")}
+    klass = ClassState("c1", "mini", str(project.lab / "lab.yaml"), "r.csv", seats)
+    time.sleep(1.1)  # the window's end is kept to the second
+    ended = datetime.now(timezone.utc)  # after the wrong answer's check
+    ClassDir("c1", project.state).save(with_window(klass, None, ended))
+    assert labctl(project, "answer", "quiz", "host", "si", "-s", "ana")[0] == 0
+    assert labctl(project, "check", "quiz", "-s", "ana")[0] == 0  # passes, for practice
+    ana = json.loads(labctl(project, "progress", "--json", "-s", "ana")[1])["exercises"][1]
+    assert (ana["points"], ana["wrong_answers"]) == (0.0, 1)  # and scores nothing
 
 
 def _accel(exercises: Path) -> None:
