@@ -141,12 +141,22 @@ def check_file(c: FileCheck, connect: Connect, lang: Lang) -> Verdict:
                 f"{c.path} has mode {mode}, expected {c.mode}",
             )
         )
-    if c.owner is not None and owner != c.owner:
+    if c.mode_at_most is not None and int(mode or "0", 8) & ~int(c.mode_at_most, 8):
         problems.append(
             tr(
                 lang,
-                f"{c.path} pertenece a {owner} y debería pertenecer a {c.owner}",
-                f"{c.path} belongs to {owner}, expected {c.owner}",
+                f"{c.path} tiene permisos {mode}, más de los que permite {c.mode_at_most}",
+                f"{c.path} has mode {mode}, more than {c.mode_at_most} allows",
+            )
+        )
+    owners = [c.owner] if isinstance(c.owner, str) else c.owner
+    if owners is not None and owner not in owners:
+        expected = " o ".join(owners), " or ".join(owners)
+        problems.append(
+            tr(
+                lang,
+                f"{c.path} pertenece a {owner} y debería pertenecer a {expected[0]}",
+                f"{c.path} belongs to {owner}, expected {expected[1]}",
             )
         )
     if c.contains is not None:

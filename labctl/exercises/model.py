@@ -104,7 +104,14 @@ class FileCheck(CheckBase):
     path: str = Field(min_length=1, description="Absolute path (or ~/... on the host).")
     exists: bool = Field(True, description="false: the file must not exist.")
     mode: str | None = Field(None, pattern=r"^[0-7]{3,4}$", description="Octal mode, e.g. 600.")
-    owner: str | None = Field(None, description="Owner's user name.")
+    mode_at_most: str | None = Field(
+        None,
+        pattern=r"^[0-7]{3,4}$",
+        description="Octal: no permission beyond these, e.g. 755 (nobody but the owner writes).",
+    )
+    owner: str | list[str] | None = Field(
+        None, description="Owner's user name, or the names any of which may own it."
+    )
     contains: Regex | None = Field(None, description="Regular expression the content must match.")
 
 

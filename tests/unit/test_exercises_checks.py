@@ -118,6 +118,16 @@ def test_file_passes_when_everything_matches() -> None:
     assert guest.commands[-1] == "read /etc/x"  # the content through the connection
 
 
+def test_a_mode_at_most_refuses_only_the_bits_beyond_it_and_owners_may_be_several() -> None:
+    sshd = {"mode_at_most": "755", "owner": ["ana", "root"]}  # what sshd's StrictModes asks
+    for stat in ("600 ana\n", "644 root\n", "755 ana\n"):
+        assert run(file(**sshd), FakeConnection({"stat": (0, stat)})).passed, stat
+    writable = run(file(**sshd), FakeConnection({"stat": (0, "664 bo\n")}), "en")
+    assert writable.detail == (
+        "/etc/x has mode 664, more than 755 allows; /etc/x belongs to bo, expected ana or root"
+    )
+
+
 def test_a_file_that_cannot_be_read_says_what_the_guest_said() -> None:
     class Locked(FakeConnection):
         def read_file(self, path: str) -> bytes | None:
