@@ -27,6 +27,21 @@ from labctl.lxd_client import connect, engine_errors, server_name
 from labctl.paths import guest_apt_proxy
 from labctl.ssh import SshTarget, wait_for_login
 
+#: LXD fails an exec whose command exits 126 or 127 ("Command not executable", "Command not
+#: found") and drops its output; the command runs under this tail instead, which exits 0 and
+#: says the code on the last line of stderr, taken off again by :func:`_exit_code`
+_MARK = b"@labctl-exit:"
+_TAIL = 'case $r in 126|127) printf "%s%d\\n" "@labctl-exit:" "$r" >&2; exit 0;; esac; exit $r'
+
+
+def _exit_code(rc: int, err: bytes) -> tuple[int, bytes]:
+    """The command's own exit code and stderr, the tail's line taken off."""
+    at = err.rfind(_MARK)
+    code = err[at + len(_MARK) :].strip()
+    if rc == 0 and at >= 0 and code in (b"126", b"127") and err.endswith(b"\n"):
+        return int(code), err[:at]
+    return rc, err
+
 
 def _bytes(output: bytes | str | None) -> bytes:
     """An exec's output as bytes (pylxd gives them with ``decode=False``, text otherwise)."""
@@ -401,18 +416,21 @@ class ContainerConnection(ExecConnection):
         instance = self._running()
         with engine_errors(f"run a command in {resource}"):
             if stdin is None:
-                result = instance.execute(argv, decode=False)
-                return result.exit_code, _bytes(result.stdout), _bytes(result.stderr)
-            given = f"/tmp/.labctl-stdin-{uuid.uuid4().hex}"
-            instance.files.put(given, stdin, mode="0600")
-            script = 'f=$1; shift; "$@" < "$f"; rc=$?; rm -f "$f"; exit $rc'
-            try:
-                result = instance.execute(["sh", "-c", script, "sh", given, *argv], decode=False)
-            except Exception:
-                with suppress(Exception):  # best effort: the error said is the exec's
-                    instance.files.delete(given)
-                raise
-        return result.exit_code, _bytes(result.stdout), _bytes(result.stderr)
+                script = '"$@"; r=$?; ' + _TAIL
+                result = instance.execute(["sh", "-c", script, "sh", *argv], decode=False)
+            else:
+                given = f"/tmp/.labctl-stdin-{uuid.uuid4().hex}"
+                instance.files.put(given, stdin, mode="0600")
+                script = 'f=$1; shift; "$@" < "$f"; r=$?; rm -f "$f"; ' + _TAIL
+                try:
+                    argv = ["sh", "-c", script, "sh", given, *argv]
+                    result = instance.execute(argv, decode=False)
+                except Exception:
+                    with suppress(Exception):  # best effort: the error said is the exec's
+                        instance.files.delete(given)
+                    raise
+        rc, err = _exit_code(result.exit_code, _bytes(result.stderr))
+        return rc, _bytes(result.stdout), err
 
     def shell_argv(self) -> list[str]:
         """``ssh`` into the container, only while its address lies behind its own bridge."""

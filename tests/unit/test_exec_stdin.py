@@ -53,6 +53,8 @@ class _Container:
             raise EngineError("the daemon went away")
         argv = [str(self.files.here(a)) if a.startswith("/tmp/.labctl-") else a for a in argv]
         done = subprocess.run(argv, capture_output=True, check=False)
+        if done.returncode in (126, 127):  # as LXD: the operation fails, the output is lost
+            raise EngineError("Command not found")
         if decode:  # as pylxd: strict UTF-8, a binary output raises
             return _Result(done.returncode, done.stdout.decode(), done.stderr.decode())
         return _Result(done.returncode, done.stdout, done.stderr)
@@ -96,6 +98,17 @@ def test_lxd_keeps_a_binary_output_whole(box: tuple[Any, _Container]) -> None:
     result = conn.run("cat", timeout=None, stdin=BINARY)
     assert result.raw_stdout == BINARY and result.stdout.endswith("\ufffd")
     assert conn.run("cat", timeout=30, stdin=BINARY).raw_stdout == BINARY  # under timeout too
+
+
+def test_lxd_passes_a_command_not_found_and_not_executable_through(
+    box: tuple[Any, _Container],
+) -> None:
+    conn, _ = box
+    missing = conn.run("echo before; nosuchcmd-labctl", timeout=None)
+    assert (missing.rc, missing.stdout) == (127, "before\n")
+    assert missing.stderr.rstrip().endswith("not found")  # the shell's words, not LXD's
+    assert conn.run("exit 126", timeout=None, stdin=b"x").rc == 126
+    assert conn.run("echo @labctl-exit:127 >&2; exit 3", timeout=None).rc == 3  # not ours
 
 
 def test_lxd_removes_the_input_when_the_exec_fails(
