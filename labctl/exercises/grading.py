@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from labctl.errors import ExitCode, LabctlError
-from labctl.exercises.answers import parse_number
+from labctl.exercises.answers import parse_mac, parse_number
 from labctl.exercises.model import AnswerCheck, Exercise, Step
 from labctl.i18n import Lang, tr
 from labctl.spec.model import Grading
@@ -81,6 +81,21 @@ def require_answerable(exercise: Exercise, step: Step, answer: str, lang: Lang) 
                 lang,
                 "no se ha guardado ni cuenta como intento; responde con un número",
                 "it was not recorded and does not count as an attempt; answer with a number",
+            ),
+            lang=lang,
+        )
+    if check is not None and check.match == "mac" and parse_mac(answer) is None:
+        raise NotAnOption(
+            tr(
+                lang,
+                f"el paso {step.id} de {exercise.id} pide una dirección MAC y «{answer}» no lo es",
+                f"step {step.id} of {exercise.id} asks for a MAC address, and “{answer}” is none",
+            ),
+            tr(
+                lang,
+                "no se ha guardado ni cuenta como intento; escríbela como 52:54:00:12:34:56",
+                "it was not recorded and does not count as an attempt; write it as "
+                "52:54:00:12:34:56",
             ),
             lang=lang,
         )

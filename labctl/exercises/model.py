@@ -179,8 +179,10 @@ class AnswerCheck(CheckBase):
 
     kind: Literal["answer"]
     truth: Truth = Field(description="How the lab measures the right answer.")
-    match: Literal["text", "number"] = Field(
-        "text", description="text: equal after normalising (case, accents, quotes); number."
+    match: Literal["text", "number", "mac"] = Field(
+        "text",
+        description="text: equal after normalising (case, accents, quotes); number; mac: the "
+        "same MAC address whatever its notation (colons, hyphens, dots, none).",
     )
     synonyms: dict[str, list[str]] = Field(
         default_factory=dict,

@@ -271,8 +271,19 @@ def test_text_answers_compare_without_case_accents_or_quotes() -> None:
 
 def test_synonyms_accept_other_names_of_the_measured_value() -> None:
     check = answer(synonyms={"ata_piix": ["ide", "piix"], "virtio-pci": ["virtio"]})
-    assert run(check, FakeConnection({"uname": (0, "ata_piix\n")}), answer="IDE").passed
+    ide = run(check, FakeConnection({"uname": (0, "ata_piix\n")}), answer="IDE", lang="en")
+    assert ide.passed and ide.detail == "correct: IDE (the lab measures ata_piix)"
+    same = run(check, FakeConnection({"uname": (0, "ata_piix\n")}), answer="ata_piix")
+    assert same.detail == "correcto: ata_piix"
     assert not run(check, FakeConnection({"uname": (0, "ata_piix\n")}), answer="virtio").passed
+
+
+def test_a_mac_address_is_the_same_in_any_notation() -> None:
+    guest = {"uname": (0, "52:54:00:0f:1f:38\n")}
+    for said in ("52:54:00:0F:1F:38", "52-54-00-0f-1f-38", "5254.000f.1f38", "525400 0f1f38"):
+        assert run(answer(match="mac"), FakeConnection(guest), answer=said).passed, said
+    other = run(answer(match="mac"), FakeConnection(guest), answer="52:54:00:0f:1f:39")
+    assert not other.passed and "38" not in other.detail  # the truth is not said
 
 
 def test_a_wrong_answer_fails_without_revealing_the_truth() -> None:

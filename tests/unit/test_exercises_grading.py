@@ -96,3 +96,12 @@ def test_an_exercise_sets_its_own_grading_and_bad_values_point_at_the_line(
     path.write_text(text[:-1] + ', "grading": {"hint_penalty": 3}}')
     with pytest.raises(SpecError, match=r"quiz.yaml:1.*hint_penalty"):
         load_exercise(path)
+
+
+def test_an_answer_that_is_no_mac_address_is_refused_where_one_is_asked() -> None:
+    ex = exercise("nic", "full-virtualization", answer_step("mac", match="mac"))
+    mac = ex.step("mac")
+    grading.require_answerable(ex, mac, "52-54-00-0F-1F-38", "en")  # any notation is one
+    with pytest.raises(grading.NotAnOption) as refused:
+        grading.require_answerable(ex, mac, "eth0", "en")
+    assert refused.value.message == "step mac of nic asks for a MAC address, and “eth0” is none"
