@@ -388,10 +388,11 @@ def answer(
     if c.store.scored:  # after an exam's end nothing scores: answering again is practice
         grading.require_attempt_left(ex, s, p.step(s.id), c.ws.grading_of(ex), c.lang)
     c.store.answer(ex.id, s.id, value)
+    n = ex.steps.index(s) + 1  # as show and check number the steps
     saved = tr(
         c.lang,
-        f"Respuesta del paso {s.id} guardada: «{value}». Compruébala con: ",
-        f"Answer to step {s.id} recorded: “{value}”. Check it with: ",
+        f"Respuesta del paso {n} ({s.id}) guardada: «{value}». Compruébala con: ",
+        f"Answer to step {n} ({s.id}) recorded: “{value}”. Check it with: ",
     )
     console.out.print(escape(saved + c.cmd(f"exercise check {ex.id}")), soft_wrap=True)
 
@@ -442,8 +443,10 @@ def reset(
     console.out.print(
         tr(
             L,
-            f"{ex.id}: {guests} {fresh}; el ejercicio empieza de nuevo.",
-            f"{ex.id}: {guests} fresh again; the exercise starts over.",
+            f"{ex.id}: {guests} {fresh}; el ejercicio empieza de nuevo (las pistas que pediste "
+            "y las respuestas incorrectas siguen contando).",
+            f"{ex.id}: {guests} fresh again; the exercise starts over (the hints you took and "
+            "your wrong answers still count).",
         )
     )
 

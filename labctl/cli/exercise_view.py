@@ -62,6 +62,7 @@ HEADERS_ES = {
     "id": "id",
     "title": "título",
     "steps": "pasos",
+    "failing": "fallan",
     "points": "puntos",
     "hints": "pistas",
     "time": "tiempo",
@@ -298,12 +299,16 @@ def progress_table(scores: list[Score], student: str, lang: Lang) -> Table:
     table = _table(
         lang,
         (f"Progreso de {student}", f"Progress of {student}"),
-        ("id", "steps", "points", "hints", "time", "state"),
+        ("id", "steps", "failing", "points", "hints", "time", "state"),
     )
+    table.columns[5].no_wrap = True  # a time is never broken across lines
     for s in scores:
         time = duration(s.seconds) if s.started else "-"
         points = f"{s.points:g}"
-        row = (s.exercise, steps_done(s, lang), points, str(s.hints), time, state_word(s, lang))
+        # steps passed once that fail now: never silently counted as passing
+        failing = f"[red]{len(s.broken)}[/red]" if s.broken else ""
+        steps = f"{s.passed}/{s.total}"
+        row = (s.exercise, steps, failing, points, str(s.hints), time, state_word(s, lang))
         table.add_row(*row)
     return table
 
@@ -323,25 +328,26 @@ def steps_done(s: Score, lang: Lang) -> str:
 
 
 def progress_line(scores: list[Score], lang: Lang) -> str:
-    """The score, in one sentence."""
+    """The score, the exercises completed and the time, a line each; the steps failing now."""
     passed = sum(s.passed for s in scores)
     total = sum(s.total for s in scores)
     percent = round(100 * passed / total) if total else 0
     done = sum(s.completed for s in scores)
     time = duration(sum(s.seconds for s in scores))
-    line = tr(
+    # a fact a line, each short enough for 80 columns: no figure is broken across two
+    lines = tr(
         lang,
-        f"Puntuación: {percent} % ({passed}/{total} pasos); {done} de {len(scores)} ejercicios "
-        f"completados; tiempo: {time}.",
-        f"Score: {percent}% ({passed}/{total} steps); {done} of {len(scores)} exercises "
-        f"completed; time: {time}.",
+        f"Puntuación: {percent} % ({passed}/{total} pasos)\n"
+        f"Ejercicios completados: {done} de {len(scores)}\nTiempo: {time}",
+        f"Score: {percent}% ({passed}/{total} steps)\n"
+        f"Exercises completed: {done} of {len(scores)}\nTime: {time}",
     )
     broken = [f"{s.exercise}/{step}" for s in scores for step in s.broken]
     if broken:
         where = ", ".join(broken)
-        line += tr(
+        lines += tr(
             lang,
-            f" Pasaron una vez y ahora fallan: {where} (vuelve a comprobarlos).",
-            f" Passed once and failing now: {where} (check them again).",
+            f"\nPasaron una vez y ahora fallan: {where} (vuelve a comprobarlos).",
+            f"\nPassed once and failing now: {where} (check them again).",
         )
-    return line
+    return lines
