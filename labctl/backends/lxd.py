@@ -369,6 +369,8 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
             seconds,
             "start of a throwaway container from the same image (creation not timed) until a "
             "command runs through the engine (exec); stopped between runs",
+            "usable here: a command runs through LXD's exec, before its network and SSH are up "
+            f"(labctl up waits for {self.ready_means.lower()})",
         )
 
     def _timed_start(self, clone: pylxd.models.Instance, timeout: float) -> float:

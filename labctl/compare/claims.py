@@ -140,12 +140,17 @@ def _by_technique(report: Report, *techniques: str) -> Subject | None:
 
 
 def _missing(report: Report, metric: str, *names: str) -> str | None:
+    """Which of ``names`` have no ``metric`` figure, and why (those with one reason named
+    together), or None."""
+    missing: dict[str, list[str]] = {}
     for name in names:
         if report.figure(metric, name) is None:
             gap = next((g for g in report.gaps if g.metric == metric and g.subject == name), None)
             why = f": {gap.reason.removeprefix(f'{name}: ')}" if gap else ""
-            return f"no {metric} figure for {name}{why}"
-    return None
+            missing.setdefault(why, []).append(name)
+    if not missing:
+        return None
+    return "; ".join(f"no {metric} figure for {', '.join(n)}{why}" for why, n in missing.items())
 
 
 def _no_kvm(subject: Subject, host: HostInfo, against: str = "emulation") -> str:
