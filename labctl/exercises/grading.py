@@ -13,6 +13,7 @@ refused before it is recorded, so it is no attempt at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -66,56 +67,56 @@ def option_list(check: AnswerCheck) -> str:
     return " | ".join(f"{o} ({', '.join(s)})" if s else o for o, s in check.spellings().items())
 
 
-def require_answerable(exercise: Exercise, step: Step, answer: str, lang: Lang) -> None:
-    """Refuse an answer the step cannot take: none of its options, or no number where it asks
-    for one (nothing is recorded, nothing counts)."""
-    check = step.answer_check
-    if check is not None and check.match == "number" and parse_number(answer) is None:
-        raise NotAnOption(
-            tr(
-                lang,
-                f"el paso {step.id} de {exercise.id} pide un número y «{answer}» no lo tiene",
-                f"step {step.id} of {exercise.id} asks for a number, and “{answer}” has none",
-            ),
-            tr(
-                lang,
-                "no se ha guardado ni cuenta como intento; responde con un número",
-                "it was not recorded and does not count as an attempt; answer with a number",
-            ),
-            lang=lang,
-        )
-    if check is not None and check.match == "mac" and parse_mac(answer) is None:
-        raise NotAnOption(
-            tr(
-                lang,
-                f"el paso {step.id} de {exercise.id} pide una dirección MAC y «{answer}» no lo es",
-                f"step {step.id} of {exercise.id} asks for a MAC address, and “{answer}” is none",
-            ),
-            tr(
-                lang,
-                "no se ha guardado ni cuenta como intento; escríbela como 52:54:00:12:34:56",
-                "it was not recorded and does not count as an attempt; write it as "
-                "52:54:00:12:34:56",
-            ),
-            lang=lang,
-        )
-    if check is None or check.is_option(answer):
-        return
-    raise NotAnOption(
-        tr(
-            lang,
-            f"«{answer}» no es una de las opciones del paso {step.id} de {exercise.id}: "
-            f"{option_list(check)}",
-            f"“{answer}” is not one of the options of step {step.id} of {exercise.id}: "
-            f"{option_list(check)}",
-        ),
-        tr(
-            lang,
-            "no se ha guardado ni cuenta como intento; responde una de ellas",
-            "it was not recorded and does not count as an attempt; answer one of them",
-        ),
-        lang=lang,
+#: what an answer must hold where its check matches more than text: how it is read, what the
+#: step asks for (es, en), how an answer without it is said (es, en) and what to answer
+_FORMS: dict[str, tuple[Callable[[str], object], tuple[str, ...], tuple[str, str]]] = {
+    "number": (
+        parse_number,
+        ("un número", "no lo tiene", "a number", "has none"),
+        ("responde con un número", "answer with a number"),
+    ),
+    "mac": (
+        parse_mac,
+        ("una dirección MAC", "no lo es", "a MAC address", "is none"),
+        ("escríbela como 52:54:00:12:34:56", "write it as 52:54:00:12:34:56"),
+    ),
+}
+
+
+def _not_taken(lang: Lang, problem: tuple[str, str], then: tuple[str, str]) -> NotAnOption:
+    """An answer refused before anything is recorded: what is wrong, and what to answer."""
+    recorded = tr(
+        lang,
+        "no se ha guardado ni cuenta como intento; ",
+        "it was not recorded and does not count as an attempt; ",
     )
+    return NotAnOption(tr(lang, *problem), recorded + tr(lang, *then), lang=lang)
+
+
+def require_answerable(exercise: Exercise, step: Step, answer: str, lang: Lang) -> None:
+    """Refuse an answer the step cannot take: none of its options, or no number (no MAC
+    address) where it asks for one (nothing is recorded, nothing counts)."""
+    check = step.answer_check
+    if check is None:
+        return
+    if check.match in _FORMS:
+        read, (what_es, not_es, what_en, not_en), then = _FORMS[check.match]
+        if read(answer) is None:
+            where = f"{step.id} de {exercise.id}", f"{step.id} of {exercise.id}"
+            problem = (
+                f"el paso {where[0]} pide {what_es} y «{answer}» {not_es}",
+                f"step {where[1]} asks for {what_en}, and “{answer}” {not_en}",
+            )
+            raise _not_taken(lang, problem, then)
+    if check.is_option(answer):
+        return
+    problem = (
+        f"«{answer}» no es una de las opciones del paso {step.id} de {exercise.id}: "
+        f"{option_list(check)}",
+        f"“{answer}” is not one of the options of step {step.id} of {exercise.id}: "
+        f"{option_list(check)}",
+    )
+    raise _not_taken(lang, problem, ("responde una de ellas", "answer one of them"))
 
 
 def require_attempt_left(
