@@ -6,7 +6,8 @@ The libvirt backend and doctor both connect here, so doctor looks at the daemon 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Literal, TypeVar
 
 import libvirt
@@ -112,3 +113,21 @@ def descriptions(objects: list[libvirt.virDomain] | list[libvirt.virNetwork]) ->
             if not gone(exc):
                 raise error(f"read {obj.name()}", exc) from exc
     return found
+
+
+#: where the system libvirtd keeps a network's runtime files and a VM's QEMU log
+RUN_NETWORKS = Path("/run/libvirt/network")
+QEMU_LOGS = Path("/var/log/libvirt/qemu")
+
+
+def remove_leftovers(*, network: str | None = None, domain: str | None = None) -> None:
+    """What libvirtd leaves behind of an undefined network (its dnsmasq PID file, an empty
+    ``ports`` folder) or domain (QEMU's log, rotated ones too), removed by exact name."""
+    if network is not None:
+        (RUN_NETWORKS / f"{network}.pid").unlink(missing_ok=True)
+        for empty in (RUN_NETWORKS / network / "ports", RUN_NETWORKS / network):
+            with suppress(OSError):  # absent, or not empty: then libvirt's, left as it is
+                empty.rmdir()
+    if domain is not None:
+        for log in (QEMU_LOGS / f"{domain}.log", *QEMU_LOGS.glob(f"{domain}.log.*")):
+            log.unlink(missing_ok=True)

@@ -101,6 +101,7 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
         with libvirt_client.connection() as conn:
             net = libvirt_client.network(conn, name)
             if net is None:
+                libvirt_client.remove_leftovers(network=name)  # of an earlier labctl's down
                 return
             try:
                 if net.isActive():
@@ -108,6 +109,7 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
                 net.undefine()
             except libvirt.libvirtError as exc:
                 raise libvirt_client.error(f"remove network {name}", exc) from exc
+        libvirt_client.remove_leftovers(network=name)
 
     def bridges(self, state: LabState) -> list[str]:
         with libvirt_client.connection() as conn:
@@ -394,6 +396,7 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
                 dom.undefine()
             except libvirt.libvirtError as exc:
                 raise libvirt_client.error(f"remove {resource}", exc) from exc
+        libvirt_client.remove_leftovers(domain=resource)
         for disk in disks:  # the guest's own writes go with it; the image stays cached
             disk.unlink(missing_ok=True)
             vm_clones.marker(disk.parent, disk.stem).unlink(missing_ok=True)

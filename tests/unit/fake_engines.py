@@ -72,6 +72,11 @@ class FakeDomain:
     def destroy(self) -> None:
         self.active = False
 
+    undefined = False
+
+    def undefine(self) -> None:
+        self.undefined = True
+
 
 class FakeNetwork:
     def __init__(self, xml: str) -> None:
@@ -90,6 +95,14 @@ class FakeNetwork:
 
     def create(self) -> None:
         self.active = True
+
+    def destroy(self) -> None:
+        self.active = False
+
+    undefined = False
+
+    def undefine(self) -> None:
+        self.undefined = True
 
 
 class FakeConn:
