@@ -71,6 +71,7 @@ class Side:
     lxc: str  # lxc-system's address on the instance's LXD network
     app: str  # docker-app's address on the instance's Docker network
     bridges: frozenset[str]
+    vm: str = ""  # the VM's address on the instance's libvirt network (LAB_VM only)
 
 
 def _app_address(state: LabState) -> str:
@@ -84,15 +85,38 @@ def _side(state: LabState) -> Side:
     lxc, app = state.guests["lxc-system"].address, _app_address(state)
     assert lxc and ipaddress.ip_address(lxc) in ipaddress.ip_network(state.lxd_subnet or "")
     assert ipaddress.ip_address(app) in ipaddress.ip_network(state.docker_subnet or "")
-    return Side(state, lxc, app, frozenset(bridges))
+    vm = ""
+    if "vm" in state.guests:  # LAB_VM
+        vm = state.guests["vm"].address or ""
+        assert vm and ipaddress.ip_address(vm) in ipaddress.ip_network(state.subnet or "")
+        bridges.add(naming.bridge(state.lab, state.instance))
+    return Side(state, lxc, app, frozenset(bridges), vm)
+
+
+Pair = tuple[Lab, Side, Side]
+
+
+def _pair(factory: pytest.TempPathFactory, folder: str, text: str) -> Iterator[Pair]:
+    """Two instances of the lab ``text`` up, as each is seen from the other."""
+    with two_instances(factory, folder, text) as up:
+        yield up.lab, _side(up.a), _side(up.b)
+
+
+#: a test run each way: from instance a to b, then from b to a
+BOTH_WAYS = pytest.mark.parametrize("direction", ["a->b", "b->a"])
+
+
+def _ways(pair: Pair, direction: str) -> Pair:
+    """The lab, the side a test runs from and the other, for ``direction``."""
+    lab, a, b = pair
+    return (lab, a, b) if direction == "a->b" else (lab, b, a)
 
 
 @pytest.fixture(scope="module")
 def pair(
     tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
-) -> Iterator[tuple[Lab, Side, Side]]:
-    with two_instances(tmp_path_factory, "iso", LAB) as up:
-        yield up.lab, _side(up.a), _side(up.b)
+) -> Iterator[Pair]:
+    yield from _pair(tmp_path_factory, "iso", LAB)
 
 
 def _exec(lab: Lab, side: Side, guest: str, command: str) -> CommandResult:
@@ -127,7 +151,7 @@ def _rule_counter(chain: str = "forward", comment: str = "no traffic between") -
 
 
 def test_each_instance_has_its_own_lxd_network_and_elements(
-    pair: tuple[Lab, Side, Side],
+    pair: Pair,
 ) -> None:
     lab, a, b = pair
     for side in (a, b):
@@ -140,14 +164,13 @@ def test_each_instance_has_its_own_lxd_network_and_elements(
     assert not a.bridges & b.bridges
 
 
-@pytest.mark.parametrize("direction", ["a->b", "b->a"])
+@BOTH_WAYS
 def test_system_container_reaches_its_own_app_not_the_other_instance(
-    pair: tuple[Lab, Side, Side], direction: str
+    pair: Pair, direction: str
 ) -> None:
-    lab, a, b = pair
-    me, other = (a, b) if direction == "a->b" else (b, a)
+    lab, me, other = _ways(pair, direction)
     for address in (me.app, other.lxc, other.app):
-        _ours(address, a, b)
+        _ours(address, me, other)
     before = _rule_counter()
 
     own = _exec(
@@ -169,14 +192,13 @@ def test_system_container_reaches_its_own_app_not_the_other_instance(
     assert _rule_counter() >= before + 4
 
 
-@pytest.mark.parametrize("direction", ["a->b", "b->a"])
+@BOTH_WAYS
 def test_app_container_reaches_its_own_system_container_not_the_other(
-    pair: tuple[Lab, Side, Side], direction: str
+    pair: Pair, direction: str
 ) -> None:
-    lab, a, b = pair
-    me, other = (a, b) if direction == "a->b" else (b, a)
+    lab, me, other = _ways(pair, direction)
     for address in (me.lxc, other.lxc):
-        _ours(address, a, b)
+        _ours(address, me, other)
 
     def banner(address: str) -> CommandResult:
         # busybox nc: the SSH banner proves a real sshd answered, not just any TCP port 22.
@@ -192,7 +214,7 @@ def test_app_container_reaches_its_own_system_container_not_the_other(
     )
 
 
-def test_the_host_reaches_every_guest(pair: tuple[Lab, Side, Side]) -> None:
+def test_the_host_reaches_every_guest(pair: Pair) -> None:
     lab, a, b = pair
     for side in (a, b):
         _ours(side.lxc, a, b)
@@ -207,7 +229,7 @@ def test_the_host_reaches_every_guest(pair: tuple[Lab, Side, Side]) -> None:
 APT_CACHE = ("10.203.0.1", 3142)  # playbooks/vars/host.yml: labctl_lxd_ipv4, the cache's port
 
 
-def test_system_containers_still_reach_the_hosts_apt_cache(pair: tuple[Lab, Side, Side]) -> None:
+def test_system_containers_still_reach_the_hosts_apt_cache(pair: Pair) -> None:
     """The cache listens on LXD's bridge address; the host delivers it to every instance."""
     lab, a, b = pair
     address, port = APT_CACHE
@@ -218,7 +240,7 @@ def test_system_containers_still_reach_the_hosts_apt_cache(pair: tuple[Lab, Side
         assert tcp.succeeded, tcp.detail
 
 
-def test_guests_never_reach_the_hosts_own_services(pair: tuple[Lab, Side, Side]) -> None:
+def test_guests_never_reach_the_hosts_own_services(pair: Pair) -> None:
     """A service of the host on the instance's own gateway address (as an SSH server or
     libvirtd listening on every address would be) answers the host, never the guests: the
     table's input chain lets guests ask their own bridge's address for DNS and DHCP only."""
@@ -251,15 +273,14 @@ DNS = (
 )
 
 
-@pytest.mark.parametrize("direction", ["a->b", "b->a"])
+@BOTH_WAYS
 def test_a_guest_asks_its_own_bridge_for_dns_never_the_other_instances(
-    pair: tuple[Lab, Side, Side], direction: str
+    pair: Pair, direction: str
 ) -> None:
     """Each instance's LXD network has its dnsmasq on the bridge's host address. A guest's
     query reaches its own; the other instance's, on the same host, is refused by the input
     chain (the host's address on another bridge is not its own bridge's)."""
-    lab, a, b = pair
-    me, other = (a, b) if direction == "a->b" else (b, a)
+    lab, me, other = _ways(pair, direction)
     own, theirs = gateway(me.state, "lxd"), gateway(other.state, "lxd")
     assert own and theirs and own != theirs
     before = _rule_counter("input", "a guest reaches the host on its own bridge")
@@ -283,67 +304,50 @@ def test_a_guest_asks_its_own_bridge_for_dns_never_the_other_instances(
 LAB_VM = LAB.replace("name: iso", "name: isovm") + VM
 
 
-@dataclass(frozen=True)
-class VmSide:
-    side: Side
-    vm: str  # the VM's address on the instance's libvirt network
-
-
 @pytest.fixture(scope="module")
 def vm_pair(
     tmp_path_factory: pytest.TempPathFactory, built_images: list[str], state_root: Path
-) -> Iterator[tuple[Lab, VmSide, VmSide]]:
-    with two_instances(tmp_path_factory, "isovm", LAB_VM) as up:
-        yield up.lab, _vm_side(up.a), _vm_side(up.b)
+) -> Iterator[Pair]:
+    yield from _pair(tmp_path_factory, "isovm", LAB_VM)
 
 
-def _vm_side(state: LabState) -> VmSide:
-    side = _side(state)
-    vm = state.guests["vm"].address
-    assert vm and ipaddress.ip_address(vm) in ipaddress.ip_network(state.subnet or "")
-    bridges = side.bridges | {naming.bridge(state.lab, state.instance)}
-    return VmSide(Side(state, side.lxc, side.app, bridges), vm)
-
-
-@pytest.mark.parametrize("direction", ["a->b", "b->a"])
+@BOTH_WAYS
 def test_vm_reaches_its_own_containers_not_the_other_instance(
-    vm_pair: tuple[Lab, VmSide, VmSide], direction: str
+    vm_pair: Pair, direction: str
 ) -> None:
-    lab, a, b = vm_pair
-    me, other = (a, b) if direction == "a->b" else (b, a)
-    for address in (me.side.lxc, me.side.app, other.vm, other.side.lxc, other.side.app):
-        _ours(address, a.side, b.side)
+    lab, me, other = _ways(vm_pair, direction)
+    for address in (me.lxc, me.app, other.vm, other.lxc, other.app):
+        _ours(address, me, other)
 
     def vm(command: str) -> CommandResult:
-        return _exec(lab, me.side, "vm", command)
+        return _exec(lab, me, "vm", command)
 
-    banner = vm(f"echo | nc -w 3 {me.side.lxc} 22")
+    banner = vm(f"echo | nc -w 3 {me.lxc} 22")
     assert banner.succeeded and banner.stdout.startswith("SSH-2.0-"), banner.detail
-    app = vm(f"nc -z -w 3 {me.side.app} {APP_PORT}")
+    app = vm(f"nc -z -w 3 {me.app} {APP_PORT}")
     assert app.succeeded, app.detail
     print(f"\n{direction}: vm -> own lxc 22: {banner.stdout.splitlines()[0]}; own app: rc {app.rc}")
-    for address, port in ((other.vm, 22), (other.side.lxc, 22), (other.side.app, APP_PORT)):
+    for address, port in ((other.vm, 22), (other.lxc, 22), (other.app, APP_PORT)):
         ping = vm(f"ping -c1 -W2 {address}")
         tcp = vm(f"nc -z -w 3 {address} {port}")
         assert not ping.succeeded and not tcp.succeeded, (ping.detail, tcp.detail)
         print(f"{direction}: vm -> {address}: ping rc {ping.rc}; tcp {port} rc {tcp.rc}")
 
 
-def _to_vm(lab: Lab, side: VmSide, guest: str, address: str) -> CommandResult:
+def _to_vm(lab: Lab, side: Side, guest: str, address: str) -> CommandResult:
     """From a container of ``side``, open a TCP connection to ``address``:22."""
     if guest == "docker-app":
-        return _exec(lab, side.side, guest, f"echo | busybox nc -w 3 {address} 22")
-    return _exec(lab, side.side, guest, f"python3 -c {shlex.quote(CONNECT)} {address} 22")
+        return _exec(lab, side, guest, f"echo | busybox nc -w 3 {address} 22")
+    return _exec(lab, side, guest, f"python3 -c {shlex.quote(CONNECT)} {address} 22")
 
 
 @pytest.mark.parametrize("guest", ["lxc-system", "docker-app"])
-@pytest.mark.parametrize("direction", ["a->b", "b->a"])
+@BOTH_WAYS
 def test_containers_never_reach_the_other_instances_vm(
-    vm_pair: tuple[Lab, VmSide, VmSide], direction: str, guest: str
+    vm_pair: Pair, direction: str, guest: str
 ) -> None:
-    lab, a, b = vm_pair
-    me, other = (a, b) if direction == "a->b" else (b, a)
-    _ours(other.vm, a.side, b.side)
+    lab, me, other = _ways(vm_pair, direction)
+    _ours(other.vm, me, other)
     theirs = _to_vm(lab, me, guest, other.vm)
     assert not theirs.succeeded, theirs.detail
     print(f"\n{direction}: {guest} -> other vm {other.vm}:22: {theirs.detail}")
@@ -362,9 +366,9 @@ LIBVIRT_NAT = pytest.mark.xfail(
 
 
 @pytest.mark.parametrize("guest", [pytest.param("lxc-system", marks=LIBVIRT_NAT), "docker-app"])
-def test_containers_reach_their_own_vm(vm_pair: tuple[Lab, VmSide, VmSide], guest: str) -> None:
+def test_containers_reach_their_own_vm(vm_pair: Pair, guest: str) -> None:
     lab, a, b = vm_pair
-    _ours(a.vm, a.side, b.side)
+    _ours(a.vm, a, b)
     own = _to_vm(lab, a, guest, a.vm)
     print(f"\n{guest} -> own vm {a.vm}:22: {own.detail} {own.stderr.strip()}")
     assert own.succeeded, own.detail

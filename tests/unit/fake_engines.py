@@ -33,16 +33,35 @@ def _found(table: dict[str, T], name: str, code: int, kind: str) -> T:
     return table[name]
 
 
-class FakeDomain:
+class _FakeObject:
+    """What libvirt's domains and networks share: a name, an XML, on or off, undefined."""
+
     def __init__(self, xml: str) -> None:
-        root = ET.fromstring(xml)
-        self._name = root.findtext("name") or ""
-        self.uuid = root.findtext("uuid") or str(uuid.uuid4())
+        self._name = ET.fromstring(xml).findtext("name") or ""
         self.xml = xml
         self.active = False
+        self.undefined = False
 
     def name(self) -> str:
         return self._name
+
+    def isActive(self) -> bool:
+        return self.active
+
+    def create(self) -> None:
+        self.active = True
+
+    def destroy(self) -> None:
+        self.active = False
+
+    def undefine(self) -> None:
+        self.undefined = True
+
+
+class FakeDomain(_FakeObject):
+    def __init__(self, xml: str) -> None:
+        super().__init__(xml)
+        self.uuid = ET.fromstring(xml).findtext("uuid") or str(uuid.uuid4())
 
     def UUIDString(self) -> str:
         return self.uuid
@@ -57,52 +76,16 @@ class FakeDomain:
 
     paused = False
 
-    def isActive(self) -> bool:
-        return self.active
-
     def state(self) -> list[int]:
         return [libvirt.VIR_DOMAIN_PAUSED if self.paused else libvirt.VIR_DOMAIN_RUNNING, 0]
 
     def resume(self) -> None:
         self.paused = False
 
-    def create(self) -> None:
-        self.active = True
 
-    def destroy(self) -> None:
-        self.active = False
-
-    undefined = False
-
-    def undefine(self) -> None:
-        self.undefined = True
-
-
-class FakeNetwork:
-    def __init__(self, xml: str) -> None:
-        self._name = ET.fromstring(xml).findtext("name") or ""
-        self.xml = xml
-        self.active = False
-
-    def name(self) -> str:
-        return self._name
-
+class FakeNetwork(_FakeObject):
     def XMLDesc(self, flags: int = 0) -> str:
         return self.xml
-
-    def isActive(self) -> bool:
-        return self.active
-
-    def create(self) -> None:
-        self.active = True
-
-    def destroy(self) -> None:
-        self.active = False
-
-    undefined = False
-
-    def undefine(self) -> None:
-        self.undefined = True
 
 
 class FakeConn:
