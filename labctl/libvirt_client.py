@@ -122,12 +122,16 @@ QEMU_LOGS = Path("/var/log/libvirt/qemu")
 
 def remove_leftovers(*, network: str | None = None, domain: str | None = None) -> None:
     """What libvirtd leaves behind of an undefined network (its dnsmasq PID file, an empty
-    ``ports`` folder) or domain (QEMU's log, rotated ones too), removed by exact name."""
+    ``ports`` folder) or domain (QEMU's log, rotated ones too), removed by exact name; best
+    effort: what cannot be removed stays, and the down goes on."""
+    found: list[Path] = []
     if network is not None:
-        (RUN_NETWORKS / f"{network}.pid").unlink(missing_ok=True)
+        found.append(RUN_NETWORKS / f"{network}.pid")
         for empty in (RUN_NETWORKS / network / "ports", RUN_NETWORKS / network):
             with suppress(OSError):  # absent, or not empty: then libvirt's, left as it is
                 empty.rmdir()
     if domain is not None:
-        for log in (QEMU_LOGS / f"{domain}.log", *QEMU_LOGS.glob(f"{domain}.log.*")):
-            log.unlink(missing_ok=True)
+        found += [QEMU_LOGS / f"{domain}.log", *QEMU_LOGS.glob(f"{domain}.log.*")]
+    for path in found:
+        with suppress(OSError):
+            path.unlink(missing_ok=True)

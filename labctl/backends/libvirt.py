@@ -378,6 +378,7 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
         with libvirt_client.connection() as conn:
             dom = libvirt_client.domain(conn, resource)
             if dom is None:
+                libvirt_client.remove_leftovers(domain=resource)  # of an earlier labctl's down
                 return False
             try:
                 disks = vm_files.overlays(dom.XMLDesc())
@@ -396,11 +397,11 @@ class LibvirtBackend(base.Backend[LibvirtParams]):
                 dom.undefine()
             except libvirt.libvirtError as exc:
                 raise libvirt_client.error(f"remove {resource}", exc) from exc
-        libvirt_client.remove_leftovers(domain=resource)
         for disk in disks:  # the guest's own writes go with it; the image stays cached
             disk.unlink(missing_ok=True)
             vm_clones.marker(disk.parent, disk.stem).unlink(missing_ok=True)
             vm_clones.settings_file(disk).unlink(missing_ok=True)
+        libvirt_client.remove_leftovers(domain=resource)
         return True
 
     def connect(self, record: GuestRecord, key: KeyPair) -> Connection:

@@ -29,18 +29,24 @@ from labctl.ssh import SshTarget, wait_for_login
 
 #: LXD fails an exec whose command exits 126 or 127 ("Command not executable", "Command not
 #: found") and drops its output; the command runs under this tail instead, which exits 0 and
-#: says the code on the last line of stderr, taken off again by :func:`_exit_code`
-_MARK = b"@labctl-exit:"
-_TAIL = 'case $r in 126|127) printf "%s%d\\n" "@labctl-exit:" "$r" >&2; exit 0;; esac; exit $r'
+#: says the code on stderr in a line marked for this one run (``$M``), taken off again by
+#: :func:`_exit_code` wherever it ends up (a process left behind may write after it)
+_TAIL = 'case $r in 126|127) printf "%s%d\\n" "$M" "$r" >&2; exit 0;; esac; exit $r'
 
 
-def _exit_code(rc: int, err: bytes) -> tuple[int, bytes]:
+def _marker() -> str:
+    """The mark of one run's exit-code line: nothing a command prints could make it."""
+    return f"@labctl-exit-{uuid.uuid4().hex}:"
+
+
+def _exit_code(rc: int, err: bytes, mark: str) -> tuple[int, bytes]:
     """The command's own exit code and stderr, the tail's line taken off."""
-    at = err.rfind(_MARK)
-    code = err[at + len(_MARK) :].strip()
-    if rc == 0 and at >= 0 and code in (b"126", b"127") and err.endswith(b"\n"):
-        return int(code), err[:at]
-    return rc, err
+    at = err.find(mark.encode())
+    if rc != 0 or at < 0:
+        return rc, err
+    end = err.find(b"\n", at)
+    code = err[at + len(mark) : end]
+    return (int(code), err[:at] + err[end + 1 :]) if code in (b"126", b"127") else (rc, err)
 
 
 def _bytes(output: bytes | str | None) -> bytes:
@@ -370,7 +376,7 @@ class LxdBackend(base.ClientBackend[LxdParams, pylxd.Client]):
             "start of a throwaway container from the same image (creation not timed) until a "
             "command runs through the engine (exec); stopped between runs",
             "usable here: a command runs through LXD's exec, before its network and SSH are up "
-            f"(labctl up waits for {self.ready_means.lower()})",
+            f"(labctl up waits until: {self.ready_means})",
         )
 
     def _timed_start(self, clone: pylxd.models.Instance, timeout: float) -> float:
@@ -416,22 +422,23 @@ class ContainerConnection(ExecConnection):
         back as bytes: pylxd decodes it as strict UTF-8 otherwise, and fails on a binary."""
         resource = self._record.resource
         instance = self._running()
+        mark = _marker()
         with engine_errors(f"run a command in {resource}"):
             if stdin is None:
-                script = '"$@"; r=$?; ' + _TAIL
-                result = instance.execute(["sh", "-c", script, "sh", *argv], decode=False)
+                script = 'M=$1; shift; "$@"; r=$?; ' + _TAIL
+                result = instance.execute(["sh", "-c", script, "sh", mark, *argv], decode=False)
             else:
                 given = f"/tmp/.labctl-stdin-{uuid.uuid4().hex}"
                 instance.files.put(given, stdin, mode="0600")
-                script = 'f=$1; shift; "$@" < "$f"; r=$?; rm -f "$f"; ' + _TAIL
+                script = 'M=$1; f=$2; shift 2; "$@" < "$f"; r=$?; rm -f "$f"; ' + _TAIL
                 try:
-                    argv = ["sh", "-c", script, "sh", given, *argv]
+                    argv = ["sh", "-c", script, "sh", mark, given, *argv]
                     result = instance.execute(argv, decode=False)
                 except Exception:
                     with suppress(Exception):  # best effort: the error said is the exec's
                         instance.files.delete(given)
                     raise
-        rc, err = _exit_code(result.exit_code, _bytes(result.stderr))
+        rc, err = _exit_code(result.exit_code, _bytes(result.stderr), mark)
         return rc, _bytes(result.stdout), err
 
     def shell_argv(self) -> list[str]:

@@ -171,5 +171,7 @@ def seconds_apart(attempts: Iterable[Attempt], rules: Rules) -> list[Flag]:
 
 
 def copied(attempts: Sequence[Attempt], rules: Rules) -> list[Flag]:
-    """Every "looks copied" mark of the class."""
-    return same_wrong_answer(attempts, rules) + seconds_apart(attempts, rules)
+    """Every "looks copied" mark of the class, from the attempts that score (after an exam's
+    end, answers given again are practice: the one option left after the wrong ones)."""
+    scored = [a for a in attempts if a.scored]
+    return same_wrong_answer(scored, rules) + seconds_apart(scored, rules)

@@ -290,7 +290,8 @@ def exercise_page(
         stuck = tuple(sorted(s for s, sid in current.items() if sid == info.id and s in failed_by))
         said = Counter(first_failure(a, info) for a in failed)
         del said[""]
-        wrong = _wrong_answers(a for a in on_step if a.kind == CHECK and a.answer_passed is False)
+        judged = [a for a in on_step if a.kind == CHECK and a.scored]  # not practice afterwards
+        wrong = _wrong_answers(a for a in judged if a.answer_passed is False)
         stats.append(
             StepStats(
                 info.id,

@@ -110,7 +110,9 @@ class FileCheck(CheckBase):
         description="Octal: no permission beyond these, e.g. 755 (nobody but the owner writes).",
     )
     owner: str | list[str] | None = Field(
-        None, description="Owner's user name, or the names any of which may own it."
+        None,
+        min_length=1,
+        description="Owner's user name, or the names any of which may own it.",
     )
     contains: Regex | None = Field(None, description="Regular expression the content must match.")
 

@@ -233,3 +233,20 @@ def test_an_exercise_page_names_the_wrong_answers_most_students_gave() -> None:
     page = views.exercise_page(d.DATA, ex, attempts, d.NOW, d.RULES)
     assert page.steps[0].wrong_answers == (("x86_64", 2), ("arm", 1))
     assert page.steps[1].wrong_answers == ()
+
+
+def test_practice_after_the_exam_neither_looks_copied_nor_counts_as_a_misconception() -> None:
+    ex = d.DATA.exercises[0]
+
+    def late(student: str, answer: str, right: bool, second: float) -> Attempt:
+        judged = check(student, "arch", 70 + second / 60, right, answer)
+        return replace(judged, answer_passed=right, scored=False)
+
+    practice = [late(s, "x86_64", False, i) for i, s in enumerate(("ana", "bo", "cy"))]
+    practice += [late(s, "aarch64", True, 5 + i * 0.1) for i, s in enumerate(("ana", "bo"))]
+    assert flags.copied(practice, Rules(same_wrong_students=2, seconds_apart=10)) == []
+    page = views.exercise_page(d.DATA, ex, practice, d.at(80), d.RULES)
+    assert page.steps[0].wrong_answers == ()
+    scored = [replace(a, scored=True) for a in practice]  # the same, inside the exam: marked
+    kinds = {f.kind for f in flags.copied(scored, Rules(same_wrong_students=2, seconds_apart=10))}
+    assert kinds == {"same-wrong-answer", "seconds-apart"}

@@ -108,7 +108,13 @@ def test_lxd_passes_a_command_not_found_and_not_executable_through(
     assert (missing.rc, missing.stdout) == (127, "before\n")
     assert missing.stderr.rstrip().endswith("not found")  # the shell's words, not LXD's
     assert conn.run("exit 126", timeout=None, stdin=b"x").rc == 126
-    assert conn.run("echo @labctl-exit:127 >&2; exit 3", timeout=None).rc == 3  # not ours
+    # a line like the tail's is the command's own: its code stands
+    assert conn.run("echo @labctl-exit-0:127 >&2; exit 3", timeout=None).rc == 3
+    said = conn.run("echo @labctl-exit-0:127 >&2", timeout=None)
+    assert (said.rc, said.stderr) == (0, "@labctl-exit-0:127\n")
+    # a process left behind that writes after the tail's line: the code is still the command's
+    late = conn.run("(sleep .3; echo late >&2) & exit 127", timeout=None)
+    assert (late.rc, late.stderr) == (127, "late\n")
 
 
 def test_lxd_removes_the_input_when_the_exec_fails(

@@ -52,6 +52,10 @@ def test_a_vm_removed_takes_its_qemu_logs_and_no_other(
         log.write_text("qemu said\n")
     assert LibvirtBackend().destroy(PARAMS.name) and dom.undefined
     assert [p.name for p in logs.iterdir()] == [other.name]
+    del conn.domains[PARAMS.name]  # gone from libvirt: a later down tidies its log only
+    mine[0].write_text("qemu said\n")
+    assert not LibvirtBackend().destroy(PARAMS.name)
+    assert [p.name for p in logs.iterdir()] == [other.name]
 
 
 def test_a_network_removed_takes_its_pid_file_and_empty_folders(
@@ -68,7 +72,10 @@ def test_a_network_removed_takes_its_pid_file_and_empty_folders(
     LibvirtBackend().cleanup(state)
     assert net.undefined and sorted(p.name for p in run.iterdir()) == ["default.pid"]
     # a folder libvirt still keeps something in stays
+    del conn.networks[name]  # gone from libvirt: a later down tidies its leftovers only
+    (run / f"{name}.pid").write_text("32295\n")
     (run / name / "ports").mkdir(parents=True)
     (run / name / "ports" / "port.xml").write_text("<networkport/>")
-    LibvirtBackend().cleanup(state)  # the network is gone already: only its leftovers
-    assert (run / name / "ports" / "port.xml").exists()
+    LibvirtBackend().cleanup(state)
+    assert not (run / f"{name}.pid").exists()
+    assert (run / name / "ports" / "port.xml").exists()  # libvirt still keeps something there
