@@ -65,6 +65,12 @@ class ClassGrades:
     exercises: tuple[ExerciseColumn, ...]
     students: tuple[StudentGrades, ...]
     window: Window = Window(None, None)
+    #: the class is up here, and its window judges the attempts; else (down) as recorded
+    live: bool = True
+
+    def judged(self, attempts: list[Attempt]) -> list[Attempt]:
+        """The attempts as these grades count them."""
+        return self.window.judged(attempts) if self.live else attempts
 
     @property
     def max_total(self) -> int:
@@ -85,8 +91,9 @@ class _Seat:
     instance: str
 
 
-def _seats(class_name: str, store: Store) -> tuple[str, str, list[_Seat], Window]:
-    """Lab, lab file, seats and exam window: from the live class, else from the store."""
+def _seats(class_name: str, store: Store) -> tuple[str, str, list[_Seat], Window | None]:
+    """Lab, lab file, seats and exam window: from the live class, else from the store (no
+    window then: the attempts are as recorded)."""
     state = ClassDir(class_name).load()
     if state is not None:
         seats = [_Seat(s.student, s.name, s.email, s.instance) for s in state.seats.values()]
@@ -111,7 +118,7 @@ def _seats(class_name: str, store: Store) -> tuple[str, str, list[_Seat], Window
         recorded[0].lab,
         recorded[0].spec_path or "",
         _recorded(store, recorded),
-        Window(None, None),
+        None,
     )
 
 
@@ -148,7 +155,8 @@ def class_grades(class_name: str, store: Store | None = None) -> ClassGrades:
     columns = tuple(
         ExerciseColumn(e.id, e.title.en, len(e.steps), e.grading or lab_grading) for e in exercises
     )
-    judged = window.judged(store.attempts(lab, [s.instance for s in seats]))
+    found = store.attempts(lab, [s.instance for s in seats])
+    judged = window.judged(found) if window is not None else found
     mine: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
     for a in judged:
         mine[(a.instance, a.student)].append(a)
@@ -170,4 +178,5 @@ def class_grades(class_name: str, store: Store | None = None) -> ClassGrades:
             )
         )
     now = datetime.now(timezone.utc)
-    return ClassGrades(class_name, lab, now, columns, tuple(rows), window)
+    known = window or Window(None, None)
+    return ClassGrades(class_name, lab, now, columns, tuple(rows), known, window is not None)

@@ -59,13 +59,18 @@ class Window:
         return self.end is None or when <= self.end
 
     def judged(self, attempts: Iterable[A]) -> list[A]:
-        """The attempts, those made after the window closed marked late (not scored).
+        """The attempts, those made after the window closed marked late (not scored), the
+        others scored.
 
         An attempt's ``scored`` is recorded when it is made; the window may have been set or
-        moved since, and reports judge by the window as it is now.
+        moved since, and every reader judges by the window as it is now, both ways: an end
+        moved later, or taken away, makes the attempts before it count again. Judge only by a
+        class's own window: a class that is down has none to judge by, and its attempts keep
+        what was recorded.
         """
         return [
-            a if not a.scored or self.scores(a.at) else replace(a, scored=False) for a in attempts
+            a if a.scored == self.scores(a.at) else replace(a, scored=not a.scored)
+            for a in attempts
         ]
 
     def state(self, now: datetime) -> str | None:

@@ -207,7 +207,7 @@ def report(
         if fmt == "json":  # what a controller collects from a lab host (labctl.fleet): as made
             text = json.dumps([attempt_json(a) for a in found], ensure_ascii=False) + "\n"
         else:  # for audits: scored as the grades count it (the window as it is now)
-            text = attempts_csv(grades.window.judged(found))
+            text = attempts_csv(grades.judged(found))
     elif fmt == "csv":
         text = to_csv(grades)
     elif fmt == "json":

@@ -104,7 +104,8 @@ def _ctx(lab: str, instance: str, student: str | None, lang: str | None) -> _Ctx
     scored = window.scores(datetime.now(timezone.utc))
     # in a student's class lab, root is the instructor (a student's commands run confined)
     by = INSTRUCTOR if cls is not None and not console.CONFINED else None
-    store = ProgressStore(ws.lab, instance, who, scored=scored, judge=window.judged, made_by=by)
+    judge = window.judged if cls is not None else list  # a class's window, none else
+    store = ProgressStore(ws.lab, instance, who, scored=scored, judge=judge, made_by=by)
     return _Ctx(ws, who, detect(lang), store, window.end, (lab, student))
 
 
@@ -395,6 +396,8 @@ def answer(
         f"Answer to step {n} ({s.id}) recorded: “{value}”. Check it with: ",
     )
     console.out.print(escape(saved + c.cmd(f"exercise check {ex.id}")), soft_wrap=True)
+    if not c.store.scored and (exam := _exam_line(c)) is not None:
+        console.out.print(exam)  # it is recorded, and scores nothing
 
 
 @_command()
@@ -461,6 +464,8 @@ def progress_(
     if not json_out:
         console.out.print(view.progress_table(scores, c.student, c.lang))
         console.out.print(view.progress_line(scores, c.lang))
+        if (exam := _exam_line(c)) is not None:
+            console.out.print(exam)  # what counts: the attempts made before the exam's end
         return
     passed = sum(s.passed for s in scores)
     total = sum(s.total for s in scores)

@@ -47,8 +47,9 @@ class Attempt:
 
     @property
     def late(self) -> bool:
-        """Made after the exam window closed: recorded, not counted."""
-        return not self.scored
+        """A check or an answer made after the exam window closed: recorded, not counted (a
+        start, a hint or a reset is no attempt, late or not)."""
+        return not self.scored and self.kind in (CHECK, ANSWER)
 
     @property
     def failed(self) -> bool:

@@ -86,6 +86,8 @@ def failing(
     runs: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
     passed: dict[str, set[str]] = defaultdict(set)
     for a in attempts:
+        if a.late:
+            continue  # practice after an exam's end: marks nothing
         if a.kind == RESET:
             for key in [k for k in runs if k[0] == a.exercise]:
                 runs[key].clear()

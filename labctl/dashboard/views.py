@@ -220,7 +220,8 @@ def grid(
     rows = tuple(
         row(data, s, mine.get(s.student, []), health.get(s.student), now, rules) for s in data.seats
     )
-    return Grid(data, now, rows, tuple(marks.copied(attempts, rules)), len(attempts))
+    tried = sum(times_done(theirs) for theirs in mine.values())  # as the cells count them
+    return Grid(data, now, rows, tuple(marks.copied(attempts, rules)), tried)
 
 
 def student_page(
@@ -270,10 +271,12 @@ def exercise_page(
 ) -> ExercisePage:
     """An exercise's page from the class's attempts at it (oldest first)."""
     attempts = data.window.judged(attempts)
-    mine = _by_student([a for a in attempts if a.exercise == exercise.id])
+    here = [a for a in attempts if a.exercise == exercise.id]
+    mine = _by_student(here)
     order = [s.id for s in exercise.steps]
     passed: dict[str, set[str]] = {sid: set() for sid in order}
     current: dict[str, str | None] = {}
+    failing: dict[str, set[str | None]] = {}  # steps failed since the student's last reset
     completed = 0
     for student, theirs in mine.items():
         done = _passed_steps(theirs)
@@ -281,17 +284,19 @@ def exercise_page(
             passed[sid].add(student)
         reached = _passed_steps(theirs, scored_only=False)
         current[student] = next((sid for sid in order if sid not in reached), None)
+        failing[student] = {a.step for a in _since_reset(theirs) if a.failed and a.scored}
         completed += set(order) <= done
     stats = []
     for info in exercise.steps:
-        on_step = [a for a in attempts if a.step == info.id and a.kind in (CHECK, ANSWER)]
+        # the exam's own attempts, as ``passed`` counts them: practice after its end is not
+        on_step = [a for a in here if a.step == info.id and a.kind in (CHECK, ANSWER) and a.scored]
         failed = [a for a in on_step if a.failed]
-        failed_by = {a.student for a in failed}
-        stuck = tuple(sorted(s for s, sid in current.items() if sid == info.id and s in failed_by))
+        stuck = tuple(
+            sorted(s for s, sid in current.items() if sid == info.id and sid in failing[s])
+        )
         said = Counter(first_failure(a, info) for a in failed)
         del said[""]
-        judged = [a for a in on_step if a.kind == CHECK and a.scored]  # not practice afterwards
-        wrong = _wrong_answers(a for a in judged if a.answer_passed is False)
+        wrong = _wrong_answers(a for a in on_step if a.kind == CHECK and a.answer_passed is False)
         stats.append(
             StepStats(
                 info.id,

@@ -100,6 +100,14 @@ def test_the_class_is_graded_after_down_from_the_store(klass: ClassDir) -> None:
     klass.remove()
     assert [s.student for s in class_grades("so").students] == ["ana", "bo"]
     assert run("--class", "so").splitlines()[1].startswith("ana@example.org,")
+    # its window went with it: what was recorded late stays late
+    shared().record(
+        NewAttempt("cls", "so-bo", "bo", "ex2", "check", "s1", passed=True, scored=False)
+    )
+    bo = class_grades("so").students[1]
+    assert (bo.late, bo.scores["ex2"].points) == (1, 0)
+    audit = list(csv.DictReader(io.StringIO(run("--class", "so", "--attempts"))))
+    assert audit[-1]["scored"] == "false"
 
 
 def test_a_student_taken_down_alone_is_still_graded_while_the_class_runs(klass: ClassDir) -> None:
@@ -168,3 +176,8 @@ def test_attempts_after_the_exam_window_are_late_and_never_score(klass: ClassDir
     assert len(after) == 4 and {r["scored"] for r in after} == {"false"}
     shipped = json.loads(run("--attempts", "--format", "json"))  # to a controller: as made
     assert {a["scored"] for a in shipped if datetime.fromisoformat(a["at"]) > T} == {True}
+    # recorded late (the window had closed then), and the end moved a week later: they count
+    shared().record(late("check", "s2", 4, passed=True, scored=False))
+    klass.save(with_window(state, None, T + timedelta(days=7)))
+    bo = json.loads(run("--format", "json"))["students"][1]
+    assert bo["late_attempts"] == 0 and bo["exercises"]["ex2"]["points"] == 1  # was 0

@@ -84,3 +84,19 @@ def test_show_says_when_the_exam_ends_and_that_it_has(state_root: Path) -> None:
     assert f"The exam ended at {ended}: what you do is recorded but does not score." in show()
     ClassDir("c1").save(state(None, None))  # no window: nothing said
     assert "exam" not in show()
+
+
+def test_the_window_as_it_is_now_judges_both_ways() -> None:
+    from labctl.dashboard.data import Attempt
+
+    made_late = Attempt("ana", "emu", "s", "check", T + timedelta(minutes=5), True, scored=False)
+    made_on_time = Attempt("ana", "emu", "s", "check", T - timedelta(minutes=5), True)
+    # the end moved later (or taken away): what was late counts again
+    later = window.Window(None, T + timedelta(hours=1))
+    assert [a.scored for a in later.judged([made_late, made_on_time])] == [True, True]
+    assert [a.scored for a in window.Window(None, None).judged([made_late])] == [True]
+    # the end moved earlier: what counted is late
+    assert [a.scored for a in window.Window(None, T).judged([made_late, made_on_time])] == [
+        False,
+        True,
+    ]

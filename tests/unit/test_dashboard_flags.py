@@ -143,7 +143,8 @@ def test_the_grid_has_a_row_per_student_and_a_cell_per_exercise() -> None:
     assert ana.cells[0].state == "done" and ana.health == d.HEALTH["ana"] and cy.health is None
     assert [f.kind for f in bo.flags] == ["idle", "failing"]
     assert {f.kind for f in g.copied} == {"same-wrong-answer", "seconds-apart"}
-    assert g.attempts == len(d.attempts())
+    # answers given and checks run, as the cells count them (no start, no hint)
+    assert g.attempts == sum(c.attempts for r in g.rows for c in r.cells) == 3 + 4 + 4
 
 
 def test_attempts_after_the_window_are_late_even_if_recorded_as_scored() -> None:
@@ -190,11 +191,16 @@ def test_a_step_passed_late_moves_the_student_on_but_scores_nothing() -> None:
         *(check("bo", "run", 71 + i, False) for i in range(3)),
     ]
     page = views.exercise_page(d.DATA, ex, theirs, d.at(80), d.RULES)
-    stuck = {s.id: s.stuck for s in page.steps}
-    assert stuck == {"arch": (), "run": ("bo",)}  # where the student is, as the CLI says
     assert {s.id: s.passed for s in page.steps} == {"arch": 0, "run": 0} and page.completed == 0
-    (flag,) = flags.failing("bo", theirs, d.RULES, {"emu": ["arch", "run"]})
-    assert flag.step == "run"
+    # practice after the end: bo is on run (as the CLI says), but the exam's page and marks
+    # count the exam's attempts only: nobody is stuck, nothing is failing
+    assert {s.id: (s.stuck, s.tried, s.failures) for s in page.steps} == {
+        "arch": ((), 1, 1),
+        "run": ((), 0, 0),
+    }
+    assert (
+        flags.failing("bo", d.DATA.window.judged(theirs), d.RULES, {"emu": ["arch", "run"]}) == []
+    )
 
 
 def test_an_instructors_reset_is_not_the_students_last_activity() -> None:
@@ -250,3 +256,15 @@ def test_practice_after_the_exam_neither_looks_copied_nor_counts_as_a_misconcept
     scored = [replace(a, scored=True) for a in practice]  # the same, inside the exam: marked
     kinds = {f.kind for f in flags.copied(scored, Rules(same_wrong_students=2, seconds_apart=10))}
     assert kinds == {"same-wrong-answer", "seconds-apart"}
+
+
+def test_a_student_whose_exercise_was_reset_is_stuck_nowhere_until_failing_again() -> None:
+    ex = d.DATA.exercises[0]
+    failed = [check("bo", "arch", m, False) for m in (1, 2, 3)]
+    reset = Attempt("bo", "emu", None, "reset", at(4), made_by="instructor")
+    page = views.exercise_page(d.DATA, ex, [*failed, reset], d.at(10), d.RULES)
+    assert page.steps[0].stuck == () and page.steps[0].failures == 3  # the failures stay told
+    again = views.exercise_page(
+        d.DATA, ex, [*failed, reset, check("bo", "arch", 5, False)], d.at(10), d.RULES
+    )
+    assert again.steps[0].stuck == ("bo",)

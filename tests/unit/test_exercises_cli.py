@@ -231,6 +231,11 @@ def test_a_check_after_the_exam_ended_says_it_does_not_score(project: Project) -
     assert code == 0 and "what you do is recorded but does not score" in " ".join(out.split())
     data = json.loads(labctl(project, "check", "notas", "-s", "ana", "--json")[1])
     assert data["scored"] is False
+    # an answer and the progress say so too
+    code, out = labctl(project, "answer", "notas", "cpus", "2", "-s", "ana", "--lang", "en")
+    assert code == 0 and "recorded but does not score" in " ".join(out.split())
+    code, out = labctl(project, "progress", "-s", "ana", "--lang", "en")
+    assert code == 0 and "The exam ended at" in " ".join(out.split())
 
 
 def test_a_pass_after_an_end_moved_earlier_scores_no_more_in_the_students_progress(
