@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
@@ -439,6 +440,10 @@ def _again(name: str, student: str | None) -> str:
     return f"labctl class down --class {name}{who} --forget"
 
 
+#: how long ``class down`` waits for the class's dashboard to end after SIGTERM
+SERVE_STOP_SECONDS = 10
+
+
 @contextmanager
 def _dashboard_goes_with(folder: class_state.ClassDir, json_out: bool) -> Iterator[None]:
     """The class's running ``class serve`` is stopped (SIGTERM to the PID its record names,
@@ -451,7 +456,17 @@ def _dashboard_goes_with(folder: class_state.ClassDir, json_out: bool) -> Iterat
         return
     with suppress(ProcessLookupError):
         os.kill(server.pid, signal.SIGTERM)
-    if not json_out:
+    deadline = time.monotonic() + SERVE_STOP_SECONDS  # said stopped once it has
+    while server.running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if json_out:
+        return
+    if server.running:
+        console.err.print(
+            f"Its dashboard (labctl class serve, pid {server.pid}) was asked to stop "
+            f"(SIGTERM) and still runs after {SERVE_STOP_SECONDS} s: kill {server.pid}"
+        )
+    else:
         console.err.print(f"Its dashboard (labctl class serve, pid {server.pid}) stopped too.")
 
 

@@ -171,6 +171,32 @@ def test_taking_the_class_down_stops_its_dashboard_and_nothing_else(
         served.wait()
 
 
+def test_a_dashboard_that_outlives_sigterm_is_not_said_stopped(
+    state_root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labctl.cli import classroom
+
+    monkeypatch.setattr(classroom, "SERVE_STOP_SECONDS", 0.5)
+    folder = make_class(state_root)
+    deaf = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    deaf += "print(flush=True); time.sleep(60)"
+    served = subprocess.Popen([sys.executable, "-c", deaf], stdout=subprocess.PIPE)
+    try:
+        assert served.stdout is not None and served.stdout.readline()  # SIGTERM ignored now
+        ticks = procs.start_ticks(served.pid)
+        serving.claim(folder.root, "c1", Server(served.pid, "http://127.0.0.1:8765/", "t", ticks))
+        with classroom._dashboard_goes_with(folder, json_out=False):
+            folder.remove()
+        said = " ".join(capsys.readouterr().err.split())
+        assert "was asked to stop (SIGTERM) and still runs after 0.5 s" in said
+        assert "stopped too" not in said and served.poll() is None
+    finally:
+        served.kill()
+        served.wait()
+        if served.stdout is not None:
+            served.stdout.close()
+
+
 def test_class_serve_refuses_a_served_class_before_starting(state_root: Path) -> None:
     folder = make_class(state_root)
     (folder.root / serving.SERVER_FILE).write_text(
