@@ -45,8 +45,10 @@ def compare(
         if not json_out:
             console.err.print(f"[bold]▸ {stage}[/bold] {detail}".rstrip())
 
+    from labctl.cli.lab import lab_name
+
     report, path = runner.run(
-        lab,
+        lab_name(lab),
         check_instance(instance),
         QUICK if quick else FULL,
         restart_guests=restart_guests,

@@ -14,10 +14,11 @@ from rich.markup import escape
 
 from labctl import console
 from labctl.cli.app import app
+from labctl.cli.lab import lab_name
 from labctl.cli.options import InstanceOpt, LabNameOpt
 from labctl.console import plural
 from labctl.errors import ExitCode, LabctlError
-from labctl.instance.naming import check_instance, check_lab_name
+from labctl.instance.naming import check_instance
 from labctl.lab import inventory as lab_inventory
 from labctl.lab import status as lab_status
 from labctl.lab.inventory import Inventory, Vars
@@ -111,7 +112,7 @@ def inventory(
     from labctl.host.ansible import has_plugin
     from labctl.spec.model import load_lab
 
-    inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
+    inst, state = lab_status.load(lab_name(lab), check_instance(instance))
     spec = load_lab(Path(state.spec_path))
     seen = lab_inventory.survey(state)
     docker_api = any(

@@ -47,6 +47,14 @@ def resolve_lab(ref: str) -> tuple[Lab, Path]:
     return load_lab(path), path
 
 
+def lab_name(ref: str) -> str:
+    """The name a lab's instances are recorded under: given, or read from the lab file or
+    directory ``ref`` names (as ``up`` took it)."""
+    if Path(ref).exists():
+        return resolve_lab(ref)[0].name
+    return check_lab_name(ref)
+
+
 class _UpView:
     """Visible stages and one line per guest."""
 
@@ -221,7 +229,7 @@ def status(
     --wide adds how each guest was last started (booted, or restored from its template), the
     device models, and puts the way to connect in the table.
     """
-    inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
+    inst, state = lab_status.load(lab_name(lab), check_instance(instance))
     rows = lab_status.status(state)
     if json_out:
         console.print_json({"lab": state.lab, "instance": state.instance, "guests": rows})
@@ -235,7 +243,7 @@ def ssh(guest: str = GuestArg, lab: str = LabNameOpt, instance: str = InstanceOp
     from labctl import backends
     from labctl.keys import KeyPair
 
-    inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
+    inst, state = lab_status.load(lab_name(lab), check_instance(instance))
     rec = lab_status.record(state, guest)
     with _hints_of(state):
         argv = backends.connect(rec, KeyPair(inst.key)).shell_argv()
@@ -282,7 +290,7 @@ def exec_(
             + "-- COMMAND",
             ExitCode.USAGE,
         )
-    inst, state = lab_status.load(check_lab_name(lab), check_instance(instance))
+    inst, state = lab_status.load(lab_name(lab), check_instance(instance))
     rec = lab_status.record(state, guest)
     line = command[0] if len(command) == 1 else shlex.join(command)
     given = _read_stdin() if stdin else None  # all of it: the command gets it whole
@@ -341,8 +349,9 @@ def down(
             console.err.print(f"▸ {step} {guest} {detail}".rstrip())
 
     # the images it ran (its recorded VM profile), read before its state goes
-    profile = instance_profile(InstanceDir(check_lab_name(lab), check_instance(instance)).load())
-    removed = lab_down.down(check_lab_name(lab), check_instance(instance), report=report)
+    name = lab_name(lab)
+    profile = instance_profile(InstanceDir(name, check_instance(instance)).load())
+    removed = lab_down.down(name, check_instance(instance), report=report)
     forgotten: list[str] = []
     kept: dict[str, list[str]] = {}  # image -> the other instances that run it
     if not keep_images:

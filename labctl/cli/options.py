@@ -9,8 +9,10 @@ from labctl.instance.naming import DEFAULT_INSTANCE, DEFAULT_LAB
 InstanceOpt = typer.Option(
     DEFAULT_INSTANCE, "--instance", "-i", help="Lab instance (e.g. a student id)."
 )
-#: a lab by the name its instances are recorded under
-LabNameOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name.")
+#: a lab whose instance is recorded already: by name, or by its file or directory as up took it
+LabNameOpt = typer.Option(
+    DEFAULT_LAB, "--lab", "-l", help="Lab name (or its file or directory, as given to up)."
+)
 #: a lab by name or by the path of its file or directory (the commands that read its files)
 LabOpt = typer.Option(DEFAULT_LAB, "--lab", "-l", help="Lab name, file or directory.")
 StudentOpt = typer.Option(

@@ -170,3 +170,15 @@ def test_a_short_command_and_one_over_a_line_break_of_the_text_stay_whole() -> N
     out = said.getvalue()
     assert "labctl app run" in out and "ls /sys/module | grep -e kvm" in out, out
     assert all(len(line) <= 40 for line in out.splitlines())
+
+
+def test_a_recorded_lab_is_named_by_its_name_file_or_directory_as_up_took_it() -> None:
+    from labctl.cli.lab import lab_name
+    from labctl.errors import LabctlError
+    from labctl.paths import LABS_DIR
+
+    mini = LABS_DIR / "fleet-mini"
+    assert lab_name(str(mini / "lab.yaml")) == lab_name(str(mini)) == "fleet-mini"
+    assert lab_name("virtualization") == "virtualization"
+    with pytest.raises(LabctlError, match="lab name 'labs/nope.yaml' is not valid"):
+        lab_name("labs/nope.yaml")  # no such file: then it is no name either
