@@ -43,6 +43,8 @@ class StudentStatus:
     error: str | None
     #: "guest: what differs" of each running guest defined before a change (Backend.outdated)
     outdated: tuple[str, ...] = ()
+    #: "guest: why" of each VM that runs under another accelerator than its lab file asks
+    accel_notes: tuple[str, ...] = ()
 
 
 def _progress(lab: str, instance: str, window: Window) -> list[ExerciseState]:
@@ -89,11 +91,13 @@ def seat_status(
     ready = 0
     error = seat.error
     outdated: tuple[str, ...] = ()
+    accel_notes: tuple[str, ...] = ()
     if lab_state is not None:
         rows = lab_status.status(lab_state)
         ready = sum(1 for r in rows if r.state == "running" and not r.error)
         error = error or next((f"{r.guest}: {r.error}" for r in rows if r.error), None)
         outdated = tuple(f"{r.guest}: {r.outdated}" for r in rows if r.outdated)
+        accel_notes = tuple(f"{r.guest}: {r.accel_note}" for r in rows if r.accel_note)
     progress = _progress(state.lab, seat.instance, window_of(state))
     done = sum(1 for x in progress if x.exercise in steps and x.completed_at(steps[x.exercise]))
     return StudentStatus(
@@ -108,6 +112,7 @@ def seat_status(
         last_activity(progress),
         error,
         outdated,
+        accel_notes,
     )
 
 

@@ -278,6 +278,9 @@ def status(class_name: str | None = ClassOpt, json_out: bool = JsonOpt) -> None:
         console.print_json({"class": st.name, "lab": st.lab, "students": rows})
         return
     class_fleet.print_status(rows, "name", [r.name for r in rows], f"Class {st.name}, lab {st.lab}")
+    # as labctl status says it: a VM whose lab asks for KVM runs under TCG here (every lab's)
+    for note in dict.fromkeys(n for r in rows for n in r.accel_notes):
+        console.out.print(f"[yellow]Note:[/yellow] {escape(note)}", soft_wrap=True)
     _exam_line(st)
 
 

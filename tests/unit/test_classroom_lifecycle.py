@@ -387,6 +387,9 @@ def test_status_has_a_row_per_student_with_guests_and_progress(world: World) -> 
     rows = {r.student: r for r in status(ClassDir("so").require())}
     assert (rows["ana"].guests_ready, rows["ana"].guests) == (2, 2)
     assert rows["ana"].exercises_done == 1
+    # the VM asks for KVM, which this world's host cannot run: said, as labctl status says it
+    assert [n.split(": ", 1)[0] for n in rows["ana"].accel_notes] == ["vm"]
+    assert "running under TCG" in rows["ana"].accel_notes[0]
     assert rows["ana"].last_activity == "2026-12-03T08:30:00+00:00"
     assert rows["bo"].guests_ready == 1 and rows["bo"].last_activity is None
     assert (rows["cy"].outcome, rows["cy"].guests_ready, rows["cy"].error) == (
