@@ -92,7 +92,10 @@ class Window:
 
 
 def _show(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    """To the minute, or to the second where the time has seconds (an end at 10:42:58 is
+    not said 10:42)."""
+    utc = when.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%d %H:%M" if utc.second == 0 else "%Y-%m-%d %H:%M:%S")
 
 
 def parse_instant(text: str, what: str = "time") -> datetime:

@@ -100,3 +100,8 @@ def test_the_window_as_it_is_now_judges_both_ways() -> None:
         False,
         True,
     ]
+
+
+def test_a_window_is_said_to_the_minute_or_to_the_second() -> None:
+    w = window.Window(T, T + timedelta(hours=2, seconds=58))
+    assert w.summary == "2026-12-03 10:00 → 2026-12-03 12:00:58 UTC"
