@@ -242,9 +242,9 @@ def print_step(out: Console, v: StepView, lang: Lang, naming: str = "") -> None:
             f"Responde con: labctl exercise answer {ex.id} {s.id} VALOR{naming}",
             f"Answer with: labctl exercise answer {ex.id} {s.id} VALUE{naming}",
         )
-        if v.answer is not None:
-            line += tr(lang, f"  (tu respuesta: «{v.answer}»)", f"  (your answer: “{v.answer}”)")
-        out.print(escape(line), soft_wrap=True)
+        out.print(escape(line), soft_wrap=True)  # a command, whole: it is copied
+        if v.answer is not None:  # on a line of its own: the command's stays short
+            out.print(escape(tr(lang, f"Tu respuesta: «{v.answer}»", f"Your answer: “{v.answer}”")))
         if s.answer_check.options is not None:
             choices = option_list(s.answer_check)
             out.print(escape(tr(lang, f"Opciones: {choices}", f"Options: {choices}")))
