@@ -4,8 +4,9 @@ The window is two ISO 8601 instants kept in the class state (``ClassState.window
 ``window_end``, either may be None: open on that side). Before the start a student's
 ``exercise list/show/check/hint/answer`` refuse (:func:`require_open`); after the end checks
 still run and are recorded as not scoring (:meth:`Window.scores`), and reports, the dashboard
-and the student's own progress judge every attempt by the window as it is now
-(:meth:`Window.judged`: an end moved earlier makes attempts after it late).
+and the student's own progress judge every attempt by the window as it is now, both ways
+(:meth:`Window.judged`: an end moved earlier makes attempts after it late, one moved later
+makes them count again).
 """
 
 from __future__ import annotations
